@@ -1,0 +1,20 @@
+"""kernelmagic: IPython magics and a CLI for Jupyter kernel specs and their environment.
+
+``%load_ext kernelmagic`` registers the magics; the spec library (``kernelmagic.specs``)
+works from plain Python too.
+"""
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython):
+    # Imported here so that `import kernelmagic` stays cheap for the CLI and the library.
+    from .magics import register
+
+    register(ipython)
+
+
+def unload_ipython_extension(ipython):
+    from .magics import unregister
+
+    unregister(ipython)

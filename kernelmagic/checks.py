@@ -1,0 +1,108 @@
+"""What is wrong with a kernel spec, said so that the user knows what to do.
+
+Checks here are cheap (no process is started), so listing can run them on every spec.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+PROVISIONER_GROUP = "jupyter_client.kernel_provisioners"
+_INTERRUPT_MODES = ("message", "signal")
+_STRING_KEYS = ("display_name", "language", "kernel_protocol_version", "mimetype", "name")
+
+
+@cache
+def installed_provisioners() -> frozenset[str]:
+    """Names registered under jupyter_client's provisioner entry-point group."""
+    return frozenset(ep.name for ep in entry_points(group=PROVISIONER_GROUP))
+
+
+def structure_problems(spec: Any) -> list[str]:
+    """Problems that make jupyter_client refuse to load the spec (so Jupyter hides it)."""
+    if not isinstance(spec, dict):
+        return [f"kernel.json holds a {type(spec).__name__}, not a JSON object"]
+    problems = []
+    argv = spec.get("argv", [])
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        problems.append("'argv' must be a list of strings")
+    for key in _STRING_KEYS:
+        if key in spec and not isinstance(spec[key], str):
+            problems.append(f"'{key}' must be a string")
+    for key in ("env", "metadata"):
+        if key in spec and not isinstance(spec[key], dict):
+            problems.append(f"'{key}' must be a JSON object")
+    mode = spec.get("interrupt_mode", "signal")
+    if not isinstance(mode, str) or mode.lower() not in _INTERRUPT_MODES:
+        problems.append(f"'interrupt_mode' must be 'signal' or 'message', not {mode!r}")
+    if "resource_dir" in spec:
+        problems.append("'resource_dir' must not be a key of kernel.json")
+    return problems
+
+
+def provisioner_name(spec: dict[str, Any]) -> str | None:
+    metadata = spec.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    stanza = metadata.get("kernel_provisioner")
+    if not isinstance(stanza, dict):
+        return None
+    name = stanza.get("provisioner_name")
+    return name if isinstance(name, str) else None
+
+
+def provisioner_problems(spec: dict[str, Any]) -> list[str]:
+    """A provisioner that is not installed makes Jupyter hide the spec."""
+    name = provisioner_name(spec)
+    if name is None or name in installed_provisioners():
+        return []
+    available = ", ".join(sorted(installed_provisioners())) or "none"
+    return [
+        f"provisioner '{name}' is not installed, so Jupyter hides this spec "
+        f"(installed: {available}); install its package or remove metadata.kernel_provisioner"
+    ]
+
+
+def launch_problems(
+    spec: dict[str, Any], program_exists: Callable[[str], bool] | None = None
+) -> list[str]:
+    """Problems that keep a listed spec from starting."""
+    program_exists = program_exists or find_program
+    argv = spec.get("argv") or []
+    problems = []
+    if not argv:
+        return ["'argv' is empty: nothing to start"]
+    if not program_exists(argv[0]):
+        problems.append(
+            f"program not found: {argv[0]} (reinstall the environment, or remove the spec)"
+        )
+    if not any("{connection_file}" in arg for arg in argv):
+        problems.append(
+            "argv has no {connection_file}: the kernel cannot learn its ports "
+            "(add e.g. '-f {connection_file}')"
+        )
+    env = spec.get("env") or {}
+    bad = sorted(k for k, v in env.items() if not isinstance(v, str))
+    if bad:
+        problems.append(f"env values must be strings: {', '.join(bad)}")
+    return problems
+
+
+def find_program(program: str) -> bool:
+    """Whether ``program`` (absolute, relative or a bare name on PATH) can be executed."""
+    if os.sep in program or (os.altsep and os.altsep in program):
+        return os.path.isfile(program) and os.access(program, os.X_OK)
+    return shutil.which(program) is not None
+
+
+def spec_problems(spec: Any, program_exists: Callable[[str], bool] | None = None) -> list[str]:
+    """All cheap problems of a parsed ``kernel.json``; empty when healthy."""
+    problems = structure_problems(spec)
+    if problems:
+        return problems
+    return provisioner_problems(spec) + launch_problems(spec, program_exists)

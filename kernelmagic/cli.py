@@ -1,0 +1,150 @@
+"""``kernelmagic`` command line: the magics' operations for shells and scripts.
+
+Exit status: 0 on success, 1 when an operation fails (no such kernel, permission denied,
+name taken), 2 for bad arguments. Errors are one line on stderr: ``kernelmagic: error: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from . import __version__, options, render, specs
+from .assignments import AssignmentError, EnvChanges, parse_env_lines
+
+PROG = "kernelmagic"
+
+
+class UsageFailure(Exception):
+    """Bad arguments: exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageFailure(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Manage Jupyter kernel specs and their environment.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    for name, command in options.COMMANDS.items():
+        sub = commands.add_parser(name, help=command.summary, description=command.summary)
+        options.add_options(sub, name)
+    commands.choices["env"].add_argument(
+        "--file",
+        metavar="PATH",
+        help="read KEY=VALUE lines (shell syntax, `unset KEY`) from PATH, or - for stdin",
+    )
+    commands.choices["env"].add_argument(*options.REPLACE_ENV.flags, **options.REPLACE_ENV.kwargs)
+    return parser
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def _list(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+    found = specs.list_specs(ns.pattern)
+    if ns.json:
+        _print_json(specs.jupyter_listing(found))
+    else:
+        print(render.SpecList(found).as_text())
+    return 0
+
+
+def _show(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+    print(render.spec_detail_text(specs.get_spec(ns.name)))
+    return 0
+
+
+def _report(change: specs.Change, diff: bool = False) -> None:
+    if diff and change.diff():
+        print(change.diff(), end="")
+    elif not change.written and change.after is not None:
+        print(render.spec_json_text(change.after))
+    print(render.change_message(change))
+
+
+def _install(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+    change, captured = options.install(ns, defaults)
+    for line in captured.summary_lines():
+        print(line)
+    _report(change)
+    return 0
+
+
+def _clone(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+    _report(options.clone(ns, defaults))
+    return 0
+
+
+def _patch(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+    _report(options.patch(ns, ns.name), diff=True)
+    return 0
+
+
+def _read_env_file(path: str) -> EnvChanges:
+    if path == "-":
+        return parse_env_lines(sys.stdin.read())
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_env_lines(f.read())
+    except OSError as exc:
+        raise specs.InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _env(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+    if not ns.kernel:
+        raise UsageFailure("env needs -k NAME")
+    from_file = _read_env_file(ns.file) if ns.file else None
+    edit = options.edit_request(ns, from_file)
+    if not edit.env and not edit.replace_env:
+        env = render.masked_spec(specs.get_spec(ns.kernel).spec).get("env", {})
+        for key, value in env.items():
+            print(f"{key}={value}")
+        return 0
+    _report(specs.patch_spec(ns.kernel, edit, dry_run=ns.dry_run), diff=True)
+    return 0
+
+
+def _remove(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+    for path in specs.remove_specs(ns.names):
+        print(f"Removed kernel spec {path}")
+    return 0
+
+
+_HANDLERS = {
+    "list": _list,
+    "show": _show,
+    "install": _install,
+    "clone": _clone,
+    "patch": _patch,
+    "env": _env,
+    "remove": _remove,
+}
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status instead of exiting."""
+    parser = build_parser()
+    try:
+        ns = parser.parse_args(argv)
+        return _HANDLERS[ns.command](ns, options.Defaults())
+    except UsageFailure as exc:
+        return _fail(str(exc), 2)
+    except (specs.InvalidInput, AssignmentError) as exc:
+        return _fail(str(exc), 2)
+    except specs.KernelmagicError as exc:
+        return _fail(str(exc), 1)
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0

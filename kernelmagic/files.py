@@ -1,0 +1,126 @@
+"""Durable file operations: atomic JSON writes and per-spec exclusive locks.
+
+``kernel.json`` files are shared state (several notebooks, cron jobs and admin scripts may
+touch the same spec), so every write goes through a temporary file in the same directory,
+``fsync`` and ``os.replace``, and every read-modify-write happens under an OS file lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TEMP_PREFIX = ".kernel.json."
+TEMP_SUFFIX = ".tmp"
+
+if os.name == "nt":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock_fd(fd: int) -> None:
+        # msvcrt locks a byte range; LK_LOCK retries for 10 s, so loop until it succeeds.
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                continue
+
+    def _unlock_fd(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive OS lock on ``lock_path`` (created if missing) for the block.
+
+    The lock file itself is never deleted: removing it while another process waits on it
+    would let two writers in at once.
+    """
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _lock_fd(fd)
+        try:
+            yield
+        finally:
+            _unlock_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename inside ``path`` durable (no-op where directories cannot be opened)."""
+    if os.name == "nt":  # pragma: no cover
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def dump_spec(data: dict[str, Any]) -> str:
+    """Serialise a spec the way Jupyter's installers do (``json.dump(..., indent=1)``)."""
+    return json.dumps(data, indent=1) + "\n"
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any], *, mode: int) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
+    path = Path(path)
+    text = dump_spec(data)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def remove_stale_temps(directory: str | os.PathLike[str]) -> int:
+    """Delete temp files left by writers that died; call only while holding the spec's lock."""
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; restore it immediately.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def default_file_mode() -> int:
+    """The mode a new file gets under the current umask (0o644 with the usual 022)."""
+    return 0o666 & ~_umask()
+
+
+def default_dir_mode() -> int:
+    """The mode a new directory gets under the current umask (0o755 with the usual 022)."""
+    return 0o777 & ~_umask()

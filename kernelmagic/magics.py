@@ -1,0 +1,260 @@
+"""IPython magics over the spec library: parse, call the library, then display or return."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import (
+    Magics,
+    line_cell_magic,
+    line_magic,
+    magics_class,
+    no_var_expand,
+)
+from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import Enum, List, Unicode
+
+from . import options, render, specs
+from .assignments import AssignmentError, parse_env_lines, split_args
+
+
+def _takes(command: str, extra_doc: str = "") -> Callable[[Callable], Callable]:
+    """Give a magic the options of ``command`` (shared with the CLI) and its help text."""
+
+    def decorate(func: Callable) -> Callable:
+        func.__doc__ = options.COMMANDS[command].summary + extra_doc
+        for option in reversed(options.COMMANDS[command].options):
+            func = argument(*option.flags, **option.kwargs)(func)
+        return magic_arguments()(func)
+
+    return decorate
+
+
+@contextlib.contextmanager
+def _as_usage_errors() -> Iterator[None]:
+    """Report library failures as one line, the IPython way (a plain UsageError)."""
+    try:
+        yield
+    except (specs.KernelmagicError, AssignmentError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _session_kernel_name() -> str | None:
+    """The spec name this session's kernel was started from, if it runs in ipykernel."""
+    if "ipykernel" not in sys.modules:
+        return None
+    try:
+        from ipykernel.connect import get_connection_file
+        from ipykernel.kernelapp import IPKernelApp
+
+        if not IPKernelApp.initialized():
+            return None
+        with open(get_connection_file(), encoding="utf-8") as f:
+            return json.load(f).get("kernel_name") or None
+    except (OSError, ValueError, ImportError):
+        return None
+
+
+@magics_class
+class KernelMagics(Magics):
+    """Magics to list, show, install, clone, patch and remove Jupyter kernel specs."""
+
+    default_location = Enum(
+        ["user", "sys-prefix"],
+        "user",
+        config=True,
+        help="Where new specs go when no --user/--sys-prefix/--prefix is given.",
+    )
+    default_capture = Enum(
+        ["changed", "all", "none"],
+        "changed",
+        config=True,
+        help="The --capture mode used when none is given.",
+    )
+    extra_noise = List(
+        Unicode(),
+        config=True,
+        help="More glob patterns of variables never to capture (e.g. site-specific session "
+        "variables).",
+    )
+    extra_secrets = List(
+        Unicode(),
+        config=True,
+        help="More glob patterns (case-insensitive) of variable names that hold secrets.",
+    )
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.last_spec: str | None = None  # the target of %kernel_env without -k
+
+    def _defaults(self) -> options.Defaults:
+        return options.Defaults(
+            location=self.default_location,
+            capture=self.default_capture,
+            extra_noise=tuple(self.extra_noise),
+            extra_secrets=tuple(self.extra_secrets),
+        )
+
+    @staticmethod
+    def _parse(magic: Any, line: str) -> Any:
+        with _as_usage_errors():
+            words = split_args(line)
+        return magic.parser.parse_args(words)
+
+    def _remember(self, change: specs.Change) -> None:
+        if change.written:
+            self.last_spec = change.name
+
+    @no_var_expand
+    @_takes("list")
+    @line_magic
+    def kernel_list(self, line: str = "") -> Any:
+        ns = self._parse(self.kernel_list, line)
+        found = specs.list_specs(ns.pattern)
+        if ns.json:
+            return specs.jupyter_listing(found)
+        return render.SpecList(found)
+
+    @no_var_expand
+    @_takes("show")
+    @line_magic
+    def kernel_show(self, line: str = "") -> None:
+        ns = self._parse(self.kernel_show, line)
+        with _as_usage_errors():
+            print(render.spec_detail_text(specs.get_spec(ns.name)))
+
+    @no_var_expand
+    @_takes("install")
+    @line_magic
+    def kernel_install(self, line: str = "") -> None:
+        ns = self._parse(self.kernel_install, line)
+        with _as_usage_errors():
+            change, captured = options.install(ns, self._defaults())
+        for text in captured.summary_lines():
+            print(text)
+        if not change.written:
+            print(render.spec_json_text(change.after))
+        print(render.change_message(change))
+        self._remember(change)
+
+    @no_var_expand
+    @_takes("clone")
+    @line_magic
+    def kernel_clone(self, line: str = "") -> None:
+        ns = self._parse(self.kernel_clone, line)
+        with _as_usage_errors():
+            change = options.clone(ns, self._defaults())
+        if not change.written:
+            print(render.spec_json_text(change.after))
+        print(render.change_message(change))
+        self._remember(change)
+
+    @no_var_expand
+    @_takes("patch")
+    @line_magic
+    def kernel_patch(self, line: str = "") -> None:
+        ns = self._parse(self.kernel_patch, line)
+        with _as_usage_errors():
+            change = options.patch(ns, ns.name)
+        self._report_patch(change)
+
+    def _report_patch(self, change: specs.Change) -> None:
+        diff = change.diff()
+        if diff:
+            print(diff, end="")
+        print(render.change_message(change))
+        self._remember(change)
+
+    @no_var_expand
+    @_takes(
+        "env",
+        "\n\nAs a cell magic, each line of the cell is `KEY=VALUE`, `export KEY=VALUE` or "
+        "`unset KEY` (shell quotes and # comments allowed).",
+    )
+    @line_cell_magic
+    def kernel_env(self, line: str = "", cell: str | None = None) -> Any:
+        ns = self._parse(self.kernel_env, line)
+        with _as_usage_errors():
+            from_cell = parse_env_lines(cell) if cell is not None else None
+            name = ns.kernel or self._default_target()
+            edit = options.edit_request(ns, from_cell)
+            if not edit.env and not edit.replace_env:
+                info = specs.get_spec(name)
+                return render.masked_spec(info.spec).get("env", {})
+            change = specs.patch_spec(name, edit, dry_run=ns.dry_run)
+        self._report_patch(change)
+        return None
+
+    def _default_target(self) -> str:
+        name = self.last_spec or _session_kernel_name()
+        if name is None:
+            raise UsageError(
+                "no kernel spec chosen: pass -k NAME (no spec was installed, cloned or patched "
+                "in this session, and this session is not running in a Jupyter kernel)"
+            )
+        return name
+
+    @no_var_expand
+    @_takes("remove")
+    @line_magic
+    def kernel_remove(self, line: str = "") -> None:
+        ns = self._parse(self.kernel_remove, line)
+        with _as_usage_errors():
+            removed = specs.remove_specs(ns.names)
+        for path in removed:
+            print(f"Removed kernel spec {path}")
+        if self.last_spec and self.last_spec not in specs.find_kernel_specs():
+            self.last_spec = None
+
+
+# Magics whose arguments include an existing spec name, for tab completion.
+_COMPLETED = ("kernel_show", "kernel_clone", "kernel_patch", "kernel_env", "kernel_remove")
+
+
+def _complete_spec_names(self: Any, event: Any) -> list[str]:
+    return specs.spec_names()
+
+
+def _completer_keys() -> list[str]:
+    return [prefix + name for name in _COMPLETED for prefix in ("%", "%%")]
+
+
+def register(shell: Any) -> KernelMagics:
+    magics = KernelMagics(shell=shell)
+    shell.register_magics(magics)
+    for key in _completer_keys():
+        shell.set_hook("complete_command", _complete_spec_names, str_key=key)
+    return magics
+
+
+def unregister(shell: Any) -> None:
+    """Remove exactly what ``register`` added: the magics, the completers, the configurable."""
+    manager = shell.magics_manager
+    magics = manager.registry.pop(KernelMagics.__name__, None)
+    if magics is None:
+        return
+    for kind, table in magics.magics.items():
+        for name in table:
+            bound = manager.magics[kind].get(name)
+            if getattr(bound, "__self__", None) is magics:
+                del manager.magics[kind][name]
+    with contextlib.suppress(ValueError):
+        shell.configurables.remove(magics)
+    dispatcher = shell.strdispatchers.get("complete_command")
+    if dispatcher is not None:
+        for key in _completer_keys():
+            chain = dispatcher.strs.get(key)
+            if chain is None:
+                continue
+            chain.chain = [
+                (p, f)
+                for p, f in chain.chain
+                if getattr(f, "__func__", f) is not _complete_spec_names
+            ]
+            if not chain.chain:
+                del dispatcher.strs[key]

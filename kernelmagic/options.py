@@ -1,0 +1,328 @@
+"""Every option, defined once, and the conversion of parsed options into library requests.
+
+The magics feed these definitions to IPython's ``magic_arguments`` and the CLI to
+``argparse``; both then call the same ``*_request`` helpers, so a flag means the same thing
+everywhere. Nothing here imports IPython.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from . import envcapture, specs
+from .assignments import AssignmentError, EnvChanges, check_env_name, parse_assignment
+
+
+@dataclass(frozen=True)
+class Option:
+    flags: tuple[str, ...]
+    kwargs: dict[str, Any]
+
+
+def _option(*flags: str, **kwargs: Any) -> Option:
+    return Option(flags, kwargs)
+
+
+NAME = _option("name", metavar="NAME", help="kernel spec name (stored lowercase)")
+PATTERN = _option(
+    "pattern",
+    nargs="?",
+    metavar="PATTERN",
+    help="only names matching this glob (a plain word matches anywhere in the name)",
+)
+JSON = _option(
+    "--json", action="store_true", help="output shaped like `jupyter kernelspec list --json`"
+)
+FROM_CURRENT = _option(
+    "--from-current",
+    action="store_true",
+    help="a spec for the running interpreter with its environment captured (the default source)",
+)
+DISPLAY_NAME = _option("--display-name", metavar="TEXT", help="the name the Jupyter UI shows")
+USER = _option("--user", action="store_true", help="install for this user (the default)")
+SYS_PREFIX = _option(
+    "--sys-prefix", action="store_true", help="install into this environment's share/jupyter"
+)
+PREFIX = _option("--prefix", metavar="DIR", help="install into DIR/share/jupyter/kernels")
+LOCATION = (USER, SYS_PREFIX, PREFIX)
+ENV = _option(
+    "--env",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="set a variable, written as typed (repeatable; `${PATH}` stays a launch-time template)",
+)
+UNSET = _option(
+    "-u",
+    "--unset",
+    action="append",
+    default=[],
+    metavar="KEY",
+    help="remove a variable from env (repeatable)",
+)
+LITERAL = _option(
+    "--literal",
+    action="store_true",
+    help="escape `$` in given values so they reach the kernel literally, not as templates",
+)
+CAPTURE = _option(
+    "--capture",
+    choices=("changed", "all", "none"),
+    default=None,
+    help="which variables of this session to capture: those that differ from a clean login "
+    "shell (changed, the default), all but noise and secrets, or none",
+)
+BASELINE = _option(
+    "--baseline",
+    metavar="FILE",
+    help="compare with this saved environment (JSON object, `env -0` or `env` output) "
+    "instead of a clean login shell",
+)
+INCLUDE = _option(
+    "--include",
+    action="append",
+    default=[],
+    metavar="GLOB",
+    help="always capture matching variables, even unchanged or secret-like",
+)
+EXCLUDE = _option(
+    "--exclude",
+    action="append",
+    default=[],
+    metavar="GLOB",
+    help="never capture matching variables",
+)
+NO_TEMPLATES = _option(
+    "--no-templates",
+    action="store_true",
+    help="write PATH-like variables literally instead of as additions around ${PATH}",
+)
+CAPTURE_OPTIONS = (CAPTURE, BASELINE, INCLUDE, EXCLUDE, NO_TEMPLATES)
+REPLACE = _option(
+    "--replace", action="store_true", help="overwrite an existing spec of the same name"
+)
+DRY_RUN = _option("--dry-run", action="store_true", help="show what would change; write nothing")
+SOURCE = _option("source", metavar="SRC", help="the spec to copy")
+NEW_NAME = _option("new_name", metavar="DST", help="the new spec's name")
+LANGUAGE = _option("--language", metavar="NAME", help="the language the UI shows")
+INTERRUPT_MODE = _option(
+    "--interrupt-mode", choices=("signal", "message"), help="how Jupyter interrupts the kernel"
+)
+ARGV_PREFIX = _option(
+    "--argv-prefix",
+    metavar='"CMD ARGS"',
+    help='prepend a command to argv, e.g. "nice -n 10" (shell quoting)',
+)
+METADATA = _option(
+    "--metadata",
+    action="append",
+    default=[],
+    metavar="KEY=JSON",
+    help="set metadata[KEY] to a JSON value; null removes it (repeatable)",
+)
+KERNEL = _option(
+    "-k",
+    "--kernel",
+    metavar="NAME",
+    help="the spec to change (default: the last one changed in this session, else this "
+    "session's own kernel)",
+)
+ASSIGNMENTS = _option("assignments", nargs="*", metavar="KEY=VALUE", help="variables to set")
+REPLACE_ENV = _option(
+    "--replace",
+    dest="replace_env",
+    action="store_true",
+    help="replace the whole env with the given variables",
+)
+NAMES = _option("names", nargs="+", metavar="NAME", help="kernel spec names")
+
+
+@dataclass(frozen=True)
+class Command:
+    summary: str
+    options: tuple[Option, ...]
+
+
+COMMANDS: dict[str, Command] = {
+    "list": Command(
+        "List the kernel specs Jupyter finds, with their problems (hidden specs included).",
+        (PATTERN, JSON),
+    ),
+    "show": Command("Show one kernel spec: its location, its problems and its JSON.", (NAME,)),
+    "install": Command(
+        "Install a kernel spec for the running Python with this session's environment "
+        "captured into its env.",
+        (
+            NAME,
+            FROM_CURRENT,
+            DISPLAY_NAME,
+            *LOCATION,
+            ENV,
+            LITERAL,
+            *CAPTURE_OPTIONS,
+            REPLACE,
+            DRY_RUN,
+        ),
+    ),
+    "clone": Command(
+        "Copy a kernel spec (every file and every JSON key) under a new name.",
+        (SOURCE, NEW_NAME, DISPLAY_NAME, ENV, UNSET, LITERAL, *LOCATION, REPLACE, DRY_RUN),
+    ),
+    "patch": Command(
+        "Change fields of a kernel spec in place; prints a unified diff.",
+        (
+            NAME,
+            DISPLAY_NAME,
+            ENV,
+            UNSET,
+            LITERAL,
+            LANGUAGE,
+            INTERRUPT_MODE,
+            ARGV_PREFIX,
+            METADATA,
+            DRY_RUN,
+        ),
+    ),
+    "env": Command(
+        "Show or change a kernel spec's env. Values are written as typed; secret-like "
+        "values are masked when shown.",
+        (KERNEL, ASSIGNMENTS, UNSET, LITERAL, DRY_RUN),
+    ),
+    "remove": Command("Remove kernel specs.", (NAMES,)),
+}
+
+
+def add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    for option in COMMANDS[command].options:
+        parser.add_argument(*option.flags, **option.kwargs)
+
+
+# --- from parsed options to library requests -------------------------------------------
+
+
+@dataclass
+class Defaults:
+    """Settings the magics take from traitlets config (the CLI uses these defaults)."""
+
+    location: str = "user"  # user | sys-prefix
+    capture: str = "changed"
+    extra_noise: tuple[str, ...] = ()
+    extra_secrets: tuple[str, ...] = ()
+
+
+def _bad(message: str) -> specs.InvalidInput:
+    return specs.InvalidInput(message)
+
+
+def location_request(ns: argparse.Namespace, defaults: Defaults) -> str:
+    user, sys_prefix, prefix = ns.user, ns.sys_prefix, ns.prefix
+    if not (user or sys_prefix or prefix is not None):
+        sys_prefix = defaults.location == "sys-prefix"
+    return specs.location_dir(user=user, sys_prefix=sys_prefix, prefix=prefix)
+
+
+def _dollars(value: str, literal: bool) -> str:
+    return envcapture.escape_dollars(value) if literal else value
+
+
+def env_changes(ns: argparse.Namespace, extra: EnvChanges | None = None) -> EnvChanges:
+    """``--env``/positional assignments, ``--unset`` and ``extra`` (a cell or file) merged."""
+    changes = EnvChanges()
+    literal = getattr(ns, "literal", False)
+    try:
+        if extra is not None:
+            for key in extra.unset:
+                changes.remove(key)
+            for key, value in extra.set.items():
+                changes.add(key, _dollars(value, literal))
+        for text in [*getattr(ns, "env", []), *getattr(ns, "assignments", [])]:
+            key, value = parse_assignment(text)
+            changes.add(key, _dollars(value, literal))
+        for key in getattr(ns, "unset", []):
+            changes.remove(check_env_name(key))
+    except AssignmentError as exc:
+        raise _bad(str(exc)) from None
+    return changes
+
+
+def capture_request(ns: argparse.Namespace, defaults: Defaults) -> envcapture.CaptureOptions:
+    return envcapture.CaptureOptions(
+        mode=ns.capture or defaults.capture,
+        baseline_file=ns.baseline,
+        include=tuple(ns.include),
+        exclude=tuple(ns.exclude),
+        templates=not ns.no_templates,
+        extra_noise=tuple(defaults.extra_noise),
+        extra_secrets=tuple(defaults.extra_secrets),
+    )
+
+
+def _metadata(items: list[str]) -> dict[str, Any]:
+    metadata = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise _bad(f"expected --metadata KEY=JSON, got {item!r}")
+        try:
+            metadata[key] = json.loads(raw)
+        except ValueError as exc:
+            raise _bad(
+                f"--metadata {key}: {raw!r} is not JSON ({exc}); quote strings: {key}='\"text\"'"
+            ) from None
+    return metadata
+
+
+def _argv_prefix(text: str | None) -> list[str]:
+    if not text:
+        return []
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise _bad(f"--argv-prefix {text!r}: {exc}") from None
+
+
+def edit_request(ns: argparse.Namespace, extra_env: EnvChanges | None = None) -> specs.SpecEdit:
+    return specs.SpecEdit(
+        display_name=getattr(ns, "display_name", None),
+        language=getattr(ns, "language", None),
+        interrupt_mode=getattr(ns, "interrupt_mode", None),
+        argv_prefix=_argv_prefix(getattr(ns, "argv_prefix", None)),
+        metadata=_metadata(getattr(ns, "metadata", [])),
+        env=env_changes(ns, extra_env),
+        replace_env=getattr(ns, "replace_env", False),
+    )
+
+
+def install(
+    ns: argparse.Namespace, defaults: Defaults
+) -> tuple[specs.Change, envcapture.CaptureResult]:
+    name = specs.validate_name(ns.name)  # before the capture, which runs a login shell
+    return specs.install_current_python(
+        name,
+        location_request(ns, defaults),
+        display_name=ns.display_name,
+        capture_options=capture_request(ns, defaults),
+        explicit_env=env_changes(ns).set,
+        replace=ns.replace,
+        dry_run=ns.dry_run,
+    )
+
+
+def clone(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
+    specs.validate_name(ns.new_name)
+    return specs.clone_spec(
+        ns.source,
+        ns.new_name,
+        location_request(ns, defaults),
+        edit=edit_request(ns),
+        replace=ns.replace,
+        dry_run=ns.dry_run,
+    )
+
+
+def patch(ns: argparse.Namespace, name: str, extra_env: EnvChanges | None = None) -> specs.Change:
+    return specs.patch_spec(name, edit_request(ns, extra_env), dry_run=ns.dry_run)

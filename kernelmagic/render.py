@@ -1,0 +1,93 @@
+"""Plain-text and HTML renderings of specs, with secret-like env values masked."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+from . import envcapture, files
+
+if TYPE_CHECKING:
+    from .specs import SpecInfo
+
+_COLUMNS = ("name", "display name", "language", "resource dir", "problems")
+
+
+def _row(info: SpecInfo) -> tuple[str, ...]:
+    if not info.problems:
+        status = "ok"
+    else:
+        status = ("hidden by Jupyter: " if not info.visible else "") + "; ".join(info.problems)
+    return (info.name, info.display_name, info.language, info.resource_dir, status)
+
+
+def text_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = _COLUMNS) -> str:
+    if not rows:
+        return "(no kernel specs)"
+    widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
+    # The last column is free text; do not pad it.
+    widths[-1] = 0
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def html_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = _COLUMNS) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class SpecList(list):
+    """The value of ``%kernel_list``: a list of ``SpecInfo`` shown as a table."""
+
+    def names(self) -> list[str]:
+        return [info.name for info in self]
+
+    def as_text(self) -> str:
+        return text_table([_row(i) for i in self])
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.as_text())
+
+    def _repr_html_(self) -> str:
+        return html_table([_row(i) for i in self])
+
+
+def masked_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    shown = dict(spec)
+    if isinstance(shown.get("env"), dict):
+        shown["env"] = envcapture.mask_secrets(shown["env"])
+    return shown
+
+
+def spec_json_text(spec: dict[str, Any] | None) -> str:
+    return files.dump_spec(masked_spec(spec or {})).rstrip("\n")
+
+
+def spec_detail_text(info: SpecInfo) -> str:
+    """What ``%kernel_show`` prints: location, problems, then the JSON (secrets masked)."""
+    where = info.resource_dir + (" (ipykernel's built-in spec)" if info.native else "")
+    lines = [f"Kernel spec '{info.name}' in {where}"]
+    if info.problems:
+        if not info.visible:
+            lines.append("Jupyter hides this spec.")
+        lines += [f"problem: {p}" for p in info.problems]
+    else:
+        lines.append("No problems found.")
+    lines.append(spec_json_text(info.spec))
+    return "\n".join(lines)
+
+
+def change_message(change: Any) -> str:
+    """One line saying what a ``specs.Change`` did, or would do with ``--dry-run``."""
+    where = f"kernel spec '{change.name}' in {change.resource_dir}"
+    if change.written:
+        return f"{change.action.capitalize()} {where}"
+    if change.before is not None and not change.changed:
+        return f"No change to kernel spec '{change.name}'."
+    return f"Dry run: would have {change.action} {where}"

@@ -1,0 +1,621 @@
+"""The spec library: find, read, install, clone, patch and remove Jupyter kernel specs.
+
+Discovery follows ``jupyter_client.kernelspec.KernelSpecManager`` exactly (same directories,
+same precedence, case-insensitive names, the native ``python3`` fallback) without importing
+jupyter_client, which costs about 0.3 s. Specs are read and written as raw JSON so that keys
+jupyter_client does not know survive. Nothing here prints or imports IPython.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import difflib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir, jupyter_path
+
+from . import __version__, checks, envcapture, files
+from .assignments import EnvChanges
+
+NATIVE_KERNEL_NAME = "python3"
+NAME_RULE = (
+    "kernel names use ASCII letters, digits and the separators '-', '.', '_' "
+    "(not '.' or '..', at most 255 characters)"
+)
+_NAME = re.compile(r"[a-zA-Z0-9._-]+\Z")
+_WORK_PREFIX = ".kernelmagic-"  # staging and trash directories inside a kernels dir
+_LOCK_SUFFIX = ".lock"
+
+
+class KernelmagicError(Exception):
+    """A failure to report to the user as one line (``str(exc)``)."""
+
+
+class InvalidInput(KernelmagicError, ValueError):
+    """The request itself is wrong (bad name, bad option value); nothing was changed."""
+
+
+class NoSuchKernelSpec(KernelmagicError, KeyError):
+    """No spec of that name; the message lists the available ones."""
+
+    def __init__(self, name: str, available: Iterable[str] = ()) -> None:
+        super().__init__(name)
+        self.name = name
+        self.available = sorted(available)
+
+    def __str__(self) -> str:
+        available = ", ".join(self.available) or "none"
+        return f"No kernel spec '{self.name}'. Available: {available}."
+
+
+class SpecExists(KernelmagicError, FileExistsError):
+    """The name is taken at the destination and ``replace`` was not asked for."""
+
+
+class LocationError(KernelmagicError):
+    """A kernels directory or spec cannot be written (permissions, missing directory)."""
+
+
+# --- names and locations ---------------------------------------------------------------
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` lowercased, as Jupyter stores it, or raise ``InvalidInput``."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", "..") or len(name) > 255:
+        raise InvalidInput(f"invalid kernel name {name!r}: {NAME_RULE}")
+    return name.lower()
+
+
+def ipython_dir() -> str:
+    """IPython's profile directory, as ``IPython.paths.get_ipython_dir`` finds it."""
+    return os.path.expanduser(os.environ.get("IPYTHONDIR") or os.path.join("~", ".ipython"))
+
+
+def kernel_dirs() -> list[str]:
+    """The directories Jupyter searches for kernel specs, highest priority first."""
+    return [*jupyter_path("kernels"), os.path.join(ipython_dir(), "kernels")]
+
+
+def location_dir(user: bool = False, sys_prefix: bool = False, prefix: str | None = None) -> str:
+    """The kernels directory for ``--user`` (the default), ``--sys-prefix`` or ``--prefix``."""
+    if sum((bool(user), bool(sys_prefix), prefix is not None)) > 1:
+        raise InvalidInput("choose one location: --user, --sys-prefix or --prefix DIR")
+    if prefix is not None:
+        return os.path.join(os.path.abspath(prefix), "share", "jupyter", "kernels")
+    if sys_prefix:
+        return os.path.join(sys.prefix, "share", "jupyter", "kernels")
+    return os.path.join(jupyter_data_dir(), "kernels")
+
+
+def _native_resource_dir() -> str | None:
+    """ipykernel's bundled spec directory, found without importing ipykernel."""
+    found = importlib.util.find_spec("ipykernel")
+    if found is None or not found.origin:
+        return None
+    return os.path.join(os.path.dirname(found.origin), "resources")
+
+
+def _native_spec() -> dict[str, Any]:
+    from ipykernel.kernelspec import get_kernel_dict
+
+    return get_kernel_dict()
+
+
+# --- discovery -------------------------------------------------------------------------
+
+
+def _specs_in(directory: str) -> dict[str, str]:
+    """Lowercased name -> resource dir for the spec dirs of one kernels directory."""
+    found = {}
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return found
+    for entry in entries:
+        if entry.is_dir() and os.path.isfile(os.path.join(entry.path, "kernel.json")):
+            found[entry.name.lower()] = entry.path
+    return found
+
+
+def find_kernel_specs() -> dict[str, str]:
+    """Name -> resource dir, equal to ``KernelSpecManager().find_kernel_specs()``."""
+    found: dict[str, str] = {}
+    for directory in kernel_dirs():
+        for name, path in _specs_in(directory).items():
+            found.setdefault(name, path)
+    if NATIVE_KERNEL_NAME not in found:
+        native = _native_resource_dir()
+        if native is not None:
+            found[NATIVE_KERNEL_NAME] = native
+    return found
+
+
+def spec_locations(name: str) -> list[str]:
+    """Every resource dir that holds ``name`` (case-insensitive), the winning one first."""
+    name = name.lower()
+    return [path for d in kernel_dirs() for n, path in _specs_in(d).items() if n == name]
+
+
+@dataclass
+class SpecInfo:
+    """One kernel spec as Jupyter finds it, with the raw JSON and its problems."""
+
+    name: str
+    resource_dir: str
+    spec: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+    visible: bool = True  # False when Jupyter hides it (malformed, unknown provisioner)
+    native: bool = False  # ipykernel's built-in spec, with no kernel.json of its own
+
+    @property
+    def display_name(self) -> str:
+        value = self.spec.get("display_name", "")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def language(self) -> str:
+        value = self.spec.get("language", "")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def env(self) -> dict[str, Any]:
+        value = self.spec.get("env", {})
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def kernel_json(self) -> str:
+        return os.path.join(self.resource_dir, "kernel.json")
+
+    def jupyter_view(self) -> dict[str, Any]:
+        """The entry ``jupyter kernelspec list --json`` shows (``KernelSpec.to_dict()``)."""
+        spec = self.spec
+        return {
+            "resource_dir": self.resource_dir,
+            "spec": {
+                "argv": spec.get("argv", []),
+                "env": spec.get("env", {}),
+                "display_name": spec.get("display_name", ""),
+                "language": spec.get("language", ""),
+                "interrupt_mode": spec.get("interrupt_mode", "signal").lower(),
+                "metadata": spec.get("metadata", {}),
+                "kernel_protocol_version": spec.get("kernel_protocol_version", ""),
+            },
+        }
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from .render import spec_detail_text
+
+        p.text(spec_detail_text(self))
+
+
+def read_spec_file(path: str) -> Any:
+    """Parse a ``kernel.json``; raises ``OSError`` or ``ValueError``."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _load(
+    name: str, resource_dir: str, program_exists: Callable[[str], bool] | None = None
+) -> SpecInfo:
+    kernel_json = os.path.join(resource_dir, "kernel.json")
+    if name == NATIVE_KERNEL_NAME and not os.path.exists(kernel_json):
+        return SpecInfo(name, resource_dir, _native_spec(), native=True)
+    try:
+        spec = read_spec_file(kernel_json)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"malformed JSON: {exc}"
+        return SpecInfo(name, resource_dir, {}, [f"cannot read kernel.json: {reason}"], False)
+    hiding = checks.structure_problems(spec)
+    if hiding:
+        return SpecInfo(name, resource_dir, spec if isinstance(spec, dict) else {}, hiding, False)
+    hiding = checks.provisioner_problems(spec)
+    problems = hiding + checks.launch_problems(spec, program_exists)
+    return SpecInfo(name, resource_dir, spec, problems, visible=not hiding)
+
+
+def _cached(check: Callable[[str], bool]) -> Callable[[str], bool]:
+    seen: dict[str, bool] = {}
+
+    def cached(program: str) -> bool:
+        if program not in seen:
+            seen[program] = check(program)
+        return seen[program]
+
+    return cached
+
+
+def list_specs(pattern: str | None = None) -> list[SpecInfo]:
+    """Every spec Jupyter finds (hidden ones included), sorted by name.
+
+    ``pattern`` is a case-insensitive glob; a pattern without wildcards matches substrings.
+    """
+    found = find_kernel_specs()
+    if pattern:
+        glob = pattern.lower() if any(c in pattern for c in "*?[") else f"*{pattern.lower()}*"
+        found = {n: p for n, p in found.items() if fnmatchcase(n, glob)}
+    program_exists = _cached(checks.find_program)  # most specs share an interpreter
+    return [_load(name, found[name], program_exists) for name in sorted(found)]
+
+
+def jupyter_listing(specs: Iterable[SpecInfo]) -> dict[str, Any]:
+    """``{"kernelspecs": ..., "problems": ...}`` shaped like ``jupyter kernelspec list --json``."""
+    specs = list(specs)
+    return {
+        "kernelspecs": {s.name: s.jupyter_view() for s in specs if s.visible},
+        "problems": {s.name: list(s.problems) for s in specs if s.problems},
+    }
+
+
+def get_spec(name: str) -> SpecInfo:
+    """The spec Jupyter would start for ``name`` (case-insensitive); ``NoSuchKernelSpec``."""
+    found = find_kernel_specs()
+    key = name.lower() if isinstance(name, str) else name
+    if key not in found:
+        raise NoSuchKernelSpec(name, found)
+    return _load(key, found[key])
+
+
+def spec_names() -> list[str]:
+    """Sorted names, cheap enough for tab completion."""
+    return sorted(find_kernel_specs())
+
+
+# --- changes ---------------------------------------------------------------------------
+
+
+@dataclass
+class Change:
+    """What an operation did (or, with ``dry_run``, would do) to one spec."""
+
+    action: str  # installed | replaced | cloned | patched | removed
+    name: str
+    resource_dir: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    written: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    def diff(self) -> str:
+        """A unified diff of ``kernel.json``, with secret-like env values masked."""
+        path = os.path.join(self.resource_dir, "kernel.json")
+        old = _masked_text(self.before).splitlines(keepends=True)
+        new = _masked_text(self.after).splitlines(keepends=True)
+        return "".join(difflib.unified_diff(old, new, f"{path} (before)", f"{path} (after)"))
+
+
+def _masked_text(spec: dict[str, Any] | None) -> str:
+    from .render import masked_spec
+
+    return "" if spec is None else files.dump_spec(masked_spec(spec))
+
+
+def holds_secrets(spec: dict[str, Any]) -> bool:
+    env = spec.get("env")
+    if not isinstance(env, dict):
+        return False
+    return any(
+        envcapture.looks_secret(k, v if isinstance(v, str) else None) for k, v in env.items()
+    )
+
+
+def _file_mode(spec: dict[str, Any], existing: str | None = None) -> int:
+    """Owner-only for specs holding secrets; otherwise keep the existing file's mode."""
+    if holds_secrets(spec):
+        return 0o600
+    if existing:
+        with contextlib.suppress(OSError):
+            return os.stat(existing).st_mode & 0o777
+    return files.default_file_mode()
+
+
+def _lock_path(kernels_dir: str, name: str) -> str:
+    return os.path.join(kernels_dir, f".{name.lower()}{_LOCK_SUFFIX}")
+
+
+@contextlib.contextmanager
+def _writing(path: str, hint: str):
+    """Turn permission and missing-directory errors into advice."""
+    try:
+        yield
+    except PermissionError as exc:
+        raise LocationError(
+            f"cannot write {exc.filename or path}: permission denied; {hint}"
+        ) from exc
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise LocationError(f"cannot write {exc.filename or path}: {exc.strerror}; {hint}") from exc
+
+
+_LOCATION_HINT = "use --user, or --prefix DIR for a directory you can write"
+
+
+def _find_in_dir(kernels_dir: str, name: str) -> str | None:
+    return _specs_in(kernels_dir).get(name.lower())
+
+
+def _recover(kernels_dir: str, name: str) -> None:
+    """Finish or undo a replace that crashed between its two renames (call under the lock)."""
+    target = os.path.join(kernels_dir, name)
+    prefix = f"{_WORK_PREFIX}{name}."
+    for entry in os.scandir(kernels_dir):
+        if not entry.name.startswith(prefix):
+            continue
+        old = os.path.join(entry.path, "old")
+        if os.path.isdir(old) and _find_in_dir(kernels_dir, name) is None:
+            os.rename(old, target)
+        shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _install_dir(
+    kernels_dir: str, name: str, populate: Callable[[str], dict[str, Any]], replace: bool
+) -> tuple[str, dict[str, Any] | None, dict[str, Any]]:
+    """Build a spec dir beside the target and swap it in; returns (path, old spec, new spec).
+
+    ``populate(path)`` creates ``path`` with the spec's files and returns the spec dict, which
+    is then written atomically; the directory only appears under its name once complete.
+    """
+    target = os.path.join(kernels_dir, name)
+    with _writing(kernels_dir, _LOCATION_HINT):
+        os.makedirs(kernels_dir, exist_ok=True)
+        with files.exclusive_lock(_lock_path(kernels_dir, name)):
+            _recover(kernels_dir, name)
+            existing = _find_in_dir(kernels_dir, name)
+            if existing and not replace:
+                raise SpecExists(
+                    f"a kernel spec named '{name}' already exists in {kernels_dir}; "
+                    "pass --replace to overwrite it"
+                )
+            before = None
+            if existing:
+                with contextlib.suppress(OSError, ValueError):
+                    before = read_spec_file(os.path.join(existing, "kernel.json"))
+            work = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{name}.", dir=kernels_dir)
+            try:
+                staged = os.path.join(work, "new")
+                spec = populate(staged)
+                os.chmod(staged, files.default_dir_mode())
+                files.write_json_atomic(
+                    os.path.join(staged, "kernel.json"), spec, mode=_file_mode(spec)
+                )
+                if existing:
+                    os.rename(existing, os.path.join(work, "old"))
+                os.rename(staged, target)
+                files.fsync_dir(kernels_dir)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    return target, before, spec
+
+
+def _python_kernel_dict() -> dict[str, Any]:
+    """The spec ``python -m ipykernel install`` writes for this interpreter."""
+    import inspect
+    import platform
+
+    from ipykernel.kernelspec import get_kernel_dict
+
+    # ipykernel's installer turns frozen modules off for the debugger; match it where the
+    # installed ipykernel knows the option (ipykernel >= 6.20).
+    if platform.python_implementation() == "CPython" and (
+        "python_arguments" in inspect.signature(get_kernel_dict).parameters
+    ):
+        return get_kernel_dict(python_arguments=["-Xfrozen_modules=off"])
+    return get_kernel_dict()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def install_current_python(
+    name: str,
+    kernels_dir: str,
+    *,
+    display_name: str | None = None,
+    capture_options: envcapture.CaptureOptions | None = None,
+    explicit_env: Mapping[str, str] | None = None,
+    replace: bool = False,
+    dry_run: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Change, envcapture.CaptureResult]:
+    """Install a spec for ``sys.executable`` with the environment captured from ``environ``.
+
+    ``explicit_env`` (``--env``) is written as given and wins over captured values.
+    """
+    name = validate_name(name)
+    capture_options = capture_options or envcapture.CaptureOptions()
+    try:
+        captured = envcapture.capture(environ, capture_options)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot use baseline {capture_options.baseline_file}: {exc}") from exc
+    explicit = dict(explicit_env or {})
+    spec = _python_kernel_dict()
+    spec["display_name"] = display_name or (
+        f"Python {sys.version_info[0]}.{sys.version_info[1]} ({name})"
+    )
+    env = {**captured.env, **explicit}
+    if env:
+        spec["env"] = env
+    spec.setdefault("metadata", {})["kernelmagic"] = {
+        "source": "current",
+        "python": sys.executable,
+        "capture": capture_options.mode,
+        "baseline": captured.baseline,
+        "captured": sorted(captured.env),
+        "explicit": sorted(explicit),
+        "created": _now(),
+        "version": __version__,
+    }
+
+    def populate(path: str) -> dict[str, Any]:
+        from ipykernel.kernelspec import write_kernel_spec
+
+        write_kernel_spec(path)  # the logos and any resources ipykernel ships
+        return spec
+
+    return _finish_install(
+        "installed", name, kernels_dir, spec, populate, replace, dry_run
+    ), captured
+
+
+def _finish_install(action, name, kernels_dir, spec, populate, replace, dry_run) -> Change:
+    target = os.path.join(kernels_dir, name)
+    if dry_run:
+        existing = _find_in_dir(kernels_dir, name)
+        if existing and not replace:
+            raise SpecExists(
+                f"a kernel spec named '{name}' already exists in {kernels_dir}; "
+                "pass --replace to overwrite it"
+            )
+        before = None
+        if existing:
+            with contextlib.suppress(OSError, ValueError):
+                before = read_spec_file(os.path.join(existing, "kernel.json"))
+        return Change(action, name, target, before, spec, written=False)
+    path, before, after = _install_dir(kernels_dir, name, populate, replace)
+    if before is not None and action == "installed":
+        action = "replaced"
+    return Change(action, name, path, before, after, written=True)
+
+
+_NOT_COPIED = (f"*{_LOCK_SUFFIX}", f"{files.TEMP_PREFIX}*", f"{_WORK_PREFIX}*")
+
+
+def clone_spec(
+    source: str,
+    new_name: str,
+    kernels_dir: str,
+    *,
+    edit: SpecEdit | None = None,
+    replace: bool = False,
+    dry_run: bool = False,
+) -> Change:
+    """Copy every file and every JSON key of ``source`` to ``new_name``, then apply ``edit``."""
+    new_name = validate_name(new_name)
+    src = get_spec(source)
+    if not src.spec and src.problems:
+        raise KernelmagicError(f"cannot clone '{src.name}': {src.problems[0]}")
+    spec = copy.deepcopy(src.spec)
+    if edit is not None:
+        spec = edit.apply(spec)
+    if edit is None or edit.display_name is None:
+        spec["display_name"] = f"{src.display_name or src.name} ({new_name})"
+
+    def populate(path: str) -> dict[str, Any]:
+        shutil.copytree(src.resource_dir, path, ignore=shutil.ignore_patterns(*_NOT_COPIED))
+        return spec
+
+    return _finish_install("cloned", new_name, kernels_dir, spec, populate, replace, dry_run)
+
+
+@dataclass
+class SpecEdit:
+    """Changes to a spec's JSON; every field left at its default changes nothing."""
+
+    display_name: str | None = None
+    language: str | None = None
+    interrupt_mode: str | None = None
+    argv_prefix: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)  # a None value removes the key
+    env: EnvChanges = field(default_factory=EnvChanges)
+    replace_env: bool = False  # start from an empty env instead of the current one
+
+    def apply(self, spec: dict[str, Any]) -> dict[str, Any]:
+        spec = copy.deepcopy(spec)
+        if self.display_name is not None:
+            spec["display_name"] = self.display_name
+        if self.language is not None:
+            spec["language"] = self.language
+        if self.interrupt_mode is not None:
+            spec["interrupt_mode"] = self.interrupt_mode
+        if self.argv_prefix:
+            spec["argv"] = [*self.argv_prefix, *spec.get("argv", [])]
+        if self.metadata:
+            metadata = spec.setdefault("metadata", {})
+            for key, value in self.metadata.items():
+                if value is None:
+                    metadata.pop(key, None)
+                else:
+                    metadata[key] = value
+        if self.env or self.replace_env:
+            env = {} if self.replace_env else dict(spec.get("env") or {})
+            for key in self.env.unset:
+                env.pop(key, None)
+            env.update(self.env.set)
+            if env:
+                spec["env"] = env
+            else:
+                spec.pop("env", None)
+        return spec
+
+
+def patch_spec(name: str, edit: SpecEdit, *, dry_run: bool = False) -> Change:
+    """Apply ``edit`` to the spec Jupyter would start for ``name``, under its lock."""
+    info = get_spec(name)
+    if info.native:
+        raise KernelmagicError(
+            f"'{info.name}' is ipykernel's built-in spec and has no kernel.json to patch; "
+            f"clone it first (clone {info.name} NEW_NAME)"
+        )
+    kernels_dir = os.path.dirname(info.resource_dir)
+    hint = f"clone it to a location you can write (clone {info.name} NEW_NAME --user)"
+    with _writing(info.kernel_json, hint), files.exclusive_lock(_lock_path(kernels_dir, info.name)):
+        try:
+            before = read_spec_file(info.kernel_json)
+        except (OSError, ValueError) as exc:
+            raise KernelmagicError(f"cannot patch '{info.name}': {exc}") from exc
+        problems = checks.structure_problems(before)
+        if problems:
+            raise KernelmagicError(f"cannot patch '{info.name}': {problems[0]}")
+        after = edit.apply(before)
+        written = not dry_run and after != before
+        if written:
+            files.remove_stale_temps(info.resource_dir)
+            files.write_json_atomic(
+                info.kernel_json, after, mode=_file_mode(after, info.kernel_json)
+            )
+    return Change("patched", info.name, info.resource_dir, before, after, written)
+
+
+def remove_specs(names: Iterable[str]) -> list[str]:
+    """Remove the named specs (all are checked before any is removed); returns their paths."""
+    found = find_kernel_specs()
+    targets = []
+    for name in names:
+        key = name.lower()
+        if key not in found:
+            raise NoSuchKernelSpec(name, found)
+        path = found[key]
+        if key == NATIVE_KERNEL_NAME and not os.path.exists(os.path.join(path, "kernel.json")):
+            raise KernelmagicError(
+                "'python3' is ipykernel's built-in spec; it cannot be removed "
+                "(uninstall ipykernel to drop it)"
+            )
+        if path not in targets:
+            targets.append(path)
+    removed = []
+    for path in targets:
+        kernels_dir, dirname = os.path.split(path)
+        with _writing(path, "ask the owner of that directory to remove it"):
+            with files.exclusive_lock(_lock_path(kernels_dir, dirname)):
+                # Move it out of Jupyter's sight in one step, then delete at leisure.
+                trash = tempfile.mkdtemp(
+                    prefix=f"{_WORK_PREFIX}{dirname.lower()}.", dir=kernels_dir
+                )
+                os.rename(path, os.path.join(trash, "old-removed"))
+            shutil.rmtree(trash, ignore_errors=True)
+        removed.append(path)
+    return removed
