@@ -40,7 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="read KEY=VALUE lines (shell syntax, `unset KEY`) from PATH, or - for stdin",
     )
-    commands.choices["env"].add_argument(*options.REPLACE_ENV.flags, **options.REPLACE_ENV.kwargs)
     return parser
 
 

@@ -190,7 +190,7 @@ COMMANDS: dict[str, Command] = {
     "env": Command(
         "Show or change a kernel spec's env. Values are written as typed; secret-like "
         "values are masked when shown.",
-        (KERNEL, ASSIGNMENTS, UNSET, LITERAL, DRY_RUN),
+        (KERNEL, ASSIGNMENTS, UNSET, LITERAL, REPLACE_ENV, DRY_RUN),
     ),
     "remove": Command("Remove kernel specs.", (NAMES,)),
 }

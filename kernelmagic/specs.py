@@ -373,16 +373,7 @@ def _install_dir(
         os.makedirs(kernels_dir, exist_ok=True)
         with files.exclusive_lock(_lock_path(kernels_dir, name)):
             _recover(kernels_dir, name)
-            existing = _find_in_dir(kernels_dir, name)
-            if existing and not replace:
-                raise SpecExists(
-                    f"a kernel spec named '{name}' already exists in {kernels_dir}; "
-                    "pass --replace to overwrite it"
-                )
-            before = None
-            if existing:
-                with contextlib.suppress(OSError, ValueError):
-                    before = read_spec_file(os.path.join(existing, "kernel.json"))
+            existing, before = _existing(kernels_dir, name, replace)
             work = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{name}.", dir=kernels_dir)
             try:
                 staged = os.path.join(work, "new")
@@ -436,6 +427,7 @@ def install_current_python(
     ``explicit_env`` (``--env``) is written as given and wins over captured values.
     """
     name = validate_name(name)
+    _existing(kernels_dir, name, replace)  # fail before running a login shell
     capture_options = capture_options or envcapture.CaptureOptions()
     try:
         captured = envcapture.capture(environ, capture_options)
@@ -471,20 +463,26 @@ def install_current_python(
     ), captured
 
 
+def _existing(kernels_dir: str, name: str, replace: bool) -> tuple[str | None, Any]:
+    """The spec dir already holding ``name`` and its JSON; ``SpecExists`` unless replacing."""
+    existing = _find_in_dir(kernels_dir, name)
+    if existing and not replace:
+        raise SpecExists(
+            f"a kernel spec named '{name}' already exists in {kernels_dir}; "
+            "pass --replace to overwrite it"
+        )
+    before = None
+    if existing:
+        with contextlib.suppress(OSError, ValueError):
+            before = read_spec_file(os.path.join(existing, "kernel.json"))
+    return existing, before
+
+
 def _finish_install(action, name, kernels_dir, spec, populate, replace, dry_run) -> Change:
-    target = os.path.join(kernels_dir, name)
+    # Checked before anything is created (no lock file either); checked again under the lock.
+    _, before = _existing(kernels_dir, name, replace)
     if dry_run:
-        existing = _find_in_dir(kernels_dir, name)
-        if existing and not replace:
-            raise SpecExists(
-                f"a kernel spec named '{name}' already exists in {kernels_dir}; "
-                "pass --replace to overwrite it"
-            )
-        before = None
-        if existing:
-            with contextlib.suppress(OSError, ValueError):
-                before = read_spec_file(os.path.join(existing, "kernel.json"))
-        return Change(action, name, target, before, spec, written=False)
+        return Change(action, name, os.path.join(kernels_dir, name), before, spec, written=False)
     path, before, after = _install_dir(kernels_dir, name, populate, replace)
     if before is not None and action == "installed":
         action = "replaced"

@@ -1,0 +1,90 @@
+"""Test isolation: no test reads or writes the real Jupyter or IPython directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# jupyter_core fixes its system directories when first imported, from XDG_DATA_DIRS under
+# JUPYTER_PLATFORM_DIRS=1. Point them at an empty directory of our own before anything
+# imports it, so /usr/share/jupyter and /usr/local/share/jupyter are never searched.
+SYSTEM_DATA_DIR = Path(tempfile.mkdtemp(prefix="kernelmagic-tests-system-"))
+os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
+os.environ["XDG_DATA_DIRS"] = str(SYSTEM_DATA_DIR)
+os.environ["XDG_CONFIG_DIRS"] = str(SYSTEM_DATA_DIR / "config")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SYSTEM_DATA_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def isolated_jupyter(tmp_path, monkeypatch):
+    """Point HOME and every Jupyter/IPython location at ``tmp_path``."""
+    home = tmp_path / "home"
+    home.mkdir()
+    paths = {
+        "HOME": home,
+        "JUPYTER_DATA_DIR": tmp_path / "data",
+        "JUPYTER_CONFIG_DIR": tmp_path / "config",
+        "JUPYTER_RUNTIME_DIR": tmp_path / "runtime",
+        "IPYTHONDIR": tmp_path / "ipython",
+    }
+    for name, path in paths.items():
+        monkeypatch.setenv(name, str(path))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    monkeypatch.setenv("XDG_DATA_DIRS", str(SYSTEM_DATA_DIR))
+    monkeypatch.setenv("XDG_CONFIG_DIRS", str(SYSTEM_DATA_DIR / "config"))
+    for name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    yield paths
+
+
+@pytest.fixture
+def user_kernels(isolated_jupyter) -> Path:
+    return isolated_jupyter["JUPYTER_DATA_DIR"] / "kernels"
+
+
+@pytest.fixture
+def system_kernels():
+    """The (test-only) system-wide kernels directory; emptied after the test."""
+    path = SYSTEM_DATA_DIR / "jupyter" / "kernels"
+    path.mkdir(parents=True, exist_ok=True)
+    yield path
+    shutil.rmtree(SYSTEM_DATA_DIR / "jupyter", ignore_errors=True)
+
+
+def write_spec(kernels_dir: Path, name: str, spec=None, *, raw: str | None = None) -> Path:
+    """Create a spec dir by hand, as another tool (or a person) would."""
+    resource_dir = kernels_dir / name
+    resource_dir.mkdir(parents=True, exist_ok=True)
+    if raw is None:
+        spec = spec or {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Hand-made {name}",
+            "language": "python",
+        }
+        raw = json.dumps(spec, indent=1)
+    (resource_dir / "kernel.json").write_text(raw, encoding="utf-8")
+    return resource_dir
+
+
+@pytest.fixture(scope="session")
+def shell():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    return InteractiveShell.instance()
+
+
+@pytest.fixture
+def ip(shell):
+    """The session's shell with kernelmagic freshly loaded (and unloaded afterwards)."""
+    shell.run_line_magic("load_ext", "kernelmagic")
+    yield shell
+    shell.run_line_magic("unload_ext", "kernelmagic")

@@ -1,0 +1,83 @@
+"""The one parser for line, cell and --file assignments."""
+
+from __future__ import annotations
+
+import pytest
+
+from kernelmagic.assignments import (
+    AssignmentError,
+    parse_assignment,
+    parse_env_lines,
+    split_args,
+    strip_comment,
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("A=1 # set A", "A=1 "),
+        ("A=1#not-a-comment", "A=1#not-a-comment"),
+        ("A='# quoted' # real", "A='# quoted' "),
+        ('A="x # y"', 'A="x # y"'),
+        (r"A=\# B=2", r"A=\# B=2"),
+        ("# all comment", ""),
+    ],
+)
+def test_strip_comment(line, expected):
+    assert strip_comment(line) == expected
+
+
+def test_split_args_quotes_and_errors():
+    assert split_args("-k geo A='x y' B=$HOME  # note") == ["-k", "geo", "A=x y", "B=$HOME"]
+    with pytest.raises(AssignmentError, match="quotes"):
+        split_args("A='open")
+
+
+def test_parse_assignment_keeps_value_exactly():
+    assert parse_assignment("A=b=c") == ("A", "b=c")
+    assert parse_assignment("A=") == ("A", "")
+    assert parse_assignment("P=${PATH}:/x") == ("P", "${PATH}:/x")
+    for bad in ["A", "=1", "1A=x", "A-B=1", "A B=1"]:
+        with pytest.raises(AssignmentError):
+            parse_assignment(bad)
+
+
+def test_parse_env_lines_shell_forms():
+    text = """
+# a comment
+export GDAL_DATA=/opt/gdal   # trailing comment
+PROJ_LIB="/opt/proj lib"
+MULTI='line one
+line two'
+EMPTY=
+A=1 B=2
+unset OLD
+TEMPLATE=${PATH}:/x
+"""
+    changes = parse_env_lines(text)
+    assert changes.set == {
+        "GDAL_DATA": "/opt/gdal",
+        "PROJ_LIB": "/opt/proj lib",
+        "MULTI": "line one\nline two",
+        "EMPTY": "",
+        "A": "1",
+        "B": "2",
+        "TEMPLATE": "${PATH}:/x",
+    }
+    assert changes.unset == ["OLD"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("A=1\nnot an assignment", "line 2"),
+        ("A='never closed\nB=2", "line 1: no closing quotation"),
+        ("export", "needs KEY=VALUE"),
+        ("unset", "needs a variable name"),
+        ("BAD-NAME=1", "invalid variable name"),
+    ],
+)
+def test_parse_env_lines_errors_name_the_line(text, message):
+    with pytest.raises(AssignmentError, match=message):
+        parse_env_lines(text)

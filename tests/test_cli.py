@@ -1,0 +1,93 @@
+"""The command line: main([...]) as a script would call it, and the installed entry points."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_spec
+
+from kernelmagic.cli import main
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def spec_json(user_kernels, name):
+    return json.loads((user_kernels / name / "kernel.json").read_text())
+
+
+def test_every_command(capsys, user_kernels, tmp_path):
+    status, out, _ = run(capsys, "install", "geo", "--capture", "none", "--env", "A=1")
+    assert status == 0 and "Installed kernel spec 'geo'" in out
+    assert run(capsys, "list")[1].count("geo") >= 1
+    listing = json.loads(run(capsys, "list", "--json")[1])
+    assert listing["kernelspecs"]["geo"]["spec"]["env"] == {"A": "1"}
+    assert "No problems found" in run(capsys, "show", "GEO")[1]
+    status, out, _ = run(capsys, "patch", "geo", "--display-name", "Geo!")
+    assert status == 0 and '+ "display_name": "Geo!",' in out
+    assert run(capsys, "clone", "geo", "geo2", "--unset", "A")[0] == 0
+    assert "env" not in spec_json(user_kernels, "geo2")
+    env_file = tmp_path / "vars.env"
+    env_file.write_text("export B='two words'\nunset A\n")
+    assert run(capsys, "env", "-k", "geo", "--file", str(env_file), "C=3")[0] == 0
+    assert spec_json(user_kernels, "geo")["env"] == {"B": "two words", "C": "3"}
+    assert run(capsys, "env", "-k", "geo")[1] == "B=two words\nC=3\n"
+    status, out, _ = run(capsys, "remove", "geo", "geo2")
+    assert status == 0 and out.count("Removed") == 2
+
+
+def test_env_reads_stdin(capsys, user_kernels, monkeypatch):
+    write_spec(user_kernels, "geo")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("X=1\nY='a\nb'\n"))
+    assert run(capsys, "env", "-k", "geo", "--file", "-")[0] == 0
+    assert spec_json(user_kernels, "geo")["env"] == {"X": "1", "Y": "a\nb"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "message"),
+    [
+        (["install", "bad/name"], 2, "invalid kernel name"),
+        (["env", "-k", "geo", "NOEQ"], 2, "expected KEY=VALUE"),
+        (["env", "A=1"], 2, "needs -k NAME"),
+        (["patch", "geo", "--metadata", "k=nope"], 2, "is not JSON"),
+        (["install", "x", "--capture", "maybe"], 2, "invalid choice"),
+        (["frobnicate"], 2, "invalid choice"),
+        (["show", "missing"], 1, "No kernel spec 'missing'. Available: geo"),
+        (["install", "GEO", "--capture", "none"], 1, "pass --replace"),
+        (["env", "-k", "geo", "--file", "/no/such/file"], 2, "cannot read /no/such/file"),
+    ],
+)
+def test_errors_are_one_line_with_exit_codes(capsys, user_kernels, argv, status, message):
+    path = write_spec(user_kernels, "geo") / "kernel.json"
+    before = path.read_bytes()
+    code, _, err = run(capsys, *argv)
+    assert code == status
+    assert err.startswith("kernelmagic: error: ") and err.count("\n") == 1
+    assert message in err
+    assert path.read_bytes() == before
+
+
+def test_unwritable_location_exit_1(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run(capsys, "install", "x", "--capture", "none", "--prefix", str(blocker))
+    assert code == 1 and "use --user" in err
+
+
+def test_console_script_and_python_m(user_kernels):
+    write_spec(user_kernels, "geo")
+    script = Path(sys.executable).parent / "kernelmagic"
+    for command in ([str(script)], [sys.executable, "-m", "kernelmagic"]):
+        done = subprocess.run([*command, "list", "--json"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert "geo" in json.loads(done.stdout)["kernelspecs"]
+    bad = subprocess.run([str(script), "show", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr

@@ -1,0 +1,223 @@
+"""The magics, through the same doors a user goes: run_line_magic and run_cell_magic."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import write_spec
+from IPython.core.error import UsageError
+
+from kernelmagic import render
+
+
+def spec_json(user_kernels, name):
+    return json.loads((user_kernels / name / "kernel.json").read_text())
+
+
+def usage_error(ip, magic, line, cell=None):
+    """Run a magic that must fail; return the UsageError (exactly that class)."""
+    with pytest.raises(UsageError) as info:
+        if cell is None:
+            ip.run_line_magic(magic, line)
+        else:
+            ip.run_cell_magic(magic, line, cell)
+    assert type(info.value) is UsageError
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_load_ext_imports_no_jupyter_client_ipykernel_or_zmq():
+    code = (
+        "import sys; from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance(); ip.run_line_magic('load_ext', 'kernelmagic')\n"
+        "print(sorted(m for m in ('jupyter_client', 'ipykernel', 'zmq') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_unload_removes_exactly_the_magics(shell):
+    before = {k: set(v) for k, v in shell.magics_manager.magics.items()}
+    shell.run_line_magic("load_ext", "kernelmagic")
+    added = set(shell.magics_manager.magics["line"]) - before["line"]
+    assert added == {
+        "kernel_list",
+        "kernel_show",
+        "kernel_install",
+        "kernel_clone",
+        "kernel_patch",
+        "kernel_env",
+        "kernel_remove",
+    }
+    assert set(shell.magics_manager.magics["cell"]) - before["cell"] == {"kernel_env"}
+    shell.run_line_magic("unload_ext", "kernelmagic")
+    assert {k: set(v) for k, v in shell.magics_manager.magics.items()} == before
+    assert not any(type(c).__name__ == "KernelMagics" for c in shell.configurables)
+
+
+def test_help_is_real(ip):
+    doc = ip.magics_manager.magics["line"]["kernel_install"].__doc__
+    assert "--capture" in doc and "--baseline" in doc and "--replace" in doc
+    assert "%kernel_install" in doc
+
+
+def test_list_returns_a_table_value(ip, user_kernels):
+    write_spec(user_kernels, "geo")
+    write_spec(user_kernels, "broken", raw="{")
+    result = ip.run_line_magic("kernel_list", "")
+    assert isinstance(result, render.SpecList)
+    geo = next(s for s in result if s.name == "geo")
+    assert geo.display_name == "Hand-made geo" and geo.language == "python"
+    assert geo.resource_dir == str(user_kernels / "geo") and geo.problems == []
+    assert geo.spec["argv"][-1] == "{connection_file}"
+    broken = next(s for s in result if s.name == "broken")
+    assert broken.problems and not broken.visible
+    text = ip.display_formatter.format(result)[0]["text/plain"]
+    assert "geo" in text and "malformed JSON" in text
+    assert "<table>" in result._repr_html_()
+    as_json = ip.run_line_magic("kernel_list", "geo --json")
+    assert list(as_json["kernelspecs"]) == ["geo"]
+
+
+def test_install_env_list_flow(ip, user_kernels, capsys, monkeypatch, tmp_path):
+    baseline = tmp_path / "before.json"
+    baseline.write_text(json.dumps({"PATH": "/usr/bin:/bin"}))
+    monkeypatch.setenv("PATH", "/env/bin:/usr/bin:/bin")
+    monkeypatch.setenv("GDAL_DATA", "/env/share/gdal")
+    monkeypatch.setenv("SERVICE_TOKEN", "s3cret")
+    ip.run_line_magic("kernel_install", f"--from-current My_Env --baseline {baseline}")
+    out = capsys.readouterr().out
+    assert "GDAL_DATA" in out and "Skipped secret-like: SERVICE_TOKEN" in out
+    assert "s3cret" not in out
+    spec = spec_json(user_kernels, "my_env")
+    assert spec["env"]["GDAL_DATA"] == "/env/share/gdal"
+    assert spec["env"]["PATH"] == "/env/bin:${PATH}"
+    assert "SERVICE_TOKEN" not in spec["env"]
+    # a later cell: no -k needed, the last installed spec is the target
+    ip.run_line_magic("kernel_env", "PROJ_HOME=/proj/share  # where PROJ lives")
+    assert '+  "PROJ_HOME": "/proj/share"' in capsys.readouterr().out
+    assert spec_json(user_kernels, "my_env")["env"]["PROJ_HOME"] == "/proj/share"
+    names = [s.name for s in ip.run_line_magic("kernel_list", "")]
+    assert "my_env" in names
+
+
+def test_env_shows_masked_and_is_not_var_expanded(ip, user_kernels):
+    write_spec(user_kernels, "geo")
+    ip.user_ns["x"] = "EXPANDED"
+    ip.run_line_magic("kernel_env", "-k geo A=$x B={x} C=${PATH}:/y SECRET_KEY=k")
+    env = spec_json(user_kernels, "geo")["env"]
+    assert env == {"A": "$x", "B": "{x}", "C": "${PATH}:/y", "SECRET_KEY": "k"}
+    shown = ip.run_line_magic("kernel_env", "-k geo")
+    assert shown["SECRET_KEY"] == "<hidden>" and shown["A"] == "$x"
+    ip.run_line_magic("kernel_env", "-k geo --literal D=$HOME -u A")
+    env = spec_json(user_kernels, "geo")["env"]
+    assert env["D"] == "$$HOME" and "A" not in env
+
+
+def test_env_cell_magic(ip, user_kernels):
+    write_spec(
+        user_kernels,
+        "geo",
+        {"argv": ["/bin/true", "{connection_file}"], "env": {"OLD": "1", "KEEP": "2"}},
+    )
+    ip.run_cell_magic("kernel_env", "-k geo", "export A='x y'\nunset OLD\n# note\n\nB=2\n")
+    assert spec_json(user_kernels, "geo")["env"] == {"KEEP": "2", "A": "x y", "B": "2"}
+    ip.run_cell_magic("kernel_env", "-k geo --replace", "ONLY=1\n")
+    assert spec_json(user_kernels, "geo")["env"] == {"ONLY": "1"}
+
+
+def test_env_without_target_says_pass_k(ip):
+    message = usage_error(ip, "kernel_env", "A=1")
+    assert "pass -k NAME" in message
+
+
+def test_patch_prints_diff_and_dry_run_writes_nothing(ip, user_kernels, capsys):
+    path = write_spec(user_kernels, "geo") / "kernel.json"
+    before = path.read_bytes()
+    ip.run_line_magic("kernel_patch", "geo --display-name 'Geo 2' --dry-run")
+    out = capsys.readouterr().out
+    assert '+ "display_name": "Geo 2"' in out and "Dry run" in out
+    assert path.read_bytes() == before
+    ip.run_line_magic(
+        "kernel_patch",
+        "geo --interrupt-mode message --language python3 --argv-prefix 'nice -n 5' "
+        "--metadata debugger=false --env A=1",
+    )
+    spec = json.loads(path.read_text())
+    assert spec["interrupt_mode"] == "message" and spec["language"] == "python3"
+    assert spec["argv"][:3] == ["nice", "-n", "5"]
+    assert spec["metadata"]["debugger"] is False and spec["env"] == {"A": "1"}
+
+
+def test_clone_and_remove(ip, user_kernels, capsys):
+    write_spec(user_kernels, "src")
+    ip.run_line_magic("kernel_clone", "src dst --display-name Copy --env A=1")
+    spec = spec_json(user_kernels, "dst")
+    assert spec["display_name"] == "Copy" and spec["env"] == {"A": "1"}
+    ip.run_line_magic("kernel_remove", "dst src")
+    assert not (user_kernels / "dst").exists() and not (user_kernels / "src").exists()
+
+
+def test_show(ip, user_kernels, capsys):
+    write_spec(
+        user_kernels,
+        "geo",
+        {"argv": ["/bin/true", "{connection_file}"], "env": {"DB_PASSWORD": "pw"}},
+    )
+    ip.run_line_magic("kernel_show", "GEO")
+    out = capsys.readouterr().out
+    assert str(user_kernels / "geo") in out and "<hidden>" in out and 'pw"' not in out
+
+
+@pytest.mark.parametrize(
+    ("magic", "line", "expected"),
+    [
+        ("kernel_show", "nope", "No kernel spec 'nope'. Available:"),
+        ("kernel_install", "'bad name'", "invalid kernel name"),
+        ("kernel_install", "..", "invalid kernel name"),
+        ("kernel_env", "-k geo NOEQUALS", "expected KEY=VALUE"),
+        ("kernel_env", "-k geo A='open", "check the quotes"),
+        ("kernel_patch", "geo --metadata x=notjson", "is not JSON"),
+        ("kernel_patch", 'geo --argv-prefix "\'unbalanced"', "--argv-prefix"),
+        ("kernel_install", "geo", "--replace"),
+        ("kernel_install", "x --user --prefix /tmp/p", "choose one location"),
+        ("kernel_install", "x --capture sometimes", "invalid choice"),
+        ("kernel_remove", "python3", "built-in"),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(
+    ip, user_kernels, magic, line, expected, monkeypatch
+):
+    from kernelmagic import specs
+
+    # the built-in python3 only exists when no python3 dir is on the search path
+    monkeypatch.setattr(specs, "kernel_dirs", lambda: [str(user_kernels)])
+    path = write_spec(user_kernels, "geo") / "kernel.json"
+    before = path.read_bytes()
+    listing = sorted(p.name for p in user_kernels.iterdir())
+    assert expected in usage_error(ip, magic, line)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in user_kernels.iterdir()) == listing
+
+
+def test_config_sets_defaults(ip, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SITE_ONLY_VAR", "1")
+    ip.run_line_magic("config", "KernelMagics.extra_noise = ['SITE_*']")
+    ip.run_line_magic("config", "KernelMagics.default_capture = 'all'")
+    ip.run_line_magic("kernel_install", f"cfg --prefix {tmp_path / 'p'}")
+    spec = json.loads(
+        (tmp_path / "p" / "share" / "jupyter" / "kernels" / "cfg" / "kernel.json").read_text()
+    )
+    assert "SITE_ONLY_VAR" not in spec["env"]
+    assert spec["metadata"]["kernelmagic"]["capture"] == "all"
+
+
+def test_tab_completion_offers_spec_names(ip, user_kernels):
+    write_spec(user_kernels, "geo-analysis")
+    _, matches = ip.complete("geo", "%kernel_env -k geo")
+    assert "geo-analysis" in matches
+    _, matches = ip.complete("geo", "%kernel_show geo")
+    assert "geo-analysis" in matches

@@ -1,0 +1,332 @@
+"""The spec library against jupyter_client's own view of the same directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_spec
+from jupyter_client.kernelspec import KernelSpecManager
+
+from kernelmagic import specs
+from kernelmagic.assignments import EnvChanges
+
+
+def jupyter_cli_listing() -> dict:
+    """What `jupyter kernelspec list --json` prints, run as a user would."""
+    jupyter = Path(sys.executable).parent / "jupyter"
+    out = subprocess.run(
+        [str(jupyter), "kernelspec", "list", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
+@pytest.fixture
+def populated(user_kernels, system_kernels, isolated_jupyter, tmp_path, monkeypatch):
+    """Specs in every kind of directory Jupyter searches, with shadowing and odd cases."""
+    extra = tmp_path / "extra-path" / "kernels"
+    monkeypatch.setenv("JUPYTER_PATH", str(extra.parent))
+    ipython_kernels = isolated_jupyter["IPYTHONDIR"] / "kernels"
+    write_spec(user_kernels, "Alpha")  # mixed case, stored as found
+    write_spec(
+        user_kernels,
+        "shadowed",
+        {"argv": ["/bin/true", "{connection_file}"], "display_name": "user copy"},
+    )
+    write_spec(
+        system_kernels,
+        "shadowed",
+        {"argv": ["/bin/true", "{connection_file}"], "display_name": "system copy"},
+    )
+    write_spec(system_kernels, "sysonly")
+    write_spec(
+        extra,
+        "SHADOWED",
+        {"argv": ["/bin/true", "{connection_file}"], "display_name": "JUPYTER_PATH copy"},
+    )
+    write_spec(ipython_kernels, "from-ipython-dir")
+    write_spec(user_kernels, "broken", raw="{not json")
+    write_spec(
+        user_kernels,
+        "hidden",
+        {
+            "argv": ["/bin/true", "{connection_file}"],
+            "display_name": "needs a provisioner",
+            "metadata": {"kernel_provisioner": {"provisioner_name": "no-such-provisioner"}},
+        },
+    )
+    (user_kernels / "not-a-spec").mkdir()  # no kernel.json: not listed by anyone
+    return {"extra": extra, "user": user_kernels, "system": system_kernels}
+
+
+def test_find_kernel_specs_equals_jupyter_client(populated):
+    ours = specs.find_kernel_specs()
+    assert ours == KernelSpecManager().find_kernel_specs()
+    assert ours["shadowed"] == str(populated["extra"] / "SHADOWED")  # JUPYTER_PATH wins
+    assert ours["alpha"].endswith("Alpha")
+    assert "not-a-spec" not in ours
+
+
+def test_listing_equals_jupyter_kernelspec_list_json(populated):
+    listing = specs.jupyter_listing(specs.list_specs())
+    assert listing["kernelspecs"] == jupyter_cli_listing()["kernelspecs"]
+    assert listing["kernelspecs"] == KernelSpecManager().get_all_specs()
+    # Jupyter hides the malformed and provisioner-less specs; we list them with the reason.
+    assert {"broken", "hidden"} <= set(listing["problems"])
+    assert "broken" not in listing["kernelspecs"]
+    assert "hidden" not in listing["kernelspecs"]
+    assert "no-such-provisioner" in listing["problems"]["hidden"][0]
+    assert "malformed JSON" in listing["problems"]["broken"][0]
+
+
+def test_native_python3_fallback_matches_jupyter(tmp_path, monkeypatch):
+    """With no python3 spec on disk, both fall back to ipykernel's bundled one."""
+    only = tmp_path / "only" / "kernels"
+    write_spec(only, "other")
+    monkeypatch.setattr(specs, "kernel_dirs", lambda: [str(only)])
+    manager = KernelSpecManager(kernel_dirs=[str(only)])
+    assert specs.find_kernel_specs() == manager.find_kernel_specs()
+    native = specs.get_spec("python3")
+    assert native.native
+    assert native.spec["argv"][0] == sys.executable
+    listing = specs.jupyter_listing(specs.list_specs())
+    assert listing["kernelspecs"] == manager.get_all_specs()
+
+
+def test_lookup_is_case_insensitive_and_errors_list_names(populated):
+    assert specs.get_spec("ALPHA").resource_dir.endswith("Alpha")
+    with pytest.raises(specs.NoSuchKernelSpec) as info:
+        specs.get_spec("nope")
+    message = str(info.value)
+    assert message.startswith("No kernel spec 'nope'. Available: ")
+    assert "alpha" in message and "python3" in message
+    assert isinstance(info.value, KeyError)
+
+
+def test_pattern_filters_names(populated):
+    assert [s.name for s in specs.list_specs("shadow")] == ["shadowed"]
+    assert [s.name for s in specs.list_specs("S*ONLY")] == ["sysonly"]
+
+
+def test_problems_of_launchable_specs(user_kernels):
+    write_spec(user_kernels, "gone", {"argv": ["/no/such/python", "-f", "{connection_file}"]})
+    write_spec(user_kernels, "noconn", {"argv": [sys.executable, "-m", "ipykernel_launcher"]})
+    found = {s.name: s for s in specs.list_specs()}
+    assert "program not found: /no/such/python" in found["gone"].problems[0]
+    assert found["gone"].visible  # Jupyter still lists it; it just cannot start
+    assert "{connection_file}" in found["noconn"].problems[0]
+    assert found["python3"].problems == []
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "a/b", "a\\b", "naïve", "x" * 256, "with space", "new\nline", "a;b"]
+)
+def test_invalid_names_are_rejected_with_the_rule(name):
+    with pytest.raises(specs.InvalidInput, match="ASCII letters, digits"):
+        specs.validate_name(name)
+
+
+def test_names_are_stored_lowercase_and_taken_case_insensitively(user_kernels):
+    write_spec(user_kernels, "Geo")
+    assert specs.validate_name("My.Env-2_x") == "my.env-2_x"
+    with pytest.raises(specs.SpecExists, match="--replace"):
+        specs.install_current_python("GEO", str(user_kernels), capture_options=_no_capture())
+    assert json.loads((user_kernels / "Geo" / "kernel.json").read_text())["display_name"] == (
+        "Hand-made Geo"
+    )
+
+
+def _no_capture():
+    from kernelmagic.envcapture import CaptureOptions
+
+    return CaptureOptions(mode="none")
+
+
+def test_install_matches_ipykernels_own_spec(user_kernels, tmp_path):
+    """Same argv shape, metadata and logos as `python -m ipykernel install`."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ipykernel",
+            "install",
+            "--prefix",
+            str(tmp_path / "ref"),
+            "--name",
+            "ref",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    reference = tmp_path / "ref" / "share" / "jupyter" / "kernels" / "ref"
+    change, _ = specs.install_current_python(
+        "mine", str(user_kernels), capture_options=_no_capture()
+    )
+    ours = json.loads(Path(change.resource_dir, "kernel.json").read_text())
+    theirs = json.loads((reference / "kernel.json").read_text())
+    assert ours["argv"] == theirs["argv"]
+    assert ours["language"] == theirs["language"] == "python"
+    assert {k: v for k, v in ours["metadata"].items() if k != "kernelmagic"} == theirs["metadata"]
+    assert sorted(os.listdir(change.resource_dir)) == sorted(os.listdir(reference))
+    provenance = ours["metadata"]["kernelmagic"]
+    assert provenance["source"] == "current"
+    assert provenance["python"] == sys.executable
+    assert ours["display_name"] == f"Python {sys.version_info[0]}.{sys.version_info[1]} (mine)"
+
+
+def test_replace_keeps_old_spec_until_the_new_one_is_complete(user_kernels):
+    specs.install_current_python(
+        "geo", str(user_kernels), capture_options=_no_capture(), display_name="first"
+    )
+    change, _ = specs.install_current_python(
+        "geo",
+        str(user_kernels),
+        capture_options=_no_capture(),
+        display_name="second",
+        replace=True,
+    )
+    assert change.action == "replaced"
+    assert change.before["display_name"] == "first"
+    assert specs.get_spec("geo").display_name == "second"
+    # nothing left behind but the spec and its lock file
+    assert sorted(os.listdir(user_kernels)) == [".geo.lock", "geo"]
+
+
+def test_patch_keeps_unknown_keys_and_writes_atomically(user_kernels):
+    spec = {
+        "argv": ["/bin/true", "{connection_file}"],
+        "display_name": "x",
+        "future_key": {"kept": True},
+        "metadata": {"other": 1},
+    }
+    write_spec(user_kernels, "odd", spec)
+    edit = specs.SpecEdit(
+        display_name="y", env=EnvChanges({"A": "1"}), metadata={"other": None, "new": [1]}
+    )
+    change = specs.patch_spec("odd", edit)
+    after = json.loads((user_kernels / "odd" / "kernel.json").read_text())
+    assert after["future_key"] == {"kept": True}
+    assert after["metadata"] == {"new": [1]}
+    assert after["env"] == {"A": "1"}
+    assert '- "display_name": "x",' in change.diff()
+    assert '+ "display_name": "y",' in change.diff()
+    assert [p for p in os.listdir(user_kernels / "odd") if p.endswith(".tmp")] == []
+
+
+def test_dry_run_writes_nothing(user_kernels):
+    path = write_spec(user_kernels, "dry") / "kernel.json"
+    before = path.read_bytes()
+    change = specs.patch_spec("dry", specs.SpecEdit(display_name="other"), dry_run=True)
+    assert not change.written and change.changed
+    assert path.read_bytes() == before
+    dry_install, _ = specs.install_current_python(
+        "fresh", str(user_kernels), capture_options=_no_capture(), dry_run=True
+    )
+    assert not dry_install.written
+    assert not (user_kernels / "fresh").exists()
+
+
+def test_spec_holding_a_secret_is_owner_only(user_kernels):
+    change, _ = specs.install_current_python(
+        "sec",
+        str(user_kernels),
+        capture_options=_no_capture(),
+        explicit_env={"MY_API_TOKEN": "abc"},
+    )
+    mode = os.stat(Path(change.resource_dir, "kernel.json")).st_mode & 0o777
+    assert mode == 0o600
+    plain, _ = specs.install_current_python(
+        "plain", str(user_kernels), capture_options=_no_capture()
+    )
+    assert os.stat(Path(plain.resource_dir, "kernel.json")).st_mode & 0o077 != 0
+
+
+def test_clone_copies_every_file_and_key(user_kernels):
+    source = write_spec(
+        user_kernels,
+        "src",
+        {
+            "argv": ["/bin/true", "{connection_file}"],
+            "display_name": "Source",
+            "custom": 1,
+            "env": {"A": "1", "B": "2"},
+        },
+    )
+    (source / "logo-64x64.png").write_bytes(b"png")
+    change = specs.clone_spec(
+        "src", "Dst", str(user_kernels), edit=specs.SpecEdit(env=EnvChanges({"C": "3"}, ["A"]))
+    )
+    assert change.name == "dst"
+    cloned = json.loads((user_kernels / "dst" / "kernel.json").read_text())
+    assert cloned["custom"] == 1
+    assert cloned["env"] == {"B": "2", "C": "3"}
+    assert cloned["display_name"] == "Source (dst)"
+    assert (user_kernels / "dst" / "logo-64x64.png").read_bytes() == b"png"
+
+
+def test_clone_of_the_native_spec(user_kernels, monkeypatch):
+    monkeypatch.setattr(specs, "kernel_dirs", lambda: [str(user_kernels)])
+    change = specs.clone_spec("python3", "mypy", str(user_kernels))
+    cloned = json.loads(Path(change.resource_dir, "kernel.json").read_text())
+    assert cloned["argv"][0] == sys.executable
+    assert (Path(change.resource_dir) / "logo-64x64.png").exists()
+
+
+def test_remove_checks_all_names_first(user_kernels):
+    write_spec(user_kernels, "one")
+    with pytest.raises(specs.NoSuchKernelSpec):
+        specs.remove_specs(["one", "two"])
+    assert (user_kernels / "one").exists()
+    assert specs.remove_specs(["ONE"]) == [str(user_kernels / "one")]
+    assert not (user_kernels / "one").exists()
+    assert [p for p in os.listdir(user_kernels) if p.startswith(".kernelmagic-")] == []
+
+
+def test_locations(tmp_path, isolated_jupyter):
+    assert specs.location_dir() == str(isolated_jupyter["JUPYTER_DATA_DIR"] / "kernels")
+    assert specs.location_dir(prefix=str(tmp_path / "p")) == str(
+        tmp_path / "p" / "share" / "jupyter" / "kernels"
+    )
+    assert specs.location_dir(sys_prefix=True) == os.path.join(
+        sys.prefix, "share", "jupyter", "kernels"
+    )
+    with pytest.raises(specs.InvalidInput, match="choose one"):
+        specs.location_dir(user=True, prefix="x")
+
+
+def test_unwritable_location_is_one_line_with_advice(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(specs.LocationError, match="use --user"):
+        specs.install_current_python("x", str(blocker / "kernels"), capture_options=_no_capture())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_permission_denied_says_use_user(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(specs.LocationError, match="permission denied; use --user"):
+        specs.install_current_python("x", str(locked / "kernels"), capture_options=_no_capture())
+
+
+def test_concurrent_writers_lose_nothing(user_kernels, tmp_path):
+    """Several processes add a variable each to one spec at the same moment."""
+    write_spec(user_kernels, "shared")
+    script = (
+        "import sys; from kernelmagic.cli import main; "
+        "sys.exit(main(['env', '-k', 'shared', f'K{sys.argv[1]}={sys.argv[1]}']))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(i)], stdout=subprocess.DEVNULL)
+        for i in range(12)
+    ]
+    assert [p.wait() for p in procs] == [0] * 12
+    env = json.loads((user_kernels / "shared" / "kernel.json").read_text())["env"]
+    assert env == {f"K{i}": str(i) for i in range(12)}
