@@ -13,6 +13,28 @@ from importlib.metadata import entry_points
 from typing import Any
 
 PROVISIONER_GROUP = "jupyter_client.kernel_provisioners"
+
+
+class Problem(str):
+    """A problem message (what is wrong and what to do) that also knows its ``kind``.
+
+    Being a ``str`` keeps ``SpecInfo.problems`` a plain list of messages for users, while the
+    doctor can act on kinds (``--fix`` removes only ``missing-program`` specs).
+    """
+
+    kind: str
+    value: str | None  # the offending value (a path, a variable name), when there is one
+
+    def __new__(cls, kind: str, message: str, value: str | None = None) -> Problem:
+        problem = super().__new__(cls, message)
+        problem.kind = kind
+        problem.value = value
+        return problem
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"kind": self.kind, "message": str(self), "value": self.value}
+
+
 _INTERRUPT_MODES = ("message", "signal")
 _STRING_KEYS = ("display_name", "language", "kernel_protocol_version", "mimetype", "name")
 
@@ -23,25 +45,27 @@ def installed_provisioners() -> frozenset[str]:
     return frozenset(ep.name for ep in entry_points(group=PROVISIONER_GROUP))
 
 
-def structure_problems(spec: Any) -> list[str]:
+def structure_problems(spec: Any) -> list[Problem]:
     """Problems that make jupyter_client refuse to load the spec (so Jupyter hides it)."""
     if not isinstance(spec, dict):
-        return [f"kernel.json holds a {type(spec).__name__}, not a JSON object"]
+        return [Problem("structure", f"kernel.json holds a {type(spec).__name__}, not an object")]
     problems = []
     argv = spec.get("argv", [])
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-        problems.append("'argv' must be a list of strings")
+        problems.append(Problem("structure", "'argv' must be a list of strings"))
     for key in _STRING_KEYS:
         if key in spec and not isinstance(spec[key], str):
-            problems.append(f"'{key}' must be a string")
+            problems.append(Problem("structure", f"'{key}' must be a string"))
     for key in ("env", "metadata"):
         if key in spec and not isinstance(spec[key], dict):
-            problems.append(f"'{key}' must be a JSON object")
+            problems.append(Problem("structure", f"'{key}' must be a JSON object"))
     mode = spec.get("interrupt_mode", "signal")
     if not isinstance(mode, str) or mode.lower() not in _INTERRUPT_MODES:
-        problems.append(f"'interrupt_mode' must be 'signal' or 'message', not {mode!r}")
+        problems.append(
+            Problem("structure", f"'interrupt_mode' must be 'signal' or 'message', not {mode!r}")
+        )
     if "resource_dir" in spec:
-        problems.append("'resource_dir' must not be a key of kernel.json")
+        problems.append(Problem("structure", "'resource_dir' must not be a key of kernel.json"))
     return problems
 
 
@@ -56,40 +80,52 @@ def provisioner_name(spec: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def provisioner_problems(spec: dict[str, Any]) -> list[str]:
+def provisioner_problems(spec: dict[str, Any]) -> list[Problem]:
     """A provisioner that is not installed makes Jupyter hide the spec."""
     name = provisioner_name(spec)
     if name is None or name in installed_provisioners():
         return []
     available = ", ".join(sorted(installed_provisioners())) or "none"
     return [
-        f"provisioner '{name}' is not installed, so Jupyter hides this spec "
-        f"(installed: {available}); install its package or remove metadata.kernel_provisioner"
+        Problem(
+            "unknown-provisioner",
+            f"provisioner '{name}' is not installed, so Jupyter hides this spec "
+            f"(installed: {available}); install its package or remove "
+            "metadata.kernel_provisioner",
+            name,
+        )
     ]
 
 
 def launch_problems(
     spec: dict[str, Any], program_exists: Callable[[str], bool] | None = None
-) -> list[str]:
+) -> list[Problem]:
     """Problems that keep a listed spec from starting."""
     program_exists = program_exists or find_program
     argv = spec.get("argv") or []
     problems = []
     if not argv:
-        return ["'argv' is empty: nothing to start"]
+        return [Problem("structure", "'argv' is empty: nothing to start")]
     if not program_exists(argv[0]):
         problems.append(
-            f"program not found: {argv[0]} (reinstall the environment, or remove the spec)"
+            Problem(
+                "missing-program",
+                f"program not found: {argv[0]} (reinstall the environment, or remove the spec)",
+                argv[0],
+            )
         )
     if not any("{connection_file}" in arg for arg in argv):
         problems.append(
-            "argv has no {connection_file}: the kernel cannot learn its ports "
-            "(add e.g. '-f {connection_file}')"
+            Problem(
+                "no-connection-file",
+                "argv has no {connection_file}: the kernel cannot learn its ports "
+                "(add e.g. '-f {connection_file}')",
+            )
         )
     env = spec.get("env") or {}
     bad = sorted(k for k, v in env.items() if not isinstance(v, str))
     if bad:
-        problems.append(f"env values must be strings: {', '.join(bad)}")
+        problems.append(Problem("structure", f"env values must be strings: {', '.join(bad)}"))
     return problems
 
 
@@ -100,7 +136,7 @@ def find_program(program: str) -> bool:
     return shutil.which(program) is not None
 
 
-def spec_problems(spec: Any, program_exists: Callable[[str], bool] | None = None) -> list[str]:
+def spec_problems(spec: Any, program_exists: Callable[[str], bool] | None = None) -> list[Problem]:
     """All cheap problems of a parsed ``kernel.json``; empty when healthy."""
     problems = structure_problems(spec)
     if problems:

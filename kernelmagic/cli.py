@@ -112,9 +112,20 @@ def _env(ns: argparse.Namespace, defaults: options.Defaults) -> int:
 
 
 def _remove(ns: argparse.Namespace, defaults: options.Defaults) -> int:
-    for path in specs.remove_specs(ns.names):
+    for path in options.remove(ns):
         print(f"Removed kernel spec {path}")
     return 0
+
+
+def _doctor(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+    report = options.run_doctor(ns)
+    for path in report.removed:
+        print(f"Removed kernel spec {path}", file=sys.stderr if ns.json else sys.stdout)
+    if ns.json:
+        _print_json(report.to_json())
+    else:
+        print(report.as_text())
+    return 0 if report.healthy else 1
 
 
 _HANDLERS = {
@@ -125,6 +136,7 @@ _HANDLERS = {
     "patch": _patch,
     "env": _env,
     "remove": _remove,
+    "doctor": _doctor,
 }
 
 

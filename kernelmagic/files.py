@@ -17,6 +17,8 @@ from typing import Any
 
 TEMP_PREFIX = ".kernel.json."
 TEMP_SUFFIX = ".tmp"
+BACKUP_PREFIX = ".kernel.json.backup-"
+BACKUPS_KEPT = 5
 
 if os.name == "nt":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -78,14 +80,13 @@ def dump_spec(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=1) + "\n"
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any], *, mode: int) -> None:
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
     path = Path(path)
-    text = dump_spec(data)
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -95,6 +96,10 @@ def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any], *, mod
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any], *, mode: int) -> None:
+    write_bytes_atomic(path, dump_spec(data).encode("utf-8"), mode=mode)
 
 
 def remove_stale_temps(directory: str | os.PathLike[str]) -> int:
@@ -124,3 +129,33 @@ def default_file_mode() -> int:
 def default_dir_mode() -> int:
     """The mode a new directory gets under the current umask (0o755 with the usual 022)."""
     return 0o777 & ~_umask()
+
+
+def backups(directory: str | os.PathLike[str]) -> list[Path]:
+    """Backups of a spec's ``kernel.json``, oldest first."""
+    found = [
+        p
+        for p in Path(directory).glob(BACKUP_PREFIX + "*")
+        if p.name[len(BACKUP_PREFIX) :].isdigit()
+    ]
+    return sorted(found, key=lambda p: int(p.name[len(BACKUP_PREFIX) :]))
+
+
+def keep_backup(
+    kernel_json: str | os.PathLike[str], into: str | os.PathLike[str] | None = None
+) -> Path:
+    """Save the current bytes and mode of ``kernel_json`` as its newest backup.
+
+    ``into`` is the directory for the backup (default: beside the file). Only the newest
+    ``BACKUPS_KEPT`` backups are kept. Call under the spec's lock.
+    """
+    source = Path(kernel_json)
+    directory = Path(into) if into is not None else source.parent
+    existing = backups(directory)
+    number = int(existing[-1].name[len(BACKUP_PREFIX) :]) + 1 if existing else 1
+    target = directory / f"{BACKUP_PREFIX}{number}"
+    write_bytes_atomic(target, source.read_bytes(), mode=source.stat().st_mode & 0o777)
+    for old in [*existing, target][:-BACKUPS_KEPT]:
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+    return target

@@ -205,15 +205,33 @@ class KernelMagics(Magics):
     def kernel_remove(self, line: str = "") -> None:
         ns = self._parse(self.kernel_remove, line)
         with _as_usage_errors():
-            removed = specs.remove_specs(ns.names)
+            removed = options.remove(ns)
         for path in removed:
             print(f"Removed kernel spec {path}")
         if self.last_spec and self.last_spec not in specs.find_kernel_specs():
             self.last_spec = None
 
+    @no_var_expand
+    @_takes("doctor")
+    @line_magic
+    def kernel_doctor(self, line: str = "") -> Any:
+        ns = self._parse(self.kernel_doctor, line)
+        with _as_usage_errors():
+            report = options.run_doctor(ns)
+        for path in report.removed:
+            print(f"Removed kernel spec {path}")
+        return report.to_json() if ns.json else report
+
 
 # Magics whose arguments include an existing spec name, for tab completion.
-_COMPLETED = ("kernel_show", "kernel_clone", "kernel_patch", "kernel_env", "kernel_remove")
+_COMPLETED = (
+    "kernel_show",
+    "kernel_clone",
+    "kernel_patch",
+    "kernel_env",
+    "kernel_remove",
+    "kernel_doctor",
+)
 
 
 def _complete_spec_names(self: Any, event: Any) -> list[str]:

@@ -124,6 +124,11 @@ METADATA = _option(
     metavar="KEY=JSON",
     help="set metadata[KEY] to a JSON value; null removes it (repeatable)",
 )
+UNDO = _option(
+    "--undo",
+    action="store_true",
+    help="restore kernel.json as it was before the last change (repeat to go further back)",
+)
 KERNEL = _option(
     "-k",
     "--kernel",
@@ -138,7 +143,18 @@ REPLACE_ENV = _option(
     action="store_true",
     help="replace the whole env with the given variables",
 )
-NAMES = _option("names", nargs="+", metavar="NAME", help="kernel spec names")
+NAMES = _option("names", nargs="*", metavar="NAME", help="kernel spec names")
+FIX = _option(
+    "--fix",
+    action="store_true",
+    help="remove the specs that cannot start because their program is gone; leave the rest",
+)
+MISSING = _option(
+    "--missing",
+    action="store_true",
+    help="also remove every spec whose program (an absolute path) no longer exists",
+)
+DOCTOR_JSON = _option("--json", action="store_true", help="the report as JSON")
 
 
 @dataclass(frozen=True)
@@ -173,7 +189,8 @@ COMMANDS: dict[str, Command] = {
         (SOURCE, NEW_NAME, DISPLAY_NAME, ENV, UNSET, LITERAL, *LOCATION, REPLACE, DRY_RUN),
     ),
     "patch": Command(
-        "Change fields of a kernel spec in place; prints a unified diff.",
+        "Change fields of a kernel spec in place; prints a unified diff. Every change keeps "
+        "the previous kernel.json, which --undo restores.",
         (
             NAME,
             DISPLAY_NAME,
@@ -184,6 +201,7 @@ COMMANDS: dict[str, Command] = {
             INTERRUPT_MODE,
             ARGV_PREFIX,
             METADATA,
+            UNDO,
             DRY_RUN,
         ),
     ),
@@ -192,7 +210,14 @@ COMMANDS: dict[str, Command] = {
         "values are masked when shown.",
         (KERNEL, ASSIGNMENTS, UNSET, LITERAL, REPLACE_ENV, DRY_RUN),
     ),
-    "remove": Command("Remove kernel specs.", (NAMES,)),
+    "remove": Command("Remove kernel specs.", (NAMES, MISSING)),
+    "doctor": Command(
+        "Check kernel specs (all, or the named ones) and say what to do about each problem: "
+        "unreadable JSON, invalid names, missing programs, interpreters that cannot import "
+        "their launcher, no {connection_file}, uninstalled provisioners, shadowed names, "
+        "env paths that do not exist, templates naming unset variables.",
+        (NAMES, FIX, DOCTOR_JSON),
+    ),
 }
 
 
@@ -312,6 +337,25 @@ def install(
     )
 
 
+def remove(ns: argparse.Namespace) -> list[str]:
+    """Remove the named specs, and with ``--missing`` every dead one; returns the paths."""
+    if not ns.names and not ns.missing:
+        raise _bad("name the specs to remove, or pass --missing")
+    removed = specs.remove_specs(ns.names) if ns.names else []
+    if ns.missing:
+        from . import doctor
+
+        removed += doctor.remove_dead(doctor.diagnose()).removed
+    return removed
+
+
+def run_doctor(ns: argparse.Namespace):
+    from . import doctor
+
+    report = doctor.diagnose(ns.names)
+    return doctor.remove_dead(report) if ns.fix else report
+
+
 def clone(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
     specs.validate_name(ns.new_name)
     return specs.clone_spec(
@@ -325,4 +369,9 @@ def clone(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
 
 
 def patch(ns: argparse.Namespace, name: str, extra_env: EnvChanges | None = None) -> specs.Change:
-    return specs.patch_spec(name, edit_request(ns, extra_env), dry_run=ns.dry_run)
+    edit = edit_request(ns, extra_env)
+    if getattr(ns, "undo", False):
+        if edit != specs.SpecEdit() or ns.dry_run:
+            raise _bad("--undo restores the previous kernel.json; give it no other change")
+        return specs.undo_last_write(name)
+    return specs.patch_spec(name, edit, dry_run=ns.dry_run)

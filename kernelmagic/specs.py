@@ -216,7 +216,10 @@ def _load(
         spec = read_spec_file(kernel_json)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else f"malformed JSON: {exc}"
-        return SpecInfo(name, resource_dir, {}, [f"cannot read kernel.json: {reason}"], False)
+        problem = checks.Problem(
+            "unreadable", f"cannot read kernel.json: {reason} (fix or remove {kernel_json})"
+        )
+        return SpecInfo(name, resource_dir, {}, [problem], visible=False)
     hiding = checks.structure_problems(spec)
     if hiding:
         return SpecInfo(name, resource_dir, spec if isinstance(spec, dict) else {}, hiding, False)
@@ -379,6 +382,8 @@ def _install_dir(
                 staged = os.path.join(work, "new")
                 spec = populate(staged)
                 os.chmod(staged, files.default_dir_mode())
+                if existing:
+                    _carry_backups(existing, staged)
                 files.write_json_atomic(
                     os.path.join(staged, "kernel.json"), spec, mode=_file_mode(spec)
                 )
@@ -389,6 +394,15 @@ def _install_dir(
             finally:
                 shutil.rmtree(work, ignore_errors=True)
     return target, before, spec
+
+
+def _carry_backups(old_dir: str, new_dir: str) -> None:
+    """Give a replacing spec the history of the one it replaces, so --undo still works."""
+    for backup in files.backups(old_dir):
+        shutil.copy2(backup, new_dir)
+    old_json = os.path.join(old_dir, "kernel.json")
+    if os.path.isfile(old_json):
+        files.keep_backup(old_json, into=new_dir)
 
 
 def _python_kernel_dict() -> dict[str, Any]:
@@ -489,7 +503,12 @@ def _finish_install(action, name, kernels_dir, spec, populate, replace, dry_run)
     return Change(action, name, path, before, after, written=True)
 
 
-_NOT_COPIED = (f"*{_LOCK_SUFFIX}", f"{files.TEMP_PREFIX}*", f"{_WORK_PREFIX}*")
+_NOT_COPIED = (
+    f"*{_LOCK_SUFFIX}",
+    f"{files.TEMP_PREFIX}*",
+    f"{files.BACKUP_PREFIX}*",
+    f"{_WORK_PREFIX}*",
+)
 
 
 def clone_spec(
@@ -562,12 +581,7 @@ class SpecEdit:
 
 def patch_spec(name: str, edit: SpecEdit, *, dry_run: bool = False) -> Change:
     """Apply ``edit`` to the spec Jupyter would start for ``name``, under its lock."""
-    info = get_spec(name)
-    if info.native:
-        raise KernelmagicError(
-            f"'{info.name}' is ipykernel's built-in spec and has no kernel.json to patch; "
-            f"clone it first (clone {info.name} NEW_NAME)"
-        )
+    info = _writable_spec(name)
     kernels_dir = os.path.dirname(info.resource_dir)
     hint = f"clone it to a location you can write (clone {info.name} NEW_NAME --user)"
     with _writing(info.kernel_json, hint), files.exclusive_lock(_lock_path(kernels_dir, info.name)):
@@ -582,10 +596,47 @@ def patch_spec(name: str, edit: SpecEdit, *, dry_run: bool = False) -> Change:
         written = not dry_run and after != before
         if written:
             files.remove_stale_temps(info.resource_dir)
+            files.keep_backup(info.kernel_json)
             files.write_json_atomic(
                 info.kernel_json, after, mode=_file_mode(after, info.kernel_json)
             )
     return Change("patched", info.name, info.resource_dir, before, after, written)
+
+
+def _writable_spec(name: str) -> SpecInfo:
+    info = get_spec(name)
+    if info.native:
+        raise KernelmagicError(
+            f"'{info.name}' is ipykernel's built-in spec and has no kernel.json to change; "
+            f"clone it first (clone {info.name} NEW_NAME)"
+        )
+    return info
+
+
+def undo_last_write(name: str) -> Change:
+    """Restore ``kernel.json`` byte for byte from its newest backup (and drop that backup).
+
+    Repeating it walks further back, as far as the kept backups go.
+    """
+    info = _writable_spec(name)
+    kernels_dir = os.path.dirname(info.resource_dir)
+    hint = "ask the owner of that directory"
+    with _writing(info.kernel_json, hint), files.exclusive_lock(_lock_path(kernels_dir, info.name)):
+        saved = files.backups(info.resource_dir)
+        if not saved:
+            raise KernelmagicError(f"no earlier version of '{info.name}' to restore")
+        newest = saved[-1]
+        data = newest.read_bytes()
+        before = None
+        with contextlib.suppress(OSError, ValueError):
+            before = read_spec_file(info.kernel_json)
+        files.write_bytes_atomic(info.kernel_json, data, mode=newest.stat().st_mode & 0o777)
+        newest.unlink()
+    try:
+        after = json.loads(data)
+    except ValueError:
+        after = None
+    return Change("restored", info.name, info.resource_dir, before, after, written=True)
 
 
 def remove_specs(names: Iterable[str]) -> list[str]:

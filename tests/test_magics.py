@@ -51,6 +51,7 @@ def test_unload_removes_exactly_the_magics(shell):
         "kernel_patch",
         "kernel_env",
         "kernel_remove",
+        "kernel_doctor",
     }
     assert set(shell.magics_manager.magics["cell"]) - before["cell"] == {"kernel_env"}
     shell.run_line_magic("unload_ext", "kernelmagic")

@@ -1,0 +1,292 @@
+"""Explain every problem a kernel spec has, and remove the dead ones on request.
+
+Beyond the cheap checks listing runs, the doctor starts each distinct Python interpreter once
+(in parallel, with a timeout) to see whether it can import its launcher module, and looks for
+shadowed names, env paths that do not exist and templates naming unset variables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from string import Template
+from typing import Any
+
+from . import checks, envcapture, render, specs
+from .checks import Problem
+
+INTERPRETER_TIMEOUT = 20.0
+_PATH_SUFFIXES = ("_DIR", "_HOME", "_PATH", "_DATA", "_LIB")
+# The variables that decide where an interpreter finds its modules.
+_IMPORT_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
+_TEMPLATE_NAMES = re.compile(
+    r"\$(?:\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)\}|(?P<named>[_a-zA-Z][_a-zA-Z0-9]*))"
+)
+
+
+@dataclass
+class Diagnosis:
+    """One spec's problems, as the doctor found them."""
+
+    name: str
+    resource_dir: str
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """The value of ``%kernel_doctor``: every spec checked, with what is wrong."""
+
+    diagnoses: list[Diagnosis]
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not any(d.problems for d in self.diagnoses)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "specs": {
+                d.name: {
+                    "resource_dir": d.resource_dir,
+                    "problems": [p.as_dict() for p in d.problems],
+                }
+                for d in self.diagnoses
+            },
+            "removed": list(self.removed),
+        }
+
+    def _rows(self) -> list[tuple[str, ...]]:
+        rows = []
+        for d in self.diagnoses:
+            if not d.problems:
+                rows.append((d.name, "ok", ""))
+            for problem in d.problems:
+                rows.append((d.name, problem.kind, str(problem)))
+        return rows
+
+    def as_text(self) -> str:
+        lines = [render.text_table(self._rows(), ("name", "check", "details"))]
+        checked = len(self.diagnoses)
+        sick = sum(1 for d in self.diagnoses if d.problems)
+        lines.append(f"{checked} spec(s) checked, {sick} with problems.")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.as_text())
+
+    def _repr_html_(self) -> str:
+        return render.html_table(self._rows(), ("name", "check", "details"))
+
+
+def _launcher_module(argv: list[str]) -> str | None:
+    """The module a Python kernel's argv runs with ``-m`` (``ipykernel_launcher`` usually)."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "-m":
+            return argv[i + 1]
+    return None
+
+
+def _is_python(spec: dict[str, Any]) -> bool:
+    argv = spec.get("argv") or []
+    program = os.path.basename(argv[0]) if argv else ""
+    return program.startswith("python") or str(spec.get("language", "")).lower() == "python"
+
+
+def _launch_env(spec: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment Jupyter would give the kernel: ours plus the spec's, substituted."""
+    env = dict(environ)
+    for key, value in (spec.get("env") or {}).items():
+        if isinstance(value, str):
+            env[key] = Template(value).safe_substitute(environ)
+    return env
+
+
+def _can_import(program: str, module: str, env: dict[str, str]) -> str | None:
+    """None if ``program`` finds ``module``; else what went wrong, in a few words."""
+    probe = (
+        f"import importlib.util, sys\nsys.exit(0 if importlib.util.find_spec({module!r}) else 3)"
+    )
+    try:
+        done = subprocess.run(
+            [program, "-c", probe],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=INTERPRETER_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"did not answer within {INTERPRETER_TIMEOUT:.0f} s"
+    except OSError as exc:
+        return f"cannot be run ({exc.strerror})"
+    if done.returncode == 0:
+        return None
+    if done.returncode == 3:
+        return f"cannot import {module}"
+    tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    return f"failed with exit status {done.returncode}: {tail[0]}"
+
+
+def _interpreter_problems(
+    infos: list[specs.SpecInfo], environ: Mapping[str, str]
+) -> dict[str, list[Problem]]:
+    """Run every distinct (interpreter, module, import variables) once, in parallel."""
+    jobs: dict[tuple, tuple[str, str, dict[str, str]]] = {}
+    wanted: dict[str, tuple] = {}
+    for info in infos:
+        spec = info.spec
+        argv = spec.get("argv") or []
+        module = _launcher_module(argv)
+        if not info.visible or not module or not _is_python(spec):
+            continue
+        if not checks.find_program(argv[0]):
+            continue  # already reported as missing-program
+        env = _launch_env(spec, environ)
+        key = (argv[0], module, *(env.get(v) for v in _IMPORT_VARIABLES))
+        jobs.setdefault(key, (argv[0], module, env))
+        wanted[info.name] = key
+    if not jobs:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
+        futures = {key: pool.submit(_can_import, *job) for key, job in jobs.items()}
+        outcome = {key: future.result() for key, future in futures.items()}
+    found: dict[str, list[Problem]] = {}
+    for name, key in wanted.items():
+        failure = outcome[key]
+        if failure:
+            program, module = key[0], key[1]
+            found[name] = [
+                Problem(
+                    "launcher-import",
+                    f"interpreter {program} {failure}; install ipykernel there "
+                    f"({program} -m pip install ipykernel) or point argv at another Python",
+                    program,
+                )
+            ]
+    return found
+
+
+def _shadowing(info: specs.SpecInfo) -> list[Problem]:
+    if info.native:
+        return []
+    places = specs.spec_locations(info.name)
+    if len(places) < 2:
+        return []
+    others = ", ".join(places[1:])
+    return [
+        Problem(
+            "shadowed",
+            f"'{info.name}' exists in {len(places)} places; Jupyter uses {places[0]} and ignores "
+            f"{others}; remove or rename the copy you do not want",
+            places[0],
+        )
+    ]
+
+
+def _looks_like_a_path_variable(name: str) -> bool:
+    return name.endswith(_PATH_SUFFIXES) or envcapture.is_path_like(name)
+
+
+def _env_problems(info: specs.SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
+    problems = []
+    for name, value in sorted(info.env.items()):
+        if not isinstance(value, str):
+            continue
+        unset = sorted(
+            {
+                m.group("braced") or m.group("named")
+                for m in _TEMPLATE_NAMES.finditer(value.replace("$$", ""))
+            }
+            - set(environ)
+        )
+        if unset:
+            problems.append(
+                Problem(
+                    "undefined-template",
+                    f"env {name} uses ${{{unset[0]}}}, which is not set here; Jupyter leaves it "
+                    "as literal text unless the process that starts the kernel sets it",
+                    unset[0],
+                )
+            )
+        if not _looks_like_a_path_variable(name):
+            continue
+        expanded = Template(value).safe_substitute(environ)
+        entries = expanded.split(os.pathsep) if envcapture.is_path_like(name) else [expanded]
+        missing = [
+            e for e in entries if os.path.isabs(e) and "$" not in e and not os.path.exists(e)
+        ]
+        if missing:
+            problems.append(
+                Problem(
+                    "missing-dir",
+                    f"env {name} points to {missing[0]}, which does not exist"
+                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                    + "; fix it with env -k NAME or reinstall the environment",
+                    missing[0],
+                )
+            )
+    return problems
+
+
+def _invalid_name(info: specs.SpecInfo) -> list[Problem]:
+    dirname = os.path.basename(info.resource_dir)
+    if info.native:
+        return []
+    try:
+        specs.validate_name(dirname)
+    except specs.InvalidInput:
+        return [
+            Problem(
+                "invalid-name",
+                f"directory name {dirname!r} breaks Jupyter's rule ({specs.NAME_RULE}); "
+                "rename the directory",
+                dirname,
+            )
+        ]
+    return []
+
+
+def diagnose(names: Iterable[str] = (), *, environ: Mapping[str, str] | None = None) -> Report:
+    """Check every spec, or the named ones (``NoSuchKernelSpec`` for an unknown name)."""
+    environ = dict(os.environ if environ is None else environ)
+    names = list(names)
+    infos = [specs.get_spec(n) for n in names] if names else specs.list_specs()
+    interpreter = _interpreter_problems(infos, environ)
+    diagnoses = []
+    for info in infos:
+        problems = [*_invalid_name(info), *info.problems, *interpreter.get(info.name, [])]
+        problems += _shadowing(info) + _env_problems(info, environ)
+        diagnoses.append(Diagnosis(info.name, info.resource_dir, problems))
+    return Report(diagnoses)
+
+
+def is_dead(diagnosis: Diagnosis) -> bool:
+    """A spec that cannot start because its program (an absolute path) is gone."""
+    return any(
+        p.kind == "missing-program" and p.value and os.path.isabs(p.value)
+        for p in diagnosis.problems
+    )
+
+
+def remove_dead(report: Report) -> Report:
+    """Remove the specs whose program is gone; the returned report lists what was removed.
+
+    A spec that cannot be removed (no permission) stays in the report with that problem.
+    """
+    kept, removed = [], list(report.removed)
+    for diagnosis in report.diagnoses:
+        if not is_dead(diagnosis):
+            kept.append(diagnosis)
+            continue
+        try:
+            removed += specs.remove_specs([diagnosis.name])
+        except specs.KernelmagicError as exc:
+            diagnosis.problems.append(Problem("not-removed", f"could not remove it: {exc}"))
+            kept.append(diagnosis)
+    return Report(kept, removed=removed)

@@ -1,0 +1,172 @@
+"""The doctor: one spec per problem kind, --fix, remove --missing, and undo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import write_spec
+
+from kernelmagic import doctor, files
+from kernelmagic.cli import main
+
+CONN = "{connection_file}"
+
+
+@pytest.fixture(scope="session")
+def python_without_ipykernel(tmp_path_factory):
+    """A real interpreter that cannot import ipykernel: a fresh venv without pip."""
+    venv = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    return str(venv / "bin" / "python")
+
+
+@pytest.fixture
+def sick(user_kernels, tmp_path, monkeypatch, python_without_ipykernel):
+    """One spec per problem kind, plus a healthy one."""
+    extra = tmp_path / "jp"
+    monkeypatch.setenv("JUPYTER_PATH", str(extra))
+    python = [sys.executable, "-m", "ipykernel_launcher", "-f", CONN]
+    write_spec(user_kernels, "healthy", {"argv": python, "env": {"DATA_DIR": str(tmp_path)}})
+    write_spec(
+        user_kernels,
+        "dead",
+        {"argv": ["/gone/env/bin/python", "-m", "ipykernel_launcher", "-f", CONN]},
+    )
+    write_spec(
+        user_kernels,
+        "no-ipykernel",
+        {
+            "argv": [python_without_ipykernel, "-m", "ipykernel_launcher", "-f", CONN],
+            "language": "python",
+        },
+    )
+    write_spec(user_kernels, "no-conn", {"argv": [sys.executable, "-m", "ipykernel_launcher"]})
+    write_spec(
+        user_kernels,
+        "provisioned",
+        {"argv": python, "metadata": {"kernel_provisioner": {"provisioner_name": "gone-prov"}}},
+    )
+    write_spec(user_kernels, "twice", {"argv": python, "display_name": "user copy"})
+    write_spec(extra / "kernels", "twice", {"argv": python, "display_name": "JUPYTER_PATH copy"})
+    write_spec(
+        user_kernels, "no-data", {"argv": python, "env": {"GDAL_DATA": "/no/such/gdal/share"}}
+    )
+    write_spec(user_kernels, "template", {"argv": python, "env": {"X": "${KM_TEST_UNSET_VAR}/bin"}})
+    write_spec(user_kernels, "bad name", {"argv": python})
+    write_spec(user_kernels, "broken", raw="{")
+    return {"user": user_kernels, "extra": extra / "kernels"}
+
+
+def _by_name(report):
+    return {d.name: d for d in report.diagnoses}
+
+
+def test_each_problem_is_reported_with_name_and_value(sick, python_without_ipykernel):
+    found = _by_name(doctor.diagnose())
+
+    def only(name, kind):
+        problems = [p for p in found[name].problems if p.kind == kind]
+        assert problems, (name, kind, found[name].problems)
+        return problems[0]
+
+    assert found["healthy"].problems == []
+    assert only("dead", "missing-program").value == "/gone/env/bin/python"
+    assert "/gone/env/bin/python" in only("dead", "missing-program")
+    missing_import = only("no-ipykernel", "launcher-import")
+    assert missing_import.value == python_without_ipykernel
+    assert "cannot import ipykernel_launcher" in missing_import
+    assert "-m pip install ipykernel" in missing_import
+    assert "{connection_file}" in only("no-conn", "no-connection-file")
+    assert only("provisioned", "unknown-provisioner").value == "gone-prov"
+    shadowed = only("twice", "shadowed")
+    assert shadowed.value == str(sick["extra"] / "twice")  # JUPYTER_PATH wins
+    assert str(sick["user"] / "twice") in shadowed
+    assert only("no-data", "missing-dir").value == "/no/such/gdal/share"
+    assert only("template", "undefined-template").value == "KM_TEST_UNSET_VAR"
+    assert only("bad name", "invalid-name").value == "bad name"
+    assert "cannot read kernel.json" in only("broken", "unreadable")
+
+
+def test_fix_removes_only_the_dead_spec(sick, capsys):
+    before = {p.name for p in sick["user"].iterdir() if not p.name.startswith(".")}
+    status = main(["doctor", "--fix"])
+    out = capsys.readouterr().out
+    assert status == 1  # the other problems are left for the user
+    assert f"Removed kernel spec {sick['user'] / 'dead'}" in out
+    after = {p.name for p in sick["user"].iterdir() if not p.name.startswith(".")}
+    assert before - after == {"dead"}
+
+
+def test_remove_missing_is_the_same_cleanup(sick, capsys):
+    assert main(["remove", "--missing"]) == 0
+    assert not (sick["user"] / "dead").exists()
+    assert (sick["user"] / "no-ipykernel").exists()
+
+
+def test_cli_exit_codes_and_json(sick, capsys):
+    assert main(["doctor", "healthy"]) == 0
+    assert "1 spec(s) checked, 0 with problems" in capsys.readouterr().out
+    assert main(["doctor", "no-conn", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["healthy"] is False
+    kinds = [p["kind"] for p in report["specs"]["no-conn"]["problems"]]
+    assert kinds == ["no-connection-file"]
+    assert main(["doctor", "nope"]) == 1
+    assert "No kernel spec 'nope'" in capsys.readouterr().err
+
+
+def test_doctor_magic_returns_a_report(ip, sick):
+    report = ip.run_line_magic("kernel_doctor", "dead no-conn")
+    assert not report.healthy
+    assert "missing-program" in ip.display_formatter.format(report)[0]["text/plain"]
+    assert "<table>" in report._repr_html_()
+    as_json = ip.run_line_magic("kernel_doctor", "healthy --json")
+    assert as_json["healthy"] is True
+
+
+def test_interpreters_run_once_per_doctor_run(user_kernels, monkeypatch):
+    python = [sys.executable, "-m", "ipykernel_launcher", "-f", CONN]
+    for i in range(5):
+        write_spec(user_kernels, f"same{i}", {"argv": python})
+    calls = []
+    real = doctor._can_import
+    monkeypatch.setattr(doctor, "_can_import", lambda *a: calls.append(a[0]) or real(*a))
+    report = doctor.diagnose([f"same{i}" for i in range(5)])
+    assert report.healthy
+    assert calls == [sys.executable]
+
+
+def test_undo_restores_exact_bytes_and_backups_do_not_pile_up(user_kernels, capsys):
+    original = b'{"argv": ["/bin/true", "{connection_file}"],   "display_name": "odd  spacing"}'
+    path = write_spec(user_kernels, "geo", raw=original.decode()) / "kernel.json"
+    versions = [path.read_bytes()]
+    for i in range(7):
+        assert main(["env", "-k", "geo", f"V{i}=x"]) == 0
+        versions.append(path.read_bytes())
+    assert len(files.backups(path.parent)) == files.BACKUPS_KEPT
+    for expected in reversed(versions[-files.BACKUPS_KEPT - 1 : -1]):
+        assert main(["patch", "geo", "--undo"]) == 0
+        assert path.read_bytes() == expected
+    assert main(["patch", "geo", "--undo"]) == 1
+    assert "no earlier version" in capsys.readouterr().err
+
+
+def test_undo_after_replace_and_after_magic_patch(ip, user_kernels):
+    ip.run_line_magic("kernel_install", "geo --capture none --display-name first")
+    kernel_json = user_kernels / "geo" / "kernel.json"
+    first = kernel_json.read_bytes()
+    ip.run_line_magic("kernel_install", "geo --capture none --display-name second --replace")
+    ip.run_line_magic("kernel_patch", "geo --display-name third")
+    ip.run_line_magic("kernel_patch", "geo --undo")
+    assert json.loads(kernel_json.read_text())["display_name"] == "second"
+    ip.run_line_magic("kernel_patch", "geo --undo")
+    assert kernel_json.read_bytes() == first
+
+
+def test_undo_refuses_other_changes(capsys, user_kernels):
+    write_spec(user_kernels, "geo")
+    assert main(["patch", "geo", "--undo", "--display-name", "x"]) == 2
+    assert "give it no other change" in capsys.readouterr().err
