@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in options.COMMANDS.items():
         sub = commands.add_parser(name, help=command.summary, description=command.summary)
         options.add_options(sub, name)
+    commands.choices["install"].add_argument(
+        "--snippet-file",
+        metavar="FILE",
+        help="a shell snippet to run (what the cell magic's body is), or - for stdin",
+    )
     commands.choices["env"].add_argument(
         "--file",
         metavar="PATH",
@@ -70,7 +75,8 @@ def _report(change: specs.Change, diff: bool = False) -> None:
 
 
 def _install(ns: argparse.Namespace, defaults: options.Defaults) -> int:
-    change, captured = options.install(ns, defaults)
+    snippet = _read_text(ns.snippet_file) if ns.snippet_file else None
+    change, captured = options.install(ns, defaults, snippet=snippet)
     for line in captured.summary_lines():
         print(line)
     _report(change)
@@ -87,14 +93,23 @@ def _patch(ns: argparse.Namespace, defaults: options.Defaults) -> int:
     return 0
 
 
-def _read_env_file(path: str) -> EnvChanges:
+def _read_text(path: str) -> str:
     if path == "-":
-        return parse_env_lines(sys.stdin.read())
+        return sys.stdin.read()
     try:
         with open(path, encoding="utf-8") as f:
-            return parse_env_lines(f.read())
+            return f.read()
     except OSError as exc:
         raise specs.InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _read_env_file(path: str) -> EnvChanges:
+    return parse_env_lines(_read_text(path))
+
+
+def _refresh(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+    _report(options.refresh(ns), diff=True)
+    return 0
 
 
 def _env(ns: argparse.Namespace, defaults: options.Defaults) -> int:
@@ -137,6 +152,7 @@ _HANDLERS = {
     "env": _env,
     "remove": _remove,
     "doctor": _doctor,
+    "refresh": _refresh,
 }
 
 

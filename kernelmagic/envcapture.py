@@ -7,6 +7,7 @@ scheduler variables.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -143,6 +144,15 @@ def template_path_value(name: str, value: str, baseline: str) -> str | None:
             back = [escape_dollars(e) for e in entries[start + len(base) :]]
             return os.pathsep.join([*front, f"${{{name}}}", *back])
     return None
+
+
+def digests(env: Mapping[str, str]) -> dict[str, str]:
+    """Short fingerprints of written values, so a refresh can tell which ones a user edited
+    since (without storing the values twice)."""
+    return {
+        k: hashlib.sha256(v.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        for k, v in env.items()
+    }
 
 
 def parse_environment_dump(text: str) -> dict[str, str]:

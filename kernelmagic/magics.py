@@ -129,12 +129,16 @@ class KernelMagics(Magics):
             print(render.spec_detail_text(specs.get_spec(ns.name)))
 
     @no_var_expand
-    @_takes("install")
-    @line_magic
-    def kernel_install(self, line: str = "") -> None:
+    @_takes(
+        "install",
+        "\n\nAs a cell magic, the cell is a shell snippet (e.g. `module load gdal` or "
+        "`source setup.sh`): it runs in a clean login shell and what it changes is captured.",
+    )
+    @line_cell_magic
+    def kernel_install(self, line: str = "", cell: str | None = None) -> None:
         ns = self._parse(self.kernel_install, line)
         with _as_usage_errors():
-            change, captured = options.install(ns, self._defaults())
+            change, captured = options.install(ns, self._defaults(), snippet=cell)
         for text in captured.summary_lines():
             print(text)
         if not change.written:
@@ -161,6 +165,15 @@ class KernelMagics(Magics):
         ns = self._parse(self.kernel_patch, line)
         with _as_usage_errors():
             change = options.patch(ns, ns.name)
+        self._report_patch(change)
+
+    @no_var_expand
+    @_takes("refresh")
+    @line_magic
+    def kernel_refresh(self, line: str = "") -> None:
+        ns = self._parse(self.kernel_refresh, line)
+        with _as_usage_errors():
+            change = options.refresh(ns)
         self._report_patch(change)
 
     def _report_patch(self, change: specs.Change) -> None:
@@ -231,6 +244,7 @@ _COMPLETED = (
     "kernel_env",
     "kernel_remove",
     "kernel_doctor",
+    "kernel_refresh",
 )
 
 

@@ -42,6 +42,27 @@ FROM_CURRENT = _option(
     action="store_true",
     help="a spec for the running interpreter with its environment captured (the default source)",
 )
+MODULES = _option(
+    "--modules",
+    metavar='"A B"',
+    help="capture what `module load A B` sets (Lmod or Environment Modules)",
+)
+FROM_CONDA = _option(
+    "--from-conda",
+    metavar="ENV",
+    help="capture what activating this conda env (name or prefix) sets, activate.d scripts "
+    "included; the kernel runs ENV/bin/python",
+)
+PYTHON = _option(
+    "--python",
+    metavar="PATH",
+    help="the kernel's interpreter (it must import ipykernel); on its own, a spec for that "
+    "interpreter (a venv gets VIRTUAL_ENV and its bin on PATH)",
+)
+SHELL = _option(
+    "--shell", metavar="PATH", help="the login shell that runs snippets (default: bash)"
+)
+SOURCES = (FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL)
 DISPLAY_NAME = _option("--display-name", metavar="TEXT", help="the name the Jupyter UI shows")
 USER = _option("--user", action="store_true", help="install for this user (the default)")
 SYS_PREFIX = _option(
@@ -170,11 +191,12 @@ COMMANDS: dict[str, Command] = {
     ),
     "show": Command("Show one kernel spec: its location, its problems and its JSON.", (NAME,)),
     "install": Command(
-        "Install a kernel spec for the running Python with this session's environment "
-        "captured into its env.",
+        "Install a kernel spec with an environment captured into its env: this session's "
+        "(--from-current, the default), or what a shell snippet, --modules, --from-conda or "
+        "--python sets.",
         (
             NAME,
-            FROM_CURRENT,
+            *SOURCES,
             DISPLAY_NAME,
             *LOCATION,
             ENV,
@@ -209,6 +231,11 @@ COMMANDS: dict[str, Command] = {
         "Show or change a kernel spec's env. Values are written as typed; secret-like "
         "values are masked when shown.",
         (KERNEL, ASSIGNMENTS, UNSET, LITERAL, REPLACE_ENV, DRY_RUN),
+    ),
+    "refresh": Command(
+        "Re-run the source a spec was captured from and update its env (and argv if the "
+        "interpreter moved); variables set by hand since are kept.",
+        (NAME, DRY_RUN),
     ),
     "remove": Command("Remove kernel specs.", (NAMES, MISSING)),
     "doctor": Command(
@@ -323,18 +350,67 @@ def edit_request(ns: argparse.Namespace, extra_env: EnvChanges | None = None) ->
 
 
 def install(
-    ns: argparse.Namespace, defaults: Defaults
+    ns: argparse.Namespace, defaults: Defaults, snippet: str | None = None
 ) -> tuple[specs.Change, envcapture.CaptureResult]:
+    """Install from the source the options name; ``snippet`` is a cell body or snippet file."""
     name = specs.validate_name(ns.name)  # before the capture, which runs a login shell
-    return specs.install_current_python(
-        name,
-        location_request(ns, defaults),
-        display_name=ns.display_name,
-        capture_options=capture_request(ns, defaults),
-        explicit_env=env_changes(ns).set,
-        replace=ns.replace,
-        dry_run=ns.dry_run,
-    )
+    source = source_request(ns, snippet)
+    common = {
+        "display_name": ns.display_name,
+        "capture_options": capture_request(ns, defaults),
+        "explicit_env": env_changes(ns).set,
+        "replace": ns.replace,
+        "dry_run": ns.dry_run,
+    }
+    kernels_dir = location_request(ns, defaults)
+    if source is None:
+        return specs.install_current_python(name, kernels_dir, **common)
+    from . import sources
+
+    return sources.install_from_source(name, kernels_dir, source, **common)
+
+
+def source_request(ns: argparse.Namespace, snippet: str | None):
+    """The ``sources.Source`` the options describe, or None for the running session."""
+    made_by = [
+        flag
+        for flag, given in (
+            ("a snippet", snippet is not None),
+            ("--modules", ns.modules),
+            ("--from-conda", ns.from_conda),
+        )
+        if given
+    ]
+    if len(made_by) > 1:
+        raise _bad(f"choose one source of the environment, not {' and '.join(made_by)}")
+    if ns.from_current and (made_by or ns.python):
+        other = made_by[0] if made_by else "--python"
+        raise _bad(f"--from-current captures this session; it cannot go with {other}")
+    if ns.baseline and (made_by or ns.python):
+        raise _bad(
+            "--baseline applies to --from-current; a snippet is compared with the shell "
+            "right before it"
+        )
+    if not made_by and not ns.python:
+        if ns.shell:
+            raise _bad("--shell runs a snippet, --modules or --from-conda; give one of them")
+        return None
+    from .sources import Source
+
+    common = {"python": ns.python, "shell": ns.shell}
+    if snippet is not None:
+        return Source("snippet", snippet=snippet, **common)
+    if ns.modules:
+        return Source("modules", modules=ns.modules, **common)
+    if ns.from_conda:
+        return Source("conda", conda_env=ns.from_conda, **common)
+    return Source("python", **common)
+
+
+def refresh(ns: argparse.Namespace) -> specs.Change:
+    from . import sources
+
+    return sources.refresh_spec(ns.name, dry_run=ns.dry_run)
 
 
 def remove(ns: argparse.Namespace) -> list[str]:

@@ -421,7 +421,7 @@ def _python_kernel_dict() -> dict[str, Any]:
     return get_kernel_dict()
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -441,28 +441,71 @@ def install_current_python(
     ``explicit_env`` (``--env``) is written as given and wins over captured values.
     """
     name = validate_name(name)
-    _existing(kernels_dir, name, replace)  # fail before running a login shell
+    check_name_free(kernels_dir, name, replace)  # fail before running a login shell
     capture_options = capture_options or envcapture.CaptureOptions()
     try:
         captured = envcapture.capture(environ, capture_options)
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"cannot use baseline {capture_options.baseline_file}: {exc}") from exc
+    change = install_python_spec(
+        name,
+        kernels_dir,
+        source={"source": "current", "python": sys.executable},
+        captured=captured,
+        capture_options=capture_options,
+        display_name=display_name,
+        explicit_env=explicit_env,
+        replace=replace,
+        dry_run=dry_run,
+    )
+    return change, captured
+
+
+def check_name_free(kernels_dir: str, name: str, replace: bool) -> None:
+    """``SpecExists`` if ``name`` is taken in ``kernels_dir`` and ``replace`` is not set."""
+    _existing(kernels_dir, name, replace)
+
+
+def install_python_spec(
+    name: str,
+    kernels_dir: str,
+    *,
+    source: dict[str, Any],
+    captured: envcapture.CaptureResult,
+    capture_options: envcapture.CaptureOptions,
+    python: str | None = None,
+    python_version: tuple[int, int] | None = None,
+    display_name: str | None = None,
+    explicit_env: Mapping[str, str] | None = None,
+    replace: bool = False,
+    dry_run: bool = False,
+) -> Change:
+    """Write the spec ipykernel would write for ``python`` (default: this interpreter).
+
+    ``captured.env`` and ``explicit_env`` make up its env (explicit values win);
+    ``source`` describes where the environment came from, for provenance and refresh.
+    """
+    name = validate_name(name)
     explicit = dict(explicit_env or {})
     spec = _python_kernel_dict()
-    spec["display_name"] = display_name or (
-        f"Python {sys.version_info[0]}.{sys.version_info[1]} ({name})"
-    )
+    if python is not None:
+        spec["argv"][0] = python
+    major, minor = python_version or sys.version_info[:2]
+    spec["display_name"] = display_name or f"Python {major}.{minor} ({name})"
     env = {**captured.env, **explicit}
     if env:
         spec["env"] = env
     spec.setdefault("metadata", {})["kernelmagic"] = {
-        "source": "current",
-        "python": sys.executable,
+        **source,
         "capture": capture_options.mode,
+        "include": list(capture_options.include),
+        "exclude": list(capture_options.exclude),
+        "templates": capture_options.templates,
         "baseline": captured.baseline,
         "captured": sorted(captured.env),
+        "captured_digests": envcapture.digests(captured.env),
         "explicit": sorted(explicit),
-        "created": _now(),
+        "created": now(),
         "version": __version__,
     }
 
@@ -472,9 +515,7 @@ def install_current_python(
         write_kernel_spec(path)  # the logos and any resources ipykernel ships
         return spec
 
-    return _finish_install(
-        "installed", name, kernels_dir, spec, populate, replace, dry_run
-    ), captured
+    return _finish_install("installed", name, kernels_dir, spec, populate, replace, dry_run)
 
 
 def _existing(kernels_dir: str, name: str, replace: bool) -> tuple[str | None, Any]:
@@ -581,6 +622,21 @@ class SpecEdit:
 
 def patch_spec(name: str, edit: SpecEdit, *, dry_run: bool = False) -> Change:
     """Apply ``edit`` to the spec Jupyter would start for ``name``, under its lock."""
+    return rewrite_spec(name, edit.apply, dry_run=dry_run, action="patched")
+
+
+def rewrite_spec(
+    name: str,
+    transform: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    dry_run: bool = False,
+    action: str = "patched",
+) -> Change:
+    """Read-modify-write ``kernel.json`` under the spec's lock, keeping a backup for undo.
+
+    ``transform`` gets the current JSON (read under the lock, so concurrent writers each see
+    the others' changes) and returns the new one.
+    """
     info = _writable_spec(name)
     kernels_dir = os.path.dirname(info.resource_dir)
     hint = f"clone it to a location you can write (clone {info.name} NEW_NAME --user)"
@@ -588,11 +644,11 @@ def patch_spec(name: str, edit: SpecEdit, *, dry_run: bool = False) -> Change:
         try:
             before = read_spec_file(info.kernel_json)
         except (OSError, ValueError) as exc:
-            raise KernelmagicError(f"cannot patch '{info.name}': {exc}") from exc
+            raise KernelmagicError(f"cannot change '{info.name}': {exc}") from exc
         problems = checks.structure_problems(before)
         if problems:
-            raise KernelmagicError(f"cannot patch '{info.name}': {problems[0]}")
-        after = edit.apply(before)
+            raise KernelmagicError(f"cannot change '{info.name}': {problems[0]}")
+        after = transform(copy.deepcopy(before))
         written = not dry_run and after != before
         if written:
             files.remove_stale_temps(info.resource_dir)
@@ -600,7 +656,7 @@ def patch_spec(name: str, edit: SpecEdit, *, dry_run: bool = False) -> Change:
             files.write_json_atomic(
                 info.kernel_json, after, mode=_file_mode(after, info.kernel_json)
             )
-    return Change("patched", info.name, info.resource_dir, before, after, written)
+    return Change(action, info.name, info.resource_dir, before, after, written)
 
 
 def _writable_spec(name: str) -> SpecInfo:

@@ -52,8 +52,12 @@ def test_unload_removes_exactly_the_magics(shell):
         "kernel_env",
         "kernel_remove",
         "kernel_doctor",
+        "kernel_refresh",
     }
-    assert set(shell.magics_manager.magics["cell"]) - before["cell"] == {"kernel_env"}
+    assert set(shell.magics_manager.magics["cell"]) - before["cell"] == {
+        "kernel_env",
+        "kernel_install",
+    }
     shell.run_line_magic("unload_ext", "kernelmagic")
     assert {k: set(v) for k, v in shell.magics_manager.magics.items()} == before
     assert not any(type(c).__name__ == "KernelMagics" for c in shell.configurables)

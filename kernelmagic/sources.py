@@ -1,0 +1,431 @@
+"""Capture the environment that a shell snippet, ``module load``, a conda activation or a
+venv makes, and make it again later (refresh).
+
+A snippet runs in one clean login shell; the environment is recorded right before and right
+after it in that same shell, and the difference goes through the capture rules of
+``envcapture`` (noise, secrets, PATH templates, ``$`` escaping). Nothing here imports IPython.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import envcapture, specs
+
+SHELL_TIMEOUT = 300.0  # conda activation on a busy shared filesystem can take a while
+PROBE_TIMEOUT = 60.0
+# Passed from the session into the clean login shell besides identity and locale: without
+# it Lmod and Environment Modules would not find the user's own modulefiles.
+_KEEP_FROM_SESSION = ("MODULEPATH",)
+_CONDA_TOOLS = ("conda", "mamba", "micromamba")
+
+
+class SourceFailed(specs.KernelmagicError):
+    """The snippet (or activation) failed; nothing was written."""
+
+
+@dataclass
+class Source:
+    """How the environment is made. Recorded in ``metadata.kernelmagic`` for refresh."""
+
+    kind: str  # snippet | modules | conda | python
+    snippet: str | None = None
+    modules: str | None = None
+    conda_env: str | None = None
+    python: str | None = None
+    shell: str | None = None
+
+    def to_metadata(self) -> dict[str, Any]:
+        fields = {
+            "snippet": self.snippet,
+            "modules": self.modules,
+            "conda_env": self.conda_env,
+            "python": self.python,
+            "shell": self.shell,
+        }
+        return {"source": self.kind, **{k: v for k, v in fields.items() if v is not None}}
+
+    @classmethod
+    def from_metadata(cls, recorded: Mapping[str, Any]) -> Source | None:
+        kind = recorded.get("source")
+        if kind not in ("snippet", "modules", "conda", "python"):
+            return None
+        return cls(
+            kind,
+            snippet=recorded.get("snippet"),
+            modules=recorded.get("modules"),
+            conda_env=recorded.get("conda_env"),
+            python=recorded.get("python_requested", recorded.get("python")),
+            shell=recorded.get("shell"),
+        )
+
+
+# --- running a snippet -----------------------------------------------------------------
+
+
+def login_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a clean login shell starts from: the session's identity, locale and MODULEPATH."""
+    keep = (*envcapture.LOGIN_SHELL_KEEP, *_KEEP_FROM_SESSION)
+    return {k: v for k, v in environ.items() if k in keep or k.startswith("LC_")}
+
+
+# $1, $2: where to dump the environment before and after; $3: the snippet file.
+_DRIVER = (
+    '__km_before="$1"; __km_after="$2"; __km_snippet="$3"; set --\n'
+    'env -0 > "$__km_before" || exit 97\n'
+    '. "$__km_snippet"\n'
+    "__km_status=$?\n"
+    'env -0 > "$__km_after"\n'
+    "exit $__km_status\n"
+)
+
+
+def run_snippet(
+    snippet: str,
+    *,
+    shell: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    timeout: float = SHELL_TIMEOUT,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Run ``snippet`` in one clean login shell; return its environment before and after.
+
+    Raises ``SourceFailed`` (with the shell's stderr) if the snippet exits non-zero.
+    """
+    environ = os.environ if environ is None else environ
+    shell_path = shell or shutil.which("bash")
+    if not shell_path or not shutil.which(shell_path):
+        raise SourceFailed(f"no shell to run the snippet: {shell or 'bash'} was not found")
+    with tempfile.TemporaryDirectory(prefix="kernelmagic-") as work:
+        before_file, after_file = os.path.join(work, "before"), os.path.join(work, "after")
+        snippet_file = os.path.join(work, "snippet.sh")
+        with open(snippet_file, "w", encoding="utf-8") as f:
+            f.write(snippet if snippet.endswith("\n") else snippet + "\n")
+        try:
+            done = subprocess.run(
+                [
+                    shell_path,
+                    "-l",
+                    "-c",
+                    _DRIVER,
+                    "kernelmagic",
+                    before_file,
+                    after_file,
+                    snippet_file,
+                ],
+                env=login_environment(environ),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise SourceFailed(f"the snippet did not finish within {timeout:.0f} s") from None
+        stderr = done.stderr.decode("utf-8", "replace").strip()
+        if done.returncode != 0 or not os.path.exists(after_file):
+            detail = " | ".join(stderr.splitlines()[-5:]) or "no error output"
+            if done.returncode == 0:
+                raise SourceFailed(
+                    f"the snippet exited the shell before it finished (remove 'exit'): {detail}"
+                )
+            raise SourceFailed(
+                f"the snippet failed with exit status {done.returncode}; nothing was written. "
+                f"{shell_path} said: {detail}"
+            )
+        return _read_dump(before_file), _read_dump(after_file)
+
+
+def _read_dump(path: str) -> dict[str, str]:
+    with open(path, "rb") as f:
+        return envcapture.parse_environment_dump(f.read().decode("utf-8", "surrogateescape"))
+
+
+# --- conda -----------------------------------------------------------------------------
+
+
+def find_conda(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(executable, flavour) of the installed conda, mamba or micromamba."""
+    environ = os.environ if environ is None else environ
+    candidates = [environ.get("CONDA_EXE"), environ.get("MAMBA_EXE")]
+    candidates += [shutil.which(tool, path=environ.get("PATH")) for tool in _CONDA_TOOLS]
+    for exe in candidates:
+        if exe and os.path.isfile(exe) and os.access(exe, os.X_OK):
+            name = os.path.basename(exe)
+            return exe, "micromamba" if name.startswith("micromamba") else "conda"
+    raise SourceFailed(
+        "no conda found: looked at $CONDA_EXE, $MAMBA_EXE and for conda, mamba, micromamba "
+        "on PATH; activate conda in this session or install it"
+    )
+
+
+def conda_snippet(env: str, environ: Mapping[str, str] | None = None) -> str:
+    """The activation conda's own shell hook performs, so activate.d scripts and
+    ``conda env config vars`` are honoured."""
+    exe, flavour = find_conda(environ)
+    quoted_exe, quoted_env = _quote(exe), _quote(env)
+    if flavour == "micromamba":
+        return f'eval "$({quoted_exe} shell activate -s posix {quoted_env})"'
+    return f'eval "$({quoted_exe} shell.posix activate {quoted_env})"'
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+# --- interpreters ----------------------------------------------------------------------
+
+
+@dataclass
+class Interpreter:
+    path: str
+    prefix: str
+    version: tuple[int, int]
+    has_ipykernel: bool
+
+
+_PROBE = (
+    "import importlib.util, json, sys\n"
+    "print(json.dumps({'prefix': sys.prefix, 'version': sys.version_info[:2],"
+    " 'ipykernel': importlib.util.find_spec('ipykernel') is not None}))"
+)
+
+
+def probe_interpreter(path: str, environ: Mapping[str, str] | None = None) -> Interpreter | None:
+    """Run ``path`` once to learn its prefix, version and whether it has ipykernel."""
+    try:
+        done = subprocess.run(
+            [path, "-c", _PROBE],
+            env=dict(os.environ if environ is None else environ),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
+        )
+        found = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
+    if done.returncode != 0:
+        return None
+    return Interpreter(path, found["prefix"], tuple(found["version"]), found["ipykernel"])
+
+
+def find_interpreter(environ: Mapping[str, str]) -> Interpreter | None:
+    """The first python3/python on ``environ``'s PATH that can import ipykernel."""
+    for directory in environ.get("PATH", "").split(os.pathsep):
+        for program in ("python3", "python"):
+            candidate = os.path.join(directory, program)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                found = probe_interpreter(candidate, environ)
+                if found and found.has_ipykernel:
+                    return found
+    return None
+
+
+def _require_ipykernel(path: str, environ: Mapping[str, str]) -> Interpreter:
+    found = probe_interpreter(path, environ)
+    if found is None:
+        raise specs.InvalidInput(f"{path} is not a Python interpreter that can be run")
+    if not found.has_ipykernel:
+        raise specs.InvalidInput(
+            f"{path} cannot import ipykernel; install it there: {path} -m pip install ipykernel"
+        )
+    return found
+
+
+def _is_conda_prefix(prefix: str) -> bool:
+    return os.path.isdir(os.path.join(prefix, "conda-meta"))
+
+
+def _is_venv(prefix: str) -> bool:
+    return os.path.isfile(os.path.join(prefix, "pyvenv.cfg"))
+
+
+# --- from a source to an environment ---------------------------------------------------
+
+
+@dataclass
+class Captured:
+    """The outcome of making an environment: interpreter, chosen variables and provenance."""
+
+    interpreter: Interpreter
+    result: envcapture.CaptureResult
+    provenance: dict[str, Any]
+
+
+def script_for(source: Source, environ: Mapping[str, str]) -> str | None:
+    if source.kind == "snippet":
+        return source.snippet or ""
+    if source.kind == "modules":
+        return f"module load {source.modules}"
+    if source.kind == "conda":
+        return conda_snippet(source.conda_env or "", environ)
+    return None
+
+
+def make_environment(
+    source: Source,
+    options: envcapture.CaptureOptions,
+    environ: Mapping[str, str] | None = None,
+) -> Captured:
+    """Run the source and choose the variables; raises ``SourceFailed``/``InvalidInput``."""
+    environ = dict(os.environ if environ is None else environ)
+    if source.kind == "python" and source.python:
+        return _from_interpreter(source, options, environ)
+    script = script_for(source, environ)
+    before, after = run_snippet(script or "", shell=source.shell, environ=environ)
+    result = envcapture.capture(after, options, baseline=before)
+    result.baseline = "the shell right before the snippet"
+    interpreter = _choose_interpreter(source, after)
+    provenance = {**source.to_metadata(), "python": interpreter.path}
+    if source.python:
+        provenance["python_requested"] = source.python
+    if after.get("LOADEDMODULES"):
+        provenance["loaded_modules"] = after["LOADEDMODULES"]
+    return Captured(interpreter, result, provenance)
+
+
+def _choose_interpreter(source: Source, after: Mapping[str, str]) -> Interpreter:
+    if source.python:
+        return _require_ipykernel(source.python, after)
+    if source.kind == "conda":
+        prefix = after.get("CONDA_PREFIX")
+        if not prefix:
+            raise SourceFailed(f"activating {source.conda_env!r} did not set CONDA_PREFIX")
+        return _require_ipykernel(os.path.join(prefix, "bin", "python"), after)
+    found = find_interpreter(after)
+    if found is None:
+        raise specs.InvalidInput(
+            "no python3 or python on the snippet's PATH can import ipykernel; pass --python "
+            "PATH, or install ipykernel in that environment (python -m pip install ipykernel)"
+        )
+    return found
+
+
+def _from_interpreter(
+    source: Source, options: envcapture.CaptureOptions, environ: dict[str, str]
+) -> Captured:
+    """A spec for another interpreter: a venv gets VIRTUAL_ENV and its bin on PATH, a conda
+    prefix is activated like --from-conda, any other interpreter gets no env."""
+    path = os.path.abspath(source.python or "")
+    interpreter = _require_ipykernel(path, environ)
+    if _is_conda_prefix(interpreter.prefix):
+        conda = Source("conda", conda_env=interpreter.prefix, python=path, shell=source.shell)
+        made = make_environment(conda, options, environ)
+        made.provenance["source"] = "python"
+        return made
+    result = envcapture.CaptureResult(baseline="the interpreter's environment")
+    if _is_venv(interpreter.prefix) and options.mode != "none":
+        bin_dir = envcapture.escape_dollars(os.path.dirname(path))
+        result.env = {
+            "VIRTUAL_ENV": envcapture.escape_dollars(interpreter.prefix),
+            "PATH": f"{bin_dir}{os.pathsep}${{PATH}}",
+        }
+    return Captured(interpreter, result, {"source": "python", "python": path})
+
+
+# --- install and refresh ---------------------------------------------------------------
+
+
+def install_from_source(
+    name: str,
+    kernels_dir: str,
+    source: Source,
+    *,
+    capture_options: envcapture.CaptureOptions,
+    display_name: str | None = None,
+    explicit_env: Mapping[str, str] | None = None,
+    replace: bool = False,
+    dry_run: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[specs.Change, envcapture.CaptureResult]:
+    """Make the environment ``source`` describes and install a spec that carries it."""
+    name = specs.validate_name(name)
+    specs.check_name_free(kernels_dir, name, replace)  # before running anything
+    made = make_environment(source, capture_options, environ)
+    change = specs.install_python_spec(
+        name,
+        kernels_dir,
+        source=made.provenance,
+        captured=made.result,
+        capture_options=capture_options,
+        python=made.interpreter.path,
+        python_version=made.interpreter.version,
+        display_name=display_name,
+        explicit_env=explicit_env,
+        replace=replace,
+        dry_run=dry_run,
+    )
+    return change, made.result
+
+
+def refresh_spec(
+    name: str, *, dry_run: bool = False, environ: Mapping[str, str] | None = None
+) -> specs.Change:
+    """Re-run the recorded source and update env (and argv[0] if the interpreter moved).
+
+    Variables set by hand since the capture (their value no longer matches what capture
+    wrote, or they were never captured) are kept.
+    """
+    info = specs.get_spec(name)
+    recorded = (info.spec.get("metadata") or {}).get("kernelmagic") or {}
+    source = Source.from_metadata(recorded)
+    if source is None:
+        how = recorded.get("source")
+        reason = (
+            "it was captured from a running session; reinstall it with --replace from the "
+            "activated environment"
+            if how == "current"
+            else "it has no recorded source (it was not made by kernelmagic install with a "
+            "snippet, --modules, --from-conda or --python)"
+        )
+        raise specs.KernelmagicError(f"cannot refresh '{info.name}': {reason}")
+    options = envcapture.CaptureOptions(
+        mode=recorded.get("capture", "changed"),
+        include=tuple(recorded.get("include", ())),
+        exclude=tuple(recorded.get("exclude", ())),
+        templates=recorded.get("templates", True),
+    )
+    made = make_environment(source, options, environ)
+
+    def update(spec: dict[str, Any]) -> dict[str, Any]:
+        env = dict(spec.get("env") or {})
+        record = spec.get("metadata", {}).get("kernelmagic", {})
+        fingerprints = record.get("captured_digests", {})
+        current = envcapture.digests(env)
+        for key in record.get("captured", []):
+            if key in env and current.get(key) == fingerprints.get(key):
+                del env[key]  # still as captured: the new capture decides
+        kept_by_hand = set(env)
+        for key, value in made.result.env.items():
+            if key not in kept_by_hand:
+                env[key] = value
+        spec = dict(spec)
+        if env:
+            spec["env"] = env
+        else:
+            spec.pop("env", None)
+        argv = list(spec.get("argv") or [])
+        if argv and argv[0] != made.interpreter.path:
+            argv[0] = made.interpreter.path
+            spec["argv"] = argv
+        written = {k: env[k] for k in made.result.env if k not in kept_by_hand}
+        metadata = dict(spec.get("metadata") or {})
+        metadata["kernelmagic"] = {
+            **record,
+            **made.provenance,
+            "captured": sorted(written),
+            "captured_digests": envcapture.digests(written),
+            "refreshed": specs.now(),
+        }
+        spec["metadata"] = metadata
+        return spec
+
+    return specs.rewrite_spec(info.name, update, dry_run=dry_run, action="refreshed")

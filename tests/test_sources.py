@@ -1,0 +1,263 @@
+"""Environments made by shell snippets, real Lmod modules, conda activation and other
+interpreters; specs launched with jupyter_client."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import write_spec
+from IPython.core.error import UsageError
+from test_end_to_end import run_in_kernel
+
+from kernelmagic.cli import main
+
+
+def _make_venv(path: Path, *, with_ipykernel: bool) -> Path:
+    """A real venv; with_ipykernel links our site-packages in with a .pth file (no network)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    if with_ipykernel:
+        site = next(path.glob("lib/python*/site-packages"))
+        (site / "kernelmagic-test.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def second_venv(tmp_path_factory) -> Path:
+    return _make_venv(tmp_path_factory.mktemp("second") / "venv", with_ipykernel=True)
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory) -> str:
+    venv = _make_venv(tmp_path_factory.mktemp("bare") / "venv", with_ipykernel=False)
+    return str(venv / "bin" / "python")
+
+
+@pytest.fixture(scope="session")
+def lmod_available():
+    found = (
+        subprocess.run(
+            ["bash", "-l", "-c", "type module"], capture_output=True, env={"HOME": "/nonexistent"}
+        ).returncode
+        == 0
+    )
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("Lmod is missing: .ci/run must install Debian's lmod")
+        pytest.skip("Lmod is not installed (apt-get install lmod)")
+
+
+@pytest.fixture
+def modules(tmp_path, monkeypatch, second_venv, lmod_available):
+    """A MODULEPATH of our own with a 'gdal' module that provides Python and GDAL data."""
+    root = tmp_path / "modulefiles"
+    gdal = tmp_path / "opt" / "gdal"
+    for sub in ("share", "lib"):
+        (gdal / sub).mkdir(parents=True)
+
+    def write(version: str, data: str) -> None:
+        (root / "gdal").mkdir(parents=True, exist_ok=True)
+        (root / "gdal" / f"{version}.lua").write_text(
+            textwrap.dedent(f"""\
+            setenv("GDAL_DATA", "{data}")
+            prepend_path("PATH", "{second_venv / "bin"}")
+            prepend_path("LD_LIBRARY_PATH", "{gdal / "lib"}")
+        """)
+        )
+
+    write("3.8", str(gdal / "share"))
+    monkeypatch.setenv("MODULEPATH", str(root))
+    return {"write": write, "gdal": gdal, "venv": second_venv}
+
+
+def spec_json(user_kernels, name):
+    return json.loads((user_kernels / name / "kernel.json").read_text())
+
+
+def test_modules_spec_launches_with_module_environment(ip, user_kernels, modules):
+    ip.run_line_magic("kernel_install", "gdal --modules gdal/3.8")
+    spec = spec_json(user_kernels, "gdal")
+    venv_python = str(modules["venv"] / "bin" / "python3")
+    assert spec["argv"][0] == venv_python  # first python3 on the module's PATH with ipykernel
+    assert not [k for k in spec["env"] if k.startswith(("_ModuleTable", "__LMOD", "BASH_FUNC"))]
+    assert "LOADEDMODULES" not in spec["env"]
+    provenance = spec["metadata"]["kernelmagic"]
+    assert provenance["source"] == "modules" and provenance["modules"] == "gdal/3.8"
+    assert provenance["loaded_modules"] == "gdal/3.8"
+
+    seen = run_in_kernel("gdal")
+    assert seen["env"]["GDAL_DATA"] == str(modules["gdal"] / "share")
+    assert seen["env"]["PATH"].split(os.pathsep)[0] == str(modules["venv"] / "bin")
+    assert seen["env"]["PATH"].endswith(os.environ["PATH"])  # ${PATH} filled in at launch
+    assert seen["env"]["LD_LIBRARY_PATH"].split(os.pathsep)[0] == str(modules["gdal"] / "lib")
+    assert seen["prefix"] == str(modules["venv"])
+
+
+def test_refresh_follows_a_changed_modulefile_and_keeps_hand_edits(
+    ip, user_kernels, modules, capsys
+):
+    ip.run_line_magic("kernel_install", "gdal --modules gdal/3.8")
+    ip.run_line_magic("kernel_env", "-k gdal MY_SETTING=by-hand")
+    modules["write"]("3.8", "/new/gdal/data")
+    path = user_kernels / "gdal" / "kernel.json"
+    before = path.read_bytes()
+    capsys.readouterr()
+
+    ip.run_line_magic("kernel_refresh", "gdal --dry-run")
+    out = capsys.readouterr().out
+    assert '+  "GDAL_DATA": "/new/gdal/data"' in out and "Dry run" in out
+    assert path.read_bytes() == before
+
+    ip.run_line_magic("kernel_refresh", "gdal")
+    env = spec_json(user_kernels, "gdal")["env"]
+    assert env["GDAL_DATA"] == "/new/gdal/data"
+    assert env["MY_SETTING"] == "by-hand"
+    # a captured variable the user overrode by hand is theirs now
+    ip.run_line_magic("kernel_env", "-k gdal GDAL_DATA=/my/override")
+    modules["write"]("3.8", "/newer/gdal/data")
+    assert main(["refresh", "gdal"]) == 0
+    assert spec_json(user_kernels, "gdal")["env"]["GDAL_DATA"] == "/my/override"
+
+
+def test_snippet_that_cds_and_exports_a_token_captures_neither(ip, user_kernels, tmp_path):
+    snippet = f"cd {tmp_path}\nexport MY_API_TOKEN=abc123\nexport PROJ_LIB=/opt/proj\n"
+    ip.run_cell_magic("kernel_install", f"snip --python {sys.executable}", snippet)
+    spec = spec_json(user_kernels, "snip")
+    assert spec["env"] == {"PROJ_LIB": "/opt/proj"}
+    assert spec["metadata"]["kernelmagic"]["snippet"] == snippet
+
+
+def test_failing_snippet_writes_nothing_and_shows_stderr(ip, user_kernels):
+    with pytest.raises(UsageError) as info:
+        ip.run_cell_magic(
+            "kernel_install",
+            f"bad --python {sys.executable}",
+            "export A=1\necho 'module xyz not found' >&2\nfalse\n",
+        )
+    assert type(info.value) is UsageError
+    assert "exit status 1" in str(info.value) and "module xyz not found" in str(info.value)
+    assert not (user_kernels / "bad").exists()
+    assert not user_kernels.exists() or list(user_kernels.iterdir()) == []
+
+
+def test_unknown_module_fails_cleanly(user_kernels, modules, capsys):
+    assert main(["install", "nope", "--modules", "no-such-module"]) == 1
+    assert "no-such-module" in capsys.readouterr().err
+    assert not (user_kernels / "nope").exists()
+
+
+def test_python_venv_spec_runs_in_that_venv(ip, user_kernels, second_venv):
+    python = second_venv / "bin" / "python"
+    ip.run_line_magic("kernel_install", f"other --python {python}")
+    spec = spec_json(user_kernels, "other")
+    assert spec["argv"][0] == str(python)
+    assert spec["env"]["VIRTUAL_ENV"] == str(second_venv)
+    assert spec["env"]["PATH"] == f"{second_venv / 'bin'}{os.pathsep}${{PATH}}"
+    seen = run_in_kernel("other")
+    assert seen["prefix"] == str(second_venv)
+    assert seen["env"]["VIRTUAL_ENV"] == str(second_venv)
+
+
+def test_interpreter_without_ipykernel_is_refused(ip, user_kernels, bare_python):
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("kernel_install", f"bare --python {bare_python}")
+    assert f"{bare_python} -m pip install ipykernel" in str(info.value)
+    assert not (user_kernels / "bare").exists()
+
+
+@pytest.fixture
+def fake_conda(tmp_path, monkeypatch, second_venv):
+    """A stand-in for conda: it prints what `conda shell.posix activate ENV` prints.
+
+    conda cannot be installed on our test machines, so this script imitates its activation
+    output (PS1, exports of PATH, CONDA_PREFIX, CONDA_SHLVL, ..., then sourcing the env's
+    activate.d scripts) for an env whose prefix is a real venv with ipykernel.
+    """
+    prefix = tmp_path / "conda" / "envs" / "geo"
+    shutil.copytree(second_venv, prefix, symlinks=True)
+    (prefix / "conda-meta").mkdir()
+    activate_d = prefix / "etc" / "conda" / "activate.d"
+    activate_d.mkdir(parents=True)
+    (activate_d / "gdal-activate.sh").write_text(f'export GDAL_DATA="{prefix}/share/gdal"\n')
+    conda = tmp_path / "conda" / "bin" / "conda"
+    conda.parent.mkdir(parents=True)
+    conda.write_text(
+        textwrap.dedent(f"""\
+        #!/bin/sh
+        [ "$1" = shell.posix ] && [ "$2" = activate ] || {{ echo "unexpected: $*" >&2; exit 2; }}
+        case "$3" in geo|{prefix}) ;; *) echo "EnvironmentNameNotFound: $3" >&2; exit 1;; esac
+        echo "PS1='(geo) '"
+        echo "export PATH='{prefix}/bin:{tmp_path}/conda/condabin:'\\"\\$PATH\\""
+        echo "export CONDA_PREFIX='{prefix}'"
+        echo "export CONDA_SHLVL='1'"
+        echo "export CONDA_DEFAULT_ENV='geo'"
+        echo "export CONDA_PROMPT_MODIFIER='(geo) '"
+        echo ". \\"{activate_d}/gdal-activate.sh\\""
+    """)
+    )
+    conda.chmod(0o755)
+    monkeypatch.setenv("CONDA_EXE", str(conda))
+    return prefix
+
+
+def test_from_conda_uses_the_activation_hook(ip, user_kernels, fake_conda):
+    ip.run_line_magic("kernel_install", "geo --from-conda geo")
+    spec = spec_json(user_kernels, "geo")
+    assert spec["argv"][0] == str(fake_conda / "bin" / "python")
+    env = spec["env"]
+    assert env["GDAL_DATA"] == f"{fake_conda}/share/gdal"  # from activate.d
+    assert env["CONDA_PREFIX"] == str(fake_conda)
+    assert env["PATH"].startswith(f"{fake_conda}/bin:")
+    assert "CONDA_SHLVL" not in env and "CONDA_PROMPT_MODIFIER" not in env
+    assert spec["metadata"]["kernelmagic"]["conda_env"] == "geo"
+
+
+def test_python_in_a_conda_prefix_is_activated_like_from_conda(ip, user_kernels, fake_conda):
+    ip.run_line_magic("kernel_install", f"geo2 --python {fake_conda / 'bin' / 'python'}")
+    env = spec_json(user_kernels, "geo2")["env"]
+    assert env["GDAL_DATA"] == f"{fake_conda}/share/gdal"
+
+
+def test_no_conda_names_what_was_looked_for(ip, monkeypatch, tmp_path):
+    monkeypatch.delenv("CONDA_EXE", raising=False)
+    monkeypatch.delenv("MAMBA_EXE", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UsageError, match=r"CONDA_EXE, \$MAMBA_EXE and for conda, mamba"):
+        ip.run_line_magic("kernel_install", "geo --from-conda geo")
+
+
+def test_cli_snippet_from_stdin(capsys, user_kernels, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("export FROM_STDIN=yes\n"))
+    assert main(["install", "piped", "--snippet-file", "-", "--python", sys.executable]) == 0
+    assert spec_json(user_kernels, "piped")["env"] == {"FROM_STDIN": "yes"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["install", "x", "--modules", "a", "--from-conda", "b"], "choose one source"),
+        (["install", "x", "--from-current", "--modules", "a"], "cannot go with --modules"),
+        (["install", "x", "--modules", "a", "--baseline", "f"], "--baseline applies"),
+        (["install", "x", "--shell", "/bin/zsh"], "--shell runs a snippet"),
+    ],
+)
+def test_conflicting_sources_are_usage_errors(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_refresh_needs_a_recorded_source(ip, user_kernels, capsys):
+    write_spec(user_kernels, "handmade")
+    assert main(["refresh", "handmade"]) == 1
+    assert "no recorded source" in capsys.readouterr().err
+    ip.run_line_magic("kernel_install", "current --capture none")
+    assert main(["refresh", "current"]) == 1
+    assert "captured from a running session" in capsys.readouterr().err
