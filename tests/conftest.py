@@ -79,7 +79,11 @@ def write_spec(kernels_dir: Path, name: str, spec=None, *, raw: str | None = Non
 def shell():
     from IPython.core.interactiveshell import InteractiveShell
 
-    return InteractiveShell.instance()
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    return InteractiveShell.instance(config=config)
 
 
 @pytest.fixture
@@ -88,3 +92,4 @@ def ip(shell):
     shell.run_line_magic("load_ext", "kernelmagic")
     yield shell
     shell.run_line_magic("unload_ext", "kernelmagic")
+    shell.config.pop("KernelMagics", None)  # %config in one test must not leak into the next
