@@ -9,11 +9,13 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from .errors import InvalidInput
+
 ENV_NAME_RULE = "letters, digits and '_', not starting with a digit"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-class AssignmentError(ValueError):
+class AssignmentError(InvalidInput):
     """Malformed user input: a bad assignment, variable name or quoting."""
 
 

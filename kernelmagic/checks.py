@@ -9,7 +9,6 @@ import os
 import shutil
 from collections.abc import Callable
 from functools import cache
-from importlib.metadata import entry_points
 from typing import Any
 
 PROVISIONER_GROUP = "jupyter_client.kernel_provisioners"
@@ -42,6 +41,8 @@ _STRING_KEYS = ("display_name", "language", "kernel_protocol_version", "mimetype
 @cache
 def installed_provisioners() -> frozenset[str]:
     """Names registered under jupyter_client's provisioner entry-point group."""
+    from importlib.metadata import entry_points  # 20 ms: only when a spec names a provisioner
+
     return frozenset(ep.name for ep in entry_points(group=PROVISIONER_GROUP))
 
 

@@ -12,8 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import __version__, options, render, specs
-from .assignments import AssignmentError, EnvChanges, parse_env_lines
+from . import __version__, operations, options, render, specs
+from .assignments import EnvChanges, parse_env_lines
+from .errors import InvalidInput, KernelmagicError
 
 PROG = "kernelmagic"
 
@@ -52,7 +53,7 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2))
 
 
-def _list(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+def _list(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     found = specs.list_specs(ns.pattern)
     if ns.json:
         _print_json(specs.jupyter_listing(found))
@@ -61,7 +62,7 @@ def _list(ns: argparse.Namespace, defaults: options.Defaults) -> int:
     return 0
 
 
-def _show(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+def _show(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     print(render.spec_detail_text(specs.get_spec(ns.name)))
     return 0
 
@@ -74,22 +75,22 @@ def _report(change: specs.Change, diff: bool = False) -> None:
     print(render.change_message(change))
 
 
-def _install(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+def _install(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     snippet = _read_text(ns.snippet_file) if ns.snippet_file else None
-    change, captured = options.install(ns, defaults, snippet=snippet)
+    change, captured = operations.install(ns, defaults, snippet=snippet)
     for line in captured.summary_lines():
         print(line)
     _report(change)
     return 0
 
 
-def _clone(ns: argparse.Namespace, defaults: options.Defaults) -> int:
-    _report(options.clone(ns, defaults))
+def _clone(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+    _report(operations.clone(ns, defaults))
     return 0
 
 
-def _patch(ns: argparse.Namespace, defaults: options.Defaults) -> int:
-    _report(options.patch(ns, ns.name), diff=True)
+def _patch(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+    _report(operations.patch(ns, ns.name), diff=True)
     return 0
 
 
@@ -100,23 +101,23 @@ def _read_text(path: str) -> str:
         with open(path, encoding="utf-8") as f:
             return f.read()
     except OSError as exc:
-        raise specs.InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _read_env_file(path: str) -> EnvChanges:
     return parse_env_lines(_read_text(path))
 
 
-def _refresh(ns: argparse.Namespace, defaults: options.Defaults) -> int:
-    _report(options.refresh(ns), diff=True)
+def _refresh(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+    _report(operations.refresh(ns), diff=True)
     return 0
 
 
-def _env(ns: argparse.Namespace, defaults: options.Defaults) -> int:
+def _env(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     if not ns.kernel:
         raise UsageFailure("env needs -k NAME")
     from_file = _read_env_file(ns.file) if ns.file else None
-    edit = options.edit_request(ns, from_file)
+    edit = operations.edit_request(ns, from_file)
     if not edit.env and not edit.replace_env:
         env = render.masked_spec(specs.get_spec(ns.kernel).spec).get("env", {})
         for key, value in env.items():
@@ -126,14 +127,14 @@ def _env(ns: argparse.Namespace, defaults: options.Defaults) -> int:
     return 0
 
 
-def _remove(ns: argparse.Namespace, defaults: options.Defaults) -> int:
-    for path in options.remove(ns):
+def _remove(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+    for path in operations.remove(ns):
         print(f"Removed kernel spec {path}")
     return 0
 
 
-def _doctor(ns: argparse.Namespace, defaults: options.Defaults) -> int:
-    report = options.run_doctor(ns)
+def _doctor(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+    report = operations.run_doctor(ns)
     for path in report.removed:
         print(f"Removed kernel spec {path}", file=sys.stderr if ns.json else sys.stdout)
     if ns.json:
@@ -166,12 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         ns = parser.parse_args(argv)
-        return _HANDLERS[ns.command](ns, options.Defaults())
+        return _HANDLERS[ns.command](ns, operations.Defaults())
     except UsageFailure as exc:
         return _fail(str(exc), 2)
-    except (specs.InvalidInput, AssignmentError) as exc:
+    except InvalidInput as exc:
         return _fail(str(exc), 2)
-    except specs.KernelmagicError as exc:
+    except KernelmagicError as exc:
         return _fail(str(exc), 1)
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0

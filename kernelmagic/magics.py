@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -16,23 +17,38 @@ from IPython.core.magic import (
     magics_class,
     no_var_expand,
 )
-from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.core.magic_arguments import MagicArgumentParser
 from traitlets import Enum, List, Unicode
 
-from . import options, render, specs
-from .assignments import AssignmentError, parse_env_lines, split_args
+from . import options
+from .assignments import parse_env_lines, split_args
+from .errors import KernelmagicError
+
+# The library (specs, operations, render) is imported inside the magics, when first used:
+# `%load_ext kernelmagic` must stay cheap and must not import jupyter_client or ipykernel.
 
 
 def _takes(command: str, extra_doc: str = "") -> Callable[[Callable], Callable]:
-    """Give a magic the options of ``command`` (shared with the CLI) and its help text."""
+    """Give a magic the options of ``command`` (shared with the CLI) and its help text.
+
+    The help is formatted from the option definitions; the argparse parser itself is built
+    on first use (building nine of them cost ~15 ms of every ``%load_ext``).
+    """
 
     def decorate(func: Callable) -> Callable:
-        func.__doc__ = options.COMMANDS[command].summary + extra_doc
-        for option in reversed(options.COMMANDS[command].options):
-            func = argument(*option.flags, **option.kwargs)(func)
-        return magic_arguments()(func)
+        func.__doc__ = options.help_text(command, f"%{func.__name__}") + extra_doc
+        func.command = command
+        return func
 
     return decorate
+
+
+@functools.cache
+def _parser(command: str, prog: str) -> MagicArgumentParser:
+    # IPython's parser: a bad argument raises a plain UsageError instead of exiting.
+    parser = MagicArgumentParser(prog=prog, description=options.COMMANDS[command].summary)
+    options.add_options(parser, command)
+    return parser
 
 
 @contextlib.contextmanager
@@ -40,7 +56,7 @@ def _as_usage_errors() -> Iterator[None]:
     """Report library failures as one line, the IPython way (a plain UsageError)."""
     try:
         yield
-    except (specs.KernelmagicError, AssignmentError) as exc:
+    except KernelmagicError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -92,8 +108,10 @@ class KernelMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self.last_spec: str | None = None  # the target of %kernel_env without -k
 
-    def _defaults(self) -> options.Defaults:
-        return options.Defaults(
+    def _defaults(self) -> Any:
+        from . import operations
+
+        return operations.Defaults(
             location=self.default_location,
             capture=self.default_capture,
             extra_noise=tuple(self.extra_noise),
@@ -104,9 +122,9 @@ class KernelMagics(Magics):
     def _parse(magic: Any, line: str) -> Any:
         with _as_usage_errors():
             words = split_args(line)
-        return magic.parser.parse_args(words)
+        return _parser(magic.command, f"%{magic.__name__}").parse_args(words)
 
-    def _remember(self, change: specs.Change) -> None:
+    def _remember(self, change: Any) -> None:
         if change.written:
             self.last_spec = change.name
 
@@ -114,6 +132,8 @@ class KernelMagics(Magics):
     @_takes("list")
     @line_magic
     def kernel_list(self, line: str = "") -> Any:
+        from . import render, specs
+
         ns = self._parse(self.kernel_list, line)
         found = specs.list_specs(ns.pattern)
         if ns.json:
@@ -124,6 +144,8 @@ class KernelMagics(Magics):
     @_takes("show")
     @line_magic
     def kernel_show(self, line: str = "") -> None:
+        from . import render, specs
+
         ns = self._parse(self.kernel_show, line)
         with _as_usage_errors():
             print(render.spec_detail_text(specs.get_spec(ns.name)))
@@ -136,9 +158,11 @@ class KernelMagics(Magics):
     )
     @line_cell_magic
     def kernel_install(self, line: str = "", cell: str | None = None) -> None:
+        from . import operations, render
+
         ns = self._parse(self.kernel_install, line)
         with _as_usage_errors():
-            change, captured = options.install(ns, self._defaults(), snippet=cell)
+            change, captured = operations.install(ns, self._defaults(), snippet=cell)
         for text in captured.summary_lines():
             print(text)
         if not change.written:
@@ -150,9 +174,11 @@ class KernelMagics(Magics):
     @_takes("clone")
     @line_magic
     def kernel_clone(self, line: str = "") -> None:
+        from . import operations, render
+
         ns = self._parse(self.kernel_clone, line)
         with _as_usage_errors():
-            change = options.clone(ns, self._defaults())
+            change = operations.clone(ns, self._defaults())
         if not change.written:
             print(render.spec_json_text(change.after))
         print(render.change_message(change))
@@ -162,21 +188,27 @@ class KernelMagics(Magics):
     @_takes("patch")
     @line_magic
     def kernel_patch(self, line: str = "") -> None:
+        from . import operations
+
         ns = self._parse(self.kernel_patch, line)
         with _as_usage_errors():
-            change = options.patch(ns, ns.name)
+            change = operations.patch(ns, ns.name)
         self._report_patch(change)
 
     @no_var_expand
     @_takes("refresh")
     @line_magic
     def kernel_refresh(self, line: str = "") -> None:
+        from . import operations
+
         ns = self._parse(self.kernel_refresh, line)
         with _as_usage_errors():
-            change = options.refresh(ns)
+            change = operations.refresh(ns)
         self._report_patch(change)
 
-    def _report_patch(self, change: specs.Change) -> None:
+    def _report_patch(self, change: Any) -> None:
+        from . import render
+
         diff = change.diff()
         if diff:
             print(diff, end="")
@@ -191,11 +223,13 @@ class KernelMagics(Magics):
     )
     @line_cell_magic
     def kernel_env(self, line: str = "", cell: str | None = None) -> Any:
+        from . import operations, render, specs
+
         ns = self._parse(self.kernel_env, line)
         with _as_usage_errors():
             from_cell = parse_env_lines(cell) if cell is not None else None
             name = ns.kernel or self._default_target()
-            edit = options.edit_request(ns, from_cell)
+            edit = operations.edit_request(ns, from_cell)
             if not edit.env and not edit.replace_env:
                 info = specs.get_spec(name)
                 return render.masked_spec(info.spec).get("env", {})
@@ -216,9 +250,11 @@ class KernelMagics(Magics):
     @_takes("remove")
     @line_magic
     def kernel_remove(self, line: str = "") -> None:
+        from . import operations, specs
+
         ns = self._parse(self.kernel_remove, line)
         with _as_usage_errors():
-            removed = options.remove(ns)
+            removed = operations.remove(ns)
         for path in removed:
             print(f"Removed kernel spec {path}")
         if self.last_spec and self.last_spec not in specs.find_kernel_specs():
@@ -228,9 +264,11 @@ class KernelMagics(Magics):
     @_takes("doctor")
     @line_magic
     def kernel_doctor(self, line: str = "") -> Any:
+        from . import operations
+
         ns = self._parse(self.kernel_doctor, line)
         with _as_usage_errors():
-            report = options.run_doctor(ns)
+            report = operations.run_doctor(ns)
         for path in report.removed:
             print(f"Removed kernel spec {path}")
         return report.to_json() if ns.json else report
@@ -249,6 +287,8 @@ _COMPLETED = (
 
 
 def _complete_spec_names(self: Any, event: Any) -> list[str]:
+    from . import specs
+
     return specs.spec_names()
 
 

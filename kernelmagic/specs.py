@@ -28,6 +28,13 @@ from jupyter_core.paths import jupyter_data_dir, jupyter_path
 
 from . import __version__, checks, envcapture, files
 from .assignments import EnvChanges
+from .errors import (
+    InvalidInput,
+    KernelmagicError,
+    LocationError,
+    NoSuchKernelSpec,
+    SpecExists,
+)
 
 NATIVE_KERNEL_NAME = "python3"
 NAME_RULE = (
@@ -37,35 +44,6 @@ NAME_RULE = (
 _NAME = re.compile(r"[a-zA-Z0-9._-]+\Z")
 _WORK_PREFIX = ".kernelmagic-"  # staging and trash directories inside a kernels dir
 _LOCK_SUFFIX = ".lock"
-
-
-class KernelmagicError(Exception):
-    """A failure to report to the user as one line (``str(exc)``)."""
-
-
-class InvalidInput(KernelmagicError, ValueError):
-    """The request itself is wrong (bad name, bad option value); nothing was changed."""
-
-
-class NoSuchKernelSpec(KernelmagicError, KeyError):
-    """No spec of that name; the message lists the available ones."""
-
-    def __init__(self, name: str, available: Iterable[str] = ()) -> None:
-        super().__init__(name)
-        self.name = name
-        self.available = sorted(available)
-
-    def __str__(self) -> str:
-        available = ", ".join(self.available) or "none"
-        return f"No kernel spec '{self.name}'. Available: {available}."
-
-
-class SpecExists(KernelmagicError, FileExistsError):
-    """The name is taken at the destination and ``replace`` was not asked for."""
-
-
-class LocationError(KernelmagicError):
-    """A kernels directory or spec cannot be written (permissions, missing directory)."""
 
 
 # --- names and locations ---------------------------------------------------------------

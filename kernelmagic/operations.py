@@ -1,0 +1,210 @@
+"""The operations both front ends run: parsed options in, library calls out.
+
+The magics and the CLI parse with the same option definitions (``options``) and then call
+these, so a flag means the same thing everywhere. Nothing here prints or imports IPython.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from . import envcapture, specs
+from .assignments import EnvChanges, check_env_name, parse_assignment
+
+
+@dataclass
+class Defaults:
+    """Settings the magics take from traitlets config (the CLI uses these defaults)."""
+
+    location: str = "user"  # user | sys-prefix
+    capture: str = "changed"
+    extra_noise: tuple[str, ...] = ()
+    extra_secrets: tuple[str, ...] = ()
+
+
+def _bad(message: str) -> specs.InvalidInput:
+    return specs.InvalidInput(message)
+
+
+def location_request(ns: argparse.Namespace, defaults: Defaults) -> str:
+    user, sys_prefix, prefix = ns.user, ns.sys_prefix, ns.prefix
+    if not (user or sys_prefix or prefix is not None):
+        sys_prefix = defaults.location == "sys-prefix"
+    return specs.location_dir(user=user, sys_prefix=sys_prefix, prefix=prefix)
+
+
+def _dollars(value: str, literal: bool) -> str:
+    return envcapture.escape_dollars(value) if literal else value
+
+
+def env_changes(ns: argparse.Namespace, extra: EnvChanges | None = None) -> EnvChanges:
+    """``--env``/positional assignments, ``--unset`` and ``extra`` (a cell or file) merged."""
+    changes = EnvChanges()
+    literal = getattr(ns, "literal", False)
+    if extra is not None:
+        for key in extra.unset:
+            changes.remove(key)
+        for key, value in extra.set.items():
+            changes.add(key, _dollars(value, literal))
+    for text in [*getattr(ns, "env", []), *getattr(ns, "assignments", [])]:
+        key, value = parse_assignment(text)
+        changes.add(key, _dollars(value, literal))
+    for key in getattr(ns, "unset", []):
+        changes.remove(check_env_name(key))
+    return changes
+
+
+def capture_request(ns: argparse.Namespace, defaults: Defaults) -> envcapture.CaptureOptions:
+    return envcapture.CaptureOptions(
+        mode=ns.capture or defaults.capture,
+        baseline_file=ns.baseline,
+        include=tuple(ns.include),
+        exclude=tuple(ns.exclude),
+        templates=not ns.no_templates,
+        extra_noise=tuple(defaults.extra_noise),
+        extra_secrets=tuple(defaults.extra_secrets),
+    )
+
+
+def _metadata(items: list[str]) -> dict[str, Any]:
+    metadata = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise _bad(f"expected --metadata KEY=JSON, got {item!r}")
+        try:
+            metadata[key] = json.loads(raw)
+        except ValueError as exc:
+            raise _bad(
+                f"--metadata {key}: {raw!r} is not JSON ({exc}); quote strings: {key}='\"text\"'"
+            ) from None
+    return metadata
+
+
+def _argv_prefix(text: str | None) -> list[str]:
+    if not text:
+        return []
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise _bad(f"--argv-prefix {text!r}: {exc}") from None
+
+
+def edit_request(ns: argparse.Namespace, extra_env: EnvChanges | None = None) -> specs.SpecEdit:
+    return specs.SpecEdit(
+        display_name=getattr(ns, "display_name", None),
+        language=getattr(ns, "language", None),
+        interrupt_mode=getattr(ns, "interrupt_mode", None),
+        argv_prefix=_argv_prefix(getattr(ns, "argv_prefix", None)),
+        metadata=_metadata(getattr(ns, "metadata", [])),
+        env=env_changes(ns, extra_env),
+        replace_env=getattr(ns, "replace_env", False),
+    )
+
+
+def install(
+    ns: argparse.Namespace, defaults: Defaults, snippet: str | None = None
+) -> tuple[specs.Change, envcapture.CaptureResult]:
+    """Install from the source the options name; ``snippet`` is a cell body or snippet file."""
+    name = specs.validate_name(ns.name)  # before the capture, which runs a login shell
+    source = source_request(ns, snippet)
+    common = {
+        "display_name": ns.display_name,
+        "capture_options": capture_request(ns, defaults),
+        "explicit_env": env_changes(ns).set,
+        "replace": ns.replace,
+        "dry_run": ns.dry_run,
+    }
+    kernels_dir = location_request(ns, defaults)
+    if source is None:
+        return specs.install_current_python(name, kernels_dir, **common)
+    from . import sources
+
+    return sources.install_from_source(name, kernels_dir, source, **common)
+
+
+def source_request(ns: argparse.Namespace, snippet: str | None):
+    """The ``sources.Source`` the options describe, or None for the running session."""
+    made_by = [
+        flag
+        for flag, given in (
+            ("a snippet", snippet is not None),
+            ("--modules", ns.modules),
+            ("--from-conda", ns.from_conda),
+        )
+        if given
+    ]
+    if len(made_by) > 1:
+        raise _bad(f"choose one source of the environment, not {' and '.join(made_by)}")
+    if ns.from_current and (made_by or ns.python):
+        other = made_by[0] if made_by else "--python"
+        raise _bad(f"--from-current captures this session; it cannot go with {other}")
+    if ns.baseline and (made_by or ns.python):
+        raise _bad(
+            "--baseline applies to --from-current; a snippet is compared with the shell "
+            "right before it"
+        )
+    if not made_by and not ns.python:
+        if ns.shell:
+            raise _bad("--shell runs a snippet, --modules or --from-conda; give one of them")
+        return None
+    from .sources import Source
+
+    common = {"python": ns.python, "shell": ns.shell}
+    if snippet is not None:
+        return Source("snippet", snippet=snippet, **common)
+    if ns.modules:
+        return Source("modules", modules=ns.modules, **common)
+    if ns.from_conda:
+        return Source("conda", conda_env=ns.from_conda, **common)
+    return Source("python", **common)
+
+
+def refresh(ns: argparse.Namespace) -> specs.Change:
+    from . import sources
+
+    return sources.refresh_spec(ns.name, dry_run=ns.dry_run)
+
+
+def remove(ns: argparse.Namespace) -> list[str]:
+    """Remove the named specs, and with ``--missing`` every dead one; returns the paths."""
+    if not ns.names and not ns.missing:
+        raise _bad("name the specs to remove, or pass --missing")
+    removed = specs.remove_specs(ns.names) if ns.names else []
+    if ns.missing:
+        from . import doctor
+
+        removed += doctor.remove_dead(doctor.diagnose()).removed
+    return removed
+
+
+def run_doctor(ns: argparse.Namespace):
+    from . import doctor
+
+    report = doctor.diagnose(ns.names)
+    return doctor.remove_dead(report) if ns.fix else report
+
+
+def clone(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
+    specs.validate_name(ns.new_name)
+    return specs.clone_spec(
+        ns.source,
+        ns.new_name,
+        location_request(ns, defaults),
+        edit=edit_request(ns),
+        replace=ns.replace,
+        dry_run=ns.dry_run,
+    )
+
+
+def patch(ns: argparse.Namespace, name: str, extra_env: EnvChanges | None = None) -> specs.Change:
+    edit = edit_request(ns, extra_env)
+    if getattr(ns, "undo", False):
+        if edit != specs.SpecEdit() or ns.dry_run:
+            raise _bad("--undo restores the previous kernel.json; give it no other change")
+        return specs.undo_last_write(name)
+    return specs.patch_spec(name, edit, dry_run=ns.dry_run)
