@@ -20,6 +20,7 @@ from . import checks, envcapture, render, specs
 from .checks import Problem
 
 INTERPRETER_TIMEOUT = 20.0
+MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
 _PATH_SUFFIXES = ("_DIR", "_HOME", "_PATH", "_DATA", "_LIB")
 # The variables that decide where an interpreter finds its modules.
 _IMPORT_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
@@ -153,7 +154,7 @@ def _interpreter_problems(
         wanted[info.name] = key
     if not jobs:
         return {}
-    with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(jobs))) as pool:
         futures = {key: pool.submit(_can_import, *job) for key, job in jobs.items()}
         outcome = {key: future.result() for key, future in futures.items()}
     found: dict[str, list[Problem]] = {}
