@@ -15,6 +15,11 @@ def test_quick_benchmark_prints_its_table():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
-    assert lines[0].split(" | ")[:4] == ["measure", "kernelmagic", "baseline", "ratio"]
+    assert [c.strip() for c in lines[0].split(" | ")][:4] == [
+        "measure",
+        "kernelmagic",
+        "baseline",
+        "ratio",
+    ]
     assert any(line.startswith("kernelmagic list --json, 1,000 specs") for line in lines)
     assert any(line.startswith("kernel start to kernel_info reply") for line in lines)
