@@ -89,7 +89,7 @@ def _logical_lines(text: str):
     """Yield (line number, words) with quoted values allowed to span lines."""
     pending = ""
     start = 0
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if not pending:
             start = number
         pending = f"{pending}\n{line}" if pending else line

@@ -171,7 +171,8 @@ def parse_environment_dump(text: str) -> dict[str, str]:
     # Plain `env` output: a line without NAME= continues the previous (multi-line) value.
     env: dict[str, str] = {}
     last = None
-    for line in text.splitlines():
+    # Split on "\n" only: "\r" and other line breaks belong to values.
+    for line in text.removesuffix("\n").split("\n"):
         match = re.match(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", line)
         if match:
             last = match.group(1)

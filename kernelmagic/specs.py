@@ -365,15 +365,22 @@ def _lock_path(kernels_dir: str, name: str) -> str:
 
 @contextlib.contextmanager
 def _writing(path: str, hint: str):
-    """Turn permission and missing-directory errors into advice."""
+    """Turn permission and missing-directory errors into advice naming ``path``.
+
+    The failing file is often a lock or temp file inside ``path``; the user needs the
+    directory. A failure outside it (an ancestor that cannot be entered) names that instead.
+    """
+
+    def where(exc: OSError) -> str:
+        failed = os.fspath(exc.filename) if exc.filename else path
+        return path if failed.startswith(path.rstrip(os.sep) + os.sep) else failed
+
     try:
         yield
     except PermissionError as exc:
-        raise LocationError(
-            f"cannot write {exc.filename or path}: permission denied; {hint}"
-        ) from exc
+        raise LocationError(f"cannot write {where(exc)}: permission denied; {hint}") from exc
     except (FileNotFoundError, NotADirectoryError) as exc:
-        raise LocationError(f"cannot write {exc.filename or path}: {exc.strerror}; {hint}") from exc
+        raise LocationError(f"cannot write {where(exc)}: {exc.strerror}; {hint}") from exc
 
 
 _LOCATION_HINT = "use --user, or --prefix DIR for a directory you can write"
@@ -420,9 +427,17 @@ def _install_dir(
                 files.write_json_atomic(
                     os.path.join(staged, "kernel.json"), spec, mode=_file_mode(spec)
                 )
-                if existing:
+                if not existing:
+                    os.rename(staged, target)
+                elif files.exchange(staged, existing):
+                    # One atomic step: readers and crashes see the old spec or the new one.
+                    if existing != target:
+                        os.rename(existing, target)  # the name is stored lowercase
+                else:
+                    # No atomic exchange here (not Linux, or the filesystem refuses it):
+                    # two renames; a crash in between is undone by _recover on the next write.
                     os.rename(existing, os.path.join(work, "old"))
-                os.rename(staged, target)
+                    os.rename(staged, target)
                 files.fsync_dir(kernels_dir)
             finally:
                 shutil.rmtree(work, ignore_errors=True)

@@ -20,8 +20,20 @@ os.environ["XDG_DATA_DIRS"] = str(SYSTEM_DATA_DIR)
 os.environ["XDG_CONFIG_DIRS"] = str(SYSTEM_DATA_DIR / "config")
 
 
+# Figures that stress tests measured (writers kept, kill rounds survived, ...), printed at
+# the end of the run so that CI logs show them.
+FIGURES: list[str] = []
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(SYSTEM_DATA_DIR, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures")
+        for figure in FIGURES:
+            terminalreporter.write_line(figure)
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +90,6 @@ def write_spec(kernels_dir: Path, name: str, spec=None, *, raw: str | None = Non
 @pytest.fixture(scope="session")
 def shell():
     from IPython.core.interactiveshell import InteractiveShell
-
     from traitlets.config import Config
 
     config = Config()

@@ -1,0 +1,359 @@
+"""Shared kernel dirs under stress: concurrent writers, SIGKILL mid-write, hostile input,
+secrets by value, unwritable locations, scale. Each test prints its figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FIGURES, write_spec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from IPython.core.error import UsageError
+from test_end_to_end import run_in_kernel
+
+from kernelmagic import files, specs
+from kernelmagic.assignments import (
+    AssignmentError,
+    parse_assignment,
+    parse_env_lines,
+    split_args,
+)
+from kernelmagic.cli import main
+
+
+def report(figure: str) -> None:
+    FIGURES.append(figure)
+
+
+def spec_env(user_kernels, name):
+    return json.loads((user_kernels / name / "kernel.json").read_text()).get("env", {})
+
+
+def test_24_concurrent_writers_keep_every_variable(user_kernels):
+    write_spec(user_kernels, "shared")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "kernelmagic", "env", "-k", "shared", f"K{i}={i}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(24)
+    ]
+    statuses = [p.wait() for p in procs]
+    assert statuses == [0] * 24, [p.stderr.read() for p in procs]
+    env = spec_env(user_kernels, "shared")
+    kept = sum(1 for i in range(24) if env.get(f"K{i}") == str(i))
+    report(f"concurrent writers: {kept}/24 variables kept")
+    assert kept == 24
+
+
+_WRITER = textwrap.dedent("""\
+    import itertools, sys
+    from kernelmagic import specs
+    from kernelmagic.assignments import EnvChanges
+    name = sys.argv[1]
+    start = len(specs.get_spec(name).env)
+    for i in itertools.count(start):
+        specs.patch_spec(name, specs.SpecEdit(env=EnvChanges({f"K{i}": "x" * 2000})))
+""")
+
+_REPLACER = textwrap.dedent("""\
+    import itertools, sys
+    from kernelmagic import envcapture, specs
+    none = envcapture.CaptureOptions(mode="none")
+    for i in itertools.count():
+        specs.install_current_python(
+            "swap", sys.argv[1], capture_options=none, display_name=f"v{i}", replace=True,
+            explicit_env={"BIG": "y" * (i % 7) * 5000},
+        )
+""")
+
+
+def _kill_rounds(script: str, argv: list[str], rounds: int, check) -> None:
+    rng = random.Random(20261125)
+    for _ in range(rounds):
+        child = subprocess.Popen([sys.executable, "-c", script, *argv])
+        time.sleep(rng.uniform(0.35, 0.9))  # past the imports, into the writes
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        check()
+
+
+def test_sigkill_mid_write_never_leaves_a_broken_spec(user_kernels):
+    write_spec(user_kernels, "crash")
+    path = user_kernels / "crash" / "kernel.json"
+    survived = 0
+
+    def check():
+        nonlocal survived
+        env = json.loads(path.read_text()).get("env", {})  # parses: never truncated
+        assert sorted(env, key=lambda k: int(k[1:])) == [f"K{i}" for i in range(len(env))]
+        assert all(v == "x" * 2000 for v in env.values())  # never half-merged
+        survived += 1
+
+    _kill_rounds(_WRITER, ["crash"], 12, check)
+    writes = len(spec_env(user_kernels, "crash"))
+    specs.patch_spec("crash", specs.SpecEdit(display_name="after the storm"))
+    leftovers = [p.name for p in path.parent.iterdir() if p.name.endswith(files.TEMP_SUFFIX)]
+    report(f"SIGKILL rounds survived: {survived}/12 ({writes} writes completed)")
+    assert leftovers == []  # the next write cleaned what killed writers left
+    assert len(files.backups(path.parent)) <= files.BACKUPS_KEPT
+
+
+def test_sigkill_during_replace_leaves_old_or_new_spec(user_kernels):
+    survived = 0
+
+    def check():
+        nonlocal survived
+        found = specs.list_specs("swap")
+        if not found:  # killed before the first install finished: nothing half-made either
+            assert not (user_kernels / "swap").exists()
+            return
+        (info,) = found
+        assert info.visible and info.display_name.startswith("v")
+        assert info.env["BIG"] == "y" * len(info.env["BIG"])
+        survived += 1
+
+    _kill_rounds(_REPLACER, [str(user_kernels)], 10, check)
+    specs.install_current_python(
+        "swap", str(user_kernels), capture_options=None, replace=True, display_name="final"
+    )
+    work = [p.name for p in user_kernels.iterdir() if p.name.startswith(".kernelmagic-")]
+    report(f"SIGKILL during --replace: {survived}/10 rounds found a whole spec")
+    assert work == []
+
+
+HOSTILE_NAMES = ["", ".", "..", "a/b", "a\\b", "naïve", "x" * 256, "with space", "new\nline", "a;b"]
+HOSTILE_CLI = [
+    *(["install", name, "--capture", "none"] for name in HOSTILE_NAMES),
+    *(["clone", "geo", name] for name in HOSTILE_NAMES),
+    ["env", "-k", "geo", "A=B=C", "=empty"],
+    ["env", "-k", "geo", "="],
+    ["env", "-k", "geo", "NO_EQUALS"],
+    ["env", "-k", "geo", "BAD-NAME=1"],
+    ["env", "-k", "geo", "-u", "A=B"],
+    ["patch", "geo", "--metadata", "x=not json"],
+    ["patch", "geo", "--metadata", "=1"],
+    ["patch", "geo", "--argv-prefix", "'unbalanced"],
+    ["patch", "geo", "--interrupt-mode", "sometimes"],
+]
+
+
+def test_hostile_cli_input_exit_2_one_line_nothing_written(user_kernels, capsys):
+    path = write_spec(user_kernels, "geo") / "kernel.json"
+    before = path.read_bytes()
+    listing = sorted(p.name for p in user_kernels.iterdir())
+    for argv in HOSTILE_CLI:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("kernelmagic: error: ") and err.count("\n") == 1, (argv, err)
+        assert "Traceback" not in err
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in user_kernels.iterdir()) == listing
+    report(f"hostile CLI inputs tried: {len(HOSTILE_CLI)}, all refused with exit 2")
+
+
+def test_hostile_magic_input_is_a_plain_usage_error(ip, user_kernels):
+    path = write_spec(user_kernels, "geo") / "kernel.json"
+    before = path.read_bytes()
+    lines = [
+        *(("kernel_install", shlex.quote(n) + " --capture none") for n in HOSTILE_NAMES if n),
+        ("kernel_install", "''"),
+        ("kernel_env", "-k geo =1"),
+        ("kernel_patch", "geo --metadata x={bad"),
+        ("kernel_patch", 'geo --argv-prefix "\'open"'),
+    ]
+    for magic, line in lines:
+        with pytest.raises(UsageError) as info:
+            ip.run_line_magic(magic, line)
+        assert type(info.value) is UsageError and "\n" not in str(info.value)
+    with pytest.raises(UsageError):
+        ip.run_cell_magic("kernel_env", "-k geo", "GOOD=1\nBAD LINE\n")
+    assert path.read_bytes() == before
+    report(f"hostile magic inputs tried: {len(lines) + 1}, all plain UsageErrors")
+
+
+ODD_VALUES = {
+    "NEWLINES": "line one\nline two\n",
+    "EQUALS": "a=b==c",
+    "EMPTY": "",
+    "DOLLARS": "$HOME ${PATH} $$ $",
+    "QUOTES": 'it\'s "quoted" `here`',
+    "BACKSLASH": "C:\\path\\to\\n",
+    "UNICODE": "naïve Ωmega 東京 🚀",
+    "HASH": "#not a comment # either",
+    "TABS": "a\tb",
+}
+
+
+def test_odd_values_round_trip_to_a_launched_kernel(user_kernels, tmp_path):
+    write_spec(user_kernels, "odd")
+    env_file = tmp_path / "odd.env"
+    env_file.write_text(
+        "".join(f"export {k}={shlex.quote(v)}\n" for k, v in ODD_VALUES.items()), "utf-8"
+    )
+    assert main(["env", "-k", "odd", "--literal", "--file", str(env_file)]) == 0
+    seen = run_in_kernel("odd")["env"]
+    assert {k: seen.get(k) for k in ODD_VALUES} == ODD_VALUES
+    report(f"odd values round-tripped to a kernel: {len(ODD_VALUES)}")
+
+
+ENV_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True)
+VALUES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(ENV_NAMES, VALUES)
+def test_line_assignments_round_trip(name, value):
+    (word,) = split_args(f"{name}={shlex.quote(value)}  # trailing comment")
+    assert parse_assignment(word) == (name, value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(ENV_NAMES, VALUES, max_size=8), st.sampled_from(["", "export "]))
+def test_cell_and_file_assignments_round_trip(env, prefix):
+    text = "# header\n\n" + "".join(f"{prefix}{k}={shlex.quote(v)}\n" for k, v in env.items())
+    assert parse_env_lines(text).set == env
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_parsers_fail_only_with_clear_errors(text):
+    for parse in (parse_env_lines, split_args):
+        try:
+            parse(text)
+        except AssignmentError as exc:
+            assert str(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=300))
+def test_name_validation(name):
+    import re
+
+    valid = bool(re.fullmatch(r"[a-zA-Z0-9._-]+", name)) and name not in (".", "..")
+    valid = valid and len(name) <= 255
+    try:
+        stored = specs.validate_name(name)
+    except specs.InvalidInput as exc:
+        assert not valid and "ASCII letters" in str(exc)
+    else:
+        assert valid and stored == name.lower()
+
+
+def test_secrets_by_value_are_dropped_reported_and_masked(ip, user_kernels, capsys, monkeypatch):
+    from kernelmagic import envcapture
+
+    aws = "AKIA" + "Q" * 16
+    session = {"HOME": "/h", "DEPLOY_HELPER": aws, "FEED": "xoxp-1234567890-abcdef", "OK": "1"}
+    result = envcapture.capture(session, envcapture.CaptureOptions(mode="all"))
+    assert result.env == {"HOME": "/h", "OK": "1"}
+    assert sorted(result.secrets_skipped) == ["DEPLOY_HELPER", "FEED"]
+    kept = envcapture.capture(
+        session, envcapture.CaptureOptions(mode="all", include=("DEPLOY_HELPER",))
+    )
+    assert kept.env["DEPLOY_HELPER"] == aws
+
+    monkeypatch.setenv("DEPLOY_HELPER", aws)
+    ip.run_line_magic("kernel_install", "sec --capture all")
+    out = capsys.readouterr().out
+    assert "DEPLOY_HELPER" in out and aws not in out
+    ip.run_line_magic("kernel_install", "sec2 --capture all --include DEPLOY_HELPER")
+    path = user_kernels / "sec2" / "kernel.json"
+    assert json.loads(path.read_text())["env"]["DEPLOY_HELPER"] == aws
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    ip.run_line_magic("kernel_show", "sec2")
+    shown = capsys.readouterr().out
+    assert aws not in shown and '"DEPLOY_HELPER": "<hidden>"' in shown
+
+
+def _run_as_nobody(argv: list[str]) -> tuple[int, str]:
+    """Run main(argv) in a forked child that dropped root, as a user would run it."""
+    import kernelmagic.operations
+    import kernelmagic.render  # noqa: F401
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            sys.stderr = os.fdopen(write, "w")
+            status = main(argv)
+            sys.stderr.flush()
+            os._exit(status)
+        except BaseException:
+            os._exit(99)
+    os.close(write)
+    with os.fdopen(read) as f:
+        err = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_unwritable_location_says_what_to_try():
+    import shutil
+    import tempfile
+
+    # Outside pytest's tmp_path, whose ancestors other users cannot enter.
+    base = Path(tempfile.mkdtemp(prefix="kernelmagic-shared-"))
+    base.chmod(0o755)
+    locked = base / "shared"
+    (locked / "share" / "jupyter" / "kernels").mkdir(parents=True)
+    try:
+        _check_unwritable(locked)
+    finally:
+        shutil.rmtree(base)
+
+
+def _check_unwritable(locked: Path) -> None:
+    status, err = _run_as_nobody(["install", "x", "--capture", "none", "--prefix", str(locked)])
+    if status == 99:
+        pytest.skip("this machine does not allow dropping root")
+    assert status == 1
+    assert err.startswith("kernelmagic: error: cannot write ") and err.count("\n") == 1
+    assert str(locked / "share" / "jupyter" / "kernels") in err
+    assert "--user" in err and "--prefix" in err
+    assert list((locked / "share" / "jupyter" / "kernels").iterdir()) == []
+
+
+def test_5000_variables_in_one_write(user_kernels, tmp_path):
+    write_spec(user_kernels, "big")
+    big = tmp_path / "big.env"
+    big.write_text("".join(f"VAR_{i}='value {i}'\n" for i in range(5000)))
+    start = time.perf_counter()
+    assert main(["env", "-k", "big", "--file", str(big)]) == 0
+    elapsed = time.perf_counter() - start
+    env = spec_env(user_kernels, "big")
+    assert len(env) == 5000 and env["VAR_4999"] == "value 4999"
+    assert len(files.backups(user_kernels / "big")) == 1  # one write, one backup
+    report(f"5,000 variables written in one write ({elapsed:.2f} s)")
+
+
+def test_missing_parent_is_created_but_a_file_in_the_way_is_an_error(tmp_path, capsys):
+    assert main(["install", "x", "--capture", "none", "--prefix", str(tmp_path / "new")]) == 0
+    assert (tmp_path / "new" / "share" / "jupyter" / "kernels" / "x" / "kernel.json").exists()
+    (tmp_path / "file").write_text("")
+    assert main(["install", "x", "--capture", "none", "--prefix", str(tmp_path / "file")]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "file") in err and "--user" in err
+
+
+def test_stale_files_do_not_confuse_listing(user_kernels):
+    spec_dir = write_spec(user_kernels, "geo")
+    (spec_dir / (files.TEMP_PREFIX + "abc" + files.TEMP_SUFFIX)).write_text("{trunc")
+    (user_kernels / ".geo.lock").write_text("")
+    (user_kernels / ".kernelmagic-geo.x1y2").mkdir()
+    assert [s.name for s in specs.list_specs("geo")] == ["geo"]
+    assert Path(specs.get_spec("geo").resource_dir) == spec_dir
