@@ -83,7 +83,7 @@ def _kill_rounds(script: str, argv: list[str], rounds: int, check) -> None:
     rng = random.Random(20261125)
     for _ in range(rounds):
         child = subprocess.Popen([sys.executable, "-c", script, *argv])
-        time.sleep(rng.uniform(0.35, 0.9))  # past the imports, into the writes
+        time.sleep(rng.uniform(0.4, 1.5))  # past the imports, into the writes
         child.send_signal(signal.SIGKILL)
         child.wait()
         check()
@@ -111,17 +111,16 @@ def test_sigkill_mid_write_never_leaves_a_broken_spec(user_kernels):
 
 
 def test_sigkill_during_replace_leaves_old_or_new_spec(user_kernels):
+    specs.install_current_python(
+        "swap", str(user_kernels), display_name="v-first", capture_options=None
+    )
     survived = 0
 
     def check():
         nonlocal survived
-        found = specs.list_specs("swap")
-        if not found:  # killed before the first install finished: nothing half-made either
-            assert not (user_kernels / "swap").exists()
-            return
-        (info,) = found
+        (info,) = specs.list_specs("swap")  # always there: the old spec or the new one
         assert info.visible and info.display_name.startswith("v")
-        assert info.env["BIG"] == "y" * len(info.env["BIG"])
+        assert info.env.get("BIG", "") == "y" * len(info.env.get("BIG", ""))
         survived += 1
 
     _kill_rounds(_REPLACER, [str(user_kernels)], 10, check)
