@@ -110,6 +110,18 @@ def _read_env_file(path: str) -> EnvChanges:
     return parse_env_lines(_read_text(path))
 
 
+def _provisioners(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+    print(operations.provisioners().as_text())
+    return 0
+
+
+def _remote(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+    change, prerequisites = operations.make_remote(ns, defaults)
+    _report(change)
+    print(f"Remote prerequisites: {prerequisites}")
+    return 0
+
+
 def _refresh(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     _report(operations.refresh(ns), diff=True)
     return 0
@@ -156,6 +168,8 @@ _HANDLERS = {
     "remove": _remove,
     "doctor": _doctor,
     "refresh": _refresh,
+    "provisioners": _provisioners,
+    "remote": _remote,
 }
 
 

@@ -173,6 +173,44 @@ def _interpreter_problems(
     return found
 
 
+def _remote_problems(info: specs.SpecInfo) -> list[Problem]:
+    """A remote engine's launcher script that is gone; config keys its provisioner ignores."""
+    name = checks.provisioner_name(info.spec)
+    if not info.visible or not name or name == "local-provisioner":
+        return []
+    problems = []
+    for arg in (info.spec.get("argv") or [])[1:]:
+        script = os.path.isabs(arg) and arg.endswith((".py", ".sh", ".R", ".r", ".scala"))
+        if script and not os.path.exists(arg):
+            problems.append(
+                Problem(
+                    "missing-launcher",
+                    f"launcher script {arg} does not exist; remake the spec "
+                    "(kernelmagic remote ... --replace)",
+                    arg,
+                )
+            )
+    stanza = info.spec["metadata"]["kernel_provisioner"]
+    config = stanza.get("config") if isinstance(stanza.get("config"), dict) else {}
+    if config:
+        from . import remote
+
+        try:
+            known = remote.provisioner_options(name)
+        except specs.KernelmagicError:
+            return problems
+        for key in sorted(set(config) - set(known)):
+            problems.append(
+                Problem(
+                    "unknown-config",
+                    f"provisioner '{name}' has no option '{key}', so Jupyter ignores it "
+                    f"(options: {', '.join(sorted(known))})",
+                    key,
+                )
+            )
+    return problems
+
+
 def _shadowing(info: specs.SpecInfo) -> list[Problem]:
     if info.native:
         return []
@@ -262,7 +300,7 @@ def diagnose(names: Iterable[str] = (), *, environ: Mapping[str, str] | None = N
     diagnoses = []
     for info in infos:
         problems = [*_invalid_name(info), *info.problems, *interpreter.get(info.name, [])]
-        problems += _shadowing(info) + _env_problems(info, environ)
+        problems += _shadowing(info) + _env_problems(info, environ) + _remote_problems(info)
         diagnoses.append(Diagnosis(info.name, info.resource_dir, problems))
     return Report(diagnoses)
 

@@ -196,6 +196,30 @@ class KernelMagics(Magics):
         self._report_patch(change)
 
     @no_var_expand
+    @_takes("provisioners")
+    @line_magic
+    def kernel_provisioners(self, line: str = "") -> Any:
+        from . import operations
+
+        self._parse(self.kernel_provisioners, line)
+        return operations.provisioners()
+
+    @no_var_expand
+    @_takes("remote")
+    @line_magic
+    def kernel_remote(self, line: str = "") -> None:
+        from . import operations, render
+
+        ns = self._parse(self.kernel_remote, line)
+        with _as_usage_errors():
+            change, prerequisites = operations.make_remote(ns, self._defaults())
+        if not change.written:
+            print(render.spec_json_text(change.after))
+        print(render.change_message(change))
+        print(f"Remote prerequisites: {prerequisites}")
+        self._remember(change)
+
+    @no_var_expand
     @_takes("refresh")
     @line_magic
     def kernel_refresh(self, line: str = "") -> None:
@@ -283,6 +307,7 @@ _COMPLETED = (
     "kernel_remove",
     "kernel_doctor",
     "kernel_refresh",
+    "kernel_remote",
 )
 
 

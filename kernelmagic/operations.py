@@ -203,8 +203,40 @@ def clone(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
 
 def patch(ns: argparse.Namespace, name: str, extra_env: EnvChanges | None = None) -> specs.Change:
     edit = edit_request(ns, extra_env)
+    provisioner = getattr(ns, "provisioner", None)
+    provisioner_config = getattr(ns, "provisioner_config", [])
     if getattr(ns, "undo", False):
-        if edit != specs.SpecEdit() or ns.dry_run:
+        if edit != specs.SpecEdit() or ns.dry_run or provisioner or provisioner_config:
             raise _bad("--undo restores the previous kernel.json; give it no other change")
         return specs.undo_last_write(name)
+    if provisioner_config and not provisioner:
+        raise _bad("--provisioner-config goes with --provisioner NAME")
+    if provisioner:
+        from . import remote
+
+        point = remote.provisioner_edit(provisioner, remote.parse_config(provisioner_config))
+        return specs.rewrite_spec(name, lambda spec: point(edit.apply(spec)), dry_run=ns.dry_run)
     return specs.patch_spec(name, edit, dry_run=ns.dry_run)
+
+
+def make_remote(ns: argparse.Namespace, defaults: Defaults):
+    from . import remote
+
+    request = remote.RemoteRequest(
+        source=ns.source,
+        name=ns.new_name,
+        engine=ns.engine,
+        kernels_dir=location_request(ns, defaults),
+        hosts=list(ns.hosts),
+        image=ns.image,
+        config=remote.parse_config(ns.provisioner_config),
+        replace=ns.replace,
+        dry_run=ns.dry_run,
+    )
+    return remote.make_remote_spec(request)
+
+
+def provisioners():
+    from . import remote
+
+    return remote.list_provisioners()

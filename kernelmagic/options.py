@@ -146,6 +146,33 @@ UNDO = _option(
     action="store_true",
     help="restore kernel.json as it was before the last change (repeat to go further back)",
 )
+PROVISIONER = _option(
+    "--provisioner",
+    metavar="NAME",
+    help="start the kernel through this installed kernel provisioner; 'none' removes it",
+)
+PROVISIONER_CONFIG = _option(
+    "--provisioner-config",
+    action="append",
+    default=[],
+    metavar="KEY=JSON",
+    help="an option of the provisioner (one of its configurable traits; repeatable)",
+)
+ENGINE = _option(
+    "--engine",
+    choices=("ssh", "kubernetes", "docker"),
+    required=True,
+    help="where the kernel runs: SSH hosts, Kubernetes pods or Docker containers",
+)
+HOST = _option(
+    "--host",
+    dest="hosts",
+    action="append",
+    default=[],
+    metavar="HOST",
+    help="an SSH host to start kernels on (repeatable; hosts are used in turn)",
+)
+IMAGE = _option("--image", metavar="IMAGE", help="the kernel image (kubernetes, docker)")
 KERNEL = _option(
     "-k",
     "--kernel",
@@ -219,6 +246,8 @@ COMMANDS: dict[str, Command] = {
             INTERRUPT_MODE,
             ARGV_PREFIX,
             METADATA,
+            PROVISIONER,
+            PROVISIONER_CONFIG,
             UNDO,
             DRY_RUN,
         ),
@@ -227,6 +256,14 @@ COMMANDS: dict[str, Command] = {
         "Show or change a kernel spec's env. Values are written as typed; secret-like "
         "values are masked when shown.",
         (KERNEL, ASSIGNMENTS, UNSET, LITERAL, REPLACE_ENV, DRY_RUN),
+    ),
+    "provisioners": Command(
+        "List the installed kernel provisioners, their package and their options.", ()
+    ),
+    "remote": Command(
+        "Make a spec that runs on other hosts, pods or containers (gateway_provisioners), "
+        "carrying over SRC's interpreter, env and display name.",
+        (SOURCE, NEW_NAME, ENGINE, HOST, IMAGE, PROVISIONER_CONFIG, *LOCATION, REPLACE, DRY_RUN),
     ),
     "refresh": Command(
         "Re-run the source a spec was captured from and update its env (and argv if the "
@@ -264,6 +301,8 @@ def _usage_word(option: Option) -> str:
     choices = kwargs.get("choices")
     metavar = kwargs.get("metavar") or ("{" + ",".join(choices) + "}" if choices else "VALUE")
     repeat = "..." if kwargs.get("action") == "append" else ""
+    if kwargs.get("required"):
+        return f"{flag} {metavar}"
     return f"[{flag} {metavar}]{repeat}"
 
 

@@ -619,12 +619,30 @@ def clone_spec(
         spec = edit.apply(spec)
     if edit is None or edit.display_name is None:
         spec["display_name"] = f"{src.display_name or src.name} ({new_name})"
+    return install_directory(
+        new_name, kernels_dir, src.resource_dir, spec, replace=replace, dry_run=dry_run
+    )
+
+
+def install_directory(
+    name: str,
+    kernels_dir: str,
+    source_dir: str,
+    spec: dict[str, Any],
+    *,
+    replace: bool = False,
+    dry_run: bool = False,
+    action: str = "cloned",
+) -> Change:
+    """Install a copy of ``source_dir`` (its files: logos, launcher scripts) as ``name``, with
+    ``spec`` as its kernel.json; atomic like every install."""
+    name = validate_name(name)
 
     def populate(path: str) -> dict[str, Any]:
-        shutil.copytree(src.resource_dir, path, ignore=shutil.ignore_patterns(*_NOT_COPIED))
+        shutil.copytree(source_dir, path, ignore=shutil.ignore_patterns(*_NOT_COPIED))
         return spec
 
-    return _finish_install("cloned", new_name, kernels_dir, spec, populate, replace, dry_run)
+    return _finish_install(action, name, kernels_dir, spec, populate, replace, dry_run)
 
 
 @dataclass

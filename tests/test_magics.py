@@ -53,6 +53,8 @@ def test_unload_removes_exactly_the_magics(shell):
         "kernel_remove",
         "kernel_doctor",
         "kernel_refresh",
+        "kernel_provisioners",
+        "kernel_remote",
     }
     assert set(shell.magics_manager.magics["cell"]) - before["cell"] == {
         "kernel_env",

@@ -1,0 +1,358 @@
+"""Kernels beyond one machine: kernel provisioners, and remote specs that carry a captured
+environment (SSH hosts, Kubernetes pods, Docker containers).
+
+kernelmagic writes no launcher: Jupyter starts a spec through the provisioner named in
+``metadata.kernel_provisioner``, and gateway_provisioners (optional: ``kernelmagic[remote]``)
+provides the engines and their spec installers. This module checks what those engines
+silently get wrong (unknown provisioners, unknown config keys, env values the remote shell
+would rewrite) and carries an existing spec's interpreter and env onto a remote spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import checks, render, specs
+from .errors import InvalidInput, KernelmagicError
+
+# engine -> (gateway_provisioners' spec installer, the provisioner it configures)
+ENGINES = {
+    "ssh": ("jupyter-ssh-spec", "distributed-provisioner"),
+    "kubernetes": ("jupyter-k8s-spec", "kubernetes-provisioner"),
+    "docker": ("jupyter-docker-spec", "docker-provisioner"),
+}
+REMOTE_EXTRA = "pip install 'kernelmagic[remote]' (or: pip install gateway-provisioners)"
+PREREQUISITES = {
+    "ssh": (
+        "On every host: the same interpreter path ({python}) with ipykernel and pycryptodomex "
+        "installed; passwordless SSH from this machine as {user} (key in ~/.ssh, host in "
+        "~/.ssh/known_hosts; port from GP_SSH_PORT, default 22); KERNEL_USERNAME must not be "
+        "root unless the provisioner's unauthorized_users is changed; this machine reachable "
+        "from the hosts for the connection reply (set GP_RESPONSE_IP if it has several "
+        "addresses)."
+    ),
+    "kubernetes": (
+        "A kernel image ({image}) with ipykernel and gateway_provisioners' launcher; "
+        "a kubeconfig or in-cluster service account allowed to create pods."
+    ),
+    "docker": "A kernel image ({image}) and a Docker engine this machine can reach.",
+}
+
+
+@dataclass
+class ProvisionerInfo:
+    """One installed kernel provisioner and what its ``config`` may hold."""
+
+    name: str
+    package: str
+    target: str  # module:Class
+    options: dict[str, str] = field(default_factory=dict)  # option -> "type (default): help"
+    error: str | None = None  # why its options could not be read
+
+
+class ProvisionerList(list):
+    """The value of ``%kernel_provisioners``, shown as a table."""
+
+    def _rows(self) -> list[tuple[str, ...]]:
+        rows = []
+        for info in self:
+            options = ", ".join(info.options) or (
+                f"(cannot load: {info.error})" if info.error else ""
+            )
+            rows.append((info.name, info.package, info.target, options))
+        return rows
+
+    def as_text(self) -> str:
+        return render.text_table(self._rows(), ("provisioner", "package", "class", "options"))
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.as_text())
+
+    def _repr_html_(self) -> str:
+        return render.html_table(self._rows(), ("provisioner", "package", "class", "options"))
+
+
+def _entry_points():
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=checks.PROVISIONER_GROUP)}
+
+
+def provisioner_options(name: str) -> dict[str, str]:
+    """The configurable traits (``config=True``) of an installed provisioner's class.
+
+    Raises ``KernelmagicError`` if it is not installed or cannot be imported.
+    """
+    found = _entry_points()
+    if name not in found:
+        installed = ", ".join(sorted(found)) or "none"
+        hint = (
+            "" if "gateway_provisioners" in sys.modules else f"; for remote engines: {REMOTE_EXTRA}"
+        )
+        raise KernelmagicError(
+            f"provisioner '{name}' is not installed (installed: {installed}){hint}"
+        )
+    try:
+        cls = found[name].load()
+    except Exception as exc:  # a broken third-party package must not break the listing
+        hint = ""
+        if isinstance(exc, ImportError) and found[name].value.startswith("gateway_provisioners"):
+            extra = {"docker": "docker", "kubernetes": "k8s"}.get(exc.name or "", exc.name)
+            hint = f"; install its extra: pip install 'gateway_provisioners[{extra}]'"
+        raise KernelmagicError(f"provisioner '{name}' cannot be loaded: {exc}{hint}") from exc
+    options = {}
+    for trait_name, trait in sorted(cls.class_traits(config=True).items()):
+        default = trait.default_value_repr() if hasattr(trait, "default_value_repr") else ""
+        help_text = " ".join((trait.help or "").split())
+        options[trait_name] = f"{type(trait).__name__} ({default}): {help_text}"
+    return options
+
+
+def list_provisioners() -> ProvisionerList:
+    """Every installed provisioner with its package and options."""
+    result = ProvisionerList()
+    for name, ep in sorted(_entry_points().items()):
+        package = ep.dist.name if getattr(ep, "dist", None) else "?"
+        info = ProvisionerInfo(name, package, ep.value)
+        try:
+            info.options = provisioner_options(name)
+        except KernelmagicError as exc:
+            info.error = str(exc)
+        result.append(info)
+    return result
+
+
+def check_config(provisioner: str, config: Mapping[str, Any]) -> None:
+    """Refuse config keys the provisioner would silently drop."""
+    known = provisioner_options(provisioner)
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise InvalidInput(
+            f"provisioner '{provisioner}' has no option {', '.join(map(repr, unknown))}; "
+            f"its options: {', '.join(sorted(known)) or 'none'}"
+        )
+
+
+def parse_config(items: list[str]) -> dict[str, Any]:
+    """``KEY=JSON`` items (``--provisioner-config``) -> dict."""
+    config = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"expected --provisioner-config KEY=JSON, got {item!r}")
+        try:
+            config[key] = json.loads(raw)
+        except ValueError:
+            raise InvalidInput(
+                f"--provisioner-config {key}: {raw!r} is not JSON; quote strings: {key}='\"text\"'"
+            ) from None
+    return config
+
+
+def provisioner_edit(
+    provisioner: str, config: Mapping[str, Any]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A spec transform pointing it at ``provisioner`` (``none`` removes the stanza).
+
+    Refuses (``InvalidInput``) what Jupyter would silently ignore: a provisioner that is not
+    installed, config keys it does not know.
+    """
+    if provisioner == "none":
+        if config:
+            raise InvalidInput("--provisioner-config needs a provisioner, not 'none'")
+
+        def drop(spec: dict[str, Any]) -> dict[str, Any]:
+            metadata = spec.get("metadata") or {}
+            metadata.pop("kernel_provisioner", None)
+            if metadata:
+                spec["metadata"] = metadata
+            else:
+                spec.pop("metadata", None)
+            return spec
+
+        return drop
+    try:
+        check_config(provisioner, config)
+    except InvalidInput:
+        raise
+    except KernelmagicError as exc:
+        raise InvalidInput(str(exc)) from None
+
+    def point(spec: dict[str, Any]) -> dict[str, Any]:
+        metadata = spec.setdefault("metadata", {})
+        stanza = metadata.get("kernel_provisioner") or {}
+        same = stanza.get("provisioner_name") == provisioner
+        merged = dict(stanza.get("config") or {}) if same else {}
+        merged.update(config)
+        metadata["kernel_provisioner"] = {"provisioner_name": provisioner, "config": merged}
+        return spec
+
+    return point
+
+
+# --- env values that survive a remote shell ----------------------------------------------
+
+# distributed-provisioner sends each variable as `export K=<json.dumps(value)>` with every
+# ' doubled: inside those double quotes the remote shell expands $ and `, json's \uXXXX and
+# \n escapes arrive as text, and ' arrives twice. ${NAME} templates are left for the remote
+# shell to fill in from the host's own environment.
+_TEMPLATE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
+_SAFE_TEXT = re.compile(r"[ !#%&()*+,\-./0-9:;<=>?@A-Z\[\]^_a-z{|}~\"\\]*")
+
+
+def remote_env_problem(value: str) -> str | None:
+    """Why ``value`` would not reach a kernel over SSH unchanged, or None if it would."""
+    if "$$" in value:
+        return "holds a literal '$' (written as $$), which the remote shell would expand"
+    rest = _TEMPLATE.sub("", value)
+    if "$" in rest:
+        return "holds a '$' that is not a ${NAME} template; the remote shell would expand it"
+    if "'" in rest:
+        return "holds a single quote, which the provisioner doubles"
+    if "`" in rest:
+        return "holds a backquote, which the remote shell would run as a command"
+    if any(ord(c) > 126 for c in rest):
+        return "holds non-ASCII text, which arrives as \\uXXXX escapes"
+    if any(ord(c) < 32 for c in rest):
+        return "holds a newline or control character, which arrives as an escape sequence"
+    if not _SAFE_TEXT.fullmatch(rest):  # pragma: no cover - covered by the checks above
+        return "holds characters the remote shell would change"
+    return None
+
+
+def check_remote_env(env: Mapping[str, Any]) -> None:
+    bad = []
+    for key, value in sorted(env.items()):
+        problem = remote_env_problem(value) if isinstance(value, str) else "is not a string"
+        if problem:
+            bad.append(f"{key} {problem}")
+    if bad:
+        raise InvalidInput(
+            "these env values would not reach the remote kernel as written: "
+            + "; ".join(bad)
+            + " (change them with env -k SRC, or --exclude them when capturing)"
+        )
+
+
+# --- making a remote spec ----------------------------------------------------------------
+
+
+def _installer(engine: str) -> str:
+    script, _ = ENGINES[engine]
+    found = shutil.which(script, path=os.path.dirname(sys.executable)) or shutil.which(script)
+    if not found or "distributed-provisioner" not in _entry_points():
+        raise KernelmagicError(
+            f"remote kernels need gateway_provisioners ({script} was not found): {REMOTE_EXTRA}"
+        )
+    return found
+
+
+def _absolute_interpreter(info: specs.SpecInfo) -> str:
+    argv = info.spec.get("argv") or []
+    if not argv:
+        raise InvalidInput(f"'{info.name}' has an empty argv: no interpreter to carry over")
+    program = argv[0]
+    if not os.path.isabs(program):
+        found = shutil.which(program)
+        if not found:
+            raise InvalidInput(
+                f"'{info.name}' starts '{program}', which is not on PATH here; give it an "
+                "absolute interpreter path first (patch its argv)"
+            )
+        program = found
+    return program
+
+
+@dataclass
+class RemoteRequest:
+    source: str
+    name: str
+    engine: str
+    kernels_dir: str
+    hosts: list[str] = field(default_factory=list)
+    image: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    replace: bool = False
+    dry_run: bool = False
+
+
+def make_remote_spec(request: RemoteRequest) -> tuple[specs.Change, str]:
+    """Create ``request.name`` with gateway_provisioners' installer for the engine, then carry
+    over the source's interpreter (SSH), env and display name. Returns the change and the
+    remote prerequisites to tell the user."""
+    name = specs.validate_name(request.name)
+    if request.engine not in ENGINES:
+        raise InvalidInput(f"--engine must be one of {', '.join(ENGINES)}")
+    if request.engine == "ssh" and not request.hosts:
+        raise InvalidInput("--engine ssh needs at least one --host")
+    if request.engine != "ssh" and not request.image:
+        raise InvalidInput(f"--engine {request.engine} needs --image IMAGE")
+    specs.check_name_free(request.kernels_dir, name, request.replace)
+    source = specs.get_spec(request.source)
+    if source.problems and not source.visible:
+        raise KernelmagicError(f"cannot use '{source.name}': {source.problems[0]}")
+    env = dict(source.env)
+    if request.engine == "ssh":
+        check_remote_env(env)
+    installer = _installer(request.engine)
+    provisioner = ENGINES[request.engine][1]
+    check_config(provisioner, request.config)
+    python = _absolute_interpreter(source) if request.engine == "ssh" else None
+
+    with tempfile.TemporaryDirectory(prefix="kernelmagic-remote-") as stage:
+        command = [installer, "install", f"--prefix={stage}", f"--kernel-name={name}"]
+        command += [f"--remote-hosts={h}" for h in request.hosts]
+        if request.image:
+            command.append(f"--image-name={request.image}")
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        staged = os.path.join(stage, "share", "jupyter", "kernels", name)
+        if done.returncode != 0 or not os.path.isfile(os.path.join(staged, "kernel.json")):
+            detail = " | ".join(done.stderr.strip().splitlines()[-3:])
+            raise KernelmagicError(f"{os.path.basename(installer)} failed: {detail}")
+        spec = specs.read_spec_file(os.path.join(staged, "kernel.json"))
+        final_dir = os.path.join(request.kernels_dir, name)
+        # The installer wrote paths of the staging directory into argv.
+        spec["argv"] = [arg.replace(staged, final_dir) for arg in spec.get("argv", [])]
+        if python is not None and spec["argv"]:
+            spec["argv"][0] = python
+        if env:
+            spec["env"] = {**(spec.get("env") or {}), **env}
+        spec["display_name"] = f"{source.display_name or source.name} ({request.engine})"
+        stanza = spec.setdefault("metadata", {}).setdefault(
+            "kernel_provisioner", {"provisioner_name": provisioner, "config": {}}
+        )
+        stanza.setdefault("config", {}).update(request.config)
+        spec["metadata"]["kernelmagic"] = {
+            "source": "remote",
+            "from": source.name,
+            "engine": request.engine,
+            "created": specs.now(),
+        }
+        change = specs.install_directory(
+            name,
+            request.kernels_dir,
+            staged,
+            spec,
+            replace=request.replace,
+            dry_run=request.dry_run,
+            action="installed",
+        )
+    hint = PREREQUISITES[request.engine].format(
+        python=python, image=request.image, user=os.environ.get("GP_REMOTE_USER") or _user()
+    )
+    return change, hint
+
+
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
