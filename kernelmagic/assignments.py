@@ -128,3 +128,21 @@ def parse_env_lines(text: str) -> EnvChanges:
         except AssignmentError as exc:
             raise AssignmentError(f"line {number}: {exc}") from None
     return changes
+
+
+def parse_json_assignments(items: list[str], option: str) -> dict[str, object]:
+    """``KEY=JSON`` items of ``option`` (``--metadata``, ``--provisioner-config``) -> dict."""
+    import json
+
+    parsed = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise AssignmentError(f"expected {option} KEY=JSON, got {item!r}")
+        try:
+            parsed[key] = json.loads(raw)
+        except ValueError:
+            raise AssignmentError(
+                f"{option} {key}: {raw!r} is not JSON; quote strings: {key}='\"text\"'"
+            ) from None
+    return parsed

@@ -196,18 +196,18 @@ def _remote_problems(info: specs.SpecInfo) -> list[Problem]:
         from . import remote
 
         try:
-            known = remote.provisioner_options(name)
+            unknown, known = remote.unknown_options(name, config)
         except specs.KernelmagicError:
-            return problems
-        for key in sorted(set(config) - set(known)):
-            problems.append(
-                Problem(
-                    "unknown-config",
-                    f"provisioner '{name}' has no option '{key}', so Jupyter ignores it "
-                    f"(options: {', '.join(sorted(known))})",
-                    key,
-                )
+            return problems  # cannot load the provisioner: its own problem says so
+        problems += [
+            Problem(
+                "unknown-config",
+                f"provisioner '{name}' has no option '{key}', so Jupyter ignores it "
+                f"(options: {', '.join(known)})",
+                key,
             )
+            for key in unknown
+        ]
     return problems
 
 

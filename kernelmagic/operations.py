@@ -7,13 +7,11 @@ these, so a flag means the same thing everywhere. Nothing here prints or imports
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from dataclasses import dataclass
-from typing import Any
 
 from . import envcapture, specs
-from .assignments import EnvChanges, check_env_name, parse_assignment
+from .assignments import EnvChanges, check_env_name, parse_assignment, parse_json_assignments
 
 
 @dataclass
@@ -70,21 +68,6 @@ def capture_request(ns: argparse.Namespace, defaults: Defaults) -> envcapture.Ca
     )
 
 
-def _metadata(items: list[str]) -> dict[str, Any]:
-    metadata = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise _bad(f"expected --metadata KEY=JSON, got {item!r}")
-        try:
-            metadata[key] = json.loads(raw)
-        except ValueError as exc:
-            raise _bad(
-                f"--metadata {key}: {raw!r} is not JSON ({exc}); quote strings: {key}='\"text\"'"
-            ) from None
-    return metadata
-
-
 def _argv_prefix(text: str | None) -> list[str]:
     if not text:
         return []
@@ -100,7 +83,7 @@ def edit_request(ns: argparse.Namespace, extra_env: EnvChanges | None = None) ->
         language=getattr(ns, "language", None),
         interrupt_mode=getattr(ns, "interrupt_mode", None),
         argv_prefix=_argv_prefix(getattr(ns, "argv_prefix", None)),
-        metadata=_metadata(getattr(ns, "metadata", [])),
+        metadata=parse_json_assignments(getattr(ns, "metadata", []), "--metadata"),
         env=env_changes(ns, extra_env),
         replace_env=getattr(ns, "replace_env", False),
     )
@@ -214,7 +197,9 @@ def patch(ns: argparse.Namespace, name: str, extra_env: EnvChanges | None = None
     if provisioner:
         from . import remote
 
-        point = remote.provisioner_edit(provisioner, remote.parse_config(provisioner_config))
+        point = remote.provisioner_edit(
+            provisioner, parse_json_assignments(provisioner_config, "--provisioner-config")
+        )
         return specs.rewrite_spec(name, lambda spec: point(edit.apply(spec)), dry_run=ns.dry_run)
     return specs.patch_spec(name, edit, dry_run=ns.dry_run)
 
@@ -229,7 +214,7 @@ def make_remote(ns: argparse.Namespace, defaults: Defaults):
         kernels_dir=location_request(ns, defaults),
         hosts=list(ns.hosts),
         image=ns.image,
-        config=remote.parse_config(ns.provisioner_config),
+        config=parse_json_assignments(ns.provisioner_config, "--provisioner-config"),
         replace=ns.replace,
         dry_run=ns.dry_run,
     )

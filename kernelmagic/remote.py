@@ -10,7 +10,6 @@ would rewrite) and carries an existing spec's interpreter and env onto a remote 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -131,31 +130,20 @@ def list_provisioners() -> ProvisionerList:
     return result
 
 
+def unknown_options(provisioner: str, config: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(config keys the provisioner does not know, the options it has)."""
+    known = sorted(provisioner_options(provisioner))
+    return sorted(set(config) - set(known)), known
+
+
 def check_config(provisioner: str, config: Mapping[str, Any]) -> None:
     """Refuse config keys the provisioner would silently drop."""
-    known = provisioner_options(provisioner)
-    unknown = sorted(set(config) - set(known))
+    unknown, known = unknown_options(provisioner, config)
     if unknown:
         raise InvalidInput(
             f"provisioner '{provisioner}' has no option {', '.join(map(repr, unknown))}; "
-            f"its options: {', '.join(sorted(known)) or 'none'}"
+            f"its options: {', '.join(known) or 'none'}"
         )
-
-
-def parse_config(items: list[str]) -> dict[str, Any]:
-    """``KEY=JSON`` items (``--provisioner-config``) -> dict."""
-    config = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"expected --provisioner-config KEY=JSON, got {item!r}")
-        try:
-            config[key] = json.loads(raw)
-        except ValueError:
-            raise InvalidInput(
-                f"--provisioner-config {key}: {raw!r} is not JSON; quote strings: {key}='\"text\"'"
-            ) from None
-    return config
 
 
 def provisioner_edit(
