@@ -137,11 +137,3 @@ def find_program(program: str) -> bool:
     if os.sep in program or (os.altsep and os.altsep in program):
         return os.path.isfile(program) and os.access(program, os.X_OK)
     return shutil.which(program) is not None
-
-
-def spec_problems(spec: Any, program_exists: Callable[[str], bool] | None = None) -> list[Problem]:
-    """All cheap problems of a parsed ``kernel.json``; empty when healthy."""
-    problems = structure_problems(spec)
-    if problems:
-        return problems
-    return provisioner_problems(spec) + launch_problems(spec, program_exists)

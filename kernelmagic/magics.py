@@ -6,7 +6,7 @@ import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -158,31 +158,23 @@ class KernelMagics(Magics):
     )
     @line_cell_magic
     def kernel_install(self, line: str = "", cell: str | None = None) -> None:
-        from . import operations, render
+        from . import operations
 
         ns = self._parse(self.kernel_install, line)
         with _as_usage_errors():
             change, captured = operations.install(ns, self._defaults(), snippet=cell)
-        for text in captured.summary_lines():
-            print(text)
-        if not change.written:
-            print(render.spec_json_text(change.after))
-        print(render.change_message(change))
-        self._remember(change)
+        self._report_new(change, captured.summary_lines())
 
     @no_var_expand
     @_takes("clone")
     @line_magic
     def kernel_clone(self, line: str = "") -> None:
-        from . import operations, render
+        from . import operations
 
         ns = self._parse(self.kernel_clone, line)
         with _as_usage_errors():
             change = operations.clone(ns, self._defaults())
-        if not change.written:
-            print(render.spec_json_text(change.after))
-        print(render.change_message(change))
-        self._remember(change)
+        self._report_new(change)
 
     @no_var_expand
     @_takes("patch")
@@ -208,16 +200,12 @@ class KernelMagics(Magics):
     @_takes("remote")
     @line_magic
     def kernel_remote(self, line: str = "") -> None:
-        from . import operations, render
+        from . import operations
 
         ns = self._parse(self.kernel_remote, line)
         with _as_usage_errors():
             change, prerequisites = operations.make_remote(ns, self._defaults())
-        if not change.written:
-            print(render.spec_json_text(change.after))
-        print(render.change_message(change))
-        print(f"Remote prerequisites: {prerequisites}")
-        self._remember(change)
+        self._report_new(change, after=[f"Remote prerequisites: {prerequisites}"])
 
     @no_var_expand
     @_takes("refresh")
@@ -229,6 +217,21 @@ class KernelMagics(Magics):
         with _as_usage_errors():
             change = operations.refresh(ns)
         self._report_patch(change)
+
+    def _report_new(
+        self, change: Any, before: Iterable[str] = (), after: Iterable[str] = ()
+    ) -> None:
+        """Say what an install, clone or remote did; a dry run shows the JSON it would write."""
+        from . import render
+
+        for line in before:
+            print(line)
+        if not change.written:
+            print(render.spec_json_text(change.after))
+        print(render.change_message(change))
+        for line in after:
+            print(line)
+        self._remember(change)
 
     def _report_patch(self, change: Any) -> None:
         from . import render
