@@ -109,7 +109,10 @@ def launch_problems(
     problems = []
     if not argv:
         return [Problem("structure", "'argv' is empty: nothing to start")]
-    if not program_exists(argv[0]):
+    # A remote provisioner runs argv on another host and has its own launch protocol
+    # ({response_address} instead of {connection_file}): neither check applies here.
+    local = provisioner_name(spec) in (None, "local-provisioner")
+    if local and not program_exists(argv[0]):
         problems.append(
             Problem(
                 "missing-program",
@@ -117,7 +120,7 @@ def launch_problems(
                 argv[0],
             )
         )
-    if "{connection_file}" not in "\0".join(argv):
+    if local and "{connection_file}" not in "\0".join(argv):
         problems.append(
             Problem(
                 "no-connection-file",

@@ -57,12 +57,15 @@ class Source:
         kind = recorded.get("source")
         if kind not in ("snippet", "modules", "conda", "python"):
             return None
+        # "python" is the interpreter that was found; only one the user asked for is kept,
+        # so that a refresh finds the interpreter again when the environment moved it.
+        python = recorded.get("python") if kind == "python" else recorded.get("python_requested")
         return cls(
             kind,
             snippet=recorded.get("snippet"),
             modules=recorded.get("modules"),
             conda_env=recorded.get("conda_env"),
-            python=recorded.get("python_requested", recorded.get("python")),
+            python=python,
             shell=recorded.get("shell"),
         )
 

@@ -30,7 +30,7 @@ from conftest import write_spec
 from IPython.core.error import UsageError
 from test_end_to_end import run_in_kernel
 
-from kernelmagic import doctor, remote
+from kernelmagic import doctor, remote, specs
 from kernelmagic.cli import main
 
 SSH_HOST = "127.0.0.2"  # not 127.0.0.1: the provisioner runs "local" hosts without SSH
@@ -143,6 +143,31 @@ def test_container_engine_without_its_extra_says_what_to_install(user_kernels, c
     err = capsys.readouterr().err
     assert status == 1 and "pip install 'gateway_provisioners[docker]'" in err
     assert not (user_kernels / "geo-docker").exists()
+
+
+def test_remote_specs_are_not_judged_as_local_ones(user_kernels):
+    """A distributed spec's interpreter lives on the hosts and it uses {response_address}:
+    neither 'program not found' nor 'no {connection_file}' applies, and --fix keeps it."""
+    write_spec(
+        user_kernels,
+        "far",
+        {
+            "argv": [
+                "/only/on/the/hosts/python",
+                "-m",
+                "x",
+                "--response-address",
+                "{response_address}",
+            ],
+            "metadata": {
+                "kernel_provisioner": {"provisioner_name": "distributed-provisioner", "config": {}}
+            },
+        },
+    )
+    (info,) = specs.list_specs("far")
+    assert info.problems == [] and info.visible
+    assert doctor.remove_dead(doctor.diagnose(["far"])).removed == []
+    assert (user_kernels / "far").exists()
 
 
 def test_doctor_reports_missing_launcher_and_unknown_config(user_kernels, tmp_path):

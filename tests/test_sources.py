@@ -63,12 +63,12 @@ def modules(tmp_path, monkeypatch, second_venv, lmod_available):
     for sub in ("share", "lib"):
         (gdal / sub).mkdir(parents=True)
 
-    def write(version: str, data: str) -> None:
+    def write(version: str, data: str, python_bin: Path = second_venv / "bin") -> None:
         (root / "gdal").mkdir(parents=True, exist_ok=True)
         (root / "gdal" / f"{version}.lua").write_text(
             textwrap.dedent(f"""\
             setenv("GDAL_DATA", "{data}")
-            prepend_path("PATH", "{second_venv / "bin"}")
+            prepend_path("PATH", "{python_bin}")
             prepend_path("LD_LIBRARY_PATH", "{gdal / "lib"}")
         """)
         )
@@ -125,6 +125,18 @@ def test_refresh_follows_a_changed_modulefile_and_keeps_hand_edits(
     modules["write"]("3.8", "/newer/gdal/data")
     assert main(["refresh", "gdal"]) == 0
     assert spec_json(user_kernels, "gdal")["env"]["GDAL_DATA"] == "/my/override"
+
+
+def test_refresh_moves_argv_when_the_module_now_provides_another_python(
+    ip, user_kernels, modules, tmp_path
+):
+    ip.run_line_magic("kernel_install", "gdal --modules gdal/3.8")
+    newer = _make_venv(tmp_path / "python-3.x-rebuilt", with_ipykernel=True)
+    modules["write"]("3.8", str(modules["gdal"] / "share"), python_bin=newer / "bin")
+    ip.run_line_magic("kernel_refresh", "gdal")
+    spec = spec_json(user_kernels, "gdal")
+    assert spec["argv"][0] == str(newer / "bin" / "python3")
+    assert spec["env"]["PATH"].startswith(f"{newer / 'bin'}:")
 
 
 def test_snippet_that_cds_and_exports_a_token_captures_neither(ip, user_kernels, tmp_path):
