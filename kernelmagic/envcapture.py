@@ -7,12 +7,10 @@ scheduler variables.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -149,6 +147,8 @@ def template_path_value(name: str, value: str, baseline: str) -> str | None:
 def digests(env: Mapping[str, str]) -> dict[str, str]:
     """Short fingerprints of written values, so a refresh can tell which ones a user edited
     since (without storing the values twice)."""
+    import hashlib  # imported here: `kernelmagic list` never needs it
+
     return {
         k: hashlib.sha256(v.encode("utf-8", "surrogateescape")).hexdigest()[:16]
         for k, v in env.items()
@@ -193,6 +193,8 @@ def login_shell_environment(
     The shell starts from ``env -i`` with only the session's identity and locale (HOME, USER,
     LANG, LC_*, ...), so what it prints is what the user's profile sets without activation.
     """
+    import subprocess  # imported here: listing and the CLI's start-up never need it
+
     session = os.environ if session is None else session
     shell = shell or shutil.which("bash")
     if not shell:

@@ -8,7 +8,6 @@ thing everywhere. This module is pure data: ``%load_ext`` imports it, and it mus
 from __future__ import annotations
 
 import argparse
-import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -308,6 +307,8 @@ def _usage_word(option: Option) -> str:
 
 def help_text(command: str, prog: str) -> str:
     """Help for ``%magic?``, formatted from the definitions without building a parser."""
+    import textwrap
+
     entry = COMMANDS[command]
     usage = " ".join([prog, *(_usage_word(o) for o in entry.options)])
     lines = [

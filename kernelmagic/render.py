@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any
 
 from . import envcapture, files
@@ -35,6 +34,8 @@ def text_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = _COLUMNS)
 
 
 def html_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = _COLUMNS) -> str:
+    import html
+
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import datetime
-import difflib
 import importlib.util
 import json
 import os
@@ -328,6 +326,8 @@ class Change:
 
     def diff(self) -> str:
         """A unified diff of ``kernel.json``, with secret-like env values masked."""
+        import difflib
+
         path = os.path.join(self.resource_dir, "kernel.json")
         old = _masked_text(self.before).splitlines(keepends=True)
         new = _masked_text(self.after).splitlines(keepends=True)
@@ -470,6 +470,8 @@ def _python_kernel_dict() -> dict[str, Any]:
 
 
 def now() -> str:
+    import datetime
+
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
