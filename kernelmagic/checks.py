@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -135,8 +136,25 @@ def launch_problems(
     return problems
 
 
+# jupyter_client starts these argv[0] with the interpreter that launches the kernel.
+_BARE_PYTHONS = frozenset(
+    {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+)
+
+
+def launch_program(program: str) -> str:
+    """The program Jupyter really starts for ``argv[0]``.
+
+    ``KernelManager.format_kernel_cmd`` replaces a bare ``python``, ``python3`` or
+    ``python3.X`` with ``sys.executable``; checked from here, that is this process's
+    interpreter, the best stand-in for the one that will launch the kernel.
+    """
+    return sys.executable if program in _BARE_PYTHONS else program
+
+
 def find_program(program: str) -> bool:
     """Whether ``program`` (absolute, relative or a bare name on PATH) can be executed."""
+    program = launch_program(program)
     if os.sep in program or (os.altsep and os.altsep in program):
         return os.path.isfile(program) and os.access(program, os.X_OK)
     return shutil.which(program) is not None

@@ -148,9 +148,10 @@ def _interpreter_problems(
             continue
         if not checks.find_program(argv[0]):
             continue  # already reported as missing-program
+        program = checks.launch_program(argv[0])
         env = _launch_env(spec, environ)
-        key = (argv[0], module, *(env.get(v) for v in _IMPORT_VARIABLES))
-        jobs.setdefault(key, (argv[0], module, env))
+        key = (program, module, *(env.get(v) for v in _IMPORT_VARIABLES))
+        jobs.setdefault(key, (program, module, env))
         wanted[info.name] = key
     if not jobs:
         return {}

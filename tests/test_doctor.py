@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -125,6 +126,17 @@ def test_doctor_magic_returns_a_report(ip, sick):
     assert "<table>" in report._repr_html_()
     as_json = ip.run_line_magic("kernel_doctor", "healthy --json")
     assert as_json["healthy"] is True
+
+
+def test_bare_python_is_the_launching_interpreter_as_in_jupyter(
+    user_kernels, monkeypatch, python_without_ipykernel
+):
+    """jupyter_client starts a bare `python` with sys.executable, not the one on PATH: a
+    python without ipykernel first on PATH must not make such a spec look broken."""
+    monkeypatch.setenv("PATH", f"{os.path.dirname(python_without_ipykernel)}:{os.environ['PATH']}")
+    write_spec(user_kernels, "bare", {"argv": ["python", "-m", "ipykernel_launcher", "-f", CONN]})
+    (diagnosis,) = doctor.diagnose(["bare"]).diagnoses
+    assert diagnosis.problems == []
 
 
 def test_interpreters_run_once_per_doctor_run(user_kernels, monkeypatch):
