@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -76,9 +75,6 @@ PATH_LIKE_NAMES = frozenset(
     }
 )
 # fmt: on
-
-# What a clean login shell keeps from the session (everything else comes from the profile).
-LOGIN_SHELL_KEEP = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TZ", "MAIL")
 
 MASK = "<hidden>"
 
@@ -182,9 +178,6 @@ def parse_environment_dump(text: str) -> dict[str, str]:
     return env
 
 
-_MARKER = "__kernelmagic_env_follows__"
-
-
 def login_shell_environment(
     session: Mapping[str, str] | None = None, *, shell: str | None = None, timeout: float = 30
 ) -> dict[str, str] | None:
@@ -193,31 +186,15 @@ def login_shell_environment(
     The shell starts from ``env -i`` with only the session's identity and locale (HOME, USER,
     LANG, LC_*, ...), so what it prints is what the user's profile sets without activation.
     """
-    import subprocess  # imported here: listing and the CLI's start-up never need it
+    from . import shells  # subprocess and tempfile only when a baseline is needed
+    from .errors import SourceFailed
 
     session = os.environ if session is None else session
-    shell = shell or shutil.which("bash")
-    if not shell:
-        return None
-    clean = {k: v for k, v in session.items() if k in LOGIN_SHELL_KEEP or k.startswith("LC_")}
-    # A profile may print banners; everything before the marker is ignored.
-    script = f"printf '%s\\0' {_MARKER}; env -0"
     try:
-        proc = subprocess.run(
-            [shell, "-l", "-c", script],
-            env=clean,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        before, _ = shells.run_in_login_shell("", session=session, shell=shell, timeout=timeout)
+    except SourceFailed:
         return None
-    out = proc.stdout.decode("utf-8", "surrogateescape")
-    _, found, dump = out.partition(_MARKER + "\0")
-    if proc.returncode != 0 or not found:
-        return None
-    return parse_environment_dump(dump)
+    return before
 
 
 @dataclass

@@ -36,3 +36,7 @@ class SpecExists(KernelmagicError, FileExistsError):
 
 class LocationError(KernelmagicError):
     """A kernels directory or spec cannot be written (permissions, missing directory)."""
+
+
+class SourceFailed(KernelmagicError):
+    """Making the environment failed (a snippet, an activation, no shell); nothing was written."""

@@ -12,12 +12,12 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import envcapture, specs
+from . import envcapture, shells, specs
+from .errors import SourceFailed
 
 SHELL_TIMEOUT = 300.0  # conda activation on a busy shared filesystem can take a while
 PROBE_TIMEOUT = 60.0
@@ -25,10 +25,6 @@ PROBE_TIMEOUT = 60.0
 # it Lmod and Environment Modules would not find the user's own modulefiles.
 _KEEP_FROM_SESSION = ("MODULEPATH",)
 _CONDA_TOOLS = ("conda", "mamba", "micromamba")
-
-
-class SourceFailed(specs.KernelmagicError):
-    """The snippet (or activation) failed; nothing was written."""
 
 
 @dataclass
@@ -73,23 +69,6 @@ class Source:
 # --- running a snippet -----------------------------------------------------------------
 
 
-def login_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """What a clean login shell starts from: the session's identity, locale and MODULEPATH."""
-    keep = (*envcapture.LOGIN_SHELL_KEEP, *_KEEP_FROM_SESSION)
-    return {k: v for k, v in environ.items() if k in keep or k.startswith("LC_")}
-
-
-# $1, $2: where to dump the environment before and after; $3: the snippet file.
-_DRIVER = (
-    '__km_before="$1"; __km_after="$2"; __km_snippet="$3"; set --\n'
-    'env -0 > "$__km_before" || exit 97\n'
-    '. "$__km_snippet"\n'
-    "__km_status=$?\n"
-    'env -0 > "$__km_after"\n'
-    "exit $__km_status\n"
-)
-
-
 def run_snippet(
     snippet: str,
     *,
@@ -97,56 +76,15 @@ def run_snippet(
     environ: Mapping[str, str] | None = None,
     timeout: float = SHELL_TIMEOUT,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Run ``snippet`` in one clean login shell; return its environment before and after.
-
-    Raises ``SourceFailed`` (with the shell's stderr) if the snippet exits non-zero.
-    """
-    environ = os.environ if environ is None else environ
-    shell_path = shell or shutil.which("bash")
-    if not shell_path or not shutil.which(shell_path):
-        raise SourceFailed(f"no shell to run the snippet: {shell or 'bash'} was not found")
-    with tempfile.TemporaryDirectory(prefix="kernelmagic-") as work:
-        before_file, after_file = os.path.join(work, "before"), os.path.join(work, "after")
-        snippet_file = os.path.join(work, "snippet.sh")
-        with open(snippet_file, "w", encoding="utf-8") as f:
-            f.write(snippet if snippet.endswith("\n") else snippet + "\n")
-        try:
-            done = subprocess.run(
-                [
-                    shell_path,
-                    "-l",
-                    "-c",
-                    _DRIVER,
-                    "kernelmagic",
-                    before_file,
-                    after_file,
-                    snippet_file,
-                ],
-                env=login_environment(environ),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise SourceFailed(f"the snippet did not finish within {timeout:.0f} s") from None
-        stderr = done.stderr.decode("utf-8", "replace").strip()
-        if done.returncode != 0 or not os.path.exists(after_file):
-            detail = " | ".join(stderr.splitlines()[-5:]) or "no error output"
-            if done.returncode == 0:
-                raise SourceFailed(
-                    f"the snippet exited the shell before it finished (remove 'exit'): {detail}"
-                )
-            raise SourceFailed(
-                f"the snippet failed with exit status {done.returncode}; nothing was written. "
-                f"{shell_path} said: {detail}"
-            )
-        return _read_dump(before_file), _read_dump(after_file)
-
-
-def _read_dump(path: str) -> dict[str, str]:
-    with open(path, "rb") as f:
-        return envcapture.parse_environment_dump(f.read().decode("utf-8", "surrogateescape"))
+    """Run ``snippet`` in one clean login shell that keeps the session's MODULEPATH; return
+    its environment before and after. Raises ``SourceFailed`` if the snippet fails."""
+    return shells.run_in_login_shell(
+        snippet,
+        session=os.environ if environ is None else environ,
+        also_keep=_KEEP_FROM_SESSION,
+        shell=shell,
+        timeout=timeout,
+    )
 
 
 # --- conda -----------------------------------------------------------------------------

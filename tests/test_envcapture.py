@@ -148,8 +148,8 @@ def test_login_shell_baseline_runs_the_users_profile(tmp_path):
     assert result.env == {"ACTIVATED": "1"}
 
 
-def test_no_shell_falls_back_to_all(monkeypatch):
-    monkeypatch.setattr(envcapture.shutil, "which", lambda name: None)
+def test_no_shell_falls_back_to_all(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bash to be found
     result = capture(session(NEW="1"), CaptureOptions())
     assert "capturing all" in result.notes[0]
     assert result.env["NEW"] == "1" and result.env["HOME"] == "/home/u"
