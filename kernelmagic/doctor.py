@@ -330,3 +330,14 @@ def remove_dead(report: Report) -> Report:
             diagnosis.problems.append(Problem("not-removed", f"could not remove it: {exc}"))
             kept.append(diagnosis)
     return Report(kept, removed=removed)
+
+
+def remove_missing() -> list[str]:
+    """Remove every spec whose program is gone (``remove --missing``); returns their paths.
+
+    Listing already finds missing programs, so no interpreter is started for this.
+    """
+    listed = Report(
+        [Diagnosis(i.name, i.resource_dir, list(i.problems)) for i in specs.list_specs()]
+    )
+    return remove_dead(listed).removed

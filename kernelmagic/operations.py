@@ -161,7 +161,7 @@ def remove(ns: argparse.Namespace) -> list[str]:
     if ns.missing:
         from . import doctor
 
-        removed += doctor.remove_dead(doctor.diagnose()).removed
+        removed += doctor.remove_missing()
     return removed
 
 
