@@ -70,11 +70,7 @@ def _show(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
 
 
 def _report(change: specs.Change, diff: bool = False) -> None:
-    if diff and change.diff():
-        print(change.diff(), end="")
-    elif not change.written and change.after is not None:
-        print(render.spec_json_text(change.after))
-    print(render.change_message(change))
+    print(render.change_report(change, diff=diff))
 
 
 def _install(ns: argparse.Namespace, defaults: operations.Defaults) -> int:

@@ -226,9 +226,7 @@ class KernelMagics(Magics):
 
         for line in before:
             print(line)
-        if not change.written:
-            print(render.spec_json_text(change.after))
-        print(render.change_message(change))
+        print(render.change_report(change, diff=False))
         for line in after:
             print(line)
         self._remember(change)
@@ -236,10 +234,7 @@ class KernelMagics(Magics):
     def _report_patch(self, change: Any) -> None:
         from . import render
 
-        diff = change.diff()
-        if diff:
-            print(diff, end="")
-        print(render.change_message(change))
+        print(render.change_report(change, diff=True))
         self._remember(change)
 
     @no_var_expand

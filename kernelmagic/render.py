@@ -92,3 +92,17 @@ def change_message(change: Any) -> str:
     if change.before is not None and not change.changed:
         return f"No change to kernel spec '{change.name}'."
     return f"Dry run: would have {change.action} {where}"
+
+
+def change_report(change: Any, *, diff: bool) -> str:
+    """What both front ends print after an operation: the diff of an edited spec (``diff``),
+    or for a new spec the JSON a dry run would write; then the one-line message."""
+    parts = []
+    if diff:
+        text = change.diff()
+        if text:
+            parts.append(text.rstrip("\n"))
+    elif not change.written and change.after is not None:
+        parts.append(spec_json_text(change.after))
+    parts.append(change_message(change))
+    return "\n".join(parts)
