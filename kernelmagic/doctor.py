@@ -212,10 +212,10 @@ def _remote_problems(info: specs.SpecInfo) -> list[Problem]:
     return problems
 
 
-def _shadowing(info: specs.SpecInfo) -> list[Problem]:
+def _shadowing(info: specs.SpecInfo, locations: Mapping[str, list[str]]) -> list[Problem]:
     if info.native:
         return []
-    places = specs.spec_locations(info.name)
+    places = locations.get(info.name, [])
     if len(places) < 2:
         return []
     others = ", ".join(places[1:])
@@ -298,10 +298,12 @@ def diagnose(names: Iterable[str] = (), *, environ: Mapping[str, str] | None = N
     names = list(names)
     infos = [specs.get_spec(n) for n in names] if names else specs.list_specs()
     interpreter = _interpreter_problems(infos, environ)
+    locations = specs.spec_locations()  # one scan of the kernel dirs, not one per spec
     diagnoses = []
     for info in infos:
         problems = [*_invalid_name(info), *info.problems, *interpreter.get(info.name, [])]
-        problems += _shadowing(info) + _env_problems(info, environ) + _remote_problems(info)
+        problems += _shadowing(info, locations)
+        problems += _env_problems(info, environ) + _remote_problems(info)
         diagnoses.append(Diagnosis(info.name, info.resource_dir, problems))
     return Report(diagnoses)
 

@@ -118,10 +118,13 @@ def find_kernel_specs() -> dict[str, str]:
     return found
 
 
-def spec_locations(name: str) -> list[str]:
-    """Every resource dir that holds ``name`` (case-insensitive), the winning one first."""
-    name = name.lower()
-    return [path for d in kernel_dirs() for n, path in _specs_in(d).items() if n == name]
+def spec_locations() -> dict[str, list[str]]:
+    """Every resource dir of every name (lowercased), the winning one first, from one scan."""
+    places: dict[str, list[str]] = {}
+    for directory in kernel_dirs():
+        for name, path in _specs_in(directory).items():
+            places.setdefault(name, []).append(path)
+    return places
 
 
 @dataclass
