@@ -84,6 +84,10 @@ class EnvChanges:
     def __bool__(self) -> bool:
         return bool(self.set or self.unset)
 
+    def __repr__(self) -> str:
+        # Names only: the values may be secrets.
+        return f"EnvChanges(set={sorted(self.set)}, unset={self.unset})"
+
 
 def _logical_lines(text: str):
     """Yield (line number, words) with quoted values allowed to span lines."""

@@ -56,16 +56,16 @@ def _print_json(data: object) -> None:
 
 
 def _list(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    found = specs.list_specs(ns.pattern)
+    listing = operations.listing(ns, defaults)
     if ns.json:
-        _print_json(specs.jupyter_listing(found))
+        _print_json(listing)
     else:
-        print(render.SpecList(found).as_text())
+        print(listing.as_text())
     return 0
 
 
 def _show(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    print(render.spec_detail_text(specs.get_spec(ns.name)))
+    print(operations.show(ns, defaults))
     return 0
 
 
@@ -88,7 +88,7 @@ def _clone(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
 
 
 def _patch(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    _report(operations.patch(ns, ns.name), diff=True)
+    _report(operations.patch(ns, defaults), diff=True)
     return 0
 
 
@@ -107,7 +107,7 @@ def _read_env_file(path: str) -> EnvChanges:
 
 
 def _provisioners(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    print(operations.provisioners().as_text())
+    print(operations.provisioners(ns, defaults).as_text())
     return 0
 
 
@@ -119,7 +119,7 @@ def _remote(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
 
 
 def _refresh(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    _report(operations.refresh(ns), diff=True)
+    _report(operations.refresh(ns, defaults), diff=True)
     return 0
 
 
@@ -127,24 +127,23 @@ def _env(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     if not ns.kernel:
         raise UsageFailure("env needs -k NAME")
     from_file = _read_env_file(ns.file) if ns.file else None
-    edit = operations.edit_request(ns, from_file)
-    if not edit.env and not edit.replace_env:
-        env = render.masked_spec(specs.get_spec(ns.kernel).spec).get("env", {})
-        for key, value in env.items():
+    outcome = operations.env(ns, defaults, ns.kernel, from_file)
+    if isinstance(outcome, dict):
+        for key, value in outcome.items():
             print(f"{key}={value}")
         return 0
-    _report(specs.patch_spec(ns.kernel, edit, dry_run=ns.dry_run), diff=True)
+    _report(outcome, diff=True)
     return 0
 
 
 def _remove(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    for path in operations.remove(ns):
+    for path in operations.remove(ns, defaults):
         print(f"Removed kernel spec {path}")
     return 0
 
 
 def _doctor(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    report = operations.run_doctor(ns)
+    report = operations.run_doctor(ns, defaults)
     for path in report.removed:
         print(f"Removed kernel spec {path}", file=sys.stderr if ns.json else sys.stdout)
     if ns.json:

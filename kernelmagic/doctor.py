@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
-from . import checks, envcapture, render, specs
+from . import checks, discovery, envcapture, render, store
 from .checks import Problem
+from .errors import InvalidInput, KernelmagicError
 
 INTERPRETER_TIMEOUT = 20.0
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
@@ -38,12 +39,13 @@ class Diagnosis:
     problems: list[Problem] = field(default_factory=list)
 
 
-@dataclass
-class Report:
+@dataclass(repr=False)  # a generated __repr__ would hide the table from IPython's printer
+class Report(render.Table):
     """The value of ``%kernel_doctor``: every spec checked, with what is wrong."""
 
     diagnoses: list[Diagnosis]
     removed: list[str] = field(default_factory=list)
+    columns = ("name", "check", "details")
 
     @property
     def healthy(self) -> bool:
@@ -62,7 +64,7 @@ class Report:
             "removed": list(self.removed),
         }
 
-    def _rows(self) -> list[tuple[str, ...]]:
+    def rows(self) -> list[tuple[str, ...]]:
         rows = []
         for d in self.diagnoses:
             if not d.problems:
@@ -72,17 +74,9 @@ class Report:
         return rows
 
     def as_text(self) -> str:
-        lines = [render.text_table(self._rows(), ("name", "check", "details"))]
         checked = len(self.diagnoses)
         sick = sum(1 for d in self.diagnoses if d.problems)
-        lines.append(f"{checked} spec(s) checked, {sick} with problems.")
-        return "\n".join(lines)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.as_text())
-
-    def _repr_html_(self) -> str:
-        return render.html_table(self._rows(), ("name", "check", "details"))
+        return f"{super().as_text()}\n{checked} spec(s) checked, {sick} with problems."
 
 
 def _launcher_module(argv: list[str]) -> str | None:
@@ -135,7 +129,7 @@ def _can_import(program: str, module: str, env: dict[str, str]) -> str | None:
 
 
 def _interpreter_problems(
-    infos: list[specs.SpecInfo], environ: Mapping[str, str]
+    infos: list[discovery.SpecInfo], environ: Mapping[str, str]
 ) -> dict[str, list[Problem]]:
     """Run every distinct (interpreter, module, import variables) once, in parallel."""
     jobs: dict[tuple, tuple[str, str, dict[str, str]]] = {}
@@ -174,7 +168,7 @@ def _interpreter_problems(
     return found
 
 
-def _remote_problems(info: specs.SpecInfo) -> list[Problem]:
+def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
     """A remote engine's launcher script that is gone; config keys its provisioner ignores."""
     name = checks.provisioner_name(info.spec)
     if not info.visible or not name or name == "local-provisioner":
@@ -198,7 +192,7 @@ def _remote_problems(info: specs.SpecInfo) -> list[Problem]:
 
         try:
             unknown, known = remote.unknown_options(name, config)
-        except specs.KernelmagicError:
+        except KernelmagicError:
             return problems  # cannot load the provisioner: its own problem says so
         problems += [
             Problem(
@@ -212,7 +206,7 @@ def _remote_problems(info: specs.SpecInfo) -> list[Problem]:
     return problems
 
 
-def _shadowing(info: specs.SpecInfo, locations: Mapping[str, list[str]]) -> list[Problem]:
+def _shadowing(info: discovery.SpecInfo, locations: Mapping[str, list[str]]) -> list[Problem]:
     if info.native:
         return []
     places = locations.get(info.name, [])
@@ -233,7 +227,7 @@ def _looks_like_a_path_variable(name: str) -> bool:
     return name.endswith(_PATH_SUFFIXES) or envcapture.is_path_like(name)
 
 
-def _env_problems(info: specs.SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
+def _env_problems(info: discovery.SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
     problems = []
     for name, value in sorted(info.env.items()):
         if not isinstance(value, str):
@@ -274,17 +268,17 @@ def _env_problems(info: specs.SpecInfo, environ: Mapping[str, str]) -> list[Prob
     return problems
 
 
-def _invalid_name(info: specs.SpecInfo) -> list[Problem]:
+def _invalid_name(info: discovery.SpecInfo) -> list[Problem]:
     dirname = os.path.basename(info.resource_dir)
     if info.native:
         return []
     try:
-        specs.validate_name(dirname)
-    except specs.InvalidInput:
+        discovery.validate_name(dirname)
+    except InvalidInput:
         return [
             Problem(
                 "invalid-name",
-                f"directory name {dirname!r} breaks Jupyter's rule ({specs.NAME_RULE}); "
+                f"directory name {dirname!r} breaks Jupyter's rule ({discovery.NAME_RULE}); "
                 "rename the directory",
                 dirname,
             )
@@ -296,9 +290,9 @@ def diagnose(names: Iterable[str] = (), *, environ: Mapping[str, str] | None = N
     """Check every spec, or the named ones (``NoSuchKernelSpec`` for an unknown name)."""
     environ = dict(os.environ if environ is None else environ)
     names = list(names)
-    infos = [specs.get_spec(n) for n in names] if names else specs.list_specs()
+    infos = [discovery.get_spec(n) for n in names] if names else discovery.list_specs()
     interpreter = _interpreter_problems(infos, environ)
-    locations = specs.spec_locations()  # one scan of the kernel dirs, not one per spec
+    locations = discovery.spec_locations()  # one scan of the kernel dirs, not one per spec
     diagnoses = []
     for info in infos:
         problems = [*_invalid_name(info), *info.problems, *interpreter.get(info.name, [])]
@@ -327,8 +321,8 @@ def remove_dead(report: Report) -> Report:
             kept.append(diagnosis)
             continue
         try:
-            removed += specs.remove_specs([diagnosis.name])
-        except specs.KernelmagicError as exc:
+            removed += store.remove_specs([diagnosis.name])
+        except KernelmagicError as exc:
             diagnosis.problems.append(Problem("not-removed", f"could not remove it: {exc}"))
             kept.append(diagnosis)
     return Report(kept, removed=removed)
@@ -340,6 +334,6 @@ def remove_missing() -> list[str]:
     Listing already finds missing programs, so no interpreter is started for this.
     """
     listed = Report(
-        [Diagnosis(i.name, i.resource_dir, list(i.problems)) for i in specs.list_specs()]
+        [Diagnosis(i.name, i.resource_dir, list(i.problems)) for i in discovery.list_specs()]
     )
     return remove_dead(listed).removed

@@ -7,64 +7,14 @@ scheduler variables.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-# Variables that describe the session, the terminal or the tool that started the process,
-# never the software environment. Globs, matched case-sensitively. One list, by category.
+from .policy import DEFAULT_POLICY, EnvPolicy
+
 # fmt: off
-NOISE_PATTERNS: dict[str, tuple[str, ...]] = {
-    "shell state": (
-        "PWD", "OLDPWD", "SHLVL", "_", "PS1", "PS2", "PS4", "PROMPT_COMMAND", "HISTFILE",
-        "HISTSIZE", "HISTFILESIZE", "HISTCONTROL", "BASH_FUNC_*", "LS_COLORS", "LSCOLORS",
-    ),
-    "terminal and desktop": (
-        "TERM", "TERM_*", "TERMINFO", "COLUMNS", "LINES", "DISPLAY", "WINDOWID", "COLORTERM",
-        "SSH_*", "XDG_SESSION_*", "XDG_RUNTIME_DIR", "DBUS_*", "TMUX", "TMUX_*", "STY",
-        "WAYLAND_DISPLAY",
-    ),
-    "injected by Jupyter or an IDE": (
-        "JPY_*", "MPLBACKEND", "PAGER", "GIT_PAGER", "CLICOLOR", "CLICOLOR_*", "FORCE_COLOR",
-        "PYDEVD_*", "PYTHONEXECUTABLE", "JUPYTER_SERVER_*", "JPY_SESSION_NAME", "VSCODE_*",
-        "ELECTRON_RUN_AS_NODE",
-    ),
-    "Jupyter's own locations": (
-        "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_PATH",
-        "JUPYTER_PLATFORM_DIRS", "IPYTHONDIR",
-    ),
-    "conda shell state": ("CONDA_SHLVL", "CONDA_PROMPT_MODIFIER", "CONDA_PREFIX_[0-9]*"),
-    "module-system bookkeeping": (
-        "_ModuleTable*", "__LMOD_REF_COUNT_*", "_LMFILES_", "LOADEDMODULES", "__MODULES_*",
-        "__LMOD_*", "LMOD_*_SHELL_*",
-    ),
-    "job-scoped scheduler variables": ("SLURM_*", "PBS_*", "LSB_*", "SGE_*", "JOB_ID"),
-    "temporary directory": ("TMPDIR",),
-}
-
-# Name patterns (case-insensitive) of variables that usually hold credentials.
-SECRET_NAME_PATTERNS: tuple[str, ...] = (
-    "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*API_KEY*", "*APIKEY*", "*ACCESS_KEY*",
-    "*PRIVATE_KEY*", "*CREDENTIAL*", "*AUTH_KEY*", "*SESSION_KEY*",
-)
-
-# Values that are credentials whatever the variable is called.
-SECRET_VALUE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
-    re.compile(p)
-    for p in (
-        r"\bgh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
-        r"\bgithub_pat_[A-Za-z0-9_]{30,}",
-        r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",  # AWS access key ids
-        r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
-        r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
-        r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API keys
-    )
-)
-
 # Variables holding os.pathsep-separated directory lists. Names ending in PATH count too.
 PATH_LIKE_NAMES = frozenset(
     {
@@ -76,40 +26,9 @@ PATH_LIKE_NAMES = frozenset(
 )
 # fmt: on
 
-MASK = "<hidden>"
 
-
-def _matches(name: str, patterns: Iterable[str], *, ignore_case: bool = False) -> bool:
-    if ignore_case:
-        name = name.upper()
-        return any(fnmatchcase(name, p.upper()) for p in patterns)
+def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatchcase(name, p) for p in patterns)
-
-
-def noise_category(name: str, extra: Iterable[str] = ()) -> str | None:
-    """The category that makes ``name`` session noise, or None if it is not noise."""
-    for category, patterns in NOISE_PATTERNS.items():
-        if _matches(name, patterns):
-            return category
-    if _matches(name, extra):
-        return "configured noise"
-    return None
-
-
-def looks_secret(name: str, value: str | None = None, extra: Iterable[str] = ()) -> bool:
-    """True if the name or the value looks like a credential."""
-    if _matches(name, (*SECRET_NAME_PATTERNS, *extra), ignore_case=True):
-        return True
-    return value is not None and any(p.search(value) for p in SECRET_VALUE_PATTERNS)
-
-
-def mask_secrets(env: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
-    """A copy of ``env`` with secret-like values replaced by ``<hidden>``."""
-    extra = tuple(extra)
-    return {
-        k: MASK if looks_secret(k, v if isinstance(v, str) else None, extra) else v
-        for k, v in env.items()
-    }
 
 
 def is_path_like(name: str) -> bool:
@@ -151,33 +70,6 @@ def digests(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def parse_environment_dump(text: str) -> dict[str, str]:
-    """Parse a saved environment: a JSON object, ``env -0`` output or ``env`` output."""
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        data = json.loads(stripped)
-        if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-        ):
-            raise ValueError("a JSON baseline must map names to string values")
-        return data
-    if "\0" in text:
-        records = [r for r in text.split("\0") if r]
-        return dict(r.split("=", 1) for r in records if "=" in r)
-    # Plain `env` output: a line without NAME= continues the previous (multi-line) value.
-    env: dict[str, str] = {}
-    last = None
-    # Split on "\n" only: "\r" and other line breaks belong to values.
-    for line in text.removesuffix("\n").split("\n"):
-        match = re.match(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", line)
-        if match:
-            last = match.group(1)
-            env[last] = match.group(2)
-        elif last is not None:
-            env[last] += "\n" + line
-    return env
-
-
 def login_shell_environment(
     session: Mapping[str, str] | None = None, *, shell: str | None = None, timeout: float = 30
 ) -> dict[str, str] | None:
@@ -206,15 +98,14 @@ class CaptureOptions:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     templates: bool = True
-    extra_noise: tuple[str, ...] = ()
-    extra_secrets: tuple[str, ...] = ()
+    policy: EnvPolicy = DEFAULT_POLICY  # what is noise, what is a secret
 
 
 @dataclass
 class CaptureResult:
     """What was captured, what was skipped and why; ``env`` is ready for ``kernel.json``."""
 
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # values never in a repr
     secrets_skipped: list[str] = field(default_factory=list)
     noise_count: int = 0
     baseline: str = ""
@@ -248,6 +139,8 @@ class CaptureResult:
 def _resolve_baseline(options: CaptureOptions, current: Mapping[str, str]):
     if options.baseline_file:
         with open(options.baseline_file, encoding="utf-8", errors="surrogateescape") as f:
+            from .shells import parse_environment_dump
+
             return parse_environment_dump(f.read()), f"baseline file {options.baseline_file}"
     return login_shell_environment(current), "a clean login shell"
 
@@ -284,10 +177,10 @@ def capture(
         if not included:
             if base and base.get(name) == value:
                 continue
-            if noise_category(name, options.extra_noise):
+            if options.policy.noise_category(name):
                 result.noise_count += 1
                 continue
-            if looks_secret(name, value, options.extra_secrets):
+            if options.policy.is_secret(name, value):
                 result.secrets_skipped.append(name)
                 continue
         templated = None

@@ -110,12 +110,12 @@ class KernelMagics(Magics):
 
     def _defaults(self) -> Any:
         from . import operations
+        from .policy import EnvPolicy
 
         return operations.Defaults(
             location=self.default_location,
             capture=self.default_capture,
-            extra_noise=tuple(self.extra_noise),
-            extra_secrets=tuple(self.extra_secrets),
+            policy=EnvPolicy(tuple(self.extra_secrets), tuple(self.extra_noise)),
         )
 
     @staticmethod
@@ -132,23 +132,20 @@ class KernelMagics(Magics):
     @_takes("list")
     @line_magic
     def kernel_list(self, line: str = "") -> Any:
-        from . import render, specs
+        from . import operations
 
         ns = self._parse(self.kernel_list, line)
-        found = specs.list_specs(ns.pattern)
-        if ns.json:
-            return specs.jupyter_listing(found)
-        return render.SpecList(found)
+        return operations.listing(ns, self._defaults())
 
     @no_var_expand
     @_takes("show")
     @line_magic
     def kernel_show(self, line: str = "") -> None:
-        from . import render, specs
+        from . import operations
 
         ns = self._parse(self.kernel_show, line)
         with _as_usage_errors():
-            print(render.spec_detail_text(specs.get_spec(ns.name)))
+            print(operations.show(ns, self._defaults()))
 
     @no_var_expand
     @_takes(
@@ -184,7 +181,7 @@ class KernelMagics(Magics):
 
         ns = self._parse(self.kernel_patch, line)
         with _as_usage_errors():
-            change = operations.patch(ns, ns.name)
+            change = operations.patch(ns, self._defaults())
         self._report_patch(change)
 
     @no_var_expand
@@ -193,8 +190,8 @@ class KernelMagics(Magics):
     def kernel_provisioners(self, line: str = "") -> Any:
         from . import operations
 
-        self._parse(self.kernel_provisioners, line)
-        return operations.provisioners()
+        ns = self._parse(self.kernel_provisioners, line)
+        return operations.provisioners(ns, self._defaults())
 
     @no_var_expand
     @_takes("remote")
@@ -215,7 +212,7 @@ class KernelMagics(Magics):
 
         ns = self._parse(self.kernel_refresh, line)
         with _as_usage_errors():
-            change = operations.refresh(ns)
+            change = operations.refresh(ns, self._defaults())
         self._report_patch(change)
 
     def _report_new(
@@ -245,18 +242,16 @@ class KernelMagics(Magics):
     )
     @line_cell_magic
     def kernel_env(self, line: str = "", cell: str | None = None) -> Any:
-        from . import operations, render, specs
+        from . import operations
 
         ns = self._parse(self.kernel_env, line)
         with _as_usage_errors():
             from_cell = parse_env_lines(cell) if cell is not None else None
-            name = ns.kernel or self._default_target()
-            edit = operations.edit_request(ns, from_cell)
-            if not edit.env and not edit.replace_env:
-                info = specs.get_spec(name)
-                return render.masked_spec(info.spec).get("env", {})
-            change = specs.patch_spec(name, edit, dry_run=ns.dry_run)
-        self._report_patch(change)
+            target = ns.kernel or self._default_target()
+            outcome = operations.env(ns, self._defaults(), target, from_cell)
+        if isinstance(outcome, dict):
+            return outcome
+        self._report_patch(outcome)
         return None
 
     def _default_target(self) -> str:
@@ -276,7 +271,7 @@ class KernelMagics(Magics):
 
         ns = self._parse(self.kernel_remove, line)
         with _as_usage_errors():
-            removed = operations.remove(ns)
+            removed = operations.remove(ns, self._defaults())
         for path in removed:
             print(f"Removed kernel spec {path}")
         if self.last_spec and self.last_spec not in specs.find_kernel_specs():
@@ -290,7 +285,7 @@ class KernelMagics(Magics):
 
         ns = self._parse(self.kernel_doctor, line)
         with _as_usage_errors():
-            report = operations.run_doctor(ns)
+            report = operations.run_doctor(ns, self._defaults())
         for path in report.removed:
             print(f"Removed kernel spec {path}")
         return report.to_json() if ns.json else report
@@ -319,9 +314,29 @@ def _completer_keys() -> list[str]:
     return [prefix + name for name in _COMPLETED for prefix in ("%", "%%")]
 
 
+# The library's values that IPython shows through our renderers (the library never imports
+# the display layer): module, class name, text printer.
+def _spec_info_text(info: Any, p: Any, cycle: bool) -> None:
+    from . import render
+
+    p.text(render.spec_detail_text(info))
+
+
+_PRINTERS = (("kernelmagic.discovery", "SpecInfo", _spec_info_text),)
+
+
+def _text_formatter(shell: Any) -> Any:
+    formatter = getattr(shell, "display_formatter", None)
+    return formatter.formatters["text/plain"] if formatter is not None else None
+
+
 def register(shell: Any) -> KernelMagics:
     magics = KernelMagics(shell=shell)
     shell.register_magics(magics)
+    text = _text_formatter(shell)
+    if text is not None:
+        for module, name, printer in _PRINTERS:
+            text.for_type_by_name(module, name, printer)
     for key in _completer_keys():
         shell.set_hook("complete_command", _complete_spec_names, str_key=key)
     return magics
@@ -340,6 +355,11 @@ def unregister(shell: Any) -> None:
                 del manager.magics[kind][name]
     with contextlib.suppress(ValueError):
         shell.configurables.remove(magics)
+    text = _text_formatter(shell)
+    if text is not None:
+        for module, name, printer in _PRINTERS:
+            if text.deferred_printers.get((module, name)) is printer:
+                del text.deferred_printers[(module, name)]
     dispatcher = shell.strdispatchers.get("complete_command")
     if dispatcher is not None:
         for key in _completer_keys():

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from . import envcapture, specs
 from .assignments import EnvChanges, check_env_name, parse_assignment, parse_json_assignments
+from .policy import DEFAULT_POLICY, EnvPolicy
 
 
 @dataclass
@@ -20,8 +22,7 @@ class Defaults:
 
     location: str = "user"  # user | sys-prefix
     capture: str = "changed"
-    extra_noise: tuple[str, ...] = ()
-    extra_secrets: tuple[str, ...] = ()
+    policy: EnvPolicy = DEFAULT_POLICY  # the built-in noise and secret rules plus the user's
 
 
 def _bad(message: str) -> specs.InvalidInput:
@@ -42,16 +43,16 @@ def _dollars(value: str, literal: bool) -> str:
 def env_changes(ns: argparse.Namespace, extra: EnvChanges | None = None) -> EnvChanges:
     """``--env``/positional assignments, ``--unset`` and ``extra`` (a cell or file) merged."""
     changes = EnvChanges()
-    literal = getattr(ns, "literal", False)
+    literal = ns.literal
     if extra is not None:
         for key in extra.unset:
             changes.remove(key)
         for key, value in extra.set.items():
             changes.add(key, _dollars(value, literal))
-    for text in [*getattr(ns, "env", []), *getattr(ns, "assignments", [])]:
+    for text in [*ns.env, *ns.assignments]:
         key, value = parse_assignment(text)
         changes.add(key, _dollars(value, literal))
-    for key in getattr(ns, "unset", []):
+    for key in ns.unset:
         changes.remove(check_env_name(key))
     return changes
 
@@ -63,8 +64,7 @@ def capture_request(ns: argparse.Namespace, defaults: Defaults) -> envcapture.Ca
         include=tuple(ns.include),
         exclude=tuple(ns.exclude),
         templates=not ns.no_templates,
-        extra_noise=tuple(defaults.extra_noise),
-        extra_secrets=tuple(defaults.extra_secrets),
+        policy=defaults.policy,
     )
 
 
@@ -79,13 +79,13 @@ def _argv_prefix(text: str | None) -> list[str]:
 
 def edit_request(ns: argparse.Namespace, extra_env: EnvChanges | None = None) -> specs.SpecEdit:
     return specs.SpecEdit(
-        display_name=getattr(ns, "display_name", None),
-        language=getattr(ns, "language", None),
-        interrupt_mode=getattr(ns, "interrupt_mode", None),
-        argv_prefix=_argv_prefix(getattr(ns, "argv_prefix", None)),
-        metadata=parse_json_assignments(getattr(ns, "metadata", []), "--metadata"),
+        display_name=ns.display_name,
+        language=ns.language,
+        interrupt_mode=ns.interrupt_mode,
+        argv_prefix=_argv_prefix(ns.argv_prefix),
+        metadata=parse_json_assignments(ns.metadata, "--metadata"),
         env=env_changes(ns, extra_env),
-        replace_env=getattr(ns, "replace_env", False),
+        replace_env=ns.replace_env,
     )
 
 
@@ -93,25 +93,24 @@ def install(
     ns: argparse.Namespace, defaults: Defaults, snippet: str | None = None
 ) -> tuple[specs.Change, envcapture.CaptureResult]:
     """Install from the source the options name; ``snippet`` is a cell body or snippet file."""
-    name = specs.validate_name(ns.name)  # before the capture, which runs a login shell
-    source = source_request(ns, snippet)
-    common = {
-        "display_name": ns.display_name,
-        "capture_options": capture_request(ns, defaults),
-        "explicit_env": env_changes(ns).set,
-        "replace": ns.replace,
-        "dry_run": ns.dry_run,
-    }
-    kernels_dir = location_request(ns, defaults)
-    if source is None:
-        return specs.install_current_python(name, kernels_dir, **common)
-    from . import sources
+    from . import python_specs
 
-    return sources.install_from_source(name, kernels_dir, source, **common)
+    return python_specs.install(
+        ns.name,
+        location_request(ns, defaults),
+        source_request(ns, snippet),
+        display_name=ns.display_name,
+        capture_options=capture_request(ns, defaults),
+        explicit_env=env_changes(ns).set,
+        replace=ns.replace,
+        dry_run=ns.dry_run,
+    )
 
 
 def source_request(ns: argparse.Namespace, snippet: str | None):
-    """The ``sources.Source`` the options describe, or None for the running session."""
+    """The ``Source`` the options describe (the running session unless told otherwise)."""
+    from .provenance import Source
+
     made_by = [
         flag
         for flag, given in (
@@ -134,9 +133,7 @@ def source_request(ns: argparse.Namespace, snippet: str | None):
     if not made_by and not ns.python:
         if ns.shell:
             raise _bad("--shell runs a snippet, --modules or --from-conda; give one of them")
-        return None
-    from .sources import Source
-
+        return Source("current")
     common = {"python": ns.python, "shell": ns.shell}
     if snippet is not None:
         return Source("snippet", snippet=snippet, **common)
@@ -147,13 +144,33 @@ def source_request(ns: argparse.Namespace, snippet: str | None):
     return Source("python", **common)
 
 
-def refresh(ns: argparse.Namespace) -> specs.Change:
-    from . import sources
+def listing(ns: argparse.Namespace, defaults: Defaults) -> Any:
+    """The table of specs, or with ``--json`` what ``jupyter kernelspec list --json`` prints
+    (plus ``"problems"``), secrets masked."""
+    from . import render
 
-    return sources.refresh_spec(ns.name, dry_run=ns.dry_run)
+    found = specs.list_specs(ns.pattern)
+    if not ns.json:
+        return render.SpecList(found)
+    listing = specs.jupyter_listing(found)
+    for entry in listing["kernelspecs"].values():
+        entry["spec"] = defaults.policy.mask_spec(entry["spec"])
+    return listing
 
 
-def remove(ns: argparse.Namespace) -> list[str]:
+def show(ns: argparse.Namespace, defaults: Defaults) -> str:
+    from . import render
+
+    return render.spec_detail_text(specs.get_spec(ns.name), defaults.policy)
+
+
+def refresh(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
+    from . import python_specs
+
+    return python_specs.refresh_spec(ns.name, dry_run=ns.dry_run, policy=defaults.policy)
+
+
+def remove(ns: argparse.Namespace, defaults: Defaults) -> list[str]:
     """Remove the named specs, and with ``--missing`` every dead one; returns the paths."""
     if not ns.names and not ns.missing:
         raise _bad("name the specs to remove, or pass --missing")
@@ -165,7 +182,7 @@ def remove(ns: argparse.Namespace) -> list[str]:
     return removed
 
 
-def run_doctor(ns: argparse.Namespace):
+def run_doctor(ns: argparse.Namespace, defaults: Defaults):
     from . import doctor
 
     report = doctor.diagnose(ns.names)
@@ -173,7 +190,6 @@ def run_doctor(ns: argparse.Namespace):
 
 
 def clone(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
-    specs.validate_name(ns.new_name)
     return specs.clone_spec(
         ns.source,
         ns.new_name,
@@ -181,27 +197,44 @@ def clone(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
         edit=edit_request(ns),
         replace=ns.replace,
         dry_run=ns.dry_run,
+        policy=defaults.policy,
     )
 
 
-def patch(ns: argparse.Namespace, name: str, extra_env: EnvChanges | None = None) -> specs.Change:
+def patch(
+    ns: argparse.Namespace, defaults: Defaults, extra_env: EnvChanges | None = None
+) -> specs.Change:
+    """Change the spec ``ns.name``: fields, env, provisioner, or ``--undo``."""
     edit = edit_request(ns, extra_env)
-    provisioner = getattr(ns, "provisioner", None)
-    provisioner_config = getattr(ns, "provisioner_config", [])
-    if getattr(ns, "undo", False):
-        if edit != specs.SpecEdit() or ns.dry_run or provisioner or provisioner_config:
+    if ns.undo:
+        if edit != specs.SpecEdit() or ns.dry_run or ns.provisioner or ns.provisioner_config:
             raise _bad("--undo restores the previous kernel.json; give it no other change")
-        return specs.undo_last_write(name)
-    if provisioner_config and not provisioner:
+        return specs.undo_last_write(ns.name, defaults.policy)
+    if ns.provisioner_config and not ns.provisioner:
         raise _bad("--provisioner-config goes with --provisioner NAME")
-    if provisioner:
+    transform = edit.apply
+    if ns.provisioner:
         from . import remote
 
         point = remote.provisioner_edit(
-            provisioner, parse_json_assignments(provisioner_config, "--provisioner-config")
+            ns.provisioner, parse_json_assignments(ns.provisioner_config, "--provisioner-config")
         )
-        return specs.rewrite_spec(name, lambda spec: point(edit.apply(spec)), dry_run=ns.dry_run)
-    return specs.patch_spec(name, edit, dry_run=ns.dry_run)
+
+        def transform(spec):
+            return point(edit.apply(spec))
+
+    return specs.rewrite_spec(ns.name, transform, dry_run=ns.dry_run, policy=defaults.policy)
+
+
+def env(
+    ns: argparse.Namespace, defaults: Defaults, target: str, extra_env: EnvChanges | None = None
+) -> dict[str, Any] | specs.Change:
+    """Show the env of ``target`` (masked) when no change is asked for; else change it."""
+    edit = edit_request(ns, extra_env)
+    if not edit.env and not edit.replace_env:
+        spec = specs.get_spec(target).spec
+        return defaults.policy.mask_spec(spec).get("env", {})
+    return specs.patch_spec(target, edit, dry_run=ns.dry_run, policy=defaults.policy)
 
 
 def make_remote(ns: argparse.Namespace, defaults: Defaults):
@@ -217,11 +250,12 @@ def make_remote(ns: argparse.Namespace, defaults: Defaults):
         config=parse_json_assignments(ns.provisioner_config, "--provisioner-config"),
         replace=ns.replace,
         dry_run=ns.dry_run,
+        policy=defaults.policy,
     )
     return remote.make_remote_spec(request)
 
 
-def provisioners():
+def provisioners(ns: argparse.Namespace, defaults: Defaults):
     from . import remote
 
     return remote.list_provisioners()

@@ -280,9 +280,35 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def _dest(option: Option) -> str:
+    if "dest" in option.kwargs:
+        return option.kwargs["dest"]
+    flag = next((f for f in option.flags if f.startswith("--")), option.flags[0])
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _default(option: Option) -> Any:
+    kwargs = option.kwargs
+    if "default" in kwargs:
+        return kwargs["default"]
+    if kwargs.get("nargs") == "*":
+        return []
+    return False if kwargs.get("action") == "store_true" else None
+
+
 def add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add ``command``'s options, and give every other option of any command its default,
+    so that the shared operations read any attribute of any namespace."""
+    own = set()
     for option in COMMANDS[command].options:
         parser.add_argument(*option.flags, **option.kwargs)
+        own.add(_dest(option))
+    parser.set_defaults(**{k: v for k, v in _ALL_DEFAULTS.items() if k not in own})
+
+
+_ALL_DEFAULTS = {
+    _dest(option): _default(option) for command in COMMANDS.values() for option in command.options
+}
 
 
 def _usage_word(option: Option) -> str:

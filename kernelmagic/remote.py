@@ -20,8 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import checks, render, specs
+from . import __version__, checks, discovery, render, store
 from .errors import InvalidInput, KernelmagicError
+from .policy import DEFAULT_POLICY, EnvPolicy, recorded_policy
+from .provenance import Provenance, Source
 
 # engine -> (gateway_provisioners' spec installer, the provisioner it configures)
 ENGINES = {
@@ -58,10 +60,12 @@ class ProvisionerInfo:
     error: str | None = None  # why its options could not be read
 
 
-class ProvisionerList(list):
+class ProvisionerList(render.Table, list):
     """The value of ``%kernel_provisioners``, shown as a table."""
 
-    def _rows(self) -> list[tuple[str, ...]]:
+    columns = ("provisioner", "package", "class", "options")
+
+    def rows(self) -> list[tuple[str, ...]]:
         rows = []
         for info in self:
             options = ", ".join(info.options) or (
@@ -69,15 +73,6 @@ class ProvisionerList(list):
             )
             rows.append((info.name, info.package, info.target, options))
         return rows
-
-    def as_text(self) -> str:
-        return render.text_table(self._rows(), ("provisioner", "package", "class", "options"))
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.as_text())
-
-    def _repr_html_(self) -> str:
-        return render.html_table(self._rows(), ("provisioner", "package", "class", "options"))
 
 
 def _entry_points():
@@ -244,7 +239,7 @@ def _installer(engine: str) -> str:
     return found
 
 
-def _absolute_interpreter(info: specs.SpecInfo) -> str:
+def _absolute_interpreter(info: discovery.SpecInfo) -> str:
     argv = info.spec.get("argv") or []
     if not argv:
         raise InvalidInput(f"'{info.name}' has an empty argv: no interpreter to carry over")
@@ -271,21 +266,21 @@ class RemoteRequest:
     config: dict[str, Any] = field(default_factory=dict)
     replace: bool = False
     dry_run: bool = False
+    policy: EnvPolicy = DEFAULT_POLICY
 
 
-def make_remote_spec(request: RemoteRequest) -> tuple[specs.Change, str]:
+def make_remote_spec(request: RemoteRequest) -> tuple[store.Change, str]:
     """Create ``request.name`` with gateway_provisioners' installer for the engine, then carry
     over the source's interpreter (SSH), env and display name. Returns the change and the
     remote prerequisites to tell the user."""
-    name = specs.validate_name(request.name)
+    name = discovery.validate_name(request.name)
     if request.engine not in ENGINES:
         raise InvalidInput(f"--engine must be one of {', '.join(ENGINES)}")
     if request.engine == "ssh" and not request.hosts:
         raise InvalidInput("--engine ssh needs at least one --host")
     if request.engine != "ssh" and not request.image:
         raise InvalidInput(f"--engine {request.engine} needs --image IMAGE")
-    specs.check_name_free(request.kernels_dir, name, request.replace)
-    source = specs.get_spec(request.source)
+    source = discovery.get_spec(request.source)
     if source.problems and not source.visible:
         raise KernelmagicError(f"cannot use '{source.name}': {source.problems[0]}")
     env = dict(source.env)
@@ -295,7 +290,11 @@ def make_remote_spec(request: RemoteRequest) -> tuple[specs.Change, str]:
     provisioner = ENGINES[request.engine][1]
     check_config(provisioner, request.config)
     python = _absolute_interpreter(source) if request.engine == "ssh" else None
+    policy = request.policy.joined(recorded_policy(source.spec))
 
+    slot = store.reserve(
+        request.kernels_dir, name, replace=request.replace, dry_run=request.dry_run
+    )
     with tempfile.TemporaryDirectory(prefix="kernelmagic-remote-") as stage:
         command = [installer, "install", f"--prefix={stage}", f"--kernel-name={name}"]
         command += [f"--remote-hosts={h}" for h in request.hosts]
@@ -306,7 +305,7 @@ def make_remote_spec(request: RemoteRequest) -> tuple[specs.Change, str]:
         if done.returncode != 0 or not os.path.isfile(os.path.join(staged, "kernel.json")):
             detail = " | ".join(done.stderr.strip().splitlines()[-3:])
             raise KernelmagicError(f"{os.path.basename(installer)} failed: {detail}")
-        spec = specs.read_spec_file(os.path.join(staged, "kernel.json"))
+        spec = discovery.read_spec_file(os.path.join(staged, "kernel.json"))
         final_dir = os.path.join(request.kernels_dir, name)
         # The installer wrote paths of the staging directory into argv.
         spec["argv"] = [arg.replace(staged, final_dir) for arg in spec.get("argv", [])]
@@ -319,21 +318,15 @@ def make_remote_spec(request: RemoteRequest) -> tuple[specs.Change, str]:
             "kernel_provisioner", {"provisioner_name": provisioner, "config": {}}
         )
         stanza.setdefault("config", {}).update(request.config)
-        spec["metadata"]["kernelmagic"] = {
-            "source": "remote",
-            "from": source.name,
-            "engine": request.engine,
-            "created": specs.now(),
-        }
-        change = specs.install_directory(
-            name,
-            request.kernels_dir,
-            staged,
-            spec,
-            replace=request.replace,
-            dry_run=request.dry_run,
-            action="installed",
+        record = Provenance(
+            Source("remote"),
+            remote_from=source.name,
+            engine=request.engine,
+            policy=policy,
+            version=__version__,
         )
+        record.write_into(spec)
+        change = slot.write("installed", spec, store.copy_files(staged), policy)
     hint = PREREQUISITES[request.engine].format(
         python=python, image=request.image, user=os.environ.get("GP_REMOTE_USER") or _user()
     )

@@ -1,13 +1,14 @@
-"""Plain-text and HTML renderings of specs, with secret-like env values masked."""
+"""Plain-text and HTML renderings of specs and tables, with secrets masked by a policy."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import envcapture, files
+from . import files
+from .policy import DEFAULT_POLICY, EnvPolicy
 
 if TYPE_CHECKING:
-    from .specs import SpecInfo
+    from .discovery import SpecInfo
 
 _COLUMNS = ("name", "display name", "language", "resource dir", "problems")
 
@@ -43,34 +44,42 @@ def html_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = _COLUMNS)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-class SpecList(list):
-    """The value of ``%kernel_list``: a list of ``SpecInfo`` shown as a table."""
+class Table:
+    """A value shown as a table: text in a terminal, HTML in a notebook.
 
-    def names(self) -> list[str]:
-        return [info.name for info in self]
+    Subclasses give ``columns`` and ``rows()``.
+    """
+
+    columns: tuple[str, ...] = _COLUMNS
+
+    def rows(self) -> list[tuple[str, ...]]:
+        raise NotImplementedError
 
     def as_text(self) -> str:
-        return text_table([_row(i) for i in self])
+        return text_table(self.rows(), self.columns)
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(self.as_text())
 
     def _repr_html_(self) -> str:
-        return html_table([_row(i) for i in self])
+        return html_table(self.rows(), self.columns)
 
 
-def masked_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    shown = dict(spec)
-    if isinstance(shown.get("env"), dict):
-        shown["env"] = envcapture.mask_secrets(shown["env"])
-    return shown
+class SpecList(Table, list):
+    """The value of ``%kernel_list``: a list of ``SpecInfo`` shown as a table."""
+
+    def names(self) -> list[str]:
+        return [info.name for info in self]
+
+    def rows(self) -> list[tuple[str, ...]]:
+        return [_row(i) for i in self]
 
 
-def spec_json_text(spec: dict[str, Any] | None) -> str:
-    return files.dump_spec(masked_spec(spec or {})).rstrip("\n")
+def spec_json_text(spec: dict[str, Any] | None, policy: EnvPolicy = DEFAULT_POLICY) -> str:
+    return files.dump_spec(policy.mask_spec(spec or {})).rstrip("\n")
 
 
-def spec_detail_text(info: SpecInfo) -> str:
+def spec_detail_text(info: SpecInfo, policy: EnvPolicy = DEFAULT_POLICY) -> str:
     """What ``%kernel_show`` prints: location, problems, then the JSON (secrets masked)."""
     where = info.resource_dir + (" (ipykernel's built-in spec)" if info.native else "")
     lines = [f"Kernel spec '{info.name}' in {where}"]
@@ -80,7 +89,7 @@ def spec_detail_text(info: SpecInfo) -> str:
         lines += [f"problem: {p}" for p in info.problems]
     else:
         lines.append("No problems found.")
-    lines.append(spec_json_text(info.spec))
+    lines.append(spec_json_text(info.spec, policy))
     return "\n".join(lines)
 
 
@@ -103,6 +112,6 @@ def change_report(change: Any, *, diff: bool) -> str:
         if text:
             parts.append(text.rstrip("\n"))
     elif not change.written and change.after is not None:
-        parts.append(spec_json_text(change.after))
+        parts.append(spec_json_text(change.after, change.policy))
     parts.append(change_message(change))
     return "\n".join(parts)

@@ -6,13 +6,14 @@ load``, a conda activation) both go through here, so they see the same kind of s
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 
-from .envcapture import parse_environment_dump
 from .errors import SourceFailed
 
 # What a clean login shell keeps from the session (everything else comes from the profile).
@@ -89,3 +90,30 @@ def run_in_login_shell(
 def _read_dump(path: str) -> dict[str, str]:
     with open(path, "rb") as f:
         return parse_environment_dump(f.read().decode("utf-8", "surrogateescape"))
+
+
+def parse_environment_dump(text: str) -> dict[str, str]:
+    """Parse a saved environment: a JSON object, ``env -0`` output or ``env`` output."""
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        data = json.loads(stripped)
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+        ):
+            raise ValueError("a JSON baseline must map names to string values")
+        return data
+    if "\0" in text:
+        records = [r for r in text.split("\0") if r]
+        return dict(r.split("=", 1) for r in records if "=" in r)
+    # Plain `env` output: a line without NAME= continues the previous (multi-line) value.
+    env: dict[str, str] = {}
+    last = None
+    # Split on "\n" only: "\r" and other line breaks belong to values.
+    for line in text.removesuffix("\n").split("\n"):
+        match = re.match(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", line)
+        if match:
+            last = match.group(1)
+            env[last] = match.group(2)
+        elif last is not None:
+            env[last] += "\n" + line
+    return env

@@ -1,5 +1,5 @@
-"""Capture the environment that a shell snippet, ``module load``, a conda activation or a
-venv makes, and make it again later (refresh).
+"""Make the environment a ``Source`` describes: this session's, or what a shell snippet,
+``module load``, a conda activation or a venv sets; and the interpreter that runs in it.
 
 A snippet runs in one clean login shell; the environment is recorded right before and right
 after it in that same shell, and the difference goes through the capture rules of
@@ -12,12 +12,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from . import envcapture, shells, specs
-from .errors import SourceFailed
+from . import envcapture, shells
+from .errors import InvalidInput, SourceFailed
+from .provenance import Source
 
 SHELL_TIMEOUT = 300.0  # conda activation on a busy shared filesystem can take a while
 PROBE_TIMEOUT = 60.0
@@ -25,45 +26,6 @@ PROBE_TIMEOUT = 60.0
 # it Lmod and Environment Modules would not find the user's own modulefiles.
 _KEEP_FROM_SESSION = ("MODULEPATH",)
 _CONDA_TOOLS = ("conda", "mamba", "micromamba")
-
-
-@dataclass
-class Source:
-    """How the environment is made. Recorded in ``metadata.kernelmagic`` for refresh."""
-
-    kind: str  # snippet | modules | conda | python
-    snippet: str | None = None
-    modules: str | None = None
-    conda_env: str | None = None
-    python: str | None = None
-    shell: str | None = None
-
-    def to_metadata(self) -> dict[str, Any]:
-        fields = {
-            "snippet": self.snippet,
-            "modules": self.modules,
-            "conda_env": self.conda_env,
-            "python": self.python,
-            "shell": self.shell,
-        }
-        return {"source": self.kind, **{k: v for k, v in fields.items() if v is not None}}
-
-    @classmethod
-    def from_metadata(cls, recorded: Mapping[str, Any]) -> Source | None:
-        kind = recorded.get("source")
-        if kind not in ("snippet", "modules", "conda", "python"):
-            return None
-        # "python" is the interpreter that was found; only one the user asked for is kept,
-        # so that a refresh finds the interpreter again when the environment moved it.
-        python = recorded.get("python") if kind == "python" else recorded.get("python_requested")
-        return cls(
-            kind,
-            snippet=recorded.get("snippet"),
-            modules=recorded.get("modules"),
-            conda_env=recorded.get("conda_env"),
-            python=python,
-            shell=recorded.get("shell"),
-        )
 
 
 # --- running a snippet -----------------------------------------------------------------
@@ -173,9 +135,9 @@ def find_interpreter(environ: Mapping[str, str]) -> Interpreter | None:
 def _require_ipykernel(path: str, environ: Mapping[str, str]) -> Interpreter:
     found = probe_interpreter(path, environ)
     if found is None:
-        raise specs.InvalidInput(f"{path} is not a Python interpreter that can be run")
+        raise InvalidInput(f"{path} is not a Python interpreter that can be run")
     if not found.has_ipykernel:
-        raise specs.InvalidInput(
+        raise InvalidInput(
             f"{path} cannot import ipykernel; install it there: {path} -m pip install ipykernel"
         )
     return found
@@ -194,11 +156,11 @@ def _is_venv(prefix: str) -> bool:
 
 @dataclass
 class Captured:
-    """The outcome of making an environment: interpreter, chosen variables and provenance."""
+    """The outcome of making an environment: the interpreter and the chosen variables."""
 
     interpreter: Interpreter
     result: envcapture.CaptureResult
-    provenance: dict[str, Any]
+    loaded_modules: str | None = None  # LOADEDMODULES after the source ran
 
 
 def script_for(source: Source, environ: Mapping[str, str]) -> str | None:
@@ -218,6 +180,8 @@ def make_environment(
 ) -> Captured:
     """Run the source and choose the variables; raises ``SourceFailed``/``InvalidInput``."""
     environ = dict(os.environ if environ is None else environ)
+    if source.kind == "current":
+        return _from_session(options, environ)
     if source.kind == "python" and source.python:
         return _from_interpreter(source, options, environ)
     script = script_for(source, environ)
@@ -225,12 +189,17 @@ def make_environment(
     result = envcapture.capture(after, options, baseline=before)
     result.baseline = "the shell right before the snippet"
     interpreter = _choose_interpreter(source, after)
-    provenance = {**source.to_metadata(), "python": interpreter.path}
-    if source.python:
-        provenance["python_requested"] = source.python
-    if after.get("LOADEDMODULES"):
-        provenance["loaded_modules"] = after["LOADEDMODULES"]
-    return Captured(interpreter, result, provenance)
+    return Captured(interpreter, result, after.get("LOADEDMODULES") or None)
+
+
+def _from_session(options: envcapture.CaptureOptions, environ: dict[str, str]) -> Captured:
+    """This interpreter, with the variables of this session that its activation set."""
+    try:
+        result = envcapture.capture(environ, options)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot use baseline {options.baseline_file}: {exc}") from exc
+    interpreter = Interpreter(sys.executable, sys.prefix, sys.version_info[:2], True)
+    return Captured(interpreter, result)
 
 
 def _choose_interpreter(source: Source, after: Mapping[str, str]) -> Interpreter:
@@ -243,7 +212,7 @@ def _choose_interpreter(source: Source, after: Mapping[str, str]) -> Interpreter
         return _require_ipykernel(os.path.join(prefix, "bin", "python"), after)
     found = find_interpreter(after)
     if found is None:
-        raise specs.InvalidInput(
+        raise InvalidInput(
             "no python3 or python on the snippet's PATH can import ipykernel; pass --python "
             "PATH, or install ipykernel in that environment (python -m pip install ipykernel)"
         )
@@ -259,9 +228,7 @@ def _from_interpreter(
     interpreter = _require_ipykernel(path, environ)
     if _is_conda_prefix(interpreter.prefix):
         conda = Source("conda", conda_env=interpreter.prefix, python=path, shell=source.shell)
-        made = make_environment(conda, options, environ)
-        made.provenance["source"] = "python"
-        return made
+        return make_environment(conda, options, environ)
     result = envcapture.CaptureResult(baseline="the interpreter's environment")
     if _is_venv(interpreter.prefix) and options.mode != "none":
         bin_dir = envcapture.escape_dollars(os.path.dirname(path))
@@ -269,104 +236,4 @@ def _from_interpreter(
             "VIRTUAL_ENV": envcapture.escape_dollars(interpreter.prefix),
             "PATH": f"{bin_dir}{os.pathsep}${{PATH}}",
         }
-    return Captured(interpreter, result, {"source": "python", "python": path})
-
-
-# --- install and refresh ---------------------------------------------------------------
-
-
-def install_from_source(
-    name: str,
-    kernels_dir: str,
-    source: Source,
-    *,
-    capture_options: envcapture.CaptureOptions,
-    display_name: str | None = None,
-    explicit_env: Mapping[str, str] | None = None,
-    replace: bool = False,
-    dry_run: bool = False,
-    environ: Mapping[str, str] | None = None,
-) -> tuple[specs.Change, envcapture.CaptureResult]:
-    """Make the environment ``source`` describes and install a spec that carries it."""
-    name = specs.validate_name(name)
-    specs.check_name_free(kernels_dir, name, replace)  # before running anything
-    made = make_environment(source, capture_options, environ)
-    change = specs.install_python_spec(
-        name,
-        kernels_dir,
-        source=made.provenance,
-        captured=made.result,
-        capture_options=capture_options,
-        python=made.interpreter.path,
-        python_version=made.interpreter.version,
-        display_name=display_name,
-        explicit_env=explicit_env,
-        replace=replace,
-        dry_run=dry_run,
-    )
-    return change, made.result
-
-
-def refresh_spec(
-    name: str, *, dry_run: bool = False, environ: Mapping[str, str] | None = None
-) -> specs.Change:
-    """Re-run the recorded source and update env (and argv[0] if the interpreter moved).
-
-    Variables set by hand since the capture (their value no longer matches what capture
-    wrote, or they were never captured) are kept.
-    """
-    info = specs.get_spec(name)
-    recorded = (info.spec.get("metadata") or {}).get("kernelmagic") or {}
-    source = Source.from_metadata(recorded)
-    if source is None:
-        how = recorded.get("source")
-        reason = (
-            "it was captured from a running session; reinstall it with --replace from the "
-            "activated environment"
-            if how == "current"
-            else "it has no recorded source (it was not made by kernelmagic install with a "
-            "snippet, --modules, --from-conda or --python)"
-        )
-        raise specs.KernelmagicError(f"cannot refresh '{info.name}': {reason}")
-    options = envcapture.CaptureOptions(
-        mode=recorded.get("capture", "changed"),
-        include=tuple(recorded.get("include", ())),
-        exclude=tuple(recorded.get("exclude", ())),
-        templates=recorded.get("templates", True),
-    )
-    made = make_environment(source, options, environ)
-
-    def update(spec: dict[str, Any]) -> dict[str, Any]:
-        env = dict(spec.get("env") or {})
-        record = spec.get("metadata", {}).get("kernelmagic", {})
-        fingerprints = record.get("captured_digests", {})
-        current = envcapture.digests(env)
-        for key in record.get("captured", []):
-            if key in env and current.get(key) == fingerprints.get(key):
-                del env[key]  # still as captured: the new capture decides
-        kept_by_hand = set(env)
-        for key, value in made.result.env.items():
-            if key not in kept_by_hand:
-                env[key] = value
-        spec = dict(spec)
-        if env:
-            spec["env"] = env
-        else:
-            spec.pop("env", None)
-        argv = list(spec.get("argv") or [])
-        if argv and argv[0] != made.interpreter.path:
-            argv[0] = made.interpreter.path
-            spec["argv"] = argv
-        written = {k: env[k] for k in made.result.env if k not in kept_by_hand}
-        metadata = dict(spec.get("metadata") or {})
-        metadata["kernelmagic"] = {
-            **record,
-            **made.provenance,
-            "captured": sorted(written),
-            "captured_digests": envcapture.digests(written),
-            "refreshed": specs.now(),
-        }
-        spec["metadata"] = metadata
-        return spec
-
-    return specs.rewrite_spec(info.name, update, dry_run=dry_run, action="refreshed")
+    return Captured(interpreter, result)

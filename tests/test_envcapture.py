@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from kernelmagic import envcapture
+from kernelmagic import envcapture, shells
 from kernelmagic.envcapture import CaptureOptions, capture
+from kernelmagic.policy import EnvPolicy
 
 BASE = {
     "HOME": "/home/u",
@@ -126,7 +127,7 @@ def test_baseline_file_formats(tmp_path, form):
         text = "".join(f"{k}={v}\n" for k, v in base.items())
     path = tmp_path / "before.env"
     path.write_text(text)
-    assert envcapture.parse_environment_dump(path.read_text()) == base
+    assert shells.parse_environment_dump(path.read_text()) == base
     current = {**base, "B": "2"}
     result = capture(current, CaptureOptions(baseline_file=str(path)))
     assert result.env == {"B": "2"}
@@ -156,7 +157,7 @@ def test_no_shell_falls_back_to_all(monkeypatch, tmp_path):
 
 
 def test_mask_secrets():
-    masked = envcapture.mask_secrets({"API_KEY": "k", "X": "ghp_" + "a" * 36, "OK": "v"})
+    masked = EnvPolicy().mask_env({"API_KEY": "k", "X": "ghp_" + "a" * 36, "OK": "v"})
     assert masked == {"API_KEY": "<hidden>", "X": "<hidden>", "OK": "v"}
 
 
@@ -164,7 +165,7 @@ def test_extra_noise_and_secrets_from_config():
     current = session(SITE_SESSION="1", MY_PIN="1234", KEEP="1")
     result = capture(
         current,
-        CaptureOptions(extra_noise=("SITE_*",), extra_secrets=("*_PIN",)),
+        CaptureOptions(policy=EnvPolicy(extra_secrets=("*_PIN",), extra_noise=("SITE_*",))),
         baseline=BASE,
     )
     assert result.env == {"KEEP": "1"}

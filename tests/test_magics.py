@@ -198,10 +198,10 @@ def test_show(ip, user_kernels, capsys):
 def test_bad_input_is_one_line_and_changes_nothing(
     ip, user_kernels, magic, line, expected, monkeypatch
 ):
-    from kernelmagic import specs
+    from kernelmagic import discovery
 
     # the built-in python3 only exists when no python3 dir is on the search path
-    monkeypatch.setattr(specs, "kernel_dirs", lambda: [str(user_kernels)])
+    monkeypatch.setattr(discovery, "kernel_dirs", lambda: [str(user_kernels)])
     path = write_spec(user_kernels, "geo") / "kernel.json"
     before = path.read_bytes()
     listing = sorted(p.name for p in user_kernels.iterdir())

@@ -144,7 +144,10 @@ def test_snippet_that_cds_and_exports_a_token_captures_neither(ip, user_kernels,
     ip.run_cell_magic("kernel_install", f"snip --python {sys.executable}", snippet)
     spec = spec_json(user_kernels, "snip")
     assert spec["env"] == {"PROJ_LIB": "/opt/proj"}
-    assert spec["metadata"]["kernelmagic"]["snippet"] == snippet
+    # The token is recorded masked; the full snippet (which refresh runs) is owner-only.
+    assert spec["metadata"]["kernelmagic"]["snippet"] == snippet.replace("abc123", "<hidden>")
+    side = user_kernels / "snip" / "kernelmagic-snippet.sh"
+    assert side.read_text() == snippet and side.stat().st_mode & 0o777 == 0o600
 
 
 def test_failing_snippet_writes_nothing_and_shows_stderr(ip, user_kernels):

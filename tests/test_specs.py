@@ -12,7 +12,7 @@ import pytest
 from conftest import write_spec
 from jupyter_client.kernelspec import KernelSpecManager
 
-from kernelmagic import specs
+from kernelmagic import discovery, specs
 from kernelmagic.assignments import EnvChanges
 
 
@@ -99,7 +99,7 @@ def test_native_python3_fallback_matches_jupyter(tmp_path, monkeypatch):
     """With no python3 spec on disk, both fall back to ipykernel's bundled one."""
     only = tmp_path / "only" / "kernels"
     write_spec(only, "other")
-    monkeypatch.setattr(specs, "kernel_dirs", lambda: [str(only)])
+    monkeypatch.setattr(discovery, "kernel_dirs", lambda: [str(only)])
     manager = KernelSpecManager(kernel_dirs=[str(only)])
     assert specs.find_kernel_specs() == manager.find_kernel_specs()
     native = specs.get_spec("python3")
@@ -281,7 +281,7 @@ def test_clone_copies_every_file_and_key(user_kernels):
 
 
 def test_clone_of_the_native_spec(user_kernels, monkeypatch):
-    monkeypatch.setattr(specs, "kernel_dirs", lambda: [str(user_kernels)])
+    monkeypatch.setattr(discovery, "kernel_dirs", lambda: [str(user_kernels)])
     change = specs.clone_spec("python3", "mypy", str(user_kernels))
     cloned = json.loads(Path(change.resource_dir, "kernel.json").read_text())
     assert cloned["argv"][0] == sys.executable

@@ -1,0 +1,303 @@
+"""Find and read kernel specs exactly as Jupyter does.
+
+Discovery follows ``jupyter_client.kernelspec.KernelSpecManager`` (same directories, same
+precedence, case-insensitive names, the native ``python3`` fallback) without importing
+jupyter_client, which costs about 0.3 s. Specs are read as raw JSON so that keys
+jupyter_client does not know survive. Nothing here writes, prints or imports IPython.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir, jupyter_path
+
+from . import checks
+from .errors import InvalidInput, NoSuchKernelSpec
+
+NATIVE_KERNEL_NAME = "python3"
+NAME_RULE = (
+    "kernel names use ASCII letters, digits and the separators '-', '.', '_' "
+    "(not '.' or '..', at most 255 characters)"
+)
+_NAME = re.compile(r"[a-zA-Z0-9._-]+\Z")
+
+
+# --- names and locations ---------------------------------------------------------------
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` lowercased, as Jupyter stores it, or raise ``InvalidInput``."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", "..") or len(name) > 255:
+        raise InvalidInput(f"invalid kernel name {name!r}: {NAME_RULE}")
+    return name.lower()
+
+
+def ipython_dir() -> str:
+    """IPython's profile directory, as ``IPython.paths.get_ipython_dir`` finds it."""
+    return os.path.expanduser(os.environ.get("IPYTHONDIR") or os.path.join("~", ".ipython"))
+
+
+def kernel_dirs() -> list[str]:
+    """The directories Jupyter searches for kernel specs, highest priority first."""
+    return [*jupyter_path("kernels"), os.path.join(ipython_dir(), "kernels")]
+
+
+def location_dir(user: bool = False, sys_prefix: bool = False, prefix: str | None = None) -> str:
+    """The kernels directory for ``--user`` (the default), ``--sys-prefix`` or ``--prefix``."""
+    if sum((bool(user), bool(sys_prefix), prefix is not None)) > 1:
+        raise InvalidInput("choose one location: --user, --sys-prefix or --prefix DIR")
+    if prefix is not None:
+        return os.path.join(os.path.abspath(prefix), "share", "jupyter", "kernels")
+    if sys_prefix:
+        return os.path.join(sys.prefix, "share", "jupyter", "kernels")
+    return os.path.join(jupyter_data_dir(), "kernels")
+
+
+def _native_resource_dir() -> str | None:
+    """ipykernel's bundled spec directory, found without importing ipykernel."""
+    found = importlib.util.find_spec("ipykernel")
+    if found is None or not found.origin:
+        return None
+    return os.path.join(os.path.dirname(found.origin), "resources")
+
+
+def _native_spec() -> dict[str, Any]:
+    from ipykernel.kernelspec import get_kernel_dict
+
+    return get_kernel_dict()
+
+
+# --- discovery -------------------------------------------------------------------------
+
+
+def specs_in(directory: str) -> dict[str, str]:
+    """Lowercased name -> resource dir for the spec dirs of one kernels directory."""
+    found = {}
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return found
+    for entry in entries:
+        if entry.is_dir() and os.path.isfile(os.path.join(entry.path, "kernel.json")):
+            found[entry.name.lower()] = entry.path
+    return found
+
+
+def find_kernel_specs() -> dict[str, str]:
+    """Name -> resource dir, equal to ``KernelSpecManager().find_kernel_specs()``."""
+    found: dict[str, str] = {}
+    for directory in kernel_dirs():
+        for name, path in specs_in(directory).items():
+            found.setdefault(name, path)
+    if NATIVE_KERNEL_NAME not in found:
+        native = _native_resource_dir()
+        if native is not None:
+            found[NATIVE_KERNEL_NAME] = native
+    return found
+
+
+def spec_locations() -> dict[str, list[str]]:
+    """Every resource dir of every name (lowercased), the winning one first, from one scan."""
+    places: dict[str, list[str]] = {}
+    for directory in kernel_dirs():
+        for name, path in specs_in(directory).items():
+            places.setdefault(name, []).append(path)
+    return places
+
+
+@dataclass
+class SpecInfo:
+    """One kernel spec as Jupyter finds it, with the raw JSON and its problems."""
+
+    name: str
+    resource_dir: str
+    spec: dict[str, Any] = field(repr=False)  # values may be secrets: never in a repr
+    problems: list[str] = field(default_factory=list)
+    visible: bool = True  # False when Jupyter hides it (malformed, unknown provisioner)
+    native: bool = False  # ipykernel's built-in spec, with no kernel.json of its own
+
+    @property
+    def display_name(self) -> str:
+        value = self.spec.get("display_name", "")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def language(self) -> str:
+        value = self.spec.get("language", "")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def env(self) -> dict[str, Any]:
+        value = self.spec.get("env", {})
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def kernel_json(self) -> str:
+        return os.path.join(self.resource_dir, "kernel.json")
+
+    def jupyter_view(self) -> dict[str, Any]:
+        """The entry ``jupyter kernelspec list --json`` shows (``KernelSpec.to_dict()``)."""
+        spec = self.spec
+        return {
+            "resource_dir": self.resource_dir,
+            "spec": {
+                "argv": spec.get("argv", []),
+                "env": spec.get("env", {}),
+                "display_name": spec.get("display_name", ""),
+                "language": spec.get("language", ""),
+                "interrupt_mode": spec.get("interrupt_mode", "signal").lower(),
+                "metadata": spec.get("metadata", {}),
+                "kernel_protocol_version": spec.get("kernel_protocol_version", ""),
+            },
+        }
+
+
+def read_spec_file(path: str) -> Any:
+    """Parse a ``kernel.json``; raises ``OSError`` or ``ValueError``."""
+    with open(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def _read_kernel_json(path: str) -> bytes | None:
+    """The bytes of a ``kernel.json``, or None if there is none (so no spec here)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+
+
+def _unreadable(name: str, resource_dir: str, reason: str) -> SpecInfo:
+    kernel_json = os.path.join(resource_dir, "kernel.json")
+    problem = checks.Problem(
+        "unreadable", f"cannot read kernel.json: {reason} (fix or remove {kernel_json})"
+    )
+    return SpecInfo(name, resource_dir, {}, [problem], visible=False)
+
+
+def _from_bytes(
+    name: str, resource_dir: str, raw: bytes, program_exists: Callable[[str], bool] | None = None
+) -> SpecInfo:
+    try:
+        spec = json.loads(raw)
+    except ValueError as exc:
+        return _unreadable(name, resource_dir, f"malformed JSON: {exc}")
+    hiding = checks.structure_problems(spec)
+    if hiding:
+        return SpecInfo(name, resource_dir, spec if isinstance(spec, dict) else {}, hiding, False)
+    hiding = checks.provisioner_problems(spec)
+    problems = hiding + checks.launch_problems(spec, program_exists)
+    return SpecInfo(name, resource_dir, spec, problems, visible=not hiding)
+
+
+def _load(
+    name: str, resource_dir: str, program_exists: Callable[[str], bool] | None = None
+) -> SpecInfo:
+    try:
+        raw = _read_kernel_json(os.path.join(resource_dir, "kernel.json"))
+    except OSError as exc:
+        return _unreadable(name, resource_dir, exc.strerror or str(exc))
+    if raw is None:
+        if name == NATIVE_KERNEL_NAME:
+            return SpecInfo(name, resource_dir, _native_spec(), native=True)
+        return _unreadable(name, resource_dir, "the file is gone")
+    return _from_bytes(name, resource_dir, raw, program_exists)
+
+
+def _cached(check: Callable[[str], bool]) -> Callable[[str], bool]:
+    seen: dict[str, bool] = {}
+
+    def cached(program: str) -> bool:
+        if program not in seen:
+            seen[program] = check(program)
+        return seen[program]
+
+    return cached
+
+
+def list_specs(pattern: str | None = None) -> list[SpecInfo]:
+    """Every spec Jupyter finds (hidden ones included), sorted by name.
+
+    ``pattern`` is a case-insensitive glob; a pattern without wildcards matches substrings.
+    Each ``kernel.json`` is read once: opening it is also the test that the directory is a
+    spec (what ``find_kernel_specs`` checks with a separate stat), which halves the system
+    calls on large kernel directories.
+    """
+    glob = None
+    if pattern:
+        glob = pattern.lower() if any(c in pattern for c in "*?[") else f"*{pattern.lower()}*"
+    program_exists = _cached(checks.find_program)  # most specs share an interpreter
+    checks.installed_provisioners.cache_clear()  # a provisioner may have been installed since
+    found: dict[str, SpecInfo] = {}
+    for directory in kernel_dirs():
+        try:
+            entries = [e for e in os.scandir(directory) if e.is_dir()]
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        in_this_dir: set[str] = set()
+        # Within one directory the last entry of a name wins, as in jupyter_client.
+        for entry in reversed(entries):
+            name = entry.name.lower()
+            if name in found or name in in_this_dir or (glob and not fnmatchcase(name, glob)):
+                continue
+            try:
+                raw = _read_kernel_json(entry.path + os.sep + "kernel.json")
+            except OSError as exc:
+                info = _unreadable(name, entry.path, exc.strerror or str(exc))
+            else:
+                if raw is None:
+                    continue  # not a spec directory
+                info = _from_bytes(name, entry.path, raw, program_exists)
+            in_this_dir.add(name)
+            found[name] = info
+    if NATIVE_KERNEL_NAME not in found and (not glob or fnmatchcase(NATIVE_KERNEL_NAME, glob)):
+        native = _native_resource_dir()
+        if native is not None:
+            found[NATIVE_KERNEL_NAME] = SpecInfo(
+                NATIVE_KERNEL_NAME, native, _native_spec(), native=True
+            )
+    return [found[name] for name in sorted(found)]
+
+
+def jupyter_listing(specs: Iterable[SpecInfo]) -> dict[str, Any]:
+    """``{"kernelspecs": ..., "problems": ...}`` shaped like ``jupyter kernelspec list --json``."""
+    specs = list(specs)
+    return {
+        "kernelspecs": {s.name: s.jupyter_view() for s in specs if s.visible},
+        "problems": {s.name: list(s.problems) for s in specs if s.problems},
+    }
+
+
+def get_spec(name: str) -> SpecInfo:
+    """The spec Jupyter would start for ``name`` (case-insensitive); ``NoSuchKernelSpec``."""
+    found = find_kernel_specs()
+    key = name.lower() if isinstance(name, str) else name
+    if key not in found:
+        raise NoSuchKernelSpec(name, found)
+    return _load(key, found[key])
+
+
+def locate(name: str) -> tuple[str, str, bool]:
+    """(lowercased name, resource dir, is ipykernel's built-in spec) without reading the spec;
+    ``NoSuchKernelSpec`` for an unknown name."""
+    found = find_kernel_specs()
+    key = name.lower() if isinstance(name, str) else name
+    if key not in found:
+        raise NoSuchKernelSpec(name, found)
+    path = found[key]
+    native = key == NATIVE_KERNEL_NAME and not os.path.exists(os.path.join(path, "kernel.json"))
+    return key, path, native
+
+
+def spec_names() -> list[str]:
+    """Sorted names, cheap enough for tab completion."""
+    return sorted(find_kernel_specs())

@@ -1,0 +1,204 @@
+"""What never goes into a spec's env (session noise) and what is a secret: one policy.
+
+Every path that decides, writes or shows an environment asks the same ``EnvPolicy``:
+capture and refresh (skip), the writer (owner-only file mode) and every display (masking in
+text, HTML, JSON, diffs and dry runs). A policy is the built-in rules plus the user's extra
+patterns; the extras are recorded in a spec's provenance so that later commands, the CLI
+included, keep honouring them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+# Variables that describe the session, the terminal or the tool that started the process,
+# never the software environment. Globs, matched case-sensitively. One list, by category.
+# fmt: off
+NOISE_PATTERNS: dict[str, tuple[str, ...]] = {
+    "shell state": (
+        "PWD", "OLDPWD", "SHLVL", "_", "PS1", "PS2", "PS4", "PROMPT_COMMAND", "HISTFILE",
+        "HISTSIZE", "HISTFILESIZE", "HISTCONTROL", "BASH_FUNC_*", "LS_COLORS", "LSCOLORS",
+    ),
+    "terminal and desktop": (
+        "TERM", "TERM_*", "TERMINFO", "COLUMNS", "LINES", "DISPLAY", "WINDOWID", "COLORTERM",
+        "SSH_*", "XDG_SESSION_*", "XDG_RUNTIME_DIR", "DBUS_*", "TMUX", "TMUX_*", "STY",
+        "WAYLAND_DISPLAY",
+    ),
+    "injected by Jupyter or an IDE": (
+        "JPY_*", "MPLBACKEND", "PAGER", "GIT_PAGER", "CLICOLOR", "CLICOLOR_*", "FORCE_COLOR",
+        "PYDEVD_*", "PYTHONEXECUTABLE", "JUPYTER_SERVER_*", "JPY_SESSION_NAME", "VSCODE_*",
+        "ELECTRON_RUN_AS_NODE",
+    ),
+    "Jupyter's own locations": (
+        "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_PATH",
+        "JUPYTER_PLATFORM_DIRS", "IPYTHONDIR",
+    ),
+    "conda shell state": ("CONDA_SHLVL", "CONDA_PROMPT_MODIFIER", "CONDA_PREFIX_[0-9]*"),
+    "module-system bookkeeping": (
+        "_ModuleTable*", "__LMOD_REF_COUNT_*", "_LMFILES_", "LOADEDMODULES", "__MODULES_*",
+        "__LMOD_*", "LMOD_*_SHELL_*",
+    ),
+    "job-scoped scheduler variables": ("SLURM_*", "PBS_*", "LSB_*", "SGE_*", "JOB_ID"),
+    "temporary directory": ("TMPDIR",),
+}
+
+# Name patterns (case-insensitive) of variables that usually hold credentials.
+SECRET_NAME_PATTERNS: tuple[str, ...] = (
+    "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*API_KEY*", "*APIKEY*", "*ACCESS_KEY*",
+    "*PRIVATE_KEY*", "*CREDENTIAL*", "*AUTH_KEY*", "*SESSION_KEY*",
+)
+
+# Values that are credentials whatever the variable is called.
+SECRET_VALUE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p)
+    for p in (
+        r"\bgh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+        r"\bgithub_pat_[A-Za-z0-9_]{30,}",
+        r"\bglpat-[A-Za-z0-9_-]{20,}",  # GitLab
+        r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",  # AWS access key ids
+        r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
+        r"\bsk-(?:[A-Za-z0-9_-]*-)?[A-Za-z0-9_-]{20,}",  # OpenAI, Anthropic and alike
+        r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face
+        r"\bnpm_[A-Za-z0-9]{36,}",  # npm
+        r"\bpypi-[A-Za-z0-9_-]{50,}",  # PyPI upload tokens
+        r"-----BEGIN [A-Z ]*PRIVATE KEY[A-Z ]*-----",  # PEM, OpenSSH and PGP key blocks
+        r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
+        r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API keys
+    )
+)
+
+# A password in a URL's userinfo: postgres://app:pw@db/x, http://user:pw@proxy:3128.
+_URL_PASSWORD = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)([^\s/@]+)@")
+# NAME=VALUE in a shell snippet (VALUE quoted or one word), to mask secret-named assignments.
+_ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s;&|]*)")
+# fmt: on
+
+MASK = "<hidden>"
+
+
+def _matches(name: str, patterns: Iterable[str], *, ignore_case: bool = False) -> bool:
+    if ignore_case:
+        name = name.upper()
+        return any(fnmatchcase(name, p.upper()) for p in patterns)
+    return any(fnmatchcase(name, p) for p in patterns)
+
+
+def secret_in_text(text: str) -> bool:
+    """True if ``text`` holds a credential by its shape (a token, a key, a URL password)."""
+    return any(p.search(text) for p in SECRET_VALUE_PATTERNS) or bool(_URL_PASSWORD.search(text))
+
+
+@dataclass(frozen=True)
+class EnvPolicy:
+    """The built-in noise and secret rules plus a user's extra patterns.
+
+    ``extra_secrets`` are case-insensitive name globs of variables that hold secrets;
+    ``extra_noise`` are case-sensitive name globs of variables never to capture.
+    """
+
+    extra_secrets: tuple[str, ...] = ()
+    extra_noise: tuple[str, ...] = ()
+
+    def noise_category(self, name: str) -> str | None:
+        """The category that makes ``name`` session noise, or None if it is not noise."""
+        for category, patterns in NOISE_PATTERNS.items():
+            if _matches(name, patterns):
+                return category
+        if _matches(name, self.extra_noise):
+            return "configured noise"
+        return None
+
+    def is_secret(self, name: str, value: Any = None) -> bool:
+        """True if the variable's name or its (string) value looks like a credential."""
+        if _matches(name, (*SECRET_NAME_PATTERNS, *self.extra_secrets), ignore_case=True):
+            return True
+        return isinstance(value, str) and secret_in_text(value)
+
+    def mask_env(self, env: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``env`` with secret-like values replaced by ``<hidden>``."""
+        return {k: MASK if self.is_secret(k, v) else v for k, v in env.items()}
+
+    def mask_text(self, text: str) -> str:
+        """``text`` (a snippet, an argv word) with every credential in it replaced."""
+        for pattern in SECRET_VALUE_PATTERNS:
+            text = pattern.sub(MASK, text)
+        text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+
+        def assignment(match: re.Match[str]) -> str:
+            name = match.group(1)
+            return f"{name}={MASK}" if self.is_secret(name) else match.group(0)
+
+        return _ASSIGNMENT.sub(assignment, text)
+
+    def _mask_value(self, key: str, value: Any) -> Any:
+        if isinstance(value, str):
+            return MASK if self.is_secret(key) else self.mask_text(value)
+        if isinstance(value, dict):
+            return {k: self._mask_value(str(k), v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._mask_value("", v) for v in value]
+        return value
+
+    def mask_spec(self, spec: Any) -> Any:
+        """A copy of a spec safe to show: env, argv and metadata with secrets masked.
+
+        Uses this policy together with the extra patterns the spec itself recorded.
+        """
+        if not isinstance(spec, dict):
+            return spec
+        policy = self.with_recorded(spec)
+        shown = dict(spec)
+        if isinstance(shown.get("env"), dict):
+            shown["env"] = policy.mask_env(shown["env"])
+        if isinstance(shown.get("argv"), list):
+            shown["argv"] = [policy.mask_text(a) if isinstance(a, str) else a for a in spec["argv"]]
+        if isinstance(shown.get("metadata"), dict):
+            shown["metadata"] = policy._mask_value("", shown["metadata"])
+        return shown
+
+    def holds_secrets(self, spec: Any) -> bool:
+        """True if writing ``spec`` puts a credential on disk (so it must be owner-only)."""
+        return self.mask_spec(spec) != spec
+
+    def with_recorded(self, spec: Mapping[str, Any]) -> EnvPolicy:
+        """This policy joined with the extra patterns recorded in ``spec``'s provenance."""
+        recorded = recorded_policy(spec)
+        if not recorded.extra_secrets and not recorded.extra_noise:
+            return self
+        return self.joined(recorded)
+
+    def joined(self, other: EnvPolicy) -> EnvPolicy:
+        def union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(dict.fromkeys((*a, *b)))
+
+        return EnvPolicy(
+            union(self.extra_secrets, other.extra_secrets),
+            union(self.extra_noise, other.extra_noise),
+        )
+
+    def to_metadata(self) -> dict[str, list[str]]:
+        recorded = {
+            "extra_secrets": list(self.extra_secrets),
+            "extra_noise": list(self.extra_noise),
+        }
+        return {k: v for k, v in recorded.items() if v}
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def recorded_policy(spec: Mapping[str, Any]) -> EnvPolicy:
+    """The extra patterns a spec's ``metadata.kernelmagic`` recorded (none if malformed)."""
+    metadata = spec.get("metadata")
+    record = metadata.get("kernelmagic") if isinstance(metadata, dict) else None
+    if not isinstance(record, dict):
+        return EnvPolicy()
+    return EnvPolicy(_strings(record.get("extra_secrets")), _strings(record.get("extra_noise")))
+
+
+DEFAULT_POLICY = EnvPolicy()

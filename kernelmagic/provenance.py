@@ -1,0 +1,170 @@
+"""How a spec was made: the ``metadata.kernelmagic`` record, with one codec.
+
+``Source`` says how the environment is made (this session, a snippet, modules, a conda env,
+another interpreter); ``Provenance`` is everything recorded about a spec kernelmagic wrote,
+so that refresh can make it again and later commands keep the user's secret rules. Only
+``Provenance.to_metadata`` writes the record and only ``Provenance.from_metadata`` reads it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .policy import EnvPolicy
+
+METADATA_KEY = "kernelmagic"
+# Sources that can be made again on refresh; "current" (a running session) and "remote" (a
+# copy of another spec) cannot.
+REPEATABLE = ("snippet", "modules", "conda", "python")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Source:
+    """How the environment is made."""
+
+    kind: str  # current | snippet | modules | conda | python | remote
+    snippet: str | None = field(default=None, repr=False)  # may hold a secret
+    modules: str | None = None
+    conda_env: str | None = None
+    python: str | None = None  # the interpreter the user asked for
+    shell: str | None = None
+
+    @property
+    def repeatable(self) -> bool:
+        return self.kind in REPEATABLE
+
+
+@dataclass
+class Provenance:
+    """What ``metadata.kernelmagic`` records about a spec kernelmagic made."""
+
+    source: Source
+    python: str | None = None  # the interpreter the spec runs
+    capture: str = "changed"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    templates: bool = True
+    policy: EnvPolicy = field(default_factory=EnvPolicy)
+    baseline: str = ""
+    captured_digests: dict[str, str] = field(default_factory=dict)  # name -> value fingerprint
+    explicit: tuple[str, ...] = ()  # names the user set with --env
+    loaded_modules: str | None = None
+    remote_from: str | None = None  # remote specs: the spec they were made from
+    engine: str | None = None
+    created: str = field(default_factory=now)
+    refreshed: str | None = None
+    version: str = ""
+    snippet_file: str | None = None  # the full snippet, kept owner-only beside kernel.json
+
+    @property
+    def captured(self) -> list[str]:
+        return sorted(self.captured_digests)
+
+    def to_metadata(self) -> dict[str, Any]:
+        source = self.source
+        record: dict[str, Any] = {"source": source.kind}
+        optional = {
+            "snippet": source.snippet,
+            "snippet_file": self.snippet_file,
+            "modules": source.modules,
+            "conda_env": source.conda_env,
+            "python": self.python,
+            # For kind "python" the interpreter asked for is the one found.
+            "python_requested": source.python if source.kind != "python" else None,
+            "shell": source.shell,
+            "loaded_modules": self.loaded_modules,
+            "from": self.remote_from,
+            "engine": self.engine,
+        }
+        record.update({k: v for k, v in optional.items() if v is not None})
+        if source.kind != "remote":
+            record.update(
+                capture=self.capture,
+                include=list(self.include),
+                exclude=list(self.exclude),
+                templates=self.templates,
+                baseline=self.baseline,
+                captured=self.captured,
+                captured_digests=dict(self.captured_digests),
+                explicit=list(self.explicit),
+            )
+        record.update(self.policy.to_metadata())
+        record["created"] = self.created
+        if self.refreshed:
+            record["refreshed"] = self.refreshed
+        if self.version:
+            record["version"] = self.version
+        return record
+
+    @classmethod
+    def from_metadata(cls, record: Any) -> Provenance | None:
+        """The record of a spec's ``metadata.kernelmagic``; None when it is not an object.
+
+        Values of the wrong type are read as absent, never trusted.
+        """
+        if not isinstance(record, Mapping):
+            return None
+
+        def text(key: str) -> str | None:
+            value = record.get(key)
+            return value if isinstance(value, str) else None
+
+        def words(key: str) -> tuple[str, ...]:
+            value = record.get(key)
+            return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+        kind = text("source") or "unknown"
+        python = text("python") if kind == "python" else text("python_requested")
+        source = Source(
+            kind,
+            snippet=text("snippet"),
+            modules=text("modules"),
+            conda_env=text("conda_env"),
+            python=python,
+            shell=text("shell"),
+        )
+        digests = record.get("captured_digests")
+        digests = (
+            {k: v for k, v in digests.items() if isinstance(v, str)}
+            if isinstance(digests, dict)
+            else {}
+        )
+        templates = record.get("templates", True)
+        return cls(
+            source,
+            python=text("python"),
+            capture=text("capture") or "changed",
+            include=words("include"),
+            exclude=words("exclude"),
+            templates=templates if isinstance(templates, bool) else True,
+            policy=EnvPolicy(words("extra_secrets"), words("extra_noise")),
+            baseline=text("baseline") or "",
+            captured_digests=digests,
+            explicit=words("explicit"),
+            loaded_modules=text("loaded_modules"),
+            remote_from=text("from"),
+            engine=text("engine"),
+            created=text("created") or "",
+            refreshed=text("refreshed"),
+            version=text("version") or "",
+            snippet_file=text("snippet_file"),
+        )
+
+    @classmethod
+    def of_spec(cls, spec: Mapping[str, Any]) -> Provenance | None:
+        metadata = spec.get("metadata")
+        return cls.from_metadata(metadata.get(METADATA_KEY)) if isinstance(metadata, dict) else None
+
+    def write_into(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Set ``spec``'s ``metadata.kernelmagic`` to this record; returns ``spec``."""
+        metadata = spec.get("metadata")
+        spec["metadata"] = {**(metadata if isinstance(metadata, dict) else {})}
+        spec["metadata"][METADATA_KEY] = self.to_metadata()
+        return spec

@@ -1,0 +1,197 @@
+"""Python kernel specs made from a ``Source``: one install path and its refresh.
+
+Whatever the source (this session, a snippet, modules, a conda env, another interpreter),
+the spec is the one ``python -m ipykernel install`` writes for the chosen interpreter, with
+the captured variables in ``env`` and a ``Provenance`` record in ``metadata.kernelmagic``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from . import __version__, envcapture, files, sources, store
+from .discovery import get_spec, validate_name
+from .errors import KernelmagicError
+from .policy import EnvPolicy
+from .provenance import Provenance, Source, now
+
+# A snippet that holds a secret is recorded masked in kernel.json; the full text, which
+# refresh runs, stays in this owner-only file beside it.
+SNIPPET_FILE = "kernelmagic-snippet.sh"
+
+
+def python_kernel_dict() -> dict[str, Any]:
+    """The spec ``python -m ipykernel install`` writes for this interpreter."""
+    import inspect
+    import platform
+
+    from ipykernel.kernelspec import get_kernel_dict
+
+    # ipykernel's installer turns frozen modules off for the debugger; match it where the
+    # installed ipykernel knows the option (ipykernel >= 6.20).
+    if platform.python_implementation() == "CPython" and (
+        "python_arguments" in inspect.signature(get_kernel_dict).parameters
+    ):
+        return get_kernel_dict(python_arguments=["-Xfrozen_modules=off"])
+    return get_kernel_dict()
+
+
+def _digests(env: Mapping[str, str], policy: EnvPolicy) -> dict[str, str]:
+    # No fingerprint of a secret: a short hash of a short secret (a PIN) can be reversed.
+    return envcapture.digests({k: v for k, v in env.items() if not policy.is_secret(k, v)})
+
+
+def _record(
+    source: Source,
+    made: sources.Captured,
+    options: envcapture.CaptureOptions,
+    explicit: Mapping[str, str],
+) -> Provenance:
+    recorded_source = source
+    snippet_file = None
+    if source.snippet is not None:
+        masked = options.policy.mask_text(source.snippet)
+        if masked != source.snippet:
+            recorded_source = Source(**{**vars(source), "snippet": masked})
+            snippet_file = SNIPPET_FILE
+    return Provenance(
+        recorded_source,
+        python=made.interpreter.path,
+        capture=options.mode,
+        include=options.include,
+        exclude=options.exclude,
+        templates=options.templates,
+        policy=options.policy,
+        baseline=made.result.baseline,
+        captured_digests=_digests(made.result.env, options.policy),
+        explicit=tuple(sorted(explicit)),
+        loaded_modules=made.loaded_modules,
+        version=__version__,
+        snippet_file=snippet_file,
+    )
+
+
+def install(
+    name: str,
+    kernels_dir: str,
+    source: Source,
+    *,
+    capture_options: envcapture.CaptureOptions | None = None,
+    display_name: str | None = None,
+    explicit_env: Mapping[str, str] | None = None,
+    replace: bool = False,
+    dry_run: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[store.Change, envcapture.CaptureResult]:
+    """Make the environment ``source`` describes and install a Python spec that carries it.
+
+    ``explicit_env`` (``--env``) is written as given and wins over captured values. The name
+    is checked before the source runs, and again under its lock when the spec is written.
+    """
+    name = validate_name(name)
+    options = capture_options or envcapture.CaptureOptions()
+    explicit = dict(explicit_env or {})
+    slot = store.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
+    made = sources.make_environment(source, options, environ)
+    spec = python_kernel_dict()
+    spec["argv"][0] = made.interpreter.path
+    major, minor = made.interpreter.version
+    spec["display_name"] = display_name or f"Python {major}.{minor} ({name})"
+    env = {**made.result.env, **explicit}
+    if env:
+        spec["env"] = env
+    record = _record(source, made, options, explicit)
+    record.write_into(spec)
+
+    def populate(path: str) -> None:
+        from ipykernel.kernelspec import write_kernel_spec
+
+        write_kernel_spec(path)  # the logos and any resources ipykernel ships
+        if record.snippet_file:
+            full = (source.snippet or "").encode("utf-8", "surrogateescape")
+            files.write_bytes_atomic(os.path.join(path, SNIPPET_FILE), full, mode=0o600)
+
+    change = slot.write("installed", spec, populate, options.policy)
+    return change, made.result
+
+
+def _recorded_snippet(resource_dir: str, record: Provenance) -> str | None:
+    if not record.snippet_file:
+        return record.source.snippet
+    path = os.path.join(resource_dir, os.path.basename(record.snippet_file))
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except OSError as exc:
+        raise KernelmagicError(
+            f"cannot read the recorded snippet {path}: {exc.strerror}; reinstall the spec "
+            "with --replace"
+        ) from None
+
+
+def refresh_spec(
+    name: str,
+    *,
+    dry_run: bool = False,
+    environ: Mapping[str, str] | None = None,
+    policy: EnvPolicy | None = None,
+) -> store.Change:
+    """Re-run the recorded source and update env (and argv[0] if the interpreter moved).
+
+    Variables set by hand since the capture (their value no longer matches what capture
+    wrote, or they were never captured) are kept. ``policy`` adds to the recorded one.
+    """
+    info = get_spec(name)
+    record = Provenance.of_spec(info.spec)
+    if record is None or not record.source.repeatable:
+        reason = (
+            "it was captured from a running session; reinstall it with --replace from the "
+            "activated environment"
+            if record is not None and record.source.kind == "current"
+            else "it has no recorded source (it was not made by kernelmagic install with a "
+            "snippet, --modules, --from-conda or --python)"
+        )
+        raise KernelmagicError(f"cannot refresh '{info.name}': {reason}")
+    policy = (policy or EnvPolicy()).joined(record.policy)
+    source = record.source
+    if source.kind == "snippet":
+        source = Source(**{**vars(source), "snippet": _recorded_snippet(info.resource_dir, record)})
+    options = envcapture.CaptureOptions(
+        mode=record.capture,
+        include=record.include,
+        exclude=record.exclude,
+        templates=record.templates,
+        policy=policy,
+    )
+    made = sources.make_environment(source, options, environ)
+
+    def update(spec: dict[str, Any]) -> dict[str, Any]:
+        env = dict(spec.get("env") or {})
+        current = Provenance.of_spec(spec) or record
+        fingerprints = current.captured_digests
+        now_digests = envcapture.digests(env)
+        for key in fingerprints:
+            if key in env and now_digests.get(key) == fingerprints[key]:
+                del env[key]  # still as captured: the new capture decides
+        kept_by_hand = set(env)
+        written = {k: v for k, v in made.result.env.items() if k not in kept_by_hand}
+        env.update(written)
+        spec = dict(spec)
+        if env:
+            spec["env"] = env
+        else:
+            spec.pop("env", None)
+        argv = list(spec.get("argv") or [])
+        if argv and argv[0] != made.interpreter.path:
+            argv[0] = made.interpreter.path
+            spec["argv"] = argv
+        current.python = made.interpreter.path
+        current.loaded_modules = made.loaded_modules or current.loaded_modules
+        current.policy = policy
+        current.captured_digests = _digests(written, policy)
+        current.refreshed = now()
+        return current.write_into(spec)
+
+    return store.rewrite_spec(info.name, update, dry_run=dry_run, action="refreshed", policy=policy)

@@ -1,0 +1,341 @@
+"""Write spec directories as transactions: lock, stage, swap, recover, back up, undo, remove.
+
+Every change of a spec happens under the spec's lock (``.NAME.lock`` in its kernels dir).
+A new or replacing spec is staged in a work directory beside the target and swapped in with
+one atomic step; an edit of ``kernel.json`` is an atomic file replace after a backup. A spec
+that holds secrets (by the policy in force) is written owner-only. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import checks, files
+from .discovery import NATIVE_KERNEL_NAME, locate, read_spec_file, specs_in
+from .errors import KernelmagicError, LocationError, SpecExists
+from .policy import DEFAULT_POLICY, EnvPolicy
+
+WORK_PREFIX = ".kernelmagic-"  # staging and trash directories inside a kernels dir
+# Ends the name in a work directory's name: '+' is in no spec name, so the work dirs of 'a'
+# (".kernelmagic-a+x1y2") never match those of 'a.b' (".kernelmagic-a.b+z3").
+WORK_NAME_END = "+"
+LOCK_SUFFIX = ".lock"
+LOCATION_HINT = "use --user, or --prefix DIR for a directory you can write"
+# Never copied from one spec dir into another.
+NOT_COPIED = (
+    f"*{LOCK_SUFFIX}",
+    f"{files.TEMP_PREFIX}*",
+    f"{files.BACKUP_PREFIX}*",
+    f"{WORK_PREFIX}*",
+)
+
+
+@dataclass
+class Change:
+    """What an operation did (or, with ``dry_run``, would do) to one spec."""
+
+    action: str  # installed | replaced | cloned | patched | refreshed | restored | removed
+    name: str
+    resource_dir: str
+    before: dict[str, Any] | None = field(repr=False)  # values may be secrets
+    after: dict[str, Any] | None = field(repr=False)
+    written: bool
+    policy: EnvPolicy = field(default=DEFAULT_POLICY, repr=False)  # how to show it
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    def diff(self) -> str:
+        """A unified diff of ``kernel.json``, with secrets masked by the change's policy."""
+        import difflib
+
+        path = os.path.join(self.resource_dir, "kernel.json")
+        old = self.masked_text(self.before).splitlines(keepends=True)
+        new = self.masked_text(self.after).splitlines(keepends=True)
+        return "".join(difflib.unified_diff(old, new, f"{path} (before)", f"{path} (after)"))
+
+    def masked_text(self, spec: dict[str, Any] | None) -> str:
+        return "" if spec is None else files.dump_spec(self.policy.mask_spec(spec))
+
+
+def file_mode(spec: dict[str, Any], policy: EnvPolicy, existing: str | None = None) -> int:
+    """Owner-only for specs holding secrets; otherwise keep the existing file's mode."""
+    if policy.holds_secrets(spec):
+        return 0o600
+    if existing:
+        with contextlib.suppress(OSError):
+            return os.stat(existing).st_mode & 0o777
+    return files.default_file_mode()
+
+
+def _lock_path(kernels_dir: str, name: str) -> str:
+    return os.path.join(kernels_dir, f".{name.lower()}{LOCK_SUFFIX}")
+
+
+@contextlib.contextmanager
+def _writing(path: str, hint: str) -> Iterator[None]:
+    """Turn permission and missing-directory errors into advice naming ``path``.
+
+    The failing file is often a lock or temp file inside ``path``; the user needs the
+    directory. A failure outside it (an ancestor that cannot be entered) names that instead.
+    """
+
+    def where(exc: OSError) -> str:
+        failed = os.fspath(exc.filename) if exc.filename else path
+        return path if failed.startswith(path.rstrip(os.sep) + os.sep) else failed
+
+    try:
+        yield
+    except PermissionError as exc:
+        raise LocationError(f"cannot write {where(exc)}: permission denied; {hint}") from exc
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise LocationError(f"cannot write {where(exc)}: {exc.strerror}; {hint}") from exc
+
+
+def _work_dir(kernels_dir: str, name: str) -> str:
+    return tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{name}{WORK_NAME_END}", dir=kernels_dir)
+
+
+def _is_spec_dir(path: str | None) -> bool:
+    return bool(path) and os.path.isfile(os.path.join(path, "kernel.json"))
+
+
+def _recover(kernels_dir: str, name: str, existing: str | None) -> str | None:
+    """Finish or undo a replace that crashed between its two renames (call under the lock);
+    returns the spec dir that holds ``name`` afterwards."""
+    target = os.path.join(kernels_dir, name)
+    prefix = f"{WORK_PREFIX}{name}{WORK_NAME_END}"
+    for entry in os.scandir(kernels_dir):
+        if not entry.name.startswith(prefix):
+            continue
+        old = os.path.join(entry.path, "old")
+        if os.path.isdir(old) and not existing:
+            os.rename(old, target)
+            existing = target
+        shutil.rmtree(entry.path, ignore_errors=True)
+    return existing
+
+
+def _refuse_taken(kernels_dir: str, name: str) -> SpecExists:
+    return SpecExists(
+        f"a kernel spec named '{name}' already exists in {kernels_dir}; "
+        "pass --replace to overwrite it"
+    )
+
+
+def _read_before(existing: str | None) -> dict[str, Any] | None:
+    if existing:
+        with contextlib.suppress(OSError, ValueError):
+            return read_spec_file(os.path.join(existing, "kernel.json"))
+    return None
+
+
+@dataclass
+class Reservation:
+    """A name checked free (or replaceable) in a kernels dir, ready to be written."""
+
+    kernels_dir: str
+    name: str
+    replace: bool
+    dry_run: bool
+    existing: str | None  # the spec dir holding the name when it was checked
+
+    def write(
+        self,
+        action: str,
+        spec: dict[str, Any],
+        populate: Callable[[str], None],
+        policy: EnvPolicy = DEFAULT_POLICY,
+    ) -> Change:
+        """Create the spec dir with ``populate(path)`` (its files) and ``spec`` as kernel.json.
+
+        Under the name's lock: the directory appears under its name only once complete; a
+        replaced spec keeps its backups and gains one of the version it replaces.
+        """
+        target = os.path.join(self.kernels_dir, self.name)
+        if self.dry_run:
+            before = _read_before(self.existing)
+            action = "replaced" if before is not None and action == "installed" else action
+            return Change(action, self.name, target, before, spec, False, policy)
+        with _writing(self.kernels_dir, LOCATION_HINT):
+            os.makedirs(self.kernels_dir, exist_ok=True)
+            with files.exclusive_lock(_lock_path(self.kernels_dir, self.name)):
+                # Another writer may have come and gone since the check; every kernelmagic
+                # writer stores the name lowercase, so a stat tells what a scan would.
+                existing = self.existing if _is_spec_dir(self.existing) else None
+                existing = existing or (target if _is_spec_dir(target) else None)
+                existing = _recover(self.kernels_dir, self.name, existing)
+                if existing and not self.replace:
+                    raise _refuse_taken(self.kernels_dir, self.name)
+                before = _read_before(existing)
+                self._build(spec, populate, policy, existing, target)
+        if before is not None and action == "installed":
+            action = "replaced"
+        return Change(action, self.name, target, before, spec, True, policy)
+
+    def _build(self, spec, populate, policy, existing: str | None, target: str) -> None:
+        work = _work_dir(self.kernels_dir, self.name)
+        try:
+            staged = os.path.join(work, "new")
+            populate(staged)
+            os.makedirs(staged, exist_ok=True)
+            os.chmod(staged, files.default_dir_mode())
+            if existing:
+                _carry_backups(existing, staged)
+            kernel_json = os.path.join(staged, "kernel.json")
+            files.write_json_atomic(kernel_json, spec, mode=file_mode(spec, policy))
+            if not existing:
+                os.rename(staged, target)
+            elif files.exchange(staged, existing):
+                # One atomic step: readers and crashes see the old spec or the new one.
+                if existing != target:
+                    os.rename(existing, target)  # the name is stored lowercase
+            else:
+                # No atomic exchange here (not Linux, or the filesystem refuses it): two
+                # renames; a crash in between is undone by _recover on the next write.
+                os.rename(existing, os.path.join(work, "old"))
+                os.rename(staged, target)
+            files.fsync_dir(self.kernels_dir)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def reserve(kernels_dir: str, name: str, *, replace: bool, dry_run: bool) -> Reservation:
+    """Check that ``name`` (already validated) is free in ``kernels_dir``, or may be replaced.
+
+    This is the one scan of the kernels dir for a write (case-insensitive, as Jupyter looks
+    names up), done before any slow work (a login shell) so that a taken name fails at once
+    and a refused or failed install leaves nothing behind, not even a lock file.
+    ``SpecExists`` when the name is taken and ``replace`` is false.
+    """
+    existing = specs_in(kernels_dir).get(name)
+    if existing and not replace:
+        raise _refuse_taken(kernels_dir, name)
+    return Reservation(kernels_dir, name, replace, dry_run, existing)
+
+
+def _carry_backups(old_dir: str, new_dir: str) -> None:
+    """Give a replacing spec the history of the one it replaces, so --undo still works."""
+    for backup in files.backups(old_dir):
+        shutil.copy2(backup, new_dir)
+    old_json = os.path.join(old_dir, "kernel.json")
+    if os.path.isfile(old_json):
+        files.keep_backup(old_json, into=new_dir)
+
+
+def copy_files(source_dir: str) -> Callable[[str], None]:
+    """A ``populate`` that copies ``source_dir``'s files (logos, launcher scripts)."""
+
+    def populate(path: str) -> None:
+        shutil.copytree(source_dir, path, ignore=shutil.ignore_patterns(*NOT_COPIED))
+
+    return populate
+
+
+def _writable(name: str) -> tuple[str, str]:
+    key, resource_dir, native = locate(name)
+    if native:
+        raise KernelmagicError(
+            f"'{key}' is ipykernel's built-in spec and has no kernel.json to change; "
+            f"clone it first (clone {key} NEW_NAME)"
+        )
+    return key, resource_dir
+
+
+def rewrite_spec(
+    name: str,
+    transform: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    dry_run: bool = False,
+    action: str = "patched",
+    policy: EnvPolicy = DEFAULT_POLICY,
+) -> Change:
+    """Read-modify-write ``kernel.json`` under the spec's lock, keeping a backup for undo.
+
+    ``transform`` gets the current JSON (read once, under the lock, so concurrent writers each
+    see the others' changes) and returns the new one.
+    """
+    key, resource_dir = _writable(name)
+    kernel_json = os.path.join(resource_dir, "kernel.json")
+    kernels_dir = os.path.dirname(resource_dir)
+    hint = f"clone it to a location you can write (clone {key} NEW_NAME --user)"
+    with _writing(kernel_json, hint), files.exclusive_lock(_lock_path(kernels_dir, key)):
+        try:
+            before = read_spec_file(kernel_json)
+        except (OSError, ValueError) as exc:
+            raise KernelmagicError(f"cannot change '{key}': {exc}") from exc
+        problems = checks.structure_problems(before)
+        if problems:
+            raise KernelmagicError(f"cannot change '{key}': {problems[0]}")
+        policy = policy.with_recorded(before)
+        after = transform(copy.deepcopy(before))
+        written = not dry_run and after != before
+        if written:
+            files.remove_stale_temps(resource_dir)
+            files.keep_backup(kernel_json)
+            mode = file_mode(after, policy.with_recorded(after), kernel_json)
+            files.write_json_atomic(kernel_json, after, mode=mode)
+    return Change(action, key, resource_dir, before, after, written, policy.with_recorded(after))
+
+
+def undo_last_write(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
+    """Restore ``kernel.json`` byte for byte from its newest backup (and drop that backup).
+
+    Repeating it walks further back, as far as the kept backups go.
+    """
+    key, resource_dir = _writable(name)
+    kernel_json = os.path.join(resource_dir, "kernel.json")
+    kernels_dir = os.path.dirname(resource_dir)
+    hint = "ask the owner of that directory"
+    with _writing(kernel_json, hint), files.exclusive_lock(_lock_path(kernels_dir, key)):
+        saved = files.backups(resource_dir)
+        if not saved:
+            raise KernelmagicError(f"no earlier version of '{key}' to restore")
+        newest = saved[-1]
+        data = newest.read_bytes()
+        before = None
+        with contextlib.suppress(OSError, ValueError):
+            before = read_spec_file(kernel_json)
+        files.write_bytes_atomic(kernel_json, data, mode=newest.stat().st_mode & 0o777)
+        newest.unlink()
+    try:
+        after = json.loads(data)
+    except ValueError:
+        after = None
+    if isinstance(after, dict):
+        policy = policy.with_recorded(after)
+    return Change("restored", key, resource_dir, before, after, True, policy)
+
+
+def remove_specs(names: Iterable[str]) -> list[str]:
+    """Remove the named specs (all are checked before any is removed); returns their paths."""
+    targets = []
+    for name in names:
+        _, path, native = locate(name)
+        if native:
+            raise KernelmagicError(
+                f"'{NATIVE_KERNEL_NAME}' is ipykernel's built-in spec; it cannot be removed "
+                "(uninstall ipykernel to drop it)"
+            )
+        if path not in targets:
+            targets.append(path)
+    removed = []
+    for path in targets:
+        kernels_dir, dirname = os.path.split(path)
+        with _writing(path, "ask the owner of that directory to remove it"):
+            with files.exclusive_lock(_lock_path(kernels_dir, dirname)):
+                # Move it out of Jupyter's sight in one step, then delete at leisure.
+                trash = _work_dir(kernels_dir, dirname.lower())
+                os.rename(path, os.path.join(trash, "old-removed"))
+            shutil.rmtree(trash, ignore_errors=True)
+        removed.append(path)
+    return removed

@@ -1,0 +1,140 @@
+"""One secret policy for every path that decides, writes or shows an environment."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from IPython.lib.pretty import pretty
+
+from kernelmagic import render, specs
+from kernelmagic.cli import main
+from kernelmagic.envcapture import CaptureOptions
+from kernelmagic.policy import MASK, EnvPolicy
+
+CRED = "mycorp-cred-value-17"
+PIN = "4711"
+
+
+def kernel_json(user_kernels, name):
+    return user_kernels / name / "kernel.json"
+
+
+def everything_shown(ip, capsys, name) -> str:
+    """Every way a user can see a spec, as text: magics, CLI, reprs, HTML."""
+    out = []
+    ip.run_line_magic("kernel_show", name)
+    out.append(repr(ip.run_line_magic("kernel_env", f"-k {name}")))
+    out.append(json.dumps(ip.run_line_magic("kernel_list", "--json")))
+    listed = ip.run_line_magic("kernel_list", "")
+    out += [listed._repr_html_(), pretty(listed), repr(listed)]
+    info = specs.get_spec(name)
+    out += [repr(info), ip.display_formatter.format(info)[0]["text/plain"]]
+    for argv in (["show", name], ["env", "-k", name], ["list", "--json"]):
+        assert main(argv) == 0
+    out.append(capsys.readouterr().out)
+    return "\n".join(out)
+
+
+def test_extra_secrets_hold_on_every_path_after_the_first_capture(
+    ip, user_kernels, capsys, monkeypatch
+):
+    """The reproduction of the redesign issue: with extra_secrets=['MYCORP_*'], a snippet
+    install skipped MYCORP_CRED, then refresh wrote it into a 0644 kernel.json and printed it."""
+    ip.run_line_magic("config", "KernelMagics.extra_secrets = ['MYCORP_*', '*_PIN']")
+    snippet = f"export MYCORP_CRED={CRED}\nexport GEO_HOME=/opt/geo\n"
+    ip.run_cell_magic("kernel_install", f"corp --python {sys.executable}", snippet)
+    spec = json.loads(kernel_json(user_kernels, "corp").read_text())
+    assert spec["env"] == {"GEO_HOME": "/opt/geo"}
+    assert spec["metadata"]["kernelmagic"]["extra_secrets"] == ["MYCORP_*", "*_PIN"]
+
+    ip.run_line_magic("kernel_refresh", "corp")
+    ip.run_line_magic("kernel_refresh", "corp --dry-run")
+    ip.run_line_magic("kernel_env", f"-k corp BANK_PIN={PIN}")
+    ip.run_line_magic("kernel_env", f"-k corp OTHER_PIN={PIN} --dry-run")
+    printed = capsys.readouterr().out
+    path = kernel_json(user_kernels, "corp")
+    on_disk = path.read_text()
+    assert CRED not in on_disk  # refresh kept to the rule
+    assert f'"BANK_PIN": "{PIN}"' in on_disk  # typed explicitly: kept ...
+    assert path.stat().st_mode & 0o777 == 0o600  # ... owner-only
+    assert PIN not in printed and CRED not in printed
+
+    # The rule is recorded, so a fresh session and the CLI without any config honour it.
+    ip.run_line_magic("unload_ext", "kernelmagic")
+    ip.config.pop("KernelMagics", None)
+    ip.run_line_magic("load_ext", "kernelmagic")
+    shown = everything_shown(ip, capsys, "corp")
+    assert PIN not in shown and CRED not in shown
+    assert "BANK_PIN" in shown and MASK in shown
+
+
+def test_reprs_never_print_values(user_kernels):
+    secret = "ghp_" + "x" * 36
+    change, captured = specs.install_current_python(
+        "r",
+        str(user_kernels),
+        capture_options=CaptureOptions(mode="all", include=("GITHUB_TOKEN",)),
+        environ={"GITHUB_TOKEN": secret, "HOME": "/h"},
+    )
+    info = specs.get_spec("r")
+    edit = specs.SpecEdit(env=specs.EnvChanges({"K": secret}))
+    for value in (change, captured, info, edit, pretty(change), pretty(captured)):
+        assert secret not in repr(value)
+    assert secret in json.dumps(info.spec)  # the data is there for code that asks for it
+    assert secret not in change.diff() and MASK in change.diff()
+    dry_run, _ = specs.install_current_python(
+        "r2",
+        str(user_kernels),
+        capture_options=CaptureOptions(mode="all", include=("GITHUB_TOKEN",)),
+        environ={"GITHUB_TOKEN": secret},
+        dry_run=True,
+    )
+    shown = render.change_report(dry_run, diff=False)  # a dry run prints the JSON
+    assert secret not in shown and MASK in shown
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "postgres://app:pw@db/x"),
+        ("https_proxy", "http://user:pw@proxy:3128"),
+        ("PIP_INDEX_URL", "https://__token__:pypi-" + "A" * 60 + "@pypi.example/simple"),
+        ("K", "-----BEGIN PGP PRIVATE KEY BLOCK-----\nxx"),
+        ("K", "sk-" + "a1" * 20),
+        ("K", "sk-proj-" + "a1" * 20),
+        ("K", "glpat-" + "a" * 20),
+        ("K", "hf_" + "a" * 34),
+        ("K", "npm_" + "a" * 36),
+        ("MY_TOKEN", "anything"),
+    ],
+)
+def test_credential_shapes_are_secrets(name, value):
+    policy = EnvPolicy()
+    assert policy.is_secret(name, value)
+    assert policy.holds_secrets({"env": {name: value}})
+    assert value not in json.dumps(policy.mask_spec({"env": {name: value}}))
+
+
+@pytest.mark.parametrize(
+    "value", ["https://proxy:3128", "postgres://db/x", "/opt/sk-tools/bin", "user@host"]
+)
+def test_ordinary_values_are_not_secrets(value):
+    assert not EnvPolicy().is_secret("SOME_VAR", value)
+
+
+def test_secrets_in_argv_metadata_and_snippets_are_masked():
+    token = "ghp_" + "z" * 36
+    spec = {
+        "argv": ["python", f"--password={token}", "-f", "{connection_file}"],
+        "metadata": {"site": {"url": "https://u:pw@h/x"}, "api_key": "k"},
+        "env": {},
+    }
+    policy = EnvPolicy()
+    shown = json.dumps(policy.mask_spec(spec))
+    assert token not in shown and ":pw@" not in shown and '"k"' not in shown
+    assert policy.holds_secrets(spec)
+    snippet = "export DB_PASSWORD='hunter 2'\nexport A=1\ncurl https://x:y@h/\n"
+    masked = policy.mask_text(snippet)
+    assert "hunter" not in masked and ":y@" not in masked and "A=1" in masked
