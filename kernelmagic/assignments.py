@@ -6,8 +6,7 @@ One parser serves the line magic, the cell magic and ``kernelmagic env --file``.
 from __future__ import annotations
 
 import re
-import shlex
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 from .errors import InvalidInput
 
@@ -42,12 +41,113 @@ def strip_comment(line: str) -> str:
     return line
 
 
+class _Unclosed(ValueError):
+    def __init__(self, line: int) -> None:
+        super().__init__("no closing quotation")
+        self.line = line
+
+
+def _logical_lines(text: str, *, newline_ends_line: bool = True):
+    """Yield (line number, words) of ``text``, split as a POSIX shell splits words.
+
+    One pass, linear in the length of the text (``shlex`` builds each word by repeated
+    string concatenation, which is quadratic for a long value, and re-splitting a growing
+    line while a quote is open was quadratic too). The rules are ``shlex.split``'s in POSIX
+    mode: single quotes are literal, inside double quotes a backslash escapes only ``"`` and
+    ``\\``, outside quotes it escapes any character; an unquoted word that starts with ``#``
+    begins a comment that runs to the end of the line. A quoted value may span lines.
+    """
+    words: list[str] = []
+    word: list[str] = []
+    in_word = False
+    line = start = 1
+    i, end = 0, len(text)
+    while i < end:
+        char = text[i]
+        if char == "\n" and newline_ends_line:
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+            if words:
+                yield start, words
+                words = []
+            line += 1
+            start = line
+            i += 1
+        elif char in _BLANKS:
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+            i += 1
+        elif char == "#" and not in_word:
+            newline = text.find("\n", i)
+            i = end if newline < 0 or not newline_ends_line else newline
+        elif char == "'":
+            close = text.find("'", i + 1)
+            if close < 0:
+                raise _Unclosed(start)
+            word.append(text[i + 1 : close])
+            line += text.count("\n", i, close)
+            in_word, i = True, close + 1
+        elif char == '"':
+            opened, i = i, _double_quoted(text, i + 1, word, start)
+            line += text.count("\n", opened, i)
+            in_word = True
+        elif char == "\\":
+            if i + 1 >= end:
+                raise ValueError("no escaped character")
+            word.append(text[i + 1])
+            if text[i + 1] == "\n":
+                line += 1
+            in_word, i = True, i + 2
+        else:
+            stop = _WORD_END.search(text, i + 1)
+            run = stop.start() if stop else end
+            word.append(text[i:run])
+            in_word, i = True, run
+    if in_word:
+        words.append("".join(word))
+    if words:
+        yield start, words
+
+
+_BLANKS = frozenset(" \t\r\n")  # shlex's whitespace; other spaces belong to words
+_WORD_END = re.compile(r"[ \t\r\n'\"\\#]")
+
+
+def _double_quoted(text: str, i: int, word: list[str], start: int) -> int:
+    """Append the contents of a double-quoted part starting at ``i``; return the index after
+    its closing quote."""
+    end = len(text)
+    while True:
+        close = text.find('"', i)
+        escape = text.find("\\", i, close if close >= 0 else end)
+        if close < 0 and escape < 0:
+            raise _Unclosed(start)
+        if escape < 0:
+            word.append(text[i:close])
+            return close + 1
+        word.append(text[i:escape])
+        if escape + 1 >= end:
+            raise _Unclosed(start)
+        following = text[escape + 1]
+        word.append(following if following in '"\\' else "\\" + following)
+        i = escape + 2
+
+
+def split_words(text: str) -> list[str]:
+    """Split like ``shlex.split`` (POSIX), dropping comments; raises ``ValueError``."""
+    return [
+        w for _, line_words in _logical_lines(text, newline_ends_line=False) for w in line_words
+    ]
+
+
 def split_args(line: str) -> list[str]:
     """Split a magic's argument line like a POSIX shell, dropping a trailing comment."""
     try:
-        return shlex.split(strip_comment(line))
+        return split_words(line)
     except ValueError as exc:
-        raise AssignmentError(f"cannot parse {line.strip()!r}: {exc} (check the quotes)") from exc
+        raise AssignmentError(f"cannot parse {line.strip()!r}: {exc} (check the quotes)") from None
 
 
 def check_env_name(name: str) -> str:
@@ -64,48 +164,48 @@ def parse_assignment(text: str) -> tuple[str, str]:
     return check_env_name(name), value
 
 
-@dataclass
-class EnvChanges:
-    """Variables to set (in order) and to unset."""
+def check_env_value(name: str, value: str) -> str:
+    if "\0" in value:
+        raise AssignmentError(
+            f"the value of {name} holds a NUL character, which no environment can carry"
+        )
+    return value
 
-    set: dict[str, str] = field(default_factory=dict)
-    unset: list[str] = field(default_factory=list)
+
+class EnvChanges:
+    """Variables to set (in order) and to unset; names and values checked as they come in."""
+
+    def __init__(self, set: dict[str, str] | None = None, unset: Iterable[str] = ()) -> None:
+        self.set: dict[str, str] = {}
+        self._unset: dict[str, None] = {}  # ordered, with O(1) membership
+        for name, value in (set or {}).items():
+            self.add(name, value)
+        for name in unset:
+            self.remove(name)
+
+    @property
+    def unset(self) -> list[str]:
+        return list(self._unset)
 
     def add(self, name: str, value: str) -> None:
-        self.set[name] = value
-        if name in self.unset:
-            self.unset.remove(name)
+        self.set[check_env_name(name)] = check_env_value(name, value)
+        self._unset.pop(name, None)
 
     def remove(self, name: str) -> None:
-        self.set.pop(name, None)
-        if name not in self.unset:
-            self.unset.append(name)
+        self.set.pop(check_env_name(name), None)
+        self._unset[name] = None
 
     def __bool__(self) -> bool:
-        return bool(self.set or self.unset)
+        return bool(self.set or self._unset)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EnvChanges):
+            return NotImplemented
+        return self.set == other.set and self.unset == other.unset
 
     def __repr__(self) -> str:
         # Names only: the values may be secrets.
         return f"EnvChanges(set={sorted(self.set)}, unset={self.unset})"
-
-
-def _logical_lines(text: str):
-    """Yield (line number, words) with quoted values allowed to span lines."""
-    pending = ""
-    start = 0
-    for number, line in enumerate(text.split("\n"), 1):
-        if not pending:
-            start = number
-        pending = f"{pending}\n{line}" if pending else line
-        try:
-            words = shlex.split(strip_comment(pending))
-        except ValueError:
-            continue  # an open quote: the value goes on on the next line
-        pending = ""
-        if words:
-            yield start, words
-    if pending:
-        raise AssignmentError(f"line {start}: no closing quotation")
 
 
 def parse_env_lines(text: str) -> EnvChanges:
@@ -115,7 +215,13 @@ def parse_env_lines(text: str) -> EnvChanges:
     blank lines and ``unset KEY``. Values are kept as typed: ``${PATH}`` is not expanded here.
     """
     changes = EnvChanges()
-    for number, words in _logical_lines(text):
+    try:
+        lines = list(_logical_lines(text))
+    except _Unclosed as exc:
+        raise AssignmentError(f"line {exc.line}: no closing quotation") from None
+    except ValueError as exc:
+        raise AssignmentError(f"{exc} at the end of the text") from None
+    for number, words in lines:
         try:
             if words[0] == "unset":
                 if len(words) == 1:
@@ -134,8 +240,30 @@ def parse_env_lines(text: str) -> EnvChanges:
     return changes
 
 
+MAX_JSON_DEPTH = 64  # deeper values would overflow the recursion of json.dumps later
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON (strict readers of kernel.json reject it)")
+
+
+def _depth(value: object) -> int:
+    """How deeply ``value`` nests (iteratively: a deep value must not blow the stack)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            todo += [(v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
 def parse_json_assignments(items: list[str], option: str) -> dict[str, object]:
-    """``KEY=JSON`` items of ``option`` (``--metadata``, ``--provisioner-config``) -> dict."""
+    """``KEY=JSON`` items of ``option`` (``--metadata``, ``--provisioner-config``) -> dict.
+
+    Strict JSON only: ``NaN``/``Infinity`` and values nested deeper than ``MAX_JSON_DEPTH``
+    are refused.
+    """
     import json
 
     parsed = {}
@@ -144,9 +272,20 @@ def parse_json_assignments(items: list[str], option: str) -> dict[str, object]:
         if not sep or not key:
             raise AssignmentError(f"expected {option} KEY=JSON, got {item!r}")
         try:
-            parsed[key] = json.loads(raw)
-        except ValueError:
+            value = json.loads(raw, parse_constant=_reject_constant)
+        except RecursionError:
+            value = None
+            depth_error = True
+        except ValueError as exc:
+            reason = str(exc) if "strict readers" in str(exc) else f"{raw!r} is not JSON"
             raise AssignmentError(
-                f"{option} {key}: {raw!r} is not JSON; quote strings: {key}='\"text\"'"
+                f"{option} {key}: {reason}; quote strings: {key}='\"text\"'"
             ) from None
+        else:
+            depth_error = _depth(value) > MAX_JSON_DEPTH
+        if depth_error:
+            raise AssignmentError(
+                f"{option} {key}: the value nests deeper than {MAX_JSON_DEPTH} levels"
+            )
+        parsed[key] = value
     return parsed

@@ -92,14 +92,32 @@ def _patch(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     return 0
 
 
+MAX_INPUT_BYTES = 16 * 1024 * 1024  # an env file or snippet; /dev/zero must not fill memory
+
+
 def _read_text(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
+    """The UTF-8 text of ``path`` (``-``: stdin), at most ``MAX_INPUT_BYTES``."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        if path == "-":
+            stream = getattr(sys.stdin, "buffer", None)  # a text-only stdin in tests, IDEs
+            data = (
+                stream.read(MAX_INPUT_BYTES + 1)
+                if stream is not None
+                else sys.stdin.read(MAX_INPUT_BYTES + 1).encode("utf-8")
+            )
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_INPUT_BYTES + 1)
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise InvalidInput(f"{path} is larger than {MAX_INPUT_BYTES // 2**20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{path} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.end]!r})"
+        ) from None
 
 
 def _read_env_file(path: str) -> EnvChanges:
@@ -169,15 +187,19 @@ _HANDLERS = {
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    # Control characters (a name with a newline or a terminal escape) are shown escaped, so
+    # the message stays one line and cannot drive the terminal.
+    print(f"{PROG}: error: {render.printable(message)}", file=sys.stderr)
     return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status instead of exiting."""
     parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        ns = parser.parse_args(argv)
+        options.check_option_count(words)
+        ns = parser.parse_args(words)
         return _HANDLERS[ns.command](ns, operations.Defaults())
     except UsageFailure as exc:
         return _fail(str(exc), 2)
@@ -185,5 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except KernelmagicError as exc:
         return _fail(str(exc), 1)
+    except OSError as exc:  # a failure no check foresaw (a full disk): still one line
+        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}", 1)
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0

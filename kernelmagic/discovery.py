@@ -8,10 +8,12 @@ jupyter_client does not know survive. Nothing here writes, prints or imports IPy
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -161,19 +163,63 @@ class SpecInfo:
         }
 
 
+MAX_SPEC_BYTES = 4 * 1024 * 1024  # a kernel.json is a few hundred bytes; stop a planted giant
+
+
+def parse_spec(raw: bytes) -> Any:
+    """Parse the bytes of a ``kernel.json`` as Jupyter does (``open(encoding="utf-8")`` then
+    ``json.load``): strict UTF-8, no BOM, no UTF-16; raises ``ValueError``."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return json.loads(text)
+
+
 def read_spec_file(path: str) -> Any:
     """Parse a ``kernel.json``; raises ``OSError`` or ``ValueError``."""
-    with open(path, "rb") as f:
-        return json.loads(f.read())
+    raw = _read_kernel_json(path)
+    if raw is None:
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
+    return parse_spec(raw)
 
 
 def _read_kernel_json(path: str) -> bytes | None:
-    """The bytes of a ``kernel.json``, or None if there is none (so no spec here)."""
+    """The bytes of a ``kernel.json``, or None where Jupyter sees no spec.
+
+    Jupyter counts a directory as a spec when ``os.path.isfile(kernel.json)``: a FIFO, a
+    device, a socket, a dangling or looping link or a directory it cannot enter is no spec
+    (and a lower directory's spec of that name wins). Only regular files are read, never more
+    than ``MAX_SPEC_BYTES``, and a FIFO is opened without blocking. ``OSError`` for a regular
+    file that cannot be read (Jupyter then hides the spec).
+    """
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
+        fd = os.open(path, _READ_FLAGS)
+    except OSError:
+        try:
+            is_file = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            return None
+        if not is_file:
+            return None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        chunks, size = [], 0
+        while size <= MAX_SPEC_BYTES:
+            chunk = os.read(fd, max(info.st_size + 1 - size, 65536))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+        raise OSError(errno.EFBIG, f"larger than {MAX_SPEC_BYTES // 2**20} MiB", path)
+    finally:
+        os.close(fd)
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _unreadable(name: str, resource_dir: str, reason: str) -> SpecInfo:
@@ -188,7 +234,7 @@ def _from_bytes(
     name: str, resource_dir: str, raw: bytes, program_exists: Callable[[str], bool] | None = None
 ) -> SpecInfo:
     try:
-        spec = json.loads(raw)
+        spec = parse_spec(raw)
     except ValueError as exc:
         return _unreadable(name, resource_dir, f"malformed JSON: {exc}")
     hiding = checks.structure_problems(spec)

@@ -12,6 +12,7 @@ import errno
 import functools
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +23,11 @@ TEMP_PREFIX = ".kernel.json."
 TEMP_SUFFIX = ".tmp"
 BACKUP_PREFIX = ".kernel.json.backup-"
 BACKUPS_KEPT = 5
+
+
+class UnsafeLock(OSError):
+    """The lock path is a symlink or not a regular file: someone planted it."""
+
 
 if os.name == "nt":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -56,7 +62,17 @@ def exclusive_lock(lock_path: str | os.PathLike[str]) -> Iterator[None]:
     The lock file itself is never deleted: removing it while another process waits on it
     would let two writers in at once.
     """
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    # O_NOFOLLOW: a planted symlink must not make us create or lock a file elsewhere.
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(lock_path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise UnsafeLock(f"lock file {lock_path} is a symbolic link; remove it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeLock(f"lock file {lock_path} is not a regular file; remove it")
     try:
         _lock_fd(fd)
         try:
@@ -124,7 +140,9 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 def dump_spec(data: dict[str, Any]) -> str:
     """Serialise a spec the way Jupyter's installers do (``json.dump(..., indent=1)``)."""
-    return json.dumps(data, indent=1) + "\n"
+    # allow_nan=False: NaN and Infinity are not JSON, and strict readers of the listing
+    # (browsers through /api/kernelspecs, jq) would fail on them.
+    return json.dumps(data, indent=1, allow_nan=False) + "\n"
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int) -> None:

@@ -57,7 +57,15 @@ def _as_usage_errors() -> Iterator[None]:
     try:
         yield
     except KernelmagicError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_one_line(str(exc))) from None
+    except OSError as exc:  # a failure no check foresaw (a full disk): still one line
+        raise UsageError(_one_line(f"{exc.strerror or exc}: {exc.filename or ''}")) from None
+
+
+def _one_line(message: str) -> str:
+    from .render import printable
+
+    return printable(message)
 
 
 def _session_kernel_name() -> str | None:
@@ -122,6 +130,7 @@ class KernelMagics(Magics):
     def _parse(magic: Any, line: str) -> Any:
         with _as_usage_errors():
             words = split_args(line)
+            options.check_option_count(words)
         return _parser(magic.command, f"%{magic.__name__}").parse_args(words)
 
     def _remember(self, change: Any) -> None:

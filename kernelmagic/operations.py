@@ -7,12 +7,17 @@ these, so a flag means the same thing everywhere. Nothing here prints or imports
 from __future__ import annotations
 
 import argparse
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
 from . import envcapture, specs
-from .assignments import EnvChanges, check_env_name, parse_assignment, parse_json_assignments
+from .assignments import (
+    EnvChanges,
+    check_env_name,
+    parse_assignment,
+    parse_json_assignments,
+    split_words,
+)
 from .policy import DEFAULT_POLICY, EnvPolicy
 
 
@@ -72,9 +77,12 @@ def _argv_prefix(text: str | None) -> list[str]:
     if not text:
         return []
     try:
-        return shlex.split(text)
+        words = split_words(text)
     except ValueError as exc:
         raise _bad(f"--argv-prefix {text!r}: {exc}") from None
+    if any("\0" in word for word in words):
+        raise _bad("--argv-prefix holds a NUL character, which no command line can carry")
+    return words
 
 
 def edit_request(ns: argparse.Namespace, extra_env: EnvChanges | None = None) -> specs.SpecEdit:

@@ -280,6 +280,23 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+# argparse's handling of option strings is quadratic in their number (30,000 `-u` flags take
+# 17 s): more than this many is refused at once. Many variables go in a file (`env --file`).
+MAX_OPTION_WORDS = 1000
+
+
+def check_option_count(words: list[str]) -> None:
+    """Refuse a command line with more option words than argparse handles quickly."""
+    count = sum(1 for word in words if word.startswith("-"))
+    if count > MAX_OPTION_WORDS:
+        from .errors import InvalidInput
+
+        raise InvalidInput(
+            f"{count} options given, at most {MAX_OPTION_WORDS}; put many variables in a "
+            "file instead (env --file PATH, or the cell of %%kernel_env)"
+        )
+
+
 def _dest(option: Option) -> str:
     if "dest" in option.kwargs:
         return option.kwargs["dest"]

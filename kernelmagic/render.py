@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from . import files
@@ -11,6 +12,16 @@ if TYPE_CHECKING:
     from .discovery import SpecInfo
 
 _COLUMNS = ("name", "display name", "language", "resource dir", "problems")
+# C0 and C1 control characters and DEL: a name or path holding them must not drive the
+# terminal (escape sequences) or break a line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``, ``\\n``)."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _row(info: SpecInfo) -> tuple[str, ...]:
@@ -24,6 +35,7 @@ def _row(info: SpecInfo) -> tuple[str, ...]:
 def text_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = _COLUMNS) -> str:
     if not rows:
         return "(no kernel specs)"
+    rows = [tuple(printable(str(c)) for c in r) for r in rows]
     widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
     # The last column is free text; do not pad it.
     widths[-1] = 0
@@ -82,11 +94,11 @@ def spec_json_text(spec: dict[str, Any] | None, policy: EnvPolicy = DEFAULT_POLI
 def spec_detail_text(info: SpecInfo, policy: EnvPolicy = DEFAULT_POLICY) -> str:
     """What ``%kernel_show`` prints: location, problems, then the JSON (secrets masked)."""
     where = info.resource_dir + (" (ipykernel's built-in spec)" if info.native else "")
-    lines = [f"Kernel spec '{info.name}' in {where}"]
+    lines = [printable(f"Kernel spec '{info.name}' in {where}")]
     if info.problems:
         if not info.visible:
             lines.append("Jupyter hides this spec.")
-        lines += [f"problem: {p}" for p in info.problems]
+        lines += [printable(f"problem: {p}") for p in info.problems]
     else:
         lines.append("No problems found.")
     lines.append(spec_json_text(info.spec, policy))
@@ -95,7 +107,7 @@ def spec_detail_text(info: SpecInfo, policy: EnvPolicy = DEFAULT_POLICY) -> str:
 
 def change_message(change: Any) -> str:
     """One line saying what a ``specs.Change`` did, or would do with ``--dry-run``."""
-    where = f"kernel spec '{change.name}' in {change.resource_dir}"
+    where = printable(f"kernel spec '{change.name}' in {change.resource_dir}")
     if change.written:
         return f"{change.action.capitalize()} {where}"
     if change.before is not None and not change.changed:

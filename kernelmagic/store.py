@@ -95,10 +95,15 @@ def _writing(path: str, hint: str) -> Iterator[None]:
 
     try:
         yield
+    except files.UnsafeLock as exc:
+        raise LocationError(str(exc)) from exc
     except PermissionError as exc:
         raise LocationError(f"cannot write {where(exc)}: permission denied; {hint}") from exc
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise LocationError(f"cannot write {where(exc)}: {exc.strerror}; {hint}") from exc
+    except OSError as exc:  # a full disk, a quota, a file-size limit: nothing was changed
+        reason = exc.strerror or str(exc)
+        raise LocationError(f"cannot write {where(exc)}: {reason}; nothing was changed") from exc
 
 
 def _work_dir(kernels_dir: str, name: str) -> str:
@@ -202,8 +207,13 @@ class Reservation:
             else:
                 # No atomic exchange here (not Linux, or the filesystem refuses it): two
                 # renames; a crash in between is undone by _recover on the next write.
-                os.rename(existing, os.path.join(work, "old"))
-                os.rename(staged, target)
+                old = os.path.join(work, "old")
+                os.rename(existing, old)
+                try:
+                    os.rename(staged, target)
+                except BaseException:
+                    os.rename(old, existing)  # put the old spec back before the cleanup
+                    raise
             files.fsync_dir(self.kernels_dir)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -236,7 +246,8 @@ def copy_files(source_dir: str) -> Callable[[str], None]:
     """A ``populate`` that copies ``source_dir``'s files (logos, launcher scripts)."""
 
     def populate(path: str) -> None:
-        shutil.copytree(source_dir, path, ignore=shutil.ignore_patterns(*NOT_COPIED))
+        # Links are copied as links: never followed out of the spec dir, nor round a loop.
+        shutil.copytree(source_dir, path, symlinks=True, ignore=shutil.ignore_patterns(*NOT_COPIED))
 
     return populate
 
