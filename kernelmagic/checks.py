@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Callable
 from functools import cache
@@ -102,10 +103,10 @@ def provisioner_problems(spec: dict[str, Any]) -> list[Problem]:
 
 
 def launch_problems(
-    spec: dict[str, Any], program_exists: Callable[[str], bool] | None = None
+    spec: dict[str, Any], program_exists: Callable[[str], str] | None = None
 ) -> list[Problem]:
     """Problems that keep a listed spec from starting."""
-    program_exists = program_exists or find_program
+    program_exists = program_exists or program_state
     argv = spec.get("argv") or []
     problems = []
     if not argv:
@@ -113,11 +114,21 @@ def launch_problems(
     # A remote provisioner runs argv on another host and has its own launch protocol
     # ({response_address} instead of {connection_file}): neither check applies here.
     local = provisioner_name(spec) in (None, "local-provisioner")
-    if local and not program_exists(argv[0]):
+    state = program_exists(argv[0]) if local else PROGRAM_OK
+    if state == PROGRAM_MISSING:
         problems.append(
             Problem(
                 "missing-program",
                 f"program not found: {argv[0]} (reinstall the environment, or remove the spec)",
+                argv[0],
+            )
+        )
+    elif state != PROGRAM_OK:
+        problems.append(
+            Problem(
+                "unreachable-program",
+                f"program {argv[0]} cannot be reached from here ({state}); it may be on a "
+                "filesystem that is not mounted or not readable now, so the spec is kept",
                 argv[0],
             )
         )
@@ -133,7 +144,30 @@ def launch_problems(
     if env and not set(map(type, env.values())) <= _ONLY_STR:
         bad = sorted(k for k, v in env.items() if not isinstance(v, str))
         problems.append(Problem("structure", f"env values must be strings: {', '.join(bad)}"))
+    unusable = unusable_env(env)
+    if unusable:
+        problems.append(
+            Problem(
+                "bad-env",
+                f"env {', '.join(map(repr, unusable))}: a name with '=' or NUL, or a value with "
+                "NUL, cannot be passed to a process, so the kernel cannot start; remove it "
+                "(env -k NAME -u VAR)",
+                unusable[0],
+            )
+        )
     return problems
+
+
+def unusable_env(env: Any) -> list[str]:
+    """The names of ``env`` entries no process can be given (``=``/NUL in a name, NUL in a
+    value, an empty name)."""
+    if not isinstance(env, dict):
+        return []
+    return sorted(
+        k
+        for k, v in env.items()
+        if not k or "=" in k or "\0" in k or (isinstance(v, str) and "\0" in v)
+    )
 
 
 # jupyter_client starts these argv[0] with the interpreter that launches the kernel.
@@ -152,9 +186,47 @@ def launch_program(program: str) -> str:
     return sys.executable if program in _BARE_PYTHONS else program
 
 
-def find_program(program: str) -> bool:
-    """Whether ``program`` (absolute, relative or a bare name on PATH) can be executed."""
+PROGRAM_OK = "ok"
+PROGRAM_MISSING = "missing"
+
+
+def program_state(program: str) -> str:
+    """Whether ``program`` (absolute, relative or a bare name on PATH) can be executed:
+    ``PROGRAM_OK``, ``PROGRAM_MISSING``, or a few words on why it cannot be reached.
+
+    Missing means gone for sure: the program does not exist and the nearest directory above
+    it that does exist can be read, so nothing is hidden from us. An unreadable directory, an
+    expired Kerberos ticket on NFS or an automount that is not there now is "unreachable",
+    never "missing": ``--fix`` and ``remove --missing`` delete only missing ones.
+    """
     program = launch_program(program)
-    if os.sep in program or (os.altsep and os.altsep in program):
-        return os.path.isfile(program) and os.access(program, os.X_OK)
-    return shutil.which(program) is not None
+    if not (os.sep in program or (os.altsep and os.altsep in program)):
+        return PROGRAM_OK if shutil.which(program) else PROGRAM_MISSING
+    try:
+        info = os.stat(program)
+    except (FileNotFoundError, NotADirectoryError):
+        return (
+            PROGRAM_MISSING
+            if _nearest_ancestor_readable(program)
+            else "a directory above it is not readable"
+        )
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    if not stat.S_ISREG(info.st_mode):
+        return "not a file"
+    return PROGRAM_OK if os.access(program, os.X_OK) else "not executable"
+
+
+def _nearest_ancestor_readable(path: str) -> bool:
+    parent = os.path.dirname(os.path.abspath(path))
+    while True:
+        try:
+            os.stat(parent)
+        except (FileNotFoundError, NotADirectoryError):
+            if parent == os.path.dirname(parent):
+                return True
+            parent = os.path.dirname(parent)
+            continue
+        except OSError:
+            return False
+        return os.access(parent, os.R_OK | os.X_OK)

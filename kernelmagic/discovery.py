@@ -231,7 +231,7 @@ def _unreadable(name: str, resource_dir: str, reason: str) -> SpecInfo:
 
 
 def _from_bytes(
-    name: str, resource_dir: str, raw: bytes, program_exists: Callable[[str], bool] | None = None
+    name: str, resource_dir: str, raw: bytes, program_exists: Callable[[str], str] | None = None
 ) -> SpecInfo:
     try:
         spec = parse_spec(raw)
@@ -246,7 +246,7 @@ def _from_bytes(
 
 
 def _load(
-    name: str, resource_dir: str, program_exists: Callable[[str], bool] | None = None
+    name: str, resource_dir: str, program_exists: Callable[[str], str] | None = None
 ) -> SpecInfo:
     try:
         raw = _read_kernel_json(os.path.join(resource_dir, "kernel.json"))
@@ -259,8 +259,8 @@ def _load(
     return _from_bytes(name, resource_dir, raw, program_exists)
 
 
-def _cached(check: Callable[[str], bool]) -> Callable[[str], bool]:
-    seen: dict[str, bool] = {}
+def _cached(check: Callable[[str], str]) -> Callable[[str], str]:
+    seen: dict[str, str] = {}
 
     def cached(program: str) -> bool:
         if program not in seen:
@@ -281,7 +281,7 @@ def list_specs(pattern: str | None = None) -> list[SpecInfo]:
     glob = None
     if pattern:
         glob = pattern.lower() if any(c in pattern for c in "*?[") else f"*{pattern.lower()}*"
-    program_exists = _cached(checks.find_program)  # most specs share an interpreter
+    program_exists = _cached(checks.program_state)  # most specs share an interpreter
     checks.installed_provisioners.cache_clear()  # a provisioner may have been installed since
     found: dict[str, SpecInfo] = {}
     for directory in kernel_dirs():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -96,10 +97,45 @@ def _is_python(spec: dict[str, Any]) -> bool:
 def _launch_env(spec: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
     """The environment Jupyter would give the kernel: ours plus the spec's, substituted."""
     env = dict(environ)
+    unusable = set(checks.unusable_env(spec.get("env")))  # reported as bad-env instead
     for key, value in (spec.get("env") or {}).items():
-        if isinstance(value, str):
+        if isinstance(value, str) and key not in unusable:
             env[key] = Template(value).safe_substitute(environ)
     return env
+
+
+def untrusted(info: discovery.SpecInfo) -> str | None:
+    """Why the doctor must not run this spec's program with its env, or None.
+
+    A spec that another user can change (its kernel.json, its directory or the kernels dir
+    above it is writable by group or others, or owned by another user who is not root) could
+    plant a ``PYTHONPATH`` with a ``sitecustomize.py`` that the probe would run as you.
+    """
+    if info.native:
+        return None
+    me = os.getuid() if hasattr(os, "getuid") else None
+    for path in (info.kernel_json, info.resource_dir, os.path.dirname(info.resource_dir)):
+        try:
+            found = os.stat(path)
+        except OSError:
+            continue
+        if me is not None and found.st_uid not in (0, me):
+            return f"{path} is owned by another user"
+        if stat.S_ISDIR(found.st_mode) and found.st_mode & stat.S_ISVTX:
+            continue  # a sticky dir (like /tmp): others cannot replace what is ours
+        if found.st_mode & 0o002 or (found.st_mode & 0o020 and not _private_group(found.st_gid)):
+            return f"{path} is writable by others"
+    return None
+
+
+def _private_group(gid: int) -> bool:
+    """The user's own group with no other members (the umask 002 convention)."""
+    try:
+        import grp
+
+        return gid == os.getgid() and not grp.getgrgid(gid).gr_mem
+    except (ImportError, KeyError):
+        return False
 
 
 def _can_import(program: str, module: str, env: dict[str, str]) -> str | None:
@@ -134,13 +170,25 @@ def _interpreter_problems(
     """Run every distinct (interpreter, module, import variables) once, in parallel."""
     jobs: dict[tuple, tuple[str, str, dict[str, str]]] = {}
     wanted: dict[str, tuple] = {}
+    found: dict[str, list[Problem]] = {}
     for info in infos:
         spec = info.spec
         argv = spec.get("argv") or []
         module = _launcher_module(argv)
         if not info.visible or not module or not _is_python(spec):
             continue
-        if not checks.find_program(argv[0]):
+        why = untrusted(info)
+        if why:
+            found[info.name] = [
+                Problem(
+                    "not-probed",
+                    f"not probed: {why}; the doctor runs no program or env that others can "
+                    "change (make it yours and not group/world-writable to have it checked)",
+                    why,
+                )
+            ]
+            continue
+        if checks.program_state(argv[0]) != checks.PROGRAM_OK:
             continue  # already reported as missing-program
         program = checks.launch_program(argv[0])
         env = _launch_env(spec, environ)
@@ -148,11 +196,10 @@ def _interpreter_problems(
         jobs.setdefault(key, (program, module, env))
         wanted[info.name] = key
     if not jobs:
-        return {}
+        return found
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(jobs))) as pool:
         futures = {key: pool.submit(_can_import, *job) for key, job in jobs.items()}
         outcome = {key: future.result() for key, future in futures.items()}
-    found: dict[str, list[Problem]] = {}
     for name, key in wanted.items():
         failure = outcome[key]
         if failure:

@@ -136,13 +136,13 @@ class CaptureResult:
         return lines
 
 
-def _resolve_baseline(options: CaptureOptions, current: Mapping[str, str]):
+def _resolve_baseline(options: CaptureOptions, current: Mapping[str, str], timeout: float):
     if options.baseline_file:
         with open(options.baseline_file, encoding="utf-8", errors="surrogateescape") as f:
             from .shells import parse_environment_dump
 
             return parse_environment_dump(f.read()), f"baseline file {options.baseline_file}"
-    return login_shell_environment(current), "a clean login shell"
+    return login_shell_environment(current, timeout=timeout), "a clean login shell"
 
 
 def capture(
@@ -150,6 +150,7 @@ def capture(
     options: CaptureOptions | None = None,
     *,
     baseline: Mapping[str, str] | None = None,
+    shell_timeout: float = 30,
 ) -> CaptureResult:
     """Choose the variables of ``current`` (default ``os.environ``) that belong in a spec.
 
@@ -162,7 +163,7 @@ def capture(
     if options.mode == "none":
         return result
     if options.mode == "changed" and baseline is None:
-        baseline, result.baseline = _resolve_baseline(options, current)
+        baseline, result.baseline = _resolve_baseline(options, current, shell_timeout)
         if baseline is None:
             result.notes.append("No login shell could be run; capturing all variables instead.")
     elif baseline is not None:

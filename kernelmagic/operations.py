@@ -112,7 +112,14 @@ def install(
         explicit_env=env_changes(ns).set,
         replace=ns.replace,
         dry_run=ns.dry_run,
+        timeout=_timeout(ns),
     )
+
+
+def _timeout(ns: argparse.Namespace) -> float:
+    if not 0 < ns.timeout < float("inf"):
+        raise _bad(f"--timeout must be a positive number of seconds, not {ns.timeout:g}")
+    return ns.timeout
 
 
 def source_request(ns: argparse.Namespace, snippet: str | None):
@@ -175,7 +182,9 @@ def show(ns: argparse.Namespace, defaults: Defaults) -> str:
 def refresh(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
     from . import python_specs
 
-    return python_specs.refresh_spec(ns.name, dry_run=ns.dry_run, policy=defaults.policy)
+    return python_specs.refresh_spec(
+        ns.name, dry_run=ns.dry_run, policy=defaults.policy, timeout=_timeout(ns)
+    )
 
 
 def remove(ns: argparse.Namespace, defaults: Defaults) -> list[str]:

@@ -57,7 +57,15 @@ PYTHON = _option(
 SHELL = _option(
     "--shell", metavar="PATH", help="the login shell that runs snippets (default: bash)"
 )
-SOURCES = (FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL)
+TIMEOUT = _option(
+    "--timeout",
+    metavar="SECONDS",
+    type=float,
+    default=300.0,
+    help="stop the login shell that runs the snippet, modules or activation after this "
+    "long, with everything it started (default: 300)",
+)
+SOURCES = (FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL, TIMEOUT)
 DISPLAY_NAME = _option("--display-name", metavar="TEXT", help="the name the Jupyter UI shows")
 USER = _option("--user", action="store_true", help="install for this user (the default)")
 SYS_PREFIX = _option(
@@ -267,7 +275,7 @@ COMMANDS: dict[str, Command] = {
     "refresh": Command(
         "Re-run the source a spec was captured from and update its env (and argv if the "
         "interpreter moved); variables set by hand since are kept.",
-        (NAME, DRY_RUN),
+        (NAME, TIMEOUT, DRY_RUN),
     ),
     "remove": Command("Remove kernel specs.", (NAMES, MISSING)),
     "doctor": Command(

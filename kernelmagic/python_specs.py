@@ -84,6 +84,7 @@ def install(
     replace: bool = False,
     dry_run: bool = False,
     environ: Mapping[str, str] | None = None,
+    timeout: float = sources.SHELL_TIMEOUT,
 ) -> tuple[store.Change, envcapture.CaptureResult]:
     """Make the environment ``source`` describes and install a Python spec that carries it.
 
@@ -94,7 +95,7 @@ def install(
     options = capture_options or envcapture.CaptureOptions()
     explicit = dict(explicit_env or {})
     slot = store.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
-    made = sources.make_environment(source, options, environ)
+    made = sources.make_environment(source, options, environ, timeout=timeout)
     spec = python_kernel_dict()
     spec["argv"][0] = made.interpreter.path
     major, minor = made.interpreter.version
@@ -137,6 +138,7 @@ def refresh_spec(
     dry_run: bool = False,
     environ: Mapping[str, str] | None = None,
     policy: EnvPolicy | None = None,
+    timeout: float = sources.SHELL_TIMEOUT,
 ) -> store.Change:
     """Re-run the recorded source and update env (and argv[0] if the interpreter moved).
 
@@ -165,7 +167,7 @@ def refresh_spec(
         templates=record.templates,
         policy=policy,
     )
-    made = sources.make_environment(source, options, environ)
+    made = sources.make_environment(source, options, environ, timeout=timeout)
 
     def update(spec: dict[str, Any]) -> dict[str, Any]:
         env = dict(spec.get("env") or {})

@@ -6,10 +6,12 @@ load``, a conda activation) both go through here, so they see the same kind of s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -57,34 +59,83 @@ def run_in_login_shell(
     with tempfile.TemporaryDirectory(prefix="kernelmagic-") as work:
         before_file, after_file = os.path.join(work, "before"), os.path.join(work, "after")
         snippet_file = os.path.join(work, "snippet.sh")
-        with open(snippet_file, "w", encoding="utf-8") as f:
+        with open(snippet_file, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(snippet if snippet.endswith("\n") else snippet + "\n")
         command = [shell_path, "-l", "-c", _DRIVER, "kernelmagic", before_file, after_file]
-        try:
-            done = subprocess.run(
-                [*command, snippet_file],
-                env=clean_environment(session, also_keep),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise SourceFailed(f"the snippet did not finish within {timeout:.0f} s") from None
-        except OSError as exc:
-            raise SourceFailed(f"cannot run {shell_path}: {exc.strerror}") from None
-        stderr = done.stderr.decode("utf-8", "replace").strip()
-        if done.returncode != 0 or not os.path.exists(after_file):
-            detail = " | ".join(stderr.splitlines()[-5:]) or "no error output"
-            if done.returncode == 0:
+        status, stderr = _run_in_own_group(
+            [*command, snippet_file], clean_environment(session, also_keep), work, timeout
+        )
+        if status != 0 or not os.path.exists(after_file):
+            detail = _failure_lines(stderr)
+            if status == 0:
                 raise SourceFailed(
                     f"the snippet exited the shell before it finished (remove 'exit'): {detail}"
                 )
             raise SourceFailed(
-                f"the snippet failed with exit status {done.returncode}; nothing was written. "
+                f"the snippet failed with exit status {status}; nothing was written. "
                 f"{shell_path} said: {detail}"
             )
         return _read_dump(before_file), _read_dump(after_file)
+
+
+def _run_in_own_group(
+    command: list[str], env: dict[str, str], work: str, timeout: float
+) -> tuple[int, str]:
+    """Run ``command`` in a process group of its own; return (exit status, stderr).
+
+    Output goes to files, not pipes: a background job the snippet starts (``sleep 25 &``)
+    would hold a pipe open and keep us waiting after the shell is done. When the shell is
+    done, times out or we are interrupted (Ctrl-C), the whole group is killed, so nothing
+    the snippet started is left behind.
+    """
+    out_path, err_path = os.path.join(work, "stdout"), os.path.join(work, "stderr")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        try:
+            process = subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SourceFailed(f"cannot run {command[0]}: {exc.strerror}") from None
+    try:
+        status = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SourceFailed(
+            f"the snippet did not finish within {timeout:g} s; it was stopped (give more "
+            "time with --timeout SECONDS)"
+        ) from None
+    finally:
+        _kill_group(process)
+    with open(err_path, "rb") as f:
+        return status, f.read(_STDERR_KEPT).decode("utf-8", "replace")
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+
+
+_STDERR_KEPT = 64 * 1024
+_FAILURE_WORDS = re.compile(r"error|unknown|not found|no such|cannot|failed|denied|fatal", re.I)
+_DETAIL_LINES = 12
+
+
+def _failure_lines(stderr: str) -> str:
+    """The lines of the shell's stderr that say what failed (those first), then its last
+    lines, up to a dozen: Lmod's reason comes before its advice about caches."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return "no error output"
+    telling = [line for line in lines if _FAILURE_WORDS.search(line)]
+    rest = [line for line in lines if line not in telling]
+    chosen = (telling + rest[-_DETAIL_LINES:])[:_DETAIL_LINES]
+    return " | ".join(chosen)
 
 
 def _read_dump(path: str) -> dict[str, str]:

@@ -177,25 +177,32 @@ def make_environment(
     source: Source,
     options: envcapture.CaptureOptions,
     environ: Mapping[str, str] | None = None,
+    *,
+    timeout: float = SHELL_TIMEOUT,
 ) -> Captured:
-    """Run the source and choose the variables; raises ``SourceFailed``/``InvalidInput``."""
+    """Run the source and choose the variables; raises ``SourceFailed``/``InvalidInput``.
+
+    ``timeout`` bounds the login shell that runs a snippet, modules or an activation.
+    """
     environ = dict(os.environ if environ is None else environ)
     if source.kind == "current":
-        return _from_session(options, environ)
+        return _from_session(options, environ, timeout)
     if source.kind == "python" and source.python:
-        return _from_interpreter(source, options, environ)
+        return _from_interpreter(source, options, environ, timeout)
     script = script_for(source, environ)
-    before, after = run_snippet(script or "", shell=source.shell, environ=environ)
+    before, after = run_snippet(script or "", shell=source.shell, environ=environ, timeout=timeout)
     result = envcapture.capture(after, options, baseline=before)
     result.baseline = "the shell right before the snippet"
     interpreter = _choose_interpreter(source, after)
     return Captured(interpreter, result, after.get("LOADEDMODULES") or None)
 
 
-def _from_session(options: envcapture.CaptureOptions, environ: dict[str, str]) -> Captured:
+def _from_session(
+    options: envcapture.CaptureOptions, environ: dict[str, str], timeout: float
+) -> Captured:
     """This interpreter, with the variables of this session that its activation set."""
     try:
-        result = envcapture.capture(environ, options)
+        result = envcapture.capture(environ, options, shell_timeout=timeout)
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"cannot use baseline {options.baseline_file}: {exc}") from exc
     interpreter = Interpreter(sys.executable, sys.prefix, sys.version_info[:2], True)
@@ -220,7 +227,7 @@ def _choose_interpreter(source: Source, after: Mapping[str, str]) -> Interpreter
 
 
 def _from_interpreter(
-    source: Source, options: envcapture.CaptureOptions, environ: dict[str, str]
+    source: Source, options: envcapture.CaptureOptions, environ: dict[str, str], timeout: float
 ) -> Captured:
     """A spec for another interpreter: a venv gets VIRTUAL_ENV and its bin on PATH, a conda
     prefix is activated like --from-conda, any other interpreter gets no env."""
@@ -228,7 +235,7 @@ def _from_interpreter(
     interpreter = _require_ipykernel(path, environ)
     if _is_conda_prefix(interpreter.prefix):
         conda = Source("conda", conda_env=interpreter.prefix, python=path, shell=source.shell)
-        return make_environment(conda, options, environ)
+        return make_environment(conda, options, environ, timeout=timeout)
     result = envcapture.CaptureResult(baseline="the interpreter's environment")
     if _is_venv(interpreter.prefix) and options.mode != "none":
         bin_dir = envcapture.escape_dollars(os.path.dirname(path))
