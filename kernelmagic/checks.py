@@ -13,6 +13,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from .jupyter_rules import ProvisionerVerdict, judge_provisioner, spec_schema
+
 PROVISIONER_GROUP = "jupyter_client.kernel_provisioners"
 
 
@@ -38,7 +40,6 @@ class Problem(str):
 
 _INTERRUPT_MODES = ("message", "signal")
 _ONLY_STR = frozenset({str})
-_STRING_KEYS = ("display_name", "language", "kernel_protocol_version", "mimetype", "name")
 
 
 @cache
@@ -50,15 +51,15 @@ def installed_provisioners() -> frozenset[str]:
 
 
 def structure_problems(spec: Any) -> list[Problem]:
-    """Problems that make jupyter_client refuse to load the spec (so Jupyter hides it)."""
+    """Problems that make jupyter_client refuse to load the spec (so Jupyter hides it):
+    what ``KernelSpec(**kernel_json)`` of the installed jupyter_client rejects."""
     if not isinstance(spec, dict):
         return [Problem("structure", f"kernel.json holds a {type(spec).__name__}, not an object")]
     problems = []
     argv = spec.get("argv", [])
-    # set(map(type, ...)) runs in C: listing checks every spec, so this is the hot path.
-    if type(argv) is not list or not set(map(type, argv)) <= _ONLY_STR:
+    if type(argv) is not list and not isinstance(argv, str):
         problems.append(Problem("structure", "'argv' must be a list of strings"))
-    for key in _STRING_KEYS:
+    for key in spec_schema().string_fields:
         if key in spec and not isinstance(spec[key], str):
             problems.append(Problem("structure", f"'{key}' must be a string"))
     for key in ("env", "metadata"):
@@ -85,21 +86,27 @@ def provisioner_name(spec: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def provisioner_verdict(spec: dict[str, Any]) -> ProvisionerVerdict:
+    metadata = spec.get("metadata", {})
+    if "kernel_provisioner" not in metadata:
+        return ProvisionerVerdict(None, None, False)  # the common case: no entry points read
+    return judge_provisioner(metadata, installed_provisioners())
+
+
 def provisioner_problems(spec: dict[str, Any]) -> list[Problem]:
-    """A provisioner that is not installed makes Jupyter hide the spec."""
-    name = provisioner_name(spec)
-    if name is None or name in installed_provisioners():
+    """A provisioner stanza Jupyter cannot use (not installed, not an object) hides the spec."""
+    verdict = provisioner_verdict(spec)
+    if verdict.hidden_because is None:
         return []
-    available = ", ".join(sorted(installed_provisioners())) or "none"
-    return [
-        Problem(
-            "unknown-provisioner",
-            f"provisioner '{name}' is not installed, so Jupyter hides this spec "
-            f"(installed: {available}); install its package or remove "
-            "metadata.kernel_provisioner",
-            name,
-        )
-    ]
+    return [Problem("unknown-provisioner", verdict.hidden_because, verdict.name)]
+
+
+def argv_strings(spec: dict[str, Any]) -> list[str] | None:
+    """``argv`` when it is a list of strings (a command that can be run), else None."""
+    argv = spec.get("argv", [])
+    if type(argv) is list and set(map(type, argv)) <= _ONLY_STR:
+        return argv
+    return None
 
 
 def launch_problems(
@@ -107,7 +114,15 @@ def launch_problems(
 ) -> list[Problem]:
     """Problems that keep a listed spec from starting."""
     program_exists = program_exists or program_state
-    argv = spec.get("argv") or []
+    argv = argv_strings(spec)
+    if argv is None:
+        raw = spec.get("argv")
+        why = (
+            "'argv' is a string, not a list: Jupyter runs it as the name of one program"
+            if isinstance(raw, str)
+            else "'argv' holds values that are not strings: no program can be started"
+        )
+        return [Problem("bad-argv", f"{why}; write it as a list of strings")]
     problems = []
     if not argv:
         return [Problem("structure", "'argv' is empty: nothing to start")]

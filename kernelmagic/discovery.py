@@ -12,7 +12,6 @@ import errno
 import importlib.util
 import json
 import os
-import re
 import stat
 import sys
 from collections.abc import Callable, Iterable
@@ -22,35 +21,49 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_path
 
-from . import checks
+from . import checks, jupyter_rules
 from .errors import InvalidInput, NoSuchKernelSpec
+from .jupyter_rules import is_valid_kernel_name, spec_schema
 
 NATIVE_KERNEL_NAME = "python3"
 NAME_RULE = (
-    "kernel names use ASCII letters, digits and the separators '-', '.', '_' "
-    "(not '.' or '..', at most 255 characters)"
+    "kernel names are what jupyter_client accepts: letters a-z in any case, digits and the "
+    "separators '-', '.', '_' (not '.' or '..', at most 255 characters)"
 )
-_NAME = re.compile(r"[a-zA-Z0-9._-]+\Z")
-
-
-# --- names and locations ---------------------------------------------------------------
 
 
 def validate_name(name: str) -> str:
-    """Return ``name`` lowercased, as Jupyter stores it, or raise ``InvalidInput``."""
-    if not isinstance(name, str) or not _NAME.match(name) or name in (".", "..") or len(name) > 255:
+    """Return ``name`` lowercased, as Jupyter stores it, or raise ``InvalidInput``.
+
+    The rule is jupyter_client's own (``install_kernel_spec`` lowercases, then matches
+    ``^[a-z0-9._-]+$`` ignoring case, which lets the long s (U+017F) and the Kelvin sign through).
+    Beyond it we refuse what would break the kernels directory itself: '.', '..', a final
+    newline (which that pattern's ``$`` lets through) and names longer than a file name.
+    """
+    if not isinstance(name, str):
         raise InvalidInput(f"invalid kernel name {name!r}: {NAME_RULE}")
-    return name.lower()
+    stored = name.lower()
+    if (
+        not is_valid_kernel_name(stored)
+        or stored.endswith("\n")
+        or stored in (".", "..")
+        or len(stored.encode("utf-8", "surrogateescape")) > 255
+    ):
+        raise InvalidInput(f"invalid kernel name {name!r}: {NAME_RULE}")
+    return stored
 
 
-def ipython_dir() -> str:
-    """IPython's profile directory, as ``IPython.paths.get_ipython_dir`` finds it."""
-    return os.path.expanduser(os.environ.get("IPYTHONDIR") or os.path.join("~", ".ipython"))
+def ipython_dir() -> str | None:
+    """IPython's profile directory, exactly as ``IPython.paths.get_ipython_dir`` finds it
+    (None where IPython would use a new empty temporary directory)."""
+    return jupyter_rules.ipython_dir()
 
 
 def kernel_dirs() -> list[str]:
     """The directories Jupyter searches for kernel specs, highest priority first."""
-    return [*jupyter_path("kernels"), os.path.join(ipython_dir(), "kernels")]
+    dirs = jupyter_path("kernels")
+    ipdir = ipython_dir()
+    return [*dirs, os.path.join(ipdir, "kernels")] if ipdir is not None else dirs
 
 
 def location_dir(user: bool = False, sys_prefix: bool = False, prefix: str | None = None) -> str:
@@ -94,8 +107,9 @@ def specs_in(directory: str) -> dict[str, str]:
     return found
 
 
-def find_kernel_specs() -> dict[str, str]:
-    """Name -> resource dir, equal to ``KernelSpecManager().find_kernel_specs()``."""
+def _all_spec_dirs() -> dict[str, str]:
+    """Name -> resource dir of every spec, whatever Jupyter config allows (the specs
+    ``KernelSpecManager.get_kernel_spec`` can still load by name)."""
     found: dict[str, str] = {}
     for directory in kernel_dirs():
         for name, path in specs_in(directory).items():
@@ -105,6 +119,26 @@ def find_kernel_specs() -> dict[str, str]:
         if native is not None:
             found[NATIVE_KERNEL_NAME] = native
     return found
+
+
+def find_kernel_specs() -> dict[str, str]:
+    """Name -> resource dir, equal to ``KernelSpecManager().find_kernel_specs()`` configured
+    by the Jupyter config files (``allowed_kernelspecs``, ``ensure_native_kernel``)."""
+    found = _all_spec_dirs()
+    config = jupyter_rules.discovery_config()
+    if not config.ensure_native and _is_native(NATIVE_KERNEL_NAME, found.get(NATIVE_KERNEL_NAME)):
+        del found[NATIVE_KERNEL_NAME]
+    if config.allowed:
+        found = {name: path for name, path in found.items() if name in config.allowed}
+    return found
+
+
+def _is_native(name: str, path: str | None) -> bool:
+    return (
+        name == NATIVE_KERNEL_NAME
+        and path is not None
+        and not os.path.exists(os.path.join(path, "kernel.json"))
+    )
 
 
 def spec_locations() -> dict[str, list[str]]:
@@ -147,20 +181,22 @@ class SpecInfo:
         return os.path.join(self.resource_dir, "kernel.json")
 
     def jupyter_view(self) -> dict[str, Any]:
-        """The entry ``jupyter kernelspec list --json`` shows (``KernelSpec.to_dict()``)."""
+        """The entry ``jupyter kernelspec list --json`` shows: ``KernelSpec.to_dict()`` of the
+        installed jupyter_client (its keys, its defaults, its coercions)."""
         spec = self.spec
-        return {
-            "resource_dir": self.resource_dir,
-            "spec": {
-                "argv": spec.get("argv", []),
-                "env": spec.get("env", {}),
-                "display_name": spec.get("display_name", ""),
-                "language": spec.get("language", ""),
-                "interrupt_mode": spec.get("interrupt_mode", "signal").lower(),
-                "metadata": spec.get("metadata", {}),
-                "kernel_protocol_version": spec.get("kernel_protocol_version", ""),
-            },
+        argv = spec.get("argv", [])
+        metadata = spec.get("metadata", {})
+        if checks.provisioner_verdict(spec).adds_config:
+            stanza = {**metadata["kernel_provisioner"], "config": {}}
+            metadata = {**metadata, "kernel_provisioner": stanza}
+        values = {
+            "argv": [argv] if isinstance(argv, str) else argv,  # traitlets' List takes a str
+            "env": spec.get("env", {}),
+            "interrupt_mode": spec.get("interrupt_mode", "signal").lower(),
+            "metadata": metadata,
         }
+        listed = {key: values.get(key, spec.get(key, "")) for key in spec_schema().listed}
+        return {"resource_dir": self.resource_dir, "spec": listed}
 
 
 MAX_SPEC_BYTES = 4 * 1024 * 1024  # a kernel.json is a few hundred bytes; stop a planted giant
@@ -305,12 +341,25 @@ def list_specs(pattern: str | None = None) -> list[SpecInfo]:
                 info = _from_bytes(name, entry.path, raw, program_exists)
             in_this_dir.add(name)
             found[name] = info
-    if NATIVE_KERNEL_NAME not in found and (not glob or fnmatchcase(NATIVE_KERNEL_NAME, glob)):
+    config = jupyter_rules.discovery_config()
+    wants_native = not glob or fnmatchcase(NATIVE_KERNEL_NAME, glob)
+    if NATIVE_KERNEL_NAME not in found and config.ensure_native and wants_native:
         native = _native_resource_dir()
         if native is not None:
             found[NATIVE_KERNEL_NAME] = SpecInfo(
                 NATIVE_KERNEL_NAME, native, _native_spec(), native=True
             )
+    if config.allowed:
+        for name, info in found.items():
+            if name not in config.allowed:
+                info.visible = False
+                info.problems.append(
+                    checks.Problem(
+                        "not-allowed",
+                        f"not allowed by Jupyter config (KernelSpecManager.allowed_kernelspecs "
+                        f"in {config.source}); Jupyter does not list it",
+                    )
+                )
     return [found[name] for name in sorted(found)]
 
 
@@ -324,8 +373,12 @@ def jupyter_listing(specs: Iterable[SpecInfo]) -> dict[str, Any]:
 
 
 def get_spec(name: str) -> SpecInfo:
-    """The spec Jupyter would start for ``name`` (case-insensitive); ``NoSuchKernelSpec``."""
-    found = find_kernel_specs()
+    """The spec Jupyter would start for ``name`` (case-insensitive); ``NoSuchKernelSpec``.
+
+    Like ``KernelSpecManager.get_kernel_spec``, this finds a spec that Jupyter config leaves
+    out of the listing, so that it can still be shown, fixed or removed.
+    """
+    found = _all_spec_dirs()
     key = name.lower() if isinstance(name, str) else name
     if key not in found:
         raise NoSuchKernelSpec(name, found)
@@ -335,13 +388,11 @@ def get_spec(name: str) -> SpecInfo:
 def locate(name: str) -> tuple[str, str, bool]:
     """(lowercased name, resource dir, is ipykernel's built-in spec) without reading the spec;
     ``NoSuchKernelSpec`` for an unknown name."""
-    found = find_kernel_specs()
+    found = _all_spec_dirs()
     key = name.lower() if isinstance(name, str) else name
     if key not in found:
         raise NoSuchKernelSpec(name, found)
-    path = found[key]
-    native = key == NATIVE_KERNEL_NAME and not os.path.exists(os.path.join(path, "kernel.json"))
-    return key, path, native
+    return key, found[key], _is_native(key, found[key])
 
 
 def spec_names() -> list[str]:

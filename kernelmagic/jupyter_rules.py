@@ -1,0 +1,216 @@
+"""The rules of the installed Jupyter, mirrored exactly without importing jupyter_client.
+
+- which fields of ``kernel.json`` the installed ``jupyter_client.kernelspec.KernelSpec``
+  types as strings and which ``to_dict()`` lists (they differ between 7.0 and 8.x), read from
+  its source once;
+- the kernel provisioner stanza, as ``KernelProvisionerFactory`` judges it;
+- the name rule of ``jupyter_client.kernelspec._is_valid_kernel_name``;
+- IPython's profile directory, as ``IPython.paths.get_ipython_dir`` finds it (without
+  creating it);
+- the Jupyter config that changes ``jupyter kernelspec list`` (``jupyter_config.json`` or
+  ``.py`` setting ``KernelSpecManager.allowed_kernelspecs``, the deprecated ``whitelist``, or
+  ``ensure_native_kernel``), read only when such a file exists.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.util
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# What jupyter_client 8.x declares; used when its source cannot be read.
+_DEFAULT_STRING_FIELDS = ("name", "mimetype", "display_name", "language", "kernel_protocol_version")
+_DEFAULT_LISTED = (
+    "argv",
+    "env",
+    "display_name",
+    "language",
+    "interrupt_mode",
+    "metadata",
+    "kernel_protocol_version",
+)
+
+# jupyter_client.kernelspec._kernel_name_pat, with its flags: under IGNORECASE, Python also
+# matches the long s (U+017F) and the Kelvin sign (U+212A) to ASCII letters.
+JUPYTER_NAME = re.compile(r"^[a-z0-9._\-]+$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SpecSchema:
+    string_fields: tuple[str, ...]  # a non-string value makes KernelSpec(...) fail: hidden
+    listed: tuple[str, ...]  # the keys of KernelSpec.to_dict(), in order
+
+
+@functools.cache
+def spec_schema() -> SpecSchema:
+    """The installed jupyter_client's KernelSpec fields, read from its source (no import)."""
+    found = importlib.util.find_spec("jupyter_client")
+    try:
+        origin = os.path.join(os.path.dirname(found.origin), "kernelspec.py")  # type: ignore
+        with open(origin, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        return _schema_of(tree)
+    except (AttributeError, TypeError, OSError, SyntaxError, ValueError, StopIteration):
+        return SpecSchema(_DEFAULT_STRING_FIELDS, _DEFAULT_LISTED)
+
+
+def _schema_of(tree: ast.Module) -> SpecSchema:
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "KernelSpec")
+    strings = []
+    listed: list[str] = []
+    for node in cls.body:
+        target, value = None, None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        if isinstance(target, ast.Name) and isinstance(value, ast.Call):
+            func = value.func
+            kind = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            if kind == "Unicode" and target.id != "resource_dir":
+                strings.append(target.id)
+        if isinstance(node, ast.FunctionDef) and node.name == "to_dict":
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Dict):
+                    listed += [k.value for k in inner.keys if isinstance(k, ast.Constant)]
+                elif isinstance(inner, ast.Call) and getattr(inner.func, "id", "") == "dict":
+                    listed += [k.arg for k in inner.keywords if k.arg]
+    if not listed:
+        raise ValueError("no to_dict keys found")
+    return SpecSchema(tuple(strings), tuple(listed))
+
+
+def is_valid_kernel_name(name: str) -> bool:
+    """``jupyter_client.kernelspec._is_valid_kernel_name``, exactly (``$`` included, which
+    also matches before a final newline)."""
+    return JUPYTER_NAME.match(name) is not None
+
+
+# --- kernel provisioners ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProvisionerVerdict:
+    hidden_because: str | None  # why Jupyter hides the spec, or None
+    name: str | None  # the provisioner named (None: the default, local-provisioner)
+    adds_config: bool  # Jupyter adds "config": {} to a stanza that has none
+
+
+def judge_provisioner(metadata: dict[str, Any], installed: frozenset[str]) -> ProvisionerVerdict:
+    """What ``KernelProvisionerFactory.is_provisioner_available`` makes of a spec's
+    ``metadata.kernel_provisioner``: ``"provisioner_name" in stanza`` decides whether there is
+    one (a null or a number makes that test fail, so Jupyter hides the spec; a string or a
+    list without that word means the default), and ``str(name)`` must be an installed
+    entry point."""
+    stanza = metadata.get("kernel_provisioner", {})
+    try:
+        named = "provisioner_name" in stanza
+    except TypeError:
+        return ProvisionerVerdict(
+            f"metadata.kernel_provisioner is a {type(stanza).__name__}, not an object", None, False
+        )
+    if not named:
+        return ProvisionerVerdict(None, None, False)
+    if not isinstance(stanza, dict):
+        return ProvisionerVerdict(
+            f"metadata.kernel_provisioner is a {type(stanza).__name__}, not an object", None, False
+        )
+    name = str(stanza.get("provisioner_name"))
+    adds_config = "config" not in stanza
+    if name not in installed:
+        available = ", ".join(sorted(installed)) or "none"
+        return ProvisionerVerdict(
+            f"provisioner '{name}' is not installed, so Jupyter hides this spec "
+            f"(installed: {available}); install its package or remove "
+            "metadata.kernel_provisioner",
+            name,
+            adds_config,
+        )
+    return ProvisionerVerdict(None, name, adds_config)
+
+
+# --- IPython's directory ---------------------------------------------------------------
+
+
+def _writable_dir(path: str) -> bool:
+    return os.path.isdir(path) and os.access(path, os.W_OK)
+
+
+def ipython_dir() -> str | None:
+    """``IPython.paths.get_ipython_dir()`` without its side effects, or None where IPython
+    would fall back to a new, empty temporary directory (no specs there)."""
+    env = os.environ
+    ipdir = env.get("IPYTHONDIR")
+    if ipdir is None:
+        home = os.path.realpath(os.path.expanduser("~"))
+        ipdir = os.path.join(home, ".ipython")
+        xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+        if os.name == "posix" and _writable_dir(xdg):
+            xdg_ipdir = os.path.join(xdg, "ipython")
+            usable = _writable_dir(xdg_ipdir)
+            if usable and not os.path.exists(ipdir) and not os.path.islink(xdg_ipdir):
+                ipdir = xdg_ipdir
+    ipdir = os.path.normpath(os.path.expanduser(ipdir))
+    if os.path.exists(ipdir):
+        return ipdir if _writable_dir(ipdir) else None
+    return ipdir if _writable_dir(os.path.dirname(ipdir)) else None
+
+
+# --- Jupyter config ----------------------------------------------------------------------
+
+CONFIG_BASENAME = "jupyter_config"
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    allowed: frozenset[str] | None = None  # KernelSpecManager.allowed_kernelspecs
+    ensure_native: bool = True  # KernelSpecManager.ensure_native_kernel
+    source: str = ""  # the file(s) that set them
+
+
+def _config_dirs() -> list[str]:
+    from jupyter_core.paths import jupyter_config_dir, jupyter_config_path
+
+    dirs = jupyter_config_path()
+    if jupyter_config_dir() not in dirs:  # as JupyterApp.config_file_paths does
+        dirs.insert(0, jupyter_config_dir())
+    return dirs
+
+
+def discovery_config() -> DiscoveryConfig:
+    """The settings of the Jupyter config files that ``jupyter kernelspec list`` loads
+    (``jupyter_config.py`` then ``.json`` in each config dir, lowest priority first).
+
+    Costs a few stat calls when there is no such file; traitlets' loaders only otherwise.
+    """
+    found = [
+        (directory, ext)
+        for directory in reversed(_config_dirs())
+        for ext in (".py", ".json")
+        if os.path.isfile(os.path.join(directory, CONFIG_BASENAME + ext))
+    ]
+    if not found:
+        return DiscoveryConfig()
+    from traitlets.config.loader import Config, JSONFileConfigLoader, PyFileConfigLoader
+
+    merged = Config()
+    sources = []
+    for directory, ext in found:
+        loader = PyFileConfigLoader if ext == ".py" else JSONFileConfigLoader
+        try:
+            merged.merge(loader(CONFIG_BASENAME + ext, path=directory).load_config())
+        except Exception:  # Jupyter logs a broken config file and goes on without it
+            continue
+        sources.append(os.path.join(directory, CONFIG_BASENAME + ext))
+    # Plain dict lookups: indexing a traitlets Config creates the sections it looks up.
+    settings = dict(merged).get("KernelSpecManager") or {}
+    allowed = None
+    for key in ("whitelist", "allowed_kernelspecs"):  # the newer name wins
+        if settings.get(key):
+            allowed = frozenset(settings[key])
+    ensure_native = dict(settings).get("ensure_native_kernel", True)
+    return DiscoveryConfig(allowed, bool(ensure_native), ", ".join(sources))
