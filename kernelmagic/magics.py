@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -68,8 +69,9 @@ def _one_line(message: str) -> str:
     return printable(message)
 
 
-def _session_kernel_name() -> str | None:
-    """The spec name this session's kernel was started from, if it runs in ipykernel."""
+def _session_spec() -> tuple[str, str] | None:
+    """(name, how it was found) of the spec this session's kernel was started from, if it
+    runs in ipykernel; ``UsageError`` when several specs could have started it."""
     if "ipykernel" not in sys.modules:
         return None
     try:
@@ -79,9 +81,24 @@ def _session_kernel_name() -> str | None:
         if not IPKernelApp.initialized():
             return None
         with open(get_connection_file(), encoding="utf-8") as f:
-            return json.load(f).get("kernel_name") or None
+            recorded = json.load(f).get("kernel_name")
     except (OSError, ValueError, ImportError):
         return None
+    if recorded:
+        return recorded, "this kernel's spec"
+    # Launchers before jupyter_client 8.3 leave the name out: find the spec that matches
+    # this process's command line and environment.
+    from . import discovery
+
+    matches = discovery.specs_matching_process(list(sys.orig_argv), os.environ)
+    if len(matches) > 1:
+        raise UsageError(
+            f"this kernel could have been started from any of {', '.join(matches)} (its "
+            "launcher did not record which); pass -k NAME"
+        )
+    if matches:
+        return matches[0], "this kernel's spec, found by its command line and env"
+    return None
 
 
 @magics_class
@@ -264,12 +281,16 @@ class KernelMagics(Magics):
         return None
 
     def _default_target(self) -> str:
-        name = self.last_spec or _session_kernel_name()
-        if name is None:
+        """The spec ``%kernel_env`` changes without ``-k``; says which, and why."""
+        found = (self.last_spec, "the spec last changed here") if self.last_spec else None
+        found = found or _session_spec()
+        if found is None:
             raise UsageError(
                 "no kernel spec chosen: pass -k NAME (no spec was installed, cloned or patched "
                 "in this session, and this session is not running in a Jupyter kernel)"
             )
+        name, how = found
+        print(f"Kernel spec '{name}' ({how}):")
         return name
 
     @no_var_expand

@@ -112,32 +112,29 @@ def test_example_notebook_runs_and_its_spec_starts(executed_tour, user_kernels):
     assert not [k for k in spec["env"] if k.startswith("JPY_")]
     assert "'demo_env'" in _outputs(executed_tour.cells[-1])
 
-    # A notebook on the new spec: it sees the variables, and %kernel_env without -k
-    # targets the spec this kernel was started from, when the launcher recorded it in the
-    # connection file (jupyter_client >= 8.3 with ipykernel >= 6.24); otherwise it asks for -k.
+    # A notebook on the new spec: it sees the variables, and %kernel_env without -k targets
+    # the spec this kernel was started from. Launchers since jupyter_client 8.3 record its
+    # name in the connection file; older ones (7.0 on the oldest version set) do not, and
+    # the spec is then found by this process's command line and env.
     nb = nbformat.v4.new_notebook(
         cells=[
             nbformat.v4.new_code_cell("import os; print(os.environ['PROJ_HOME'])"),
             nbformat.v4.new_code_cell(
                 "import json; from ipykernel.connect import get_connection_file\n"
-                "print(json.load(open(get_connection_file())).get('kernel_name') or '')"
+                "print(json.load(open(get_connection_file())).get('kernel_name') or '-')"
             ),
             nbformat.v4.new_code_cell(
-                "%load_ext kernelmagic\n"
-                "try:\n"
-                "    get_ipython().run_line_magic('kernel_env', 'SET_FROM_INSIDE=1')\n"
-                "except Exception as e:\n"
-                "    print(type(e).__name__, e)"
+                "%load_ext kernelmagic\n%kernel_env SET_FROM_INSIDE=1\nshown = %kernel_env"
             ),
         ]
     )
     NotebookClient(nb, timeout=120, kernel_name="demo_env").execute()
     assert _outputs(nb.cells[0]).strip() == "/proj/share"
     recorded = _outputs(nb.cells[1]).strip()
+    how = "this kernel's spec" + ("" if recorded == "demo_env" else ", found by its command line")
+    assert recorded in ("demo_env", "-")
+    said = _outputs(nb.cells[2])
+    assert f"Kernel spec 'demo_env' ({how}" in said, said
+    assert "Kernel spec 'demo_env' (the spec last changed here):" in said
     spec = json.loads((user_kernels / "demo_env" / "kernel.json").read_text())
-    if recorded:
-        assert recorded == "demo_env"
-        assert spec["env"]["SET_FROM_INSIDE"] == "1"
-    else:
-        assert "UsageError" in _outputs(nb.cells[2]) and "pass -k NAME" in _outputs(nb.cells[2])
-        assert "SET_FROM_INSIDE" not in spec["env"]
+    assert spec["env"]["SET_FROM_INSIDE"] == "1"

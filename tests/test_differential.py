@@ -1,0 +1,368 @@
+"""kernelmagic's listing against jupyter_client's own, on random and on known-odd trees.
+
+Compared: ``kernelmagic list --json`` with ``jupyter kernelspec list --json`` (both run as
+commands), and ``specs.find_kernel_specs()`` / ``jupyter_listing(list_specs())`` with
+``KernelSpecManager().find_kernel_specs()`` / ``get_all_specs()`` in this process; every spec
+that Jupyter finds but hides must be in our ``"problems"``. The random trees come from a
+seeded generator (names in mixed case across the user, system, JUPYTER_PATH and IPython
+dirs; contents from a pool of valid and malformed kinds). On a mismatch the test shrinks the
+tree to a minimal one and prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import SYSTEM_DATA_DIR
+from jupyter_client.kernelspec import KernelSpecManager
+
+from kernelmagic import specs
+
+SEED = 20261126
+RANDOM_TREES = 40
+CLI_TREES = 4  # of the random trees, also compared through both command lines
+
+ARGV = ["/bin/true", "-f", "{connection_file}"]
+BASE = {"argv": ARGV, "display_name": "D", "language": "python"}
+
+
+def _json(data) -> bytes:
+    return json.dumps(data).encode()
+
+
+def _with(**changes) -> bytes:
+    return _json({**BASE, **changes})
+
+
+def _metadata(stanza) -> bytes:
+    return _with(metadata={"kernel_provisioner": stanza})
+
+
+# Content kinds: bytes for kernel.json, or a callable that makes the spec dir's entry.
+CONTENTS: dict[str, bytes | Callable[[Path], None]] = {
+    "ok": _json(BASE),
+    "ok-env": _with(env={"A": "1", "P": "${PATH}:/x"}, interrupt_mode="message"),
+    "empty-object": b"{}",
+    "malformed": b'{"argv": [',
+    "trailing-garbage": _json(BASE) + b" x",
+    "top-level-list": b"[1]",
+    "bom": b"\xef\xbb\xbf" + _json(BASE),
+    "utf-16": json.dumps(BASE).encode("utf-16"),
+    "utf-32": json.dumps(BASE).encode("utf-32"),
+    "lone-surrogate": b'{"argv": ["a"], "display_name": "\xed\xa0\x80"}',
+    "argv-string": _with(argv="/bin/true -f {connection_file}"),
+    "argv-ints": _with(argv=[1, 2]),
+    "argv-bools": _with(argv=[True]),
+    "argv-null": _with(argv=None),
+    "argv-number": _with(argv=5),
+    "prov-no-config": _metadata({"provisioner_name": "local-provisioner"}),
+    "prov-null": _metadata(None),
+    "prov-number": _metadata(5),
+    "prov-list": _metadata([]),
+    "prov-string": _metadata("abc"),
+    "prov-string-with-the-word": _metadata("provisioner_name"),
+    "prov-unknown": _metadata({"provisioner_name": "nope-provisioner", "config": {}}),
+    "prov-name-number": _metadata({"provisioner_name": 5}),
+    "display-name-number": _with(display_name=5),
+    "language-null": _with(language=None),
+    "name-number": _with(name=5),
+    "mimetype-number": _with(mimetype=5),
+    "protocol-number": _with(kernel_protocol_version=5),
+    "env-list": _with(env=[]),
+    "env-non-string": _with(env={"A": 5}),
+    "metadata-null": _with(metadata=None),
+    "interrupt-upper": _with(interrupt_mode="SIGNAL"),
+    "interrupt-bad": _with(interrupt_mode="bogus"),
+    "unknown-key": _with(whatever=[1, {"x": None}]),
+    "resource-dir-key": _with(resource_dir="/x"),
+    "fifo": lambda d: os.mkfifo(d / "kernel.json"),
+    "link-dev-null": lambda d: os.symlink("/dev/null", d / "kernel.json"),
+    "self-link": lambda d: os.symlink(d / "kernel.json", d / "kernel.json"),
+    "dangling-link": lambda d: os.symlink(d / "missing.json", d / "kernel.json"),
+    "kernel-json-is-dir": lambda d: (d / "kernel.json").mkdir(),
+    "no-kernel-json": lambda d: (d / "logo-64x64.png").write_bytes(b""),
+}
+NAMES = ["geo", "Geo", "GEO", "r", "python3", "Python3", "a.b", "x-1", "with space", "\u017f"]
+PLACES = ["user", "system", "path", "ipython"]
+
+
+def place_dirs(root: Path) -> dict[str, Path]:
+    return {
+        "user": Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels",
+        "system": SYSTEM_DATA_DIR / "jupyter" / "kernels",
+        "path": root / "jupyter-path" / "kernels",
+        "ipython": Path(os.environ["IPYTHONDIR"]) / "kernels",
+    }
+
+
+def build(root: Path, entries: list[tuple[str, str, str]]) -> None:
+    """Lay out ``entries`` (place, dir name, content kind) afresh."""
+    dirs = place_dirs(root)
+    for directory in dirs.values():
+        shutil.rmtree(directory, ignore_errors=True)
+    for place, name, kind in entries:
+        spec_dir = dirs[place] / name
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        for old in list(spec_dir.iterdir()):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+        content = CONTENTS[kind]
+        if callable(content):
+            content(spec_dir)
+        else:
+            (spec_dir / "kernel.json").write_bytes(content)
+
+
+def random_tree(rng: random.Random) -> list[tuple[str, str, str]]:
+    return [
+        (rng.choice(PLACES), rng.choice(NAMES), rng.choice(list(CONTENTS)))
+        for _ in range(rng.randint(1, 9))
+    ]
+
+
+def canonical(data) -> str:
+    return json.dumps(data, sort_keys=True)  # NaN-safe, order-free
+
+
+def library_mismatch() -> str | None:
+    """Our library against jupyter_client in this process; None when they agree."""
+    manager = KernelSpecManager()
+    theirs_found = manager.find_kernel_specs()
+    ours_found = specs.find_kernel_specs()
+    if ours_found != theirs_found:
+        return f"find_kernel_specs: ours {ours_found} != theirs {theirs_found}"
+    theirs = manager.get_all_specs()
+    listing = specs.jupyter_listing(specs.list_specs())
+    if canonical(listing["kernelspecs"]) != canonical(theirs):
+        return f"get_all_specs: ours {listing['kernelspecs']} != theirs {theirs}"
+    unexplained = set(theirs_found) - set(theirs) - set(listing["problems"])
+    if unexplained:
+        return f"hidden by Jupyter but not in our problems: {sorted(unexplained)}"
+    return None
+
+
+def _run(command: list[str]) -> dict:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def cli_mismatch() -> str | None:
+    """``kernelmagic list --json`` against ``jupyter kernelspec list --json``."""
+    bin_dir = Path(sys.executable).parent
+    # Jupyter's first: on its first run a Jupyter app migrates ~/.ipython/kernels into the
+    # data dir, and both must look at the tree as it is after that.
+    theirs = _run([str(bin_dir / "jupyter"), "kernelspec", "list", "--json"])
+    ours = _run([str(bin_dir / "kernelmagic"), "list", "--json"])
+    if canonical(ours["kernelspecs"]) != canonical(theirs["kernelspecs"]):
+        return f"list --json: ours {ours['kernelspecs']} != theirs {theirs['kernelspecs']}"
+    return None
+
+
+def shrink(root: Path, entries, check: Callable[[], str | None]):
+    """Drop entries one at a time while the mismatch stays: a minimal tree to report."""
+    entries = list(entries)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(entries)):
+            candidate = entries[:i] + entries[i + 1 :]
+            build(root, candidate)
+            if check():
+                entries, changed = candidate, True
+                break
+    build(root, entries)
+    return entries, check()
+
+
+@pytest.fixture
+def tree_root(tmp_path, monkeypatch):
+    root = tmp_path / "tree"
+    root.mkdir()
+    monkeypatch.setenv("JUPYTER_PATH", str(root / "jupyter-path"))
+    yield root
+    shutil.rmtree(SYSTEM_DATA_DIR / "jupyter", ignore_errors=True)
+
+
+def test_random_trees_agree_with_jupyter(tree_root):
+    rng = random.Random(SEED)
+    for number in range(RANDOM_TREES):
+        entries = random_tree(rng)
+        build(tree_root, entries)
+        for check in [library_mismatch] + ([cli_mismatch] if number < CLI_TREES else []):
+            if check():
+                minimal, why = shrink(tree_root, entries, check)
+                pytest.fail(f"tree {number} (seed {SEED}) differs; minimal tree {minimal}: {why}")
+
+
+# --- one fixed case per kind of disagreement found before --------------------------------
+
+ODD_KINDS = [
+    "bom",
+    "utf-16",
+    "utf-32",
+    "lone-surrogate",
+    "argv-string",
+    "argv-ints",
+    "argv-bools",
+    "prov-no-config",
+    "prov-null",
+    "prov-number",
+    "prov-list",
+    "prov-string",
+    "prov-string-with-the-word",
+    "prov-name-number",
+]
+
+
+@pytest.mark.parametrize("kind", ODD_KINDS)
+def test_odd_contents_agree(tree_root, kind):
+    build(tree_root, [("user", "odd", kind)])
+    assert library_mismatch() is None
+    hidden = "odd" not in KernelSpecManager().get_all_specs()
+    found = {i.name: i for i in specs.list_specs()}["odd"]
+    assert found.visible is not hidden
+    if kind.startswith("argv-"):  # listed by Jupyter, but it cannot start
+        assert "bad-argv" in [p.kind for p in found.problems]
+
+
+def test_odd_contents_agree_through_both_command_lines(tree_root):
+    build(tree_root, [("user", f"odd{i}", kind) for i, kind in enumerate(ODD_KINDS)])
+    assert cli_mismatch() is None
+
+
+@pytest.mark.parametrize(
+    "kind", ["self-link", "link-dev-null", "fifo", "dangling-link", "kernel-json-is-dir"]
+)
+def test_a_kernel_json_that_is_no_file_does_not_shadow_lower_dirs(tree_root, kind):
+    build(tree_root, [("user", "geo", kind), ("system", "geo", "ok"), ("user", "python3", kind)])
+    assert library_mismatch() is None
+    listing = specs.jupyter_listing(specs.list_specs())["kernelspecs"]
+    assert listing["geo"]["resource_dir"] == str(SYSTEM_DATA_DIR / "jupyter" / "kernels" / "geo")
+    assert "python3" in listing  # the built-in one
+
+
+def test_a_socket_named_kernel_json_does_not_shadow(tree_root, tmp_path):
+    build(tree_root, [("system", "s", "ok")])
+    user = place_dirs(tree_root)["user"] / "s"
+    user.mkdir(parents=True)
+    if len(str(user / "kernel.json")) > 100:
+        pytest.skip("the socket path is too long for AF_UNIX here")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(user / "kernel.json"))
+        assert library_mismatch() is None
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can enter a mode-000 directory")
+@pytest.mark.parametrize("mode", [0o000, 0o644])
+def test_a_spec_dir_that_cannot_be_entered_does_not_shadow(tree_root, mode):
+    build(tree_root, [("user", "geo", "ok"), ("system", "geo", "ok")])
+    locked = place_dirs(tree_root)["user"] / "geo"
+    locked.chmod(mode)
+    try:
+        assert library_mismatch() is None
+    finally:
+        locked.chmod(0o755)
+
+
+def _ipython_variant(variant: str, tmp_path: Path, monkeypatch) -> None:
+    if variant == "empty IPYTHONDIR":
+        monkeypatch.setenv("IPYTHONDIR", "")
+        monkeypatch.chdir(tmp_path)
+    elif variant == "unnormalised IPYTHONDIR":
+        real = tmp_path / "x" / "ipython"
+        real.mkdir(parents=True)
+        monkeypatch.setenv("IPYTHONDIR", f"{tmp_path}/x/y/..//ipython")
+    else:
+        monkeypatch.delenv("IPYTHONDIR")
+        home = tmp_path / "real-home"
+        home.mkdir()
+        if variant == "HOME is a symlink":
+            (home / ".ipython").mkdir()
+            os.symlink(home, tmp_path / "home-link")
+            monkeypatch.setenv("HOME", str(tmp_path / "home-link"))
+        else:  # no ~/.ipython, but $XDG_CONFIG_HOME/ipython
+            (tmp_path / "xdg" / "ipython").mkdir(parents=True)
+            monkeypatch.setenv("HOME", str(home))
+            monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["empty IPYTHONDIR", "unnormalised IPYTHONDIR", "HOME is a symlink", "XDG ipython dir"],
+)
+def test_ipython_dir_resolution_agrees(variant, tmp_path, monkeypatch):
+    from IPython.paths import get_ipython_dir
+
+    _ipython_variant(variant, tmp_path, monkeypatch)
+    ipdir = get_ipython_dir()
+    assert specs.ipython_dir() == ipdir
+    write = Path(ipdir) / "kernels" / "from-ipython"
+    write.mkdir(parents=True)
+    (write / "kernel.json").write_bytes(CONTENTS["ok"])
+    assert "from-ipython" in specs.find_kernel_specs()
+    assert library_mismatch() is None
+    assert cli_mismatch() is None
+
+
+CONFIGS = {
+    "allowed_kernelspecs": (
+        "jupyter_config.json",
+        '{"KernelSpecManager": {"allowed_kernelspecs": ["geo"]}}',
+    ),
+    "whitelist": ("jupyter_config.py", 'c.KernelSpecManager.whitelist = {"r"}\n'),
+    "no native kernel": (
+        "jupyter_config.json",
+        '{"KernelSpecManager": {"ensure_native_kernel": false}}',
+    ),
+}
+
+
+@pytest.mark.parametrize("setting", list(CONFIGS))
+def test_jupyter_config_is_honoured(setting, tree_root):
+    build(tree_root, [("user", "geo", "ok"), ("system", "r", "ok"), ("user", "other", "ok")])
+    filename, text = CONFIGS[setting]
+    config_dir = Path(os.environ["JUPYTER_CONFIG_DIR"])
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / filename).write_text(text)
+    assert cli_mismatch() is None
+    listed = specs.jupyter_listing(specs.list_specs())
+    for name in {"geo", "r", "other"} - set(listed["kernelspecs"]):
+        assert "not allowed by Jupyter config" in listed["problems"][name][0]
+    assert set(specs.find_kernel_specs()) == set(listed["kernelspecs"])
+
+
+def test_listing_without_config_never_imports_jupyter_client(tree_root):
+    # A python3 of its own: the built-in one is ipykernel's, whose writer imports it.
+    build(tree_root, [("user", "python3", "ok"), ("user", "geo", "prov-no-config")])
+    code = (
+        "import sys\nfrom kernelmagic import specs\nspecs.jupyter_listing(specs.list_specs())\n"
+        "print('jupyter_client' in sys.modules, 'traitlets.config.loader' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+@pytest.mark.parametrize("name", ["\u017f", "\u212a", "\u0130", "GEO", "a\n", ".", "n" * 256])
+def test_names_follow_jupyter_clients_rule(name):
+    from jupyter_client.kernelspec import _is_valid_kernel_name
+
+    jupyter_accepts = bool(_is_valid_kernel_name(name.lower()))
+    try:
+        specs.validate_name(name)
+        ours = True
+    except specs.InvalidInput:
+        ours = False
+    breaks_the_dir = name.lower() in (".", "..") or name.endswith("\n") or len(name) > 255
+    assert ours == (jupyter_accepts and not breaks_the_dir)
