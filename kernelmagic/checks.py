@@ -22,20 +22,31 @@ class Problem(str):
     """A problem message (what is wrong and what to do) that also knows its ``kind``.
 
     Being a ``str`` keeps ``SpecInfo.problems`` a plain list of messages for users, while the
-    doctor can act on kinds (``--fix`` removes only ``missing-program`` specs).
+    doctor can act on kinds (``--fix`` removes only ``missing-program`` specs). ``fix`` is the
+    command that mends it, without the tool's name (``env -k geo -u GDAL_DATA``): the text
+    says it as typed on the command line, ``in_session()`` as a magic.
     """
 
     kind: str
     value: str | None  # the offending value (a path, a variable name), when there is one
+    fix: str | None
 
-    def __new__(cls, kind: str, message: str, value: str | None = None) -> Problem:
-        problem = super().__new__(cls, message)
+    def __new__(
+        cls, kind: str, message: str, value: str | None = None, fix: str | None = None
+    ) -> Problem:
+        problem = super().__new__(cls, message + (f"; fix: kernelmagic {fix}" if fix else ""))
         problem.kind = kind
         problem.value = value
+        problem.fix = fix
+        problem._message = message
         return problem
 
+    def in_session(self) -> str:
+        """The text with its fix written as a magic (``%kernel_env -k geo ...``)."""
+        return self._message + (f"; fix: %kernel_{self.fix}" if self.fix else "")
+
     def as_dict(self) -> dict[str, str | None]:
-        return {"kind": self.kind, "message": str(self), "value": self.value}
+        return {"kind": self.kind, "message": str(self), "value": self.value, "fix": self.fix}
 
 
 _INTERRUPT_MODES = ("message", "signal")
@@ -110,7 +121,9 @@ def argv_strings(spec: dict[str, Any]) -> list[str] | None:
 
 
 def launch_problems(
-    spec: dict[str, Any], program_exists: Callable[[str], str] | None = None
+    spec: dict[str, Any],
+    program_exists: Callable[[str], str] | None = None,
+    name: str = "NAME",
 ) -> list[Problem]:
     """Problems that keep a listed spec from starting."""
     program_exists = program_exists or program_state
@@ -165,9 +178,9 @@ def launch_problems(
             Problem(
                 "bad-env",
                 f"env {', '.join(map(repr, unusable))}: a name with '=' or NUL, or a value with "
-                "NUL, cannot be passed to a process, so the kernel cannot start; remove it "
-                "(env -k NAME -u VAR)",
+                "NUL, cannot be passed to a process, so the kernel cannot start",
                 unusable[0],
+                fix=f"env -k {name} -u {unusable[0]}" if "=" not in unusable[0] else None,
             )
         )
     return problems

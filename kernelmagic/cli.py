@@ -39,11 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.choices["install"].add_argument(
         "--snippet-file",
         metavar="FILE",
+        type=options.path,
         help="a shell snippet to run (what the cell magic's body is), or - for stdin",
     )
     commands.choices["env"].add_argument(
         "--file",
         metavar="PATH",
+        type=options.path,
         help="read KEY=VALUE lines (shell syntax, `unset KEY`) from PATH, or - for stdin",
     )
     return parser
@@ -147,8 +149,8 @@ def _env(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     from_file = _read_env_file(ns.file) if ns.file else None
     outcome = operations.env(ns, defaults, ns.kernel, from_file)
     if isinstance(outcome, dict):
-        for key, value in outcome.items():
-            print(f"{key}={value}")
+        if outcome:
+            print(outcome.as_text())
         return 0
     _report(outcome, diff=True)
     return 0

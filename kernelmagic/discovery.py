@@ -12,8 +12,6 @@ import errno
 import importlib.util
 import json
 import os
-import re
-import shutil
 import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -66,6 +64,12 @@ def kernel_dirs() -> list[str]:
     dirs = jupyter_path("kernels")
     ipdir = ipython_dir()
     return [*dirs, os.path.join(ipdir, "kernels")] if ipdir is not None else dirs
+
+
+def searched_by_jupyter(kernels_dir: str) -> bool:
+    """Whether Jupyter looks for specs in ``kernels_dir``."""
+    wanted = os.path.realpath(kernels_dir)
+    return any(os.path.realpath(d) == wanted for d in kernel_dirs())
 
 
 def location_dir(user: bool = False, sys_prefix: bool = False, prefix: str | None = None) -> str:
@@ -279,7 +283,7 @@ def _from_bytes(
     if hiding:
         return SpecInfo(name, resource_dir, spec if isinstance(spec, dict) else {}, hiding, False)
     hiding = checks.provisioner_problems(spec)
-    problems = hiding + checks.launch_problems(spec, program_exists)
+    problems = hiding + checks.launch_problems(spec, program_exists, name)
     return SpecInfo(name, resource_dir, spec, problems, visible=not hiding)
 
 
@@ -383,8 +387,18 @@ def get_spec(name: str) -> SpecInfo:
     found = _all_spec_dirs()
     key = name.lower() if isinstance(name, str) else name
     if key not in found:
-        raise NoSuchKernelSpec(name, found)
+        raise _unknown(name, found)
     return _load(key, found[key])
+
+
+def _unknown(name: str, found: Mapping[str, str]) -> Exception:
+    """A name no directory holds: ``InvalidInput`` if no spec could ever have it (exit 2),
+    else ``NoSuchKernelSpec``. Found specs with odd names (Jupyter lists those) still work."""
+    try:
+        validate_name(name)
+    except InvalidInput as exc:
+        return exc
+    return NoSuchKernelSpec(name, found)
 
 
 def locate(name: str) -> tuple[str, str, bool]:
@@ -393,51 +407,8 @@ def locate(name: str) -> tuple[str, str, bool]:
     found = _all_spec_dirs()
     key = name.lower() if isinstance(name, str) else name
     if key not in found:
-        raise NoSuchKernelSpec(name, found)
+        raise _unknown(name, found)
     return key, found[key], _is_native(key, found[key])
-
-
-_PLACEHOLDER = re.compile(r"\\\{[A-Za-z0-9_]+\\\}")  # an escaped {name}, as re.escape writes it
-
-
-def _same_program(spec_program: str, started: str) -> bool:
-    if checks.launch_program(spec_program) != spec_program:
-        return True  # a bare python: Jupyter starts whatever interpreter launched it
-    found = spec_program if os.sep in spec_program else shutil.which(spec_program)
-    return found is not None and os.path.realpath(found) == os.path.realpath(started)
-
-
-def specs_matching_process(argv: list[str], environ: Mapping[str, str]) -> list[str]:
-    """The names of the specs that could have started a process with this command line
-    (``sys.orig_argv``) and environment: argv equal with Jupyter's ``{placeholders}`` filled
-    in any way, the same program, and every literal ``env`` value present.
-
-    For a kernel whose launcher did not record its spec's name (jupyter_client < 8.3 writes
-    ``"kernel_name": ""`` into the connection file). When several match, only those that
-    explain the most of the environment (most ``env`` values matched) are returned: a spec
-    with no ``env`` matches every kernel of its interpreter.
-    """
-    matches: dict[str, int] = {}
-    for info in list_specs():
-        spec_argv = checks.argv_strings(info.spec) if info.visible else None
-        if not spec_argv or len(spec_argv) != len(argv):
-            continue
-        if not _same_program(spec_argv[0], argv[0]):
-            continue
-        if not all(
-            re.fullmatch(_PLACEHOLDER.sub(".*", re.escape(want)), got, re.DOTALL)
-            for want, got in zip(spec_argv[1:], argv[1:], strict=True)
-        ):
-            continue
-        literal = {
-            k: v.replace("$$", "$")
-            for k, v in info.env.items()
-            if isinstance(v, str) and "$" not in v.replace("$$", "")
-        }
-        if all(environ.get(k) == v for k, v in literal.items()):
-            matches[info.name] = len(literal)
-    best = max(matches.values(), default=0)
-    return [name for name, explained in matches.items() if explained == best]
 
 
 def spec_names() -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -46,6 +47,7 @@ class Report(render.Table):
 
     diagnoses: list[Diagnosis]
     removed: list[str] = field(default_factory=list)
+    session: bool = False  # shown in IPython: fixes are written as magics
     columns = ("name", "check", "details")
 
     @property
@@ -71,7 +73,7 @@ class Report(render.Table):
             if not d.problems:
                 rows.append((d.name, "ok", ""))
             for problem in d.problems:
-                rows.append((d.name, problem.kind, str(problem)))
+                rows.append((d.name, problem.kind, render.problem_text(problem, self.session)))
         return rows
 
     def as_text(self) -> str:
@@ -80,18 +82,36 @@ class Report(render.Table):
         return f"{super().as_text()}\n{checked} spec(s) checked, {sick} with problems."
 
 
-def _launcher_module(argv: list[str]) -> str | None:
-    """The module a Python kernel's argv runs with ``-m`` (``ipykernel_launcher`` usually)."""
+_PYTHON_PROGRAM = re.compile(r"(python|pypy)[0-9.]*\Z")
+# Wrappers that run the command inside a container: the interpreter lives in the image, not
+# on this machine, so there is nothing here to probe.
+_CONTAINER_RUNNERS = frozenset(
+    {"apptainer", "singularity", "docker", "podman", "ch-run", "shifter", "enroot"}
+)
+
+
+def _launcher(argv: list[str]) -> tuple[int, str] | None:
+    """(index of the interpreter, module) of a Python kernel's argv, seen through launcher
+    prefixes.
+
+    The interpreter is the program before ``-m MODULE`` (skipping its own options such as
+    ``-Xfrozen_modules=off``), whatever runs in front of it: ``nice -n 10``, ``env``,
+    ``numactl``, ``taskset``, ``srun``. None when that is not a Python, or when it runs in a
+    container (``apptainer exec IMAGE python -m ...``): a program that is not a Python on
+    this machine is never probed.
+    """
     for i, arg in enumerate(argv[:-1]):
-        if arg == "-m":
-            return argv[i + 1]
+        if arg != "-m":
+            continue
+        at = i - 1
+        while at > 0 and argv[at].startswith("-"):
+            at -= 1
+        if at < 0 or not _PYTHON_PROGRAM.match(os.path.basename(argv[at])):
+            return None
+        if any(os.path.basename(word) in _CONTAINER_RUNNERS for word in argv[:at]):
+            return None
+        return at, argv[i + 1]
     return None
-
-
-def _is_python(spec: dict[str, Any]) -> bool:
-    argv = spec.get("argv") or []
-    program = os.path.basename(argv[0]) if argv else ""
-    return program.startswith("python") or str(spec.get("language", "")).lower() == "python"
 
 
 def _launch_env(spec: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
@@ -173,10 +193,11 @@ def _interpreter_problems(
     found: dict[str, list[Problem]] = {}
     for info in infos:
         spec = info.spec
-        argv = spec.get("argv") or []
-        module = _launcher_module(argv)
-        if not info.visible or not module or not _is_python(spec):
+        argv = checks.argv_strings(spec) or []
+        launched = _launcher(argv)
+        if not info.visible or launched is None:
             continue
+        at, module = launched
         why = untrusted(info)
         if why:
             found[info.name] = [
@@ -188,10 +209,15 @@ def _interpreter_problems(
                 )
             ]
             continue
-        if checks.program_state(argv[0]) != checks.PROGRAM_OK:
-            continue  # already reported as missing-program
-        program = checks.launch_program(argv[0])
         env = _launch_env(spec, environ)
+        if at == 0:
+            if checks.program_state(argv[0]) != checks.PROGRAM_OK:
+                continue  # reported as missing-program already
+            program = checks.launch_program(argv[0])
+        else:  # behind a prefix, the prefix finds it on the kernel's PATH
+            program = shutil.which(argv[at], path=env.get("PATH"))
+            if program is None:
+                continue
         key = (program, module, *(env.get(v) for v in _IMPORT_VARIABLES))
         jobs.setdefault(key, (program, module, env))
         wanted[info.name] = key
@@ -227,9 +253,9 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
             problems.append(
                 Problem(
                     "missing-launcher",
-                    f"launcher script {arg} does not exist; remake the spec "
-                    "(kernelmagic remote ... --replace)",
+                    f"launcher script {arg} does not exist; remake the spec",
                     arg,
+                    fix=f"remote SRC {info.name} --engine ... --replace",
                 )
             )
     stanza = info.spec["metadata"]["kernel_provisioner"]
@@ -308,8 +334,9 @@ def _env_problems(info: discovery.SpecInfo, environ: Mapping[str, str]) -> list[
                     "missing-dir",
                     f"env {name} points to {missing[0]}, which does not exist"
                     + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                    + "; fix it with env -k NAME or reinstall the environment",
+                    + "; reinstall the environment or set it right",
                     missing[0],
+                    fix=f"env -k {info.name} {name}=...",
                 )
             )
     return problems

@@ -40,12 +40,29 @@ def escape_dollars(value: str) -> str:
     return value.replace("$", "$$")
 
 
+def unique_entries(entries: list[str]) -> list[str]:
+    """``entries`` without repeats, the first of each kept (its place decides precedence)."""
+    return list(dict.fromkeys(entries))
+
+
+def path_value(name: str, value: str, baseline: str | None, templates: bool) -> str:
+    """What to write for a PATH-like variable: its entries once each, and where it only adds
+    to the baseline's, those additions around ``${NAME}`` (see ``template_path_value``)."""
+    if templates and baseline:
+        templated = template_path_value(name, value, baseline)
+        if templated is not None:
+            return templated
+    return escape_dollars(os.pathsep.join(unique_entries(value.split(os.pathsep))))
+
+
 def template_path_value(name: str, value: str, baseline: str) -> str | None:
     """Write ``value`` as additions around ``${NAME}`` if it only adds entries to ``baseline``.
 
     ``/env/bin:/usr/bin:/bin:/more`` against a baseline ``/usr/bin:/bin`` becomes
-    ``/env/bin:${PATH}:/more``, so the kernel keeps the launcher's own PATH. Returns None when
-    entries were removed or reordered (the literal value is then the honest answer).
+    ``/env/bin:${PATH}:/more``, so the kernel keeps the launcher's own PATH. No entry is
+    written twice: a repeated addition (a notebook's PATH often holds its venv twice) and an
+    addition behind that the baseline already has are dropped. Returns None when entries were
+    removed or reordered (the literal value is then the honest answer).
     """
     entries = value.split(os.pathsep)
     base = baseline.split(os.pathsep)
@@ -53,9 +70,11 @@ def template_path_value(name: str, value: str, baseline: str) -> str | None:
         return None
     for start in range(len(entries) - len(base) + 1):
         if entries[start : start + len(base)] == base:
-            front = [escape_dollars(e) for e in entries[:start]]
-            back = [escape_dollars(e) for e in entries[start + len(base) :]]
-            return os.pathsep.join([*front, f"${{{name}}}", *back])
+            front = unique_entries(entries[:start])
+            seen = {*front, *base}
+            back = [e for e in unique_entries(entries[start + len(base) :]) if e not in seen]
+            parts = [*map(escape_dollars, front), f"${{{name}}}", *map(escape_dollars, back)]
+            return os.pathsep.join(parts)
     return None
 
 
@@ -162,13 +181,15 @@ def capture(
     result = CaptureResult()
     if options.mode == "none":
         return result
-    if options.mode == "changed" and baseline is None:
+    # "all" needs the baseline too: PATH-like values are written as additions to it.
+    if baseline is None and (options.mode == "changed" or options.templates):
         baseline, result.baseline = _resolve_baseline(options, current, shell_timeout)
-        if baseline is None:
+        if baseline is None and options.mode == "changed":
             result.notes.append("No login shell could be run; capturing all variables instead.")
     elif baseline is not None:
         result.baseline = "the given baseline"
-    base = dict(baseline) if options.mode == "changed" and baseline is not None else {}
+    known = dict(baseline or {})
+    base = known if options.mode == "changed" else {}
 
     for name in sorted(current):
         value = current[name]
@@ -184,8 +205,8 @@ def capture(
             if options.policy.is_secret(name, value):
                 result.secrets_skipped.append(name)
                 continue
-        templated = None
-        if options.templates and is_path_like(name) and base.get(name):
-            templated = template_path_value(name, value, base[name])
-        result.env[name] = templated if templated is not None else escape_dollars(value)
+        if is_path_like(name):
+            result.env[name] = path_value(name, value, known.get(name), options.templates)
+        else:
+            result.env[name] = escape_dollars(value)
     return result

@@ -69,17 +69,23 @@ def _one_line(message: str) -> str:
     return printable(message)
 
 
+def _in_kernel() -> bool:
+    """Whether this session runs in a Jupyter kernel (a notebook, not a terminal)."""
+    if "ipykernel" not in sys.modules:
+        return False
+    from ipykernel.kernelapp import IPKernelApp
+
+    return IPKernelApp.initialized()
+
+
 def _session_spec() -> tuple[str, str] | None:
     """(name, how it was found) of the spec this session's kernel was started from, if it
     runs in ipykernel; ``UsageError`` when several specs could have started it."""
-    if "ipykernel" not in sys.modules:
+    if not _in_kernel():
         return None
     try:
         from ipykernel.connect import get_connection_file
-        from ipykernel.kernelapp import IPKernelApp
 
-        if not IPKernelApp.initialized():
-            return None
         with open(get_connection_file(), encoding="utf-8") as f:
             recorded = json.load(f).get("kernel_name")
     except (OSError, ValueError, ImportError):
@@ -88,9 +94,9 @@ def _session_spec() -> tuple[str, str] | None:
         return recorded, "this kernel's spec"
     # Launchers before jupyter_client 8.3 leave the name out: find the spec that matches
     # this process's command line and environment.
-    from . import discovery
+    from .process_spec import specs_matching_process
 
-    matches = discovery.specs_matching_process(list(sys.orig_argv), os.environ)
+    matches = specs_matching_process(list(sys.orig_argv), os.environ)
     if len(matches) > 1:
         raise UsageError(
             f"this kernel could have been started from any of {', '.join(matches)} (its "
@@ -141,6 +147,7 @@ class KernelMagics(Magics):
             location=self.default_location,
             capture=self.default_capture,
             policy=EnvPolicy(tuple(self.extra_secrets), tuple(self.extra_noise)),
+            session=True,
         )
 
     @staticmethod
@@ -252,6 +259,11 @@ class KernelMagics(Magics):
         print(render.change_report(change, diff=False))
         for line in after:
             print(line)
+        if change.written and _in_kernel():
+            print(
+                "JupyterLab lists a new kernel at its next refresh (about a minute); reload "
+                "the page to see it now."
+            )
         self._remember(change)
 
     def _report_patch(self, change: Any) -> None:

@@ -28,6 +28,7 @@ class Defaults:
     location: str = "user"  # user | sys-prefix
     capture: str = "changed"
     policy: EnvPolicy = DEFAULT_POLICY  # the built-in noise and secret rules plus the user's
+    session: bool = False  # an IPython session: advice is written as magics
 
 
 def _bad(message: str) -> specs.InvalidInput:
@@ -166,7 +167,9 @@ def listing(ns: argparse.Namespace, defaults: Defaults) -> Any:
 
     found = specs.list_specs(ns.pattern)
     if not ns.json:
-        return render.SpecList(found)
+        table = render.SpecList(found)
+        table.pattern, table.session = ns.pattern, defaults.session
+        return table
     listing = specs.jupyter_listing(found)
     for entry in listing["kernelspecs"].values():
         entry["spec"] = defaults.policy.mask_spec(entry["spec"])
@@ -176,7 +179,7 @@ def listing(ns: argparse.Namespace, defaults: Defaults) -> Any:
 def show(ns: argparse.Namespace, defaults: Defaults) -> str:
     from . import render
 
-    return render.spec_detail_text(specs.get_spec(ns.name), defaults.policy)
+    return render.spec_detail_text(specs.get_spec(ns.name), defaults.policy, defaults.session)
 
 
 def refresh(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
@@ -203,7 +206,9 @@ def run_doctor(ns: argparse.Namespace, defaults: Defaults):
     from . import doctor
 
     report = doctor.diagnose(ns.names)
-    return doctor.remove_dead(report) if ns.fix else report
+    report = doctor.remove_dead(report) if ns.fix else report
+    report.session = defaults.session
+    return report
 
 
 def clone(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
@@ -249,8 +254,10 @@ def env(
     """Show the env of ``target`` (masked) when no change is asked for; else change it."""
     edit = edit_request(ns, extra_env)
     if not edit.env and not edit.replace_env:
-        spec = specs.get_spec(target).spec
-        return defaults.policy.mask_spec(spec).get("env", {})
+        from . import render
+
+        shown = defaults.policy.mask_spec(specs.get_spec(target).spec).get("env", {})
+        return render.EnvListing(shown if isinstance(shown, dict) else {})
     return specs.patch_spec(target, edit, dry_run=ns.dry_run, policy=defaults.policy)
 
 

@@ -8,6 +8,7 @@ thing everywhere. This module is pure data: ``%load_ext`` imports it, and it mus
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,12 @@ class Option:
 
 def _option(*flags: str, **kwargs: Any) -> Option:
     return Option(flags, kwargs)
+
+
+def path(text: str) -> str:
+    """A path option's value with ``~`` and ``~user`` expanded (a magic line has no shell to
+    do it, and ``--opt=~/x`` is left alone by shells too)."""
+    return os.path.expanduser(text)
 
 
 NAME = _option("name", metavar="NAME", help="kernel spec name (stored lowercase)")
@@ -51,11 +58,12 @@ FROM_CONDA = _option(
 PYTHON = _option(
     "--python",
     metavar="PATH",
+    type=path,
     help="the kernel's interpreter (it must import ipykernel); on its own, a spec for that "
     "interpreter (a venv gets VIRTUAL_ENV and its bin on PATH)",
 )
 SHELL = _option(
-    "--shell", metavar="PATH", help="the login shell that runs snippets (default: bash)"
+    "--shell", metavar="PATH", type=path, help="the login shell that runs snippets (default: bash)"
 )
 TIMEOUT = _option(
     "--timeout",
@@ -71,7 +79,9 @@ USER = _option("--user", action="store_true", help="install for this user (the d
 SYS_PREFIX = _option(
     "--sys-prefix", action="store_true", help="install into this environment's share/jupyter"
 )
-PREFIX = _option("--prefix", metavar="DIR", help="install into DIR/share/jupyter/kernels")
+PREFIX = _option(
+    "--prefix", metavar="DIR", type=path, help="install into DIR/share/jupyter/kernels"
+)
 LOCATION = (USER, SYS_PREFIX, PREFIX)
 ENV = _option(
     "--env",
@@ -103,6 +113,7 @@ CAPTURE = _option(
 BASELINE = _option(
     "--baseline",
     metavar="FILE",
+    type=path,
     help="compare with this saved environment (JSON object, `env -0` or `env` output) "
     "instead of a clean login shell",
 )

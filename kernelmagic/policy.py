@@ -23,6 +23,7 @@ NOISE_PATTERNS: dict[str, tuple[str, ...]] = {
         "PWD", "OLDPWD", "SHLVL", "_", "PS1", "PS2", "PS4", "PROMPT_COMMAND", "HISTFILE",
         "HISTSIZE", "HISTFILESIZE", "HISTCONTROL", "BASH_FUNC_*", "LS_COLORS", "LSCOLORS",
     ),
+    "identity of the user": ("HOME", "USER", "LOGNAME", "USERNAME", "SHELL", "MAIL"),
     "terminal and desktop": (
         "TERM", "TERM_*", "TERMINFO", "COLUMNS", "LINES", "DISPLAY", "WINDOWID", "COLORTERM",
         "SSH_*", "XDG_SESSION_*", "XDG_RUNTIME_DIR", "DBUS_*", "TMUX", "TMUX_*", "STY",

@@ -62,6 +62,7 @@ class Provenance:
     refreshed: str | None = None
     version: str = ""
     snippet_file: str | None = None  # the full snippet, kept owner-only beside kernel.json
+    generated_display_name: str | None = None  # the display name kernelmagic made up
 
     @property
     def captured(self) -> list[str]:
@@ -82,6 +83,7 @@ class Provenance:
             "loaded_modules": self.loaded_modules,
             "from": self.remote_from,
             "engine": self.engine,
+            "generated_display_name": self.generated_display_name,
         }
         record.update({k: v for k, v in optional.items() if v is not None})
         if source.kind != "remote":
@@ -155,12 +157,24 @@ class Provenance:
             refreshed=text("refreshed"),
             version=text("version") or "",
             snippet_file=text("snippet_file"),
+            generated_display_name=text("generated_display_name"),
         )
 
     @classmethod
     def of_spec(cls, spec: Mapping[str, Any]) -> Provenance | None:
         metadata = spec.get("metadata")
         return cls.from_metadata(metadata.get(METADATA_KEY)) if isinstance(metadata, dict) else None
+
+    def display_name_for(self, spec: Mapping[str, Any], old: str, new: str) -> str | None:
+        """The display name ``spec`` gets under the name ``new``: kernelmagic's own made-up
+        one (still unchanged) follows the name; None when the user chose it."""
+        shown = spec.get("display_name")
+        if not self.generated_display_name or shown != self.generated_display_name:
+            return None
+        suffix = f" ({old})"
+        if not shown.endswith(suffix):
+            return None
+        return shown[: -len(suffix)] + f" ({new})"
 
     def write_into(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Set ``spec``'s ``metadata.kernelmagic`` to this record; returns ``spec``."""

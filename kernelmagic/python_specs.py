@@ -73,6 +73,10 @@ def _record(
     )
 
 
+def _made_up_display_name(name: str, version: tuple[int, int]) -> str:
+    return f"Python {version[0]}.{version[1]} ({name})"
+
+
 def install(
     name: str,
     kernels_dir: str,
@@ -98,12 +102,13 @@ def install(
     made = sources.make_environment(source, options, environ, timeout=timeout)
     spec = python_kernel_dict()
     spec["argv"][0] = made.interpreter.path
-    major, minor = made.interpreter.version
-    spec["display_name"] = display_name or f"Python {major}.{minor} ({name})"
+    spec["display_name"] = display_name or _made_up_display_name(name, made.interpreter.version)
     env = {**made.result.env, **explicit}
     if env:
         spec["env"] = env
     record = _record(source, made, options, explicit)
+    if not display_name:
+        record.generated_display_name = spec["display_name"]
     record.write_into(spec)
 
     def populate(path: str) -> None:

@@ -10,6 +10,7 @@ would rewrite) and carries an existing spec's interpreter and env onto a remote 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -81,6 +82,31 @@ def _entry_points():
     return {ep.name: ep for ep in entry_points(group=checks.PROVISIONER_GROUP)}
 
 
+# gateway_provisioners' module -> the extra (its own name for it) that brings its packages.
+GATEWAY_EXTRAS = {
+    "gateway_provisioners.k8s": "k8s",
+    "gateway_provisioners.spark_operator": "k8s",
+    "gateway_provisioners.docker_swarm": "docker",
+    "gateway_provisioners.yarn": "yarn",
+}
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """Keep a provisioner's import-time ``logging.warning`` calls (gateway_provisioners warns
+    about each missing optional package) off the user's screen: with a handler of its own on
+    the root logger for the moment, the logging module neither prints them nor configures
+    the root logger for good."""
+    import logging
+
+    handler = logging.NullHandler()
+    logging.root.addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.root.removeHandler(handler)
+
+
 def provisioner_options(name: str) -> dict[str, str]:
     """The configurable traits (``config=True``) of an installed provisioner's class.
 
@@ -96,11 +122,12 @@ def provisioner_options(name: str) -> dict[str, str]:
             f"provisioner '{name}' is not installed (installed: {installed}){hint}"
         )
     try:
-        cls = found[name].load()
+        with _quiet_root_logger():
+            cls = found[name].load()
     except Exception as exc:  # a broken third-party package must not break the listing
         hint = ""
-        if isinstance(exc, ImportError) and found[name].value.startswith("gateway_provisioners"):
-            extra = {"docker": "docker", "kubernetes": "k8s"}.get(exc.name or "", exc.name)
+        extra = GATEWAY_EXTRAS.get(found[name].value.split(":")[0])
+        if isinstance(exc, ImportError) and extra:
             hint = f"; install its extra: pip install 'gateway_provisioners[{extra}]'"
         raise KernelmagicError(f"provisioner '{name}' cannot be loaded: {exc}{hint}") from exc
     options = {}
@@ -313,7 +340,9 @@ def make_remote_spec(request: RemoteRequest) -> tuple[store.Change, str]:
             spec["argv"][0] = python
         if env:
             spec["env"] = {**(spec.get("env") or {}), **env}
-        spec["display_name"] = f"{source.display_name or source.name} ({request.engine})"
+        record = Provenance.of_spec(source.spec)
+        renamed = record.display_name_for(source.spec, source.name, name) if record else None
+        spec["display_name"] = renamed or f"{source.display_name or source.name} ({request.engine})"
         stanza = spec.setdefault("metadata", {}).setdefault(
             "kernel_provisioner", {"provisioner_name": provisioner, "config": {}}
         )
@@ -324,6 +353,7 @@ def make_remote_spec(request: RemoteRequest) -> tuple[store.Change, str]:
             engine=request.engine,
             policy=policy,
             version=__version__,
+            generated_display_name=renamed,
         )
         record.write_into(spec)
         change = slot.write("installed", spec, store.copy_files(staged), policy)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +26,18 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def _row(info: SpecInfo) -> tuple[str, ...]:
+def problem_text(problem: str, session: bool = False) -> str:
+    """A problem's text, its fix written as a magic in an IPython session."""
+    in_session = getattr(problem, "in_session", None)
+    return in_session() if session and in_session else str(problem)
+
+
+def _row(info: SpecInfo, session: bool = False) -> tuple[str, ...]:
     if not info.problems:
         status = "ok"
     else:
-        status = ("hidden by Jupyter: " if not info.visible else "") + "; ".join(info.problems)
+        texts = [problem_text(p, session) for p in info.problems]
+        status = ("hidden by Jupyter: " if not info.visible else "") + "; ".join(texts)
     return (info.name, info.display_name, info.language, info.resource_dir, status)
 
 
@@ -49,9 +58,12 @@ def text_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = _COLUMNS)
 def html_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = _COLUMNS) -> str:
     import html
 
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    # Left-aligned: notebook front ends right-align table cells, which suits numbers only.
+    cell = 'style="text-align:left;vertical-align:top"'
+    head = "".join(f"<th {cell}>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
+        "<tr>" + "".join(f"<td {cell}>{html.escape(str(c))}</td>" for c in r) + "</tr>"
+        for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -80,25 +92,57 @@ class Table:
 class SpecList(Table, list):
     """The value of ``%kernel_list``: a list of ``SpecInfo`` shown as a table."""
 
+    pattern: str | None = None  # the pattern the list was filtered by
+    session = False  # shown in IPython: fixes are written as magics
+
     def names(self) -> list[str]:
         return [info.name for info in self]
 
     def rows(self) -> list[tuple[str, ...]]:
-        return [_row(i) for i in self]
+        return [_row(i, self.session) for i in self]
+
+    def as_text(self) -> str:
+        if not self and self.pattern:
+            return f"(no kernel spec matches {self.pattern!r})"
+        return super().as_text()
+
+
+class EnvListing(dict):
+    """The value of ``%kernel_env -k NAME``: a dict shown as ``KEY=VALUE`` lines that
+    ``%%kernel_env`` and ``kernelmagic env --file`` read back exactly (secrets masked)."""
+
+    def as_text(self) -> str:
+        return env_lines(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.as_text())
+
+
+def env_lines(env: dict[str, Any]) -> str:
+    """``KEY=VALUE`` lines, values quoted as a shell would need them (spaces, quotes, ``$``,
+    ``#``, tabs, newlines, empty values all round-trip)."""
+    import shlex
+
+    return "\n".join(
+        f"{key}={shlex.quote(value if isinstance(value, str) else json.dumps(value))}"
+        for key, value in env.items()
+    )
 
 
 def spec_json_text(spec: dict[str, Any] | None, policy: EnvPolicy = DEFAULT_POLICY) -> str:
     return files.dump_spec(policy.mask_spec(spec or {})).rstrip("\n")
 
 
-def spec_detail_text(info: SpecInfo, policy: EnvPolicy = DEFAULT_POLICY) -> str:
+def spec_detail_text(
+    info: SpecInfo, policy: EnvPolicy = DEFAULT_POLICY, session: bool = False
+) -> str:
     """What ``%kernel_show`` prints: location, problems, then the JSON (secrets masked)."""
     where = info.resource_dir + (" (ipykernel's built-in spec)" if info.native else "")
     lines = [printable(f"Kernel spec '{info.name}' in {where}")]
     if info.problems:
         if not info.visible:
             lines.append("Jupyter hides this spec.")
-        lines += [printable(f"problem: {p}") for p in info.problems]
+        lines += [printable(f"problem: {problem_text(p, session)}") for p in info.problems]
     else:
         lines.append("No problems found.")
     lines.append(spec_json_text(info.spec, policy))
@@ -126,4 +170,21 @@ def change_report(change: Any, *, diff: bool) -> str:
     elif not change.written and change.after is not None:
         parts.append(spec_json_text(change.after, change.policy))
     parts.append(change_message(change))
+    if change.action in ("installed", "replaced", "cloned") and change.after is not None:
+        parts += visibility_note(os.path.dirname(change.resource_dir))
     return "\n".join(parts)
+
+
+def visibility_note(kernels_dir: str) -> list[str]:
+    """What to do when a new spec went where Jupyter does not look (``--prefix DIR``)."""
+    from .discovery import searched_by_jupyter
+
+    if searched_by_jupyter(kernels_dir):
+        return []
+    data_dir = os.path.dirname(kernels_dir.rstrip(os.sep))
+    return [
+        printable(
+            f"Jupyter does not look in {kernels_dir}, so it will not show this kernel; to make "
+            f"it visible, run: export JUPYTER_PATH={data_dir}"
+        )
+    ]

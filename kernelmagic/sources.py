@@ -8,6 +8,7 @@ after it in that same shell, and the difference goes through the capture rules o
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -92,12 +93,14 @@ class Interpreter:
     prefix: str
     version: tuple[int, int]
     has_ipykernel: bool
+    has_kernelmagic: bool = True  # so that %load_ext kernelmagic works in its kernels
 
 
 _PROBE = (
     "import importlib.util, json, sys\n"
     "print(json.dumps({'prefix': sys.prefix, 'version': sys.version_info[:2],"
-    " 'ipykernel': importlib.util.find_spec('ipykernel') is not None}))"
+    " 'ipykernel': importlib.util.find_spec('ipykernel') is not None,"
+    " 'kernelmagic': importlib.util.find_spec('kernelmagic') is not None}))"
 )
 
 
@@ -117,19 +120,25 @@ def probe_interpreter(path: str, environ: Mapping[str, str] | None = None) -> In
         return None
     if done.returncode != 0:
         return None
-    return Interpreter(path, found["prefix"], tuple(found["version"]), found["ipykernel"])
+    return Interpreter(
+        path, found["prefix"], tuple(found["version"]), found["ipykernel"], found["kernelmagic"]
+    )
 
 
-def find_interpreter(environ: Mapping[str, str]) -> Interpreter | None:
-    """The first python3/python on ``environ``'s PATH that can import ipykernel."""
+def first_python(environ: Mapping[str, str]) -> str | None:
+    """The python3 or python a shell with ``environ`` runs (the first one on its PATH)."""
     for directory in environ.get("PATH", "").split(os.pathsep):
         for program in ("python3", "python"):
             candidate = os.path.join(directory, program)
             if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                found = probe_interpreter(candidate, environ)
-                if found and found.has_ipykernel:
-                    return found
+                return candidate
     return None
+
+
+def this_interpreter() -> Interpreter:
+    """The interpreter running kernelmagic (it has ipykernel: a dependency)."""
+    has = importlib.util.find_spec("ipykernel") is not None
+    return Interpreter(sys.executable, sys.prefix, sys.version_info[:2], has)
 
 
 def _require_ipykernel(path: str, environ: Mapping[str, str]) -> Interpreter:
@@ -193,7 +202,13 @@ def make_environment(
     before, after = run_snippet(script or "", shell=source.shell, environ=environ, timeout=timeout)
     result = envcapture.capture(after, options, baseline=before)
     result.baseline = "the shell right before the snippet"
-    interpreter = _choose_interpreter(source, after)
+    interpreter = _choose_interpreter(source, before, after, result.notes)
+    if not interpreter.has_kernelmagic:
+        result.notes.append(
+            f"{interpreter.path} cannot import kernelmagic, so %load_ext kernelmagic will fail "
+            f"in this kernel; to use the magics there: {interpreter.path} -m pip install "
+            "kernelmagic"
+        )
     return Captured(interpreter, result, after.get("LOADEDMODULES") or None)
 
 
@@ -205,11 +220,15 @@ def _from_session(
         result = envcapture.capture(environ, options, shell_timeout=timeout)
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"cannot use baseline {options.baseline_file}: {exc}") from exc
-    interpreter = Interpreter(sys.executable, sys.prefix, sys.version_info[:2], True)
-    return Captured(interpreter, result)
+    return Captured(this_interpreter(), result)
 
 
-def _choose_interpreter(source: Source, after: Mapping[str, str]) -> Interpreter:
+def _choose_interpreter(
+    source: Source, before: Mapping[str, str], after: Mapping[str, str], notes: list[str]
+) -> Interpreter:
+    """The kernel's interpreter: ``--python``; a conda env's own; else the python the snippet
+    put first on PATH, when it changed that and the new one imports ipykernel; else this
+    session's interpreter (the usual cluster case: modules bring GDAL or CUDA, not Python)."""
     if source.python:
         return _require_ipykernel(source.python, after)
     if source.kind == "conda":
@@ -217,13 +236,25 @@ def _choose_interpreter(source: Source, after: Mapping[str, str]) -> Interpreter
         if not prefix:
             raise SourceFailed(f"activating {source.conda_env!r} did not set CONDA_PREFIX")
         return _require_ipykernel(os.path.join(prefix, "bin", "python"), after)
-    found = find_interpreter(after)
-    if found is None:
-        raise InvalidInput(
-            "no python3 or python on the snippet's PATH can import ipykernel; pass --python "
-            "PATH, or install ipykernel in that environment (python -m pip install ipykernel)"
-        )
-    return found
+    tried = []
+    snippet_python = first_python(after)
+    if snippet_python and snippet_python != first_python(before):
+        found = probe_interpreter(snippet_python, after)
+        if found and found.has_ipykernel:
+            return found
+        tried.append(f"{snippet_python} (first on the snippet's PATH)")
+    session = this_interpreter()
+    if session.has_ipykernel:
+        if tried:
+            notes.append(
+                f"{snippet_python} cannot import ipykernel, so the kernel runs this session's "
+                f"{session.path}; to run the snippet's Python instead: "
+                f"{snippet_python} -m pip install ipykernel"
+            )
+        return session
+    tried.append(f"{session.path} (this session's)")
+    fix = (snippet_python or session.path) + " -m pip install ipykernel"
+    raise InvalidInput(f"no interpreter that can import ipykernel: tried {', '.join(tried)}; {fix}")
 
 
 def _from_interpreter(

@@ -39,6 +39,7 @@ from .errors import (
     SpecExists,
 )
 from .policy import DEFAULT_POLICY, EnvPolicy
+from .provenance import Provenance
 from .store import Change, remove_specs, rewrite_spec, undo_last_write
 
 __all__ = [
@@ -161,8 +162,13 @@ def clone_spec(
     spec = copy.deepcopy(src.spec)
     if edit is not None:
         spec = edit.apply(spec)
-    if edit is None or edit.display_name is None:
-        spec["display_name"] = f"{src.display_name or src.name} ({new_name})"
+    record = Provenance.of_spec(spec)
+    if record is not None and (edit is None or edit.display_name is None):
+        # A display name kernelmagic made up follows the new name; one the user chose stays.
+        renamed = record.display_name_for(spec, src.name, new_name)
+        if renamed is not None:
+            spec["display_name"] = record.generated_display_name = renamed
+            record.write_into(spec)
     return install_directory(
         new_name,
         kernels_dir,

@@ -18,6 +18,21 @@ SYSTEM_DATA_DIR = Path(tempfile.mkdtemp(prefix="kernelmagic-tests-system-"))
 os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
 os.environ["XDG_DATA_DIRS"] = str(SYSTEM_DATA_DIR)
 os.environ["XDG_CONFIG_DIRS"] = str(SYSTEM_DATA_DIR / "config")
+# Session-scoped fixtures (the shared InteractiveShell) are made before the per-test
+# isolation below; they too must find a home and IPython dir of the suite's own, or IPython
+# writes profile_default/ into yours.
+SESSION_HOME = SYSTEM_DATA_DIR / "session-home"
+for _name, _path in {
+    "HOME": SESSION_HOME,
+    "IPYTHONDIR": SESSION_HOME / ".ipython",
+    "JUPYTER_DATA_DIR": SESSION_HOME / "data",
+    "JUPYTER_CONFIG_DIR": SESSION_HOME / "config",
+    "JUPYTER_RUNTIME_DIR": SESSION_HOME / "runtime",
+}.items():
+    os.environ[_name] = str(_path)
+for _name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+    os.environ.pop(_name, None)
+SESSION_HOME.mkdir()
 
 
 # Figures that stress tests measured (writers kept, kill rounds survived, ...), printed at

@@ -39,7 +39,7 @@ def test_every_command(capsys, user_kernels, tmp_path):
     env_file.write_text("export B='two words'\nunset A\n")
     assert run(capsys, "env", "-k", "geo", "--file", str(env_file), "C=3")[0] == 0
     assert spec_json(user_kernels, "geo")["env"] == {"B": "two words", "C": "3"}
-    assert run(capsys, "env", "-k", "geo")[1] == "B=two words\nC=3\n"
+    assert run(capsys, "env", "-k", "geo")[1] == "B='two words'\nC=3\n"
     status, out, _ = run(capsys, "remove", "geo", "geo2")
     assert status == 0 and out.count("Removed") == 2
 

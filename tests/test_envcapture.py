@@ -111,8 +111,14 @@ def test_path_like_missing_from_baseline_is_literal_and_no_templates_flag():
 
 def test_modes_all_and_none():
     current = session(PWD="/x", NEW="1")
-    everything = capture(current, CaptureOptions(mode="all"))
-    assert everything.env == {**BASE, "NEW": "1"}
+    everything = capture(current, CaptureOptions(mode="all"), baseline=BASE)
+    # Identity (HOME) is noise in every mode; PATH-like values stay additions to the baseline.
+    assert everything.env == {
+        "PATH": "${PATH}",
+        "LD_LIBRARY_PATH": "${LD_LIBRARY_PATH}",
+        "LANG": "C.UTF-8",
+        "NEW": "1",
+    }
     assert capture(current, CaptureOptions(mode="none")).env == {}
 
 
@@ -153,7 +159,7 @@ def test_no_shell_falls_back_to_all(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no bash to be found
     result = capture(session(NEW="1"), CaptureOptions())
     assert "capturing all" in result.notes[0]
-    assert result.env["NEW"] == "1" and result.env["HOME"] == "/home/u"
+    assert result.env["NEW"] == "1" and "HOME" not in result.env  # identity: never captured
 
 
 def test_mask_secrets():

@@ -314,7 +314,7 @@ def test_terminal_escapes_are_shown_escaped(user_kernels, capsys):
     assert main(["list"]) == 0 and main(["show", "esc"]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "\\x1b" in out
-    assert main(["show", "no\nsuch\x1b[2J"]) == 1
+    assert main(["show", "no\nsuch\x1b[2J"]) == 2  # no spec can have that name
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\x1b" not in err
 

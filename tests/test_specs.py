@@ -276,7 +276,7 @@ def test_clone_copies_every_file_and_key(user_kernels):
     cloned = json.loads((user_kernels / "dst" / "kernel.json").read_text())
     assert cloned["custom"] == 1
     assert cloned["env"] == {"B": "2", "C": "3"}
-    assert cloned["display_name"] == "Source (dst)"
+    assert cloned["display_name"] == "Source"  # chosen by the user: copied as it is
     assert (user_kernels / "dst" / "logo-64x64.png").read_bytes() == b"png"
 
 
