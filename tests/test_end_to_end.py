@@ -111,6 +111,9 @@ def test_example_notebook_runs_and_its_spec_starts(executed_tour, user_kernels):
     # the notebook kernel's own session variables were not captured
     assert not [k for k in spec["env"] if k.startswith("JPY_")]
     assert "'demo_env'" in _outputs(executed_tour.cells[-1])
+    # In a notebook, an install says when the launcher will show the new kernel.
+    installing = next(c for c in executed_tour.cells if "%kernel_install" in c.source)
+    assert "reload the page to see it now" in _outputs(installing)
 
     # A notebook on the new spec: it sees the variables, and %kernel_env without -k targets
     # the spec this kernel was started from. Launchers since jupyter_client 8.3 record its
