@@ -124,7 +124,9 @@ def test_sibling_names_replaced_concurrently_never_fail(user_kernels, tmp_path):
         for code in loops.values()
     ]
     errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert errors == ["", ""]
+    # (old ipykernels print a debugger warning about frozen modules on import: not ours)
+    assert [p.returncode for p in procs] == [0, 0]
+    assert not [e for e in errors if "Traceback" in e or "error" in e.lower()], errors
     assert (user_kernels / "a.b" / "big.bin").stat().st_size == 4 * 2**20
     assert spec_of(user_kernels, "a")["display_name"].startswith("Python")
 
