@@ -9,24 +9,19 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
-import subprocess
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
-from . import checks, discovery, envcapture, render, store
+from . import checks, discovery, envcapture, probes, render, store
 from .checks import Problem
 from .errors import InvalidInput, KernelmagicError
 
-INTERPRETER_TIMEOUT = 20.0
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
 _PATH_SUFFIXES = ("_DIR", "_HOME", "_PATH", "_DATA", "_LIB")
-# The variables that decide where an interpreter finds its modules.
-_IMPORT_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
 _TEMPLATE_NAMES = re.compile(
     r"\$(?:\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)\}|(?P<named>[_a-zA-Z][_a-zA-Z0-9]*))"
 )
@@ -82,48 +77,6 @@ class Report(render.Table):
         return f"{super().as_text()}\n{checked} spec(s) checked, {sick} with problems."
 
 
-_PYTHON_PROGRAM = re.compile(r"(python|pypy)[0-9.]*\Z")
-# Wrappers that run the command inside a container: the interpreter lives in the image, not
-# on this machine, so there is nothing here to probe.
-_CONTAINER_RUNNERS = frozenset(
-    {"apptainer", "singularity", "docker", "podman", "ch-run", "shifter", "enroot"}
-)
-
-
-def _launcher(argv: list[str]) -> tuple[int, str] | None:
-    """(index of the interpreter, module) of a Python kernel's argv, seen through launcher
-    prefixes.
-
-    The interpreter is the program before ``-m MODULE`` (skipping its own options such as
-    ``-Xfrozen_modules=off``), whatever runs in front of it: ``nice -n 10``, ``env``,
-    ``numactl``, ``taskset``, ``srun``. None when that is not a Python, or when it runs in a
-    container (``apptainer exec IMAGE python -m ...``): a program that is not a Python on
-    this machine is never probed.
-    """
-    for i, arg in enumerate(argv[:-1]):
-        if arg != "-m":
-            continue
-        at = i - 1
-        while at > 0 and argv[at].startswith("-"):
-            at -= 1
-        if at < 0 or not _PYTHON_PROGRAM.match(os.path.basename(argv[at])):
-            return None
-        if any(os.path.basename(word) in _CONTAINER_RUNNERS for word in argv[:at]):
-            return None
-        return at, argv[i + 1]
-    return None
-
-
-def _launch_env(spec: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment Jupyter would give the kernel: ours plus the spec's, substituted."""
-    env = dict(environ)
-    unusable = set(checks.unusable_env(spec.get("env")))  # reported as bad-env instead
-    for key, value in (spec.get("env") or {}).items():
-        if isinstance(value, str) and key not in unusable:
-            env[key] = Template(value).safe_substitute(environ)
-    return env
-
-
 def untrusted(info: discovery.SpecInfo) -> str | None:
     """Why the doctor must not run this spec's program with its env, or None.
 
@@ -158,46 +111,17 @@ def _private_group(gid: int) -> bool:
         return False
 
 
-def _can_import(program: str, module: str, env: dict[str, str]) -> str | None:
-    """None if ``program`` finds ``module``; else what went wrong, in a few words."""
-    probe = (
-        f"import importlib.util, sys\nsys.exit(0 if importlib.util.find_spec({module!r}) else 3)"
-    )
-    try:
-        done = subprocess.run(
-            [program, "-c", probe],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=INTERPRETER_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return f"did not answer within {INTERPRETER_TIMEOUT:.0f} s"
-    except OSError as exc:
-        return f"cannot be run ({exc.strerror})"
-    if done.returncode == 0:
-        return None
-    if done.returncode == 3:
-        return f"cannot import {module}"
-    tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-    return f"failed with exit status {done.returncode}: {tail[0]}"
-
-
 def _interpreter_problems(
     infos: list[discovery.SpecInfo], environ: Mapping[str, str]
 ) -> dict[str, list[Problem]]:
-    """Run every distinct (interpreter, module, import variables) once, in parallel."""
-    jobs: dict[tuple, tuple[str, str, dict[str, str]]] = {}
+    """Probe every distinct (program, packages' variables) once, in parallel."""
+    jobs: dict[tuple, probes.Probe] = {}
     wanted: dict[str, tuple] = {}
     found: dict[str, list[Problem]] = {}
     for info in infos:
-        spec = info.spec
-        argv = checks.argv_strings(spec) or []
-        launched = _launcher(argv)
-        if not info.visible or launched is None:
+        probe = probes.probe_for(info.spec, environ) if info.visible else None
+        if probe is None:
             continue
-        at, module = launched
         why = untrusted(info)
         if why:
             found[info.name] = [
@@ -209,33 +133,23 @@ def _interpreter_problems(
                 )
             ]
             continue
-        env = _launch_env(spec, environ)
-        if at == 0:
-            if checks.program_state(argv[0]) != checks.PROGRAM_OK:
-                continue  # reported as missing-program already
-            program = checks.launch_program(argv[0])
-        else:  # behind a prefix, the prefix finds it on the kernel's PATH
-            program = shutil.which(argv[at], path=env.get("PATH"))
-            if program is None:
-                continue
-        key = (program, module, *(env.get(v) for v in _IMPORT_VARIABLES))
-        jobs.setdefault(key, (program, module, env))
-        wanted[info.name] = key
+        jobs.setdefault(probe.key, probe)
+        wanted[info.name] = probe.key
     if not jobs:
         return found
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(jobs))) as pool:
-        futures = {key: pool.submit(_can_import, *job) for key, job in jobs.items()}
+        futures = {key: pool.submit(probes.run, probe) for key, probe in jobs.items()}
         outcome = {key: future.result() for key, future in futures.items()}
     for name, key in wanted.items():
         failure = outcome[key]
         if failure:
-            program, module = key[0], key[1]
+            probe = jobs[key]
             found[name] = [
                 Problem(
                     "launcher-import",
-                    f"interpreter {program} {failure}; install ipykernel there "
-                    f"({program} -m pip install ipykernel) or point argv at another Python",
-                    program,
+                    f"interpreter {probe.command[0]} {failure}; install it there "
+                    f"({probe.fix}) or point argv at another interpreter",
+                    probe.command[0],
                 )
             ]
     return found

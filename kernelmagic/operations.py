@@ -102,12 +102,22 @@ def install(
     ns: argparse.Namespace, defaults: Defaults, snippet: str | None = None
 ) -> tuple[specs.Change, envcapture.CaptureResult]:
     """Install from the source the options name; ``snippet`` is a cell body or snippet file."""
-    from . import python_specs
+    from . import install as installing
 
-    return python_specs.install(
+    other_language = ns.kernel_kind != "python" or ns.like is not None
+    if ns.like is not None and ns.kernel_kind != "python":
+        raise _bad("--like copies a spec of any language; it cannot go with --kernel")
+    if other_language and ns.python:
+        raise _bad("--python names a Python interpreter; name R or julia with --program")
+    if ns.program and not other_language:
+        raise _bad("--program goes with --kernel ir, --kernel julia or --like SPEC")
+    return installing.install(
         ns.name,
         location_request(ns, defaults),
         source_request(ns, snippet),
+        kernel=ns.kernel_kind,
+        program=ns.program,
+        like=ns.like,
         display_name=ns.display_name,
         capture_options=capture_request(ns, defaults),
         explicit_env=env_changes(ns).set,
@@ -183,9 +193,9 @@ def show(ns: argparse.Namespace, defaults: Defaults) -> str:
 
 
 def refresh(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
-    from . import python_specs
+    from . import install as installing
 
-    return python_specs.refresh_spec(
+    return installing.refresh_spec(
         ns.name, dry_run=ns.dry_run, policy=defaults.policy, timeout=_timeout(ns)
     )
 

@@ -73,6 +73,27 @@ TIMEOUT = _option(
     help="stop the login shell that runs the snippet, modules or activation after this "
     "long, with everything it started (default: 300)",
 )
+KERNEL_KIND = _option(
+    "--kernel",
+    dest="kernel_kind",
+    choices=("python", "ir", "julia"),
+    default="python",
+    help="the kernel's language: python (ipykernel, the default), ir (R with IRkernel) or "
+    "julia (IJulia); R and julia are found on the captured environment's PATH",
+)
+LIKE = _option(
+    "--like",
+    metavar="SPEC",
+    help="a kernel like this installed spec (bash, xeus, Octave, a site's own): its argv, "
+    "language, logos and metadata, its program found again in the captured environment",
+)
+PROGRAM = _option(
+    "--program",
+    metavar="PATH",
+    type=path,
+    help="with --kernel ir|julia or --like: the program to run (R, julia, ...) instead of the "
+    "one found on PATH",
+)
 SOURCES = (FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL, TIMEOUT)
 DISPLAY_NAME = _option("--display-name", metavar="TEXT", help="the name the Jupyter UI shows")
 USER = _option("--user", action="store_true", help="install for this user (the default)")
@@ -237,6 +258,9 @@ COMMANDS: dict[str, Command] = {
         "--python sets.",
         (
             NAME,
+            KERNEL_KIND,
+            LIKE,
+            PROGRAM,
             *SOURCES,
             DISPLAY_NAME,
             *LOCATION,

@@ -46,7 +46,11 @@ class Provenance:
     """What ``metadata.kernelmagic`` records about a spec kernelmagic made."""
 
     source: Source
-    python: str | None = None  # the interpreter the spec runs
+    python: str | None = None  # the interpreter the spec runs (Python kernels)
+    kernel_kind: str = "python"  # python | ir | julia (--kernel), or like (--like)
+    like: str | None = None  # --like: the installed spec used as a template
+    program: str | None = None  # other languages: the program found (R, julia, argv[0])
+    program_requested: str | None = None  # --program as given
     capture: str = "changed"
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -71,7 +75,12 @@ class Provenance:
     def to_metadata(self) -> dict[str, Any]:
         source = self.source
         record: dict[str, Any] = {"source": source.kind}
+        if self.kernel_kind != "python":
+            record["kernel_kind"] = self.kernel_kind
         optional = {
+            "like": self.like,
+            "program": self.program,
+            "program_requested": self.program_requested,
             "snippet": source.snippet,
             "snippet_file": self.snippet_file,
             "modules": source.modules,
@@ -142,6 +151,10 @@ class Provenance:
         return cls(
             source,
             python=text("python"),
+            kernel_kind=text("kernel_kind") or "python",
+            like=text("like"),
+            program=text("program"),
+            program_requested=text("program_requested"),
             capture=text("capture") or "changed",
             include=words("include"),
             exclude=words("exclude"),

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import envcapture, shells
 from .errors import InvalidInput, SourceFailed
@@ -167,9 +167,10 @@ def _is_venv(prefix: str) -> bool:
 class Captured:
     """The outcome of making an environment: the interpreter and the chosen variables."""
 
-    interpreter: Interpreter
+    interpreter: Interpreter | None  # None when no Python kernel was asked for
     result: envcapture.CaptureResult
     loaded_modules: str | None = None  # LOADEDMODULES after the source ran
+    environment: dict[str, str] = field(default_factory=dict, repr=False)  # all of it
 
 
 def script_for(source: Source, environ: Mapping[str, str]) -> str | None:
@@ -188,20 +189,27 @@ def make_environment(
     environ: Mapping[str, str] | None = None,
     *,
     timeout: float = SHELL_TIMEOUT,
+    python: bool = True,
 ) -> Captured:
     """Run the source and choose the variables; raises ``SourceFailed``/``InvalidInput``.
 
-    ``timeout`` bounds the login shell that runs a snippet, modules or an activation.
+    ``timeout`` bounds the login shell that runs a snippet, modules or an activation;
+    ``python`` False means the kernel is another language's: no interpreter is chosen.
     """
     environ = dict(os.environ if environ is None else environ)
     if source.kind == "current":
-        return _from_session(options, environ, timeout)
+        made = _from_session(options, environ, timeout)
+        made.environment = environ
+        return made
     if source.kind == "python" and source.python:
         return _from_interpreter(source, options, environ, timeout)
     script = script_for(source, environ)
     before, after = run_snippet(script or "", shell=source.shell, environ=environ, timeout=timeout)
     result = envcapture.capture(after, options, baseline=before)
     result.baseline = "the shell right before the snippet"
+    loaded = after.get("LOADEDMODULES") or None
+    if not python:
+        return Captured(None, result, loaded, after)
     interpreter = _choose_interpreter(source, before, after, result.notes)
     if not interpreter.has_kernelmagic:
         result.notes.append(
@@ -209,7 +217,7 @@ def make_environment(
             f"in this kernel; to use the magics there: {interpreter.path} -m pip install "
             "kernelmagic"
         )
-    return Captured(interpreter, result, after.get("LOADEDMODULES") or None)
+    return Captured(interpreter, result, loaded, after)
 
 
 def _from_session(

@@ -2,7 +2,7 @@
 
 Like ``jupyter_client.kernelspec``, this is the module to import from plain Python; it never
 prints or imports IPython. The work is done in ``discovery`` (finding and reading, exactly as
-Jupyter does), ``store`` (atomic, locked writes, backups, undo, removal) and ``python_specs``
+Jupyter does), ``store`` (atomic, locked writes, backups, undo, removal) and ``install``
 (one install path for Python specs whatever the source); the names here stay importable.
 """
 
@@ -193,8 +193,8 @@ def install_current_python(
 ) -> tuple[Change, envcapture.CaptureResult]:
     """Install a spec for ``sys.executable`` with the environment captured from ``environ``
     (default ``os.environ``); ``explicit_env`` (``--env``) is written as given and wins."""
+    from .install import install
     from .provenance import Source
-    from .python_specs import install
 
     return install(
         name,

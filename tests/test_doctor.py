@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import write_spec
 
-from kernelmagic import doctor, files
+from kernelmagic import doctor, files, probes
 from kernelmagic.cli import main
 
 CONN = "{connection_file}"
@@ -144,8 +144,8 @@ def test_interpreters_run_once_per_doctor_run(user_kernels, monkeypatch):
     for i in range(5):
         write_spec(user_kernels, f"same{i}", {"argv": python})
     calls = []
-    real = doctor._can_import
-    monkeypatch.setattr(doctor, "_can_import", lambda *a: calls.append(a[0]) or real(*a))
+    real = probes.run
+    monkeypatch.setattr(probes, "run", lambda p: calls.append(p.command[0]) or real(p))
     report = doctor.diagnose([f"same{i}" for i in range(5)])
     assert report.healthy
     assert calls == [sys.executable]

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from . import __version__, envcapture, files, sources, store
+from . import __version__, envcapture, files, languages, sources, store
 from .discovery import get_spec, validate_name
 from .errors import KernelmagicError
 from .policy import EnvPolicy
@@ -58,7 +58,7 @@ def _record(
             snippet_file = SNIPPET_FILE
     return Provenance(
         recorded_source,
-        python=made.interpreter.path,
+        python=made.interpreter.path if made.interpreter else None,
         capture=options.mode,
         include=options.include,
         exclude=options.exclude,
@@ -82,6 +82,9 @@ def install(
     kernels_dir: str,
     source: Source,
     *,
+    kernel: str = "python",
+    program: str | None = None,
+    like: str | None = None,
     capture_options: envcapture.CaptureOptions | None = None,
     display_name: str | None = None,
     explicit_env: Mapping[str, str] | None = None,
@@ -90,7 +93,9 @@ def install(
     environ: Mapping[str, str] | None = None,
     timeout: float = sources.SHELL_TIMEOUT,
 ) -> tuple[store.Change, envcapture.CaptureResult]:
-    """Make the environment ``source`` describes and install a Python spec that carries it.
+    """Make the environment ``source`` describes and install a spec that carries it: a Python
+    kernel (``kernel="python"``), R (``"ir"``), Julia (``"julia"``), or one like the
+    installed spec ``like``; ``program`` names R's or Julia's program instead of finding it.
 
     ``explicit_env`` (``--env``) is written as given and wins over captured values. The name
     is checked before the source runs, and again under its lock when the spec is written.
@@ -99,28 +104,46 @@ def install(
     options = capture_options or envcapture.CaptureOptions()
     explicit = dict(explicit_env or {})
     slot = store.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
-    made = sources.make_environment(source, options, environ, timeout=timeout)
-    spec = python_kernel_dict()
-    spec["argv"][0] = made.interpreter.path
-    spec["display_name"] = display_name or _made_up_display_name(name, made.interpreter.version)
+    other = kernel != "python" or like is not None
+    made = sources.make_environment(source, options, environ, timeout=timeout, python=not other)
+    record = _record(source, made, options, explicit)
+    if other:
+        built = languages.build(kernel, made.environment, program=program, like=like)
+        spec, files_of = built.spec, built.populate
+        record.kernel_kind, record.like = ("like" if like else kernel), like
+        record.program, record.program_requested = built.program, program
+        made_up = (
+            f"{spec.get('display_name') or like} ({name})"
+            if like
+            else languages.made_up_display_name(kernel, built.version, name)
+        )
+    else:
+        spec = python_kernel_dict()
+        spec["argv"][0] = made.interpreter.path
+        made_up = _made_up_display_name(name, made.interpreter.version)
+        files_of = _ipykernel_files
+    spec["display_name"] = display_name or made_up
     env = {**made.result.env, **explicit}
     if env:
         spec["env"] = env
-    record = _record(source, made, options, explicit)
     if not display_name:
         record.generated_display_name = spec["display_name"]
     record.write_into(spec)
 
     def populate(path: str) -> None:
-        from ipykernel.kernelspec import write_kernel_spec
-
-        write_kernel_spec(path)  # the logos and any resources ipykernel ships
+        files_of(path)
         if record.snippet_file:
             full = (source.snippet or "").encode("utf-8", "surrogateescape")
             files.write_bytes_atomic(os.path.join(path, SNIPPET_FILE), full, mode=0o600)
 
     change = slot.write("installed", spec, populate, options.policy)
     return change, made.result
+
+
+def _ipykernel_files(path: str) -> None:
+    from ipykernel.kernelspec import write_kernel_spec
+
+    write_kernel_spec(path)  # the logos and any resources ipykernel ships
 
 
 def _recorded_snippet(resource_dir: str, record: Provenance) -> str | None:
@@ -172,7 +195,14 @@ def refresh_spec(
         templates=record.templates,
         policy=policy,
     )
-    made = sources.make_environment(source, options, environ, timeout=timeout)
+    python = record.kernel_kind == "python"
+    made = sources.make_environment(source, options, environ, timeout=timeout, python=python)
+    if python:
+        program = made.interpreter.path
+    else:  # find R, julia or the template's program again in the new environment
+        program = languages.build(
+            record.kernel_kind, made.environment, program=record.program_requested, like=record.like
+        ).program
 
     def update(spec: dict[str, Any]) -> dict[str, Any]:
         env = dict(spec.get("env") or {})
@@ -191,10 +221,13 @@ def refresh_spec(
         else:
             spec.pop("env", None)
         argv = list(spec.get("argv") or [])
-        if argv and argv[0] != made.interpreter.path:
-            argv[0] = made.interpreter.path
+        if argv and argv[0] != program:
+            argv[0] = program
             spec["argv"] = argv
-        current.python = made.interpreter.path
+        if python:
+            current.python = program
+        else:
+            current.program = program
         current.loaded_modules = made.loaded_modules or current.loaded_modules
         current.policy = policy
         current.captured_digests = _digests(written, policy)

@@ -1,0 +1,184 @@
+"""Kernels for other languages: R (IRkernel), Julia (IJulia), and any installed spec used as
+a template (``--like SPEC``), each with its program found through the captured environment.
+
+Each kind asks its own program the questions its installer would (where R keeps IRkernel's
+spec files, where Julia finds IJulia) and writes the spec that installer writes, directly:
+no ``jupyter`` needs to be on R's or Julia's PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .discovery import get_spec, read_spec_file
+from .errors import InvalidInput, KernelmagicError, SourceFailed
+
+KINDS = ("python", "ir", "julia")
+PROBE_TIMEOUT = 120.0  # R and Julia start slowly on a busy shared filesystem
+
+# Printed by R, one fact a line: the R to run, its version, IRkernel's spec files.
+_R_PROBE = (
+    'cat(file.path(R.home("bin"), "R"), '
+    'paste(R.version$major, sub("[.].*", "", R.version$minor), sep = "."), '
+    'system.file("kernelspec", package = "IRkernel"), sep = "\\n")'
+)
+# Printed by Julia: the julia to run, its version, IJulia's dir, the active project, and
+# whether IJulia has run_kernel (newer IJulia) or is started through src/kernel.jl.
+_JULIA_PROBE = (
+    "import IJulia; println(joinpath(Sys.BINDIR, Base.julia_exename())); "
+    'println(VERSION.major, ".", VERSION.minor); println(pkgdir(IJulia)); '
+    'println(something(Base.active_project(), "")); println(isdefined(IJulia, :run_kernel))'
+)
+
+
+@dataclass
+class Built:
+    """A spec made for another language: its JSON, the files beside it, what was found."""
+
+    spec: dict[str, Any] = field(repr=False)
+    populate: Callable[[str], None]
+    program: str
+    version: str
+
+
+def resolve_program(program: str, environ: Mapping[str, str]) -> str | None:
+    """``program`` made absolute through ``environ``'s PATH (kept when already absolute)."""
+    if os.path.isabs(program):
+        return program if os.access(program, os.X_OK) else None
+    return shutil.which(program, path=environ.get("PATH", ""))
+
+
+def _ask(command: list[str], environ: Mapping[str, str], fix: str) -> list[str]:
+    try:
+        done = subprocess.run(
+            command,
+            env=dict(environ),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SourceFailed(f"{command[0]} did not answer within {PROBE_TIMEOUT:g} s") from None
+    except OSError as exc:
+        raise SourceFailed(f"cannot run {command[0]}: {exc.strerror}") from None
+    lines = done.stdout.decode("utf-8", "replace").splitlines()
+    if done.returncode != 0:
+        said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+        raise InvalidInput(f"{command[0]} failed ({' | '.join(said) or 'no output'}); {fix}")
+    return lines
+
+
+def _copier(source_dir: str, leave_out: tuple[str, ...] = ("kernel.json",)) -> Callable:
+    def populate(path: str) -> None:
+        shutil.copytree(source_dir, path, symlinks=True, ignore=shutil.ignore_patterns(*leave_out))
+
+    return populate
+
+
+def _find(name: str, requested: str | None, environ: Mapping[str, str], what: str) -> str:
+    program = resolve_program(requested or name, environ)
+    if program is None:
+        where = requested or f"{name} on the environment's PATH"
+        raise InvalidInput(
+            f"no {what} found ({where}); load it first (--modules, a snippet, --from-conda) "
+            f"or name it with --program PATH"
+        )
+    return program
+
+
+def ir_spec(program: str | None, environ: Mapping[str, str]) -> Built:
+    """The spec IRkernel's ``installspec()`` writes, for the R found in ``environ``."""
+    r = _find("R", program, environ, "R")
+    fix = f"install IRkernel for that R: {r} -e 'install.packages(\"IRkernel\")'"
+    facts = _ask([r, "--slave", "-e", _R_PROBE], environ, fix)
+    if len(facts) < 3 or not facts[2].strip():
+        raise InvalidInput(f"{r} cannot load IRkernel; {fix}")
+    r_exe, version, spec_dir = facts[0], facts[1], facts[2].strip()
+    spec = read_spec_file(os.path.join(spec_dir, "kernel.json"))
+    spec["argv"][0] = r_exe  # what installspec() does: R.home("bin")/R
+    return Built(spec, _copier(spec_dir), r_exe, version)
+
+
+def julia_spec(program: str | None, environ: Mapping[str, str]) -> Built:
+    """The spec IJulia's ``installkernel`` writes, for the julia found in ``environ``."""
+    julia = _find("julia", program, environ, "julia")
+    fix = f"add IJulia to that julia: {julia} -e 'using Pkg; Pkg.add(\"IJulia\")'"
+    facts = _ask([julia, "--startup-file=no", "-e", _JULIA_PROBE], environ, fix)
+    if len(facts) < 5:
+        raise InvalidInput(f"{julia} did not say where IJulia is; {fix}")
+    exe, version, ijulia, project, has_run_kernel = (f.strip() for f in facts[:5])
+    argv = [exe, "-i", "--color=yes"]
+    if project:
+        argv.append(f"--project={os.path.dirname(project)}")
+    if has_run_kernel == "true":
+        argv += ["-e", "import IJulia; IJulia.run_kernel()", "{connection_file}"]
+    else:
+        argv += [os.path.join(ijulia, "src", "kernel.jl"), "{connection_file}"]
+    spec = {
+        "argv": argv,
+        "display_name": f"Julia {version}",
+        "language": "julia",
+        "interrupt_mode": "message" if os.name == "nt" else "signal",
+    }
+    logos = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")
+
+    def populate(path: str) -> None:
+        os.makedirs(path)
+        for logo in logos:
+            found = os.path.join(ijulia, "deps", logo)
+            if os.path.isfile(found):
+                shutil.copy2(found, path)
+
+    return Built(spec, populate, exe, version)
+
+
+def like_spec(template: str, program: str | None, environ: Mapping[str, str]) -> Built:
+    """A copy of the installed spec ``template`` (argv, language, logos, metadata), its
+    program found again through ``environ`` unless it is absolute."""
+    info = get_spec(template)
+    if not info.visible or not info.spec.get("argv"):
+        why = info.problems[0] if info.problems else "it has no argv"
+        raise KernelmagicError(f"cannot use '{info.name}' as a template: {why}")
+    spec = json.loads(json.dumps(info.spec))
+    spec.pop("env", None)
+    metadata = spec.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("kernelmagic", None)
+    first = spec["argv"][0]
+    found = _find(first, program, environ, first)
+    spec["argv"][0] = found
+    populate = (
+        _copier(info.resource_dir)
+        if not info.native
+        else _copier(info.resource_dir, ("kernel.json", "*.py", "__pycache__"))
+    )
+    return Built(spec, populate, found, "")
+
+
+def build(
+    kind: str,
+    environ: Mapping[str, str],
+    *,
+    program: str | None = None,
+    like: str | None = None,
+) -> Built:
+    """The spec of ``kind`` (``ir``, ``julia``) or like the installed spec ``like``."""
+    if like is not None:
+        return like_spec(like, program, environ)
+    if kind == "ir":
+        return ir_spec(program, environ)
+    if kind == "julia":
+        return julia_spec(program, environ)
+    raise InvalidInput(f"--kernel must be one of {', '.join(KINDS)}, not {kind!r}")
+
+
+def made_up_display_name(kind: str, version: str, name: str) -> str:
+    label = {"ir": "R", "julia": "Julia"}.get(kind, kind)
+    return f"{label} {version} ({name})" if version else name

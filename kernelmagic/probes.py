@@ -1,0 +1,149 @@
+"""What to run to see whether a spec's kernel can start, for each language: does its Python
+import the launcher module, does its R load IRkernel, does its Julia import IJulia.
+
+A probe runs the spec's own program with the spec's own env (so it sees what the kernel
+would); it never runs a program that is not that language's interpreter on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from string import Template
+from typing import Any
+
+from . import checks
+
+TIMEOUT = 20.0
+# The variables that decide where an interpreter finds its packages.
+_IMPORT_VARIABLES = (
+    "PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE",
+    "R_LIBS", "R_LIBS_USER", "R_LIBS_SITE", "JULIA_PROJECT", "JULIA_LOAD_PATH", "JULIA_DEPOT_PATH",
+)  # fmt: skip
+_PYTHON_PROGRAM = re.compile(r"(python|pypy)[0-9.]*\Z")
+# Wrappers that run the command inside a container: the interpreter lives in the image, not
+# on this machine, so there is nothing here to probe.
+_CONTAINER_RUNNERS = frozenset(
+    {"apptainer", "singularity", "docker", "podman", "ch-run", "shifter", "enroot"}
+)
+_MISSING = 3  # the exit status our probes use for "the package is not there"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One command that says whether a kernel's package can be loaded."""
+
+    command: tuple[str, ...]
+    env: dict[str, str] = field(compare=False, hash=False, repr=False)
+    missing: str  # what a failure means: "cannot import ipykernel_launcher", ...
+    fix: str  # the command that installs it
+
+    @property
+    def key(self) -> tuple:
+        """Equal for probes that must give the same answer: each runs once."""
+        return (self.command, *(self.env.get(v) for v in _IMPORT_VARIABLES))
+
+
+def launch_env(spec: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment Jupyter would give the kernel: ours plus the spec's, substituted."""
+    env = dict(environ)
+    unusable = set(checks.unusable_env(spec.get("env")))  # reported as bad-env instead
+    for key, value in (spec.get("env") or {}).items():
+        if isinstance(value, str) and key not in unusable:
+            env[key] = Template(value).safe_substitute(environ)
+    return env
+
+
+def _python_launcher(argv: list[str]) -> tuple[int, str] | None:
+    """(index of the interpreter, module) of a Python kernel's argv, through prefixes.
+
+    The interpreter is the program before ``-m MODULE`` (skipping its own options such as
+    ``-Xfrozen_modules=off``), whatever runs in front of it: ``nice -n 10``, ``env``,
+    ``numactl``, ``taskset``, ``srun``. None when that is not a Python.
+    """
+    for i, arg in enumerate(argv[:-1]):
+        if arg != "-m":
+            continue
+        at = i - 1
+        while at > 0 and argv[at].startswith("-"):
+            at -= 1
+        if at < 0 or not _PYTHON_PROGRAM.match(os.path.basename(argv[at])):
+            return None
+        return at, argv[i + 1]
+    return None
+
+
+def _program(argv: list[str], at: int, env: Mapping[str, str]) -> str | None:
+    if at == 0:  # Jupyter starts argv[0] itself (a bare python is its own interpreter)
+        if checks.program_state(argv[0]) != checks.PROGRAM_OK:
+            return None  # reported as missing-program already
+        return checks.launch_program(argv[0])
+    return shutil.which(argv[at], path=env.get("PATH"))  # a prefix finds it on PATH
+
+
+def probe_for(spec: dict[str, Any], environ: Mapping[str, str]) -> Probe | None:
+    """The probe for this spec's kernel, or None when there is nothing to run here."""
+    argv = checks.argv_strings(spec) or []
+    env = launch_env(spec, environ)
+    if not argv:
+        return None
+    python = _python_launcher(argv)
+    if python is not None:
+        at, module = python
+        kind = "python"
+    elif "IRkernel::main()" in argv:
+        at, kind = 0, "r"
+    elif os.path.basename(argv[0]).startswith("julia"):
+        at, kind = 0, "julia"
+    else:
+        return None
+    if any(os.path.basename(word) in _CONTAINER_RUNNERS for word in argv[:at]):
+        return None  # it runs in the container's interpreter, not one of ours
+    program = _program(argv, at, env)
+    if program is None:
+        return None
+    if kind == "python":
+        code = (
+            "import importlib.util, sys\n"
+            f"sys.exit(0 if importlib.util.find_spec({module!r}) else {_MISSING})"
+        )
+        fix = f"{program} -m pip install ipykernel"
+        return Probe((program, "-c", code), env, f"cannot import {module}", fix)
+    if kind == "r":
+        code = f"if (!requireNamespace('IRkernel', quietly = TRUE)) quit(status = {_MISSING})"
+        fix = f"{program} -e 'install.packages(\"IRkernel\")'"
+        return Probe((program, "--slave", "-e", code), env, "cannot load IRkernel", fix)
+    code = f"try; import IJulia; catch; exit({_MISSING}); end"
+    fix = f"{program} -e 'using Pkg; Pkg.add(\"IJulia\")'"
+    return Probe((program, "--startup-file=no", "-e", code), env, "cannot import IJulia", fix)
+
+
+def run(probe: Probe) -> str | None:
+    """None if the package loads; else what went wrong, in a few words."""
+    try:
+        done = subprocess.run(
+            probe.command,
+            env=probe.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"did not answer within {TIMEOUT:.0f} s"
+    except OSError as exc:
+        return f"cannot be run ({exc.strerror})"
+    if done.returncode == 0:
+        return None
+    if done.returncode == _MISSING:
+        return (
+            f"cannot import {probe.package}"
+            if probe.package[0].islower()
+            else f"cannot load {probe.package}"
+        )
+    tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    return f"failed with exit status {done.returncode}: {tail[0]}"
