@@ -140,10 +140,6 @@ def run(probe: Probe) -> str | None:
     if done.returncode == 0:
         return None
     if done.returncode == _MISSING:
-        return (
-            f"cannot import {probe.package}"
-            if probe.package[0].islower()
-            else f"cannot load {probe.package}"
-        )
+        return probe.missing
     tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
     return f"failed with exit status {done.returncode}: {tail[0]}"
