@@ -1,0 +1,224 @@
+"""Every language on the cluster: R (IRkernel) for real with real Lmod modules, Julia through
+a stand-in, and any installed spec as a template (--like)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import write_spec
+from IPython.core.error import UsageError
+from jupyter_client.manager import start_new_kernel
+from nbclient import NotebookClient
+from test_sources import lmod_available  # noqa: F401 (a fixture)
+
+from kernelmagic import doctor
+from kernelmagic.cli import main
+
+
+@pytest.fixture(scope="session")
+def r_with_irkernel():
+    found = shutil.which("R")
+    ok = (
+        found
+        and subprocess.run(
+            [found, "--slave", "-e", "library(IRkernel)"], capture_output=True
+        ).returncode
+        == 0
+    )
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail("R with IRkernel is missing: .ci/run must install r-cran-irkernel")
+        pytest.skip("R with IRkernel is not installed (apt-get install r-cran-irkernel)")
+    return found
+
+
+@pytest.fixture
+def geo_module(tmp_path, monkeypatch, lmod_available, r_with_irkernel):  # noqa: F811
+    """A real Lmod modulefile, as HPC centres write one for an R stack: data, a personal R
+    library, a bin dir."""
+    root = tmp_path / "modulefiles"
+    geo = tmp_path / "opt" / "geo"
+    for sub in ("share/gdal", "rlib", "bin"):
+        (geo / sub).mkdir(parents=True)
+
+    def write(data: str) -> None:
+        (root / "geo").mkdir(parents=True, exist_ok=True)
+        (root / "geo" / "1.0.lua").write_text(
+            textwrap.dedent(f"""\
+                setenv("GDAL_DATA", "{data}")
+                setenv("R_LIBS_USER", "{geo / "rlib"}")
+                prepend_path("PATH", "{geo / "bin"}")
+            """)
+        )
+
+    write(str(geo / "share" / "gdal"))
+    monkeypatch.setenv("MODULEPATH", str(root))
+    return {"geo": geo, "write": write}
+
+
+def spec_json(kernels: Path, name: str) -> dict:
+    return json.loads((kernels / name / "kernel.json").read_text())
+
+
+def run_r(kernel_name: str, code: str) -> str:
+    """Start the named spec with jupyter_client, run R ``code``, return what it printed."""
+    manager, client = start_new_kernel(kernel_name=kernel_name, startup_timeout=90)
+    try:
+        chunks = []
+        reply = client.execute_interactive(
+            code,
+            timeout=90,
+            output_hook=lambda msg: chunks.append(msg["content"].get("text", "")),
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return "".join(chunks)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def test_r_kernel_from_a_module_sees_its_variables(ip, user_kernels, geo_module, capsys):
+    ip.run_line_magic("kernel_install", "rgeo --kernel ir --modules geo/1.0")
+    spec = spec_json(user_kernels, "rgeo")
+    assert spec["argv"][1:] == ["--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"]
+    assert os.path.isabs(spec["argv"][0]) and spec["language"] == "R"
+    assert spec["display_name"].startswith("R ") and spec["display_name"].endswith("(rgeo)")
+    assert {"logo-64x64.png", "kernel.js"} <= {p.name for p in (user_kernels / "rgeo").iterdir()}
+    assert spec["metadata"]["kernelmagic"]["kernel_kind"] == "ir"
+    data = str(geo_module["geo"] / "share" / "gdal")
+    assert spec["env"]["GDAL_DATA"] == data
+    printed = run_r("rgeo", 'cat(Sys.getenv("GDAL_DATA"), Sys.getenv("R_LIBS_USER"), sep="|")')
+    assert printed == f"{data}|{geo_module['geo'] / 'rlib'}"
+    assert main(["doctor", "rgeo"]) == 0, capsys.readouterr().out
+
+
+def test_an_r_notebook_on_a_module_spec_sees_the_modules_variables(user_kernels, geo_module):
+    assert main(["install", "rnb", "--kernel", "ir", "--modules", "geo/1.0"]) == 0
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell('cat(Sys.getenv("GDAL_DATA"))')],
+        metadata={"kernelspec": {"name": "rnb", "display_name": "R", "language": "R"}},
+    )
+    NotebookClient(nb, timeout=120, kernel_name="rnb").execute()
+    text = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert text == str(geo_module["geo"] / "share" / "gdal")
+
+
+def test_refresh_and_clone_of_an_r_spec(user_kernels, geo_module, capsys):
+    assert main(["install", "rgeo", "--kernel", "ir", "--modules", "geo/1.0"]) == 0
+    geo_module["write"]("/newer/gdal")
+    assert main(["refresh", "rgeo"]) == 0
+    spec = spec_json(user_kernels, "rgeo")
+    assert spec["env"]["GDAL_DATA"] == "/newer/gdal"
+    assert spec["argv"][2:4] == ["-e", "IRkernel::main()"]
+    assert main(["clone", "rgeo", "rgeo-big"]) == 0
+    clone = spec_json(user_kernels, "rgeo-big")
+    assert clone["display_name"].endswith("(rgeo-big)") and clone["argv"] == spec["argv"]
+
+
+def test_like_an_irkernel_spec_finds_r_in_the_module_environment(user_kernels, geo_module):
+    """The spec IRkernel ships (argv[0] a bare "R"), installed by hand, used as a template."""
+    shipped = subprocess.run(
+        ["R", "--slave", "-e", 'cat(system.file("kernelspec", package = "IRkernel"))'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    shutil.copytree(shipped, user_kernels / "ir")
+    assert main(["install", "r-like", "--like", "ir", "--modules", "geo/1.0"]) == 0
+    spec = spec_json(user_kernels, "r-like")
+    assert spec["argv"][0] == shutil.which("R") and spec["language"] == "R"
+    assert spec["env"]["GDAL_DATA"] == str(geo_module["geo"] / "share" / "gdal")
+    assert (user_kernels / "r-like" / "logo-64x64.png").exists()
+    assert "IRkernel" in run_r("r-like", "cat(environmentName(asNamespace('IRkernel')))")
+
+
+def test_doctor_on_an_r_spec_that_cannot_load_irkernel(user_kernels, r_with_irkernel, tmp_path):
+    """Broken honestly: the spec's env points R's site library at an empty dir."""
+    assert main(["install", "rok", "--kernel", "ir", "--capture", "none"]) == 0
+    empty = tmp_path / "empty-site-library"
+    empty.mkdir()
+    assert main(["env", "-k", "rok", f"R_LIBS_SITE={empty}"]) == 0
+    report = doctor.diagnose(["rok"])
+    problems = report.diagnoses[0].problems
+    assert [p.kind for p in problems] == ["launcher-import"]
+    assert "cannot load IRkernel" in problems[0]
+    assert "install.packages" in problems[0]
+
+
+def test_an_r_without_irkernel_is_refused_at_install(ip, user_kernels, r_with_irkernel, tmp_path):
+    empty = tmp_path / "empty-site-library"
+    empty.mkdir()
+    with pytest.raises(UsageError) as info:
+        ip.run_cell_magic("kernel_install", "rbad --kernel ir", f"export R_LIBS_SITE={empty}\n")
+    assert "cannot load IRkernel" in str(info.value)
+    assert "install.packages" in str(info.value)
+    assert not (user_kernels / "rbad").exists()
+
+
+@pytest.fixture
+def fake_julia(tmp_path, monkeypatch):
+    """A stand-in for julia: Julia cannot be installed on our test machines, so this script
+    answers the questions kernelmagic asks a real julia (where it lives, its version, where
+    IJulia is, the active project, whether IJulia has run_kernel) and passes the doctor's
+    `import IJulia` probe, the way a julia with IJulia would."""
+    home = tmp_path / "julia-1.10"
+    (home / "bin").mkdir(parents=True)
+    ijulia = tmp_path / "depot" / "packages" / "IJulia" / "abc"
+    (ijulia / "deps").mkdir(parents=True)
+    (ijulia / "deps" / "logo-64x64.png").write_bytes(b"png")
+    project = tmp_path / "depot" / "environments" / "v1.10" / "Project.toml"
+    project.parent.mkdir(parents=True)
+    project.write_text("")
+    julia = home / "bin" / "julia"
+    julia.write_text(
+        textwrap.dedent(f"""\
+            #!/bin/sh
+            case "$*" in
+              *pkgdir*) printf '%s\\n' "{julia}" 1.10 "{ijulia}" "{project}" true ;;
+              *"import IJulia"*) exit 0 ;;
+              *) exit 1 ;;
+            esac
+        """)
+    )
+    julia.chmod(0o755)
+    return {"julia": julia, "ijulia": ijulia, "project": project}
+
+
+def test_julia_kernel_through_a_stand_in(ip, user_kernels, fake_julia, capsys):
+    bin_dir = fake_julia["julia"].parent
+    ip.run_cell_magic("kernel_install", "jl --kernel julia", f'export PATH="{bin_dir}:$PATH"\n')
+    spec = spec_json(user_kernels, "jl")
+    assert spec["argv"] == [
+        str(fake_julia["julia"]),
+        "-i",
+        "--color=yes",
+        f"--project={fake_julia['project'].parent}",
+        "-e",
+        "import IJulia; IJulia.run_kernel()",
+        "{connection_file}",
+    ]
+    assert spec["language"] == "julia" and spec["display_name"] == "Julia 1.10 (jl)"
+    assert (user_kernels / "jl" / "logo-64x64.png").read_bytes() == b"png"
+    assert doctor.diagnose(["jl"]).healthy
+    assert main(["install", "jl2", "--kernel", "julia", "--program", str(fake_julia["julia"])]) == 0
+
+
+def test_language_options_refuse_what_does_not_go_together(user_kernels, capsys):
+    write_spec(user_kernels, "t")
+    cases = [
+        ["install", "x", "--kernel", "ir", "--python", sys.executable],
+        ["install", "x", "--like", "t", "--kernel", "julia"],
+        ["install", "x", "--program", "/bin/true"],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+    assert main(["install", "x", "--kernel", "julia", "--program", "/no/julia"]) == 2
+    assert not (user_kernels / "x").exists()
