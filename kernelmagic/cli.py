@@ -76,17 +76,37 @@ def _report(change: specs.Change, diff: bool = False) -> None:
 
 
 def _install(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    snippet = _read_text(ns.snippet_file) if ns.snippet_file else None
+    snippet = operations.read_input_file(ns.snippet_file) if ns.snippet_file else None
     change, captured = operations.install(ns, defaults, snippet=snippet)
     for line in captured.summary_lines():
         print(line)
     _report(change)
+    for line in render.group_note(change, ns.group):
+        print(line)
     return 0
 
 
 def _clone(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    _report(operations.clone(ns, defaults))
+    change = operations.clone(ns, defaults)
+    _report(change)
+    for line in render.group_note(change, ns.group):
+        print(line)
     return 0
+
+
+def _export(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+    doc, written = operations.export(ns, defaults)
+    if written:
+        print(f"Exported {len(doc['specs'])} kernel spec(s) to {written}")
+    else:
+        print(json.dumps(doc, indent=1))
+    return 0
+
+
+def _apply(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+    outcomes = operations.apply(ns, defaults)
+    print(render.apply_report(outcomes, check=ns.check))
+    return 1 if render.apply_failed(outcomes, check=ns.check) else 0
 
 
 def _patch(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
@@ -94,36 +114,8 @@ def _patch(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     return 0
 
 
-MAX_INPUT_BYTES = 16 * 1024 * 1024  # an env file or snippet; /dev/zero must not fill memory
-
-
-def _read_text(path: str) -> str:
-    """The UTF-8 text of ``path`` (``-``: stdin), at most ``MAX_INPUT_BYTES``."""
-    try:
-        if path == "-":
-            stream = getattr(sys.stdin, "buffer", None)  # a text-only stdin in tests, IDEs
-            data = (
-                stream.read(MAX_INPUT_BYTES + 1)
-                if stream is not None
-                else sys.stdin.read(MAX_INPUT_BYTES + 1).encode("utf-8")
-            )
-        else:
-            with open(path, "rb") as f:
-                data = f.read(MAX_INPUT_BYTES + 1)
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_INPUT_BYTES:
-        raise InvalidInput(f"{path} is larger than {MAX_INPUT_BYTES // 2**20} MiB")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(
-            f"{path} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.end]!r})"
-        ) from None
-
-
 def _read_env_file(path: str) -> EnvChanges:
-    return parse_env_lines(_read_text(path))
+    return parse_env_lines(operations.read_input_file(path))
 
 
 def _provisioners(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
@@ -182,6 +174,8 @@ _HANDLERS = {
     "env": _env,
     "remove": _remove,
     "doctor": _doctor,
+    "export": _export,
+    "apply": _apply,
     "refresh": _refresh,
     "provisioners": _provisioners,
     "remote": _remote,

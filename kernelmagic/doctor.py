@@ -193,6 +193,33 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
     return problems
 
 
+def _unshared(info: discovery.SpecInfo) -> list[Problem]:
+    """A spec shared with a group (setgid dir) whose files its members cannot read."""
+    try:
+        found = os.stat(info.resource_dir)
+    except OSError:
+        return []
+    if info.native or not found.st_mode & stat.S_ISGID:
+        return []
+    unreadable = []
+    for path, needed in ((info.resource_dir, 0o050), (info.kernel_json, 0o040)):
+        try:
+            if os.stat(path).st_mode & needed != needed:
+                unreadable.append(path)
+        except OSError:
+            continue
+    if not unreadable:
+        return []
+    return [
+        Problem(
+            "not-shared",
+            f"shared with a group (its dir is setgid) but members cannot read {unreadable[0]}; "
+            f"run: chmod -R g+rX {info.resource_dir}",
+            unreadable[0],
+        )
+    ]
+
+
 def _shadowing(info: discovery.SpecInfo, locations: Mapping[str, list[str]]) -> list[Problem]:
     if info.native:
         return []
@@ -284,7 +311,7 @@ def diagnose(names: Iterable[str] = (), *, environ: Mapping[str, str] | None = N
     diagnoses = []
     for info in infos:
         problems = [*_invalid_name(info), *info.problems, *interpreter.get(info.name, [])]
-        problems += _shadowing(info, locations)
+        problems += _shadowing(info, locations) + _unshared(info)
         problems += _env_problems(info, environ) + _remote_problems(info)
         diagnoses.append(Diagnosis(info.name, info.resource_dir, problems))
     return Report(diagnoses)

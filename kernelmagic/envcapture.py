@@ -31,6 +31,11 @@ def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatchcase(name, p) for p in patterns)
 
 
+def included(name: str, options: CaptureOptions) -> bool:
+    """Whether ``--include`` names this variable."""
+    return _matches(name, options.include)
+
+
 def is_path_like(name: str) -> bool:
     return name in PATH_LIKE_NAMES or name.endswith("PATH")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import __version__, envcapture, files, languages, sources, store
 from .discovery import get_spec, validate_name
-from .errors import KernelmagicError
+from .errors import InvalidInput, KernelmagicError
 from .policy import EnvPolicy
 from .provenance import Provenance, Source, now
 
@@ -92,6 +92,7 @@ def install(
     dry_run: bool = False,
     environ: Mapping[str, str] | None = None,
     timeout: float = sources.SHELL_TIMEOUT,
+    group: str | None = None,
 ) -> tuple[store.Change, envcapture.CaptureResult]:
     """Make the environment ``source`` describes and install a spec that carries it: a Python
     kernel (``kernel="python"``), R (``"ir"``), Julia (``"julia"``), or one like the
@@ -103,6 +104,7 @@ def install(
     name = validate_name(name)
     options = capture_options or envcapture.CaptureOptions()
     explicit = dict(explicit_env or {})
+    gid = store.group_id(group) if group is not None else None
     slot = store.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
     other = kernel != "python" or like is not None
     made = sources.make_environment(source, options, environ, timeout=timeout, python=not other)
@@ -129,6 +131,8 @@ def install(
     if not display_name:
         record.generated_display_name = spec["display_name"]
     record.write_into(spec)
+    if group is not None:
+        refuse_secrets_for_group(spec, group, options)
 
     def populate(path: str) -> None:
         files_of(path)
@@ -136,8 +140,27 @@ def install(
             full = (source.snippet or "").encode("utf-8", "surrogateescape")
             files.write_bytes_atomic(os.path.join(path, SNIPPET_FILE), full, mode=0o600)
 
-    change = slot.write("installed", spec, populate, options.policy)
+    change = slot.write("installed", spec, populate, options.policy, gid)
     return change, made.result
+
+
+def refuse_secrets_for_group(
+    spec: dict[str, Any], group: str, options: envcapture.CaptureOptions | None = None
+) -> None:
+    """A spec shared with a group shows its env to every member: refuse one holding a secret
+    the user did not name with ``--include``."""
+    options = options or envcapture.CaptureOptions()
+    policy = options.policy.with_recorded(spec)
+    env = spec.get("env") or {}
+    secrets = sorted(
+        k for k, v in env.items() if policy.is_secret(k, v) and not envcapture.included(k, options)
+    )
+    if secrets or (not env and policy.holds_secrets(spec)):
+        names = ", ".join(secrets) or "argv or metadata"
+        raise InvalidInput(
+            f"a spec shared with group {group} shows its env to every member, and {names} "
+            "looks secret; name it with --include to share it anyway, or leave out --group"
+        )
 
 
 def _ipykernel_files(path: str) -> None:

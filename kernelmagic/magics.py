@@ -21,7 +21,7 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import MagicArgumentParser
 from traitlets import Enum, List, Unicode
 
-from . import options
+from . import helptext, options
 from .assignments import parse_env_lines, split_args
 from .errors import KernelmagicError
 
@@ -37,7 +37,7 @@ def _takes(command: str, extra_doc: str = "") -> Callable[[Callable], Callable]:
     """
 
     def decorate(func: Callable) -> Callable:
-        func.__doc__ = options.help_text(command, f"%{func.__name__}") + extra_doc
+        func.__doc__ = helptext.help_text(command, f"%{func.__name__}") + extra_doc
         func.command = command
         return func
 
@@ -193,7 +193,7 @@ class KernelMagics(Magics):
         ns = self._parse(self.kernel_install, line)
         with _as_usage_errors():
             change, captured = operations.install(ns, self._defaults(), snippet=cell)
-        self._report_new(change, captured.summary_lines())
+        self._report_new(change, captured.summary_lines(), render_group(change, ns.group))
 
     @no_var_expand
     @_takes("clone")
@@ -204,7 +204,7 @@ class KernelMagics(Magics):
         ns = self._parse(self.kernel_clone, line)
         with _as_usage_errors():
             change = operations.clone(ns, self._defaults())
-        self._report_new(change)
+        self._report_new(change, after=render_group(change, ns.group))
 
     @no_var_expand
     @_takes("patch")
@@ -306,6 +306,32 @@ class KernelMagics(Magics):
         return name
 
     @no_var_expand
+    @_takes("export")
+    @line_magic
+    def kernel_export(self, line: str = "") -> Any:
+        """Returns the document (a dict) unless -o writes it to a file."""
+        from . import operations
+
+        ns = self._parse(self.kernel_export, line)
+        with _as_usage_errors():
+            doc, written = operations.export(ns, self._defaults())
+        if written:
+            print(f"Exported {len(doc['specs'])} kernel spec(s) to {written}")
+            return None
+        return doc
+
+    @no_var_expand
+    @_takes("apply")
+    @line_magic
+    def kernel_apply(self, line: str = "") -> None:
+        from . import operations, render
+
+        ns = self._parse(self.kernel_apply, line)
+        with _as_usage_errors():
+            outcomes = operations.apply(ns, self._defaults())
+        print(render.apply_report(outcomes, check=ns.check))
+
+    @no_var_expand
     @_takes("remove")
     @line_magic
     def kernel_remove(self, line: str = "") -> None:
@@ -331,6 +357,12 @@ class KernelMagics(Magics):
         for path in report.removed:
             print(f"Removed kernel spec {path}")
         return report.to_json() if ns.json else report
+
+
+def render_group(change: Any, group: str | None) -> list[str]:
+    from . import render
+
+    return render.group_note(change, group)
 
 
 # Magics whose arguments include an existing spec name, for tab completion.

@@ -118,6 +118,7 @@ def install(
         kernel=ns.kernel_kind,
         program=ns.program,
         like=ns.like,
+        group=ns.group,
         display_name=ns.display_name,
         capture_options=capture_request(ns, defaults),
         explicit_env=env_changes(ns).set,
@@ -230,6 +231,7 @@ def clone(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
         replace=ns.replace,
         dry_run=ns.dry_run,
         policy=defaults.policy,
+        group=ns.group,
     )
 
 
@@ -269,6 +271,61 @@ def env(
         shown = defaults.policy.mask_spec(specs.get_spec(target).spec).get("env", {})
         return render.EnvListing(shown if isinstance(shown, dict) else {})
     return specs.patch_spec(target, edit, dry_run=ns.dry_run, policy=defaults.policy)
+
+
+# An env file, snippet or document is small; /dev/zero must not fill memory.
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+
+
+def read_input_file(path: str) -> str:
+    """The UTF-8 text of ``path`` (``-``: stdin), at most ``MAX_INPUT_BYTES``."""
+    import sys
+
+    try:
+        if path == "-":
+            stream = getattr(sys.stdin, "buffer", None)  # a text-only stdin in tests, IDEs
+            data = (
+                stream.read(MAX_INPUT_BYTES + 1)
+                if stream is not None
+                else sys.stdin.read(MAX_INPUT_BYTES + 1).encode("utf-8")
+            )
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise _bad(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise _bad(f"{path} is larger than {MAX_INPUT_BYTES // 2**20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad(
+            f"{path} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.end]!r})"
+        ) from None
+
+
+def export(ns: argparse.Namespace, defaults: Defaults) -> tuple[dict[str, Any], str | None]:
+    """The export document, and the file it was written to (``-o``), if any."""
+    import json
+
+    from . import files, portable
+
+    doc = portable.export(ns.patterns, defaults.policy)
+    if ns.output is None:
+        return doc, None
+    text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    try:
+        files.write_bytes_atomic(ns.output, text.encode("utf-8"), mode=files.default_file_mode())
+    except OSError as exc:
+        raise specs.LocationError(f"cannot write {ns.output}: {exc.strerror}") from None
+    return doc, ns.output
+
+
+def apply(ns: argparse.Namespace, defaults: Defaults):
+    from . import portable
+
+    doc = portable.read_document(read_input_file(ns.document), ns.document)
+    return portable.apply(doc, ns.names, dry_run=ns.dry_run, check=ns.check)
 
 
 def make_remote(ns: argparse.Namespace, defaults: Defaults):

@@ -237,6 +237,25 @@ MISSING = _option(
     action="store_true",
     help="also remove every spec whose program (an absolute path) no longer exists",
 )
+PATTERNS = _option(
+    "patterns", nargs="*", metavar="PATTERN", help="only specs whose names match these globs"
+)
+OUTPUT = _option(
+    "-o", "--output", metavar="FILE", type=path, help="write the document to FILE (any name)"
+)
+DOCUMENT = _option("document", metavar="FILE", type=path, help="a document export wrote")
+APPLY_NAMES = _option("names", nargs="*", metavar="NAME", help="only these specs of the document")
+CHECK = _option(
+    "--check",
+    action="store_true",
+    help="write nothing; exit 1 naming each spec and field where what is installed differs",
+)
+GROUP = _option(
+    "--group",
+    metavar="GROUP",
+    help="share the spec with a Unix group: its dir group-owned and setgid, its files "
+    "group-readable (a spec holding a secret is refused unless --include names it)",
+)
 DOCTOR_JSON = _option("--json", action="store_true", help="the report as JSON")
 
 
@@ -264,6 +283,7 @@ COMMANDS: dict[str, Command] = {
             *SOURCES,
             DISPLAY_NAME,
             *LOCATION,
+            GROUP,
             ENV,
             LITERAL,
             *CAPTURE_OPTIONS,
@@ -273,7 +293,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "clone": Command(
         "Copy a kernel spec (every file and every JSON key) under a new name.",
-        (SOURCE, NEW_NAME, DISPLAY_NAME, ENV, UNSET, LITERAL, *LOCATION, REPLACE, DRY_RUN),
+        (SOURCE, NEW_NAME, DISPLAY_NAME, ENV, UNSET, LITERAL, *LOCATION, GROUP, REPLACE, DRY_RUN),
     ),
     "patch": Command(
         "Change fields of a kernel spec in place; prints a unified diff. Every change keeps "
@@ -313,6 +333,16 @@ COMMANDS: dict[str, Command] = {
         (NAME, TIMEOUT, DRY_RUN),
     ),
     "remove": Command("Remove kernel specs.", (NAMES, MISSING)),
+    "export": Command(
+        "Describe specs as one JSON document (how each was made, the variables set by hand; "
+        "secrets masked) to recreate them elsewhere with apply.",
+        (PATTERNS, OUTPUT),
+    ),
+    "apply": Command(
+        "Recreate the specs of an exported document here, re-running each one's source so the "
+        "captured values are this machine's; atomic, with backups.",
+        (DOCUMENT, APPLY_NAMES, CHECK, DRY_RUN),
+    ),
     "doctor": Command(
         "Check kernel specs (all, or the named ones) and say what to do about each problem: "
         "unreadable JSON, invalid names, missing programs, interpreters that cannot import "
@@ -369,53 +399,3 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
 _ALL_DEFAULTS = {
     _dest(option): _default(option) for command in COMMANDS.values() for option in command.options
 }
-
-
-def _usage_word(option: Option) -> str:
-    kwargs = option.kwargs
-    flag = option.flags[-1]
-    if not flag.startswith("-"):
-        metavar = kwargs.get("metavar", flag.upper())
-        return {
-            "?": f"[{metavar}]",
-            "*": f"[{metavar} ...]",
-            "+": f"{metavar} [{metavar} ...]",
-        }.get(kwargs.get("nargs"), metavar)
-    if kwargs.get("action") == "store_true":
-        return f"[{flag}]"
-    choices = kwargs.get("choices")
-    metavar = kwargs.get("metavar") or ("{" + ",".join(choices) + "}" if choices else "VALUE")
-    repeat = "..." if kwargs.get("action") == "append" else ""
-    if kwargs.get("required"):
-        return f"{flag} {metavar}"
-    return f"[{flag} {metavar}]{repeat}"
-
-
-def help_text(command: str, prog: str) -> str:
-    """Help for ``%magic?``, formatted from the definitions without building a parser."""
-    import textwrap
-
-    entry = COMMANDS[command]
-    usage = " ".join([prog, *(_usage_word(o) for o in entry.options)])
-    lines = [
-        textwrap.fill(usage, 96, subsequent_indent=" " * (len(prog) + 1), break_on_hyphens=False),
-        "",
-        textwrap.fill(entry.summary, 96),
-        "",
-    ]
-    for option in entry.options:
-        kwargs = option.kwargs
-        if option.flags[0].startswith("-"):
-            name = ", ".join(option.flags)
-            if kwargs.get("action") not in ("store_true",):
-                choices = kwargs.get("choices")
-                name += " " + (kwargs.get("metavar") or "{" + ",".join(choices or ()) + "}")
-        else:
-            name = kwargs.get("metavar", option.flags[0].upper())
-        lines.append(f"  {name}")
-        lines.append(
-            textwrap.fill(
-                kwargs.get("help", ""), 96, initial_indent=" " * 6, subsequent_indent=" " * 6
-            )
-        )
-    return "\n".join(lines)

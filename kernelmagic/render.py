@@ -188,3 +188,36 @@ def visibility_note(kernels_dir: str) -> list[str]:
             f"it visible, run: export JUPYTER_PATH={data_dir}"
         )
     ]
+
+
+def group_note(change: Any, group: str | None) -> list[str]:
+    """How the members of ``group`` see a spec shared with them."""
+    if group is None or not change.written:
+        return []
+    data_dir = os.path.dirname(os.path.dirname(change.resource_dir))
+    return [
+        printable(
+            f"Shared with group {group}: its members see it once Jupyter looks in "
+            f"{data_dir} (export JUPYTER_PATH={data_dir})"
+        )
+    ]
+
+
+def apply_report(outcomes: list[Any], *, check: bool) -> str:
+    """What ``apply`` did, per spec (with ``--check``: what differs)."""
+    lines = []
+    for outcome in outcomes:
+        if outcome.problem:
+            lines.append(printable(f"{outcome.name}: not made here: {outcome.problem}"))
+        elif check:
+            differs = ", ".join(outcome.differences)
+            state = f"differs in {differs}" if differs else "as applied"
+            lines.append(f"{outcome.name}: {state}")
+        else:
+            lines.append(change_report(outcome.change, diff=not outcome.change.written))
+        lines += [printable(f"{outcome.name}: {note}") for note in outcome.notes]
+    return "\n".join(lines) or "(no specs in the document)"
+
+
+def apply_failed(outcomes: list[Any], *, check: bool) -> bool:
+    return any(o.problem or (check and o.differences) for o in outcomes)

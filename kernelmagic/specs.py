@@ -134,14 +134,21 @@ def install_directory(
     dry_run: bool = False,
     action: str = "cloned",
     policy: EnvPolicy = DEFAULT_POLICY,
+    group: str | None = None,
 ) -> Change:
     """Install a copy of ``source_dir`` (its files: logos, launcher scripts) as ``name``, with
     ``spec`` as its kernel.json; atomic like every install."""
     from . import store
 
     name = validate_name(name)
+    gid = store.group_id(group) if group is not None else None
+    if group is not None:
+        from .install import refuse_secrets_for_group
+
+        refuse_secrets_for_group(spec, group)
     slot = store.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
-    return slot.write(action, spec, store.copy_files(source_dir), policy.with_recorded(spec))
+    policy = policy.with_recorded(spec)
+    return slot.write(action, spec, store.copy_files(source_dir), policy, gid)
 
 
 def clone_spec(
@@ -153,8 +160,10 @@ def clone_spec(
     replace: bool = False,
     dry_run: bool = False,
     policy: EnvPolicy = DEFAULT_POLICY,
+    group: str | None = None,
 ) -> Change:
-    """Copy every file and every JSON key of ``source`` to ``new_name``, then apply ``edit``."""
+    """Copy every file and every JSON key of ``source`` to ``new_name``, then apply ``edit``;
+    ``group`` shares the copy with that Unix group."""
     new_name = validate_name(new_name)
     src = get_spec(source)
     if not src.spec and src.problems:
@@ -177,6 +186,7 @@ def clone_spec(
         replace=replace,
         dry_run=dry_run,
         policy=policy,
+        group=group,
     )
 
 

@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 
 from . import checks, files
 from .discovery import NATIVE_KERNEL_NAME, locate, read_spec_file, specs_in
-from .errors import KernelmagicError, LocationError, SpecExists
+from .errors import InvalidInput, KernelmagicError, LocationError, SpecExists
 from .policy import DEFAULT_POLICY, EnvPolicy
 
 WORK_PREFIX = ".kernelmagic-"  # staging and trash directories inside a kernels dir
@@ -75,6 +76,30 @@ def file_mode(spec: dict[str, Any], policy: EnvPolicy, existing: str | None = No
         with contextlib.suppress(OSError):
             return os.stat(existing).st_mode & 0o777
     return files.default_file_mode()
+
+
+def group_id(group: str) -> int:
+    """The id of the Unix group named ``group`` (or given by number); ``InvalidInput``."""
+    import grp
+
+    try:
+        return grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+    except (KeyError, ValueError):
+        raise InvalidInput(f"no Unix group {group!r} here") from None
+
+
+def share_with_group(path: str, gid: int) -> None:
+    """Make a staged spec dir a group's: group-owned, dirs setgid (new files stay the
+    group's) and group-readable, files group-readable, nothing writable by others."""
+    for root, _, names in os.walk(path):
+        os.chown(root, -1, gid)
+        mode = stat.S_IMODE(os.stat(root).st_mode)
+        os.chmod(root, (mode | stat.S_ISGID | 0o050) & ~0o002)
+        for name in names:
+            file = os.path.join(root, name)
+            if not os.path.islink(file):
+                os.chown(file, -1, gid)
+                os.chmod(file, (stat.S_IMODE(os.stat(file).st_mode) | 0o040) & ~0o002)
 
 
 def _lock_path(kernels_dir: str, name: str) -> str:
@@ -160,8 +185,10 @@ class Reservation:
         spec: dict[str, Any],
         populate: Callable[[str], None],
         policy: EnvPolicy = DEFAULT_POLICY,
+        group: int | None = None,
     ) -> Change:
-        """Create the spec dir with ``populate(path)`` (its files) and ``spec`` as kernel.json.
+        """Create the spec dir with ``populate(path)`` (its files) and ``spec`` as kernel.json;
+        with ``group`` (a gid), shared with that group (``share_with_group``).
 
         Under the name's lock: the directory appears under its name only once complete; a
         replaced spec keeps its backups and gains one of the version it replaces.
@@ -182,12 +209,12 @@ class Reservation:
                 if existing and not self.replace:
                     raise _refuse_taken(self.kernels_dir, self.name)
                 before = _read_before(existing)
-                self._build(spec, populate, policy, existing, target)
+                self._build(spec, populate, policy, existing, target, group)
         if before is not None and action == "installed":
             action = "replaced"
         return Change(action, self.name, target, before, spec, True, policy)
 
-    def _build(self, spec, populate, policy, existing: str | None, target: str) -> None:
+    def _build(self, spec, populate, policy, existing, target: str, group: int | None) -> None:
         work = _work_dir(self.kernels_dir, self.name)
         try:
             staged = os.path.join(work, "new")
@@ -198,6 +225,8 @@ class Reservation:
                 _carry_backups(existing, staged)
             kernel_json = os.path.join(staged, "kernel.json")
             files.write_json_atomic(kernel_json, spec, mode=file_mode(spec, policy))
+            if group is not None:
+                share_with_group(staged, group)
             if not existing:
                 os.rename(staged, target)
             elif files.exchange(staged, existing):

@@ -55,6 +55,8 @@ def test_unload_removes_exactly_the_magics(shell):
         "kernel_refresh",
         "kernel_provisioners",
         "kernel_remote",
+        "kernel_export",
+        "kernel_apply",
     }
     assert set(shell.magics_manager.magics["cell"]) - before["cell"] == {
         "kernel_env",
