@@ -1,8 +1,9 @@
-"""Python kernel specs made from a ``Source``: one install path and its refresh.
+"""Kernel specs made from a ``Source``: one install path for every language, and refresh.
 
 Whatever the source (this session, a snippet, modules, a conda env, another interpreter),
-the spec is the one ``python -m ipykernel install`` writes for the chosen interpreter, with
-the captured variables in ``env`` and a ``Provenance`` record in ``metadata.kernelmagic``.
+a Python spec is the one ``python -m ipykernel install`` writes for the chosen interpreter,
+an R or Julia spec the one IRkernel or IJulia writes (``languages``); each gets the captured
+variables in ``env`` and a ``Provenance`` record in ``metadata.kernelmagic``.
 """
 
 from __future__ import annotations
@@ -73,10 +74,6 @@ def _record(
     )
 
 
-def _made_up_display_name(name: str, version: tuple[int, int]) -> str:
-    return f"Python {version[0]}.{version[1]} ({name})"
-
-
 def install(
     name: str,
     kernels_dir: str,
@@ -122,7 +119,8 @@ def install(
     else:
         spec = python_kernel_dict()
         spec["argv"][0] = made.interpreter.path
-        made_up = _made_up_display_name(name, made.interpreter.version)
+        version = "{}.{}".format(*made.interpreter.version)
+        made_up = languages.made_up_display_name("python", version, name)
         files_of = _ipykernel_files
     spec["display_name"] = display_name or made_up
     env = {**made.result.env, **explicit}

@@ -180,5 +180,6 @@ def build(
 
 
 def made_up_display_name(kind: str, version: str, name: str) -> str:
-    label = {"ir": "R", "julia": "Julia"}.get(kind, kind)
+    """The display name kernelmagic makes up when none is given: ``Python 3.11 (geo)``."""
+    label = {"python": "Python", "ir": "R", "julia": "Julia"}.get(kind, kind)
     return f"{label} {version} ({name})" if version else name

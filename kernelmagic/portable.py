@@ -74,11 +74,9 @@ def _entry(info: SpecInfo, policy: EnvPolicy) -> dict[str, Any]:
         entry["kind"] = "remote" if kind == "remote" else "copy"
         entry["spec"] = policy.mask_spec(spec)
     else:
-        captured = {
-            k
-            for k, digest in record.captured_digests.items()
-            if envcapture.digests({k: env.get(k, "")}).get(k) == digest
-        }
+        # Captured and unchanged since; whatever else is in env was set by hand.
+        now_digests = envcapture.digests({k: v for k, v in env.items() if isinstance(v, str)})
+        captured = {k for k, d in record.captured_digests.items() if now_digests.get(k) == d}
         entry["kind"] = record.kernel_kind
         entry["source"] = _source_fields(record)
         if record.snippet_file:

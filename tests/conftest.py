@@ -51,6 +51,16 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(figure)
 
 
+def require_system_package(present: bool, what: str, package: str) -> None:
+    """A test needs a Debian package: in CI, .ci/run must have installed it (fail); on a
+    developer's machine without it, skip and say how to get it."""
+    if present:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing: .ci/run must install Debian's {package}")
+    pytest.skip(f"{what} is not installed (apt-get install {package})")
+
+
 @pytest.fixture(autouse=True)
 def isolated_jupyter(tmp_path, monkeypatch):
     """Point HOME and every Jupyter/IPython location at ``tmp_path``."""

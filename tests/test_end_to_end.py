@@ -20,21 +20,27 @@ PROBE = (
 )
 
 
-def run_in_kernel(kernel_name: str, code: str = PROBE) -> dict:
-    """Start the named spec with jupyter_client, run ``code``, return its JSON output."""
-    manager, client = start_new_kernel(kernel_name=kernel_name, startup_timeout=60)
+def kernel_output(kernel_name: str, code: str, timeout: float = 60) -> str:
+    """Start the named spec with jupyter_client, run ``code`` (in the kernel's language),
+    return what it printed."""
+    manager, client = start_new_kernel(kernel_name=kernel_name, startup_timeout=timeout)
     try:
         chunks = []
         reply = client.execute_interactive(
             code,
-            timeout=60,
+            timeout=timeout,
             output_hook=lambda msg: chunks.append(msg["content"].get("text", "")),
         )
         assert reply["content"]["status"] == "ok", reply["content"]
-        return json.loads("".join(chunks))
+        return "".join(chunks)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def run_in_kernel(kernel_name: str, code: str = PROBE) -> dict:
+    """Start the named Python spec, run ``code``, return its JSON output."""
+    return json.loads(kernel_output(kernel_name, code))
 
 
 def test_captured_spec_launches_with_its_environment(ip, user_kernels, tmp_path, monkeypatch):

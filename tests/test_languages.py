@@ -13,10 +13,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import write_spec
+from conftest import require_system_package, write_spec
 from IPython.core.error import UsageError
-from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
+from test_end_to_end import kernel_output
 from test_sources import lmod_available  # noqa: F401 (a fixture)
 
 from kernelmagic import doctor
@@ -33,10 +33,7 @@ def r_with_irkernel():
         ).returncode
         == 0
     )
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail("R with IRkernel is missing: .ci/run must install r-cran-irkernel")
-        pytest.skip("R with IRkernel is not installed (apt-get install r-cran-irkernel)")
+    require_system_package(bool(ok), "R with IRkernel", "r-cran-irkernel")
     return found
 
 
@@ -69,20 +66,7 @@ def spec_json(kernels: Path, name: str) -> dict:
 
 
 def run_r(kernel_name: str, code: str) -> str:
-    """Start the named spec with jupyter_client, run R ``code``, return what it printed."""
-    manager, client = start_new_kernel(kernel_name=kernel_name, startup_timeout=90)
-    try:
-        chunks = []
-        reply = client.execute_interactive(
-            code,
-            timeout=90,
-            output_hook=lambda msg: chunks.append(msg["content"].get("text", "")),
-        )
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return "".join(chunks)
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
+    return kernel_output(kernel_name, code, timeout=90)  # R starts slower than Python
 
 
 def test_r_kernel_from_a_module_sees_its_variables(ip, user_kernels, geo_module, capsys):

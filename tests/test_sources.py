@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import write_spec
+from conftest import require_system_package, write_spec
 from IPython.core.error import UsageError
 from test_end_to_end import run_in_kernel
 
@@ -49,10 +49,7 @@ def lmod_available():
         ).returncode
         == 0
     )
-    if not found:
-        if os.environ.get("CI"):
-            pytest.fail("Lmod is missing: .ci/run must install Debian's lmod")
-        pytest.skip("Lmod is not installed (apt-get install lmod)")
+    require_system_package(found, "Lmod", "lmod")
 
 
 @pytest.fixture
