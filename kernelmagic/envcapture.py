@@ -46,8 +46,10 @@ def escape_dollars(value: str) -> str:
 
 
 def unique_entries(entries: list[str]) -> list[str]:
-    """``entries`` without repeats, the first of each kept (its place decides precedence)."""
-    return list(dict.fromkeys(entries))
+    """``entries`` without repeats, the first of each kept (its place decides precedence),
+    and without empty ones: ``X=/new:$X`` with ``X`` unset leaves an empty entry, which
+    means the current directory to the dynamic loader and the shell."""
+    return [e for e in dict.fromkeys(entries) if e]
 
 
 def path_value(name: str, value: str, baseline: str | None, templates: bool) -> str:
@@ -57,7 +59,8 @@ def path_value(name: str, value: str, baseline: str | None, templates: bool) -> 
         templated = template_path_value(name, value, baseline)
         if templated is not None:
             return templated
-    return escape_dollars(os.pathsep.join(unique_entries(value.split(os.pathsep))))
+    entries = unique_entries(value.split(os.pathsep))
+    return escape_dollars(os.pathsep.join(entries)) if entries else escape_dollars(value)
 
 
 def template_path_value(name: str, value: str, baseline: str) -> str | None:

@@ -192,6 +192,8 @@ def test_capture_all_leaves_identity_out_and_templates_path():
         ("/venv/bin:/a:/venv/bin:/usr/bin:/bin", "/venv/bin:/a:${PATH}"),
         ("/venv/bin:/usr/bin:/bin:/venv/bin:/bin", "/venv/bin:${PATH}"),
         ("/x:/y:/x", "/x:/y"),  # not an addition to the baseline: literal, still once each
+        ("/venv/bin::/usr/bin:/bin", "/venv/bin:${PATH}"),  # an empty entry is the cwd: dropped
+        ("/x:", "/x"),  # what `X=/x:$X` leaves when X was unset
     ],
 )
 def test_captured_path_values_hold_each_entry_once(value, written):
