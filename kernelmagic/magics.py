@@ -75,7 +75,9 @@ def _in_kernel() -> bool:
         return False
     from ipykernel.kernelapp import IPKernelApp
 
-    return IPKernelApp.initialized()
+    # initialized() alone is not enough: a terminal IPython's app is a singleton of a common
+    # base class, and IPKernelApp inherits its _instance.
+    return IPKernelApp.initialized() and isinstance(IPKernelApp._instance, IPKernelApp)
 
 
 def _session_spec() -> tuple[str, str] | None:

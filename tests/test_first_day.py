@@ -314,3 +314,17 @@ def test_the_suite_leaves_your_ipython_dir_alone(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-2000:]
     assert list(home.iterdir()) == []
+
+
+def test_the_reload_hint_is_for_notebooks_not_terminals(isolated_jupyter):
+    """A terminal IPython is an app of the same family as the kernel's: only a kernel gets
+    the JupyterLab hint (the notebook side is checked on the tour notebook)."""
+    ipython = Path(sys.executable).parent / "ipython"
+    done = subprocess.run(
+        [str(ipython), "--ext", "kernelmagic", "-c", "%kernel_install t --capture none"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Installed kernel spec 't'" in done.stdout, done.stderr
+    assert "reload the page" not in done.stdout
