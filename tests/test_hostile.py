@@ -147,6 +147,11 @@ def test_an_unreachable_program_is_not_dead():
         for path in (base / "data", kernels, *kernels.iterdir()):
             os.chown(path, 65534, 65534)
         os.environ["JUPYTER_DATA_DIR"] = str(base / "data")
+        # Load now what the child needs: it cannot read this venv where CI makes it (a
+        # mode-700 temp dir), as a user cannot read another user's venv.
+        import kernelmagic.doctor  # noqa: F401
+
+        specs.list_specs()  # imports ipykernel's spec writer, reads jupyter_client's fields
         status, err = _run_as_nobody(["remove", "--missing"])
         if status == 99:
             pytest.skip("this machine does not allow dropping root")
