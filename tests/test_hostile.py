@@ -147,11 +147,13 @@ def test_an_unreachable_program_is_not_dead():
         for path in (base / "data", kernels, *kernels.iterdir()):
             os.chown(path, 65534, 65534)
         os.environ["JUPYTER_DATA_DIR"] = str(base / "data")
-        # Load now what the child needs: it cannot read this venv where CI makes it (a
-        # mode-700 temp dir), as a user cannot read another user's venv.
+        # The child cannot even stat this venv where CI makes it (in a mode-700 temp dir), as
+        # no user runs someone else's unreadable venv: load now what it needs, and spare it
+        # jupyter_core's check of who owns sys.prefix.
         import kernelmagic.doctor  # noqa: F401
 
         specs.list_specs()  # imports ipykernel's spec writer, reads jupyter_client's fields
+        os.environ["JUPYTER_PREFER_ENV_PATH"] = "0"
         status, err = _run_as_nobody(["remove", "--missing"])
         if status == 99:
             pytest.skip("this machine does not allow dropping root")
@@ -160,6 +162,7 @@ def test_an_unreachable_program_is_not_dead():
     finally:
         import shutil
 
+        os.environ.pop("JUPYTER_PREFER_ENV_PATH", None)
         shutil.rmtree(base, ignore_errors=True)
 
 
