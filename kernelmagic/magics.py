@@ -190,23 +190,23 @@ class KernelMagics(Magics):
     )
     @line_cell_magic
     def kernel_install(self, line: str = "", cell: str | None = None) -> None:
-        from . import operations
+        from . import operations, render
 
         ns = self._parse(self.kernel_install, line)
         with _as_usage_errors():
             change, captured = operations.install(ns, self._defaults(), snippet=cell)
-        self._report_new(change, captured.summary_lines(), render_group(change, ns.group))
+        self._report_new(change, captured.summary_lines(), render.group_note(change, ns.group))
 
     @no_var_expand
     @_takes("clone")
     @line_magic
     def kernel_clone(self, line: str = "") -> None:
-        from . import operations
+        from . import operations, render
 
         ns = self._parse(self.kernel_clone, line)
         with _as_usage_errors():
             change = operations.clone(ns, self._defaults())
-        self._report_new(change, after=render_group(change, ns.group))
+        self._report_new(change, after=render.group_note(change, ns.group))
 
     @no_var_expand
     @_takes("patch")
@@ -359,12 +359,6 @@ class KernelMagics(Magics):
         for path in report.removed:
             print(f"Removed kernel spec {path}")
         return report.to_json() if ns.json else report
-
-
-def render_group(change: Any, group: str | None) -> list[str]:
-    from . import render
-
-    return render.group_note(change, group)
 
 
 # Magics whose arguments include an existing spec name, for tab completion.
