@@ -8,7 +8,7 @@ no ``jupyter`` needs to be on R's or Julia's PATH.
 
 from __future__ import annotations
 
-import json
+import copy
 import os
 import shutil
 import subprocess
@@ -146,7 +146,7 @@ def like_spec(template: str, program: str | None, environ: Mapping[str, str]) ->
     if not info.visible or not info.spec.get("argv"):
         why = info.problems[0] if info.problems else "it has no argv"
         raise KernelmagicError(f"cannot use '{info.name}' as a template: {why}")
-    spec = json.loads(json.dumps(info.spec))
+    spec = copy.deepcopy(info.spec)
     spec.pop("env", None)
     metadata = spec.get("metadata")
     if isinstance(metadata, dict):
