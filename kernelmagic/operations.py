@@ -214,6 +214,16 @@ def remove(ns: argparse.Namespace, defaults: Defaults) -> list[str]:
 
 
 def run_doctor(ns: argparse.Namespace, defaults: Defaults):
+    if ns.launch:
+        from . import launching
+
+        if ns.fix:
+            raise _bad("--fix removes dead specs; run it without --launch")
+        if not 0 < ns.launch_timeout < float("inf"):
+            raise _bad(f"--timeout must be a positive number of seconds, not {ns.launch_timeout:g}")
+        report = launching.launch_all(ns.names, ns.launch_timeout)
+        report.session = defaults.session
+        return report
     from . import doctor
 
     report = doctor.diagnose(ns.names)

@@ -256,6 +256,20 @@ GROUP = _option(
     help="share the spec with a Unix group: its dir group-owned and setgid, its files "
     "group-readable (a spec holding a secret is refused unless --include names it)",
 )
+LAUNCH = _option(
+    "--launch",
+    action="store_true",
+    help="start each spec for real through jupyter_client and wait for its kernel_info "
+    "reply; a failure shows the lines of the kernel's stderr that say why",
+)
+LAUNCH_TIMEOUT = _option(
+    "--timeout",
+    dest="launch_timeout",
+    type=float,
+    default=60.0,
+    metavar="SECONDS",
+    help="with --launch: how long to wait for each kernel (default: 60)",
+)
 DOCTOR_JSON = _option("--json", action="store_true", help="the report as JSON")
 
 
@@ -348,7 +362,7 @@ COMMANDS: dict[str, Command] = {
         "unreadable JSON, invalid names, missing programs, interpreters that cannot import "
         "their launcher, no {connection_file}, uninstalled provisioners, shadowed names, "
         "env paths that do not exist, templates naming unset variables.",
-        (NAMES, FIX, DOCTOR_JSON),
+        (NAMES, FIX, LAUNCH, LAUNCH_TIMEOUT, DOCTOR_JSON),
     ),
 }
 

@@ -66,7 +66,7 @@ def run_in_login_shell(
             [*command, snippet_file], clean_environment(session, also_keep), work, timeout
         )
         if status != 0 or not os.path.exists(after_file):
-            detail = _failure_lines(stderr)
+            detail = failure_lines(stderr)
             if status == 0:
                 raise SourceFailed(
                     f"the snippet exited the shell before it finished (remove 'exit'): {detail}"
@@ -126,7 +126,7 @@ _FAILURE_WORDS = re.compile(r"error|unknown|not found|no such|cannot|failed|deni
 _DETAIL_LINES = 12
 
 
-def _failure_lines(stderr: str) -> str:
+def failure_lines(stderr: str) -> str:
     """The lines of the shell's stderr that say what failed (those first), then its last
     lines, up to a dozen: Lmod's reason comes before its advice about caches."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]

@@ -1,0 +1,54 @@
+"""`doctor --launch`: specs started for real through jupyter_client, failures with the lines
+of the kernel's stderr that say why."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import write_spec
+from test_sources import bare_python  # noqa: F401 (a fixture)
+
+from kernelmagic.cli import main
+
+CONN = "{connection_file}"
+
+
+def test_launch_reports_started_and_failed_specs_with_the_reason(
+    ip,
+    user_kernels,
+    tmp_path,
+    bare_python,  # noqa: F811
+    capsys,
+):
+    write_spec(user_kernels, "ok")  # this interpreter, with ipykernel
+    write_spec(
+        user_kernels,
+        "no-ipykernel",
+        {"argv": [bare_python, "-m", "ipykernel_launcher", "-f", CONN]},
+    )
+    wrapper = tmp_path / "kernel-helper.sh"
+    wrapper.write_text("#!/bin/sh\nmodule_load_that_is_not_there gdal\nexit 127\n")
+    wrapper.chmod(0o755)
+    write_spec(user_kernels, "wrapper", {"argv": [str(wrapper), CONN]})
+    write_spec(user_kernels, "gone", {"argv": ["/no/such/python", "-m", "x", "-f", CONN]})
+
+    names = ["ok", "no-ipykernel", "wrapper", "gone"]
+    assert main(["doctor", "--launch", "--json", *names]) == 1
+    report = json.loads(capsys.readouterr().out)["specs"]
+    assert report["ok"]["started"] and report["ok"]["seconds"] > 0
+    assert (report["ok"]["language"], report["ok"]["implementation"]) == ("python", "ipython")
+    assert "No module named ipykernel_launcher" in report["no-ipykernel"]["reason"]
+    assert "module_load_that_is_not_there" in report["wrapper"]["reason"]
+    assert "not found" in report["wrapper"]["reason"]
+    assert report["gone"]["reason"].startswith("cannot start")
+    assert not any(report[n]["started"] for n in names[1:])
+
+    table = ip.run_line_magic("kernel_doctor", "--launch ok")
+    assert table.healthy and "started" in table.as_text()
+
+
+def test_launch_refuses_fix_and_a_bad_timeout(capsys):
+    assert main(["doctor", "--launch", "--fix"]) == 2
+    assert main(["doctor", "--launch", "--timeout", "0"]) == 2
+    assert main(["doctor", "--launch", "no/such"]) == 2
+    assert capsys.readouterr().err.count("kernelmagic: error:") == 3
