@@ -96,7 +96,9 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT) -> Launch:
         except Exception as exc:  # whatever keeps the process from starting at all
             return Launch(name, False, reason=f"cannot start: {exc}")
         client = manager.client()
-        client.start_channels()
+        # The shell channel is all a kernel_info request needs; a heartbeat thread still
+        # starting when a kernel dies at once would race the client's teardown.
+        client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
         try:
             request = client.kernel_info()
             while time.perf_counter() - began < timeout:
