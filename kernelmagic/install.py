@@ -16,11 +16,7 @@ from . import __version__, envcapture, files, languages, sources, store
 from .discovery import get_spec, validate_name
 from .errors import InvalidInput, KernelmagicError
 from .policy import EnvPolicy
-from .provenance import Provenance, Source, now
-
-# A snippet that holds a secret is recorded masked in kernel.json; the full text, which
-# refresh runs, stays in this owner-only file beside it.
-SNIPPET_FILE = "kernelmagic-snippet.sh"
+from .provenance import SNIPPET_FILE, Provenance, Source, now
 
 
 def python_kernel_dict() -> dict[str, Any]:

@@ -18,6 +18,8 @@ from typing import Any
 
 from .discovery import get_spec, read_spec_file
 from .errors import InvalidInput, KernelmagicError, SourceFailed
+from .provenance import SNIPPET_FILE
+from .store import copy_files
 
 KINDS = ("python", "ir", "julia")
 PROBE_TIMEOUT = 120.0  # R and Julia start slowly on a busy shared filesystem
@@ -75,13 +77,6 @@ def _ask(command: list[str], environ: Mapping[str, str], fix: str) -> list[str]:
     return lines
 
 
-def _copier(source_dir: str, leave_out: tuple[str, ...] = ("kernel.json",)) -> Callable:
-    def populate(path: str) -> None:
-        shutil.copytree(source_dir, path, symlinks=True, ignore=shutil.ignore_patterns(*leave_out))
-
-    return populate
-
-
 def _find(name: str, requested: str | None, environ: Mapping[str, str], what: str) -> str:
     program = resolve_program(requested or name, environ)
     if program is None:
@@ -103,7 +98,7 @@ def ir_spec(program: str | None, environ: Mapping[str, str]) -> Built:
     r_exe, version, spec_dir = facts[0], facts[1], facts[2].strip()
     spec = read_spec_file(os.path.join(spec_dir, "kernel.json"))
     spec["argv"][0] = r_exe  # what installspec() does: R.home("bin")/R
-    return Built(spec, _copier(spec_dir), r_exe, version)
+    return Built(spec, copy_files(spec_dir, ("kernel.json",)), r_exe, version)
 
 
 def julia_spec(program: str | None, environ: Mapping[str, str]) -> Built:
@@ -154,12 +149,11 @@ def like_spec(template: str, program: str | None, environ: Mapping[str, str]) ->
     first = spec["argv"][0]
     found = _find(first, program, environ, first)
     spec["argv"][0] = found
-    populate = (
-        _copier(info.resource_dir)
-        if not info.native
-        else _copier(info.resource_dir, ("kernel.json", "*.py", "__pycache__"))
-    )
-    return Built(spec, populate, found, "")
+    # Not the template's own record of how it was made: its snippet file is not ours.
+    leave_out = ("kernel.json", SNIPPET_FILE)
+    if info.native:  # ipykernel's resources dir sits among its modules
+        leave_out += ("*.py", "__pycache__")
+    return Built(spec, copy_files(info.resource_dir, leave_out), found, "")
 
 
 def build(

@@ -124,14 +124,15 @@ def install(
         explicit_env=env_changes(ns).set,
         replace=ns.replace,
         dry_run=ns.dry_run,
-        timeout=_timeout(ns),
+        timeout=_seconds(ns.timeout),
     )
 
 
-def _timeout(ns: argparse.Namespace) -> float:
-    if not 0 < ns.timeout < float("inf"):
-        raise _bad(f"--timeout must be a positive number of seconds, not {ns.timeout:g}")
-    return ns.timeout
+def _seconds(value: float) -> float:
+    """A ``--timeout`` value: a positive, finite number of seconds."""
+    if not 0 < value < float("inf"):
+        raise _bad(f"--timeout must be a positive number of seconds, not {value:g}")
+    return value
 
 
 def source_request(ns: argparse.Namespace, snippet: str | None):
@@ -197,7 +198,7 @@ def refresh(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
     from . import install as installing
 
     return installing.refresh_spec(
-        ns.name, dry_run=ns.dry_run, policy=defaults.policy, timeout=_timeout(ns)
+        ns.name, dry_run=ns.dry_run, policy=defaults.policy, timeout=_seconds(ns.timeout)
     )
 
 
@@ -219,9 +220,7 @@ def run_doctor(ns: argparse.Namespace, defaults: Defaults):
 
         if ns.fix:
             raise _bad("--fix removes dead specs; run it without --launch")
-        if not 0 < ns.launch_timeout < float("inf"):
-            raise _bad(f"--timeout must be a positive number of seconds, not {ns.launch_timeout:g}")
-        report = launching.launch_all(ns.names, ns.launch_timeout)
+        report = launching.launch_all(ns.names, _seconds(ns.launch_timeout))
         report.session = defaults.session
         return report
     from . import doctor

@@ -16,6 +16,9 @@ from typing import Any
 from .policy import EnvPolicy
 
 METADATA_KEY = "kernelmagic"
+# A snippet that holds a secret is recorded masked in kernel.json; the full text, which
+# refresh runs, stays in this owner-only file beside it.
+SNIPPET_FILE = "kernelmagic-snippet.sh"
 # Sources that can be made again on refresh; "current" (a running session) and "remote" (a
 # copy of another spec) cannot.
 REPEATABLE = ("snippet", "modules", "conda", "python")

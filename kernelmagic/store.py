@@ -271,12 +271,14 @@ def _carry_backups(old_dir: str, new_dir: str) -> None:
         files.keep_backup(old_json, into=new_dir)
 
 
-def copy_files(source_dir: str) -> Callable[[str], None]:
-    """A ``populate`` that copies ``source_dir``'s files (logos, launcher scripts)."""
+def copy_files(source_dir: str, leave_out: tuple[str, ...] = ()) -> Callable[[str], None]:
+    """A ``populate`` that copies ``source_dir``'s files (logos, launcher scripts), never
+    kernelmagic's own working files (locks, temps, backups) nor names matching ``leave_out``."""
+    ignore = shutil.ignore_patterns(*NOT_COPIED, *leave_out)
 
     def populate(path: str) -> None:
         # Links are copied as links: never followed out of the spec dir, nor round a loop.
-        shutil.copytree(source_dir, path, symlinks=True, ignore=shutil.ignore_patterns(*NOT_COPIED))
+        shutil.copytree(source_dir, path, symlinks=True, ignore=ignore)
 
     return populate
 

@@ -206,3 +206,17 @@ def test_language_options_refuse_what_does_not_go_together(user_kernels, capsys)
         assert main(argv) == 2, argv
     assert main(["install", "x", "--kernel", "julia", "--program", "/no/julia"]) == 2
     assert not (user_kernels / "x").exists()
+
+
+def test_like_copies_a_templates_files_but_not_its_records(user_kernels, tmp_path):
+    """A template made by kernelmagic has backups, a lock and maybe an owner-only snippet
+    file holding a secret: none of them is the new spec's."""
+    snippet = tmp_path / "s.sh"
+    snippet.write_text("export GITHUB_TOKEN=ghp_" + "L" * 36 + "\nexport A=1\n")
+    argv = ["install", "tmpl", "--python", sys.executable, "--snippet-file", str(snippet)]
+    assert main(argv) == 0
+    assert main(["env", "-k", "tmpl", "B=2"]) == 0  # leaves a backup
+    assert main(["install", "copy", "--like", "tmpl", "--capture", "none"]) == 0
+    copied = {p.name for p in (user_kernels / "copy").iterdir()}
+    assert "logo-64x64.png" in copied
+    assert not [n for n in copied if n.startswith(".") or n == "kernelmagic-snippet.sh"]
