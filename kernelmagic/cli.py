@@ -96,10 +96,7 @@ def _clone(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
 
 def _export(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     doc, written = operations.export(ns, defaults)
-    if written:
-        print(f"Exported {len(doc['specs'])} kernel spec(s) to {written}")
-    else:
-        print(json.dumps(doc, indent=1))
+    print(render.exported(doc, written))
     return 0
 
 

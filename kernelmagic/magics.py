@@ -312,13 +312,13 @@ class KernelMagics(Magics):
     @line_magic
     def kernel_export(self, line: str = "") -> Any:
         """Returns the document (a dict) unless -o writes it to a file."""
-        from . import operations
+        from . import operations, render
 
         ns = self._parse(self.kernel_export, line)
         with _as_usage_errors():
             doc, written = operations.export(ns, self._defaults())
         if written:
-            print(f"Exported {len(doc['specs'])} kernel spec(s) to {written}")
+            print(render.exported(doc, written))
             return None
         return doc
 

@@ -315,14 +315,13 @@ def read_input_file(path: str) -> str:
 
 def export(ns: argparse.Namespace, defaults: Defaults) -> tuple[dict[str, Any], str | None]:
     """The export document, and the file it was written to (``-o``), if any."""
-    import json
 
     from . import files, portable
 
     doc = portable.export(ns.patterns, defaults.policy)
     if ns.output is None:
         return doc, None
-    text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    text = files.dump_spec(doc)  # Jupyter's own JSON style; strict (no NaN)
     try:
         files.write_bytes_atomic(ns.output, text.encode("utf-8"), mode=files.default_file_mode())
     except OSError as exc:

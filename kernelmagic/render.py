@@ -203,6 +203,13 @@ def group_note(change: Any, group: str | None) -> list[str]:
     ]
 
 
+def exported(doc: dict[str, Any], written: str | None) -> str:
+    """What ``export`` says: where it wrote the document, or the document itself."""
+    if written:
+        return f"Exported {len(doc['specs'])} kernel spec(s) to {written}"
+    return files.dump_spec(doc).rstrip("\n")
+
+
 def apply_report(outcomes: list[Any], *, check: bool) -> str:
     """What ``apply`` did, per spec (with ``--check``: what differs)."""
     lines = []
