@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     for name, command in options.COMMANDS.items():
+        if not command.cli:
+            continue
         sub = commands.add_parser(name, help=command.summary, description=command.summary)
         options.add_options(sub, name)
     commands.choices["install"].add_argument(

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
-import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -70,43 +67,9 @@ def _one_line(message: str) -> str:
 
 
 def _in_kernel() -> bool:
-    """Whether this session runs in a Jupyter kernel (a notebook, not a terminal)."""
-    if "ipykernel" not in sys.modules:
-        return False
-    from ipykernel.kernelapp import IPKernelApp
+    from .live import in_kernel
 
-    # initialized() alone is not enough: a terminal IPython's app is a singleton of a common
-    # base class, and IPKernelApp inherits its _instance.
-    return IPKernelApp.initialized() and isinstance(IPKernelApp._instance, IPKernelApp)
-
-
-def _session_spec() -> tuple[str, str] | None:
-    """(name, how it was found) of the spec this session's kernel was started from, if it
-    runs in ipykernel; ``UsageError`` when several specs could have started it."""
-    if not _in_kernel():
-        return None
-    try:
-        from ipykernel.connect import get_connection_file
-
-        with open(get_connection_file(), encoding="utf-8") as f:
-            recorded = json.load(f).get("kernel_name")
-    except (OSError, ValueError, ImportError):
-        return None
-    if recorded:
-        return recorded, "this kernel's spec"
-    # Launchers before jupyter_client 8.3 leave the name out: find the spec that matches
-    # this process's command line and environment.
-    from .process_spec import specs_matching_process
-
-    matches = specs_matching_process(list(sys.orig_argv), os.environ)
-    if len(matches) > 1:
-        raise UsageError(
-            f"this kernel could have been started from any of {', '.join(matches)} (its "
-            "launcher did not record which); pass -k NAME"
-        )
-    if matches:
-        return matches[0], "this kernel's spec, found by its command line and env"
-    return None
+    return in_kernel()
 
 
 @magics_class
@@ -296,8 +259,12 @@ class KernelMagics(Magics):
 
     def _default_target(self) -> str:
         """The spec ``%kernel_env`` changes without ``-k``; says which, and why."""
+        from .live import session_spec
+
         found = (self.last_spec, "the spec last changed here") if self.last_spec else None
-        found = found or _session_spec()
+        if found is None:
+            with _as_usage_errors():
+                found = session_spec()
         if found is None:
             raise UsageError(
                 "no kernel spec chosen: pass -k NAME (no spec was installed, cloned or patched "
@@ -306,6 +273,27 @@ class KernelMagics(Magics):
         name, how = found
         print(f"Kernel spec '{name}' ({how}):")
         return name
+
+    @no_var_expand
+    @_takes(
+        "activate",
+        "\n\nAs a cell magic, the cell is a shell snippet (`module load gdal`, `source "
+        "setup.sh`). Outside a kernel (terminal IPython) it works as with --no-restart.",
+    )
+    @line_cell_magic
+    def kernel_activate(self, line: str = "", cell: str | None = None) -> None:
+        from . import live
+
+        ns = self._parse(self.kernel_activate, line)
+        with _as_usage_errors():
+            done = live.activate_here(ns, self._defaults(), cell)
+        for text in done.report:
+            print(text)
+        if done.saved is not None:
+            change, captured = done.saved
+            self._report_new(change, captured.summary_lines())
+        for text in done.closing:
+            print(text)
 
     @no_var_expand
     @_takes("export")

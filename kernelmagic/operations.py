@@ -172,6 +172,47 @@ def source_request(ns: argparse.Namespace, snippet: str | None):
     return Source("python", **common)
 
 
+def activate(ns: argparse.Namespace, defaults: Defaults, snippet: str | None, environ: Any):
+    """What the source the options name changes in ``environ`` (``%kernel_activate``)."""
+    from . import activation
+
+    source = source_request(ns, snippet)
+    if source.kind not in ("snippet", "modules", "conda"):
+        raise _bad(
+            'name what to activate: --modules "A B", --from-conda ENV, or a shell snippet '
+            "as the cell of %%kernel_activate"
+        )
+    return activation.activate(
+        source, environ, policy=defaults.policy, include=ns.include, timeout=_seconds(ns.timeout)
+    )
+
+
+def save_activated(
+    ns: argparse.Namespace,
+    defaults: Defaults,
+    source: Any,
+    like: str | None,
+    kept_env: dict[str, str],
+    program: str | None,
+) -> tuple[specs.Change, envcapture.CaptureResult]:
+    """``--save NAME``: install a spec like ``like`` (a Python spec when None) from
+    ``source``, with ``kept_env`` (the template's own env) written as set by hand and
+    ``program`` as its argv[0] when given."""
+    from . import install as installing
+
+    return installing.install(
+        ns.save,
+        location_request(ns, defaults),
+        source,
+        like=like,
+        program=program,
+        capture_options=capture_request(ns, defaults),
+        explicit_env=kept_env,
+        replace=ns.replace,
+        timeout=_seconds(ns.timeout),
+    )
+
+
 def listing(ns: argparse.Namespace, defaults: Defaults) -> Any:
     """The table of specs, or with ``--json`` what ``jupyter kernelspec list --json`` prints
     (plus ``"problems"``), secrets masked."""

@@ -271,12 +271,25 @@ LAUNCH_TIMEOUT = _option(
     help="with --launch: how long to wait for each kernel (default: 60)",
 )
 DOCTOR_JSON = _option("--json", action="store_true", help="the report as JSON")
+NO_RESTART = _option(
+    "--no-restart",
+    action="store_true",
+    help="only update os.environ of this process (no restart); says which variables this "
+    "interpreter reads only when it starts",
+)
+SAVE = _option(
+    "--save",
+    metavar="NAME",
+    help="also install a spec NAME like this kernel's, carrying what the source sets, so "
+    "the next start from Jupyter has it (%%kernel_refresh works on it)",
+)
 
 
 @dataclass(frozen=True)
 class Command:
     summary: str
     options: tuple[Option, ...]
+    cli: bool = True  # False: only a magic (it acts on the process it runs in)
 
 
 COMMANDS: dict[str, Command] = {
@@ -363,6 +376,14 @@ COMMANDS: dict[str, Command] = {
         "their launcher, no {connection_file}, uninstalled provisioners, shadowed names, "
         "env paths that do not exist, templates naming unset variables.",
         (NAMES, FIX, LAUNCH, LAUNCH_TIMEOUT, DOCTOR_JSON),
+    ),
+    "activate": Command(
+        "Activate an environment in this running kernel: run --modules, --from-conda or the "
+        "cell's snippet in a shell started from the kernel's own environment, show what "
+        "changed, and restart the kernel in place with it (same process, same connection; "
+        "variables in memory are lost) once the cell has run.",
+        (MODULES, FROM_CONDA, SHELL, TIMEOUT, INCLUDE, NO_RESTART, SAVE, REPLACE),
+        cli=False,
     ),
 }
 

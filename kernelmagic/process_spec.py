@@ -28,23 +28,25 @@ def _same_program(spec_program: str, started: str) -> bool:
 def specs_matching_process(argv: list[str], environ: Mapping[str, str]) -> list[str]:
     """The names of the specs that could have started a process with this command line
     (``sys.orig_argv``) and environment: argv equal with Jupyter's ``{placeholders}`` filled
-    in any way, the same program, and every literal ``env`` value present.
+    in any way (plus any arguments the launcher appends, as nbclient appends
+    ``--HistoryManager.hist_file=:memory:``), the same program, and every literal ``env``
+    value present.
 
     For a kernel whose launcher did not record its spec's name (jupyter_client < 8.3 writes
     ``"kernel_name": ""`` into the connection file). When several match, only those that
-    explain the most of the environment (most ``env`` values matched) are returned: a spec
-    with no ``env`` matches every kernel of its interpreter.
+    explain the most (the longest argv, then the most ``env`` values matched) are returned:
+    a spec with no ``env`` matches every kernel of its interpreter.
     """
-    matches: dict[str, int] = {}
+    matches: dict[str, tuple[int, int]] = {}
     for info in list_specs():
         spec_argv = checks.argv_strings(info.spec) if info.visible else None
-        if not spec_argv or len(spec_argv) != len(argv):
+        if not spec_argv or len(spec_argv) > len(argv):
             continue
         if not _same_program(spec_argv[0], argv[0]):
             continue
         if not all(
             re.fullmatch(_PLACEHOLDER.sub(".*", re.escape(want)), got, re.DOTALL)
-            for want, got in zip(spec_argv[1:], argv[1:], strict=True)
+            for want, got in zip(spec_argv[1:], argv[1 : len(spec_argv)], strict=True)
         ):
             continue
         literal = {
@@ -53,6 +55,6 @@ def specs_matching_process(argv: list[str], environ: Mapping[str, str]) -> list[
             if isinstance(v, str) and "$" not in v.replace("$$", "")
         }
         if all(environ.get(k) == v for k, v in literal.items()):
-            matches[info.name] = len(literal)
-    best = max(matches.values(), default=0)
+            matches[info.name] = (len(spec_argv), len(literal))
+    best = max(matches.values(), default=None)
     return [name for name, explained in matches.items() if explained == best]

@@ -43,6 +43,15 @@ class Source:
     def repeatable(self) -> bool:
         return self.kind in REPEATABLE
 
+    def described(self) -> str:
+        """The source in a few words, for messages (a snippet is not quoted: it may hold a
+        secret)."""
+        if self.kind == "modules":
+            return f"module load {self.modules}"
+        if self.kind == "conda":
+            return f"the conda env {self.conda_env}"
+        return {"snippet": "the snippet", "current": "this session"}.get(self.kind, self.kind)
+
 
 @dataclass
 class Provenance:

@@ -1,4 +1,5 @@
-"""One clean login shell: run a snippet in it and read the environment before and after.
+"""One clean login shell (or, for a running kernel, a shell started from its own
+environment): run a snippet in it and read the environment before and after.
 
 The baseline of ``--from-current`` (an empty snippet) and the sources (a snippet, ``module
 load``, a conda activation) both go through here, so they see the same kind of shell.
@@ -23,14 +24,15 @@ LOGIN_SHELL_KEEP = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TZ", "M
 
 # $1, $2: where to dump the environment before and after; $3: the snippet file. Dumping to
 # files rather than stdout keeps banners printed by a profile out of the result.
-_DRIVER = (
-    '__km_before="$1"; __km_after="$2"; __km_snippet="$3"; set --\n'
+_TAKE_ARGS = '__km_before="$1"; __km_after="$2"; __km_snippet="$3"; set --\n'
+_DUMP_AROUND_SNIPPET = (
     'env -0 > "$__km_before" || exit 97\n'
     '. "$__km_snippet"\n'
     "__km_status=$?\n"
     'env -0 > "$__km_after"\n'
     "exit $__km_status\n"
 )
+_DRIVER = _TAKE_ARGS + _DUMP_AROUND_SNIPPET
 
 
 def clean_environment(session: Mapping[str, str], also_keep: Iterable[str] = ()) -> dict[str, str]:
@@ -53,6 +55,42 @@ def run_in_login_shell(
     Raises ``SourceFailed`` (with the shell's stderr) if there is no shell, it times out, or
     the snippet exits non-zero.
     """
+    return _run_driver(
+        snippet, ["-l", "-c", _DRIVER], clean_environment(session, also_keep), shell, timeout
+    )
+
+
+# A shell that starts from a running process's own environment is no login shell (a
+# profile would reset PATH), so `module` is defined from the module system's init script.
+_MODULE_INIT = (
+    "if ! type module >/dev/null 2>&1; then\n"
+    '  for __km_init in "${LMOD_PKG:+$LMOD_PKG/init/bash}" '
+    '"${MODULESHOME:+$MODULESHOME/init/bash}" /etc/profile.d/lmod.sh '
+    "/etc/profile.d/modules.sh; do\n"
+    '    if [ -n "$__km_init" ] && [ -r "$__km_init" ]; then . "$__km_init"; break; fi\n'
+    "  done\n"
+    "fi\n"
+)
+
+
+def run_in_session_shell(
+    snippet: str, *, environ: Mapping[str, str], shell: str | None = None, timeout: float
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Run ``snippet`` in a shell that starts from ``environ`` itself (a running kernel's
+    environment, modules already loaded included); return its environment before and after.
+    """
+    return _run_driver(
+        snippet,
+        ["-c", _TAKE_ARGS + _MODULE_INIT + _DUMP_AROUND_SNIPPET],
+        dict(environ),
+        shell,
+        timeout,
+    )
+
+
+def _run_driver(
+    snippet: str, shell_args: list[str], env: dict[str, str], shell: str | None, timeout: float
+) -> tuple[dict[str, str], dict[str, str]]:
     shell_path = shell or shutil.which("bash")
     if not shell_path or not shutil.which(shell_path):
         raise SourceFailed(f"no shell to run the snippet: {shell or 'bash'} was not found")
@@ -61,10 +99,8 @@ def run_in_login_shell(
         snippet_file = os.path.join(work, "snippet.sh")
         with open(snippet_file, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(snippet if snippet.endswith("\n") else snippet + "\n")
-        command = [shell_path, "-l", "-c", _DRIVER, "kernelmagic", before_file, after_file]
-        status, stderr = _run_in_own_group(
-            [*command, snippet_file], clean_environment(session, also_keep), work, timeout
-        )
+        command = [shell_path, *shell_args, "kernelmagic", before_file, after_file, snippet_file]
+        status, stderr = _run_in_own_group(command, env, work, timeout)
         if status != 0 or not os.path.exists(after_file):
             detail = failure_lines(stderr)
             if status == 0:

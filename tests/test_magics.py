@@ -57,10 +57,12 @@ def test_unload_removes_exactly_the_magics(shell):
         "kernel_remote",
         "kernel_export",
         "kernel_apply",
+        "kernel_activate",
     }
     assert set(shell.magics_manager.magics["cell"]) - before["cell"] == {
         "kernel_env",
         "kernel_install",
+        "kernel_activate",
     }
     shell.run_line_magic("unload_ext", "kernelmagic")
     assert {k: set(v) for k, v in shell.magics_manager.magics.items()} == before

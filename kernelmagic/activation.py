@@ -1,0 +1,147 @@
+"""Activate an environment in a running process: run ``module load``, a conda activation or a
+snippet in a shell that starts from the process's own environment, and keep what changed.
+
+The capture rules decide as they do for a spec (secrets are skipped unless named, values
+are masked when shown), with one difference: a live process keeps the module system's and
+conda's bookkeeping (LOADEDMODULES, CONDA_SHLVL, ...), so that a later ``module load`` or
+deactivation in it works. Nothing here imports IPython; ``handoff`` restarts a kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from . import shells, sources
+from .envcapture import is_path_like
+from .errors import SourceFailed
+from .policy import EnvPolicy
+from .provenance import Source
+
+# Read once, when the interpreter or a shared library starts: changing them in os.environ
+# reaches new child processes, not this interpreter.
+NEEDS_RESTART = (
+    "LD_*", "DYLD_*", "PYTHON*", "OMP_*", "MKL_*", "OPENBLAS_*", "CUDA_VISIBLE_DEVICES",
+    "MALLOC_*",
+)  # fmt: skip
+
+# The shell's own state: it differs between any two shells and means nothing to a kernel.
+_SHELL_STATE = "shell state"
+
+
+@dataclass
+class Activation:
+    """What a source changed in an environment: new values (real values, no templates),
+    names it unset, and what was left out."""
+
+    source: Source
+    changed: dict[str, str] = field(default_factory=dict, repr=False)
+    previous: dict[str, str] = field(default_factory=dict, repr=False)  # values before
+    removed: list[str] = field(default_factory=list)
+    secrets_skipped: list[str] = field(default_factory=list)
+
+    def environment(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """``environ`` with the changes applied."""
+        new = {k: v for k, v in environ.items() if k not in self.removed}
+        new.update(self.changed)
+        return new
+
+    def apply(self, environ: MutableMapping[str, str]) -> None:
+        for name in self.removed:
+            environ.pop(name, None)
+        environ.update(self.changed)
+
+    def needs_restart(self) -> list[str]:
+        """The changed names this interpreter only reads when it starts."""
+        names = sorted({*self.changed, *self.removed})
+        return [n for n in names if any(fnmatchcase(n, p) for p in NEEDS_RESTART)]
+
+    def report_lines(self, policy: EnvPolicy) -> list[str]:
+        """One line per change, secret-like values masked."""
+        lines, bookkeeping = [], {}
+        for name in sorted(self.changed):
+            new, old = self.changed[name], self.previous.get(name)
+            category = policy.noise_category(name)  # LOADEDMODULES, _ModuleTable001_, ...
+            if category:
+                bookkeeping[category] = bookkeeping.get(category, 0) + 1
+            elif old is None:
+                lines.append(f"  + {name}={policy.mask_env({name: new})[name]}")
+            elif is_path_like(name):
+                lines.append(f"  ~ {name}: {_entries_changed(old, new)}")
+            else:
+                old, new = policy.mask_env({name: old})[name], policy.mask_env({name: new})[name]
+                lines.append(f"  ~ {name}: {old} -> {new}")
+        if bookkeeping:
+            kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(bookkeeping.items()))
+            lines.append(f"  (and {kinds} variable(s))")
+        lines += [f"  - {name} (unset)" for name in sorted(self.removed)]
+        if self.secrets_skipped:
+            names = ", ".join(sorted(self.secrets_skipped))
+            lines.append(f"  Skipped secret-like: {names} (keep one with --include NAME)")
+        return lines
+
+
+def _entries_changed(old: str, new: str) -> str:
+    before, after = old.split(os.pathsep), new.split(os.pathsep)
+    added = [e for e in after if e not in before]
+    dropped = [e for e in before if e not in after]
+    parts = [f"+ {e}" for e in added] + [f"- {e}" for e in dropped]
+    return ", ".join(parts) if parts else "entries reordered"
+
+
+def activate(
+    source: Source,
+    environ: Mapping[str, str],
+    *,
+    policy: EnvPolicy,
+    include: Iterable[str] = (),
+    timeout: float = sources.SHELL_TIMEOUT,
+) -> Activation:
+    """Run ``source`` in a shell started from ``environ``; what it changed. Raises
+    ``SourceFailed`` when the source fails (nothing is changed then)."""
+    script = sources.script_for(source, environ) or ""
+    before, after = shells.run_in_session_shell(
+        script, environ=environ, shell=source.shell, timeout=timeout
+    )
+    include = tuple(include)
+    made = Activation(source)
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old == new or policy.noise_category(name) == _SHELL_STATE:
+            continue
+        named = any(fnmatchcase(name, pattern) for pattern in include)
+        if new is not None and not named and policy.is_secret(name, new):
+            made.secrets_skipped.append(name)
+            continue
+        if new is None:
+            made.removed.append(name)
+        else:
+            made.changed[name] = new
+        if old is not None:
+            made.previous[name] = old
+    return made
+
+
+def check_interpreter_starts(python: str, environ: Mapping[str, str], timeout: float) -> None:
+    """Start ``python`` in ``environ`` and import the kernel machinery, so that a restart
+    into an environment that breaks the interpreter (a module setting PYTHONHOME, a library
+    path shadowing libzmq) is refused instead of leaving a dead kernel."""
+    check = [python, "-c", "import ipykernel.kernelapp, kernelmagic.handoff"]
+    try:
+        done = subprocess.run(
+            check, env=dict(environ), capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise SourceFailed(
+            f"{python} did not start within {timeout:g} s in the new environment"
+        ) from None
+    except OSError as exc:
+        raise SourceFailed(f"cannot run {python}: {exc.strerror}") from None
+    if done.returncode != 0:
+        raise SourceFailed(
+            f"{python} cannot start a kernel in the new environment: "
+            f"{shells.failure_lines(done.stderr)}"
+        )

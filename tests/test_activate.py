@@ -1,0 +1,237 @@
+"""%kernel_activate: an environment activated inside the running kernel, restarted in place.
+
+Real kernels (started by nbclient and jupyter_client), a real Lmod modulefile, on both
+version sets: ipykernel 6 queues shell messages in the main thread, ipykernel 7 in a thread
+of its own, and the restart goes through each one's queue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import textwrap
+import time
+
+import nbformat
+import pytest
+import zmq
+from IPython.core.error import UsageError
+from jupyter_client.manager import start_new_kernel
+from nbclient import NotebookClient
+from test_end_to_end import run_in_kernel
+from test_sources import lmod_available  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def geo_module(tmp_path, monkeypatch, lmod_available):  # noqa: F811
+    """A real Lmod modulefile setting GDAL_DATA and prepending LD_LIBRARY_PATH."""
+    root, geo = tmp_path / "modulefiles", tmp_path / "opt" / "geo"
+    (geo / "share").mkdir(parents=True)
+    (geo / "lib").mkdir()
+    (root / "geo").mkdir(parents=True)
+    (root / "geo" / "1.0.lua").write_text(
+        textwrap.dedent(f"""\
+            setenv("GDAL_DATA", "{geo / "share"}")
+            prepend_path("LD_LIBRARY_PATH", "{geo / "lib"}")
+        """)
+    )
+    monkeypatch.setenv("MODULEPATH", str(root))
+    # ipykernel leaves fds 1 and 2 alone under pytest; a kernel started by Jupyter has them
+    # captured, and the restart must hand the real ones back. Start kernels as Jupyter does.
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    return geo
+
+
+@pytest.fixture(autouse=True)
+def restore_environ():
+    """%kernel_activate in this process changes os.environ; put it back for other tests."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
+
+
+def _code_cell(source: str, *tags: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)})
+
+
+def _text(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def test_a_notebook_activates_a_module_in_place(user_kernels, geo_module):
+    """The issue's notebook, plus the refusals and --no-restart on the way, in one kernel."""
+    probe = "import json, os; print(json.dumps([os.getpid(), os.environ.get('GDAL_DATA'), {}]))"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        _code_cell("import json, os\nx = 41\n%load_ext kernelmagic\n" + probe.format("None")),
+        # an environment the interpreter cannot start in is refused; the kernel goes on
+        _code_cell("%%kernel_activate\nexport PYTHONHOME=/nonexistent", "raises-exception"),
+        _code_cell("%%kernel_activate --no-restart\nexport KM_SNIPPET_VAR=hello"),
+        _code_cell(probe.format("[x, os.environ.get('KM_SNIPPET_VAR')]")),
+        _code_cell("%kernel_activate --modules geo/1.0 --save geo-live"),
+        _code_cell(probe.format("['x' in globals(), os.environ.get('KM_SNIPPET_VAR')]")),
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    outputs = [json.loads(_text(nb.cells[i]).splitlines()[-1]) for i in (0, 3, 5)]
+    (pid, data_before, _), (pid_no_restart, _, kept), (pid_after, data_after, after) = outputs
+
+    refused = [o.text for o in nb.cells[1].outputs if o.get("name") == "stderr"]
+    assert len(refused) == 1 and refused[0].startswith("UsageError: ")  # one line, no traceback
+    assert "cannot start a kernel in the new environment" in refused[0]
+    assert "No module named 'encodings'" in refused[0] and refused[0].count("\n") == 1
+
+    assert kept == [41, "hello"]  # --no-restart: same interpreter, variables kept
+    assert "Updated os.environ of this kernel" in _text(nb.cells[2])
+    assert pid_no_restart == pid
+
+    said = _text(nb.cells[4])
+    assert "+ GDAL_DATA=" in said and "variables in memory are lost" in said
+    assert data_before is None and data_after == str(geo_module / "share")
+    assert pid_after == pid  # the same process, in place
+    assert after == [False, "hello"]  # memory is gone; the environment it ran in carries on
+    assert nb.cells[5].execution_count == nb.cells[4].execution_count + 1
+
+    saved = json.loads((user_kernels / "geo-live" / "kernel.json").read_text())
+    assert saved["env"]["GDAL_DATA"] == str(geo_module / "share")
+    made = saved["metadata"]["kernelmagic"]
+    assert (made["source"], made["modules"], made["like"]) == ("modules", "geo/1.0", "python3")
+    assert run_in_kernel("geo-live")["env"]["GDAL_DATA"] == str(geo_module / "share")
+
+
+def _replies_and_outputs(client, msg_ids: list[str], timeout: float = 90):
+    """Collect each request's reply, stream output and idle status, in the order they come."""
+    replies, idle, printed = {}, set(), {i: "" for i in msg_ids}
+    deadline = time.monotonic() + timeout
+    while (len(replies) < len(msg_ids) or len(idle) < len(msg_ids)) and (
+        time.monotonic() < deadline
+    ):
+        try:
+            msg = client.get_iopub_msg(timeout=0.05)
+        except queue.Empty:
+            pass
+        else:
+            parent = msg["parent_header"].get("msg_id")
+            if parent in printed and msg["msg_type"] == "stream":
+                printed[parent] += msg["content"]["text"]
+            if parent in printed and msg["content"].get("execution_state") == "idle":
+                idle.add(parent)
+        try:
+            reply = client.get_shell_msg(timeout=0.01)
+        except queue.Empty:
+            continue
+        replies[reply["parent_header"]["msg_id"]] = reply["content"]
+    return replies, idle, printed
+
+
+def _execute_without_identity(manager, client, code: str) -> dict:
+    """Run ``code`` from a shell socket that, unlike jupyter_client's, sets no identity."""
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.linger = 0
+    socket.connect(f"{manager.transport}://{manager.ip}:{manager.shell_port}")
+    try:
+        content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}}
+        client.session.send(socket, "execute_request", {**content, "allow_stdin": False})
+        assert socket.poll(30_000), "no reply"
+        return client.session.recv(socket)[1]["content"]
+    finally:
+        socket.close()
+
+
+def test_requests_queued_behind_the_activation_run_in_the_new_environment(geo_module):
+    """Run All: three execute_requests sent at once; all three are answered, and the two
+    behind the activation run in the restarted process with the module's variables."""
+    manager, client = start_new_kernel(kernel_name="python3", startup_timeout=60)
+    try:
+        read = "import os; print(os.getpid(), os.environ.get('GDAL_DATA'))"
+        first = []
+        client.execute_interactive(
+            "%load_ext kernelmagic\nimport os\n" + read,
+            timeout=60,
+            output_hook=lambda msg: first.append(msg["content"].get("text", "")),
+        )
+        pid = "".join(first).split()[0]
+        refused = _execute_without_identity(manager, client, "%kernel_activate --modules geo/1.0")
+        assert refused["status"] == "error" and "no identity of its own" in refused["evalue"]
+        sent = [client.execute("%kernel_activate --modules geo/1.0"), client.execute(read)]
+        sent.append(client.execute(read))
+        replies, idle, printed = _replies_and_outputs(client, sent)
+        assert [replies.get(i, {}).get("status") for i in sent] == ["ok", "ok", "ok"]
+        assert idle == set(sent)
+        expected = f"{pid} {geo_module / 'share'}\n"
+        assert printed[sent[1]] == printed[sent[2]] == expected
+        counts = [replies[i]["execution_count"] for i in sent]
+        assert counts == [counts[0], counts[0] + 1, counts[0] + 2]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+# --- in this session (terminal IPython: no kernel to restart) ---------------------------
+
+
+def test_outside_a_kernel_it_updates_this_session(ip, geo_module, monkeypatch, capsys):
+    monkeypatch.delenv("GDAL_DATA", raising=False)
+    ip.run_line_magic("kernel_activate", "--modules geo/1.0")
+    said = capsys.readouterr().out
+    assert os.environ["GDAL_DATA"] == str(geo_module / "share")
+    assert os.environ["LD_LIBRARY_PATH"].split(os.pathsep)[0] == str(geo_module / "lib")
+    assert "not a Jupyter kernel" in said and "nothing was restarted" in said
+    assert "LD_LIBRARY_PATH" in said.splitlines()[-1]  # read only when the interpreter starts
+
+
+def test_secrets_set_by_a_snippet_are_left_out_and_masked(ip, monkeypatch, capsys):
+    monkeypatch.delenv("KM_SERVICE_TOKEN", raising=False)
+    monkeypatch.delenv("KM_PLAIN", raising=False)
+    ip.run_cell_magic(
+        "kernel_activate", "", "export KM_SERVICE_TOKEN=abc123secret\nexport KM_PLAIN=1\n"
+    )
+    said = capsys.readouterr().out
+    assert "KM_SERVICE_TOKEN" not in os.environ and os.environ["KM_PLAIN"] == "1"
+    assert "abc123secret" not in said and "Skipped secret-like: KM_SERVICE_TOKEN" in said
+    ip.run_cell_magic(
+        "kernel_activate", "--include KM_SERVICE_TOKEN", "export KM_SERVICE_TOKEN=abc123secret"
+    )
+    assert os.environ["KM_SERVICE_TOKEN"] == "abc123secret"
+    assert "abc123secret" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("line", "cell", "message"),
+    [
+        ("", None, "name what to activate"),
+        ("--modules geo/1.0", "export A=1", "choose one source"),
+        ("--modules nosuch/9.9", None, "nosuch"),
+    ],
+)
+def test_bad_requests_are_one_line_and_change_nothing(ip, geo_module, line, cell, message):
+    before = dict(os.environ)
+    with pytest.raises(UsageError) as raised:
+        if cell is None:
+            ip.run_line_magic("kernel_activate", line)
+        else:
+            ip.run_cell_magic("kernel_activate", line, cell)
+    assert type(raised.value) is UsageError
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+    assert dict(os.environ) == before
+
+
+def test_the_spec_of_a_kernel_is_found_with_the_arguments_its_launcher_appended(user_kernels):
+    """jupyter_client < 8.3 records no spec name; nbclient appends
+    --HistoryManager.hist_file=:memory: to argv, which must not hide the spec (--save
+    copies it)."""
+    from conftest import write_spec
+
+    from kernelmagic.process_spec import specs_matching_process
+
+    base = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    write_spec(user_kernels, "plain", {"argv": base, "display_name": "P", "language": "python"})
+    longer = {"argv": [*base, "--x=1"], "display_name": "L", "language": "python"}
+    write_spec(user_kernels, "longer", longer)
+    started = [sys.executable, "-m", "ipykernel_launcher", "-f", "/tmp/k.json"]
+    extra = "--HistoryManager.hist_file=:memory:"
+    assert "plain" in specs_matching_process([*started, extra], {})
+    assert specs_matching_process([*started, "--x=1"], {}) == ["longer"]  # the closer one
+    assert "longer" not in specs_matching_process(started, {})
