@@ -9,7 +9,6 @@ jupyter_client does not know survive. Nothing here writes, prints or imports IPy
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import stat
@@ -21,7 +20,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_path
 
-from . import checks, jupyter_rules
+from . import checks, ipykernel_specs, jupyter_rules
 from .errors import InvalidInput, NoSuchKernelSpec
 from .jupyter_rules import is_valid_kernel_name, spec_schema
 
@@ -83,20 +82,6 @@ def location_dir(user: bool = False, sys_prefix: bool = False, prefix: str | Non
     return os.path.join(jupyter_data_dir(), "kernels")
 
 
-def _native_resource_dir() -> str | None:
-    """ipykernel's bundled spec directory, found without importing ipykernel."""
-    found = importlib.util.find_spec("ipykernel")
-    if found is None or not found.origin:
-        return None
-    return os.path.join(os.path.dirname(found.origin), "resources")
-
-
-def _native_spec() -> dict[str, Any]:
-    from ipykernel.kernelspec import get_kernel_dict
-
-    return get_kernel_dict()
-
-
 # --- discovery -------------------------------------------------------------------------
 
 
@@ -121,7 +106,7 @@ def _all_spec_dirs() -> dict[str, str]:
         for name, path in specs_in(directory).items():
             found.setdefault(name, path)
     if NATIVE_KERNEL_NAME not in found:
-        native = _native_resource_dir()
+        native = ipykernel_specs.resources_dir()
         if native is not None:
             found[NATIVE_KERNEL_NAME] = native
     return found
@@ -296,7 +281,7 @@ def _load(
         return _unreadable(name, resource_dir, exc.strerror or str(exc))
     if raw is None:
         if name == NATIVE_KERNEL_NAME:
-            return SpecInfo(name, resource_dir, _native_spec(), native=True)
+            return SpecInfo(name, resource_dir, ipykernel_specs.native_spec(), native=True)
         return _unreadable(name, resource_dir, "the file is gone")
     return _from_bytes(name, resource_dir, raw, program_exists)
 
@@ -350,10 +335,10 @@ def list_specs(pattern: str | None = None) -> list[SpecInfo]:
     config = jupyter_rules.discovery_config()
     wants_native = not glob or fnmatchcase(NATIVE_KERNEL_NAME, glob)
     if NATIVE_KERNEL_NAME not in found and config.ensure_native and wants_native:
-        native = _native_resource_dir()
+        native = ipykernel_specs.resources_dir()
         if native is not None:
             found[NATIVE_KERNEL_NAME] = SpecInfo(
-                NATIVE_KERNEL_NAME, native, _native_spec(), native=True
+                NATIVE_KERNEL_NAME, native, ipykernel_specs.native_spec(), native=True
             )
     if config.allowed:
         for name, info in found.items():

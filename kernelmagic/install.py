@@ -9,10 +9,12 @@ variables in ``env`` and a ``Provenance`` record in ``metadata.kernelmagic``.
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 from collections.abc import Mapping
 from typing import Any
 
-from . import __version__, envcapture, files, languages, sources, store
+from . import __version__, envcapture, files, ipykernel_specs, languages, sources, store
 from .discovery import get_spec, validate_name
 from .errors import InvalidInput, KernelmagicError
 from .policy import EnvPolicy
@@ -21,18 +23,7 @@ from .provenance import SNIPPET_FILE, Provenance, Source, now
 
 def python_kernel_dict() -> dict[str, Any]:
     """The spec ``python -m ipykernel install`` writes for this interpreter."""
-    import inspect
-    import platform
-
-    from ipykernel.kernelspec import get_kernel_dict
-
-    # ipykernel's installer turns frozen modules off for the debugger; match it where the
-    # installed ipykernel knows the option (ipykernel >= 6.20).
-    if platform.python_implementation() == "CPython" and (
-        "python_arguments" in inspect.signature(get_kernel_dict).parameters
-    ):
-        return get_kernel_dict(python_arguments=["-Xfrozen_modules=off"])
-    return get_kernel_dict()
+    return ipykernel_specs.install_spec()
 
 
 def _digests(env: Mapping[str, str], policy: EnvPolicy) -> dict[str, str]:
@@ -158,9 +149,14 @@ def refuse_secrets_for_group(
 
 
 def _ipykernel_files(path: str) -> None:
-    from ipykernel.kernelspec import write_kernel_spec
-
-    write_kernel_spec(path)  # the logos and any resources ipykernel ships
+    """The logos and any other resources ipykernel ships, copied as its installer does."""
+    resources = ipykernel_specs.resources_dir()
+    if resources is None:
+        raise KernelmagicError("ipykernel is not installed: python -m pip install ipykernel")
+    shutil.copytree(resources, path, dirs_exist_ok=True)
+    mode = os.stat(path).st_mode  # a read-only site-packages gives a read-only copy
+    if not mode & stat.S_IWUSR:
+        os.chmod(path, mode | stat.S_IWUSR)
 
 
 def _recorded_snippet(resource_dir: str, record: Provenance) -> str | None:

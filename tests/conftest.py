@@ -30,7 +30,8 @@ for _name, _path in {
     "JUPYTER_RUNTIME_DIR": SESSION_HOME / "runtime",
 }.items():
     os.environ[_name] = str(_path)
-for _name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+_XDG_HOMES = ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")
+for _name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH", *_XDG_HOMES):
     os.environ.pop(_name, None)
 SESSION_HOME.mkdir()
 
@@ -78,7 +79,7 @@ def isolated_jupyter(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
     monkeypatch.setenv("XDG_DATA_DIRS", str(SYSTEM_DATA_DIR))
     monkeypatch.setenv("XDG_CONFIG_DIRS", str(SYSTEM_DATA_DIR / "config"))
-    for name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+    for name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH", *_XDG_HOMES):
         monkeypatch.delenv(name, raising=False)
     yield paths
 

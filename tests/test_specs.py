@@ -159,7 +159,8 @@ def _no_capture():
 
 
 def test_install_matches_ipykernels_own_spec(user_kernels, tmp_path):
-    """Same argv shape, metadata and logos as `python -m ipykernel install`."""
+    """Byte for byte what `python -m ipykernel install` writes, plus the provenance record:
+    the same kernel.json (argv, key order, formatting) and the same logo files."""
     subprocess.run(
         [
             sys.executable,
@@ -170,24 +171,56 @@ def test_install_matches_ipykernels_own_spec(user_kernels, tmp_path):
             str(tmp_path / "ref"),
             "--name",
             "ref",
+            "--display-name",
+            "Same",
         ],
         check=True,
         capture_output=True,
     )
     reference = tmp_path / "ref" / "share" / "jupyter" / "kernels" / "ref"
-    change, _ = specs.install_current_python(
-        "mine", str(user_kernels), capture_options=_no_capture()
-    )
-    ours = json.loads(Path(change.resource_dir, "kernel.json").read_text())
-    theirs = json.loads((reference / "kernel.json").read_text())
-    assert ours["argv"] == theirs["argv"]
-    assert ours["language"] == theirs["language"] == "python"
-    assert {k: v for k, v in ours["metadata"].items() if k != "kernelmagic"} == theirs["metadata"]
-    assert sorted(os.listdir(change.resource_dir)) == sorted(os.listdir(reference))
-    provenance = ours["metadata"]["kernelmagic"]
+    for attempt in ("asks-ipykernel", "from-the-cache"):
+        change, _ = specs.install_current_python(
+            attempt, str(user_kernels), capture_options=_no_capture(), display_name="Same"
+        )
+        ours = json.loads(Path(change.resource_dir, "kernel.json").read_text())
+        provenance = ours["metadata"].pop("kernelmagic")
+        assert json.dumps(ours, indent=1).encode() == (reference / "kernel.json").read_bytes()
+        assert sorted(os.listdir(change.resource_dir)) == sorted(os.listdir(reference)), attempt
+        for name in os.listdir(reference):
+            if name != "kernel.json":
+                assert (
+                    Path(change.resource_dir, name).read_bytes() == (reference / name).read_bytes()
+                )
     assert provenance["source"] == "current"
     assert provenance["python"] == sys.executable
-    assert ours["display_name"] == f"Python {sys.version_info[0]}.{sys.version_info[1]} (mine)"
+
+
+def test_ipykernels_spec_is_asked_once_per_interpreter_and_ipykernel(user_kernels, tmp_path):
+    """Asking ipykernel imports jupyter_client (most of an install's time): the answer is
+    cached, keyed by the interpreter and ipykernel's files; a damaged cache is asked again."""
+    install = (
+        "import sys; from kernelmagic import specs; from kernelmagic.envcapture import "
+        "CaptureOptions; specs.install_current_python(sys.argv[1], sys.argv[2], "
+        "capture_options=CaptureOptions(mode='none')); print('jupyter_client' in sys.modules)"
+    )
+
+    def imports_jupyter_client(name: str) -> bool:
+        done = subprocess.run(
+            [sys.executable, "-c", install, name, str(user_kernels)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return done.stdout.strip() == "True"
+
+    assert imports_jupyter_client("first")
+    assert not imports_jupyter_client("second")
+    cached = list((Path(os.environ["HOME"]) / ".cache" / "kernelmagic").glob("ipykernel-install-*"))
+    assert len(cached) == 1
+    cached[0].write_text("{not json")
+    assert imports_jupyter_client("third")
+    first, third = (
+        json.loads((user_kernels / n / "kernel.json").read_text()) for n in ("first", "third")
+    )
+    assert first["argv"] == third["argv"]
 
 
 def test_replace_keeps_old_spec_until_the_new_one_is_complete(user_kernels):
