@@ -1,11 +1,13 @@
-"""Measure kernelmagic against the baselines named in the performance issue.
+"""Measure kernelmagic against the baselines named in the performance issues.
 
     python benchmarks/run.py [--quick]
 
-Everything runs in throw-away Jupyter directories (HOME, JUPYTER_* and XDG_DATA_DIRS point
-into a temporary directory), so the user's own kernels are neither read nor touched.
-Baseline and candidate runs are interleaved and medians are reported, because this machine
-is shared and noisy. Prints one table: measure, kernelmagic, baseline, ratio, target, met.
+Everything runs in throw-away Jupyter directories (HOME, JUPYTER_*, XDG_CACHE_HOME and
+XDG_DATA_DIRS point into a temporary directory), so the user's own kernels are neither read
+nor touched. Baseline and candidate runs are interleaved and medians are reported, because
+this machine is shared and noisy. Prints one table: measure, kernelmagic, baseline, ratio,
+target, met. ``--quick`` (under a minute) lists 1,000 specs instead of 10,000, starts each
+kernel twice and leaves out envkernel (it installs it into a venv of its own).
 """
 
 from __future__ import annotations
@@ -14,79 +16,39 @@ import argparse
 import compileall
 import json
 import os
+import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
+import tracemalloc
 from pathlib import Path
+
+from common import BIN, ROWS, interleaved, isolate, note, print_table, row
 
 import kernelmagic
 
-BIN = Path(sys.executable).parent
-ROWS: list[tuple[str, str, str, str, str, str]] = []
+__all__ = ["ROWS", "main"]
 
 
-def isolate(root: Path) -> None:
-    """Point every Jupyter and IPython location of this process (and children) into root."""
-    for name, sub in (
-        ("HOME", "home"),
-        ("JUPYTER_DATA_DIR", "data"),
-        ("JUPYTER_CONFIG_DIR", "config"),
-        ("JUPYTER_RUNTIME_DIR", "runtime"),
-        ("IPYTHONDIR", "ipython"),
-    ):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        os.environ[name] = str(root / sub)
-    os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
-    os.environ["XDG_DATA_DIRS"] = str(root / "system")  # no /usr/share/jupyter
-    os.environ.pop("JUPYTER_PATH", None)
-
-
-def interleaved(
-    candidate: Callable[[], object], baseline: Callable[[], object], repeats: int
-) -> tuple[float, float]:
-    """Median seconds of each, alternating which one goes first, after one warm-up each."""
-    candidate()
-    baseline()
-    ours, theirs = [], []
-    for i in range(repeats):
-        pair = [(candidate, ours), (baseline, theirs)]
-        for func, times in pair if i % 2 == 0 else reversed(pair):
-            start = time.perf_counter()
-            func()
-            times.append(time.perf_counter() - start)
-    return statistics.median(ours), statistics.median(theirs)
-
-
-def row(measure: str, ours: float, theirs: float | None, target: str, met: bool | None) -> None:
-    def fmt(seconds: float | None) -> str:
-        if seconds is None:
-            return "-"
-        return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
-
-    ratio = f"{ours / theirs:.2f}x" if theirs else "-"
-    verdict = "-" if met is None else ("met" if met else "NOT MET")
-    ROWS.append((measure, fmt(ours), fmt(theirs), ratio, target, verdict))
-    print(f"  measured: {measure}", file=sys.stderr)
-
-
-def make_specs(kernels: Path, count: int) -> None:
+def make_specs(kernels: Path, count: int, pythons: list[str] | None = None) -> list[str]:
+    names = []
     for i in range(count):
-        spec_dir = kernels / f"bench-{i:04d}"
+        spec_dir = kernels / f"bench-{i:05d}"
         spec_dir.mkdir(parents=True)
+        python = pythons[i % len(pythons)] if pythons else sys.executable
         spec = {
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": f"Bench {i}",
             "language": "python",
             "env": {"GDAL_DATA": "/opt/gdal/share", "PATH": "/opt/env/bin:${PATH}"},
         }
         (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+        names.append(spec_dir.name)
+    return names
 
 
-# --- 1. %load_ext ---------------------------------------------------------------------
+# --- %load_ext ---------------------------------------------------------------------------
 
 _LOAD_PROBE = """
 import sys, time, json
@@ -107,52 +69,51 @@ def bench_load_ext(repeats: int) -> None:
         json.loads(subprocess.check_output([sys.executable, "-c", _LOAD_PROBE]))
         for _ in range(repeats)
     ]
-    load = statistics.median(r["load"] for r in runs)
-    shell = statistics.median(r["shell"] for r in runs)
+    load = sorted(r["load"] for r in runs)[len(runs) // 2]
+    shell = sorted(r["shell"] for r in runs)[len(runs) // 2]
     heavy = sorted({m for r in runs for m in r["heavy"]})
-    row(
-        "%load_ext kernelmagic (baseline: bare InteractiveShell)",
-        load,
-        shell,
-        "< 20 ms added",
-        load < 0.020,
-    )
+    row("%load_ext kernelmagic (baseline: bare InteractiveShell)",
+        load, shell, "< 20 ms added", load < 0.020)  # fmt: skip
     row(
         "  modules imported by %load_ext: "
         + (", ".join(heavy) or "none of jupyter_client, ipykernel, zmq"),
-        0,
-        None,
-        "none",
-        not heavy,
-    )
+        0, None, "none", not heavy,
+    )  # fmt: skip
 
 
-# --- 2. and 3. listing 1,000 specs ------------------------------------------------------
+# --- listing -----------------------------------------------------------------------------
 
 
-def bench_cli_list(repeats: int) -> None:
-    def ours() -> bytes:
-        return subprocess.check_output([str(BIN / "kernelmagic"), "list", "--json"])
-
-    def jupyter() -> bytes:
-        return subprocess.check_output([str(BIN / "jupyter"), "kernelspec", "list", "--json"])
-
-    a = json.loads(ours())["kernelspecs"]
-    b = json.loads(jupyter())["kernelspecs"]
-    same = {n: s["resource_dir"] for n, s in a.items()} == {
-        n: s["resource_dir"] for n, s in b.items()
-    }
-    t_ours, t_jupyter = interleaved(ours, jupyter, repeats)
-    row(
-        "kernelmagic list --json, 1,000 specs (baseline: jupyter kernelspec list --json)",
-        t_ours,
-        t_jupyter,
-        "<= 0.3x, same names and dirs" + ("" if same else " (DIFFERENT!)"),
-        t_ours <= 0.3 * t_jupyter and same,
-    )
+def _peak_rss(command: list[str]) -> tuple[bytes, float]:
+    """Run ``command``; its output and peak resident memory in MB."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE)
+    out = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return out, usage.ru_maxrss / 1024
 
 
-def bench_magic_list(repeats: int, kernels: Path) -> None:
+def bench_cli_list(repeats: int, count: int) -> None:
+    ours_cmd = [str(BIN / "kernelmagic"), "list", "--json"]
+    jupyter_cmd = [str(BIN / "jupyter"), "kernelspec", "list", "--json"]
+    (a, ours_mb), (b, jupyter_mb) = _peak_rss(ours_cmd), _peak_rss(jupyter_cmd)
+    dirs = [{n: s["resource_dir"] for n, s in json.loads(x)["kernelspecs"].items()} for x in (a, b)]
+    same = dirs[0] == dirs[1]
+    t_ours, t_jupyter = interleaved(
+        lambda: subprocess.check_output(ours_cmd), lambda: subprocess.check_output(jupyter_cmd),
+        repeats,
+    )  # fmt: skip
+    row(f"kernelmagic list --json, {count:,} specs (baseline: jupyter kernelspec list --json)",
+        t_ours, t_jupyter, "<= 0.3x, same names and dirs" + ("" if same else " (DIFFERENT!)"),
+        t_ours <= 0.3 * t_jupyter and same)  # fmt: skip
+    ratio = f"{ours_mb / jupyter_mb:.2f}x"
+    peak = "  peak memory of that listing (baseline: jupyter's)"
+    ROWS.append((peak, f"{ours_mb:.0f} MB", f"{jupyter_mb:.0f} MB", ratio, "report", "-"))
+
+
+def bench_magic_list(repeats: int, kernels: Path, count: int) -> None:
     from IPython.core.interactiveshell import InteractiveShell
     from jupyter_client.kernelspec import KernelSpecManager
     from traitlets.config import Config
@@ -175,140 +136,91 @@ def bench_magic_list(repeats: int, kernels: Path) -> None:
         }
 
     t_ours, t_manager = interleaved(ours, manager, repeats)
-    row(
-        "%kernel_list, 1,000 specs (baseline: KernelSpecManager().get_all_specs())",
-        t_ours,
-        t_manager,
-        "<= 0.3x",
-        t_ours <= 0.3 * t_manager,
-    )
+    row(f"%kernel_list, {count:,} specs (baseline: KernelSpecManager().get_all_specs())",
+        t_ours, t_manager, "<= 0.3x", t_ours <= 0.3 * t_manager)  # fmt: skip
     t_ours, t_floor = interleaved(ours, floor, repeats)
-    row(
-        "%kernel_list, 1,000 specs (baseline: json.loads of the same files)",
-        t_ours,
-        t_floor,
-        "<= 2x",
-        t_ours <= 2 * t_floor,
-    )
+    row(f"%kernel_list, {count:,} specs (baseline: json.loads of the same files)",
+        t_ours, t_floor, "<= 1.25x", t_ours <= 1.25 * t_floor)  # fmt: skip
+    peaks = []
+    for func in (ours, floor):
+        tracemalloc.start()
+        func()
+        peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
+        tracemalloc.stop()
+    ROWS.append(("  peak Python allocations of that listing (baseline: the json.loads floor)",
+                 f"{peaks[0]:.1f} MB", f"{peaks[1]:.1f} MB", f"{peaks[0] / peaks[1]:.2f}x",
+                 "report", "-"))  # fmt: skip
 
 
-# --- 4. kernel start ---------------------------------------------------------------------
-
-
-def _start_to_kernel_info(name: str) -> None:
-    from jupyter_client.manager import start_new_kernel
-
-    # The kernel's stderr only says "running over TCP without encryption" on every start.
-    manager, client = start_new_kernel(
-        kernel_name=name, startup_timeout=60, stderr=subprocess.DEVNULL
-    )
-    try:
-        client.kernel_info(reply=True, timeout=30)
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
-
-
-def bench_kernel_start(repeats: int, root: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "ipykernel", "install", "--user", "--name", "plain-ipykernel"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [str(BIN / "kernelmagic"), "install", "captured", "--capture", "all"],
-        check=True,
-        capture_output=True,
-    )
-    t_ours, t_plain = interleaved(
-        lambda: _start_to_kernel_info("captured"),
-        lambda: _start_to_kernel_info("plain-ipykernel"),
-        repeats,
-    )
-    row(
-        "kernel start to kernel_info reply (baseline: plain ipykernel spec)",
-        t_ours,
-        t_plain,
-        "<= 1.05x",
-        t_ours <= 1.05 * t_plain,
-    )
-
-
-# --- 5. install and doctor ---------------------------------------------------------------
+# --- install -----------------------------------------------------------------------------
 
 
 def bench_install(repeats: int) -> None:
-    from kernelmagic.envcapture import login_shell_environment
+    kernelmagic_cli = str(BIN / "kernelmagic")
 
-    def install() -> None:
+    def ipykernel_install() -> None:
         subprocess.run(
-            [str(BIN / "kernelmagic"), "install", "timed", "--replace"],
-            check=True,
-            capture_output=True,
-        )
+            [sys.executable, "-m", "ipykernel", "install", "--user", "--name", "by-ipykernel"],
+            check=True, capture_output=True,
+        )  # fmt: skip
 
-    t_install, t_shell = interleaved(install, login_shell_environment, repeats)
-    row(
-        "kernelmagic install --from-current (baseline: its login-shell baseline alone)",
-        t_install,
-        t_shell,
-        "report",
-        None,
-    )
+    def ours(*options: str) -> None:
+        command = [kernelmagic_cli, "install", "--from-current", "by-km", "--replace", *options]
+        subprocess.run(command, check=True, capture_output=True)
+
+    t_none, t_ipykernel = interleaved(lambda: ours("--capture", "none"), ipykernel_install, repeats)
+    row("kernelmagic install --from-current --capture none (baseline: python -m ipykernel "
+        "install --user)", t_none, t_ipykernel, "<= 0.5x", t_none <= 0.5 * t_ipykernel)  # fmt: skip
+    t_default, t_ipykernel = interleaved(ours, ipykernel_install, repeats)
+    row("kernelmagic install --from-current, env captured (baseline: python -m ipykernel "
+        "install --user)", t_default, t_ipykernel, "<= 1.0x", t_default <= t_ipykernel)  # fmt: skip
 
 
-def bench_doctor(repeats: int, root: Path, kernels: Path) -> None:
-    """50 specs over 5 distinct interpreters: each interpreter is started once."""
+# --- static doctor -----------------------------------------------------------------------
+
+
+def bench_doctor(repeats: int, root: Path, kernels: Path, count: int, interpreters: int) -> None:
+    """``count`` specs over ``interpreters`` distinct interpreters; each is a wrapper that
+    notes every start, so the row can say how often each one was started."""
     from kernelmagic import doctor
 
+    log = root / "probes.log"
     pythons = []
-    for i in range(5):
-        venv = root / "venvs" / f"v{i}"
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-        pythons.append(str(venv / "bin" / "python"))
-    names = []
-    for i in range(50):
-        name = f"doc-{i:02d}"
-        spec_dir = kernels / name
-        spec_dir.mkdir(parents=True)
-        argv = [pythons[i % 5], "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "language": "python"}))
-        names.append(name)
+    for i in range(interpreters):
+        wrapper = root / "interpreters" / f"i{i:02d}" / "bin" / "python"
+        wrapper.parent.mkdir(parents=True)
+        wrapper.write_text(f'#!/bin/sh\necho {i} >> {log}\nexec {sys.executable} "$@"\n')
+        wrapper.chmod(0o755)
+        pythons.append(str(wrapper))
+    names = make_specs(kernels, count, pythons)
 
-    def sequential() -> object:
-        doctor.MAX_PARALLEL = 1
-        try:
-            return doctor.diagnose(names)
-        finally:
-            doctor.MAX_PARALLEL = 8
+    def once() -> object:
+        return doctor.diagnose(names)
 
-    t_parallel, t_sequential = interleaved(lambda: doctor.diagnose(names), sequential, repeats)
-    row(
-        "kernel_doctor on 50 specs, 5 interpreters (baseline: checked one at a time)",
-        t_parallel,
-        t_sequential,
-        "report",
-        None,
-    )
+    log.write_text("")
+    once()
+    starts = log.read_text().split()
+    per_interpreter = {starts.count(str(i)) for i in range(interpreters)}
+    t_doctor, _ = interleaved(once, lambda: None, repeats)
+    row(f"kernel_doctor, {count:,} specs over {interpreters} interpreters (no baseline)",
+        t_doctor, None, f"report; each interpreter started {sorted(per_interpreter)} time(s)",
+        per_interpreter == {1})  # fmt: skip
     for name in names:
         shutil.rmtree(kernels / name)
-
-
-def print_table() -> None:
-    header = ("measure", "kernelmagic", "baseline", "ratio", "target", "met")
-    widths = [max(len(r[i]) for r in [header, *ROWS]) for i in range(len(header))]
-    for r in [header, tuple("-" * w for w in widths), *ROWS]:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
     args = parser.parse_args(argv)
-    small, large, starts = (3, 5, 3) if args.quick else (9, 15, 11)
+    small, large, starts = (3, 5, 2) if args.quick else (5, 15, 40)
+    specs_listed = 1000 if args.quick else 10_000
+
+    import starts as kernel_starts  # beside this file
 
     # An installed package has bytecode; an editable checkout may not (PYTHONDONTWRITEBYTECODE).
     compileall.compile_dir(os.path.dirname(kernelmagic.__file__), quiet=1)
+    resource.setrlimit(resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE))
     with tempfile.TemporaryDirectory(prefix="kernelmagic-bench-") as tmp:
         root = Path(tmp)
         isolate(root)
@@ -319,13 +231,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         bench_load_ext(large)
-        make_specs(kernels, 1000)
-        bench_cli_list(small)
-        bench_magic_list(large, kernels)
+        make_specs(kernels, specs_listed)
+        bench_cli_list(small, specs_listed)
+        bench_magic_list(large, kernels, specs_listed)
         shutil.rmtree(kernels)
-        bench_kernel_start(starts, root)
-        bench_install(small)
-        bench_doctor(small, root, kernels)
+        bench_install(large)
+        bench_doctor(small, root, kernels, 100 if args.quick else 1000, 20)
+        kernel_starts.bench_starts(starts, root, kernels, with_peers=not args.quick)
+        kernel_starts.bench_activate(2 if args.quick else 7)
+        kernel_starts.bench_launch(1 if args.quick else 3, kernels, 4 if args.quick else 20)
+    if not ROWS:
+        note("nothing", "no benchmark ran")
     print_table()
     return 0
 

@@ -191,11 +191,12 @@ def unusable_env(env: Any) -> list[str]:
     value, an empty name)."""
     if not isinstance(env, dict):
         return []
-    return sorted(
+    bad = [
         k
         for k, v in env.items()
         if not k or "=" in k or "\0" in k or (isinstance(v, str) and "\0" in v)
-    )
+    ]
+    return sorted(bad) if bad else bad
 
 
 # jupyter_client starts these argv[0] with the interpreter that launches the kernel.

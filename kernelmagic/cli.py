@@ -60,6 +60,13 @@ def _print_json(data: object) -> None:
 
 
 def _list(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+    if ns.json and not sys.stdout.isatty():  # for programs, over thousands of specs: fan out
+        from . import bulk
+
+        text = bulk.listing_text(ns.pattern, defaults.policy)
+        if text is not None:
+            print(text)
+            return 0
     listing = operations.listing(ns, defaults)
     if ns.json:
         _print_json(listing)

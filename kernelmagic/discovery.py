@@ -180,13 +180,15 @@ class SpecInfo:
         if checks.provisioner_verdict(spec).adds_config:
             stanza = {**metadata["kernel_provisioner"], "config": {}}
             metadata = {**metadata, "kernel_provisioner": stanza}
-        values = {
-            "argv": [argv] if isinstance(argv, str) else argv,  # traitlets' List takes a str
-            "env": spec.get("env", {}),
-            "interrupt_mode": spec.get("interrupt_mode", "signal").lower(),
-            "metadata": metadata,
-        }
-        listed = {key: values.get(key, spec.get(key, "")) for key in spec_schema().listed}
+        listed = {key: spec.get(key, "") for key in spec_schema().listed}
+        for key, value in (
+            ("argv", [argv] if isinstance(argv, str) else argv),  # traitlets' List takes a str
+            ("env", spec.get("env", {})),
+            ("interrupt_mode", spec.get("interrupt_mode", "signal").lower()),
+            ("metadata", metadata),
+        ):
+            if key in listed:
+                listed[key] = value
         return {"resource_dir": self.resource_dir, "spec": listed}
 
 
@@ -236,11 +238,12 @@ def _read_kernel_json(path: str) -> bytes | None:
             return None
         chunks, size = [], 0
         while size <= MAX_SPEC_BYTES:
-            chunk = os.read(fd, max(info.st_size + 1 - size, 65536))
-            if not chunk:
-                return b"".join(chunks)
+            wanted = max(info.st_size + 1 - size, 65536)
+            chunk = os.read(fd, wanted)
             chunks.append(chunk)
             size += len(chunk)
+            if len(chunk) < wanted:  # a regular file reads short only at its end
+                return b"".join(chunks)
         raise OSError(errno.EFBIG, f"larger than {MAX_SPEC_BYTES // 2**20} MiB", path)
     finally:
         os.close(fd)
@@ -297,10 +300,13 @@ def _cached(check: Callable[[str], str]) -> Callable[[str], str]:
     return cached
 
 
-def list_specs(pattern: str | None = None) -> list[SpecInfo]:
+def list_specs(
+    pattern: str | None = None, keep: Callable[[str], bool] | None = None
+) -> list[SpecInfo]:
     """Every spec Jupyter finds (hidden ones included), sorted by name.
 
     ``pattern`` is a case-insensitive glob; a pattern without wildcards matches substrings.
+    ``keep`` (a worker's share of the names, see ``bulk``) leaves out the names it refuses.
     Each ``kernel.json`` is read once: opening it is also the test that the directory is a
     spec (what ``find_kernel_specs`` checks with a separate stat), which halves the system
     calls on large kernel directories.
@@ -322,6 +328,8 @@ def list_specs(pattern: str | None = None) -> list[SpecInfo]:
             name = entry.name.lower()
             if name in found or name in in_this_dir or (glob and not fnmatchcase(name, glob)):
                 continue
+            if keep is not None and not keep(name):
+                continue
             try:
                 raw = _read_kernel_json(entry.path + os.sep + "kernel.json")
             except OSError as exc:
@@ -334,6 +342,7 @@ def list_specs(pattern: str | None = None) -> list[SpecInfo]:
             found[name] = info
     config = jupyter_rules.discovery_config()
     wants_native = not glob or fnmatchcase(NATIVE_KERNEL_NAME, glob)
+    wants_native = wants_native and (keep is None or keep(NATIVE_KERNEL_NAME))
     if NATIVE_KERNEL_NAME not in found and config.ensure_native and wants_native:
         native = ipykernel_specs.resources_dir()
         if native is not None:

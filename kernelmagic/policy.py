@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from fnmatch import translate
+from functools import cached_property, lru_cache
 from typing import Any
 
 # Variables that describe the session, the terminal or the tool that started the process,
@@ -81,16 +82,25 @@ _ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\"(?:[^\"\\]|\\.)*\"|'[^'
 MASK = "<hidden>"
 
 
-def _matches(name: str, patterns: Iterable[str], *, ignore_case: bool = False) -> bool:
-    if ignore_case:
-        name = name.upper()
-        return any(fnmatchcase(name, p.upper()) for p in patterns)
-    return any(fnmatchcase(name, p) for p in patterns)
+def _globs(patterns: Iterable[str]) -> re.Pattern[str]:
+    """One regex matching a name exactly when ``fnmatchcase`` matches one of the globs (a
+    listing asks about every variable of thousands of specs)."""
+    alternatives = [translate(p) for p in patterns] or [r"(?!)"]
+    return re.compile("|".join(f"(?:{a})" for a in alternatives))
 
 
+# Any credential shape at all: one search instead of one per pattern, for the common text
+# that holds none.
+_ANY_SECRET_SHAPE = re.compile(
+    "|".join(f"(?:{p.pattern})" for p in (*SECRET_VALUE_PATTERNS, _URL_PASSWORD))
+)
+_NOISE = {category: _globs(patterns) for category, patterns in NOISE_PATTERNS.items()}
+
+
+@lru_cache(maxsize=4096)  # specs repeat their words: -m, ipykernel_launcher, the python
 def secret_in_text(text: str) -> bool:
     """True if ``text`` holds a credential by its shape (a token, a key, a URL password)."""
-    return any(p.search(text) for p in SECRET_VALUE_PATTERNS) or bool(_URL_PASSWORD.search(text))
+    return _ANY_SECRET_SHAPE.search(text) is not None
 
 
 @dataclass(frozen=True)
@@ -104,20 +114,34 @@ class EnvPolicy:
     extra_secrets: tuple[str, ...] = ()
     extra_noise: tuple[str, ...] = ()
 
+    @cached_property
+    def _secret_names(self) -> re.Pattern[str]:
+        # Case-insensitive as str.upper() on both sides, the way the globs are documented.
+        return _globs(p.upper() for p in (*SECRET_NAME_PATTERNS, *self.extra_secrets))
+
+    @cached_property
+    def _extra_noise(self) -> re.Pattern[str]:
+        return _globs(self.extra_noise)
+
     def noise_category(self, name: str) -> str | None:
         """The category that makes ``name`` session noise, or None if it is not noise."""
-        for category, patterns in NOISE_PATTERNS.items():
-            if _matches(name, patterns):
+        for category, pattern in _NOISE.items():
+            if pattern.match(name):
                 return category
-        if _matches(name, self.extra_noise):
+        if self._extra_noise.match(name):
             return "configured noise"
         return None
 
+    @cached_property
+    def _secret_name_seen(self) -> dict[str, bool]:
+        return {}  # names repeat across specs (PATH, GDAL_DATA): match each name once
+
     def is_secret(self, name: str, value: Any = None) -> bool:
         """True if the variable's name or its (string) value looks like a credential."""
-        if _matches(name, (*SECRET_NAME_PATTERNS, *self.extra_secrets), ignore_case=True):
-            return True
-        return isinstance(value, str) and secret_in_text(value)
+        secret = self._secret_name_seen.get(name)
+        if secret is None:
+            secret = self._secret_name_seen[name] = bool(self._secret_names.match(name.upper()))
+        return secret or (isinstance(value, str) and secret_in_text(value))
 
     def mask_env(self, env: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of ``env`` with secret-like values replaced by ``<hidden>``."""
@@ -125,6 +149,8 @@ class EnvPolicy:
 
     def mask_text(self, text: str) -> str:
         """``text`` (a snippet, an argv word) with every credential in it replaced."""
+        if "=" not in text and not secret_in_text(text):
+            return text  # the usual argv word or path: nothing to replace
         for pattern in SECRET_VALUE_PATTERNS:
             text = pattern.sub(MASK, text)
         text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
@@ -155,8 +181,14 @@ class EnvPolicy:
         shown = dict(spec)
         if isinstance(shown.get("env"), dict):
             shown["env"] = policy.mask_env(shown["env"])
-        if isinstance(shown.get("argv"), list):
-            shown["argv"] = [policy.mask_text(a) if isinstance(a, str) else a for a in spec["argv"]]
+        argv = shown.get("argv")
+        if isinstance(argv, list):
+            words = [a for a in argv if isinstance(a, str)]
+            joined = "\0".join(words)
+            if len(words) != len(argv) or "=" in joined or secret_in_text(joined):
+                shown["argv"] = [policy.mask_text(a) if isinstance(a, str) else a for a in argv]
+            else:  # the usual argv: nothing to mask, one check for all its words
+                shown["argv"] = list(argv)
         if isinstance(shown.get("metadata"), dict):
             shown["metadata"] = policy._mask_value("", shown["metadata"])
         return shown

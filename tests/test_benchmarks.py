@@ -22,4 +22,5 @@ def test_quick_benchmark_prints_its_table():
         "ratio",
     ]
     assert any(line.startswith("kernelmagic list --json, 1,000 specs") for line in lines)
-    assert any(line.startswith("kernel start to kernel_info reply") for line in lines)
+    assert any(line.startswith("start to kernel_info reply: kernelmagic") for line in lines)
+    assert any(line.startswith("%kernel_activate --modules") for line in lines)

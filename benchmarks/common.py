@@ -1,0 +1,81 @@
+"""What every benchmark section shares: throw-away Jupyter dirs, interleaved timing, the table."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ROWS: list[tuple[str, str, str, str, str, str]] = []
+
+
+def isolate(root: Path) -> None:
+    """Point every Jupyter and IPython location of this process (and children) into root."""
+    for name, sub in (
+        ("HOME", "home"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("IPYTHONDIR", "ipython"),
+        ("XDG_CACHE_HOME", "cache"),
+    ):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        os.environ[name] = str(root / sub)
+    os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
+    os.environ["XDG_DATA_DIRS"] = str(root / "system")  # no /usr/share/jupyter
+    os.environ.pop("JUPYTER_PATH", None)
+
+
+def interleaved(
+    candidate: Callable[[], object], baseline: Callable[[], object], repeats: int
+) -> tuple[float, float]:
+    """Median seconds of each, alternating which one goes first, after one warm-up each."""
+    medians = rounds({"candidate": candidate, "baseline": baseline}, repeats)
+    return medians["candidate"], medians["baseline"]
+
+
+def rounds(measures: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each measure over ``repeats`` rounds, after one warm-up each. Every
+    round runs each measure once, the order rotating from round to round, so a slow spell of
+    the machine is shared by all of them."""
+    names = list(measures)
+    for name in names:
+        measures[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(repeats):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            measures[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def row(measure: str, ours: float, theirs: float | None, target: str, met: bool | None) -> None:
+    ratio = f"{ours / theirs:.2f}x" if theirs else "-"
+    verdict = "-" if met is None else ("met" if met else "NOT MET")
+    ROWS.append((measure, fmt(ours), fmt(theirs), ratio, target, verdict))
+    print(f"  measured: {measure}", file=sys.stderr)
+
+
+def note(measure: str, why: str) -> None:
+    """A row that could not be measured here, and why."""
+    ROWS.append((measure, "-", "-", "-", why, "-"))
+    print(f"  not measured: {measure}: {why}", file=sys.stderr)
+
+
+def print_table() -> None:
+    header = ("measure", "kernelmagic", "baseline", "ratio", "target", "met")
+    widths = [max(len(r[i]) for r in [header, *ROWS]) for i in range(len(header))]
+    for r in [header, tuple("-" * w for w in widths), *ROWS]:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
