@@ -385,6 +385,18 @@ def get_spec(name: str) -> SpecInfo:
     return _load(key, found[key])
 
 
+def get_specs(names: Iterable[str]) -> list[SpecInfo]:
+    """``get_spec`` of each name, from one scan of the kernel dirs (not one per name)."""
+    found = _all_spec_dirs()
+    infos = []
+    for name in names:
+        key = name.lower() if isinstance(name, str) else name
+        if key not in found:
+            raise _unknown(name, found)
+        infos.append(_load(key, found[key]))
+    return infos
+
+
 def _unknown(name: str, found: Mapping[str, str]) -> Exception:
     """A name no directory holds: ``InvalidInput`` if no spec could ever have it (exit 2),
     else ``NoSuchKernelSpec``. Found specs with odd names (Jupyter lists those) still work."""

@@ -305,7 +305,7 @@ def diagnose(names: Iterable[str] = (), *, environ: Mapping[str, str] | None = N
     """Check every spec, or the named ones (``NoSuchKernelSpec`` for an unknown name)."""
     environ = dict(os.environ if environ is None else environ)
     names = list(names)
-    infos = [discovery.get_spec(n) for n in names] if names else discovery.list_specs()
+    infos = discovery.get_specs(names) if names else discovery.list_specs()
     interpreter = _interpreter_problems(infos, environ)
     locations = discovery.spec_locations()  # one scan of the kernel dirs, not one per spec
     diagnoses = []

@@ -130,7 +130,7 @@ def launch_all(names: Iterable[str] = (), timeout: float = DEFAULT_TIMEOUT) -> L
     cores). Remote (provisioner) specs are started only when named: they reach other hosts."""
     names = list(names)
     if names:
-        wanted = [discovery.get_spec(name).name for name in names]
+        wanted = [info.name for info in discovery.get_specs(names)]
     else:
         wanted = [
             info.name
