@@ -109,7 +109,7 @@ def bench_cli_list(repeats: int, count: int) -> None:
         t_ours, t_jupyter, "<= 0.3x, same names and dirs" + ("" if same else " (DIFFERENT!)"),
         t_ours <= 0.3 * t_jupyter and same)  # fmt: skip
     ratio = f"{ours_mb / jupyter_mb:.2f}x"
-    peak = "  peak memory of that listing (baseline: jupyter's)"
+    peak = "  peak memory of that listing, largest process (baseline: jupyter's)"
     ROWS.append((peak, f"{ours_mb:.0f} MB", f"{jupyter_mb:.0f} MB", ratio, "report", "-"))
 
 
