@@ -109,9 +109,10 @@ def activate_here(
         done.closing.append(f"Updated os.environ of {where}; nothing was restarted.")
         late = made.needs_restart()
         if late:
+            how = "without --no-restart to restart in place" if app else "in a new session"
             done.closing.append(
                 f"Processes started from here see them, but this interpreter reads these only "
-                f"when it starts: {', '.join(late)} (restart without --no-restart)"
+                f"when it starts: {', '.join(late)} (run it {how})"
             )
     return done
 
