@@ -45,10 +45,15 @@ _MARKER = "kernelmagic_handoff_marker"
 _CLOSE_TIMEOUT = 5.0
 # How long the new process waits for the client to connect again before it answers anyway.
 _RECONNECT_TIMEOUT = 30.0
-# IOPub is a PUB socket: what it publishes before the client has subscribed again is lost.
-# jupyter_client retries every 0.1 s plus up to 0.1 s of jitter (libzmq's defaults), so 0.3 s
-# after the new process bound its ports the client's IOPub socket is back.
+# IOPub is a PUB socket: what it publishes before the client has subscribed again is lost,
+# and it cannot say when a subscriber is back. On Linux the kernel's TCP table can: once a
+# connection to the IOPub port is established, the client's greeting and subscription follow
+# within milliseconds (_IOPUB_SETTLE). Elsewhere: jupyter_client retries every 0.1 s plus up
+# to 0.1 s of jitter (libzmq's defaults), so 0.3 s after the new process started it is back.
+_IOPUB_SETTLE = 0.1
 _IOPUB_GRACE = 0.3
+_TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+_ESTABLISHED = "01"
 
 
 def _threaded(kernel: Any) -> bool:
@@ -291,8 +296,7 @@ class _Resumption:
         def answer_activating_cell(stream: Any, idents: Any, msg: Any) -> None:
             kernel.shell_handlers["execute_request"] = handle
             self._send_reply()
-            # ipykernel publishes the cell's idle status when this returns: after the grace.
-            time.sleep(max(0.0, self.started + _IOPUB_GRACE - time.monotonic()))
+            self._wait_for_iopub_subscriber()  # ipykernel publishes the idle status next
 
         def start_after_handed_off_requests() -> None:
             kernel.shell_handlers["execute_request"] = answer_activating_cell
@@ -339,6 +343,17 @@ class _Resumption:
 
         self._in_shell_socket_thread(send)
 
+    def _wait_for_iopub_subscriber(self) -> None:
+        app = getattr(self.kernel, "parent", None)
+        port = getattr(app, "iopub_port", None)
+        if getattr(app, "transport", "tcp") != "tcp" or not port or not _tcp_table_readable():
+            time.sleep(max(0.0, self.started + _IOPUB_GRACE - time.monotonic()))
+            return
+        deadline = time.monotonic() + _RECONNECT_TIMEOUT
+        while not _connected_to(port) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(_IOPUB_SETTLE)
+
     def _in_shell_socket_thread(self, work: Callable[[], None]) -> None:
         """Run ``work`` in the thread that owns the shell socket; wait for it."""
         if not _threaded(self.kernel):
@@ -354,3 +369,24 @@ class _Resumption:
 
         self.kernel.shell_channel_thread.io_loop.add_callback(run)
         done.wait(_RECONNECT_TIMEOUT + 5)
+
+
+def _tcp_table_readable() -> bool:
+    return os.access(_TCP_TABLES[0], os.R_OK)
+
+
+def _connected_to(port: int) -> bool:
+    """Whether an established TCP connection has ``port`` as its local port: one this
+    process accepted on the socket bound there."""
+    wanted = f":{port:04X}"
+    for table in _TCP_TABLES:
+        try:
+            with open(table, encoding="ascii") as f:
+                next(f, None)  # the header
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 3 and fields[3] == _ESTABLISHED and fields[1].endswith(wanted):
+                        return True
+        except OSError:
+            continue
+    return False

@@ -235,3 +235,21 @@ def test_the_spec_of_a_kernel_is_found_with_the_arguments_its_launcher_appended(
     assert "plain" in specs_matching_process([*started, extra], {})
     assert specs_matching_process([*started, "--x=1"], {}) == ["longer"]  # the closer one
     assert "longer" not in specs_matching_process(started, {})
+
+
+def test_an_iopub_subscriber_is_seen_in_the_tcp_table():
+    """The restarted kernel publishes the cell's idle status only once a client is connected
+    to its IOPub port again (Linux: /proc/net/tcp); a PUB socket would drop it before."""
+    import socket
+
+    from kernelmagic import handoff
+
+    if not handoff._tcp_table_readable():
+        pytest.skip("no /proc/net/tcp on this system: the restart waits a fixed 0.3 s instead")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert not handoff._connected_to(port)  # listening is not connected
+        with socket.create_connection(("127.0.0.1", port)):
+            accepted, _ = server.accept()
+            with accepted:
+                assert handoff._connected_to(port)
