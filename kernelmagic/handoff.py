@@ -15,7 +15,8 @@ In the old process, once the activating cell has run:
 The new process finds the file at IPython's startup (``PYTHONSTARTUP`` points at
 ``resume_startup.py`` for that one start). Before it reads its socket it queues the
 activating request, answered by sending the held reply once the client's shell socket is
-connected again, then the recorded requests: they run in order, in the new environment, and
+connected again (and, before ipykernel publishes the cell's idle status, once its IOPub
+socket is), then the recorded requests: they run in order, in the new environment, and
 whatever the client sends later comes after them.
 
 Nothing here imports IPython or ipykernel: the running kernel's objects are passed in.
