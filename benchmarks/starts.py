@@ -10,13 +10,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 from common import BIN, note, rounds, row
@@ -27,29 +24,14 @@ _LMOD_INITS = ("/etc/profile.d/lmod.sh", "/usr/share/lmod/lmod/init/bash")
 
 
 def start_to_reply(name: str) -> float:
-    """Seconds from starting the spec to its kernel_info reply (then shut down)."""
-    from jupyter_client.manager import KernelManager
+    """Seconds from starting the spec to its kernel_info reply (then shut down): what
+    ``doctor --launch`` measures for each spec."""
+    from kernelmagic import launching
 
-    manager = KernelManager(kernel_name=name)
-    with tempfile.TemporaryFile() as stderr:
-        start = time.perf_counter()
-        # The kernel's stderr says "running over TCP without encryption" on every start;
-        # kept only to say why a kernel did not start.
-        manager.start_kernel(stderr=stderr)
-        client = manager.blocking_client()
-        client.start_channels()
-        try:
-            client.kernel_info()
-            while client.get_shell_msg(timeout=60)["msg_type"] != "kernel_info_reply":
-                pass
-            return time.perf_counter() - start
-        except queue.Empty:
-            stderr.seek(0)
-            said = stderr.read().decode(errors="replace").strip().splitlines()[-3:]
-            raise RuntimeError(f"{name} did not start: {' | '.join(said)}") from None
-        finally:
-            client.stop_channels()
-            manager.shutdown_kernel(now=True)
+    launched = launching.launch(name)
+    if not launched.started:
+        raise RuntimeError(f"{name} did not start: {launched.reason}")
+    return launched.seconds
 
 
 # --- the module system -------------------------------------------------------------------
