@@ -113,6 +113,20 @@ def write_spec(kernels_dir: Path, name: str, spec=None, *, raw: str | None = Non
     return resource_dir
 
 
+def write_gdal_module(root: Path, module: str, prefix: Path) -> Path:
+    """A real Lmod modulefile ``root/<module>.lua`` for a GDAL install at ``prefix`` (data and
+    libraries, no Python): it sets GDAL_DATA and prepends LD_LIBRARY_PATH. Returns prefix."""
+    (prefix / "share").mkdir(parents=True)
+    (prefix / "lib").mkdir()
+    modulefile = root / f"{module}.lua"
+    modulefile.parent.mkdir(parents=True, exist_ok=True)
+    modulefile.write_text(
+        f'setenv("GDAL_DATA", "{prefix / "share"}")\n'
+        f'prepend_path("LD_LIBRARY_PATH", "{prefix / "lib"}")\n'
+    )
+    return prefix
+
+
 @pytest.fixture(scope="session")
 def shell():
     from IPython.core.interactiveshell import InteractiveShell

@@ -11,12 +11,12 @@ import json
 import os
 import queue
 import sys
-import textwrap
 import time
 
 import nbformat
 import pytest
 import zmq
+from conftest import write_gdal_module
 from IPython.core.error import UsageError
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
@@ -27,16 +27,8 @@ from test_sources import lmod_available  # noqa: F401 (fixture)
 @pytest.fixture
 def geo_module(tmp_path, monkeypatch, lmod_available):  # noqa: F811
     """A real Lmod modulefile setting GDAL_DATA and prepending LD_LIBRARY_PATH."""
-    root, geo = tmp_path / "modulefiles", tmp_path / "opt" / "geo"
-    (geo / "share").mkdir(parents=True)
-    (geo / "lib").mkdir()
-    (root / "geo").mkdir(parents=True)
-    (root / "geo" / "1.0.lua").write_text(
-        textwrap.dedent(f"""\
-            setenv("GDAL_DATA", "{geo / "share"}")
-            prepend_path("LD_LIBRARY_PATH", "{geo / "lib"}")
-        """)
-    )
+    root = tmp_path / "modulefiles"
+    geo = write_gdal_module(root, "geo/1.0", tmp_path / "opt" / "geo")
     monkeypatch.setenv("MODULEPATH", str(root))
     # ipykernel leaves fds 1 and 2 alone under pytest; a kernel started by Jupyter has them
     # captured, and the restart must hand the real ones back. Start kernels as Jupyter does.

@@ -6,11 +6,10 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import write_spec
+from conftest import write_gdal_module, write_spec
 from IPython.core.error import UsageError
 from test_end_to_end import run_in_kernel
 from test_sources import bare_python, lmod_available, second_venv  # noqa: F401 (fixtures)
@@ -28,16 +27,7 @@ def spec_json(kernels: Path, name: str) -> dict:
 def gdal_module(tmp_path, monkeypatch, lmod_available):  # noqa: F811
     """A real Lmod modulefile that brings GDAL's data and libraries, and no Python."""
     root = tmp_path / "modulefiles"
-    gdal = tmp_path / "opt" / "gdal"
-    (gdal / "share").mkdir(parents=True)
-    (gdal / "lib").mkdir()
-    (root / "gdal").mkdir(parents=True)
-    (root / "gdal" / "3.8.lua").write_text(
-        textwrap.dedent(f"""\
-            setenv("GDAL_DATA", "{gdal / "share"}")
-            prepend_path("LD_LIBRARY_PATH", "{gdal / "lib"}")
-        """)
-    )
+    gdal = write_gdal_module(root, "gdal/3.8", tmp_path / "opt" / "gdal")
     monkeypatch.setenv("MODULEPATH", str(root))
     return {"root": root, "gdal": gdal}
 
