@@ -378,11 +378,7 @@ def get_spec(name: str) -> SpecInfo:
     Like ``KernelSpecManager.get_kernel_spec``, this finds a spec that Jupyter config leaves
     out of the listing, so that it can still be shown, fixed or removed.
     """
-    found = _all_spec_dirs()
-    key = name.lower() if isinstance(name, str) else name
-    if key not in found:
-        raise _unknown(name, found)
-    return _load(key, found[key])
+    return get_specs([name])[0]
 
 
 def get_specs(names: Iterable[str]) -> list[SpecInfo]:
