@@ -66,12 +66,6 @@ def _one_line(message: str) -> str:
     return printable(message)
 
 
-def _in_kernel() -> bool:
-    from .live import in_kernel
-
-    return in_kernel()
-
-
 @magics_class
 class KernelMagics(Magics):
     """Magics to list, show, install, clone, patch and remove Jupyter kernel specs."""
@@ -218,13 +212,14 @@ class KernelMagics(Magics):
     ) -> None:
         """Say what an install, clone or remote did; a dry run shows the JSON it would write."""
         from . import render
+        from .live import in_kernel
 
         for line in before:
             print(line)
         print(render.change_report(change, diff=False))
         for line in after:
             print(line)
-        if change.written and _in_kernel():
+        if change.written and in_kernel():
             print(
                 "JupyterLab lists a new kernel at its next refresh (about a minute); reload "
                 "the page to see it now."
