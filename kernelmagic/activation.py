@@ -13,10 +13,9 @@ import os
 import subprocess
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 
 from . import shells, sources
-from .envcapture import is_path_like
+from .envcapture import is_path_like, matches_any
 from .errors import SourceFailed
 from .policy import EnvPolicy
 from .provenance import Source
@@ -57,7 +56,7 @@ class Activation:
     def needs_restart(self) -> list[str]:
         """The changed names this interpreter only reads when it starts."""
         names = sorted({*self.changed, *self.removed})
-        return [n for n in names if any(fnmatchcase(n, p) for p in NEEDS_RESTART)]
+        return [n for n in names if matches_any(n, NEEDS_RESTART)]
 
     def report_lines(self, policy: EnvPolicy) -> list[str]:
         """One line per change, secret-like values masked."""
@@ -112,7 +111,7 @@ def activate(
         old, new = before.get(name), after.get(name)
         if old == new or policy.noise_category(name) == _SHELL_STATE:
             continue
-        named = any(fnmatchcase(name, pattern) for pattern in include)
+        named = matches_any(name, include)
         if new is not None and not named and policy.is_secret(name, new):
             made.secrets_skipped.append(name)
             continue

@@ -27,13 +27,14 @@ PATH_LIKE_NAMES = frozenset(
 # fmt: on
 
 
-def _matches(name: str, patterns: Iterable[str]) -> bool:
+def matches_any(name: str, patterns: Iterable[str]) -> bool:
+    """Whether ``name`` matches one of the globs (case-sensitive, as ``fnmatchcase``)."""
     return any(fnmatchcase(name, p) for p in patterns)
 
 
 def included(name: str, options: CaptureOptions) -> bool:
     """Whether ``--include`` names this variable."""
-    return _matches(name, options.include)
+    return matches_any(name, options.include)
 
 
 def is_path_like(name: str) -> bool:
@@ -201,9 +202,9 @@ def capture(
 
     for name in sorted(current):
         value = current[name]
-        if _matches(name, options.exclude):
+        if matches_any(name, options.exclude):
             continue
-        included = _matches(name, options.include)
+        included = matches_any(name, options.include)
         if not included:
             if base and base.get(name) == value:
                 continue

@@ -15,7 +15,6 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
 from . import __version__, envcapture, store
@@ -104,7 +103,7 @@ def export(patterns: Iterable[str] = (), policy: EnvPolicy = DEFAULT_POLICY) -> 
     infos = [
         info
         for info in list_specs()
-        if not info.native and (not globs or any(fnmatchcase(info.name, g) for g in globs))
+        if not info.native and (not globs or envcapture.matches_any(info.name, globs))
     ]
     if globs and not infos:
         raise NoSuchKernelSpec(" ".join(patterns), [i.name for i in list_specs()])
