@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,8 +70,8 @@ def bench_load_ext(repeats: int) -> None:
         json.loads(subprocess.check_output([sys.executable, "-c", _LOAD_PROBE]))
         for _ in range(repeats)
     ]
-    load = sorted(r["load"] for r in runs)[len(runs) // 2]
-    shell = sorted(r["shell"] for r in runs)[len(runs) // 2]
+    load = statistics.median(r["load"] for r in runs)
+    shell = statistics.median(r["shell"] for r in runs)
     heavy = sorted({m for r in runs for m in r["heavy"]})
     row("%load_ext kernelmagic (baseline: bare InteractiveShell)",
         load, shell, "< 20 ms added", load < 0.020)  # fmt: skip
