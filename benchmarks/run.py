@@ -183,7 +183,7 @@ def bench_install(repeats: int) -> None:
 def bench_doctor(repeats: int, root: Path, kernels: Path, count: int, interpreters: int) -> None:
     """``count`` specs over ``interpreters`` distinct interpreters; each is a wrapper that
     notes every start, so the row can say how often each one was started."""
-    from kernelmagic import doctor
+    from kernelmagic.operations import doctor
 
     log = root / "probes.log"
     pythons = []

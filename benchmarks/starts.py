@@ -26,7 +26,7 @@ _LMOD_INITS = ("/etc/profile.d/lmod.sh", "/usr/share/lmod/lmod/init/bash")
 def start_to_reply(name: str) -> float:
     """Seconds from starting the spec to its kernel_info reply (then shut down): what
     ``doctor --launch`` measures for each spec."""
-    from kernelmagic import launching
+    from kernelmagic.operations import launching
 
     launched = launching.launch(name)
     if not launched.started:
@@ -228,7 +228,7 @@ def bench_activate(repeats: int) -> None:
 
 def bench_launch(repeats: int, kernels: Path, count: int) -> None:
     """doctor --launch on ``count`` specs, in parallel, against starting them one at a time."""
-    from kernelmagic import launching
+    from kernelmagic.operations import launching
 
     names = []
     for i in range(count):

@@ -9,12 +9,12 @@ __version__ = "0.1.0"
 
 def load_ipython_extension(ipython):
     # Imported here so that `import kernelmagic` stays cheap for the CLI and the library.
-    from .magics import register
+    from kernelmagic.frontends.magics import register
 
     register(ipython)
 
 
 def unload_ipython_extension(ipython):
-    from .magics import unregister
+    from kernelmagic.frontends.magics import unregister
 
     unregister(ipython)

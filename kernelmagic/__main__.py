@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from kernelmagic.frontends.cli import main
 
 sys.exit(main())

@@ -13,9 +13,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import envcapture
-from .assignments import EnvChanges
-from .discovery import (
+from kernelmagic.domain import envcapture
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.provenance import Provenance
+from kernelmagic.domain.shell_syntax import EnvChanges
+from kernelmagic.errors import (
+    InvalidInput,
+    KernelmagicError,
+    LocationError,
+    NoSuchKernelSpec,
+    SpecExists,
+)
+from kernelmagic.storage.discovery import (
     NAME_RULE,
     NATIVE_KERNEL_NAME,
     SpecInfo,
@@ -31,16 +40,7 @@ from .discovery import (
     spec_names,
     validate_name,
 )
-from .errors import (
-    InvalidInput,
-    KernelmagicError,
-    LocationError,
-    NoSuchKernelSpec,
-    SpecExists,
-)
-from .policy import DEFAULT_POLICY, EnvPolicy
-from .provenance import Provenance
-from .store import Change, remove_specs, rewrite_spec, undo_last_write
+from kernelmagic.storage.transactions import Change, remove_specs, rewrite_spec, undo_last_write
 
 __all__ = [
     "NAME_RULE",
@@ -138,17 +138,17 @@ def install_directory(
 ) -> Change:
     """Install a copy of ``source_dir`` (its files: logos, launcher scripts) as ``name``, with
     ``spec`` as its kernel.json; atomic like every install."""
-    from . import store
+    from kernelmagic.storage import transactions
 
     name = validate_name(name)
-    gid = store.group_id(group) if group is not None else None
+    gid = transactions.group_id(group) if group is not None else None
     if group is not None:
-        from .install import refuse_secrets_for_group
+        from kernelmagic.operations.install import refuse_secrets_for_group
 
         refuse_secrets_for_group(spec, group)
-    slot = store.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
+    slot = transactions.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
     policy = policy.with_recorded(spec)
-    return slot.write(action, spec, store.copy_files(source_dir), policy, gid)
+    return slot.write(action, spec, transactions.copy_files(source_dir), policy, gid)
 
 
 def clone_spec(
@@ -203,8 +203,8 @@ def install_current_python(
 ) -> tuple[Change, envcapture.CaptureResult]:
     """Install a spec for ``sys.executable`` with the environment captured from ``environ``
     (default ``os.environ``); ``explicit_env`` (``--env``) is written as given and wins."""
-    from .install import install
-    from .provenance import Source
+    from kernelmagic.domain.provenance import Source
+    from kernelmagic.operations.install import install
 
     return install(
         name,

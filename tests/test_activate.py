@@ -216,7 +216,7 @@ def test_the_spec_of_a_kernel_is_found_with_the_arguments_its_launcher_appended(
     copies it)."""
     from conftest import write_spec
 
-    from kernelmagic.process_spec import specs_matching_process
+    from kernelmagic.domain.spec_of_process import specs_matching_process
 
     base = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     write_spec(user_kernels, "plain", {"argv": base, "display_name": "P", "language": "python"})
@@ -234,14 +234,14 @@ def test_an_iopub_subscriber_is_seen_in_the_tcp_table():
     to its IOPub port again (Linux: /proc/net/tcp); a PUB socket would drop it before."""
     import socket
 
-    from kernelmagic import handoff
+    from kernelmagic.restart import inplace
 
-    if not handoff._tcp_table_readable():
+    if not inplace._tcp_table_readable():
         pytest.skip("no /proc/net/tcp on this system: the restart waits a fixed 0.3 s instead")
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        assert not handoff._connected_to(port)  # listening is not connected
+        assert not inplace._connected_to(port)  # listening is not connected
         with socket.create_connection(("127.0.0.1", port)):
             accepted, _ = server.accept()
             with accepted:
-                assert handoff._connected_to(port)
+                assert inplace._connected_to(port)

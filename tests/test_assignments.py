@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernelmagic.assignments import (
+from kernelmagic.domain.shell_syntax import (
     AssignmentError,
     parse_assignment,
     parse_env_lines,

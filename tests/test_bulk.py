@@ -8,8 +8,9 @@ import sys
 import pytest
 from conftest import write_spec
 
-from kernelmagic import bulk, cli
-from kernelmagic.policy import EnvPolicy
+from kernelmagic.domain.policy import EnvPolicy
+from kernelmagic.frontends import cli
+from kernelmagic.storage import parallel_listing
 
 
 @pytest.fixture
@@ -34,20 +35,22 @@ def many_specs(user_kernels, system_kernels):
 
 def _one_process(pattern: str | None, capsys) -> str:
     argv = ["list", "--json", *([pattern] if pattern else [])]
-    workers = bulk.SPECS_PER_WORKER
-    bulk.SPECS_PER_WORKER = 10**9
+    workers = parallel_listing.SPECS_PER_WORKER
+    parallel_listing.SPECS_PER_WORKER = 10**9
     try:
         assert cli.main(argv) == 0
     finally:
-        bulk.SPECS_PER_WORKER = workers
+        parallel_listing.SPECS_PER_WORKER = workers
     return capsys.readouterr().out.rstrip("\n")
 
 
 @pytest.mark.parametrize("pattern", [None, "k1*", "python"])
 def test_fanned_out_listing_is_byte_identical(many_specs, monkeypatch, capsys, pattern):
-    monkeypatch.setattr(bulk, "SPECS_PER_WORKER", 500)
-    monkeypatch.setattr(bulk, "_cores", lambda: 3)  # three workers, whatever this machine has
-    text = bulk.listing_text(pattern, EnvPolicy())
+    monkeypatch.setattr(parallel_listing, "SPECS_PER_WORKER", 500)
+    monkeypatch.setattr(
+        parallel_listing, "_cores", lambda: 3
+    )  # three workers, whatever this machine has
+    text = parallel_listing.listing_text(pattern, EnvPolicy())
     assert text is not None
     assert text == _one_process(pattern, capsys)
     listed = json.loads(text)
@@ -58,16 +61,16 @@ def test_fanned_out_listing_is_byte_identical(many_specs, monkeypatch, capsys, p
 
 
 def test_a_failed_worker_means_one_process_does_it_all(many_specs, monkeypatch, capsys):
-    monkeypatch.setattr(bulk, "SPECS_PER_WORKER", 500)
-    monkeypatch.setattr(bulk, "_cores", lambda: 2)
-    real_part = bulk._part
+    monkeypatch.setattr(parallel_listing, "SPECS_PER_WORKER", 500)
+    monkeypatch.setattr(parallel_listing, "_cores", lambda: 2)
+    real_part = parallel_listing._part
 
     def part(pattern, policy, k, workers):
         if k == 1:
             raise RuntimeError("a worker that dies")
         return real_part(pattern, policy, k, workers)
 
-    monkeypatch.setattr(bulk, "_part", part)
-    assert bulk.listing_text(None, EnvPolicy()) is None
+    monkeypatch.setattr(parallel_listing, "_part", part)
+    assert parallel_listing.listing_text(None, EnvPolicy()) is None
     assert cli.main(["list", "--json"]) == 0  # the command still answers, in one process
     assert len(json.loads(capsys.readouterr().out)["kernelspecs"]) == 2000 - 21 + 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import write_spec
 
-from kernelmagic.cli import main
+from kernelmagic.frontends.cli import main
 
 
 def run(capsys, *argv):

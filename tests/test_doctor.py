@@ -10,8 +10,10 @@ import sys
 import pytest
 from conftest import write_spec
 
-from kernelmagic import doctor, files, probes
-from kernelmagic.cli import main
+from kernelmagic.domain import probes
+from kernelmagic.frontends.cli import main
+from kernelmagic.operations import doctor
+from kernelmagic.storage import atomic
 
 CONN = "{connection_file}"
 
@@ -158,8 +160,8 @@ def test_undo_restores_exact_bytes_and_backups_do_not_pile_up(user_kernels, caps
     for i in range(7):
         assert main(["env", "-k", "geo", f"V{i}=x"]) == 0
         versions.append(path.read_bytes())
-    assert len(files.backups(path.parent)) == files.BACKUPS_KEPT
-    for expected in reversed(versions[-files.BACKUPS_KEPT - 1 : -1]):
+    assert len(atomic.backups(path.parent)) == atomic.BACKUPS_KEPT
+    for expected in reversed(versions[-atomic.BACKUPS_KEPT - 1 : -1]):
         assert main(["patch", "geo", "--undo"]) == 0
         assert path.read_bytes() == expected
     assert main(["patch", "geo", "--undo"]) == 1

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from kernelmagic import envcapture, shells
-from kernelmagic.envcapture import CaptureOptions, capture
-from kernelmagic.policy import EnvPolicy
+from kernelmagic.domain import envcapture, shells
+from kernelmagic.domain.envcapture import CaptureOptions, capture
+from kernelmagic.domain.policy import EnvPolicy
 
 BASE = {
     "HOME": "/home/u",

@@ -14,9 +14,10 @@ from IPython.core.error import UsageError
 from test_end_to_end import run_in_kernel
 from test_sources import bare_python, lmod_available, second_venv  # noqa: F401 (fixtures)
 
-from kernelmagic import envcapture, sources, specs
-from kernelmagic.cli import main
-from kernelmagic.envcapture import CaptureOptions
+from kernelmagic import specs
+from kernelmagic.domain import envcapture, sources
+from kernelmagic.domain.envcapture import CaptureOptions
+from kernelmagic.frontends.cli import main
 
 
 def spec_json(kernels: Path, name: str) -> dict:

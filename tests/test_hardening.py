@@ -21,14 +21,15 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 from test_end_to_end import run_in_kernel
 
-from kernelmagic import files, specs
-from kernelmagic.assignments import (
+from kernelmagic import specs
+from kernelmagic.domain.shell_syntax import (
     AssignmentError,
     parse_assignment,
     parse_env_lines,
     split_args,
 )
-from kernelmagic.cli import main
+from kernelmagic.frontends.cli import main
+from kernelmagic.storage import atomic
 
 
 def report(figure: str) -> None:
@@ -60,7 +61,7 @@ def test_24_concurrent_writers_keep_every_variable(user_kernels):
 _WRITER = textwrap.dedent("""\
     import itertools, sys
     from kernelmagic import specs
-    from kernelmagic.assignments import EnvChanges
+    from kernelmagic.domain.shell_syntax import EnvChanges
     name = sys.argv[1]
     start = len(specs.get_spec(name).env)
     for i in itertools.count(start):
@@ -69,7 +70,8 @@ _WRITER = textwrap.dedent("""\
 
 _REPLACER = textwrap.dedent("""\
     import itertools, sys
-    from kernelmagic import envcapture, specs
+    from kernelmagic import specs
+    from kernelmagic.domain import envcapture
     none = envcapture.CaptureOptions(mode="none")
     for i in itertools.count():
         specs.install_current_python(
@@ -104,10 +106,10 @@ def test_sigkill_mid_write_never_leaves_a_broken_spec(user_kernels):
     _kill_rounds(_WRITER, ["crash"], 12, check)
     writes = len(spec_env(user_kernels, "crash"))
     specs.patch_spec("crash", specs.SpecEdit(display_name="after the storm"))
-    leftovers = [p.name for p in path.parent.iterdir() if p.name.endswith(files.TEMP_SUFFIX)]
+    leftovers = [p.name for p in path.parent.iterdir() if p.name.endswith(atomic.TEMP_SUFFIX)]
     report(f"SIGKILL rounds survived: {survived}/12 ({writes} writes completed)")
     assert leftovers == []  # the next write cleaned what killed writers left
-    assert len(files.backups(path.parent)) <= files.BACKUPS_KEPT
+    assert len(atomic.backups(path.parent)) <= atomic.BACKUPS_KEPT
 
 
 def test_sigkill_during_replace_leaves_old_or_new_spec(user_kernels):
@@ -254,7 +256,7 @@ def test_name_validation(name):
 
 
 def test_secrets_by_value_are_dropped_reported_and_masked(ip, user_kernels, capsys, monkeypatch):
-    from kernelmagic import envcapture
+    from kernelmagic.domain import envcapture
 
     aws = "AKIA" + "Q" * 16
     session = {"HOME": "/h", "DEPLOY_HELPER": aws, "FEED": "xoxp-1234567890-abcdef", "OK": "1"}
@@ -281,8 +283,6 @@ def test_secrets_by_value_are_dropped_reported_and_masked(ip, user_kernels, caps
 
 def _run_as_nobody(argv: list[str]) -> tuple[int, str]:
     """Run main(argv) in a forked child that dropped root, as a user would run it."""
-    import kernelmagic.operations
-    import kernelmagic.render  # noqa: F401
 
     read, write = os.pipe()
     pid = os.fork()
@@ -339,7 +339,7 @@ def test_5000_variables_in_one_write(user_kernels, tmp_path):
     elapsed = time.perf_counter() - start
     env = spec_env(user_kernels, "big")
     assert len(env) == 5000 and env["VAR_4999"] == "value 4999"
-    assert len(files.backups(user_kernels / "big")) == 1  # one write, one backup
+    assert len(atomic.backups(user_kernels / "big")) == 1  # one write, one backup
     report(f"5,000 variables written in one write ({elapsed:.2f} s)")
 
 
@@ -354,7 +354,7 @@ def test_missing_parent_is_created_but_a_file_in_the_way_is_an_error(tmp_path, c
 
 def test_stale_files_do_not_confuse_listing(user_kernels):
     spec_dir = write_spec(user_kernels, "geo")
-    (spec_dir / (files.TEMP_PREFIX + "abc" + files.TEMP_SUFFIX)).write_text("{trunc")
+    (spec_dir / (atomic.TEMP_PREFIX + "abc" + atomic.TEMP_SUFFIX)).write_text("{trunc")
     (user_kernels / ".geo.lock").write_text("")
     (user_kernels / ".kernelmagic-geo.x1y2").mkdir()
     assert [s.name for s in specs.list_specs("geo")] == ["geo"]

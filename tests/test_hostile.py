@@ -22,8 +22,10 @@ from conftest import write_spec
 from IPython.core.error import UsageError
 from test_hardening import _run_as_nobody
 
-from kernelmagic import doctor, specs, store
-from kernelmagic.cli import main
+from kernelmagic import specs
+from kernelmagic.frontends.cli import main
+from kernelmagic.operations import doctor
+from kernelmagic.storage import transactions
 
 TOKEN = "ghp_" + "S" * 36
 
@@ -96,7 +98,7 @@ def test_a_crashed_replace_of_a_dot_b_is_not_taken_for_a(user_kernels):
     """A crash between the two renames of a replace leaves the old spec in a work dir; the
     next write of *that* name puts it back. A write of 'a' must not take 'a.b''s."""
     write_spec(user_kernels, "a.b", {"argv": ["x", "{connection_file}"], "display_name": "AB"})
-    work = store._work_dir(str(user_kernels), "a.b")  # the name the real writer gives it
+    work = transactions._work_dir(str(user_kernels), "a.b")  # the name the real writer gives it
     os.rename(user_kernels / "a.b", Path(work) / "old")
     specs.install_directory("a", str(user_kernels), str(user_kernels), {"argv": ["y"]}, action="x")
     assert spec_of(user_kernels, "a")["argv"] == ["y"]
@@ -117,7 +119,7 @@ def test_sibling_names_replaced_concurrently_never_fail(user_kernels, tmp_path):
     }
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", f"import kernelmagic.cli as m\n{code}"],
+            [sys.executable, "-c", f"import kernelmagic.frontends.cli as m\n{code}"],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -150,7 +152,7 @@ def test_an_unreachable_program_is_not_dead():
         # The child cannot even stat this venv where CI makes it (in a mode-700 temp dir), as
         # no user runs someone else's unreadable venv: load now what it needs, and spare it
         # jupyter_core's check of who owns sys.prefix.
-        import kernelmagic.doctor  # noqa: F401
+        import kernelmagic.operations.doctor  # noqa: F401
 
         specs.list_specs()  # imports ipykernel's spec writer, reads jupyter_client's fields
         os.environ["JUPYTER_PREFER_ENV_PATH"] = "0"
@@ -293,7 +295,7 @@ def test_a_file_size_limit_while_writing_is_one_line(user_kernels):
     before = path.read_bytes()
     code = textwrap.dedent("""\
         import resource, sys
-        from kernelmagic.cli import main
+        from kernelmagic.frontends.cli import main
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
         sys.exit(main(["env", "-k", "geo", "BIG=" + "x" * 100000]))
     """)
@@ -383,7 +385,7 @@ def test_an_interrupted_snippet_leaves_no_process(tmp_path):
     marker = _unique_sleep()
     code = textwrap.dedent(f"""\
         import _thread, threading
-        from kernelmagic import shells
+        from kernelmagic.domain import shells
         threading.Timer(1.0, _thread.interrupt_main).start()
         try:
             shells.run_in_login_shell("sleep {marker}", session={{}}, timeout=300)

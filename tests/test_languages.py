@@ -19,8 +19,8 @@ from nbclient import NotebookClient
 from test_end_to_end import kernel_output
 from test_sources import lmod_available  # noqa: F401 (a fixture)
 
-from kernelmagic import doctor
-from kernelmagic.cli import main
+from kernelmagic.frontends.cli import main
+from kernelmagic.operations import doctor
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import json
 from conftest import write_spec
 from test_sources import bare_python  # noqa: F401 (a fixture)
 
-from kernelmagic.cli import main
+from kernelmagic.frontends.cli import main
 
 CONN = "{connection_file}"
 

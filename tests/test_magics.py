@@ -10,7 +10,7 @@ import pytest
 from conftest import write_spec
 from IPython.core.error import UsageError
 
-from kernelmagic import render
+from kernelmagic.frontends import render
 
 
 def spec_json(user_kernels, name):
@@ -202,7 +202,7 @@ def test_show(ip, user_kernels, capsys):
 def test_bad_input_is_one_line_and_changes_nothing(
     ip, user_kernels, magic, line, expected, monkeypatch
 ):
-    from kernelmagic import discovery
+    from kernelmagic.storage import discovery
 
     # the built-in python3 only exists when no python3 dir is on the search path
     monkeypatch.setattr(discovery, "kernel_dirs", lambda: [str(user_kernels)])

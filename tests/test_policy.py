@@ -8,10 +8,11 @@ import sys
 import pytest
 from IPython.lib.pretty import pretty
 
-from kernelmagic import render, specs
-from kernelmagic.cli import main
-from kernelmagic.envcapture import CaptureOptions
-from kernelmagic.policy import MASK, EnvPolicy
+from kernelmagic import specs
+from kernelmagic.domain.envcapture import CaptureOptions
+from kernelmagic.domain.policy import MASK, EnvPolicy
+from kernelmagic.frontends import render
+from kernelmagic.frontends.cli import main
 
 CRED = "mycorp-cred-value-17"
 PIN = "4711"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import write_spec
 
-from kernelmagic import doctor
-from kernelmagic.cli import main
+from kernelmagic.frontends.cli import main
+from kernelmagic.operations import doctor
 
 COMPARED = ("argv", "env", "display_name", "language")
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from test_sources import lmod_available  # noqa: F401 (a fixture)
 
-from kernelmagic import cli, magics, options
-from kernelmagic.assignments import split_args
+from kernelmagic.domain.shell_syntax import split_args
+from kernelmagic.frontends import cli, magics
+from kernelmagic.operations import options
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 BLOCKS = re.findall(r"^```[a-z]*\n(.*?)^```", README, re.S | re.M)

@@ -30,8 +30,9 @@ from conftest import write_spec
 from IPython.core.error import UsageError
 from test_end_to_end import run_in_kernel
 
-from kernelmagic import doctor, remote, specs
-from kernelmagic.cli import main
+from kernelmagic import specs
+from kernelmagic.frontends.cli import main
+from kernelmagic.operations import doctor, remote
 
 SSH_HOST = "127.0.0.2"  # not 127.0.0.1: the provisioner runs "local" hosts without SSH
 

@@ -18,7 +18,7 @@ from conftest import require_system_package, write_spec
 from IPython.core.error import UsageError
 from test_end_to_end import run_in_kernel
 
-from kernelmagic.cli import main
+from kernelmagic.frontends.cli import main
 
 
 def _make_venv(path: Path, *, with_ipykernel: bool) -> Path:

@@ -12,8 +12,9 @@ import pytest
 from conftest import write_spec
 from jupyter_client.kernelspec import KernelSpecManager
 
-from kernelmagic import discovery, specs
-from kernelmagic.assignments import EnvChanges
+from kernelmagic import specs
+from kernelmagic.domain.shell_syntax import EnvChanges
+from kernelmagic.storage import discovery
 
 
 def jupyter_cli_listing() -> dict:
@@ -153,7 +154,7 @@ def test_names_are_stored_lowercase_and_taken_case_insensitively(user_kernels):
 
 
 def _no_capture():
-    from kernelmagic.envcapture import CaptureOptions
+    from kernelmagic.domain.envcapture import CaptureOptions
 
     return CaptureOptions(mode="none")
 
@@ -199,7 +200,7 @@ def test_ipykernels_spec_is_asked_once_per_interpreter_and_ipykernel(user_kernel
     """Asking ipykernel imports jupyter_client (most of an install's time): the answer is
     cached, keyed by the interpreter and ipykernel's files; a damaged cache is asked again."""
     install = (
-        "import sys; from kernelmagic import specs; from kernelmagic.envcapture import "
+        "import sys; from kernelmagic import specs; from kernelmagic.domain.envcapture import "
         "CaptureOptions; specs.install_current_python(sys.argv[1], sys.argv[2], "
         "capture_options=CaptureOptions(mode='none')); print('jupyter_client' in sys.modules)"
     )
@@ -362,7 +363,7 @@ def test_concurrent_writers_lose_nothing(user_kernels, tmp_path):
     """Several processes add a variable each to one spec at the same moment."""
     write_spec(user_kernels, "shared")
     script = (
-        "import sys; from kernelmagic.cli import main; "
+        "import sys; from kernelmagic.frontends.cli import main; "
         "sys.exit(main(['env', '-k', 'shared', f'K{sys.argv[1]}={sys.argv[1]}']))"
     )
     procs = [

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from .jupyter_rules import ProvisionerVerdict, judge_provisioner, spec_schema
+from kernelmagic.domain.jupyter_rules import ProvisionerVerdict, judge_provisioner, spec_schema
 
 PROVISIONER_GROUP = "jupyter_client.kernel_provisioners"
 

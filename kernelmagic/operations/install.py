@@ -14,11 +14,13 @@ import stat
 from collections.abc import Mapping
 from typing import Any
 
-from . import __version__, envcapture, files, ipykernel_specs, languages, sources, store
-from .discovery import get_spec, validate_name
-from .errors import InvalidInput, KernelmagicError
-from .policy import EnvPolicy
-from .provenance import SNIPPET_FILE, Provenance, Source, now
+from kernelmagic import __version__
+from kernelmagic.domain import envcapture, languages, sources
+from kernelmagic.domain.policy import EnvPolicy
+from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source, now
+from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.storage import atomic, ipykernel_specs, transactions
+from kernelmagic.storage.discovery import get_spec, validate_name
 
 
 def python_kernel_dict() -> dict[str, Any]:
@@ -77,7 +79,7 @@ def install(
     environ: Mapping[str, str] | None = None,
     timeout: float = sources.SHELL_TIMEOUT,
     group: str | None = None,
-) -> tuple[store.Change, envcapture.CaptureResult]:
+) -> tuple[transactions.Change, envcapture.CaptureResult]:
     """Make the environment ``source`` describes and install a spec that carries it: a Python
     kernel (``kernel="python"``), R (``"ir"``), Julia (``"julia"``), or one like the
     installed spec ``like``; ``program`` names R's or Julia's program instead of finding it.
@@ -88,8 +90,8 @@ def install(
     name = validate_name(name)
     options = capture_options or envcapture.CaptureOptions()
     explicit = dict(explicit_env or {})
-    gid = store.group_id(group) if group is not None else None
-    slot = store.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
+    gid = transactions.group_id(group) if group is not None else None
+    slot = transactions.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
     other = kernel != "python" or like is not None
     made = sources.make_environment(source, options, environ, timeout=timeout, python=not other)
     record = _record(source, made, options, explicit)
@@ -123,7 +125,7 @@ def install(
         files_of(path)
         if record.snippet_file:
             full = (source.snippet or "").encode("utf-8", "surrogateescape")
-            files.write_bytes_atomic(os.path.join(path, SNIPPET_FILE), full, mode=0o600)
+            atomic.write_bytes_atomic(os.path.join(path, SNIPPET_FILE), full, mode=0o600)
 
     change = slot.write("installed", spec, populate, options.policy, gid)
     return change, made.result
@@ -180,7 +182,7 @@ def refresh_spec(
     environ: Mapping[str, str] | None = None,
     policy: EnvPolicy | None = None,
     timeout: float = sources.SHELL_TIMEOUT,
-) -> store.Change:
+) -> transactions.Change:
     """Re-run the recorded source and update env (and argv[0] if the interpreter moved).
 
     Variables set by hand since the capture (their value no longer matches what capture
@@ -247,4 +249,6 @@ def refresh_spec(
         current.refreshed = now()
         return current.write_into(spec)
 
-    return store.rewrite_spec(info.name, update, dry_run=dry_run, action="refreshed", policy=policy)
+    return transactions.rewrite_spec(
+        info.name, update, dry_run=dry_run, action="refreshed", policy=policy
+    )

@@ -17,9 +17,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import envcapture, shells
-from .errors import InvalidInput, SourceFailed
-from .provenance import Source
+from kernelmagic.domain import envcapture, shells
+from kernelmagic.domain.provenance import Source
+from kernelmagic.errors import InvalidInput, SourceFailed
 
 SHELL_TIMEOUT = 300.0  # conda activation on a busy shared filesystem can take a while
 PROBE_TIMEOUT = 60.0

@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import checks, files
-from .discovery import NATIVE_KERNEL_NAME, locate, read_spec_file, specs_in
-from .errors import InvalidInput, KernelmagicError, LocationError, SpecExists
-from .policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain import checks
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, SpecExists
+from kernelmagic.storage import atomic
+from kernelmagic.storage.discovery import NATIVE_KERNEL_NAME, locate, read_spec_file, specs_in
 
 WORK_PREFIX = ".kernelmagic-"  # staging and trash directories inside a kernels dir
 # Ends the name in a work directory's name: '+' is in no spec name, so the work dirs of 'a'
@@ -33,8 +34,8 @@ LOCATION_HINT = "use --user, or --prefix DIR for a directory you can write"
 # Never copied from one spec dir into another.
 NOT_COPIED = (
     f"*{LOCK_SUFFIX}",
-    f"{files.TEMP_PREFIX}*",
-    f"{files.BACKUP_PREFIX}*",
+    f"{atomic.TEMP_PREFIX}*",
+    f"{atomic.BACKUP_PREFIX}*",
     f"{WORK_PREFIX}*",
 )
 
@@ -65,7 +66,7 @@ class Change:
         return "".join(difflib.unified_diff(old, new, f"{path} (before)", f"{path} (after)"))
 
     def masked_text(self, spec: dict[str, Any] | None) -> str:
-        return "" if spec is None else files.dump_spec(self.policy.mask_spec(spec))
+        return "" if spec is None else atomic.dump_spec(self.policy.mask_spec(spec))
 
 
 def file_mode(spec: dict[str, Any], policy: EnvPolicy, existing: str | None = None) -> int:
@@ -75,7 +76,7 @@ def file_mode(spec: dict[str, Any], policy: EnvPolicy, existing: str | None = No
     if existing:
         with contextlib.suppress(OSError):
             return os.stat(existing).st_mode & 0o777
-    return files.default_file_mode()
+    return atomic.default_file_mode()
 
 
 def group_id(group: str) -> int:
@@ -120,7 +121,7 @@ def _writing(path: str, hint: str) -> Iterator[None]:
 
     try:
         yield
-    except files.UnsafeLock as exc:
+    except atomic.UnsafeLock as exc:
         raise LocationError(str(exc)) from exc
     except PermissionError as exc:
         raise LocationError(f"cannot write {where(exc)}: permission denied; {hint}") from exc
@@ -200,7 +201,7 @@ class Reservation:
             return Change(action, self.name, target, before, spec, False, policy)
         with _writing(self.kernels_dir, LOCATION_HINT):
             os.makedirs(self.kernels_dir, exist_ok=True)
-            with files.exclusive_lock(_lock_path(self.kernels_dir, self.name)):
+            with atomic.exclusive_lock(_lock_path(self.kernels_dir, self.name)):
                 # Another writer may have come and gone since the check; every kernelmagic
                 # writer stores the name lowercase, so a stat tells what a scan would.
                 existing = self.existing if _is_spec_dir(self.existing) else None
@@ -220,16 +221,16 @@ class Reservation:
             staged = os.path.join(work, "new")
             populate(staged)
             os.makedirs(staged, exist_ok=True)
-            os.chmod(staged, files.default_dir_mode())
+            os.chmod(staged, atomic.default_dir_mode())
             if existing:
                 _carry_backups(existing, staged)
             kernel_json = os.path.join(staged, "kernel.json")
-            files.write_json_atomic(kernel_json, spec, mode=file_mode(spec, policy))
+            atomic.write_json_atomic(kernel_json, spec, mode=file_mode(spec, policy))
             if group is not None:
                 share_with_group(staged, group)
             if not existing:
                 os.rename(staged, target)
-            elif files.exchange(staged, existing):
+            elif atomic.exchange(staged, existing):
                 # One atomic step: readers and crashes see the old spec or the new one.
                 if existing != target:
                     os.rename(existing, target)  # the name is stored lowercase
@@ -243,7 +244,7 @@ class Reservation:
                 except BaseException:
                     os.rename(old, existing)  # put the old spec back before the cleanup
                     raise
-            files.fsync_dir(self.kernels_dir)
+            atomic.fsync_dir(self.kernels_dir)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -264,11 +265,11 @@ def reserve(kernels_dir: str, name: str, *, replace: bool, dry_run: bool) -> Res
 
 def _carry_backups(old_dir: str, new_dir: str) -> None:
     """Give a replacing spec the history of the one it replaces, so --undo still works."""
-    for backup in files.backups(old_dir):
+    for backup in atomic.backups(old_dir):
         shutil.copy2(backup, new_dir)
     old_json = os.path.join(old_dir, "kernel.json")
     if os.path.isfile(old_json):
-        files.keep_backup(old_json, into=new_dir)
+        atomic.keep_backup(old_json, into=new_dir)
 
 
 def copy_files(source_dir: str, leave_out: tuple[str, ...] = ()) -> Callable[[str], None]:
@@ -310,7 +311,7 @@ def rewrite_spec(
     kernel_json = os.path.join(resource_dir, "kernel.json")
     kernels_dir = os.path.dirname(resource_dir)
     hint = f"clone it to a location you can write (clone {key} NEW_NAME --user)"
-    with _writing(kernel_json, hint), files.exclusive_lock(_lock_path(kernels_dir, key)):
+    with _writing(kernel_json, hint), atomic.exclusive_lock(_lock_path(kernels_dir, key)):
         try:
             before = read_spec_file(kernel_json)
         except (OSError, ValueError) as exc:
@@ -322,10 +323,10 @@ def rewrite_spec(
         after = transform(copy.deepcopy(before))
         written = not dry_run and after != before
         if written:
-            files.remove_stale_temps(resource_dir)
-            files.keep_backup(kernel_json)
+            atomic.remove_stale_temps(resource_dir)
+            atomic.keep_backup(kernel_json)
             mode = file_mode(after, policy.with_recorded(after), kernel_json)
-            files.write_json_atomic(kernel_json, after, mode=mode)
+            atomic.write_json_atomic(kernel_json, after, mode=mode)
     return Change(action, key, resource_dir, before, after, written, policy.with_recorded(after))
 
 
@@ -338,8 +339,8 @@ def undo_last_write(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
     kernel_json = os.path.join(resource_dir, "kernel.json")
     kernels_dir = os.path.dirname(resource_dir)
     hint = "ask the owner of that directory"
-    with _writing(kernel_json, hint), files.exclusive_lock(_lock_path(kernels_dir, key)):
-        saved = files.backups(resource_dir)
+    with _writing(kernel_json, hint), atomic.exclusive_lock(_lock_path(kernels_dir, key)):
+        saved = atomic.backups(resource_dir)
         if not saved:
             raise KernelmagicError(f"no earlier version of '{key}' to restore")
         newest = saved[-1]
@@ -347,7 +348,7 @@ def undo_last_write(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
         before = None
         with contextlib.suppress(OSError, ValueError):
             before = read_spec_file(kernel_json)
-        files.write_bytes_atomic(kernel_json, data, mode=newest.stat().st_mode & 0o777)
+        atomic.write_bytes_atomic(kernel_json, data, mode=newest.stat().st_mode & 0o777)
         newest.unlink()
     try:
         after = json.loads(data)
@@ -374,7 +375,7 @@ def remove_specs(names: Iterable[str]) -> list[str]:
     for path in targets:
         kernels_dir, dirname = os.path.split(path)
         with _writing(path, "ask the owner of that directory to remove it"):
-            with files.exclusive_lock(_lock_path(kernels_dir, dirname)):
+            with atomic.exclusive_lock(_lock_path(kernels_dir, dirname)):
                 # Move it out of Jupyter's sight in one step, then delete at leisure.
                 trash = _work_dir(kernels_dir, dirname.lower())
                 os.rename(path, os.path.join(trash, "old-removed"))

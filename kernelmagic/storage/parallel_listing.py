@@ -18,8 +18,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from . import discovery
-from .policy import EnvPolicy
+from kernelmagic.domain.policy import EnvPolicy
+from kernelmagic.storage import discovery
 
 # Fewer specs than this per worker, and forking costs more than it saves.
 SPECS_PER_WORKER = 1500

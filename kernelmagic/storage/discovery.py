@@ -20,9 +20,10 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_path
 
-from . import checks, ipykernel_specs, jupyter_rules
-from .errors import InvalidInput, NoSuchKernelSpec
-from .jupyter_rules import is_valid_kernel_name, spec_schema
+from kernelmagic.domain import checks, jupyter_rules
+from kernelmagic.domain.jupyter_rules import is_valid_kernel_name, spec_schema
+from kernelmagic.errors import InvalidInput, NoSuchKernelSpec
+from kernelmagic.storage import ipykernel_specs
 
 NATIVE_KERNEL_NAME = "python3"
 NAME_RULE = (

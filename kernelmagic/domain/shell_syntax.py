@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .errors import InvalidInput
+from kernelmagic.errors import InvalidInput
 
 ENV_NAME_RULE = "letters, digits and '_', not starting with a digit"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

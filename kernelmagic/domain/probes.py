@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
-from . import checks
+from kernelmagic.domain import checks
 
 TIMEOUT = 20.0
 # The variables that decide where an interpreter finds its packages.

@@ -21,10 +21,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__, checks, discovery, render, store
-from .errors import InvalidInput, KernelmagicError
-from .policy import DEFAULT_POLICY, EnvPolicy, recorded_policy
-from .provenance import Provenance, Source
+from kernelmagic import __version__
+from kernelmagic.domain import checks
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy, recorded_policy
+from kernelmagic.domain.provenance import Provenance, Source
+from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.frontends import render
+from kernelmagic.storage import discovery, transactions
 
 # engine -> (gateway_provisioners' spec installer, the provisioner it configures)
 ENGINES = {
@@ -296,7 +299,7 @@ class RemoteRequest:
     policy: EnvPolicy = DEFAULT_POLICY
 
 
-def make_remote_spec(request: RemoteRequest) -> tuple[store.Change, str]:
+def make_remote_spec(request: RemoteRequest) -> tuple[transactions.Change, str]:
     """Create ``request.name`` with gateway_provisioners' installer for the engine, then carry
     over the source's interpreter (SSH), env and display name. Returns the change and the
     remote prerequisites to tell the user."""
@@ -319,7 +322,7 @@ def make_remote_spec(request: RemoteRequest) -> tuple[store.Change, str]:
     python = _absolute_interpreter(source) if request.engine == "ssh" else None
     policy = request.policy.joined(recorded_policy(source.spec))
 
-    slot = store.reserve(
+    slot = transactions.reserve(
         request.kernels_dir, name, replace=request.replace, dry_run=request.dry_run
     )
     with tempfile.TemporaryDirectory(prefix="kernelmagic-remote-") as stage:
@@ -356,7 +359,7 @@ def make_remote_spec(request: RemoteRequest) -> tuple[store.Change, str]:
             generated_display_name=renamed,
         )
         record.write_into(spec)
-        change = slot.write("installed", spec, store.copy_files(staged), policy)
+        change = slot.write("installed", spec, transactions.copy_files(staged), policy)
     hint = PREREQUISITES[request.engine].format(
         python=python, image=request.image, user=os.environ.get("GP_REMOTE_USER") or _user()
     )

@@ -10,15 +10,16 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from . import envcapture, specs
-from .assignments import (
+from kernelmagic import specs
+from kernelmagic.domain import envcapture
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.shell_syntax import (
     EnvChanges,
     check_env_name,
     parse_assignment,
     parse_json_assignments,
     split_words,
 )
-from .policy import DEFAULT_POLICY, EnvPolicy
 
 
 @dataclass
@@ -102,7 +103,7 @@ def install(
     ns: argparse.Namespace, defaults: Defaults, snippet: str | None = None
 ) -> tuple[specs.Change, envcapture.CaptureResult]:
     """Install from the source the options name; ``snippet`` is a cell body or snippet file."""
-    from . import install as installing
+    from kernelmagic.operations import install as installing
 
     other_language = ns.kernel_kind != "python" or ns.like is not None
     if ns.like is not None and ns.kernel_kind != "python":
@@ -137,7 +138,7 @@ def _seconds(value: float) -> float:
 
 def source_request(ns: argparse.Namespace, snippet: str | None):
     """The ``Source`` the options describe (the running session unless told otherwise)."""
-    from .provenance import Source
+    from kernelmagic.domain.provenance import Source
 
     made_by = [
         flag
@@ -174,7 +175,7 @@ def source_request(ns: argparse.Namespace, snippet: str | None):
 
 def activate(ns: argparse.Namespace, defaults: Defaults, snippet: str | None, environ: Any):
     """What the source the options name changes in ``environ`` (``%kernel_activate``)."""
-    from . import activation
+    from kernelmagic.domain import activation
 
     source = source_request(ns, snippet)
     if source.kind not in ("snippet", "modules", "conda"):
@@ -198,7 +199,7 @@ def save_activated(
     """``--save NAME``: install a spec like ``like`` (a Python spec when None) from
     ``source``, with ``kept_env`` (the template's own env) written as set by hand and
     ``program`` as its argv[0] when given."""
-    from . import install as installing
+    from kernelmagic.operations import install as installing
 
     return installing.install(
         ns.save,
@@ -216,7 +217,7 @@ def save_activated(
 def listing(ns: argparse.Namespace, defaults: Defaults) -> Any:
     """The table of specs, or with ``--json`` what ``jupyter kernelspec list --json`` prints
     (plus ``"problems"``), secrets masked."""
-    from . import render
+    from kernelmagic.frontends import render
 
     found = specs.list_specs(ns.pattern)
     if not ns.json:
@@ -230,13 +231,13 @@ def listing(ns: argparse.Namespace, defaults: Defaults) -> Any:
 
 
 def show(ns: argparse.Namespace, defaults: Defaults) -> str:
-    from . import render
+    from kernelmagic.frontends import render
 
     return render.spec_detail_text(specs.get_spec(ns.name), defaults.policy, defaults.session)
 
 
 def refresh(ns: argparse.Namespace, defaults: Defaults) -> specs.Change:
-    from . import install as installing
+    from kernelmagic.operations import install as installing
 
     return installing.refresh_spec(
         ns.name, dry_run=ns.dry_run, policy=defaults.policy, timeout=_seconds(ns.timeout)
@@ -249,7 +250,7 @@ def remove(ns: argparse.Namespace, defaults: Defaults) -> list[str]:
         raise _bad("name the specs to remove, or pass --missing")
     removed = specs.remove_specs(ns.names) if ns.names else []
     if ns.missing:
-        from . import doctor
+        from kernelmagic.operations import doctor
 
         removed += doctor.remove_missing()
     return removed
@@ -257,14 +258,14 @@ def remove(ns: argparse.Namespace, defaults: Defaults) -> list[str]:
 
 def run_doctor(ns: argparse.Namespace, defaults: Defaults):
     if ns.launch:
-        from . import launching
+        from kernelmagic.operations import launching
 
         if ns.fix:
             raise _bad("--fix removes dead specs; run it without --launch")
         report = launching.launch_all(ns.names, _seconds(ns.launch_timeout))
         report.session = defaults.session
         return report
-    from . import doctor
+    from kernelmagic.operations import doctor
 
     report = doctor.diagnose(ns.names)
     report = doctor.remove_dead(report) if ns.fix else report
@@ -298,7 +299,7 @@ def patch(
         raise _bad("--provisioner-config goes with --provisioner NAME")
     transform = edit.apply
     if ns.provisioner:
-        from . import remote
+        from kernelmagic.operations import remote
 
         point = remote.provisioner_edit(
             ns.provisioner, parse_json_assignments(ns.provisioner_config, "--provisioner-config")
@@ -316,7 +317,7 @@ def env(
     """Show the env of ``target`` (masked) when no change is asked for; else change it."""
     edit = edit_request(ns, extra_env)
     if not edit.env and not edit.replace_env:
-        from . import render
+        from kernelmagic.frontends import render
 
         shown = defaults.policy.mask_spec(specs.get_spec(target).spec).get("env", {})
         return render.EnvListing(shown if isinstance(shown, dict) else {})
@@ -357,28 +358,29 @@ def read_input_file(path: str) -> str:
 def export(ns: argparse.Namespace, defaults: Defaults) -> tuple[dict[str, Any], str | None]:
     """The export document, and the file it was written to (``-o``), if any."""
 
-    from . import files, portable
+    from kernelmagic.operations import kernel_sets
+    from kernelmagic.storage import atomic
 
-    doc = portable.export(ns.patterns, defaults.policy)
+    doc = kernel_sets.export(ns.patterns, defaults.policy)
     if ns.output is None:
         return doc, None
-    text = files.dump_spec(doc)  # Jupyter's own JSON style; strict (no NaN)
+    text = atomic.dump_spec(doc)  # Jupyter's own JSON style; strict (no NaN)
     try:
-        files.write_bytes_atomic(ns.output, text.encode("utf-8"), mode=files.default_file_mode())
+        atomic.write_bytes_atomic(ns.output, text.encode("utf-8"), mode=atomic.default_file_mode())
     except OSError as exc:
         raise specs.LocationError(f"cannot write {ns.output}: {exc.strerror}") from None
     return doc, ns.output
 
 
 def apply(ns: argparse.Namespace, defaults: Defaults):
-    from . import portable
+    from kernelmagic.operations import kernel_sets
 
-    doc = portable.read_document(read_input_file(ns.document), ns.document)
-    return portable.apply(doc, ns.names, dry_run=ns.dry_run, check=ns.check)
+    doc = kernel_sets.read_document(read_input_file(ns.document), ns.document)
+    return kernel_sets.apply(doc, ns.names, dry_run=ns.dry_run, check=ns.check)
 
 
 def make_remote(ns: argparse.Namespace, defaults: Defaults):
-    from . import remote
+    from kernelmagic.operations import remote
 
     request = remote.RemoteRequest(
         source=ns.source,
@@ -396,6 +398,6 @@ def make_remote(ns: argparse.Namespace, defaults: Defaults):
 
 
 def provisioners(ns: argparse.Namespace, defaults: Defaults):
-    from . import remote
+    from kernelmagic.operations import remote
 
     return remote.list_provisioners()

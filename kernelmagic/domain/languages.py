@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .discovery import get_spec, read_spec_file
-from .errors import InvalidInput, KernelmagicError, SourceFailed
-from .provenance import SNIPPET_FILE
-from .store import copy_files
+from kernelmagic.domain.provenance import SNIPPET_FILE
+from kernelmagic.errors import InvalidInput, KernelmagicError, SourceFailed
+from kernelmagic.storage.discovery import get_spec, read_spec_file
+from kernelmagic.storage.transactions import copy_files
 
 KINDS = ("python", "ir", "julia")
 PROBE_TIMEOUT = 120.0  # R and Julia start slowly on a busy shared filesystem

@@ -12,9 +12,11 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import __version__, operations, options, render, specs
-from .assignments import EnvChanges, parse_env_lines
-from .errors import InvalidInput, KernelmagicError
+from kernelmagic import __version__, specs
+from kernelmagic.domain.shell_syntax import EnvChanges, parse_env_lines
+from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.frontends import render
+from kernelmagic.operations import commands, options
 
 PROG = "kernelmagic"
 
@@ -59,15 +61,15 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2 if sys.stdout.isatty() else None))
 
 
-def _list(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+def _list(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
     if ns.json and not sys.stdout.isatty():  # for programs, over thousands of specs: fan out
-        from . import bulk
+        from kernelmagic.storage import parallel_listing
 
-        text = bulk.listing_text(ns.pattern, defaults.policy)
+        text = parallel_listing.listing_text(ns.pattern, defaults.policy)
         if text is not None:
             print(text)
             return 0
-    listing = operations.listing(ns, defaults)
+    listing = commands.listing(ns, defaults)
     if ns.json:
         _print_json(listing)
     else:
@@ -75,8 +77,8 @@ def _list(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     return 0
 
 
-def _show(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    print(operations.show(ns, defaults))
+def _show(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
+    print(commands.show(ns, defaults))
     return 0
 
 
@@ -84,9 +86,9 @@ def _report(change: specs.Change, diff: bool = False) -> None:
     print(render.change_report(change, diff=diff))
 
 
-def _install(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    snippet = operations.read_input_file(ns.snippet_file) if ns.snippet_file else None
-    change, captured = operations.install(ns, defaults, snippet=snippet)
+def _install(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
+    snippet = commands.read_input_file(ns.snippet_file) if ns.snippet_file else None
+    change, captured = commands.install(ns, defaults, snippet=snippet)
     for line in captured.summary_lines():
         print(line)
     _report(change)
@@ -95,57 +97,57 @@ def _install(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     return 0
 
 
-def _clone(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    change = operations.clone(ns, defaults)
+def _clone(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
+    change = commands.clone(ns, defaults)
     _report(change)
     for line in render.group_note(change, ns.group):
         print(line)
     return 0
 
 
-def _export(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    doc, written = operations.export(ns, defaults)
+def _export(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
+    doc, written = commands.export(ns, defaults)
     print(render.exported(doc, written))
     return 0
 
 
-def _apply(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    outcomes = operations.apply(ns, defaults)
+def _apply(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
+    outcomes = commands.apply(ns, defaults)
     print(render.apply_report(outcomes, check=ns.check))
     return 1 if render.apply_failed(outcomes, check=ns.check) else 0
 
 
-def _patch(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    _report(operations.patch(ns, defaults), diff=True)
+def _patch(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
+    _report(commands.patch(ns, defaults), diff=True)
     return 0
 
 
 def _read_env_file(path: str) -> EnvChanges:
-    return parse_env_lines(operations.read_input_file(path))
+    return parse_env_lines(commands.read_input_file(path))
 
 
-def _provisioners(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    print(operations.provisioners(ns, defaults).as_text())
+def _provisioners(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
+    print(commands.provisioners(ns, defaults).as_text())
     return 0
 
 
-def _remote(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    change, prerequisites = operations.make_remote(ns, defaults)
+def _remote(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
+    change, prerequisites = commands.make_remote(ns, defaults)
     _report(change)
     print(f"Remote prerequisites: {prerequisites}")
     return 0
 
 
-def _refresh(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    _report(operations.refresh(ns, defaults), diff=True)
+def _refresh(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
+    _report(commands.refresh(ns, defaults), diff=True)
     return 0
 
 
-def _env(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
+def _env(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
     if not ns.kernel:
         raise UsageFailure("env needs -k NAME")
     from_file = _read_env_file(ns.file) if ns.file else None
-    outcome = operations.env(ns, defaults, ns.kernel, from_file)
+    outcome = commands.env(ns, defaults, ns.kernel, from_file)
     if isinstance(outcome, dict):
         if outcome:
             print(outcome.as_text())
@@ -154,14 +156,14 @@ def _env(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
     return 0
 
 
-def _remove(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    for path in operations.remove(ns, defaults):
+def _remove(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
+    for path in commands.remove(ns, defaults):
         print(f"Removed kernel spec {path}")
     return 0
 
 
-def _doctor(ns: argparse.Namespace, defaults: operations.Defaults) -> int:
-    report = operations.run_doctor(ns, defaults)
+def _doctor(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
+    report = commands.run_doctor(ns, defaults)
     for path in report.removed:
         print(f"Removed kernel spec {path}", file=sys.stderr if ns.json else sys.stdout)
     if ns.json:
@@ -202,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options.check_option_count(words)
         ns = parser.parse_args(words)
-        return _HANDLERS[ns.command](ns, operations.Defaults())
+        return _HANDLERS[ns.command](ns, commands.Defaults())
     except UsageFailure as exc:
         return _fail(str(exc), 2)
     except InvalidInput as exc:

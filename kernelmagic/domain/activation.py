@@ -14,11 +14,11 @@ import subprocess
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
-from . import shells, sources
-from .envcapture import is_path_like, matches_any
-from .errors import SourceFailed
-from .policy import EnvPolicy
-from .provenance import Source
+from kernelmagic.domain import shells, sources
+from kernelmagic.domain.envcapture import is_path_like, matches_any
+from kernelmagic.domain.policy import EnvPolicy
+from kernelmagic.domain.provenance import Source
+from kernelmagic.errors import SourceFailed
 
 # Read once, when the interpreter or a shared library starts: changing them in os.environ
 # reaches new child processes, not this interpreter.
@@ -128,7 +128,7 @@ def check_interpreter_starts(python: str, environ: Mapping[str, str], timeout: f
     """Start ``python`` in ``environ`` and import the kernel machinery, so that a restart
     into an environment that breaks the interpreter (a module setting PYTHONHOME, a library
     path shadowing libzmq) is refused instead of leaving a dead kernel."""
-    check = [python, "-c", "import ipykernel.kernelapp, kernelmagic.handoff"]
+    check = [python, "-c", "import ipykernel.kernelapp, kernelmagic.restart.inplace"]
     try:
         done = subprocess.run(
             check, env=dict(environ), capture_output=True, text=True, timeout=timeout

@@ -3,7 +3,7 @@ parser (building every argparse parser cost ~15 ms of each ``%load_ext``)."""
 
 from __future__ import annotations
 
-from .options import COMMANDS, Option
+from kernelmagic.operations.options import COMMANDS, Option
 
 
 def _usage_word(option: Option) -> str:

@@ -13,8 +13,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import activation, operations
-from .errors import InvalidInput, SourceFailed
+from kernelmagic.domain import activation
+from kernelmagic.errors import InvalidInput, SourceFailed
+from kernelmagic.operations import commands
 
 PREFLIGHT_TIMEOUT = 60.0
 
@@ -53,7 +54,7 @@ def session_spec() -> tuple[str, str] | None:
         return recorded, "this kernel's spec"
     # Launchers before jupyter_client 8.3 leave the name out: find the spec that matches
     # this process's command line and environment.
-    from .process_spec import specs_matching_process
+    from kernelmagic.domain.spec_of_process import specs_matching_process
 
     matches = specs_matching_process(list(sys.orig_argv), os.environ)
     if len(matches) > 1:
@@ -76,13 +77,13 @@ class Activated:
 
 
 def activate_here(
-    ns: argparse.Namespace, defaults: operations.Defaults, snippet: str | None
+    ns: argparse.Namespace, defaults: commands.Defaults, snippet: str | None
 ) -> Activated:
     """Activate the source the options name in this process: restart this kernel in place
     with it, or (``--no-restart``, or outside a kernel) update ``os.environ``."""
-    from . import handoff
+    from kernelmagic.restart import inplace
 
-    made = operations.activate(ns, defaults, snippet, os.environ)
+    made = commands.activate(ns, defaults, snippet, os.environ)
     done = Activated([f"Activating {made.source.described()} from this process's environment:"])
     changed = bool(made.changed or made.removed)
     done.report += made.report_lines(defaults.policy) if changed else ["  (nothing changed)"]
@@ -90,14 +91,14 @@ def activate_here(
     restart = changed and app is not None and not ns.no_restart
     new_env = made.environment(os.environ)
     if restart:
-        reason = handoff.cannot_restart(app)
+        reason = inplace.cannot_restart(app)
         if reason:
             raise SourceFailed(f"cannot restart this kernel in place: {reason}; use --no-restart")
         activation.check_interpreter_starts(sys.executable, new_env, PREFLIGHT_TIMEOUT)
     if ns.save:
         done.saved = _save(ns, defaults, made)
     if restart:
-        handoff.Handoff(app, new_env).arm()
+        inplace.Handoff(app, new_env).arm()
         done.closing.append(
             f"Restarting this kernel in place when this cell has run (same process, PID "
             f"{os.getpid()}): variables in memory are lost, as with a restart."
@@ -117,14 +118,14 @@ def activate_here(
     return done
 
 
-def _save(ns: argparse.Namespace, defaults: operations.Defaults, made: Any) -> Any:
+def _save(ns: argparse.Namespace, defaults: commands.Defaults, made: Any) -> Any:
     """A spec like this kernel's (its env kept where the activation does not change it) that
     carries the source's variables, recorded so that ``%kernel_refresh`` works on it."""
     found = session_spec()
     like, kept, program = None, {}, None
     if found is not None:
-        from .checks import argv_strings, launch_program
-        from .specs import get_spec
+        from kernelmagic.domain.checks import argv_strings, launch_program
+        from kernelmagic.specs import get_spec
 
         like = found[0]
         spec = get_spec(like).spec
@@ -134,4 +135,4 @@ def _save(ns: argparse.Namespace, defaults: operations.Defaults, made: Any) -> A
         if launch_program(first) != first:
             # A bare `python` (ipykernel's own spec): Jupyter ran its interpreter, this one.
             program = sys.executable
-    return operations.save_activated(ns, defaults, made.source, like, kept, program)
+    return commands.save_activated(ns, defaults, made.source, like, kept, program)

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 
-from .errors import SourceFailed
+from kernelmagic.errors import SourceFailed
 
 # What a clean login shell keeps from the session (everything else comes from the profile).
 LOGIN_SHELL_KEEP = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TZ", "MAIL")

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
-from . import checks, discovery, envcapture, probes, render, store
-from .checks import Problem
-from .errors import InvalidInput, KernelmagicError
+from kernelmagic.domain import checks, envcapture, probes
+from kernelmagic.domain.checks import Problem
+from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.frontends import render
+from kernelmagic.storage import discovery, transactions
 
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
 _PATH_SUFFIXES = ("_DIR", "_HOME", "_PATH", "_DATA", "_LIB")
@@ -175,7 +177,7 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
     stanza = info.spec["metadata"]["kernel_provisioner"]
     config = stanza.get("config") if isinstance(stanza.get("config"), dict) else {}
     if config:
-        from . import remote
+        from kernelmagic.operations import remote
 
         try:
             unknown, known = remote.unknown_options(name, config)
@@ -336,7 +338,7 @@ def remove_dead(report: Report) -> Report:
             kept.append(diagnosis)
             continue
         try:
-            removed += store.remove_specs([diagnosis.name])
+            removed += transactions.remove_specs([diagnosis.name])
         except KernelmagicError as exc:
             diagnosis.problems.append(Problem("not-removed", f"could not remove it: {exc}"))
             kept.append(diagnosis)

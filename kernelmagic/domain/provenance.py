@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .policy import EnvPolicy
+from kernelmagic.domain.policy import EnvPolicy
 
 METADATA_KEY = "kernelmagic"
 # A snippet that holds a secret is recorded masked in kernel.json; the full text, which

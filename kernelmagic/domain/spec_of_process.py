@@ -12,8 +12,8 @@ import re
 import shutil
 from collections.abc import Mapping
 
-from . import checks
-from .discovery import list_specs
+from kernelmagic.domain import checks
+from kernelmagic.storage.discovery import list_specs
 
 _PLACEHOLDER = re.compile(r"\\\{[A-Za-z0-9_]+\\\}")  # an escaped {name}, as re.escape writes it
 

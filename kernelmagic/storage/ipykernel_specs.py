@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import files
+from kernelmagic.storage import atomic
 
 
 def package_dir() -> str | None:
@@ -79,7 +79,7 @@ def _cached(kind: str, ask: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     if path:
         with contextlib.suppress(OSError):  # a read-only home: no cache, the same answer
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            files.write_bytes_atomic(path, json.dumps(answer).encode(), mode=0o644)
+            atomic.write_bytes_atomic(path, json.dumps(answer).encode(), mode=0o644)
     return answer
 
 

@@ -15,8 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import checks, discovery, render
-from .shells import failure_lines
+from kernelmagic.domain import checks
+from kernelmagic.domain.shells import failure_lines
+from kernelmagic.frontends import render
+from kernelmagic.storage import discovery
 
 DEFAULT_TIMEOUT = 60.0
 

@@ -7,11 +7,11 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from . import files
-from .policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.storage import atomic
 
 if TYPE_CHECKING:
-    from .discovery import SpecInfo
+    from kernelmagic.storage.discovery import SpecInfo
 
 _COLUMNS = ("name", "display name", "language", "resource dir", "problems")
 # C0 and C1 control characters and DEL: a name or path holding them must not drive the
@@ -130,7 +130,7 @@ def env_lines(env: dict[str, Any]) -> str:
 
 
 def spec_json_text(spec: dict[str, Any] | None, policy: EnvPolicy = DEFAULT_POLICY) -> str:
-    return files.dump_spec(policy.mask_spec(spec or {})).rstrip("\n")
+    return atomic.dump_spec(policy.mask_spec(spec or {})).rstrip("\n")
 
 
 def spec_detail_text(
@@ -177,7 +177,7 @@ def change_report(change: Any, *, diff: bool) -> str:
 
 def visibility_note(kernels_dir: str) -> list[str]:
     """What to do when a new spec went where Jupyter does not look (``--prefix DIR``)."""
-    from .discovery import searched_by_jupyter
+    from kernelmagic.storage.discovery import searched_by_jupyter
 
     if searched_by_jupyter(kernels_dir):
         return []
@@ -207,7 +207,7 @@ def exported(doc: dict[str, Any], written: str | None) -> str:
     """What ``export`` says: where it wrote the document, or the document itself."""
     if written:
         return f"Exported {len(doc['specs'])} kernel spec(s) to {written}"
-    return files.dump_spec(doc).rstrip("\n")
+    return atomic.dump_spec(doc).rstrip("\n")
 
 
 def apply_report(outcomes: list[Any], *, check: bool) -> str:

@@ -18,9 +18,10 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import MagicArgumentParser
 from traitlets import Enum, List, Unicode
 
-from . import helptext, options
-from .assignments import parse_env_lines, split_args
-from .errors import KernelmagicError
+from kernelmagic.domain.shell_syntax import parse_env_lines, split_args
+from kernelmagic.errors import KernelmagicError
+from kernelmagic.frontends import helptext
+from kernelmagic.operations import options
 
 # The library (specs, operations, render) is imported inside the magics, when first used:
 # `%load_ext kernelmagic` must stay cheap and must not import jupyter_client or ipykernel.
@@ -61,7 +62,7 @@ def _as_usage_errors() -> Iterator[None]:
 
 
 def _one_line(message: str) -> str:
-    from .render import printable
+    from kernelmagic.frontends.render import printable
 
     return printable(message)
 
@@ -99,10 +100,10 @@ class KernelMagics(Magics):
         self.last_spec: str | None = None  # the target of %kernel_env without -k
 
     def _defaults(self) -> Any:
-        from . import operations
-        from .policy import EnvPolicy
+        from kernelmagic.domain.policy import EnvPolicy
+        from kernelmagic.operations import commands
 
-        return operations.Defaults(
+        return commands.Defaults(
             location=self.default_location,
             capture=self.default_capture,
             policy=EnvPolicy(tuple(self.extra_secrets), tuple(self.extra_noise)),
@@ -124,20 +125,20 @@ class KernelMagics(Magics):
     @_takes("list")
     @line_magic
     def kernel_list(self, line: str = "") -> Any:
-        from . import operations
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_list, line)
-        return operations.listing(ns, self._defaults())
+        return commands.listing(ns, self._defaults())
 
     @no_var_expand
     @_takes("show")
     @line_magic
     def kernel_show(self, line: str = "") -> None:
-        from . import operations
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_show, line)
         with _as_usage_errors():
-            print(operations.show(ns, self._defaults()))
+            print(commands.show(ns, self._defaults()))
 
     @no_var_expand
     @_takes(
@@ -147,72 +148,74 @@ class KernelMagics(Magics):
     )
     @line_cell_magic
     def kernel_install(self, line: str = "", cell: str | None = None) -> None:
-        from . import operations, render
+        from kernelmagic.frontends import render
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_install, line)
         with _as_usage_errors():
-            change, captured = operations.install(ns, self._defaults(), snippet=cell)
+            change, captured = commands.install(ns, self._defaults(), snippet=cell)
         self._report_new(change, captured.summary_lines(), render.group_note(change, ns.group))
 
     @no_var_expand
     @_takes("clone")
     @line_magic
     def kernel_clone(self, line: str = "") -> None:
-        from . import operations, render
+        from kernelmagic.frontends import render
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_clone, line)
         with _as_usage_errors():
-            change = operations.clone(ns, self._defaults())
+            change = commands.clone(ns, self._defaults())
         self._report_new(change, after=render.group_note(change, ns.group))
 
     @no_var_expand
     @_takes("patch")
     @line_magic
     def kernel_patch(self, line: str = "") -> None:
-        from . import operations
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_patch, line)
         with _as_usage_errors():
-            change = operations.patch(ns, self._defaults())
+            change = commands.patch(ns, self._defaults())
         self._report_patch(change)
 
     @no_var_expand
     @_takes("provisioners")
     @line_magic
     def kernel_provisioners(self, line: str = "") -> Any:
-        from . import operations
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_provisioners, line)
-        return operations.provisioners(ns, self._defaults())
+        return commands.provisioners(ns, self._defaults())
 
     @no_var_expand
     @_takes("remote")
     @line_magic
     def kernel_remote(self, line: str = "") -> None:
-        from . import operations
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_remote, line)
         with _as_usage_errors():
-            change, prerequisites = operations.make_remote(ns, self._defaults())
+            change, prerequisites = commands.make_remote(ns, self._defaults())
         self._report_new(change, after=[f"Remote prerequisites: {prerequisites}"])
 
     @no_var_expand
     @_takes("refresh")
     @line_magic
     def kernel_refresh(self, line: str = "") -> None:
-        from . import operations
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_refresh, line)
         with _as_usage_errors():
-            change = operations.refresh(ns, self._defaults())
+            change = commands.refresh(ns, self._defaults())
         self._report_patch(change)
 
     def _report_new(
         self, change: Any, before: Iterable[str] = (), after: Iterable[str] = ()
     ) -> None:
         """Say what an install, clone or remote did; a dry run shows the JSON it would write."""
-        from . import render
-        from .live import in_kernel
+        from kernelmagic.frontends import render
+        from kernelmagic.operations.activate import in_kernel
 
         for line in before:
             print(line)
@@ -227,7 +230,7 @@ class KernelMagics(Magics):
         self._remember(change)
 
     def _report_patch(self, change: Any) -> None:
-        from . import render
+        from kernelmagic.frontends import render
 
         print(render.change_report(change, diff=True))
         self._remember(change)
@@ -240,13 +243,13 @@ class KernelMagics(Magics):
     )
     @line_cell_magic
     def kernel_env(self, line: str = "", cell: str | None = None) -> Any:
-        from . import operations
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_env, line)
         with _as_usage_errors():
             from_cell = parse_env_lines(cell) if cell is not None else None
             target = ns.kernel or self._default_target()
-            outcome = operations.env(ns, self._defaults(), target, from_cell)
+            outcome = commands.env(ns, self._defaults(), target, from_cell)
         if isinstance(outcome, dict):
             return outcome
         self._report_patch(outcome)
@@ -254,7 +257,7 @@ class KernelMagics(Magics):
 
     def _default_target(self) -> str:
         """The spec ``%kernel_env`` changes without ``-k``; says which, and why."""
-        from .live import session_spec
+        from kernelmagic.operations.activate import session_spec
 
         found = (self.last_spec, "the spec last changed here") if self.last_spec else None
         if found is None:
@@ -277,11 +280,11 @@ class KernelMagics(Magics):
     )
     @line_cell_magic
     def kernel_activate(self, line: str = "", cell: str | None = None) -> None:
-        from . import live
+        from kernelmagic.operations import activate
 
         ns = self._parse(self.kernel_activate, line)
         with _as_usage_errors():
-            done = live.activate_here(ns, self._defaults(), cell)
+            done = activate.activate_here(ns, self._defaults(), cell)
         for text in done.report:
             print(text)
         if done.saved is not None:
@@ -295,11 +298,12 @@ class KernelMagics(Magics):
     @line_magic
     def kernel_export(self, line: str = "") -> Any:
         """Returns the document (a dict) unless -o writes it to a file."""
-        from . import operations, render
+        from kernelmagic.frontends import render
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_export, line)
         with _as_usage_errors():
-            doc, written = operations.export(ns, self._defaults())
+            doc, written = commands.export(ns, self._defaults())
         if written:
             print(render.exported(doc, written))
             return None
@@ -309,22 +313,24 @@ class KernelMagics(Magics):
     @_takes("apply")
     @line_magic
     def kernel_apply(self, line: str = "") -> None:
-        from . import operations, render
+        from kernelmagic.frontends import render
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_apply, line)
         with _as_usage_errors():
-            outcomes = operations.apply(ns, self._defaults())
+            outcomes = commands.apply(ns, self._defaults())
         print(render.apply_report(outcomes, check=ns.check))
 
     @no_var_expand
     @_takes("remove")
     @line_magic
     def kernel_remove(self, line: str = "") -> None:
-        from . import operations, specs
+        from kernelmagic import specs
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_remove, line)
         with _as_usage_errors():
-            removed = operations.remove(ns, self._defaults())
+            removed = commands.remove(ns, self._defaults())
         for path in removed:
             print(f"Removed kernel spec {path}")
         if self.last_spec and self.last_spec not in specs.find_kernel_specs():
@@ -334,11 +340,11 @@ class KernelMagics(Magics):
     @_takes("doctor")
     @line_magic
     def kernel_doctor(self, line: str = "") -> Any:
-        from . import operations
+        from kernelmagic.operations import commands
 
         ns = self._parse(self.kernel_doctor, line)
         with _as_usage_errors():
-            report = operations.run_doctor(ns, self._defaults())
+            report = commands.run_doctor(ns, self._defaults())
         for path in report.removed:
             print(f"Removed kernel spec {path}")
         return report.to_json() if ns.json else report
@@ -358,7 +364,7 @@ _COMPLETED = (
 
 
 def _complete_spec_names(self: Any, event: Any) -> list[str]:
-    from . import specs
+    from kernelmagic import specs
 
     return specs.spec_names()
 
@@ -370,12 +376,12 @@ def _completer_keys() -> list[str]:
 # The library's values that IPython shows through our renderers (the library never imports
 # the display layer): module, class name, text printer.
 def _spec_info_text(info: Any, p: Any, cycle: bool) -> None:
-    from . import render
+    from kernelmagic.frontends import render
 
     p.text(render.spec_detail_text(info))
 
 
-_PRINTERS = (("kernelmagic.discovery", "SpecInfo", _spec_info_text),)
+_PRINTERS = (("kernelmagic.storage.discovery", "SpecInfo", _spec_info_text),)
 
 
 def _text_formatter(shell: Any) -> Any:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from .policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 
 # fmt: off
 # Variables holding os.pathsep-separated directory lists. Names ending in PATH count too.
@@ -106,8 +106,8 @@ def login_shell_environment(
     The shell starts from ``env -i`` with only the session's identity and locale (HOME, USER,
     LANG, LC_*, ...), so what it prints is what the user's profile sets without activation.
     """
-    from . import shells  # subprocess and tempfile only when a baseline is needed
-    from .errors import SourceFailed
+    from kernelmagic.domain import shells
+    from kernelmagic.errors import SourceFailed
 
     session = os.environ if session is None else session
     try:
@@ -167,7 +167,7 @@ class CaptureResult:
 def _resolve_baseline(options: CaptureOptions, current: Mapping[str, str], timeout: float):
     if options.baseline_file:
         with open(options.baseline_file, encoding="utf-8", errors="surrogateescape") as f:
-            from .shells import parse_environment_dump
+            from kernelmagic.domain.shells import parse_environment_dump
 
             return parse_environment_dump(f.read()), f"baseline file {options.baseline_file}"
     return login_shell_environment(current, timeout=timeout), "a clean login shell"

@@ -397,7 +397,7 @@ def check_option_count(words: list[str]) -> None:
     """Refuse a command line with more option words than argparse handles quickly."""
     count = sum(1 for word in words if word.startswith("-"))
     if count > MAX_OPTION_WORDS:
-        from .errors import InvalidInput
+        from kernelmagic.errors import InvalidInput
 
         raise InvalidInput(
             f"{count} options given, at most {MAX_OPTION_WORDS}; put many variables in a "

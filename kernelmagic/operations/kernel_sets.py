@@ -17,11 +17,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__, envcapture, store
-from .discovery import SpecInfo, get_spec, list_specs, location_dir
-from .errors import InvalidInput, KernelmagicError, NoSuchKernelSpec
-from .policy import DEFAULT_POLICY, MASK, EnvPolicy
-from .provenance import REPEATABLE, Provenance, Source, now
+from kernelmagic import __version__
+from kernelmagic.domain import envcapture
+from kernelmagic.domain.policy import DEFAULT_POLICY, MASK, EnvPolicy
+from kernelmagic.domain.provenance import REPEATABLE, Provenance, Source, now
+from kernelmagic.errors import InvalidInput, KernelmagicError, NoSuchKernelSpec
+from kernelmagic.storage import transactions
+from kernelmagic.storage.discovery import SpecInfo, get_spec, list_specs, location_dir
 
 FORMAT = "kernelmagic-export"
 FORMAT_VERSION = 1
@@ -124,7 +126,7 @@ class Outcome:
     """What applying one spec did, would do (``--dry-run``) or would change (``--check``)."""
 
     name: str
-    change: store.Change | None = None
+    change: transactions.Change | None = None
     problem: str | None = None  # why it was not made here
     notes: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)  # --check: fields that differ
@@ -163,7 +165,7 @@ def _without_secrets(env: Mapping[str, Any], notes: list[str]) -> dict[str, str]
 
 
 def _remake(entry: dict[str, Any], kernels_dir: str, dry_run: bool, notes: list[str]):
-    from .install import install
+    from kernelmagic.operations.install import install
 
     source_fields = dict(entry.get("source") or {})
     if source_fields.pop("snippet_held_secrets", False):
@@ -200,7 +202,7 @@ def _remake(entry: dict[str, Any], kernels_dir: str, dry_run: bool, notes: list[
 
 
 def _copy(entry: dict[str, Any], kernels_dir: str, dry_run: bool, notes: list[str]):
-    from .specs import install_directory
+    from kernelmagic.specs import install_directory
 
     spec = dict(entry.get("spec") or {})
     if isinstance(spec.get("env"), dict):

@@ -1,0 +1,1 @@
+"""The rules: what goes into a kernel's env, secrets, sources, languages, checks."""

@@ -1,0 +1,1 @@
+"""Restarting a running ipykernel in place (%kernel_activate)."""

@@ -1,0 +1,1 @@
+"""Kernel specs on disk: finding them as Jupyter does, atomic and locked writes."""
