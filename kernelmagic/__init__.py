@@ -1,20 +1,20 @@
 """kernelmagic: IPython magics and a CLI for Jupyter kernel specs and their environment.
 
-``%load_ext kernelmagic`` registers the magics; the spec library (``kernelmagic.specs``)
+``%load_ext kernelmagic`` declares the magics; the spec library (``kernelmagic.specs``)
 works from plain Python too.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def load_ipython_extension(ipython):
     # Imported here so that `import kernelmagic` stays cheap for the CLI and the library.
-    from kernelmagic.frontends.magics import register
+    from kernelmagic.frontends import ipython_extension
 
-    register(ipython)
+    ipython_extension.load(ipython)
 
 
 def unload_ipython_extension(ipython):
-    from kernelmagic.frontends.magics import unregister
+    from kernelmagic.frontends import ipython_extension
 
-    unregister(ipython)
+    ipython_extension.unload(ipython)

@@ -216,7 +216,7 @@ def test_the_spec_of_a_kernel_is_found_with_the_arguments_its_launcher_appended(
     copies it)."""
     from conftest import write_spec
 
-    from kernelmagic.domain.spec_of_process import specs_matching_process
+    from kernelmagic.domain.this_kernel import specs_matching_process
 
     base = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     write_spec(user_kernels, "plain", {"argv": base, "display_name": "P", "language": "python"})

@@ -77,20 +77,20 @@ def test_each_problem_is_reported_with_name_and_value(sick, python_without_ipyke
 
     assert found["healthy"].problems == []
     assert only("dead", "missing-program").value == "/gone/env/bin/python"
-    assert "/gone/env/bin/python" in only("dead", "missing-program")
+    assert "/gone/env/bin/python" in str(only("dead", "missing-program"))
     missing_import = only("no-ipykernel", "launcher-import")
     assert missing_import.value == python_without_ipykernel
-    assert "cannot import ipykernel_launcher" in missing_import
-    assert "-m pip install ipykernel" in missing_import
-    assert "{connection_file}" in only("no-conn", "no-connection-file")
+    assert "cannot import ipykernel_launcher" in str(missing_import)
+    assert "-m pip install ipykernel" in str(missing_import)
+    assert "{connection_file}" in str(only("no-conn", "no-connection-file"))
     assert only("provisioned", "unknown-provisioner").value == "gone-prov"
     shadowed = only("twice", "shadowed")
     assert shadowed.value == str(sick["extra"] / "twice")  # JUPYTER_PATH wins
-    assert str(sick["user"] / "twice") in shadowed
+    assert str(sick["user"] / "twice") in str(shadowed)
     assert only("no-data", "missing-dir").value == "/no/such/gdal/share"
     assert only("template", "undefined-template").value == "KM_TEST_UNSET_VAR"
     assert only("bad name", "invalid-name").value == "bad name"
-    assert "cannot read kernel.json" in only("broken", "unreadable")
+    assert "cannot read kernel.json" in str(only("broken", "unreadable"))
 
 
 def test_fix_removes_only_the_dead_spec(sick, capsys):

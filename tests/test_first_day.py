@@ -109,7 +109,7 @@ def test_lmod_says_which_module_is_unknown(user_kernels, gdal_module, capsys):
 def test_provisioner_extras_are_real_and_imports_are_quiet(ip, capfd, user_kernels):
     pytest.importorskip("gateway_provisioners", reason="the remote extra is not installed")
     table = ip.run_line_magic("kernel_provisioners", "")
-    rows = {row[0]: row[3] for row in table.rows()}
+    rows = {info.name: str(info.error or "") for info in table}
     if "kubernetes-provisioner" in rows and "cannot load" in rows["kubernetes-provisioner"]:
         assert "gateway_provisioners[k8s]" in rows["kubernetes-provisioner"]
     if "yarn-provisioner" in rows and "cannot load" in rows["yarn-provisioner"]:
@@ -130,12 +130,12 @@ def test_doctor_fixes_name_the_spec_and_speak_the_front_ends_language(ip, user_k
     assert main(["doctor", "geo"]) == 1
     assert "kernelmagic env -k geo GDAL_DATA=" in capsys.readouterr().out
     report = ip.run_line_magic("kernel_doctor", "geo")
-    assert "%kernel_env -k geo GDAL_DATA=" in report.as_text()
-    assert "env -k NAME" not in report.as_text()
+    assert "%kernel_env -k geo GDAL_DATA=" in str(report)
+    assert "env -k NAME" not in str(report)
 
 
 def test_a_pattern_that_matches_nothing_says_so(ip):
-    assert ip.run_line_magic("kernel_list", "nomatch").as_text() == (
+    assert str(ip.run_line_magic("kernel_list", "nomatch")) == (
         "(no kernel spec matches 'nomatch')"
     )
 
@@ -234,7 +234,7 @@ def test_env_listing_reads_back_exactly(ip, user_kernels, tmp_path, capsys):
     assert spec_json(user_kernels, "b")["env"] == ODD
     shown = ip.run_line_magic("kernel_env", "-k a")
     write_spec(user_kernels, "c")
-    ip.run_cell_magic("kernel_env", "-k c", shown.as_text())
+    ip.run_cell_magic("kernel_env", "-k c", str(shown))
     assert spec_json(user_kernels, "c")["env"] == ODD
 
 

@@ -133,8 +133,8 @@ def test_doctor_on_an_r_spec_that_cannot_load_irkernel(user_kernels, r_with_irke
     report = doctor.diagnose(["rok"])
     problems = report.diagnoses[0].problems
     assert [p.kind for p in problems] == ["launcher-import"]
-    assert "cannot load IRkernel" in problems[0]
-    assert "install.packages" in problems[0]
+    assert "cannot load IRkernel" in str(problems[0])
+    assert "install.packages" in str(problems[0])
 
 
 def test_an_r_without_irkernel_is_refused_at_install(ip, user_kernels, r_with_irkernel, tmp_path):

@@ -44,7 +44,7 @@ def test_launch_reports_started_and_failed_specs_with_the_reason(
     assert not any(report[n]["started"] for n in names[1:])
 
     table = ip.run_line_magic("kernel_doctor", "--launch ok")
-    assert table.healthy and "started" in table.as_text()
+    assert table.healthy and "started" in str(table)
 
 
 def test_launch_refuses_fix_and_a_bad_timeout(capsys):

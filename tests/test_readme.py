@@ -74,7 +74,7 @@ def test_every_magic_in_the_readme_parses(line):
     name = MAGIC.match(line).group(1)
     method = getattr(magics.KernelMagics, name)
     words = split_args(line[MAGIC.match(line).end() :])
-    magics._parser(method.command, f"%{name}").parse_args(words)
+    method.parser.parse_args(words)
 
 
 @pytest.mark.parametrize(

@@ -129,9 +129,9 @@ def test_problems_of_launchable_specs(user_kernels):
     write_spec(user_kernels, "gone", {"argv": ["/no/such/python", "-f", "{connection_file}"]})
     write_spec(user_kernels, "noconn", {"argv": [sys.executable, "-m", "ipykernel_launcher"]})
     found = {s.name: s for s in specs.list_specs()}
-    assert "program not found: /no/such/python" in found["gone"].problems[0]
+    assert "program not found: /no/such/python" in str(found["gone"].problems[0])
     assert found["gone"].visible  # Jupyter still lists it; it just cannot start
-    assert "{connection_file}" in found["noconn"].problems[0]
+    assert "{connection_file}" in str(found["noconn"].problems[0])
     assert found["python3"].problems == []
 
 

@@ -10,6 +10,7 @@ import shutil
 import stat
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -18,34 +19,26 @@ from kernelmagic.domain.jupyter_rules import ProvisionerVerdict, judge_provision
 PROVISIONER_GROUP = "jupyter_client.kernel_provisioners"
 
 
-class Problem(str):
-    """A problem message (what is wrong and what to do) that also knows its ``kind``.
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with a spec and what to do about it.
 
-    Being a ``str`` keeps ``SpecInfo.problems`` a plain list of messages for users, while the
-    doctor can act on kinds (``--fix`` removes only ``missing-program`` specs). ``fix`` is the
-    command that mends it, without the tool's name (``env -k geo -u GDAL_DATA``): the text
-    says it as typed on the command line, ``in_session()`` as a magic.
+    ``kind`` names the check (the doctor acts on kinds: ``--fix`` removes only
+    ``missing-program`` specs), ``value`` is the offending value (a path, a variable name)
+    when there is one, and ``fix`` the command that mends it without the tool's name
+    (``env -k geo -u GDAL_DATA``): each front end spells it its own way. ``str()`` is the
+    message as the command line says it.
     """
 
     kind: str
-    value: str | None  # the offending value (a path, a variable name), when there is one
-    fix: str | None
+    message: str
+    value: str | None = None
+    fix: str | None = None
 
-    def __new__(
-        cls, kind: str, message: str, value: str | None = None, fix: str | None = None
-    ) -> Problem:
-        problem = super().__new__(cls, message + (f"; fix: kernelmagic {fix}" if fix else ""))
-        problem.kind = kind
-        problem.value = value
-        problem.fix = fix
-        problem._message = message
-        return problem
+    def __str__(self) -> str:
+        return self.message + (f"; fix: kernelmagic {self.fix}" if self.fix else "")
 
-    def in_session(self) -> str:
-        """The text with its fix written as a magic (``%kernel_env -k geo ...``)."""
-        return self._message + (f"; fix: %kernel_{self.fix}" if self.fix else "")
-
-    def as_dict(self) -> dict[str, str | None]:
+    def to_json(self) -> dict[str, str | None]:
         return {"kind": self.kind, "message": str(self), "value": self.value, "fix": self.fix}
 
 

@@ -12,7 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from kernelmagic.domain import shells
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.errors import SourceFailed
 
 # fmt: off
 # Variables holding os.pathsep-separated directory lists. Names ending in PATH count too.
@@ -106,8 +108,6 @@ def login_shell_environment(
     The shell starts from ``env -i`` with only the session's identity and locale (HOME, USER,
     LANG, LC_*, ...), so what it prints is what the user's profile sets without activation.
     """
-    from kernelmagic.domain import shells
-    from kernelmagic.errors import SourceFailed
 
     session = os.environ if session is None else session
     try:
@@ -117,7 +117,7 @@ def login_shell_environment(
     return before
 
 
-@dataclass
+@dataclass(frozen=True)
 class CaptureOptions:
     """How to choose variables; built from ``--capture``, ``--baseline``, ``--include`` ..."""
 
@@ -167,9 +167,7 @@ class CaptureResult:
 def _resolve_baseline(options: CaptureOptions, current: Mapping[str, str], timeout: float):
     if options.baseline_file:
         with open(options.baseline_file, encoding="utf-8", errors="surrogateescape") as f:
-            from kernelmagic.domain.shells import parse_environment_dump
-
-            return parse_environment_dump(f.read()), f"baseline file {options.baseline_file}"
+            return shells.parse_environment_dump(f.read()), f"baseline file {options.baseline_file}"
     return login_shell_environment(current, timeout=timeout), "a clean login shell"
 
 

@@ -172,7 +172,8 @@ class DiscoveryConfig:
     source: str = ""  # the file(s) that set them
 
 
-def _config_dirs() -> list[str]:
+def config_dirs() -> list[str]:
+    """Jupyter's config path, lowest priority last (``jupyter --paths``)."""
     from jupyter_core.paths import jupyter_config_dir, jupyter_config_path
 
     dirs = jupyter_config_path()
@@ -189,7 +190,7 @@ def discovery_config() -> DiscoveryConfig:
     """
     found = [
         (directory, ext)
-        for directory in reversed(_config_dirs())
+        for directory in reversed(config_dirs())
         for ext in (".py", ".json")
         if os.path.isfile(os.path.join(directory, CONFIG_BASENAME + ext))
     ]

@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelmagic.domain.provenance import SNIPPET_FILE
+from kernelmagic.domain.provenance import SNIPPET_FILE, without_record
 from kernelmagic.errors import InvalidInput, KernelmagicError, SourceFailed
 from kernelmagic.storage.discovery import get_spec, read_spec_file
 from kernelmagic.storage.transactions import copy_files
 
-KINDS = ("python", "ir", "julia")
+KERNELS = ("python", "ir", "julia")  # --kernel
 PROBE_TIMEOUT = 120.0  # R and Julia start slowly on a busy shared filesystem
 
 # Printed by R, one fact a line: the R to run, its version, IRkernel's spec files.
@@ -141,11 +141,8 @@ def like_spec(template: str, program: str | None, environ: Mapping[str, str]) ->
     if not info.visible or not info.spec.get("argv"):
         why = info.problems[0] if info.problems else "it has no argv"
         raise KernelmagicError(f"cannot use '{info.name}' as a template: {why}")
-    spec = copy.deepcopy(info.spec)
+    spec = without_record(copy.deepcopy(info.spec))
     spec.pop("env", None)
-    metadata = spec.get("metadata")
-    if isinstance(metadata, dict):
-        metadata.pop("kernelmagic", None)
     first = spec["argv"][0]
     found = _find(first, program, environ, first)
     spec["argv"][0] = found
@@ -157,23 +154,23 @@ def like_spec(template: str, program: str | None, environ: Mapping[str, str]) ->
 
 
 def build(
-    kind: str,
+    kernel: str,
     environ: Mapping[str, str],
     *,
     program: str | None = None,
     like: str | None = None,
 ) -> Built:
-    """The spec of ``kind`` (``ir``, ``julia``) or like the installed spec ``like``."""
+    """The spec of ``kernel`` (``ir``, ``julia``) or like the installed spec ``like``."""
     if like is not None:
         return like_spec(like, program, environ)
-    if kind == "ir":
+    if kernel == "ir":
         return ir_spec(program, environ)
-    if kind == "julia":
+    if kernel == "julia":
         return julia_spec(program, environ)
-    raise InvalidInput(f"--kernel must be one of {', '.join(KINDS)}, not {kind!r}")
+    raise InvalidInput(f"--kernel must be one of {', '.join(KERNELS)}, not {kernel!r}")
 
 
-def made_up_display_name(kind: str, version: str, name: str) -> str:
-    """The display name kernelmagic makes up when none is given: ``Python 3.11 (geo)``."""
-    label = {"python": "Python", "ir": "R", "julia": "Julia"}.get(kind, kind)
+def generated_display_name(kernel: str, version: str, name: str) -> str:
+    """The display name kernelmagic generates when none is given: ``Python 3.11 (geo)``."""
+    label = {"python": "Python", "ir": "R", "julia": "Julia"}.get(kernel, kernel)
     return f"{label} {version} ({name})" if version else name

@@ -16,6 +16,8 @@ from fnmatch import translate
 from functools import cached_property, lru_cache
 from typing import Any
 
+from kernelmagic.domain.provenance import recorded_patterns
+
 # Variables that describe the session, the terminal or the tool that started the process,
 # never the software environment. Globs, matched case-sensitively. One list, by category.
 # fmt: off
@@ -219,25 +221,10 @@ class EnvPolicy:
             union(self.extra_noise, other.extra_noise),
         )
 
-    def to_metadata(self) -> dict[str, list[str]]:
-        recorded = {
-            "extra_secrets": list(self.extra_secrets),
-            "extra_noise": list(self.extra_noise),
-        }
-        return {k: v for k, v in recorded.items() if v}
-
-
-def _strings(value: Any) -> tuple[str, ...]:
-    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
-
 
 def recorded_policy(spec: Mapping[str, Any]) -> EnvPolicy:
-    """The extra patterns a spec's ``metadata.kernelmagic`` recorded (none if malformed)."""
-    metadata = spec.get("metadata")
-    record = metadata.get("kernelmagic") if isinstance(metadata, dict) else None
-    if not isinstance(record, dict):
-        return EnvPolicy()
-    return EnvPolicy(_strings(record.get("extra_secrets")), _strings(record.get("extra_noise")))
+    """The extra patterns a spec's provenance recorded (none if malformed)."""
+    return EnvPolicy(*recorded_patterns(spec))
 
 
 DEFAULT_POLICY = EnvPolicy()

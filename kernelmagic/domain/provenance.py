@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelmagic.domain.policy import EnvPolicy
-
 METADATA_KEY = "kernelmagic"
 # A snippet that holds a secret is recorded masked in kernel.json; the full text, which
 # refresh runs, stays in this owner-only file beside it.
@@ -22,17 +20,18 @@ SNIPPET_FILE = "kernelmagic-snippet.sh"
 # Sources that can be made again on refresh; "current" (a running session) and "remote" (a
 # copy of another spec) cannot.
 REPEATABLE = ("snippet", "modules", "conda", "python")
+_SOURCE_FIELDS = ("snippet", "modules", "conda_env", "python", "shell")
 
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Source:
     """How the environment is made."""
 
-    kind: str  # current | snippet | modules | conda | python | remote
+    origin: str  # current | snippet | modules | conda | python | remote
     snippet: str | None = field(default=None, repr=False)  # may hold a secret
     modules: str | None = None
     conda_env: str | None = None
@@ -41,16 +40,38 @@ class Source:
 
     @property
     def repeatable(self) -> bool:
-        return self.kind in REPEATABLE
+        return self.origin in REPEATABLE
+
+    def to_fields(self) -> dict[str, str]:
+        """The source as a document records it: ``{"kind": origin, ...}`` with the fields set."""
+        fields = {"kind": self.origin, **{k: getattr(self, k) for k in _SOURCE_FIELDS}}
+        return {k: v for k, v in fields.items() if v is not None}
+
+    @classmethod
+    def from_fields(cls, fields: Any) -> Source:
+        """The source a document's fields describe; ``ValueError`` saying what is wrong (an
+        unknown key, a value that is not a string, an origin that cannot be made again)."""
+        if not isinstance(fields, Mapping):
+            raise ValueError(f"must be an object, not {type(fields).__name__}")
+        unknown = sorted(set(fields) - {"kind", *_SOURCE_FIELDS})
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}")
+        wrong = sorted(k for k, v in fields.items() if not isinstance(v, str))
+        if wrong:
+            raise ValueError(f"{', '.join(map(repr, wrong))} must be text")
+        origin = fields.get("kind", "current")
+        if origin not in (*REPEATABLE, "current"):
+            raise ValueError(f"kind {origin!r} is not one of {', '.join((*REPEATABLE, 'current'))}")
+        return cls(origin, **{k: fields[k] for k in _SOURCE_FIELDS if k in fields})
 
     def described(self) -> str:
         """The source in a few words, for messages (a snippet is not quoted: it may hold a
         secret)."""
-        if self.kind == "modules":
+        if self.origin == "modules":
             return f"module load {self.modules}"
-        if self.kind == "conda":
+        if self.origin == "conda":
             return f"the conda env {self.conda_env}"
-        return {"snippet": "the snippet", "current": "this session"}.get(self.kind, self.kind)
+        return {"snippet": "the snippet", "current": "this session"}.get(self.origin, self.origin)
 
 
 @dataclass
@@ -59,7 +80,7 @@ class Provenance:
 
     source: Source
     python: str | None = None  # the interpreter the spec runs (Python kernels)
-    kernel_kind: str = "python"  # python | ir | julia (--kernel), or like (--like)
+    kernel: str = "python"  # python | ir | julia (--kernel), or like (--like)
     like: str | None = None  # --like: the installed spec used as a template
     program: str | None = None  # other languages: the program found (R, julia, argv[0])
     program_requested: str | None = None  # --program as given
@@ -67,7 +88,8 @@ class Provenance:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     templates: bool = True
-    policy: EnvPolicy = field(default_factory=EnvPolicy)
+    extra_secrets: tuple[str, ...] = ()  # the user's secret patterns when it was made
+    extra_noise: tuple[str, ...] = ()  # ... and noise patterns: later commands honour them
     baseline: str = ""
     captured_digests: dict[str, str] = field(default_factory=dict)  # name -> value fingerprint
     explicit: tuple[str, ...] = ()  # names the user set with --env
@@ -86,9 +108,9 @@ class Provenance:
 
     def to_metadata(self) -> dict[str, Any]:
         source = self.source
-        record: dict[str, Any] = {"source": source.kind}
-        if self.kernel_kind != "python":
-            record["kernel_kind"] = self.kernel_kind
+        record: dict[str, Any] = {"source": source.origin}
+        if self.kernel != "python":
+            record["kernel_kind"] = self.kernel  # the key's name since 0.1
         optional = {
             "like": self.like,
             "program": self.program,
@@ -98,8 +120,8 @@ class Provenance:
             "modules": source.modules,
             "conda_env": source.conda_env,
             "python": self.python,
-            # For kind "python" the interpreter asked for is the one found.
-            "python_requested": source.python if source.kind != "python" else None,
+            # For the origin "python" the interpreter asked for is the one found.
+            "python_requested": source.python if source.origin != "python" else None,
             "shell": source.shell,
             "loaded_modules": self.loaded_modules,
             "from": self.remote_from,
@@ -107,7 +129,7 @@ class Provenance:
             "generated_display_name": self.generated_display_name,
         }
         record.update({k: v for k, v in optional.items() if v is not None})
-        if source.kind != "remote":
+        if source.origin != "remote":
             record.update(
                 capture=self.capture,
                 include=list(self.include),
@@ -118,7 +140,12 @@ class Provenance:
                 captured_digests=dict(self.captured_digests),
                 explicit=list(self.explicit),
             )
-        record.update(self.policy.to_metadata())
+        for key, patterns in (
+            ("extra_secrets", self.extra_secrets),
+            ("extra_noise", self.extra_noise),
+        ):
+            if patterns:
+                record[key] = list(patterns)
         record["created"] = self.created
         if self.refreshed:
             record["refreshed"] = self.refreshed
@@ -143,10 +170,10 @@ class Provenance:
             value = record.get(key)
             return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
-        kind = text("source") or "unknown"
-        python = text("python") if kind == "python" else text("python_requested")
+        origin = text("source") or "unknown"
+        python = text("python") if origin == "python" else text("python_requested")
         source = Source(
-            kind,
+            origin,
             snippet=text("snippet"),
             modules=text("modules"),
             conda_env=text("conda_env"),
@@ -163,7 +190,7 @@ class Provenance:
         return cls(
             source,
             python=text("python"),
-            kernel_kind=text("kernel_kind") or "python",
+            kernel=text("kernel_kind") or "python",
             like=text("like"),
             program=text("program"),
             program_requested=text("program_requested"),
@@ -171,7 +198,8 @@ class Provenance:
             include=words("include"),
             exclude=words("exclude"),
             templates=templates if isinstance(templates, bool) else True,
-            policy=EnvPolicy(words("extra_secrets"), words("extra_noise")),
+            extra_secrets=words("extra_secrets"),
+            extra_noise=words("extra_noise"),
             baseline=text("baseline") or "",
             captured_digests=digests,
             explicit=words("explicit"),
@@ -207,3 +235,26 @@ class Provenance:
         spec["metadata"] = {**(metadata if isinstance(metadata, dict) else {})}
         spec["metadata"][METADATA_KEY] = self.to_metadata()
         return spec
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def recorded_patterns(spec: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(extra secret patterns, extra noise patterns) a spec's record holds, without decoding
+    the rest of it: every display of every spec asks, a listing thousands of times."""
+    metadata = spec.get("metadata")
+    record = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(record, dict):
+        return (), ()
+    return _strings(record.get("extra_secrets")), _strings(record.get("extra_noise"))
+
+
+def without_record(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with its ``metadata.kernelmagic`` left out (a template's record of how it was
+    made is not the new spec's)."""
+    metadata = spec.get("metadata")
+    if isinstance(metadata, dict) and METADATA_KEY in metadata:
+        spec["metadata"] = {k: v for k, v in metadata.items() if k != METADATA_KEY}
+    return spec

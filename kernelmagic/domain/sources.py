@@ -164,7 +164,7 @@ def _is_venv(prefix: str) -> bool:
 
 
 @dataclass
-class Captured:
+class MadeEnvironment:
     """The outcome of making an environment: the interpreter and the chosen variables."""
 
     interpreter: Interpreter | None  # None when no Python kernel was asked for
@@ -174,11 +174,11 @@ class Captured:
 
 
 def script_for(source: Source, environ: Mapping[str, str]) -> str | None:
-    if source.kind == "snippet":
+    if source.origin == "snippet":
         return source.snippet or ""
-    if source.kind == "modules":
+    if source.origin == "modules":
         return f"module load {source.modules}"
-    if source.kind == "conda":
+    if source.origin == "conda":
         return conda_snippet(source.conda_env or "", environ)
     return None
 
@@ -190,18 +190,18 @@ def make_environment(
     *,
     timeout: float = SHELL_TIMEOUT,
     python: bool = True,
-) -> Captured:
+) -> MadeEnvironment:
     """Run the source and choose the variables; raises ``SourceFailed``/``InvalidInput``.
 
     ``timeout`` bounds the login shell that runs a snippet, modules or an activation;
     ``python`` False means the kernel is another language's: no interpreter is chosen.
     """
     environ = dict(os.environ if environ is None else environ)
-    if source.kind == "current":
+    if source.origin == "current":
         made = _from_session(options, environ, timeout)
         made.environment = environ
         return made
-    if source.kind == "python" and source.python:
+    if source.origin == "python" and source.python:
         return _from_interpreter(source, options, environ, timeout)
     script = script_for(source, environ)
     before, after = run_snippet(script or "", shell=source.shell, environ=environ, timeout=timeout)
@@ -209,7 +209,7 @@ def make_environment(
     result.baseline = "the shell right before the snippet"
     loaded = after.get("LOADEDMODULES") or None
     if not python:
-        return Captured(None, result, loaded, after)
+        return MadeEnvironment(None, result, loaded, after)
     interpreter = _choose_interpreter(source, before, after, result.notes)
     if not interpreter.has_kernelmagic:
         result.notes.append(
@@ -217,18 +217,18 @@ def make_environment(
             f"in this kernel; to use the magics there: {interpreter.path} -m pip install "
             "kernelmagic"
         )
-    return Captured(interpreter, result, loaded, after)
+    return MadeEnvironment(interpreter, result, loaded, after)
 
 
 def _from_session(
     options: envcapture.CaptureOptions, environ: dict[str, str], timeout: float
-) -> Captured:
+) -> MadeEnvironment:
     """This interpreter, with the variables of this session that its activation set."""
     try:
         result = envcapture.capture(environ, options, shell_timeout=timeout)
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"cannot use baseline {options.baseline_file}: {exc}") from exc
-    return Captured(this_interpreter(), result)
+    return MadeEnvironment(this_interpreter(), result)
 
 
 def _choose_interpreter(
@@ -239,7 +239,7 @@ def _choose_interpreter(
     session's interpreter (the usual cluster case: modules bring GDAL or CUDA, not Python)."""
     if source.python:
         return _require_ipykernel(source.python, after)
-    if source.kind == "conda":
+    if source.origin == "conda":
         prefix = after.get("CONDA_PREFIX")
         if not prefix:
             raise SourceFailed(f"activating {source.conda_env!r} did not set CONDA_PREFIX")
@@ -267,7 +267,7 @@ def _choose_interpreter(
 
 def _from_interpreter(
     source: Source, options: envcapture.CaptureOptions, environ: dict[str, str], timeout: float
-) -> Captured:
+) -> MadeEnvironment:
     """A spec for another interpreter: a venv gets VIRTUAL_ENV and its bin on PATH, a conda
     prefix is activated like --from-conda, any other interpreter gets no env."""
     path = os.path.abspath(source.python or "")
@@ -282,4 +282,4 @@ def _from_interpreter(
             "VIRTUAL_ENV": envcapture.escape_dollars(interpreter.prefix),
             "PATH": f"{bin_dir}{os.pathsep}${{PATH}}",
         }
-    return Captured(interpreter, result)
+    return MadeEnvironment(interpreter, result)

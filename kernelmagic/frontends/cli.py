@@ -9,14 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from kernelmagic import __version__, specs
-from kernelmagic.domain.shell_syntax import EnvChanges, parse_env_lines
+from kernelmagic import __version__, settings
+from kernelmagic.domain.shell_syntax import parse_env_lines
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.frontends import render
-from kernelmagic.operations import commands, options
+from kernelmagic.operations import doctor, edit, install, kernel_sets, listing, remote
+from kernelmagic.operations.commands import REQUESTS, on_command_line
+from kernelmagic.operations.options import CLI, add_options, check_option_count
+from kernelmagic.settings import Settings
+from kernelmagic.storage import parallel_listing
+from kernelmagic.storage.atomic import read_text_input
 
 PROG = "kernelmagic"
 
@@ -35,23 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    for name, command in options.COMMANDS.items():
-        if not command.cli:
-            continue
-        sub = commands.add_parser(name, help=command.summary, description=command.summary)
-        options.add_options(sub, name)
-    commands.choices["install"].add_argument(
-        "--snippet-file",
-        metavar="FILE",
-        type=options.path,
-        help="a shell snippet to run (what the cell magic's body is), or - for stdin",
-    )
-    commands.choices["env"].add_argument(
-        "--file",
-        metavar="PATH",
-        type=options.path,
-        help="read KEY=VALUE lines (shell syntax, `unset KEY`) from PATH, or - for stdin",
-    )
+    for request in REQUESTS:
+        if on_command_line(request):
+            sub = commands.add_parser(
+                request.COMMAND, help=request.SUMMARY, description=request.SUMMARY
+            )
+            add_options(sub, request.OPTIONS, CLI)
     return parser
 
 
@@ -61,119 +55,119 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2 if sys.stdout.isatty() else None))
 
 
-def _list(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    if ns.json and not sys.stdout.isatty():  # for programs, over thousands of specs: fan out
-        from kernelmagic.storage import parallel_listing
+def _say(change: object, diff: bool = False) -> None:
+    print(render.change_report(change, diff=diff))  # type: ignore[arg-type]
 
-        text = parallel_listing.listing_text(ns.pattern, defaults.policy)
+
+def _list(ns: argparse.Namespace, config: Settings) -> int:
+    request = listing.ListRequest.from_args(ns, config)
+    if request.json and not sys.stdout.isatty():  # for programs, over thousands of specs
+        text = parallel_listing.listing_text(request.pattern, request.policy)
         if text is not None:
             print(text)
             return 0
-    listing = commands.listing(ns, defaults)
-    if ns.json:
-        _print_json(listing)
+    found = listing.listing(request)
+    if isinstance(found, dict):
+        _print_json(found)
     else:
-        print(listing.as_text())
+        print(render.text(found))
     return 0
 
 
-def _show(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    print(commands.show(ns, defaults))
+def _show(ns: argparse.Namespace, config: Settings) -> int:
+    info = listing.show(listing.ShowRequest.from_args(ns, config))
+    print(render.spec_detail_text(info, config.policy))
     return 0
 
 
-def _report(change: specs.Change, diff: bool = False) -> None:
-    print(render.change_report(change, diff=diff))
-
-
-def _install(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    snippet = commands.read_input_file(ns.snippet_file) if ns.snippet_file else None
-    change, captured = commands.install(ns, defaults, snippet=snippet)
+def _install(ns: argparse.Namespace, config: Settings) -> int:
+    snippet = read_text_input(ns.snippet_file) if ns.snippet_file else None
+    request = install.InstallRequest.from_args(ns, config, snippet)
+    change, captured = install.install(request)
     for line in captured.summary_lines():
         print(line)
-    _report(change)
-    for line in render.group_note(change, ns.group):
+    _say(change)
+    for line in render.group_note(change, request.group):
         print(line)
     return 0
 
 
-def _clone(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    change = commands.clone(ns, defaults)
-    _report(change)
-    for line in render.group_note(change, ns.group):
+def _clone(ns: argparse.Namespace, config: Settings) -> int:
+    request = edit.CloneRequest.from_args(ns, config)
+    change = edit.clone(request)
+    _say(change)
+    for line in render.group_note(change, request.group):
         print(line)
     return 0
 
 
-def _export(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    doc, written = commands.export(ns, defaults)
-    print(render.exported(doc, written))
+def _patch(ns: argparse.Namespace, config: Settings) -> int:
+    _say(edit.patch(edit.PatchRequest.from_args(ns, config)), diff=True)
     return 0
 
 
-def _apply(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    outcomes = commands.apply(ns, defaults)
-    print(render.apply_report(outcomes, check=ns.check))
-    return 1 if render.apply_failed(outcomes, check=ns.check) else 0
-
-
-def _patch(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    _report(commands.patch(ns, defaults), diff=True)
-    return 0
-
-
-def _read_env_file(path: str) -> EnvChanges:
-    return parse_env_lines(commands.read_input_file(path))
-
-
-def _provisioners(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    print(commands.provisioners(ns, defaults).as_text())
-    return 0
-
-
-def _remote(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    change, prerequisites = commands.make_remote(ns, defaults)
-    _report(change)
-    print(f"Remote prerequisites: {prerequisites}")
-    return 0
-
-
-def _refresh(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    _report(commands.refresh(ns, defaults), diff=True)
-    return 0
-
-
-def _env(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    if not ns.kernel:
+def _env(ns: argparse.Namespace, config: Settings) -> int:
+    if not ns.spec:
         raise UsageFailure("env needs -k NAME")
-    from_file = _read_env_file(ns.file) if ns.file else None
-    outcome = commands.env(ns, defaults, ns.kernel, from_file)
-    if isinstance(outcome, dict):
+    body = parse_env_lines(read_text_input(ns.file)) if ns.file else None
+    outcome = edit.env(edit.EnvRequest.from_args(ns, config, body))
+    if isinstance(outcome, edit.SpecEnv):
         if outcome:
-            print(outcome.as_text())
+            print(render.text(outcome))
         return 0
-    _report(outcome, diff=True)
+    _say(outcome, diff=True)
     return 0
 
 
-def _remove(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    for path in commands.remove(ns, defaults):
+def _remove(ns: argparse.Namespace, config: Settings) -> int:
+    for path in edit.remove(edit.RemoveRequest.from_args(ns, config)):
         print(f"Removed kernel spec {path}")
     return 0
 
 
-def _doctor(ns: argparse.Namespace, defaults: commands.Defaults) -> int:
-    report = commands.run_doctor(ns, defaults)
+def _refresh(ns: argparse.Namespace, config: Settings) -> int:
+    _say(install.refresh(install.RefreshRequest.from_args(ns, config)), diff=True)
+    return 0
+
+
+def _doctor(ns: argparse.Namespace, config: Settings) -> int:
+    request = doctor.DoctorRequest.from_args(ns, config)
+    report = doctor.run(request)
     for path in report.removed:
-        print(f"Removed kernel spec {path}", file=sys.stderr if ns.json else sys.stdout)
-    if ns.json:
+        print(f"Removed kernel spec {path}", file=sys.stderr if request.json else sys.stdout)
+    if request.json:
         _print_json(report.to_json())
     else:
-        print(report.as_text())
+        print(render.text(report))
     return 0 if report.healthy else 1
 
 
-_HANDLERS = {
+def _export(ns: argparse.Namespace, config: Settings) -> int:
+    request = kernel_sets.ExportRequest.from_args(ns, config)
+    print(render.exported(kernel_sets.export_to(request), request.output))
+    return 0
+
+
+def _apply(ns: argparse.Namespace, config: Settings) -> int:
+    request = kernel_sets.ApplyRequest.from_args(ns, config)
+    outcomes = kernel_sets.apply_document(request)
+    print(render.apply_report(outcomes, check=request.check))
+    return 1 if render.apply_failed(outcomes, check=request.check) else 0
+
+
+def _provisioners(ns: argparse.Namespace, config: Settings) -> int:
+    print(render.text(remote.list_provisioners()))
+    return 0
+
+
+def _remote(ns: argparse.Namespace, config: Settings) -> int:
+    change, prerequisites = remote.make_remote_spec(remote.RemoteRequest.from_args(ns, config))
+    _say(change)
+    print(f"Remote prerequisites: {prerequisites}")
+    return 0
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "list": _list,
     "show": _show,
     "install": _install,
@@ -202,12 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
     try:
-        options.check_option_count(words)
+        check_option_count(words)
         ns = parser.parse_args(words)
-        return _HANDLERS[ns.command](ns, commands.Defaults())
-    except UsageFailure as exc:
-        return _fail(str(exc), 2)
-    except InvalidInput as exc:
+        return _HANDLERS[ns.command](ns, settings.load())
+    except (UsageFailure, InvalidInput) as exc:
         return _fail(str(exc), 2)
     except KernelmagicError as exc:
         return _fail(str(exc), 1)

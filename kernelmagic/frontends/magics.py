@@ -1,53 +1,48 @@
-"""IPython magics over the spec library: parse, call the library, then display or return."""
+"""The magics: parse, call the operation, then display or return.
+
+Each magic takes its command's options through IPython's ``magic_arguments`` (so
+``%kernel_install?`` shows argparse's help and a bad argument is a plain ``UsageError``),
+builds the command's request and calls its operation. Values are returned through
+``render.shown`` so that IPython shows them as tables and ``print()`` as the terminal text.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import (
-    Magics,
-    line_cell_magic,
-    line_magic,
-    magics_class,
-    no_var_expand,
-)
-from IPython.core.magic_arguments import MagicArgumentParser
-from traitlets import Enum, List, Unicode
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import Enum, List, Unicode, default
 
+from kernelmagic import settings as configuration
 from kernelmagic.domain.shell_syntax import parse_env_lines, split_args
+from kernelmagic.domain.this_kernel import in_kernel, own_spec
 from kernelmagic.errors import KernelmagicError
-from kernelmagic.frontends import helptext
-from kernelmagic.operations import options
+from kernelmagic.frontends import render
+from kernelmagic.operations import activate, doctor, edit, install, kernel_sets, listing, remote
+from kernelmagic.operations.options import MAGICS, check_option_count, for_front_end
+from kernelmagic.settings import Settings
+from kernelmagic.storage.discovery import find_kernel_specs
 
-# The library (specs, operations, render) is imported inside the magics, when first used:
-# `%load_ext kernelmagic` must stay cheap and must not import jupyter_client or ipykernel.
 
-
-def _takes(command: str, extra_doc: str = "") -> Callable[[Callable], Callable]:
-    """Give a magic the options of ``command`` (shared with the CLI) and its help text.
-
-    The help is formatted from the option definitions; the argparse parser itself is built
-    on first use (building nine of them cost ~15 ms of every ``%load_ext``).
-    """
+def takes(request: type, more_help: str = "") -> Callable[[Callable], Callable]:
+    """Give a magic the options of ``request``'s command (the same definitions the CLI
+    uses) through IPython's ``magic_arguments``, which builds its parser and help."""
 
     def decorate(func: Callable) -> Callable:
-        func.__doc__ = helptext.help_text(command, f"%{func.__name__}") + extra_doc
-        func.command = command
+        func.__doc__ = request.SUMMARY + more_help  # type: ignore[attr-defined]
+        for opt in reversed(for_front_end(request.OPTIONS, MAGICS)):  # type: ignore[attr-defined]
+            func = argument(*opt.flags, **opt.kwargs)(func)
+        func = magic_arguments()(func)
+        func.request = request  # type: ignore[attr-defined]
         return func
 
     return decorate
-
-
-@functools.cache
-def _parser(command: str, prog: str) -> MagicArgumentParser:
-    # IPython's parser: a bad argument raises a plain UsageError instead of exiting.
-    parser = MagicArgumentParser(prog=prog, description=options.COMMANDS[command].summary)
-    options.add_options(parser, command)
-    return parser
 
 
 @contextlib.contextmanager
@@ -56,15 +51,9 @@ def _as_usage_errors() -> Iterator[None]:
     try:
         yield
     except KernelmagicError as exc:
-        raise UsageError(_one_line(str(exc))) from None
+        raise UsageError(render.printable(str(exc))) from None
     except OSError as exc:  # a failure no check foresaw (a full disk): still one line
-        raise UsageError(_one_line(f"{exc.strerror or exc}: {exc.filename or ''}")) from None
-
-
-def _one_line(message: str) -> str:
-    from kernelmagic.frontends.render import printable
-
-    return printable(message)
+        raise UsageError(render.printable(f"{exc.strerror or exc}: {exc.filename or ''}")) from None
 
 
 @magics_class
@@ -72,14 +61,12 @@ class KernelMagics(Magics):
     """Magics to list, show, install, clone, patch and remove Jupyter kernel specs."""
 
     default_location = Enum(
-        ["user", "sys-prefix"],
-        "user",
+        list(configuration.LOCATIONS),
         config=True,
         help="Where new specs go when no --user/--sys-prefix/--prefix is given.",
     )
     default_capture = Enum(
-        ["changed", "all", "none"],
-        "changed",
+        list(configuration.CAPTURE_MODES),
         config=True,
         help="The --capture mode used when none is given.",
     )
@@ -99,129 +86,52 @@ class KernelMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self.last_spec: str | None = None  # the target of %kernel_env without -k
 
-    def _defaults(self) -> Any:
-        from kernelmagic.domain.policy import EnvPolicy
-        from kernelmagic.operations import commands
+    # What jupyter_kernelmagic_config sets is the default; IPython's config overrides it.
+    @functools.cached_property
+    def _configured(self) -> Settings:
+        return configuration.load()
 
-        return commands.Defaults(
-            location=self.default_location,
-            capture=self.default_capture,
-            policy=EnvPolicy(tuple(self.extra_secrets), tuple(self.extra_noise)),
-            session=True,
+    @default("default_location")
+    def _configured_location(self) -> str:
+        return self._configured.default_location
+
+    @default("default_capture")
+    def _configured_capture(self) -> str:
+        return self._configured.default_capture
+
+    @default("extra_noise")
+    def _configured_noise(self) -> list[str]:
+        return list(self._configured.extra_noise)
+
+    @default("extra_secrets")
+    def _configured_secrets(self) -> list[str]:
+        return list(self._configured.extra_secrets)
+
+    def _settings(self) -> Settings:
+        """The settings in force: the config file's, overridden by IPython's config."""
+        return Settings(
+            self.default_location,
+            self.default_capture,
+            tuple(self.extra_secrets),
+            tuple(self.extra_noise),
         )
 
-    @staticmethod
-    def _parse(magic: Any, line: str) -> Any:
+    def _request(self, magic: Any, line: str, body: Any = None) -> Any:
+        """The magic's request, built from its argument line (and cell)."""
         with _as_usage_errors():
             words = split_args(line)
-            options.check_option_count(words)
-        return _parser(magic.command, f"%{magic.__name__}").parse_args(words)
-
-    def _remember(self, change: Any) -> None:
-        if change.written:
-            self.last_spec = change.name
-
-    @no_var_expand
-    @_takes("list")
-    @line_magic
-    def kernel_list(self, line: str = "") -> Any:
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_list, line)
-        return commands.listing(ns, self._defaults())
-
-    @no_var_expand
-    @_takes("show")
-    @line_magic
-    def kernel_show(self, line: str = "") -> None:
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_show, line)
+            check_option_count(words)
+        ns = magic.parser.parse_args(words)  # a bad option: IPython's UsageError
         with _as_usage_errors():
-            print(commands.show(ns, self._defaults()))
+            return magic.request.from_args(ns, self._settings(), body)
 
-    @no_var_expand
-    @_takes(
-        "install",
-        "\n\nAs a cell magic, the cell is a shell snippet (e.g. `module load gdal` or "
-        "`source setup.sh`): it runs in a clean login shell and what it changes is captured.",
-    )
-    @line_cell_magic
-    def kernel_install(self, line: str = "", cell: str | None = None) -> None:
-        from kernelmagic.frontends import render
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_install, line)
-        with _as_usage_errors():
-            change, captured = commands.install(ns, self._defaults(), snippet=cell)
-        self._report_new(change, captured.summary_lines(), render.group_note(change, ns.group))
-
-    @no_var_expand
-    @_takes("clone")
-    @line_magic
-    def kernel_clone(self, line: str = "") -> None:
-        from kernelmagic.frontends import render
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_clone, line)
-        with _as_usage_errors():
-            change = commands.clone(ns, self._defaults())
-        self._report_new(change, after=render.group_note(change, ns.group))
-
-    @no_var_expand
-    @_takes("patch")
-    @line_magic
-    def kernel_patch(self, line: str = "") -> None:
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_patch, line)
-        with _as_usage_errors():
-            change = commands.patch(ns, self._defaults())
-        self._report_patch(change)
-
-    @no_var_expand
-    @_takes("provisioners")
-    @line_magic
-    def kernel_provisioners(self, line: str = "") -> Any:
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_provisioners, line)
-        return commands.provisioners(ns, self._defaults())
-
-    @no_var_expand
-    @_takes("remote")
-    @line_magic
-    def kernel_remote(self, line: str = "") -> None:
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_remote, line)
-        with _as_usage_errors():
-            change, prerequisites = commands.make_remote(ns, self._defaults())
-        self._report_new(change, after=[f"Remote prerequisites: {prerequisites}"])
-
-    @no_var_expand
-    @_takes("refresh")
-    @line_magic
-    def kernel_refresh(self, line: str = "") -> None:
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_refresh, line)
-        with _as_usage_errors():
-            change = commands.refresh(ns, self._defaults())
-        self._report_patch(change)
-
-    def _report_new(
-        self, change: Any, before: Iterable[str] = (), after: Iterable[str] = ()
-    ) -> None:
+    def _say_new(self, change: Any, before: Iterable[str] = (), after: Iterable[str] = ()):
         """Say what an install, clone or remote did; a dry run shows the JSON it would write."""
-        from kernelmagic.frontends import render
-        from kernelmagic.operations.activate import in_kernel
-
-        for line in before:
-            print(line)
+        for text in before:
+            print(text)
         print(render.change_report(change, diff=False))
-        for line in after:
-            print(line)
+        for text in after:
+            print(text)
         if change.written and in_kernel():
             print(
                 "JupyterLab lists a new kernel at its next refresh (about a minute); reload "
@@ -229,40 +139,113 @@ class KernelMagics(Magics):
             )
         self._remember(change)
 
-    def _report_patch(self, change: Any) -> None:
-        from kernelmagic.frontends import render
-
+    def _say_changed(self, change: Any) -> None:
         print(render.change_report(change, diff=True))
         self._remember(change)
 
+    def _remember(self, change: Any) -> None:
+        if change.written:
+            self.last_spec = change.name
+
     @no_var_expand
-    @_takes(
-        "env",
+    @takes(listing.ListRequest)
+    @line_magic
+    def kernel_list(self, line: str = "") -> Any:
+        request = self._request(self.kernel_list, line)
+        with _as_usage_errors():
+            return render.shown(listing.listing(request))
+
+    @no_var_expand
+    @takes(listing.ShowRequest)
+    @line_magic
+    def kernel_show(self, line: str = "") -> None:
+        request = self._request(self.kernel_show, line)
+        with _as_usage_errors():
+            info = listing.show(request)
+            print(render.spec_detail_text(info, self._settings().policy, render.MAGICS))
+
+    @no_var_expand
+    @takes(
+        install.InstallRequest,
+        "\n\nAs a cell magic, the cell is a shell snippet (e.g. `module load gdal` or "
+        "`source setup.sh`): it runs in a clean login shell and what it changes is captured.",
+    )
+    @line_cell_magic
+    def kernel_install(self, line: str = "", cell: str | None = None) -> None:
+        request = self._request(self.kernel_install, line, cell)
+        with _as_usage_errors():
+            change, captured = install.install(request)
+        self._say_new(change, captured.summary_lines(), render.group_note(change, request.group))
+
+    @no_var_expand
+    @takes(edit.CloneRequest)
+    @line_magic
+    def kernel_clone(self, line: str = "") -> None:
+        request = self._request(self.kernel_clone, line)
+        with _as_usage_errors():
+            change = edit.clone(request)
+        self._say_new(change, after=render.group_note(change, request.group))
+
+    @no_var_expand
+    @takes(edit.PatchRequest)
+    @line_magic
+    def kernel_patch(self, line: str = "") -> None:
+        request = self._request(self.kernel_patch, line)
+        with _as_usage_errors():
+            change = edit.patch(request)
+        self._say_changed(change)
+
+    @no_var_expand
+    @takes(remote.ProvisionersRequest)
+    @line_magic
+    def kernel_provisioners(self, line: str = "") -> Any:
+        self._request(self.kernel_provisioners, line)
+        return render.shown(remote.list_provisioners())
+
+    @no_var_expand
+    @takes(remote.RemoteRequest)
+    @line_magic
+    def kernel_remote(self, line: str = "") -> None:
+        request = self._request(self.kernel_remote, line)
+        with _as_usage_errors():
+            change, prerequisites = remote.make_remote_spec(request)
+        self._say_new(change, after=[f"Remote prerequisites: {prerequisites}"])
+
+    @no_var_expand
+    @takes(install.RefreshRequest)
+    @line_magic
+    def kernel_refresh(self, line: str = "") -> None:
+        request = self._request(self.kernel_refresh, line)
+        with _as_usage_errors():
+            change = install.refresh(request)
+        self._say_changed(change)
+
+    @no_var_expand
+    @takes(
+        edit.EnvRequest,
         "\n\nAs a cell magic, each line of the cell is `KEY=VALUE`, `export KEY=VALUE` or "
         "`unset KEY` (shell quotes and # comments allowed).",
     )
     @line_cell_magic
     def kernel_env(self, line: str = "", cell: str | None = None) -> Any:
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_env, line)
         with _as_usage_errors():
-            from_cell = parse_env_lines(cell) if cell is not None else None
-            target = ns.kernel or self._default_target()
-            outcome = commands.env(ns, self._defaults(), target, from_cell)
-        if isinstance(outcome, dict):
-            return outcome
-        self._report_patch(outcome)
+            body = parse_env_lines(cell) if cell is not None else None
+        request = self._request(self.kernel_env, line, body)
+        if request.spec is None:
+            request = dataclasses.replace(request, spec=self._default_target())
+        with _as_usage_errors():
+            outcome = edit.env(request)
+        if isinstance(outcome, edit.SpecEnv):
+            return render.shown(outcome)
+        self._say_changed(outcome)
         return None
 
     def _default_target(self) -> str:
         """The spec ``%kernel_env`` changes without ``-k``; says which, and why."""
-        from kernelmagic.operations.activate import session_spec
-
         found = (self.last_spec, "the spec last changed here") if self.last_spec else None
         if found is None:
             with _as_usage_errors():
-                found = session_spec()
+                found = own_spec()
         if found is None:
             raise UsageError(
                 "no kernel spec chosen: pass -k NAME (no spec was installed, cloned or patched "
@@ -273,162 +256,65 @@ class KernelMagics(Magics):
         return name
 
     @no_var_expand
-    @_takes(
-        "activate",
+    @takes(
+        activate.ActivateRequest,
         "\n\nAs a cell magic, the cell is a shell snippet (`module load gdal`, `source "
         "setup.sh`). Outside a kernel (terminal IPython) it works as with --no-restart.",
     )
     @line_cell_magic
     def kernel_activate(self, line: str = "", cell: str | None = None) -> None:
-        from kernelmagic.operations import activate
-
-        ns = self._parse(self.kernel_activate, line)
+        request = self._request(self.kernel_activate, line, cell)
         with _as_usage_errors():
-            done = activate.activate_here(ns, self._defaults(), cell)
-        for text in done.report:
+            done = activate.activate_here(request)
+        for text in done.lines:
             print(text)
         if done.saved is not None:
             change, captured = done.saved
-            self._report_new(change, captured.summary_lines())
+            self._say_new(change, captured.summary_lines())
         for text in done.closing:
             print(text)
 
     @no_var_expand
-    @_takes("export")
+    @takes(kernel_sets.ExportRequest)
     @line_magic
     def kernel_export(self, line: str = "") -> Any:
         """Returns the document (a dict) unless -o writes it to a file."""
-        from kernelmagic.frontends import render
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_export, line)
+        request = self._request(self.kernel_export, line)
         with _as_usage_errors():
-            doc, written = commands.export(ns, self._defaults())
-        if written:
-            print(render.exported(doc, written))
+            doc = kernel_sets.export_to(request)
+        if request.output:
+            print(render.exported(doc, request.output))
             return None
         return doc
 
     @no_var_expand
-    @_takes("apply")
+    @takes(kernel_sets.ApplyRequest)
     @line_magic
     def kernel_apply(self, line: str = "") -> None:
-        from kernelmagic.frontends import render
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_apply, line)
+        request = self._request(self.kernel_apply, line)
         with _as_usage_errors():
-            outcomes = commands.apply(ns, self._defaults())
-        print(render.apply_report(outcomes, check=ns.check))
+            outcomes = kernel_sets.apply_document(request)
+        print(render.apply_report(outcomes, check=request.check))
 
     @no_var_expand
-    @_takes("remove")
+    @takes(edit.RemoveRequest)
     @line_magic
     def kernel_remove(self, line: str = "") -> None:
-        from kernelmagic import specs
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_remove, line)
+        request = self._request(self.kernel_remove, line)
         with _as_usage_errors():
-            removed = commands.remove(ns, self._defaults())
+            removed = edit.remove(request)
         for path in removed:
             print(f"Removed kernel spec {path}")
-        if self.last_spec and self.last_spec not in specs.find_kernel_specs():
+        if self.last_spec and self.last_spec not in find_kernel_specs():
             self.last_spec = None
 
     @no_var_expand
-    @_takes("doctor")
+    @takes(doctor.DoctorRequest)
     @line_magic
     def kernel_doctor(self, line: str = "") -> Any:
-        from kernelmagic.operations import commands
-
-        ns = self._parse(self.kernel_doctor, line)
+        request = self._request(self.kernel_doctor, line)
         with _as_usage_errors():
-            report = commands.run_doctor(ns, self._defaults())
+            report = doctor.run(request)
         for path in report.removed:
             print(f"Removed kernel spec {path}")
-        return report.to_json() if ns.json else report
-
-
-# Magics whose arguments include an existing spec name, for tab completion.
-_COMPLETED = (
-    "kernel_show",
-    "kernel_clone",
-    "kernel_patch",
-    "kernel_env",
-    "kernel_remove",
-    "kernel_doctor",
-    "kernel_refresh",
-    "kernel_remote",
-)
-
-
-def _complete_spec_names(self: Any, event: Any) -> list[str]:
-    from kernelmagic import specs
-
-    return specs.spec_names()
-
-
-def _completer_keys() -> list[str]:
-    return [prefix + name for name in _COMPLETED for prefix in ("%", "%%")]
-
-
-# The library's values that IPython shows through our renderers (the library never imports
-# the display layer): module, class name, text printer.
-def _spec_info_text(info: Any, p: Any, cycle: bool) -> None:
-    from kernelmagic.frontends import render
-
-    p.text(render.spec_detail_text(info))
-
-
-_PRINTERS = (("kernelmagic.storage.discovery", "SpecInfo", _spec_info_text),)
-
-
-def _text_formatter(shell: Any) -> Any:
-    formatter = getattr(shell, "display_formatter", None)
-    return formatter.formatters["text/plain"] if formatter is not None else None
-
-
-def register(shell: Any) -> KernelMagics:
-    magics = KernelMagics(shell=shell)
-    shell.register_magics(magics)
-    text = _text_formatter(shell)
-    if text is not None:
-        for module, name, printer in _PRINTERS:
-            text.for_type_by_name(module, name, printer)
-    for key in _completer_keys():
-        shell.set_hook("complete_command", _complete_spec_names, str_key=key)
-    return magics
-
-
-def unregister(shell: Any) -> None:
-    """Remove exactly what ``register`` added: the magics, the completers, the configurable."""
-    manager = shell.magics_manager
-    magics = manager.registry.pop(KernelMagics.__name__, None)
-    if magics is None:
-        return
-    for kind, table in magics.magics.items():
-        for name in table:
-            bound = manager.magics[kind].get(name)
-            if getattr(bound, "__self__", None) is magics:
-                del manager.magics[kind][name]
-    with contextlib.suppress(ValueError):
-        shell.configurables.remove(magics)
-    text = _text_formatter(shell)
-    if text is not None:
-        for module, name, printer in _PRINTERS:
-            if text.deferred_printers.get((module, name)) is printer:
-                del text.deferred_printers[(module, name)]
-    dispatcher = shell.strdispatchers.get("complete_command")
-    if dispatcher is not None:
-        for key in _completer_keys():
-            chain = dispatcher.strs.get(key)
-            if chain is None:
-                continue
-            chain.chain = [
-                (p, f)
-                for p, f in chain.chain
-                if getattr(f, "__func__", f) is not _complete_spec_names
-            ]
-            if not chain.chain:
-                del dispatcher.strs[key]
+        return report.to_json() if request.json else render.shown(report)

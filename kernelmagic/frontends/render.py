@@ -1,19 +1,40 @@
-"""Plain-text and HTML renderings of specs and tables, with secrets masked by a policy."""
+"""Text and HTML views of what the operations return; each front end chooses one.
+
+The operations return plain data (``SpecList``, ``doctor.Report``, ``Change``, ...) and know
+nothing of terminals or notebooks. ``style`` says how a fix is spelled in the view:
+``"cli"`` (``kernelmagic env -k geo ...``) or ``"magics"`` (``%kernel_env -k geo ...``).
+``shown(value)`` hands a value back to IPython with its views attached: ``print()`` and the
+terminal show the text, a notebook the HTML table. Secrets are masked by a policy.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
+import html as html_escaping
 import json
 import os
 import re
-from typing import TYPE_CHECKING, Any
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
+from kernelmagic.domain.checks import Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.operations.doctor import Report
+from kernelmagic.operations.edit import SpecEnv
+from kernelmagic.operations.kernel_sets import Outcome
+from kernelmagic.operations.launching import LaunchReport
+from kernelmagic.operations.listing import SpecList
+from kernelmagic.operations.remote import ProvisionerList
 from kernelmagic.storage import atomic
+from kernelmagic.storage.discovery import SpecInfo, searched_by_jupyter
+from kernelmagic.storage.transactions import Change
 
-if TYPE_CHECKING:
-    from kernelmagic.storage.discovery import SpecInfo
+CLI = "cli"
+MAGICS = "magics"
 
-_COLUMNS = ("name", "display name", "language", "resource dir", "problems")
 # C0 and C1 control characters and DEL: a name or path holding them must not drive the
 # terminal (escape sequences) or break a line.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -26,103 +47,186 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def problem_text(problem: str, session: bool = False) -> str:
-    """A problem's text, its fix written as a magic in an IPython session."""
-    in_session = getattr(problem, "in_session", None)
-    return in_session() if session and in_session else str(problem)
+def command(fix: str, style: str) -> str:
+    """A command as the user types it in this front end: ``env -k geo`` becomes
+    ``kernelmagic env -k geo`` or ``%kernel_env -k geo``."""
+    return f"%kernel_{fix}" if style == MAGICS else f"kernelmagic {fix}"
 
 
-def _row(info: SpecInfo, session: bool = False) -> tuple[str, ...]:
-    if not info.problems:
-        status = "ok"
-    else:
-        texts = [problem_text(p, session) for p in info.problems]
-        status = ("hidden by Jupyter: " if not info.visible else "") + "; ".join(texts)
-    return (info.name, info.display_name, info.language, info.resource_dir, status)
+def problem_text(problem: Problem | str, style: str = CLI) -> str:
+    """A problem's message, its fix written as this front end's command."""
+    if not isinstance(problem, Problem):
+        return str(problem)
+    fix = f"; fix: {command(problem.fix, style)}" if problem.fix else ""
+    return problem.message + fix
 
 
-def text_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = _COLUMNS) -> str:
+# --- tables ----------------------------------------------------------------------------
+
+
+def text_table(rows: list[tuple[str, ...]], columns: tuple[str, ...]) -> str:
     if not rows:
         return "(no kernel specs)"
     rows = [tuple(printable(str(c)) for c in r) for r in rows]
-    widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
-    # The last column is free text; do not pad it.
-    widths[-1] = 0
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
-    lines += [
-        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    ]
-    return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
+    widths[-1] = 0  # the last column is free text; do not pad it
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [columns, *rows]
+    )
 
 
-def html_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = _COLUMNS) -> str:
-    import html
-
+def html_table(rows: list[tuple[str, ...]], columns: tuple[str, ...]) -> str:
     # Left-aligned: notebook front ends right-align table cells, which suits numbers only.
     cell = 'style="text-align:left;vertical-align:top"'
-    head = "".join(f"<th {cell}>{html.escape(c)}</th>" for c in columns)
+    head = "".join(f"<th {cell}>{html_escaping.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td {cell}>{html.escape(str(c))}</td>" for c in r) + "</tr>"
+        "<tr>" + "".join(f"<td {cell}>{html_escaping.escape(str(c))}</td>" for c in r) + "</tr>"
         for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-class Table:
-    """A value shown as a table: text in a terminal, HTML in a notebook.
+@dataclass(frozen=True)
+class _TableView:
+    columns: tuple[str, ...]
+    rows: Callable[[Any, str], list[tuple[str, ...]]]
+    text: Callable[[Any, str], str] | None = None  # the whole text, when more than the table
 
-    Subclasses give ``columns`` and ``rows()``.
-    """
 
-    columns: tuple[str, ...] = _COLUMNS
+def _spec_rows(specs: SpecList, style: str) -> list[tuple[str, ...]]:
+    rows = []
+    for info in specs:
+        status = "ok"
+        if info.problems:
+            texts = "; ".join(problem_text(p, style) for p in info.problems)
+            status = ("hidden by Jupyter: " if not info.visible else "") + texts
+        rows.append((info.name, info.display_name, info.language, info.resource_dir, status))
+    return rows
 
-    def rows(self) -> list[tuple[str, ...]]:
-        raise NotImplementedError
 
-    def as_text(self) -> str:
-        return text_table(self.rows(), self.columns)
+def _spec_list_text(specs: SpecList, style: str) -> str:
+    if not specs and specs.pattern:
+        return f"(no kernel spec matches {specs.pattern!r})"
+    return text_table(_spec_rows(specs, style), _SPEC_COLUMNS)
+
+
+def _diagnosis_rows(report: Report, style: str) -> list[tuple[str, ...]]:
+    rows = []
+    for d in report.diagnoses:
+        if not d.problems:
+            rows.append((d.name, "ok", ""))
+        rows += [(d.name, p.kind, problem_text(p, style)) for p in d.problems]
+    return rows
+
+
+def _report_text(report: Report, style: str) -> str:
+    sick = sum(1 for d in report.diagnoses if d.problems)
+    table = text_table(_diagnosis_rows(report, style), _VIEWS[Report].columns)
+    return f"{table}\n{len(report.diagnoses)} spec(s) checked, {sick} with problems."
+
+
+def _launch_rows(report: LaunchReport, style: str) -> list[tuple[str, ...]]:
+    return [
+        (
+            launch.name,
+            "started" if launch.started else "failed",
+            f"{launch.seconds:.2f}" if launch.seconds is not None else "",
+            f"{launch.language} ({launch.implementation})" if launch.started else "",
+            launch.reason,
+        )
+        for launch in report.launches
+    ]
+
+
+def _launch_text(report: LaunchReport, style: str) -> str:
+    failed = sum(1 for launch in report.launches if not launch.started)
+    table = text_table(_launch_rows(report, style), _VIEWS[LaunchReport].columns)
+    return f"{table}\n{len(report.launches)} spec(s) started, {failed} failed."
+
+
+def _provisioner_rows(found: ProvisionerList, style: str) -> list[tuple[str, ...]]:
+    rows = []
+    for info in found:
+        options = ", ".join(info.options) or (f"(cannot load: {info.error})" if info.error else "")
+        rows.append((info.name, info.package, info.target, options))
+    return rows
+
+
+_SPEC_COLUMNS = ("name", "display name", "language", "resource dir", "problems")
+_VIEWS: dict[type, _TableView] = {
+    SpecList: _TableView(_SPEC_COLUMNS, _spec_rows, _spec_list_text),
+    Report: _TableView(("name", "check", "details"), _diagnosis_rows, _report_text),
+    LaunchReport: _TableView(
+        ("name", "result", "seconds", "kernel", "details"), _launch_rows, _launch_text
+    ),
+    ProvisionerList: _TableView(("provisioner", "package", "class", "options"), _provisioner_rows),
+}
+
+
+def text(value: Any, style: str = CLI) -> str:
+    """The terminal text of a value an operation returned."""
+    if isinstance(value, SpecEnv):
+        return env_lines(value)
+    if isinstance(value, SpecInfo):
+        return spec_detail_text(value, style=style)
+    view = _view_of(value)
+    if view is None:
+        return str(value)
+    return (
+        view.text(value, style) if view.text else text_table(view.rows(value, style), view.columns)
+    )
+
+
+def html(value: Any, style: str = MAGICS) -> str | None:
+    """The notebook view of a value (a table), or None where text reads better."""
+    view = _view_of(value)
+    return html_table(view.rows(value, style), view.columns) if view else None
+
+
+def _view_of(value: Any) -> _TableView | None:
+    return next((v for cls, v in _VIEWS.items() if isinstance(value, cls)), None)
+
+
+class _Shown:
+    """Mixed into a result's own class by ``shown``."""
+
+    _style = MAGICS
+
+    def __str__(self) -> str:
+        return text(self, self._style)
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.as_text())
+        p.text(text(self, self._style))
 
-    def _repr_html_(self) -> str:
-        return html_table(self.rows(), self.columns)
-
-
-class SpecList(Table, list):
-    """The value of ``%kernel_list``: a list of ``SpecInfo`` shown as a table."""
-
-    pattern: str | None = None  # the pattern the list was filtered by
-    session = False  # shown in IPython: fixes are written as magics
-
-    def names(self) -> list[str]:
-        return [info.name for info in self]
-
-    def rows(self) -> list[tuple[str, ...]]:
-        return [_row(i, self.session) for i in self]
-
-    def as_text(self) -> str:
-        if not self and self.pattern:
-            return f"(no kernel spec matches {self.pattern!r})"
-        return super().as_text()
+    def _repr_html_(self) -> str | None:
+        return html(self, self._style)
 
 
-class EnvListing(dict):
-    """The value of ``%kernel_env -k NAME``: a dict shown as ``KEY=VALUE`` lines that
-    ``%%kernel_env`` and ``kernelmagic env --file`` read back exactly (secrets masked)."""
+@functools.cache
+def _shown_class(cls: type) -> type:
+    return type(cls.__name__, (_Shown, cls), {"__module__": cls.__module__, "__doc__": cls.__doc__})
 
-    def as_text(self) -> str:
-        return env_lines(self)
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.as_text())
+def shown(value: Any, style: str = MAGICS) -> Any:
+    """``value`` (a copy) as an instance of its own class with the views attached, so that
+    IPython shows the table and ``print(value)`` the terminal text; it is still the same
+    data (``isinstance``, attributes, ``to_json``)."""
+    if not (isinstance(value, (SpecEnv, SpecInfo)) or _view_of(value)):
+        return value
+    view = copy.copy(value)
+    view.__class__ = _shown_class(type(value))
+    view._style = style
+    return view
+
+
+# --- specs and changes -----------------------------------------------------------------
 
 
 def env_lines(env: dict[str, Any]) -> str:
     """``KEY=VALUE`` lines, values quoted as a shell would need them (spaces, quotes, ``$``,
-    ``#``, tabs, newlines, empty values all round-trip)."""
-    import shlex
-
+    ``#``, tabs, newlines, empty values all round-trip): ``%%kernel_env`` and
+    ``kernelmagic env --file`` read them back exactly."""
     return "\n".join(
         f"{key}={shlex.quote(value if isinstance(value, str) else json.dumps(value))}"
         for key, value in env.items()
@@ -133,24 +237,22 @@ def spec_json_text(spec: dict[str, Any] | None, policy: EnvPolicy = DEFAULT_POLI
     return atomic.dump_spec(policy.mask_spec(spec or {})).rstrip("\n")
 
 
-def spec_detail_text(
-    info: SpecInfo, policy: EnvPolicy = DEFAULT_POLICY, session: bool = False
-) -> str:
-    """What ``%kernel_show`` prints: location, problems, then the JSON (secrets masked)."""
+def spec_detail_text(info: SpecInfo, policy: EnvPolicy = DEFAULT_POLICY, style: str = CLI) -> str:
+    """What ``show`` prints: location, problems, then the JSON (secrets masked)."""
     where = info.resource_dir + (" (ipykernel's built-in spec)" if info.native else "")
     lines = [printable(f"Kernel spec '{info.name}' in {where}")]
     if info.problems:
         if not info.visible:
             lines.append("Jupyter hides this spec.")
-        lines += [printable(f"problem: {problem_text(p, session)}") for p in info.problems]
+        lines += [printable(f"problem: {problem_text(p, style)}") for p in info.problems]
     else:
         lines.append("No problems found.")
     lines.append(spec_json_text(info.spec, policy))
     return "\n".join(lines)
 
 
-def change_message(change: Any) -> str:
-    """One line saying what a ``specs.Change`` did, or would do with ``--dry-run``."""
+def change_message(change: Change) -> str:
+    """One line saying what a change did, or would do with ``--dry-run``."""
     where = printable(f"kernel spec '{change.name}' in {change.resource_dir}")
     if change.written:
         return f"{change.action.capitalize()} {where}"
@@ -159,14 +261,14 @@ def change_message(change: Any) -> str:
     return f"Dry run: would have {change.action} {where}"
 
 
-def change_report(change: Any, *, diff: bool) -> str:
+def change_report(change: Change, *, diff: bool) -> str:
     """What both front ends print after an operation: the diff of an edited spec (``diff``),
     or for a new spec the JSON a dry run would write; then the one-line message."""
     parts = []
     if diff:
-        text = change.diff()
-        if text:
-            parts.append(text.rstrip("\n"))
+        shown_diff = change.diff()
+        if shown_diff:
+            parts.append(shown_diff.rstrip("\n"))
     elif not change.written and change.after is not None:
         parts.append(spec_json_text(change.after, change.policy))
     parts.append(change_message(change))
@@ -177,8 +279,6 @@ def change_report(change: Any, *, diff: bool) -> str:
 
 def visibility_note(kernels_dir: str) -> list[str]:
     """What to do when a new spec went where Jupyter does not look (``--prefix DIR``)."""
-    from kernelmagic.storage.discovery import searched_by_jupyter
-
     if searched_by_jupyter(kernels_dir):
         return []
     data_dir = os.path.dirname(kernels_dir.rstrip(os.sep))
@@ -190,7 +290,7 @@ def visibility_note(kernels_dir: str) -> list[str]:
     ]
 
 
-def group_note(change: Any, group: str | None) -> list[str]:
+def group_note(change: Change, group: str | None) -> list[str]:
     """How the members of ``group`` see a spec shared with them."""
     if group is None or not change.written:
         return []
@@ -210,7 +310,7 @@ def exported(doc: dict[str, Any], written: str | None) -> str:
     return atomic.dump_spec(doc).rstrip("\n")
 
 
-def apply_report(outcomes: list[Any], *, check: bool) -> str:
+def apply_report(outcomes: Iterable[Outcome], *, check: bool) -> str:
     """What ``apply`` did, per spec (with ``--check``: what differs)."""
     lines = []
     for outcome in outcomes:
@@ -220,11 +320,11 @@ def apply_report(outcomes: list[Any], *, check: bool) -> str:
             differs = ", ".join(outcome.differences)
             state = f"differs in {differs}" if differs else "as applied"
             lines.append(f"{outcome.name}: {state}")
-        else:
+        elif outcome.change is not None:
             lines.append(change_report(outcome.change, diff=not outcome.change.written))
         lines += [printable(f"{outcome.name}: {note}") for note in outcome.notes]
     return "\n".join(lines) or "(no specs in the document)"
 
 
-def apply_failed(outcomes: list[Any], *, check: bool) -> bool:
+def apply_failed(outcomes: Iterable[Outcome], *, check: bool) -> bool:
     return any(o.problem or (check and o.differences) for o in outcomes)

@@ -1,102 +1,150 @@
-"""The kernel this session runs in: whether it is one, which spec started it, and activating
-an environment in it (``%kernel_activate``).
+"""``%kernel_activate``: activate an environment in the kernel this session runs in.
 
-ipykernel is imported only when it is already loaded; nothing here imports IPython.
+The source (``--modules``, ``--from-conda`` or a snippet) runs in a shell that starts from
+the kernel's own environment (``domain.activation``); what it changes is shown, and the
+kernel restarts in place with it (``restart.inplace``), or, with ``--no-restart`` or
+outside a kernel, ``os.environ`` is updated.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from kernelmagic.domain import activation
+from kernelmagic.domain import activation, envcapture, sources
+from kernelmagic.domain.checks import argv_strings, launch_program
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.provenance import Source
+from kernelmagic.domain.this_kernel import kernel_app, own_spec
 from kernelmagic.errors import InvalidInput, SourceFailed
-from kernelmagic.operations import commands
+from kernelmagic.operations.install import InstallRequest, install, source_from
+from kernelmagic.operations.options import (
+    FROM_CONDA,
+    INCLUDE,
+    MODULES,
+    REPLACE,
+    SHELL,
+    SHELL_TIMEOUT,
+    Option,
+    option,
+    seconds,
+    user_kernels_dir,
+)
+from kernelmagic.settings import Settings
+from kernelmagic.storage.discovery import get_spec, location_dir
 
 PREFLIGHT_TIMEOUT = 60.0
 
-
-def kernel_app() -> Any | None:
-    """The running ``IPKernelApp`` when this session is a Jupyter kernel, else None."""
-    if "ipykernel" not in sys.modules:
-        return None
-    from ipykernel.kernelapp import IPKernelApp
-
-    # initialized() alone is not enough: a terminal IPython's app is a singleton of a common
-    # base class, and IPKernelApp inherits its _instance.
-    if IPKernelApp.initialized() and isinstance(IPKernelApp._instance, IPKernelApp):
-        return IPKernelApp._instance
-    return None
-
-
-def in_kernel() -> bool:
-    """Whether this session runs in a Jupyter kernel (a notebook, not a terminal)."""
-    return kernel_app() is not None
+NO_RESTART = option(
+    "--no-restart",
+    action="store_true",
+    help="only update os.environ of this process (no restart); says which variables this "
+    "interpreter reads only when it starts",
+)
+SAVE = option(
+    "--save",
+    metavar="NAME",
+    help="also install a spec NAME like this kernel's, carrying what the source sets, so "
+    "the next start from Jupyter has it (%%kernel_refresh works on it)",
+)
 
 
-def session_spec() -> tuple[str, str] | None:
-    """(name, how it was found) of the spec this session's kernel was started from, if it
-    runs in ipykernel; ``InvalidInput`` when several specs could have started it."""
-    if not in_kernel():
-        return None
-    try:
-        from ipykernel.connect import get_connection_file
+@dataclass(frozen=True)
+class ActivateRequest:
+    """``%kernel_activate``: what to activate in this process, and whether to restart."""
 
-        with open(get_connection_file(), encoding="utf-8") as f:
-            recorded = json.load(f).get("kernel_name")
-    except (OSError, ValueError, ImportError):
-        return None
-    if recorded:
-        return recorded, "this kernel's spec"
-    # Launchers before jupyter_client 8.3 leave the name out: find the spec that matches
-    # this process's command line and environment.
-    from kernelmagic.domain.spec_of_process import specs_matching_process
+    COMMAND: ClassVar[str] = "activate"
+    SUMMARY: ClassVar[str] = (
+        "Activate an environment in this running kernel: run --modules, --from-conda or the "
+        "cell's snippet in a shell started from the kernel's own environment, show what "
+        "changed, and restart the kernel in place with it (same process, same connection; "
+        "variables in memory are lost) once the cell has run."
+    )
+    OPTIONS: ClassVar[tuple[Option, ...]] = (
+        MODULES, FROM_CONDA, SHELL, SHELL_TIMEOUT, INCLUDE, NO_RESTART, SAVE, REPLACE,
+    )  # fmt: skip
+    CLI: ClassVar[bool] = False  # it acts on the process it runs in: a magic only
 
-    matches = specs_matching_process(list(sys.orig_argv), os.environ)
-    if len(matches) > 1:
-        raise InvalidInput(
-            f"this kernel could have been started from any of {', '.join(matches)} (its "
-            "launcher did not record which); pass -k NAME"
+    source: Source
+    timeout: float = sources.SHELL_TIMEOUT
+    include: tuple[str, ...] = ()  # keep these even if secret-like
+    no_restart: bool = False
+    save: str | None = None  # also install a spec of this name
+    replace: bool = False  # ... over an existing one
+    kernels_dir: str = field(default_factory=user_kernels_dir)  # where --save writes
+    capture_mode: str = "changed"  # how --save captures
+    policy: EnvPolicy = DEFAULT_POLICY
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "include", tuple(self.include))
+        seconds(self.timeout)
+        if self.source.origin not in ("snippet", "modules", "conda"):
+            raise InvalidInput(
+                'name what to activate: --modules "A B", --from-conda ENV, or a shell snippet '
+                "as the cell of %%kernel_activate"
+            )
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> ActivateRequest:
+        source = source_from(
+            snippet=body, modules=ns.modules, from_conda=ns.from_conda, shell=ns.shell
         )
-    if matches:
-        return matches[0], "this kernel's spec, found by its command line and env"
-    return None
+        return cls(
+            source,
+            ns.timeout,
+            tuple(ns.include),
+            ns.no_restart,
+            ns.save,
+            ns.replace,
+            location_dir(sys_prefix=settings.default_location == "sys-prefix"),
+            settings.default_capture,
+            settings.policy,
+        )
 
 
 @dataclass
-class Activated:
+class ActivationReport:
     """What ``%kernel_activate`` did, in the order to say it."""
 
-    report: list[str]
+    lines: list[str]
     saved: Any = None  # (Change, CaptureResult) of --save
     closing: list[str] = field(default_factory=list)
 
 
-def activate_here(
-    ns: argparse.Namespace, defaults: commands.Defaults, snippet: str | None
-) -> Activated:
-    """Activate the source the options name in this process: restart this kernel in place
-    with it, or (``--no-restart``, or outside a kernel) update ``os.environ``."""
+def activate_here(request: ActivateRequest) -> ActivationReport:
+    """Activate the request's source in this process: restart this kernel in place with
+    it, or (``no_restart``, or outside a kernel) update ``os.environ``."""
+    # zmq comes with the restart machinery: only an activation pays for importing it.
     from kernelmagic.restart import inplace
 
-    made = commands.activate(ns, defaults, snippet, os.environ)
-    done = Activated([f"Activating {made.source.described()} from this process's environment:"])
+    made = activation.activate(
+        request.source,
+        os.environ,
+        policy=request.policy,
+        include=request.include,
+        timeout=request.timeout,
+    )
+    done = ActivationReport(
+        [f"Activating {made.source.described()} from this process's environment:"]
+    )
     changed = bool(made.changed or made.removed)
-    done.report += made.report_lines(defaults.policy) if changed else ["  (nothing changed)"]
+    done.lines += made.report_lines(request.policy) if changed else ["  (nothing changed)"]
     app = kernel_app()
-    restart = changed and app is not None and not ns.no_restart
+    restart = changed and app is not None and not request.no_restart
     new_env = made.environment(os.environ)
     if restart:
         reason = inplace.cannot_restart(app)
         if reason:
             raise SourceFailed(f"cannot restart this kernel in place: {reason}; use --no-restart")
         activation.check_interpreter_starts(sys.executable, new_env, PREFLIGHT_TIMEOUT)
-    if ns.save:
-        done.saved = _save(ns, defaults, made)
+    if request.save:
+        done.saved = _save(request, made)
     if restart:
         inplace.Handoff(app, new_env).arm()
         done.closing.append(
@@ -118,21 +166,37 @@ def activate_here(
     return done
 
 
-def _save(ns: argparse.Namespace, defaults: commands.Defaults, made: Any) -> Any:
+def _save(request: ActivateRequest, made: activation.Activation) -> Any:
     """A spec like this kernel's (its env kept where the activation does not change it) that
     carries the source's variables, recorded so that ``%kernel_refresh`` works on it."""
-    found = session_spec()
+    found = own_spec()
     like, kept, program = None, {}, None
     if found is not None:
-        from kernelmagic.domain.checks import argv_strings, launch_program
-        from kernelmagic.specs import get_spec
-
         like = found[0]
         spec = get_spec(like).spec
-        kept = {k: v for k, v in (spec.get("env") or {}).items() if k not in made.changed}
-        kept = {k: v for k, v in kept.items() if k not in made.removed}
+        kept = _kept_env(spec.get("env") or {}, made)
         first = (argv_strings(spec) or [""])[0]
         if launch_program(first) != first:
             # A bare `python` (ipykernel's own spec): Jupyter ran its interpreter, this one.
             program = sys.executable
-    return commands.save_activated(ns, defaults, made.source, like, kept, program)
+    assert request.save is not None
+    return install(
+        InstallRequest(
+            request.save,
+            made.source,
+            like=like,
+            program=program,
+            kernels_dir=request.kernels_dir,
+            env=kept,
+            capture=envcapture.CaptureOptions(
+                mode=request.capture_mode, include=request.include, policy=request.policy
+            ),
+            replace=request.replace,
+            timeout=request.timeout,
+        )
+    )
+
+
+def _kept_env(env: Mapping[str, str], made: activation.Activation) -> dict[str, str]:
+    """The template's own env where the activation neither changes nor unsets it."""
+    return {k: v for k, v in env.items() if k not in made.changed and k not in made.removed}

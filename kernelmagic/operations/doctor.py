@@ -7,6 +7,7 @@ shadowed names, env paths that do not exist and templates naming unset variables
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import stat
@@ -14,12 +15,14 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from string import Template
-from typing import Any
+from typing import Any, ClassVar
 
 from kernelmagic.domain import checks, envcapture, probes
 from kernelmagic.domain.checks import Problem
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.frontends import render
+from kernelmagic.operations import launching, remote
+from kernelmagic.operations.options import Option, option, seconds
+from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, transactions
 
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
@@ -38,14 +41,12 @@ class Diagnosis:
     problems: list[Problem] = field(default_factory=list)
 
 
-@dataclass(repr=False)  # a generated __repr__ would hide the table from IPython's printer
-class Report(render.Table):
-    """The value of ``%kernel_doctor``: every spec checked, with what is wrong."""
+@dataclass
+class Report:
+    """Every spec the doctor checked, with what is wrong, and the specs ``--fix`` removed."""
 
     diagnoses: list[Diagnosis]
     removed: list[str] = field(default_factory=list)
-    session: bool = False  # shown in IPython: fixes are written as magics
-    columns = ("name", "check", "details")
 
     @property
     def healthy(self) -> bool:
@@ -57,26 +58,12 @@ class Report(render.Table):
             "specs": {
                 d.name: {
                     "resource_dir": d.resource_dir,
-                    "problems": [p.as_dict() for p in d.problems],
+                    "problems": [p.to_json() for p in d.problems],
                 }
                 for d in self.diagnoses
             },
             "removed": list(self.removed),
         }
-
-    def rows(self) -> list[tuple[str, ...]]:
-        rows = []
-        for d in self.diagnoses:
-            if not d.problems:
-                rows.append((d.name, "ok", ""))
-            for problem in d.problems:
-                rows.append((d.name, problem.kind, render.problem_text(problem, self.session)))
-        return rows
-
-    def as_text(self) -> str:
-        checked = len(self.diagnoses)
-        sick = sum(1 for d in self.diagnoses if d.problems)
-        return f"{super().as_text()}\n{checked} spec(s) checked, {sick} with problems."
 
 
 def untrusted(info: discovery.SpecInfo) -> str | None:
@@ -177,8 +164,6 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
     stanza = info.spec["metadata"]["kernel_provisioner"]
     config = stanza.get("config") if isinstance(stanza.get("config"), dict) else {}
     if config:
-        from kernelmagic.operations import remote
-
         try:
             unknown, known = remote.unknown_options(name, config)
         except KernelmagicError:
@@ -354,3 +339,69 @@ def remove_missing() -> list[str]:
         [Diagnosis(i.name, i.resource_dir, list(i.problems)) for i in discovery.list_specs()]
     )
     return remove_dead(listed).removed
+
+
+# --- the command -----------------------------------------------------------------------
+
+NAMES = option("names", nargs="*", metavar="NAME", help="kernel spec names (default: all)")
+FIX = option(
+    "--fix",
+    action="store_true",
+    help="remove the specs that cannot start because their program is gone; leave the rest",
+)
+LAUNCH = option(
+    "--launch",
+    action="store_true",
+    help="start each spec for real through jupyter_client and wait for its kernel_info "
+    "reply; a failure shows the lines of the kernel's stderr that say why",
+)
+LAUNCH_TIMEOUT = option(
+    "--timeout",
+    type=float,
+    default=launching.DEFAULT_TIMEOUT,
+    metavar="SECONDS",
+    help="with --launch: how long to wait for each kernel (default: 60)",
+)
+JSON = option("--json", action="store_true", help="the report as JSON")
+
+
+@dataclass(frozen=True)
+class DoctorRequest:
+    """``doctor``: check every spec or the named ones; ``fix`` removes the dead ones,
+    ``launch`` starts them for real instead."""
+
+    COMMAND: ClassVar[str] = "doctor"
+    SUMMARY: ClassVar[str] = (
+        "Check kernel specs (all, or the named ones) and say what to do about each problem: "
+        "unreadable JSON, invalid names, missing programs, interpreters that cannot import "
+        "their launcher, no {connection_file}, uninstalled provisioners, shadowed names, "
+        "env paths that do not exist, templates naming unset variables."
+    )
+    OPTIONS: ClassVar[tuple[Option, ...]] = (NAMES, FIX, LAUNCH, LAUNCH_TIMEOUT, JSON)
+
+    names: tuple[str, ...] = ()
+    fix: bool = False
+    launch: bool = False
+    timeout: float = launching.DEFAULT_TIMEOUT  # each kernel's, with launch
+    json: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.names))
+        seconds(self.timeout)
+        if self.fix and self.launch:
+            raise InvalidInput("--fix removes dead specs; run it without --launch")
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> DoctorRequest:
+        return cls(tuple(ns.names), ns.fix, ns.launch, ns.timeout, ns.json)
+
+
+def run(request: DoctorRequest) -> Report | launching.LaunchReport:
+    """The report of the static checks (after ``fix`` removed the dead specs), or of the
+    kernels ``launch`` started."""
+    if request.launch:
+        return launching.launch_all(request.names, request.timeout)
+    report = diagnose(request.names)
+    return remove_dead(report) if request.fix else report

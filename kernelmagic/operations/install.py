@@ -1,4 +1,4 @@
-"""Kernel specs made from a ``Source``: one install path for every language, and refresh.
+"""Install and refresh: specs made from a ``Source``, one path for every language.
 
 Whatever the source (this session, a snippet, modules, a conda env, another interpreter),
 a Python spec is the one ``python -m ipykernel install`` writes for the chosen interpreter,
@@ -8,37 +8,261 @@ variables in ``env`` and a ``Provenance`` record in ``metadata.kernelmagic``.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import stat
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from kernelmagic import __version__
 from kernelmagic.domain import envcapture, languages, sources
-from kernelmagic.domain.policy import EnvPolicy
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source, now
+from kernelmagic.domain.shell_syntax import EnvChanges
 from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.operations.options import (
+    DISPLAY_NAME,
+    DRY_RUN,
+    ENV,
+    FROM_CONDA,
+    GROUP,
+    INCLUDE,
+    LITERAL,
+    LOCATION_OPTIONS,
+    MODULES,
+    NAME,
+    REPLACE,
+    SHELL,
+    SHELL_TIMEOUT,
+    Option,
+    env_changes,
+    kernels_dir_from_args,
+    option,
+    path,
+    seconds,
+    user_kernels_dir,
+)
+from kernelmagic.settings import Settings
 from kernelmagic.storage import atomic, ipykernel_specs, transactions
 from kernelmagic.storage.discovery import get_spec, validate_name
 
+FROM_CURRENT = option(
+    "--from-current",
+    action="store_true",
+    help="a spec for the running interpreter with its environment captured (the default source)",
+)
+PYTHON = option(
+    "--python",
+    metavar="PATH",
+    type=path,
+    help="the kernel's interpreter (it must import ipykernel); on its own, a spec for that "
+    "interpreter (a venv gets VIRTUAL_ENV and its bin on PATH)",
+)
+KERNEL = option(
+    "--kernel",
+    choices=languages.KERNELS,
+    default="python",
+    help="the kernel's language: python (ipykernel, the default), ir (R with IRkernel) or "
+    "julia (IJulia); R and julia are found on the captured environment's PATH",
+)
+LIKE = option(
+    "--like",
+    metavar="SPEC",
+    help="a kernel like this installed spec (bash, xeus, Octave, a site's own): its argv, "
+    "language, logos and metadata, its program found again in the captured environment",
+)
+PROGRAM = option(
+    "--program",
+    metavar="PATH",
+    type=path,
+    help="with --kernel ir|julia or --like: the program to run (R, julia, ...) instead of the "
+    "one found on PATH",
+)
+CAPTURE = option(
+    "--capture",
+    choices=("changed", "all", "none"),
+    default=None,
+    help="which variables of this session to capture: those that differ from a clean login "
+    "shell (changed, the default), all but noise and secrets, or none",
+)
+BASELINE = option(
+    "--baseline",
+    metavar="FILE",
+    type=path,
+    help="compare with this saved environment (JSON object, `env -0` or `env` output) "
+    "instead of a clean login shell",
+)
+EXCLUDE = option(
+    "--exclude",
+    action="append",
+    default=[],
+    metavar="GLOB",
+    help="never capture matching variables",
+)
+NO_TEMPLATES = option(
+    "--no-templates",
+    action="store_true",
+    help="write PATH-like variables literally instead of as additions around ${PATH}",
+)
+SNIPPET_FILE_OPTION = option(
+    "--snippet-file",
+    only="cli",
+    metavar="FILE",
+    type=path,
+    help="a shell snippet to run (what the cell magic's body is), or - for stdin",
+)
 
-def python_kernel_dict() -> dict[str, Any]:
-    """The spec ``python -m ipykernel install`` writes for this interpreter."""
-    return ipykernel_specs.install_spec()
+
+def source_from(
+    *,
+    snippet: str | None = None,
+    modules: str | None = None,
+    from_conda: str | None = None,
+    python: str | None = None,
+    shell: str | None = None,
+    from_current: bool = False,
+) -> Source:
+    """The one ``Source`` the source options name (this session unless told otherwise);
+    ``InvalidInput`` when they name more than one."""
+    made_by = [
+        flag
+        for flag, given in (
+            ("a snippet", snippet is not None),
+            ("--modules", modules),
+            ("--from-conda", from_conda),
+        )
+        if given
+    ]
+    if len(made_by) > 1:
+        raise InvalidInput(f"choose one source of the environment, not {' and '.join(made_by)}")
+    if from_current and (made_by or python):
+        other = made_by[0] if made_by else "--python"
+        raise InvalidInput(f"--from-current captures this session; it cannot go with {other}")
+    common = {"python": python, "shell": shell}
+    if snippet is not None:
+        return Source("snippet", snippet=snippet, **common)
+    if modules:
+        return Source("modules", modules=modules, **common)
+    if from_conda:
+        return Source("conda", conda_env=from_conda, **common)
+    if python:
+        return Source("python", **common)
+    return Source("current", shell=shell)
+
+
+def _explicit_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Variables set by hand, checked as every writer checks them."""
+    return dict(EnvChanges(dict(env)).set)
+
+
+@dataclass(frozen=True)
+class InstallRequest:
+    """``install``: a spec named ``name`` for the environment ``source`` makes."""
+
+    COMMAND: ClassVar[str] = "install"
+    SUMMARY: ClassVar[str] = (
+        "Install a kernel spec with an environment captured into its env: this session's "
+        "(--from-current, the default), or what a shell snippet, --modules, --from-conda or "
+        "--python sets."
+    )
+    OPTIONS: ClassVar[tuple[Option, ...]] = (
+        NAME, KERNEL, LIKE, PROGRAM, FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL,
+        SHELL_TIMEOUT, DISPLAY_NAME, *LOCATION_OPTIONS, GROUP, ENV, LITERAL, CAPTURE,
+        BASELINE, INCLUDE, EXCLUDE, NO_TEMPLATES, REPLACE, DRY_RUN, SNIPPET_FILE_OPTION,
+    )  # fmt: skip
+
+    name: str
+    source: Source = field(default_factory=lambda: Source("current"))
+    kernel: str = "python"  # python | ir | julia
+    like: str | None = None  # an installed spec to copy the kernel of
+    program: str | None = None  # R's, julia's or the template's program, instead of found
+    display_name: str | None = None
+    kernels_dir: str = field(default_factory=user_kernels_dir)
+    group: str | None = None  # a Unix group to share the spec with
+    env: Mapping[str, str] = field(default_factory=dict)  # set by hand: written as given
+    capture: envcapture.CaptureOptions = field(default_factory=envcapture.CaptureOptions)
+    replace: bool = False
+    dry_run: bool = False
+    timeout: float = sources.SHELL_TIMEOUT  # bounds the shell that makes the environment
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", validate_name(self.name))
+        object.__setattr__(self, "env", _explicit_env(self.env))
+        seconds(self.timeout)
+        if self.kernel not in languages.KERNELS:
+            raise InvalidInput(
+                f"--kernel must be one of {', '.join(languages.KERNELS)}, not {self.kernel!r}"
+            )
+        if self.like is not None and self.kernel != "python":
+            raise InvalidInput("--like copies a spec of any language; it cannot go with --kernel")
+        if self.other_language and self.source.python:
+            raise InvalidInput(
+                "--python names a Python interpreter; name R or julia with --program"
+            )
+        if self.program and not self.other_language:
+            raise InvalidInput("--program goes with --kernel ir, --kernel julia or --like SPEC")
+        if self.capture.baseline_file and self.source.origin != "current":
+            raise InvalidInput(
+                "--baseline applies to --from-current; a snippet is compared with the shell "
+                "right before it"
+            )
+        if self.source.shell and self.source.origin == "current":
+            raise InvalidInput(
+                "--shell runs a snippet, --modules or --from-conda; give one of them"
+            )
+        if self.group is not None:
+            transactions.group_id(self.group)  # an unknown group fails here, before any work
+
+    @property
+    def other_language(self) -> bool:
+        return self.kernel != "python" or self.like is not None
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> InstallRequest:
+        """``body``: the snippet (a cell magic's cell, or ``--snippet-file``'s text)."""
+        source = source_from(
+            snippet=body,
+            modules=ns.modules,
+            from_conda=ns.from_conda,
+            python=ns.python,
+            shell=ns.shell,
+            from_current=ns.from_current,
+        )
+        return cls(
+            ns.name,
+            source,
+            kernel=ns.kernel,
+            like=ns.like,
+            program=ns.program,
+            display_name=ns.display_name,
+            kernels_dir=kernels_dir_from_args(ns, settings.default_location),
+            group=ns.group,
+            env=env_changes(ns.env, literal=ns.literal).set,
+            capture=envcapture.CaptureOptions(
+                mode=ns.capture or settings.default_capture,
+                baseline_file=ns.baseline,
+                include=tuple(ns.include),
+                exclude=tuple(ns.exclude),
+                templates=not ns.no_templates,
+                policy=settings.policy,
+            ),
+            replace=ns.replace,
+            dry_run=ns.dry_run,
+            timeout=ns.timeout,
+        )
 
 
 def _digests(env: Mapping[str, str], policy: EnvPolicy) -> dict[str, str]:
-    # No fingerprint of a secret: a short hash of a short secret (a PIN) can be reversed.
+    # No digest of a secret: a short hash of a short secret (a PIN) can be reversed.
     return envcapture.digests({k: v for k, v in env.items() if not policy.is_secret(k, v)})
 
 
-def _record(
-    source: Source,
-    made: sources.Captured,
-    options: envcapture.CaptureOptions,
-    explicit: Mapping[str, str],
-) -> Provenance:
+def _record(request: InstallRequest, made: sources.MadeEnvironment) -> Provenance:
+    source, options = request.source, request.capture
     recorded_source = source
     snippet_file = None
     if source.snippet is not None:
@@ -49,14 +273,18 @@ def _record(
     return Provenance(
         recorded_source,
         python=made.interpreter.path if made.interpreter else None,
+        kernel=("like" if request.like else request.kernel),
+        like=request.like,
+        program_requested=request.program,
         capture=options.mode,
         include=options.include,
         exclude=options.exclude,
         templates=options.templates,
-        policy=options.policy,
+        extra_secrets=options.policy.extra_secrets,
+        extra_noise=options.policy.extra_noise,
         baseline=made.result.baseline,
         captured_digests=_digests(made.result.env, options.policy),
-        explicit=tuple(sorted(explicit)),
+        explicit=tuple(sorted(request.env)),
         loaded_modules=made.loaded_modules,
         version=__version__,
         snippet_file=snippet_file,
@@ -64,67 +292,56 @@ def _record(
 
 
 def install(
-    name: str,
-    kernels_dir: str,
-    source: Source,
-    *,
-    kernel: str = "python",
-    program: str | None = None,
-    like: str | None = None,
-    capture_options: envcapture.CaptureOptions | None = None,
-    display_name: str | None = None,
-    explicit_env: Mapping[str, str] | None = None,
-    replace: bool = False,
-    dry_run: bool = False,
-    environ: Mapping[str, str] | None = None,
-    timeout: float = sources.SHELL_TIMEOUT,
-    group: str | None = None,
+    request: InstallRequest, environ: Mapping[str, str] | None = None
 ) -> tuple[transactions.Change, envcapture.CaptureResult]:
-    """Make the environment ``source`` describes and install a spec that carries it: a Python
-    kernel (``kernel="python"``), R (``"ir"``), Julia (``"julia"``), or one like the
-    installed spec ``like``; ``program`` names R's or Julia's program instead of finding it.
+    """Make the environment the request's source describes (from ``environ``, default
+    ``os.environ``) and install a spec that carries it: a Python kernel, R, Julia, or one
+    like an installed spec. Variables set by hand win over captured ones.
 
-    ``explicit_env`` (``--env``) is written as given and wins over captured values. The name
-    is checked before the source runs, and again under its lock when the spec is written.
+    The name is checked free before the source runs, and again under its lock when the
+    spec is written.
     """
-    name = validate_name(name)
-    options = capture_options or envcapture.CaptureOptions()
-    explicit = dict(explicit_env or {})
-    gid = transactions.group_id(group) if group is not None else None
-    slot = transactions.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
-    other = kernel != "python" or like is not None
-    made = sources.make_environment(source, options, environ, timeout=timeout, python=not other)
-    record = _record(source, made, options, explicit)
-    if other:
-        built = languages.build(kernel, made.environment, program=program, like=like)
+    options = request.capture
+    gid = transactions.group_id(request.group) if request.group is not None else None
+    slot = transactions.reserve(
+        request.kernels_dir, request.name, replace=request.replace, dry_run=request.dry_run
+    )
+    made = sources.make_environment(
+        request.source, options, environ, timeout=request.timeout, python=not request.other_language
+    )
+    record = _record(request, made)
+    if request.other_language:
+        built = languages.build(
+            request.kernel, made.environment, program=request.program, like=request.like
+        )
         spec, files_of = built.spec, built.populate
-        record.kernel_kind, record.like = ("like" if like else kernel), like
-        record.program, record.program_requested = built.program, program
-        made_up = (
-            f"{spec.get('display_name') or like} ({name})"
-            if like
-            else languages.made_up_display_name(kernel, built.version, name)
+        record.program = built.program
+        generated = (
+            f"{spec.get('display_name') or request.like} ({request.name})"
+            if request.like
+            else languages.generated_display_name(request.kernel, built.version, request.name)
         )
     else:
-        spec = python_kernel_dict()
+        assert made.interpreter is not None  # a Python kernel always gets one
+        spec = ipykernel_specs.install_spec()
         spec["argv"][0] = made.interpreter.path
         version = "{}.{}".format(*made.interpreter.version)
-        made_up = languages.made_up_display_name("python", version, name)
+        generated = languages.generated_display_name("python", version, request.name)
         files_of = _ipykernel_files
-    spec["display_name"] = display_name or made_up
-    env = {**made.result.env, **explicit}
+    spec["display_name"] = request.display_name or generated
+    env = {**made.result.env, **request.env}
     if env:
         spec["env"] = env
-    if not display_name:
+    if not request.display_name:
         record.generated_display_name = spec["display_name"]
     record.write_into(spec)
-    if group is not None:
-        refuse_secrets_for_group(spec, group, options)
+    if request.group is not None:
+        refuse_secrets_for_group(spec, request.group, options)
 
     def populate(path: str) -> None:
         files_of(path)
         if record.snippet_file:
-            full = (source.snippet or "").encode("utf-8", "surrogateescape")
+            full = (request.source.snippet or "").encode("utf-8", "surrogateescape")
             atomic.write_bytes_atomic(os.path.join(path, SNIPPET_FILE), full, mode=0o600)
 
     change = slot.write("installed", spec, populate, options.policy, gid)
@@ -161,6 +378,35 @@ def _ipykernel_files(path: str) -> None:
         os.chmod(path, mode | stat.S_IWUSR)
 
 
+# --- refresh -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefreshRequest:
+    """``refresh``: make a spec's recorded source again and update its env."""
+
+    COMMAND: ClassVar[str] = "refresh"
+    SUMMARY: ClassVar[str] = (
+        "Re-run the source a spec was captured from and update its env (and argv if the "
+        "interpreter moved); variables set by hand since are kept."
+    )
+    OPTIONS: ClassVar[tuple[Option, ...]] = (NAME, SHELL_TIMEOUT, DRY_RUN)
+
+    name: str
+    dry_run: bool = False
+    timeout: float = sources.SHELL_TIMEOUT
+    policy: EnvPolicy = DEFAULT_POLICY  # added to the patterns the spec recorded
+
+    def __post_init__(self) -> None:
+        seconds(self.timeout)
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> RefreshRequest:
+        return cls(ns.name, ns.dry_run, ns.timeout, settings.policy)
+
+
 def _recorded_snippet(resource_dir: str, record: Provenance) -> str | None:
     if not record.snippet_file:
         return record.source.snippet
@@ -175,33 +421,28 @@ def _recorded_snippet(resource_dir: str, record: Provenance) -> str | None:
         ) from None
 
 
-def refresh_spec(
-    name: str,
-    *,
-    dry_run: bool = False,
-    environ: Mapping[str, str] | None = None,
-    policy: EnvPolicy | None = None,
-    timeout: float = sources.SHELL_TIMEOUT,
+def refresh(
+    request: RefreshRequest, environ: Mapping[str, str] | None = None
 ) -> transactions.Change:
     """Re-run the recorded source and update env (and argv[0] if the interpreter moved).
 
     Variables set by hand since the capture (their value no longer matches what capture
-    wrote, or they were never captured) are kept. ``policy`` adds to the recorded one.
+    wrote, or they were never captured) are kept.
     """
-    info = get_spec(name)
+    info = get_spec(request.name)
     record = Provenance.of_spec(info.spec)
     if record is None or not record.source.repeatable:
         reason = (
             "it was captured from a running session; reinstall it with --replace from the "
             "activated environment"
-            if record is not None and record.source.kind == "current"
+            if record is not None and record.source.origin == "current"
             else "it has no recorded source (it was not made by kernelmagic install with a "
             "snippet, --modules, --from-conda or --python)"
         )
         raise KernelmagicError(f"cannot refresh '{info.name}': {reason}")
-    policy = (policy or EnvPolicy()).joined(record.policy)
+    policy = request.policy.joined(EnvPolicy(record.extra_secrets, record.extra_noise))
     source = record.source
-    if source.kind == "snippet":
+    if source.origin == "snippet":
         source = Source(**{**vars(source), "snippet": _recorded_snippet(info.resource_dir, record)})
     options = envcapture.CaptureOptions(
         mode=record.capture,
@@ -210,22 +451,24 @@ def refresh_spec(
         templates=record.templates,
         policy=policy,
     )
-    python = record.kernel_kind == "python"
-    made = sources.make_environment(source, options, environ, timeout=timeout, python=python)
-    if python:
+    python = record.kernel == "python"
+    made = sources.make_environment(
+        source, options, environ, timeout=request.timeout, python=python
+    )
+    if made.interpreter is not None:
         program = made.interpreter.path
     else:  # find R, julia or the template's program again in the new environment
         program = languages.build(
-            record.kernel_kind, made.environment, program=record.program_requested, like=record.like
+            record.kernel, made.environment, program=record.program_requested, like=record.like
         ).program
 
     def update(spec: dict[str, Any]) -> dict[str, Any]:
         env = dict(spec.get("env") or {})
         current = Provenance.of_spec(spec) or record
-        fingerprints = current.captured_digests
-        now_digests = envcapture.digests(env)
-        for key in fingerprints:
-            if key in env and now_digests.get(key) == fingerprints[key]:
+        recorded = current.captured_digests
+        digests_now = envcapture.digests(env)
+        for key in recorded:
+            if key in env and digests_now.get(key) == recorded[key]:
                 del env[key]  # still as captured: the new capture decides
         kept_by_hand = set(env)
         written = {k: v for k, v in made.result.env.items() if k not in kept_by_hand}
@@ -244,11 +487,11 @@ def refresh_spec(
         else:
             current.program = program
         current.loaded_modules = made.loaded_modules or current.loaded_modules
-        current.policy = policy
+        current.extra_secrets, current.extra_noise = policy.extra_secrets, policy.extra_noise
         current.captured_digests = _digests(written, policy)
         current.refreshed = now()
         return current.write_into(spec)
 
     return transactions.rewrite_spec(
-        info.name, update, dry_run=dry_run, action="refreshed", policy=policy
+        info.name, update, dry_run=request.dry_run, action="refreshed", policy=policy
     )

@@ -10,24 +10,32 @@ and a reviewer can diff it. Secrets are never in it: masked, with their names li
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from kernelmagic import __version__
 from kernelmagic.domain import envcapture
+from kernelmagic.domain.languages import KERNELS
 from kernelmagic.domain.policy import DEFAULT_POLICY, MASK, EnvPolicy
 from kernelmagic.domain.provenance import REPEATABLE, Provenance, Source, now
-from kernelmagic.errors import InvalidInput, KernelmagicError, NoSuchKernelSpec
-from kernelmagic.storage import transactions
+from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, NoSuchKernelSpec
+from kernelmagic.operations.edit import install_directory
+from kernelmagic.operations.install import InstallRequest, install
+from kernelmagic.operations.options import DRY_RUN, Option, option, path
+from kernelmagic.settings import Settings
+from kernelmagic.storage import atomic, transactions
 from kernelmagic.storage.discovery import SpecInfo, get_spec, list_specs, location_dir
 
 FORMAT = "kernelmagic-export"
 FORMAT_VERSION = 1
 COMPARED = ("argv", "env", "display_name", "language")  # what --check compares
+# The variables the user set by hand (``--env``, ``%kernel_env``): the document's word for them.
+EXPLICIT_KEY = "set_by_hand"
 _KERNELS_TAIL = os.path.join("share", "jupyter", "kernels")
 
 
@@ -45,19 +53,6 @@ def _location(resource_dir: str) -> Any:
     return {"dir": kernels_dir}
 
 
-def _source_fields(record: Provenance) -> dict[str, Any]:
-    source = record.source
-    fields = {
-        "kind": source.kind,
-        "snippet": source.snippet,
-        "modules": source.modules,
-        "conda_env": source.conda_env,
-        "python": source.python,
-        "shell": source.shell,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
-
-
 def _entry(info: SpecInfo, policy: EnvPolicy) -> dict[str, Any]:
     spec = info.spec
     policy = policy.with_recorded(spec)
@@ -70,16 +65,16 @@ def _entry(info: SpecInfo, policy: EnvPolicy) -> dict[str, Any]:
         "language": info.language,
         "location": _location(info.resource_dir),
     }
-    kind = record.source.kind if record is not None else None
-    if kind not in (*REPEATABLE, "current"):
-        entry["kind"] = "remote" if kind == "remote" else "copy"
+    origin = record.source.origin if record is not None else None
+    if record is None or origin not in (*REPEATABLE, "current"):
+        entry["kind"] = "remote" if origin == "remote" else "copy"
         entry["spec"] = policy.mask_spec(spec)
     else:
         # Captured and unchanged since; whatever else is in env was set by hand.
         now_digests = envcapture.digests({k: v for k, v in env.items() if isinstance(v, str)})
         captured = {k for k, d in record.captured_digests.items() if now_digests.get(k) == d}
-        entry["kind"] = record.kernel_kind
-        entry["source"] = _source_fields(record)
+        entry["kind"] = record.kernel
+        entry["source"] = record.source.to_fields()
         if record.snippet_file:
             entry["source"]["snippet_held_secrets"] = True
         for key, value in (("like", record.like), ("program", record.program_requested)):
@@ -90,10 +85,11 @@ def _entry(info: SpecInfo, policy: EnvPolicy) -> dict[str, Any]:
             "include": list(record.include),
             "exclude": list(record.exclude),
             "templates": record.templates,
-            **record.policy.to_metadata(),
+            "extra_secrets": list(record.extra_secrets),
+            "extra_noise": list(record.extra_noise),
         }
         entry["display_name_made_up"] = record.generated_display_name == info.display_name
-        entry["set_by_hand"] = {k: v for k, v in shown_env.items() if k not in captured}
+        entry[EXPLICIT_KEY] = {k: v for k, v in shown_env.items() if k not in captured}
         entry["captured"] = {k: v for k, v in shown_env.items() if k in captured}
     entry["secrets"] = sorted(k for k, v in env.items() if policy.is_secret(k, v))
     return entry
@@ -164,46 +160,77 @@ def _without_secrets(env: Mapping[str, Any], notes: list[str]) -> dict[str, str]
     return kept
 
 
-def _remake(entry: dict[str, Any], kernels_dir: str, dry_run: bool, notes: list[str]):
-    from kernelmagic.operations.install import install
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"{where} must be a list of strings")
+    return tuple(value)
 
-    source_fields = dict(entry.get("source") or {})
-    if source_fields.pop("snippet_held_secrets", False):
+
+def _capture_options(capture: Any, name: str) -> envcapture.CaptureOptions:
+    """The capture rules an entry records (``{"mode": ..., "include": [...], ...}``)."""
+    if not isinstance(capture, dict):
+        raise InvalidInput(f"{name}: capture must be an object")
+    mode = capture.get("mode", "changed")
+    if mode not in ("changed", "all", "none"):
+        raise InvalidInput(f"{name}: capture.mode must be changed, all or none")
+    templates = capture.get("templates", True)
+    if not isinstance(templates, bool):
+        raise InvalidInput(f"{name}: capture.templates must be true or false")
+    lists = {
+        key: _strings(capture.get(key, []), f"{name}: capture.{key}")
+        for key in ("include", "exclude", "extra_secrets", "extra_noise")
+    }
+    return envcapture.CaptureOptions(
+        mode=mode,
+        include=lists["include"],
+        exclude=lists["exclude"],
+        templates=templates,
+        policy=EnvPolicy(lists["extra_secrets"], lists["extra_noise"]),
+    )
+
+
+def _text(entry: dict[str, Any], key: str) -> str | None:
+    value = entry.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"{entry['name']}: {key} must be text")
+    return value
+
+
+def _remake(entry: dict[str, Any], kernels_dir: str, dry_run: bool, notes: list[str]):
+    name = entry["name"]
+    fields = entry.get("source") or {}
+    if isinstance(fields, dict) and fields.get("snippet_held_secrets"):
         raise KernelmagicError(
             "its snippet held a secret, so the document has it masked; install it again by hand"
         )
-    kind = source_fields.pop("kind", "current")
-    source = Source(kind, **{k: v for k, v in source_fields.items() if isinstance(v, str)})
-    capture = entry.get("capture") or {}
-    options = envcapture.CaptureOptions(
-        mode=capture.get("mode", "changed"),
-        include=tuple(capture.get("include", ())),
-        exclude=tuple(capture.get("exclude", ())),
-        templates=capture.get("templates", True),
-        policy=EnvPolicy(
-            tuple(capture.get("extra_secrets", ())), tuple(capture.get("extra_noise", ()))
-        ),
-    )
+    try:
+        source = Source.from_fields(
+            {k: v for k, v in fields.items() if k != "snippet_held_secrets"}
+        )
+    except (ValueError, AttributeError) as exc:
+        raise InvalidInput(f"{name}: source {exc}") from None
     kernel = entry.get("kind", "python")
-    change, _ = install(
-        entry["name"],
-        kernels_dir,
+    explicit = entry.get(EXPLICIT_KEY) or {}
+    if not isinstance(explicit, dict):
+        raise InvalidInput(f"{name}: {EXPLICIT_KEY} must be an object")
+    request = InstallRequest(
+        name,
         source,
         kernel="python" if kernel == "like" else kernel,
-        program=entry.get("program"),
-        like=entry.get("like"),
-        capture_options=options,
-        display_name=None if entry.get("display_name_made_up") else entry.get("display_name"),
-        explicit_env=_without_secrets(entry.get("set_by_hand") or {}, notes),
+        like=_text(entry, "like"),
+        program=_text(entry, "program"),
+        display_name=None if entry.get("display_name_made_up") else _text(entry, "display_name"),
+        kernels_dir=kernels_dir,
+        env=_without_secrets(explicit, notes),
+        capture=_capture_options(entry.get("capture") or {}, name),
         replace=True,
         dry_run=dry_run,
     )
+    change, _ = install(request)
     return change
 
 
 def _copy(entry: dict[str, Any], kernels_dir: str, dry_run: bool, notes: list[str]):
-    from kernelmagic.specs import install_directory
-
     spec = dict(entry.get("spec") or {})
     if isinstance(spec.get("env"), dict):
         spec["env"] = _without_secrets(spec["env"], notes)
@@ -241,6 +268,8 @@ def apply(
     for entry in doc["specs"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise InvalidInput('every entry of "specs" needs a "name"')
+        if entry.get("kind", "python") not in (*KERNELS, "like", "copy", "remote"):
+            raise InvalidInput(f"{entry['name']}: unknown kind {entry.get('kind')!r}")
         if wanted and entry["name"].lower() not in wanted:
             continue
         outcome = Outcome(entry["name"])
@@ -262,3 +291,84 @@ def apply(
     if missing:
         raise NoSuchKernelSpec(sorted(missing)[0], [e.get("name") for e in doc["specs"]])
     return outcomes
+
+
+# --- the commands --------------------------------------------------------------------------
+
+PATTERNS = option(
+    "patterns", nargs="*", metavar="PATTERN", help="only specs whose names match these globs"
+)
+OUTPUT = option(
+    "-o", "--output", metavar="FILE", type=path, help="write the document to FILE (any name)"
+)
+DOCUMENT = option("document", metavar="FILE", type=path, help="a document export wrote")
+APPLY_NAMES = option("names", nargs="*", metavar="NAME", help="only these specs of the document")
+CHECK = option(
+    "--check",
+    action="store_true",
+    help="write nothing; exit 1 naming each spec and field where what is installed differs",
+)
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """``export``: describe specs as one document, written to ``output`` or returned."""
+
+    COMMAND: ClassVar[str] = "export"
+    SUMMARY: ClassVar[str] = (
+        "Describe specs as one JSON document (how each was made, the variables set by hand; "
+        "secrets masked) to recreate them elsewhere with apply."
+    )
+    OPTIONS: ClassVar[tuple[Option, ...]] = (PATTERNS, OUTPUT)
+
+    patterns: tuple[str, ...] = ()
+    output: str | None = None
+    policy: EnvPolicy = DEFAULT_POLICY
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> ExportRequest:
+        return cls(tuple(ns.patterns), ns.output, settings.policy)
+
+
+def export_to(request: ExportRequest) -> dict[str, Any]:
+    """The document; with ``output`` also written there (atomically)."""
+    doc = export(request.patterns, request.policy)
+    if request.output is not None:
+        text = atomic.dump_spec(doc)  # Jupyter's own JSON style; strict (no NaN)
+        try:
+            atomic.write_bytes_atomic(
+                request.output, text.encode("utf-8"), mode=atomic.default_file_mode()
+            )
+        except OSError as exc:
+            raise LocationError(f"cannot write {request.output}: {exc.strerror}") from None
+    return doc
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    """``apply``: make the document's specs (or the named ones) here."""
+
+    COMMAND: ClassVar[str] = "apply"
+    SUMMARY: ClassVar[str] = (
+        "Recreate the specs of an exported document here, re-running each one's source so the "
+        "captured values are this machine's; atomic, with backups."
+    )
+    OPTIONS: ClassVar[tuple[Option, ...]] = (DOCUMENT, APPLY_NAMES, CHECK, DRY_RUN)
+
+    document: str  # its path (``-``: stdin)
+    names: tuple[str, ...] = ()
+    check: bool = False
+    dry_run: bool = False
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> ApplyRequest:
+        return cls(ns.document, tuple(ns.names), ns.check, ns.dry_run)
+
+
+def apply_document(request: ApplyRequest) -> list[Outcome]:
+    doc = read_document(atomic.read_text_input(request.document), request.document)
+    return apply(doc, request.names, dry_run=request.dry_run, check=request.check)

@@ -17,7 +17,6 @@ from typing import Any
 
 from kernelmagic.domain import checks
 from kernelmagic.domain.shells import failure_lines
-from kernelmagic.frontends import render
 from kernelmagic.storage import discovery
 
 DEFAULT_TIMEOUT = 60.0
@@ -34,7 +33,7 @@ class Launch:
     implementation: str = ""
     reason: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "started": self.started,
             "seconds": self.seconds,
@@ -44,39 +43,21 @@ class Launch:
         }
 
 
-@dataclass(repr=False)  # a generated __repr__ would hide the table from IPython's printer
-class LaunchReport(render.Table):
-    """The value of ``%kernel_doctor --launch``."""
+@dataclass
+class LaunchReport:
+    """How each spec ``doctor --launch`` started did."""
 
     launches: list[Launch]
     removed: list[str] = field(default_factory=list)  # as the static report: nothing here
-    session: bool = False
-    columns = ("name", "result", "seconds", "kernel", "details")
 
     @property
     def healthy(self) -> bool:
         return all(launch.started for launch in self.launches)
 
-    def rows(self) -> list[tuple[str, ...]]:
-        return [
-            (
-                launch.name,
-                "started" if launch.started else "failed",
-                f"{launch.seconds:.2f}" if launch.seconds is not None else "",
-                f"{launch.language} ({launch.implementation})" if launch.started else "",
-                launch.reason,
-            )
-            for launch in self.launches
-        ]
-
-    def as_text(self) -> str:
-        failed = sum(1 for launch in self.launches if not launch.started)
-        return f"{super().as_text()}\n{len(self.launches)} spec(s) started, {failed} failed."
-
     def to_json(self) -> dict[str, Any]:
         return {
             "healthy": self.healthy,
-            "specs": {launch.name: launch.as_dict() for launch in self.launches},
+            "specs": {launch.name: launch.to_json() for launch in self.launches},
         }
 
 

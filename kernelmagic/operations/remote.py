@@ -10,6 +10,7 @@ would rewrite) and carries an existing spec's interpreter and env onto a remote 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -19,14 +20,26 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from kernelmagic import __version__
 from kernelmagic.domain import checks
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy, recorded_policy
 from kernelmagic.domain.provenance import Provenance, Source
+from kernelmagic.domain.shell_syntax import parse_json_assignments
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.frontends import render
+from kernelmagic.operations.options import (
+    DRY_RUN,
+    LOCATION_OPTIONS,
+    NEW_NAME,
+    REPLACE,
+    SOURCE_SPEC,
+    Option,
+    kernels_dir_from_args,
+    option,
+    user_kernels_dir,
+)
+from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, transactions
 
 # engine -> (gateway_provisioners' spec installer, the provisioner it configures)
@@ -64,19 +77,8 @@ class ProvisionerInfo:
     error: str | None = None  # why its options could not be read
 
 
-class ProvisionerList(render.Table, list):
-    """The value of ``%kernel_provisioners``, shown as a table."""
-
-    columns = ("provisioner", "package", "class", "options")
-
-    def rows(self) -> list[tuple[str, ...]]:
-        rows = []
-        for info in self:
-            options = ", ".join(info.options) or (
-                f"(cannot load: {info.error})" if info.error else ""
-            )
-            rows.append((info.name, info.package, info.target, options))
-        return rows
+class ProvisionerList(list):
+    """The installed provisioners (``ProvisionerInfo`` items)."""
 
 
 def _entry_points():
@@ -285,31 +287,105 @@ def _absolute_interpreter(info: discovery.SpecInfo) -> str:
     return program
 
 
-@dataclass
+ENGINE = option(
+    "--engine",
+    choices=tuple(ENGINES),
+    required=True,
+    help="where the kernel runs: SSH hosts, Kubernetes pods or Docker containers",
+)
+HOST = option(
+    "--host",
+    dest="hosts",
+    action="append",
+    default=[],
+    metavar="HOST",
+    help="an SSH host to start kernels on (repeatable; hosts are used in turn)",
+)
+IMAGE = option("--image", metavar="IMAGE", help="the kernel image (kubernetes, docker)")
+PROVISIONER_CONFIG = option(
+    "--provisioner-config",
+    action="append",
+    default=[],
+    metavar="KEY=JSON",
+    help="an option of the provisioner (one of its configurable traits; repeatable)",
+)
+
+
+@dataclass(frozen=True)
 class RemoteRequest:
+    """``remote``: a spec like ``source`` that runs where ``engine`` starts kernels."""
+
+    COMMAND: ClassVar[str] = "remote"
+    SUMMARY: ClassVar[str] = (
+        "Make a spec that runs on other hosts, pods or containers (gateway_provisioners), "
+        "carrying over SRC's interpreter, env and display name."
+    )
+    OPTIONS: ClassVar[tuple[Option, ...]] = (
+        SOURCE_SPEC, NEW_NAME, ENGINE, HOST, IMAGE, PROVISIONER_CONFIG, *LOCATION_OPTIONS,
+        REPLACE, DRY_RUN,
+    )  # fmt: skip
+
     source: str
     name: str
     engine: str
-    kernels_dir: str
-    hosts: list[str] = field(default_factory=list)
+    kernels_dir: str = field(default_factory=user_kernels_dir)
+    hosts: tuple[str, ...] = ()
     image: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     replace: bool = False
     dry_run: bool = False
     policy: EnvPolicy = DEFAULT_POLICY
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", discovery.validate_name(self.name))
+        object.__setattr__(self, "hosts", tuple(self.hosts))
+        if self.engine not in ENGINES:
+            raise InvalidInput(f"--engine must be one of {', '.join(ENGINES)}")
+        if self.engine == "ssh" and not self.hosts:
+            raise InvalidInput("--engine ssh needs at least one --host")
+        if self.engine != "ssh" and not self.image:
+            raise InvalidInput(f"--engine {self.engine} needs --image IMAGE")
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> RemoteRequest:
+        return cls(
+            ns.source,
+            ns.new_name,
+            ns.engine,
+            kernels_dir_from_args(ns, settings.default_location),
+            tuple(ns.hosts),
+            ns.image,
+            parse_json_assignments(ns.provisioner_config, "--provisioner-config"),
+            ns.replace,
+            ns.dry_run,
+            settings.policy,
+        )
+
+
+@dataclass(frozen=True)
+class ProvisionersRequest:
+    """``provisioners``: the installed kernel provisioners and their options."""
+
+    COMMAND: ClassVar[str] = "provisioners"
+    SUMMARY: ClassVar[str] = (
+        "List the installed kernel provisioners, their package and their options."
+    )
+    OPTIONS: ClassVar[tuple[Option, ...]] = ()
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> ProvisionersRequest:
+        return cls()
+
 
 def make_remote_spec(request: RemoteRequest) -> tuple[transactions.Change, str]:
     """Create ``request.name`` with gateway_provisioners' installer for the engine, then carry
     over the source's interpreter (SSH), env and display name. Returns the change and the
     remote prerequisites to tell the user."""
-    name = discovery.validate_name(request.name)
-    if request.engine not in ENGINES:
-        raise InvalidInput(f"--engine must be one of {', '.join(ENGINES)}")
-    if request.engine == "ssh" and not request.hosts:
-        raise InvalidInput("--engine ssh needs at least one --host")
-    if request.engine != "ssh" and not request.image:
-        raise InvalidInput(f"--engine {request.engine} needs --image IMAGE")
+    name = request.name
     source = discovery.get_spec(request.source)
     if source.problems and not source.visible:
         raise KernelmagicError(f"cannot use '{source.name}': {source.problems[0]}")
@@ -354,7 +430,8 @@ def make_remote_spec(request: RemoteRequest) -> tuple[transactions.Change, str]:
             Source("remote"),
             remote_from=source.name,
             engine=request.engine,
-            policy=policy,
+            extra_secrets=policy.extra_secrets,
+            extra_noise=policy.extra_noise,
             version=__version__,
             generated_display_name=renamed,
         )

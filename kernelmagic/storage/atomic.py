@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kernelmagic.errors import InvalidInput
+
 TEMP_PREFIX = ".kernel.json."
 TEMP_SUFFIX = ".tmp"
 BACKUP_PREFIX = ".kernel.json.backup-"
@@ -224,3 +226,33 @@ def keep_backup(
         with contextlib.suppress(FileNotFoundError):
             old.unlink()
     return target
+
+
+# An env file, snippet or document is small; /dev/zero must not fill memory.
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+
+
+def read_text_input(path: str) -> str:
+    """The UTF-8 text of an input file (``-``: stdin), at most ``MAX_INPUT_BYTES``;
+    ``InvalidInput`` saying why it cannot be read."""
+    try:
+        if path == "-":
+            stream = getattr(sys.stdin, "buffer", None)  # a text-only stdin in tests, IDEs
+            data = (
+                stream.read(MAX_INPUT_BYTES + 1)
+                if stream is not None
+                else sys.stdin.read(MAX_INPUT_BYTES + 1).encode("utf-8")
+            )
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise InvalidInput(f"{path} is larger than {MAX_INPUT_BYTES // 2**20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{path} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.end]!r})"
+        ) from None

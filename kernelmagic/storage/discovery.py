@@ -369,7 +369,7 @@ def jupyter_listing(specs: Iterable[SpecInfo]) -> dict[str, Any]:
     specs = list(specs)
     return {
         "kernelspecs": {s.name: s.jupyter_view() for s in specs if s.visible},
-        "problems": {s.name: list(s.problems) for s in specs if s.problems},
+        "problems": {s.name: [str(p) for p in s.problems] for s in specs if s.problems},
     }
 
 

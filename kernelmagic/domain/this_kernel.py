@@ -1,19 +1,70 @@
-"""Which kernel spec started a running process, for launchers that did not record it.
+"""The kernel this process runs in: whether it is a Jupyter kernel, and which spec started it.
 
 jupyter_client before 8.3 writes ``"kernel_name": ""`` into the connection file, so a kernel
-cannot ask which spec it came from; the honest answer is the spec whose command line and
-environment are this process's.
+cannot always ask which spec it came from; then the honest answer is the spec whose command
+line and environment are this process's. ipykernel is imported only when it is already
+loaded; nothing here imports IPython.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Mapping
+from typing import Any
 
 from kernelmagic.domain import checks
+from kernelmagic.errors import InvalidInput
 from kernelmagic.storage.discovery import list_specs
+
+
+def kernel_app() -> Any | None:
+    """The running ``IPKernelApp`` when this session is a Jupyter kernel, else None."""
+    if "ipykernel" not in sys.modules:
+        return None
+    from ipykernel.kernelapp import IPKernelApp
+
+    # initialized() alone is not enough: a terminal IPython's app is a singleton of a common
+    # base class, and IPKernelApp inherits its _instance.
+    if IPKernelApp.initialized() and isinstance(IPKernelApp._instance, IPKernelApp):
+        return IPKernelApp._instance
+    return None
+
+
+def in_kernel() -> bool:
+    """Whether this session runs in a Jupyter kernel (a notebook, not a terminal)."""
+    return kernel_app() is not None
+
+
+def own_spec() -> tuple[str, str] | None:
+    """(name, how it was found) of the spec this session's kernel was started from, if it
+    runs in ipykernel; ``InvalidInput`` when several specs could have started it."""
+    if not in_kernel():
+        return None
+    try:
+        from ipykernel.connect import get_connection_file
+
+        with open(get_connection_file(), encoding="utf-8") as f:
+            recorded = json.load(f).get("kernel_name")
+    except (OSError, ValueError, ImportError):
+        return None
+    if recorded:
+        return recorded, "this kernel's spec"
+    # Launchers before jupyter_client 8.3 leave the name out: find the spec that matches
+    # this process's command line and environment.
+    matches = specs_matching_process(list(sys.orig_argv), os.environ)
+    if len(matches) > 1:
+        raise InvalidInput(
+            f"this kernel could have been started from any of {', '.join(matches)} (its "
+            "launcher did not record which); pass -k NAME"
+        )
+    if matches:
+        return matches[0], "this kernel's spec, found by its command line and env"
+    return None
+
 
 _PLACEHOLDER = re.compile(r"\\\{[A-Za-z0-9_]+\\\}")  # an escaped {name}, as re.escape writes it
 

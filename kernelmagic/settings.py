@@ -1,0 +1,108 @@
+"""Settings both front ends read: where new specs go, the capture mode, and the user's own
+noise and secret patterns.
+
+They live where Jupyter keeps the configuration of its other applications: a
+``jupyter_kernelmagic_config.py`` or ``.json`` in Jupyter's config path (``jupyter --paths``;
+``~/.jupyter`` for a user, ``/etc/jupyter`` for a site), in the ``KernelMagics`` section::
+
+    c.KernelMagics.extra_secrets = ["*_PIN"]
+    c.KernelMagics.default_location = "sys-prefix"
+
+``kernelmagic`` reads them on every run; the magics read them when first used, and IPython's
+own config (``ipython_config.py``, ``%config KernelMagics.x = ...``) may override them for a
+session. A value of the wrong shape is an error that names the file, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from kernelmagic.domain.jupyter_rules import config_dirs
+from kernelmagic.domain.policy import EnvPolicy
+from kernelmagic.errors import InvalidInput
+
+CONFIG_BASENAME = "jupyter_kernelmagic_config"
+SECTION = "KernelMagics"
+LOCATIONS = ("user", "sys-prefix")
+CAPTURE_MODES = ("changed", "all", "none")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user configured; the defaults are what kernelmagic does unconfigured."""
+
+    default_location: str = "user"  # where new specs go without --user/--sys-prefix/--prefix
+    default_capture: str = "changed"  # the --capture mode when none is given
+    extra_secrets: tuple[str, ...] = ()  # more name globs (case-insensitive) of secrets
+    extra_noise: tuple[str, ...] = ()  # more name globs of variables never to capture
+
+    def __post_init__(self) -> None:
+        if self.default_location not in LOCATIONS:
+            raise InvalidInput(
+                f"{SECTION}.default_location must be one of {', '.join(LOCATIONS)}, "
+                f"not {self.default_location!r}"
+            )
+        if self.default_capture not in CAPTURE_MODES:
+            raise InvalidInput(
+                f"{SECTION}.default_capture must be one of {', '.join(CAPTURE_MODES)}, "
+                f"not {self.default_capture!r}"
+            )
+
+    @property
+    def policy(self) -> EnvPolicy:
+        """The built-in noise and secret rules plus the user's own patterns."""
+        return EnvPolicy(self.extra_secrets, self.extra_noise)
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any], where: str = "") -> Settings:
+        """Settings from a config section (``c.KernelMagics``); ``InvalidInput`` naming
+        ``where`` for a value of the wrong type."""
+        values: dict[str, Any] = {}
+        for key in ("default_location", "default_capture"):
+            if key in section:
+                values[key] = section[key]
+        for key in ("extra_secrets", "extra_noise"):
+            if key in section:
+                value = section[key]
+                if not isinstance(value, (list, tuple)) or not all(
+                    isinstance(v, str) for v in value
+                ):
+                    raise InvalidInput(f"{SECTION}.{key} in {where} must be a list of strings")
+                values[key] = tuple(value)
+        try:
+            return cls(**values)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{exc} (in {where})") from None
+
+
+def config_files() -> list[str]:
+    """The ``jupyter_kernelmagic_config`` files that exist, lowest priority first (as
+    Jupyter applications load their own: ``.py`` then ``.json`` in each config dir)."""
+    return [
+        os.path.join(directory, CONFIG_BASENAME + ext)
+        for directory in reversed(config_dirs())
+        for ext in (".py", ".json")
+        if os.path.isfile(os.path.join(directory, CONFIG_BASENAME + ext))
+    ]
+
+
+def load() -> Settings:
+    """The settings of the config files (a few stat calls when there are none)."""
+    found = config_files()
+    if not found:
+        return Settings()
+    # traitlets' loaders only when a file exists: they are what Jupyter applications use.
+    from traitlets.config.loader import Config, JSONFileConfigLoader, PyFileConfigLoader
+
+    merged = Config()
+    for path in found:
+        directory, filename = os.path.split(path)
+        loader = PyFileConfigLoader if filename.endswith(".py") else JSONFileConfigLoader
+        try:
+            merged.merge(loader(filename, path=directory).load_config())
+        except Exception as exc:  # a broken file must say so, not be skipped in silence
+            raise InvalidInput(f"cannot read {path}: {exc}") from None
+    # A plain dict lookup: indexing a traitlets Config creates the section it looks up.
+    return Settings.from_section(dict(dict(merged).get(SECTION) or {}), ", ".join(found))
