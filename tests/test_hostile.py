@@ -388,7 +388,7 @@ def test_an_interrupted_snippet_leaves_no_process(tmp_path):
         from kernelmagic.domain import shells
         threading.Timer(1.0, _thread.interrupt_main).start()
         try:
-            shells.run_in_login_shell("sleep {marker}", session={{}}, timeout=300)
+            shells.run_in_login_shell("sleep {marker}", environ={{}}, timeout=300)
         except KeyboardInterrupt:
             print("interrupted")
     """)

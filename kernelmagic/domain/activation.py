@@ -102,7 +102,7 @@ def activate(
     """Run ``source`` in a shell started from ``environ``; what it changed. Raises
     ``SourceFailed`` when the source fails (nothing is changed then)."""
     script = sources.script_for(source, environ) or ""
-    before, after = shells.run_in_session_shell(
+    before, after = shells.run_from_environment(
         script, environ=environ, shell=source.shell, timeout=timeout
     )
     include = tuple(include)

@@ -90,7 +90,7 @@ def template_path_value(name: str, value: str, baseline: str) -> str | None:
 
 
 def digests(env: Mapping[str, str]) -> dict[str, str]:
-    """Short fingerprints of written values, so a refresh can tell which ones a user edited
+    """Short digests of written values, so a refresh can tell which ones a user edited
     since (without storing the values twice)."""
     import hashlib  # imported here: `kernelmagic list` never needs it
 
@@ -101,7 +101,7 @@ def digests(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def login_shell_environment(
-    session: Mapping[str, str] | None = None, *, shell: str | None = None, timeout: float = 30
+    environ: Mapping[str, str] | None = None, *, shell: str | None = None, timeout: float = 30
 ) -> dict[str, str] | None:
     """The environment of a clean login shell, or None when no shell can be run.
 
@@ -109,9 +109,9 @@ def login_shell_environment(
     LANG, LC_*, ...), so what it prints is what the user's profile sets without activation.
     """
 
-    session = os.environ if session is None else session
+    environ = os.environ if environ is None else environ
     try:
-        before, _ = shells.run_in_login_shell("", session=session, shell=shell, timeout=timeout)
+        before, _ = shells.run_in_login_shell("", environ=environ, shell=shell, timeout=timeout)
     except SourceFailed:
         return None
     return before

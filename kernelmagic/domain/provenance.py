@@ -91,7 +91,7 @@ class Provenance:
     extra_secrets: tuple[str, ...] = ()  # the user's secret patterns when it was made
     extra_noise: tuple[str, ...] = ()  # ... and noise patterns: later commands honour them
     baseline: str = ""
-    captured_digests: dict[str, str] = field(default_factory=dict)  # name -> value fingerprint
+    captured_digests: dict[str, str] = field(default_factory=dict)  # name -> digest of its value
     explicit: tuple[str, ...] = ()  # names the user set with --env
     loaded_modules: str | None = None
     remote_from: str | None = None  # remote specs: the spec they were made from

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from kernelmagic.errors import SourceFailed
 
-# What a clean login shell keeps from the session (everything else comes from the profile).
+# What a clean login shell keeps of the environment it starts from (the profile sets the rest).
 LOGIN_SHELL_KEEP = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TZ", "MAIL")
 
 # $1, $2: where to dump the environment before and after; $3: the snippet file. Dumping to
@@ -35,17 +35,17 @@ _DUMP_AROUND_SNIPPET = (
 _DRIVER = _TAKE_ARGS + _DUMP_AROUND_SNIPPET
 
 
-def clean_environment(session: Mapping[str, str], also_keep: Iterable[str] = ()) -> dict[str, str]:
+def clean_environment(environ: Mapping[str, str], also_keep: Iterable[str] = ()) -> dict[str, str]:
     """What a clean login shell starts from: the session's identity and locale (``env -i``
     keeping HOME, USER, LANG, LC_*, ...), plus the names in ``also_keep``."""
     keep = (*LOGIN_SHELL_KEEP, *also_keep)
-    return {k: v for k, v in session.items() if k in keep or k.startswith("LC_")}
+    return {k: v for k, v in environ.items() if k in keep or k.startswith("LC_")}
 
 
 def run_in_login_shell(
     snippet: str,
     *,
-    session: Mapping[str, str],
+    environ: Mapping[str, str],
     also_keep: Iterable[str] = (),
     shell: str | None = None,
     timeout: float,
@@ -56,7 +56,7 @@ def run_in_login_shell(
     the snippet exits non-zero.
     """
     return _run_driver(
-        snippet, ["-l", "-c", _DRIVER], clean_environment(session, also_keep), shell, timeout
+        snippet, ["-l", "-c", _DRIVER], clean_environment(environ, also_keep), shell, timeout
     )
 
 
@@ -73,7 +73,7 @@ _MODULE_INIT = (
 )
 
 
-def run_in_session_shell(
+def run_from_environment(
     snippet: str, *, environ: Mapping[str, str], shell: str | None = None, timeout: float
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Run ``snippet`` in a shell that starts from ``environ`` itself (a running kernel's

@@ -43,7 +43,7 @@ def run_snippet(
     its environment before and after. Raises ``SourceFailed`` if the snippet fails."""
     return shells.run_in_login_shell(
         snippet,
-        session=os.environ if environ is None else environ,
+        environ=os.environ if environ is None else environ,
         also_keep=_KEEP_FROM_SESSION,
         shell=shell,
         timeout=timeout,
@@ -198,7 +198,7 @@ def make_environment(
     """
     environ = dict(os.environ if environ is None else environ)
     if source.origin == "current":
-        made = _from_session(options, environ, timeout)
+        made = _from_current(options, environ, timeout)
         made.environment = environ
         return made
     if source.origin == "python" and source.python:
@@ -220,7 +220,7 @@ def make_environment(
     return MadeEnvironment(interpreter, result, loaded, after)
 
 
-def _from_session(
+def _from_current(
     options: envcapture.CaptureOptions, environ: dict[str, str], timeout: float
 ) -> MadeEnvironment:
     """This interpreter, with the variables of this session that its activation set."""
@@ -251,17 +251,17 @@ def _choose_interpreter(
         if found and found.has_ipykernel:
             return found
         tried.append(f"{snippet_python} (first on the snippet's PATH)")
-    session = this_interpreter()
-    if session.has_ipykernel:
+    own = this_interpreter()
+    if own.has_ipykernel:
         if tried:
             notes.append(
                 f"{snippet_python} cannot import ipykernel, so the kernel runs this session's "
-                f"{session.path}; to run the snippet's Python instead: "
+                f"{own.path}; to run the snippet's Python instead: "
                 f"{snippet_python} -m pip install ipykernel"
             )
-        return session
-    tried.append(f"{session.path} (this session's)")
-    fix = (snippet_python or session.path) + " -m pip install ipykernel"
+        return own
+    tried.append(f"{own.path} (this session's)")
+    fix = (snippet_python or own.path) + " -m pip install ipykernel"
     raise InvalidInput(f"no interpreter that can import ipykernel: tried {', '.join(tried)}; {fix}")
 
 

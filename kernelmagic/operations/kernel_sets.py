@@ -71,8 +71,8 @@ def _entry(info: SpecInfo, policy: EnvPolicy) -> dict[str, Any]:
         entry["spec"] = policy.mask_spec(spec)
     else:
         # Captured and unchanged since; whatever else is in env was set by hand.
-        now_digests = envcapture.digests({k: v for k, v in env.items() if isinstance(v, str)})
-        captured = {k for k, d in record.captured_digests.items() if now_digests.get(k) == d}
+        digests_now = envcapture.digests({k: v for k, v in env.items() if isinstance(v, str)})
+        captured = {k for k, d in record.captured_digests.items() if digests_now.get(k) == d}
         entry["kind"] = record.kernel
         entry["source"] = record.source.to_fields()
         if record.snippet_file:

@@ -65,7 +65,7 @@ def _ask_install() -> dict[str, Any]:
 
 
 def _cached(kind: str, ask: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    key = _fingerprint()
+    key = _cache_key()
     path = os.path.join(cache_dir(), f"ipykernel-{kind}-{key}.json") if key else None
     if path:
         try:
@@ -83,7 +83,7 @@ def _cached(kind: str, ask: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return answer
 
 
-def _fingerprint() -> str | None:
+def _cache_key() -> str | None:
     """What ipykernel's answer depends on: this interpreter, ipykernel's spec writer, version
     and package files, and (ipykernel 6) whether its debugger can be imported."""
     package = package_dir()
