@@ -4,7 +4,9 @@
 works from plain Python too.
 """
 
-__version__ = "0.2.0"
+from kernelmagic.version import __version__
+
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython):

@@ -33,9 +33,10 @@ from kernelmagic.operations.edit import (
 )
 from kernelmagic.operations.edit import clone as clone
 from kernelmagic.operations.edit import patch as patch
-from kernelmagic.operations.install import InstallRequest, RefreshRequest
+from kernelmagic.operations.install import InstallRequest
 from kernelmagic.operations.install import install as install
-from kernelmagic.operations.install import refresh as refresh
+from kernelmagic.operations.refresh import RefreshRequest
+from kernelmagic.operations.refresh import refresh as refresh
 from kernelmagic.storage.discovery import (
     NAME_RULE,
     NATIVE_KERNEL_NAME,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import sys
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -35,6 +34,8 @@ for _name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH", *_XDG_HOMES):
     os.environ.pop(_name, None)
 SESSION_HOME.mkdir()
 
+# Only now: helpers import jupyter_client, and with it jupyter_core.
+from helpers import make_venv, require_system_package  # noqa: E402
 
 # Figures that stress tests measured (writers kept, kill rounds survived, ...), printed at
 # the end of the run so that CI logs show them.
@@ -52,14 +53,26 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(figure)
 
 
-def require_system_package(present: bool, what: str, package: str) -> None:
-    """A test needs a Debian package: in CI, .ci/run must have installed it (fail); on a
-    developer's machine without it, skip and say how to get it."""
-    if present:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing: .ci/run must install Debian's {package}")
-    pytest.skip(f"{what} is not installed (apt-get install {package})")
+@pytest.fixture(scope="session")
+def second_venv(tmp_path_factory) -> Path:
+    return make_venv(tmp_path_factory.mktemp("second") / "venv", with_ipykernel=True)
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory) -> str:
+    venv = make_venv(tmp_path_factory.mktemp("bare") / "venv", with_ipykernel=False)
+    return str(venv / "bin" / "python")
+
+
+@pytest.fixture(scope="session")
+def lmod_available():
+    found = (
+        subprocess.run(
+            ["bash", "-l", "-c", "type module"], capture_output=True, env={"HOME": "/nonexistent"}
+        ).returncode
+        == 0
+    )
+    require_system_package(found, "Lmod", "lmod")
 
 
 @pytest.fixture(autouse=True)
@@ -96,35 +109,6 @@ def system_kernels():
     path.mkdir(parents=True, exist_ok=True)
     yield path
     shutil.rmtree(SYSTEM_DATA_DIR / "jupyter", ignore_errors=True)
-
-
-def write_spec(kernels_dir: Path, name: str, spec=None, *, raw: str | None = None) -> Path:
-    """Create a spec dir by hand, as another tool (or a person) would."""
-    resource_dir = kernels_dir / name
-    resource_dir.mkdir(parents=True, exist_ok=True)
-    if raw is None:
-        spec = spec or {
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": f"Hand-made {name}",
-            "language": "python",
-        }
-        raw = json.dumps(spec, indent=1)
-    (resource_dir / "kernel.json").write_text(raw, encoding="utf-8")
-    return resource_dir
-
-
-def write_gdal_module(root: Path, module: str, prefix: Path) -> Path:
-    """A real Lmod modulefile ``root/<module>.lua`` for a GDAL install at ``prefix`` (data and
-    libraries, no Python): it sets GDAL_DATA and prepends LD_LIBRARY_PATH. Returns prefix."""
-    (prefix / "share").mkdir(parents=True)
-    (prefix / "lib").mkdir()
-    modulefile = root / f"{module}.lua"
-    modulefile.parent.mkdir(parents=True, exist_ok=True)
-    modulefile.write_text(
-        f'setenv("GDAL_DATA", "{prefix / "share"}")\n'
-        f'prepend_path("LD_LIBRARY_PATH", "{prefix / "lib"}")\n'
-    )
-    return prefix
 
 
 @pytest.fixture(scope="session")

@@ -16,16 +16,14 @@ import time
 import nbformat
 import pytest
 import zmq
-from conftest import write_gdal_module
+from helpers import run_in_kernel, write_gdal_module
 from IPython.core.error import UsageError
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
-from test_end_to_end import run_in_kernel
-from test_sources import lmod_available  # noqa: F401 (fixture)
 
 
 @pytest.fixture
-def geo_module(tmp_path, monkeypatch, lmod_available):  # noqa: F811
+def geo_module(tmp_path, monkeypatch, lmod_available):
     """A real Lmod modulefile setting GDAL_DATA and prepending LD_LIBRARY_PATH."""
     root = tmp_path / "modulefiles"
     geo = write_gdal_module(root, "geo/1.0", tmp_path / "opt" / "geo")
@@ -214,7 +212,7 @@ def test_the_spec_of_a_kernel_is_found_with_the_arguments_its_launcher_appended(
     """jupyter_client < 8.3 records no spec name; nbclient appends
     --HistoryManager.hist_file=:memory: to argv, which must not hide the spec (--save
     copies it)."""
-    from conftest import write_spec
+    from helpers import write_spec
 
     from kernelmagic.domain.this_kernel import specs_matching_process
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_spec
+from helpers import write_spec
 
 from kernelmagic.frontends.cli import main
 
@@ -91,3 +91,15 @@ def test_console_script_and_python_m(user_kernels):
         assert "geo" in json.loads(done.stdout)["kernelspecs"]
     bad = subprocess.run([str(script), "show", "nope"], capture_output=True, text=True)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
+
+
+def test_renamed_options_keep_their_old_spellings(user_kernels, capsys):
+    """env's -k/--spec was --kernel (which install uses for a language), and its
+    --replace-env was --replace (which elsewhere overwrites a spec): both old spellings work."""
+    write_spec(user_kernels, "geo", {"argv": ["python", "{connection_file}"], "env": {"A": "1"}})
+    assert run(capsys, "env", "--kernel", "geo", "B=2")[0] == 0
+    assert run(capsys, "env", "--spec", "geo")[1] == "A=1\nB=2\n"
+    assert run(capsys, "env", "-k", "geo", "--replace", "C=3")[0] == 0
+    assert run(capsys, "env", "-k", "geo")[1] == "C=3\n"
+    assert run(capsys, "env", "-k", "geo", "--replace-env", "D=4")[0] == 0
+    assert run(capsys, "env", "-k", "geo")[1] == "D=4\n"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_spec
+from helpers import write_spec
 
 from kernelmagic.domain import probes
 from kernelmagic.frontends.cli import main

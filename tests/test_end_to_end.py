@@ -10,37 +10,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from jupyter_client.manager import start_new_kernel
+from helpers import run_in_kernel
 from nbclient import NotebookClient
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-PROBE = (
-    "import json, os, sys\n"
-    "print(json.dumps({'env': dict(os.environ), 'prefix': sys.prefix, 'cwd': os.getcwd()}))"
-)
-
-
-def kernel_output(kernel_name: str, code: str, timeout: float = 60) -> str:
-    """Start the named spec with jupyter_client, run ``code`` (in the kernel's language),
-    return what it printed."""
-    manager, client = start_new_kernel(kernel_name=kernel_name, startup_timeout=timeout)
-    try:
-        chunks = []
-        reply = client.execute_interactive(
-            code,
-            timeout=timeout,
-            output_hook=lambda msg: chunks.append(msg["content"].get("text", "")),
-        )
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return "".join(chunks)
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
-
-
-def run_in_kernel(kernel_name: str, code: str = PROBE) -> dict:
-    """Start the named Python spec, run ``code``, return its JSON output."""
-    return json.loads(kernel_output(kernel_name, code))
 
 
 def test_captured_spec_launches_with_its_environment(ip, user_kernels, tmp_path, monkeypatch):

@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_gdal_module, write_spec
+from helpers import run_in_kernel, write_gdal_module, write_spec
 from IPython.core.error import UsageError
-from test_end_to_end import run_in_kernel
-from test_sources import bare_python, lmod_available, second_venv  # noqa: F401 (fixtures)
 
 from kernelmagic import specs
 from kernelmagic.domain import envcapture, sources
@@ -25,7 +23,7 @@ def spec_json(kernels: Path, name: str) -> dict:
 
 
 @pytest.fixture
-def gdal_module(tmp_path, monkeypatch, lmod_available):  # noqa: F811
+def gdal_module(tmp_path, monkeypatch, lmod_available):
     """A real Lmod modulefile that brings GDAL's data and libraries, and no Python."""
     root = tmp_path / "modulefiles"
     gdal = write_gdal_module(root, "gdal/3.8", tmp_path / "opt" / "gdal")
@@ -49,7 +47,7 @@ def test_a_module_that_brings_no_python_uses_this_sessions(ip, user_kernels, gda
 def test_a_snippets_python_without_ipykernel_is_passed_over_with_a_note(
     ip,
     user_kernels,
-    bare_python,  # noqa: F811
+    bare_python,
     capsys,
 ):
     bin_dir = os.path.dirname(bare_python)
@@ -63,7 +61,7 @@ def test_a_snippets_python_without_ipykernel_is_passed_over_with_a_note(
 def test_refused_only_when_no_interpreter_has_ipykernel(
     ip,
     user_kernels,
-    bare_python,  # noqa: F811
+    bare_python,
     monkeypatch,
 ):
     """This session's interpreter always has ipykernel (a dependency), so a bare Python
@@ -83,7 +81,7 @@ def test_refused_only_when_no_interpreter_has_ipykernel(
 # --- paths and messages --------------------------------------------------------------------
 
 
-def test_tilde_in_path_options(ip, user_kernels, second_venv, isolated_jupyter):  # noqa: F811
+def test_tilde_in_path_options(ip, user_kernels, second_venv, isolated_jupyter):
     home = isolated_jupyter["HOME"]
     (home / "venvs").mkdir()
     os.symlink(second_venv, home / "venvs" / "py311")
@@ -272,7 +270,7 @@ def test_html_tables_are_left_aligned(ip):
 def test_an_install_for_an_interpreter_without_kernelmagic_says_so(
     ip,
     user_kernels,
-    second_venv,  # noqa: F811
+    second_venv,
     capsys,
 ):
     python = second_venv / "bin" / "python"

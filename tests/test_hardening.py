@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIGURES, write_spec
+from conftest import FIGURES
+from helpers import run_as_nobody, run_in_kernel, write_spec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
-from test_end_to_end import run_in_kernel
 
 from kernelmagic import specs
 from kernelmagic.domain.shell_syntax import (
@@ -281,28 +281,6 @@ def test_secrets_by_value_are_dropped_reported_and_masked(ip, user_kernels, caps
     assert aws not in shown and '"DEPLOY_HELPER": "<hidden>"' in shown
 
 
-def _run_as_nobody(argv: list[str]) -> tuple[int, str]:
-    """Run main(argv) in a forked child that dropped root, as a user would run it."""
-
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            sys.stderr = os.fdopen(write, "w")
-            status = main(argv)
-            sys.stderr.flush()
-            os._exit(status)
-        except BaseException:
-            os._exit(99)
-    os.close(write)
-    with os.fdopen(read) as f:
-        err = f.read()
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), err
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
 def test_unwritable_location_says_what_to_try():
     import shutil
@@ -320,7 +298,7 @@ def test_unwritable_location_says_what_to_try():
 
 
 def _check_unwritable(locked: Path) -> None:
-    status, err = _run_as_nobody(["install", "x", "--capture", "none", "--prefix", str(locked)])
+    status, err = run_as_nobody(["install", "x", "--capture", "none", "--prefix", str(locked)])
     if status == 99:
         pytest.skip("this machine does not allow dropping root")
     assert status == 1

@@ -18,9 +18,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import write_spec
+from helpers import run_as_nobody, write_spec
 from IPython.core.error import UsageError
-from test_hardening import _run_as_nobody
 
 from kernelmagic import specs
 from kernelmagic.frontends.cli import main
@@ -156,7 +155,7 @@ def test_an_unreachable_program_is_not_dead():
 
         specs.list_specs()  # imports ipykernel's spec writer, reads jupyter_client's fields
         os.environ["JUPYTER_PREFER_ENV_PATH"] = "0"
-        status, err = _run_as_nobody(["remove", "--missing"])
+        status, err = run_as_nobody(["remove", "--missing"])
         if status == 99:
             pytest.skip("this machine does not allow dropping root")
         assert status == 0, err

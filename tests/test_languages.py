@@ -13,11 +13,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import require_system_package, write_spec
+from helpers import kernel_output, require_system_package, write_spec
 from IPython.core.error import UsageError
 from nbclient import NotebookClient
-from test_end_to_end import kernel_output
-from test_sources import lmod_available  # noqa: F401 (a fixture)
 
 from kernelmagic.frontends.cli import main
 from kernelmagic.operations import doctor
@@ -38,7 +36,7 @@ def r_with_irkernel():
 
 
 @pytest.fixture
-def geo_module(tmp_path, monkeypatch, lmod_available, r_with_irkernel):  # noqa: F811
+def geo_module(tmp_path, monkeypatch, lmod_available, r_with_irkernel):
     """A real Lmod modulefile, as HPC centres write one for an R stack: data, a personal R
     library, a bin dir."""
     root = tmp_path / "modulefiles"

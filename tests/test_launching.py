@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import write_spec
-from test_sources import bare_python  # noqa: F401 (a fixture)
+from helpers import write_spec
 
 from kernelmagic.frontends.cli import main
 
@@ -17,7 +16,7 @@ def test_launch_reports_started_and_failed_specs_with_the_reason(
     ip,
     user_kernels,
     tmp_path,
-    bare_python,  # noqa: F811
+    bare_python,
     capsys,
 ):
     write_spec(user_kernels, "ok")  # this interpreter, with ipykernel

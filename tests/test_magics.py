@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_spec
+from helpers import write_spec
 from IPython.core.error import UsageError
 
 from kernelmagic.frontends import render

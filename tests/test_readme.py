@@ -13,7 +13,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_sources import lmod_available  # noqa: F401 (a fixture)
 
 from kernelmagic.domain.shell_syntax import split_args
 from kernelmagic.frontends import cli, magics
@@ -44,7 +43,7 @@ def test_the_opening_walkthrough_runs(ip, user_kernels):
     assert spec["env"]["PROJ_HOME"] == "/proj/share"
 
 
-def test_the_baseline_recipe_runs(tmp_path, isolated_jupyter, lmod_available):  # noqa: F811
+def test_the_baseline_recipe_runs(tmp_path, isolated_jupyter, lmod_available):
     block = next(b for b in BLOCKS if "env -0 > ~/before.env" in b)
     modulefiles = tmp_path / "modulefiles"
     for name, variable in (("gdal", "GDAL_DATA"), ("proj", "PROJ_DATA")):

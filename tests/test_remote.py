@@ -26,9 +26,8 @@ except ImportError:
         allow_module_level=True,
     )
 
-from conftest import write_spec
+from helpers import run_in_kernel, write_spec
 from IPython.core.error import UsageError
-from test_end_to_end import run_in_kernel
 
 from kernelmagic import specs
 from kernelmagic.frontends.cli import main

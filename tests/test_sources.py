@@ -7,49 +7,15 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
-import sysconfig
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import require_system_package, write_spec
+from helpers import make_venv, run_in_kernel, write_spec
 from IPython.core.error import UsageError
-from test_end_to_end import run_in_kernel
 
 from kernelmagic.frontends.cli import main
-
-
-def _make_venv(path: Path, *, with_ipykernel: bool) -> Path:
-    """A real venv; with_ipykernel links our site-packages in with a .pth file (no network)."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    if with_ipykernel:
-        site = next(path.glob("lib/python*/site-packages"))
-        (site / "kernelmagic-test.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    return path
-
-
-@pytest.fixture(scope="session")
-def second_venv(tmp_path_factory) -> Path:
-    return _make_venv(tmp_path_factory.mktemp("second") / "venv", with_ipykernel=True)
-
-
-@pytest.fixture(scope="session")
-def bare_python(tmp_path_factory) -> str:
-    venv = _make_venv(tmp_path_factory.mktemp("bare") / "venv", with_ipykernel=False)
-    return str(venv / "bin" / "python")
-
-
-@pytest.fixture(scope="session")
-def lmod_available():
-    found = (
-        subprocess.run(
-            ["bash", "-l", "-c", "type module"], capture_output=True, env={"HOME": "/nonexistent"}
-        ).returncode
-        == 0
-    )
-    require_system_package(found, "Lmod", "lmod")
 
 
 @pytest.fixture
@@ -128,7 +94,7 @@ def test_refresh_moves_argv_when_the_module_now_provides_another_python(
     ip, user_kernels, modules, tmp_path
 ):
     ip.run_line_magic("kernel_install", "gdal --modules gdal/3.8")
-    newer = _make_venv(tmp_path / "python-3.x-rebuilt", with_ipykernel=True)
+    newer = make_venv(tmp_path / "python-3.x-rebuilt", with_ipykernel=True)
     modules["write"]("3.8", str(modules["gdal"] / "share"), python_bin=newer / "bin")
     ip.run_line_magic("kernel_refresh", "gdal")
     spec = spec_json(user_kernels, "gdal")

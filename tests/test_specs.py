@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_spec
+from helpers import write_spec
 from jupyter_client.kernelspec import KernelSpecManager
 
 from kernelmagic import specs

@@ -12,16 +12,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from kernelmagic import __version__, settings
+from kernelmagic import settings
 from kernelmagic.domain.shell_syntax import parse_env_lines
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.frontends import render
-from kernelmagic.operations import doctor, edit, install, kernel_sets, listing, remote
+from kernelmagic.operations import doctor, edit, install, kernel_sets, listing, refresh, remote
 from kernelmagic.operations.commands import REQUESTS, on_command_line
 from kernelmagic.operations.options import CLI, add_options, check_option_count
 from kernelmagic.settings import Settings
 from kernelmagic.storage import parallel_listing
 from kernelmagic.storage.atomic import read_text_input
+from kernelmagic.version import __version__
 
 PROG = "kernelmagic"
 
@@ -126,7 +127,7 @@ def _remove(ns: argparse.Namespace, config: Settings) -> int:
 
 
 def _refresh(ns: argparse.Namespace, config: Settings) -> int:
-    _say(install.refresh(install.RefreshRequest.from_args(ns, config)), diff=True)
+    _say(refresh.refresh(refresh.RefreshRequest.from_args(ns, config)), diff=True)
     return 0
 
 

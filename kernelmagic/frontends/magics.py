@@ -24,7 +24,16 @@ from kernelmagic.domain.shell_syntax import parse_env_lines, split_args
 from kernelmagic.domain.this_kernel import in_kernel, own_spec
 from kernelmagic.errors import KernelmagicError
 from kernelmagic.frontends import render
-from kernelmagic.operations import activate, doctor, edit, install, kernel_sets, listing, remote
+from kernelmagic.operations import (
+    activate,
+    doctor,
+    edit,
+    install,
+    kernel_sets,
+    listing,
+    refresh,
+    remote,
+)
 from kernelmagic.operations.options import MAGICS, check_option_count, for_front_end
 from kernelmagic.settings import Settings
 from kernelmagic.storage.discovery import find_kernel_specs
@@ -212,12 +221,12 @@ class KernelMagics(Magics):
         self._say_new(change, after=[f"Remote prerequisites: {prerequisites}"])
 
     @no_var_expand
-    @takes(install.RefreshRequest)
+    @takes(refresh.RefreshRequest)
     @line_magic
     def kernel_refresh(self, line: str = "") -> None:
         request = self._request(self.kernel_refresh, line)
         with _as_usage_errors():
-            change = install.refresh(request)
+            change = refresh.refresh(request)
         self._say_changed(change)
 
     @no_var_expand

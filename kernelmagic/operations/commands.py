@@ -6,9 +6,10 @@ from __future__ import annotations
 from kernelmagic.operations.activate import ActivateRequest
 from kernelmagic.operations.doctor import DoctorRequest
 from kernelmagic.operations.edit import CloneRequest, EnvRequest, PatchRequest, RemoveRequest
-from kernelmagic.operations.install import InstallRequest, RefreshRequest
+from kernelmagic.operations.install import InstallRequest
 from kernelmagic.operations.kernel_sets import ApplyRequest, ExportRequest
 from kernelmagic.operations.listing import ListRequest, ShowRequest
+from kernelmagic.operations.refresh import RefreshRequest
 from kernelmagic.operations.remote import ProvisionersRequest, RemoteRequest
 
 REQUESTS = (

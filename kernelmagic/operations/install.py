@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kernelmagic import __version__
 from kernelmagic.domain import envcapture, languages, sources
-from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source, now
+from kernelmagic.domain.policy import EnvPolicy
+from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source
 from kernelmagic.domain.shell_syntax import EnvChanges
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations.options import (
@@ -46,7 +45,8 @@ from kernelmagic.operations.options import (
 )
 from kernelmagic.settings import Settings
 from kernelmagic.storage import atomic, ipykernel_specs, transactions
-from kernelmagic.storage.discovery import get_spec, validate_name
+from kernelmagic.storage.discovery import validate_name
+from kernelmagic.version import __version__
 
 FROM_CURRENT = option(
     "--from-current",
@@ -256,7 +256,7 @@ class InstallRequest:
         )
 
 
-def _digests(env: Mapping[str, str], policy: EnvPolicy) -> dict[str, str]:
+def secret_free_digests(env: Mapping[str, str], policy: EnvPolicy) -> dict[str, str]:
     # No digest of a secret: a short hash of a short secret (a PIN) can be reversed.
     return envcapture.digests({k: v for k, v in env.items() if not policy.is_secret(k, v)})
 
@@ -283,7 +283,7 @@ def _record(request: InstallRequest, made: sources.MadeEnvironment) -> Provenanc
         extra_secrets=options.policy.extra_secrets,
         extra_noise=options.policy.extra_noise,
         baseline=made.result.baseline,
-        captured_digests=_digests(made.result.env, options.policy),
+        captured_digests=secret_free_digests(made.result.env, options.policy),
         explicit=tuple(sorted(request.env)),
         loaded_modules=made.loaded_modules,
         version=__version__,
@@ -376,122 +376,3 @@ def _ipykernel_files(path: str) -> None:
     mode = os.stat(path).st_mode  # a read-only site-packages gives a read-only copy
     if not mode & stat.S_IWUSR:
         os.chmod(path, mode | stat.S_IWUSR)
-
-
-# --- refresh -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RefreshRequest:
-    """``refresh``: make a spec's recorded source again and update its env."""
-
-    COMMAND: ClassVar[str] = "refresh"
-    SUMMARY: ClassVar[str] = (
-        "Re-run the source a spec was captured from and update its env (and argv if the "
-        "interpreter moved); variables set by hand since are kept."
-    )
-    OPTIONS: ClassVar[tuple[Option, ...]] = (NAME, SHELL_TIMEOUT, DRY_RUN)
-
-    name: str
-    dry_run: bool = False
-    timeout: float = sources.SHELL_TIMEOUT
-    policy: EnvPolicy = DEFAULT_POLICY  # added to the patterns the spec recorded
-
-    def __post_init__(self) -> None:
-        seconds(self.timeout)
-
-    @classmethod
-    def from_args(
-        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
-    ) -> RefreshRequest:
-        return cls(ns.name, ns.dry_run, ns.timeout, settings.policy)
-
-
-def _recorded_snippet(resource_dir: str, record: Provenance) -> str | None:
-    if not record.snippet_file:
-        return record.source.snippet
-    path = os.path.join(resource_dir, os.path.basename(record.snippet_file))
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
-    except OSError as exc:
-        raise KernelmagicError(
-            f"cannot read the recorded snippet {path}: {exc.strerror}; reinstall the spec "
-            "with --replace"
-        ) from None
-
-
-def refresh(
-    request: RefreshRequest, environ: Mapping[str, str] | None = None
-) -> transactions.Change:
-    """Re-run the recorded source and update env (and argv[0] if the interpreter moved).
-
-    Variables set by hand since the capture (their value no longer matches what capture
-    wrote, or they were never captured) are kept.
-    """
-    info = get_spec(request.name)
-    record = Provenance.of_spec(info.spec)
-    if record is None or not record.source.repeatable:
-        reason = (
-            "it was captured from a running session; reinstall it with --replace from the "
-            "activated environment"
-            if record is not None and record.source.origin == "current"
-            else "it has no recorded source (it was not made by kernelmagic install with a "
-            "snippet, --modules, --from-conda or --python)"
-        )
-        raise KernelmagicError(f"cannot refresh '{info.name}': {reason}")
-    policy = request.policy.joined(EnvPolicy(record.extra_secrets, record.extra_noise))
-    source = record.source
-    if source.origin == "snippet":
-        source = Source(**{**vars(source), "snippet": _recorded_snippet(info.resource_dir, record)})
-    options = envcapture.CaptureOptions(
-        mode=record.capture,
-        include=record.include,
-        exclude=record.exclude,
-        templates=record.templates,
-        policy=policy,
-    )
-    python = record.kernel == "python"
-    made = sources.make_environment(
-        source, options, environ, timeout=request.timeout, python=python
-    )
-    if made.interpreter is not None:
-        program = made.interpreter.path
-    else:  # find R, julia or the template's program again in the new environment
-        program = languages.build(
-            record.kernel, made.environment, program=record.program_requested, like=record.like
-        ).program
-
-    def update(spec: dict[str, Any]) -> dict[str, Any]:
-        env = dict(spec.get("env") or {})
-        current = Provenance.of_spec(spec) or record
-        recorded = current.captured_digests
-        digests_now = envcapture.digests(env)
-        for key in recorded:
-            if key in env and digests_now.get(key) == recorded[key]:
-                del env[key]  # still as captured: the new capture decides
-        kept_by_hand = set(env)
-        written = {k: v for k, v in made.result.env.items() if k not in kept_by_hand}
-        env.update(written)
-        spec = dict(spec)
-        if env:
-            spec["env"] = env
-        else:
-            spec.pop("env", None)
-        argv = list(spec.get("argv") or [])
-        if argv and argv[0] != program:
-            argv[0] = program
-            spec["argv"] = argv
-        if python:
-            current.python = program
-        else:
-            current.program = program
-        current.loaded_modules = made.loaded_modules or current.loaded_modules
-        current.extra_secrets, current.extra_noise = policy.extra_secrets, policy.extra_noise
-        current.captured_digests = _digests(written, policy)
-        current.refreshed = now()
-        return current.write_into(spec)
-
-    return transactions.rewrite_spec(
-        info.name, update, dry_run=request.dry_run, action="refreshed", policy=policy
-    )

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kernelmagic import __version__
 from kernelmagic.domain import envcapture
 from kernelmagic.domain.languages import KERNELS
 from kernelmagic.domain.policy import DEFAULT_POLICY, MASK, EnvPolicy
@@ -30,6 +29,7 @@ from kernelmagic.operations.options import DRY_RUN, Option, option, path
 from kernelmagic.settings import Settings
 from kernelmagic.storage import atomic, transactions
 from kernelmagic.storage.discovery import SpecInfo, get_spec, list_specs, location_dir
+from kernelmagic.version import __version__
 
 FORMAT = "kernelmagic-export"
 FORMAT_VERSION = 1

@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kernelmagic import __version__
 from kernelmagic.domain import checks
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy, recorded_policy
 from kernelmagic.domain.provenance import Provenance, Source
@@ -41,6 +40,7 @@ from kernelmagic.operations.options import (
 )
 from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, transactions
+from kernelmagic.version import __version__
 
 # engine -> (gateway_provisioners' spec installer, the provisioner it configures)
 ENGINES = {

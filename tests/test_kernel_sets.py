@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import grp
 import json
 import os
 import stat
@@ -12,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_spec
+from helpers import group_of_mine, write_spec
 
 from kernelmagic.frontends.cli import main
 from kernelmagic.operations import doctor
@@ -110,9 +109,10 @@ def test_a_source_that_cannot_be_made_here_is_reported_not_half_made(
 
 
 def test_a_group_kernel_is_group_owned_setgid_and_readable(tmp_path, capsys):
-    group = grp.getgrnam("users")
+    group = group_of_mine()
     prefix = tmp_path / "shared"
-    argv = ["install", "team", "--capture", "none", "--prefix", str(prefix), "--group", "users"]
+    argv = ["install", "team", "--capture", "none", "--prefix", str(prefix)]
+    argv += ["--group", group.gr_name]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"export JUPYTER_PATH={prefix / 'share' / 'jupyter'}" in out
@@ -137,7 +137,8 @@ def test_a_group_kernel_is_group_owned_setgid_and_readable(tmp_path, capsys):
 
 def test_a_secret_is_not_shared_with_a_group_unless_named(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DEPLOY_API_KEY", "k-123")
-    base = ["install", "t", "--capture", "all", "--prefix", str(tmp_path), "--group", "users"]
+    group = group_of_mine().gr_name
+    base = ["install", "t", "--capture", "all", "--prefix", str(tmp_path), "--group", group]
     assert main([*base, "--env", "DB_PASSWORD=x"]) == 2
     assert "looks secret" in capsys.readouterr().err
     assert main([*base, "--include", "DB_PASSWORD", "--env", "DB_PASSWORD=x"]) == 0

@@ -6,7 +6,7 @@ import json
 import sys
 
 import pytest
-from conftest import write_spec
+from helpers import write_spec
 
 from kernelmagic.domain.policy import EnvPolicy
 from kernelmagic.frontends import cli

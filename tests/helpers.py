@@ -1,0 +1,130 @@
+"""Helpers the tests share: writing specs by hand, starting kernels, running as another user.
+
+Fixtures live in ``conftest.py``; test modules import plain functions from here, never from
+one another.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+from kernelmagic.frontends.cli import main
+
+
+def require_system_package(present: bool, what: str, package: str) -> None:
+    """A test needs a Debian package: in CI, .ci/run must have installed it (fail); on a
+    developer's machine without it, skip and say how to get it."""
+    if present:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing: .ci/run must install Debian's {package}")
+    pytest.skip(f"{what} is not installed (apt-get install {package})")
+
+
+def write_spec(kernels_dir: Path, name: str, spec=None, *, raw: str | None = None) -> Path:
+    """Create a spec dir by hand, as another tool (or a person) would."""
+    resource_dir = kernels_dir / name
+    resource_dir.mkdir(parents=True, exist_ok=True)
+    if raw is None:
+        spec = spec or {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Hand-made {name}",
+            "language": "python",
+        }
+        raw = json.dumps(spec, indent=1)
+    (resource_dir / "kernel.json").write_text(raw, encoding="utf-8")
+    return resource_dir
+
+
+def write_gdal_module(root: Path, module: str, prefix: Path) -> Path:
+    """A real Lmod modulefile ``root/<module>.lua`` for a GDAL install at ``prefix`` (data and
+    libraries, no Python): it sets GDAL_DATA and prepends LD_LIBRARY_PATH. Returns prefix."""
+    (prefix / "share").mkdir(parents=True)
+    (prefix / "lib").mkdir()
+    modulefile = root / f"{module}.lua"
+    modulefile.parent.mkdir(parents=True, exist_ok=True)
+    modulefile.write_text(
+        f'setenv("GDAL_DATA", "{prefix / "share"}")\n'
+        f'prepend_path("LD_LIBRARY_PATH", "{prefix / "lib"}")\n'
+    )
+    return prefix
+
+
+PROBE = (
+    "import json, os, sys\n"
+    "print(json.dumps({'env': dict(os.environ), 'prefix': sys.prefix, 'cwd': os.getcwd()}))"
+)
+
+
+def kernel_output(kernel_name: str, code: str, timeout: float = 60) -> str:
+    """Start the named spec with jupyter_client, run ``code`` (in the kernel's language),
+    return what it printed."""
+    manager, client = start_new_kernel(kernel_name=kernel_name, startup_timeout=timeout)
+    try:
+        chunks = []
+        reply = client.execute_interactive(
+            code,
+            timeout=timeout,
+            output_hook=lambda msg: chunks.append(msg["content"].get("text", "")),
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return "".join(chunks)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def run_in_kernel(kernel_name: str, code: str = PROBE) -> dict:
+    """Start the named Python spec, run ``code``, return its JSON output."""
+    return json.loads(kernel_output(kernel_name, code))
+
+
+def make_venv(path: Path, *, with_ipykernel: bool) -> Path:
+    """A real venv; with_ipykernel links our site-packages in with a .pth file (no network)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    if with_ipykernel:
+        site = next(path.glob("lib/python*/site-packages"))
+        (site / "kernelmagic-test.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return path
+
+
+def run_as_nobody(argv: list[str]) -> tuple[int, str]:
+    """Run main(argv) in a forked child that dropped root, as a user would run it."""
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            sys.stderr = os.fdopen(write, "w")
+            status = main(argv)
+            sys.stderr.flush()
+            os._exit(status)
+        except BaseException:
+            os._exit(99)
+    os.close(write)
+    with os.fdopen(read) as f:
+        err = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err
+
+
+def group_of_mine() -> grp.struct_group:
+    """A Unix group this user may give files to: for root any group but its own (so the
+    change shows), for anyone else one they are a member of (a supplementary one if any)."""
+    if os.geteuid() == 0:
+        others = [g for g in grp.getgrall() if g.gr_gid != os.getgid()]
+        if others:
+            return others[0]
+    mine = [gid for gid in os.getgroups() if gid != os.getgid()] or [os.getgid()]
+    return grp.getgrgid(mine[0])

@@ -1,0 +1,59 @@
+"""InstallRequest: the Python API refuses exactly what the command line refuses, with the same
+message, before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from kernelmagic.domain.envcapture import CaptureOptions
+from kernelmagic.domain.provenance import Source
+from kernelmagic.errors import InvalidInput
+from kernelmagic.frontends.cli import main
+from kernelmagic.operations.install import InstallRequest
+
+# (command line, the same request built in Python, words the refusal says)
+REFUSED = [
+    (["--kernel", "ir", "--like", "bash"], {"kernel": "ir", "like": "bash"}, "--like"),
+    (
+        ["--kernel", "ir", "--python", "/usr/bin/python3"],
+        {"kernel": "ir", "source": Source("python", python="/usr/bin/python3")},
+        "--python names a Python interpreter",
+    ),
+    (["--program", "/usr/bin/R"], {"program": "/usr/bin/R"}, "--program goes with"),
+    (
+        ["--modules", "gdal", "--baseline", "/tmp/x"],
+        {
+            "source": Source("modules", modules="gdal"),
+            "capture": CaptureOptions(baseline_file="/tmp/x"),
+        },
+        "--baseline applies to --from-current",
+    ),
+    (["--shell", "/bin/zsh"], {"source": Source("current", shell="/bin/zsh")}, "--shell runs"),
+    (["--timeout", "0"], {"timeout": 0}, "--timeout must be a positive"),
+    (["--env", "A=1\0"], {"env": {"A": "1\0"}}, "NUL"),
+    (["--env", "BAD-NAME=1"], {"env": {"BAD-NAME": "1"}}, "invalid variable name"),
+    (["--group", "no-such-group-here"], {"group": "no-such-group-here"}, "no Unix group"),
+]
+
+
+@pytest.mark.parametrize(("argv", "fields", "said"), REFUSED, ids=[r[2] for r in REFUSED])
+def test_python_api_refuses_what_the_cli_refuses(argv, fields, said, user_kernels, capsys):
+    assert main(["install", "x", *argv]) == 2
+    err = capsys.readouterr().err
+    assert said in err
+    with pytest.raises(InvalidInput) as refused:
+        InstallRequest("x", **fields)
+    assert said in str(refused.value)
+    assert str(refused.value) in err  # the very same sentence
+    assert not user_kernels.exists()
+
+
+def test_several_sources_are_refused_by_the_flags():
+    assert main(["install", "x", "--modules", "a", "--from-conda", "b"]) == 2
+    assert main(["install", "x", "--from-current", "--modules", "a"]) == 2
+
+
+def test_the_name_is_checked_and_stored_lowercase():
+    assert InstallRequest("GeO").name == "geo"
+    with pytest.raises(InvalidInput, match="invalid kernel name"):
+        InstallRequest("a/b")

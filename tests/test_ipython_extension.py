@@ -1,0 +1,98 @@
+"""What ``%load_ext kernelmagic`` does to IPython: magics declared lazily where IPython can
+resolve them, argparse's help, values that show and print as tables, a clean unload."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from helpers import write_spec
+
+from kernelmagic.frontends import ipython_extension
+from kernelmagic.frontends.magics import KernelMagics
+from kernelmagic.operations.doctor import Report
+from kernelmagic.operations.install import InstallRequest
+
+
+def _in_fresh_ipython(code: str) -> dict:
+    """Run ``code`` in a new interpreter with an InteractiveShell ``ip``; it prints JSON."""
+    script = textwrap.dedent("""\
+        import json, sys
+        from IPython.core.interactiveshell import InteractiveShell
+        ip = InteractiveShell.instance()
+        """) + textwrap.dedent(code)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_load_ext_imports_no_library_and_nothing_heavy():
+    seen = _in_fresh_ipython("""
+        before = set(sys.modules)
+        ip.run_line_magic("load_ext", "kernelmagic")
+        new = sorted(m for m in set(sys.modules) - before if m.startswith("kernelmagic"))
+        heavy = [m for m in ("jupyter_client", "ipykernel", "zmq") if m in sys.modules]
+        print(json.dumps({"new": new, "heavy": heavy}))
+    """)
+    assert seen["heavy"] == []
+    if ipython_extension.RESOLVES_LAZY_MAGICS:
+        assert seen["new"] == [
+            "kernelmagic",
+            "kernelmagic.frontends",
+            "kernelmagic.frontends.ipython_extension",
+            "kernelmagic.version",
+        ]
+
+
+def test_help_works_before_first_use_and_is_argparse_help():
+    seen = _in_fresh_ipython("""
+        ip.run_line_magic("load_ext", "kernelmagic")
+        found = ip._ofind("%kernel_install")
+        found = found if isinstance(found, dict) else found.__dict__
+        print(json.dumps({"found": found["found"], "doc": found["obj"].__doc__}))
+    """)
+    assert seen["found"]
+    doc = seen["doc"]
+    assert "%kernel_install" in doc and "--from-conda ENV" in doc and "--snippet-file" not in doc
+    assert InstallRequest.SUMMARY.split(",")[0] in " ".join(doc.split())
+
+
+def test_the_declared_magics_are_the_ones_the_class_has():
+    declared = {name: kind for name, kind in ipython_extension.MAGICS.items()}
+    line, cell = KernelMagics.magics["line"], KernelMagics.magics["cell"]
+    found = {name: "line_cell" if name in cell else "line" for name in line}
+    assert declared == found
+
+
+def test_unload_then_load_then_use(user_kernels):
+    write_spec(user_kernels, "geo")
+    seen = _in_fresh_ipython("""
+        for _ in range(2):
+            ip.run_line_magic("load_ext", "kernelmagic")
+            names = ip.run_line_magic("kernel_list", "").names()
+            ip.run_line_magic("unload_ext", "kernelmagic")
+        left = [n for kind in ("line", "cell") for n in ip.magics_manager.magics[kind]
+                if n.startswith("kernel_")]
+        print(json.dumps({"names": names, "left": left,
+                          "configurable": any(type(c).__name__ == "KernelMagics"
+                                              for c in ip.configurables)}))
+    """)
+    assert "geo" in seen["names"]
+    assert seen["left"] == [] and not seen["configurable"]
+
+
+def test_a_returned_report_prints_as_the_terminal_shows_it(ip, user_kernels, capsys):
+    write_spec(user_kernels, "geo", {"argv": ["/no/such/python", "{connection_file}"]})
+    report = ip.run_line_magic("kernel_doctor", "geo")
+    assert isinstance(report, Report) and not report.healthy  # still the plain data
+    print(report)
+    printed = capsys.readouterr().out
+    assert "object at 0x" not in printed
+    assert printed.startswith("name") and "missing-program" in printed
+    assert "1 spec(s) checked, 1 with problems." in printed
+    assert "<table>" in report._repr_html_()
+    assert report.to_json()["healthy"] is False

@@ -1,0 +1,72 @@
+"""One configuration for both front ends: jupyter_kernelmagic_config in Jupyter's config path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import write_spec
+
+from kernelmagic import settings
+from kernelmagic.errors import InvalidInput
+from kernelmagic.frontends.cli import main
+
+
+@pytest.fixture
+def config_dir(isolated_jupyter):
+    path = isolated_jupyter["JUPYTER_CONFIG_DIR"]
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _pin_spec(user_kernels):
+    write_spec(
+        user_kernels,
+        "site",
+        {"argv": ["python", "-f", "{connection_file}"], "env": {"SITE_PIN": "4711", "A": "1"}},
+    )
+
+
+@pytest.mark.parametrize("kind", ["py", "json"])
+def test_both_front_ends_mask_what_the_config_file_calls_secret(
+    kind, config_dir, user_kernels, ip, capsys
+):
+    if kind == "py":
+        text = "c.KernelMagics.extra_secrets = ['*_PIN']\n"
+    else:
+        text = json.dumps({"KernelMagics": {"extra_secrets": ["*_PIN"]}})
+    (config_dir / f"jupyter_kernelmagic_config.{kind}").write_text(text)
+    _pin_spec(user_kernels)
+    assert main(["env", "-k", "site"]) == 0
+    cli = capsys.readouterr().out
+    magic = str(ip.run_line_magic("kernel_env", "-k site"))
+    assert "4711" not in cli and "4711" not in magic
+    assert "SITE_PIN='<hidden>'" in cli and "SITE_PIN='<hidden>'" in magic
+    assert "A=1" in cli and "A=1" in magic
+
+
+def test_without_a_config_file_nothing_extra_is_masked(user_kernels, capsys):
+    _pin_spec(user_kernels)
+    assert main(["env", "-k", "site"]) == 0
+    assert "SITE_PIN=4711" in capsys.readouterr().out
+
+
+def test_ipython_config_overrides_the_file_in_a_session(config_dir, user_kernels, ip, capsys):
+    (config_dir / "jupyter_kernelmagic_config.json").write_text(
+        json.dumps({"KernelMagics": {"default_location": "sys-prefix"}})
+    )
+    assert settings.load().default_location == "sys-prefix"
+    ip.run_line_magic("config", "KernelMagics.default_location = 'user'")
+    ip.run_line_magic("kernel_install", "here --capture none")
+    assert (user_kernels / "here" / "kernel.json").exists()
+
+
+def test_a_bad_value_is_one_line_naming_the_file(config_dir, capsys):
+    path = config_dir / "jupyter_kernelmagic_config.json"
+    path.write_text(json.dumps({"KernelMagics": {"default_capture": "everything"}}))
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "default_capture" in err and str(path) in err
+    path.write_text(json.dumps({"KernelMagics": {"extra_secrets": "*_PIN"}}))
+    with pytest.raises(InvalidInput, match="list of strings"):
+        settings.load()
