@@ -60,7 +60,8 @@ class Activation:
 
     def report_lines(self, policy: EnvPolicy) -> list[str]:
         """One line per change, secret-like values masked."""
-        lines, bookkeeping = [], {}
+        lines: list[str] = []
+        bookkeeping: dict[str, int] = {}
         for name in sorted(self.changed):
             new, old = self.changed[name], self.previous.get(name)
             category = policy.noise_category(name)  # LOADEDMODULES, _ModuleTable001_, ...

@@ -76,7 +76,11 @@ def _schema_of(tree: ast.Module) -> SpecSchema:
         if isinstance(node, ast.FunctionDef) and node.name == "to_dict":
             for inner in ast.walk(node):
                 if isinstance(inner, ast.Dict):
-                    listed += [k.value for k in inner.keys if isinstance(k, ast.Constant)]
+                    listed += [
+                        k.value
+                        for k in inner.keys
+                        if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                    ]
                 elif isinstance(inner, ast.Call) and getattr(inner.func, "id", "") == "dict":
                     listed += [k.arg for k in inner.keywords if k.arg]
     if not listed:

@@ -147,7 +147,7 @@ def like_spec(template: str, program: str | None, environ: Mapping[str, str]) ->
     found = _find(first, program, environ, first)
     spec["argv"][0] = found
     # Not the template's own record of how it was made: its snippet file is not ours.
-    leave_out = ("kernel.json", SNIPPET_FILE)
+    leave_out: tuple[str, ...] = ("kernel.json", SNIPPET_FILE)
     if info.native:  # ipykernel's resources dir sits among its modules
         leave_out += ("*.py", "__pycache__")
     return Built(spec, copy_files(info.resource_dir, leave_out), found, "")

@@ -10,7 +10,6 @@ terminal show the text, a notebook the HTML table. Secrets are masked by a polic
 from __future__ import annotations
 
 import copy
-import functools
 import html as html_escaping
 import json
 import os
@@ -95,7 +94,7 @@ class _TableView:
 
 
 def _spec_rows(specs: SpecList, style: str) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for info in specs:
         status = "ok"
         if info.problems:
@@ -112,7 +111,7 @@ def _spec_list_text(specs: SpecList, style: str) -> str:
 
 
 def _diagnosis_rows(report: Report, style: str) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for d in report.diagnoses:
         if not d.problems:
             rows.append((d.name, "ok", ""))
@@ -146,7 +145,7 @@ def _launch_text(report: LaunchReport, style: str) -> str:
 
 
 def _provisioner_rows(found: ProvisionerList, style: str) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for info in found:
         options = ", ".join(info.options) or (f"(cannot load: {info.error})" if info.error else "")
         rows.append((info.name, info.package, info.target, options))
@@ -203,9 +202,14 @@ class _Shown:
         return html(self, self._style)
 
 
-@functools.cache
+_SHOWN_CLASSES: dict[type, type] = {}
+
+
 def _shown_class(cls: type) -> type:
-    return type(cls.__name__, (_Shown, cls), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+    if cls not in _SHOWN_CLASSES:
+        namespace = {"__module__": cls.__module__, "__doc__": cls.__doc__}
+        _SHOWN_CLASSES[cls] = type(cls.__name__, (_Shown, cls), namespace)
+    return _SHOWN_CLASSES[cls]
 
 
 def shown(value: Any, style: str = MAGICS) -> Any:

@@ -297,7 +297,11 @@ def diagnose(names: Iterable[str] = (), *, environ: Mapping[str, str] | None = N
     locations = discovery.spec_locations()  # one scan of the kernel dirs, not one per spec
     diagnoses = []
     for info in infos:
-        problems = [*_invalid_name(info), *info.problems, *interpreter.get(info.name, [])]
+        problems: list[Problem] = [
+            *_invalid_name(info),
+            *info.problems,
+            *interpreter.get(info.name, []),
+        ]
         problems += _shadowing(info, locations) + _unshared(info)
         problems += _env_problems(info, environ) + _remote_problems(info)
         diagnoses.append(Diagnosis(info.name, info.resource_dir, problems))

@@ -3,5 +3,6 @@ for that one start): take over the messages the old process handed off."""
 
 from kernelmagic.restart.inplace import resume as _kernelmagic_resume
 
-_kernelmagic_resume(get_ipython())  # noqa: F821 (the startup file runs in IPython's namespace)
+# The startup file runs in IPython's namespace, where get_ipython is defined.
+_kernelmagic_resume(get_ipython())  # type: ignore[name-defined]  # noqa: F821
 del _kernelmagic_resume

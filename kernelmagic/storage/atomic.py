@@ -31,7 +31,7 @@ class UnsafeLock(OSError):
     """The lock path is a symlink or not a regular file: someone planted it."""
 
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
 
     def _lock_fd(fd: int) -> None:

@@ -88,7 +88,7 @@ def location_dir(user: bool = False, sys_prefix: bool = False, prefix: str | Non
 
 def specs_in(directory: str) -> dict[str, str]:
     """Lowercased name -> resource dir for the spec dirs of one kernels directory."""
-    found = {}
+    found: dict[str, str] = {}
     try:
         entries = list(os.scandir(directory))
     except (FileNotFoundError, NotADirectoryError, PermissionError):
@@ -149,7 +149,7 @@ class SpecInfo:
     name: str
     resource_dir: str
     spec: dict[str, Any] = field(repr=False)  # values may be secrets: never in a repr
-    problems: list[str] = field(default_factory=list)
+    problems: list[checks.Problem] = field(default_factory=list)
     visible: bool = True  # False when Jupyter hides it (malformed, unknown provisioner)
     native: bool = False  # ipykernel's built-in spec, with no kernel.json of its own
 
@@ -293,7 +293,7 @@ def _load(
 def _cached(check: Callable[[str], str]) -> Callable[[str], str]:
     seen: dict[str, str] = {}
 
-    def cached(program: str) -> bool:
+    def cached(program: str) -> str:
         if program not in seen:
             seen[program] = check(program)
         return seen[program]

@@ -137,7 +137,7 @@ def _work_dir(kernels_dir: str, name: str) -> str:
 
 
 def _is_spec_dir(path: str | None) -> bool:
-    return bool(path) and os.path.isfile(os.path.join(path, "kernel.json"))
+    return path is not None and os.path.isfile(os.path.join(path, "kernel.json"))
 
 
 def _recover(kernels_dir: str, name: str, existing: str | None) -> str | None:
