@@ -1,6 +1,6 @@
-"""The README, run: its opening walkthrough for real, its baseline recipe in a real login
-shell with real Lmod modules, and every magic and command line it shows through the parsers
-the tool itself uses."""
+"""The README and docs/, run: the README's opening walkthrough for real, the baseline recipe
+in a real login shell with real Lmod modules, the Python API example, and every magic and
+command line they show through the parsers the tool itself uses."""
 
 from __future__ import annotations
 
@@ -18,12 +18,16 @@ from kernelmagic.domain.shell_syntax import split_args
 from kernelmagic.frontends import cli, magics
 from kernelmagic.operations import options
 
-README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-BLOCKS = re.findall(r"^```[a-z]*\n(.*?)^```", README, re.S | re.M)
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = {p.name: p.read_text(encoding="utf-8") for p in sorted((ROOT / "docs").glob("*.md"))}
+FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.S | re.M)
+README_BLOCKS = FENCE.findall(README)
+BLOCKS = README_BLOCKS + [b for text in DOCS.values() for b in FENCE.findall(text)]
 
 
 def _lines(prefix: str) -> list[str]:
-    """Lines of the README's code blocks that start with ``prefix`` (not benchmark tables)."""
+    """Lines of the code blocks that start with ``prefix`` (not benchmark tables)."""
     return [
         line.strip()
         for block in BLOCKS
@@ -32,8 +36,20 @@ def _lines(prefix: str) -> list[str]:
     ]
 
 
+def test_the_readme_leads():
+    lines = README.splitlines()
+    assert len(lines) <= 250
+    first_screen = "\n".join(lines[:40])
+    for must in ("--modules", "--kernel ir", "%kernel_activate", "pip install", "pytest"):
+        assert must in first_screen or must in "\n".join(lines[:60]), must
+    for page in DOCS:
+        assert f"docs/{page}" in README, f"the README does not link docs/{page}"
+    assert (ROOT / "LICENSE").read_text().startswith("BSD 3-Clause License")
+    assert (ROOT / "CHANGELOG.md").exists()
+
+
 def test_the_opening_walkthrough_runs(ip, user_kernels):
-    opening = BLOCKS[0]
+    opening = README_BLOCKS[0]
     assert "%load_ext kernelmagic" in opening
     ip.run_line_magic("unload_ext", "kernelmagic")  # the walkthrough loads it itself
     for line in opening.splitlines():
@@ -49,7 +65,7 @@ def test_the_baseline_recipe_runs(tmp_path, isolated_jupyter, lmod_available):
     for name, variable in (("gdal", "GDAL_DATA"), ("proj", "PROJ_DATA")):
         (modulefiles / name).mkdir(parents=True)
         (modulefiles / name / "1.0.lua").write_text(f'setenv("{variable}", "/opt/{name}")\n')
-    # The recipe's second form, from IPython, is a comment in the README: run it too.
+    # The recipe's second form, from IPython, is a comment in the page: run it too.
     script = block.replace("# or, from IPython: ", "")
     script = script.replace("%kernel_install geo ", "%kernel_install geo2 ")
     env = {**os.environ, "MODULEPATH": str(modulefiles)}
@@ -65,11 +81,24 @@ def test_the_baseline_recipe_runs(tmp_path, isolated_jupyter, lmod_available):
         assert spec["env"]["GDAL_DATA"] == "/opt/gdal" and spec["env"]["PROJ_DATA"] == "/opt/proj"
 
 
+def test_the_python_api_example_runs(user_kernels):
+    block = next(
+        b for b in FENCE.findall(DOCS["python-api.md"]) if b.startswith("from kernelmagic")
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(block)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "geo" in done.stdout and "--like copies a spec of any language" in done.stdout
+    spec = json.loads((user_kernels / "geo" / "kernel.json").read_text())
+    assert spec["env"] == {"GDAL_DATA": "/opt/gdal/share", "PROJ_LIB": "/proj/share"}
+
+
 MAGIC = re.compile(r"%%?(kernel_\w+)")
 
 
 @pytest.mark.parametrize("line", _lines("%kernel_") + _lines("%%kernel_"))
-def test_every_magic_in_the_readme_parses(line):
+def test_every_magic_shown_parses(line):
     name = MAGIC.match(line).group(1)
     method = getattr(magics.KernelMagics, name)
     words = split_args(line[MAGIC.match(line).end() :])
@@ -79,12 +108,12 @@ def test_every_magic_in_the_readme_parses(line):
 @pytest.mark.parametrize(
     "line", [line for line in _lines("kernelmagic ") if "[" not in line and "..." not in line]
 )
-def test_every_command_line_in_the_readme_parses(line):
+def test_every_command_line_shown_parses(line):
     words = split_args(line)[1:]
     options.check_option_count(words)
     cli.build_parser().parse_args(words)
 
 
-def test_the_readme_has_what_these_tests_read():
+def test_the_pages_have_what_these_tests_read():
     assert len(_lines("%kernel_")) > 20 and len(_lines("kernelmagic ")) > 5
-    assert textwrap.dedent(BLOCKS[0]).startswith("%load_ext kernelmagic")
+    assert textwrap.dedent(README_BLOCKS[0]).startswith("%load_ext kernelmagic")
