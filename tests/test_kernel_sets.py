@@ -160,3 +160,43 @@ def test_jupyter_kernelmagic_is_the_same_tool(user_kernels):
     )
     assert as_jupyter.returncode == 0, as_jupyter.stderr
     assert json.loads(as_jupyter.stdout) == json.loads(ours.stdout)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (lambda e: e["source"].update(colour="blue"), "unknown key(s) 'colour'"),
+        (lambda e: e["source"].update(modules=["a"]), "'modules' must be text"),
+        (lambda e: e.update(capture={"mode": "changed", "include": "A*"}), "capture.include"),
+        (lambda e: e.update(kind="cobol"), "unknown kind"),
+        (lambda e: e.update(set_by_hand=["A=1"]), "set_by_hand must be an object"),
+    ],
+)
+def test_a_malformed_document_entry_is_one_line_not_a_traceback(
+    change, said, user_kernels, tmp_path, capsys
+):
+    """The record goes through provenance's codec: an extra key or a wrong type in a
+    document is refused in one line (0.1 raised a TypeError traceback)."""
+    doc = {
+        "format": "kernelmagic-export",
+        "format_version": 1,
+        "specs": [
+            {
+                "name": "snip",
+                "kind": "python",
+                "source": {"kind": "snippet", "snippet": "export A=1"},
+                "capture": {"mode": "changed"},
+                "set_by_hand": {},
+                "location": "user",
+            }
+        ],
+    }
+    change(doc["specs"][0])
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["apply", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert f"snip: not made here: snip: {said}" in out or said in out, out
+    assert "Traceback" not in out + err
+    assert not (user_kernels / "snip").exists()

@@ -106,8 +106,8 @@ def unload(shell: Any) -> None:
             ours = getattr(found, "__self__", None) is magics and magics is not None
             if ours or getattr(found, "spec", None) == SPEC:
                 del manager.magics[kind][name]
-        if manager.lazy_magics.get(name) == SPEC:
-            del manager.lazy_magics[name]
+        if RESOLVES_LAZY_MAGICS and manager.lazy_magics.get(name) == SPEC:
+            del manager.lazy_magics[name]  # declared by load; older IPython has no such table
     if magics is not None and magics in shell.configurables:
         shell.configurables.remove(magics)
     text = _text_formatter(shell)

@@ -268,12 +268,12 @@ def apply(
     for entry in doc["specs"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise InvalidInput('every entry of "specs" needs a "name"')
-        if entry.get("kind", "python") not in (*KERNELS, "like", "copy", "remote"):
-            raise InvalidInput(f"{entry['name']}: unknown kind {entry.get('kind')!r}")
         if wanted and entry["name"].lower() not in wanted:
             continue
         outcome = Outcome(entry["name"])
         try:
+            if entry.get("kind", "python") not in (*KERNELS, "like", "copy", "remote"):
+                raise InvalidInput(f"{entry['name']}: unknown kind {entry.get('kind')!r}")
             kernels_dir = _kernels_dir(entry.get("location"))
             if entry.get("kind") == "remote":
                 raise KernelmagicError(
