@@ -139,3 +139,85 @@ def test_secrets_in_argv_metadata_and_snippets_are_masked():
     snippet = "export DB_PASSWORD='hunter 2'\nexport A=1\ncurl https://x:y@h/\n"
     masked = policy.mask_text(snippet)
     assert "hunter" not in masked and ":y@" not in masked and "A=1" in masked
+
+
+# --- secret shapes (issue 24, items 3 and 8): keep this table growing -------------------
+
+# (variable name, value, what must never be shown, what masking leaves readable)
+SECRET_SHAPES = [
+    ("DB_URL", "postgres://app:p@ssw0rd-TAIL@db/x", "ssw0rd-TAIL", "postgres://app:"),
+    ("HTTPS_PROXY", "http://team:pw@203.0.113.66:3128", "team:pw", "@203.0.113.66:3128"),
+    ("DB_URL", "postgresql://db/x?user=app&password=hunter2", "hunter2", "user=app&password="),
+    ("JDBC", "jdbc:mysql://db/x;user=app;password=s3cr3t!", "s3cr3t", "jdbc:mysql://db/x"),
+    (
+        "STORAGE",
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=abc123XYZ+/abc123==;X=1",
+        "abc123XYZ",
+        "AccountName=acct",
+    ),
+    ("MYSQL_PWD", "plain", "plain", None),
+    ("DB_PASS", "plain", "plain", None),
+    ("APP_PWD", "plain", "plain", None),
+    ("GPG_PASSPHRASE", "plain", "plain", None),
+    ("AZURE_CONNECTION_STRING", "Server=x;Pwd=y", "Pwd=y", None),
+    ("SENTRY_DSN", "https://k@o1.ingest.sentry.io/2", "https://k@", None),
+    ("PAYMENTS", "sk_live_" + "a1B2c3D4e5F6g7H8i9J0", "a1B2c3D4", None),
+    ("PAYMENTS", "rk_test_" + "a1B2c3D4e5F6g7H8i9J0", "a1B2c3D4", None),
+    ("GH", "ghp_" + "a" * 36, "ghp_aaaa", None),
+    ("GH", "github_pat_" + "B" * 40, "github_pat_BBB", None),
+    ("SLACK", "xoxb-" + "1" * 20, "xoxb-111", None),
+    ("AWS_ID", "AKIA" + "A" * 16, "AKIAAAAA", None),
+    ("AWS_ID", "ASIA" + "B" * 16, "ASIABBBB", None),
+    ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG", "wJalrXUtn", None),
+    ("AUTH", "eyJhbGciOiJIUzI1.eyJzdWIiOiIxMjM0.SflKxwRJSMeKKF2QT4fwpM", "SflKxwRJ", None),
+    ("MAPS", "AIza" + "S" * 35, "AIzaSSSS", None),
+    (
+        "DEPLOY_KEY",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\nQyNTUxOQAA\n"
+        "-----END OPENSSH PRIVATE KEY-----",
+        "b3BlbnNzaC1rZXktdjEAAAAABG5vbmU",
+        None,
+    ),
+]
+NOT_SECRETS = [
+    ("BYPASS_CACHE", "1"),
+    ("PASSENGER_HOME", "/opt/passenger"),
+    ("DATABASE_HOST", "db.example.org"),
+    ("URL", "https://example.org/path?page=2&pass_through=yes"),
+    ("REGION", "asia-east1"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "hidden", "readable"), SECRET_SHAPES)
+def test_secret_shapes_are_caught_and_masked(name, value, hidden, readable):
+    policy = EnvPolicy()
+    assert policy.is_secret(name, value)
+    assert hidden not in json.dumps(policy.mask_env({name: value}))
+    shown = policy.mask_text(f"export {name}={json.dumps(value)}\n")
+    assert hidden not in shown
+    if readable:  # only the secret part goes: the review still shows where it points
+        assert readable in policy.mask_text(value) and MASK in policy.mask_text(value)
+
+
+@pytest.mark.parametrize(("name", "value"), NOT_SECRETS)
+def test_ordinary_values_are_not_secrets(name, value):
+    assert not EnvPolicy().is_secret(name, value)
+
+
+def test_masking_hides_whole_private_key_blocks_and_writes_owner_only(ip, user_kernels, capsys):
+    """A snippet exporting a private key: 0.1 masked the BEGIN line only, and the body and
+    END line landed in a 0644 kernel.json, in show, list --json and export."""
+    body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAAB"
+    snippet = (
+        'export DEPLOY_KEY="-----BEGIN OPENSSH PRIVATE KEY-----\n'
+        f'{body}\n-----END OPENSSH PRIVATE KEY-----"\nexport GEO_HOME=/opt/geo\n'
+    )
+    ip.run_cell_magic("kernel_install", f"keyed --python {sys.executable}", snippet)
+    path = kernel_json(user_kernels, "keyed")
+    on_disk = path.read_text()
+    assert body not in on_disk and "END OPENSSH" not in on_disk
+    assert path.stat().st_mode & 0o777 == 0o600  # from the unmasked source, not the record
+    shown = everything_shown(ip, capsys, "keyed")
+    assert main(["export", "keyed"]) == 0
+    shown += capsys.readouterr().out
+    assert body not in shown and "END OPENSSH" not in shown

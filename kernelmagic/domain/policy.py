@@ -52,8 +52,9 @@ NOISE_PATTERNS: dict[str, tuple[str, ...]] = {
 
 # Name patterns (case-insensitive) of variables that usually hold credentials.
 SECRET_NAME_PATTERNS: tuple[str, ...] = (
-    "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*API_KEY*", "*APIKEY*", "*ACCESS_KEY*",
-    "*PRIVATE_KEY*", "*CREDENTIAL*", "*AUTH_KEY*", "*SESSION_KEY*",
+    "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*PASSPHRASE*", "*_PWD", "*_PASS",
+    "*API_KEY*", "*APIKEY*", "*ACCESS_KEY*", "*PRIVATE_KEY*", "*CREDENTIAL*", "*AUTH_KEY*",
+    "*SESSION_KEY*", "*CONNECTION_STRING*", "*_DSN",
 )
 
 # Values that are credentials whatever the variable is called.
@@ -69,14 +70,23 @@ SECRET_VALUE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face
         r"\bnpm_[A-Za-z0-9]{36,}",  # npm
         r"\bpypi-[A-Za-z0-9_-]{50,}",  # PyPI upload tokens
-        r"-----BEGIN [A-Z ]*PRIVATE KEY[A-Z ]*-----",  # PEM, OpenSSH and PGP key blocks
+        r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe secret and restricted keys
+        # PEM, OpenSSH and PGP key blocks: the whole block, BEGIN through END (or to the end
+        # of the value when the END line is missing), not only the BEGIN line.
+        r"-----BEGIN [A-Z ]*PRIVATE KEY[A-Z ]*-----(?s:.*?)"
+        r"(?:-----END [A-Z ]*PRIVATE KEY[A-Z ]*-----|(?=[\"']|\Z))",
         r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
         r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API keys
     )
 )
+# Secret parts of otherwise harmless values, masked alone so that the rest stays readable:
+# a URL's password (userinfo up to the last '@' before the host: p@ss@host has the password
+# p@ss), a password in a URL's query (libpq, JDBC), Azure's AccountKey in a connection string.
+_URL_PASSWORD = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#:@]*:)([^\s/?#]*)@")
+_QUERY_PASSWORD = re.compile(r"([?&;](?i:password|passwd|pwd|pass)=)([^&;#\s]+)")
+_ACCOUNT_KEY = re.compile(r"((?:^|;)\s*(?i:AccountKey)=)([^;\s]+)")
+_SECRET_PARTS = (_URL_PASSWORD, _QUERY_PASSWORD, _ACCOUNT_KEY)
 
-# A password in a URL's userinfo: postgres://app:pw@db/x, http://user:pw@proxy:3128.
-_URL_PASSWORD = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)([^\s/@]+)@")
 # NAME=VALUE in a shell snippet (VALUE quoted or one word), to mask secret-named assignments.
 _ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s;&|]*)")
 # fmt: on
@@ -94,7 +104,7 @@ def _globs(patterns: Iterable[str]) -> re.Pattern[str]:
 # Any credential shape at all: one search instead of one per pattern, for the common text
 # that holds none.
 _ANY_SECRET_SHAPE = re.compile(
-    "|".join(f"(?:{p.pattern})" for p in (*SECRET_VALUE_PATTERNS, _URL_PASSWORD))
+    "|".join(f"(?:{p.pattern})" for p in (*SECRET_VALUE_PATTERNS, *_SECRET_PARTS))
 )
 _NOISE = {category: _globs(patterns) for category, patterns in NOISE_PATTERNS.items()}
 
@@ -162,6 +172,8 @@ class EnvPolicy:
         for pattern in SECRET_VALUE_PATTERNS:
             text = pattern.sub(MASK, text)
         text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+        for part in (_QUERY_PASSWORD, _ACCOUNT_KEY):
+            text = part.sub(lambda m: f"{m.group(1)}{MASK}", text)
 
         def assignment(match: re.Match[str]) -> str:
             name = match.group(1)

@@ -344,7 +344,9 @@ def install(
             full = (request.source.snippet or "").encode("utf-8", "surrogateescape")
             atomic.write_bytes_atomic(os.path.join(path, SNIPPET_FILE), full, mode=0o600)
 
-    change = slot.write("installed", spec, populate, options.policy, gid)
+    # A snippet that held a secret: its record in kernel.json is masked, the file owner-only.
+    held_secret = record.snippet_file is not None
+    change = slot.write("installed", spec, populate, options.policy, gid, owner_only=held_secret)
     return change, made.result
 
 

@@ -187,9 +187,12 @@ class Reservation:
         populate: Callable[[str], None],
         policy: EnvPolicy = DEFAULT_POLICY,
         group: int | None = None,
+        owner_only: bool = False,
     ) -> Change:
         """Create the spec dir with ``populate(path)`` (its files) and ``spec`` as kernel.json;
-        with ``group`` (a gid), shared with that group (``share_with_group``).
+        with ``group`` (a gid), shared with that group (``share_with_group``). kernel.json is
+        owner-only when ``spec`` holds a secret, or ``owner_only`` says its source did (a
+        snippet that held one is recorded masked, so the masked spec cannot tell).
 
         Under the name's lock: the directory appears under its name only once complete; a
         replaced spec keeps its backups and gains one of the version it replaces.
@@ -210,12 +213,13 @@ class Reservation:
                 if existing and not self.replace:
                     raise _refuse_taken(self.kernels_dir, self.name)
                 before = _read_before(existing)
-                self._build(spec, populate, policy, existing, target, group)
+                mode = 0o600 if owner_only else file_mode(spec, policy)
+                self._build(spec, populate, mode, existing, target, group)
         if before is not None and action == "installed":
             action = "replaced"
         return Change(action, self.name, target, before, spec, True, policy)
 
-    def _build(self, spec, populate, policy, existing, target: str, group: int | None) -> None:
+    def _build(self, spec, populate, mode: int, existing, target: str, group: int | None) -> None:
         work = _work_dir(self.kernels_dir, self.name)
         try:
             staged = os.path.join(work, "new")
@@ -225,7 +229,7 @@ class Reservation:
             if existing:
                 _carry_backups(existing, staged)
             kernel_json = os.path.join(staged, "kernel.json")
-            atomic.write_json_atomic(kernel_json, spec, mode=file_mode(spec, policy))
+            atomic.write_json_atomic(kernel_json, spec, mode=mode)
             if group is not None:
                 share_with_group(staged, group)
             if not existing:
