@@ -200,7 +200,7 @@ def test_secret_shapes_are_caught_and_masked(name, value, hidden, readable):
 
 
 @pytest.mark.parametrize(("name", "value"), NOT_SECRETS)
-def test_ordinary_values_are_not_secrets(name, value):
+def test_ordinary_names_and_values_are_not_secrets(name, value):
     assert not EnvPolicy().is_secret(name, value)
 
 

@@ -24,7 +24,7 @@ from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.operations.doctor import Report
 from kernelmagic.operations.edit import SpecEnv
 from kernelmagic.operations.kernel_sets import Outcome
-from kernelmagic.operations.launching import LaunchReport
+from kernelmagic.operations.launching import FAILED, NOT_LAUNCHED, STARTED, LaunchReport
 from kernelmagic.operations.listing import SpecList
 from kernelmagic.operations.remote import ProvisionerList
 from kernelmagic.storage import atomic
@@ -129,7 +129,7 @@ def _launch_rows(report: LaunchReport, style: str) -> list[tuple[str, ...]]:
     return [
         (
             launch.name,
-            "started" if launch.started else "failed",
+            launch.result,
             f"{launch.seconds:.2f}" if launch.seconds is not None else "",
             f"{launch.language} ({launch.implementation})" if launch.started else "",
             launch.reason,
@@ -139,9 +139,11 @@ def _launch_rows(report: LaunchReport, style: str) -> list[tuple[str, ...]]:
 
 
 def _launch_text(report: LaunchReport, style: str) -> str:
-    failed = sum(1 for launch in report.launches if not launch.started)
     table = text_table(_launch_rows(report, style), _VIEWS[LaunchReport].columns)
-    return f"{table}\n{len(report.launches)} spec(s) started, {failed} failed."
+    counts = [f"{report.count(STARTED)} started", f"{report.count(FAILED)} failed"]
+    if report.count(NOT_LAUNCHED):
+        counts.append(f"{report.count(NOT_LAUNCHED)} not launched")
+    return f"{table}\n{len(report.launches)} spec(s): {', '.join(counts)}."
 
 
 def _provisioner_rows(found: ProvisionerList, style: str) -> list[tuple[str, ...]]:

@@ -19,9 +19,10 @@ from typing import Any, ClassVar
 
 from kernelmagic.domain import checks, envcapture, probes
 from kernelmagic.domain.checks import Problem
+from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import launching, remote
-from kernelmagic.operations.options import Option, option, seconds
+from kernelmagic.operations.options import TRUST, Option, option, seconds
 from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, transactions
 
@@ -66,44 +67,14 @@ class Report:
         }
 
 
-def untrusted(info: discovery.SpecInfo) -> str | None:
-    """Why the doctor must not run this spec's program with its env, or None.
-
-    A spec that another user can change (its kernel.json, its directory or the kernels dir
-    above it is writable by group or others, or owned by another user who is not root) could
-    plant a ``PYTHONPATH`` with a ``sitecustomize.py`` that the probe would run as you.
-    """
-    if info.native:
-        return None
-    me = os.getuid() if hasattr(os, "getuid") else None
-    for path in (info.kernel_json, info.resource_dir, os.path.dirname(info.resource_dir)):
-        try:
-            found = os.stat(path)
-        except OSError:
-            continue
-        if me is not None and found.st_uid not in (0, me):
-            return f"{path} is owned by another user"
-        if stat.S_ISDIR(found.st_mode) and found.st_mode & stat.S_ISVTX:
-            continue  # a sticky dir (like /tmp): others cannot replace what is ours
-        if found.st_mode & 0o002 or (found.st_mode & 0o020 and not _private_group(found.st_gid)):
-            return f"{path} is writable by others"
-    return None
-
-
-def _private_group(gid: int) -> bool:
-    """The user's own group with no other members (the umask 002 convention)."""
-    try:
-        import grp
-
-        return gid == os.getgid() and not grp.getgrgid(gid).gr_mem
-    except (ImportError, KeyError):
-        return False
-
-
 def _interpreter_problems(
-    infos: list[discovery.SpecInfo], environ: Mapping[str, str]
+    infos: list[discovery.SpecInfo],
+    environ: Mapping[str, str],
+    named: frozenset[str] = frozenset(),
+    trust: bool = False,
 ) -> dict[str, list[Problem]]:
-    """Probe every distinct (program, packages' variables) once, in parallel."""
+    """Probe every distinct (program, packages' variables) once, in parallel; a spec others
+    can change only when it is named and ``trust`` is given."""
     jobs: dict[tuple, probes.Probe] = {}
     wanted: dict[str, tuple] = {}
     found: dict[str, list[Problem]] = {}
@@ -112,12 +83,11 @@ def _interpreter_problems(
         if probe is None:
             continue
         why = untrusted(info)
-        if why:
+        if why and not (trust and info.name in named):
             found[info.name] = [
                 Problem(
                     "not-probed",
-                    f"not probed: {why}; the doctor runs no program or env that others can "
-                    "change (make it yours and not group/world-writable to have it checked)",
+                    f"not probed: {why}; {TRUST_ADVICE}",
                     why,
                 )
             ]
@@ -288,12 +258,18 @@ def _invalid_name(info: discovery.SpecInfo) -> list[Problem]:
     return []
 
 
-def diagnose(names: Iterable[str] = (), *, environ: Mapping[str, str] | None = None) -> Report:
+def diagnose(
+    names: Iterable[str] = (),
+    *,
+    environ: Mapping[str, str] | None = None,
+    trust: bool = False,
+) -> Report:
     """Check every spec, or the named ones (``NoSuchKernelSpec`` for an unknown name)."""
     environ = dict(os.environ if environ is None else environ)
     names = list(names)
     infos = discovery.get_specs(names) if names else discovery.list_specs()
-    interpreter = _interpreter_problems(infos, environ)
+    named = frozenset(i.name for i in infos) if names else frozenset()
+    interpreter = _interpreter_problems(infos, environ, named, trust)
     locations = discovery.spec_locations()  # one scan of the kernel dirs, not one per spec
     diagnoses = []
     for info in infos:
@@ -381,12 +357,13 @@ class DoctorRequest:
         "their launcher, no {connection_file}, uninstalled provisioners, shadowed names, "
         "env paths that do not exist, templates naming unset variables."
     )
-    OPTIONS: ClassVar[tuple[Option, ...]] = (NAMES, FIX, LAUNCH, LAUNCH_TIMEOUT, JSON)
+    OPTIONS: ClassVar[tuple[Option, ...]] = (NAMES, FIX, LAUNCH, LAUNCH_TIMEOUT, TRUST, JSON)
 
     names: tuple[str, ...] = ()
     fix: bool = False
     launch: bool = False
     timeout: float = launching.DEFAULT_TIMEOUT  # each kernel's, with launch
+    trust: bool = False  # run the named specs others can change
     json: bool = False
 
     def __post_init__(self) -> None:
@@ -394,18 +371,20 @@ class DoctorRequest:
         seconds(self.timeout)
         if self.fix and self.launch:
             raise InvalidInput("--fix removes dead specs; run it without --launch")
+        if self.trust and not self.names:
+            raise InvalidInput("--trust runs specs others can change: name the ones you have read")
 
     @classmethod
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> DoctorRequest:
-        return cls(tuple(ns.names), ns.fix, ns.launch, ns.timeout, ns.json)
+        return cls(tuple(ns.names), ns.fix, ns.launch, ns.timeout, ns.trust, ns.json)
 
 
 def run(request: DoctorRequest) -> Report | launching.LaunchReport:
     """The report of the static checks (after ``fix`` removed the dead specs), or of the
     kernels ``launch`` started."""
     if request.launch:
-        return launching.launch_all(request.names, request.timeout)
-    report = diagnose(request.names)
+        return launching.launch_all(request.names, request.timeout, trust=request.trust)
+    report = diagnose(request.names, trust=request.trust)
     return remove_dead(report) if request.fix else report

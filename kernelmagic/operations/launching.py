@@ -2,13 +2,20 @@
 missing shared library, a broken module or a wrapper that fails, shows when Jupyter starts
 the spec. Each spec is started through jupyter_client, asked for ``kernel_info``, and shut
 down; a failure is reported with the lines of the kernel's stderr that say why.
+
+Like the doctor's probes, it starts no spec that other users can change unless the user
+named it and said ``--trust``; kernels start in an empty directory of their own, so that
+nothing in the current directory is imported; only the last ``STDERR_KEPT`` bytes of a
+kernel's stderr are kept, whatever it writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,9 +24,12 @@ from typing import Any
 
 from kernelmagic.domain import checks
 from kernelmagic.domain.shells import failure_lines
+from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.storage import discovery
 
 DEFAULT_TIMEOUT = 60.0
+STDERR_KEPT = 64 * 1024
+STARTED, FAILED, NOT_LAUNCHED = "started", "failed", "not launched"
 
 
 @dataclass
@@ -27,15 +37,20 @@ class Launch:
     """How one spec started (seconds to the ``kernel_info`` reply) or why it did not."""
 
     name: str
-    started: bool
+    result: str  # started | failed | not launched
     seconds: float | None = None
     language: str = ""
     implementation: str = ""
     reason: str = ""
 
+    @property
+    def started(self) -> bool:
+        return self.result == STARTED
+
     def to_json(self) -> dict[str, Any]:
         return {
             "started": self.started,
+            "result": self.result,
             "seconds": self.seconds,
             "language": self.language,
             "implementation": self.implementation,
@@ -45,7 +60,7 @@ class Launch:
 
 @dataclass
 class LaunchReport:
-    """How each spec ``doctor --launch`` started did."""
+    """How each spec ``doctor --launch`` was asked to start did."""
 
     launches: list[Launch]
     removed: list[str] = field(default_factory=list)  # as the static report: nothing here
@@ -54,6 +69,9 @@ class LaunchReport:
     def healthy(self) -> bool:
         return all(launch.started for launch in self.launches)
 
+    def count(self, result: str) -> int:
+        return sum(1 for launch in self.launches if launch.result == result)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "healthy": self.healthy,
@@ -61,9 +79,31 @@ class LaunchReport:
         }
 
 
-def _stderr_of(stream: Any) -> str:
-    stream.seek(0)
-    return stream.read(64 * 1024).decode("utf-8", "replace")
+class _StderrTail:
+    """A pipe for a kernel's stderr and a thread that keeps only its last bytes."""
+
+    def __init__(self) -> None:
+        self.read_end, self.write_end = os.pipe()
+        self._kept = bytearray()
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        with os.fdopen(self.read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                with self._lock:
+                    self._kept += chunk
+                    del self._kept[:-STDERR_KEPT]
+
+    def started(self) -> None:
+        """The kernel has its copy of the write end: close ours, so EOF can come."""
+        os.close(self.write_end)
+
+    def text(self, wait: float = 0.0) -> str:
+        self._reader.join(wait)  # what a kernel that just exited wrote last
+        with self._lock:
+            return bytes(self._kept).decode("utf-8", "replace")
 
 
 def launch(name: str, timeout: float = DEFAULT_TIMEOUT) -> Launch:
@@ -72,12 +112,15 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT) -> Launch:
     from jupyter_client.manager import KernelManager
 
     manager = KernelManager(kernel_name=name)
-    with tempfile.TemporaryFile() as stderr:
+    stderr = _StderrTail()
+    with tempfile.TemporaryDirectory(prefix="kernelmagic-launch-") as cwd:
         began = time.perf_counter()
         try:
-            manager.start_kernel(stderr=stderr)
+            manager.start_kernel(stderr=stderr.write_end, cwd=cwd)
         except Exception as exc:  # whatever keeps the process from starting at all
-            return Launch(name, False, reason=f"cannot start: {exc}")
+            return Launch(name, FAILED, reason=f"cannot start: {exc}")
+        finally:
+            stderr.started()
         client = manager.client()
         # The shell channel is all a kernel_info request needs; a heartbeat thread still
         # starting when a kernel dies at once would race the client's teardown.
@@ -86,8 +129,8 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT) -> Launch:
             request = client.kernel_info()
             while time.perf_counter() - began < timeout:
                 if not manager.is_alive():
-                    said = failure_lines(_stderr_of(stderr))
-                    return Launch(name, False, reason=f"the kernel exited: {said}")
+                    said = failure_lines(stderr.text(wait=1.0))
+                    return Launch(name, FAILED, reason=f"the kernel exited: {said}")
                 try:
                     reply = client.get_shell_msg(timeout=0.2)
                 except queue.Empty:
@@ -96,32 +139,45 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT) -> Launch:
                     content = reply["content"]
                     return Launch(
                         name,
-                        True,
+                        STARTED,
                         round(time.perf_counter() - began, 3),
                         content.get("language_info", {}).get("name", ""),
                         content.get("implementation", ""),
                     )
-            said = failure_lines(_stderr_of(stderr))
-            return Launch(name, False, reason=f"no kernel_info reply within {timeout:g} s: {said}")
+            said = failure_lines(stderr.text())
+            return Launch(name, FAILED, reason=f"no kernel_info reply within {timeout:g} s: {said}")
         finally:
             client.stop_channels()
-            manager.shutdown_kernel(now=True)
+            with contextlib.suppress(Exception):
+                manager.shutdown_kernel(now=True)
 
 
-def launch_all(names: Iterable[str] = (), timeout: float = DEFAULT_TIMEOUT) -> LaunchReport:
+def launch_all(
+    names: Iterable[str] = (), timeout: float = DEFAULT_TIMEOUT, *, trust: bool = False
+) -> LaunchReport:
     """Start every spec Jupyter lists, or the named ones, a few at a time (bounded by the
-    cores). Remote (provisioner) specs are started only when named: they reach other hosts."""
+    cores). Remote (provisioner) specs are started only when named: they reach other hosts.
+    A spec others can change is not launched, unless it is named and ``trust`` is given."""
     names = list(names)
     if names:
-        wanted = [info.name for info in discovery.get_specs(names)]
+        infos = discovery.get_specs(names)
     else:
-        wanted = [
-            info.name
+        infos = [
+            info
             for info in discovery.list_specs()
             if info.visible and checks.provisioner_name(info.spec) in (None, "local-provisioner")
         ]
-    if not wanted:
-        return LaunchReport([])
-    with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, len(wanted))) as pool:
-        launches = list(pool.map(lambda name: launch(name, timeout), wanted))
-    return LaunchReport(launches)
+    refused = {}
+    for info in infos:
+        why = untrusted(info)
+        if why and not (names and trust):
+            refused[info.name] = Launch(
+                info.name, NOT_LAUNCHED, reason=f"not launched: {why}; {TRUST_ADVICE}"
+            )
+    wanted = [info.name for info in infos if info.name not in refused]
+    launched: dict[str, Launch] = {}
+    if wanted:
+        with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, len(wanted))) as pool:
+            results = pool.map(lambda n: launch(n, timeout), wanted)
+            launched = dict(zip(wanted, results, strict=True))
+    return LaunchReport([refused.get(i.name) or launched[i.name] for i in infos])

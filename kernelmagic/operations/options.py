@@ -201,6 +201,12 @@ FROM_CONDA = option(
 SHELL = option(
     "--shell", metavar="PATH", type=path, help="the shell that runs snippets (default: bash)"
 )
+TRUST = option(
+    "--trust",
+    action="store_true",
+    help="also run the named specs that other users can change (their argv and env run as "
+    "you): only once you have read them",
+)
 SHELL_TIMEOUT = option(
     "--timeout",
     metavar="SECONDS",

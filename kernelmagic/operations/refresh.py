@@ -12,9 +12,10 @@ from typing import Any, ClassVar
 from kernelmagic.domain import envcapture, languages, sources
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance, Source, now
+from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import KernelmagicError
 from kernelmagic.operations.install import secret_free_digests
-from kernelmagic.operations.options import DRY_RUN, NAME, SHELL_TIMEOUT, Option, seconds
+from kernelmagic.operations.options import DRY_RUN, NAME, SHELL_TIMEOUT, TRUST, Option, seconds
 from kernelmagic.settings import Settings
 from kernelmagic.storage import transactions
 from kernelmagic.storage.discovery import get_spec
@@ -29,12 +30,13 @@ class RefreshRequest:
         "Re-run the source a spec was captured from and update its env (and argv if the "
         "interpreter moved); variables set by hand since are kept."
     )
-    OPTIONS: ClassVar[tuple[Option, ...]] = (NAME, SHELL_TIMEOUT, DRY_RUN)
+    OPTIONS: ClassVar[tuple[Option, ...]] = (NAME, SHELL_TIMEOUT, TRUST, DRY_RUN)
 
     name: str
     dry_run: bool = False
     timeout: float = sources.SHELL_TIMEOUT
     policy: EnvPolicy = DEFAULT_POLICY  # added to the patterns the spec recorded
+    trust: bool = False  # run its source even if others can change the spec
 
     def __post_init__(self) -> None:
         seconds(self.timeout)
@@ -43,7 +45,7 @@ class RefreshRequest:
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> RefreshRequest:
-        return cls(ns.name, ns.dry_run, ns.timeout, settings.policy)
+        return cls(ns.name, ns.dry_run, ns.timeout, settings.policy, ns.trust)
 
 
 def _recorded_snippet(resource_dir: str, record: Provenance) -> str | None:
@@ -69,6 +71,9 @@ def refresh(
     wrote, or they were never captured) are kept.
     """
     info = get_spec(request.name)
+    why = untrusted(info)
+    if why and not request.trust:  # its recorded snippet or shell would run as you
+        raise KernelmagicError(f"not refreshed: {why}; {TRUST_ADVICE}")
     record = Provenance.of_spec(info.spec)
     if record is None or not record.source.repeatable:
         reason = (

@@ -91,16 +91,24 @@ def group_id(group: str) -> int:
 
 def share_with_group(path: str, gid: int) -> None:
     """Make a staged spec dir a group's: group-owned, dirs setgid (new files stay the
-    group's) and group-readable, files group-readable, nothing writable by others."""
+    group's) and group-readable, files group-readable, nothing writable by others.
+
+    A file that is owner-only stays so: the full text of a snippet that held a secret
+    (``kernelmagic-snippet.sh``), the backup of a ``kernel.json`` that held one. A
+    ``kernel.json`` holding a secret the user named with ``--include`` is shared on purpose.
+    """
     for root, _, names in os.walk(path):
         os.chown(root, -1, gid)
         mode = stat.S_IMODE(os.stat(root).st_mode)
         os.chmod(root, (mode | stat.S_ISGID | 0o050) & ~0o002)
         for name in names:
             file = os.path.join(root, name)
-            if not os.path.islink(file):
-                os.chown(file, -1, gid)
-                os.chmod(file, (stat.S_IMODE(os.stat(file).st_mode) | 0o040) & ~0o002)
+            if os.path.islink(file):
+                continue
+            os.chown(file, -1, gid)
+            mode = stat.S_IMODE(os.stat(file).st_mode)
+            shared = name == "kernel.json" or mode & 0o077
+            os.chmod(file, (mode | 0o040 if shared else mode) & ~0o002)
 
 
 def _lock_path(kernels_dir: str, name: str) -> str:

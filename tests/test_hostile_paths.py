@@ -1,0 +1,114 @@
+"""A hostile world, round three: the rules the core keeps, kept by every newer path.
+
+Each test is named after the item of issue 24 it covers and failed on the code before it.
+Where it matters, the same check runs as an unprivileged user too (a forked child that
+dropped root, as ``run_as_nobody`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from helpers import group_of_mine, run_as_nobody, write_spec
+
+from kernelmagic.frontends.cli import main
+
+
+@pytest.fixture
+def shared_dir(monkeypatch):
+    """A world-writable kernels dir on JUPYTER_PATH (a shared scratch space), outside pytest's
+    tmp_path so that another user can enter it; removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="kernelmagic-shared-"))
+    base.chmod(0o755)
+    shared = base / "shared"
+    kernels = shared / "kernels"
+    kernels.mkdir(parents=True)
+    shared.chmod(0o777)
+    kernels.chmod(0o777)
+    monkeypatch.setenv("JUPYTER_PATH", str(shared))
+    yield shared
+    shutil.rmtree(base, ignore_errors=True)
+
+
+# --- 1. doctor --launch starts no spec others can write ------------------------------------
+
+
+def test_doctor_launch_starts_no_spec_others_can_write(shared_dir, capsys):
+    marker = shared_dir / "argv-ran"
+    write_spec(
+        shared_dir / "kernels",
+        "planted",
+        {
+            "argv": ["/bin/sh", "-c", f"touch {marker}; exec sleep 30", "{connection_file}"],
+            "display_name": "planted",
+            "language": "sh",
+        },
+    )
+    assert main(["doctor", "--launch", "--timeout", "5", "--json"]) == 1  # the cron use
+    report = json.loads(capsys.readouterr().out)["specs"]["planted"]
+    assert report["result"] == "not launched" and "writable by others" in report["reason"]
+    assert not marker.exists()
+    assert main(["doctor", "--launch", "--timeout", "5", "planted"]) == 1  # named is not enough
+    assert "not launched" in capsys.readouterr().out and not marker.exists()
+    assert main(["doctor", "--launch", "--trust", "--timeout", "2"]) == 2  # --trust names specs
+    assert main(["doctor", "--launch", "--trust", "--timeout", "2", "planted"]) == 1
+    assert marker.exists()  # named and trusted: it ran (and gave no kernel_info reply)
+    marker.unlink()
+    if os.geteuid() == 0:
+        status, err = run_as_nobody(["doctor", "--launch", "--timeout", "5"])
+        assert status == 1, err
+        assert not marker.exists()
+
+
+def test_refresh_runs_no_source_others_can_write(user_kernels, tmp_path, capsys):
+    marker = tmp_path / "snippet-ran"
+    snippet = tmp_path / "s.sh"
+    snippet.write_text(f"touch {marker}\nexport GEO_HOME=/opt/geo\n")
+    argv = ["install", "geo", "--snippet-file", str(snippet), "--python", sys.executable]
+    assert main(argv) == 0
+    marker.unlink()
+    (user_kernels / "geo").chmod(0o777)
+    assert main(["refresh", "geo"]) == 1
+    err = capsys.readouterr().err
+    assert "not refreshed" in err and "writable by others" in err and not marker.exists()
+    assert main(["refresh", "geo", "--trust"]) == 0 and marker.exists()
+
+
+# --- 2. --group publishes no owner-only file -----------------------------------------------
+
+
+def _modes(spec_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o7777 for p in spec_dir.iterdir()}
+
+
+def test_group_sharing_keeps_owner_only_files_owner_only(tmp_path, monkeypatch, capsys):
+    group = group_of_mine().gr_name
+    prefix = tmp_path / "project"
+    where = ["--prefix", str(prefix)]
+    # A spec holding a secret: its kernel.json is owner-only, and --replace keeps it as a backup.
+    assert main(["install", "s", "--capture", "none", "--env", "DB_PASSWORD=pw", *where]) == 0
+    snippet = tmp_path / "s.sh"
+    snippet.write_text("export API_TOKEN=ghp_" + "a" * 36 + "\nexport GEO_HOME=/opt/geo\n")
+    argv = ["install", "s", "--replace", "--snippet-file", str(snippet), "--python", sys.executable]
+    assert main([*argv, "--include", "API_TOKEN", "--group", group, *where]) == 0
+    spec_dir = prefix / "share" / "jupyter" / "kernels" / "s"
+    modes = _modes(spec_dir)
+    assert modes["kernelmagic-snippet.sh"] == 0o600  # the snippet's full text, secret included
+    assert modes[".kernel.json.backup-1"] == 0o600  # the old kernel.json, DB_PASSWORD in it
+    assert modes["kernel.json"] & 0o040  # shared on purpose: --include named the secret
+    for name, mode in modes.items():
+        assert not mode & 0o002, name  # nothing writable by others
+        if name.endswith(".png") or name.endswith(".svg"):
+            assert mode & 0o040, name  # the logos are the group's to read
+    assert spec_dir.stat().st_mode & 0o2000  # setgid
+
+    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    assert main(["clone", "s", "s2", "--group", group, *where]) == 0
+    cloned = _modes(prefix / "share" / "jupyter" / "kernels" / "s2")
+    assert cloned["kernelmagic-snippet.sh"] == 0o600
