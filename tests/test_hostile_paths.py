@@ -108,7 +108,10 @@ def test_group_sharing_keeps_owner_only_files_owner_only(tmp_path, monkeypatch, 
             assert mode & 0o040, name  # the logos are the group's to read
     assert spec_dir.stat().st_mode & 0o2000  # setgid
 
+    # The secret left out of env stays in the snippet's owner-only file; a clone keeps it so.
+    argv = ["install", "t", "--snippet-file", str(snippet), "--python", sys.executable]
+    assert main([*argv, *where]) == 0
     monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
-    assert main(["clone", "s", "s2", "--group", group, *where]) == 0
-    cloned = _modes(prefix / "share" / "jupyter" / "kernels" / "s2")
-    assert cloned["kernelmagic-snippet.sh"] == 0o600
+    assert main(["clone", "t", "t2", "--group", group, *where]) == 0
+    cloned = _modes(prefix / "share" / "jupyter" / "kernels" / "t2")
+    assert cloned["kernelmagic-snippet.sh"] == 0o600 and cloned["kernel.json"] & 0o040
