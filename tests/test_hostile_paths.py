@@ -115,3 +115,28 @@ def test_group_sharing_keeps_owner_only_files_owner_only(tmp_path, monkeypatch, 
     assert main(["clone", "t", "t2", "--group", group, *where]) == 0
     cloned = _modes(prefix / "share" / "jupyter" / "kernels" / "t2")
     assert cloned["kernelmagic-snippet.sh"] == 0o600 and cloned["kernel.json"] & 0o040
+
+
+# --- 4. probes run no code from the current directory --------------------------------------
+
+
+def test_probes_import_nothing_from_the_current_directory(
+    user_kernels, tmp_path, monkeypatch, capsys
+):
+    planted = tmp_path / "cwd"
+    planted.mkdir()
+    marker = tmp_path / "planted-ran"
+    code = f"open({str(marker)!r}, 'a').write('ran\\n')\n"
+    for module in ("importlib", "json", "ipykernel", "kernelmagic"):
+        (planted / f"{module}.py").write_text(code)
+    (planted / ".Rprofile").write_text(f'cat("ran\\n", file = "{marker}", append = TRUE)\n')
+    monkeypatch.chdir(planted)
+    write_spec(user_kernels, "py")
+    if shutil.which("R"):
+        argv = ["R", "--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"]
+        write_spec(user_kernels, "r", {"argv": argv, "language": "R"})
+    assert main(["doctor"]) in (0, 1)  # the interpreters are probed
+    assert main(["install", "other", "--python", sys.executable, "--capture", "none"]) == 0
+    assert main(["doctor", "--launch", "--timeout", "60", "py"]) == 0
+    capsys.readouterr()
+    assert not marker.exists(), marker.read_text()

@@ -131,9 +131,7 @@ def check_interpreter_starts(python: str, environ: Mapping[str, str], timeout: f
     path shadowing libzmq) is refused instead of leaving a dead kernel."""
     check = [python, "-c", "import ipykernel.kernelapp, kernelmagic.restart.inplace"]
     try:
-        done = subprocess.run(
-            check, env=dict(environ), capture_output=True, text=True, timeout=timeout
-        )
+        done = shells.run_probe(check, environ, timeout)
     except subprocess.TimeoutExpired:
         raise SourceFailed(
             f"{python} did not start within {timeout:g} s in the new environment"
@@ -143,5 +141,5 @@ def check_interpreter_starts(python: str, environ: Mapping[str, str], timeout: f
     if done.returncode != 0:
         raise SourceFailed(
             f"{python} cannot start a kernel in the new environment: "
-            f"{shells.failure_lines(done.stderr)}"
+            f"{shells.failure_lines(done.stderr.decode('utf-8', 'replace'))}"
         )

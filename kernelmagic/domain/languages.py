@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernelmagic.domain.provenance import SNIPPET_FILE, without_record
+from kernelmagic.domain.shells import run_probe
 from kernelmagic.errors import InvalidInput, KernelmagicError, SourceFailed
 from kernelmagic.storage.discovery import get_spec, read_spec_file
 from kernelmagic.storage.transactions import copy_files
@@ -58,14 +59,7 @@ def resolve_program(program: str, environ: Mapping[str, str]) -> str | None:
 
 def _ask(command: list[str], environ: Mapping[str, str], fix: str) -> list[str]:
     try:
-        done = subprocess.run(
-            command,
-            env=dict(environ),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_TIMEOUT,
-            check=False,
-        )
+        done = run_probe(command, environ, PROBE_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise SourceFailed(f"{command[0]} did not answer within {PROBE_TIMEOUT:g} s") from None
     except OSError as exc:

@@ -17,6 +17,7 @@ from string import Template
 from typing import Any
 
 from kernelmagic.domain import checks
+from kernelmagic.domain.shells import run_probe
 
 TIMEOUT = 20.0
 # The variables that decide where an interpreter finds its packages.
@@ -125,14 +126,7 @@ def probe_for(spec: dict[str, Any], environ: Mapping[str, str]) -> Probe | None:
 def run(probe: Probe) -> str | None:
     """None if the package loads; else what went wrong, in a few words."""
     try:
-        done = subprocess.run(
-            probe.command,
-            env=probe.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
+        done = run_probe(probe.command, probe.env, TIMEOUT)
     except subprocess.TimeoutExpired:
         return f"did not answer within {TIMEOUT:.0f} s"
     except OSError as exc:

@@ -35,6 +35,26 @@ _DUMP_AROUND_SNIPPET = (
 _DRIVER = _TAKE_ARGS + _DUMP_AROUND_SNIPPET
 
 
+def run_probe(
+    command: list[str] | tuple[str, ...], env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[bytes]:
+    """Run an interpreter to ask it something (can it import ipykernel, where is IRkernel),
+    from an empty directory of its own: a Python ``-c`` puts the working directory first on
+    ``sys.path``, R reads ``./.Rprofile`` and ``./.Renviron``, Julia ``./Project.toml``, so
+    whoever can write the directory kernelmagic is run from could otherwise run code as the
+    user. Output is captured; stdin is empty. Raises what ``subprocess.run`` raises."""
+    with tempfile.TemporaryDirectory(prefix="kernelmagic-probe-") as empty:
+        return subprocess.run(
+            list(command),
+            env=dict(env),
+            cwd=empty,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
 def clean_environment(environ: Mapping[str, str], also_keep: Iterable[str] = ()) -> dict[str, str]:
     """What a clean login shell starts from: the session's identity and locale (``env -i``
     keeping HOME, USER, LANG, LC_*, ...), plus the names in ``also_keep``."""

@@ -107,13 +107,8 @@ _PROBE = (
 def probe_interpreter(path: str, environ: Mapping[str, str] | None = None) -> Interpreter | None:
     """Run ``path`` once to learn its prefix, version and whether it has ipykernel."""
     try:
-        done = subprocess.run(
-            [path, "-c", _PROBE],
-            env=dict(os.environ if environ is None else environ),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_TIMEOUT,
-            check=False,
+        done = shells.run_probe(
+            [path, "-c", _PROBE], os.environ if environ is None else environ, PROBE_TIMEOUT
         )
         found = json.loads(done.stdout.decode().strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
