@@ -272,9 +272,13 @@ def test_an_install_for_an_interpreter_without_kernelmagic_says_so(
     user_kernels,
     second_venv,
     capsys,
+    tmp_path,
 ):
     python = second_venv / "bin" / "python"
-    has_it = subprocess.run([str(python), "-c", "import kernelmagic"]).returncode == 0
+    # Asked from a neutral directory: from a source checkout, `import kernelmagic` finds the
+    # checkout itself, which no kernel started by Jupyter would.
+    check = [str(python), "-c", "import kernelmagic"]
+    has_it = subprocess.run(check, cwd=tmp_path).returncode == 0
     ip.run_cell_magic("kernel_install", f"other --python {python}", "export X=1\n")
     out = capsys.readouterr().out
     assert ("cannot import kernelmagic" in out) is not has_it

@@ -140,3 +140,57 @@ def test_probes_import_nothing_from_the_current_directory(
     assert main(["doctor", "--launch", "--timeout", "60", "py"]) == 0
     capsys.readouterr()
     assert not marker.exists(), marker.read_text()
+
+
+# --- 5. the ipykernel spec cache is believed only when nobody else could write it --------
+
+
+def _planted_answer(marker: Path) -> dict:
+    return {
+        "argv": ["/bin/sh", "-c", f"touch {marker}", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "metadata": {"kernel_provisioner": {"provisioner_name": "x", "config": {}}},
+    }
+
+
+@pytest.mark.parametrize("where", ["shared scratch", "relative", "own dir, wrong shape", "fifo"])
+def test_the_ipykernel_spec_cache_is_trusted_only_when_nobody_else_could_write_it(
+    where, user_kernels, tmp_path, monkeypatch, shared_dir
+):
+    from kernelmagic.storage import ipykernel_specs
+
+    marker = tmp_path / "planted-argv"
+    if where == "shared scratch":
+        cache_home = shared_dir / "cache"
+    elif where == "relative":
+        monkeypatch.chdir(shared_dir)
+        cache_home = Path("cache")
+    else:
+        cache_home = tmp_path / "own-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    directory = Path(ipykernel_specs.cache_dir())
+    directory.mkdir(parents=True, exist_ok=True)
+    if where == "shared scratch":
+        directory.chmod(0o777)  # others may replace what is in it
+    entry = directory / f"ipykernel-install-{ipykernel_specs._cache_key()}.json"
+    if where == "fifo":
+        os.mkfifo(entry)  # 0.1 waited on it forever
+    else:
+        entry.write_text(json.dumps(_planted_answer(marker)))
+    assert main(["install", "k", "--capture", "none"]) == 0
+    spec = json.loads((user_kernels / "k" / "kernel.json").read_text())
+    assert spec["argv"][0] == sys.executable and spec["argv"][-4:-2] == ["-m", "ipykernel_launcher"]
+    assert "kernel_provisioner" not in spec.get("metadata", {})
+
+
+def test_a_well_formed_cache_entry_of_ones_own_is_used(user_kernels, tmp_path, monkeypatch):
+    from kernelmagic.storage import ipykernel_specs
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = ipykernel_specs.install_spec()
+    entry = (
+        Path(ipykernel_specs.cache_dir()) / f"ipykernel-install-{ipykernel_specs._cache_key()}.json"
+    )
+    assert entry.stat().st_mode & 0o077 == 0 and json.loads(entry.read_text()) == first
+    assert ipykernel_specs.is_ipykernel_spec(first)

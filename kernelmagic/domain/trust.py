@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 from typing import Any
 
 TRUST_ADVICE = (
@@ -19,16 +20,22 @@ TRUST_ADVICE = (
 
 
 def untrusted(info: Any) -> str | None:
-    """Why a spec (a ``SpecInfo``) is not to be run as this user, or None.
-
-    Another user owns its kernel.json, its directory or the kernels dir above it (root is
-    trusted), or one of them is writable by group or others (a private group of the user's
-    own excepted, and a sticky dir such as ``/tmp``, where others cannot replace what is ours).
-    """
+    """Why a spec (a ``SpecInfo``) is not to be run as this user, or None: another user can
+    change its kernel.json, its directory or the kernels dir above it."""
     if info.native:
         return None
+    return others_can_change(
+        (info.kernel_json, info.resource_dir, os.path.dirname(info.resource_dir))
+    )
+
+
+def others_can_change(paths: Iterable[str]) -> str | None:
+    """Why another user could change what these paths hold (a file, its directory, the one
+    above), or None: one is owned by another user who is not root, or writable by group or
+    others (a private group of the user's own excepted, and a sticky dir such as ``/tmp``,
+    where others cannot replace what is ours). A path that does not exist is skipped."""
     me = os.getuid() if hasattr(os, "getuid") else None  # no owners to compare on Windows
-    for path in (info.kernel_json, info.resource_dir, os.path.dirname(info.resource_dir)):
+    for path in paths:
         try:
             found = os.stat(path)
         except OSError:

@@ -13,10 +13,13 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from kernelmagic.domain.trust import others_can_change
 from kernelmagic.storage import atomic
 
 
@@ -65,22 +68,100 @@ def _ask_install() -> dict[str, Any]:
 
 
 def _cached(kind: str, ask: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``ask()``'s answer, from the cache when a trusted entry holds it, else asked and kept.
+
+    The answer decides the argv, env and metadata of every spec installed, so a cache entry
+    is believed only when nobody else could have written it (it, its dir and the dir above
+    are this user's and not writable by others: ``XDG_CACHE_HOME`` may point at shared
+    scratch), it is a regular file (a FIFO must not hang us) and it has exactly the shape
+    ipykernel gives. Anything else is asked again, and nothing is written where others could
+    replace it.
+    """
     key = _cache_key()
-    path = os.path.join(cache_dir(), f"ipykernel-{kind}-{key}.json") if key else None
-    if path:
-        try:
-            with open(path, encoding="utf-8") as f:
-                cached = json.load(f)
-            if isinstance(cached, dict) and isinstance(cached.get("argv"), list):
-                return cached
-        except (OSError, ValueError):
-            pass
+    directory = cache_dir()
+    trusted = (
+        key is not None
+        and os.path.isabs(directory)
+        and not others_can_change((directory, os.path.dirname(directory)))
+    )
+    path = os.path.join(directory, f"ipykernel-{kind}-{key}.json")
+    if trusted:
+        cached = _read_trusted(path)
+        if cached is not None and is_ipykernel_spec(cached):
+            return cached
     answer = ask()
-    if path:
+    if key is not None and _make_own_dir(directory):
         with contextlib.suppress(OSError):  # a read-only home: no cache, the same answer
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic.write_bytes_atomic(path, json.dumps(answer).encode(), mode=0o644)
+            atomic.write_bytes_atomic(path, json.dumps(answer).encode(), mode=0o600)
     return answer
+
+
+def _make_own_dir(directory: str) -> bool:
+    """Create the cache dir (owner-only); whether it is one that only this user can change."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError:
+        return False
+    parent = os.path.dirname(directory)
+    return os.path.isabs(directory) and others_can_change((directory, parent)) is None
+
+
+_MAX_CACHE_BYTES = 64 * 1024  # an answer is a few hundred bytes
+
+
+def _read_trusted(path: str) -> Any:
+    """The JSON in ``path`` if it is a regular file of this user's that others cannot write,
+    read without blocking; else None."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_CACHE_BYTES:
+            return None
+        if others_can_change((path,)) is not None:
+            return None
+        return json.loads(os.read(fd, _MAX_CACHE_BYTES + 1).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+_INTERPRETER_OPTION = re.compile(r"-X[A-Za-z_]+(=[A-Za-z0-9_]+)?\Z")
+_SPEC_KEYS = {"argv", "display_name", "language", "metadata", "kernel_protocol_version"}
+
+
+def is_ipykernel_spec(spec: Any) -> bool:
+    """Whether ``spec`` has exactly the shape ``get_kernel_dict()`` gives for this
+    interpreter: this ``sys.executable`` running ``-m ipykernel_launcher -f
+    {connection_file}`` (with ``-X`` options only), Python, and metadata of flags and
+    words (no provisioner, no env)."""
+    if not isinstance(spec, dict) or not set(spec) <= _SPEC_KEYS:
+        return False
+    argv = spec.get("argv")
+    if not isinstance(argv, list) or len(argv) < 5 or argv[0] != sys.executable:
+        return False
+    if argv[-4:] != ["-m", "ipykernel_launcher", "-f", "{connection_file}"]:
+        return False
+    if not all(isinstance(a, str) and _INTERPRETER_OPTION.match(a) for a in argv[1:-4]):
+        return False
+    if not isinstance(spec.get("display_name"), str) or spec.get("language") != "python":
+        return False
+    if not isinstance(spec.get("kernel_protocol_version", ""), str):
+        return False
+    metadata = spec.get("metadata", {})
+    return isinstance(metadata, dict) and all(
+        isinstance(k, str)
+        and k != "kernel_provisioner"
+        and (
+            isinstance(v, (bool, str))
+            or (isinstance(v, list) and all(isinstance(w, str) for w in v))
+        )
+        for k, v in metadata.items()
+    )
 
 
 def _cache_key() -> str | None:
