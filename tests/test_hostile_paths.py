@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -194,3 +195,50 @@ def test_a_well_formed_cache_entry_of_ones_own_is_used(user_kernels, tmp_path, m
     )
     assert entry.stat().st_mode & 0o077 == 0 and json.loads(entry.read_text()) == first
     assert ipykernel_specs.is_ipykernel_spec(first)
+
+
+# --- 6. the 4 MiB kernel.json limit, enforced before reading -------------------------------
+
+
+def test_a_giant_kernel_json_is_refused_by_its_size(user_kernels, tmp_path):
+    giant = user_kernels / "giant"
+    giant.mkdir(parents=True)
+    with open(giant / "kernel.json", "wb") as f:
+        f.truncate(200 * 2**20)  # 200 MiB, sparse: cheap to make, costly to read
+    write_spec(user_kernels, "fine")
+    probe = (
+        "import json, resource, sys\n"
+        "from kernelmagic.frontends.cli import main\n"
+        "for argv in (['list', '--json'], ['show', 'giant'], ['doctor', 'giant']):\n"
+        "    main(argv)\n"
+        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    listing = json.loads(done.stdout.splitlines()[0])
+    assert "giant" not in listing["kernelspecs"] and "fine" in listing["kernelspecs"]
+    assert "larger than 4 MiB" in listing["problems"]["giant"][0]
+    assert "larger than 4 MiB" in done.stdout  # show and doctor say why
+    peak_kib = int(done.stderr.strip().splitlines()[-1])
+    assert peak_kib < 150 * 1024  # 0.1 read the whole file: 636 MB at 200 MiB
+
+
+# --- 7. doctor --launch keeps a bounded tail of a kernel's stderr ------------------------
+
+
+def test_doctor_launch_keeps_a_bounded_tail_of_stderr(user_kernels, tmp_path, monkeypatch, capsys):
+    """A spec that spews to stderr: 0.1 kept all of it in a temp file (2.1 GB in 4 s)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile reads TMPDIR again
+    argv = ["/bin/sh", "-c", "exec yes spewing-to-stderr >&2", "{connection_file}"]
+    write_spec(user_kernels, "spew", {"argv": argv, "language": "sh"})
+    free_before = shutil.disk_usage(scratch).free
+    assert main(["doctor", "--launch", "--timeout", "3", "--json", "spew"]) == 1
+    report = json.loads(capsys.readouterr().out)["specs"]["spew"]
+    assert report["result"] == "failed" and "spewing-to-stderr" in report["reason"]
+    assert len(report["reason"]) < 4000  # the lines that say why, not the flood
+    used = free_before - shutil.disk_usage(scratch).free
+    assert used < 100 * 2**20, f"{used} bytes of the disk used"

@@ -166,8 +166,8 @@ class CaptureResult:
 
 def _resolve_baseline(options: CaptureOptions, current: Mapping[str, str], timeout: float):
     if options.baseline_file:
-        with open(options.baseline_file, encoding="utf-8", errors="surrogateescape") as f:
-            return shells.parse_environment_dump(f.read()), f"baseline file {options.baseline_file}"
+        text = shells.read_environment_dump(options.baseline_file)
+        return shells.parse_environment_dump(text), f"baseline file {options.baseline_file}"
     return login_shell_environment(current, timeout=timeout), "a clean login shell"
 
 

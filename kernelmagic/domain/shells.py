@@ -8,6 +8,7 @@ load``, a conda activation) both go through here, so they see the same kind of s
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 
 from kernelmagic.errors import SourceFailed
+from kernelmagic.storage.atomic import read_regular_file
 
 # What a clean login shell keeps of the environment it starts from (the profile sets the rest).
 LOGIN_SHELL_KEEP = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TZ", "MAIL")
@@ -195,8 +197,20 @@ def failure_lines(stderr: str) -> str:
 
 
 def _read_dump(path: str) -> dict[str, str]:
-    with open(path, "rb") as f:
-        return parse_environment_dump(f.read().decode("utf-8", "surrogateescape"))
+    return parse_environment_dump(read_environment_dump(path))
+
+
+# An environment is a few kilobytes; a saved one given as --baseline may not be a file at all.
+MAX_DUMP_BYTES = 16 * 1024 * 1024
+
+
+def read_environment_dump(path: str) -> str:
+    """A saved environment's text (any bytes kept, as ``env`` prints them); ``OSError`` when
+    it is no regular file or larger than ``MAX_DUMP_BYTES``."""
+    data = read_regular_file(path, MAX_DUMP_BYTES)
+    if data is None:
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    return data.decode("utf-8", "surrogateescape")
 
 
 def parse_environment_dump(text: str) -> dict[str, str]:

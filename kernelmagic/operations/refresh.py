@@ -4,6 +4,7 @@ interpreter moved), keeping the variables the user set by hand since."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from kernelmagic.errors import KernelmagicError
 from kernelmagic.operations.install import secret_free_digests
 from kernelmagic.operations.options import DRY_RUN, NAME, SHELL_TIMEOUT, TRUST, Option, seconds
 from kernelmagic.settings import Settings
-from kernelmagic.storage import transactions
+from kernelmagic.storage import atomic, transactions
 from kernelmagic.storage.discovery import get_spec
 
 
@@ -53,8 +54,10 @@ def _recorded_snippet(resource_dir: str, record: Provenance) -> str | None:
         return record.source.snippet
     path = os.path.join(resource_dir, os.path.basename(record.snippet_file))
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
+        data = atomic.read_regular_file(path, atomic.MAX_INPUT_BYTES)
+        if data is None:
+            raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
+        return data.decode("utf-8", "surrogateescape")
     except OSError as exc:
         raise KernelmagicError(
             f"cannot read the recorded snippet {path}: {exc.strerror}; reinstall the spec "

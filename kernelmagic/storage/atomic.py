@@ -244,9 +244,13 @@ def read_text_input(path: str) -> str:
                 else sys.stdin.read(MAX_INPUT_BYTES + 1).encode("utf-8")
             )
         else:
-            with open(path, "rb") as f:
-                data = f.read(MAX_INPUT_BYTES + 1)
+            found = read_regular_file(path, MAX_INPUT_BYTES)
+            if found is None:
+                raise InvalidInput(f"cannot read {path}: not a regular file")
+            data = found
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise InvalidInput(f"{path} is larger than {MAX_INPUT_BYTES // 2**20} MiB") from None
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
     if len(data) > MAX_INPUT_BYTES:
         raise InvalidInput(f"{path} is larger than {MAX_INPUT_BYTES // 2**20} MiB")
@@ -256,3 +260,48 @@ def read_text_input(path: str) -> str:
         raise InvalidInput(
             f"{path} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.end]!r})"
         ) from None
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes; None when
+    it is no regular file (a FIFO, a device, a socket, a dangling link: never waited on).
+
+    The size is checked before a byte is read, and every read is capped, so a giant or a
+    growing file costs nothing. ``OSError`` (``EFBIG`` for one that is too large) for a
+    regular file that cannot be read.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError:
+        try:
+            is_file = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            return None
+        if not is_file:
+            return None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        too_big = OSError(errno.EFBIG, f"larger than {_size(limit)}", os.fspath(path))
+        if info.st_size > limit:
+            raise too_big
+        chunks, size = [], 0
+        while size <= limit:  # the file may grow after fstat: every read is capped
+            wanted = min(max(info.st_size + 1 - size, 65536), limit + 1 - size)
+            chunk = os.read(fd, wanted)
+            chunks.append(chunk)
+            size += len(chunk)
+            if len(chunk) < wanted:  # a regular file reads short only at its end
+                return b"".join(chunks)
+        raise too_big
+    finally:
+        os.close(fd)
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from jupyter_core.paths import jupyter_data_dir, jupyter_path
 from kernelmagic.domain import checks, jupyter_rules
 from kernelmagic.domain.jupyter_rules import is_valid_kernel_name, spec_schema
 from kernelmagic.errors import InvalidInput, NoSuchKernelSpec
-from kernelmagic.storage import ipykernel_specs
+from kernelmagic.storage import atomic, ipykernel_specs
 
 NATIVE_KERNEL_NAME = "python3"
 NAME_RULE = (
@@ -219,38 +218,10 @@ def _read_kernel_json(path: str) -> bytes | None:
 
     Jupyter counts a directory as a spec when ``os.path.isfile(kernel.json)``: a FIFO, a
     device, a socket, a dangling or looping link or a directory it cannot enter is no spec
-    (and a lower directory's spec of that name wins). Only regular files are read, never more
-    than ``MAX_SPEC_BYTES``, and a FIFO is opened without blocking. ``OSError`` for a regular
-    file that cannot be read (Jupyter then hides the spec).
+    (and a lower directory's spec of that name wins). ``OSError`` for a regular file that
+    cannot be read, or is larger than ``MAX_SPEC_BYTES`` (Jupyter then hides the spec).
     """
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError:
-        try:
-            is_file = stat.S_ISREG(os.stat(path).st_mode)
-        except OSError:
-            return None
-        if not is_file:
-            return None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        chunks, size = [], 0
-        while size <= MAX_SPEC_BYTES:
-            wanted = max(info.st_size + 1 - size, 65536)
-            chunk = os.read(fd, wanted)
-            chunks.append(chunk)
-            size += len(chunk)
-            if len(chunk) < wanted:  # a regular file reads short only at its end
-                return b"".join(chunks)
-        raise OSError(errno.EFBIG, f"larger than {MAX_SPEC_BYTES // 2**20} MiB", path)
-    finally:
-        os.close(fd)
-
-
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    return atomic.read_regular_file(path, MAX_SPEC_BYTES)
 
 
 def _unreadable(name: str, resource_dir: str, reason: str) -> SpecInfo:

@@ -23,7 +23,13 @@ from kernelmagic.domain import checks
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, SpecExists
 from kernelmagic.storage import atomic
-from kernelmagic.storage.discovery import NATIVE_KERNEL_NAME, locate, read_spec_file, specs_in
+from kernelmagic.storage.discovery import (
+    MAX_SPEC_BYTES,
+    NATIVE_KERNEL_NAME,
+    locate,
+    read_spec_file,
+    specs_in,
+)
 
 WORK_PREFIX = ".kernelmagic-"  # staging and trash directories inside a kernels dir
 # Ends the name in a work directory's name: '+' is in no spec name, so the work dirs of 'a'
@@ -356,7 +362,9 @@ def undo_last_write(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
         if not saved:
             raise KernelmagicError(f"no earlier version of '{key}' to restore")
         newest = saved[-1]
-        data = newest.read_bytes()
+        data = atomic.read_regular_file(newest, MAX_SPEC_BYTES)
+        if data is None:
+            raise KernelmagicError(f"{newest} is not a regular file; remove it")
         before = None
         with contextlib.suppress(OSError, ValueError):
             before = read_spec_file(kernel_json)
