@@ -7,6 +7,7 @@ dropped root, as ``run_as_nobody`` does).
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import shutil
@@ -242,3 +243,87 @@ def test_doctor_launch_keeps_a_bounded_tail_of_stderr(user_kernels, tmp_path, mo
     assert len(report["reason"]) < 4000  # the lines that say why, not the flood
     used = free_before - shutil.disk_usage(scratch).free
     assert used < 100 * 2**20, f"{used} bytes of the disk used"
+
+
+# --- 9. --group with a group one is not in --------------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to a user outside the group")
+def test_group_one_is_not_in_is_refused_up_front_and_leaves_nothing(shared_dir):
+    prefix = shared_dir / "project"
+    prefix.mkdir()
+    prefix.chmod(0o777)  # writable: the group is what fails, not the directory
+    argv = ["install", "x", "--capture", "none", "--prefix", str(prefix), "--group", "root"]
+    status, err = run_as_nobody(argv)
+    assert status == 2, err
+    assert "not a member of group root" in err and "permission denied" not in err
+    assert list(prefix.iterdir()) == []  # no kernels dir, no lock file
+
+
+def test_group_one_is_not_in_is_refused_by_the_python_api_too():
+    from kernelmagic.errors import InvalidInput
+    from kernelmagic.operations.install import InstallRequest
+
+    if os.geteuid() == 0:
+        pytest.skip("root may give files to any group")
+    theirs = next(
+        (g.gr_name for g in grp.getgrall() if g.gr_gid not in (os.getegid(), *os.getgroups())),
+        None,
+    )
+    if theirs is None:
+        pytest.skip("this user is in every group")
+    with pytest.raises(InvalidInput, match="not a member"):
+        InstallRequest("x", group=theirs)
+
+
+# --- 10. a cell that held a secret: IPython's history keeps it -----------------------------
+
+
+def test_a_cell_holding_a_secret_says_the_history_keeps_it(ip, user_kernels, capsys):
+    token = "ghp_" + "t" * 36
+    ip.run_cell_magic(
+        "kernel_install", f"s --python {sys.executable}", f"export API_TOKEN={token}\n"
+    )
+    out = capsys.readouterr().out
+    assert "history" in out and "source FILE" in out and "--snippet-file FILE" in out
+    assert token not in out
+    ip.run_cell_magic("kernel_env", "-k s", f"GH_TOKEN={token}\n")
+    assert "--file FILE" in capsys.readouterr().out
+    ip.run_cell_magic("kernel_install", f"plain --python {sys.executable}", "export A=1\n")
+    assert "history" not in capsys.readouterr().out
+
+
+# --- 11. a full disk while copying a spec's files: one reason, once -------------------------
+
+
+def test_a_full_disk_while_copying_says_why_once(user_kernels):
+    """RLIMIT_FSIZE stands in for a full disk (no filesystem can be filled here without
+    root's mount): shutil.copytree fails on every logo and raised its list of them."""
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "from kernelmagic.frontends.cli import main\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))\n"
+        "sys.exit(main(['install', 'x', '--capture', 'none']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    err = done.stderr
+    assert err.count("\n") == 1 and err.count("File too large") == 1, err
+    assert "[(" not in err and "nothing was changed" in err
+    assert not (user_kernels / "x").exists()
+
+
+# --- 12. output piped into a reader that goes away -------------------------------------------
+
+
+def test_a_closed_pipe_is_a_quiet_exit(user_kernels):
+    for i in range(300):
+        write_spec(user_kernels, f"k{i:03d}")
+    # The reader closes its end at once and lingers: every write finds the pipe closed.
+    reader = "(exec 0<&-; sleep 1)"
+    for argv in ("list", "list --json", "show k001", "doctor k001"):
+        script = f"{sys.executable} -m kernelmagic {argv} | {reader}; echo ${{PIPESTATUS[0]}}"
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.stderr == "", (argv, done.stderr)
+        assert done.stdout.strip() == "141", argv  # as a Unix tool ended by SIGPIPE

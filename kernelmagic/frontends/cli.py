@@ -7,7 +7,9 @@ name taken), 2 for bad arguments. Errors are one line on stderr: ``kernelmagic: 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -199,7 +201,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_option_count(words)
         ns = parser.parse_args(words)
-        return _HANDLERS[ns.command](ns, settings.load())
+        status = _HANDLERS[ns.command](ns, settings.load())
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader went away (`kernelmagic list | head`): stop quietly, as other Unix
+        # tools do, with the status of a process ended by SIGPIPE; nothing more to flush.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
     except (UsageFailure, InvalidInput) as exc:
         return _fail(str(exc), 2)
     except KernelmagicError as exc:

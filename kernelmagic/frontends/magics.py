@@ -152,6 +152,10 @@ class KernelMagics(Magics):
         print(render.change_report(change, diff=True))
         self._remember(change)
 
+    def _warn_of_history(self, cell: str | None, from_a_file: str) -> None:
+        for text in render.history_note(cell, self._settings().policy, from_a_file):
+            print(text)
+
     def _remember(self, change: Any) -> None:
         if change.written:
             self.last_spec = change.name
@@ -182,6 +186,7 @@ class KernelMagics(Magics):
     @line_cell_magic
     def kernel_install(self, line: str = "", cell: str | None = None) -> None:
         request = self._request(self.kernel_install, line, cell)
+        self._warn_of_history(cell, "kernelmagic install NAME --snippet-file FILE")
         with _as_usage_errors():
             change, captured = install.install(request)
         self._say_new(change, captured.summary_lines(), render.group_note(change, request.group))
@@ -240,6 +245,7 @@ class KernelMagics(Magics):
         with _as_usage_errors():
             body = parse_env_lines(cell) if cell is not None else None
         request = self._request(self.kernel_env, line, body)
+        self._warn_of_history(cell, "kernelmagic env -k NAME --file FILE")
         if request.spec is None:
             request = dataclasses.replace(request, spec=self._default_target())
         with _as_usage_errors():
@@ -273,6 +279,7 @@ class KernelMagics(Magics):
     @line_cell_magic
     def kernel_activate(self, line: str = "", cell: str | None = None) -> None:
         request = self._request(self.kernel_activate, line, cell)
+        self._warn_of_history(cell, "kernelmagic install NAME --snippet-file FILE")
         with _as_usage_errors():
             done = activate.activate_here(request)
         for text in done.lines:

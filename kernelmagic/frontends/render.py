@@ -309,6 +309,20 @@ def group_note(change: Change, group: str | None) -> list[str]:
     ]
 
 
+def history_note(cell: str | None, policy: EnvPolicy, from_a_file: str) -> list[str]:
+    """What to tell the user when a cell magic's cell holds a secret: IPython keeps every
+    cell in its history, which the magic cannot change. ``from_a_file`` is the command line
+    that reads the same text from a file instead."""
+    if cell is None or policy.mask_text(cell) == cell:
+        return []
+    return [
+        "Note: this cell holds what looks like a secret, and IPython keeps every cell in its "
+        "history (history.sqlite in your IPython profile). Next time, put those lines in a "
+        "file only you can read and write `source FILE` in the cell, or run "
+        f"`{from_a_file}` in a terminal."
+    ]
+
+
 def exported(doc: dict[str, Any], written: str | None) -> str:
     """What ``export`` says: where it wrote the document, or the document itself."""
     if written:

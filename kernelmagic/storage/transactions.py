@@ -12,6 +12,7 @@ import contextlib
 import copy
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -86,13 +87,22 @@ def file_mode(spec: dict[str, Any], policy: EnvPolicy, existing: str | None = No
 
 
 def group_id(group: str) -> int:
-    """The id of the Unix group named ``group`` (or given by number); ``InvalidInput``."""
-    import grp
+    """The id of the Unix group named ``group`` (or given by number), one this user may give
+    files to: a group they are a member of (root: any). ``InvalidInput`` otherwise, before
+    anything is created."""
+    import grp  # POSIX only, as groups are
 
     try:
-        return grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+        gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
     except (KeyError, ValueError):
         raise InvalidInput(f"no Unix group {group!r} here") from None
+    if os.geteuid() != 0 and gid != os.getegid() and gid not in os.getgroups():
+        raise InvalidInput(
+            f"you are not a member of group {group}, so you cannot give it a spec (only "
+            "root can); ask to be added (then log in again), or choose one of your groups "
+            "(`id -Gn`)"
+        )
+    return gid
 
 
 def share_with_group(path: str, gid: int) -> None:
@@ -104,17 +114,26 @@ def share_with_group(path: str, gid: int) -> None:
     ``kernel.json`` holding a secret the user named with ``--include`` is shared on purpose.
     """
     for root, _, names in os.walk(path):
-        os.chown(root, -1, gid)
+        _give_to_group(root, gid)
         mode = stat.S_IMODE(os.stat(root).st_mode)
         os.chmod(root, (mode | stat.S_ISGID | 0o050) & ~0o002)
         for name in names:
             file = os.path.join(root, name)
             if os.path.islink(file):
                 continue
-            os.chown(file, -1, gid)
+            _give_to_group(file, gid)
             mode = stat.S_IMODE(os.stat(file).st_mode)
             shared = name == "kernel.json" or mode & 0o077
             os.chmod(file, (mode | 0o040 if shared else mode) & ~0o002)
+
+
+def _give_to_group(path: str, gid: int) -> None:
+    try:
+        os.chown(path, -1, gid)
+    except OSError as exc:  # e.g. a filesystem that keeps no groups: say that, not "write"
+        raise LocationError(
+            f"cannot give {path} to group {gid}: {exc.strerror}; nothing was changed"
+        ) from None
 
 
 def _lock_path(kernels_dir: str, name: str) -> str:
@@ -141,9 +160,29 @@ def _writing(path: str, hint: str) -> Iterator[None]:
         raise LocationError(f"cannot write {where(exc)}: permission denied; {hint}") from exc
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise LocationError(f"cannot write {where(exc)}: {exc.strerror}; {hint}") from exc
+    except shutil.Error as exc:  # copytree's list of every file that failed
+        reason = _copy_failure(exc)
+        raise LocationError(f"cannot write {path}: {reason}; nothing was changed") from exc
     except OSError as exc:  # a full disk, a quota, a file-size limit: nothing was changed
         reason = exc.strerror or str(exc)
         raise LocationError(f"cannot write {where(exc)}: {reason}; nothing was changed") from exc
+
+
+_ERRNO_TEXT = re.compile(r"\[Errno \d+\] ([^:']+)")
+
+
+def _copy_failure(exc: shutil.Error) -> str:
+    """Why ``shutil.copytree`` failed, each reason once (``No space left on device``), not
+    its list of (source, destination, error) for every file."""
+    failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    reasons: list[str] = []
+    for failure in failures:
+        why = str(failure[-1]) if isinstance(failure, tuple) and failure else str(failure)
+        found = _ERRNO_TEXT.search(why)
+        reason = found.group(1).strip() if found else why
+        if reason not in reasons:
+            reasons.append(reason)
+    return "; ".join(reasons[:3]) or "copying the spec's files failed"
 
 
 def _work_dir(kernels_dir: str, name: str) -> str:
