@@ -34,12 +34,22 @@ class Problem:
     message: str
     value: str | None = None
     fix: str | None = None
+    severity: str = "problem"  # PROBLEM, or NOTE: worth knowing, nothing is broken
 
     def __str__(self) -> str:
         return self.message + (f"; fix: kernelmagic {self.fix}" if self.fix else "")
 
     def to_json(self) -> dict[str, str | None]:
-        return {"kind": self.kind, "message": str(self), "value": self.value, "fix": self.fix}
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "message": str(self),
+            "value": self.value,
+            "fix": self.fix,
+        }
+
+
+PROBLEM, NOTE = "problem", "note"
 
 
 _INTERRUPT_MODES = ("message", "signal")

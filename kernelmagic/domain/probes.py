@@ -17,7 +17,7 @@ from string import Template
 from typing import Any
 
 from kernelmagic.domain import checks
-from kernelmagic.domain.shells import run_probe
+from kernelmagic.domain.shells import failure_lines, run_probe
 
 TIMEOUT = 20.0
 # The variables that decide where an interpreter finds its packages.
@@ -123,17 +123,26 @@ def probe_for(spec: dict[str, Any], environ: Mapping[str, str]) -> Probe | None:
     return Probe((program, "--startup-file=no", "-e", code), env, "cannot import IJulia", fix)
 
 
-def run(probe: Probe) -> str | None:
-    """None if the package loads; else what went wrong, in a few words."""
+@dataclass(frozen=True)
+class Failure:
+    """Why a probe failed: its package is missing (``missing``: what ``Probe.fix``
+    installs), or the interpreter did not get that far (``detail``: what it said)."""
+
+    missing: bool
+    detail: str
+
+
+def run(probe: Probe) -> Failure | None:
+    """None if the package loads; else what went wrong."""
     try:
         done = run_probe(probe.command, probe.env, TIMEOUT)
     except subprocess.TimeoutExpired:
-        return f"did not answer within {TIMEOUT:.0f} s"
+        return Failure(False, f"did not answer within {TIMEOUT:.0f} s")
     except OSError as exc:
-        return f"cannot be run ({exc.strerror})"
+        return Failure(False, f"cannot be run ({exc.strerror})")
     if done.returncode == 0:
         return None
     if done.returncode == _MISSING:
-        return probe.missing
-    tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-    return f"failed with exit status {done.returncode}: {tail[0]}"
+        return Failure(True, probe.missing)
+    said = failure_lines(done.stderr.decode(errors="replace"))
+    return Failure(False, f"could not start (exit status {done.returncode}): {said}")

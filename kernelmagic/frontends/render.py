@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kernelmagic.domain.checks import Problem
+from kernelmagic.domain.checks import NOTE, Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.operations.doctor import Report
 from kernelmagic.operations.edit import SpecEnv
@@ -113,14 +113,17 @@ def _spec_list_text(specs: SpecList, style: str) -> str:
 def _diagnosis_rows(report: Report, style: str) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for d in report.diagnoses:
-        if not d.problems:
+        if all(p.severity == NOTE for p in d.problems):
             rows.append((d.name, "ok", ""))
-        rows += [(d.name, p.kind, problem_text(p, style)) for p in d.problems]
+        rows += [
+            (d.name, p.kind if p.severity != NOTE else f"{p.kind} (note)", problem_text(p, style))
+            for p in d.problems
+        ]
     return rows
 
 
 def _report_text(report: Report, style: str) -> str:
-    sick = sum(1 for d in report.diagnoses if d.problems)
+    sick = sum(1 for d in report.diagnoses if any(p.severity != NOTE for p in d.problems))
     table = text_table(_diagnosis_rows(report, style), _VIEWS[Report].columns)
     return f"{table}\n{len(report.diagnoses)} spec(s) checked, {sick} with problems."
 

@@ -18,7 +18,7 @@ from string import Template
 from typing import Any, ClassVar
 
 from kernelmagic.domain import checks, envcapture, probes
-from kernelmagic.domain.checks import Problem
+from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import launching, remote
@@ -27,7 +27,13 @@ from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, transactions
 
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
-_PATH_SUFFIXES = ("_DIR", "_HOME", "_PATH", "_DATA", "_LIB")
+_PATH_SUFFIXES = ("_DIR", "HOME", "_PATH", "_DATA", "_LIB", "_ROOT", "_PREFIX")
+# Caches, configuration and state dirs that their programs create when first needed.
+_MADE_ON_DEMAND = (
+    "XDG_*_HOME", "*CACHE*", "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_*_DIR", "*_STATE_DIR",
+    "PYTHONPYCACHEPREFIX", "PYTHONUSERBASE", "HF_HOME", "TORCH_HOME", "KERAS_HOME",
+    "R_LIBS_USER", "JULIA_DEPOT_PATH", "CONDA_PKGS_DIRS", "TMPDIR",
+)  # fmt: skip
 _TEMPLATE_NAMES = re.compile(
     r"\$(?:\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)\}|(?P<named>[_a-zA-Z][_a-zA-Z0-9]*))"
 )
@@ -51,7 +57,8 @@ class Report:
 
     @property
     def healthy(self) -> bool:
-        return not any(d.problems for d in self.diagnoses)
+        """No problems (notes are not problems)."""
+        return not any(p.severity == PROBLEM for d in self.diagnoses for p in d.problems)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,14 +108,26 @@ def _interpreter_problems(
         outcome = {key: future.result() for key, future in futures.items()}
     for name, key in wanted.items():
         failure = outcome[key]
-        if failure:
-            probe = jobs[key]
+        if failure is None:
+            continue
+        program = jobs[key].command[0]
+        if failure.missing:
             found[name] = [
                 Problem(
                     "launcher-import",
-                    f"interpreter {probe.command[0]} {failure}; install it there "
-                    f"({probe.fix}) or point argv at another interpreter",
-                    probe.command[0],
+                    f"interpreter {program} {failure.detail}; install it there "
+                    f"({jobs[key].fix}) or point argv at another interpreter",
+                    program,
+                )
+            ]
+        else:  # it never got to the import: the spec's env or the program itself is broken
+            found[name] = [
+                Problem(
+                    "cannot-start",
+                    f"interpreter {program} {failure.detail}; check what the spec's env "
+                    "sets for it (PYTHONHOME, PYTHONPATH, LD_LIBRARY_PATH, R_HOME, ...)",
+                    program,
+                    fix=f"show {name}",
                 )
             ]
     return found
@@ -194,8 +213,17 @@ def _shadowing(info: discovery.SpecInfo, locations: Mapping[str, list[str]]) -> 
     ]
 
 
-def _looks_like_a_path_variable(name: str) -> bool:
-    return name.endswith(_PATH_SUFFIXES) or envcapture.is_path_like(name)
+def _looks_like_a_path(name: str, value: str) -> bool:
+    """A variable whose value is a directory or file: by its name (``*_DIR``, ``*HOME``,
+    ``PATH``-like, ...) or by a value that is one absolute path."""
+    if name.endswith(_PATH_SUFFIXES) or envcapture.is_path_like(name):
+        return True
+    return os.path.isabs(value) and not any(c.isspace() for c in value) and "=" not in value
+
+
+def _made_on_demand(name: str) -> bool:
+    """A directory its program creates the first time it needs it: absent is normal."""
+    return envcapture.matches_any(name, _MADE_ON_DEMAND)
 
 
 def _env_problems(info: discovery.SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
@@ -219,24 +247,36 @@ def _env_problems(info: discovery.SpecInfo, environ: Mapping[str, str]) -> list[
                     unset[0],
                 )
             )
-        if not _looks_like_a_path_variable(name):
-            continue
         expanded = Template(value).safe_substitute(environ)
+        if not _looks_like_a_path(name, expanded):
+            continue
         entries = expanded.split(os.pathsep) if envcapture.is_path_like(name) else [expanded]
         missing = [
             e for e in entries if os.path.isabs(e) and "$" not in e and not os.path.exists(e)
         ]
-        if missing:
+        if not missing:
+            continue
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        if _made_on_demand(name):
             problems.append(
                 Problem(
                     "missing-dir",
-                    f"env {name} points to {missing[0]}, which does not exist"
-                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                    + "; reinstall the environment or set it right",
+                    f"env {name} points to {missing[0]}{more}, which does not exist yet; "
+                    "its program creates it when it first needs it",
                     missing[0],
-                    fix=f"env -k {info.name} {name}=...",
+                    severity=NOTE,
                 )
             )
+            continue
+        problems.append(
+            Problem(
+                "missing-dir",
+                f"env {name} points to {missing[0]}{more}, which does not exist; reinstall "
+                "the environment or set it right",
+                missing[0],
+                fix=f"env -k {info.name} {name}=...",
+            )
+        )
     return problems
 
 

@@ -1,0 +1,56 @@
+"""A cluster user's first day, round two: what a newcomer still tripped over (issue 28).
+Each test is named after what the newcomer saw."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from helpers import write_spec
+
+from kernelmagic.frontends.cli import main
+
+PYTHON_ARGV = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+
+
+# --- 2. the doctor's advice when a spec's env breaks Python ---------------------------------
+
+
+def test_a_spec_whose_env_breaks_python_is_said_to_not_start(user_kernels, capsys):
+    write_spec(
+        user_kernels, "broken", {"argv": PYTHON_ARGV, "env": {"PYTHONHOME": "/nonexistent"}}
+    )
+    assert main(["doctor", "broken", "--json"]) == 1
+    problems = json.loads(capsys.readouterr().out)["specs"]["broken"]["problems"]
+    by_kind = {p["kind"]: p for p in problems}
+    assert "could not start" in by_kind["cannot-start"]["message"]
+    assert "encodings" in by_kind["cannot-start"]["message"]  # what Python said
+    assert "pip install ipykernel" not in json.dumps(problems)  # it is installed
+    assert by_kind["missing-dir"]["value"] == "/nonexistent"  # PYTHONHOME, flagged too
+    assert "PYTHONHOME" in by_kind["missing-dir"]["message"]
+
+
+def test_every_path_valued_variable_that_points_nowhere_is_flagged(user_kernels, capsys):
+    env = {"JAVA_HOME": "/no/java", "LD_PRELOAD": "/no/libshim.so", "OMPI_FLAGS": "-x /a /b"}
+    write_spec(user_kernels, "paths", {"argv": PYTHON_ARGV, "env": env})
+    assert main(["doctor", "paths", "--json"]) == 1
+    problems = json.loads(capsys.readouterr().out)["specs"]["paths"]["problems"]
+    missing = {p["value"] for p in problems if p["kind"] == "missing-dir"}
+    assert missing == {"/no/java", "/no/libshim.so"}  # not the flags that hold paths
+
+
+# --- 3. directories made on demand are notes, not problems ----------------------------------
+
+
+def test_cache_and_config_dirs_that_do_not_exist_yet_are_notes(user_kernels, capsys):
+    env = {
+        "PIP_CACHE_DIR": "/nonexistent/pip",
+        "XDG_CONFIG_HOME": "/nonexistent/config",
+        "XDG_CACHE_HOME": "/nonexistent/cache",
+        "MPLCONFIGDIR": "/nonexistent/mpl",
+    }
+    write_spec(user_kernels, "works", {"argv": PYTHON_ARGV, "env": env})
+    assert main(["doctor", "works"]) == 0  # a working kernel: healthy, exit 0
+    out = capsys.readouterr().out
+    assert out.count("missing-dir (note)") == 4 and "reinstall" not in out
+    assert "1 spec(s) checked, 0 with problems." in out
