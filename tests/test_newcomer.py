@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from helpers import write_spec
 
@@ -17,9 +18,7 @@ PYTHON_ARGV = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_fi
 
 
 def test_a_spec_whose_env_breaks_python_is_said_to_not_start(user_kernels, capsys):
-    write_spec(
-        user_kernels, "broken", {"argv": PYTHON_ARGV, "env": {"PYTHONHOME": "/nonexistent"}}
-    )
+    write_spec(user_kernels, "broken", {"argv": PYTHON_ARGV, "env": {"PYTHONHOME": "/nonexistent"}})
     assert main(["doctor", "broken", "--json"]) == 1
     problems = json.loads(capsys.readouterr().out)["specs"]["broken"]["problems"]
     by_kind = {p["kind"]: p for p in problems}
@@ -54,3 +53,44 @@ def test_cache_and_config_dirs_that_do_not_exist_yet_are_notes(user_kernels, cap
     out = capsys.readouterr().out
     assert out.count("missing-dir (note)") == 4 and "reinstall" not in out
     assert "1 spec(s) checked, 0 with problems." in out
+
+
+# --- 6. doctor --fix shows what it removes, and how to undo it --------------------------------
+
+
+def test_doctor_fix_has_a_dry_run_and_says_how_to_undo(user_kernels, capsys):
+    dead = write_spec(user_kernels, "dead", {"argv": ["/gone/env/bin/python", "{connection_file}"]})
+    write_spec(user_kernels, "alive")
+    assert main(["doctor", "--fix", "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert f"Would remove kernel spec {dead}" in out and "nothing was" in out
+    assert dead.exists()
+    assert main(["doctor", "--fix"]) in (0, 1)
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("Removed kernel spec"))
+    assert not dead.exists() and (user_kernels / "alive").exists()
+    undo = line.split("to bring it back: ")[1].split()
+    assert undo[0] == "mv"
+    Path(undo[1]).rename(undo[2])  # what the user would type
+    assert json.loads((dead / "kernel.json").read_text())["argv"][0] == "/gone/env/bin/python"
+    assert main(["doctor", "--dry-run"]) == 2  # only with --fix
+
+
+# --- 7. patch --undo can itself be undone -------------------------------------------------------
+
+
+def test_undo_keeps_what_it_replaces_and_redo_brings_it_back(user_kernels, capsys):
+    path = write_spec(user_kernels, "geo") / "kernel.json"
+    versions = [path.read_bytes()]
+    for value in ("1", "2"):
+        assert main(["env", "-k", "geo", f"V={value}"]) == 0
+        versions.append(path.read_bytes())
+    assert main(["patch", "geo", "--undo"]) == 0 and path.read_bytes() == versions[1]
+    assert main(["patch", "geo", "--undo"]) == 0 and path.read_bytes() == versions[0]
+    assert main(["patch", "geo", "--redo"]) == 0 and path.read_bytes() == versions[1]
+    assert main(["patch", "geo", "--redo"]) == 0 and path.read_bytes() == versions[2]
+    capsys.readouterr()
+    assert main(["patch", "geo", "--redo"]) == 1  # where we were: nothing more to redo
+    assert "no undone version" in capsys.readouterr().err
+    assert main(["patch", "geo", "--undo"]) == 0 and path.read_bytes() == versions[1]
+    assert main(["patch", "geo", "--undo", "--redo"]) == 2

@@ -329,7 +329,12 @@ def test_remove_checks_all_names_first(user_kernels):
     assert (user_kernels / "one").exists()
     assert specs.remove_specs(["ONE"]) == [str(user_kernels / "one")]
     assert not (user_kernels / "one").exists()
-    assert [p for p in os.listdir(user_kernels) if p.startswith(".kernelmagic-")] == []
+    # No work dir is left behind; the removed spec is kept, out of Jupyter's sight, to undo.
+    assert [p for p in os.listdir(user_kernels) if p.startswith(".kernelmagic-")] == [
+        ".kernelmagic-removed"
+    ]
+    assert (user_kernels / ".kernelmagic-removed" / "one" / "kernel.json").exists()
+    assert "one" not in specs.find_kernel_specs()
 
 
 def test_locations(tmp_path, isolated_jupyter):

@@ -123,8 +123,9 @@ def _env(ns: argparse.Namespace, config: Settings) -> int:
 
 
 def _remove(ns: argparse.Namespace, config: Settings) -> int:
-    for path in edit.remove(edit.RemoveRequest.from_args(ns, config)):
-        print(f"Removed kernel spec {path}")
+    request = edit.RemoveRequest.from_args(ns, config)
+    for line in render.removal_lines(edit.remove(request), dry_run=request.dry_run):
+        print(line)
     return 0
 
 
@@ -136,8 +137,8 @@ def _refresh(ns: argparse.Namespace, config: Settings) -> int:
 def _doctor(ns: argparse.Namespace, config: Settings) -> int:
     request = doctor.DoctorRequest.from_args(ns, config)
     report = doctor.run(request)
-    for path in report.removed:
-        print(f"Removed kernel spec {path}", file=sys.stderr if request.json else sys.stdout)
+    for line in render.removal_lines(report.removed, dry_run=request.dry_run):
+        print(line, file=sys.stderr if request.json else sys.stdout)
     if request.json:
         _print_json(report.to_json())
     else:

@@ -319,8 +319,8 @@ class KernelMagics(Magics):
         request = self._request(self.kernel_remove, line)
         with _as_usage_errors():
             removed = edit.remove(request)
-        for path in removed:
-            print(f"Removed kernel spec {path}")
+        for text in render.removal_lines(removed, dry_run=request.dry_run):
+            print(text)
         if self.last_spec and self.last_spec not in find_kernel_specs():
             self.last_spec = None
 
@@ -331,6 +331,6 @@ class KernelMagics(Magics):
         request = self._request(self.kernel_doctor, line)
         with _as_usage_errors():
             report = doctor.run(request)
-        for path in report.removed:
-            print(f"Removed kernel spec {path}")
+        for text in render.removal_lines(report.removed, dry_run=request.dry_run):
+            print(text)
         return report.to_json() if request.json else render.shown(report)

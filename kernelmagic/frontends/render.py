@@ -29,7 +29,7 @@ from kernelmagic.operations.listing import SpecList
 from kernelmagic.operations.remote import ProvisionerList
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import SpecInfo, searched_by_jupyter
-from kernelmagic.storage.transactions import Change
+from kernelmagic.storage.transactions import Change, removed_copy
 
 CLI = "cli"
 MAGICS = "magics"
@@ -324,6 +324,23 @@ def history_note(cell: str | None, policy: EnvPolicy, from_a_file: str) -> list[
         "file only you can read and write `source FILE` in the cell, or run "
         f"`{from_a_file}` in a terminal."
     ]
+
+
+def removal_lines(removed: Iterable[str], *, dry_run: bool) -> list[str]:
+    """What a removal did (or with ``dry_run`` would do), each spec with how to undo it."""
+    removed = list(removed)
+    if dry_run:
+        lines = [printable(f"Would remove kernel spec {path}") for path in removed]
+        return [*lines, f"Dry run: {len(removed)} spec(s) would be removed; nothing was."]
+    lines = [
+        printable(f"Removed kernel spec {path}; to bring it back: mv {removed_copy(path)} {path}")
+        for path in removed
+    ]
+    if removed:
+        lines.append(
+            f"Removed {len(removed)} spec(s), each kept until the next removal of its name."
+        )
+    return lines
 
 
 def exported(doc: dict[str, Any], written: str | None) -> str:

@@ -22,7 +22,7 @@ from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import launching, remote
-from kernelmagic.operations.options import TRUST, Option, option, seconds
+from kernelmagic.operations.options import DRY_RUN, TRUST, Option, option, seconds
 from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, transactions
 
@@ -53,7 +53,8 @@ class Report:
     """Every spec the doctor checked, with what is wrong, and the specs ``--fix`` removed."""
 
     diagnoses: list[Diagnosis]
-    removed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # with --fix: the specs removed ...
+    dry_run: bool = False  # ... or, with --dry-run, that would be
 
     @property
     def healthy(self) -> bool:
@@ -71,6 +72,7 @@ class Report:
                 for d in self.diagnoses
             },
             "removed": list(self.removed),
+            "dry_run": self.dry_run,
         }
 
 
@@ -332,8 +334,9 @@ def is_dead(diagnosis: Diagnosis) -> bool:
     )
 
 
-def remove_dead(report: Report) -> Report:
-    """Remove the specs whose program is gone; the returned report lists what was removed.
+def remove_dead(report: Report, *, dry_run: bool = False) -> Report:
+    """Remove the specs whose program is gone; the returned report lists what was removed
+    (with ``dry_run``: what would be, nothing is).
 
     A spec that cannot be removed (no permission) stays in the report with that problem.
     """
@@ -343,14 +346,17 @@ def remove_dead(report: Report) -> Report:
             kept.append(diagnosis)
             continue
         try:
-            removed += transactions.remove_specs([diagnosis.name])
+            removed += transactions.remove_specs([diagnosis.name], dry_run=dry_run)
         except KernelmagicError as exc:
             diagnosis.problems.append(Problem("not-removed", f"could not remove it: {exc}"))
             kept.append(diagnosis)
-    return Report(kept, removed=removed)
+            continue
+        if dry_run:
+            kept.append(diagnosis)
+    return Report(kept, removed=removed, dry_run=dry_run)
 
 
-def remove_missing() -> list[str]:
+def remove_missing(*, dry_run: bool = False) -> list[str]:
     """Remove every spec whose program is gone (``remove --missing``); returns their paths.
 
     Listing already finds missing programs, so no interpreter is started for this.
@@ -358,7 +364,7 @@ def remove_missing() -> list[str]:
     listed = Report(
         [Diagnosis(i.name, i.resource_dir, list(i.problems)) for i in discovery.list_specs()]
     )
-    return remove_dead(listed).removed
+    return remove_dead(listed, dry_run=dry_run).removed
 
 
 # --- the command -----------------------------------------------------------------------
@@ -397,10 +403,13 @@ class DoctorRequest:
         "their launcher, no {connection_file}, uninstalled provisioners, shadowed names, "
         "env paths that do not exist, templates naming unset variables."
     )
-    OPTIONS: ClassVar[tuple[Option, ...]] = (NAMES, FIX, LAUNCH, LAUNCH_TIMEOUT, TRUST, JSON)
+    OPTIONS: ClassVar[tuple[Option, ...]] = (
+        NAMES, FIX, DRY_RUN, LAUNCH, LAUNCH_TIMEOUT, TRUST, JSON,
+    )  # fmt: skip
 
     names: tuple[str, ...] = ()
     fix: bool = False
+    dry_run: bool = False  # with fix: say what it would remove
     launch: bool = False
     timeout: float = launching.DEFAULT_TIMEOUT  # each kernel's, with launch
     trust: bool = False  # run the named specs others can change
@@ -411,6 +420,8 @@ class DoctorRequest:
         seconds(self.timeout)
         if self.fix and self.launch:
             raise InvalidInput("--fix removes dead specs; run it without --launch")
+        if self.dry_run and not self.fix:
+            raise InvalidInput("--dry-run goes with --fix (the doctor changes nothing else)")
         if self.trust and not self.names:
             raise InvalidInput("--trust runs specs others can change: name the ones you have read")
 
@@ -418,7 +429,7 @@ class DoctorRequest:
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> DoctorRequest:
-        return cls(tuple(ns.names), ns.fix, ns.launch, ns.timeout, ns.trust, ns.json)
+        return cls(tuple(ns.names), ns.fix, ns.dry_run, ns.launch, ns.timeout, ns.trust, ns.json)
 
 
 def run(request: DoctorRequest) -> Report | launching.LaunchReport:
@@ -427,4 +438,4 @@ def run(request: DoctorRequest) -> Report | launching.LaunchReport:
     if request.launch:
         return launching.launch_all(request.names, request.timeout, trust=request.trust)
     report = diagnose(request.names, trust=request.trust)
-    return remove_dead(report) if request.fix else report
+    return remove_dead(report, dry_run=request.dry_run) if request.fix else report

@@ -224,7 +224,13 @@ METADATA = option(
 UNDO = option(
     "--undo",
     action="store_true",
-    help="restore kernel.json as it was before the last change (repeat to go further back)",
+    help="restore kernel.json as it was before the last change (repeat to go further back); "
+    "what it replaces is kept for --redo",
+)
+REDO = option(
+    "--redo",
+    action="store_true",
+    help="bring back what the last --undo replaced (repeat to go forward again)",
 )
 PROVISIONER = option(
     "--provisioner",
@@ -253,7 +259,7 @@ class PatchRequest:
     )
     OPTIONS: ClassVar[tuple[Option, ...]] = (
         NAME, DISPLAY_NAME, ENV, UNSET, LITERAL, LANGUAGE, INTERRUPT_MODE, ARGV_PREFIX,
-        METADATA, PROVISIONER, remote.PROVISIONER_CONFIG, UNDO, DRY_RUN,
+        METADATA, PROVISIONER, remote.PROVISIONER_CONFIG, UNDO, REDO, DRY_RUN,
     )  # fmt: skip
 
     name: str
@@ -263,10 +269,13 @@ class PatchRequest:
     undo: bool = False
     dry_run: bool = False
     policy: EnvPolicy = DEFAULT_POLICY
+    redo: bool = False
 
     def __post_init__(self) -> None:
-        if self.undo and (self.edit or self.dry_run or self.provisioner or self.provisioner_config):
-            raise InvalidInput("--undo restores the previous kernel.json; give it no other change")
+        for flag, on in (("--undo", self.undo), ("--redo", self.redo)):
+            others = self.edit or self.dry_run or self.provisioner or self.provisioner_config
+            if on and (others or (self.undo and self.redo)):
+                raise InvalidInput(f"{flag} restores a kept kernel.json; give it no other change")
         if self.provisioner_config and not self.provisioner:
             raise InvalidInput("--provisioner-config goes with --provisioner NAME")
 
@@ -283,13 +292,17 @@ class PatchRequest:
             env=env_changes(ns.env, ns.unset, literal=ns.literal),
         )
         config = parse_json_assignments(ns.provisioner_config, "--provisioner-config")
-        return cls(ns.name, edit, ns.provisioner, config, ns.undo, ns.dry_run, settings.policy)
+        return cls(
+            ns.name, edit, ns.provisioner, config, ns.undo, ns.dry_run, settings.policy, ns.redo
+        )
 
 
 def patch(request: PatchRequest) -> Change:
     """Change the spec: its fields and env, its provisioner, or ``undo`` the last change."""
     if request.undo:
         return transactions.undo_last_write(request.name, request.policy)
+    if request.redo:
+        return transactions.redo_last_undo(request.name, request.policy)
     transform: Callable[[dict[str, Any]], dict[str, Any]] = request.edit.apply
     if request.provisioner:
         point = remote.provisioner_edit(request.provisioner, request.provisioner_config)
@@ -386,10 +399,11 @@ class RemoveRequest:
 
     COMMAND: ClassVar[str] = "remove"
     SUMMARY: ClassVar[str] = "Remove kernel specs."
-    OPTIONS: ClassVar[tuple[Option, ...]] = (NAMES, MISSING)
+    OPTIONS: ClassVar[tuple[Option, ...]] = (NAMES, MISSING, DRY_RUN)
 
     names: Sequence[str] = ()
     missing: bool = False
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
@@ -400,13 +414,14 @@ class RemoveRequest:
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> RemoveRequest:
-        return cls(ns.names, ns.missing)
+        return cls(ns.names, ns.missing, ns.dry_run)
 
 
 def remove(request: RemoveRequest) -> list[str]:
     """Remove the named specs (all checked before any goes), then the dead ones; returns
     the paths removed."""
-    removed = transactions.remove_specs(request.names) if request.names else []
+    dry_run = request.dry_run
+    removed = transactions.remove_specs(request.names, dry_run=dry_run) if request.names else []
     if request.missing:
-        removed += doctor.remove_missing()
+        removed += doctor.remove_missing(dry_run=dry_run)
     return removed

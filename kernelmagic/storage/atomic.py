@@ -24,6 +24,8 @@ from kernelmagic.errors import InvalidInput
 TEMP_PREFIX = ".kernel.json."
 TEMP_SUFFIX = ".tmp"
 BACKUP_PREFIX = ".kernel.json.backup-"
+# What --undo replaced, which --redo restores.
+UNDONE_PREFIX = ".kernel.json.undone-"
 BACKUPS_KEPT = 5
 
 
@@ -198,29 +200,29 @@ def default_dir_mode() -> int:
     return 0o777 & ~_umask()
 
 
-def backups(directory: str | os.PathLike[str]) -> list[Path]:
-    """Backups of a spec's ``kernel.json``, oldest first."""
-    found = [
-        p
-        for p in Path(directory).glob(BACKUP_PREFIX + "*")
-        if p.name[len(BACKUP_PREFIX) :].isdigit()
-    ]
-    return sorted(found, key=lambda p: int(p.name[len(BACKUP_PREFIX) :]))
+def backups(directory: str | os.PathLike[str], prefix: str = BACKUP_PREFIX) -> list[Path]:
+    """Backups of a spec's ``kernel.json`` (or, with ``UNDONE_PREFIX``, the versions undo
+    replaced), oldest first."""
+    found = [p for p in Path(directory).glob(prefix + "*") if p.name[len(prefix) :].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(prefix) :]))
 
 
 def keep_backup(
-    kernel_json: str | os.PathLike[str], into: str | os.PathLike[str] | None = None
+    kernel_json: str | os.PathLike[str],
+    into: str | os.PathLike[str] | None = None,
+    prefix: str = BACKUP_PREFIX,
 ) -> Path:
-    """Save the current bytes and mode of ``kernel_json`` as its newest backup.
+    """Save the current bytes and mode of ``kernel_json`` as its newest backup (``prefix``
+    names the series).
 
     ``into`` is the directory for the backup (default: beside the file). Only the newest
-    ``BACKUPS_KEPT`` backups are kept. Call under the spec's lock.
+    ``BACKUPS_KEPT`` of a series are kept. Call under the spec's lock.
     """
     source = Path(kernel_json)
     directory = Path(into) if into is not None else source.parent
-    existing = backups(directory)
-    number = int(existing[-1].name[len(BACKUP_PREFIX) :]) + 1 if existing else 1
-    target = directory / f"{BACKUP_PREFIX}{number}"
+    existing = backups(directory, prefix)
+    number = int(existing[-1].name[len(prefix) :]) + 1 if existing else 1
+    target = directory / f"{prefix}{number}"
     write_bytes_atomic(target, source.read_bytes(), mode=source.stat().st_mode & 0o777)
     for old in [*existing, target][:-BACKUPS_KEPT]:
         with contextlib.suppress(FileNotFoundError):

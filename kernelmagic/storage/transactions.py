@@ -43,6 +43,7 @@ NOT_COPIED = (
     f"*{LOCK_SUFFIX}",
     f"{atomic.TEMP_PREFIX}*",
     f"{atomic.BACKUP_PREFIX}*",
+    f"{atomic.UNDONE_PREFIX}*",
     f"{WORK_PREFIX}*",
 )
 
@@ -388,18 +389,31 @@ def rewrite_spec(
 
 
 def undo_last_write(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
-    """Restore ``kernel.json`` byte for byte from its newest backup (and drop that backup).
+    """Restore ``kernel.json`` byte for byte from its newest backup (and drop that backup),
+    keeping the version it replaces for ``redo_last_undo``.
 
     Repeating it walks further back, as far as the kept backups go.
     """
+    return _restore(name, atomic.BACKUP_PREFIX, atomic.UNDONE_PREFIX, policy, "earlier")
+
+
+def redo_last_undo(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
+    """Bring back the version the last undo replaced (keeping the current one as a backup,
+    so it can be undone again). Repeating it walks forward, as far as undo went back."""
+    return _restore(name, atomic.UNDONE_PREFIX, atomic.BACKUP_PREFIX, policy, "undone")
+
+
+def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> Change:
+    """Replace ``kernel.json`` by the newest version of the series ``take`` (which drops
+    it), saving the replaced one as the newest of the series ``keep``."""
     key, resource_dir = _writable(name)
     kernel_json = os.path.join(resource_dir, "kernel.json")
     kernels_dir = os.path.dirname(resource_dir)
     hint = "ask the owner of that directory"
     with _writing(kernel_json, hint), atomic.exclusive_lock(_lock_path(kernels_dir, key)):
-        saved = atomic.backups(resource_dir)
+        saved = atomic.backups(resource_dir, take)
         if not saved:
-            raise KernelmagicError(f"no earlier version of '{key}' to restore")
+            raise KernelmagicError(f"no {what} version of '{key}' to restore")
         newest = saved[-1]
         data = atomic.read_regular_file(newest, MAX_SPEC_BYTES)
         if data is None:
@@ -407,6 +421,8 @@ def undo_last_write(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
         before = None
         with contextlib.suppress(OSError, ValueError):
             before = read_spec_file(kernel_json)
+        if os.path.isfile(kernel_json):
+            atomic.keep_backup(kernel_json, prefix=keep)  # nothing is lost: undo is undoable
         atomic.write_bytes_atomic(kernel_json, data, mode=newest.stat().st_mode & 0o777)
         newest.unlink()
     try:
@@ -418,8 +434,23 @@ def undo_last_write(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
     return Change("restored", key, resource_dir, before, after, True, policy)
 
 
-def remove_specs(names: Iterable[str]) -> list[str]:
-    """Remove the named specs (all are checked before any is removed); returns their paths."""
+# Removed specs are kept here, one per name (the newest removal), until removed again: out of
+# Jupyter's sight (no kernel.json directly inside), and brought back by moving it back.
+REMOVED_DIR = f"{WORK_PREFIX}removed"
+
+
+def removed_copy(path: str) -> str:
+    """Where ``remove_specs`` keeps the spec it removed from ``path``."""
+    kernels_dir, dirname = os.path.split(path)
+    return os.path.join(kernels_dir, REMOVED_DIR, dirname)
+
+
+def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
+    """Remove the named specs (all are checked before any is removed); returns their paths.
+
+    Each is moved, in one step, to ``removed_copy(path)`` beside it (replacing an older copy of
+    that name), so a removal can be undone by moving it back. ``dry_run`` removes nothing.
+    """
     targets = []
     for name in names:
         _, path, native = locate(name)
@@ -430,14 +461,18 @@ def remove_specs(names: Iterable[str]) -> list[str]:
             )
         if path not in targets:
             targets.append(path)
-    removed = []
+    if dry_run:
+        return targets
     for path in targets:
         kernels_dir, dirname = os.path.split(path)
+        kept = removed_copy(path)
         with _writing(path, "ask the owner of that directory to remove it"):
             with atomic.exclusive_lock(_lock_path(kernels_dir, dirname)):
-                # Move it out of Jupyter's sight in one step, then delete at leisure.
-                trash = _work_dir(kernels_dir, dirname.lower())
-                os.rename(path, os.path.join(trash, "old-removed"))
-            shutil.rmtree(trash, ignore_errors=True)
-        removed.append(path)
-    return removed
+                os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
+                older = _work_dir(kernels_dir, dirname.lower())
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(kept, os.path.join(older, "older-removed"))
+                # Out of Jupyter's sight in one step; the older copy goes at leisure.
+                os.rename(path, kept)
+            shutil.rmtree(older, ignore_errors=True)
+    return targets
