@@ -53,7 +53,8 @@ from kernelmagic.storage.discovery import (
     spec_names,
     validate_name,
 )
-from kernelmagic.storage.transactions import Change, remove_specs, rewrite_spec, undo_last_write
+from kernelmagic.storage.history import redo_last_undo, remove_specs, undo_last_write
+from kernelmagic.storage.transactions import Change, rewrite_spec
 
 __all__ = [
     "NAME_RULE",
@@ -92,6 +93,7 @@ __all__ = [
     "patch",
     "patch_spec",
     "read_spec_file",
+    "redo_last_undo",
     "refresh",
     "remove_specs",
     "rewrite_spec",

@@ -97,7 +97,7 @@ def test_a_crashed_replace_of_a_dot_b_is_not_taken_for_a(user_kernels):
     """A crash between the two renames of a replace leaves the old spec in a work dir; the
     next write of *that* name puts it back. A write of 'a' must not take 'a.b''s."""
     write_spec(user_kernels, "a.b", {"argv": ["x", "{connection_file}"], "display_name": "AB"})
-    work = transactions._work_dir(str(user_kernels), "a.b")  # the name the real writer gives it
+    work = transactions.work_dir(str(user_kernels), "a.b")  # the name the real writer gives it
     os.rename(user_kernels / "a.b", Path(work) / "old")
     specs.install_directory("a", str(user_kernels), str(user_kernels), {"argv": ["y"]}, action="x")
     assert spec_of(user_kernels, "a")["argv"] == ["y"]

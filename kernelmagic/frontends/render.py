@@ -29,7 +29,8 @@ from kernelmagic.operations.listing import SpecList
 from kernelmagic.operations.remote import ProvisionerList
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import SpecInfo, searched_by_jupyter
-from kernelmagic.storage.transactions import Change, removed_copy
+from kernelmagic.storage.history import removed_copy
+from kernelmagic.storage.transactions import Change
 
 CLI = "cli"
 MAGICS = "magics"
@@ -332,15 +333,10 @@ def removal_lines(removed: Iterable[str], *, dry_run: bool) -> list[str]:
     if dry_run:
         lines = [printable(f"Would remove kernel spec {path}") for path in removed]
         return [*lines, f"Dry run: {len(removed)} spec(s) would be removed; nothing was."]
-    lines = [
+    return [
         printable(f"Removed kernel spec {path}; to bring it back: mv {removed_copy(path)} {path}")
         for path in removed
     ]
-    if removed:
-        lines.append(
-            f"Removed {len(removed)} spec(s), each kept until the next removal of its name."
-        )
-    return lines
 
 
 def exported(doc: dict[str, Any], written: str | None) -> str:

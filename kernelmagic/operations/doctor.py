@@ -24,7 +24,7 @@ from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import launching, remote
 from kernelmagic.operations.options import DRY_RUN, TRUST, Option, option, seconds
 from kernelmagic.settings import Settings
-from kernelmagic.storage import discovery, transactions
+from kernelmagic.storage import discovery, history
 
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
 _PATH_SUFFIXES = ("_DIR", "HOME", "_PATH", "_DATA", "_LIB", "_ROOT", "_PREFIX")
@@ -346,7 +346,7 @@ def remove_dead(report: Report, *, dry_run: bool = False) -> Report:
             kept.append(diagnosis)
             continue
         try:
-            removed += transactions.remove_specs([diagnosis.name], dry_run=dry_run)
+            removed += history.remove_specs([diagnosis.name], dry_run=dry_run)
         except KernelmagicError as exc:
             diagnosis.problems.append(Problem("not-removed", f"could not remove it: {exc}"))
             kept.append(diagnosis)

@@ -38,7 +38,7 @@ from kernelmagic.operations.options import (
     user_kernels_dir,
 )
 from kernelmagic.settings import Settings
-from kernelmagic.storage import transactions
+from kernelmagic.storage import history, transactions
 from kernelmagic.storage.discovery import get_spec, validate_name
 from kernelmagic.storage.transactions import Change
 
@@ -300,9 +300,9 @@ class PatchRequest:
 def patch(request: PatchRequest) -> Change:
     """Change the spec: its fields and env, its provisioner, or ``undo`` the last change."""
     if request.undo:
-        return transactions.undo_last_write(request.name, request.policy)
+        return history.undo_last_write(request.name, request.policy)
     if request.redo:
-        return transactions.redo_last_undo(request.name, request.policy)
+        return history.redo_last_undo(request.name, request.policy)
     transform: Callable[[dict[str, Any]], dict[str, Any]] = request.edit.apply
     if request.provisioner:
         point = remote.provisioner_edit(request.provisioner, request.provisioner_config)
@@ -421,7 +421,7 @@ def remove(request: RemoveRequest) -> list[str]:
     """Remove the named specs (all checked before any goes), then the dead ones; returns
     the paths removed."""
     dry_run = request.dry_run
-    removed = transactions.remove_specs(request.names, dry_run=dry_run) if request.names else []
+    removed = history.remove_specs(request.names, dry_run=dry_run) if request.names else []
     if request.missing:
         removed += doctor.remove_missing(dry_run=dry_run)
     return removed

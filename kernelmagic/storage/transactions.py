@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +24,6 @@ from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, SpecExists
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import (
-    MAX_SPEC_BYTES,
-    NATIVE_KERNEL_NAME,
     locate,
     read_spec_file,
     specs_in,
@@ -137,12 +134,12 @@ def _give_to_group(path: str, gid: int) -> None:
         ) from None
 
 
-def _lock_path(kernels_dir: str, name: str) -> str:
+def lock_path(kernels_dir: str, name: str) -> str:
     return os.path.join(kernels_dir, f".{name.lower()}{LOCK_SUFFIX}")
 
 
 @contextlib.contextmanager
-def _writing(path: str, hint: str) -> Iterator[None]:
+def writing(path: str, hint: str) -> Iterator[None]:
     """Turn permission and missing-directory errors into advice naming ``path``.
 
     The failing file is often a lock or temp file inside ``path``; the user needs the
@@ -186,7 +183,7 @@ def _copy_failure(exc: shutil.Error) -> str:
     return "; ".join(reasons[:3]) or "copying the spec's files failed"
 
 
-def _work_dir(kernels_dir: str, name: str) -> str:
+def work_dir(kernels_dir: str, name: str) -> str:
     return tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{name}{WORK_NAME_END}", dir=kernels_dir)
 
 
@@ -256,9 +253,9 @@ class Reservation:
             before = _read_before(self.existing)
             action = "replaced" if before is not None and action == "installed" else action
             return Change(action, self.name, target, before, spec, False, policy)
-        with _writing(self.kernels_dir, LOCATION_HINT):
+        with writing(self.kernels_dir, LOCATION_HINT):
             os.makedirs(self.kernels_dir, exist_ok=True)
-            with atomic.exclusive_lock(_lock_path(self.kernels_dir, self.name)):
+            with atomic.exclusive_lock(lock_path(self.kernels_dir, self.name)):
                 # Another writer may have come and gone since the check; every kernelmagic
                 # writer stores the name lowercase, so a stat tells what a scan would.
                 existing = self.existing if _is_spec_dir(self.existing) else None
@@ -274,7 +271,7 @@ class Reservation:
         return Change(action, self.name, target, before, spec, True, policy)
 
     def _build(self, spec, populate, mode: int, existing, target: str, group: int | None) -> None:
-        work = _work_dir(self.kernels_dir, self.name)
+        work = work_dir(self.kernels_dir, self.name)
         try:
             staged = os.path.join(work, "new")
             populate(staged)
@@ -342,7 +339,7 @@ def copy_files(source_dir: str, leave_out: tuple[str, ...] = ()) -> Callable[[st
     return populate
 
 
-def _writable(name: str) -> tuple[str, str]:
+def writable(name: str) -> tuple[str, str]:
     key, resource_dir, native = locate(name)
     if native:
         raise KernelmagicError(
@@ -365,11 +362,11 @@ def rewrite_spec(
     ``transform`` gets the current JSON (read once, under the lock, so concurrent writers each
     see the others' changes) and returns the new one.
     """
-    key, resource_dir = _writable(name)
+    key, resource_dir = writable(name)
     kernel_json = os.path.join(resource_dir, "kernel.json")
     kernels_dir = os.path.dirname(resource_dir)
     hint = f"clone it to a location you can write (clone {key} NEW_NAME --user)"
-    with _writing(kernel_json, hint), atomic.exclusive_lock(_lock_path(kernels_dir, key)):
+    with writing(kernel_json, hint), atomic.exclusive_lock(lock_path(kernels_dir, key)):
         try:
             before = read_spec_file(kernel_json)
         except (OSError, ValueError) as exc:
@@ -386,93 +383,3 @@ def rewrite_spec(
             mode = file_mode(after, policy.with_recorded(after), kernel_json)
             atomic.write_json_atomic(kernel_json, after, mode=mode)
     return Change(action, key, resource_dir, before, after, written, policy.with_recorded(after))
-
-
-def undo_last_write(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
-    """Restore ``kernel.json`` byte for byte from its newest backup (and drop that backup),
-    keeping the version it replaces for ``redo_last_undo``.
-
-    Repeating it walks further back, as far as the kept backups go.
-    """
-    return _restore(name, atomic.BACKUP_PREFIX, atomic.UNDONE_PREFIX, policy, "earlier")
-
-
-def redo_last_undo(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
-    """Bring back the version the last undo replaced (keeping the current one as a backup,
-    so it can be undone again). Repeating it walks forward, as far as undo went back."""
-    return _restore(name, atomic.UNDONE_PREFIX, atomic.BACKUP_PREFIX, policy, "undone")
-
-
-def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> Change:
-    """Replace ``kernel.json`` by the newest version of the series ``take`` (which drops
-    it), saving the replaced one as the newest of the series ``keep``."""
-    key, resource_dir = _writable(name)
-    kernel_json = os.path.join(resource_dir, "kernel.json")
-    kernels_dir = os.path.dirname(resource_dir)
-    hint = "ask the owner of that directory"
-    with _writing(kernel_json, hint), atomic.exclusive_lock(_lock_path(kernels_dir, key)):
-        saved = atomic.backups(resource_dir, take)
-        if not saved:
-            raise KernelmagicError(f"no {what} version of '{key}' to restore")
-        newest = saved[-1]
-        data = atomic.read_regular_file(newest, MAX_SPEC_BYTES)
-        if data is None:
-            raise KernelmagicError(f"{newest} is not a regular file; remove it")
-        before = None
-        with contextlib.suppress(OSError, ValueError):
-            before = read_spec_file(kernel_json)
-        if os.path.isfile(kernel_json):
-            atomic.keep_backup(kernel_json, prefix=keep)  # nothing is lost: undo is undoable
-        atomic.write_bytes_atomic(kernel_json, data, mode=newest.stat().st_mode & 0o777)
-        newest.unlink()
-    try:
-        after = json.loads(data)
-    except ValueError:
-        after = None
-    if isinstance(after, dict):
-        policy = policy.with_recorded(after)
-    return Change("restored", key, resource_dir, before, after, True, policy)
-
-
-# Removed specs are kept here, one per name (the newest removal), until removed again: out of
-# Jupyter's sight (no kernel.json directly inside), and brought back by moving it back.
-REMOVED_DIR = f"{WORK_PREFIX}removed"
-
-
-def removed_copy(path: str) -> str:
-    """Where ``remove_specs`` keeps the spec it removed from ``path``."""
-    kernels_dir, dirname = os.path.split(path)
-    return os.path.join(kernels_dir, REMOVED_DIR, dirname)
-
-
-def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
-    """Remove the named specs (all are checked before any is removed); returns their paths.
-
-    Each is moved, in one step, to ``removed_copy(path)`` beside it (replacing an older copy of
-    that name), so a removal can be undone by moving it back. ``dry_run`` removes nothing.
-    """
-    targets = []
-    for name in names:
-        _, path, native = locate(name)
-        if native:
-            raise KernelmagicError(
-                f"'{NATIVE_KERNEL_NAME}' is ipykernel's built-in spec; it cannot be removed "
-                "(uninstall ipykernel to drop it)"
-            )
-        if path not in targets:
-            targets.append(path)
-    if dry_run:
-        return targets
-    for path in targets:
-        kernels_dir, dirname = os.path.split(path)
-        kept = removed_copy(path)
-        with _writing(path, "ask the owner of that directory to remove it"):
-            with atomic.exclusive_lock(_lock_path(kernels_dir, dirname)):
-                os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
-                older = _work_dir(kernels_dir, dirname.lower())
-                with contextlib.suppress(FileNotFoundError):
-                    os.rename(kept, os.path.join(older, "older-removed"))
-                # Out of Jupyter's sight in one step; the older copy goes at leisure.
-                os.rename(path, kept)
-            shutil.rmtree(older, ignore_errors=True)
-    return targets

@@ -1,0 +1,113 @@
+"""What a spec was: the backups that undo and redo restore, and the removed specs kept to be
+brought back. Every change happens under the spec's lock, as in ``transactions``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterable
+
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.errors import KernelmagicError
+from kernelmagic.storage import atomic
+from kernelmagic.storage.discovery import MAX_SPEC_BYTES, NATIVE_KERNEL_NAME, locate, read_spec_file
+from kernelmagic.storage.transactions import (
+    WORK_PREFIX,
+    Change,
+    lock_path,
+    work_dir,
+    writable,
+    writing,
+)
+
+
+def undo_last_write(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
+    """Restore ``kernel.json`` byte for byte from its newest backup (and drop that backup),
+    keeping the version it replaces for ``redo_last_undo``.
+
+    Repeating it walks further back, as far as the kept backups go.
+    """
+    return _restore(name, atomic.BACKUP_PREFIX, atomic.UNDONE_PREFIX, policy, "earlier")
+
+
+def redo_last_undo(name: str, policy: EnvPolicy = DEFAULT_POLICY) -> Change:
+    """Bring back the version the last undo replaced (keeping the current one as a backup,
+    so it can be undone again). Repeating it walks forward, as far as undo went back."""
+    return _restore(name, atomic.UNDONE_PREFIX, atomic.BACKUP_PREFIX, policy, "undone")
+
+
+def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> Change:
+    """Replace ``kernel.json`` by the newest version of the series ``take`` (which drops
+    it), saving the replaced one as the newest of the series ``keep``."""
+    key, resource_dir = writable(name)
+    kernel_json = os.path.join(resource_dir, "kernel.json")
+    kernels_dir = os.path.dirname(resource_dir)
+    hint = "ask the owner of that directory"
+    with writing(kernel_json, hint), atomic.exclusive_lock(lock_path(kernels_dir, key)):
+        saved = atomic.backups(resource_dir, take)
+        if not saved:
+            raise KernelmagicError(f"no {what} version of '{key}' to restore")
+        newest = saved[-1]
+        data = atomic.read_regular_file(newest, MAX_SPEC_BYTES)
+        if data is None:
+            raise KernelmagicError(f"{newest} is not a regular file; remove it")
+        before = None
+        with contextlib.suppress(OSError, ValueError):
+            before = read_spec_file(kernel_json)
+        if os.path.isfile(kernel_json):
+            atomic.keep_backup(kernel_json, prefix=keep)  # nothing is lost: undo is undoable
+        atomic.write_bytes_atomic(kernel_json, data, mode=newest.stat().st_mode & 0o777)
+        newest.unlink()
+    try:
+        after = json.loads(data)
+    except ValueError:
+        after = None
+    if isinstance(after, dict):
+        policy = policy.with_recorded(after)
+    return Change("restored", key, resource_dir, before, after, True, policy)
+
+
+# Removed specs are kept here, one per name (the newest removal), until removed again: out of
+# Jupyter's sight (no kernel.json directly inside), and brought back by moving it back.
+REMOVED_DIR = f"{WORK_PREFIX}removed"
+
+
+def removed_copy(path: str) -> str:
+    """Where ``remove_specs`` keeps the spec it removed from ``path``."""
+    kernels_dir, dirname = os.path.split(path)
+    return os.path.join(kernels_dir, REMOVED_DIR, dirname)
+
+
+def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
+    """Remove the named specs (all are checked before any is removed); returns their paths.
+
+    Each is moved, in one step, to ``removed_copy(path)`` beside it (replacing an older copy of
+    that name), so a removal can be undone by moving it back. ``dry_run`` removes nothing.
+    """
+    targets = []
+    for name in names:
+        _, path, native = locate(name)
+        if native:
+            raise KernelmagicError(
+                f"'{NATIVE_KERNEL_NAME}' is ipykernel's built-in spec; it cannot be removed "
+                "(uninstall ipykernel to drop it)"
+            )
+        if path not in targets:
+            targets.append(path)
+    if dry_run:
+        return targets
+    for path in targets:
+        kernels_dir, dirname = os.path.split(path)
+        kept = removed_copy(path)
+        with writing(path, "ask the owner of that directory to remove it"):
+            with atomic.exclusive_lock(lock_path(kernels_dir, dirname)):
+                os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
+                older = work_dir(kernels_dir, dirname.lower())
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(kept, os.path.join(older, "older-removed"))
+                # Out of Jupyter's sight in one step; the older copy goes at leisure.
+                os.rename(path, kept)
+            shutil.rmtree(older, ignore_errors=True)
+    return targets
