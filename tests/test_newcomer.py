@@ -94,3 +94,47 @@ def test_undo_keeps_what_it_replaces_and_redo_brings_it_back(user_kernels, capsy
     assert "no undone version" in capsys.readouterr().err
     assert main(["patch", "geo", "--undo"]) == 0 and path.read_bytes() == versions[1]
     assert main(["patch", "geo", "--undo", "--redo"]) == 2
+
+
+# --- 5. the listing's status says what it checked -------------------------------------------
+
+
+def test_the_listing_says_found_not_ok_and_points_at_the_doctor(user_kernels, ip, capsys):
+    write_spec(user_kernels, "geo")
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    header, row = out.splitlines()[:2]
+    assert header.split()[-1] == "status" and row.split()[-1] == "found"
+    assert "kernelmagic doctor --launch" in out and " ok" not in out
+    listed = ip.run_line_magic("kernel_list", "")
+    assert "%kernel_doctor --launch" in str(listed) and "%kernel_doctor" in listed._repr_html_()
+
+
+# --- 8. capture noise -------------------------------------------------------------------------
+
+
+def test_a_venv_prompt_is_not_captured(user_kernels, monkeypatch, capsys):
+    monkeypatch.setenv("VIRTUAL_ENV_PROMPT", "(geo) ")
+    monkeypatch.setenv("KM_TEST_REAL", "1")
+    assert main(["install", "v", "--capture", "all"]) == 0
+    env = json.loads((user_kernels / "v" / "kernel.json").read_text()).get("env", {})
+    assert "VIRTUAL_ENV_PROMPT" not in env and env["KM_TEST_REAL"] == "1"
+
+
+def test_lmods_reordered_modulepath_is_not_captured(
+    user_kernels, tmp_path, monkeypatch, lmod_available
+):
+    """Lmod rewrites MODULEPATH in its own order on `module load`; the same set of dirs is
+    no change (0.1 recorded it)."""
+    first, second = tmp_path / "mods-a", tmp_path / "mods-b"
+    for root in (first, second):
+        (root / "tool").mkdir(parents=True)
+    (first / "tool" / "1.0.lua").write_text('setenv("TOOL_HOME", "/opt/tool")\n')
+    snippet = tmp_path / "s.sh"
+    # The user's own MODULEPATH (kept in the clean shell), then a module loaded from it.
+    monkeypatch.setenv("MODULEPATH", f"{second}:{first}")
+    snippet.write_text("module load tool/1.0\n")
+    argv = ["install", "m", "--snippet-file", str(snippet), "--python", sys.executable]
+    assert main(argv) == 0
+    env = json.loads((user_kernels / "m" / "kernel.json").read_text())["env"]
+    assert env["TOOL_HOME"] == "/opt/tool" and "MODULEPATH" not in env

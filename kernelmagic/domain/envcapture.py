@@ -171,6 +171,21 @@ def _resolve_baseline(options: CaptureOptions, current: Mapping[str, str], timeo
     return login_shell_environment(current, timeout=timeout), "a clean login shell"
 
 
+# Lists that mean the same whatever their order: Lmod rewrites MODULEPATH on every `module
+# load` (its own order, no trailing slashes), which changes nothing a kernel sees.
+_ORDER_FREE = frozenset({"MODULEPATH"})
+
+
+def _unchanged(name: str, value: str, before: str | None) -> bool:
+    if before is None or name not in _ORDER_FREE:
+        return value == before
+
+    def dirs(text: str) -> set[str]:
+        return {os.path.normpath(e) for e in unique_entries(text.split(os.pathsep))}
+
+    return dirs(value) == dirs(before)
+
+
 def capture(
     current: Mapping[str, str] | None = None,
     options: CaptureOptions | None = None,
@@ -204,7 +219,7 @@ def capture(
             continue
         included = matches_any(name, options.include)
         if not included:
-            if base and base.get(name) == value:
+            if base and _unchanged(name, value, base.get(name)):
                 continue
             if options.policy.noise_category(name):
                 result.noise_count += 1

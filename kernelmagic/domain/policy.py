@@ -25,6 +25,7 @@ NOISE_PATTERNS: dict[str, tuple[str, ...]] = {
     "shell state": (
         "PWD", "OLDPWD", "SHLVL", "_", "PS1", "PS2", "PS4", "PROMPT_COMMAND", "HISTFILE",
         "HISTSIZE", "HISTFILESIZE", "HISTCONTROL", "BASH_FUNC_*", "LS_COLORS", "LSCOLORS",
+        "VIRTUAL_ENV_PROMPT",  # the prompt a venv's activate script shows, nothing more
     ),
     "identity of the user": ("HOME", "USER", "LOGNAME", "USERNAME", "SHELL", "MAIL"),
     "terminal and desktop": (

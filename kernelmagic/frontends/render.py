@@ -94,10 +94,14 @@ class _TableView:
     text: Callable[[Any, str], str] | None = None  # the whole text, when more than the table
 
 
+# What a listing verified of a spec with no problem: its JSON and its program, not its start.
+FOUND = "found"
+
+
 def _spec_rows(specs: SpecList, style: str) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for info in specs:
-        status = "ok"
+        status = FOUND
         if info.problems:
             texts = "; ".join(problem_text(p, style) for p in info.problems)
             status = ("hidden by Jupyter: " if not info.visible else "") + texts
@@ -108,7 +112,16 @@ def _spec_rows(specs: SpecList, style: str) -> list[tuple[str, ...]]:
 def _spec_list_text(specs: SpecList, style: str) -> str:
     if not specs and specs.pattern:
         return f"(no kernel spec matches {specs.pattern!r})"
-    return text_table(_spec_rows(specs, style), _SPEC_COLUMNS)
+    table = text_table(_spec_rows(specs, style), _SPEC_COLUMNS)
+    return f"{table}\n{_spec_list_footer(specs, style)}" if specs else table
+
+
+def _spec_list_footer(specs: SpecList, style: str) -> str:
+    return (
+        f"{FOUND}: the kernel.json reads as Jupyter reads it and its program exists; "
+        f"`{command('doctor', style)}` checks more, `{command('doctor --launch', style)}` "
+        "starts them."
+    )
 
 
 def _diagnosis_rows(report: Report, style: str) -> list[tuple[str, ...]]:
@@ -158,7 +171,7 @@ def _provisioner_rows(found: ProvisionerList, style: str) -> list[tuple[str, ...
     return rows
 
 
-_SPEC_COLUMNS = ("name", "display name", "language", "resource dir", "problems")
+_SPEC_COLUMNS = ("name", "display name", "language", "resource dir", "status")
 _VIEWS: dict[type, _TableView] = {
     SpecList: _TableView(_SPEC_COLUMNS, _spec_rows, _spec_list_text),
     Report: _TableView(("name", "check", "details"), _diagnosis_rows, _report_text),
@@ -186,7 +199,12 @@ def text(value: Any, style: str = CLI) -> str:
 def html(value: Any, style: str = MAGICS) -> str | None:
     """The notebook view of a value (a table), or None where text reads better."""
     view = _view_of(value)
-    return html_table(view.rows(value, style), view.columns) if view else None
+    if view is None:
+        return None
+    table = html_table(view.rows(value, style), view.columns)
+    if isinstance(value, SpecList) and value:
+        table += f"<p>{html_escaping.escape(_spec_list_footer(value, style))}</p>"
+    return table
 
 
 def _view_of(value: Any) -> _TableView | None:
