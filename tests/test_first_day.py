@@ -15,6 +15,7 @@ from IPython.core.error import UsageError
 from kernelmagic import specs
 from kernelmagic.domain import envcapture, sources
 from kernelmagic.domain.envcapture import CaptureOptions
+from kernelmagic.domain.sources import installed_from
 from kernelmagic.frontends.cli import main
 
 
@@ -283,7 +284,7 @@ def test_an_install_for_an_interpreter_without_kernelmagic_says_so(
     out = capsys.readouterr().out
     assert ("cannot import kernelmagic" in out) is not has_it
     if not has_it:
-        assert f"{python} -m pip install kernelmagic" in out
+        assert f"{python} -m pip install {installed_from()}" in out
 
 
 def test_the_suite_leaves_your_ipython_dir_alone(tmp_path):

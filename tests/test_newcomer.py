@@ -138,3 +138,22 @@ def test_lmods_reordered_modulepath_is_not_captured(
     assert main(argv) == 0
     env = json.loads((user_kernels / "m" / "kernel.json").read_text())["env"]
     assert env["TOOL_HOME"] == "/opt/tool" and "MODULEPATH" not in env
+
+
+# --- 9. hints that can work ---------------------------------------------------------------------
+
+
+def test_the_hint_for_a_kernel_without_kernelmagic_repeats_how_it_was_installed(
+    user_kernels, second_venv, capsys
+):
+    """kernelmagic is on no index yet: 'pip install kernelmagic' cannot work; the hint names
+    the checkout, wheel or repository this one came from. --python alone gives it too."""
+    from kernelmagic.domain.sources import installed_from
+
+    python = second_venv / "bin" / "python"
+    assert main(["install", "other", "--python", str(python), "--capture", "none"]) == 0
+    out = capsys.readouterr().out
+    assert f"{python} -m pip install {installed_from()}" in out
+    source = installed_from()
+    assert source != "kernelmagic"  # this test suite runs from a checkout (pip install -e .)
+    assert Path(source).exists() and (Path(source) / "pyproject.toml").exists()

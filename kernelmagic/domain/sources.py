@@ -8,12 +8,15 @@ after it in that same shell, and the difference goes through the capture rules o
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -79,8 +82,6 @@ def conda_snippet(env: str, environ: Mapping[str, str] | None = None) -> str:
 
 
 def _quote(text: str) -> str:
-    import shlex
-
     return shlex.quote(text)
 
 
@@ -206,13 +207,38 @@ def make_environment(
     if not python:
         return MadeEnvironment(None, result, loaded, after)
     interpreter = _choose_interpreter(source, before, after, result.notes)
-    if not interpreter.has_kernelmagic:
-        result.notes.append(
-            f"{interpreter.path} cannot import kernelmagic, so %load_ext kernelmagic will fail "
-            f"in this kernel; to use the magics there: {interpreter.path} -m pip install "
-            "kernelmagic"
-        )
+    result.notes += _without_kernelmagic(interpreter)
     return MadeEnvironment(interpreter, result, loaded, after)
+
+
+def _without_kernelmagic(interpreter: Interpreter) -> list[str]:
+    """The note for a kernel whose interpreter cannot load the magics."""
+    if interpreter.has_kernelmagic:
+        return []
+    return [
+        f"{interpreter.path} cannot import kernelmagic, so %load_ext kernelmagic will fail in "
+        f"this kernel; to use the magics there: {interpreter.path} -m pip install "
+        f"{installed_from()}"
+    ]
+
+
+def installed_from() -> str:
+    """What ``pip install`` needs to install this kernelmagic again (in another
+    interpreter): the source checkout, wheel or repository it came from, as pip recorded
+    (PEP 610 ``direct_url.json``), else its name on an index."""
+    try:
+        recorded = importlib.metadata.distribution("kernelmagic").read_text("direct_url.json")
+        found = json.loads(recorded or "null")
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        found = None
+    if not isinstance(found, dict) or not isinstance(found.get("url"), str):
+        return "kernelmagic"
+    url = found["url"]
+    vcs = found.get("vcs_info")
+    if isinstance(vcs, dict) and isinstance(vcs.get("vcs"), str):
+        return shlex.quote(f"{vcs['vcs']}+{url}")
+    path = url.removeprefix("file://") if url.startswith("file://") else url
+    return shlex.quote(urllib.parse.unquote(path))
 
 
 def _from_current(
@@ -271,6 +297,7 @@ def _from_interpreter(
         conda = Source("conda", conda_env=interpreter.prefix, python=path, shell=source.shell)
         return make_environment(conda, options, environ, timeout=timeout)
     result = envcapture.CaptureResult(baseline="the interpreter's environment")
+    result.notes += _without_kernelmagic(interpreter)
     if _is_venv(interpreter.prefix) and options.mode != "none":
         bin_dir = envcapture.escape_dollars(os.path.dirname(path))
         result.env = {
