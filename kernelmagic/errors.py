@@ -10,7 +10,12 @@ from collections.abc import Iterable
 
 
 class KernelmagicError(Exception):
-    """A failure to report to the user as one line (``str(exc)``)."""
+    """A failure to report to the user as one line (``str(exc)``); ``details`` are the lines a
+    tool printed about it (a shell, Lmod, R), which the front ends show below that line."""
+
+    def __init__(self, *args: object, details: Iterable[str] = ()) -> None:
+        super().__init__(*args)
+        self.details = tuple(details)
 
 
 class InvalidInput(KernelmagicError, ValueError):

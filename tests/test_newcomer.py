@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import write_spec
+from IPython.core.error import UsageError
 
 from kernelmagic.frontends.cli import main
 
@@ -157,3 +159,24 @@ def test_the_hint_for_a_kernel_without_kernelmagic_repeats_how_it_was_installed(
     source = installed_from()
     assert source != "kernelmagic"  # this test suite runs from a checkout (pip install -e .)
     assert Path(source).exists() and (Path(source) / "pyproject.toml").exists()
+
+
+# --- 11. errors: one line, then what the tool said -----------------------------------------
+
+
+def test_a_module_that_does_not_load_is_one_line_then_lmods_lines(
+    user_kernels, ip, capsys, lmod_available
+):
+    assert main(["install", "g", "--modules", "nosuch/9.9"]) == 1
+    first, *said = capsys.readouterr().err.rstrip("\n").split("\n")
+    assert first == (
+        "kernelmagic: error: module load nosuch/9.9 failed with exit status 1; nothing was written"
+    )
+    assert " | " not in first and 0 < len(said) <= 12
+    assert all(line.startswith("  ") for line in said)
+    assert any("nosuch/9.9" in line for line in said)  # Lmod's own words, below
+    with pytest.raises(UsageError) as refused:
+        ip.run_line_magic("kernel_activate", "--modules nosuch/9.9")
+    first = str(refused.value).split("\n")[0]
+    assert "module load nosuch/9.9 failed" in first
+    assert "nothing was written" not in first and "unchanged" in first

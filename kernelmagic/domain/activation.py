@@ -104,7 +104,7 @@ def activate(
     ``SourceFailed`` when the source fails (nothing is changed then)."""
     script = sources.script_for(source, environ) or ""
     before, after = shells.run_from_environment(
-        script, environ=environ, shell=source.shell, timeout=timeout
+        script, environ=environ, shell=source.shell, timeout=timeout, what=source.action()
     )
     include = tuple(include)
     made = Activation(source)
@@ -140,6 +140,6 @@ def check_interpreter_starts(python: str, environ: Mapping[str, str], timeout: f
         raise SourceFailed(f"cannot run {python}: {exc.strerror}") from None
     if done.returncode != 0:
         raise SourceFailed(
-            f"{python} cannot start a kernel in the new environment: "
-            f"{shells.failure_lines(done.stderr.decode('utf-8', 'replace'))}"
+            f"{python} cannot start a kernel in the new environment; this kernel keeps its own",
+            details=shells.failure_lines(done.stderr.decode("utf-8", "replace")),
         )

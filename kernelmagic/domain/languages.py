@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernelmagic.domain.provenance import SNIPPET_FILE, without_record
-from kernelmagic.domain.shells import run_probe
+from kernelmagic.domain.shells import failure_lines, run_probe
 from kernelmagic.errors import InvalidInput, KernelmagicError, SourceFailed
 from kernelmagic.storage.discovery import get_spec, read_spec_file
 from kernelmagic.storage.transactions import copy_files
@@ -66,8 +66,8 @@ def _ask(command: list[str], environ: Mapping[str, str], fix: str) -> list[str]:
         raise SourceFailed(f"cannot run {command[0]}: {exc.strerror}") from None
     lines = done.stdout.decode("utf-8", "replace").splitlines()
     if done.returncode != 0:
-        said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise InvalidInput(f"{command[0]} failed ({' | '.join(said) or 'no output'}); {fix}")
+        said = failure_lines(done.stderr.decode("utf-8", "replace"))
+        raise InvalidInput(f"{command[0]} failed; {fix}", details=said)
     return lines
 
 

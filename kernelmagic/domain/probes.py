@@ -17,7 +17,7 @@ from string import Template
 from typing import Any
 
 from kernelmagic.domain import checks
-from kernelmagic.domain.shells import failure_lines, run_probe
+from kernelmagic.domain.shells import failure_in_one_line, run_probe
 
 TIMEOUT = 20.0
 # The variables that decide where an interpreter finds its packages.
@@ -144,5 +144,5 @@ def run(probe: Probe) -> Failure | None:
         return None
     if done.returncode == _MISSING:
         return Failure(True, probe.missing)
-    said = failure_lines(done.stderr.decode(errors="replace"))
+    said = failure_in_one_line(done.stderr.decode(errors="replace"))
     return Failure(False, f"could not start (exit status {done.returncode}): {said}")

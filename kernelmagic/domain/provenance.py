@@ -64,6 +64,14 @@ class Source:
             raise ValueError(f"kind {origin!r} is not one of {', '.join((*REPEATABLE, 'current'))}")
         return cls(origin, **{k: fields[k] for k in _SOURCE_FIELDS if k in fields})
 
+    def action(self) -> str:
+        """What runs to make the environment, for messages: ``module load gdal/3.8``,
+        ``activating the conda env geo``, ``the snippet`` (never quoted: it may hold a
+        secret)."""
+        if self.origin == "conda":
+            return f"activating the conda env {self.conda_env}"
+        return self.described()
+
     def described(self) -> str:
         """The source in a few words, for messages (a snippet is not quoted: it may hold a
         secret)."""

@@ -71,14 +71,16 @@ def run_in_login_shell(
     also_keep: Iterable[str] = (),
     shell: str | None = None,
     timeout: float,
+    what: str = "the snippet",
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Run ``snippet`` in one clean login shell; return its environment before and after.
 
-    Raises ``SourceFailed`` (with the shell's stderr) if there is no shell, it times out, or
-    the snippet exits non-zero.
+    Raises ``SourceFailed`` (naming ``what`` ran, the shell's telling lines as details) if
+    there is no shell, it times out, or the snippet exits non-zero.
     """
+    env = clean_environment(environ, also_keep)
     return _run_driver(
-        snippet, ["-l", "-c", _DRIVER], clean_environment(environ, also_keep), shell, timeout
+        snippet, ["-l", "-c", _DRIVER], env, shell, timeout, what, "nothing was written"
     )
 
 
@@ -96,10 +98,16 @@ _MODULE_INIT = (
 
 
 def run_from_environment(
-    snippet: str, *, environ: Mapping[str, str], shell: str | None = None, timeout: float
+    snippet: str,
+    *,
+    environ: Mapping[str, str],
+    shell: str | None = None,
+    timeout: float,
+    what: str = "the snippet",
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Run ``snippet`` in a shell that starts from ``environ`` itself (a running kernel's
     environment, modules already loaded included); return its environment before and after.
+    A failure changes nothing in the running process.
     """
     return _run_driver(
         snippet,
@@ -107,12 +115,22 @@ def run_from_environment(
         dict(environ),
         shell,
         timeout,
+        what,
+        "this process is unchanged",
     )
 
 
 def _run_driver(
-    snippet: str, shell_args: list[str], env: dict[str, str], shell: str | None, timeout: float
+    snippet: str,
+    shell_args: list[str],
+    env: dict[str, str],
+    shell: str | None,
+    timeout: float,
+    what: str,
+    unchanged: str,
 ) -> tuple[dict[str, str], dict[str, str]]:
+    """Run the driver script; ``what`` names the source in errors (``module load gdal/3.8``)
+    and ``unchanged`` says what its failure left alone."""
     shell_path = shell or shutil.which("bash")
     if not shell_path or not shutil.which(shell_path):
         raise SourceFailed(f"no shell to run the snippet: {shell or 'bash'} was not found")
@@ -122,22 +140,22 @@ def _run_driver(
         with open(snippet_file, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(snippet if snippet.endswith("\n") else snippet + "\n")
         command = [shell_path, *shell_args, "kernelmagic", before_file, after_file, snippet_file]
-        status, stderr = _run_in_own_group(command, env, work, timeout)
+        status, stderr = _run_in_own_group(command, env, work, timeout, what)
         if status != 0 or not os.path.exists(after_file):
-            detail = failure_lines(stderr)
+            said = failure_lines(stderr)
             if status == 0:
                 raise SourceFailed(
-                    f"the snippet exited the shell before it finished (remove 'exit'): {detail}"
+                    f"{what} exited the shell before it finished (remove 'exit'); {unchanged}",
+                    details=said,
                 )
             raise SourceFailed(
-                f"the snippet failed with exit status {status}; nothing was written. "
-                f"{shell_path} said: {detail}"
+                f"{what} failed with exit status {status}; {unchanged}", details=said
             )
         return _read_dump(before_file), _read_dump(after_file)
 
 
 def _run_in_own_group(
-    command: list[str], env: dict[str, str], work: str, timeout: float
+    command: list[str], env: dict[str, str], work: str, timeout: float, what: str
 ) -> tuple[int, str]:
     """Run ``command`` in a process group of its own; return (exit status, stderr).
 
@@ -163,8 +181,8 @@ def _run_in_own_group(
         status = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         raise SourceFailed(
-            f"the snippet did not finish within {timeout:g} s; it was stopped (give more "
-            "time with --timeout SECONDS)"
+            f"{what} did not finish within {timeout:g} s; it was stopped (give more time "
+            "with --timeout SECONDS)"
         ) from None
     finally:
         _kill_group(process)
@@ -184,16 +202,20 @@ _FAILURE_WORDS = re.compile(r"error|unknown|not found|no such|cannot|failed|deni
 _DETAIL_LINES = 12
 
 
-def failure_lines(stderr: str) -> str:
-    """The lines of the shell's stderr that say what failed (those first), then its last
+def failure_lines(stderr: str) -> list[str]:
+    """The lines of a program's stderr that say what failed (those first), then its last
     lines, up to a dozen: Lmod's reason comes before its advice about caches."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     if not lines:
-        return "no error output"
+        return ["no error output"]
     telling = [line for line in lines if _FAILURE_WORDS.search(line)]
     rest = [line for line in lines if line not in telling]
-    chosen = (telling + rest[-_DETAIL_LINES:])[:_DETAIL_LINES]
-    return " | ".join(chosen)
+    return (telling + rest[-_DETAIL_LINES:])[:_DETAIL_LINES]
+
+
+def failure_in_one_line(stderr: str) -> str:
+    """``failure_lines`` for a table cell or a JSON field, where one line is all there is."""
+    return " | ".join(failure_lines(stderr))
 
 
 def _read_dump(path: str) -> dict[str, str]:

@@ -41,6 +41,7 @@ def run_snippet(
     shell: str | None = None,
     environ: Mapping[str, str] | None = None,
     timeout: float = SHELL_TIMEOUT,
+    what: str = "the snippet",
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Run ``snippet`` in one clean login shell that keeps the session's MODULEPATH; return
     its environment before and after. Raises ``SourceFailed`` if the snippet fails."""
@@ -50,6 +51,7 @@ def run_snippet(
         also_keep=_KEEP_FROM_SESSION,
         shell=shell,
         timeout=timeout,
+        what=what,
     )
 
 
@@ -200,7 +202,9 @@ def make_environment(
     if source.origin == "python" and source.python:
         return _from_interpreter(source, options, environ, timeout)
     script = script_for(source, environ)
-    before, after = run_snippet(script or "", shell=source.shell, environ=environ, timeout=timeout)
+    before, after = run_snippet(
+        script or "", shell=source.shell, environ=environ, timeout=timeout, what=source.action()
+    )
     result = envcapture.capture(after, options, baseline=before)
     result.baseline = "the shell right before the snippet"
     loaded = after.get("LOADEDMODULES") or None

@@ -188,10 +188,10 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 }
 
 
-def _fail(message: str, status: int) -> int:
+def _fail(error: BaseException | str, status: int) -> int:
     # Control characters (a name with a newline or a terminal escape) are shown escaped, so
-    # the message stays one line and cannot drive the terminal.
-    print(f"{PROG}: error: {render.printable(message)}", file=sys.stderr)
+    # the message stays one line and cannot drive the terminal; a tool's lines go below it.
+    print(f"{PROG}: error: {render.error_text(error)}", file=sys.stderr)
     return status
 
 
@@ -213,9 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(devnull, sys.stdout.fileno())
         return 128 + 13
     except (UsageFailure, InvalidInput) as exc:
-        return _fail(str(exc), 2)
+        return _fail(exc, 2)
     except KernelmagicError as exc:
-        return _fail(str(exc), 1)
+        return _fail(exc, 1)
     except OSError as exc:  # a failure no check foresaw (a full disk): still one line
         return _fail(f"{exc.strerror or exc}: {exc.filename or ''}", 1)
     except SystemExit as exc:  # --help and --version

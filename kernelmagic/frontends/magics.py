@@ -60,7 +60,7 @@ def _as_usage_errors() -> Iterator[None]:
     try:
         yield
     except KernelmagicError as exc:
-        raise UsageError(render.printable(str(exc))) from None
+        raise UsageError(render.error_text(exc)) from None
     except OSError as exc:  # a failure no check foresaw (a full disk): still one line
         raise UsageError(render.printable(f"{exc.strerror or exc}: {exc.filename or ''}")) from None
 

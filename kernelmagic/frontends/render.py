@@ -47,6 +47,14 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def error_text(error: BaseException | str) -> str:
+    """An error as the user sees it: its one line, then what a tool said about it (the
+    error's ``details``), indented, each line escaped like the first."""
+    lines = [printable(str(error))]
+    lines += [f"  {printable(line)}" for line in getattr(error, "details", ())]
+    return "\n".join(lines)
+
+
 def command(fix: str, style: str) -> str:
     """A command as the user types it in this front end: ``env -k geo`` becomes
     ``kernelmagic env -k geo`` or ``%kernel_env -k geo``."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernelmagic.domain import checks
-from kernelmagic.domain.shells import failure_lines
+from kernelmagic.domain.shells import failure_in_one_line
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.storage import discovery
 
@@ -129,7 +129,7 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT) -> Launch:
             request = client.kernel_info()
             while time.perf_counter() - began < timeout:
                 if not manager.is_alive():
-                    said = failure_lines(stderr.text(wait=1.0))
+                    said = failure_in_one_line(stderr.text(wait=1.0))
                     return Launch(name, FAILED, reason=f"the kernel exited: {said}")
                 try:
                     reply = client.get_shell_msg(timeout=0.2)
@@ -144,7 +144,7 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT) -> Launch:
                         content.get("language_info", {}).get("name", ""),
                         content.get("implementation", ""),
                     )
-            said = failure_lines(stderr.text())
+            said = failure_in_one_line(stderr.text())
             return Launch(name, FAILED, reason=f"no kernel_info reply within {timeout:g} s: {said}")
         finally:
             client.stop_channels()

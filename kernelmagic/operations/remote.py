@@ -20,12 +20,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from getpass import getuser
 from typing import Any, ClassVar
 
 from kernelmagic.domain import checks
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy, recorded_policy
 from kernelmagic.domain.provenance import Provenance, Source
 from kernelmagic.domain.shell_syntax import parse_json_assignments
+from kernelmagic.domain.shells import failure_lines
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations.options import (
     DRY_RUN,
@@ -409,8 +411,9 @@ def make_remote_spec(request: RemoteRequest) -> tuple[transactions.Change, str]:
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         staged = os.path.join(stage, "share", "jupyter", "kernels", name)
         if done.returncode != 0 or not os.path.isfile(os.path.join(staged, "kernel.json")):
-            detail = " | ".join(done.stderr.strip().splitlines()[-3:])
-            raise KernelmagicError(f"{os.path.basename(installer)} failed: {detail}")
+            raise KernelmagicError(
+                f"{os.path.basename(installer)} failed", details=failure_lines(done.stderr)
+            )
         spec = discovery.read_spec_file(os.path.join(staged, "kernel.json"))
         final_dir = os.path.join(request.kernels_dir, name)
         # The installer wrote paths of the staging directory into argv.
@@ -438,12 +441,6 @@ def make_remote_spec(request: RemoteRequest) -> tuple[transactions.Change, str]:
         record.write_into(spec)
         change = slot.write("installed", spec, transactions.copy_files(staged), policy)
     hint = PREREQUISITES[request.engine].format(
-        python=python, image=request.image, user=os.environ.get("GP_REMOTE_USER") or _user()
+        python=python, image=request.image, user=os.environ.get("GP_REMOTE_USER") or getuser()
     )
     return change, hint
-
-
-def _user() -> str:
-    import getpass
-
-    return getpass.getuser()
