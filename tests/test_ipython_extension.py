@@ -96,3 +96,19 @@ def test_a_returned_report_prints_as_the_terminal_shows_it(ip, user_kernels, cap
     assert "1 spec(s) checked, 1 with problems." in printed
     assert "<table>" in report._repr_html_()
     assert report.to_json()["healthy"] is False
+
+
+def test_unload_before_any_use_leaves_nothing_and_loads_nothing():
+    """On the lazy path, a placeholder asked for anything but its type loads the magics:
+    unload must remove the declarations without loading them."""
+    seen = _in_fresh_ipython("""
+        before = {k: sorted(v) for k, v in ip.magics_manager.magics.items()}
+        ip.run_line_magic("load_ext", "kernelmagic")
+        ip.run_line_magic("unload_ext", "kernelmagic")
+        after = {k: sorted(v) for k, v in ip.magics_manager.magics.items()}
+        print(json.dumps({"same": before == after,
+                          "loaded": "kernelmagic.frontends.magics" in sys.modules}))
+    """)
+    assert seen["same"]
+    if ipython_extension.RESOLVES_LAZY_MAGICS:
+        assert not seen["loaded"]

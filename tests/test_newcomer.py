@@ -180,3 +180,47 @@ def test_a_module_that_does_not_load_is_one_line_then_lmods_lines(
     first = str(refused.value).split("\n")[0]
     assert "module load nosuch/9.9 failed" in first
     assert "nothing was written" not in first and "unchanged" in first
+
+
+# --- 10. Tab completion -------------------------------------------------------------------------
+
+
+def _tab(ip, line: str) -> list[str]:
+    from IPython.core.completer import provisionalcompleter
+
+    with provisionalcompleter():
+        return [c.text for c in ip.Completer.completions(line, len(line))]
+
+
+def test_tab_completes_spec_names_options_choices_and_modules(
+    ip, user_kernels, tmp_path, monkeypatch, lmod_available
+):
+    from kernelmagic.frontends import completion, ipython_extension
+
+    for name in ("geo", "gdal-env", "r-geo"):
+        write_spec(user_kernels, name)
+    modulefiles = tmp_path / "modulefiles"
+    (modulefiles / "gdal").mkdir(parents=True)
+    (modulefiles / "gdal" / "3.8.lua").write_text('setenv("GDAL_DATA", "/opt/gdal")\n')
+    monkeypatch.setenv("MODULEPATH", str(modulefiles))
+    completion.module_names.cache_clear()
+    # IPython < 8.6 has no matcher that can keep Jedi's Python names out: there, ours are
+    # among the offers; from 8.6 on, they are all that is offered.
+    exact = ipython_extension.HAS_CONTEXT_MATCHERS
+
+    def offers(line: str, expected: set[str]) -> bool:
+        found = set(_tab(ip, line))
+        return found == expected if exact else expected <= found
+
+    for line in ("%kernel_show g", "%kernel_clone g", "%kernel_install x --like g",
+                 "%kernel_env -k g", "%kernel_patch g", "%kernel_doctor geo g"):  # fmt: skip
+        assert offers(line, {"geo", "gdal-env"}), line
+    assert offers("%kernel_doctor --l", {"--launch"})
+    assert offers("%kernel_install x --kernel ", {"python", "ir", "julia"})
+    assert "--like" in _tab(ip, "%kernel_install x --li")
+    assert "gdal/3.8" in _tab(ip, '%kernel_install x --modules "gcc/12 gd')
+    assert "gdal/3.8" in _tab(ip, "%kernel_activate --modules gd")
+    if exact:
+        shown = set(_tab(ip, "%kernel_show "))
+        assert shown >= {"geo", "gdal-env", "r-geo"}
+        assert not {"and", "if", "in", "is", "not", "or", "abs"} & shown  # no Python names

@@ -10,6 +10,7 @@ magics are registered at once, so that help and completion work from the first m
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -35,25 +36,46 @@ MAGICS = {
     "kernel_doctor": "line",
     "kernel_activate": "line_cell",
 }
-# Magics whose arguments include an existing spec name, for Tab completion.
-COMPLETE_SPEC_NAMES = (
-    "kernel_show",
-    "kernel_clone",
-    "kernel_patch",
-    "kernel_env",
-    "kernel_remove",
-    "kernel_doctor",
-    "kernel_refresh",
-    "kernel_remote",
-)
 RESOLVES_LAZY_MAGICS = IPython.version_info >= (9, 17)
+# IPython's matchers that can suppress all others (Jedi's Python names included) came in 8.6;
+# before that the complete_command hook is all there is, and Jedi's names mix in.
+HAS_CONTEXT_MATCHERS = IPython.version_info >= (8, 6)
+_OUR_LINE = re.compile(r"\s*%%?(kernel_\w+)\b")
 
 
-def complete_spec_names(shell: Any, event: Any) -> list[str]:
-    """Tab completion: the names of the specs Jupyter finds."""
-    from kernelmagic.storage.discovery import spec_names  # only when Tab is pressed
+def _ours(text: str) -> bool:
+    found = _OUR_LINE.match(text)
+    return found is not None and found.group(1) in MAGICS
 
-    return spec_names()
+
+def _matches(text: str, token: str) -> list[str]:
+    from kernelmagic.frontends import completion  # the options: only once Tab is pressed
+
+    return completion.complete(text, token)
+
+
+def complete_command(shell: Any, event: Any) -> list[str]:
+    """IPython's ``complete_command`` hook (IPython < 8.6)."""
+    return _matches(event.text_until_cursor, event.symbol)
+
+
+def _context_matcher() -> Any:
+    """An IPython matcher that, on a kernelmagic line, offers what ``completion`` finds and
+    suppresses every other matcher; elsewhere it stays out of the way."""
+    from IPython.core.completer import SimpleCompletion, context_matcher
+
+    @context_matcher()
+    def kernelmagic_matcher(context: Any) -> dict[str, Any]:
+        text = context.text_until_cursor
+        if not _ours(text):
+            return {"completions": [], "suppress": False}
+        found = _matches(text, context.token)
+        return {
+            "completions": [SimpleCompletion(m, type="kernelmagic") for m in found],
+            "suppress": True,
+        }
+
+    return kernelmagic_matcher
 
 
 def _spec_info_text(info: Any, p: Any, cycle: bool) -> None:
@@ -73,7 +95,17 @@ def _text_formatter(shell: Any) -> Any:
 
 
 def _completer_keys() -> list[str]:
-    return [prefix + name for name in COMPLETE_SPEC_NAMES for prefix in ("%", "%%")]
+    return [prefix + name for name in MAGICS for prefix in ("%", "%%")]
+
+
+def _declared_by_us(found: Any) -> bool:
+    """Whether a magics table entry is ``load``'s lazy declaration. Checked by type: asking a
+    placeholder for any other attribute makes IPython load what it stands for."""
+    if not RESOLVES_LAZY_MAGICS:
+        return False
+    from IPython.core.magic import LazyMagic  # IPython >= 9.17
+
+    return isinstance(found, LazyMagic) and found.spec == SPEC
 
 
 def load(shell: Any) -> None:
@@ -91,8 +123,12 @@ def load(shell: Any) -> None:
     if text is not None:
         for module, name, printer in PRINTERS:
             text.for_type_by_name(module, name, printer)
-    for key in _completer_keys():
-        shell.set_hook("complete_command", complete_spec_names, str_key=key)
+    completer = getattr(shell, "Completer", None)
+    if HAS_CONTEXT_MATCHERS and completer is not None:
+        completer.custom_matchers.append(_context_matcher())
+    else:
+        for key in _completer_keys():
+            shell.set_hook("complete_command", complete_command, str_key=key)
 
 
 def unload(shell: Any) -> None:
@@ -103,8 +139,11 @@ def unload(shell: Any) -> None:
     for name, kinds in MAGICS.items():
         for kind in ("line", "cell") if kinds == "line_cell" else (kinds,):
             found = manager.magics[kind].get(name)
-            ours = getattr(found, "__self__", None) is magics and magics is not None
-            if ours or getattr(found, "spec", None) == SPEC:
+            # Two questions, in this order: asking a lazy placeholder for __self__ would make
+            # IPython load the magics it stands for.
+            if _declared_by_us(found):  # noqa: SIM114
+                del manager.magics[kind][name]
+            elif magics is not None and getattr(found, "__self__", None) is magics:
                 del manager.magics[kind][name]
         if RESOLVES_LAZY_MAGICS and manager.lazy_magics.get(name) == SPEC:
             del manager.lazy_magics[name]  # declared by load; older IPython has no such table
@@ -115,6 +154,13 @@ def unload(shell: Any) -> None:
         for module, name, printer in PRINTERS:
             if text.deferred_printers.get((module, name)) is printer:
                 del text.deferred_printers[(module, name)]
+    completer = getattr(shell, "Completer", None)
+    if completer is not None and hasattr(completer, "custom_matchers"):
+        completer.custom_matchers[:] = [
+            m
+            for m in completer.custom_matchers
+            if getattr(m, "__name__", "") != "kernelmagic_matcher"
+        ]
     dispatcher = shell.strdispatchers.get("complete_command")
     if dispatcher is not None:
         for key in _completer_keys():
@@ -122,9 +168,7 @@ def unload(shell: Any) -> None:
             if chain is None:
                 continue
             chain.chain = [
-                (p, f)
-                for p, f in chain.chain
-                if getattr(f, "__func__", f) is not complete_spec_names
+                (p, f) for p, f in chain.chain if getattr(f, "__func__", f) is not complete_command
             ]
             if not chain.chain:
                 del dispatcher.strs[key]

@@ -22,7 +22,7 @@ from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import launching, remote
-from kernelmagic.operations.options import DRY_RUN, TRUST, Option, option, seconds
+from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, TRUST, Option, option, seconds
 from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, history
 
@@ -369,7 +369,9 @@ def remove_missing(*, dry_run: bool = False) -> list[str]:
 
 # --- the command -----------------------------------------------------------------------
 
-NAMES = option("names", nargs="*", metavar="NAME", help="kernel spec names (default: all)")
+NAMES = option(
+    "names", nargs="*", metavar="NAME", completes=SPEC_NAME, help="kernel spec names (default: all)"
+)
 FIX = option(
     "--fix",
     action="store_true",

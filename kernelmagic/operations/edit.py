@@ -29,6 +29,7 @@ from kernelmagic.operations.options import (
     NEW_NAME,
     REPLACE,
     SOURCE_SPEC,
+    SPEC_NAME,
     UNSET,
     Option,
     env_changes,
@@ -319,6 +320,7 @@ SPEC = option(
     "-k",
     "--spec",
     "--kernel",  # the spelling of 0.1, where --kernel also named a language
+    completes=SPEC_NAME,
     dest="spec",
     metavar="NAME",
     help="the spec to change (default: the last one changed in this session, else this "
@@ -385,7 +387,7 @@ def env(request: EnvRequest) -> SpecEnv | Change:
 
 # --- remove --------------------------------------------------------------------------------
 
-NAMES = option("names", nargs="*", metavar="NAME", help="kernel spec names")
+NAMES = option("names", nargs="*", metavar="NAME", completes=SPEC_NAME, help="kernel spec names")
 MISSING = option(
     "--missing",
     action="store_true",

@@ -31,10 +31,11 @@ from kernelmagic.operations.options import (
     LITERAL,
     LOCATION_OPTIONS,
     MODULES,
-    NAME,
+    NEW_SPEC,
     REPLACE,
     SHELL,
     SHELL_TIMEOUT,
+    SPEC_NAME,
     Option,
     env_changes,
     kernels_dir_from_args,
@@ -69,6 +70,7 @@ KERNEL = option(
 )
 LIKE = option(
     "--like",
+    completes=SPEC_NAME,
     metavar="SPEC",
     help="a kernel like this installed spec (bash, xeus, Octave, a site's own): its argv, "
     "language, logos and metadata, its program found again in the captured environment",
@@ -168,7 +170,7 @@ class InstallRequest:
         "--python sets."
     )
     OPTIONS: ClassVar[tuple[Option, ...]] = (
-        NAME, KERNEL, LIKE, PROGRAM, FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL,
+        NEW_SPEC, KERNEL, LIKE, PROGRAM, FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL,
         SHELL_TIMEOUT, DISPLAY_NAME, *LOCATION_OPTIONS, GROUP, ENV, LITERAL, CAPTURE,
         BASELINE, INCLUDE, EXCLUDE, NO_TEMPLATES, REPLACE, DRY_RUN, SNIPPET_FILE_OPTION,
     )  # fmt: skip

@@ -25,7 +25,7 @@ from kernelmagic.domain.provenance import REPEATABLE, Provenance, Source, now
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, NoSuchKernelSpec
 from kernelmagic.operations.edit import install_directory
 from kernelmagic.operations.install import InstallRequest, install
-from kernelmagic.operations.options import DRY_RUN, Option, option, path
+from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, Option, option, path
 from kernelmagic.settings import Settings
 from kernelmagic.storage import atomic, transactions
 from kernelmagic.storage.discovery import SpecInfo, get_spec, list_specs, location_dir
@@ -296,7 +296,11 @@ def apply(
 # --- the commands --------------------------------------------------------------------------
 
 PATTERNS = option(
-    "patterns", nargs="*", metavar="PATTERN", help="only specs whose names match these globs"
+    "patterns",
+    nargs="*",
+    metavar="PATTERN",
+    completes=SPEC_NAME,
+    help="only specs whose names match these globs",
 )
 OUTPUT = option(
     "-o", "--output", metavar="FILE", type=path, help="write the document to FILE (any name)"

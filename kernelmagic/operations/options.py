@@ -26,14 +26,25 @@ CLI = "cli"
 MAGICS = "magics"
 
 
+# What an option's value is, for Tab completion.
+SPEC_NAME = "spec name"  # an installed spec
+MODULE_NAME = "module name"  # a module of the module system
+
+
 @dataclass(frozen=True)
 class Option:
-    """One option: ``argparse.add_argument``'s flags and keywords, and ``only`` when it
-    exists in one front end (``CLI`` or ``MAGICS``)."""
+    """One option: ``argparse.add_argument``'s flags and keywords, ``only`` when it exists in
+    one front end (``CLI`` or ``MAGICS``), and ``completes``: what its value is (``SPEC_NAME``,
+    ``MODULE_NAME``), so that Tab can offer the names."""
 
     flags: tuple[str, ...]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     only: str | None = None
+    completes: str | None = None
+
+    @property
+    def takes_value(self) -> bool:
+        return self.kwargs.get("action") not in ("store_true", "store_false")
 
     @property
     def dest(self) -> str:
@@ -43,8 +54,8 @@ class Option:
         return flag.lstrip("-").replace("-", "_")
 
 
-def option(*flags: str, only: str | None = None, **kwargs: Any) -> Option:
-    return Option(flags, MappingProxyType(kwargs), only)
+def option(*flags: str, only: str | None = None, completes: str | None = None, **kwargs: Any):
+    return Option(flags, MappingProxyType(kwargs), only, completes)
 
 
 def for_front_end(options: Iterable[Option], front_end: str) -> list[Option]:
@@ -172,13 +183,14 @@ def env_changes(
 
 # --- options several commands share -----------------------------------------------------
 
-NAME = option("name", metavar="NAME", help="kernel spec name (stored lowercase)")
+NAME = option("name", metavar="NAME", completes=SPEC_NAME, help="the kernel spec's name")
+NEW_SPEC = option("name", metavar="NAME", help="the new spec's name (stored lowercase)")
 DISPLAY_NAME = option("--display-name", metavar="TEXT", help="the name the Jupyter UI shows")
 REPLACE = option(
     "--replace", action="store_true", help="overwrite an existing spec of the same name"
 )
 DRY_RUN = option("--dry-run", action="store_true", help="show what would change; write nothing")
-SOURCE_SPEC = option("source", metavar="SRC", help="the spec to copy")
+SOURCE_SPEC = option("source", metavar="SRC", completes=SPEC_NAME, help="the spec to copy")
 NEW_NAME = option("new_name", metavar="DST", help="the new spec's name")
 INCLUDE = option(
     "--include",
@@ -189,6 +201,7 @@ INCLUDE = option(
 )
 MODULES = option(
     "--modules",
+    completes=MODULE_NAME,
     metavar='"A B"',
     help="capture what `module load A B` sets (Lmod or Environment Modules)",
 )
