@@ -32,7 +32,10 @@ import kernelmagic
 __all__ = ["ROWS", "main"]
 
 
-def make_specs(kernels: Path, count: int, pythons: list[str] | None = None) -> list[str]:
+def make_specs(
+    kernels: Path, count: int, pythons: list[str] | None = None, *, small: bool = False
+) -> list[str]:
+    """``count`` specs in one kernels dir; ``small``: argv, display_name and language only."""
     names = []
     for i in range(count):
         spec_dir = kernels / f"bench-{i:05d}"
@@ -42,8 +45,9 @@ def make_specs(kernels: Path, count: int, pythons: list[str] | None = None) -> l
             "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": f"Bench {i}",
             "language": "python",
-            "env": {"GDAL_DATA": "/opt/gdal/share", "PATH": "/opt/env/bin:${PATH}"},
         }
+        if not small:
+            spec["env"] = {"GDAL_DATA": "/opt/gdal/share", "PATH": "/opt/env/bin:${PATH}"}
         (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
         names.append(spec_dir.name)
     return names
@@ -112,6 +116,28 @@ def bench_cli_list(repeats: int, count: int) -> None:
     ratio = f"{ours_mb / jupyter_mb:.2f}x"
     peak = "  peak memory of that listing, largest process (baseline: jupyter's)"
     ROWS.append((peak, f"{ours_mb:.0f} MB", f"{jupyter_mb:.0f} MB", ratio, "report", "-"))
+
+
+def bench_magic_list_small(repeats: int, kernels: Path, count: int) -> None:
+    """Small specs (argv, display_name, language) against the plainest loop that reads them:
+    os.scandir, open().read(), json.loads, in the same process."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+
+    def ours() -> object:
+        return ip.run_line_magic("kernel_list", "")
+
+    def floor() -> object:
+        found = {}
+        for entry in os.scandir(kernels):
+            with open(os.path.join(entry.path, "kernel.json")) as f:
+                found[entry.name] = json.loads(f.read())
+        return found
+
+    t_ours, t_floor = interleaved(ours, floor, repeats)
+    row(f"%kernel_list, {count:,} small specs (baseline: scandir + open().read() + json.loads)",
+        t_ours, t_floor, "<= 1.25x", t_ours <= 1.25 * t_floor)  # fmt: skip
 
 
 def bench_magic_list(repeats: int, kernels: Path, count: int) -> None:
@@ -235,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         make_specs(kernels, specs_listed)
         bench_cli_list(small, specs_listed)
         bench_magic_list(large, kernels, specs_listed)
+        shutil.rmtree(kernels)
+        make_specs(kernels, specs_listed, small=True)
+        bench_magic_list_small(large, kernels, specs_listed)
         shutil.rmtree(kernels)
         bench_install(large)
         bench_doctor(small, root, kernels, 100 if args.quick else 1000, 20)

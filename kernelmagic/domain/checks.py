@@ -171,8 +171,10 @@ def launch_problems(
                 "(add e.g. '-f {connection_file}')",
             )
         )
-    env = spec.get("env") or {}
-    if env and not set(map(type, env.values())) <= _ONLY_STR:
+    env = spec.get("env")
+    if not env:
+        return problems  # most specs: nothing more to check
+    if not set(map(type, env.values())) <= _ONLY_STR:
         bad = sorted(k for k, v in env.items() if not isinstance(v, str))
         problems.append(Problem("structure", f"env values must be strings: {', '.join(bad)}"))
     unusable = unusable_env(env)

@@ -289,21 +289,24 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
-        too_big = OSError(errno.EFBIG, f"larger than {_size(limit)}", os.fspath(path))
         if info.st_size > limit:
-            raise too_big
-        chunks, size = [], 0
+            raise _too_big(path, limit)
+        chunks: list[bytes] = []
+        size = 0
         while size <= limit:  # the file may grow after fstat: every read is capped
             wanted = min(max(info.st_size + 1 - size, 65536), limit + 1 - size)
             chunk = os.read(fd, wanted)
+            if len(chunk) < wanted and not chunks:  # a regular file reads short only at its end
+                return chunk  # the usual case: all of it in one read
             chunks.append(chunk)
             size += len(chunk)
-            if len(chunk) < wanted:  # a regular file reads short only at its end
+            if len(chunk) < wanted:
                 return b"".join(chunks)
-        raise too_big
+        raise _too_big(path, limit)
     finally:
         os.close(fd)
 
 
-def _size(limit: int) -> str:
-    return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"
+def _too_big(path: str | os.PathLike[str], limit: int) -> OSError:
+    size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"
+    return OSError(errno.EFBIG, f"larger than {size}", os.fspath(path))
