@@ -163,8 +163,10 @@ class EnvPolicy:
         return secret or (isinstance(value, str) and secret_in_text(value))
 
     def mask_env(self, env: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of ``env`` with secret-like values replaced by ``<hidden>``."""
-        return {k: MASK if self.is_secret(k, v) else v for k, v in env.items()}
+        """A copy of ``env`` safe to show: the value of a secret-named variable replaced by
+        ``<hidden>``, and in any other value the secret part only (a proxy's password, a
+        token), so that the rest still says where it points."""
+        return {k: self._mask_value(k, v) for k, v in env.items()}
 
     def mask_text(self, text: str) -> str:
         """``text`` (a snippet, an argv word) with every credential in it replaced."""

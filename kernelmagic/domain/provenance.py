@@ -266,3 +266,18 @@ def without_record(spec: dict[str, Any]) -> dict[str, Any]:
     if isinstance(metadata, dict) and METADATA_KEY in metadata:
         spec["metadata"] = {k: v for k, v in metadata.items() if k != METADATA_KEY}
     return spec
+
+
+def comparable(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec`` as Jupyter and the kernel read it: without kernelmagic's record of how and
+    when it was made (two specs that start the same kernel compare equal, however and
+    whenever they were made)."""
+    shown = dict(spec)
+    metadata = shown.get("metadata")
+    if isinstance(metadata, dict) and METADATA_KEY in metadata:
+        rest = {k: v for k, v in metadata.items() if k != METADATA_KEY}
+        if rest:
+            shown["metadata"] = rest
+        else:
+            del shown["metadata"]
+    return shown

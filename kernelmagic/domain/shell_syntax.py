@@ -247,7 +247,7 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON (strict readers of kernel.json reject it)")
 
 
-def _depth(value: object) -> int:
+def nesting_depth(value: object) -> int:
     """How deeply ``value`` nests (iteratively: a deep value must not blow the stack)."""
     deepest, todo = 0, [(value, 1)]
     while todo:
@@ -282,7 +282,7 @@ def parse_json_assignments(items: list[str], option: str) -> dict[str, object]:
                 f"{option} {key}: {reason}; quote strings: {key}='\"text\"'"
             ) from None
         else:
-            depth_error = _depth(value) > MAX_JSON_DEPTH
+            depth_error = nesting_depth(value) > MAX_JSON_DEPTH
         if depth_error:
             raise AssignmentError(
                 f"{option} {key}: the value nests deeper than {MAX_JSON_DEPTH} levels"

@@ -171,11 +171,18 @@ class MadeEnvironment:
     environment: dict[str, str] = field(default_factory=dict, repr=False)  # all of it
 
 
+def module_command(modules: str) -> str:
+    """``module load`` of these space-separated modules, each quoted: a module name is one
+    word of the command, never shell syntax."""
+    return " ".join(["module", "load", *(_quote(word) for word in modules.split())])
+
+
 def script_for(source: Source, environ: Mapping[str, str]) -> str | None:
+    """The shell text that makes the environment ``source`` describes (None: no shell)."""
     if source.origin == "snippet":
         return source.snippet or ""
     if source.origin == "modules":
-        return f"module load {source.modules}"
+        return module_command(source.modules or "")
     if source.origin == "conda":
         return conda_snippet(source.conda_env or "", environ)
     return None

@@ -18,7 +18,16 @@ from kernelmagic import settings
 from kernelmagic.domain.shell_syntax import parse_env_lines
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.frontends import render
-from kernelmagic.operations import doctor, edit, install, kernel_sets, listing, refresh, remote
+from kernelmagic.operations import (
+    apply,
+    doctor,
+    edit,
+    install,
+    kernel_sets,
+    listing,
+    refresh,
+    remote,
+)
 from kernelmagic.operations.commands import REQUESTS, on_command_line
 from kernelmagic.operations.options import CLI, add_options, check_option_count
 from kernelmagic.settings import Settings
@@ -153,10 +162,10 @@ def _export(ns: argparse.Namespace, config: Settings) -> int:
 
 
 def _apply(ns: argparse.Namespace, config: Settings) -> int:
-    request = kernel_sets.ApplyRequest.from_args(ns, config)
-    outcomes = kernel_sets.apply_document(request)
-    print(render.apply_report(outcomes, check=request.check))
-    return 1 if render.apply_failed(outcomes, check=request.check) else 0
+    request = apply.ApplyRequest.from_args(ns, config)
+    outcomes = apply.apply_document(request)
+    print(render.apply_report(outcomes, verbose=request.verbose))
+    return 1 if render.apply_failed(outcomes) else 0
 
 
 def _provisioners(ns: argparse.Namespace, config: Settings) -> int:

@@ -26,6 +26,7 @@ from kernelmagic.errors import KernelmagicError
 from kernelmagic.frontends import render
 from kernelmagic.operations import (
     activate,
+    apply,
     doctor,
     edit,
     install,
@@ -304,13 +305,13 @@ class KernelMagics(Magics):
         return doc
 
     @no_var_expand
-    @takes(kernel_sets.ApplyRequest)
+    @takes(apply.ApplyRequest)
     @line_magic
     def kernel_apply(self, line: str = "") -> None:
         request = self._request(self.kernel_apply, line)
         with _as_usage_errors():
-            outcomes = kernel_sets.apply_document(request)
-        print(render.apply_report(outcomes, check=request.check))
+            outcomes = apply.apply_document(request)
+        print(render.apply_report(outcomes, verbose=request.verbose))
 
     @no_var_expand
     @takes(edit.RemoveRequest)

@@ -21,9 +21,9 @@ from typing import Any
 
 from kernelmagic.domain.checks import NOTE, Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.operations.apply import Outcome
 from kernelmagic.operations.doctor import Report
 from kernelmagic.operations.edit import SpecEnv
-from kernelmagic.operations.kernel_sets import Outcome
 from kernelmagic.operations.launching import FAILED, NOT_LAUNCHED, STARTED, LaunchReport
 from kernelmagic.operations.listing import SpecList
 from kernelmagic.operations.remote import ProvisionerList
@@ -372,21 +372,34 @@ def exported(doc: dict[str, Any], written: str | None) -> str:
     return atomic.dump_spec(doc).rstrip("\n")
 
 
-def apply_report(outcomes: Iterable[Outcome], *, check: bool) -> str:
-    """What ``apply`` did, per spec (with ``--check``: what differs)."""
+def apply_report(outcomes: Iterable[Outcome], *, verbose: bool = False) -> str:
+    """What ``apply`` did, would do (``--dry-run``) or found (``--check``), per spec: the
+    commands it runs, quoted exactly, then what it writes or what differs, values masked."""
     lines = []
     for outcome in outcomes:
+        where = outcome.resource_dir or outcome.name
         if outcome.problem:
             lines.append(printable(f"{outcome.name}: not made here: {outcome.problem}"))
-        elif check:
-            differs = ", ".join(outcome.differences)
-            state = f"differs in {differs}" if differs else "as applied"
-            lines.append(f"{outcome.name}: {state}")
-        elif outcome.change is not None:
-            lines.append(change_report(outcome.change, diff=not outcome.change.written))
-        lines += [printable(f"{outcome.name}: {note}") for note in outcome.notes]
+        elif outcome.change is not None and outcome.change.written:
+            lines.append(change_report(outcome.change, diff=outcome.change.before is not None))
+        else:
+            lines.append(printable(f"{outcome.name} ({where}): {outcome.action}"))
+        if outcome.runs:
+            lines.append("  runs:")
+            lines += [f"    {printable_lines(run)}" for run in outcome.runs]
+        if outcome.changes and not (outcome.change and outcome.change.written):
+            lines += [f"  {printable(change)}" for change in outcome.changes]
+        lines += [printable(f"  look: {flag}") for flag in outcome.flags]
+        lines += [printable(f"  note: {note}") for note in outcome.notes]
+        if verbose and outcome.spec is not None:
+            lines.append(atomic.dump_spec(outcome.spec).rstrip("\n"))
     return "\n".join(lines) or "(no specs in the document)"
 
 
-def apply_failed(outcomes: Iterable[Outcome], *, check: bool) -> bool:
-    return any(o.problem or (check and o.differences) for o in outcomes)
+def printable_lines(text: str) -> str:
+    """``printable`` for text that is several lines on purpose (a snippet shown whole)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def apply_failed(outcomes: Iterable[Outcome]) -> bool:
+    return any(outcome.failed for outcome in outcomes)

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from kernelmagic.operations.activate import ActivateRequest
+from kernelmagic.operations.apply import ApplyRequest
 from kernelmagic.operations.doctor import DoctorRequest
 from kernelmagic.operations.edit import CloneRequest, EnvRequest, PatchRequest, RemoveRequest
 from kernelmagic.operations.install import InstallRequest
-from kernelmagic.operations.kernel_sets import ApplyRequest, ExportRequest
+from kernelmagic.operations.kernel_sets import ExportRequest
 from kernelmagic.operations.listing import ListRequest, ShowRequest
 from kernelmagic.operations.refresh import RefreshRequest
 from kernelmagic.operations.remote import ProvisionersRequest, RemoteRequest

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from kernelmagic.domain import envcapture, languages, sources
 from kernelmagic.domain.policy import EnvPolicy
-from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source
+from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source, comparable
 from kernelmagic.domain.shell_syntax import EnvChanges
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations.options import (
@@ -46,7 +46,7 @@ from kernelmagic.operations.options import (
 )
 from kernelmagic.settings import Settings
 from kernelmagic.storage import atomic, ipykernel_specs, transactions
-from kernelmagic.storage.discovery import validate_name
+from kernelmagic.storage.discovery import read_spec_file, validate_name
 from kernelmagic.version import __version__
 
 FROM_CURRENT = option(
@@ -188,6 +188,7 @@ class InstallRequest:
     replace: bool = False
     dry_run: bool = False
     timeout: float = sources.SHELL_TIMEOUT  # bounds the shell that makes the environment
+    keep_if_same: bool = False  # with replace: leave a spec that is already what it makes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", validate_name(self.name))
@@ -346,6 +347,13 @@ def install(
             full = (request.source.snippet or "").encode("utf-8", "surrogateescape")
             atomic.write_bytes_atomic(os.path.join(path, SNIPPET_FILE), full, mode=0o600)
 
+    if request.keep_if_same and slot.existing:
+        existing = read_spec_file(os.path.join(slot.existing, "kernel.json"))
+        if comparable(existing) == comparable(spec):  # not a byte, not a date is changed
+            target = os.path.join(request.kernels_dir, request.name)
+            return transactions.Change(
+                "unchanged", request.name, target, existing, existing, False, options.policy
+            ), made.result
     # A snippet that held a secret: its record in kernel.json is masked, the file owner-only.
     held_secret = record.snippet_file is not None
     change = slot.write("installed", spec, populate, options.policy, gid, owner_only=held_secret)

@@ -356,16 +356,23 @@ def rewrite_spec(
     dry_run: bool = False,
     action: str = "patched",
     policy: EnvPolicy = DEFAULT_POLICY,
+    hint: str | None = None,
+    resource_dir: str | None = None,
 ) -> Change:
     """Read-modify-write ``kernel.json`` under the spec's lock, keeping a backup for undo.
 
     ``transform`` gets the current JSON (read once, under the lock, so concurrent writers each
-    see the others' changes) and returns the new one.
+    see the others' changes) and returns the new one; nothing is written when it returns
+    the same. ``resource_dir`` names the spec dir to change (default: the one Jupyter
+    starts for ``name``); ``hint`` says what to do where it cannot be written.
     """
-    key, resource_dir = writable(name)
+    if resource_dir is None:
+        key, resource_dir = writable(name)
+    else:
+        key = os.path.basename(resource_dir)
+    hint = hint or f"clone it to a location you can write (clone {key} NEW_NAME --user)"
     kernel_json = os.path.join(resource_dir, "kernel.json")
     kernels_dir = os.path.dirname(resource_dir)
-    hint = f"clone it to a location you can write (clone {key} NEW_NAME --user)"
     with writing(kernel_json, hint), atomic.exclusive_lock(lock_path(kernels_dir, key)):
         try:
             before = read_spec_file(kernel_json)

@@ -1,0 +1,374 @@
+"""The export document: a kernel set as one JSON file a reviewer can read and diff.
+
+Each entry says how a spec was made (its source, kind, capture rules), the variables set by
+hand, the captured ones (for reference: apply makes them again here) and the spec as it was
+(for ``apply --check`` and for specs kernelmagic did not make). This module owns the format:
+``validate`` checks a whole document before anything runs or is written (one line per
+problem, with its path in the document), ``entry_of`` writes an entry, ``map_paths``
+moves paths between machines, ``changes`` says field by field how two specs differ.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kernelmagic.domain import checks, envcapture
+from kernelmagic.domain.policy import MASK, EnvPolicy
+from kernelmagic.domain.provenance import REPEATABLE, Provenance, Source
+from kernelmagic.domain.shell_syntax import MAX_JSON_DEPTH, check_env_name, nesting_depth
+from kernelmagic.errors import InvalidInput
+from kernelmagic.storage.discovery import validate_name
+
+FORMAT = "kernelmagic-export"
+FORMAT_VERSION = 2  # 2 records every entry's spec; 1 only that of specs kernelmagic did not make
+EXPLICIT_KEY = "set_by_hand"  # the variables set by hand (--env, %kernel_env)
+SOURCED = ("python", "ir", "julia", "like")  # kinds re-made from their source
+KINDS = (*SOURCED, "copy", "remote")
+
+_TOP_KEYS = {"format", "format_version", "exported", "kernelmagic", "specs"}
+_ENTRY_KEYS = {
+    "name", "kind", "location", "display_name", "language", "source", "like", "program",
+    "capture", "display_name_made_up", EXPLICIT_KEY, "captured", "spec", "secrets",
+}  # fmt: skip
+_CAPTURE_KEYS = {"mode", "include", "exclude", "templates", "extra_secrets", "extra_noise"}
+HELD_SECRETS = "snippet_held_secrets"  # its snippet is masked in the document
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def entry_of(name: str, spec: dict[str, Any], location: Any, policy: EnvPolicy) -> dict[str, Any]:
+    """The document's entry for the spec ``name`` (secrets masked, their names listed)."""
+    policy = policy.with_recorded(spec)
+    record = Provenance.of_spec(spec)
+    found = spec.get("env")
+    env: dict[str, Any] = found if isinstance(found, dict) else {}
+    shown_env = policy.mask_env(env)
+    entry: dict[str, Any] = {
+        "name": name,
+        "display_name": spec.get("display_name", ""),
+        "language": spec.get("language", ""),
+        "location": location,
+    }
+    origin = record.source.origin if record is not None else None
+    if record is None or origin not in (*REPEATABLE, "current"):
+        entry["kind"] = "remote" if origin == "remote" else "copy"
+    else:
+        # Captured and unchanged since; whatever else is in env was set by hand.
+        digests_now = envcapture.digests({k: v for k, v in env.items() if isinstance(v, str)})
+        captured = {k for k, d in record.captured_digests.items() if digests_now.get(k) == d}
+        entry["kind"] = record.kernel
+        entry["source"] = record.source.to_fields()
+        if record.snippet_file:
+            entry["source"][HELD_SECRETS] = True
+        for key, value in (("like", record.like), ("program", record.program_requested)):
+            if value is not None:
+                entry[key] = value
+        entry["capture"] = {
+            "mode": record.capture,
+            "include": list(record.include),
+            "exclude": list(record.exclude),
+            "templates": record.templates,
+            "extra_secrets": list(record.extra_secrets),
+            "extra_noise": list(record.extra_noise),
+        }
+        entry["display_name_made_up"] = record.generated_display_name == entry["display_name"]
+        entry[EXPLICIT_KEY] = {k: v for k, v in shown_env.items() if k not in captured}
+        entry["captured"] = {k: v for k, v in shown_env.items() if k in captured}
+    entry["spec"] = policy.mask_spec(spec)
+    entry["secrets"] = sorted(k for k, v in env.items() if policy.is_secret(k, v))
+    return entry
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def parse(text: str, where: str) -> dict[str, Any]:
+    """A document ``export`` wrote, recognised by its content (any file name), checked whole;
+    ``InvalidInput`` with one detail line per problem."""
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise InvalidInput(f"{where} nests deeper than any export document does") from None
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InvalidInput(f'{where} is not a kernelmagic export (no "format": "{FORMAT}")')
+    problems = validate(doc)
+    if problems:
+        raise InvalidInput(
+            f"{where} has {len(problems)} problem(s); nothing was run or written",
+            details=problems[:50],
+        )
+    return doc
+
+
+def validate(doc: Any) -> list[str]:
+    """Every problem of a document, one line each, starting with its path in the document."""
+    problems: list[str] = []
+    if not isinstance(doc, dict):
+        return ["the document must be a JSON object"]
+    problems += _unknown_keys(doc, _TOP_KEYS, "")
+    if doc.get("format_version", 1) not in (1, FORMAT_VERSION):
+        problems.append(f"format_version: {doc.get('format_version')!r} is not 1 or 2")
+    specs = doc.get("specs")
+    if not isinstance(specs, list):
+        return [*problems, "specs: must be a list"]
+    seen: set[str] = set()
+    for i, entry in enumerate(specs):
+        where = f"specs[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be an object, not {_type(entry)}")
+            continue
+        name = entry.get("name")
+        if isinstance(name, str):
+            where = f"specs[{i}] ({name})"
+        problems += [f"{where}.{p}" for p in _entry_problems(entry)]
+        if isinstance(name, str) and name.lower() in seen:
+            problems.append(f"{where}.name: {name!r} appears twice")
+        seen.add(name.lower() if isinstance(name, str) else "")
+    return problems
+
+
+def _entry_problems(entry: dict[str, Any]) -> list[str]:
+    problems = _unknown_keys(entry, _ENTRY_KEYS, "")
+    name = entry.get("name")
+    if not isinstance(name, str):
+        problems.append(f"name: must be text, not {_type(name)}")
+    else:
+        try:
+            validate_name(name)
+        except InvalidInput as exc:
+            problems.append(f"name: {exc}")
+    kind = entry.get("kind", "python")
+    if kind not in KINDS:
+        problems.append(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
+    for key in ("display_name", "language", "like", "program"):
+        if key in entry and not isinstance(entry[key], str):
+            problems.append(f"{key}: must be text, not {_type(entry[key])}")
+    if "display_name_made_up" in entry and not isinstance(entry["display_name_made_up"], bool):
+        problems.append("display_name_made_up: must be true or false")
+    problems += _location_problems(entry.get("location", "user"))
+    for key in (EXPLICIT_KEY, "captured"):
+        if key in entry:
+            problems += [f"{key}{p}" for p in _env_problems(entry[key])]
+    secrets = entry.get("secrets", [])
+    if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
+        problems.append("secrets: must be a list of names")
+    if "spec" in entry:
+        problems += [f"spec{p}" for p in _spec_problems(entry["spec"])]
+    elif kind in ("copy", "remote"):
+        problems.append(f"spec: a {kind} entry carries the spec it copies")
+    if kind in SOURCED:
+        if "source" not in entry and "spec" not in entry:
+            problems.append(f"source: an entry of kind {kind} records the source that makes it")
+        if "source" in entry:
+            problems += [f"source{p}" for p in _source_problems(entry["source"])]
+        if "capture" in entry:
+            problems += [f"capture{p}" for p in _capture_problems(entry["capture"])]
+    return problems
+
+
+def _location_problems(location: Any) -> list[str]:
+    if location in ("user", "sys-prefix"):
+        return []
+    if isinstance(location, dict) and len(location) == 1:
+        ((key, value),) = location.items()
+        if key in ("prefix", "dir") and isinstance(value, str) and value:
+            if not os.path.isabs(os.path.expanduser(value)):
+                return [f"location.{key}: {value!r} must be an absolute path"]
+            return []
+    return [
+        'location: must be "user", "sys-prefix", {"prefix": DIR} or {"dir": DIR} '
+        f"(DIR absolute), not {json.dumps(location)[:80]}"
+    ]
+
+
+def _env_problems(env: Any) -> list[str]:
+    if not isinstance(env, dict):
+        return [f": must be an object of variables, not {_type(env)}"]
+    problems = []
+    for key, value in env.items():
+        try:
+            check_env_name(key)
+        except InvalidInput:
+            problems.append(f".{key!r}: not a variable name a process can take")
+            continue
+        if not isinstance(value, str):
+            problems.append(f".{key}: must be text, not {_type(value)}")
+        elif "\0" in value:
+            problems.append(f".{key}: holds a NUL character, which no process can take")
+    return problems
+
+
+def _spec_problems(spec: Any) -> list[str]:
+    if not isinstance(spec, dict):
+        return [f": must be an object, not {_type(spec)}"]
+    if nesting_depth(spec) > MAX_JSON_DEPTH:
+        return [f": nests deeper than {MAX_JSON_DEPTH} levels"]
+    problems = [f": {p}" for p in checks.structure_problems(spec)]
+    argv = spec.get("argv")
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        problems.append(".argv: must be a list of text with the program first")
+    elif any("\0" in a for a in argv):
+        problems.append(".argv: holds a NUL character, which no command line can carry")
+    if "env" in spec:
+        problems += [f".env{p}" for p in _env_problems(spec["env"])]
+    return problems
+
+
+def _source_problems(source: Any) -> list[str]:
+    if not isinstance(source, dict):
+        return [f": must be an object, not {_type(source)}"]
+    held = source.get(HELD_SECRETS, False)
+    problems = [] if isinstance(held, bool) else [f".{HELD_SECRETS}: must be true or false"]
+    try:
+        Source.from_fields({k: v for k, v in source.items() if k != HELD_SECRETS})
+    except ValueError as exc:
+        problems.append(f": {exc}")
+    return problems
+
+
+def _capture_problems(capture: Any) -> list[str]:
+    if not isinstance(capture, dict):
+        return [f": must be an object, not {_type(capture)}"]
+    problems = _unknown_keys(capture, _CAPTURE_KEYS, ".")
+    if capture.get("mode", "changed") not in ("changed", "all", "none"):
+        problems.append(".mode: must be changed, all or none")
+    if not isinstance(capture.get("templates", True), bool):
+        problems.append(".templates: must be true or false")
+    for key in ("include", "exclude", "extra_secrets", "extra_noise"):
+        value = capture.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            problems.append(f".{key}: must be a list of text")
+    return problems
+
+
+def _unknown_keys(mapping: Mapping[str, Any], known: set[str], dot: str) -> list[str]:
+    return [f"{dot}{key}: not a key of an export document" for key in mapping if key not in known]
+
+
+def _type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "true/false"}.get(
+        type(value), "null" if value is None else "a number"
+    )
+
+
+# --- reading entries --------------------------------------------------------------------------
+
+
+def capture_options(entry: Mapping[str, Any]) -> envcapture.CaptureOptions:
+    """The capture rules a (validated) entry records."""
+    capture = entry.get("capture") or {}
+    return envcapture.CaptureOptions(
+        mode=capture.get("mode", "changed"),
+        include=tuple(capture.get("include", ())),
+        exclude=tuple(capture.get("exclude", ())),
+        templates=capture.get("templates", True),
+        policy=EnvPolicy(
+            tuple(capture.get("extra_secrets", ())), tuple(capture.get("extra_noise", ()))
+        ),
+    )
+
+
+def source_of(entry: Mapping[str, Any]) -> Source:
+    """The source a (validated) entry records."""
+    fields = entry.get("source") or {}
+    return Source.from_fields({k: v for k, v in fields.items() if k != HELD_SECRETS})
+
+
+def withheld(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(the variables the document can give, the names it masked): a value that holds
+    ``<hidden>`` anywhere (``http://team:<hidden>@proxy``) is for the user to set."""
+    kept = {k: v for k, v in env.items() if MASK not in v}
+    return kept, sorted(set(env) - set(kept))
+
+
+# --- moving between machines ------------------------------------------------------------------
+
+
+def map_paths(entry: dict[str, Any], mappings: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """``entry`` with every path that starts with an OLD prefix starting with NEW instead
+    (interpreters, prefixes, values, argv; each entry of a PATH-like list), for a document
+    made on another machine (``apply --map OLD=NEW``)."""
+    patterns = [(_prefix(old), new.rstrip("/") or "/") for old, new in mappings]
+
+    def mapped(value: Any, key: str = "") -> Any:
+        if isinstance(value, str) and key != "name":
+            for pattern, new in patterns:
+                value = pattern.sub(new.replace("\\", "\\\\"), value)  # NEW as typed
+            return value
+        if isinstance(value, dict):
+            return {k: mapped(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mapped(v) for v in value]
+        return value
+
+    return mapped(copy.deepcopy(entry))
+
+
+def _prefix(old: str) -> re.Pattern[str]:
+    # OLD at the start of a path: after the start, a ':' (PATH lists), '=' or a space, and
+    # followed by a '/', the end, or one of those.
+    return re.compile(
+        r"(?:(?<=^)|(?<=[:=\s\"']))" + re.escape(old.rstrip("/")) + r"(?=/|$|[:\s\"'])"
+    )
+
+
+# --- comparing specs ------------------------------------------------------------------------------
+
+
+def changes(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any], policy: EnvPolicy
+) -> list[str]:
+    """How ``after`` differs from ``before``, field by field and variable by variable, as
+    review lines (``env.X: 1 -> 2``, ``+ env.Y=...``), values masked; [] when equal."""
+    if before is None:
+        return ["(new spec)"]
+    policy = policy.with_recorded(after).with_recorded(before)
+    lines = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if key == "env" and isinstance(old or {}, dict) and isinstance(new or {}, dict):
+            lines += _env_changes(old or {}, new or {}, policy)
+        elif key == "metadata" and isinstance(old or {}, dict) and isinstance(new or {}, dict):
+            for sub in sorted(set(old or {}) | set(new or {})):
+                a, b = (old or {}).get(sub), (new or {}).get(sub)
+                if a != b:
+                    lines.append(f"metadata.{sub}: {_shown(a, policy)} -> {_shown(b, policy)}")
+        else:
+            lines.append(f"{key}: {_shown(old, policy)} -> {_shown(new, policy)}")
+    return lines
+
+
+def _env_changes(old: Mapping[str, Any], new: Mapping[str, Any], policy: EnvPolicy) -> list[str]:
+    lines = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a == b:
+            continue
+        if a is None:
+            lines.append(f"+ env.{name}={_value(name, b, policy)}")
+        elif b is None:
+            lines.append(f"- env.{name}")
+        else:
+            lines.append(f"env.{name}: {_value(name, a, policy)} -> {_value(name, b, policy)}")
+    return lines
+
+
+def _value(name: str, value: Any, policy: EnvPolicy) -> str:
+    return str(policy.mask_env({name: value})[name])
+
+
+def _shown(value: Any, policy: EnvPolicy) -> str:
+    if value is None:
+        return "(none)"
+    text = json.dumps(policy.mask_spec({"metadata": {"v": value}})["metadata"]["v"])
+    return text if len(text) <= 200 else text[:197] + "..."

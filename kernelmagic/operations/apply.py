@@ -1,0 +1,401 @@
+"""Apply an export document: make its specs here, review them, or check them.
+
+``apply`` re-makes each spec from its recorded source on the machine at hand (so captured
+values are that machine's), writes what it was given by hand, and copies the specs
+kernelmagic did not make as written. It changes only what differs: a spec that is already
+what it would make is not touched, and the files a document does not carry (logos) are
+never deleted. Reviewing runs nothing: ``--dry-run`` shows each command ``apply`` would run
+(quoted exactly) and what it would write; ``--check`` compares the installed specs with
+what the document recorded. The document is checked whole before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from kernelmagic.domain import documents
+from kernelmagic.domain.checks import argv_strings, provisioner_name
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.provenance import comparable
+from kernelmagic.domain.sources import conda_snippet, module_command
+from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, NoSuchKernelSpec
+from kernelmagic.operations.edit import install_directory
+from kernelmagic.operations.install import InstallRequest, install
+from kernelmagic.operations.options import (
+    DRY_RUN,
+    LOCATION_OPTIONS,
+    Option,
+    kernels_dir_from_args,
+    option,
+    path,
+)
+from kernelmagic.settings import Settings
+from kernelmagic.storage import atomic, transactions
+from kernelmagic.storage.discovery import (
+    kernel_dirs,
+    location_dir,
+    read_spec_file,
+)
+
+_SHELL_SYNTAX = re.compile(r"\$\(|`|;|&&|\|\||\|")
+_KNOWN_PROGRAMS = re.compile(r"(python|pypy)[0-9.]*|R|Rscript|julia[0-9.-]*")
+
+
+# --- apply -----------------------------------------------------------------------------------
+
+DOCUMENT = option("document", metavar="FILE", type=path, help="a document export wrote")
+APPLY_NAMES = option("names", nargs="*", metavar="NAME", help="only these specs of the document")
+CHECK = option(
+    "--check",
+    action="store_true",
+    help="run nothing, write nothing; exit 1 naming each spec, field and variable where "
+    "what is installed differs from what the document recorded",
+)
+VERBOSE = option(
+    "--verbose", action="store_true", help="with --dry-run: the whole JSON of each spec too"
+)
+MAP = option(
+    "--map",
+    action="append",
+    default=[],
+    metavar="OLD=NEW",
+    help="paths that start with OLD start with NEW on this machine (interpreters, prefixes, "
+    "values; repeatable)",
+)
+APPLY_PYTHON = option(
+    "--python",
+    metavar="PATH",
+    type=path,
+    help="the interpreter of the document's Python kernels on this machine",
+)
+ALLOW_REMOTE = option(
+    "--allow-remote",
+    action="store_true",
+    help="also write specs that start through a kernel provisioner (other hosts, pods)",
+)
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    """``apply``: make the document's specs (or the named ones) here."""
+
+    COMMAND: ClassVar[str] = "apply"
+    SUMMARY: ClassVar[str] = (
+        "Make the specs of an exported document here: each re-made from its recorded source "
+        "(captured values are this machine's), only where it differs; --dry-run and --check "
+        "run nothing."
+    )
+    OPTIONS: ClassVar[tuple[Option, ...]] = (
+        DOCUMENT, APPLY_NAMES, CHECK, DRY_RUN, VERBOSE, MAP, APPLY_PYTHON, ALLOW_REMOTE,
+        *LOCATION_OPTIONS,
+    )  # fmt: skip
+
+    document: str  # its path (``-``: stdin)
+    names: tuple[str, ...] = ()
+    check: bool = False
+    dry_run: bool = False
+    verbose: bool = False
+    maps: tuple[tuple[str, str], ...] = ()  # (OLD, NEW) path prefixes
+    python: str | None = None
+    allow_remote: bool = False
+    kernels_dir: str | None = None  # every spec here, instead of the document's locations
+    policy: EnvPolicy = DEFAULT_POLICY
+
+    def __post_init__(self) -> None:
+        if self.check and self.dry_run:
+            raise InvalidInput("--check and --dry-run both only review; choose one")
+        for old, new in self.maps:
+            if not (os.path.isabs(old) and os.path.isabs(new)):
+                raise InvalidInput(f"--map {old}={new}: both must be absolute paths")
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> ApplyRequest:
+        maps = []
+        for text in ns.map:
+            old, sep, new = text.partition("=")
+            if not sep:
+                raise InvalidInput(f"--map takes OLD=NEW, not {text!r}")
+            maps.append((os.path.expanduser(old), os.path.expanduser(new)))
+        given = ns.user or ns.sys_prefix or ns.prefix is not None
+        return cls(
+            ns.document,
+            tuple(ns.names),
+            ns.check,
+            ns.dry_run,
+            ns.verbose,
+            tuple(maps),
+            ns.python,
+            ns.allow_remote,
+            kernels_dir_from_args(ns) if given else None,
+            settings.policy,
+        )
+
+
+@dataclass
+class Outcome:
+    """What applying one spec did (``action``), would do (``--dry-run``) or found
+    (``--check``), in lines a reviewer reads."""
+
+    name: str
+    action: str = ""  # unchanged | installed | updated | would ... | as recorded | differs
+    resource_dir: str = ""
+    runs: list[str] = field(default_factory=list)  # what apply runs, quoted exactly
+    changes: list[str] = field(default_factory=list)  # field by field, values masked
+    flags: list[str] = field(default_factory=list)  # what a reviewer should read twice
+    notes: list[str] = field(default_factory=list)
+    problem: str | None = None  # why it is not made here
+    spec: dict[str, Any] | None = None  # written or to be (masked), for --verbose
+    change: transactions.Change | None = None  # what apply wrote
+
+    @property
+    def failed(self) -> bool:
+        return self.problem is not None or self.action in ("differs", "not installed")
+
+
+def apply_document(request: ApplyRequest) -> list[Outcome]:
+    """Check the whole document, then apply, review (``dry_run``) or compare (``check``)
+    each of its specs (or the named ones)."""
+    doc = documents.parse(atomic.read_text_input(request.document), request.document)
+    wanted = {n.lower() for n in request.names}
+    entries = [e for e in doc["specs"] if not wanted or e["name"].lower() in wanted]
+    missing = wanted - {e["name"].lower() for e in entries}
+    if missing:
+        raise NoSuchKernelSpec(sorted(missing)[0], [e["name"] for e in doc["specs"]])
+    outcomes = []
+    for entry in entries:
+        entry = documents.map_paths(entry, request.maps) if request.maps else entry
+        outcome = Outcome(entry["name"])
+        try:
+            _plan(entry, request, outcome)
+            if outcome.problem is None:
+                if request.check:
+                    _check(entry, outcome, request)
+                elif request.dry_run:
+                    _review(entry, outcome, request)
+                else:
+                    _apply(entry, outcome, request)
+        except KernelmagicError as exc:
+            outcome.problem = str(exc)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _plan(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome) -> None:
+    """Where the spec goes, what apply would run, what a reviewer must read: all without
+    running anything."""
+    outcome.resource_dir = os.path.join(_kernels_dir(entry, request), entry["name"].lower())
+    kind = entry.get("kind", "python")
+    spec = entry.get("spec") if kind in ("copy", "remote") else None
+    if kind == "remote":
+        outcome.problem = "a remote spec is remade with `kernelmagic remote` on the new machine"
+        return
+    if kind != "copy" and entry.get("source", {}).get(documents.HELD_SECRETS):
+        outcome.problem = (
+            "its snippet held a secret, so the document has it masked; install it again by hand"
+        )
+        return
+    if spec is not None:
+        outcome.flags += _argv_flags(spec)
+        provisioner = provisioner_name(spec)
+        if provisioner not in (None, "local-provisioner"):
+            stanza = spec["metadata"]["kernel_provisioner"]
+            outcome.flags.append(f"starts through the provisioner {provisioner}: {stanza}")
+            if not request.allow_remote:
+                outcome.problem = (
+                    f"it starts through the kernel provisioner {provisioner} (other hosts or "
+                    "pods, as its config says); apply it with --allow-remote after reading it"
+                )
+                return
+        return
+    outcome.runs = _runs(entry, request)
+
+
+def _kernels_dir(entry: dict[str, Any], request: ApplyRequest) -> str:
+    """The kernels dir for the entry: --user/--prefix, else the document's location, which
+    must be one of Jupyter's kernel dirs (user, sys-prefix, a prefix, a JUPYTER_PATH dir)."""
+    if request.kernels_dir is not None:
+        return request.kernels_dir
+    location = entry.get("location", "user")
+    if location == "user":
+        return location_dir(user=True)
+    if location == "sys-prefix":
+        return location_dir(sys_prefix=True)
+    ((key, value),) = location.items()
+    value = os.path.expanduser(value)
+    if key == "prefix":
+        return location_dir(prefix=value)
+    searched = {os.path.realpath(d) for d in kernel_dirs()}
+    if os.path.realpath(value) not in searched:
+        raise LocationError(
+            f"its location {value} is not a directory Jupyter searches; apply it with --user "
+            "or --prefix DIR"
+        )
+    return value
+
+
+def _argv_flags(spec: dict[str, Any]) -> list[str]:
+    argv = argv_strings(spec) or []
+    flags = [f"argv runs a shell command: {word}" for word in argv if _SHELL_SYNTAX.search(word)]
+    if argv and not _KNOWN_PROGRAMS.fullmatch(os.path.basename(argv[0])):
+        flags.append(f"argv starts {argv[0]}, not a Python, R or Julia interpreter")
+    return flags
+
+
+def _runs(entry: dict[str, Any], request: ApplyRequest) -> list[str]:
+    """What apply runs to make the entry's environment and spec, as it will run it."""
+    source = documents.source_of(entry)
+    shell = source.shell or "bash"
+    runs = []
+    if source.origin == "current":
+        runs.append(f"{shell} -l (your own login shell, for the baseline of this session)")
+    elif source.origin == "snippet":
+        runs.append(f"{shell} -l, running this snippet:\n" + _indented(source.snippet or ""))
+    elif source.origin == "modules":
+        runs.append(f"{shell} -l: {module_command(source.modules or '')}")
+    elif source.origin == "conda":
+        try:
+            runs.append(f"{shell} -l: {conda_snippet(source.conda_env or '')}")
+        except KernelmagicError as exc:
+            raise KernelmagicError(f"activating {source.conda_env}: {exc}") from None
+    python = request.python or source.python
+    kind = entry.get("kind", "python")
+    if kind == "python":
+        if python:
+            if not os.path.exists(python):
+                raise KernelmagicError(
+                    f"the interpreter {python} is not on this machine; map its prefix "
+                    "(--map OLD=NEW) or name one (--python PATH)"
+                )
+            runs.append(f"{python} -c (asks its prefix, version and whether it has ipykernel)")
+        elif source.origin in ("snippet", "modules"):
+            runs.append("the python the source puts first on PATH, if it changes which one")
+    elif kind in ("ir", "julia"):
+        program = entry.get("program") or ("R" if kind == "ir" else "julia")
+        runs.append(f"{program} (asks where its kernel package keeps its spec)")
+    return runs
+
+
+def _withheld_notes(names: Iterable[str]) -> list[str]:
+    return [f"{name} was a secret and is not in the document: set it by hand" for name in names]
+
+
+def _indented(text: str) -> str:
+    return "\n".join(f"      {line}" for line in text.rstrip("\n").split("\n"))
+
+
+def _copied_spec(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome) -> dict:
+    """The spec a copy entry writes: as recorded, without the values the document masked."""
+    spec = dict(entry["spec"])
+    env, held = documents.withheld(spec.get("env") or {})
+    if "env" in spec:
+        spec["env"] = env
+    outcome.notes += _withheld_notes(held)
+    argv = list(spec.get("argv") or [])
+    if request.python and argv and _KNOWN_PROGRAMS.fullmatch(os.path.basename(argv[0])):
+        spec["argv"] = [request.python, *argv[1:]]
+    return spec
+
+
+def _installed(outcome: Outcome) -> dict[str, Any] | None:
+    """The spec now at the entry's location, if there is one."""
+    try:
+        return read_spec_file(os.path.join(outcome.resource_dir, "kernel.json"))
+    except (OSError, ValueError):
+        return None
+
+
+def _review(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> None:
+    installed = _installed(outcome)
+    if entry.get("kind") == "copy":
+        spec = _copied_spec(entry, request, outcome)
+        outcome.spec = request.policy.mask_spec(spec)
+        if installed is not None and comparable(installed) == comparable(spec):
+            outcome.action = "unchanged"
+            return
+        outcome.action = "would update" if installed is not None else "would install"
+        outcome.changes = documents.changes(installed, spec, request.policy)
+        return
+    explicit, held = documents.withheld(entry.get(documents.EXPLICIT_KEY) or {})
+    outcome.action = "would re-make, writing only what differs"
+    shown = request.policy.mask_env(explicit)
+    outcome.changes = [f"env.{k}={v} (set by hand)" for k, v in sorted(shown.items())]
+    captured = sorted(entry.get("captured") or {})
+    if captured:
+        outcome.changes.append(
+            f"env as the source sets it here (the document recorded {', '.join(captured)})"
+        )
+    outcome.notes += _withheld_notes(held)
+    outcome.spec = entry.get("spec")
+
+
+def _check(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> None:
+    installed = _installed(outcome)
+    if installed is None:
+        outcome.action = "not installed"
+        return
+    policy = request.policy
+    recorded = entry.get("spec")
+    if recorded is None:  # a version-1 document: what it recorded of a spec it re-makes
+        recorded = {k: installed.get(k) for k in installed}
+        recorded.update(display_name=entry.get("display_name"), language=entry.get("language"))
+        recorded["env"] = {
+            **(entry.get("captured") or {}),
+            **(entry.get(documents.EXPLICIT_KEY) or {}),
+        }
+    # From what the document recorded to what is installed: the drift since.
+    found = documents.changes(comparable(recorded), comparable(policy.mask_spec(installed)), policy)
+    outcome.action = "differs" if found else "as recorded"
+    outcome.changes = found
+
+
+def _apply(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> None:
+    kernels_dir, name = os.path.split(outcome.resource_dir)
+    if entry.get("kind") == "copy":
+        spec = _copied_spec(entry, request, outcome)
+        installed = _installed(outcome)
+        if installed is not None and comparable(installed) == comparable(spec):
+            outcome.action = "unchanged"
+            return
+        if installed is not None:  # kernel.json only: the files beside it stay
+            change = transactions.rewrite_spec(
+                name, lambda _: spec, action="applied", policy=request.policy,
+                hint="apply it with --user or --prefix DIR", resource_dir=outcome.resource_dir,
+            )  # fmt: skip
+        else:
+            outcome.notes.append("new: a document carries no logos or other files of a spec")
+            with tempfile.TemporaryDirectory(prefix="kernelmagic-apply-") as empty:
+                change = install_directory(
+                    name, kernels_dir, empty, spec, action="applied", policy=request.policy
+                )
+        outcome.change, outcome.action = change, change.action
+        return
+    explicit, held = documents.withheld(entry.get(documents.EXPLICIT_KEY) or {})
+    outcome.notes += _withheld_notes(held)
+    source = documents.source_of(entry)
+    if request.python and entry.get("kind", "python") == "python":
+        source = type(source)(**{**vars(source), "python": request.python})
+    kind = entry.get("kind", "python")
+    change, _ = install(
+        InstallRequest(
+            name,
+            source,
+            kernel="python" if kind == "like" else kind,
+            like=entry.get("like"),
+            program=entry.get("program"),
+            display_name=None if entry.get("display_name_made_up") else entry.get("display_name"),
+            kernels_dir=kernels_dir,
+            env=explicit,
+            capture=documents.capture_options(entry),
+            replace=True,
+            keep_if_same=True,
+        )
+    )
+    outcome.change, outcome.action = change, change.action
