@@ -328,8 +328,8 @@ def changes(
 ) -> list[str]:
     """How ``after`` differs from ``before``, field by field and variable by variable, as
     review lines (``env.X: 1 -> 2``, ``+ env.Y=...``), values masked; [] when equal."""
-    if before is None:
-        return ["(new spec)"]
+    if before is None:  # a new spec: everything it holds
+        return ["(new spec)", *changes({}, after, policy)]
     policy = policy.with_recorded(after).with_recorded(before)
     lines = []
     for key in sorted(set(before) | set(after)):

@@ -246,6 +246,7 @@ def read_text_input(path: str) -> str:
                 else sys.stdin.read(MAX_INPUT_BYTES + 1).encode("utf-8")
             )
         else:
+            os.stat(path)  # what keeps us from it, said as the system says it
             found = read_regular_file(path, MAX_INPUT_BYTES)
             if found is None:
                 raise InvalidInput(f"cannot read {path}: not a regular file")

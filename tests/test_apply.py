@@ -1,0 +1,424 @@
+"""apply: review runs nothing and shows what would run; apply changes only what differs;
+the document is checked whole; documents from another machine (issue 23)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from helpers import run_as_nobody, write_spec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kernelmagic.frontends.cli import main
+
+PYTHON_ARGV = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+
+
+def _document(path: Path, *specs: dict) -> Path:
+    path.write_text(
+        json.dumps({"format": "kernelmagic-export", "format_version": 2, "specs": list(specs)})
+    )
+    return path
+
+
+def _tree(*roots: Path) -> dict[str, str]:
+    """Every file under the roots, by path, as a digest of its bytes and its mode."""
+    found = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")) if root.exists() else []:
+            if path.is_file() and not path.name.endswith(".lock"):
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+                found[str(path)] = f"{digest} {stat.S_IMODE(path.stat().st_mode):o}"
+    return found
+
+
+# --- reviewing runs nothing ---------------------------------------------------------------------
+
+
+def test_reviewing_a_document_built_to_run_code_runs_nothing(user_kernels, tmp_path, capsys):
+    marker = tmp_path / "PWNED"
+    planted = tmp_path / "planted.sh"
+    planted.write_text(f"#!/bin/sh\ntouch {marker}-$1\n")
+    planted.chmod(0o755)
+    entries = [
+        {
+            "name": "a",
+            "kind": "python",
+            "source": {"kind": "snippet", "snippet": f"touch {marker}-snippet; export A=1"},
+        },
+        {
+            "name": "b",
+            "kind": "python",
+            "source": {"kind": "snippet", "snippet": "export B=1", "shell": str(planted)},
+        },
+        {"name": "c", "kind": "python", "source": {"kind": "python", "python": str(planted)}},
+        {
+            "name": "d",
+            "kind": "python",
+            "source": {"kind": "modules", "modules": f"gdal; touch {marker}-modules"},
+        },
+        {
+            "name": "e",
+            "kind": "copy",
+            "spec": {
+                "argv": [
+                    "/bin/sh",
+                    "-c",
+                    f'SESSION_TOKEN="$(touch {marker}-argv; echo x)" exec python "$@"',
+                    "{connection_file}",
+                ],
+                "display_name": "E",
+                "language": "python",
+            },
+        },
+    ]
+    document = _document(tmp_path / "set.json", *entries)
+    assert main(["apply", str(document), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert main(["apply", str(document), "--check"]) == 1  # none of them is installed
+    out += capsys.readouterr().out
+    assert not list(tmp_path.glob("PWNED*")), "reviewing ran the document"
+    assert not user_kernels.exists()
+    # ... and it shows each command that apply would run, quoted exactly:
+    assert f"touch {marker}-snippet; export A=1" in out  # the snippet, in full
+    assert f"{planted} -l, running this snippet" in out  # the shell the document chose
+    assert f"{planted} -c" in out  # the interpreter the document named
+    assert f"module load gdal\\; touch {marker}-modules" in out or "module load 'gdal;'" in out
+    assert f'SESSION_TOKEN="$(touch {marker}-argv; echo x)"' in out  # shown in full, flagged
+    assert "look: argv runs a shell command" in out
+    assert "look: argv starts /bin/sh, not a Python, R or Julia interpreter" in out
+
+
+def test_modules_from_a_document_are_quoted_not_run(user_kernels, tmp_path, lmod_available):
+    marker = tmp_path / "PWNED-modules"
+    entry = {
+        "name": "d",
+        "kind": "python",
+        "source": {"kind": "modules", "modules": f"x;touch {marker}"},
+    }
+    document = _document(tmp_path / "set.json", entry)
+    assert main(["apply", str(document)]) == 1  # `module load 'x;touch ...'`: no such module
+    assert not marker.exists()
+
+
+# --- review output hides only the secret part ---------------------------------------------------
+
+
+def test_review_masks_only_the_secret_part(user_kernels, tmp_path, capsys):
+    env = {"HTTPS_PROXY": "http://team:pw@203.0.113.66:3128", "DB_PASSWORD": "hunter2"}
+    entry = {
+        "name": "p",
+        "kind": "copy",
+        "spec": {"argv": PYTHON_ARGV, "env": env, "display_name": "P", "language": "python"},
+    }
+    document = _document(tmp_path / "set.json", entry)
+    assert main(["apply", str(document), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "+ env.HTTPS_PROXY=http://team:<hidden>@203.0.113.66:3128" in out  # where it points
+    assert "+ env.DB_PASSWORD=<hidden>" in out and "hunter2" not in out and ":pw@" not in out
+
+
+# --- where specs may go -------------------------------------------------------------------------
+
+
+def test_locations_are_jupyters_kernel_dirs_only(user_kernels, tmp_path, capsys, isolated_jupyter):
+    anywhere = tmp_path / "anywhere"
+    spec = {"argv": PYTHON_ARGV, "display_name": "X", "language": "python"}
+    document = _document(
+        tmp_path / "set.json",
+        {"name": "x", "kind": "copy", "spec": spec, "location": {"dir": str(anywhere)}},
+        {"name": "y", "kind": "copy", "spec": spec, "location": {"prefix": "~"}},
+    )
+    assert main(["apply", str(document)]) == 1
+    out = capsys.readouterr().out
+    assert "not a directory Jupyter searches" in out and not anywhere.exists()
+    home = isolated_jupyter["HOME"]
+    assert (home / "share" / "jupyter" / "kernels" / "y" / "kernel.json").exists()  # not ./~
+    assert not Path("~").exists()
+    assert main(["apply", str(document), "x", "--prefix", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "share" / "jupyter" / "kernels" / "x" / "kernel.json").exists()
+
+
+def test_a_provisioner_stanza_is_shown_and_needs_allow_remote(user_kernels, tmp_path, capsys):
+    metadata = {"kernel_provisioner": {"provisioner_name": "local-provisioner", "config": {}}}
+    remote = {
+        "kernel_provisioner": {
+            "provisioner_name": "distributed-provisioner",
+            "config": {"remote_hosts": ["evil.example"]},
+        }
+    }
+    spec = {"argv": PYTHON_ARGV, "display_name": "R", "language": "python"}
+    document = _document(
+        tmp_path / "set.json",
+        {"name": "far", "kind": "copy", "spec": {**spec, "metadata": remote}},
+        {"name": "near", "kind": "copy", "spec": {**spec, "metadata": metadata}},
+    )
+    assert main(["apply", str(document), "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "evil.example" in out and "--allow-remote" in out
+    assert main(["apply", str(document)]) == 1
+    assert not (user_kernels / "far").exists() and (user_kernels / "near").exists()
+
+
+# --- apply changes only what differs ------------------------------------------------------------
+
+
+def test_export_then_apply_on_the_same_machine_changes_no_byte(
+    user_kernels, system_kernels, tmp_path, capsys, ip
+):
+    ip.run_cell_magic(
+        "kernel_install", f"snip --python {sys.executable}", "export GEO_HOME=/opt/geo\n"
+    )
+    ip.run_line_magic("kernel_env", "-k snip BY_HAND=1")
+    write_spec(
+        user_kernels, "hand", {"argv": PYTHON_ARGV, "display_name": "Hand", "language": "python"}
+    )
+    ir = write_spec(
+        system_kernels,
+        "ir-like",
+        {
+            "argv": ["R", "--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"],
+            "display_name": "R",
+            "language": "R",
+        },
+    )
+    (ir / "logo-64x64.png").write_bytes(b"\x89PNG fake logo")
+    venv_kernels = Path(sys.prefix) / "share" / "jupyter" / "kernels"
+    roots = (user_kernels, system_kernels, venv_kernels)
+    document = tmp_path / "set.json"
+    assert main(["export", "-o", str(document)]) == 0
+    before = _tree(*roots)
+    for mode in (["--dry-run"], ["--check"], []):
+        assert main(["apply", str(document), *mode]) == 0, (mode, capsys.readouterr())
+        assert _tree(*roots) == before, mode  # every file, logos included
+    out = capsys.readouterr().out
+    assert "logos" not in out  # nothing new: no note about files a document cannot carry
+    if os.geteuid() == 0:  # a user who cannot write the system's specs: the same answers
+        for directory in (system_kernels.parent.parent, system_kernels.parent, system_kernels):
+            directory.chmod(0o755)  # readable, as a system's share/jupyter is
+        readable = Path(tempfile.mkdtemp(prefix="kernelmagic-doc-"))
+        readable.chmod(0o755)
+        shared = readable / "set.json"
+        shutil.copy(document, shared)
+        shared.chmod(0o644)
+        try:
+            for mode in (["--dry-run"], ["--check"], []):
+                status, err = run_as_nobody(["apply", str(shared), "ir-like", *mode])
+                assert status == 0, (mode, err)
+        finally:
+            shutil.rmtree(readable)
+        assert _tree(*roots) == before
+
+
+def test_apply_twice_writes_once(user_kernels, tmp_path, capsys):
+    spec = {"argv": PYTHON_ARGV, "display_name": "A", "language": "python", "env": {"A": "1"}}
+    document = _document(tmp_path / "set.json", {"name": "a", "kind": "copy", "spec": spec})
+    assert main(["apply", str(document)]) == 0
+    assert "a document carries no logos" in capsys.readouterr().out  # new: said once
+    first = _tree(user_kernels)
+    assert main(["apply", str(document)]) == 0
+    assert "unchanged" in capsys.readouterr().out and _tree(user_kernels) == first
+    (user_kernels / "a" / "logo-64x64.png").write_bytes(b"logo")  # a file it does not carry
+    spec["env"]["A"] = "2"
+    _document(document, {"name": "a", "kind": "copy", "spec": spec})
+    assert main(["apply", str(document)]) == 0
+    assert (user_kernels / "a" / "logo-64x64.png").read_bytes() == b"logo"  # kept
+    assert json.loads((user_kernels / "a" / "kernel.json").read_text())["env"] == {"A": "2"}
+
+
+def test_check_names_each_field_and_variable_that_drifted(user_kernels, tmp_path, capsys):
+    spec = {
+        "argv": PYTHON_ARGV,
+        "display_name": "A",
+        "language": "python",
+        "env": {"X": "1", "GONE": "g"},
+        "interrupt_mode": "signal",
+        "metadata": {"debugger": True},
+    }
+    document = _document(tmp_path / "set.json", {"name": "a", "kind": "copy", "spec": spec})
+    assert main(["apply", str(document)]) == 0
+    path = user_kernels / "a" / "kernel.json"
+    drifted = json.loads(path.read_text())
+    drifted["env"] = {"X": "2", "NEW": "n", "API_TOKEN": "ghp_" + "x" * 36}
+    drifted["interrupt_mode"] = "message"
+    drifted["metadata"]["debugger"] = False
+    path.write_text(json.dumps(drifted))
+    capsys.readouterr()
+    assert main(["apply", str(document), "--check"]) == 1
+    out = capsys.readouterr().out
+    for line in (
+        "env.X: 1 -> 2",
+        "+ env.NEW=n",
+        "- env.GONE",
+        "+ env.API_TOKEN=<hidden>",
+        'interrupt_mode: "signal" -> "message"',
+        "metadata.debugger: true -> false",
+    ):
+        assert line in out, line
+    assert "ghp_" not in out
+
+
+# --- the document, checked whole ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        (
+            {"name": "a", "kind": "copy", "spec": {"argv": PYTHON_ARGV, "env": {"A=B": "1"}}},
+            "not a variable name",
+        ),
+        ({"name": "a", "kind": "copy", "spec": {"argv": PYTHON_ARGV, "env": {"A": "x\0y"}}}, "NUL"),
+        (
+            {
+                "name": "a",
+                "kind": "python",
+                "set_by_hand": {"A": "1\0"},
+                "source": {"kind": "current"},
+            },
+            "NUL",
+        ),
+        ({"name": 7, "kind": "copy"}, "name: must be text"),
+        ({"name": "../x", "kind": "copy", "spec": {"argv": PYTHON_ARGV}}, "invalid kernel name"),
+    ],
+)
+def test_values_no_process_can_take_are_refused_up_front(
+    user_kernels, tmp_path, entry, said, capsys
+):
+    ok = {
+        "name": "ok",
+        "kind": "copy",
+        "spec": {"argv": PYTHON_ARGV, "display_name": "ok", "language": "python"},
+    }
+    document = _document(tmp_path / "set.json", ok, entry)
+    assert main(["apply", str(document)]) == 2
+    assert said in capsys.readouterr().err
+    assert not user_kernels.exists()  # not even the good entry: the document is checked first
+
+
+_MUTANTS = st.sampled_from(
+    [
+        None,
+        0,
+        1.5,
+        -1,
+        True,
+        "",
+        "x" * 10_000,
+        [],
+        [1, "a"],
+        {},
+        {"k": "v"},
+        "user",
+        "../..",
+        {"prefix": "relative"},
+        {"dir": 1},
+        ["a"] * 200,
+        {"a": {"b": {"c": {"d": [[[[[[]]]]]]}}}},
+    ]
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzzed_documents_are_refused_in_lines_or_applied_never_a_traceback(data, tmp_path_factory):
+    """Random mutations of a real export (wrong types, extra and missing keys, nesting,
+    sizes): apply answers with lines, changes nothing when it refuses, never raises."""
+    root = tmp_path_factory.mktemp("fuzz")
+    os.environ["JUPYTER_DATA_DIR"] = str(root / "data")
+    real = {
+        "format": "kernelmagic-export",
+        "format_version": 2,
+        "specs": [
+            {
+                "name": "c",
+                "kind": "copy",
+                "location": "user",
+                "display_name": "C",
+                "language": "python",
+                "spec": {
+                    "argv": PYTHON_ARGV,
+                    "display_name": "C",
+                    "language": "python",
+                    "env": {"A": "1"},
+                },
+                "secrets": [],
+            },
+            {
+                "name": "p",
+                "kind": "python",
+                "location": "user",
+                "display_name": "P",
+                "language": "python",
+                "source": {"kind": "python", "python": sys.executable},
+                "capture": {"mode": "none"},
+                "display_name_made_up": False,
+                "set_by_hand": {"B": "2"},
+                "captured": {},
+                "secrets": [],
+            },
+        ],
+    }
+    doc = copy.deepcopy(real)
+    for _ in range(data.draw(st.integers(1, 4))):
+        target = doc["specs"][data.draw(st.integers(0, 1))] if doc.get("specs") else doc
+        if not isinstance(target, dict):
+            break
+        key = data.draw(st.sampled_from(sorted({*target, "extra", "spec", "source", "env"})))
+        how = data.draw(st.sampled_from(["set", "delete", "nest"]))
+        if how == "delete":
+            target.pop(key, None)
+        elif how == "nest" and isinstance(target.get(key), dict) and target[key]:
+            inner = data.draw(st.sampled_from(sorted(target[key])))
+            target[key][inner] = copy.deepcopy(data.draw(_MUTANTS))
+        else:
+            target[key] = copy.deepcopy(data.draw(_MUTANTS))
+    path = root / "doc.json"
+    path.write_text(json.dumps(doc))
+    kernels = root / "data" / "kernels"
+    for mode in (["--dry-run"], ["--check"], []):
+        status = main(["apply", str(path), *mode])
+        assert status in (0, 1, 2)
+        if status == 2:
+            assert not kernels.exists()
+
+
+# --- another machine ---------------------------------------------------------------------------
+
+
+def test_a_document_from_another_machine_maps_its_paths(user_kernels, tmp_path, capsys):
+    old_prefix = "/old/cluster/venv"
+    spec = {
+        "argv": [f"{old_prefix}/bin/python", *PYTHON_ARGV[1:]],
+        "display_name": "M",
+        "language": "python",
+        "env": {"PATH": f"{old_prefix}/bin:${{PATH}}"},
+    }
+    entries = [
+        {"name": "m", "kind": "copy", "spec": spec},
+        {
+            "name": "n",
+            "kind": "python",
+            "source": {"kind": "python", "python": f"{old_prefix}/bin/python"},
+            "capture": {"mode": "none"},
+        },
+    ]
+    document = _document(tmp_path / "set.json", *entries)
+    assert main(["apply", str(document), "n"]) == 1
+    out = capsys.readouterr().out
+    assert "is not on this machine" in out and "--map" in out and "--python" in out
+    here = str(Path(sys.executable).parent.parent)
+    assert main(["apply", str(document), "--map", f"{old_prefix}={here}"]) == 0
+    written = json.loads((user_kernels / "m" / "kernel.json").read_text())
+    assert written["argv"][0] == f"{here}/bin/python"
+    assert written["env"]["PATH"] == f"{here}/bin:${{PATH}}"
+    assert (user_kernels / "n" / "kernel.json").exists()
