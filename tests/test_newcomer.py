@@ -170,7 +170,9 @@ def test_a_module_that_does_not_load_is_one_line_then_lmods_lines(
     assert main(["install", "g", "--modules", "nosuch/9.9"]) == 1
     first, *said = capsys.readouterr().err.rstrip("\n").split("\n")
     assert first == (
-        "kernelmagic: error: module load nosuch/9.9 failed with exit status 1; nothing was written"
+        "kernelmagic: error: module load nosuch/9.9: a module is not available here (the "
+        "module system does not know it; `module spider NAME` shows what there is); "
+        "nothing was written"
     )
     assert " | " not in first and 0 < len(said) <= 12
     assert all(line.startswith("  ") for line in said)
@@ -178,7 +180,7 @@ def test_a_module_that_does_not_load_is_one_line_then_lmods_lines(
     with pytest.raises(UsageError) as refused:
         ip.run_line_magic("kernel_activate", "--modules nosuch/9.9")
     first = str(refused.value).split("\n")[0]
-    assert "module load nosuch/9.9 failed" in first
+    assert "module load nosuch/9.9: a module is not available here" in first
     assert "nothing was written" not in first and "unchanged" in first
 
 

@@ -103,9 +103,12 @@ def activate(
     """Run ``source`` in a shell started from ``environ``; what it changed. Raises
     ``SourceFailed`` when the source fails (nothing is changed then)."""
     script = sources.script_for(source, environ) or ""
-    before, after = shells.run_from_environment(
-        script, environ=environ, shell=source.shell, timeout=timeout, what=source.action()
-    )
+    try:
+        before, after = shells.run_from_environment(
+            script, environ=environ, shell=source.shell, timeout=timeout, what=source.action()
+        )
+    except SourceFailed as exc:
+        raise sources.gone_modules(source, exc, "this process is unchanged") from None
     include = tuple(include)
     made = Activation(source)
     for name in sorted(set(before) | set(after)):

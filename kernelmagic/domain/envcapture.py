@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from kernelmagic.domain import shells
-from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy, batch_job, is_job_scoped
 from kernelmagic.errors import SourceFailed
 
 # fmt: off
@@ -135,6 +135,8 @@ class CaptureResult:
 
     env: dict[str, str] = field(default_factory=dict, repr=False)  # values never in a repr
     secrets_skipped: list[str] = field(default_factory=list)
+    job_scoped: list[str] = field(default_factory=list)  # inside a batch job: left out
+    job: tuple[str, str] | None = None  # (scheduler, job id) of that job
     noise_count: int = 0
     baseline: str = ""
     notes: list[str] = field(default_factory=list)
@@ -158,6 +160,13 @@ class CaptureResult:
             names = ", ".join(sorted(self.secrets_skipped))
             lines.append(
                 f"Skipped secret-like: {names} (keep one with --include NAME or --env NAME=VALUE)"
+            )
+        if self.job_scoped and self.job:
+            scheduler, job = self.job
+            lines.append(
+                f"Job-scoped (left out; the kernel inherits its launcher's): "
+                f"{', '.join(sorted(self.job_scoped))} (this is {scheduler} job {job}; keep one "
+                "with --include NAME)"
             )
         if self.noise_count:
             lines.append(f"Ignored {self.noise_count} session variable(s) (terminal, shell, ...).")
@@ -192,15 +201,18 @@ def capture(
     *,
     baseline: Mapping[str, str] | None = None,
     shell_timeout: float = 30,
+    job: tuple[str, str] | None = None,
 ) -> CaptureResult:
     """Choose the variables of ``current`` (default ``os.environ``) that belong in a spec.
 
     ``baseline`` overrides the baseline source (used by callers that recorded it themselves).
-    Raises ``OSError``/``ValueError`` for an unreadable or malformed baseline file.
+    ``job`` is the batch job the capture runs in (default: the one ``current`` is in): its
+    devices, threads and job-id paths are left out. Raises ``OSError``/``ValueError`` for an
+    unreadable or malformed baseline file.
     """
     current = dict(os.environ if current is None else current)
     options = options or CaptureOptions()
-    result = CaptureResult()
+    result = CaptureResult(job=job or batch_job(current))
     if options.mode == "none":
         return result
     # "all" needs the baseline too: PATH-like values are written as additions to it.
@@ -223,6 +235,9 @@ def capture(
                 continue
             if options.policy.noise_category(name):
                 result.noise_count += 1
+                continue
+            if is_job_scoped(name, value, result.job):
+                result.job_scoped.append(name)
                 continue
             if options.policy.is_secret(name, value):
                 result.secrets_skipped.append(name)

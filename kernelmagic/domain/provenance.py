@@ -102,6 +102,7 @@ class Provenance:
     captured_digests: dict[str, str] = field(default_factory=dict)  # name -> digest of its value
     explicit: tuple[str, ...] = ()  # names the user set with --env
     loaded_modules: str | None = None
+    modulefiles: dict[str, str] = field(default_factory=dict)  # module -> modulefile loaded
     remote_from: str | None = None  # remote specs: the spec they were made from
     engine: str | None = None
     created: str = field(default_factory=now)
@@ -132,6 +133,7 @@ class Provenance:
             "python_requested": source.python if source.origin != "python" else None,
             "shell": source.shell,
             "loaded_modules": self.loaded_modules,
+            "modulefiles": dict(self.modulefiles) or None,
             "from": self.remote_from,
             "engine": self.engine,
             "generated_display_name": self.generated_display_name,
@@ -212,6 +214,7 @@ class Provenance:
             captured_digests=digests,
             explicit=words("explicit"),
             loaded_modules=text("loaded_modules"),
+            modulefiles=_text_map(record.get("modulefiles")),
             remote_from=text("from"),
             engine=text("engine"),
             created=text("created") or "",
@@ -243,6 +246,12 @@ class Provenance:
         spec["metadata"] = {**(metadata if isinstance(metadata, dict) else {})}
         spec["metadata"][METADATA_KEY] = self.to_metadata()
         return spec
+
+
+def _text_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _strings(value: Any) -> tuple[str, ...]:

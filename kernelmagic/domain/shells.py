@@ -27,12 +27,22 @@ LOGIN_SHELL_KEEP = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TZ", "M
 # $1, $2: where to dump the environment before and after; $3: the snippet file. Dumping to
 # files rather than stdout keeps banners printed by a profile out of the result.
 _TAKE_ARGS = '__km_before="$1"; __km_after="$2"; __km_snippet="$3"; set --\n'
+# The snippet runs with errexit: a line that fails (a `module load` of a module that is not
+# there, a `source` of a missing file) ends it, and the shell says which line, quoting it, so
+# that nothing half-made is captured. Only the snippet: the user's profile runs as always.
+# (`|| true` after a line that may fail on purpose.)
+_FAILED_LINE = (
+    "__km_failed() { __km_s=$?; printf 'kernelmagic: line %s failed (exit status %s): %s\\n' "
+    '"$1" "$__km_s" "$(sed -n "$1p" "$__km_snippet")" >&2; }\n'
+    'if [ -n "${BASH_VERSION:-}${ZSH_VERSION:-}" ]; then trap \'__km_failed "$LINENO"\' ERR; fi\n'
+)
 _DUMP_AROUND_SNIPPET = (
-    'env -0 > "$__km_before" || exit 97\n'
+    'env -0 > "$__km_before" || exit 97\n' + _FAILED_LINE + "set -e\n"
     '. "$__km_snippet"\n'
-    "__km_status=$?\n"
+    "set +e\n"
+    "trap - ERR 2>/dev/null\n"
     'env -0 > "$__km_after"\n'
-    "exit $__km_status\n"
+    "exit 0\n"
 )
 _DRIVER = _TAKE_ARGS + _DUMP_AROUND_SNIPPET
 
@@ -142,7 +152,7 @@ def _run_driver(
         command = [shell_path, *shell_args, "kernelmagic", before_file, after_file, snippet_file]
         status, stderr = _run_in_own_group(command, env, work, timeout, what)
         if status != 0 or not os.path.exists(after_file):
-            said = failure_lines(stderr)
+            said = failure_lines(stderr.replace(snippet_file, "snippet"))  # not our temp path
             if status == 0:
                 raise SourceFailed(
                     f"{what} exited the shell before it finished (remove 'exit'); {unchanged}",

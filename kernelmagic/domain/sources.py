@@ -12,6 +12,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kernelmagic.domain import envcapture, shells
+from kernelmagic.domain.policy import batch_job
 from kernelmagic.domain.provenance import Source
 from kernelmagic.errors import InvalidInput, SourceFailed
 
@@ -168,6 +170,7 @@ class MadeEnvironment:
     interpreter: Interpreter | None  # None when no Python kernel was asked for
     result: envcapture.CaptureResult
     loaded_modules: str | None = None  # LOADEDMODULES after the source ran
+    modulefiles: dict[str, str] = field(default_factory=dict)  # module -> its modulefile
     environment: dict[str, str] = field(default_factory=dict, repr=False)  # all of it
 
 
@@ -209,17 +212,47 @@ def make_environment(
     if source.origin == "python" and source.python:
         return _from_interpreter(source, options, environ, timeout)
     script = script_for(source, environ)
-    before, after = run_snippet(
-        script or "", shell=source.shell, environ=environ, timeout=timeout, what=source.action()
-    )
-    result = envcapture.capture(after, options, baseline=before)
+    try:
+        before, after = run_snippet(
+            script or "", shell=source.shell, environ=environ, timeout=timeout, what=source.action()
+        )
+    except SourceFailed as exc:
+        raise gone_modules(source, exc) from None
+    # The job is the session's: a clean login shell does not carry the job's variables.
+    result = envcapture.capture(after, options, baseline=before, job=batch_job(environ))
     result.baseline = "the shell right before the snippet"
     loaded = after.get("LOADEDMODULES") or None
+    modulefiles = modules_loaded(after)
     if not python:
-        return MadeEnvironment(None, result, loaded, after)
+        return MadeEnvironment(None, result, loaded, modulefiles, environment=after)
     interpreter = _choose_interpreter(source, before, after, result.notes)
     result.notes += _without_kernelmagic(interpreter)
-    return MadeEnvironment(interpreter, result, loaded, after)
+    return MadeEnvironment(interpreter, result, loaded, modulefiles, environment=after)
+
+
+# What Lmod and Environment Modules say of a module they cannot find.
+_UNKNOWN_MODULE = re.compile(r"unknown|unable to locate a modulefile", re.IGNORECASE)
+
+
+def gone_modules(
+    source: Source, failure: SourceFailed, unchanged: str = "nothing was written"
+) -> SourceFailed:
+    """A ``module load`` that failed because a module is not there says so first."""
+    if source.origin != "modules" or not any(_UNKNOWN_MODULE.search(d) for d in failure.details):
+        return failure
+    return SourceFailed(
+        f"module load {source.modules}: a module is not available here (the module system "
+        f"does not know it; `module spider NAME` shows what there is); {unchanged}",
+        details=failure.details,
+    )
+
+
+def modules_loaded(environ: Mapping[str, str]) -> dict[str, str]:
+    """Module name -> its modulefile, of the modules loaded in ``environ`` (``LOADEDMODULES``
+    and ``_LMFILES_``, which Lmod and Environment Modules both keep, in the same order)."""
+    names = [n for n in environ.get("LOADEDMODULES", "").split(os.pathsep) if n]
+    paths = [p for p in environ.get("_LMFILES_", "").split(os.pathsep) if p]
+    return dict(zip(names, paths, strict=False)) if len(names) == len(paths) else {}
 
 
 def _without_kernelmagic(interpreter: Interpreter) -> list[str]:
@@ -260,7 +293,8 @@ def _from_current(
         result = envcapture.capture(environ, options, shell_timeout=timeout)
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"cannot use baseline {options.baseline_file}: {exc}") from exc
-    return MadeEnvironment(this_interpreter(), result)
+    loaded = environ.get("LOADEDMODULES") or None
+    return MadeEnvironment(this_interpreter(), result, loaded, modulefiles=modules_loaded(environ))
 
 
 def _choose_interpreter(

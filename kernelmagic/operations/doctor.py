@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import stat
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from string import Template
 from typing import Any, ClassVar
 
-from kernelmagic.domain import checks, envcapture, probes
-from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
+from kernelmagic.domain import checks, env_checks, probes
+from kernelmagic.domain.checks import PROBLEM, Problem
+from kernelmagic.domain.policy import DEFAULT_POLICY
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import launching, remote
@@ -27,16 +26,6 @@ from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, history
 
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
-_PATH_SUFFIXES = ("_DIR", "HOME", "_PATH", "_DATA", "_LIB", "_ROOT", "_PREFIX")
-# Caches, configuration and state dirs that their programs create when first needed.
-_MADE_ON_DEMAND = (
-    "XDG_*_HOME", "*CACHE*", "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_*_DIR", "*_STATE_DIR",
-    "PYTHONPYCACHEPREFIX", "PYTHONUSERBASE", "HF_HOME", "TORCH_HOME", "KERAS_HOME",
-    "R_LIBS_USER", "JULIA_DEPOT_PATH", "CONDA_PKGS_DIRS", "TMPDIR",
-)  # fmt: skip
-_TEMPLATE_NAMES = re.compile(
-    r"\$(?:\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)\}|(?P<named>[_a-zA-Z][_a-zA-Z0-9]*))"
-)
 
 
 @dataclass
@@ -215,73 +204,6 @@ def _shadowing(info: discovery.SpecInfo, locations: Mapping[str, list[str]]) -> 
     ]
 
 
-def _looks_like_a_path(name: str, value: str) -> bool:
-    """A variable whose value is a directory or file: by its name (``*_DIR``, ``*HOME``,
-    ``PATH``-like, ...) or by a value that is one absolute path."""
-    if name.endswith(_PATH_SUFFIXES) or envcapture.is_path_like(name):
-        return True
-    return os.path.isabs(value) and not any(c.isspace() for c in value) and "=" not in value
-
-
-def _made_on_demand(name: str) -> bool:
-    """A directory its program creates the first time it needs it: absent is normal."""
-    return envcapture.matches_any(name, _MADE_ON_DEMAND)
-
-
-def _env_problems(info: discovery.SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
-    problems = []
-    for name, value in sorted(info.env.items()):
-        if not isinstance(value, str):
-            continue
-        unset = sorted(
-            {
-                m.group("braced") or m.group("named")
-                for m in _TEMPLATE_NAMES.finditer(value.replace("$$", ""))
-            }
-            - set(environ)
-        )
-        if unset:
-            problems.append(
-                Problem(
-                    "undefined-template",
-                    f"env {name} uses ${{{unset[0]}}}, which is not set here; Jupyter leaves it "
-                    "as literal text unless the process that starts the kernel sets it",
-                    unset[0],
-                )
-            )
-        expanded = Template(value).safe_substitute(environ)
-        if not _looks_like_a_path(name, expanded):
-            continue
-        entries = expanded.split(os.pathsep) if envcapture.is_path_like(name) else [expanded]
-        missing = [
-            e for e in entries if os.path.isabs(e) and "$" not in e and not os.path.exists(e)
-        ]
-        if not missing:
-            continue
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        if _made_on_demand(name):
-            problems.append(
-                Problem(
-                    "missing-dir",
-                    f"env {name} points to {missing[0]}{more}, which does not exist yet; "
-                    "its program creates it when it first needs it",
-                    missing[0],
-                    severity=NOTE,
-                )
-            )
-            continue
-        problems.append(
-            Problem(
-                "missing-dir",
-                f"env {name} points to {missing[0]}{more}, which does not exist; reinstall "
-                "the environment or set it right",
-                missing[0],
-                fix=f"env -k {info.name} {name}=...",
-            )
-        )
-    return problems
-
-
 def _invalid_name(info: discovery.SpecInfo) -> list[Problem]:
     dirname = os.path.basename(info.resource_dir)
     if info.native:
@@ -321,7 +243,8 @@ def diagnose(
             *interpreter.get(info.name, []),
         ]
         problems += _shadowing(info, locations) + _unshared(info)
-        problems += _env_problems(info, environ) + _remote_problems(info)
+        policy = DEFAULT_POLICY.with_recorded(info.spec)
+        problems += env_checks.problems(info, environ, policy) + _remote_problems(info)
         diagnoses.append(Diagnosis(info.name, info.resource_dir, problems))
     return Report(diagnoses)
 

@@ -289,6 +289,7 @@ def _record(request: InstallRequest, made: sources.MadeEnvironment) -> Provenanc
         captured_digests=secret_free_digests(made.result.env, options.policy),
         explicit=tuple(sorted(request.env)),
         loaded_modules=made.loaded_modules,
+        modulefiles=made.modulefiles,
         version=__version__,
         snippet_file=snippet_file,
     )

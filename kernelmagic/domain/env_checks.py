@@ -1,0 +1,151 @@
+"""What is wrong with a spec's env, found without running anything: values that look like
+paths and point nowhere (a directory made on demand is only a note), ``${VAR}`` templates
+naming variables that are not set, and what a batch job gave its own processes."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from string import Template
+
+from kernelmagic.domain import envcapture
+from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
+from kernelmagic.domain.policy import JOB_SCOPED, JOB_SCOPED_NAMES, EnvPolicy
+from kernelmagic.domain.provenance import Provenance
+from kernelmagic.storage.discovery import SpecInfo
+
+_PATH_SUFFIXES = ("_DIR", "HOME", "_PATH", "_DATA", "_LIB", "_ROOT", "_PREFIX")
+# Caches, configuration and state dirs that their programs create when first needed.
+_MADE_ON_DEMAND = (
+    "XDG_*_HOME", "*CACHE*", "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_*_DIR", "*_STATE_DIR",
+    "PYTHONPYCACHEPREFIX", "PYTHONUSERBASE", "HF_HOME", "TORCH_HOME", "KERAS_HOME",
+    "R_LIBS_USER", "JULIA_DEPOT_PATH", "CONDA_PKGS_DIRS", "TMPDIR",
+)  # fmt: skip
+_TEMPLATE_NAMES = re.compile(
+    r"\$(?:\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)\}|(?P<named>[_a-zA-Z][_a-zA-Z0-9]*))"
+)
+
+
+def _looks_like_a_path(name: str, value: str) -> bool:
+    """A variable whose value is a directory or file: by its name (``*_DIR``, ``*HOME``,
+    ``PATH``-like, ...) or by a value that is one absolute path."""
+    if name.endswith(_PATH_SUFFIXES) or envcapture.is_path_like(name):
+        return True
+    return os.path.isabs(value) and not any(c.isspace() for c in value) and "=" not in value
+
+
+def _made_on_demand(name: str) -> bool:
+    """A directory its program creates the first time it needs it: absent is normal."""
+    return envcapture.matches_any(name, _MADE_ON_DEMAND)
+
+
+def env_problems(info: SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
+    problems = []
+    for name, value in sorted(info.env.items()):
+        if not isinstance(value, str):
+            continue
+        unset = sorted(
+            {
+                m.group("braced") or m.group("named")
+                for m in _TEMPLATE_NAMES.finditer(value.replace("$$", ""))
+            }
+            - set(environ)
+        )
+        if unset:
+            problems.append(
+                Problem(
+                    "undefined-template",
+                    f"env {name} uses ${{{unset[0]}}}, which is not set here; Jupyter leaves it "
+                    "as literal text unless the process that starts the kernel sets it",
+                    unset[0],
+                )
+            )
+        expanded = Template(value).safe_substitute(environ)
+        if not _looks_like_a_path(name, expanded):
+            continue
+        entries = expanded.split(os.pathsep) if envcapture.is_path_like(name) else [expanded]
+        missing = [
+            e for e in entries if os.path.isabs(e) and "$" not in e and not os.path.exists(e)
+        ]
+        if not missing:
+            continue
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        if _made_on_demand(name):
+            problems.append(
+                Problem(
+                    "missing-dir",
+                    f"env {name} points to {missing[0]}{more}, which does not exist yet; "
+                    "its program creates it when it first needs it",
+                    missing[0],
+                    severity=NOTE,
+                )
+            )
+            continue
+        problems.append(
+            Problem(
+                "missing-dir",
+                f"env {name} points to {missing[0]}{more}, which does not exist; reinstall "
+                "the environment or set it right",
+                missing[0],
+                fix=f"env -k {info.name} {name}=...",
+            )
+        )
+    return problems
+
+
+def job_scoped(info: SpecInfo, policy: EnvPolicy) -> list[Problem]:
+    """Devices, threads or scheduler variables a batch job set, baked into the spec: every
+    later kernel, in every later job, would use them. Set by hand on purpose: left alone."""
+    record = Provenance.of_spec(info.spec)
+    explicit = set(record.explicit) if record else set()
+    problems = []
+    for name, value in sorted(info.env.items()):
+        scheduler = policy.noise_category(name) == "job-scoped scheduler variables"
+        if name in explicit or not (name in JOB_SCOPED_NAMES or scheduler):
+            continue
+        problems.append(
+            Problem(
+                JOB_SCOPED,
+                f"env {name}={policy.mask_env({name: value})[name]} is what a batch job gave its "
+                "own processes (devices, threads); every kernel of this spec, in every later "
+                "job, would use it: remove it so that each kernel inherits its launcher's",
+                name,
+                fix=f"env -k {info.name} -u {name}",
+                # Captured by kernelmagic inside a job: a mistake; hand-made: worth a look.
+                severity=PROBLEM if record is not None else NOTE,
+            )
+        )
+    return problems
+
+
+def problems(info: SpecInfo, environ: Mapping[str, str], policy: EnvPolicy) -> list[Problem]:
+    """Every problem of the spec's env: a module it was made with that is gone (named once,
+    with the variables that point where it was), paths that point nowhere, templates naming
+    unset variables, job-scoped values."""
+    found = env_problems(info, environ) + job_scoped(info, policy)
+    gone = _gone_modules(info)
+    if not gone:
+        return found
+    nowhere = sorted({p.message.split()[1] for p in found if p.kind == "missing-dir"})
+    where = f" ({', '.join(nowhere)} point where it was)" if nowhere else ""
+    fix = f"refresh {info.name}"
+    modules = [
+        Problem(
+            "module-gone",
+            f"module {name} is gone: its modulefile {path} does not exist{where}; load what "
+            "replaces it in the source, or refresh if the same name now loads it",
+            name,
+            fix=fix,
+        )
+        for name, path in gone.items()
+    ]
+    return modules + [p for p in found if p.kind != "missing-dir"]
+
+
+def _gone_modules(info: SpecInfo) -> dict[str, str]:
+    """The modules the spec was made with whose modulefile is not there any more."""
+    record = Provenance.of_spec(info.spec)
+    if record is None:
+        return {}
+    return {name: path for name, path in record.modulefiles.items() if not os.path.exists(path)}
