@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     small, large, starts = (3, 5, 2) if args.quick else (5, 15, 40)
     specs_listed = 1000 if args.quick else 10_000
 
-    import starts as kernel_starts  # beside this file
+    import containers as container_starts  # beside this file
+    import starts as kernel_starts
 
     # An installed package has bytecode; an editable checkout may not (PYTHONDONTWRITEBYTECODE).
     compileall.compile_dir(os.path.dirname(kernelmagic.__file__), quiet=1)
@@ -268,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_install(large)
         bench_doctor(small, root, kernels, 100 if args.quick else 1000, 20)
         kernel_starts.bench_starts(starts, root, kernels, with_peers=not args.quick)
+        container_starts.bench_container(starts, root, kernels)
         kernel_starts.bench_activate(2 if args.quick else 7)
         kernel_starts.bench_launch(1 if args.quick else 3, kernels, 4 if args.quick else 20)
     if not ROWS:

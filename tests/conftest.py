@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -35,7 +36,7 @@ for _name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH", *_XDG_HOMES):
 SESSION_HOME.mkdir()
 
 # Only now: helpers import jupyter_client, and with it jupyter_core.
-from helpers import make_venv, require_system_package  # noqa: E402
+from helpers import build_directory_image, make_venv, require_system_package  # noqa: E402
 
 # Figures that stress tests measured (writers kept, kill rounds survived, ...), printed at
 # the end of the run so that CI logs show them.
@@ -73,6 +74,31 @@ def lmod_available():
         == 0
     )
     require_system_package(found, "Lmod", "lmod")
+
+
+@pytest.fixture(scope="session")
+def charliecloud_image(tmp_path_factory) -> Path:
+    """A directory image (this machine's /usr, hard-linked) that ch-run runs unprivileged."""
+    require_system_package(shutil.which("ch-run") is not None, "ch-run", "charliecloud-runtime")
+    image_python = subprocess.run(["/usr/bin/python3", "-c", "import ipykernel"]).returncode
+    require_system_package(
+        image_python == 0, "the image's python3 with ipykernel", "python3-ipykernel"
+    )
+    return build_directory_image(tmp_path_factory.mktemp("image") / "root")
+
+
+@pytest.fixture
+def runtime_dir_outside_binds(monkeypatch):
+    """Connection files where no container runtime binds them at their own path (as VS
+    Code's $XDG_RUNTIME_DIR): JUPYTER_RUNTIME_DIR, and TMPDIR, where jupyter_client's
+    KernelManager writes them when it is not given one."""
+    path = Path(tempfile.mkdtemp(prefix="kernelmagic-runtime-", dir="/var/tmp"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(path))
+    monkeypatch.setenv("TMPDIR", str(path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile caches where it found it
+    monkeypatch.setenv("USER", pwd.getpwuid(os.getuid()).pw_name)  # ch-run needs it
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -128,3 +128,24 @@ def group_of_mine() -> grp.struct_group:
             return others[0]
     mine = [gid for gid in os.getgroups() if gid != os.getgid()] or [os.getgid()]
     return grp.getgrgid(mine[0])
+
+
+def build_directory_image(image: Path) -> Path:
+    """A Charliecloud directory image made of this machine's own system: /usr hard-linked
+    (seconds, no space; it must be on the same filesystem and ours to link), /etc copied, the
+    merged-/usr links and the mount points ch-run uses. Its python3 is Debian's, with
+    Debian's ipykernel; its R has IRkernel. Skips when /usr cannot be linked here."""
+    image.mkdir(parents=True)
+    linked = subprocess.run(
+        ["cp", "-al", "/usr", str(image / "usr")], capture_output=True, text=True
+    )
+    if linked.returncode != 0:
+        pytest.skip(f"cannot hard-link /usr into a test image here: {linked.stderr.strip()}")
+    subprocess.run(["cp", "-a", "/etc", str(image / "etc")], capture_output=True)
+    for name in ("bin", "lib", "lib64", "sbin"):
+        host = Path("/") / name
+        if host.is_symlink():
+            (image / name).symlink_to(os.readlink(host))
+    for mount_point in ("dev", "proc", "sys", "tmp", "mnt", "home", "root", "run", "var/tmp"):
+        (image / mount_point).mkdir(parents=True, exist_ok=True)
+    return image

@@ -56,7 +56,8 @@ def entry_of(name: str, spec: dict[str, Any], location: Any, policy: EnvPolicy) 
         "location": location,
     }
     origin = record.source.origin if record is not None else None
-    if record is None or origin not in (*REPEATABLE, "current"):
+    # A container spec is carried as it is: its image and runtime are paths of its machine.
+    if record is None or origin not in (*REPEATABLE, "current") or record.container:
         entry["kind"] = "remote" if origin == "remote" else "copy"
     else:
         # Captured and unchanged since; whatever else is in env was set by hand.

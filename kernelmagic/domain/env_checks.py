@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from string import Template
 
-from kernelmagic.domain import envcapture
+from kernelmagic.domain import containers, envcapture
 from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
 from kernelmagic.domain.policy import JOB_SCOPED, JOB_SCOPED_NAMES, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
@@ -42,6 +42,8 @@ def _made_on_demand(name: str) -> bool:
 
 def env_problems(info: SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
     problems = []
+    # A container kernel's paths are inside its image: nothing here to look at.
+    inside_image = containers.of_spec(info.spec) is not None
     for name, value in sorted(info.env.items()):
         if not isinstance(value, str):
             continue
@@ -62,7 +64,7 @@ def env_problems(info: SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
                 )
             )
         expanded = Template(value).safe_substitute(environ)
-        if not _looks_like_a_path(name, expanded):
+        if inside_image or not _looks_like_a_path(name, expanded):
             continue
         entries = expanded.split(os.pathsep) if envcapture.is_path_like(name) else [expanded]
         missing = [

@@ -33,7 +33,7 @@ _R_PROBE = (
 )
 # Printed by Julia: the julia to run, its version, IJulia's dir, the active project, and
 # whether IJulia has run_kernel (newer IJulia) or is started through src/kernel.jl.
-_JULIA_PROBE = (
+JULIA_PROBE = (
     "import IJulia; println(joinpath(Sys.BINDIR, Base.julia_exename())); "
     'println(VERSION.major, ".", VERSION.minor); println(pkgdir(IJulia)); '
     'println(something(Base.active_project(), "")); println(isdefined(IJulia, :run_kernel))'
@@ -95,23 +95,27 @@ def ir_spec(program: str | None, environ: Mapping[str, str]) -> Built:
     return Built(spec, copy_files(spec_dir, ("kernel.json",)), r_exe, version)
 
 
-def julia_spec(program: str | None, environ: Mapping[str, str]) -> Built:
-    """The spec IJulia's ``installkernel`` writes, for the julia found in ``environ``."""
-    julia = _find("julia", program, environ, "julia")
-    fix = f"add IJulia to that julia: {julia} -e 'using Pkg; Pkg.add(\"IJulia\")'"
-    facts = _ask([julia, "--startup-file=no", "-e", _JULIA_PROBE], environ, fix)
-    if len(facts) < 5:
-        raise InvalidInput(f"{julia} did not say where IJulia is; {fix}")
-    exe, version, ijulia, project, has_run_kernel = (f.strip() for f in facts[:5])
+def julia_argv(facts: list[str]) -> list[str]:
+    """The argv IJulia's installer writes, from what ``JULIA_PROBE`` printed."""
+    exe, _, ijulia, project, has_run_kernel = (f.strip() for f in facts[:5])
     argv = [exe, "-i", "--color=yes"]
     if project:
         argv.append(f"--project={os.path.dirname(project)}")
     if has_run_kernel == "true":
-        argv += ["-e", "import IJulia; IJulia.run_kernel()", "{connection_file}"]
-    else:
-        argv += [os.path.join(ijulia, "src", "kernel.jl"), "{connection_file}"]
+        return [*argv, "-e", "import IJulia; IJulia.run_kernel()", "{connection_file}"]
+    return [*argv, os.path.join(ijulia, "src", "kernel.jl"), "{connection_file}"]
+
+
+def julia_spec(program: str | None, environ: Mapping[str, str]) -> Built:
+    """The spec IJulia's ``installkernel`` writes, for the julia found in ``environ``."""
+    julia = _find("julia", program, environ, "julia")
+    fix = f"add IJulia to that julia: {julia} -e 'using Pkg; Pkg.add(\"IJulia\")'"
+    facts = _ask([julia, "--startup-file=no", "-e", JULIA_PROBE], environ, fix)
+    if len(facts) < 5:
+        raise InvalidInput(f"{julia} did not say where IJulia is; {fix}")
+    exe, version, ijulia = (f.strip() for f in facts[:3])
     spec = {
-        "argv": argv,
+        "argv": julia_argv(facts),
         "display_name": f"Julia {version}",
         "language": "julia",
         "interrupt_mode": "message" if os.name == "nt" else "signal",

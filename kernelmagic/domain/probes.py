@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
-from kernelmagic.domain import checks
+from kernelmagic.domain import checks, containers
 from kernelmagic.domain.shells import failure_in_one_line, run_probe
 
 TIMEOUT = 20.0
@@ -42,6 +42,11 @@ class Probe:
     env: dict[str, str] = field(compare=False, hash=False, repr=False)
     missing: str  # what a failure means: "cannot import ipykernel_launcher", ...
     fix: str  # the command that installs it
+    label: str = ""  # what the doctor calls the interpreter (default: the program run)
+
+    @property
+    def interpreter(self) -> str:
+        return self.label or self.command[0]
 
     @property
     def key(self) -> tuple:
@@ -92,7 +97,11 @@ def probe_for(spec: dict[str, Any], environ: Mapping[str, str]) -> Probe | None:
     env = launch_env(spec, environ)
     if not argv:
         return None
+    container = containers.of_spec(spec)
+    if container is not None and containers.is_generated(argv):
+        return _container_probe(spec, container, env)
     python = _python_launcher(argv)
+    module = "ipykernel_launcher"
     if python is not None:
         at, module = python
         kind = "python"
@@ -107,6 +116,11 @@ def probe_for(spec: dict[str, Any], environ: Mapping[str, str]) -> Probe | None:
     program = _program(argv, at, env)
     if program is None:
         return None
+    return _package_probe(kind, program, module, env)
+
+
+def _package_probe(kind: str, program: str, module: str, env: dict[str, str]) -> Probe:
+    """``program`` asked whether it can load its kernel's package (``module`` for Python)."""
     if kind == "python":
         code = (
             "import importlib.util, sys\n"
@@ -146,3 +160,23 @@ def run(probe: Probe) -> Failure | None:
         return Failure(True, probe.missing)
     said = failure_in_one_line(done.stderr.decode(errors="replace"))
     return Failure(False, f"could not start (exit status {done.returncode}): {said}")
+
+
+def _container_probe(
+    spec: dict[str, Any], container: containers.Container, env: dict[str, str]
+) -> Probe | None:
+    """The image's interpreter asked through the spec's own wrapper (the same runtime,
+    binds, options and variables): a failure to start the container shows here too. None
+    when the runtime or the image is not there (the doctor names which)."""
+    if not os.access(container.program, os.X_OK) or (
+        container.is_path and not os.path.exists(container.image)
+    ):
+        return None
+    language = str(spec.get("language", "python")).lower()
+    kind = {"r": "r", "julia": "julia"}.get(language, "python")
+    inner = _package_probe(kind, container.kernel[0], "ipykernel_launcher", env)
+    spec_env = {k: v for k, v in (spec.get("env") or {}).items() if isinstance(v, str)}
+    command = containers.probe_command(container, spec_env, list(inner.command), kind == "python")
+    package = {"python": "ipykernel", "r": "IRkernel", "julia": "IJulia"}[kind]
+    label = f"{container.kernel[0]} in the image {container.image}"
+    return Probe(tuple(command), env, inner.missing, f"install {package} in the image", label)

@@ -110,6 +110,7 @@ class Provenance:
     version: str = ""
     snippet_file: str | None = None  # the full snippet, kept owner-only beside kernel.json
     generated_display_name: str | None = None  # the display name kernelmagic made up
+    container: dict[str, Any] | None = None  # containers.Container's fields
 
     @property
     def captured(self) -> list[str]:
@@ -137,6 +138,7 @@ class Provenance:
             "from": self.remote_from,
             "engine": self.engine,
             "generated_display_name": self.generated_display_name,
+            "container": self.container,
         }
         record.update({k: v for k, v in optional.items() if v is not None})
         if source.origin != "remote":
@@ -222,6 +224,9 @@ class Provenance:
             version=text("version") or "",
             snippet_file=text("snippet_file"),
             generated_display_name=text("generated_display_name"),
+            container=dict(record["container"])
+            if isinstance(record.get("container"), dict)
+            else None,
         )
 
     @classmethod

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kernelmagic.domain import documents
+from kernelmagic.domain import containers, documents
 from kernelmagic.domain.checks import argv_strings, provisioner_name
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import comparable
@@ -203,7 +203,12 @@ def _plan(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome) -> Non
         )
         return
     if spec is not None:
-        outcome.flags += _argv_flags(spec)
+        container = containers.of_spec(spec)
+        if container is not None and containers.is_generated(spec.get("argv")):
+            # Written from the record, not from the argv the document holds: show the record.
+            outcome.flags.append(containers.described(container))
+        else:
+            outcome.flags += _argv_flags(spec)
         provisioner = provisioner_name(spec)
         if provisioner not in (None, "local-provisioner"):
             stanza = spec["metadata"]["kernel_provisioner"]

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kernelmagic.domain import checks, env_checks, probes
+from kernelmagic.domain import checks, containers, env_checks, probes
 from kernelmagic.domain.checks import PROBLEM, Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
@@ -101,7 +101,7 @@ def _interpreter_problems(
         failure = outcome[key]
         if failure is None:
             continue
-        program = jobs[key].command[0]
+        program = jobs[key].interpreter
         if failure.missing:
             found[name] = [
                 Problem(
@@ -187,6 +187,33 @@ def _unshared(info: discovery.SpecInfo) -> list[Problem]:
     ]
 
 
+def _container_problems(info: discovery.SpecInfo) -> list[Problem]:
+    """A container spec whose runtime or image is not on this machine."""
+    container = containers.of_spec(info.spec) if info.visible else None
+    if container is None:
+        return []
+    found = []
+    if not (os.path.isfile(container.program) and os.access(container.program, os.X_OK)):
+        found.append(
+            Problem(
+                "missing-runtime",
+                f"its container runtime {container.program} is not there; install "
+                f"{container.runtime}, or reinstall the spec where it is on PATH",
+                container.program,
+            )
+        )
+    if container.is_path and not os.path.exists(container.image):
+        found.append(
+            Problem(
+                "missing-image",
+                f"its container image {container.image} is not there; put it back, or "
+                "reinstall the spec with --container for the image now in use",
+                container.image,
+            )
+        )
+    return found
+
+
 def _shadowing(info: discovery.SpecInfo, locations: Mapping[str, list[str]]) -> list[Problem]:
     if info.native:
         return []
@@ -242,7 +269,7 @@ def diagnose(
             *info.problems,
             *interpreter.get(info.name, []),
         ]
-        problems += _shadowing(info, locations) + _unshared(info)
+        problems += _shadowing(info, locations) + _unshared(info) + _container_problems(info)
         policy = DEFAULT_POLICY.with_recorded(info.spec)
         problems += env_checks.problems(info, environ, policy) + _remote_problems(info)
         diagnoses.append(Diagnosis(info.name, info.resource_dir, problems))

@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kernelmagic.domain import envcapture, languages, sources
+from kernelmagic.domain import containers, envcapture, languages, sources
 from kernelmagic.domain.policy import EnvPolicy
 from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source, comparable
 from kernelmagic.domain.shell_syntax import EnvChanges
 from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.operations import install_container
 from kernelmagic.operations.options import (
     DISPLAY_NAME,
     DRY_RUN,
@@ -173,6 +174,7 @@ class InstallRequest:
         NEW_SPEC, KERNEL, LIKE, PROGRAM, FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL,
         SHELL_TIMEOUT, DISPLAY_NAME, *LOCATION_OPTIONS, GROUP, ENV, LITERAL, CAPTURE,
         BASELINE, INCLUDE, EXCLUDE, NO_TEMPLATES, REPLACE, DRY_RUN, SNIPPET_FILE_OPTION,
+        *install_container.OPTIONS,
     )  # fmt: skip
 
     name: str
@@ -189,6 +191,7 @@ class InstallRequest:
     dry_run: bool = False
     timeout: float = sources.SHELL_TIMEOUT  # bounds the shell that makes the environment
     keep_if_same: bool = False  # with replace: leave a spec that is already what it makes
+    container: containers.Container | None = None  # --container: the kernel runs in it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", validate_name(self.name))
@@ -204,7 +207,11 @@ class InstallRequest:
             raise InvalidInput(
                 "--python names a Python interpreter; name R or julia with --program"
             )
-        if self.program and not self.other_language:
+        if self.container is not None:
+            install_container.check_request(
+                self.container, kernel=self.kernel, like=self.like, origin=self.source.origin
+            )
+        elif self.program and not self.other_language:
             raise InvalidInput("--program goes with --kernel ir, --kernel julia or --like SPEC")
         if self.capture.baseline_file and self.source.origin != "current":
             raise InvalidInput(
@@ -227,26 +234,42 @@ class InstallRequest:
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> InstallRequest:
         """``body``: the snippet (a cell magic's cell, or ``--snippet-file``'s text)."""
+        container = install_container.container_from_args(ns)
+        python, program = ns.python, ns.program
+        if container is not None:  # --python and --program name what runs inside the image
+            if ns.kernel == "python" and program:
+                raise InvalidInput(
+                    "with --container, --python names the Python inside the image; "
+                    "--program is for --kernel ir and julia"
+                )
+            if ns.kernel != "python" and python:
+                raise InvalidInput(
+                    "--python names a Python interpreter; name R or julia with --program"
+                )
+            python, program = None, python or program
         source = source_from(
             snippet=body,
             modules=ns.modules,
             from_conda=ns.from_conda,
-            python=ns.python,
+            python=python,
             shell=ns.shell,
             from_current=ns.from_current,
         )
+        # This session's variables are the host's; a container kernel gets none unless asked.
+        container_default = container is not None and source.origin == "current"
+        mode = ns.capture or ("none" if container_default else settings.default_capture)
         return cls(
             ns.name,
             source,
             kernel=ns.kernel,
             like=ns.like,
-            program=ns.program,
+            program=program,
             display_name=ns.display_name,
             kernels_dir=kernels_dir_from_args(ns, settings.default_location),
             group=ns.group,
             env=env_changes(ns.env, literal=ns.literal).set,
             capture=envcapture.CaptureOptions(
-                mode=ns.capture or settings.default_capture,
+                mode=mode,
                 baseline_file=ns.baseline,
                 include=tuple(ns.include),
                 exclude=tuple(ns.exclude),
@@ -256,6 +279,7 @@ class InstallRequest:
             replace=ns.replace,
             dry_run=ns.dry_run,
             timeout=ns.timeout,
+            container=container,
         )
 
 
@@ -275,7 +299,7 @@ def _record(request: InstallRequest, made: sources.MadeEnvironment) -> Provenanc
             snippet_file = SNIPPET_FILE
     return Provenance(
         recorded_source,
-        python=made.interpreter.path if made.interpreter else None,
+        python=made.interpreter.path if made.interpreter and not request.container else None,
         kernel=("like" if request.like else request.kernel),
         like=request.like,
         program_requested=request.program,
@@ -310,11 +334,25 @@ def install(
     slot = transactions.reserve(
         request.kernels_dir, request.name, replace=request.replace, dry_run=request.dry_run
     )
+    python = not request.other_language and request.container is None
     made = sources.make_environment(
-        request.source, options, environ, timeout=request.timeout, python=not request.other_language
+        request.source, options, environ, timeout=request.timeout, python=python
     )
     record = _record(request, made)
-    if request.other_language:
+    env = {**made.result.env, **request.env}
+    if request.container is not None:
+        spec, container, version = install_container.build(
+            request.container,
+            kernel=request.kernel,
+            program=request.program,
+            env=env,
+            environment=made.environment,
+            timeout=request.timeout,
+        )
+        record.container = container.to_fields()
+        files_of = install_container.populate_for(request.kernel, _ipykernel_files)
+        generated = languages.generated_display_name(request.kernel, version, request.name)
+    elif request.other_language:
         built = languages.build(
             request.kernel, made.environment, program=request.program, like=request.like
         )
@@ -333,7 +371,6 @@ def install(
         generated = languages.generated_display_name("python", version, request.name)
         files_of = _ipykernel_files
     spec["display_name"] = request.display_name or generated
-    env = {**made.result.env, **request.env}
     if env:
         spec["env"] = env
     if not request.display_name:

@@ -98,13 +98,15 @@ def refresh(
         templates=record.templates,
         policy=policy,
     )
-    python = record.kernel == "python"
+    in_container = record.container is not None  # its program is the image's: unchanged
+    python = record.kernel == "python" and not in_container
     made = sources.make_environment(
         source, options, environ, timeout=request.timeout, python=python
     )
+    program: str | None = None
     if made.interpreter is not None:
         program = made.interpreter.path
-    else:  # find R, julia or the template's program again in the new environment
+    elif not in_container:  # find R, julia or the template's program again in the new environment
         program = languages.build(
             record.kernel, made.environment, program=record.program_requested, like=record.like
         ).program
@@ -126,12 +128,12 @@ def refresh(
         else:
             spec.pop("env", None)
         argv = list(spec.get("argv") or [])
-        if argv and argv[0] != program:
+        if program is not None and argv and argv[0] != program:
             argv[0] = program
             spec["argv"] = argv
         if python:
             current.python = program
-        else:
+        elif program is not None:
             current.program = program
         current.loaded_modules = made.loaded_modules or current.loaded_modules
         current.modulefiles = made.modulefiles or current.modulefiles

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelmagic.domain import checks
+from kernelmagic.domain import checks, containers
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, SpecExists
 from kernelmagic.storage import atomic
@@ -249,6 +249,7 @@ class Reservation:
         replaced spec keeps its backups and gains one of the version it replaces.
         """
         target = os.path.join(self.kernels_dir, self.name)
+        spec = containers.keep_in_step(spec)
         if self.dry_run:
             before = _read_before(self.existing)
             action = "replaced" if before is not None and action == "installed" else action
@@ -382,7 +383,8 @@ def rewrite_spec(
         if problems:
             raise KernelmagicError(f"cannot change '{key}': {problems[0]}")
         policy = policy.with_recorded(before)
-        after = transform(copy.deepcopy(before))
+        # A container spec's wrapper passes env's names: it changes with them, in one write.
+        after = containers.keep_in_step(transform(copy.deepcopy(before)))
         written = not dry_run and after != before
         if written:
             atomic.remove_stale_temps(resource_dir)

@@ -1,0 +1,375 @@
+"""Kernels that run inside a container: Apptainer, Singularity, Charliecloud, podman.
+
+A container spec's argv is a short POSIX shell script (``/bin/sh -c``) that Jupyter starts
+like any kernel. It binds the connection file's directory into the container, whichever
+client wrote it there (JupyterLab's runtime dir, VS Code's ``$XDG_RUNTIME_DIR``), passes
+every variable of the spec's ``env`` in the runtime's own way (Jupyter has already put them,
+``${VAR}`` templates expanded, into the script's environment), keeps the host's user
+site-packages out, and ``exec``s the runtime so that interrupts reach the kernel.
+
+The script is generated from the container settings that ``metadata.kernelmagic`` records and
+from the names in ``env``; ``keep_in_step`` makes it again whenever a writer changes ``env``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from string import Template
+from typing import Any
+
+from kernelmagic.domain.provenance import Provenance
+from kernelmagic.errors import InvalidInput
+
+RUNTIMES = ("apptainer", "singularity", "charliecloud", "podman")
+PROGRAM_NAMES = {
+    "apptainer": "apptainer",
+    "singularity": "singularity",
+    "charliecloud": "ch-run",
+    "podman": "podman",
+}
+# The wrapper's $0: it names the process in `ps` and tells a generated argv from one edited
+# by hand (which is left alone).
+MARK = "kernelmagic-container"
+# Charliecloud cannot create a mount point in a read-only image; /mnt is in every image.
+CHARLIECLOUD_CONNECTION_DIR = "/mnt"
+# Image references that Apptainer and Singularity pull or convert themselves.
+_APPTAINER_SCHEMES = re.compile(
+    r"(docker|docker-daemon|docker-archive|oci|oci-archive|library|oras|shub|https?)://|"
+    r"(docker-daemon|docker-archive|oci-archive|oci):"
+)
+_APPTAINER_FILES = (".sif", ".simg", ".img")
+_SQUASHFS_FILES = (".sqfs", ".squashfs")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_SEPARATOR = ":"
+
+
+def _reference(name: str) -> str:
+    """``${NAME}``: a variable in a Jupyter template."""
+    return "${" + name + "}"
+
+
+def _expansion(name: str) -> str:
+    """The shell's expansion of NAME inside a double-quoted string, never as ``${NAME}``:
+    jupyter_client fills ``{word}`` in every argv entry with its own values (``{prefix}``,
+    ``{resource_dir}``, ...), so the script holds no braces around a bare name. The closing
+    and reopening quotes end the name."""
+    return f'${name}""'
+
+
+# Apptainer's special PATH handling (user guide, "Manipulating PATH").
+_PATH_PARTS = ("PREPEND_PATH", "APPEND_PATH")
+# Options that make Apptainer and Singularity take injected values verbatim.
+_NO_EVAL = ("--no-eval", "--compat")
+
+# Apptainer and Singularity evaluate each injected value once, as the shell evaluates text
+# inside double quotes (user guide, "Escaping and Evaluation of Environment Variables"): the
+# wrapper puts a backslash before each \ $ and ` of a value so that it arrives as it is.
+# esc VALUE sets r; no subshell, no other process.
+_ESCAPE_FUNCTION = r"""esc() {
+  r= s=$1
+  while :; do
+    case $s in
+      *[\\\$\`]*)
+        p=${s%%[\\\$\`]*}; s=${s#"$p"}
+        r=$r$p\\${s%"${s#?}"}; s=${s#?} ;;
+      *) r=$r$s; return ;;
+    esac
+  done
+}
+"""
+
+
+@dataclass(frozen=True)
+class Container:
+    """Where and how a kernel runs in a container: the image, the runtime (``program`` is
+    its path on this machine), bind mounts (``SRC[:DST]``), options passed to the runtime as
+    given, and the kernel's command inside (``{connection_file}`` where the file goes)."""
+
+    image: str
+    runtime: str
+    kernel: tuple[str, ...]
+    program: str = ""
+    binds: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "runtime": self.runtime,
+            "program": self.program,
+            "kernel": list(self.kernel),
+            "binds": list(self.binds),
+            "options": list(self.options),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Any) -> Container | None:
+        """The settings a spec records; None when they are not all there and well typed."""
+        if not isinstance(fields, Mapping):
+            return None
+        image, runtime, program = (fields.get(k) for k in ("image", "runtime", "program"))
+        if not (isinstance(image, str) and isinstance(program, str) and runtime in RUNTIMES):
+            return None
+        words: list[tuple[str, ...]] = []
+        for key in ("kernel", "binds", "options"):
+            value = fields.get(key)
+            if not (isinstance(value, list) and all(isinstance(w, str) for w in value)):
+                return None
+            words.append(tuple(value))
+        kernel, binds, options = words
+        if not kernel:
+            return None
+        return cls(image, str(runtime), kernel, program, binds, options)
+
+    @property
+    def is_path(self) -> bool:
+        """The image is a file or directory on this machine (not a reference to pull)."""
+        return os.path.isabs(self.image)
+
+    @property
+    def evaluates_values(self) -> bool:
+        return self.runtime in ("apptainer", "singularity") and not any(
+            option in _NO_EVAL for option in self.options
+        )
+
+
+def of_spec(spec: Mapping[str, Any]) -> Container | None:
+    """The container a spec runs in, as its record says; None for other specs."""
+    record = Provenance.of_spec(spec)
+    return Container.from_fields(record.container) if record is not None else None
+
+
+def described(container: Container) -> str:
+    """What a reviewer must read of a container spec: every word it runs."""
+    words = [container.program, *container.options, container.image]
+    binds = ", ".join(container.binds) or "none"
+    return (
+        f"runs in a container: {shlex.join(words)} (extra binds: {binds}), and inside it "
+        f"{shlex.join(container.kernel)}"
+    )
+
+
+def is_generated(argv: Any) -> bool:
+    return (
+        isinstance(argv, list)
+        and len(argv) == 5
+        and argv[:2] == ["/bin/sh", "-c"]
+        and (argv[3] == MARK)
+    )
+
+
+# --- choosing the runtime ---------------------------------------------------------------
+
+
+def image_reference(image: str) -> str:
+    """An image path made absolute (the spec must not depend on the client's working
+    directory), a reference left as given; ``InvalidInput`` for a path that is not there."""
+    looks_like_a_path = image.startswith((".", "/", "~")) or image.endswith(
+        (*_APPTAINER_FILES, *_SQUASHFS_FILES)
+    )
+    if _APPTAINER_SCHEMES.match(image) or not (looks_like_a_path or os.path.exists(image)):
+        return image
+    found = os.path.abspath(os.path.expanduser(image))
+    if not os.path.exists(found):
+        raise InvalidInput(f"no container image at {found}")
+    return found
+
+
+def guess_runtime(image: str, environ: Mapping[str, str]) -> str:
+    """The runtime for ``image``: a .sif file, an Apptainer sandbox or a docker:// reference
+    is Apptainer's (Singularity's where only that is installed), a directory image or a
+    SquashFS file Charliecloud's, a registry reference (``name:tag``) podman's."""
+    path = environ.get("PATH", os.defpath)
+    apptainer = "singularity" if (
+        not shutil.which("apptainer", path=path) and shutil.which("singularity", path=path)
+    ) else "apptainer"  # fmt: skip
+    if _APPTAINER_SCHEMES.match(image):
+        return apptainer
+    if os.path.isdir(image):
+        sandbox = os.path.isdir(os.path.join(image, ".singularity.d"))
+        return apptainer if sandbox else "charliecloud"
+    if os.path.isfile(image):
+        if image.endswith(_APPTAINER_FILES):
+            return apptainer
+        if image.endswith(_SQUASHFS_FILES):
+            return "charliecloud"
+        raise InvalidInput(f"cannot tell which runtime runs {image}; name it with --runtime")
+    return "podman"
+
+
+def find_runtime(runtime: str, environ: Mapping[str, str]) -> str:
+    """The runtime's program on ``environ``'s PATH, as an absolute path."""
+    name = PROGRAM_NAMES[runtime]
+    found = shutil.which(name, path=environ.get("PATH", os.defpath))
+    if found is None:
+        raise InvalidInput(
+            f"no {name} on PATH; load it first (--modules, a snippet) or install {runtime}"
+        )
+    return os.path.abspath(found)
+
+
+# --- the wrapper script -----------------------------------------------------------------
+
+
+def _double_quoted(template: str) -> str:
+    """A Jupyter ``${VAR}`` template as the text of a shell double-quoted string that
+    expands the same variables (on the host, as Jupyter would) and nothing else."""
+
+    def literal(text: str) -> str:
+        return re.sub(r'([\\$`"])', r"\\\1", text)
+
+    out, at = [], 0
+    for match in Template.pattern.finditer(template):
+        out.append(literal(template[at : match.start()]))
+        name = match.group("named") or match.group("braced")
+        out.append(_expansion(name) if name else "\\$")  # $$ and a lone $ are a dollar
+        at = match.end()
+    out.append(literal(template[at:]))
+    return "".join(out)
+
+
+def _around_itself(name: str, value: str) -> tuple[str, str] | None:
+    """(before, after) when ``value`` is ``BEFORE:${NAME}:AFTER`` (either side may be
+    absent): an addition to the variable's own value, which inside a container is the
+    container's value."""
+    own = _reference(name)
+    if value.count(own) != 1:
+        return None
+    before, after = value.split(own)
+    if (before and not before.endswith(_SEPARATOR)) or (after and not after.startswith(_SEPARATOR)):
+        return None
+    return before[: -len(_SEPARATOR)] if before else "", after[len(_SEPARATOR) :]
+
+
+def _apptainer_exports(container: Container, env: Mapping[str, str], python: bool) -> list[str]:
+    """``export APPTAINERENV_NAME=...`` lines (SINGULARITYENV_ for Singularity), following
+    the Apptainer user guide's rules: injected values override the image's and hold under
+    --cleanenv; PATH is changed only through PREPEND_PATH and APPEND_PATH; every value is
+    escaped against the one evaluation the runtime makes (not under --no-eval/--compat)."""
+    prefix = "SINGULARITYENV_" if container.runtime == "singularity" else "APPTAINERENV_"
+    evaluates = container.evaluates_values
+    lines = [_ESCAPE_FUNCTION] if evaluates else []
+
+    def export(target: str, shell_text: str) -> None:
+        if evaluates:
+            lines.append(f'esc "{shell_text}"; export {prefix}{target}="$r"')
+        else:
+            lines.append(f'export {prefix}{target}="{shell_text}"')
+
+    for name in sorted(env):
+        value = env[name]
+        around = _around_itself(name, value) if isinstance(value, str) else None
+        if around and name == "PATH":
+            for part, text in zip(_PATH_PARTS, around, strict=True):
+                if text:
+                    export(part, _double_quoted(text))
+        elif around and evaluates:
+            # The container's own value, evaluated there; ${NAME:+...} adds no empty entry.
+            before, after = around
+            if not before and not after:
+                continue  # NAME=${NAME}: the container's value as it is
+            lines.append(f'esc "{_double_quoted(before)}"; b=$r; esc "{_double_quoted(after)}"')
+            own = f"\\${{{name}:+:\\${name}}}" if before else f"\\${{{name}:+\\${name}:}}"
+            value_text = ("$b" if before else "") + own + (":" if before and after else "")
+            lines.append(f'export {prefix}{name}="{value_text}$r"')
+        else:
+            export(name, "$" + name)
+    if python:
+        lines.append(f"export {prefix}PYTHONNOUSERSITE=1")
+    return lines
+
+
+def _charliecloud_env(env: Mapping[str, str], python: bool) -> list[str]:
+    """ch-run passes the host's environment through; --set-env sets each variable again
+    after the user's options (so --unset-env cannot drop it), verbatim: --env-no-expand, and
+    the single quotes ch-run strips from around a value."""
+    words = ["--env-no-expand"]
+    words += [f"--set-env=\"{name}='${name}'\"" for name in sorted(env)]
+    if python:
+        words.append("--set-env=PYTHONNOUSERSITE=1")
+    return words
+
+
+def _runtime_words(container: Container, env: Mapping[str, str], python: bool) -> list[str]:
+    """The runtime's command line up to the image, as shell words (quoted, or expanding
+    ``$d``, the connection file's directory)."""
+    q = shlex.quote
+    program = q(container.program)
+    options = [q(o) for o in container.options]
+    if container.runtime in ("apptainer", "singularity"):
+        binds = ['--bind "$d"'] + [f"--bind {q(b)}" for b in container.binds]
+        return [program, "exec", *options, *binds, q(container.image)]
+    if container.runtime == "charliecloud":
+        binds = [f'-b "$d:{CHARLIECLOUD_CONNECTION_DIR}"'] + [f"-b {q(b)}" for b in container.binds]
+        return [
+            program,
+            *options,
+            *binds,
+            *_charliecloud_env(env, python),
+            q(container.image),
+            "--",
+        ]
+    volumes = ['-v "$d:$d"'] + [f"-v {q(b if ':' in b else f'{b}:{b}')}" for b in container.binds]
+    forwarded = [f"-e {q(name)}" for name in sorted(env)]
+    if python:
+        forwarded.append("-e PYTHONNOUSERSITE=1")
+    image = (
+        ["--rootfs", q(container.image)] if os.path.isdir(container.image) else [q(container.image)]
+    )
+    return [program, "run", "--rm", "-i", "--network=host", *options, *volumes, *forwarded, *image]
+
+
+def script(
+    container: Container, env: Mapping[str, str], command: tuple[str, ...], python: bool
+) -> str:
+    """The wrapper: ``$1`` is the connection file; ``command`` runs inside, ``{connection_file}``
+    replaced by the file's path there; ``python``: keep the user's site-packages out."""
+    bad = sorted(name for name in env if not _ENV_NAME.match(name))
+    if bad:
+        raise InvalidInput(f"{bad[0]} cannot be passed into a container: not a shell variable name")
+    inside = '"$f"'
+    if container.runtime == "charliecloud":
+        inside = f'"{CHARLIECLOUD_CONNECTION_DIR}/${{f##*/}}"'
+    words = [inside if w == "{connection_file}" else shlex.quote(w) for w in command]
+    lines = [
+        "f=$1; case $f in /*) ;; *) f=$PWD/$f ;; esac; d=${f%/*}; d=${d:-/}",
+    ]
+    if container.runtime in ("apptainer", "singularity"):
+        lines.append(  # a bind list is split at commas and colons
+            'case $d in *[,:]*) echo "kernelmagic: cannot bind $d (a comma or colon in the '
+            'path)" >&2; exit 2 ;; esac'
+        )
+        lines += _apptainer_exports(container, env, python)
+    lines.append("exec " + " ".join([*_runtime_words(container, env, python), *words]))
+    return "\n".join(lines) + "\n"
+
+
+def argv(container: Container, env: Mapping[str, str]) -> list[str]:
+    """The spec's argv: the wrapper, started on Jupyter's ``{connection_file}``."""
+    python = "ipykernel_launcher" in container.kernel
+    wrapper = script(container, env, container.kernel, python)
+    return ["/bin/sh", "-c", wrapper, MARK, "{connection_file}"]
+
+
+def keep_in_step(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with its wrapper made again for its current ``env`` (a container spec whose
+    argv kernelmagic generated); any other spec unchanged."""
+    container = of_spec(spec)
+    if container is None or not is_generated(spec.get("argv")):
+        return spec
+    env = spec.get("env")
+    env = {k: v for k, v in env.items() if isinstance(v, str)} if isinstance(env, dict) else {}
+    return {**spec, "argv": argv(container, env)}
+
+
+def probe_command(
+    container: Container, env: Mapping[str, str], command: list[str], python: bool
+) -> list[str]:
+    """The wrapper running ``command`` inside, to ask the image something (from an empty
+    working directory: the bound directory is that one)."""
+    return ["/bin/sh", "-c", script(container, env, tuple(command), python), MARK, "probe.json"]
