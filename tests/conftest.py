@@ -7,6 +7,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,41 @@ def runtime_dir_outside_binds(monkeypatch):
     monkeypatch.setenv("USER", pwd.getpwuid(os.getuid()).pw_name)  # ch-run needs it
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def fake_conda(tmp_path, monkeypatch, second_venv):
+    """A stand-in for conda: it prints what `conda shell.posix activate ENV` prints.
+
+    conda cannot be installed on our test machines, so this script imitates its activation
+    output (PS1, exports of PATH, CONDA_PREFIX, CONDA_SHLVL, ..., then sourcing the env's
+    activate.d scripts) for an env whose prefix is a real venv with ipykernel.
+    """
+    prefix = tmp_path / "conda" / "envs" / "geo"
+    shutil.copytree(second_venv, prefix, symlinks=True)
+    (prefix / "conda-meta").mkdir()
+    activate_d = prefix / "etc" / "conda" / "activate.d"
+    activate_d.mkdir(parents=True)
+    (activate_d / "gdal-activate.sh").write_text(f'export GDAL_DATA="{prefix}/share/gdal"\n')
+    conda = tmp_path / "conda" / "bin" / "conda"
+    conda.parent.mkdir(parents=True)
+    conda.write_text(
+        textwrap.dedent(f"""\
+        #!/bin/sh
+        [ "$1" = shell.posix ] && [ "$2" = activate ] || {{ echo "unexpected: $*" >&2; exit 2; }}
+        case "$3" in geo|{prefix}) ;; *) echo "EnvironmentNameNotFound: $3" >&2; exit 1;; esac
+        echo "PS1='(geo) '"
+        echo "export PATH='{prefix}/bin:{tmp_path}/conda/condabin:'\\"\\$PATH\\""
+        echo "export CONDA_PREFIX='{prefix}'"
+        echo "export CONDA_SHLVL='1'"
+        echo "export CONDA_DEFAULT_ENV='geo'"
+        echo "export CONDA_PROMPT_MODIFIER='(geo) '"
+        echo ". \\"{activate_d}/gdal-activate.sh\\""
+    """)
+    )
+    conda.chmod(0o755)
+    monkeypatch.setenv("CONDA_EXE", str(conda))
+    return prefix
 
 
 @pytest.fixture(autouse=True)

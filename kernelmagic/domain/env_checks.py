@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from string import Template
 
-from kernelmagic.domain import containers, envcapture
+from kernelmagic.domain import containers, envcapture, projects
 from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
 from kernelmagic.domain.policy import JOB_SCOPED, JOB_SCOPED_NAMES, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
@@ -125,7 +125,7 @@ def problems(info: SpecInfo, environ: Mapping[str, str], policy: EnvPolicy) -> l
     """Every problem of the spec's env: a module it was made with that is gone (named once,
     with the variables that point where it was), paths that point nowhere, templates naming
     unset variables, job-scoped values."""
-    found = env_problems(info, environ) + job_scoped(info, policy)
+    found = env_problems(info, environ) + job_scoped(info, policy) + project_drift(info)
     gone = _gone_modules(info)
     if not gone:
         return found
@@ -143,6 +143,24 @@ def problems(info: SpecInfo, environ: Mapping[str, str], policy: EnvPolicy) -> l
         for name, path in gone.items()
     ]
     return modules + [p for p in found if p.kind != "missing-dir"]
+
+
+def project_drift(info: SpecInfo) -> list[Problem]:
+    """A project spec whose lockfile or interpreter changed since it was made."""
+    record = Provenance.of_spec(info.spec)
+    if record is None or record.project is None:
+        return []
+    reasons = projects.drift(record.project)
+    if not reasons:
+        return []
+    return [
+        Problem(
+            "project-drift",
+            f"{'; '.join(reasons)}: its env may no longer be the project's; refresh re-captures it",
+            str(record.project.get("root", "")),
+            fix=f"refresh {info.name}",
+        )
+    ]
 
 
 def _gone_modules(info: SpecInfo) -> dict[str, str]:

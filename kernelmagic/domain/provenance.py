@@ -19,8 +19,8 @@ METADATA_KEY = "kernelmagic"
 SNIPPET_FILE = "kernelmagic-snippet.sh"
 # Sources that can be made again on refresh; "current" (a running session) and "remote" (a
 # copy of another spec) cannot.
-REPEATABLE = ("snippet", "modules", "conda", "python")
-_SOURCE_FIELDS = ("snippet", "modules", "conda_env", "python", "shell")
+REPEATABLE = ("snippet", "modules", "conda", "python", "project")
+_SOURCE_FIELDS = ("snippet", "modules", "conda_env", "python", "shell", "project")
 
 
 def now() -> str:
@@ -31,12 +31,13 @@ def now() -> str:
 class Source:
     """How the environment is made."""
 
-    origin: str  # current | snippet | modules | conda | python | remote
+    origin: str  # current | snippet | modules | conda | python | project | remote
     snippet: str | None = field(default=None, repr=False)  # may hold a secret
     modules: str | None = None
     conda_env: str | None = None
     python: str | None = None  # the interpreter the user asked for
     shell: str | None = None
+    project: str | None = None  # the project's dir (--project)
 
     @property
     def repeatable(self) -> bool:
@@ -79,6 +80,8 @@ class Source:
             return f"module load {self.modules}"
         if self.origin == "conda":
             return f"the conda env {self.conda_env}"
+        if self.origin == "project":
+            return f"the project at {self.project}"
         return {"snippet": "the snippet", "current": "this session"}.get(self.origin, self.origin)
 
 
@@ -111,6 +114,7 @@ class Provenance:
     snippet_file: str | None = None  # the full snippet, kept owner-only beside kernel.json
     generated_display_name: str | None = None  # the display name kernelmagic made up
     container: dict[str, Any] | None = None  # containers.Container's fields
+    project: dict[str, Any] | None = None  # projects.Project.record(): for drift
 
     @property
     def captured(self) -> list[str]:
@@ -133,12 +137,14 @@ class Provenance:
             # For the origin "python" the interpreter asked for is the one found.
             "python_requested": source.python if source.origin != "python" else None,
             "shell": source.shell,
+            "project_dir": source.project,
             "loaded_modules": self.loaded_modules,
             "modulefiles": dict(self.modulefiles) or None,
             "from": self.remote_from,
             "engine": self.engine,
             "generated_display_name": self.generated_display_name,
             "container": self.container,
+            "project": self.project,
         }
         record.update({k: v for k, v in optional.items() if v is not None})
         if source.origin != "remote":
@@ -191,6 +197,7 @@ class Provenance:
             conda_env=text("conda_env"),
             python=python,
             shell=text("shell"),
+            project=text("project_dir"),
         )
         digests = record.get("captured_digests")
         digests = (
@@ -224,9 +231,8 @@ class Provenance:
             version=text("version") or "",
             snippet_file=text("snippet_file"),
             generated_display_name=text("generated_display_name"),
-            container=dict(record["container"])
-            if isinstance(record.get("container"), dict)
-            else None,
+            container=_object(record.get("container")),
+            project=_object(record.get("project")),
         )
 
     @classmethod
@@ -253,6 +259,11 @@ class Provenance:
         return spec
 
 
+def _object(value: Any) -> dict[str, Any] | None:
+    """A JSON object as a dict of its own (its reader checks each field); else None."""
+    return dict(value) if isinstance(value, dict) else None
+
+
 def _text_map(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
@@ -261,6 +272,15 @@ def _text_map(value: Any) -> dict[str, str]:
 
 def _strings(value: Any) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def project_of(spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The project a spec was made for (``--project``), read without the rest of the record:
+    a listing of thousands of specs asks it of each."""
+    metadata = spec.get("metadata")
+    record = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    project = record.get("project") if isinstance(record, dict) else None
+    return project if isinstance(project, dict) else None
 
 
 def recorded_patterns(spec: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -20,8 +20,9 @@ import sys
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from kernelmagic.domain import envcapture, shells
+from kernelmagic.domain import envcapture, projects, shells
 from kernelmagic.domain.policy import batch_job
 from kernelmagic.domain.provenance import Source
 from kernelmagic.errors import InvalidInput, SourceFailed
@@ -172,6 +173,7 @@ class MadeEnvironment:
     loaded_modules: str | None = None  # LOADEDMODULES after the source ran
     modulefiles: dict[str, str] = field(default_factory=dict)  # module -> its modulefile
     environment: dict[str, str] = field(default_factory=dict, repr=False)  # all of it
+    project: dict[str, Any] | None = None  # --project: what the spec records for drift
 
 
 def module_command(modules: str) -> str:
@@ -205,6 +207,8 @@ def make_environment(
     ``python`` False means the kernel is another language's: no interpreter is chosen.
     """
     environ = dict(os.environ if environ is None else environ)
+    if source.origin == "project":
+        return _from_project(source, options, environ, timeout, python)
     if source.origin == "current":
         made = _from_current(options, environ, timeout)
         made.environment = environ
@@ -283,6 +287,29 @@ def installed_from() -> str:
         return shlex.quote(f"{vcs['vcs']}+{url}")
     path = url.removeprefix("file://") if url.startswith("file://") else url
     return shlex.quote(urllib.parse.unquote(path))
+
+
+def _from_project(
+    source: Source,
+    options: envcapture.CaptureOptions,
+    environ: dict[str, str],
+    timeout: float,
+    python: bool,
+) -> MadeEnvironment:
+    """The environment the project's own tool made for it: found as that tool finds it,
+    then made like the concrete source it amounts to (an interpreter, conda's activation,
+    pixi's variables)."""
+    project = projects.detect(source.project or ".", environ)
+    if python and project.interpreter:
+        found = probe_interpreter(project.interpreter, environ)
+        if found is None or not found.has_ipykernel:
+            raise projects.ipykernel_missing(project)
+    made = make_environment(
+        project.source(source.shell), options, environ, timeout=timeout, python=python
+    )
+    made.project = project.record()
+    made.project["name"] = project.name
+    return made
 
 
 def _from_current(

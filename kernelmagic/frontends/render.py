@@ -21,6 +21,7 @@ from typing import Any
 
 from kernelmagic.domain.checks import NOTE, Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.provenance import project_of
 from kernelmagic.operations.apply import Outcome
 from kernelmagic.operations.doctor import Report
 from kernelmagic.operations.edit import SpecEnv
@@ -113,6 +114,9 @@ def _spec_rows(specs: SpecList, style: str) -> list[tuple[str, ...]]:
         if info.problems:
             texts = "; ".join(problem_text(p, style) for p in info.problems)
             status = ("hidden by Jupyter: " if not info.visible else "") + texts
+        project = project_of(info.spec)
+        if project is not None:  # a project's kernel: say which; the doctor says if it drifted
+            status += f" (project: {project.get('tool')}, {project.get('root')})"
         rows.append((info.name, info.display_name, info.language, info.resource_dir, status))
     return rows
 

@@ -270,6 +270,11 @@ def _runs(entry: dict[str, Any], request: ApplyRequest) -> list[str]:
             runs.append(f"{shell} -l: {conda_snippet(source.conda_env or '')}")
         except KernelmagicError as exc:
             raise KernelmagicError(f"activating {source.conda_env}: {exc}") from None
+    elif source.origin == "project":
+        runs.append(
+            f"the project's tool, in {source.project} (poetry env info -p, pdm info --python, "
+            "hatch env find or pixi shell-hook --json, as the project needs)"
+        )
     python = request.python or source.python
     kind = entry.get("kind", "python")
     if kind == "python":

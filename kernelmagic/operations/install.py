@@ -21,7 +21,7 @@ from kernelmagic.domain.policy import EnvPolicy
 from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source, comparable
 from kernelmagic.domain.shell_syntax import EnvChanges
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations import install_container
+from kernelmagic.operations import install_container, install_project
 from kernelmagic.operations.options import (
     DISPLAY_NAME,
     DRY_RUN,
@@ -32,7 +32,6 @@ from kernelmagic.operations.options import (
     LITERAL,
     LOCATION_OPTIONS,
     MODULES,
-    NEW_SPEC,
     REPLACE,
     SHELL,
     SHELL_TIMEOUT,
@@ -109,6 +108,12 @@ NO_TEMPLATES = option(
     action="store_true",
     help="write PATH-like variables literally instead of as additions around ${PATH}",
 )
+INSTALL_NAME = option(
+    "name",
+    nargs="?",
+    metavar="NAME",
+    help="the new spec's name (stored lowercase; with --project, default: the project's name)",
+)
 SNIPPET_FILE_OPTION = option(
     "--snippet-file",
     only="cli",
@@ -171,10 +176,10 @@ class InstallRequest:
         "--python sets."
     )
     OPTIONS: ClassVar[tuple[Option, ...]] = (
-        NEW_SPEC, KERNEL, LIKE, PROGRAM, FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL,
+        INSTALL_NAME, KERNEL, LIKE, PROGRAM, FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL,
         SHELL_TIMEOUT, DISPLAY_NAME, *LOCATION_OPTIONS, GROUP, ENV, LITERAL, CAPTURE,
         BASELINE, INCLUDE, EXCLUDE, NO_TEMPLATES, REPLACE, DRY_RUN, SNIPPET_FILE_OPTION,
-        *install_container.OPTIONS,
+        *install_container.OPTIONS, *install_project.OPTIONS,
     )  # fmt: skip
 
     name: str
@@ -192,6 +197,7 @@ class InstallRequest:
     timeout: float = sources.SHELL_TIMEOUT  # bounds the shell that makes the environment
     keep_if_same: bool = False  # with replace: leave a spec that is already what it makes
     container: containers.Container | None = None  # --container: the kernel runs in it
+    cwd: bool = False  # --cwd: a project kernel starts in the project's dir
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", validate_name(self.name))
@@ -207,6 +213,10 @@ class InstallRequest:
             raise InvalidInput(
                 "--python names a Python interpreter; name R or julia with --program"
             )
+        if self.cwd and (self.source.origin != "project" or self.other_language):
+            raise InvalidInput("--cwd goes with --project, for a Python kernel")
+        if self.container is not None and self.source.origin == "project":
+            raise InvalidInput("--project uses the project's own environment, not a container")
         if self.container is not None:
             install_container.check_request(
                 self.container, kernel=self.kernel, like=self.like, origin=self.source.origin
@@ -247,7 +257,12 @@ class InstallRequest:
                     "--python names a Python interpreter; name R or julia with --program"
                 )
             python, program = None, python or program
-        source = source_from(
+        source = install_project.source_from_args(ns, ns.shell)
+        if source is not None and body is not None:
+            raise InvalidInput(
+                "--project finds the environment itself; it cannot go with a snippet"
+            )
+        source = source or source_from(
             snippet=body,
             modules=ns.modules,
             from_conda=ns.from_conda,
@@ -259,7 +274,7 @@ class InstallRequest:
         container_default = container is not None and source.origin == "current"
         mode = ns.capture or ("none" if container_default else settings.default_capture)
         return cls(
-            ns.name,
+            install_project.spec_name(ns),
             source,
             kernel=ns.kernel,
             like=ns.like,
@@ -280,6 +295,7 @@ class InstallRequest:
             dry_run=ns.dry_run,
             timeout=ns.timeout,
             container=container,
+            cwd=ns.cwd,
         )
 
 
@@ -339,6 +355,8 @@ def install(
         request.source, options, environ, timeout=request.timeout, python=python
     )
     record = _record(request, made)
+    record.project = made.project
+    install_project.check_language(request.kernel, made.project)
     env = {**made.result.env, **request.env}
     if request.container is not None:
         spec, container, version = install_container.build(
@@ -370,6 +388,8 @@ def install(
         version = "{}.{}".format(*made.interpreter.version)
         generated = languages.generated_display_name("python", version, request.name)
         files_of = _ipykernel_files
+    if request.cwd and made.project:
+        spec["argv"].append(install_project.start_in(made.project["root"]))
     spec["display_name"] = request.display_name or generated
     if env:
         spec["env"] = env

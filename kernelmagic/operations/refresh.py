@@ -137,6 +137,7 @@ def refresh(
             current.program = program
         current.loaded_modules = made.loaded_modules or current.loaded_modules
         current.modulefiles = made.modulefiles or current.modulefiles
+        current.project = made.project or current.project
         current.extra_secrets, current.extra_noise = policy.extra_secrets, policy.extra_noise
         current.captured_digests = secret_free_digests(written, policy)
         current.refreshed = now()

@@ -1,0 +1,322 @@
+"""Project environments: the environment a project's own tool made for it, found the way that
+tool finds it (uv, Poetry, PDM, Hatch, pixi, conda's environment.yml, a bare .venv).
+
+A project spec bakes that environment into a plain spec (no ``uv run`` or ``pixi run`` at
+start) and records the project's dir, its tool and a digest of its lockfile, so that the
+doctor can say when the lockfile or the interpreter changed since (``drift``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kernelmagic.domain.provenance import Source
+from kernelmagic.domain.shells import failure_lines
+from kernelmagic.errors import InvalidInput, SourceFailed
+
+TOOL_TIMEOUT = 60.0  # `poetry env info -p` and friends
+# What marks a project's dir, looked for from the given dir upwards.
+_MARKERS = (
+    "pixi.toml", "pyproject.toml", "environment.yml", "environment.yaml", "uv.lock",
+    "poetry.lock", "pdm.lock", "hatch.toml", ".venv", "venv",
+)  # fmt: skip
+_LOCKFILES = {
+    "uv": "uv.lock",
+    "poetry": "poetry.lock",
+    "pdm": "pdm.lock",
+    "pixi": "pixi.lock",
+    "hatch": "pyproject.toml",  # Hatch has no lockfile: its envs follow pyproject.toml
+}
+# How to make the environment, and how to give it ipykernel, in each tool's own words.
+_CREATE = {
+    "uv": "uv sync",
+    "poetry": "poetry install",
+    "pdm": "pdm install",
+    "hatch": "hatch env create",
+    "pixi": "pixi install",
+    "conda": "conda env create -f {file}",
+    "venv": "python3 -m venv .venv",
+}
+_ADD_IPYKERNEL = {
+    "uv": "uv add --dev ipykernel",
+    "poetry": "poetry add --group dev ipykernel",
+    "pdm": "pdm add -dG dev ipykernel",
+    "hatch": "add ipykernel to the env's dependencies in pyproject.toml",
+    "pixi": "pixi add ipykernel",
+    "conda": "conda install -n {env} ipykernel",
+    "venv": ".venv/bin/python -m pip install ipykernel",
+}
+_TABLE = re.compile(r"^\s*\[\s*tool\.(\w+)", re.M)
+_NAME = re.compile(r'^\s*name\s*=\s*["\']([^"\']+)["\']', re.M)
+_YAML_NAME = re.compile(r"^name\s*:\s*['\"]?([^'\"#\s]+)", re.M)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project's dir, the tool that manages it, its name, its lockfile and its
+    environment (a prefix; for conda's environment.yml the env's name)."""
+
+    root: str
+    tool: str  # uv | poetry | pdm | hatch | pixi | conda | venv
+    name: str
+    lockfile: str | None
+    prefix: str | None
+    conda_env: str | None = None
+    activation: str | None = None  # pixi: the variables its activation sets, as a snippet
+
+    @property
+    def interpreter(self) -> str | None:
+        return os.path.join(self.prefix, "bin", "python") if self.prefix else None
+
+    def in_root(self, command: str) -> str:
+        return f"cd {shlex.quote(self.root)} && {command}"
+
+    def create_command(self) -> str:
+        file = os.path.basename(self.lockfile or "environment.yml")
+        return self.in_root(_CREATE[self.tool].format(file=file))
+
+    def add_ipykernel_command(self) -> str:
+        return self.in_root(_ADD_IPYKERNEL[self.tool].format(env=self.conda_env))
+
+    def source(self, shell: str | None = None) -> Source:
+        """The concrete source that makes the environment: its interpreter (a venv gets
+        VIRTUAL_ENV and its bin on PATH), conda's activation, or pixi's variables."""
+        if self.tool == "conda":
+            return Source("conda", conda_env=self.conda_env, shell=shell)
+        if self.activation is not None:
+            return Source("snippet", snippet=self.activation, python=self.interpreter, shell=shell)
+        return Source("python", python=self.interpreter, shell=shell)
+
+    def record(self) -> dict[str, Any]:
+        """What the spec records, for drift: the dir, tool, lockfile digest, interpreter."""
+        found: dict[str, Any] = {"root": self.root, "tool": self.tool}
+        if self.lockfile:
+            found.update(lockfile=self.lockfile, lock_digest=file_digest(self.lockfile))
+        if self.interpreter:
+            found.update(python=self.interpreter, python_target=_target(self.interpreter))
+        return found
+
+
+def file_digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+def _target(path: str) -> str | None:
+    """Where an interpreter (a venv's link) really is; None when it is not there."""
+    real = os.path.realpath(path)
+    return real if os.path.exists(real) else None
+
+
+def find_root(start: str) -> str:
+    """``start`` or the nearest dir above it that holds a project file."""
+    here = os.path.abspath(start)
+    if not os.path.isdir(here):
+        raise InvalidInput(f"--project {start}: no such directory")
+    while True:
+        if any(os.path.exists(os.path.join(here, marker)) for marker in _MARKERS):
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            raise InvalidInput(
+                f"no project at {os.path.abspath(start)} or above it (no pyproject.toml, "
+                "pixi.toml, environment.yml or .venv)"
+            )
+        here = parent
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(1 << 20)
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _tool_output(command: list[str], root: str, environ: Mapping[str, str], what: str) -> str:
+    """What the project's tool prints (run in the project's dir, as its users run it)."""
+    try:
+        done = subprocess.run(
+            command, cwd=root, env=dict(environ), capture_output=True,
+            stdin=subprocess.DEVNULL, timeout=TOOL_TIMEOUT, check=False,
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise InvalidInput(
+            f"{command[0]} is not on PATH; it manages the project at {root}"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise SourceFailed(
+            f"{shlex.join(command)} did not answer within {TOOL_TIMEOUT:g} s"
+        ) from None
+    if done.returncode != 0:
+        said = failure_lines(done.stderr.decode("utf-8", "replace"))
+        raise InvalidInput(f"{shlex.join(command)} failed ({what})", details=said)
+    return done.stdout.decode("utf-8", "replace").strip()
+
+
+def _pixi_activation(root: str, environ: Mapping[str, str]) -> str:
+    """pixi's activation (its variables, activation scripts included) as export lines."""
+    text = _tool_output(
+        ["pixi", "shell-hook", "--json"],
+        root,
+        environ,
+        "asked for the pixi environment's variables",
+    )
+    try:
+        variables = json.loads(text)["environment_variables"]
+        assert isinstance(variables, dict)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise InvalidInput("pixi shell-hook --json did not print environment variables") from None
+    lines = []
+    for name, value in variables.items():
+        if not (isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name))):
+            continue
+        lines.append(f"export {name}={_relative_to_own(name, value, environ.get(name))}\n")
+    return "".join(lines)
+
+
+def _relative_to_own(name: str, value: str, own: str | None) -> str:
+    """A value as shell text: pixi adds to the PATH it was run with; where the value ends
+    with that, the snippet adds to its own shell's instead (``"$PATH"``)."""
+    suffix = f"{os.pathsep}{own}" if own else None
+    if suffix and value.endswith(suffix) and value != suffix:
+        return f'{shlex.quote(value[: -len(suffix)])}{os.pathsep}"${name}"'
+    return shlex.quote(value)
+
+
+def _tool(root: str, pyproject: str) -> str | None:
+    tables = set(_TABLE.findall(pyproject))
+    for tool, marker in (("pixi", "pixi.toml"), ("uv", "uv.lock"), ("poetry", "poetry.lock"),
+                         ("pdm", "pdm.lock"), ("hatch", "hatch.toml")):  # fmt: skip
+        if os.path.exists(os.path.join(root, marker)) or tool in tables:
+            return tool
+    for name in ("environment.yml", "environment.yaml"):
+        if os.path.exists(os.path.join(root, name)):
+            return "conda"
+    if any(os.path.isdir(os.path.join(root, d)) for d in (".venv", "venv")):
+        return "venv"
+    if pyproject:  # a plain pyproject.toml: uv's default layout
+        return "uv"
+    return None
+
+
+def detect(start: str, environ: Mapping[str, str]) -> Project:
+    """The project at ``start`` (or above), its tool and its environment, found as the tool
+    finds it. Refuses, with the tool's own command, when the environment does not exist."""
+    root = find_root(start)
+    pyproject = _read(os.path.join(root, "pyproject.toml"))
+    pixi_toml = _read(os.path.join(root, "pixi.toml"))
+    tool = _tool(root, pyproject)
+    if tool is None:
+        raise InvalidInput(f"cannot tell which tool manages {root}")
+    names = _NAME.findall(pixi_toml or pyproject)
+    name = names[0] if names else os.path.basename(root)
+    lockfile = os.path.join(root, _LOCKFILES[tool]) if tool in _LOCKFILES else None
+    if tool == "conda":
+        spec_file = next(
+            os.path.join(root, n) for n in ("environment.yml", "environment.yaml")
+            if os.path.exists(os.path.join(root, n))
+        )  # fmt: skip
+        found = _YAML_NAME.findall(_read(spec_file))
+        if not found:
+            raise InvalidInput(f"{spec_file} names no environment (name: ...)")
+        return Project(root, tool, found[0], spec_file, None, conda_env=found[0])
+    prefix = _prefix(tool, root, environ)
+    project = Project(
+        root, tool, name, lockfile if lockfile and os.path.exists(lockfile) else None, prefix
+    )
+    if not prefix or not os.path.exists(project.interpreter or ""):
+        where = prefix or "its environment"
+        raise InvalidInput(
+            f"the {tool} project's environment {where} does not exist yet; make it: "
+            f"{project.create_command()}"
+        )
+    if tool == "pixi":
+        return Project(**{**vars(project), "activation": _pixi_activation(root, environ)})
+    return project
+
+
+def _prefix(tool: str, root: str, environ: Mapping[str, str]) -> str | None:
+    """Where the tool keeps the project's environment."""
+    if tool == "uv":
+        chosen = environ.get("UV_PROJECT_ENVIRONMENT") or ".venv"
+        return os.path.join(root, os.path.expanduser(chosen))
+    if tool == "venv":
+        return next(
+            (
+                os.path.join(root, d)
+                for d in (".venv", "venv")
+                if os.path.isdir(os.path.join(root, d))
+            ),
+            None,
+        )
+    if tool == "pixi":
+        return os.path.join(root, ".pixi", "envs", environ.get("PIXI_ENVIRONMENT_NAME", "default"))
+    if tool == "poetry":
+        return (
+            _tool_output(["poetry", "env", "info", "-p"], root, environ, "asked where its env is")
+            or None
+        )
+    if tool == "pdm":
+        python = _tool_output(
+            ["pdm", "info", "--python"], root, environ, "asked for its interpreter"
+        )
+        return os.path.dirname(os.path.dirname(python)) if python else None
+    return _tool_output(["hatch", "env", "find"], root, environ, "asked where its env is") or None
+
+
+def valid_name(name: str) -> str:
+    """A project's name as a kernel spec's name: lowercase, [a-z0-9._-] only."""
+    made = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.") or "project"
+    return made
+
+
+def drift(record: Mapping[str, Any]) -> list[str]:
+    """What changed since a project spec was made: its lockfile, its interpreter."""
+    reasons = []
+    lockfile, digest = record.get("lockfile"), record.get("lock_digest")
+    if isinstance(lockfile, str) and isinstance(digest, str) and file_digest(lockfile) != digest:
+        state = "changed" if os.path.exists(lockfile) else "is gone"
+        reasons.append(f"its lockfile {lockfile} {state} since the spec was made")
+    python, target = record.get("python"), record.get("python_target")
+    if isinstance(python, str):
+        now = _target(python)
+        if now is None:
+            reasons.append(f"its interpreter {python} is gone")
+        elif isinstance(target, str) and now != target:
+            reasons.append(f"its interpreter {python} now runs {now}, not {target}")
+    return reasons
+
+
+def ipykernel_missing(project: Project) -> InvalidInput:
+    """The refusal for an environment without ipykernel, with the tool's command."""
+    return InvalidInput(
+        f"the {project.tool} project's environment has no ipykernel; add it: "
+        f"{project.add_ipykernel_command()}"
+    )
+
+
+def name_of(start: str) -> str:
+    """The project's name, as its files give it (no tool is run): pixi.toml's or
+    pyproject.toml's ``name``, environment.yml's, else its dir's name."""
+    root = find_root(start)
+    for file in ("pixi.toml", "pyproject.toml"):
+        names = _NAME.findall(_read(os.path.join(root, file)))
+        if names:
+            return names[0]
+    for file in ("environment.yml", "environment.yaml"):
+        names = _YAML_NAME.findall(_read(os.path.join(root, file)))
+        if names:
+            return names[0]
+    return os.path.basename(root)

@@ -1,0 +1,243 @@
+"""Project kernels (issue 27): one kernel per project, kept in step with its lockfile.
+
+uv and Poetry run for real (both are test dependencies) and offline: the projects have no
+dependencies, so `uv lock --offline`, `uv sync --offline`, `poetry env use` and `poetry lock`
+need no index. What `uv add --dev ipykernel` would install comes from this test venv through
+a .pth file instead (the index is not reachable at test time). pixi and conda cannot be
+installed here: small stand-ins print what `pixi shell-hook --json` and `conda shell.posix
+activate` print, for environments that are real venvs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+from helpers import make_venv, run_in_kernel
+from nbclient import NotebookClient
+
+from kernelmagic.frontends.cli import main
+
+BIN = Path(sys.executable).parent
+
+
+def _tool(*command: str, cwd: Path) -> str:
+    done = subprocess.run(
+        [str(BIN / command[0]), *command[1:]], cwd=cwd, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _give_ipykernel(prefix: Path) -> None:
+    """What `uv add --dev ipykernel` (or `poetry add`) would do, without an index."""
+    site = next(prefix.glob("lib/python*/site-packages"))
+    (site / "test-ipykernel.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+
+
+@pytest.fixture
+def tools_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", f"{BIN}:{os.environ['PATH']}")  # uv and poetry, as installed
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
+    monkeypatch.setenv("POETRY_CACHE_DIR", str(tmp_path / "poetry-cache"))
+    monkeypatch.setenv("POETRY_CONFIG_DIR", str(tmp_path / "poetry-config"))
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    monkeypatch.delenv("UV_PROJECT_ENVIRONMENT", raising=False)
+
+
+@pytest.fixture
+def uv_project(tmp_path, tools_offline) -> Path:
+    """`uv init` + `uv lock` + `uv sync`, for real: a project with its .venv."""
+    root = tmp_path / "Geo Project"
+    root.mkdir()
+    _tool("uv", "init", "--bare", "--name", "geo-analysis", "--python", sys.executable, cwd=root)
+    _tool("uv", "sync", "--python", sys.executable, cwd=root)
+    assert (root / "uv.lock").exists() and (root / ".venv" / "bin" / "python").exists()
+    return root
+
+
+def _spec(user_kernels: Path, name: str) -> dict:
+    return json.loads((user_kernels / name / "kernel.json").read_text())
+
+
+def test_a_uv_projects_kernel_runs_its_venv_and_follows_its_lockfile(
+    uv_project, user_kernels, monkeypatch, capsys
+):
+    """From a dir inside the project, NAME from the project; then the lockfile changes as
+    uv changes it, the doctor says so, refresh clears it."""
+    _give_ipykernel(uv_project / ".venv")
+    inside = uv_project / "notebooks"
+    inside.mkdir()
+    monkeypatch.chdir(inside)
+    assert main(["install", "--project"]) == 0
+    spec = _spec(user_kernels, "geo-analysis")
+    assert spec["argv"][0] == str(uv_project / ".venv" / "bin" / "python")
+    record = spec["metadata"]["kernelmagic"]["project"]
+    assert (record["tool"], record["root"]) == ("uv", str(uv_project))
+    seen = run_in_kernel("geo-analysis")
+    assert seen["prefix"] == str(uv_project / ".venv")
+    assert seen["env"]["VIRTUAL_ENV"] == str(uv_project / ".venv")
+
+    capsys.readouterr()
+    assert main(["list", "geo-*"]) == 0
+    assert f"project: uv, {uv_project}" in capsys.readouterr().out
+    assert main(["doctor", "geo-analysis"]) == 0
+
+    pyproject = uv_project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('version = "0.1.0"', 'version = "0.2.0"'))
+    _tool("uv", "lock", cwd=uv_project)  # the lockfile records the new version
+    capsys.readouterr()
+    assert main(["doctor", "geo-analysis", "--json"]) == 1
+    (problem,) = json.loads(capsys.readouterr().out)["specs"]["geo-analysis"]["problems"]
+    assert problem["kind"] == "project-drift" and "uv.lock changed" in problem["message"]
+    assert problem["fix"] == "refresh geo-analysis"
+    assert main(["refresh", "geo-analysis"]) == 0
+    assert main(["doctor", "geo-analysis"]) == 0
+
+
+def test_uv_project_environment_and_the_refusals(uv_project, user_kernels, monkeypatch, capsys):
+    """The exact command to run when the env lacks ipykernel or does not exist yet;
+    UV_PROJECT_ENVIRONMENT is where uv puts it."""
+    assert main(["install", "geo", "--project", str(uv_project)]) == 2
+    assert f"add it: cd '{uv_project}' && uv add --dev ipykernel" in capsys.readouterr().err
+    monkeypatch.setenv("UV_PROJECT_ENVIRONMENT", "envs/main")
+    assert main(["install", "geo", "--project", str(uv_project)]) == 2
+    err = capsys.readouterr().err
+    assert f"environment {uv_project}/envs/main does not exist yet" in err
+    assert f"cd '{uv_project}' && uv sync" in err
+    _tool("uv", "sync", "--python", sys.executable, cwd=uv_project)
+    _give_ipykernel(uv_project / "envs" / "main")
+    assert main(["install", "geo", "--project", str(uv_project)]) == 0
+    assert _spec(user_kernels, "geo")["argv"][0] == str(uv_project / "envs/main/bin/python")
+    assert not (user_kernels / "geo-analysis").exists()
+    for extra, message in (
+        (["--kernel", "ir"], "uv manages Python environments"),
+        (["--python", sys.executable], "it cannot go with --python"),
+        (["--modules", "gdal"], "it cannot go with --modules"),
+    ):
+        assert main(["install", "other", "--project", str(uv_project), *extra]) in (1, 2)
+        assert message in capsys.readouterr().err
+    assert main(["install", "other", "--cwd"]) == 2
+    assert "--cwd goes with --project" in capsys.readouterr().err
+    assert not (user_kernels / "other").exists()
+
+
+def test_cwd_starts_the_kernel_in_the_project_whatever_the_client(
+    uv_project, user_kernels, tmp_path
+):
+    """A notebook elsewhere reads a project file by a relative path: nbclient starts the
+    kernel in the notebook's dir, --cwd moves it to the project's (no wrapper process)."""
+    _give_ipykernel(uv_project / ".venv")
+    (uv_project / "data.txt").write_text("from the project\n")
+    assert main(["install", "geo", "--project", str(uv_project), "--cwd"]) == 0
+    argv = _spec(user_kernels, "geo")["argv"]
+    assert argv[0] == str(uv_project / ".venv" / "bin" / "python")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("print(open('data.txt').read().strip())"),
+        nbformat.v4.new_code_cell("print('os' in globals(), len(_ih))"),  # nothing left behind
+    ]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    client = NotebookClient(
+        notebook, kernel_name="geo", timeout=60, resources={"metadata": {"path": str(elsewhere)}}
+    )
+    client.execute()
+    printed = [cell["outputs"][0]["text"].strip() for cell in notebook.cells]
+    assert printed == ["from the project", "False 3"]
+
+
+def test_a_poetry_projects_kernel_finds_poetrys_own_env(
+    tmp_path, tools_offline, user_kernels, capsys
+):
+    """Poetry keeps the env in its cache dir: `poetry env info -p` says where. When the env
+    is removed (`poetry env remove`), the doctor says the interpreter is gone."""
+    root = tmp_path / "poetry-geo"
+    root.mkdir()
+    _tool("poetry", "init", "-n", "--name", "poetry-geo", "--python", ">=3.10", cwd=root)
+    _tool("poetry", "env", "use", sys.executable, cwd=root)
+    _tool("poetry", "lock", cwd=root)
+    prefix = Path(_tool("poetry", "env", "info", "-p", cwd=root))
+    assert prefix.is_relative_to(tmp_path / "poetry-cache")
+    _give_ipykernel(prefix)
+    assert main(["install", "--project", str(root)]) == 0
+    spec = _spec(user_kernels, "poetry-geo")
+    assert spec["metadata"]["kernelmagic"]["project"]["tool"] == "poetry"
+    assert run_in_kernel("poetry-geo")["prefix"] == str(prefix)
+    shutil.rmtree(prefix)
+    capsys.readouterr()
+    assert main(["doctor", "poetry-geo", "--json"]) == 1
+    kinds = {
+        p["kind"]: p for p in json.loads(capsys.readouterr().out)["specs"]["poetry-geo"]["problems"]
+    }
+    assert "is gone" in kinds["project-drift"]["message"]
+
+
+def test_a_pixi_project_gets_what_pixi_activation_sets(tmp_path, user_kernels, monkeypatch):
+    """pixi stand-in: `pixi shell-hook --json` prints the variables pixi's activation sets
+    (its activation scripts' included) for `.pixi/envs/default`, a real venv here."""
+    root = tmp_path / "pixi-geo"
+    prefix = root / ".pixi" / "envs" / "default"
+    make_venv(prefix, with_ipykernel=True)
+    (root / "pixi.toml").write_text('[workspace]\nname = "Pixi Geo"\nchannels = []\n')
+    (root / "pixi.lock").write_text("version: 6\n")
+    stand_in = tmp_path / "bin" / "pixi"
+    stand_in.parent.mkdir()
+    monkeypatch.setenv("PATH", f"{stand_in.parent}:{os.environ['PATH']}")
+    variables = {  # pixi adds to the PATH it is run with
+        "CONDA_PREFIX": str(prefix),
+        "PATH": f"{prefix}/bin:{os.environ['PATH']}",
+        "PIXI_PROJECT_NAME": "Pixi Geo",
+        "GDAL_DATA": f"{prefix}/share/gdal",
+    }
+    stand_in.write_text(
+        textwrap.dedent(f"""\
+        #!/bin/sh
+        [ "$1 $2" = "shell-hook --json" ] || {{ echo "unexpected: $*" >&2; exit 2; }}
+        [ "$PWD" = "{root}" ] || {{ echo "not in the project" >&2; exit 2; }}
+        echo '{json.dumps({"environment_variables": variables})}'
+        """)
+    )
+    stand_in.chmod(0o755)
+    assert main(["install", "--project", str(root)]) == 0
+    spec = _spec(user_kernels, "pixi-geo")
+    assert spec["argv"][0] == str(prefix / "bin" / "python")
+    assert spec["env"]["GDAL_DATA"] == f"{prefix}/share/gdal"
+    assert spec["env"]["CONDA_PREFIX"] == str(prefix)
+    assert spec["env"]["PATH"] == f"{prefix}/bin:${{PATH}}"
+    assert spec["metadata"]["kernelmagic"]["project"]["tool"] == "pixi"
+
+
+def test_a_conda_environment_yml_names_the_env(tmp_path, user_kernels, fake_conda):
+    root = tmp_path / "conda-geo"
+    root.mkdir()
+    (root / "environment.yml").write_text("name: geo\ndependencies:\n  - python=3.11\n")
+    assert main(["install", "--project", str(root)]) == 0
+    spec = _spec(user_kernels, "geo")
+    assert spec["argv"][0] == str(fake_conda / "bin" / "python")
+    assert spec["env"]["GDAL_DATA"] == f"{fake_conda}/share/gdal"
+    record = spec["metadata"]["kernelmagic"]["project"]
+    assert (record["tool"], record["lockfile"]) == ("conda", str(root / "environment.yml"))
+
+
+def test_apply_shows_what_a_project_entry_runs(uv_project, user_kernels, tmp_path, capsys):
+    _give_ipykernel(uv_project / ".venv")
+    assert main(["install", "geo", "--project", str(uv_project)]) == 0
+    document = tmp_path / "kernels.json"
+    assert main(["export", "geo", "-o", str(document)]) == 0
+    shutil.rmtree(user_kernels / "geo")
+    capsys.readouterr()
+    assert main(["apply", str(document), "--dry-run"]) == 0
+    assert f"the project's tool, in {uv_project}" in capsys.readouterr().out
+    assert main(["apply", str(document)]) == 0
+    assert _spec(user_kernels, "geo")["metadata"]["kernelmagic"]["project"]["tool"] == "uv"
