@@ -241,3 +241,10 @@ def test_apply_shows_what_a_project_entry_runs(uv_project, user_kernels, tmp_pat
     assert f"the project's tool, in {uv_project}" in capsys.readouterr().out
     assert main(["apply", str(document)]) == 0
     assert _spec(user_kernels, "geo")["metadata"]["kernelmagic"]["project"]["tool"] == "uv"
+
+
+def test_the_magic_names_the_spec_after_the_project(ip, uv_project, user_kernels, monkeypatch):
+    _give_ipykernel(uv_project / ".venv")
+    monkeypatch.chdir(uv_project)
+    ip.run_line_magic("kernel_install", "--project")
+    assert _spec(user_kernels, "geo-analysis")["argv"][0] == str(uv_project / ".venv/bin/python")
