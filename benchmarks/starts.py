@@ -237,17 +237,32 @@ def bench_launch(repeats: int, kernels: Path, count: int) -> None:
         shutil.copy(kernels / PLAIN / "kernel.json", spec_dir / "kernel.json")
         names.append(spec_dir.name)
 
-    def parallel() -> None:
-        assert all(launch.started for launch in launching.launch_all(names).launches)
+    def parallel(interrupt: bool = False) -> None:
+        report = launching.launch_all(names, interrupt=interrupt)
+        assert report.healthy and all(launch.started for launch in report.launches)
 
     def one_at_a_time() -> None:
-        assert all(launching.launch(name).started for name in names)
+        assert all(launching.launch(name, interrupt=False).started for name in names)
 
-    measured = rounds({"parallel": parallel, "sequential": one_at_a_time}, repeats)
+    measured = rounds(
+        {
+            "parallel": parallel,
+            "sequential": one_at_a_time,
+            "interrupt": lambda: parallel(interrupt=True),
+        },
+        repeats,
+    )
     row(
         f"doctor --launch, {count} specs (baseline: started one at a time)",
         measured["parallel"],
         measured["sequential"],
         "report",
         None,
+    )
+    row(
+        f"doctor --launch with its interrupt check, {count} specs (baseline: without it)",
+        measured["interrupt"],
+        measured["parallel"],
+        "<= 1.3x",
+        measured["interrupt"] <= 1.3 * measured["parallel"],
     )

@@ -58,6 +58,8 @@ def test_unload_removes_exactly_the_magics(shell):
         "kernel_export",
         "kernel_apply",
         "kernel_activate",
+        "kernel_shell",
+        "kernel_notebook",
     }
     assert set(shell.magics_manager.magics["cell"]) - before["cell"] == {
         "kernel_env",

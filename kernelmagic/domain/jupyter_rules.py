@@ -219,3 +219,13 @@ def discovery_config() -> DiscoveryConfig:
             allowed = frozenset(settings[key])
     ensure_native = dict(settings).get("ensure_native_kernel", True)
     return DiscoveryConfig(allowed, bool(ensure_native), ", ".join(sources))
+
+
+def carry_protocol_fields(source: dict[str, Any], spec: dict[str, Any]) -> None:
+    """The source kernel's protocol version and encryption support, which the remote kernel
+    (the same interpreter, elsewhere) has too; the installer writes neither."""
+    if "kernel_protocol_version" in source:
+        spec["kernel_protocol_version"] = source["kernel_protocol_version"]
+    metadata = source.get("metadata")
+    if isinstance(metadata, dict) and "supported_encryption" in metadata:
+        spec.setdefault("metadata", {})["supported_encryption"] = metadata["supported_encryption"]

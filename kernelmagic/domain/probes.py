@@ -7,6 +7,7 @@ would); it never runs a program that is not that language's interpreter on this 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -122,9 +123,14 @@ def probe_for(spec: dict[str, Any], environ: Mapping[str, str]) -> Probe | None:
 def _package_probe(kind: str, program: str, module: str, env: dict[str, str]) -> Probe:
     """``program`` asked whether it can load its kernel's package (``module`` for Python)."""
     if kind == "python":
+        # Found: what the clients' checks need (ipykernel's version, debugpy), read from
+        # package metadata: importing ipykernel would take a second.
         code = (
-            "import importlib.util, sys\n"
-            f"sys.exit(0 if importlib.util.find_spec({module!r}) else {_MISSING})"
+            "import importlib.util as u, json, sys\n"
+            f"u.find_spec({module!r}) or sys.exit({_MISSING})\n"
+            "try:\n from importlib.metadata import version; v = version('ipykernel')\n"
+            "except Exception:\n v = None\n"
+            "print(json.dumps({'ipykernel': v, 'debugpy': u.find_spec('debugpy') is not None}))"
         )
         fix = f"{program} -m pip install ipykernel"
         return Probe((program, "-c", code), env, f"cannot import {module}", fix)
@@ -146,20 +152,30 @@ class Failure:
     detail: str
 
 
-def run(probe: Probe) -> Failure | None:
-    """None if the package loads; else what went wrong."""
+def run(probe: Probe) -> tuple[Failure | None, dict[str, Any]]:
+    """(None, what it learnt) if the package loads; else (what went wrong, {})."""
     try:
         done = run_probe(probe.command, probe.env, TIMEOUT)
     except subprocess.TimeoutExpired:
-        return Failure(False, f"did not answer within {TIMEOUT:.0f} s")
+        return Failure(False, f"did not answer within {TIMEOUT:.0f} s"), {}
     except OSError as exc:
-        return Failure(False, f"cannot be run ({exc.strerror})")
+        return Failure(False, f"cannot be run ({exc.strerror})"), {}
     if done.returncode == 0:
-        return None
+        return None, _facts(done.stdout)
     if done.returncode == _MISSING:
-        return Failure(True, probe.missing)
+        return Failure(True, probe.missing), {}
     said = failure_in_one_line(done.stderr.decode(errors="replace"))
-    return Failure(False, f"could not start (exit status {done.returncode}): {said}")
+    return Failure(False, f"could not start (exit status {done.returncode}): {said}"), {}
+
+
+def _facts(stdout: bytes) -> dict[str, Any]:
+    """The JSON object a Python probe printed last (other languages print none)."""
+    lines = stdout.decode(errors="replace").strip().splitlines()
+    try:
+        found = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _container_probe(

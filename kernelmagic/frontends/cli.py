@@ -24,7 +24,9 @@ from kernelmagic.operations import (
     edit,
     install,
     kernel_sets,
+    kernel_shell,
     listing,
+    notebooks,
     refresh,
     remote,
 )
@@ -180,6 +182,21 @@ def _remote(ns: argparse.Namespace, config: Settings) -> int:
     return 0
 
 
+def _shell(ns: argparse.Namespace, config: Settings) -> int:
+    prepared = kernel_shell.prepare(kernel_shell.ShellRequest.from_args(ns, config))
+    for note in prepared.notes:
+        print(note, file=sys.stderr)
+    sys.stdout.flush()
+    status = kernel_shell.run(prepared).returncode
+    return 128 - status if status < 0 else status  # killed by a signal: as a shell says it
+
+
+def _notebook(ns: argparse.Namespace, config: Settings) -> int:
+    reports = notebooks.run(notebooks.NotebookRequest.from_args(ns, config))
+    print(render.text(reports))
+    return 0 if reports.healthy else 1
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "list": _list,
     "show": _show,
@@ -194,6 +211,8 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "refresh": _refresh,
     "provisioners": _provisioners,
     "remote": _remote,
+    "shell": _shell,
+    "notebook": _notebook,
 }
 
 

@@ -35,6 +35,8 @@ MAGICS = {
     "kernel_apply": "line",
     "kernel_doctor": "line",
     "kernel_activate": "line_cell",
+    "kernel_shell": "line",
+    "kernel_notebook": "line",
 }
 RESOLVES_LAZY_MAGICS = IPython.version_info >= (9, 17)
 # IPython's matchers that can suppress all others (Jedi's Python names included) came in 8.6;

@@ -31,7 +31,9 @@ from kernelmagic.operations import (
     edit,
     install,
     kernel_sets,
+    kernel_shell,
     listing,
+    notebooks,
     refresh,
     remote,
 )
@@ -335,3 +337,31 @@ class KernelMagics(Magics):
         for text in render.removal_lines(report.removed, dry_run=request.dry_run):
             print(text)
         return report.to_json() if request.json else render.shown(report)
+
+    @no_var_expand
+    @takes(kernel_shell.ShellRequest)
+    @line_magic
+    def kernel_shell(self, line: str = "") -> None:
+        """Prints what COMMAND printed (no interactive shell here: that needs a terminal)."""
+        request = self._request(self.kernel_shell, line)
+        if not request.command:
+            raise UsageError(
+                "give a COMMAND (an interactive shell needs a terminal: kernelmagic shell NAME)"
+            )
+        with _as_usage_errors():
+            prepared = kernel_shell.prepare(request)
+            for note in prepared.notes:
+                print(note)
+            done = kernel_shell.run(prepared, capture=True)
+        print(done.stdout, end="")
+        print(done.stderr, end="")
+        if done.returncode:
+            print(f"({request.command[0]} exited with status {done.returncode})")
+
+    @no_var_expand
+    @takes(notebooks.NotebookRequest)
+    @line_magic
+    def kernel_notebook(self, line: str = "") -> Any:
+        request = self._request(self.kernel_notebook, line)
+        with _as_usage_errors():
+            return render.shown(notebooks.run(request))

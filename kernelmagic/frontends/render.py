@@ -27,6 +27,7 @@ from kernelmagic.operations.doctor import Report
 from kernelmagic.operations.edit import SpecEnv
 from kernelmagic.operations.launching import FAILED, NOT_LAUNCHED, STARTED, LaunchReport
 from kernelmagic.operations.listing import SpecList
+from kernelmagic.operations.notebooks import NotebookReports
 from kernelmagic.operations.remote import ProvisionerList
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import SpecInfo, searched_by_jupyter
@@ -161,7 +162,11 @@ def _launch_rows(report: LaunchReport, style: str) -> list[tuple[str, ...]]:
             launch.result,
             f"{launch.seconds:.2f}" if launch.seconds is not None else "",
             f"{launch.language} ({launch.implementation})" if launch.started else "",
-            launch.reason,
+            "; ".join(
+                t
+                for t in (launch.reason, launch.interrupt and "interrupt " + launch.interrupt)
+                if t
+            ),
         )
         for launch in report.launches
     ]
@@ -183,6 +188,18 @@ def _provisioner_rows(found: ProvisionerList, style: str) -> list[tuple[str, ...
     return rows
 
 
+def _notebook_rows(reports: NotebookReports, style: str) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for report in reports:
+        details = report.fixed or report.reason
+        if report.matches and not report.fixed:
+            best = "; ".join(f"{m.name} ({m.why})" for m in report.matches[:3])
+            fix = command(f"notebook {shlex.quote(report.path)} --fix", style)
+            details += f"; matches, best first: {best}; fix: {fix}"
+        rows.append((report.path, report.wanted.get("name", ""), report.state, details))
+    return rows
+
+
 _SPEC_COLUMNS = ("name", "display name", "language", "resource dir", "status")
 _VIEWS: dict[type, _TableView] = {
     SpecList: _TableView(_SPEC_COLUMNS, _spec_rows, _spec_list_text),
@@ -191,6 +208,7 @@ _VIEWS: dict[type, _TableView] = {
         ("name", "result", "seconds", "kernel", "details"), _launch_rows, _launch_text
     ),
     ProvisionerList: _TableView(("provisioner", "package", "class", "options"), _provisioner_rows),
+    NotebookReports: _TableView(("notebook", "kernel", "state", "details"), _notebook_rows),
 }
 
 

@@ -9,7 +9,9 @@ from kernelmagic.operations.doctor import DoctorRequest
 from kernelmagic.operations.edit import CloneRequest, EnvRequest, PatchRequest, RemoveRequest
 from kernelmagic.operations.install import InstallRequest
 from kernelmagic.operations.kernel_sets import ExportRequest
+from kernelmagic.operations.kernel_shell import ShellRequest
 from kernelmagic.operations.listing import ListRequest, ShowRequest
+from kernelmagic.operations.notebooks import NotebookRequest
 from kernelmagic.operations.refresh import RefreshRequest
 from kernelmagic.operations.remote import ProvisionersRequest, RemoteRequest
 
@@ -27,6 +29,8 @@ REQUESTS = (
     ExportRequest,
     ApplyRequest,
     DoctorRequest,
+    ShellRequest,
+    NotebookRequest,
     ActivateRequest,
 )
 BY_COMMAND = {request.COMMAND: request for request in REQUESTS}

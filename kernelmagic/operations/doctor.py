@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kernelmagic.domain import checks, containers, env_checks, probes
+from kernelmagic.domain import checks, clients, containers, env_checks, probes
 from kernelmagic.domain.checks import PROBLEM, Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
@@ -35,6 +35,7 @@ class Diagnosis:
     name: str
     resource_dir: str
     problems: list[Problem] = field(default_factory=list)
+    clients: list[clients.Verdict] = field(default_factory=list)  # will it work in each
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Report:
                 d.name: {
                     "resource_dir": d.resource_dir,
                     "problems": [p.to_json() for p in d.problems],
+                    "clients": {v.client: v.to_json() for v in d.clients},
                 }
                 for d in self.diagnoses
             },
@@ -70,9 +72,11 @@ def _interpreter_problems(
     environ: Mapping[str, str],
     named: frozenset[str] = frozenset(),
     trust: bool = False,
+    facts: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, list[Problem]]:
     """Probe every distinct (program, packages' variables) once, in parallel; a spec others
-    can change only when it is named and ``trust`` is given."""
+    can change only when it is named and ``trust`` is given. What a probe learnt of its
+    interpreter goes into ``facts``, by spec name."""
     jobs: dict[tuple, probes.Probe] = {}
     wanted: dict[str, tuple] = {}
     found: dict[str, list[Problem]] = {}
@@ -98,8 +102,10 @@ def _interpreter_problems(
         futures = {key: pool.submit(probes.run, probe) for key, probe in jobs.items()}
         outcome = {key: future.result() for key, future in futures.items()}
     for name, key in wanted.items():
-        failure = outcome[key]
+        failure, learnt = outcome[key]
         if failure is None:
+            if facts is not None:
+                facts[name] = learnt
             continue
         program = jobs[key].interpreter
         if failure.missing:
@@ -260,7 +266,8 @@ def diagnose(
     names = list(names)
     infos = discovery.get_specs(names) if names else discovery.list_specs()
     named = frozenset(i.name for i in infos) if names else frozenset()
-    interpreter = _interpreter_problems(infos, environ, named, trust)
+    facts: dict[str, dict[str, Any]] = {}
+    interpreter = _interpreter_problems(infos, environ, named, trust, facts)
     locations = discovery.spec_locations()  # one scan of the kernel dirs, not one per spec
     diagnoses = []
     for info in infos:
@@ -272,7 +279,12 @@ def diagnose(
         problems += _shadowing(info, locations) + _unshared(info) + _container_problems(info)
         policy = DEFAULT_POLICY.with_recorded(info.spec)
         problems += env_checks.problems(info, environ, policy) + _remote_problems(info)
-        diagnoses.append(Diagnosis(info.name, info.resource_dir, problems))
+        problems += clients.interrupt_problems(info) + clients.claim_problems(
+            info, facts.get(info.name, {})
+        )
+        verdicts = clients.verdicts(info)
+        problems += clients.client_problems(verdicts)
+        diagnoses.append(Diagnosis(info.name, info.resource_dir, problems, verdicts))
     return Report(diagnoses)
 
 
@@ -333,6 +345,11 @@ LAUNCH = option(
     help="start each spec for real through jupyter_client and wait for its kernel_info "
     "reply; a failure shows the lines of the kernel's stderr that say why",
 )
+NO_INTERRUPT = option(
+    "--no-interrupt-check",
+    action="store_true",
+    help="with --launch: do not check that an interrupt stops a running cell",
+)
 LAUNCH_TIMEOUT = option(
     "--timeout",
     type=float,
@@ -356,7 +373,7 @@ class DoctorRequest:
         "env paths that do not exist, templates naming unset variables."
     )
     OPTIONS: ClassVar[tuple[Option, ...]] = (
-        NAMES, FIX, DRY_RUN, LAUNCH, LAUNCH_TIMEOUT, TRUST, JSON,
+        NAMES, FIX, DRY_RUN, LAUNCH, LAUNCH_TIMEOUT, NO_INTERRUPT, TRUST, JSON,
     )  # fmt: skip
 
     names: tuple[str, ...] = ()
@@ -366,6 +383,7 @@ class DoctorRequest:
     timeout: float = launching.DEFAULT_TIMEOUT  # each kernel's, with launch
     trust: bool = False  # run the named specs others can change
     json: bool = False
+    interrupt: bool = True  # with launch: interrupt a running cell
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
@@ -381,13 +399,18 @@ class DoctorRequest:
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> DoctorRequest:
-        return cls(tuple(ns.names), ns.fix, ns.dry_run, ns.launch, ns.timeout, ns.trust, ns.json)
+        return cls(
+            tuple(ns.names), ns.fix, ns.dry_run, ns.launch, ns.timeout, ns.trust, ns.json,
+            not ns.no_interrupt_check,
+        )  # fmt: skip
 
 
 def run(request: DoctorRequest) -> Report | launching.LaunchReport:
     """The report of the static checks (after ``fix`` removed the dead specs), or of the
     kernels ``launch`` started."""
     if request.launch:
-        return launching.launch_all(request.names, request.timeout, trust=request.trust)
+        return launching.launch_all(
+            request.names, request.timeout, trust=request.trust, interrupt=request.interrupt
+        )
     report = diagnose(request.names, trust=request.trust)
     return remove_dead(report, dry_run=request.dry_run) if request.fix else report

@@ -28,6 +28,10 @@ from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.storage import discovery
 
 DEFAULT_TIMEOUT = 60.0
+INTERRUPT_WAIT = 5.0  # an interrupt that has not stopped the cell by then is lost
+# A statement that runs for long, in each language's kernel, to interrupt.
+_SLEEPS = {"python": "import time; time.sleep(30)", "r": "Sys.sleep(30)", "julia": "sleep(30)",
+           "bash": "sleep 30"}  # fmt: skip
 STDERR_KEPT = 64 * 1024
 STARTED, FAILED, NOT_LAUNCHED = "started", "failed", "not launched"
 
@@ -42,6 +46,8 @@ class Launch:
     language: str = ""
     implementation: str = ""
     reason: str = ""
+    interrupt: str = ""  # "" (not checked), "arrived in 0.05 s", or why it was lost
+    interrupted: bool | None = None  # None when not checked
 
     @property
     def started(self) -> bool:
@@ -55,6 +61,8 @@ class Launch:
             "language": self.language,
             "implementation": self.implementation,
             "reason": self.reason,
+            "interrupt": self.interrupt,
+            "interrupted": self.interrupted,
         }
 
 
@@ -67,7 +75,7 @@ class LaunchReport:
 
     @property
     def healthy(self) -> bool:
-        return all(launch.started for launch in self.launches)
+        return all(launch.started and launch.interrupted is not False for launch in self.launches)
 
     def count(self, result: str) -> int:
         return sum(1 for launch in self.launches if launch.result == result)
@@ -106,9 +114,73 @@ class _StderrTail:
             return bytes(self._kept).decode("utf-8", "replace")
 
 
-def launch(name: str, timeout: float = DEFAULT_TIMEOUT) -> Launch:
+def _check_interrupt(manager: Any, client: Any, launched: Launch) -> None:
+    """Run a long sleep, interrupt it once the kernel is busy with it (an interrupt before
+    that may be ignored), and see whether the cell ends within ``INTERRUPT_WAIT``: what a
+    user's Interrupt button does, through the spec's own interrupt_mode."""
+    code = _SLEEPS.get(launched.language.lower())
+    if code is None:
+        launched.interrupt = f"not checked: no long statement known for {launched.language!r}"
+        return
+    if not _iopub_connected(client):
+        launched.interrupt = "not checked: the kernel published nothing on IOPub"
+        return
+    request = client.execute(code)
+    deadline = time.perf_counter() + 10.0
+    while time.perf_counter() < deadline:  # the kernel starts running our cell
+        try:
+            message = client.get_iopub_msg(timeout=0.2)
+        except queue.Empty:
+            continue
+        if message["parent_header"].get("msg_id") == request and message["msg_type"] in (
+            "execute_input",
+            "stream",
+        ):
+            break
+    time.sleep(0.02)  # into the statement itself (a second press covers a miss)
+    sent = time.perf_counter()
+    manager.interrupt_kernel()
+    again = True  # one more press, as a user would, if the first came just before the cell
+    while time.perf_counter() - sent < INTERRUPT_WAIT:
+        if again and time.perf_counter() - sent > 1.0:
+            manager.interrupt_kernel()
+            again = False
+        try:
+            reply = client.get_shell_msg(timeout=0.1)
+        except queue.Empty:
+            continue
+        if reply["parent_header"].get("msg_id") == request:
+            launched.interrupted = True
+            launched.interrupt = f"arrived in {time.perf_counter() - sent:.2f} s"
+            return
+    launched.interrupted = False
+    launched.interrupt = (
+        f"lost: the cell was still running {INTERRUPT_WAIT:g} s after the interrupt (a "
+        "wrapper that does not exec the kernel gets the signal; see doctor)"
+    )
+
+
+def _iopub_connected(client: Any, timeout: float = 10.0) -> bool:
+    """Whether our IOPub subscription is live: a kernel's status messages reach us (a PUB
+    socket drops what it sends before the subscription arrives). Asks kernel_info, again
+    every 0.2 s, until its status does, as jupyter_client's wait_for_ready does."""
+    deadline = time.perf_counter() + timeout
+    with contextlib.suppress(queue.Empty):  # the status of the kernel_info already asked
+        client.get_iopub_msg(timeout=0.05)
+        return True
+    while time.perf_counter() < deadline:
+        client.kernel_info()
+        try:
+            client.get_iopub_msg(timeout=0.2)
+            return True
+        except queue.Empty:
+            continue
+    return False
+
+
+def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = True) -> Launch:
     """Start the spec ``name`` as Jupyter would, wait for its ``kernel_info`` reply (at most
-    ``timeout`` seconds), shut it down."""
+    ``timeout`` seconds), with ``interrupt`` interrupt a running cell, shut it down."""
     from jupyter_client.manager import KernelManager
 
     manager = KernelManager(kernel_name=name)
@@ -124,7 +196,7 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT) -> Launch:
         client = manager.client()
         # The shell channel is all a kernel_info request needs; a heartbeat thread still
         # starting when a kernel dies at once would race the client's teardown.
-        client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        client.start_channels(shell=True, iopub=interrupt, stdin=False, hb=False, control=False)
         try:
             request = client.kernel_info()
             while time.perf_counter() - began < timeout:
@@ -137,13 +209,16 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT) -> Launch:
                     continue
                 if reply["parent_header"].get("msg_id") == request:
                     content = reply["content"]
-                    return Launch(
+                    launched = Launch(
                         name,
                         STARTED,
                         round(time.perf_counter() - began, 3),
                         content.get("language_info", {}).get("name", ""),
                         content.get("implementation", ""),
                     )
+                    if interrupt:
+                        _check_interrupt(manager, client, launched)
+                    return launched
             said = failure_in_one_line(stderr.text())
             return Launch(name, FAILED, reason=f"no kernel_info reply within {timeout:g} s: {said}")
         finally:
@@ -153,7 +228,11 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT) -> Launch:
 
 
 def launch_all(
-    names: Iterable[str] = (), timeout: float = DEFAULT_TIMEOUT, *, trust: bool = False
+    names: Iterable[str] = (),
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    trust: bool = False,
+    interrupt: bool = True,
 ) -> LaunchReport:
     """Start every spec Jupyter lists, or the named ones, a few at a time (bounded by the
     cores). Remote (provisioner) specs are started only when named: they reach other hosts.
@@ -178,6 +257,6 @@ def launch_all(
     launched: dict[str, Launch] = {}
     if wanted:
         with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, len(wanted))) as pool:
-            results = pool.map(lambda n: launch(n, timeout), wanted)
+            results = pool.map(lambda n: launch(n, timeout, interrupt=interrupt), wanted)
             launched = dict(zip(wanted, results, strict=True))
     return LaunchReport([refused.get(i.name) or launched[i.name] for i in infos])

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from getpass import getuser
 from typing import Any, ClassVar
 
-from kernelmagic.domain import checks
+from kernelmagic.domain import checks, jupyter_rules
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy, recorded_policy
 from kernelmagic.domain.provenance import Provenance, Source
 from kernelmagic.domain.shell_syntax import parse_json_assignments
@@ -425,6 +425,7 @@ def make_remote_spec(request: RemoteRequest) -> tuple[transactions.Change, str]:
         record = Provenance.of_spec(source.spec)
         renamed = record.display_name_for(source.spec, source.name, name) if record else None
         spec["display_name"] = renamed or f"{source.display_name or source.name} ({request.engine})"
+        jupyter_rules.carry_protocol_fields(source.spec, spec)
         stanza = spec.setdefault("metadata", {}).setdefault(
             "kernel_provisioner", {"provisioner_name": provisioner, "config": {}}
         )

@@ -1,0 +1,251 @@
+"""Will a spec work in each client? JupyterLab and the other Jupyter server clients, VS Code,
+nbclient (papermill, nbconvert) and jupyter console each find and start kernels their own
+way; and can a user interrupt it, and does it claim more than its kernel has.
+
+Found without running anything; the doctor adds what its probes learnt of the interpreter
+(its ipykernel's version, whether debugpy is there) as ``facts``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kernelmagic.domain import checks, containers
+from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
+from kernelmagic.storage.discovery import SpecInfo
+
+CLIENTS = {
+    "jupyter-server": "JupyterLab, Notebook, Voila, JupyterHub",
+    "vscode": "VS Code",
+    "nbclient": "nbclient, papermill, nbconvert",
+    "console": "jupyter console",
+}
+# VS Code starts a spec "via local Python ipykernel" when argv[0]'s name is exactly one of
+# these and argv has -m ipykernel...: it then runs argv[1:] with the interpreter the Python
+# extension knows for argv[0], replacing `-f {connection_file}` with its own arguments
+# (vscode-jupyter src/kernels/helpers.node.ts, isKernelLaunchedViaLocalPythonIPyKernel and
+# isLikelyAPythonExecutable; src/kernels/raw/launcher/kernelProcess.node.ts).
+_VSCODE_PYTHONS = frozenset({"python", "python3", "python.exe", "python3.exe"})
+# VS Code substitutes only ${NAME} (an unset one becomes ""), and `\$` is its escape; `$$`
+# and `$NAME` reach the kernel as written (src/kernels/raw/launcher/kernelEnvVarsService.node.ts,
+# substituteEnvVars). Jupyter substitutes $NAME and ${NAME} (unset: left as written), `$$`
+# is its escape.
+_BARE_REFERENCE = re.compile(r"(?<!\$)\$[A-Za-z_][A-Za-z0-9_]*")
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh"})
+# Runners that start the kernel as a child and do not pass SIGINT on to it.
+_NO_SIGNAL_RUNNERS = {"conda": "run", "mamba": "run", "micromamba": "run"}
+_CONTAINER_RUNNERS = frozenset(
+    {"apptainer", "singularity", "docker", "podman", "ch-run", "shifter", "enroot"}
+)
+# Problems that keep a listed spec from starting at all (the probes add the last two).
+CANNOT_START = frozenset(
+    {"missing-program", "bad-argv", "bad-env", "no-connection-file", "launcher-import",
+     "cannot-start", "missing-runtime", "missing-image"}
+)  # fmt: skip
+CURVE_SINCE = (7, 4)  # the first ipykernel that writes supported_encryption: ["curve"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the spec works in one client family, why, and the fix when it does not."""
+
+    client: str
+    works: bool
+    reason: str
+    fix: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"works": self.works, "reason": self.reason, "fix": self.fix}
+
+
+def _provisioner(spec: Mapping[str, Any]) -> str | None:
+    name = checks.provisioner_name(dict(spec))
+    return None if name in (None, "local-provisioner") else name
+
+
+def _vscode(info: SpecInfo, argv: list[str]) -> Verdict:
+    provisioner = _provisioner(info.spec)
+    if provisioner:
+        return Verdict("vscode", False, f"VS Code ignores kernel provisioners: it would run "
+                       f"argv here instead of starting it through {provisioner}",
+                       "use JupyterLab, or a spec that starts the kernel itself")  # fmt: skip
+    if "{connection_file}" not in "\0".join(argv):
+        return Verdict("vscode", False, "VS Code refuses an argv without {connection_file}")
+    launched_via_python = (
+        info.language.lower() == "python"
+        and os.path.basename(argv[0]).lower() in _VSCODE_PYTHONS
+        and any(argv[i] == "-m" and "ipykernel" in argv[i + 1] for i in range(len(argv) - 1))
+    )
+    if launched_via_python:
+        if os.path.isabs(argv[0]) and not os.path.exists(argv[0]):
+            return Verdict("vscode", False, f"VS Code does not list it: its interpreter "
+                           f"{argv[0]} is not there")  # fmt: skip
+        at = argv.index("{connection_file}") if "{connection_file}" in argv else -1
+        if at < 1 or argv[at - 1] != "-f":
+            return Verdict("vscode", False, "VS Code starts a Python spec with its own "
+                           "connection arguments in place of `-f {connection_file}`, which "
+                           "this argv does not have", "write `-f {connection_file}`")  # fmt: skip
+    env = {k: v for k, v in info.env.items() if isinstance(v, str)}
+    escaped = sorted(k for k, v in env.items() if "$$" in v)
+    if escaped:
+        return Verdict("vscode", False, f"env {escaped[0]} holds `$$`, Jupyter's escape for `$`: "
+                       "VS Code passes both dollars", "write the value without a `$` if you "
+                       "can")  # fmt: skip
+    bare = sorted(k for k, v in env.items() if _BARE_REFERENCE.search(v.replace("$$", "")))
+    if bare:
+        return Verdict("vscode", False, f"env {bare[0]} refers to a variable as $NAME: VS Code "
+                       "substitutes only ${NAME}", f"write ${{NAME}} in {bare[0]}")  # fmt: skip
+    runner = next((os.path.basename(w) for w in argv if os.path.basename(w) in
+                   _CONTAINER_RUNNERS), None)  # fmt: skip
+    if runner and not containers.is_generated(info.spec.get("argv")):
+        return Verdict("vscode", False, f"it runs {runner}: VS Code writes the connection file "
+                       "under $XDG_RUNTIME_DIR/jupyter/runtime, which containers do not bind",
+                       "reinstall it with --container, which binds it")  # fmt: skip
+    return Verdict("vscode", True, "listed and started from argv, env merged over VS Code's")
+
+
+def verdicts(info: SpecInfo) -> list[Verdict]:
+    """A verdict for each client family (``CLIENTS``)."""
+    argv = checks.argv_strings(info.spec) or []
+    if not info.visible or not argv:
+        why = str(info.problems[0]) if info.problems else "it has no argv"
+        fix = info.problems[0].fix if info.problems else None
+        return [Verdict(client, False, f"not listed: {why}", fix) for client in CLIENTS]
+    blocking = [p for p in info.problems if p.kind in CANNOT_START]
+    if blocking:
+        why = f"listed, but it cannot start: {blocking[0]}"
+        found = [Verdict(client, False, why, blocking[0].fix) for client in CLIENTS]
+        vscode = _vscode(info, argv)
+        if vscode.reason.startswith("VS Code does not list it"):
+            found[1] = vscode
+        return found
+    listed = "listed by /api/kernelspecs"
+    if info.spec.get("metadata", {}).get("debugger") is True:
+        listed += "; its debugger is offered"
+    provisioner = _provisioner(info.spec)
+    if provisioner:
+        listed += f"; started through the provisioner {provisioner}"
+    by_name = f"found by its name ({info.name}) and started from argv"
+    if provisioner:
+        by_name = f"found by its name ({info.name}), started through {provisioner}"
+    return [
+        Verdict("jupyter-server", True, listed),
+        _vscode(info, argv),
+        Verdict("nbclient", True, by_name + "; a notebook must name it in metadata.kernelspec"),
+        Verdict("console", True, by_name + f" (jupyter console --kernel {info.name})"),
+    ]
+
+
+def client_problems(found: list[Verdict]) -> list[Problem]:
+    """The clients a listed spec does not work in, as notes (it works elsewhere)."""
+    if not any(v.works for v in found):
+        return []  # not listed at all: the spec's own problem says why
+    return [
+        Problem(f"client-{v.client}", f"{CLIENTS[v.client]}: {v.reason}", fix=None, severity=NOTE)
+        for v in found
+        if not v.works
+    ]
+
+
+def _last_command(script: str) -> str:
+    lines = [line.strip() for line in re.split(r"[;\n]|&&", script) if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _script_execs(path: str) -> bool | None:
+    """Whether a wrapper script ends by exec'ing the kernel; None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError:
+        return None
+    if not head.startswith(b"#!") or b"\0" in head:
+        return None
+    first = head.split(b"\n", 1)[0].decode("utf-8", "replace")
+    if not any(os.path.basename(word) in _SHELLS for word in first[2:].split()):
+        return None
+    return re.search(rb"^\s*exec\s", head, re.M) is not None
+
+
+def interrupt_problems(info: SpecInfo) -> list[Problem]:
+    """Wrappers between Jupyter and the kernel, for an interrupt (interrupt_mode signal).
+
+    jupyter_client signals the kernel's whole process group, so a shell that runs the
+    kernel as its child passes an interrupt on (a note: a tool that signals only the process
+    it started does not). A wrapper that puts the kernel in a session of its own (``setsid``,
+    ``conda run``) loses it: the wrapper gets the signal, the kernel never does.
+    """
+    argv = checks.argv_strings(info.spec) or []
+    if not argv or info.spec.get("interrupt_mode") == "message" or _provisioner(info.spec):
+        return []
+    program = os.path.basename(argv[0])
+    fix = f"patch {shlex.quote(info.name)} --interrupt-mode message"
+    if program == "setsid" or _NO_SIGNAL_RUNNERS.get(program) in argv[1:2]:
+        runner = "setsid" if program == "setsid" else f"{program} run"
+        how = (
+            "install the spec with --from-conda ENV instead (no wrapper at start)"
+            if program != "setsid"
+            else "start the kernel without setsid"
+        )
+        return [
+            Problem(
+                "interrupt-lost",
+                f"an interrupt stops {runner}, not the kernel: {runner} starts the kernel "
+                f"apart from the process group Jupyter signals; {how}, or set "
+                "interrupt_mode to message",
+                argv[0],
+                fix=fix,
+            )
+        ]
+    child = None
+    if program in _SHELLS and "-c" in argv[1:3]:
+        at = argv.index("-c") + 1
+        if at < len(argv) and not _last_command(argv[at]).startswith("exec "):
+            child = f"{program} -c"
+    elif _script_execs(argv[0]) is False:
+        child = f"the wrapper script {argv[0]}"
+    if child is None:
+        return []
+    return [
+        Problem(
+            "wrapper-stays",
+            f"{child} stays as the kernel's parent (no exec): Jupyter's interrupt reaches the "
+            "kernel (it signals the process group), a tool that signals only the process it "
+            "started does not; put exec before the kernel's command",
+            argv[0],
+            severity=NOTE,
+        )
+    ]
+
+
+def claim_problems(info: SpecInfo, facts: Mapping[str, Any]) -> list[Problem]:
+    """Fields that promise what the spec's kernel, as probed, does not have."""
+    metadata = info.spec.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    found = []
+    if metadata.get("debugger") is True and facts.get("debugpy") is False:
+        said = (
+            "metadata.debugger is true but the kernel's interpreter cannot import debugpy: "
+            "JupyterLab offers a debugger that cannot start; install debugpy there"
+        )
+        found.append(Problem("claims-debugger", said, severity=PROBLEM))
+    version = _version(facts.get("ipykernel"))
+    encryption = metadata.get("supported_encryption")
+    if isinstance(encryption, list) and "curve" in encryption and version and version < CURVE_SINCE:
+        found.append(Problem("claims-encryption", "metadata.supported_encryption claims curve, "
+                             f"but the kernel's ipykernel is {facts.get('ipykernel')} (curve "
+                             "came in 7.4): a client that asks for it cannot connect",
+                             severity=PROBLEM))  # fmt: skip
+    return found
+
+
+def _version(text: Any) -> tuple[int, ...] | None:
+    if not isinstance(text, str):
+        return None
+    parts = re.findall(r"\d+", text)[:2]
+    return tuple(int(p) for p in parts) if parts else None

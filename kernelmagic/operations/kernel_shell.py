@@ -1,0 +1,123 @@
+"""``shell NAME [-- COMMAND ...]``: a command, or an interactive shell, with exactly the
+environment the kernel gets when Jupyter starts it: the launcher's environment with the
+spec's ``env`` over it, ``${VAR}`` templates expanded as jupyter_client expands them (and
+``PYTHONEXECUTABLE`` dropped for a Python kernel, as jupyter_client drops it). A container
+spec's command runs inside its container, through the spec's own wrapper."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from kernelmagic.domain import containers, probes
+from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
+from kernelmagic.errors import KernelmagicError
+from kernelmagic.operations.options import NAME, TRUST, Option, option
+from kernelmagic.settings import Settings
+from kernelmagic.storage.discovery import get_spec
+
+COMMAND_WORDS = option(
+    "words",  # not "command": the CLI's parser keeps the subcommand's name there
+    nargs=argparse.REMAINDER,
+    metavar="COMMAND",
+    help="what to run (after --, e.g. `-- pip install rasterio`); default: an interactive "
+    "shell ($SHELL, or sh inside a container)",
+)
+# What jupyter_client adds to (or drops from) the environment of every kernel it starts.
+ADDED_BY_JUPYTER_CLIENT = ("JPY_PARENT_PID",)
+DROPPED_FOR_PYTHON = ("PYTHONEXECUTABLE",)
+_PYTHON_TOOLS = ("pip", "pip3", "python", "python3")
+
+
+@dataclass(frozen=True)
+class ShellRequest:
+    """``shell``: run a command with the environment the kernel gets."""
+
+    COMMAND: ClassVar[str] = "shell"
+    SUMMARY: ClassVar[str] = (
+        "Run COMMAND, or an interactive shell, with exactly the environment the kernel gets "
+        "when Jupyter starts it (inside its container for a container spec)."
+    )
+    OPTIONS: ClassVar[tuple[Option, ...]] = (TRUST, NAME, COMMAND_WORDS)
+
+    name: str
+    command: tuple[str, ...] = field(default_factory=tuple)
+    trust: bool = False  # run a spec others can change (its env runs as you)
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> ShellRequest:
+        words = list(ns.words)
+        if words[:1] == ["--"]:
+            words = words[1:]
+        return cls(ns.name, tuple(words), ns.trust)
+
+
+@dataclass
+class Prepared:
+    """The command to run, the environment to run it with, and a note for the user."""
+
+    argv: list[str]
+    env: dict[str, str] = field(repr=False)
+    notes: list[str] = field(default_factory=list)
+
+
+def kernel_environment(spec: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment Jupyter gives the kernel, but for what jupyter_client's launcher adds
+    (``ADDED_BY_JUPYTER_CLIENT``)."""
+    env = probes.launch_env(dict(spec), environ)
+    if str(spec.get("language", "")).lower().startswith("python"):
+        for name in DROPPED_FOR_PYTHON:
+            env.pop(name, None)
+    return env
+
+
+def prepare(request: ShellRequest, environ: Mapping[str, str] | None = None) -> Prepared:
+    environ = os.environ if environ is None else environ
+    info = get_spec(request.name)
+    why = untrusted(info)
+    if why and not request.trust:  # its env (LD_PRELOAD, PYTHONSTARTUP, ...) runs as you
+        raise KernelmagicError(f"not run: {why}; {TRUST_ADVICE}")
+    if not info.visible:
+        raise KernelmagicError(f"Jupyter cannot start '{info.name}': {info.problems[0]}")
+    env = kernel_environment(info.spec, environ)
+    container = containers.of_spec(info.spec)
+    if container is not None and containers.is_generated(info.spec.get("argv")):
+        command = list(request.command) or ["sh"]
+        spec_env = {k: v for k, v in info.env.items() if isinstance(v, str)}
+        python = "ipykernel_launcher" in container.kernel
+        return Prepared(containers.probe_command(container, spec_env, command, python), env)
+    command = list(request.command) or [environ.get("SHELL") or "/bin/sh"]
+    return Prepared(command, env, _python_tool_note(command, info.spec, env))
+
+
+def _python_tool_note(command: list[str], spec: Mapping[str, Any], env: Mapping[str, str]):
+    """A `pip` or `python` that is not the kernel's interpreter's would install elsewhere."""
+    argv = spec.get("argv")
+    if not (command and command[0] in _PYTHON_TOOLS and isinstance(argv, list) and argv):
+        return []
+    kernel_python = str(argv[0])
+    found = shutil.which(command[0], path=env.get("PATH", os.defpath))
+    if found is None or os.path.dirname(found) == os.path.dirname(kernel_python):
+        return []
+    return [
+        f"note: {command[0]} here is {found}, not beside the kernel's interpreter "
+        f"{kernel_python}; to install into the kernel's environment: {kernel_python} -m pip ..."
+    ]
+
+
+def run(prepared: Prepared, *, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the command (its output captured for the magic); ``KernelmagicError`` when it
+    cannot be started."""
+    try:
+        return subprocess.run(
+            prepared.argv, env=prepared.env, capture_output=capture, text=capture, check=False
+        )
+    except OSError as exc:
+        raise KernelmagicError(f"cannot run {prepared.argv[0]}: {exc.strerror}") from None

@@ -1,0 +1,254 @@
+"""``notebook NB.ipynb|DIR...``: which kernel each notebook needs, whether this machine has it
+(and whether it works), and if not which local specs match it, best first, with why.
+
+``--fix [NAME]`` writes an alias spec under the missing name that starts the chosen spec (a
+copy of it, so the notebook file is untouched and papermill or nbconvert run it as it is);
+with ``--rewrite`` the notebook's ``metadata.kernelspec`` names the chosen spec instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from kernelmagic.domain import clients
+from kernelmagic.domain.checks import PROBLEM
+from kernelmagic.domain.jupyter_rules import is_valid_kernel_name
+from kernelmagic.domain.provenance import Provenance
+from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.operations import doctor, edit
+from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, Option, option, path
+from kernelmagic.settings import Settings
+from kernelmagic.storage import discovery, notebook_files
+
+PATHS = option("paths", nargs="+", metavar="NB", type=path, help="notebooks, or dirs of them")
+FIX = option(
+    "--fix",
+    nargs="?",
+    const="",
+    metavar="SPEC",
+    completes=SPEC_NAME,
+    help="make a missing kernel work: an alias spec under the notebook's kernel name that "
+    "starts SPEC (default: the best match, when there is one clear match)",
+)
+REWRITE = option(
+    "--rewrite",
+    action="store_true",
+    help="with --fix: change the notebook's metadata.kernelspec to the chosen spec instead "
+    "(atomic, the old file kept as NB.ipynb.bak, nothing else in it changed)",
+)
+_WORD = re.compile(r"[a-z0-9][a-z0-9.]*")
+
+
+@dataclass(frozen=True)
+class NotebookRequest:
+    """``notebook``: the kernel each notebook needs, and the local specs that match it."""
+
+    COMMAND: ClassVar[str] = "notebook"
+    SUMMARY: ClassVar[str] = (
+        "For each notebook (or each one in a dir): the kernel it names, whether this machine "
+        "has it and whether it works, else the local specs that match, best first; --fix "
+        "makes it work."
+    )
+    OPTIONS: ClassVar[tuple[Option, ...]] = (PATHS, FIX, REWRITE, DRY_RUN)
+
+    paths: tuple[str, ...]
+    fix: str | None = None  # "" for the best match
+    rewrite: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rewrite and self.fix is None:
+            raise InvalidInput("--rewrite goes with --fix")
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> NotebookRequest:
+        return cls(tuple(ns.paths), ns.fix, ns.rewrite, ns.dry_run)
+
+
+@dataclass
+class Match:
+    name: str
+    why: str
+    score: tuple = field(repr=False, default=())
+
+
+@dataclass
+class NotebookReport:
+    """One notebook: the kernel it names (``wanted``), its state (found, broken, missing,
+    unreadable, no kernel named), why, the matching specs, and what --fix did."""
+
+    path: str
+    wanted: dict[str, str] = field(default_factory=dict)
+    state: str = "found"
+    reason: str = ""
+    matches: list[Match] = field(default_factory=list)
+    fixed: str = ""
+
+    @property
+    def works(self) -> bool:
+        return self.state == "found" or bool(self.fixed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "kernelspec": self.wanted,
+            "state": self.state,
+            "reason": self.reason,
+            "matches": [{"name": m.name, "why": m.why} for m in self.matches],
+            "fixed": self.fixed,
+        }
+
+
+class NotebookReports(list):
+    """The reports of a ``notebook`` command (``NotebookReport`` items)."""
+
+    @property
+    def healthy(self) -> bool:
+        return all(report.works for report in self)
+
+
+def _words(*texts: str | None) -> set[str]:
+    return {w for text in texts if text for w in _WORD.findall(text.lower())}
+
+
+def _source_words(spec: dict[str, Any]) -> tuple[set[str], str]:
+    """The words of what a spec was made from (its conda env, modules, project), and how
+    to say it."""
+    record = Provenance.of_spec(spec)
+    if record is None:
+        return set(), ""
+    source = record.source
+    for what, value in (
+        ("conda env", source.conda_env),
+        ("modules", source.modules),
+        ("project", (record.project or {}).get("name")),
+    ):
+        if value:
+            return _words(os.path.basename(str(value)), str(value)), f"{what} {value}"
+    return set(), ""
+
+
+def rank(wanted: dict[str, str], specs: Iterable[discovery.SpecInfo]) -> list[Match]:
+    """The specs that could run a notebook that wants ``wanted``, best first: same language
+    (required when the notebook names one), then the same display name, then what they
+    were made from (a conda env or module the missing name mentions), then similar names."""
+    language = wanted.get("language", "").lower()
+    wanted_words = _words(wanted.get("name"), wanted.get("display_name"))
+    found = []
+    for info in specs:
+        if not info.visible or (language and info.language.lower() != language):
+            continue
+        reasons = [f"same language ({info.language})"] if language else []
+        same_display = bool(wanted.get("display_name")) and (
+            info.display_name == wanted.get("display_name")
+        )
+        if same_display:
+            reasons.append("same display name")
+        source_words, source = _source_words(info.spec)
+        shared = sorted(source_words & wanted_words)
+        if shared:
+            reasons.append(f"made from {source}, which the notebook's kernel name mentions")
+        similar = (
+            difflib.SequenceMatcher(None, wanted.get("name", ""), info.name).ratio()
+            + difflib.SequenceMatcher(
+                None, wanted.get("display_name", ""), info.display_name
+            ).ratio()
+        )
+        score = (same_display, bool(shared), round(similar, 3), info.name)
+        found.append(Match(info.name, "; ".join(reasons) or "a kernel here", score))
+    return sorted(found, key=lambda m: m.score, reverse=True)
+
+
+def _clear_best(matches: list[Match]) -> Match | None:
+    """The best match when it is better than the next on more than name similarity."""
+    if not matches:
+        return None
+    if len(matches) == 1 or matches[0].score[:2] > matches[1].score[:2]:
+        return matches[0]
+    return None
+
+
+def examine(path: str, specs: list[discovery.SpecInfo]) -> NotebookReport:
+    report = NotebookReport(path)
+    try:
+        _, notebook = notebook_files.read(path)
+    except InvalidInput as exc:
+        report.state, report.reason = "unreadable", str(exc)
+        return report
+    report.wanted = notebook_files.kernelspec_of(notebook)
+    name = report.wanted.get("name", "")
+    by_name = {info.name: info for info in specs}
+    info = by_name.get(name.lower()) if name else None
+    if info is not None and info.visible:
+        diagnosis = doctor.diagnose([info.name]).diagnoses[0]
+        problems = [p for p in diagnosis.problems if p.severity == PROBLEM]
+        blocking = [p for p in problems if p.kind in clients.CANNOT_START]
+        if blocking:
+            report.state, report.reason = "broken", str(blocking[0])
+        elif problems:
+            report.reason = f"starts, but: {problems[0]}"
+        return report
+    report.state = "missing" if name else "no kernel named"
+    report.reason = (
+        f"no kernel spec '{name}' here" if name else "the notebook names no kernel"
+    ) + (f" ({info.problems[0]})" if info is not None and info.problems else "")
+    report.matches = rank(report.wanted, specs)
+    return report
+
+
+def fix(report: NotebookReport, choice: str, *, rewrite: bool, dry_run: bool) -> None:
+    """Make a missing kernel work with ``choice`` (a spec name; "" for the clear best)."""
+    if report.state not in ("missing", "broken", "no kernel named"):
+        return
+    if choice:
+        chosen = discovery.get_spec(choice)
+    else:
+        best = _clear_best(report.matches)
+        if best is None:
+            options = ", ".join(m.name for m in report.matches[:3]) or "none"
+            raise KernelmagicError(
+                f"{report.path}: no single best match (candidates: {options}); choose one: "
+                "--fix SPEC"
+            )
+        chosen = discovery.get_spec(best.name)
+    missing = report.wanted.get("name", "")
+    if rewrite or not missing or not is_valid_kernel_name(missing.lower()):
+        kernelspec = {
+            "name": chosen.name,
+            "display_name": chosen.display_name,
+            "language": chosen.language,
+        }
+        text, _ = notebook_files.read(report.path)
+        if not dry_run:
+            backup = notebook_files.write_with_backup(
+                report.path, notebook_files.with_kernelspec(text, kernelspec)
+            )
+            report.fixed = f"now names {chosen.name} (the old file is {backup})"
+        else:
+            report.fixed = f"would name {chosen.name}"
+        return
+    change = edit.clone(edit.CloneRequest(chosen.name, missing.lower(), dry_run=dry_run))
+    verb = "would start" if dry_run else "starts"
+    report.fixed = f"'{change.name}' {verb} {chosen.name} (an alias in {change.resource_dir})"
+
+
+def run(request: NotebookRequest) -> NotebookReports:
+    specs = discovery.list_specs()
+    reports = NotebookReports()
+    for notebook in notebook_files.notebooks_in(request.paths):
+        report = examine(notebook, specs)
+        if request.fix is not None:
+            fix(report, request.fix, rewrite=request.rewrite, dry_run=request.dry_run)
+            specs = discovery.list_specs() if report.fixed and not request.dry_run else specs
+        reports.append(report)
+    if not reports:
+        raise InvalidInput(f"no notebooks in {', '.join(request.paths)}")
+    return reports

@@ -1,0 +1,171 @@
+"""Every client (issue 26, part 1): per-client verdicts in the doctor, interrupts through
+wrappers (checked for real by doctor --launch), fields that claim more than the kernel has,
+and the protocol and encryption fields kept by every writer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+from helpers import write_spec
+
+from kernelmagic.frontends.cli import main
+
+PYTHON = sys.executable
+KERNEL = [PYTHON, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+
+
+def _doctor_json(capsys, *names: str) -> tuple[int, dict]:
+    capsys.readouterr()
+    status = main(["doctor", "--json", *names])
+    return status, json.loads(capsys.readouterr().out)["specs"]
+
+
+def _spec(name: str, argv=None, **fields) -> dict:
+    return {"argv": argv or KERNEL, "display_name": name, "language": "python", **fields}
+
+
+def test_each_client_gets_a_verdict_with_its_reason(user_kernels, capsys):
+    missing = "/nonexistent/venv/bin/python"
+    write_spec(user_kernels, "good", _spec("good"))
+    write_spec(user_kernels, "gone", _spec("gone", [missing, *KERNEL[1:]]))
+    write_spec(user_kernels, "dollars", _spec("dollars", env={"PRICE": "5$$", "WHERE": "$HOME"}))
+    write_spec(user_kernels, "no-dash-f", _spec("x", [PYTHON, "-m", "ipykernel_launcher",
+                                                      "--f={connection_file}"]))  # fmt: skip
+    status, specs = _doctor_json(capsys, "good", "gone", "dollars", "no-dash-f")
+    assert status == 1  # `gone` cannot start anywhere
+    assert all(v["works"] for v in specs["good"]["clients"].values())
+    assert set(specs["good"]["clients"]) == {"jupyter-server", "vscode", "nbclient", "console"}
+    gone = specs["gone"]["clients"]
+    assert (
+        gone["vscode"]["reason"]
+        == f"VS Code does not list it: its interpreter {missing} is not there"
+    )
+    assert not gone["jupyter-server"]["works"]
+    assert gone["jupyter-server"]["reason"].startswith(
+        "listed, but it cannot start: program not found"
+    )
+    dollars = specs["dollars"]
+    assert dollars["clients"]["jupyter-server"]["works"]
+    assert "`$$`" in dollars["clients"]["vscode"]["reason"]
+    kinds = {p["kind"]: p["severity"] for p in dollars["problems"]}
+    assert kinds == {"client-vscode": "note"}  # it works elsewhere: a note, not a problem
+    assert "-f {connection_file}" in specs["no-dash-f"]["clients"]["vscode"]["reason"]
+    assert specs["no-dash-f"]["clients"]["nbclient"]["works"]
+
+
+def test_vscode_ignores_provisioners(user_kernels, capsys):
+    pytest.importorskip(
+        "gateway_provisioners", reason="gateway_provisioners needs jupyter_client >= 7.4"
+    )
+    stanza = {"provisioner_name": "distributed-provisioner", "config": {"remote_hosts": ["h"]}}
+    write_spec(user_kernels, "far", _spec("far", metadata={"kernel_provisioner": stanza}))
+    _, specs = _doctor_json(capsys, "far")
+    clients = specs["far"]["clients"]
+    assert clients["jupyter-server"]["works"]
+    assert "through the provisioner distributed-provisioner" in clients["jupyter-server"]["reason"]
+    assert not clients["vscode"]["works"]
+    assert clients["vscode"]["reason"].startswith("VS Code ignores kernel provisioners")
+
+
+def test_an_interrupt_through_wrappers_for_real(user_kernels, capsys):
+    """setsid puts the kernel outside the process group Jupyter signals: the interrupt is
+    lost (said statically, and seen by doctor --launch); a shell without exec passes it on
+    (jupyter_client signals the group: a note only); a shell that execs is the kernel."""
+    script = f'{PYTHON} -m ipykernel_launcher -f "$0"'
+    write_spec(user_kernels, "detached", _spec("d", ["setsid", "-w", *KERNEL]))
+    write_spec(user_kernels, "child", _spec("c", ["/bin/sh", "-c", script, "{connection_file}"]))
+    write_spec(user_kernels, "execs", _spec("e", ["/bin/sh", "-c", f"exec {script}",
+                                                  "{connection_file}"]))  # fmt: skip
+    status, specs = _doctor_json(capsys, "detached", "child", "execs")
+    assert status == 1
+    (lost,) = [p for p in specs["detached"]["problems"] if p["kind"] == "interrupt-lost"]
+    assert lost["fix"] == "patch detached --interrupt-mode message"
+    assert [p["kind"] for p in specs["child"]["problems"]] == ["wrapper-stays"]
+    assert specs["execs"]["problems"] == []
+    status = main(["doctor", "--launch", "--json", "detached", "child", "execs"])
+    launched = json.loads(capsys.readouterr().out)["specs"]
+    assert status == 1
+    assert launched["detached"]["interrupted"] is False
+    assert launched["detached"]["interrupt"].startswith("lost")
+    assert launched["child"]["interrupted"] is True and launched["execs"]["interrupted"] is True
+    assert main(["doctor", "--launch", "--no-interrupt-check", "detached"]) == 0
+
+
+def test_a_spec_that_claims_more_than_its_kernel_has(user_kernels, tmp_path, capsys):
+    """A debugger without debugpy (hidden from the interpreter by a sitecustomize, as a
+    site's Python without it would be); curve encryption on an ipykernel before 7.4."""
+    hide = tmp_path / "hide-debugpy"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['debugpy'] = None\n")
+    write_spec(user_kernels, "nodebug", _spec("n", env={"PYTHONPATH": str(hide)},
+                                              metadata={"debugger": True}))  # fmt: skip
+    _, specs = _doctor_json(capsys, "nodebug")
+    assert [p["kind"] for p in specs["nodebug"]["problems"]] == ["claims-debugger"]
+    import ipykernel
+
+    old = tuple(int(p) for p in ipykernel.__version__.split(".")[:2]) < (7, 4)
+    write_spec(user_kernels, "curve", _spec("c", metadata={"supported_encryption": ["curve"]}))
+    _, specs = _doctor_json(capsys, "curve")
+    kinds = [p["kind"] for p in specs["curve"]["problems"]]
+    assert kinds == (["claims-encryption"] if old else [])
+
+
+def test_protocol_and_encryption_fields_are_kept_by_every_writer(
+    user_kernels, tmp_path, capsys, second_venv
+):
+    """What ipykernel 7.4 writes (kernel_protocol_version, metadata.supported_encryption)
+    survives clone, patch, refresh, --like, export/apply and a remote spec."""
+    fields = {"kernel_protocol_version": "5.5"}
+    encryption = ["curve"]
+
+    def has_fields(name: str) -> bool:
+        spec = json.loads((user_kernels / name / "kernel.json").read_text())
+        return (
+            spec.get("kernel_protocol_version") == "5.5"
+            and spec.get("metadata", {}).get("supported_encryption") == encryption
+        )
+
+    assert main(["install", "made", "--python", str(second_venv / "bin" / "python")]) == 0
+    path = user_kernels / "made" / "kernel.json"
+    spec = json.loads(path.read_text())
+    spec.update(fields)
+    spec.setdefault("metadata", {})["supported_encryption"] = encryption
+    path.write_text(json.dumps(spec))
+    assert main(["clone", "made", "cloned"]) == 0 and has_fields("cloned")
+    assert main(["patch", "made", "--display-name", "Made"]) == 0 and has_fields("made")
+    assert main(["refresh", "made"]) == 0 and has_fields("made")
+    assert main(["install", "alike", "--like", "made"]) == 0 and has_fields("alike")
+    hand = {**_spec("hand"), **fields, "metadata": {"supported_encryption": encryption}}
+    write_spec(user_kernels, "hand", hand)
+    document = tmp_path / "doc.json"
+    assert main(["export", "hand", "-o", str(document)]) == 0
+    shutil.rmtree(user_kernels / "hand")
+    assert main(["apply", str(document)]) == 0 and has_fields("hand")
+    if importlib_found("gateway_provisioners"):
+        assert main(["remote", "made", "far", "--engine", "ssh", "--host", "h1"]) == 0
+        assert has_fields("far")
+
+
+def importlib_found(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def test_notes_do_not_fail_the_doctor(user_kernels, capsys):
+    write_spec(user_kernels, "dollars", _spec("d", env={"PRICE": "5$$"}))
+    assert main(["doctor", "dollars"]) == 0
+    out = capsys.readouterr().out
+    assert "client-vscode (note)" in out and "VS Code passes both dollars" in out
+
+
+def test_vscode_substitutes_only_braced_names(user_kernels, capsys):
+    write_spec(user_kernels, "bare", _spec("b", env={"WHERE": "$HOME"}))
+    write_spec(user_kernels, "braced", _spec("b", env={"WHERE": "${HOME}"}))
+    _, specs = _doctor_json(capsys, "bare", "braced")
+    assert "substitutes only ${NAME}" in specs["bare"]["clients"]["vscode"]["reason"]
+    assert specs["bare"]["clients"]["vscode"]["fix"] == "write ${NAME} in WHERE"
+    assert specs["braced"]["clients"]["vscode"]["works"]

@@ -1,0 +1,208 @@
+"""Which kernel does this notebook need (issue 26, part 2), and a shell with the kernel's
+environment (part 3). Notebooks "from another machine" name kernels this one does not have;
+papermill runs them after --fix; --rewrite changes nothing else in the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from helpers import PROBE, run_in_kernel, write_spec
+
+from kernelmagic.frontends.cli import main
+from kernelmagic.operations import kernel_shell
+
+KERNEL = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+
+
+def _notebook(path: Path, kernelspec: dict | None, source: str = "print(6 * 7)") -> Path:
+    """A notebook as nbformat writes it, naming ``kernelspec``."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source)]
+    if kernelspec is not None:
+        notebook.metadata["kernelspec"] = kernelspec
+    notebook.metadata["language_info"] = {"name": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, path)
+    return path
+
+
+FROM_ELSEWHERE = {
+    "name": "conda-env-geo-py",
+    "display_name": "Python [conda env:geo]",
+    "language": "python",
+}
+
+
+@pytest.fixture
+def local_specs(user_kernels, fake_conda):
+    """This machine: a spec made from the conda env geo, another Python, an R spec."""
+    assert main(["install", "geo", "--from-conda", "geo"]) == 0
+    write_spec(
+        user_kernels, "plain", {"argv": KERNEL, "display_name": "Plain", "language": "python"}
+    )
+    r_argv = ["R", "--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"]
+    write_spec(user_kernels, "rlang", {"argv": r_argv, "display_name": "R", "language": "R"})
+    return user_kernels
+
+
+def _report(capsys, *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    status = main(["notebook", *args])
+    return status, capsys.readouterr().out
+
+
+def test_a_notebook_from_another_machine_gets_its_matches_best_first(local_specs, tmp_path, capsys):
+    notebook = _notebook(tmp_path / "analysis.ipynb", FROM_ELSEWHERE)
+    status, out = _report(capsys, str(notebook))
+    assert status == 1
+    assert "no kernel spec 'conda-env-geo-py' here" in out
+    matches = out.split("matches, best first: ", 1)[1]
+    assert matches.index("geo (same language (python); made from conda env geo") < matches.index(
+        "plain (same language (python))"
+    )
+    assert "rlang" not in matches  # another language never matches
+
+
+def test_fix_writes_an_alias_and_papermill_runs_the_notebook(local_specs, tmp_path, capsys):
+    notebook = _notebook(tmp_path / "analysis.ipynb", FROM_ELSEWHERE)
+    before = notebook.read_bytes()
+    status, out = _report(capsys, str(notebook), "--fix")
+    assert status == 0, out
+    assert "'conda-env-geo-py' starts geo" in out
+    assert notebook.read_bytes() == before  # the notebook file is untouched
+    alias = json.loads((local_specs / "conda-env-geo-py" / "kernel.json").read_text())
+    geo = json.loads((local_specs / "geo" / "kernel.json").read_text())
+    assert alias["argv"] == geo["argv"] and alias["env"] == geo["env"]
+    output = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(notebook), str(output), progress_bar=False)
+    ran = nbformat.read(output, as_version=4)
+    assert ran.cells[0].outputs[0]["text"] == "42\n"
+    status, out = _report(capsys, str(notebook))
+    assert status == 0 and "found" in out, out
+
+
+def test_rewrite_changes_the_kernelspec_and_nothing_else(local_specs, tmp_path, capsys):
+    notebook = _notebook(tmp_path / "analysis.ipynb", FROM_ELSEWHERE, "x = '\"kernelspec\": 1'")
+    before = notebook.read_text()
+    status, out = _report(capsys, str(notebook), "--fix", "plain", "--rewrite")
+    assert status == 0, out
+    after = notebook.read_text()
+    assert (tmp_path / "analysis.ipynb.bak").read_text() == before
+    nbformat.validate(nbformat.reads(after, as_version=4))
+    old, new = json.loads(before), json.loads(after)
+    assert new["metadata"]["kernelspec"] == {"display_name": "Plain", "language": "python",
+                                             "name": "plain"}  # fmt: skip
+    new["metadata"]["kernelspec"] = old["metadata"]["kernelspec"]
+    assert new == old
+    changed = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert changed == ['   "display_name": "Plain",', '   "name": "plain"']  # nbformat's layout
+    assert not (local_specs / "conda-env-geo-py").exists()
+
+
+def test_a_dir_of_notebooks_broken_and_unnamed_ones_too(local_specs, tmp_path, capsys):
+    project = tmp_path / "project"
+    _notebook(
+        project / "ok.ipynb", {"name": "plain", "display_name": "Plain", "language": "python"}
+    )
+    _notebook(project / "sub" / "elsewhere.ipynb", FROM_ELSEWHERE)
+    _notebook(project / "none.ipynb", None)
+    _notebook(project / ".ipynb_checkpoints" / "ok-checkpoint.ipynb", FROM_ELSEWHERE)
+    write_spec(local_specs, "dead", {"argv": ["/nonexistent/python", *KERNEL[1:]],
+                                     "display_name": "Dead", "language": "python"})  # fmt: skip
+    _notebook(
+        project / "dead.ipynb", {"name": "dead", "display_name": "Dead", "language": "python"}
+    )
+    (project / "notes.ipynb").write_text("not json")
+    status, out = _report(capsys, str(project))
+    assert status == 1
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert set(rows) == {str(project / n) for n in
+                         ("dead.ipynb", "none.ipynb", "notes.ipynb", "ok.ipynb",
+                          "sub/elsewhere.ipynb")}  # fmt: skip
+    assert " found" in rows[str(project / "ok.ipynb")]
+    assert "broken" in rows[str(project / "dead.ipynb")]
+    assert "program not found: /nonexistent/python" in rows[str(project / "dead.ipynb")]
+    assert "no kernel named" in rows[str(project / "none.ipynb")]
+    assert "unreadable" in rows[str(project / "notes.ipynb")]
+
+
+def test_fix_without_a_clear_best_asks_which(local_specs, tmp_path, capsys):
+    write_spec(
+        local_specs, "plain2", {"argv": KERNEL, "display_name": "Plain", "language": "python"}
+    )
+    notebook = _notebook(tmp_path / "a.ipynb", {"name": "gone", "display_name": "Plain",
+                                                 "language": "python"})  # fmt: skip
+    assert main(["notebook", str(notebook), "--fix"]) == 1
+    assert "no single best match" in capsys.readouterr().err
+    assert main(["notebook", str(notebook), "--rewrite"]) == 2
+    assert not (local_specs / "gone").exists()
+
+
+def test_the_magic_returns_the_reports(ip, local_specs, tmp_path):
+    notebook = _notebook(tmp_path / "a.ipynb", FROM_ELSEWHERE)
+    reports = ip.run_line_magic("kernel_notebook", str(notebook))
+    assert reports[0].state == "missing" and reports[0].matches[0].name == "geo"
+
+
+# --- kernelmagic shell ---------------------------------------------------------------------------
+
+# Set inside the kernel by the kernel itself at start (ipykernel and IPython: pagers,
+# colours, matplotlib's backend, the debugger), not by the environment Jupyter gives it.
+SET_BY_THE_KERNEL = {
+    "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER", "GIT_PAGER", "MPLBACKEND",
+    "PYDEVD_USE_FRAME_EVAL",
+}  # fmt: skip
+ADDED_BY_JUPYTER_CLIENT = {"JPY_PARENT_PID"}
+
+
+def test_shell_runs_with_exactly_the_kernels_environment(user_kernels, monkeypatch, capsys):
+    monkeypatch.setenv("KM_LAUNCHER_ONLY", "from the launcher")
+    env = {"GDAL_DATA": "/opt/gdal/share", "LD_LIBRARY_PATH": "/opt/gdal/lib:${LD_LIBRARY_PATH}",
+           "PRICE": "5$$"}  # fmt: skip
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/usr/local/lib")
+    write_spec(user_kernels, "geo", {"argv": KERNEL, "display_name": "G", "language": "python",
+                                      "env": env})  # fmt: skip
+    # The launcher's environment is os.environ, as jupyter_client's (a library may have
+    # changed the C-level environment that a bare subprocess would inherit instead).
+    done = subprocess.run(
+        [sys.executable, "-m", "kernelmagic", "shell", "geo", "--", "env", "-0"],
+        capture_output=True,
+        env=dict(os.environ),
+    )
+    assert done.returncode == 0, done.stderr
+    shell_env = dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
+    kernel_env = run_in_kernel("geo", PROBE)["env"]
+    differ = {k for k in set(shell_env) | set(kernel_env) if shell_env.get(k) != kernel_env.get(k)}
+    assert differ <= SET_BY_THE_KERNEL | ADDED_BY_JUPYTER_CLIENT, {
+        k: (shell_env.get(k), kernel_env.get(k)) for k in differ
+    }
+    assert shell_env["LD_LIBRARY_PATH"] == "/opt/gdal/lib:/usr/local/lib"
+    assert shell_env["PRICE"] == "5$"
+    # jupyter_client drops PYTHONEXECUTABLE for a Python kernel (it would change which
+    # interpreter the kernel thinks it is); so does the shell.
+    spec = json.loads((user_kernels / "geo" / "kernel.json").read_text())
+    launcher = {"PYTHONEXECUTABLE": "/elsewhere/python", "PATH": "/usr/bin"}
+    assert "PYTHONEXECUTABLE" not in kernel_shell.kernel_environment(spec, launcher)
+    assert main(["shell", "geo", "--", "sh", "-c", "exit 3"]) == 3
+
+
+def test_shell_says_when_pip_is_not_the_kernels(user_kernels, second_venv, capsys):
+    python = str(second_venv / "bin" / "python")
+    write_spec(user_kernels, "venv", {"argv": [python, *KERNEL[1:]], "display_name": "V",
+                                       "language": "python"})  # fmt: skip
+    main(["shell", "venv", "--", "python", "-c", "pass"])
+    assert f"to install into the kernel's environment: {python} -m pip" in capsys.readouterr().err
+
+
+def test_the_shell_magic_prints_what_the_command_printed(ip, user_kernels, capsys):
+    write_spec(user_kernels, "geo", {"argv": KERNEL, "display_name": "G", "language": "python",
+                                      "env": {"GDAL_DATA": "/opt/gdal"}})  # fmt: skip
+    ip.run_line_magic("kernel_shell", "geo printenv GDAL_DATA")
+    assert capsys.readouterr().out == "/opt/gdal\n"
