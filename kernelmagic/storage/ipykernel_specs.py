@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -46,17 +47,24 @@ def install_spec() -> dict[str, Any]:
     return _cached("install", _ask_install)
 
 
-def _ask_native() -> dict[str, Any]:
-    from ipykernel.kernelspec import get_kernel_dict
+def _spec_function() -> Callable[..., dict[str, Any]]:
+    """ipykernel's get_kernel_dict. ipykernel 6.x imports debugpy to see whether it is there,
+    and debugpy on Python >= 3.11 writes four lines about frozen modules to stderr: noise in
+    the user's terminal (and in a one-line error), so it is not shown."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        from ipykernel.kernelspec import get_kernel_dict
+    return get_kernel_dict
 
-    return get_kernel_dict()
+
+def _ask_native() -> dict[str, Any]:
+    return _spec_function()()
 
 
 def _ask_install() -> dict[str, Any]:
     import inspect
     import platform
 
-    from ipykernel.kernelspec import get_kernel_dict
+    get_kernel_dict = _spec_function()
 
     # ipykernel's installer turns frozen modules off for the debugger; match it where the
     # installed ipykernel knows the option (ipykernel >= 6.20).
