@@ -104,6 +104,10 @@ def run_as_nobody(argv: list[str]) -> tuple[int, str]:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
+            # CI makes its venv in a mode-700 temp dir that this user cannot even stat (no
+            # user runs someone else's unreadable venv), and jupyter_core raises on that while
+            # asking who owns sys.prefix. Give it the answer it would reach: not this user.
+            os.environ["JUPYTER_PREFER_ENV_PATH"] = "0"
             os.setgid(65534)
             os.setuid(65534)
             sys.stderr = os.fdopen(write, "w")
