@@ -37,7 +37,12 @@ for _name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH", *_XDG_HOMES):
 SESSION_HOME.mkdir()
 
 # Only now: helpers import jupyter_client, and with it jupyter_core.
-from helpers import build_directory_image, make_venv, require_system_package  # noqa: E402
+from helpers import (  # noqa: E402
+    build_directory_image,
+    make_venv,
+    require_system_package,
+    write_gdal_module,
+)
 
 # Figures that stress tests measured (writers kept, kill rounds survived, ...), printed at
 # the end of the run so that CI logs show them.
@@ -135,6 +140,27 @@ def fake_conda(tmp_path, monkeypatch, second_venv):
     conda.chmod(0o755)
     monkeypatch.setenv("CONDA_EXE", str(conda))
     return prefix
+
+
+@pytest.fixture
+def geo_module(tmp_path, monkeypatch, lmod_available):
+    """A real Lmod modulefile setting GDAL_DATA and prepending LD_LIBRARY_PATH."""
+    root = tmp_path / "modulefiles"
+    geo = write_gdal_module(root, "geo/1.0", tmp_path / "opt" / "geo")
+    monkeypatch.setenv("MODULEPATH", str(root))
+    # ipykernel leaves fds 1 and 2 alone under pytest; a kernel started by Jupyter has them
+    # captured, and the restart must hand the real ones back. Start kernels as Jupyter does.
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    return geo
+
+
+@pytest.fixture
+def restore_environ():
+    """%kernel_activate in this process changes os.environ; put it back for other tests."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
 
 
 @pytest.fixture(autouse=True)

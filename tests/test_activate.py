@@ -16,31 +16,12 @@ import time
 import nbformat
 import pytest
 import zmq
-from helpers import run_in_kernel, write_gdal_module
+from helpers import run_in_kernel
 from IPython.core.error import UsageError
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
-
-@pytest.fixture
-def geo_module(tmp_path, monkeypatch, lmod_available):
-    """A real Lmod modulefile setting GDAL_DATA and prepending LD_LIBRARY_PATH."""
-    root = tmp_path / "modulefiles"
-    geo = write_gdal_module(root, "geo/1.0", tmp_path / "opt" / "geo")
-    monkeypatch.setenv("MODULEPATH", str(root))
-    # ipykernel leaves fds 1 and 2 alone under pytest; a kernel started by Jupyter has them
-    # captured, and the restart must hand the real ones back. Start kernels as Jupyter does.
-    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
-    return geo
-
-
-@pytest.fixture(autouse=True)
-def restore_environ():
-    """%kernel_activate in this process changes os.environ; put it back for other tests."""
-    before = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(before)
+pytestmark = pytest.mark.usefixtures("restore_environ")
 
 
 def _code_cell(source: str, *tags: str) -> nbformat.NotebookNode:
@@ -237,14 +218,14 @@ def test_an_iopub_subscriber_is_seen_in_the_tcp_table():
     to its IOPub port again (Linux: /proc/net/tcp); a PUB socket would drop it before."""
     import socket
 
-    from kernelmagic.restart import inplace
+    from kernelmagic.restart import quiesce
 
-    if not inplace._tcp_table_readable():
+    if not quiesce.tcp_table_readable():
         pytest.skip("no /proc/net/tcp on this system: the restart waits a fixed 0.3 s instead")
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        assert not inplace._connected_to(port)  # listening is not connected
+        assert not quiesce.connected_to(port)  # listening is not connected
         with socket.create_connection(("127.0.0.1", port)):
             accepted, _ = server.accept()
             with accepted:
-                assert inplace._connected_to(port)
+                assert quiesce.connected_to(port)

@@ -4,18 +4,25 @@ snippet in a shell that starts from the process's own environment, and keep what
 The capture rules decide as they do for a spec (secrets are skipped unless named, values
 are masked when shown), with one difference: a live process keeps the module system's and
 conda's bookkeeping (LOADEDMODULES, CONDA_SHLVL, ...), so that a later ``module load`` or
-deactivation in it works. Nothing here imports IPython; ``handoff`` restarts a kernel.
+deactivation in it works. Nothing here imports IPython; ``restart.inplace`` restarts a kernel.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 from kernelmagic.domain import shells, sources
-from kernelmagic.domain.envcapture import is_path_like, matches_any
+from kernelmagic.domain.envcapture import (
+    is_path_like,
+    login_shell_environment,
+    matches_any,
+    unchanged,
+    unique_entries,
+)
 from kernelmagic.domain.policy import EnvPolicy
 from kernelmagic.domain.provenance import Source
 from kernelmagic.errors import SourceFailed
@@ -53,6 +60,12 @@ class Activation:
             environ.pop(name, None)
         environ.update(self.changed)
 
+    def only_bookkeeping(self, policy: EnvPolicy) -> bool:
+        """Only the module system's or conda's own records changed (a module that was
+        loaded already): nothing a restart would give the kernel."""
+        names = [*self.changed, *self.removed]
+        return bool(names) and all(policy.noise_category(n) for n in names)
+
     def needs_restart(self) -> list[str]:
         """The changed names this interpreter only reads when it starts."""
         names = sorted({*self.changed, *self.removed})
@@ -68,12 +81,12 @@ class Activation:
             if category:
                 bookkeeping[category] = bookkeeping.get(category, 0) + 1
             elif old is None:
-                lines.append(f"  + {name}={policy.mask_env({name: new})[name]}")
+                lines.append(f"  + {name}={_shown(policy.mask_env({name: new})[name])}")
             elif is_path_like(name):
-                lines.append(f"  ~ {name}: {_entries_changed(old, new)}")
+                lines.append(f"  ~ {name}: {_shown(_entries_changed(old, new))}")
             else:
                 old, new = policy.mask_env({name: old})[name], policy.mask_env({name: new})[name]
-                lines.append(f"  ~ {name}: {old} -> {new}")
+                lines.append(f"  ~ {name}: {_shown(old)} -> {_shown(new)}")
         if bookkeeping:
             kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(bookkeeping.items()))
             lines.append(f"  (and {kinds} variable(s))")
@@ -82,6 +95,14 @@ class Activation:
             names = ", ".join(sorted(self.secrets_skipped))
             lines.append(f"  Skipped secret-like: {names} (keep one with --include NAME)")
         return lines
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown(value: str) -> str:
+    """A value as text that cannot drive the terminal (an escape sequence shown escaped)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], value)
 
 
 def _entries_changed(old: str, new: str) -> str:
@@ -103,17 +124,42 @@ def activate(
     """Run ``source`` in a shell started from ``environ``; what it changed. Raises
     ``SourceFailed`` when the source fails (nothing is changed then)."""
     script = sources.script_for(source, environ) or ""
-    try:
-        before, after = shells.run_from_environment(
-            script, environ=environ, shell=source.shell, timeout=timeout, what=source.action()
+
+    def run(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        return shells.run_from_environment(
+            script, environ=env, shell=source.shell, timeout=timeout, what=source.action()
         )
+
+    try:
+        before, after = run(environ)
     except SourceFailed as exc:
-        raise sources.gone_modules(source, exc, "this process is unchanged") from None
+        failure = sources.gone_modules(source, exc, "this process is unchanged")
+        if failure is exc:
+            raise
+        # A module this kernel's MODULEPATH does not reach: the login shell's may (only
+        # then is a login shell run, so an activation that works pays nothing for it).
+        wider = with_login_module_paths(environ, source, timeout)
+        if wider is environ:
+            searched = environ.get("MODULEPATH") or "(empty)"
+            failure.details = (*failure.details, f"MODULEPATH searched: {searched}")
+            raise failure from None
+        try:
+            before, after = run(wider)
+        except SourceFailed as again:
+            last = sources.gone_modules(source, again, "this process is unchanged")
+            searched = wider.get("MODULEPATH") or "(empty)"
+            last.details = (
+                *last.details,
+                f"MODULEPATH searched (with the login shell's): {searched}",
+            )
+            raise last from None
     include = tuple(include)
     made = Activation(source)
     for name in sorted(set(before) | set(after)):
         old, new = before.get(name), after.get(name)
         if old == new or policy.noise_category(name) == _SHELL_STATE:
+            continue
+        if new is not None and unchanged(name, new, old):  # Lmod's own tidying
             continue
         named = matches_any(name, include)
         if new is not None and not named and policy.is_secret(name, new):
@@ -122,10 +168,29 @@ def activate(
         if new is None:
             made.removed.append(name)
         else:
+            if is_path_like(name):  # an empty entry means the current directory: dropped
+                new = os.pathsep.join(unique_entries(new.split(os.pathsep)))
             made.changed[name] = new
         if old is not None:
             made.previous[name] = old
     return made
+
+
+def with_login_module_paths(
+    environ: Mapping[str, str], source: Source, timeout: float
+) -> Mapping[str, str]:
+    """``environ`` with the module directories a login shell has and it lacks (``module use``
+    in ~/.bashrc, the usual cluster setup: a kernel started by JupyterHub never read it), as
+    install finds them. Only for ``--modules`` and snippets; the kernel's own come first."""
+    if source.origin not in ("modules", "snippet"):
+        return environ
+    login = login_shell_environment(environ, shell=source.shell, timeout=timeout) or {}
+    theirs = [d for d in login.get("MODULEPATH", "").split(os.pathsep) if d]
+    ours = [d for d in environ.get("MODULEPATH", "").split(os.pathsep) if d]
+    missing = [d for d in theirs if d not in ours]
+    if not missing:
+        return environ
+    return {**environ, "MODULEPATH": os.pathsep.join(ours + missing)}
 
 
 def check_interpreter_starts(python: str, environ: Mapping[str, str], timeout: float) -> None:

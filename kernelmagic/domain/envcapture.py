@@ -185,7 +185,9 @@ def _resolve_baseline(options: CaptureOptions, current: Mapping[str, str], timeo
 _ORDER_FREE = frozenset({"MODULEPATH"})
 
 
-def _unchanged(name: str, value: str, before: str | None) -> bool:
+def unchanged(name: str, value: str, before: str | None) -> bool:
+    """Whether ``value`` is ``before`` as far as its program is concerned (MODULEPATH in
+    another order, or with a trailing slash Lmod strips, is the same)."""
     if before is None or name not in _ORDER_FREE:
         return value == before
 
@@ -231,7 +233,7 @@ def capture(
             continue
         included = matches_any(name, options.include)
         if not included:
-            if base and _unchanged(name, value, base.get(name)):
+            if base and unchanged(name, value, base.get(name)):
                 continue
             if options.policy.noise_category(name):
                 result.noise_count += 1

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kernelmagic.domain import activation, envcapture, sources
+from kernelmagic.domain import activation, envcapture, languages, sources
 from kernelmagic.domain.checks import argv_strings, launch_program
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Source
@@ -136,7 +136,8 @@ def activate_here(request: ActivateRequest) -> ActivationReport:
     changed = bool(made.changed or made.removed)
     done.lines += made.report_lines(request.policy) if changed else ["  (nothing changed)"]
     app = kernel_app()
-    restart = changed and app is not None and not request.no_restart
+    bookkeeping = made.only_bookkeeping(request.policy)
+    restart = changed and not bookkeeping and app is not None and not request.no_restart
     new_env = made.environment(os.environ)
     if restart:
         reason = inplace.cannot_restart(app)
@@ -151,8 +152,19 @@ def activate_here(request: ActivateRequest) -> ActivationReport:
             f"Restarting this kernel in place when this cell has run (same process, PID "
             f"{os.getpid()}): variables in memory are lost, as with a restart."
         )
+        if not request.save:
+            done.closing.append(
+                "Jupyter's own restart (Kernel > Restart) starts the kernel from its spec "
+                "again, without this activation; --save NAME keeps it in a spec."
+            )
         return done
     made.apply(os.environ)
+    if bookkeeping and app is not None and not request.no_restart:
+        done.closing.append(
+            "Only the module system's own records changed (already loaded?): nothing to "
+            "restart for; os.environ is updated."
+        )
+        return done
     if changed:
         where = "this kernel" if app is not None else "this session (not a Jupyter kernel)"
         done.closing.append(f"Updated os.environ of {where}; nothing was restarted.")
@@ -169,8 +181,9 @@ def activate_here(request: ActivateRequest) -> ActivationReport:
 def _save(request: ActivateRequest, made: activation.Activation) -> Any:
     """A spec like this kernel's (its env kept where the activation does not change it) that
     carries the source's variables, recorded so that ``%kernel_refresh`` works on it."""
+    assert request.save is not None
     found = own_spec()
-    like, kept, program = None, {}, None
+    like, kept, program, display_name = None, {}, None, None
     if found is not None:
         like = found[0]
         spec = get_spec(like).spec
@@ -179,13 +192,16 @@ def _save(request: ActivateRequest, made: activation.Activation) -> Any:
         if launch_program(first) != first:
             # A bare `python` (ipykernel's own spec): Jupyter ran its interpreter, this one.
             program = sys.executable
-    assert request.save is not None
+        if str(spec.get("language", "")).lower() == "python":  # not "Python 3 (ipykernel) (x)"
+            version = "{}.{}".format(*sys.version_info[:2])
+            display_name = languages.generated_display_name("python", version, request.save)
     return install(
         InstallRequest(
             request.save,
             made.source,
             like=like,
             program=program,
+            display_name=display_name,
             kernels_dir=request.kernels_dir,
             env=kept,
             capture=envcapture.CaptureOptions(

@@ -8,58 +8,36 @@ In the old process, once the activating cell has run:
 2. the shell socket is no longer read; the requests ipykernel already received (Run All
    sends every cell at once) go on through ipykernel's own queue, in order, into a recorder
    instead of their handlers, followed by a marker;
-3. when the marker comes out of the queue, the activating request, its reply and the
-   recorded requests are written to an unlinked file the new process inherits, ipykernel's
-   sockets are closed (which sends what IOPub still had) and the process execs itself.
+3. when the marker comes out of the queue, what the shell socket still receives is taken
+   while its connections are half-closed (``quiesce``); the activating request, its reply
+   and the recorded requests are written to an anonymous file the new process inherits,
+   ipykernel's sockets are closed (which sends what IOPub still had) and the process execs
+   itself.
 
-The new process finds the file at IPython's startup (``PYTHONSTARTUP`` points at
-``resume_startup.py`` for that one start). Before it reads its socket it queues the
-activating request, answered by sending the held reply once the client's shell socket is
-connected again (and, before ipykernel publishes the cell's idle status, once its IOPub
-socket is), then the recorded requests: they run in order, in the new environment, and
-whatever the client sends later comes after them.
+The new process takes over in ``resume``.
 
 Nothing here imports IPython or ipykernel: the running kernel's objects are passed in.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import inspect
 import json
 import os
+import signal
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import zmq
+from kernelmagic.restart import adapters, resume
 
-HANDOFF_FD = "KERNELMAGIC_HANDOFF_FD"
-SAVED_STARTUP = "KERNELMAGIC_SAVED_PYTHONSTARTUP"
-STARTUP_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resume_startup.py")
 _MARKER = "kernelmagic_handoff_marker"
+_DELIMITER = b"<IDS|MSG>"
 # ipykernel's own teardown waits for IOPub to send what it holds (its sockets linger 1 s).
 _CLOSE_TIMEOUT = 5.0
-# How long the new process waits for the client to connect again before it answers anyway.
-_RECONNECT_TIMEOUT = 30.0
-# IOPub is a PUB socket: what it publishes before the client has subscribed again is lost,
-# and it cannot say when a subscriber is back. On Linux the kernel's TCP table can: once a
-# connection to the IOPub port is established, the client's greeting and subscription follow
-# within milliseconds (_IOPUB_SETTLE). Elsewhere: jupyter_client retries every 0.1 s plus up
-# to 0.1 s of jitter (libzmq's defaults), so 0.3 s after the new process started it is back.
-_IOPUB_SETTLE = 0.1
-_IOPUB_GRACE = 0.3
-_TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
-_ESTABLISHED = "01"
-
-
-def _threaded(kernel: Any) -> bool:
-    """ipykernel >= 7 reads the shell socket in a thread of its own."""
-    return getattr(kernel, "shell_channel_thread", None) is not None
 
 
 _armed: list[Handoff] = []  # at most one restart waits for the current cell
@@ -74,8 +52,19 @@ def cannot_restart(app: Any) -> str | None:
     if getattr(app, "code_to_run", "") or getattr(app, "file_to_run", ""):
         return "this kernel runs code given on its command line, so IPython skips PYTHONSTARTUP"
     kernel = getattr(app, "kernel", None)
-    if kernel is None or not (_threaded(kernel) or hasattr(kernel, "schedule_dispatch")):
-        return "this ipykernel queues its messages in a way kernelmagic does not know"
+    if kernel is None or adapters.adapter_for(kernel, app) is None:
+        found = getattr(sys.modules.get("ipykernel"), "__version__", "unknown")
+        return (
+            f"ipykernel {found} is not one the in-place restart is tested with "
+            f"({adapters.tested_range()})"
+        )
+    parent = (kernel.get_parent("shell") if hasattr(kernel, "get_parent") else {}) or {}
+    if (parent.get("header") or {}).get("subshell_id"):
+        return "this cell runs in a subshell; activate from the kernel's main shell"
+    if (parent.get("content") or {}).get("silent"):
+        # IPython runs no post_run_cell for a silent request: the restart would wait for
+        # whatever cell comes next.
+        return "this request is silent (no cell to restart after); run it as a cell"
     if not os.path.isfile(getattr(app, "connection_file", "") or ""):
         return "its connection file is gone"
     idents = getattr(kernel, "_parent_ident", {}).get("shell")
@@ -87,15 +76,30 @@ def cannot_restart(app: Any) -> str | None:
 
 
 class Handoff:
-    """The old process's side: arm it in the activating cell; the rest runs by itself."""
+    """The old process's side: arm it in the activating cell; the rest runs by itself.
+
+    Every foreign object it changes (``session.send``, ``shell_handlers``, the shell
+    stream's reading) is changed in ``_after_cell`` and put back by ``_unwind`` on any
+    failure before the shell socket is closed: the kernel then answers the activating cell,
+    with a line saying why it did not restart, and every request behind it.
+    """
 
     def __init__(self, app: Any, environ: Mapping[str, str]) -> None:
         self.app, self.kernel = app, app.kernel
         self.session = self.kernel.session
         self.environ = dict(environ)
+        adapter = adapters.adapter_for(self.kernel, app)
+        if adapter is None:  # cannot_restart said so first
+            raise RuntimeError("untested ipykernel")
+        self.adapter = adapter
         self.reply: list[bytes] | None = None  # the activating cell's execute_reply
         self.request: list[bytes] | None = None  # ... and its execute_request
+        self.held: list[tuple[tuple[Any, ...], dict[str, Any]]] = []  # sends held back
         self.queued: list[list[bytes]] = []
+        self.clean_close = False  # the shell socket's connections closed without a loss
+        self.handoff_fd: int | None = None
+        self._send = self.session.send
+        self._handlers = self.kernel.shell_handlers
 
     def arm(self) -> None:
         """Restart once the current cell has finished (IPython's post_run_cell)."""
@@ -108,19 +112,47 @@ class Handoff:
         if result is not None and not result.success:
             print("Not restarted: the cell failed; this kernel keeps its environment.")
             return
-        send, handlers = self.session.send, self.kernel.shell_handlers
         try:
+            # A place for the handoff that needs no disk (TMPDIR gone or full is no matter).
+            self.handoff_fd = _handoff_file()
             self._hold_back_replies()
             self.kernel.shell_handlers = _EveryType(self._record)
             marker = self.session.msg(_MARKER, {})
             marker = self.session.serialize(marker, ident=[b"kernelmagic"])
-            if _threaded(self.kernel):
-                self._mark_from_channel_thread(marker)
-            else:
-                self._mark_in_main_thread(marker)
-        except Exception as exc:  # nothing was handed over yet: carry on as before
-            self.session.send, self.kernel.shell_handlers = send, handlers
-            print(f"Not restarted: {exc}; this kernel keeps its environment.")
+            self.adapter.stop_reading_and_mark(marker, self._failed_elsewhere)
+        except Exception as exc:
+            self._unwind(exc)
+
+    def _failed_elsewhere(self, exc: BaseException) -> None:
+        """A failure in the shell channel's thread: unwind in the main thread."""
+        self.kernel.io_loop.add_callback(lambda: self._unwind(exc))
+
+    def _unwind(self, exc: BaseException) -> None:
+        """Put back what ``_after_cell`` changed, say why, release what was held, and let
+        the kernel answer every request it was handed (it keeps its environment)."""
+        self.session.send, self.kernel.shell_handlers = self._send, self._handlers
+        if self.handoff_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.handoff_fd)
+        said = f"Not restarted: {type(exc).__name__}: {exc}; this kernel keeps its environment.\n"
+        held, self.held = self.held, []
+        if not held:  # still inside the activating cell: its output takes the line
+            sys.stderr.write(said)
+        for args, kwargs in held:
+            if _message_type(args, kwargs) == "execute_reply":
+                with contextlib.suppress(Exception):
+                    call = inspect.signature(self._send).bind(*args, **kwargs).arguments
+                    content = {"name": "stderr", "text": said}
+                    self._send(self.kernel.iopub_socket, "stream", content, call.get("parent"))
+            self._send(*args, **kwargs)
+        # The recorded requests were read once already: their signatures are in the
+        # session's replay guard, which would refuse them as duplicates the second time.
+        history: set[bytes] = getattr(self.session, "digest_history", set())
+        for frames in self.queued:
+            if _DELIMITER in frames and frames.index(_DELIMITER) + 1 < len(frames):
+                history.discard(frames[frames.index(_DELIMITER) + 1])
+        with contextlib.suppress(Exception):
+            self.adapter.requeue(self.queued)
 
     def _hold_back_replies(self) -> None:
         send, bind = self.session.send, inspect.signature(self.session.send).bind
@@ -137,55 +169,51 @@ class Handoff:
                     ident = call.get("ident")
                     self.reply = self.session.serialize(msg, ident=ident)
                     self.request = self.session.serialize(call["parent"], ident=ident)
+                self.held.append((args, kwargs))
                 return msg
             return send(*args, **kwargs)
 
         self.session.send = send_or_hold
 
-    def _mark_in_main_thread(self, marker: list[bytes]) -> None:
-        """ipykernel 6: the main thread reads the shell socket into ``msg_queue``."""
-        stream = self.kernel.shell_stream
-        stream.stop_on_recv()
-        for frames in _drain(stream.socket):
-            self.kernel.schedule_dispatch(self.kernel.dispatch_shell, frames)
-        self.kernel.schedule_dispatch(self.kernel.dispatch_shell, _frames(marker))
-
-    def _mark_from_channel_thread(self, marker: list[bytes]) -> None:
-        """ipykernel 7: a thread reads the shell socket and forwards to the main thread."""
-        channel = self.kernel.shell_channel_thread
-        stream = self.kernel.shell_stream
-
-        async def stop_and_mark() -> None:
-            lock = getattr(channel, "asyncio_lock", None) or contextlib.nullcontext()
-            async with lock:  # after the forwards already under way
-                stream.stop_on_recv()
-                to_main = channel.manager.get_shell_channel_to_subshell_socket(None)
-                for frames in _drain(stream.socket):
-                    to_main.send_multipart(frames, copy=False)
-                to_main.send_multipart(marker)
-
-        channel.io_loop.add_callback(stop_and_mark)
-
     def _record(self, stream: Any, idents: list[bytes], msg: dict[str, Any]) -> None:
         if msg["header"]["msg_type"] == _MARKER:
-            self._exec()  # does not return
+            try:
+                self._exec()  # does not return
+            except Exception as exc:  # before the shell socket closed: nothing is lost
+                self._unwind(exc)
+            return
         buffers = [bytes(b) for b in msg.get("buffers") or ()]
         self.queued.append(self.session.serialize(msg, ident=idents) + buffers)
 
     def _exec(self) -> None:
+        fd = self.handoff_fd
+        assert fd is not None
+        # From here on the old process cannot go back: its shell socket is closed.
+        taken, self.clean_close = self.adapter.take_last()
+        self.queued += taken
         document = {
-            "request": _text(self.request or []),
-            "reply": _text(self.reply or []),
-            "queued": [_text(frames) for frames in self.queued],
+            "request": resume.frames_text(self.request or []),
+            "reply": resume.frames_text(self.reply or []),
+            "queued": [resume.frames_text(frames) for frames in self.queued],
+            "children": _children(),  # the new process reaps them
         }
-        fd = _inherited_file(json.dumps(document).encode())
+        _write_all(fd, json.dumps(document).encode())
         env = dict(self.environ)
-        env[SAVED_STARTUP] = env.get("PYTHONSTARTUP", "")
-        env["PYTHONSTARTUP"] = STARTUP_FILE
-        env[HANDOFF_FD] = str(fd)
+        env[resume.SAVED_STARTUP] = env.get("PYTHONSTARTUP", "")
+        env["PYTHONSTARTUP"] = resume.STARTUP_FILE
+        env[resume.HANDOFF_FD] = str(fd)
+        env[resume.SAVED_CWD] = os.getcwd()
+        argv = _absolute_connection_file(list(sys.orig_argv), self.app)
         self._close_kernel()
+        # The new interpreter puts its working directory first on sys.path while it imports
+        # ipykernel: start it where no one can have left a module; resume() goes back.
+        os.chdir("/")
+        # An interrupt during the restart would kill the new process while it imports
+        # ipykernel: ignored until ipykernel sets its own handling (an ignored signal stays
+        # ignored across exec; ipykernel itself ignores SIGINT between cells).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            os.execve(sys.executable, sys.orig_argv, env)
+            os.execve(sys.executable, argv, env)
         except OSError as exc:  # the interpreter was started in this environment moments ago
             os.write(2, f"kernelmagic: the in-place restart failed: {exc}\n".encode())
             os._exit(1)
@@ -208,6 +236,25 @@ class Handoff:
         closer.join(_CLOSE_TIMEOUT)
 
 
+def _absolute_connection_file(argv: list[str], app: Any) -> list[str]:
+    """argv with the connection file's path made absolute: the kernel may have changed its
+    working directory (``%cd``) since it read a relative one."""
+    path = getattr(app, "abs_connection_file", None)
+    if not isinstance(path, str):
+        return argv
+    for at, word in enumerate(argv):
+        if word in ("-f", "--f", "--IPKernelApp.connection_file") and at + 1 < len(argv):
+            argv[at + 1] = path
+        elif word.startswith(("--f=", "-f=", "--IPKernelApp.connection_file=")):
+            argv[at] = word.split("=", 1)[0] + "=" + path
+    return argv
+
+
+def _message_type(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    msg = args[1] if len(args) > 1 else kwargs.get("msg_or_type")
+    return msg if isinstance(msg, str) else (msg or {}).get("msg_type", "")
+
+
 class _EveryType(dict):
     """A ``shell_handlers`` that sends every message type to one handler."""
 
@@ -225,169 +272,30 @@ class _EveryType(dict):
         return True
 
 
-def _inherited_file(data: bytes) -> int:
-    """An unlinked file holding ``data`` that the exec'd process inherits: nobody else can
-    read it, and nothing is left behind."""
-    fd, path = tempfile.mkstemp(prefix="kernelmagic-handoff-")
-    os.unlink(path)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.lseek(fd, 0, os.SEEK_SET)
+def _handoff_file() -> int:
+    """A file the exec'd process inherits and nobody else can read, leaving nothing behind:
+    an anonymous memory file where Linux has them, else an unlinked temporary file."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("kernelmagic-handoff", 0)  # not close-on-exec
+    else:
+        fd, path = tempfile.mkstemp(prefix="kernelmagic-handoff-")
+        os.unlink(path)
     os.set_inheritable(fd, True)
     return fd
 
 
-def _drain(socket: Any) -> list[list[Any]]:
-    """What the socket received and nobody read yet."""
-    received = []
-    while True:
-        try:
-            received.append(socket.recv_multipart(zmq.NOBLOCK, copy=False))
-        except zmq.Again:
-            return received
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
 
 
-def _frames(frames: list[bytes]) -> list[zmq.Frame]:
-    return [zmq.Frame(bytes(f)) for f in frames]
-
-
-def _text(frames: list[Any]) -> list[str]:
-    return [base64.b64encode(bytes(f)).decode("ascii") for f in frames]
-
-
-def _bytes(frames: list[str]) -> list[bytes]:
-    return [base64.b64decode(f) for f in frames]
-
-
-# --- the new process -------------------------------------------------------------------
-
-
-def resume(shell: Any) -> None:
-    """Called at IPython's startup in the new process: take over the handed-off messages."""
-    fd = os.environ.pop(HANDOFF_FD, None)
-    saved = os.environ.pop(SAVED_STARTUP, None)
-    if fd is None:
-        return
-    if saved:
-        os.environ["PYTHONSTARTUP"] = saved
-    else:
-        os.environ.pop("PYTHONSTARTUP", None)
-    with os.fdopen(int(fd), "rb") as f:
-        document = json.load(f)
-    _Resumption(shell.kernel, document).install()
-    if saved:  # the user's own startup file, which IPython would have run
-        shell.safe_execfile(saved, shell.user_ns)
-
-
-class _Resumption:
-    def __init__(self, kernel: Any, document: dict[str, Any]) -> None:
-        self.kernel = kernel
-        self.started = time.monotonic()
-        self.reply = _bytes(document["reply"])
-        self.first = [_bytes(document["request"]), *map(_bytes, document["queued"])]
-
-    def install(self) -> None:
-        kernel, start = self.kernel, self.kernel.start
-        reply_frames = self.kernel.session.feed_identities(self.reply)[1]
-        count = self.kernel.session.deserialize(reply_frames)["content"]["execution_count"]
-        kernel.shell.execution_count = count + 1
-        handle = kernel.shell_handlers["execute_request"]
-
-        def answer_activating_cell(stream: Any, idents: Any, msg: Any) -> None:
-            kernel.shell_handlers["execute_request"] = handle
-            self._send_reply()
-            self._wait_for_iopub_subscriber()  # ipykernel publishes the idle status next
-
-        def start_after_handed_off_requests() -> None:
-            kernel.shell_handlers["execute_request"] = answer_activating_cell
-            if _threaded(kernel):
-                self._queue_from_channel_thread()
-                start()
-            else:
-                start()
-                for frames in self.first:
-                    kernel.schedule_dispatch(kernel.dispatch_shell, _frames(frames))
-
-        kernel.start = start_after_handed_off_requests
-
-    def _queue_from_channel_thread(self) -> None:
-        manager = self.kernel.shell_channel_thread.manager  # made in the main thread
-
-        def queue() -> None:
-            to_main = manager.get_shell_channel_to_subshell_socket(None)
-            for frames in self.first:
-                to_main.send_multipart(frames)
-
-        self._in_shell_socket_thread(queue)
-
-    def _send_reply(self) -> None:
-        """Send the held reply on the shell socket once the client that asked is connected
-        again (a ROUTER socket drops what it cannot route)."""
-        socket = self.kernel.shell_stream.socket
-        deadline = time.monotonic() + _RECONNECT_TIMEOUT
-
-        def send() -> None:
-            socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            try:
-                while True:
-                    try:
-                        socket.send_multipart(self.reply)
-                        return
-                    except zmq.ZMQError as exc:
-                        if exc.errno != zmq.EHOSTUNREACH or time.monotonic() > deadline:
-                            os.write(2, b"kernelmagic: the client did not come back\n")
-                            return
-                        time.sleep(0.01)
-            finally:
-                socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
-
-        self._in_shell_socket_thread(send)
-
-    def _wait_for_iopub_subscriber(self) -> None:
-        app = getattr(self.kernel, "parent", None)
-        port = getattr(app, "iopub_port", None)
-        if getattr(app, "transport", "tcp") != "tcp" or not port or not _tcp_table_readable():
-            time.sleep(max(0.0, self.started + _IOPUB_GRACE - time.monotonic()))
-            return
-        deadline = time.monotonic() + _RECONNECT_TIMEOUT
-        while not _connected_to(port) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(_IOPUB_SETTLE)
-
-    def _in_shell_socket_thread(self, work: Callable[[], None]) -> None:
-        """Run ``work`` in the thread that owns the shell socket; wait for it."""
-        if not _threaded(self.kernel):
-            work()
-            return
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                work()
-            finally:
-                done.set()
-
-        self.kernel.shell_channel_thread.io_loop.add_callback(run)
-        done.wait(_RECONNECT_TIMEOUT + 5)
-
-
-def _tcp_table_readable() -> bool:
-    return os.access(_TCP_TABLES[0], os.R_OK)
-
-
-def _connected_to(port: int) -> bool:
-    """Whether an established TCP connection has ``port`` as its local port: one this
-    process accepted on the socket bound there."""
-    wanted = f":{port:04X}"
-    for table in _TCP_TABLES:
-        try:
-            with open(table, encoding="ascii") as f:
-                next(f, None)  # the header
-                for line in f:
-                    fields = line.split()
-                    if len(fields) > 3 and fields[3] == _ESTABLISHED and fields[1].endswith(wanted):
-                        return True
-        except OSError:
-            continue
-    return False
+def _children() -> list[int]:
+    """This process's children (Linux: /proc/self/task/*/children; elsewhere none found)."""
+    found: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as f:
+                found.update(int(pid) for pid in f.read().split())
+    return sorted(found)

@@ -1,0 +1,225 @@
+"""One small adapter per ipykernel generation: where its shell requests wait, and which
+thread may touch its shell socket. Chosen by ``ipykernel.version_info`` within the versions
+CI tests; any other ipykernel is refused (``%kernel_activate`` says to use --no-restart)
+rather than guessed at from the attributes it happens to have.
+
+- ipykernel 6 reads the shell socket in the main thread and queues each request in
+  ``msg_queue`` through ``schedule_dispatch``.
+- ipykernel 7 reads it in a thread of its own (``shell_channel_thread``), which forwards
+  each request to the main thread through a socket pair (``get_shell_channel_to_subshell_
+  socket(None)``); only that thread may touch the shell socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from kernelmagic.restart import quiesce
+
+# The generations CI runs the restart tests against (.ci/run): major -> lowest minor tested.
+TESTED = {6: 6, 7: 0}
+_WAIT = 5.0  # a call into the shell socket's thread that takes longer has failed
+
+
+def _frames(frames: list[bytes]) -> list[zmq.Frame]:
+    return [zmq.Frame(bytes(f)) for f in frames]
+
+
+class Adapter:
+    """What the restart does to a running ipykernel, in that ipykernel's own terms."""
+
+    def __init__(self, kernel: Any, app: Any) -> None:
+        self.kernel, self.app = kernel, app
+        self.stream = kernel.shell_stream
+        self.receiver: Callable[..., Any] | None = getattr(self.stream, "_recv_callback", None)
+        # Read off the socket but not yet in the kernel's queue when a step failed: put
+        # back first by requeue, so that nothing read is dropped.
+        self.undelivered: list[list[bytes]] = []
+
+    @property
+    def shell_port(self) -> int | None:
+        return getattr(self.app, "shell_port", None) if self.app.transport == "tcp" else None
+
+    def in_socket_thread(self, work: Callable[[], None]) -> None:
+        """Run ``work`` where the shell socket may be touched; wait for it; its exception
+        is raised here."""
+        work()
+
+    def stop_reading_and_mark(self, marker: list[bytes], failed: Callable[[BaseException], None]):
+        """Stop reading the shell socket, queue what it holds, then ``marker``, behind the
+        requests already queued; ``failed`` gets what goes wrong where this cannot raise."""
+        raise NotImplementedError
+
+    def requeue(self, requests: list[list[bytes]]) -> None:
+        """Put ``requests`` back in the kernel's queue, in order, and read the socket again
+        (an activation that could not finish)."""
+        raise NotImplementedError
+
+    def take_last(self) -> tuple[list[list[bytes]], bool]:
+        """Every request still on the shell socket, its connections closed without a loss
+        where possible (``quiesce``), then the socket closed."""
+        taken: list[Any] = []
+
+        def take() -> None:
+            taken.extend(quiesce.take_all(self.stream.socket, self.shell_port))
+            self.stream.close(linger=0)
+
+        self.in_socket_thread(take)
+        return taken[0], taken[1]
+
+    def queue_first(self, requests: list[list[bytes]]) -> None:
+        """In the new process, before it reads its socket: queue ``requests`` first."""
+        raise NotImplementedError
+
+    def watch_subscriptions(self, seen: threading.Event) -> bool:
+        """Set ``seen`` when a client subscribes to IOPub from now on; False where this
+        ipykernel cannot tell (its IOPub socket is a PUB)."""
+        return False
+
+
+class MainThreadQueue(Adapter):
+    """ipykernel 6."""
+
+    def stop_reading_and_mark(self, marker: list[bytes], failed: Callable[[BaseException], None]):
+        self.stream.stop_on_recv()
+        self.undelivered = quiesce.drain_frames(self.stream.socket)
+        while self.undelivered:
+            self.kernel.schedule_dispatch(self.kernel.dispatch_shell, _frames(self.undelivered[0]))
+            self.undelivered.pop(0)
+        self.kernel.schedule_dispatch(self.kernel.dispatch_shell, _frames(marker))
+
+    def requeue(self, requests: list[list[bytes]]) -> None:
+        # ipykernel's own method, whatever was put on the instance since.
+        schedule = type(self.kernel).schedule_dispatch.__get__(self.kernel)
+        for frames in [*self.undelivered, *requests]:
+            schedule(self.kernel.dispatch_shell, _frames(frames))
+        self.undelivered = []
+        if self.receiver is not None and not self.stream.closed():
+            self.stream.on_recv(self.receiver, copy=False)
+
+    def queue_first(self, requests: list[list[bytes]]) -> None:
+        for frames in requests:
+            self.kernel.schedule_dispatch(self.kernel.dispatch_shell, _frames(frames))
+
+
+class ShellChannelThread(Adapter):
+    """ipykernel 7."""
+
+    def watch_subscriptions(self, seen: threading.Event) -> bool:
+        # Since 7.2 IOPub is an XPUB socket: its thread greets each new subscription (the
+        # first to a topic: the socket is not verbose) with an iopub_welcome message.
+        thread = getattr(self.app, "iopub_thread", None)
+        if _version() < (7, 2) or thread is None:
+            return False
+        welcome = thread._send_welcome_message
+
+        def welcome_and_tell(subscription: str) -> None:
+            try:
+                welcome(subscription)
+            finally:
+                seen.set()
+
+        thread._send_welcome_message = welcome_and_tell  # looked up at each subscription
+        return True
+
+    def in_socket_thread(self, work: Callable[[], None]) -> None:
+        done, failure = threading.Event(), []
+
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # handed to the caller's thread
+                failure.append(exc)
+            finally:
+                done.set()
+
+        self.kernel.shell_channel_thread.io_loop.add_callback(run)
+        if not done.wait(_WAIT):
+            raise TimeoutError("the shell channel's thread did not answer")
+        if failure:
+            raise failure[0]
+
+    def _manager(self) -> Any:
+        """The subshell manager: ipykernel hands it out in the main thread only."""
+        return self.kernel.shell_channel_thread.manager
+
+    def stop_reading_and_mark(self, marker: list[bytes], failed: Callable[[BaseException], None]):
+        channel, manager = self.kernel.shell_channel_thread, self._manager()
+
+        async def stop_and_mark() -> None:
+            try:
+                # No more reads first. Each request the stream has read already is a task
+                # of its own (pyzmq runs an async callback with ensure_future) whose first
+                # step may be queued after ours: yield once so that every such step runs
+                # (and forwards its request, or waits for the lock ahead of us: asyncio's
+                # lock is first come, first served) before the marker goes.
+                self.stream.stop_on_recv()
+                await asyncio.sleep(0)
+                lock = getattr(channel, "asyncio_lock", None)
+                if lock is None:
+                    self._mark(manager, marker)
+                    return
+                async with lock:
+                    self._mark(manager, marker)
+            except BaseException as exc:  # nothing would see it in this callback
+                failed(exc)
+
+        channel.io_loop.add_callback(stop_and_mark)
+
+    def _mark(self, manager: Any, marker: list[bytes]) -> None:
+        self.undelivered = quiesce.drain_frames(self.stream.socket)
+        to_main = manager.get_shell_channel_to_subshell_socket(None)
+        while self.undelivered:
+            to_main.send_multipart(self.undelivered[0])
+            self.undelivered.pop(0)
+        to_main.send_multipart(marker)
+
+    def requeue(self, requests: list[list[bytes]]) -> None:
+        manager = self._manager()
+
+        def put_back() -> None:
+            to_main = manager.get_shell_channel_to_subshell_socket(None)
+            for frames in [*self.undelivered, *requests]:
+                to_main.send_multipart(frames)
+            self.undelivered = []
+            if self.receiver is not None and not self.stream.closed():
+                self.stream.on_recv(self.receiver, copy=False)
+
+        self.in_socket_thread(put_back)
+
+    def queue_first(self, requests: list[list[bytes]]) -> None:
+        manager = self._manager()
+
+        def queue() -> None:
+            to_main = manager.get_shell_channel_to_subshell_socket(None)
+            for frames in requests:
+                to_main.send_multipart(frames)
+
+        self.in_socket_thread(queue)
+
+
+def adapter_for(kernel: Any, app: Any) -> Adapter | None:
+    """The adapter for the running ipykernel; None when its version was not tested."""
+    version = _version()
+    if len(version) < 2 or TESTED.get(version[0]) is None or version[1] < TESTED[version[0]]:
+        return None
+    if version[0] == 6:
+        return MainThreadQueue(kernel, app)
+    return ShellChannelThread(kernel, app)
+
+
+def _version() -> tuple[int, ...]:
+    """The running ipykernel's (major, minor); () where there is none."""
+    found = getattr(sys.modules.get("ipykernel"), "version_info", ())
+    return tuple(int(part) for part in found[:2] if isinstance(part, int))
+
+
+def tested_range() -> str:
+    lowest = min(TESTED)
+    return f"{lowest}.{TESTED[lowest]} to {max(TESTED)}.x"
