@@ -177,6 +177,9 @@ def test_a_module_that_does_not_load_is_one_line_then_lmods_lines(
     assert " | " not in first and 0 < len(said) <= 12
     assert all(line.startswith("  ") for line in said)
     assert any("nosuch/9.9" in line for line in said)  # Lmod's own words, below
+    # ... in Lmod's order: its "unknown:" and the module's name on the next line stay together
+    unknown = next(i for i, line in enumerate(said) if line.rstrip().endswith("unknown:"))
+    assert said[unknown + 1].strip() == '"nosuch/9.9"', said
     with pytest.raises(UsageError) as refused:
         ip.run_line_magic("kernel_activate", "--modules nosuch/9.9")
     first = str(refused.value).split("\n")[0]

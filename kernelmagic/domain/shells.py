@@ -213,11 +213,14 @@ _DETAIL_LINES = 12
 
 
 def failure_lines(stderr: str) -> list[str]:
-    """The lines of a program's stderr that say what failed (those first), then its last
-    lines, up to a dozen: Lmod's reason comes before its advice about caches."""
+    """A program's stderr, up to a dozen lines: as it said them where they fit (a message
+    over two lines stays whole), else the lines that say what failed first, then its last
+    lines (Lmod's reason before its advice about caches)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     if not lines:
         return ["no error output"]
+    if len(lines) <= _DETAIL_LINES:
+        return lines
     telling = [line for line in lines if _FAILURE_WORDS.search(line)]
     rest = [line for line in lines if line not in telling]
     return (telling + rest[-_DETAIL_LINES:])[:_DETAIL_LINES]
