@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -79,3 +80,23 @@ def print_table() -> None:
     widths = [max(len(r[i]) for r in [header, *ROWS]) for i in range(len(header))]
     for r in [header, tuple("-" * w for w in widths), *ROWS]:
         print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def venv_with(venv: Path, package: str) -> Path | str:
+    """A venv of the benchmark's own at ``venv`` with ``package`` (a peer tool, no dependency
+    of kernelmagic) pip-installed; it sees this environment's packages (ipykernel) through a
+    .pth file, so its kernels run the same ipykernel as the others. The venv, or why not."""
+    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True)
+    if made.returncode != 0:
+        return "cannot make a venv: " + made.stderr.decode()[-200:]
+    site = next((venv / "lib").glob("python*/site-packages"))
+    here = [p for p in sys.path if p.endswith("site-packages")]
+    (site / "benchmark-parent.pth").write_text("\n".join(here) + "\n")
+    pip = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", package],
+        capture_output=True,
+        text=True,
+    )
+    if pip.returncode != 0:
+        return f"pip install {package} failed: " + pip.stderr.strip()[-200:]
+    return venv

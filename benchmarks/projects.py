@@ -11,7 +11,7 @@ import sysconfig
 import textwrap
 from pathlib import Path
 
-from common import BIN, note, row
+from common import BIN, note, row, venv_with
 
 MEASURE = "start to kernel_info reply: --project, uv"
 # Run by the venv that has pyproject-local-kernel (its provisioner must load in the client),
@@ -89,21 +89,12 @@ def bench_project(repeats: int, root: Path, kernels: Path, with_peers: bool) -> 
     names = ["km-project", "plain-project-venv"]
     python, peer = sys.executable, None
     if with_peers:
-        venv = root / "plk-venv"
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        site = next((venv / "lib").glob("python*/site-packages"))
-        here = [p for p in sys.path if p.endswith("site-packages")]
-        (site / "benchmark-parent.pth").write_text("\n".join(here) + "\n")
-        pip = subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "pyproject-local-kernel"],
-            capture_output=True,
-            text=True,
-        )
-        if pip.returncode == 0:
+        venv = venv_with(root / "plk-venv", "pyproject-local-kernel")
+        if isinstance(venv, Path):
             python, peer = str(venv / "bin" / "python"), "pyproject_local_kernel"
             names.append(peer)
         else:
-            note(f"{MEASURE} vs pyproject-local-kernel", pip.stderr.strip()[-200:])
+            note(f"{MEASURE} vs pyproject-local-kernel", venv)
     else:
         note(f"{MEASURE} (baseline: pyproject-local-kernel)", "not measured with --quick")
     # pyproject-local-kernel runs `uv run --with ipykernel`: it needs the index (or uv's cache).

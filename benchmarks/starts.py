@@ -16,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from common import BIN, note, rounds, row
+from common import BIN, note, rounds, row, venv_with
 
 PLAIN = "plain-ipykernel"
 # The init script a login shell sources for Lmod (Debian, then Lmod's own install layout).
@@ -91,22 +91,9 @@ def install_helper_spec(kernels: Path) -> str:
 def install_envkernel(root: Path) -> tuple[dict[str, str], str | None]:
     """envkernel's Lmod and venv kernels, from envkernel installed into a venv of the
     benchmark's own (it is no dependency of kernelmagic). Returns {label: spec}, or why not."""
-    venv = root / "envkernel-venv"
-    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True)
-    if made.returncode != 0:
-        return {}, "cannot make a venv: " + made.stderr.decode()[-200:]
-    # The venv sees this environment's packages (ipykernel) through a .pth file, so its
-    # kernels run the same ipykernel as the others.
-    site = next((venv / "lib").glob("python*/site-packages"))
-    here = [p for p in sys.path if p.endswith("site-packages")]
-    (site / "benchmark-parent.pth").write_text("\n".join(here) + "\n")
-    pip = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "envkernel"],
-        capture_output=True,
-        text=True,
-    )
-    if pip.returncode != 0:
-        return {}, "pip install envkernel failed: " + pip.stderr.strip()[-200:]
+    venv = venv_with(root / "envkernel-venv", "envkernel")
+    if isinstance(venv, str):
+        return {}, venv
     envkernel = str(venv / "bin" / "envkernel")
     python = f"--python={sys.executable}"
     specs = {}
