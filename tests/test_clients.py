@@ -5,7 +5,9 @@ and the protocol and encryption fields kept by every writer."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -169,3 +171,20 @@ def test_vscode_substitutes_only_braced_names(user_kernels, capsys):
     assert "substitutes only ${NAME}" in specs["bare"]["clients"]["vscode"]["reason"]
     assert specs["bare"]["clients"]["vscode"]["fix"] == "write ${NAME} in WHERE"
     assert specs["braced"]["clients"]["vscode"]["works"]
+
+
+def test_a_fifo_planted_as_a_specs_program_hangs_no_doctor(user_kernels, tmp_path):
+    """Someone who can write a shared kernels dir points a spec's argv[0] at a FIFO (mode
+    755): the doctor, which reads a wrapper's first bytes to see whether it execs the kernel,
+    never waits on it, and says what it found."""
+    fifo = tmp_path / "wrap"
+    os.mkfifo(fifo)
+    fifo.chmod(0o755)
+    write_spec(user_kernels, "w", {"argv": [str(fifo), "python3", "-f", "{connection_file}"]})
+    done = subprocess.run(
+        [sys.executable, "-m", "kernelmagic", "doctor", "w"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode in (0, 1) and "w" in done.stdout, done.stderr

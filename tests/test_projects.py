@@ -248,3 +248,28 @@ def test_the_magic_names_the_spec_after_the_project(ip, uv_project, user_kernels
     monkeypatch.chdir(uv_project)
     ip.run_line_magic("kernel_install", "--project")
     assert _spec(user_kernels, "geo-analysis")["argv"][0] == str(uv_project / ".venv/bin/python")
+
+
+def test_a_fifo_in_a_shared_project_hangs_nothing(tmp_path, user_kernels, tools_offline):
+    """A project dir others can write (a shared one) holds a FIFO where pyproject.toml and
+    the lockfile should be: install --project and the doctor's drift check read neither
+    (a FIFO is never waited on, as for kernel.json), and finish."""
+    root = tmp_path / "shared-project"
+    root.mkdir()
+    subprocess.run([sys.executable, "-m", "venv", str(root / ".venv")], check=True)
+    _give_ipykernel(root / ".venv")
+    (root / "uv.lock").write_text("version = 1\n")
+    cli = [sys.executable, "-m", "kernelmagic"]
+    done = subprocess.run(
+        [*cli, "install", "--project", str(root)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    (root / "uv.lock").unlink()
+    os.mkfifo(root / "uv.lock")  # the doctor compares the lockfile with the recorded digest
+    os.mkfifo(root / "pyproject.toml")
+    for argv in (["doctor", "shared-project"], ["install", "again", "--project", str(root)]):
+        done = subprocess.run([*cli, *argv], capture_output=True, text=True, timeout=60)
+        assert done.returncode in (0, 1), done.stderr
+    doctor = [*cli, "doctor", "shared-project"]
+    said = subprocess.run(doctor, capture_output=True, text=True, timeout=60).stdout
+    assert "uv.lock" in said  # no lockfile to read is drift: the spec says what it was made from

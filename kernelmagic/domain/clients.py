@@ -17,6 +17,7 @@ from typing import Any
 
 from kernelmagic.domain import checks, containers
 from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
+from kernelmagic.storage.atomic import read_regular_head
 from kernelmagic.storage.discovery import SpecInfo
 
 CLIENTS = {
@@ -160,11 +161,10 @@ def _last_command(script: str) -> str:
 def _script_execs(path: str) -> bool | None:
     """Whether a wrapper script ends by exec'ing the kernel; None when it cannot be read."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(65536)
+        head = read_regular_head(path, 65536)  # a FIFO planted as the program: not waited on
     except OSError:
         return None
-    if not head.startswith(b"#!") or b"\0" in head:
+    if head is None or not head.startswith(b"#!") or b"\0" in head:
         return None
     first = head.split(b"\n", 1)[0].decode("utf-8", "replace")
     if not any(os.path.basename(word) in _SHELLS for word in first[2:].split()):

@@ -21,6 +21,7 @@ from typing import Any
 from kernelmagic.domain.provenance import Source
 from kernelmagic.domain.shells import failure_lines
 from kernelmagic.errors import InvalidInput, SourceFailed
+from kernelmagic.storage.atomic import MAX_INPUT_BYTES, read_regular_file
 
 TOOL_TIMEOUT = 60.0  # `poetry env info -p` and friends
 # What marks a project's dir, looked for from the given dir upwards.
@@ -106,11 +107,12 @@ class Project:
 
 
 def file_digest(path: str) -> str | None:
+    """A lockfile's digest; None where it is no regular file (never waited on) or too big."""
     try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()[:16]
+        data = read_regular_file(path, MAX_INPUT_BYTES)
     except OSError:
         return None
+    return None if data is None else hashlib.sha256(data).hexdigest()[:16]
 
 
 def _target(path: str) -> str | None:
@@ -137,9 +139,10 @@ def find_root(start: str) -> str:
 
 
 def _read(path: str) -> str:
+    """A project file's text ("" where there is no regular, readable one: a FIFO others
+    planted in a shared project is never waited on)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read(1 << 20)
+        return (read_regular_file(path, MAX_INPUT_BYTES) or b"").decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return ""
 

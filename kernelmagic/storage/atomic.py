@@ -276,20 +276,11 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes | None:
     growing file costs nothing. ``OSError`` (``EFBIG`` for one that is too large) for a
     regular file that cannot be read.
     """
+    opened = _open_regular(path)
+    if opened is None:
+        return None
+    fd, info = opened
     try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError:
-        try:
-            is_file = stat.S_ISREG(os.stat(path).st_mode)
-        except OSError:
-            return None
-        if not is_file:
-            return None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
         if info.st_size > limit:
             raise _too_big(path, limit)
         chunks: list[bytes] = []
@@ -306,6 +297,44 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes | None:
         raise _too_big(path, limit)
     finally:
         os.close(fd)
+
+
+def read_regular_head(path: str | os.PathLike[str], size: int) -> bytes | None:
+    """The first ``size`` bytes of ``path`` if it is a regular file (a script's head); None
+    when it is none (a FIFO is never waited on). ``OSError`` when it cannot be read."""
+    opened = _open_regular(path)
+    if opened is None:
+        return None
+    fd, _ = opened
+    try:
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result] | None:
+    """An open descriptor of ``path`` and its stat, where it is a regular file; None where
+    it is not one (opened without blocking, so a FIFO costs nothing). ``OSError`` for a
+    regular file that cannot be opened."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError:
+        try:
+            is_file = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            return None
+        if not is_file:
+            return None
+        raise
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return None
+    return fd, info
 
 
 def _too_big(path: str | os.PathLike[str], limit: int) -> OSError:
