@@ -104,11 +104,12 @@ def _python_tool_note(command: list[str], spec: Mapping[str, Any], env: Mapping[
         return []
     kernel_python = str(argv[0])
     found = shutil.which(command[0], path=env.get("PATH", os.defpath))
-    if found is None or os.path.dirname(found) == os.path.dirname(kernel_python):
+    if found is not None and os.path.dirname(found) == os.path.dirname(kernel_python):
         return []
+    where = "is not on the kernel's PATH" if found is None else f"here is {found}"
     return [
-        f"note: {command[0]} here is {found}, not beside the kernel's interpreter "
-        f"{kernel_python}; to install into the kernel's environment: {kernel_python} -m pip ..."
+        f"note: {command[0]} {where}, not beside the kernel's interpreter {kernel_python}; "
+        f"to install into the kernel's environment: {kernel_python} -m pip ..."
     ]
 
 
