@@ -229,3 +229,16 @@ def test_an_iopub_subscriber_is_seen_in_the_tcp_table():
             accepted, _ = server.accept()
             with accepted:
                 assert quiesce.connected_to(port)
+
+
+def test_the_activation_says_where_a_request_at_the_close_can_be_lost():
+    """Half-closing the shell socket's connections needs TCP and Linux's /proc: elsewhere the
+    report says, before the restart, that a request sent at the close can be lost."""
+    from types import SimpleNamespace
+
+    from kernelmagic.restart import inplace, quiesce
+
+    said = inplace.unguarded_close(SimpleNamespace(transport="ipc"))
+    assert said == "the kernel uses the ipc transport, not tcp"
+    over_tcp = inplace.unguarded_close(SimpleNamespace(transport="tcp"))
+    assert (over_tcp is None) == quiesce.can_see_connections()

@@ -152,6 +152,12 @@ def activate_here(request: ActivateRequest) -> ActivationReport:
             f"Restarting this kernel in place when this cell has run (same process, PID "
             f"{os.getpid()}): variables in memory are lost, as with a restart."
         )
+        unguarded = inplace.unguarded_close(app)
+        if unguarded:
+            done.closing.append(
+                f"A request sent in the moment the old process closes can be lost here: "
+                f"{unguarded}."
+            )
         if not request.save:
             done.closing.append(
                 "Jupyter's own restart (Kernel > Restart) starts the kernel from its spec "

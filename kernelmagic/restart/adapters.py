@@ -61,17 +61,18 @@ class Adapter:
         (an activation that could not finish)."""
         raise NotImplementedError
 
-    def take_last(self) -> tuple[list[list[bytes]], bool]:
+    def take_last(self) -> list[list[bytes]]:
         """Every request still on the shell socket, its connections closed without a loss
-        where possible (``quiesce``), then the socket closed."""
-        taken: list[Any] = []
+        where possible (``quiesce``; ``inplace.unguarded_close`` says where not), then the
+        socket closed."""
+        taken: list[list[bytes]] = []
 
         def take() -> None:
-            taken.extend(quiesce.take_all(self.stream.socket, self.shell_port))
+            taken.extend(quiesce.take_all(self.stream.socket, self.shell_port)[0])
             self.stream.close(linger=0)
 
         self.in_socket_thread(take)
-        return taken[0], taken[1]
+        return taken
 
     def queue_first(self, requests: list[list[bytes]]) -> None:
         """In the new process, before it reads its socket: queue ``requests`` first."""

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kernelmagic.restart import adapters, resume
+from kernelmagic.restart import adapters, quiesce, resume
 
 _MARKER = "kernelmagic_handoff_marker"
 _DELIMITER = b"<IDS|MSG>"
@@ -75,6 +75,16 @@ def cannot_restart(app: Any) -> str | None:
     return None
 
 
+def unguarded_close(app: Any) -> str | None:
+    """Why a request the client sends in the moment the old process closes its shell socket
+    could still be lost here (``quiesce`` cannot half-close its connections), or None."""
+    if getattr(app, "transport", "tcp") != "tcp":
+        return f"the kernel uses the {app.transport} transport, not tcp"
+    if not quiesce.can_see_connections():
+        return "this system has no /proc to find the shell socket's connections in"
+    return None
+
+
 class Handoff:
     """The old process's side: arm it in the activating cell; the rest runs by itself.
 
@@ -96,7 +106,6 @@ class Handoff:
         self.request: list[bytes] | None = None  # ... and its execute_request
         self.held: list[tuple[tuple[Any, ...], dict[str, Any]]] = []  # sends held back
         self.queued: list[list[bytes]] = []
-        self.clean_close = False  # the shell socket's connections closed without a loss
         self.handoff_fd: int | None = None
         self._send = self.session.send
         self._handlers = self.kernel.shell_handlers
@@ -189,8 +198,7 @@ class Handoff:
         fd = self.handoff_fd
         assert fd is not None
         # From here on the old process cannot go back: its shell socket is closed.
-        taken, self.clean_close = self.adapter.take_last()
-        self.queued += taken
+        self.queued += self.adapter.take_last()
         document = {
             "request": resume.frames_text(self.request or []),
             "reply": resume.frames_text(self.reply or []),

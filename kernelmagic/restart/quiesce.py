@@ -51,6 +51,11 @@ def _sockets_on(port: int) -> dict[str, str]:
     return found
 
 
+def can_see_connections() -> bool:
+    """Whether this system shows a process's sockets and the TCP table (Linux's /proc)."""
+    return os.path.isdir("/proc/self/fd") and tcp_table_readable()
+
+
 def tcp_table_readable() -> bool:
     return os.access(_TCP_TABLES[0], os.R_OK)
 
@@ -98,7 +103,7 @@ def take_all(socket: Any, port: int | None, timeout: float = 1.0) -> tuple[list[
     """Every message the clients sent to ``socket`` (bound to TCP ``port``), its
     connections closed as described above; and whether that could be done (False: only
     what had arrived was read, and a request in flight at the close can still be lost)."""
-    if port is None or not os.path.isdir("/proc/self/fd") or not _sockets_on(port):
+    if port is None or not can_see_connections() or not _sockets_on(port):
         return drain_frames(socket), False
     received: list[list[bytes]] = []
     closing: dict[str, int] = {}
