@@ -226,7 +226,8 @@ def bench_launch(repeats: int, kernels: Path, count: int) -> None:
 
     def parallel(interrupt: bool = False) -> None:
         report = launching.launch_all(names, interrupt=interrupt)
-        assert report.healthy and all(launch.started for launch in report.launches)
+        healthy = report.healthy and all(launch.started for launch in report.launches)
+        assert healthy, [(run.name, run.result, run.interrupt) for run in report.launches]
 
     def one_at_a_time() -> None:
         assert all(launching.launch(name, interrupt=False).started for name in names)

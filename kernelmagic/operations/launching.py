@@ -140,11 +140,11 @@ def _check_interrupt(manager: Any, client: Any, launched: Launch) -> None:
     time.sleep(0.02)  # into the statement itself (a second press covers a miss)
     sent = time.perf_counter()
     manager.interrupt_kernel()
-    again = True  # one more press, as a user would, if the first came just before the cell
+    pressed = sent  # pressed again each second, as a user would, if one came before the cell
     while time.perf_counter() - sent < INTERRUPT_WAIT:
-        if again and time.perf_counter() - sent > 1.0:
+        if time.perf_counter() - pressed > 1.0:
             manager.interrupt_kernel()
-            again = False
+            pressed = time.perf_counter()
         try:
             reply = client.get_shell_msg(timeout=0.1)
         except queue.Empty:
