@@ -36,6 +36,36 @@ for _name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH", *_XDG_HOMES):
     os.environ.pop(_name, None)
 SESSION_HOME.mkdir()
 
+
+# Lmod exports its `module` function to child shells; a job script may have only $LMOD_CMD.
+_PURGE = """
+if type module; then module purge
+elif [ -x "${LMOD_CMD:-}" ]; then eval "$("$LMOD_CMD" bash purge)"
+else exit 3; fi >/dev/null 2>&1 && env -0
+"""
+
+
+def _purge_loaded_modules() -> None:
+    """Modules loaded by the caller's shell (`module load` in ~/.bashrc, as on many clusters)
+    set GDAL_DATA, LD_LIBRARY_PATH, ... that the tests' own modulefiles set too, and a test
+    that expects '+ GDAL_DATA' would see '~ GDAL_DATA'. The suite starts where `module purge`
+    leaves a shell: the module system's own purge, run once, its result taken whole."""
+    if not os.environ.get("LOADEDMODULES"):
+        return
+    purged = subprocess.run(["bash", "-c", _PURGE], capture_output=True)
+    if purged.returncode != 0:
+        return  # no module system to purge with: test_newcomer says so
+    shell_own = {"_", "SHLVL", "PWD", "OLDPWD"}
+    after = dict(
+        os.fsdecode(entry).split("=", 1) for entry in purged.stdout.split(b"\0") if b"=" in entry
+    )
+    for name in set(os.environ) - set(after) - shell_own:
+        del os.environ[name]
+    os.environ.update({k: v for k, v in after.items() if k not in shell_own})
+
+
+_purge_loaded_modules()
+
 # Only now: helpers import jupyter_client, and with it jupyter_core.
 from helpers import (  # noqa: E402
     build_directory_image,

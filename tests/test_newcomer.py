@@ -229,3 +229,15 @@ def test_tab_completes_spec_names_options_choices_and_modules(
         shown = set(_tab(ip, "%kernel_show "))
         assert shown >= {"geo", "gdal-env", "r-geo"}
         assert not {"and", "if", "in", "is", "not", "or", "abs"} & shown  # no Python names
+
+
+# --- 1. the first pytest of a cluster user -------------------------------------------------------
+
+
+def test_the_suite_runs_with_no_module_loaded_whatever_the_callers_shell_loaded():
+    """A newcomer with `module load gdal` in ~/.bashrc ran pytest and five activation tests
+    failed: they saw '~ GDAL_DATA' for '+ GDAL_DATA'. conftest purges the caller's modules."""
+    import os
+
+    loaded = os.environ.get("LOADEDMODULES")
+    assert not loaded, f"{loaded} still loaded: no `module` here to purge; `module purge` first"
