@@ -74,8 +74,9 @@ def test_vscode_ignores_provisioners(user_kernels, capsys):
 
 def test_an_interrupt_through_wrappers_for_real(user_kernels, capsys):
     """setsid puts the kernel outside the process group Jupyter signals: the interrupt is
-    lost (said statically, and seen by doctor --launch); a shell without exec passes it on
-    (jupyter_client signals the group: a note only); a shell that execs is the kernel."""
+    lost (said statically); doctor --launch sees what a client sees: the interrupt ends
+    `setsid -w`, the process Jupyter watches, so the kernel dies; a shell without exec passes
+    it on (jupyter_client signals the group: a note only); a shell that execs is the kernel."""
     script = f'{PYTHON} -m ipykernel_launcher -f "$0"'
     write_spec(user_kernels, "detached", _spec("d", ["setsid", "-w", *KERNEL]))
     write_spec(user_kernels, "child", _spec("c", ["/bin/sh", "-c", script, "{connection_file}"]))
@@ -91,7 +92,7 @@ def test_an_interrupt_through_wrappers_for_real(user_kernels, capsys):
     launched = json.loads(capsys.readouterr().out)["specs"]
     assert status == 1
     assert launched["detached"]["interrupted"] is False
-    assert launched["detached"]["interrupt"].startswith("lost")
+    assert launched["detached"]["interrupt"].startswith("killed the kernel: it exited")
     assert launched["child"]["interrupted"] is True and launched["execs"]["interrupted"] is True
     assert main(["doctor", "--launch", "--no-interrupt-check", "detached"]) == 0
 

@@ -4,6 +4,7 @@ of the kernel's stderr that say why."""
 from __future__ import annotations
 
 import json
+import sys
 
 from helpers import write_spec
 
@@ -54,3 +55,24 @@ def test_launch_refuses_fix_and_a_bad_timeout(capsys):
     assert main(["doctor", "--launch", "--timeout", "0"]) == 2
     assert main(["doctor", "--launch", "no/such"]) == 2
     assert capsys.readouterr().err.count("kernelmagic: error:") == 3
+
+
+def test_a_kernel_that_an_interrupt_kills_is_said_to_be_killed_not_still_running(
+    user_kernels, capsys
+):
+    """IRkernel on a cold disk halted ('Execution halted', exit 1) when the check pressed
+    Interrupt before R was inside the cell, and the doctor said 'the cell was still running'.
+    A stand-in: an ipykernel whose sleep makes SIGINT fatal, as R's top level is there."""
+    fatal = (
+        "import os, signal, time; _sleep = time.sleep; time.sleep = lambda s: (signal.signal("
+        "signal.SIGINT, lambda *a: (os.write(2, b'Execution halted\\n'), os._exit(1))), "
+        "_sleep(s))"
+    )
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", CONN]
+    write_spec(user_kernels, "fatal", {"argv": [*argv, f"--IPKernelApp.exec_lines={fatal}"]})
+    assert main(["doctor", "--launch", "--json", "fatal"]) == 1
+    launched = json.loads(capsys.readouterr().out)["specs"]["fatal"]
+    assert launched["started"] and launched["interrupted"] is False
+    assert launched["interrupt"] == (
+        "killed the kernel: it exited when interrupted: Execution halted"
+    ), launched

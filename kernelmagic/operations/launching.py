@@ -29,9 +29,17 @@ from kernelmagic.storage import discovery
 
 DEFAULT_TIMEOUT = 60.0
 INTERRUPT_WAIT = 5.0  # an interrupt that has not stopped the cell by then is lost
-# A statement that runs for long, in each language's kernel, to interrupt.
-_SLEEPS = {"python": "import time; time.sleep(30)", "r": "Sys.sleep(30)", "julia": "sleep(30)",
-           "bash": "sleep 30"}  # fmt: skip
+# A statement that runs for long, in each language's kernel, to interrupt. Each prints a line
+# first: its stream message says the kernel is inside the cell. An interrupt that comes
+# earlier, while the kernel still prepares the cell, can kill it (IRkernel on a cold disk,
+# halted at the top level of its `R -e`), which says nothing of the wrapper we check.
+_SAYS = "kernelmagic: interrupt check"
+_SLEEPS = {
+    "python": f"print({_SAYS!r}, flush=True); import time; time.sleep(30)",
+    "r": f'cat("{_SAYS}\\n"); Sys.sleep(30)',
+    "julia": f'println("{_SAYS}"); flush(stdout); sleep(30)',
+    "bash": f"echo '{_SAYS}'; sleep 30",
+}
 STDERR_KEPT = 64 * 1024
 STARTED, FAILED, NOT_LAUNCHED = "started", "failed", "not launched"
 
@@ -93,6 +101,7 @@ class _StderrTail:
     def __init__(self) -> None:
         self.read_end, self.write_end = os.pipe()
         self._kept = bytearray()
+        self.written = 0  # bytes read from the pipe so far, kept or not
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -102,22 +111,27 @@ class _StderrTail:
             while chunk := pipe.read(65536):
                 with self._lock:
                     self._kept += chunk
+                    self.written += len(chunk)
                     del self._kept[:-STDERR_KEPT]
 
     def started(self) -> None:
         """The kernel has its copy of the write end: close ours, so EOF can come."""
         os.close(self.write_end)
 
-    def text(self, wait: float = 0.0) -> str:
+    def text(self, wait: float = 0.0, since: int = 0) -> str:
+        """What the kernel wrote (after ``since`` bytes, when that much was written)."""
         self._reader.join(wait)  # what a kernel that just exited wrote last
         with self._lock:
-            return bytes(self._kept).decode("utf-8", "replace")
+            new = self.written - since
+            kept = self._kept[-new:] if 0 < new < len(self._kept) else self._kept
+            return bytes(kept).decode("utf-8", "replace")
 
 
-def _check_interrupt(manager: Any, client: Any, launched: Launch) -> None:
-    """Run a long sleep, interrupt it once the kernel is busy with it (an interrupt before
-    that may be ignored), and see whether the cell ends within ``INTERRUPT_WAIT``: what a
-    user's Interrupt button does, through the spec's own interrupt_mode."""
+def _check_interrupt(manager: Any, client: Any, launched: Launch, stderr: _StderrTail) -> None:
+    """Run a long sleep, interrupt it once the kernel has printed from inside the cell (an
+    interrupt before that may be ignored, or kill a kernel), and see whether the cell ends
+    within ``INTERRUPT_WAIT``: what a user's Interrupt button does, through the spec's own
+    interrupt_mode."""
     code = _SLEEPS.get(launched.language.lower())
     if code is None:
         launched.interrupt = f"not checked: no long statement known for {launched.language!r}"
@@ -132,16 +146,19 @@ def _check_interrupt(manager: Any, client: Any, launched: Launch) -> None:
             message = client.get_iopub_msg(timeout=0.2)
         except queue.Empty:
             continue
-        if message["parent_header"].get("msg_id") == request and message["msg_type"] in (
-            "execute_input",
-            "stream",
-        ):
+        if message["parent_header"].get("msg_id") == request and message["msg_type"] == "stream":
             break
     time.sleep(0.02)  # into the statement itself (a second press covers a miss)
+    said_before = stderr.written  # the kernel's last words are what it writes after this
     sent = time.perf_counter()
     manager.interrupt_kernel()
     pressed = sent  # pressed again each second, as a user would, if one came before the cell
     while time.perf_counter() - sent < INTERRUPT_WAIT:
+        if not manager.is_alive():
+            launched.interrupted = False
+            said = failure_in_one_line(stderr.text(wait=1.0, since=said_before))
+            launched.interrupt = f"killed the kernel: it exited when interrupted: {said}"
+            return
         if time.perf_counter() - pressed > 1.0:
             manager.interrupt_kernel()
             pressed = time.perf_counter()
@@ -217,7 +234,7 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = Tru
                         content.get("implementation", ""),
                     )
                     if interrupt:
-                        _check_interrupt(manager, client, launched)
+                        _check_interrupt(manager, client, launched, stderr)
                     return launched
             said = failure_in_one_line(stderr.text())
             return Launch(name, FAILED, reason=f"no kernel_info reply within {timeout:g} s: {said}")
