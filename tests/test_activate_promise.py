@@ -377,6 +377,20 @@ def test_module_use_in_the_login_profile_is_found(ip, tmp_path, monkeypatch, cap
         ip.run_line_magic("kernel_activate", "--modules nowhere/9.9 --no-restart")
     said = str(raised.value)
     assert "MODULEPATH searched" in said and str(root) in said.split("MODULEPATH searched")[1]
+    # A `module use` only an interactive shell runs (~/.bashrc): the cell can say it.
+    assert said.rstrip().endswith(
+        "in a snippet (%%kernel_install NAME or %%kernel_activate, or --snippet-file)"
+    )
+    capsys.readouterr()
+    rc_modules = tmp_path / "bashrc-modules"
+    rc_geo = write_gdal_module(rc_modules, "rcgeo/1.0", tmp_path / "opt" / "rcgeo")
+    monkeypatch.setenv("MODULEPATH", f"{tmp_path / 'nothing-here'}/")
+    snippet = f"module use {rc_modules}\nmodule load rcgeo/1.0\n"
+    ip.run_cell_magic("kernel_activate", "--no-restart", snippet)
+    assert os.environ["GDAL_DATA"] == str(rc_geo / "share")
+    # Lmod writes a dir without its trailing slash: the same entry, not one added, one dropped
+    changed = next(line for line in capsys.readouterr().out.splitlines() if "MODULEPATH" in line)
+    assert changed.strip() == f"~ MODULEPATH: + {rc_modules}", changed
 
 
 def test_empty_path_entries_and_terminal_escapes(ip, monkeypatch, capsys):

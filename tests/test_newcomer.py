@@ -180,6 +180,9 @@ def test_a_module_that_does_not_load_is_one_line_then_lmods_lines(
     # ... in Lmod's order: its "unknown:" and the module's name on the next line stay together
     unknown = next(i for i, line in enumerate(said) if line.rstrip().endswith("unknown:"))
     assert said[unknown + 1].strip() == '"nosuch/9.9"', said
+    # ... and last, how to reach a module dir only an interactive shell adds (seen in
+    # JupyterLab by a user whose `module use` sat below the interactive check of ~/.bashrc)
+    assert said[-1].strip().startswith("a `module use DIR` that only interactive shells run")
     with pytest.raises(UsageError) as refused:
         ip.run_line_magic("kernel_activate", "--modules nosuch/9.9")
     first = str(refused.value).split("\n")[0]

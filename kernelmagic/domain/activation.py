@@ -106,7 +106,9 @@ def _shown(value: str) -> str:
 
 
 def _entries_changed(old: str, new: str) -> str:
-    before, after = old.split(os.pathsep), new.split(os.pathsep)
+    """The entries added and dropped; a trailing slash is no change (Lmod strips it)."""
+    before = [e.rstrip("/") or e for e in old.split(os.pathsep)]
+    after = [e.rstrip("/") or e for e in new.split(os.pathsep)]
     added = [e for e in after if e not in before]
     dropped = [e for e in before if e not in after]
     parts = [f"+ {e}" for e in added] + [f"- {e}" for e in dropped]
@@ -130,29 +132,23 @@ def activate(
             script, environ=env, shell=source.shell, timeout=timeout, what=source.action()
         )
 
+    kept = "this process is unchanged"
     try:
         before, after = run(environ)
     except SourceFailed as exc:
-        failure = sources.gone_modules(source, exc, "this process is unchanged")
-        if failure is exc:
+        if sources.gone_modules(source, exc) is exc:
             raise
         # A module this kernel's MODULEPATH does not reach: the login shell's may (only
         # then is a login shell run, so an activation that works pays nothing for it).
         wider = with_login_module_paths(environ, source, timeout)
         if wider is environ:
             searched = environ.get("MODULEPATH") or "(empty)"
-            failure.details = (*failure.details, f"MODULEPATH searched: {searched}")
-            raise failure from None
+            raise sources.gone_modules(source, exc, kept, searched=searched) from None
         try:
             before, after = run(wider)
         except SourceFailed as again:
-            last = sources.gone_modules(source, again, "this process is unchanged")
-            searched = wider.get("MODULEPATH") or "(empty)"
-            last.details = (
-                *last.details,
-                f"MODULEPATH searched (with the login shell's): {searched}",
-            )
-            raise last from None
+            searched = f"(with the login shell's) {wider.get('MODULEPATH') or '(empty)'}"
+            raise sources.gone_modules(source, again, kept, searched=searched) from None
     include = tuple(include)
     made = Activation(source)
     for name in sorted(set(before) | set(after)):
@@ -180,8 +176,8 @@ def with_login_module_paths(
     environ: Mapping[str, str], source: Source, timeout: float
 ) -> Mapping[str, str]:
     """``environ`` with the module directories a login shell has and it lacks (``module use``
-    in ~/.bashrc, the usual cluster setup: a kernel started by JupyterHub never read it), as
-    install finds them. Only for ``--modules`` and snippets; the kernel's own come first."""
+    in a login profile, the usual cluster setup: a kernel started by JupyterHub never read
+    it), as install finds them. Only for ``--modules`` and snippets; the kernel's own come first."""
     if source.origin not in ("modules", "snippet"):
         return environ
     login = login_shell_environment(environ, shell=source.shell, timeout=timeout) or {}

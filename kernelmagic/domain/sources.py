@@ -238,16 +238,30 @@ def make_environment(
 _UNKNOWN_MODULE = re.compile(r"unknown|unable to locate a modulefile", re.IGNORECASE)
 
 
+# Where a `module use` lives that neither the kernel nor a login shell reads (below the
+# interactive check of Debian's ~/.bashrc), a snippet can say it before the load.
+MODULE_USE_ADVICE = (
+    "a `module use DIR` that only interactive shells run is not read here: put it above the "
+    "`module load` in a snippet (%%kernel_install NAME or %%kernel_activate, or --snippet-file)"
+)
+
+
 def gone_modules(
-    source: Source, failure: SourceFailed, unchanged: str = "nothing was written"
+    source: Source,
+    failure: SourceFailed,
+    unchanged: str = "nothing was written",
+    *,
+    searched: str | None = None,
 ) -> SourceFailed:
-    """A ``module load`` that failed because a module is not there says so first."""
+    """A ``module load`` that failed because a module is not there says so first, and after
+    the tool's lines, the MODULEPATH ``searched`` (when known) and how to widen it."""
     if source.origin != "modules" or not any(_UNKNOWN_MODULE.search(d) for d in failure.details):
         return failure
+    where = (f"MODULEPATH searched: {searched}",) if searched else ()
     return SourceFailed(
         f"module load {source.modules}: a module is not available here (the module system "
         f"does not know it; `module spider NAME` shows what there is); {unchanged}",
-        details=failure.details,
+        details=(*failure.details, *where, MODULE_USE_ADVICE),
     )
 
 
