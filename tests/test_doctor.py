@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import write_spec
@@ -184,3 +185,28 @@ def test_undo_refuses_other_changes(capsys, user_kernels):
     write_spec(user_kernels, "geo")
     assert main(["patch", "geo", "--undo", "--display-name", "x"]) == 2
     assert "give it no other change" in capsys.readouterr().err
+
+
+def test_ipykernels_python3_in_this_env_and_the_systems_is_a_note(
+    user_kernels, system_kernels, monkeypatch, capsys
+):
+    """Debian's python3-ipykernel writes /usr/share/jupyter/kernels/python3 and every venv
+    with ipykernel has its own: Jupyter run from the venv uses the venv's. A newcomer's
+    doctor called that a problem and exited 1 with every kernel working. A user-level
+    python3 in front of this environment's pins it to one interpreter: still a problem."""
+    ours = Path(sys.prefix) / "share" / "jupyter" / "kernels" / "python3"
+    if not (ours / "kernel.json").is_file():
+        pytest.skip(f"this environment has no ipykernel python3 spec at {ours}")
+    debian = ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", CONN]
+    write_spec(system_kernels, "python3", {"argv": debian, "display_name": "Python 3 (ipykernel)"})
+    monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "1")
+    assert main(["doctor", "python3", "--json"]) == 0
+    (shadowed,) = json.loads(capsys.readouterr().out)["specs"]["python3"]["problems"]
+    assert (shadowed["kind"], shadowed["severity"]) == ("shadowed", "note")
+    assert shadowed["value"] == str(ours)
+
+    monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "0")  # the user's dir comes first
+    write_spec(user_kernels, "python3", {"argv": debian, "display_name": "Python 3 (ipykernel)"})
+    assert main(["doctor", "python3", "--json"]) == 1
+    (shadowed,) = json.loads(capsys.readouterr().out)["specs"]["python3"]["problems"]
+    assert (shadowed["kind"], shadowed["severity"]) == ("shadowed", "problem")

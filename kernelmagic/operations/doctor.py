@@ -227,6 +227,21 @@ def _shadowing(info: discovery.SpecInfo, locations: Mapping[str, list[str]]) -> 
     if len(places) < 2:
         return []
     others = ", ".join(places[1:])
+    this_env = os.path.join(discovery.location_dir(sys_prefix=True), "python3")
+    if places[0] == this_env and all(_ipykernels_own(place) for place in places):
+        # ipykernel puts a python3 spec in each environment it is installed in, and Jupyter
+        # run from an environment takes that environment's (a venv's over Debian's
+        # python3-ipykernel). A user-level python3 in front of it stays a problem: it pins
+        # every environment to one interpreter.
+        return [
+            Problem(
+                "shadowed",
+                f"'python3' is ipykernel's own spec in {len(places)} environments; Jupyter uses "
+                f"this environment's ({places[0]}), as it should",
+                places[0],
+                severity=checks.NOTE,
+            )
+        ]
     return [
         Problem(
             "shadowed",
@@ -235,6 +250,18 @@ def _shadowing(info: discovery.SpecInfo, locations: Mapping[str, list[str]]) -> 
             places[0],
         )
     ]
+
+
+def _ipykernels_own(resource_dir: str) -> bool:
+    """Whether a spec dir holds the python3 spec ipykernel writes: its launcher, no env."""
+    try:
+        spec = discovery.read_spec_file(os.path.join(resource_dir, "kernel.json"))
+    except (OSError, ValueError):
+        return False
+    argv = spec.get("argv") if isinstance(spec, dict) else None
+    return (
+        isinstance(argv, list) and argv[1:3] == ["-m", "ipykernel_launcher"] and not spec.get("env")
+    )
 
 
 def _invalid_name(info: discovery.SpecInfo) -> list[Problem]:
