@@ -73,9 +73,14 @@ def test_a_notebook_from_another_machine_gets_its_matches_best_first(local_specs
 def test_fix_writes_an_alias_and_papermill_runs_the_notebook(local_specs, tmp_path, capsys):
     notebook = _notebook(tmp_path / "analysis.ipynb", FROM_ELSEWHERE)
     before = notebook.read_bytes()
+    status, out = _report(capsys, str(notebook), "--fix", "--dry-run")
+    assert out.splitlines()[1].split()[2:4] == ["would", "fix"], out
+    assert not (local_specs / "conda-env-geo-py").exists()
     status, out = _report(capsys, str(notebook), "--fix")
     assert status == 0, out
     assert "'conda-env-geo-py' starts geo" in out
+    # the state column says what is true now (a newcomer read 'missing' after a fix worked)
+    assert out.splitlines()[1].split()[2] == "fixed", out
     assert notebook.read_bytes() == before  # the notebook file is untouched
     alias = json.loads((local_specs / "conda-env-geo-py" / "kernel.json").read_text())
     geo = json.loads((local_specs / "geo" / "kernel.json").read_text())

@@ -196,7 +196,7 @@ def _notebook_rows(reports: NotebookReports, style: str) -> list[tuple[str, ...]
             best = "; ".join(f"{m.name} ({m.why})" for m in report.matches[:3])
             fix = command(f"notebook {shlex.quote(report.path)} --fix", style)
             details += f"; matches, best first: {best}; fix: {fix}"
-        rows.append((report.path, report.wanted.get("name", ""), report.state, details))
+        rows.append((report.path, report.wanted.get("name", ""), report.now, details))
     return rows
 
 

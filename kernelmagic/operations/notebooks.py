@@ -90,11 +90,19 @@ class NotebookReport:
     state: str = "found"
     reason: str = ""
     matches: list[Match] = field(default_factory=list)
-    fixed: str = ""
+    fixed: str = ""  # what --fix did (or would do), said in a sentence
+    dry_run: bool = False  # ``fixed`` says what --fix would do
 
     @property
     def works(self) -> bool:
         return self.state == "found" or bool(self.fixed)
+
+    @property
+    def now(self) -> str:
+        """The state after --fix: what was found, unless --fix changed it."""
+        if not self.fixed:
+            return self.state
+        return "would fix" if self.dry_run else "fixed"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -220,6 +228,7 @@ def fix(report: NotebookReport, choice: str, *, rewrite: bool, dry_run: bool) ->
             )
         chosen = discovery.get_spec(best.name)
     missing = report.wanted.get("name", "")
+    report.dry_run = dry_run
     if rewrite or not missing or not is_valid_kernel_name(missing.lower()):
         kernelspec = {
             "name": chosen.name,
