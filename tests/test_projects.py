@@ -132,6 +132,27 @@ def test_uv_project_environment_and_the_refusals(uv_project, user_kernels, monke
     assert not (user_kernels / "other").exists()
 
 
+def test_a_new_uv_project_whose_first_uv_add_failed_gets_uvs_command(
+    tmp_path, user_kernels, tools_offline, capsys
+):
+    """A newcomer's `uv init` then `uv add --dev ipykernel`, which failed (no index): uv had
+    made .venv, with no lock and no uv table yet. The hint was the bare venv's `.venv/bin/
+    python -m pip install ipykernel`, and a venv uv makes has no pip. uv's own command now."""
+    root = tmp_path / "geo-analysis"
+    root.mkdir()
+    _tool("uv", "init", "--bare", "--name", "geo-analysis", "--python", sys.executable, cwd=root)
+    _tool("uv", "venv", "--python", sys.executable, cwd=root)  # what the failed `uv add` left
+    assert not (root / "uv.lock").exists()
+    assert main(["install", "--project", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert f"the uv project's environment has no ipykernel; add it: cd {root} && uv add" in err
+    # a plain `python -m venv .venv` beside a pyproject.toml stays a pip user's venv
+    shutil.rmtree(root / ".venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True)
+    assert main(["install", "--project", str(root)]) == 2
+    assert "the venv project's environment has no ipykernel" in capsys.readouterr().err
+
+
 def test_cwd_starts_the_kernel_in_the_project_whatever_the_client(
     uv_project, user_kernels, tmp_path
 ):
