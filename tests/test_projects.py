@@ -146,8 +146,19 @@ def test_a_new_uv_project_whose_first_uv_add_failed_gets_uvs_command(
     assert main(["install", "--project", str(root)]) == 2
     err = capsys.readouterr().err
     assert f"the uv project's environment has no ipykernel; add it: cd {root} && uv add" in err
+    # every hint to install into that venv is uv's: it has no pip for `python -m pip`
+    python = root / ".venv" / "bin" / "python"
+    assert main(["install", "x", "--python", str(python)]) == 2
+    assert (
+        f"install it there: uv pip install --python {python} ipykernel" in capsys.readouterr().err
+    )
+    _give_ipykernel(root / ".venv")
+    assert main(["install", "--project", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"to use the magics there: uv pip install --python {python} " in out, out
     # a plain `python -m venv .venv` beside a pyproject.toml stays a pip user's venv
     shutil.rmtree(root / ".venv")
+    main(["remove", "geo-analysis"])
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True)
     assert main(["install", "--project", str(root)]) == 2
     assert "the venv project's environment has no ipykernel" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from string import Template
 from typing import Any
 
 from kernelmagic.domain import checks, containers
-from kernelmagic.domain.shells import failure_in_one_line, run_probe
+from kernelmagic.domain.shells import failure_in_one_line, pip_install, run_probe
 
 TIMEOUT = 20.0
 # The variables that decide where an interpreter finds its packages.
@@ -132,7 +132,7 @@ def _package_probe(kind: str, program: str, module: str, env: dict[str, str]) ->
             "except Exception:\n v = None\n"
             "print(json.dumps({'ipykernel': v, 'debugpy': u.find_spec('debugpy') is not None}))"
         )
-        fix = f"{program} -m pip install ipykernel"
+        fix = pip_install(program, "ipykernel")
         return Probe((program, "-c", code), env, f"cannot import {module}", fix)
     if kind == "r":
         code = f"if (!requireNamespace('IRkernel', quietly = TRUE)) quit(status = {_MISSING})"

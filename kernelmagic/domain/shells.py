@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -224,6 +225,22 @@ def failure_lines(stderr: str) -> list[str]:
     telling = [line for line in lines if _FAILURE_WORDS.search(line)]
     rest = [line for line in lines if line not in telling]
     return (telling + rest[-_DETAIL_LINES:])[:_DETAIL_LINES]
+
+
+_MADE_BY_UV = re.compile(rb"^uv\s*=", re.M)  # the line uv writes into a venv's pyvenv.cfg
+
+
+def pip_install(python: str, what: str) -> str:
+    """The command that installs ``what`` for the interpreter ``python``: its own pip, or
+    uv's for a venv that uv made (those have no pip: `python -m pip` would fail there)."""
+    config = os.path.join(os.path.dirname(os.path.dirname(python)), "pyvenv.cfg")
+    try:
+        made_by_uv = bool(_MADE_BY_UV.search(read_regular_file(config, 64 * 1024) or b""))
+    except OSError:
+        made_by_uv = False
+    if made_by_uv:
+        return f"uv pip install --python {shlex.quote(python)} {what}"
+    return f"{shlex.quote(python)} -m pip install {what}"
 
 
 def failure_in_one_line(stderr: str) -> str:

@@ -148,7 +148,8 @@ def _require_ipykernel(path: str, environ: Mapping[str, str]) -> Interpreter:
         raise InvalidInput(f"{path} is not a Python interpreter that can be run")
     if not found.has_ipykernel:
         raise InvalidInput(
-            f"{path} cannot import ipykernel; install it there: {path} -m pip install ipykernel"
+            f"{path} cannot import ipykernel; install it there: "
+            f"{shells.pip_install(path, 'ipykernel')}"
         )
     return found
 
@@ -279,8 +280,8 @@ def _without_kernelmagic(interpreter: Interpreter) -> list[str]:
         return []
     return [
         f"{interpreter.path} cannot import kernelmagic, so %load_ext kernelmagic will fail in "
-        f"this kernel; to use the magics there: {interpreter.path} -m pip install "
-        f"{installed_from()}"
+        f"this kernel; to use the magics there: "
+        f"{shells.pip_install(interpreter.path, installed_from())}"
     ]
 
 
@@ -364,11 +365,11 @@ def _choose_interpreter(
             notes.append(
                 f"{snippet_python} cannot import ipykernel, so the kernel runs this session's "
                 f"{own.path}; to run the snippet's Python instead: "
-                f"{snippet_python} -m pip install ipykernel"
+                f"{shells.pip_install(snippet_python, 'ipykernel')}"
             )
         return own
     tried.append(f"{own.path} (this session's)")
-    fix = (snippet_python or own.path) + " -m pip install ipykernel"
+    fix = shells.pip_install(snippet_python or own.path, "ipykernel")
     raise InvalidInput(f"no interpreter that can import ipykernel: tried {', '.join(tried)}; {fix}")
 
 

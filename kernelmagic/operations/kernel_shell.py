@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kernelmagic.domain import containers, probes
+from kernelmagic.domain.shells import pip_install
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import KernelmagicError
 from kernelmagic.operations.options import NAME, TRUST, Option, option
@@ -109,7 +110,7 @@ def _python_tool_note(command: list[str], spec: Mapping[str, Any], env: Mapping[
     where = "is not on the kernel's PATH" if found is None else f"here is {found}"
     return [
         f"note: {command[0]} {where}, not beside the kernel's interpreter {kernel_python}; "
-        f"to install into the kernel's environment: {kernel_python} -m pip ..."
+        f"to install into the kernel's environment: {pip_install(kernel_python, '...')}"
     ]
 
 
