@@ -206,6 +206,11 @@ def test_a_poetry_projects_kernel_finds_poetrys_own_env(
     spec = _spec(user_kernels, "poetry-geo")
     assert spec["metadata"]["kernelmagic"]["project"]["tool"] == "poetry"
     assert run_in_kernel("poetry-geo")["prefix"] == str(prefix)
+    document = tmp_path / "kernels.json"
+    assert main(["export", "poetry-geo", "-o", str(document)]) == 0
+    capsys.readouterr()
+    assert main(["apply", str(document), "--dry-run"]) == 0
+    assert f"poetry env info -p (in {root}: asks poetry" in capsys.readouterr().out
     shutil.rmtree(prefix)
     capsys.readouterr()
     assert main(["doctor", "poetry-geo", "--json"]) == 1
@@ -270,7 +275,12 @@ def test_apply_shows_what_a_project_entry_runs(uv_project, user_kernels, tmp_pat
     shutil.rmtree(user_kernels / "geo")
     capsys.readouterr()
     assert main(["apply", str(document), "--dry-run"]) == 0
-    assert f"the project's tool, in {uv_project}" in capsys.readouterr().out
+    runs = capsys.readouterr().out.split("runs:\n", 1)[1].splitlines()
+    # exactly what runs: uv's environment is a directory, so only its python is asked
+    # (the review once listed poetry's, pdm's, hatch's and pixi's commands for every tool)
+    assert [line.strip() for line in runs if line.startswith("    ")] == [
+        "the uv environment's python -c (asks its prefix, version and whether it has ipykernel)"
+    ]
     assert main(["apply", str(document)]) == 0
     assert _spec(user_kernels, "geo")["metadata"]["kernelmagic"]["project"]["tool"] == "uv"
 

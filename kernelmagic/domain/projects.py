@@ -218,6 +218,26 @@ def _tool(root: str, pyproject: str) -> str | None:
     return None
 
 
+# What finding a project's environment runs, per tool; uv's and a bare venv's is a directory
+# (conda's is its activation, which apply shows as such).
+_FINDING = {
+    "poetry": "poetry env info -p",
+    "pdm": "pdm info --python",
+    "hatch": "hatch env find",
+    "pixi": "pixi shell-hook --json",
+}
+
+
+def finding_runs(start: str) -> tuple[str, str, str | None]:
+    """The project's dir, its tool and the command that finding its environment runs
+    (None: it reads a directory), from the project's files alone: for a review."""
+    root = find_root(start)
+    tool = _tool(root, _read(os.path.join(root, "pyproject.toml")))
+    if tool is None:
+        raise InvalidInput(f"cannot tell which tool manages {root}")
+    return root, tool, _FINDING.get(tool)
+
+
 def detect(start: str, environ: Mapping[str, str]) -> Project:
     """The project at ``start`` (or above), its tool and its environment, found as the tool
     finds it. Refuses, with the tool's own command, when the environment does not exist."""

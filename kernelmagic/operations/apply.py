@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kernelmagic.domain import containers, documents
+from kernelmagic.domain import containers, documents, projects
 from kernelmagic.domain.checks import argv_strings, provisioner_name
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import comparable
@@ -271,10 +271,18 @@ def _runs(entry: dict[str, Any], request: ApplyRequest) -> list[str]:
         except KernelmagicError as exc:
             raise KernelmagicError(f"activating {source.conda_env}: {exc}") from None
     elif source.origin == "project":
-        runs.append(
-            f"the project's tool, in {source.project} (poetry env info -p, pdm info --python, "
-            "hatch env find or pixi shell-hook --json, as the project needs)"
-        )
+        root, tool, command = projects.finding_runs(source.project or ".")
+        if tool == "conda":
+            runs.append(
+                f"{shell} -l: the conda activation of the env {root}'s environment.yml names"
+            )
+        elif command:
+            runs.append(f"{command} (in {root}: asks {tool} for the project's environment)")
+        if tool != "conda":
+            runs.append(
+                f"the {tool} environment's python -c (asks its prefix, version and whether it "
+                "has ipykernel)"
+            )
     python = request.python or source.python
     kind = entry.get("kind", "python")
     if kind == "python":
