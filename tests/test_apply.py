@@ -98,7 +98,7 @@ def test_reviewing_a_document_built_to_run_code_runs_nothing(user_kernels, tmp_p
     assert "look: argv starts /bin/sh, not a Python, R or Julia interpreter" in out
 
 
-def test_modules_from_a_document_are_quoted_not_run(user_kernels, tmp_path, lmod_available):
+def test_modules_from_a_document_are_quoted_not_run(user_kernels, tmp_path, lmod_available, capsys):
     marker = tmp_path / "PWNED-modules"
     entry = {
         "name": "d",
@@ -108,6 +108,11 @@ def test_modules_from_a_document_are_quoted_not_run(user_kernels, tmp_path, lmod
     document = _document(tmp_path / "set.json", entry)
     assert main(["apply", str(document)]) == 1  # `module load 'x;touch ...'`: no such module
     assert not marker.exists()
+    # Lmod's own lines, and how to reach a module dir, below the one line (they were dropped)
+    out = capsys.readouterr().out.splitlines()
+    said = out[out.index(next(line for line in out if "not made here" in line)) + 1 :]
+    assert any(line.startswith("    ") and "unknown" in line for line in said), out
+    assert any("module use DIR" in line for line in said), out
 
 
 # --- review output hides only the secret part ---------------------------------------------------

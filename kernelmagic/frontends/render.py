@@ -402,6 +402,7 @@ def apply_report(outcomes: Iterable[Outcome], *, verbose: bool = False) -> str:
         where = outcome.resource_dir or outcome.name
         if outcome.problem:
             lines.append(printable(f"{outcome.name}: not made here: {outcome.problem}"))
+            lines += [printable(f"    {detail}") for detail in outcome.problem_details]
         elif outcome.change is not None and outcome.change.written:
             lines.append(change_report(outcome.change, diff=outcome.change.before is not None))
         else:

@@ -152,6 +152,7 @@ class Outcome:
     flags: list[str] = field(default_factory=list)  # what a reviewer should read twice
     notes: list[str] = field(default_factory=list)
     problem: str | None = None  # why it is not made here
+    problem_details: tuple[str, ...] = ()  # what the tool said, below that line
     spec: dict[str, Any] | None = None  # written or to be (masked), for --verbose
     change: transactions.Change | None = None  # what apply wrote
 
@@ -183,7 +184,7 @@ def apply_document(request: ApplyRequest) -> list[Outcome]:
                 else:
                     _apply(entry, outcome, request)
         except KernelmagicError as exc:
-            outcome.problem = str(exc)
+            outcome.problem, outcome.problem_details = str(exc), exc.details
         outcomes.append(outcome)
     return outcomes
 
