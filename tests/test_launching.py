@@ -76,3 +76,17 @@ def test_a_kernel_that_an_interrupt_kills_is_said_to_be_killed_not_still_running
     assert launched["interrupt"] == (
         "killed the kernel: it exited when interrupted: Execution halted"
     ), launched
+
+
+def test_a_long_statement_that_fails_is_not_checked_rather_than_said_to_arrive(
+    user_kernels, capsys
+):
+    """A kernel whose sleep statement fails at once ends the cell before any interrupt: the
+    check said 'arrived in 0.00 s' of an interrupt that interrupted nothing."""
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", CONN]
+    breaks_print = "--IPKernelApp.exec_lines=import builtins; builtins.print = None"
+    write_spec(user_kernels, "no-print", {"argv": [*argv, breaks_print]})
+    assert main(["doctor", "--launch", "--json", "no-print"]) == 0
+    launched = json.loads(capsys.readouterr().out)["specs"]["no-print"]
+    assert launched["started"] and launched["interrupted"] is None
+    assert launched["interrupt"].startswith("not checked: the long statement failed: TypeError")

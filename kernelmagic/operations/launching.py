@@ -146,8 +146,15 @@ def _check_interrupt(manager: Any, client: Any, launched: Launch, stderr: _Stder
             message = client.get_iopub_msg(timeout=0.2)
         except queue.Empty:
             continue
-        if message["parent_header"].get("msg_id") == request and message["msg_type"] == "stream":
+        if message["parent_header"].get("msg_id") != request:
+            continue
+        if message["msg_type"] == "stream":
             break
+        if message["msg_type"] == "error":  # no long statement to interrupt: say so
+            content = message["content"]
+            said = f"{content.get('ename', '')}: {content.get('evalue', '')}"
+            launched.interrupt = f"not checked: the long statement failed: {said}"
+            return
     time.sleep(0.02)  # into the statement itself (a second press covers a miss)
     said_before = stderr.written  # the kernel's last words are what it writes after this
     sent = time.perf_counter()
