@@ -361,7 +361,7 @@ def _choose_interpreter(
         tried.append(f"{snippet_python} (first on the snippet's PATH)")
     own = this_interpreter()
     if own.has_ipykernel:
-        if tried:
+        if tried and snippet_python:
             notes.append(
                 f"{snippet_python} cannot import ipykernel, so the kernel runs this session's "
                 f"{own.path}; to run the snippet's Python instead: "
