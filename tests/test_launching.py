@@ -62,11 +62,12 @@ def test_a_kernel_that_an_interrupt_kills_is_said_to_be_killed_not_still_running
 ):
     """IRkernel on a cold disk halted ('Execution halted', exit 1) when the check pressed
     Interrupt before R was inside the cell, and the doctor said 'the cell was still running'.
-    A stand-in: an ipykernel whose sleep makes SIGINT fatal, as R's top level is there."""
+    A stand-in: an ipykernel in which a cell's print makes SIGINT fatal, as R's top level is
+    there (set before the check's line is printed, so before it can press)."""
     fatal = (
-        "import os, signal, time; _sleep = time.sleep; time.sleep = lambda s: (signal.signal("
-        "signal.SIGINT, lambda *a: (os.write(2, b'Execution halted\\n'), os._exit(1))), "
-        "_sleep(s))"
+        "import builtins, os, signal; _print = builtins.print; builtins.print = lambda *a, **k: "
+        "(signal.signal(signal.SIGINT, lambda *x: (os.write(2, b'Execution halted\\n'), "
+        "os._exit(1))), _print(*a, **k))"
     )
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", CONN]
     write_spec(user_kernels, "fatal", {"argv": [*argv, f"--IPKernelApp.exec_lines={fatal}"]})

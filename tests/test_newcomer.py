@@ -4,6 +4,7 @@ Each test is named after what the newcomer saw."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -240,7 +241,5 @@ def test_tab_completes_spec_names_options_choices_and_modules(
 def test_the_suite_runs_with_no_module_loaded_whatever_the_callers_shell_loaded():
     """A newcomer with `module load gdal` in ~/.bashrc ran pytest and five activation tests
     failed: they saw '~ GDAL_DATA' for '+ GDAL_DATA'. conftest purges the caller's modules."""
-    import os
-
     loaded = os.environ.get("LOADEDMODULES")
     assert not loaded, f"{loaded} still loaded: no `module` here to purge; `module purge` first"
