@@ -68,7 +68,7 @@ class Adapter:
         taken: list[list[bytes]] = []
 
         def take() -> None:
-            taken.extend(quiesce.take_all(self.stream.socket, self.shell_port)[0])
+            taken.extend(quiesce.take_all(self.stream.socket, self.shell_port))
             self.stream.close(linger=0)
 
         self.in_socket_thread(take)

@@ -16,8 +16,8 @@ descriptors libzmq uses:
 The listening socket is left to libzmq (it aborts when its listener fails), and closed with
 the socket right after.
 
-Where that cannot be done (not Linux, not TCP), ``take_all`` reads what is there and says
-so, and the caller closes as before.
+Where that cannot be done (not Linux, not TCP), ``take_all`` reads what is there and the
+caller closes as before (``inplace.unguarded_close`` tells the user so up front).
 """
 
 from __future__ import annotations
@@ -99,12 +99,12 @@ def drain_frames(socket: Any) -> list[list[bytes]]:
             return received
 
 
-def take_all(socket: Any, port: int | None, timeout: float = 1.0) -> tuple[list[list[bytes]], bool]:
+def take_all(socket: Any, port: int | None, timeout: float = 1.0) -> list[list[bytes]]:
     """Every message the clients sent to ``socket`` (bound to TCP ``port``), its
-    connections closed as described above; and whether that could be done (False: only
-    what had arrived was read, and a request in flight at the close can still be lost)."""
+    connections closed as described above where that can be done (elsewhere only what had
+    arrived is read, and a request in flight at the close can still be lost)."""
     if port is None or not can_see_connections() or not _sockets_on(port):
-        return drain_frames(socket), False
+        return drain_frames(socket)
     received: list[list[bytes]] = []
     closing: dict[str, int] = {}
     deadline = time.monotonic() + timeout
@@ -120,4 +120,4 @@ def take_all(socket: Any, port: int | None, timeout: float = 1.0) -> tuple[list[
         if time.monotonic() > deadline:  # a client that does not answer: stop waiting
             break
         time.sleep(0.001)
-    return received + drain_frames(socket), True
+    return received + drain_frames(socket)
