@@ -35,7 +35,6 @@ from typing import Any
 from kernelmagic.restart import adapters, quiesce, resume
 
 _MARKER = "kernelmagic_handoff_marker"
-_DELIMITER = b"<IDS|MSG>"
 # ipykernel's own teardown waits for IOPub to send what it holds (its sockets linger 1 s).
 _CLOSE_TIMEOUT = 5.0
 
@@ -158,8 +157,8 @@ class Handoff:
         # session's replay guard, which would refuse them as duplicates the second time.
         history: set[bytes] = getattr(self.session, "digest_history", set())
         for frames in self.queued:
-            if _DELIMITER in frames and frames.index(_DELIMITER) + 1 < len(frames):
-                history.discard(frames[frames.index(_DELIMITER) + 1])
+            with contextlib.suppress(ValueError, IndexError):  # not a message: no signature
+                history.discard(self.session.feed_identities(frames)[1][0])
         with contextlib.suppress(Exception):
             self.adapter.requeue(self.queued)
 
