@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernelmagic.domain.provenance import Source
-from kernelmagic.domain.shells import failure_lines
+from kernelmagic.domain.shells import failure_lines, made_by_uv
 from kernelmagic.errors import InvalidInput, SourceFailed
 from kernelmagic.storage.atomic import MAX_INPUT_BYTES, read_regular_file
 
@@ -57,7 +57,6 @@ _ADD_IPYKERNEL = {
 }
 _TABLE = re.compile(r"^\s*\[\s*tool\.(\w+)", re.M)
 _NAME = re.compile(r'^\s*name\s*=\s*["\']([^"\']+)["\']', re.M)
-_UV_MADE = re.compile(r"^uv\s*=", re.M)  # the line uv writes into a pyvenv.cfg
 _YAML_NAME = re.compile(r"^name\s*:\s*['\"]?([^'\"#\s]+)", re.M)
 
 
@@ -211,8 +210,7 @@ def _tool(root: str, pyproject: str) -> str | None:
     if any(os.path.isdir(os.path.join(root, d)) for d in (".venv", "venv")):
         # `uv init` writes no uv table and no lock until the first `uv add` or `uv lock`;
         # the .venv uv made says so in its pyvenv.cfg (and has no pip for a pip hint).
-        made_by_uv = _UV_MADE.search(_read(os.path.join(root, ".venv", "pyvenv.cfg")))
-        return "uv" if made_by_uv and pyproject else "venv"
+        return "uv" if pyproject and made_by_uv(os.path.join(root, ".venv")) else "venv"
     if pyproject:  # a plain pyproject.toml: uv's default layout
         return "uv"
     return None

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 
 from kernelmagic.errors import SourceFailed
-from kernelmagic.storage.atomic import read_regular_file
+from kernelmagic.storage.atomic import read_regular_file, read_regular_head
 
 # What a clean login shell keeps of the environment it starts from (the profile sets the rest).
 LOGIN_SHELL_KEEP = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TZ", "MAIL")
@@ -230,15 +230,19 @@ def failure_lines(stderr: str) -> list[str]:
 _MADE_BY_UV = re.compile(rb"^uv\s*=", re.M)  # the line uv writes into a venv's pyvenv.cfg
 
 
+def made_by_uv(prefix: str) -> bool:
+    """Whether the venv at ``prefix`` was made by uv (its pyvenv.cfg says so): it has no pip."""
+    try:
+        head = read_regular_head(os.path.join(prefix, "pyvenv.cfg"), 64 * 1024)
+    except OSError:
+        return False
+    return bool(head and _MADE_BY_UV.search(head))
+
+
 def pip_install(python: str, what: str) -> str:
     """The command that installs ``what`` for the interpreter ``python``: its own pip, or
-    uv's for a venv that uv made (those have no pip: `python -m pip` would fail there)."""
-    config = os.path.join(os.path.dirname(os.path.dirname(python)), "pyvenv.cfg")
-    try:
-        made_by_uv = bool(_MADE_BY_UV.search(read_regular_file(config, 64 * 1024) or b""))
-    except OSError:
-        made_by_uv = False
-    if made_by_uv:
+    uv's for a venv that uv made (`python -m pip` would fail there)."""
+    if made_by_uv(os.path.dirname(os.path.dirname(python))):
         return f"uv pip install --python {shlex.quote(python)} {what}"
     return f"{shlex.quote(python)} -m pip install {what}"
 
