@@ -55,6 +55,14 @@ _ADD_IPYKERNEL = {
     "conda": "conda install -n {env} ipykernel",
     "venv": ".venv/bin/python -m pip install ipykernel",
 }
+# The command that finding a project's environment runs, per tool; uv's and a bare venv's
+# is a directory (conda's is its activation, which apply shows as such).
+_FINDING = {
+    "poetry": ("poetry", "env", "info", "-p"),
+    "pdm": ("pdm", "info", "--python"),
+    "hatch": ("hatch", "env", "find"),
+    "pixi": ("pixi", "shell-hook", "--json"),
+}
 _TABLE = re.compile(r"^\s*\[\s*tool\.(\w+)", re.M)
 _NAME = re.compile(r'^\s*name\s*=\s*["\']([^"\']+)["\']', re.M)
 _YAML_NAME = re.compile(r"^name\s*:\s*['\"]?([^'\"#\s]+)", re.M)
@@ -147,7 +155,7 @@ def _read(path: str) -> str:
         return ""
 
 
-def _tool_output(command: list[str], root: str, environ: Mapping[str, str], what: str) -> str:
+def _tool_output(command: tuple[str, ...], root: str, environ: Mapping[str, str], what: str) -> str:
     """What the project's tool prints (run in the project's dir, as its users run it)."""
     try:
         done = subprocess.run(
@@ -171,10 +179,7 @@ def _tool_output(command: list[str], root: str, environ: Mapping[str, str], what
 def _pixi_activation(root: str, environ: Mapping[str, str]) -> str:
     """pixi's activation (its variables, activation scripts included) as export lines."""
     text = _tool_output(
-        ["pixi", "shell-hook", "--json"],
-        root,
-        environ,
-        "asked for the pixi environment's variables",
+        _FINDING["pixi"], root, environ, "asked for the pixi environment's variables"
     )
     try:
         variables = json.loads(text)["environment_variables"]
@@ -216,35 +221,29 @@ def _tool(root: str, pyproject: str) -> str | None:
     return None
 
 
-# What finding a project's environment runs, per tool; uv's and a bare venv's is a directory
-# (conda's is its activation, which apply shows as such).
-_FINDING = {
-    "poetry": "poetry env info -p",
-    "pdm": "pdm info --python",
-    "hatch": "hatch env find",
-    "pixi": "pixi shell-hook --json",
-}
+def _root_and_tool(start: str) -> tuple[str, str, str]:
+    """The project's dir, its pyproject.toml's text and its tool, from its files alone."""
+    root = find_root(start)
+    pyproject = _read(os.path.join(root, "pyproject.toml"))
+    tool = _tool(root, pyproject)
+    if tool is None:
+        raise InvalidInput(f"cannot tell which tool manages {root}")
+    return root, pyproject, tool
 
 
 def finding_runs(start: str) -> tuple[str, str, str | None]:
     """The project's dir, its tool and the command that finding its environment runs
     (None: it reads a directory), from the project's files alone: for a review."""
-    root = find_root(start)
-    tool = _tool(root, _read(os.path.join(root, "pyproject.toml")))
-    if tool is None:
-        raise InvalidInput(f"cannot tell which tool manages {root}")
-    return root, tool, _FINDING.get(tool)
+    root, _, tool = _root_and_tool(start)
+    command = _FINDING.get(tool)
+    return root, tool, shlex.join(command) if command else None
 
 
 def detect(start: str, environ: Mapping[str, str]) -> Project:
     """The project at ``start`` (or above), its tool and its environment, found as the tool
     finds it. Refuses, with the tool's own command, when the environment does not exist."""
-    root = find_root(start)
-    pyproject = _read(os.path.join(root, "pyproject.toml"))
+    root, pyproject, tool = _root_and_tool(start)
     pixi_toml = _read(os.path.join(root, "pixi.toml"))
-    tool = _tool(root, pyproject)
-    if tool is None:
-        raise InvalidInput(f"cannot tell which tool manages {root}")
     names = _NAME.findall(pixi_toml or pyproject)
     name = names[0] if names else os.path.basename(root)
     lockfile = os.path.join(root, _LOCKFILES[tool]) if tool in _LOCKFILES else None
@@ -289,16 +288,11 @@ def _prefix(tool: str, root: str, environ: Mapping[str, str]) -> str | None:
     if tool == "pixi":
         return os.path.join(root, ".pixi", "envs", environ.get("PIXI_ENVIRONMENT_NAME", "default"))
     if tool == "poetry":
-        return (
-            _tool_output(["poetry", "env", "info", "-p"], root, environ, "asked where its env is")
-            or None
-        )
+        return _tool_output(_FINDING["poetry"], root, environ, "asked where its env is") or None
     if tool == "pdm":
-        python = _tool_output(
-            ["pdm", "info", "--python"], root, environ, "asked for its interpreter"
-        )
+        python = _tool_output(_FINDING["pdm"], root, environ, "asked for its interpreter")
         return os.path.dirname(os.path.dirname(python)) if python else None
-    return _tool_output(["hatch", "env", "find"], root, environ, "asked where its env is") or None
+    return _tool_output(_FINDING["hatch"], root, environ, "asked where its env is") or None
 
 
 def valid_name(name: str) -> str:
