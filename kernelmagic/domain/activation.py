@@ -136,7 +136,7 @@ def activate(
     try:
         before, after = run(environ)
     except SourceFailed as exc:
-        if sources.gone_modules(source, exc) is exc:
+        if not sources.module_not_found(source, exc):
             raise
         # A module this kernel's MODULEPATH does not reach: the login shell's may (only
         # then is a login shell run, so an activation that works pays nothing for it).

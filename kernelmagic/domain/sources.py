@@ -247,6 +247,11 @@ MODULE_USE_ADVICE = (
 )
 
 
+def module_not_found(source: Source, failure: SourceFailed) -> bool:
+    """Whether ``failure`` is a ``module load`` that failed because a module is not there."""
+    return source.origin == "modules" and any(_UNKNOWN_MODULE.search(d) for d in failure.details)
+
+
 def gone_modules(
     source: Source,
     failure: SourceFailed,
@@ -256,7 +261,7 @@ def gone_modules(
 ) -> SourceFailed:
     """A ``module load`` that failed because a module is not there says so first, and after
     the tool's lines, the MODULEPATH ``searched`` (when known) and how to widen it."""
-    if source.origin != "modules" or not any(_UNKNOWN_MODULE.search(d) for d in failure.details):
+    if not module_not_found(source, failure):
         return failure
     where = (f"MODULEPATH searched: {searched}",) if searched else ()
     return SourceFailed(
