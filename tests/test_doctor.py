@@ -198,7 +198,8 @@ def test_ipykernels_python3_in_this_env_and_the_systems_is_a_note(
     if not (ours / "kernel.json").is_file():
         pytest.skip(f"this environment has no ipykernel python3 spec at {ours}")
     debian = ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", CONN]
-    write_spec(system_kernels, "python3", {"argv": debian, "display_name": "Python 3 (ipykernel)"})
+    shape = {"display_name": "Python 3 (ipykernel)", "language": "python"}  # Debian's file
+    write_spec(system_kernels, "python3", {"argv": debian, **shape})
     monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "1")
     assert main(["doctor", "python3", "--json"]) == 0
     (shadowed,) = json.loads(capsys.readouterr().out)["specs"]["python3"]["problems"]
@@ -206,7 +207,7 @@ def test_ipykernels_python3_in_this_env_and_the_systems_is_a_note(
     assert shadowed["value"] == str(ours)
 
     monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "0")  # the user's dir comes first
-    write_spec(user_kernels, "python3", {"argv": debian, "display_name": "Python 3 (ipykernel)"})
+    write_spec(user_kernels, "python3", {"argv": debian, **shape})
     assert main(["doctor", "python3", "--json"]) == 1
     (shadowed,) = json.loads(capsys.readouterr().out)["specs"]["python3"]["problems"]
     assert (shadowed["kind"], shadowed["severity"]) == ("shadowed", "problem")

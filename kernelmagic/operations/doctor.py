@@ -23,7 +23,7 @@ from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import launching, remote
 from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, TRUST, Option, option, seconds
 from kernelmagic.settings import Settings
-from kernelmagic.storage import discovery, history
+from kernelmagic.storage import discovery, history, ipykernel_specs
 
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
 
@@ -253,15 +253,12 @@ def _shadowing(info: discovery.SpecInfo, locations: Mapping[str, list[str]]) -> 
 
 
 def _ipykernels_own(resource_dir: str) -> bool:
-    """Whether a spec dir holds the python3 spec ipykernel writes: its launcher, no env."""
+    """Whether a spec dir holds the python3 spec ipykernel writes (for its interpreter)."""
     try:
         spec = discovery.read_spec_file(os.path.join(resource_dir, "kernel.json"))
     except (OSError, ValueError):
         return False
-    argv = spec.get("argv") if isinstance(spec, dict) else None
-    return (
-        isinstance(argv, list) and argv[1:3] == ["-m", "ipykernel_launcher"] and not spec.get("env")
-    )
+    return ipykernel_specs.is_ipykernel_spec(spec, any_interpreter=True)
 
 
 def _invalid_name(info: discovery.SpecInfo) -> list[Problem]:

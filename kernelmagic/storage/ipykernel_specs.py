@@ -142,15 +142,17 @@ _INTERPRETER_OPTION = re.compile(r"-X[A-Za-z_]+(=[A-Za-z0-9_]+)?\Z")
 _SPEC_KEYS = {"argv", "display_name", "language", "metadata", "kernel_protocol_version"}
 
 
-def is_ipykernel_spec(spec: Any) -> bool:
+def is_ipykernel_spec(spec: Any, *, any_interpreter: bool = False) -> bool:
     """Whether ``spec`` has exactly the shape ``get_kernel_dict()`` gives for this
-    interpreter: this ``sys.executable`` running ``-m ipykernel_launcher -f
-    {connection_file}`` (with ``-X`` options only), Python, and metadata of flags and
-    words (no provisioner, no env)."""
+    interpreter (with ``any_interpreter``, for any): this ``sys.executable`` running ``-m
+    ipykernel_launcher -f {connection_file}`` (with ``-X`` options only), Python, and
+    metadata of flags and words (no provisioner, no env)."""
     if not isinstance(spec, dict) or not set(spec) <= _SPEC_KEYS:
         return False
     argv = spec.get("argv")
-    if not isinstance(argv, list) or len(argv) < 5 or argv[0] != sys.executable:
+    if not isinstance(argv, list) or len(argv) < 5:
+        return False
+    if not any_interpreter and argv[0] != sys.executable:
         return False
     if argv[-4:] != ["-m", "ipykernel_launcher", "-f", "{connection_file}"]:
         return False
