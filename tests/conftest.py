@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,42 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("figures")
         for figure in FIGURES:
             terminalreporter.write_line(figure)
+    _summarise_skips(terminalreporter)
+
+
+# helpers.require_system_package ends every such reason with this
+_MISSING_PACKAGE = re.compile(
+    r"(?P<what>.*) is not installed \(apt-get install (?P<package>[^)]+)\)$"
+)
+
+
+def _summarise_skips(terminalreporter) -> None:
+    """What this run did not test and why: the tests skipped for a missing system package,
+    with the one apt-get line that would run them, then those skipped for a condition
+    (root, a second user, ...). A green run on a bare machine must say what it left out."""
+    by_package: dict[str, list[str]] = {}
+    by_condition: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        missing = _MISSING_PACKAGE.match(reason)
+        if missing:
+            by_package.setdefault(missing["package"], []).append(missing["what"])
+        else:
+            by_condition[reason] += 1
+    if not by_package and not by_condition:
+        return
+    terminalreporter.section("what this run skipped")
+    for package, whats in sorted(by_package.items()):
+        needed = ", ".join(sorted(set(whats)))
+        terminalreporter.write_line(f"{len(whats):4} for Debian's {package} ({needed})")
+    if by_package:
+        packages = " ".join(sorted(by_package))
+        terminalreporter.write_line(
+            f"to run them: apt-get install -y --no-install-recommends {packages}"
+        )
+    for reason, count in by_condition.most_common():
+        terminalreporter.write_line(f"{count:4} because: {reason}")
 
 
 @pytest.fixture(scope="session")

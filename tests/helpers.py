@@ -19,13 +19,18 @@ from jupyter_client.manager import start_new_kernel
 
 from kernelmagic.frontends.cli import main
 
+# .ci/run's leg that hides the optional system packages sets this: there, a missing package
+# is the point of the run, and its tests skip as on a newcomer's machine.
+PACKAGES_HIDDEN = "KERNELMAGIC_TESTS_SYSTEM_PACKAGES_HIDDEN"
+
 
 def require_system_package(present: bool, what: str, package: str) -> None:
     """A test needs a Debian package: in CI, .ci/run must have installed it (fail); on a
-    developer's machine without it, skip and say how to get it."""
+    machine without it, skip and say how to get it. conftest's summary gathers these skips
+    by the `(apt-get install PACKAGE)` at the end of the reason, into one install line."""
     if present:
         return
-    if os.environ.get("CI"):
+    if os.environ.get("CI") and not os.environ.get(PACKAGES_HIDDEN):
         pytest.fail(f"{what} is missing: .ci/run must install Debian's {package}")
     pytest.skip(f"{what} is not installed (apt-get install {package})")
 

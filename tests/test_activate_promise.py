@@ -358,7 +358,9 @@ def test_a_relative_connection_file_and_a_changed_directory(geo_module, tmp_path
 # --- in this session: the module world of a login shell, values shown safely -------------
 
 
-def test_module_use_in_the_login_profile_is_found(ip, tmp_path, monkeypatch, capsys):
+def test_module_use_in_the_login_profile_is_found(
+    ip, lmod_available, tmp_path, monkeypatch, capsys
+):
     """`module use` in ~/.bash_profile (the usual cluster setup): a kernel started by
     JupyterHub never read it; activation finds the module through the login shell's
     MODULEPATH, and a module that is nowhere names what was searched."""

@@ -39,8 +39,15 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 STAND_IN = r'''#!{python}
 """A recording stand-in for {name}: it records its command line and the variables it was
-given to $KM_RECORD, then does what the runtime's documentation says it does with them."""
+given to $KM_RECORD, then does what the runtime's documentation says it does with them.
+The image's `python3` is the suite's own interpreter, which has ipykernel on every machine
+(a system python3 has it only where Debian's python3-ipykernel is installed)."""
 import json, os, subprocess, sys
+
+def run_in_image(command, env):
+    if command[0] == "python3":
+        command = [{python!r}, *command[1:]]
+    os.execvpe(command[0], command, env)
 
 name = os.path.basename(sys.argv[0])
 prefix = {{"apptainer": "APPTAINERENV_", "singularity": "SINGULARITYENV_"}}.get(name, "")
@@ -62,7 +69,7 @@ if name == "podman":  # run IMAGE COMMAND: -e NAME takes the value from here
                 env[key] = value if _ else os.environ.get(key, "")
             at += 1
         at += 1
-    os.execvpe(args[at + 1], args[at + 1:], env)
+    run_in_image(args[at + 1:], env)
 assert args[0] == "exec", args
 at, options = 1, []
 while args[at].startswith("-"):
@@ -86,7 +93,7 @@ if "--cleanenv" not in options:  # the host's, where not set already (never LD_L
     for key, value in os.environ.items():
         if key not in env and key != "LD_LIBRARY_PATH" and not key.startswith(prefix):
             env[key] = value
-os.execvpe(command[0], command, env)
+run_in_image(command, env)
 '''
 
 

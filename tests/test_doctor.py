@@ -188,7 +188,7 @@ def test_undo_refuses_other_changes(capsys, user_kernels):
 
 
 def test_ipykernels_python3_in_this_env_and_the_systems_is_a_note(
-    user_kernels, system_kernels, monkeypatch, capsys
+    user_kernels, system_kernels, second_venv, monkeypatch, capsys
 ):
     """Debian's python3-ipykernel writes /usr/share/jupyter/kernels/python3 and every venv
     with ipykernel has its own: Jupyter run from the venv uses the venv's. A newcomer's
@@ -197,8 +197,10 @@ def test_ipykernels_python3_in_this_env_and_the_systems_is_a_note(
     ours = Path(sys.prefix) / "share" / "jupyter" / "kernels" / "python3"
     if not (ours / "kernel.json").is_file():
         pytest.skip(f"this environment has no ipykernel python3 spec at {ours}")
-    debian = ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", CONN]
-    shape = {"display_name": "Python 3 (ipykernel)", "language": "python"}  # Debian's file
+    # Debian's file, for an interpreter that has ipykernel on every machine (a system
+    # python3 has it only where python3-ipykernel is installed)
+    debian = [str(second_venv / "bin" / "python3"), "-m", "ipykernel_launcher", "-f", CONN]
+    shape = {"display_name": "Python 3 (ipykernel)", "language": "python"}
     write_spec(system_kernels, "python3", {"argv": debian, **shape})
     monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "1")
     assert main(["doctor", "python3", "--json"]) == 0

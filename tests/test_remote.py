@@ -26,7 +26,7 @@ except ImportError:
         allow_module_level=True,
     )
 
-from helpers import run_in_kernel, write_spec
+from helpers import require_system_package, run_in_kernel, write_spec
 from IPython.core.error import UsageError
 
 from kernelmagic import specs
@@ -208,10 +208,9 @@ def _free_port(host: str) -> int:
 def sshd(tmp_path_factory):
     """Our own sshd on 127.0.0.2, key-only, with its own host key and authorized key."""
     daemon = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not os.path.exists(daemon) or os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("sshd is missing: .ci/run must install openssh-server (and run as root)")
-        pytest.skip("needs openssh-server and root")
+    require_system_package(os.access(daemon, os.X_OK), "sshd", "openssh-server")
+    if os.geteuid() != 0:
+        pytest.skip("needs root: sshd drops to the test's user")
     work = Path(tempfile.mkdtemp(prefix="kernelmagic-sshd-"))
     keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", ""]
     subprocess.run([*keygen, "-f", str(work / "host_key")], check=True)
