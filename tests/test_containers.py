@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -246,6 +248,45 @@ def test_the_doctor_looks_inside_the_image(
     assert main(["doctor", "box", "--json"]) == 1
     kinds = [p["kind"] for p in json.loads(capsys.readouterr().out)["specs"]["box"]["problems"]]
     assert kinds == ["missing-image"]  # the image is not probed when it is not there
+
+
+def test_an_interpreter_under_tmp_is_said_to_need_the_hosts_tmp(
+    charliecloud_image, user_kernels, monkeypatch, capsys
+):
+    """ch-run binds the starting client's $TMPDIR at the image's /tmp: an interpreter
+    under /tmp is the host's /tmp, found while TMPDIR is unset and hidden when a client (a
+    batch job) has its own. Install's probe passed; install and the doctor now say it, and
+    a start under another TMPDIR fails as they say."""
+    env_dir = Path(tempfile.mkdtemp(prefix="kernelmagic-env-", dir="/tmp"))
+    try:
+        (env_dir / "bin").mkdir()
+        (env_dir / "bin" / "python3").symlink_to("/usr/bin/python3")  # the image's python3
+        monkeypatch.delenv("TMPDIR", raising=False)
+        monkeypatch.setattr(tempfile, "tempdir", None)
+        monkeypatch.setenv("USER", pwd.getpwuid(os.getuid()).pw_name)  # ch-run needs it
+        python = str(env_dir / "bin" / "python3")
+        assert main(["install", "box", "--container", str(charliecloud_image),
+                     "--python", python]) == 0  # fmt: skip
+        said = capsys.readouterr().out
+        assert f"its interpreter {python} is under /tmp" in said, said
+        assert main(["doctor", "box", "--json"]) == 0  # a note: it starts here
+        (note,) = json.loads(capsys.readouterr().out)["specs"]["box"]["problems"]
+        assert (note["kind"], note["severity"]) == ("tmp-bind", "note")
+        assert run_in_kernel("box")["prefix"] == "/usr"
+
+        job_tmp = Path(tempfile.mkdtemp(prefix="kernelmagic-jobtmp-", dir="/var/tmp"))
+        monkeypatch.setenv("TMPDIR", str(job_tmp))  # a batch job's own
+        monkeypatch.setattr(tempfile, "tempdir", None)
+        assert main(["doctor", "box", "--json"]) == 1
+        problems = json.loads(capsys.readouterr().out)["specs"]["box"]["problems"]
+        problem = next(p for p in problems if p["kind"] == "tmp-bind")
+        assert problem["severity"] == "problem", problems
+        assert f"TMPDIR={job_tmp}" in problem["message"]
+        with pytest.raises(RuntimeError):  # what the doctor predicted
+            start_new_kernel(kernel_name="box", startup_timeout=15)
+        shutil.rmtree(job_tmp, ignore_errors=True)
+    finally:
+        shutil.rmtree(env_dir, ignore_errors=True)
 
 
 def test_install_refuses_what_cannot_run_and_writes_nothing(

@@ -356,6 +356,31 @@ def argv(container: Container, env: Mapping[str, str]) -> list[str]:
     return ["/bin/sh", "-c", wrapper, MARK, "{connection_file}"]
 
 
+def tmp_bind_pitfall(container: Container, environ: Mapping[str, str]) -> tuple[str, bool] | None:
+    """Charliecloud's ch-run binds the host's ``$TMPDIR`` (``/tmp`` when unset) at the image's
+    ``/tmp``: a kernel program under ``/tmp`` there is the host's ``/tmp``, reached only while
+    the starting client has no other TMPDIR (a Slurm job, a hub server's job have their own).
+    (message, whether ``environ`` is such a client) for such a spec; None otherwise."""
+    program = container.kernel[0] if container.kernel else ""
+    if container.runtime != "charliecloud" or not _under(program, "/tmp"):
+        return None
+    tmpdir = environ.get("TMPDIR") or "/tmp"
+    here = os.path.normpath(tmpdir) != "/tmp"
+    message = (
+        f"its interpreter {program} is under /tmp, where ch-run binds the starting client's "
+        "$TMPDIR: it starts only where TMPDIR is unset or /tmp"
+        + (f" (here TMPDIR={tmpdir}, so it cannot start)" if here else " (not in a batch job)")
+        + "; put the environment outside /tmp, or bind its directory with --bind"
+    )
+    return message, here
+
+
+def _under(path: str, directory: str) -> bool:
+    return os.path.isabs(path) and os.path.commonpath([os.path.normpath(path), directory]) == (
+        directory
+    )
+
+
 def keep_in_step(spec: dict[str, Any]) -> dict[str, Any]:
     """``spec`` with its wrapper made again for its current ``env`` (a container spec whose
     argv kernelmagic generated); any other spec unchanged."""

@@ -208,6 +208,11 @@ def _container_problems(info: discovery.SpecInfo) -> list[Problem]:
                 container.program,
             )
         )
+    pitfall = containers.tmp_bind_pitfall(container, os.environ)
+    if pitfall is not None:
+        message, fails_here = pitfall
+        severity = checks.PROBLEM if fails_here else checks.NOTE
+        found.append(Problem("tmp-bind", message, container.kernel[0], severity=severity))
     if container.is_path and not os.path.exists(container.image):
         found.append(
             Problem(
