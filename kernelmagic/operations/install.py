@@ -368,9 +368,8 @@ def install(
             timeout=request.timeout,
         )
         record.container = container.to_fields()
-        pitfall = containers.tmp_bind_pitfall(container, made.environment)
-        if pitfall is not None:  # the probe ran with this TMPDIR; a client may have another
-            made.result.notes.append(f"Note: {pitfall[0]}.")
+        if pitfall := containers.tmp_bind_pitfall(container, made.environment):
+            made.result.notes.append(f"Note: {pitfall[0]}.")  # the probe had this TMPDIR
         files_of = install_container.populate_for(request.kernel, _ipykernel_files)
         generated = languages.generated_display_name(request.kernel, version, request.name)
     elif request.other_language:
