@@ -22,6 +22,15 @@ class InvalidInput(KernelmagicError, ValueError):
     """The request itself is wrong (bad name, bad option value); nothing was changed."""
 
 
+class EnvironmentNotReady(InvalidInput):
+    """A project's environment does not exist yet, or has no ipykernel; ``command`` is the
+    project tool's own command that makes it ready."""
+
+    def __init__(self, message: str, command: str) -> None:
+        super().__init__(message)
+        self.command = command
+
+
 class NoSuchKernelSpec(KernelmagicError, KeyError):
     """No spec of that name; the message lists the available ones."""
 

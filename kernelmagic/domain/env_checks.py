@@ -145,11 +145,26 @@ def problems(info: SpecInfo, environ: Mapping[str, str], policy: EnvPolicy) -> l
     return modules + [p for p in found if p.kind != "missing-dir"]
 
 
+def project_gone(info: SpecInfo) -> list[Problem]:
+    """A project spec whose project's dir is gone (``remove --missing`` prunes it; a spec a
+    scan made, ``remove --project-gone`` too)."""
+    record = Provenance.of_spec(info.spec)
+    if record is None or record.project is None or not projects.gone(record.project):
+        return []
+    root = str(record.project.get("root"))
+    fix = "remove --project-gone" if record.scan_root else f"remove {info.name}"
+    made = f" (made by a scan of {record.scan_root})" if record.scan_root else ""
+    return [Problem("project-gone", f"its project {root} is gone{made}", root, fix=fix)]
+
+
 def project_drift(info: SpecInfo) -> list[Problem]:
     """A project spec whose lockfile or interpreter changed since it was made."""
     record = Provenance.of_spec(info.spec)
     if record is None or record.project is None:
         return []
+    gone = project_gone(info)
+    if gone:  # its lockfile and perhaps its interpreter went with it: one problem says so
+        return gone
     reasons = projects.drift(record.project)
     if not reasons:
         return []

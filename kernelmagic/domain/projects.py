@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kernelmagic.domain import pixi_files
 from kernelmagic.domain.provenance import Source
 from kernelmagic.domain.shells import failure_lines, made_by_uv
-from kernelmagic.errors import InvalidInput, SourceFailed
+from kernelmagic.errors import EnvironmentNotReady, InvalidInput, SourceFailed
 from kernelmagic.storage.atomic import MAX_INPUT_BYTES, read_regular_file
 
 TOOL_TIMEOUT = 60.0  # `poetry env info -p` and friends
@@ -42,7 +43,7 @@ _CREATE = {
     "poetry": "poetry install",
     "pdm": "pdm install",
     "hatch": "hatch env create",
-    "pixi": "pixi install",
+    "pixi": "pixi install{env_option}",
     "conda": "conda env create -f {file}",
     "venv": "python3 -m venv .venv",
 }
@@ -80,6 +81,7 @@ class Project:
     prefix: str | None
     conda_env: str | None = None
     activation: str | None = None  # pixi: the variables its activation sets, as a snippet
+    environment: str | None = None  # pixi: the environment named (``-e ENV``)
 
     @property
     def interpreter(self) -> str | None:
@@ -90,7 +92,8 @@ class Project:
 
     def create_command(self) -> str:
         file = os.path.basename(self.lockfile or "environment.yml")
-        return self.in_root(_CREATE[self.tool].format(file=file))
+        env_option = f" -e {shlex.quote(self.environment)}" if self.environment else ""
+        return self.in_root(_CREATE[self.tool].format(file=file, env_option=env_option))
 
     def add_ipykernel_command(self) -> str:
         return self.in_root(_ADD_IPYKERNEL[self.tool].format(env=self.conda_env))
@@ -107,8 +110,11 @@ class Project:
     def record(self) -> dict[str, Any]:
         """What the spec records, for drift: the dir, tool, lockfile digest, interpreter."""
         found: dict[str, Any] = {"root": self.root, "tool": self.tool}
+        if self.environment:
+            found["environment"] = self.environment
         if self.lockfile:
-            found.update(lockfile=self.lockfile, lock_digest=file_digest(self.lockfile))
+            digest = lock_digest(self.lockfile, self.environment)
+            found.update(lockfile=self.lockfile, lock_digest=digest)
         if self.interpreter:
             found.update(python=self.interpreter, python_target=_target(self.interpreter))
         return found
@@ -123,10 +129,37 @@ def file_digest(path: str) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()[:16]
 
 
+def lock_digest(path: str, environment: str | None = None) -> str | None:
+    """The digest of what a lockfile pins for ``environment`` (pixi.lock holds every
+    environment's packages under ``environments: NAME:``; one changing leaves the others'
+    digests alone), else of the whole file."""
+    if not environment:
+        return file_digest(path)
+    try:
+        data = read_regular_file(path, MAX_INPUT_BYTES)
+    except OSError:
+        return None
+    if data is None:
+        return None
+    section = pixi_files.lock_section(data.decode("utf-8", "replace"), environment)
+    return hashlib.sha256(section.encode("utf-8")).hexdigest()[:16]
+
+
 def _target(path: str) -> str | None:
     """Where an interpreter (a venv's link) really is; None when it is not there."""
     real = os.path.realpath(path)
     return real if os.path.exists(real) else None
+
+
+def is_project_dir(path: str) -> bool:
+    """Whether a dir holds a project file (pyproject.toml, pixi.toml, environment.yml, a
+    lockfile, a .venv)."""
+    return any(os.path.exists(os.path.join(path, marker)) for marker in _MARKERS)
+
+
+def tool_of(root: str) -> str | None:
+    """The tool that manages the project at ``root``, from its files alone."""
+    return _tool(root, _read(os.path.join(root, "pyproject.toml")))
 
 
 def find_root(start: str) -> str:
@@ -135,7 +168,7 @@ def find_root(start: str) -> str:
     if not os.path.isdir(here):
         raise InvalidInput(f"--project {start}: no such directory")
     while True:
-        if any(os.path.exists(os.path.join(here, marker)) for marker in _MARKERS):
+        if is_project_dir(here):
             return here
         parent = os.path.dirname(here)
         if parent == here:
@@ -155,8 +188,15 @@ def _read(path: str) -> str:
         return ""
 
 
-def _tool_output(command: tuple[str, ...], root: str, environ: Mapping[str, str], what: str) -> str:
-    """What the project's tool prints (run in the project's dir, as its users run it)."""
+def _tool_output(
+    command: tuple[str, ...],
+    root: str,
+    environ: Mapping[str, str],
+    what: str,
+    silent_failure_is_none: bool = False,
+) -> str:
+    """What the project's tool prints (run in the project's dir, as its users run it); ""
+    for a failure that says nothing, where ``silent_failure_is_none``."""
     try:
         done = subprocess.run(
             command, cwd=root, env=dict(environ), capture_output=True,
@@ -171,16 +211,17 @@ def _tool_output(command: tuple[str, ...], root: str, environ: Mapping[str, str]
             f"{shlex.join(command)} did not answer within {TOOL_TIMEOUT:g} s"
         ) from None
     if done.returncode != 0:
+        if silent_failure_is_none and not (done.stderr.strip() or done.stdout.strip()):
+            return ""
         said = failure_lines(done.stderr.decode("utf-8", "replace"))
         raise InvalidInput(f"{shlex.join(command)} failed ({what})", details=said)
     return done.stdout.decode("utf-8", "replace").strip()
 
 
-def _pixi_activation(root: str, environ: Mapping[str, str]) -> str:
+def _pixi_activation(root: str, environ: Mapping[str, str], environment: str | None) -> str:
     """pixi's activation (its variables, activation scripts included) as export lines."""
-    text = _tool_output(
-        _FINDING["pixi"], root, environ, "asked for the pixi environment's variables"
-    )
+    command = _FINDING["pixi"] + (("-e", environment) if environment else ())
+    text = _tool_output(command, root, environ, "asked for the pixi environment's variables")
     try:
         variables = json.loads(text)["environment_variables"]
         assert isinstance(variables, dict)
@@ -239,13 +280,29 @@ def finding_runs(start: str) -> tuple[str, str, str | None]:
     return root, tool, shlex.join(command) if command else None
 
 
-def detect(start: str, environ: Mapping[str, str]) -> Project:
-    """The project at ``start`` (or above), its tool and its environment, found as the tool
-    finds it. Refuses, with the tool's own command, when the environment does not exist."""
-    root, pyproject, tool = _root_and_tool(start)
-    pixi_toml = _read(os.path.join(root, "pixi.toml"))
-    names = _NAME.findall(pixi_toml or pyproject)
-    name = names[0] if names else os.path.basename(root)
+def detect(start: str, environ: Mapping[str, str], environment: str | None = None) -> Project:
+    """The project at ``start`` (or above), its tool and its environment (for pixi: the one
+    named, else ``PIXI_ENVIRONMENT_NAME``'s), found as the tool finds it. Refuses
+    (``EnvironmentNotReady``), with the tool's own command, when it does not exist yet."""
+    project = locate(start, environ, environment)
+    if project.tool != "conda" and not os.path.exists(project.interpreter or ""):
+        where = project.prefix or "its environment"
+        raise EnvironmentNotReady(
+            f"the {project.tool} project's environment {where} does not exist yet; make it: "
+            f"{project.create_command()}",
+            project.create_command(),
+        )
+    if project.tool == "pixi":
+        activation = _pixi_activation(project.root, environ, environment)
+        return Project(**{**vars(project), "activation": activation})
+    return project
+
+
+def locate(start: str, environ: Mapping[str, str], environment: str | None = None) -> Project:
+    """The project at ``start`` (or above) and where its tool keeps its environment, which
+    may not exist yet; runs only what finding it takes (``poetry env info -p``, ...)."""
+    root, _, tool = _root_and_tool(start)
+    name = _name_in(root) or os.path.basename(root)
     lockfile = os.path.join(root, _LOCKFILES[tool]) if tool in _LOCKFILES else None
     if tool == "conda":
         spec_file = next(
@@ -256,22 +313,17 @@ def detect(start: str, environ: Mapping[str, str]) -> Project:
         if not found:
             raise InvalidInput(f"{spec_file} names no environment (name: ...)")
         return Project(root, tool, found[0], spec_file, None, conda_env=found[0])
-    prefix = _prefix(tool, root, environ)
-    project = Project(
-        root, tool, name, lockfile if lockfile and os.path.exists(lockfile) else None, prefix
-    )
-    if not prefix or not os.path.exists(project.interpreter or ""):
-        where = prefix or "its environment"
-        raise InvalidInput(
-            f"the {tool} project's environment {where} does not exist yet; make it: "
-            f"{project.create_command()}"
-        )
-    if tool == "pixi":
-        return Project(**{**vars(project), "activation": _pixi_activation(root, environ)})
-    return project
+    if tool == "pixi" and environment is None:
+        environment = environ.get("PIXI_ENVIRONMENT_NAME") or None
+        chosen = None  # as before: pixi reads PIXI_ENVIRONMENT_NAME itself
+    else:
+        chosen = environment
+    prefix = _prefix(tool, root, environ, environment or "default")
+    lockfile = lockfile if lockfile and os.path.exists(lockfile) else None
+    return Project(root, tool, name, lockfile, prefix, environment=chosen)
 
 
-def _prefix(tool: str, root: str, environ: Mapping[str, str]) -> str | None:
+def _prefix(tool: str, root: str, environ: Mapping[str, str], pixi_env: str) -> str | None:
     """Where the tool keeps the project's environment."""
     if tool == "uv":
         chosen = environ.get("UV_PROJECT_ENVIRONMENT") or ".venv"
@@ -286,9 +338,11 @@ def _prefix(tool: str, root: str, environ: Mapping[str, str]) -> str | None:
             None,
         )
     if tool == "pixi":
-        return os.path.join(root, ".pixi", "envs", environ.get("PIXI_ENVIRONMENT_NAME", "default"))
+        return os.path.join(root, ".pixi", "envs", pixi_env)
     if tool == "poetry":
-        return _tool_output(_FINDING["poetry"], root, environ, "asked where its env is") or None
+        # poetry fails without a word where the project has no env yet
+        found = _tool_output(_FINDING["poetry"], root, environ, "asked where its env is", True)
+        return found or None
     if tool == "pdm":
         python = _tool_output(_FINDING["pdm"], root, environ, "asked for its interpreter")
         return os.path.dirname(os.path.dirname(python)) if python else None
@@ -305,7 +359,12 @@ def drift(record: Mapping[str, Any]) -> list[str]:
     """What changed since a project spec was made: its lockfile, its interpreter."""
     reasons = []
     lockfile, digest = record.get("lockfile"), record.get("lock_digest")
-    if isinstance(lockfile, str) and isinstance(digest, str) and file_digest(lockfile) != digest:
+    environment = record.get("environment") if isinstance(record.get("environment"), str) else None
+    if (
+        isinstance(lockfile, str)
+        and isinstance(digest, str)
+        and lock_digest(lockfile, environment) != digest
+    ):
         state = "changed" if os.path.exists(lockfile) else "is gone"
         reasons.append(f"its lockfile {lockfile} {state} since the spec was made")
     python, target = record.get("python"), record.get("python_target")
@@ -318,11 +377,17 @@ def drift(record: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
-def ipykernel_missing(project: Project) -> InvalidInput:
+def gone(record: Mapping[str, Any]) -> bool:
+    """Whether the project a spec was made for is gone: its recorded dir is not there."""
+    root = record.get("root")
+    return isinstance(root, str) and os.path.isabs(root) and not os.path.isdir(root)
+
+
+def ipykernel_missing(project: Project) -> EnvironmentNotReady:
     """The refusal for an environment without ipykernel, with the tool's command."""
-    return InvalidInput(
-        f"the {project.tool} project's environment has no ipykernel; add it: "
-        f"{project.add_ipykernel_command()}"
+    command = project.add_ipykernel_command()
+    return EnvironmentNotReady(
+        f"the {project.tool} project's environment has no ipykernel; add it: {command}", command
     )
 
 
@@ -330,12 +395,20 @@ def name_of(start: str) -> str:
     """The project's name, as its files give it (no tool is run): pixi.toml's or
     pyproject.toml's ``name``, environment.yml's, else its dir's name."""
     root = find_root(start)
+    return _name_in(root) or _conda_name(root) or os.path.basename(root)
+
+
+def _name_in(root: str) -> str | None:
     for file in ("pixi.toml", "pyproject.toml"):
         names = _NAME.findall(_read(os.path.join(root, file)))
         if names:
-            return names[0]
+            return str(names[0])
+    return None
+
+
+def _conda_name(root: str) -> str | None:
     for file in ("environment.yml", "environment.yaml"):
         names = _YAML_NAME.findall(_read(os.path.join(root, file)))
         if names:
-            return names[0]
-    return os.path.basename(root)
+            return str(names[0])
+    return None

@@ -20,7 +20,9 @@ SNIPPET_FILE = "kernelmagic-snippet.sh"
 # Sources that can be made again on refresh; "current" (a running session) and "remote" (a
 # copy of another spec) cannot.
 REPEATABLE = ("snippet", "modules", "conda", "python", "project")
-_SOURCE_FIELDS = ("snippet", "modules", "conda_env", "python", "shell", "project")
+_SOURCE_FIELDS = (
+    "snippet", "modules", "conda_env", "python", "shell", "project", "project_env",
+)  # fmt: skip
 
 
 def now() -> str:
@@ -38,6 +40,7 @@ class Source:
     python: str | None = None  # the interpreter the user asked for
     shell: str | None = None
     project: str | None = None  # the project's dir (--project)
+    project_env: str | None = None  # the project's environment, where it has several (pixi)
 
     @property
     def repeatable(self) -> bool:
@@ -81,7 +84,8 @@ class Source:
         if self.origin == "conda":
             return f"the conda env {self.conda_env}"
         if self.origin == "project":
-            return f"the project at {self.project}"
+            env = f" (environment {self.project_env})" if self.project_env else ""
+            return f"the project at {self.project}{env}"
         return {"snippet": "the snippet", "current": "this session"}.get(self.origin, self.origin)
 
 
@@ -115,6 +119,7 @@ class Provenance:
     generated_display_name: str | None = None  # the display name kernelmagic made up
     container: dict[str, Any] | None = None  # containers.Container's fields
     project: dict[str, Any] | None = None  # projects.Project.record(): for drift
+    scan_root: str | None = None  # install --project --scan DIR: the DIR that found it
 
     @property
     def captured(self) -> list[str]:
@@ -138,6 +143,7 @@ class Provenance:
             "python_requested": source.python if source.origin != "python" else None,
             "shell": source.shell,
             "project_dir": source.project,
+            "project_env": source.project_env,
             "loaded_modules": self.loaded_modules,
             "modulefiles": dict(self.modulefiles) or None,
             "from": self.remote_from,
@@ -145,6 +151,7 @@ class Provenance:
             "generated_display_name": self.generated_display_name,
             "container": self.container,
             "project": self.project,
+            "scan_root": self.scan_root,
         }
         record.update({k: v for k, v in optional.items() if v is not None})
         if source.origin != "remote":
@@ -198,6 +205,7 @@ class Provenance:
             python=python,
             shell=text("shell"),
             project=text("project_dir"),
+            project_env=text("project_env"),
         )
         digests = record.get("captured_digests")
         digests = (
@@ -233,6 +241,7 @@ class Provenance:
             generated_display_name=text("generated_display_name"),
             container=_object(record.get("container")),
             project=_object(record.get("project")),
+            scan_root=text("scan_root"),
         )
 
     @classmethod
@@ -281,6 +290,15 @@ def project_of(spec: Mapping[str, Any]) -> dict[str, Any] | None:
     record = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
     project = record.get("project") if isinstance(record, dict) else None
     return project if isinstance(project, dict) else None
+
+
+def scan_root_of(spec: Mapping[str, Any]) -> str | None:
+    """The DIR of the ``install --project --scan DIR`` that made a spec (None: not a scan's),
+    read without the rest of the record, as ``project_of`` is."""
+    metadata = spec.get("metadata")
+    record = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    root = record.get("scan_root") if isinstance(record, dict) else None
+    return root if isinstance(root, str) else None
 
 
 def recorded_patterns(spec: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -319,7 +319,7 @@ def _from_project(
     """The environment the project's own tool made for it: found as that tool finds it,
     then made like the concrete source it amounts to (an interpreter, conda's activation,
     pixi's variables)."""
-    project = projects.detect(source.project or ".", environ)
+    project = projects.detect(source.project or ".", environ, source.project_env)
     if python and project.interpreter:
         found = probe_interpreter(project.interpreter, environ)
         if found is None or not found.has_ipykernel:

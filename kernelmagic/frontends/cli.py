@@ -27,6 +27,7 @@ from kernelmagic.operations import (
     kernel_shell,
     listing,
     notebooks,
+    project_scan,
     refresh,
     remote,
 )
@@ -95,6 +96,10 @@ def _show(ns: argparse.Namespace, config: Settings) -> int:
 
 
 def _install(ns: argparse.Namespace, config: Settings) -> int:
+    if ns.scan is not None:
+        result = project_scan.scan(project_scan.ScanRequest.from_args(ns, config))
+        print(render.text(result))
+        return 1 if result.failed else 0
     snippet = read_text_input(ns.snippet_file) if ns.snippet_file else None
     request = install.InstallRequest.from_args(ns, config, snippet)
     change, captured = install.install(request)

@@ -34,6 +34,7 @@ from kernelmagic.operations import (
     kernel_shell,
     listing,
     notebooks,
+    project_scan,
     refresh,
     remote,
 )
@@ -130,12 +131,15 @@ class KernelMagics(Magics):
 
     def _request(self, magic: Any, line: str, body: Any = None) -> Any:
         """The magic's request, built from its argument line (and cell)."""
+        ns = self._parsed(magic, line)
+        with _as_usage_errors():
+            return magic.request.from_args(ns, self._settings(), body)
+
+    def _parsed(self, magic: Any, line: str) -> Any:
         with _as_usage_errors():
             words = split_args(line)
             check_option_count(words)
-        ns = magic.parser.parse_args(words)  # a bad option: IPython's UsageError
-        with _as_usage_errors():
-            return magic.request.from_args(ns, self._settings(), body)
+        return magic.parser.parse_args(words)  # a bad option: IPython's UsageError
 
     def _say_new(self, change: Any, before: Iterable[str] = (), after: Iterable[str] = ()):
         """Say what an install, clone or remote did; a dry run shows the JSON it would write."""
@@ -187,12 +191,19 @@ class KernelMagics(Magics):
         "`source setup.sh`): it runs in a clean login shell and what it changes is captured.",
     )
     @line_cell_magic
-    def kernel_install(self, line: str = "", cell: str | None = None) -> None:
-        request = self._request(self.kernel_install, line, cell)
+    def kernel_install(self, line: str = "", cell: str | None = None) -> Any:
+        ns = self._parsed(self.kernel_install, line)
+        if ns.scan is not None:  # every project below a dir: a report, not one spec
+            with _as_usage_errors():
+                scan = project_scan.ScanRequest.from_args(ns, self._settings(), cell)
+                return render.shown(project_scan.scan(scan))
+        with _as_usage_errors():
+            request = install.InstallRequest.from_args(ns, self._settings(), cell)
         self._warn_of_history(cell, "kernelmagic install NAME --snippet-file FILE")
         with _as_usage_errors():
             change, captured = install.install(request)
         self._say_new(change, captured.summary_lines(), render.group_note(change, request.group))
+        return None
 
     @no_var_expand
     @takes(edit.CloneRequest)

@@ -21,13 +21,14 @@ from typing import Any
 
 from kernelmagic.domain.checks import NOTE, Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.domain.provenance import project_of
+from kernelmagic.domain.provenance import project_of, scan_root_of
 from kernelmagic.operations.apply import Outcome
 from kernelmagic.operations.doctor import Report
 from kernelmagic.operations.edit import SpecEnv
 from kernelmagic.operations.launching import FAILED, NOT_LAUNCHED, STARTED, LaunchReport
 from kernelmagic.operations.listing import SpecList
 from kernelmagic.operations.notebooks import NotebookReports
+from kernelmagic.operations.project_scan import ScanResult
 from kernelmagic.operations.remote import ProvisionerList
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import SpecInfo, searched_by_jupyter
@@ -117,7 +118,8 @@ def _spec_rows(specs: SpecList, style: str) -> list[tuple[str, ...]]:
             status = ("hidden by Jupyter: " if not info.visible else "") + texts
         project = project_of(info.spec)
         if project is not None:  # a project's kernel: say which; the doctor says if it drifted
-            status += f" (project: {project.get('tool')}, {project.get('root')})"
+            made = f"; scan of {scan}" if (scan := scan_root_of(info.spec)) else ""
+            status += f" (project: {project.get('tool')}, {project.get('root')}{made})"
         rows.append((info.name, info.display_name, info.language, info.resource_dir, status))
     return rows
 
@@ -200,6 +202,23 @@ def _notebook_rows(reports: NotebookReports, style: str) -> list[tuple[str, ...]
     return rows
 
 
+def _scan_rows(result: ScanResult, style: str) -> list[tuple[str, ...]]:
+    return [
+        (e.name or "", e.state, e.tool, os.path.relpath(e.root, result.top), e.environment or "",
+         e.detail)
+        for e in result.entries
+    ]  # fmt: skip
+
+
+def _scan_text(result: ScanResult, style: str) -> str:
+    table = text_table(_scan_rows(result, style), _VIEWS[ScanResult].columns)
+    said = ", ".join(f"{n} {state}" for state, n in result.counts().items()) or "no project found"
+    fix = f"`{command('remove --project-gone', style)}` prunes them"
+    gone = f"\nMade by a scan, their project gone: {', '.join(result.gone)} ({fix})."
+    found = f"{len(result.entries)} environment(s) below {result.top}: {said}."
+    return printable_lines(f"{table}\n{found}{gone if result.gone else ''}")
+
+
 _SPEC_COLUMNS = ("name", "display name", "language", "resource dir", "status")
 _VIEWS: dict[type, _TableView] = {
     SpecList: _TableView(_SPEC_COLUMNS, _spec_rows, _spec_list_text),
@@ -209,6 +228,9 @@ _VIEWS: dict[type, _TableView] = {
     ),
     ProvisionerList: _TableView(("provisioner", "package", "class", "options"), _provisioner_rows),
     NotebookReports: _TableView(("notebook", "kernel", "state", "details"), _notebook_rows),
+    ScanResult: _TableView(
+        ("name", "state", "tool", "project", "environment", "details"), _scan_rows, _scan_text
+    ),
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from kernelmagic.domain import checks, clients, containers, env_checks, probes
 from kernelmagic.domain.checks import PROBLEM, Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY
+from kernelmagic.domain.provenance import scan_root_of
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import launching, remote
@@ -318,9 +319,11 @@ def diagnose(
 
 
 def is_dead(diagnosis: Diagnosis) -> bool:
-    """A spec that cannot start because its program (an absolute path) is gone."""
+    """A spec that cannot start because its program (an absolute path) is gone, or whose
+    project is gone (a Poetry env in Poetry's cache outlives its project)."""
     return any(
-        p.kind == "missing-program" and p.value and os.path.isabs(p.value)
+        (p.kind == "missing-program" and p.value and os.path.isabs(p.value))
+        or p.kind == "project-gone"
         for p in diagnosis.problems
     )
 
@@ -347,15 +350,18 @@ def remove_dead(report: Report, *, dry_run: bool = False) -> Report:
     return Report(kept, removed=removed, dry_run=dry_run)
 
 
-def remove_missing(*, dry_run: bool = False) -> list[str]:
-    """Remove every spec whose program is gone (``remove --missing``); returns their paths.
-
-    Listing already finds missing programs, so no interpreter is started for this.
-    """
-    listed = Report(
-        [Diagnosis(i.name, i.resource_dir, list(i.problems)) for i in discovery.list_specs()]
-    )
-    return remove_dead(listed, dry_run=dry_run).removed
+def remove_missing(*, dry_run: bool = False, scanned_only: bool = False) -> list[str]:
+    """Remove every spec whose program or project is gone (``remove --missing``), or with
+    ``scanned_only`` every spec a scan made whose project is gone (``remove
+    --project-gone``); returns their paths. Nothing is started for this."""
+    listed = []
+    for info in discovery.list_specs():
+        gone = env_checks.project_gone(info) if info.visible else []
+        if scanned_only:
+            gone = gone if scan_root_of(info.spec) else []
+        problems = gone if scanned_only else [*info.problems, *gone]
+        listed.append(Diagnosis(info.name, info.resource_dir, problems))
+    return remove_dead(Report(listed), dry_run=dry_run).removed
 
 
 # --- the command -----------------------------------------------------------------------
@@ -366,7 +372,7 @@ NAMES = option(
 FIX = option(
     "--fix",
     action="store_true",
-    help="remove the specs that cannot start because their program is gone; leave the rest",
+    help="remove the specs whose program or project is gone; leave the rest",
 )
 LAUNCH = option(
     "--launch",

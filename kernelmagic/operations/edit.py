@@ -391,7 +391,12 @@ NAMES = option("names", nargs="*", metavar="NAME", completes=SPEC_NAME, help="ke
 MISSING = option(
     "--missing",
     action="store_true",
-    help="also remove every spec whose program (an absolute path) no longer exists",
+    help="also remove every spec whose program (an absolute path) or project no longer exists",
+)
+PROJECT_GONE = option(
+    "--project-gone",
+    action="store_true",
+    help="also remove every spec install --project --scan made whose project is gone",
 )
 
 
@@ -401,22 +406,23 @@ class RemoveRequest:
 
     COMMAND: ClassVar[str] = "remove"
     SUMMARY: ClassVar[str] = "Remove kernel specs."
-    OPTIONS: ClassVar[tuple[Option, ...]] = (NAMES, MISSING, DRY_RUN)
+    OPTIONS: ClassVar[tuple[Option, ...]] = (NAMES, MISSING, PROJECT_GONE, DRY_RUN)
 
     names: Sequence[str] = ()
     missing: bool = False
     dry_run: bool = False
+    project_gone: bool = False  # the specs a scan made whose project is gone
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
-        if not self.names and not self.missing:
-            raise InvalidInput("name the specs to remove, or pass --missing")
+        if not (self.names or self.missing or self.project_gone):
+            raise InvalidInput("name the specs to remove, or pass --missing or --project-gone")
 
     @classmethod
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> RemoveRequest:
-        return cls(ns.names, ns.missing, ns.dry_run)
+        return cls(ns.names, ns.missing, ns.dry_run, ns.project_gone)
 
 
 def remove(request: RemoveRequest) -> list[str]:
@@ -424,6 +430,6 @@ def remove(request: RemoveRequest) -> list[str]:
     the paths removed."""
     dry_run = request.dry_run
     removed = history.remove_specs(request.names, dry_run=dry_run) if request.names else []
-    if request.missing:
-        removed += doctor.remove_missing(dry_run=dry_run)
+    if request.missing or request.project_gone:  # --missing prunes every --project-gone one
+        removed += doctor.remove_missing(dry_run=dry_run, scanned_only=not request.missing)
     return removed

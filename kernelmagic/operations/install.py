@@ -134,15 +134,8 @@ def source_from(
 ) -> Source:
     """The one ``Source`` the source options name (this session unless told otherwise);
     ``InvalidInput`` when they name more than one."""
-    made_by = [
-        flag
-        for flag, given in (
-            ("a snippet", snippet is not None),
-            ("--modules", modules),
-            ("--from-conda", from_conda),
-        )
-        if given
-    ]
+    given = (("a snippet", snippet is not None), ("--modules", modules))
+    made_by = [flag for flag, on in (*given, ("--from-conda", from_conda)) if on]
     if len(made_by) > 1:
         raise InvalidInput(f"choose one source of the environment, not {' and '.join(made_by)}")
     if from_current and (made_by or python):
@@ -198,6 +191,7 @@ class InstallRequest:
     keep_if_same: bool = False  # with replace: leave a spec that is already what it makes
     container: containers.Container | None = None  # --container: the kernel runs in it
     cwd: bool = False  # --cwd: a project kernel starts in the project's dir
+    scan_root: str | None = None  # made by install --project --scan: its DIR, recorded
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", validate_name(self.name))
@@ -332,6 +326,7 @@ def _record(request: InstallRequest, made: sources.MadeEnvironment) -> Provenanc
         modulefiles=made.modulefiles,
         version=__version__,
         snippet_file=snippet_file,
+        scan_root=request.scan_root,
     )
 
 

@@ -27,11 +27,29 @@ CWD = option(
     help="with --project: the kernel starts in the project's dir, whatever the client's "
     "working dir (relative paths in notebooks work from every client)",
 )
-OPTIONS = (PROJECT, CWD)
+SCAN = option(
+    "--scan",
+    metavar="DIR",
+    type=path,
+    help="with --project (no DIR): a spec for every environment of every project below DIR "
+    "that can run ipykernel (one per pixi environment), named from the project; the others "
+    "are listed with their tool's command; a spec a scan made is kept, or refreshed when its "
+    "lockfile changed",
+)
+DEPTH = option(
+    "--depth",
+    type=int,
+    default=None,
+    metavar="N",
+    help="with --scan: look for projects at most N dirs below DIR (default: 3)",
+)
+OPTIONS = (PROJECT, CWD, SCAN, DEPTH)
 
 
 def source_from_args(ns: argparse.Namespace, shell: str | None) -> Source | None:
     """The project source --project names; None without it. Refuses another source."""
+    if ns.depth is not None:
+        raise InvalidInput("--depth goes with --project --scan DIR")
     if ns.project is None:
         if ns.cwd:
             raise InvalidInput("--cwd goes with --project")

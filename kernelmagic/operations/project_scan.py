@@ -1,0 +1,242 @@
+"""``install --project --scan DIR``: a plain spec for every environment of every project in a
+tree, each made exactly as ``install --project`` makes one, and recorded as the scan's.
+
+A second scan writes nothing: a spec a scan made is kept as long as its project has not
+drifted (lockfile, interpreter), and refreshed when it has. Projects whose environment does not
+exist yet, or has no ipykernel, are listed with their tool's command; none is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernelmagic.domain import envcapture, project_tree, projects, sources
+from kernelmagic.domain.provenance import Provenance, Source
+from kernelmagic.errors import EnvironmentNotReady, InvalidInput, KernelmagicError
+from kernelmagic.operations import install, refresh
+from kernelmagic.operations.options import kernels_dir_from_args, seconds
+from kernelmagic.settings import Settings
+from kernelmagic.storage import discovery
+
+MAX_PARALLEL = 8  # environments made at once: each mostly waits on its interpreter's start
+
+# What each outcome is called, in the order a report lists them.
+INSTALLED, REFRESHED, UNCHANGED, REGISTERED = "installed", "refreshed", "unchanged", "registered"
+NEEDS, FAILED = "needs", "failed"
+WOULD = {INSTALLED: "would install", REFRESHED: "would refresh"}
+
+# Options that name one spec, or a source: a scan names its specs and finds their sources.
+_ONE_SPEC_OPTIONS = (
+    ("name", "NAME (each spec is named from its project)"), ("python", "--python"),
+    ("modules", "--modules"), ("from_conda", "--from-conda"), ("from_current", "--from-current"),
+    ("like", "--like"), ("program", "--program"), ("display_name", "--display-name"),
+    ("group", "--group"), ("env", "--env"), ("replace", "--replace"), ("shell", "--shell"),
+    ("container", "--container"), ("baseline", "--baseline"), ("snippet_file", "--snippet-file"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """Every project environment below ``top``, at most ``depth`` dirs down."""
+
+    top: str
+    depth: int = project_tree.DEFAULT_DEPTH
+    kernels_dir: str = field(default_factory=install.user_kernels_dir)
+    capture: envcapture.CaptureOptions = field(default_factory=envcapture.CaptureOptions)
+    cwd: bool = False  # each kernel starts in its project's dir
+    dry_run: bool = False
+    timeout: float = sources.SHELL_TIMEOUT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "top", os.path.abspath(self.top))
+        if not os.path.isdir(self.top):
+            raise InvalidInput(f"--scan {self.top}: no such directory")
+        if not isinstance(self.depth, int) or self.depth < 0:
+            raise InvalidInput(f"--depth must be 0 or more, not {self.depth!r}")
+        seconds(self.timeout)
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> ScanRequest:
+        if ns.project is None:
+            raise InvalidInput("--scan DIR goes with --project: install --project --scan DIR")
+        if ns.project != ".":
+            raise InvalidInput("--scan DIR names the tree; give --project without a DIR")
+        given = [flag for dest, flag in _ONE_SPEC_OPTIONS if getattr(ns, dest, None)]
+        if body is not None:
+            given.insert(0, "a snippet")
+        if ns.kernel != "python":
+            given.append("--kernel")
+        if given:
+            raise InvalidInput(f"--scan makes one spec per project; it cannot go with {given[0]}")
+        return cls(
+            ns.scan,
+            project_tree.DEFAULT_DEPTH if ns.depth is None else ns.depth,
+            kernels_dir=kernels_dir_from_args(ns, settings.default_location),
+            capture=envcapture.CaptureOptions(
+                mode=ns.capture or settings.default_capture,
+                include=tuple(ns.include),
+                exclude=tuple(ns.exclude),
+                templates=not ns.no_templates,
+                policy=settings.policy,
+            ),
+            cwd=ns.cwd,
+            dry_run=ns.dry_run,
+            timeout=ns.timeout,
+        )
+
+
+@dataclass(frozen=True)
+class ScanEntry:
+    """What the scan did (or, in a dry run, would do) with one environment of a project."""
+
+    root: str
+    tool: str
+    environment: str | None
+    state: str  # installed | refreshed | unchanged | registered | needs | failed
+    name: str | None = None  # the spec's name (for registered: the spec it already has)
+    detail: str = ""  # needs: the tool's command; failed: why
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v not in (None, "")}
+
+
+@dataclass
+class ScanResult:
+    """Every environment found below ``top``, and the specs scans made whose project is gone."""
+
+    top: str
+    entries: list[ScanEntry]
+    gone: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def of(self, *states: str) -> list[ScanEntry]:
+        return [e for e in self.entries if e.state in states]
+
+    def counts(self) -> dict[str, int]:
+        """How many environments ended in each state, in the order first seen."""
+        return dict(Counter(e.state for e in self.entries))
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.of(FAILED))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "top": self.top,
+            "entries": [e.to_json() for e in self.entries],
+            "gone": list(self.gone),
+            "dry_run": self.dry_run,
+        }
+
+
+def _key_of(record: dict[str, Any]) -> tuple[str, str | None] | None:
+    root = record.get("root")
+    if not isinstance(root, str):
+        return None
+    environment = record.get("environment")
+    if not isinstance(environment, str):  # a pixi spec of one environment: pixi's default
+        environment = "default" if record.get("tool") == "pixi" else None
+    return root, environment
+
+
+def scan(request: ScanRequest) -> ScanResult:
+    """Find every project environment below the request's DIR and give each that can run
+    ipykernel a spec; what the others need is in the result, with their tool's command."""
+    found: list[project_tree.Candidate] = []
+    entries: list[ScanEntry] = []
+    for root in project_tree.project_dirs(request.top, request.depth):
+        try:
+            found += project_tree.candidates(root)
+        except InvalidInput as exc:  # an environment.yml naming no environment
+            tool = projects.tool_of(root) or "?"
+            entries.append(ScanEntry(root, tool, None, FAILED, None, str(exc)))
+    specs = discovery.list_specs()
+    existing: dict[tuple[str, str | None], tuple[discovery.SpecInfo, Provenance]] = {}
+    for info in specs:
+        record = Provenance.of_spec(info.spec) if info.visible else None
+        key = _key_of(record.project) if record and record.project else None
+        if record is not None and key is not None:
+            existing.setdefault(key, (info, record))
+    kept = {key: info.name for key, (info, record) in existing.items() if record.scan_root}
+    names = project_tree.spec_names(found, request.top, kept, [i.name for i in specs])
+
+    def one(candidate: project_tree.Candidate) -> ScanEntry:
+        return _make(request, candidate, names[candidate.key], existing.get(candidate.key))
+
+    gone = [info.name for info in gone_specs(specs)]
+
+    with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(found)))) as pool:
+        entries += pool.map(one, found)
+    entries.sort(key=lambda e: (e.root, e.environment or ""))
+    return ScanResult(request.top, entries, sorted(gone), request.dry_run)
+
+
+def _make(
+    request: ScanRequest,
+    candidate: project_tree.Candidate,
+    name: str,
+    existing: tuple[discovery.SpecInfo, Provenance] | None,
+) -> ScanEntry:
+    root, tool, env = candidate.root, candidate.tool, candidate.environment
+
+    def entry(state: str, detail: str = "", named: str | None = name) -> ScanEntry:
+        shown = WOULD.get(state, state) if request.dry_run else state
+        return ScanEntry(root, tool, env, shown, named, detail)
+
+    try:
+        if existing is not None:
+            info, record = existing
+            if not record.scan_root:  # made by install --project: the user's, left alone
+                return entry(REGISTERED, named=info.name)
+            if not projects.drift(record.project or {}):
+                return entry(UNCHANGED, named=info.name)
+            if not request.dry_run:
+                refresh.refresh(refresh.RefreshRequest(info.name, timeout=request.timeout))
+            return entry(REFRESHED, named=info.name)
+        if request.dry_run:  # a review runs nothing: what the files say, nothing more
+            return _reviewed(candidate, entry)
+        install.install(
+            install.InstallRequest(
+                name,
+                Source("project", project=root, project_env=env),
+                kernels_dir=request.kernels_dir,
+                capture=request.capture,
+                timeout=request.timeout,
+                cwd=request.cwd,
+                scan_root=request.top,
+            )
+        )
+        return entry(INSTALLED)
+    except EnvironmentNotReady as exc:
+        return entry(NEEDS, exc.command, named=None)
+    except KernelmagicError as exc:
+        return entry(FAILED, "; ".join((str(exc), *exc.details)), named=None)
+
+
+def _reviewed(candidate: project_tree.Candidate, entry: Any) -> ScanEntry:
+    """A dry run's verdict: a uv, venv or pixi environment is a dir (there or not); Poetry,
+    PDM, Hatch and conda are asked only when it is made, not in a review."""
+    if candidate.tool in ("poetry", "pdm", "hatch", "conda"):
+        return entry(INSTALLED, "if its tool finds an environment with ipykernel")
+    project = projects.locate(candidate.root, {**os.environ}, candidate.environment)
+    if not os.path.exists(project.interpreter or ""):
+        return entry(NEEDS, project.create_command(), named=None)
+    return entry(INSTALLED, "if its environment has ipykernel")
+
+
+def gone_specs(infos: Iterable[discovery.SpecInfo]) -> list[discovery.SpecInfo]:
+    """The specs a scan made whose project is gone (``remove --project-gone``)."""
+    found = []
+    for info in infos:
+        record = Provenance.of_spec(info.spec) if info.visible else None
+        if record and record.scan_root and projects.gone(record.project or {}):
+            found.append(info)
+    return found
