@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     specs_listed = 1000 if args.quick else 10_000
 
     import containers as container_starts  # beside this file
+    import project_scan
     import projects as project_starts
     import starts as kernel_starts
 
@@ -272,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         kernel_starts.bench_starts(starts, root, kernels, with_peers=not args.quick)
         container_starts.bench_container(starts, root, kernels)
         project_starts.bench_project(starts, root, kernels, with_peers=not args.quick)
+        project_scan.bench_scan(root, kernels, 20 if args.quick else 100)
         kernel_starts.bench_activate(2 if args.quick else 7)
         kernel_starts.bench_launch(1 if args.quick else 3, kernels, 4 if args.quick else 20)
     if not ROWS:

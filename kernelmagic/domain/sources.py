@@ -320,13 +320,16 @@ def _from_project(
     then made like the concrete source it amounts to (an interpreter, conda's activation,
     pixi's variables)."""
     project = projects.detect(source.project or ".", environ, source.project_env)
+    found = None
     if python and project.interpreter:
         found = probe_interpreter(project.interpreter, environ)
         if found is None or not found.has_ipykernel:
             raise projects.ipykernel_missing(project)
-    made = make_environment(
-        project.source(source.shell), options, environ, timeout=timeout, python=python
-    )
+    concrete = project.source(source.shell)
+    if found is not None and concrete.origin == "python":  # probed once, not again
+        made = _from_interpreter(concrete, options, environ, timeout, found)
+    else:
+        made = make_environment(concrete, options, environ, timeout=timeout, python=python)
     made.project = project.record()
     made.project["name"] = project.name
     return made
@@ -379,12 +382,17 @@ def _choose_interpreter(
 
 
 def _from_interpreter(
-    source: Source, options: envcapture.CaptureOptions, environ: dict[str, str], timeout: float
+    source: Source,
+    options: envcapture.CaptureOptions,
+    environ: dict[str, str],
+    timeout: float,
+    probed: Interpreter | None = None,
 ) -> MadeEnvironment:
-    """A spec for another interpreter: a venv gets VIRTUAL_ENV and its bin on PATH, a conda
-    prefix is activated like --from-conda, any other interpreter gets no env."""
+    """A spec for another interpreter (``probed``: already run, with ipykernel): a venv gets
+    VIRTUAL_ENV and its bin on PATH, a conda prefix is activated like --from-conda, any other
+    interpreter gets no env."""
     path = os.path.abspath(source.python or "")
-    interpreter = _require_ipykernel(path, environ)
+    interpreter = probed or _require_ipykernel(path, environ)
     if _is_conda_prefix(interpreter.prefix):
         conda = Source("conda", conda_env=interpreter.prefix, python=path, shell=source.shell)
         return make_environment(conda, options, environ, timeout=timeout)

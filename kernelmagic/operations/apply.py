@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -278,6 +279,8 @@ def _runs(entry: dict[str, Any], request: ApplyRequest) -> list[str]:
                 f"{shell} -l: the conda activation of the env {root}'s environment.yml names"
             )
         elif command:
+            if tool == "pixi" and source.project_env:
+                command += f" -e {shlex.quote(source.project_env)}"
             runs.append(f"{command} (in {root}: asks {tool} for the project's environment)")
         if tool != "conda":
             runs.append(
