@@ -345,6 +345,19 @@ def test_one_spec_per_pixi_environment_each_with_its_own_lock(
     assert main(["doctor", "geo-gpu"]) == 0
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a project to another user needs root")
+def test_a_project_another_user_owns_is_not_run(templates, offline, tmp_path, user_kernels, capsys):
+    """A shared tree: a project another user can change is listed, nothing of it runs."""
+    top = tmp_path / "shared"
+    theirs = _uv(templates, top / "theirs", "theirs")
+    _uv(templates, top / "mine", "mine")
+    os.chown(theirs, 65534, 65534)
+    assert main(["install", "--project", "--scan", str(top)]) == 0
+    out = capsys.readouterr().out
+    assert f"{theirs} is owned by another user; install --project {theirs} once" in out, out
+    assert sorted(p.name for p in user_kernels.glob("[!.]*")) == ["mine"]
+
+
 def test_the_magic_scans_and_bad_combinations_are_refused(
     ip, templates, offline, tmp_path, user_kernels, capsys
 ):

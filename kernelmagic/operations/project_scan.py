@@ -18,6 +18,7 @@ from typing import Any
 
 from kernelmagic.domain import envcapture, project_tree, projects, sources
 from kernelmagic.domain.provenance import Provenance, Source
+from kernelmagic.domain.trust import others_can_change
 from kernelmagic.errors import EnvironmentNotReady, InvalidInput, KernelmagicError
 from kernelmagic.operations import install, refresh
 from kernelmagic.operations.options import kernels_dir_from_args, seconds
@@ -28,7 +29,7 @@ MAX_PARALLEL = 8  # environments made at once: each mostly waits on its interpre
 
 # What each outcome is called, in the order a report lists them.
 INSTALLED, REFRESHED, UNCHANGED, REGISTERED = "installed", "refreshed", "unchanged", "registered"
-NEEDS, FAILED = "needs", "failed"
+NEEDS, SKIPPED, FAILED = "needs", "skipped", "failed"
 WOULD = {INSTALLED: "would install", REFRESHED: "would refresh"}
 
 # Options that name one spec, or a source: a scan names its specs and finds their sources.
@@ -100,7 +101,7 @@ class ScanEntry:
     root: str
     tool: str
     environment: str | None
-    state: str  # installed | refreshed | unchanged | registered | needs | failed
+    state: str  # installed | refreshed | unchanged | registered | needs | skipped | failed
     name: str | None = None  # the spec's name (for registered: the spec it already has)
     detail: str = ""  # needs: the tool's command; failed: why
 
@@ -201,6 +202,10 @@ def _make(
             if not request.dry_run:
                 refresh.refresh(refresh.RefreshRequest(info.name, timeout=request.timeout))
             return entry(REFRESHED, named=info.name)
+        # A tree may hold others' projects: their tools and interpreters would run as you.
+        why = others_can_change((root, os.path.dirname(root)))
+        if why:
+            return entry(SKIPPED, f"{why}; install --project {root} once you have read it", None)
         if request.dry_run:  # a review runs nothing: what the files say, nothing more
             return _reviewed(candidate, entry)
         install.install(
