@@ -120,29 +120,20 @@ class Project:
         return found
 
 
-def file_digest(path: str) -> str | None:
-    """A lockfile's digest; None where it is no regular file (never waited on) or too big."""
-    try:
-        data = read_regular_file(path, MAX_INPUT_BYTES)
-    except OSError:
-        return None
-    return None if data is None else hashlib.sha256(data).hexdigest()[:16]
-
-
 def lock_digest(path: str, environment: str | None = None) -> str | None:
-    """The digest of what a lockfile pins for ``environment`` (pixi.lock holds every
-    environment's packages under ``environments: NAME:``; one changing leaves the others'
-    digests alone), else of the whole file."""
-    if not environment:
-        return file_digest(path)
+    """A lockfile's digest, or with ``environment`` the digest of what it pins for that one
+    (pixi.lock holds every environment's packages under ``environments: NAME:``: one changing
+    leaves the others' digests alone). None where it is no regular file (never waited on) or
+    too big."""
     try:
         data = read_regular_file(path, MAX_INPUT_BYTES)
     except OSError:
         return None
     if data is None:
         return None
-    section = pixi_files.lock_section(data.decode("utf-8", "replace"), environment)
-    return hashlib.sha256(section.encode("utf-8")).hexdigest()[:16]
+    if environment:
+        data = pixi_files.lock_section(data.decode("utf-8", "replace"), environment).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _target(path: str) -> str | None:

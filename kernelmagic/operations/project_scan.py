@@ -172,12 +172,11 @@ def scan(request: ScanRequest) -> ScanResult:
     def one(candidate: project_tree.Candidate) -> ScanEntry:
         return _make(request, candidate, names[candidate.key], existing.get(candidate.key))
 
-    gone = [info.name for info in gone_specs(specs)]
-
     with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(found)))) as pool:
         entries += pool.map(one, found)
     entries.sort(key=lambda e: (e.root, e.environment or ""))
-    return ScanResult(request.top, entries, sorted(gone), request.dry_run)
+    gone = sorted(info.name for info in gone_specs(specs))
+    return ScanResult(request.top, entries, gone, request.dry_run)
 
 
 def _make(
@@ -197,15 +196,16 @@ def _make(
             info, record = existing
             if not record.scan_root:  # made by install --project: the user's, left alone
                 return entry(REGISTERED, named=info.name)
-            if not projects.drift(record.project or {}):
+            if not projects.drift(record.project or {}):  # read from files: nothing runs
                 return entry(UNCHANGED, named=info.name)
-            if not request.dry_run:
-                refresh.refresh(refresh.RefreshRequest(info.name, timeout=request.timeout))
-            return entry(REFRESHED, named=info.name)
         # A tree may hold others' projects: their tools and interpreters would run as you.
         why = others_can_change((root, os.path.dirname(root)))
         if why:
             return entry(SKIPPED, f"{why}; install --project {root} once you have read it", None)
+        if existing is not None:
+            if not request.dry_run:
+                refresh.refresh(refresh.RefreshRequest(existing[0].name, timeout=request.timeout))
+            return entry(REFRESHED, named=existing[0].name)
         if request.dry_run:  # a review runs nothing: what the files say, nothing more
             return _reviewed(candidate, entry)
         install.install(
