@@ -351,16 +351,15 @@ def remove_dead(report: Report, *, dry_run: bool = False) -> Report:
 
 
 def remove_missing(*, dry_run: bool = False, scanned_only: bool = False) -> list[str]:
-    """Remove every spec whose program or project is gone (``remove --missing``), or with
-    ``scanned_only`` every spec a scan made whose project is gone (``remove
-    --project-gone``); returns their paths. Nothing is started for this."""
+    """Remove every spec whose program or project is gone (``remove --missing``), or only the
+    scan-made ones whose project is (``--project-gone``); nothing is started for this."""
     listed = []
-    for info in discovery.list_specs():
-        gone = env_checks.project_gone(info) if info.visible else []
+    for i in discovery.list_specs():
+        gone = env_checks.project_gone(i) if i.visible else []
         if scanned_only:
-            gone = gone if scan_root_of(info.spec) else []
-        problems = gone if scanned_only else [*info.problems, *gone]
-        listed.append(Diagnosis(info.name, info.resource_dir, problems))
+            listed.append(Diagnosis(i.name, i.resource_dir, gone if scan_root_of(i.spec) else []))
+        else:
+            listed.append(Diagnosis(i.name, i.resource_dir, [*i.problems, *gone]))
     return remove_dead(Report(listed), dry_run=dry_run).removed
 
 
