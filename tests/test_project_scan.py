@@ -339,6 +339,9 @@ def test_one_spec_per_pixi_environment_each_with_its_own_lock(
     specs = json.loads(capsys.readouterr().out)["specs"]
     kinds = {n: [p["kind"] for p in specs[n]["problems"] if "project" in p["kind"]] for n in specs}
     assert (kinds["geo"], kinds["geo-gpu"]) == ([], ["project-drift"])
+    for name in ("geo", "geo-gpu"):  # plain specs: every client family sees and starts them
+        verdicts = specs[name]["clients"]
+        assert verdicts and all(v["works"] for v in verdicts.values()), verdicts
     assert main(["install", "--project", "--scan", str(top)]) == 0
     out = capsys.readouterr().out
     assert "1 refreshed" in out and "1 unchanged" in out, out
