@@ -384,3 +384,39 @@ def test_the_magic_scans_and_bad_combinations_are_refused(
         with pytest.raises(UsageError, match=message):
             ip.run_line_magic("kernel_install", line)
     assert sorted(p.name for p in user_kernels.glob("[!.]*")) == ["one"]
+
+
+def test_pixi_environments_as_manifests_write_them(tmp_path):
+    """pixi.toml's [environments] (plain, inline-table and quoted keys, a sub-table), or
+    pyproject's [tool.pixi.environments]; default first; pixi.lock's block per environment."""
+    from kernelmagic.domain import pixi_files
+
+    manifest = tmp_path / "a"
+    manifest.mkdir()
+    (manifest / "pixi.toml").write_text(
+        textwrap.dedent("""\
+        [workspace]
+        name = "a"
+        [environments]
+        gpu = ["cuda"]
+        test = { features = ["test"], solve-group = "default" }
+        "py-312" = [
+          "py312",
+        ]
+        [environments.lint]
+        features = ["lint"]
+        [tasks]
+        fmt = "ruff format"
+        """)
+    )
+    assert pixi_files.environments(str(manifest)) == ["default", "gpu", "test", "py-312", "lint"]
+    pyproject = tmp_path / "b"
+    pyproject.mkdir()
+    (pyproject / "pyproject.toml").write_text(
+        '[project]\nname = "b"\n[tool.pixi.environments]\ndefault = ["x"]\ncuda = ["cuda"]\n'
+    )
+    assert pixi_files.environments(str(pyproject)) == ["default", "cuda"]
+    lock = "version: 6\nenvironments:\n  default:\n    a: 1\n  'gpu':\n    b: 2\npackages:\n- c\n"
+    assert pixi_files.lock_section(lock, "gpu") == "    b: 2"
+    assert pixi_files.lock_section(lock, "default") == "    a: 1"
+    assert pixi_files.lock_section(lock, "none") == ""
