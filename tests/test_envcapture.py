@@ -46,7 +46,8 @@ def test_changed_keeps_activation_and_drops_noise_and_secrets():
         "PROJ_LIB": "/env/share/proj",
     }
     assert sorted(result.secrets_skipped) == ["DB_PASSWORD", "GITHUB_TOKEN"]
-    assert result.noise_count == 7
+    assert result.noise_count == 6
+    assert result.launcher == ["SLURM_JOB_ID"]  # named, not counted as noise
     summary = "\n".join(result.summary_lines())
     assert "PATH (/env/bin:...:/opt/more)" in summary
     assert "DB_PASSWORD, GITHUB_TOKEN" in summary and "pw" not in summary

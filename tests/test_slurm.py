@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from helpers import run_in_kernel
 
 pytest_plugins = ("slurm_cluster",)
 
@@ -73,3 +77,50 @@ def test_the_closed_partition_cannot_run_a_job(slurm_cluster):
         assert reason == ["PENDING", "PartitionDown"]
     finally:
         subprocess.run(["scancel", job], env=env)
+
+
+# --- capture inside jobs and steps ------------------------------------------------------------
+
+
+def _km(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kernelmagic", *args]
+
+
+def _spec_env(kernels: Path, name: str) -> dict[str, str]:
+    return json.loads((kernels / name / "kernel.json").read_text()).get("env", {})
+
+
+def _scheduler_set(env: dict[str, str]) -> set[str]:
+    """What the scheduler, the TaskProlog and the step's MPI plugin set (not our own test
+    environment, which srun passes through)."""
+    return {
+        name
+        for name in env
+        if name.startswith(("SLURM_", "SLURMD_", "PMI_", "PMIX_", "OMPI_", "I_MPI_"))
+        and name != "SLURM_CONF"
+    } | ({"TMPDIR", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES"} & set(env))
+
+
+@pytest.mark.parametrize("mpi", ["pmi2", "pmix"])
+def test_a_job_steps_mpi_wire_up_is_left_out_and_named(slurm_cluster, user_kernels, tmp_path, mpi):
+    """Issue 35, items 1, 2 and 9 (TMPDIR): `srun --mpi=... kernelmagic install` keeps
+    nothing the scheduler, the TaskProlog or the step's PMI server set, and names it all."""
+    slurm_cluster.require_mpi(mpi)
+    done = slurm_cluster.run_in_job(_km("install", "stepk"), "srun", mpi=mpi, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    env = _spec_env(user_kernels, "stepk")
+    assert not {n for n in env if n.startswith(("PMI", "SLURM"))}, env
+    for name in ("TMPDIR", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES"):
+        assert name not in env
+    wire_up = "PMI_* (" if mpi == "pmi2" else "PMIX_* ("
+    launched = next(line for line in out.splitlines() if line.startswith("Left out what"))
+    assert wire_up in launched and "SLURMD_NODENAME" in launched, launched
+    assert "SLURM_* (" in launched
+    assert "Left out TMPDIR" in out
+    jobbed = next(line for line in out.splitlines() if line.startswith("Job-scoped"))
+    assert "OMP_NUM_THREADS" in jobbed and "CUDA_VISIBLE_DEVICES" in jobbed
+
+    # Later, outside any job: the kernel has none of the step's wire-up.
+    seen = run_in_kernel("stepk")["env"]
+    assert not {n for n in seen if n.startswith(("PMI_", "PMIX_", "SLURMD_"))}

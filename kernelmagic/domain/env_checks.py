@@ -10,8 +10,15 @@ from collections.abc import Mapping
 from string import Template
 
 from kernelmagic.domain import containers, envcapture, projects
-from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
-from kernelmagic.domain.policy import JOB_SCOPED, JOB_SCOPED_NAMES, EnvPolicy
+from kernelmagic.domain.checks import NOTE, Problem
+from kernelmagic.domain.policy import (
+    JOB_SCOPED,
+    JOB_SCOPED_NAMES,
+    EnvPolicy,
+    batch_job,
+    is_job_scoped,
+    launcher_variable,
+)
 from kernelmagic.domain.provenance import Provenance
 from kernelmagic.storage.discovery import SpecInfo
 
@@ -64,7 +71,9 @@ def env_problems(info: SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
                 )
             )
         expanded = Template(value).safe_substitute(environ)
-        if inside_image or not _looks_like_a_path(name, expanded):
+        # A hub's URL prefix (JUPYTERHUB_DEFAULT_URL=/lab) is no directory; the job check says
+        # what is wrong with such a variable.
+        if inside_image or launcher_variable(name) or not _looks_like_a_path(name, expanded):
             continue
         entries = expanded.split(os.pathsep) if envcapture.is_path_like(name) else [expanded]
         missing = [
@@ -96,26 +105,49 @@ def env_problems(info: SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
     return problems
 
 
-def job_scoped(info: SpecInfo, policy: EnvPolicy) -> list[Problem]:
-    """Devices, threads or scheduler variables a batch job set, baked into the spec: every
-    later kernel, in every later job, would use them. Set by hand on purpose: left alone."""
+def job_scoped(
+    info: SpecInfo, policy: EnvPolicy, environ: Mapping[str, str] | None = None
+) -> list[Problem]:
+    """What a batch job, a job step's launcher or the hub gave one process, captured into the
+    spec: devices, threads, scheduler and MPI wire-up variables, values holding the job's id.
+    Every later kernel, in every later job, would use them. Only what kernelmagic captured
+    and nobody changed since: a value set by hand (``--env``, ``patch --env``, ``env -k``, a
+    document, a spec written by hand) is a choice, left alone."""
     record = Provenance.of_spec(info.spec)
-    explicit = set(record.explicit) if record else set()
+    if record is None:
+        return []
+    explicit = set(record.explicit)
+    captured = {
+        name: value
+        for name, value in info.env.items()
+        if isinstance(value, str)
+        and name not in explicit
+        and record.captured_digests.get(name) == envcapture.digests({name: value})[name]
+    }
+    jobs = [record.job.split()[-1]] if record.job else []
+    current = batch_job(environ or {})
+    if current:
+        jobs.append(current[1])
     problems = []
-    for name, value in sorted(info.env.items()):
-        scheduler = policy.noise_category(name) == "job-scoped scheduler variables"
-        if name in explicit or not (name in JOB_SCOPED_NAMES or scheduler):
+    for name, value in sorted(captured.items()):
+        launcher = launcher_variable(name)
+        holds_job = next((j for j in jobs if is_job_scoped("", value, ("", j))), None)
+        if not (name in JOB_SCOPED_NAMES or launcher or holds_job):
             continue
+        if launcher:
+            what = f"what the {launcher} set for one process"
+        elif holds_job:
+            what = f"a value holding the id of batch job {holds_job}"
+        else:
+            what = "what a batch job gave its own processes (devices, threads)"
         problems.append(
             Problem(
                 JOB_SCOPED,
-                f"env {name}={policy.mask_env({name: value})[name]} is what a batch job gave its "
-                "own processes (devices, threads); every kernel of this spec, in every later "
-                "job, would use it: remove it so that each kernel inherits its launcher's",
+                f"env {name}={policy.mask_env({name: value})[name]} is {what}; every kernel of "
+                "this spec, in every later job, would use it: remove it so that each kernel "
+                "inherits its launcher's",
                 name,
                 fix=f"env -k {info.name} -u {name}",
-                # Captured by kernelmagic inside a job: a mistake; hand-made: worth a look.
-                severity=PROBLEM if record is not None else NOTE,
             )
         )
     return problems
@@ -125,7 +157,7 @@ def problems(info: SpecInfo, environ: Mapping[str, str], policy: EnvPolicy) -> l
     """Every problem of the spec's env: a module it was made with that is gone (named once,
     with the variables that point where it was), paths that point nowhere, templates naming
     unset variables, job-scoped values."""
-    found = env_problems(info, environ) + job_scoped(info, policy) + project_drift(info)
+    found = env_problems(info, environ) + job_scoped(info, policy, environ) + project_drift(info)
     gone = _gone_modules(info)
     if not gone:
         return found

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from kernelmagic.domain import shells
-from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy, batch_job, is_job_scoped
+from kernelmagic.domain.policy import (
+    DEFAULT_POLICY,
+    EnvPolicy,
+    batch_job,
+    in_job_step,
+    is_job_scoped,
+    launcher_variable,
+)
 from kernelmagic.errors import SourceFailed
 
 # fmt: off
@@ -137,6 +144,10 @@ class CaptureResult:
     secrets_skipped: list[str] = field(default_factory=list)
     job_scoped: list[str] = field(default_factory=list)  # inside a batch job: left out
     job: tuple[str, str] | None = None  # (scheduler, job id) of that job
+    # What the scheduler, a job step's MPI launcher or the hub set for this process alone.
+    launcher: list[str] = field(default_factory=list)
+    temporary: list[str] = field(default_factory=list)  # TMPDIR: the session's (or job's)
+    fixed_paths: list[str] = field(default_factory=list)  # PATH-like, not written as additions
     noise_count: int = 0
     baseline: str = ""
     notes: list[str] = field(default_factory=list)
@@ -168,9 +179,42 @@ class CaptureResult:
                 f"{', '.join(sorted(self.job_scoped))} (this is {scheduler} job {job}; keep one "
                 "with --include NAME)"
             )
+        if self.launcher:
+            where = f" (this is {self.job[0]} job {self.job[1]})" if self.job else ""
+            lines.append(
+                "Left out what the scheduler, the job step's MPI launcher or the hub set for "
+                f"this process alone{where}; each kernel gets its own launcher's: "
+                f"{named_by_family(self.launcher)} (keep one with --include NAME)"
+            )
+        if self.temporary:
+            lines.append(
+                f"Left out {', '.join(self.temporary)}, this session's temporary directory "
+                "(it goes when the session or job ends; the kernel uses its launcher's; keep "
+                "it with --include TMPDIR or --env TMPDIR=DIR)"
+            )
+        if self.fixed_paths:
+            lines.append(
+                f"Written as a fixed value: {', '.join(self.fixed_paths)} (it does not extend "
+                "the login shell's, so what a kernel's launcher puts there, a `module load` "
+                "for one, is replaced; use --env NAME=DIR:${NAME} to extend it instead)"
+            )
         if self.noise_count:
             lines.append(f"Ignored {self.noise_count} session variable(s) (terminal, shell, ...).")
         return lines
+
+
+def named_by_family(names: Iterable[str]) -> str:
+    """The names, each family of four or more (``SLURM_*``, ``PMIX_*``) as its glob and count,
+    so that forty of a scheduler's variables stay one readable line."""
+    families: dict[str, list[str]] = {}
+    for name in sorted(names):
+        families.setdefault(name.split("_", 1)[0] + "_*" if "_" in name else name, []).append(
+            name
+        )
+    shown = []
+    for family, members in families.items():
+        shown += [f"{family} ({len(members)})"] if len(members) >= 4 else members
+    return ", ".join(shown)
 
 
 def _resolve_baseline(options: CaptureOptions, current: Mapping[str, str], timeout: float):
@@ -204,12 +248,15 @@ def capture(
     baseline: Mapping[str, str] | None = None,
     shell_timeout: float = 30,
     job: tuple[str, str] | None = None,
+    on_purpose: bool = False,
 ) -> CaptureResult:
     """Choose the variables of ``current`` (default ``os.environ``) that belong in a spec.
 
     ``baseline`` overrides the baseline source (used by callers that recorded it themselves).
     ``job`` is the batch job the capture runs in (default: the one ``current`` is in): its
-    devices, threads and job-id paths are left out. Raises ``OSError``/``ValueError`` for an
+    devices, threads and job-id paths are left out. ``on_purpose``: what differs from the
+    baseline was set by the user (a snippet's export, a module, an activation, run in a clean
+    shell that has no job), so no job rule applies to it. Raises ``OSError``/``ValueError`` for an
     unreadable or malformed baseline file.
     """
     current = dict(os.environ if current is None else current)
@@ -227,6 +274,7 @@ def capture(
     known = dict(baseline or {})
     base = known if options.mode == "changed" else {}
 
+    in_step = in_job_step(current)
     for name in sorted(current):
         value = current[name]
         if matches_any(name, options.exclude):
@@ -235,17 +283,26 @@ def capture(
         if not included:
             if base and unchanged(name, value, base.get(name)):
                 continue
-            if options.policy.noise_category(name):
+            if not on_purpose and launcher_variable(name, in_step):
+                result.launcher.append(name)
+                continue
+            if name == "TMPDIR" and not on_purpose:
+                result.temporary.append(name)
+                continue
+            if name != "TMPDIR" and options.policy.noise_category(name):
                 result.noise_count += 1
                 continue
-            if is_job_scoped(name, value, result.job):
+            if not on_purpose and is_job_scoped(name, value, result.job):
                 result.job_scoped.append(name)
                 continue
             if options.policy.is_secret(name, value):
                 result.secrets_skipped.append(name)
                 continue
         if is_path_like(name):
-            result.env[name] = path_value(name, value, known.get(name), options.templates)
+            written = path_value(name, value, known.get(name), options.templates)
+            if options.templates and known.get(name) and f"${{{name}}}" not in written:
+                result.fixed_paths.append(name)
+            result.env[name] = written
         else:
             result.env[name] = escape_dollars(value)
     return result

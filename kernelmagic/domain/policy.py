@@ -47,10 +47,6 @@ NOISE_PATTERNS: dict[str, tuple[str, ...]] = {
         "_ModuleTable*", "__LMOD_REF_COUNT_*", "_LMFILES_", "LOADEDMODULES", "__MODULES_*",
         "__LMOD_*", "LMOD_*_SHELL_*",
     ),
-    "job-scoped scheduler variables": (
-        "SLURM_*", "SBATCH_*", "SRUN_*", "PBS_*", "LSB_*", "LSF_*", "SGE_*", "JOB_ID", "JOB_NAME",
-        "FLUX_*", "COBALT_*",
-    ),
     "temporary directory": ("TMPDIR",),
 }
 
@@ -120,7 +116,27 @@ JOB_SCOPED_NAMES = frozenset({
 })  # fmt: skip
 JOB_SCOPED = "job-scoped"
 
-
+# What a batch scheduler, a job step's MPI launcher or a JupyterHub single-user server sets
+# for the processes it starts: true of one job, one step, one server, never of a software
+# environment (a step's PMIX_SERVER_URI names a server that is gone when the step ends, and
+# MPI then writes to whatever the kernel has at PMI_FD). Globs, case-sensitive.
+LAUNCHER_PATTERNS: dict[str, tuple[str, ...]] = {
+    "batch scheduler": (
+        "SLURM_*", "SLURMD_*", "SBATCH_*", "SRUN_*", "SALLOC_*", "PBS_*", "LSB_*", "LSF_*",
+        "SGE_*", "JOB_ID", "JOB_NAME", "FLUX_*", "COBALT_*",
+    ),
+    "MPI job step": (
+        "PMI_*", "PMIX_*", "PMI2_*", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_*",
+        "OMPI_UNIVERSE_SIZE", "OMPI_FIRST_RANKS", "OMPI_APP_CTX_*", "OMPI_NUM_APP_CTX",
+        "OMPI_ARGV", "OMPI_COMMAND", "OMPI_FILE_LOCATION", "OMPI_MCA_orte_*", "OMPI_MCA_ess*",
+        "OMPI_MCA_pmix*", "OMPI_MCA_initial_wdir", "PRTE_*",
+    ),
+    "JupyterHub single-user server": ("JUPYTERHUB_*",),
+}
+# Open MPI's and Intel MPI's settings: a site's module sets them for good, a step's launcher
+# for its own processes. Inside a step, what is not in the baseline came with the step.
+STEP_SETTINGS = ("OMPI_*", "I_MPI_*")
+STEP_MARKERS = ("SLURM_STEP_ID", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")
 def batch_job(environ: Mapping[str, str]) -> tuple[str, str] | None:
     """(scheduler, job id) when ``environ`` is a batch job's (inside ``salloc``, ``srun``,
     ``qsub -I``, an Open OnDemand session), else None."""
@@ -159,6 +175,24 @@ _ANY_SECRET_SHAPE = re.compile(
     "|".join(f"(?:{p.pattern})" for p in (*SECRET_VALUE_PATTERNS, *_SECRET_PARTS))
 )
 _NOISE = {category: _globs(patterns) for category, patterns in NOISE_PATTERNS.items()}
+_LAUNCHER = {kind: _globs(patterns) for kind, patterns in LAUNCHER_PATTERNS.items()}
+_STEP_SETTINGS = _globs(STEP_SETTINGS)
+
+
+def in_job_step(environ: Mapping[str, str]) -> bool:
+    """Whether ``environ`` is a process of a job step or an MPI launch (``srun``, ``mpirun``)."""
+    return any(environ.get(marker) for marker in STEP_MARKERS)
+
+
+def launcher_variable(name: str, in_step: bool = False) -> str | None:
+    """What set ``name`` for one process tree ("batch scheduler", "MPI job step", "JupyterHub
+    single-user server"), or None when it can be part of a software environment."""
+    for kind, pattern in _LAUNCHER.items():
+        if pattern.match(name):
+            return kind
+    if in_step and _STEP_SETTINGS.match(name):
+        return "MPI job step"
+    return None
 
 
 def secret_in_text(text: str) -> bool:

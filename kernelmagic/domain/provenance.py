@@ -108,6 +108,7 @@ class Provenance:
     baseline: str = ""
     captured_digests: dict[str, str] = field(default_factory=dict)  # name -> digest of its value
     explicit: tuple[str, ...] = ()  # names the user set with --env
+    job: str | None = None  # "Slurm 4242": the batch job it was captured in
     loaded_modules: str | None = None
     modulefiles: dict[str, str] = field(default_factory=dict)  # module -> modulefile loaded
     remote_from: str | None = None  # remote specs: the spec they were made from
@@ -152,6 +153,7 @@ class Provenance:
             "container": self.container,
             "project": self.project,
             "scan_root": self.scan_root,
+            "job": self.job,
         }
         record.update({k: v for k, v in optional.items() if v is not None})
         if source.origin != "remote":
@@ -230,6 +232,7 @@ class Provenance:
             baseline=text("baseline") or "",
             captured_digests=digests,
             explicit=words("explicit"),
+            job=text("job"),
             loaded_modules=text("loaded_modules"),
             modulefiles=_text_map(record.get("modulefiles")),
             remote_from=text("from"),

@@ -223,9 +223,13 @@ def make_environment(
         )
     except SourceFailed as exc:
         raise gone_modules(source, exc) from None
-    # The job is the session's: a clean login shell does not carry the job's variables.
-    result = envcapture.capture(after, options, baseline=before, job=batch_job(environ))
+    # The job is the session's: a clean login shell does not carry the job's variables, so
+    # whatever differs after the snippet is what it (its exports, modules, activation) set.
+    result = envcapture.capture(
+        after, options, baseline=before, job=batch_job(environ), on_purpose=True
+    )
     result.baseline = "the shell right before the snippet"
+    result.notes += scheduler_references(script or "")
     loaded = after.get("LOADEDMODULES") or None
     modulefiles = modules_loaded(after)
     if not python:
@@ -233,6 +237,27 @@ def make_environment(
     interpreter = _choose_interpreter(source, before, after, result.notes)
     result.notes += _without_kernelmagic(interpreter)
     return MadeEnvironment(interpreter, result, loaded, modulefiles, environment=after)
+
+
+# ``$SLURM_JOB_ID``, ``${PBS_JOBID}``, ``$SLURM_TMPDIR``: a job's own variables in a snippet.
+_SCHEDULER_REFERENCE = re.compile(
+    r"\$\{?((?:SLURM|SLURMD|PBS|LSB|FLUX|COBALT|SGE|PMI|PMIX)_[A-Za-z0-9_]*|JOB_ID)\b"
+)
+
+
+def scheduler_references(script: str) -> list[str]:
+    """A note for each job variable a snippet uses: the snippet runs in a clean login shell
+    that has no job, and the spec is made once for every later kernel, so it is empty."""
+    names = sorted(set(_SCHEDULER_REFERENCE.findall(script)))
+    if not names:
+        return []
+    shown = ", ".join(f"${{{name}}}" for name in names)
+    return [
+        f"Warning: the snippet uses {shown}, a batch job's own variable(s): the snippet runs "
+        "in a clean login shell with no job, so it came out empty, and a spec holds one value "
+        "for every later kernel; use a directory that does not depend on the job, or set it "
+        "in the kernel's own code"
+    ]
 
 
 # What Lmod and Environment Modules say of a module they cannot find.

@@ -322,6 +322,7 @@ def _record(request: InstallRequest, made: sources.MadeEnvironment) -> Provenanc
         baseline=made.result.baseline,
         captured_digests=secret_free_digests(made.result.env, options.policy),
         explicit=tuple(sorted(request.env)),
+        job=" ".join(made.result.job) if made.result.job else None,
         loaded_modules=made.loaded_modules,
         modulefiles=made.modulefiles,
         version=__version__,
