@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from helpers import run_in_kernel
+
+from kernelmagic.frontends.cli import main
 
 pytest_plugins = ("slurm_cluster",)
 
@@ -124,3 +127,91 @@ def test_a_job_steps_mpi_wire_up_is_left_out_and_named(slurm_cluster, user_kerne
     # Later, outside any job: the kernel has none of the step's wire-up.
     seen = run_in_kernel("stepk")["env"]
     assert not {n for n in seen if n.startswith(("PMI_", "PMIX_", "SLURMD_"))}
+
+
+# What batchspawner's SlurmSpawner hands the single-user server in its job (JupyterHub 5/6).
+HUB = {
+    "JUPYTERHUB_API_URL": "http://10.0.0.1:8081/hub/api",
+    "JUPYTERHUB_BASE_URL": "/",
+    "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-ada",
+    "JUPYTERHUB_DEFAULT_URL": "/lab",
+    "JUPYTERHUB_HOST": "",
+    "JUPYTERHUB_OAUTH_CALLBACK_URL": "/user/ada/oauth_callback",
+    "JUPYTERHUB_SERVER_NAME": "",
+    "JUPYTERHUB_SERVICE_PREFIX": "/user/ada/",
+    "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:45123/user/ada/",
+    "JUPYTERHUB_USER": "ada",
+    "JUPYTERHUB_ACTIVITY_URL": "http://10.0.0.1:8081/hub/api/users/ada/activity",
+}
+
+
+def test_a_hub_servers_variables_and_a_fixed_path_in_a_batch_job(
+    slurm_cluster, user_kernels, tmp_path, capsys
+):
+    """Issue 35, items 3 and 7: --from-current in a batchspawner job (sbatch) leaves out
+    the hub's single-user variables, names them, and says PATH is written as a fixed value;
+    the doctor calls an --include'd JUPYTERHUB_DEFAULT_URL=/lab what it is, not a
+    missing directory."""
+    # The server's own PATH: its venv first, and not the login shell's list around it.
+    env = {**os.environ, **HUB, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    done = slurm_cluster.run_in_job(_km("install", "hub"), "sbatch", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    spec_env = _spec_env(user_kernels, "hub")
+    assert not [n for n in spec_env if n.startswith("JUPYTERHUB_")], spec_env
+    launched = next(line for line in out.splitlines() if line.startswith("Left out what"))
+    assert "JUPYTERHUB_* (11)" in launched and "SLURM_* (" in launched
+    assert "Written as a fixed value: PATH" in out
+
+    kept = slurm_cluster.run_in_job(
+        _km("install", "hubkept", "--include", "JUPYTERHUB_*"), "sbatch", env=env, cwd=tmp_path
+    )
+    assert kept.returncode == 0, kept.stderr
+    assert _spec_env(user_kernels, "hubkept")["JUPYTERHUB_DEFAULT_URL"] == "/lab"
+    assert main(["doctor", "hubkept", "--json"]) == 1
+    problems = json.loads(capsys.readouterr().out)["specs"]["hubkept"]["problems"]
+    assert not [p for p in problems if "JUPYTERHUB" in p["message"] and p["kind"] != "job-scoped"]
+    flagged = {p["value"] for p in problems if p["kind"] == "job-scoped"}
+    assert set(HUB) <= flagged
+
+
+def test_a_snippets_own_exports_are_kept_inside_a_job_step(
+    slurm_cluster, user_kernels, tmp_path, capsys
+):
+    """Issue 35, items 4 and 9: inside `srun --mpi=pmix`, a snippet's own `export
+    OMP_NUM_THREADS=4` is the user's, kept and not called the job's; `${SLURM_JOB_ID}` in a
+    snippet (empty in the clean shell it runs in, in a job or not) is warned about."""
+    slurm_cluster.require_mpi("pmix")
+    snippet = tmp_path / "snippet.sh"
+    snippet.write_text(
+        "export OMP_NUM_THREADS=4\nexport TMPDIR=/var/tmp\n"
+        "export SCRATCH=/var/tmp/run-${SLURM_JOB_ID}\n"
+    )
+    argv = _km("install", "snip", "--snippet-file", str(snippet))
+    done = slurm_cluster.run_in_job(argv, "srun", mpi="pmix", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    spec_env = _spec_env(user_kernels, "snip")
+    assert spec_env["OMP_NUM_THREADS"] == "4" and spec_env["TMPDIR"] == "/var/tmp"
+    assert "Job-scoped" not in out
+    assert "uses ${SLURM_JOB_ID}" in out
+
+    # Outside any job the same warning: the value came out empty.
+    assert main(["install", "snip2", "--snippet-file", str(snippet)]) == 0
+    assert "uses ${SLURM_JOB_ID}" in capsys.readouterr().out
+    assert _spec_env(user_kernels, "snip2")["SCRATCH"] == "/var/tmp/run-"
+
+
+def test_values_set_by_hand_are_never_job_scoped(user_kernels, capsys):
+    """Issue 35, item 6: the README's `clone ... --env OMP_NUM_THREADS=32`, `patch --env` and
+    `env -k` are choices; no job anywhere, and the doctor has nothing to say about them."""
+    assert main(["install", "geo", "--capture", "none"]) == 0
+    assert main(["clone", "geo", "geo-big", "--env", "OMP_NUM_THREADS=32"]) == 0
+    assert main(["patch", "geo", "--env", "CUDA_VISIBLE_DEVICES=0"]) == 0
+    assert main(["env", "-k", "geo", "MKL_NUM_THREADS=8"]) == 0
+    assert _spec_env(user_kernels, "geo-big")["OMP_NUM_THREADS"] == "32"
+    capsys.readouterr()
+    status = main(["doctor", "geo", "geo-big", "--json"])
+    specs = json.loads(capsys.readouterr().out)["specs"]
+    assert not [p for s in specs.values() for p in s["problems"] if p["kind"] == "job-scoped"]
+    assert status == 0
