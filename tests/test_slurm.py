@@ -215,3 +215,25 @@ def test_values_set_by_hand_are_never_job_scoped(user_kernels, capsys):
     specs = json.loads(capsys.readouterr().out)["specs"]
     assert not [p for s in specs.values() for p in s["problems"] if p["kind"] == "job-scoped"]
     assert status == 0
+
+
+def test_apply_inside_a_job_keeps_a_documents_thread_count(
+    slurm_cluster, user_kernels, tmp_path, monkeypatch, capsys
+):
+    """Issue 35, item 5: a document made outside any job recorded OMP_NUM_THREADS=8;
+    `apply` inside a job step (whose TaskProlog sets its own) keeps 8 and says so, and
+    `apply --check` in the job finds the spec as recorded."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    assert main(["install", "geo"]) == 0
+    assert _spec_env(user_kernels, "geo")["OMP_NUM_THREADS"] == "8"
+    document = tmp_path / "kernels.json"
+    assert main(["export", "geo", "-o", str(document)]) == 0
+    assert main(["remove", "geo"]) == 0
+    capsys.readouterr()
+
+    done = slurm_cluster.run_in_job(_km("apply", str(document)), "srun", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _spec_env(user_kernels, "geo")["OMP_NUM_THREADS"] == "8"
+    assert "kept the document's OMP_NUM_THREADS" in done.stdout + done.stderr
+    check = slurm_cluster.run_in_job(_km("apply", "--check", str(document)), "srun", cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
