@@ -284,3 +284,26 @@ def test_ssh_kernel_sees_the_captured_environment(ip, user_kernels, ssh_client_e
     assert seen["QUOTED"] == 'say "hi"'
     assert seen["EXTRA_PATH"] == f"/opt/geo/bin:{seen['HOME']}"  # filled in on the host
     assert seen["KERNEL_USERNAME"] == "kmtest"
+
+
+def test_doctor_launch_starts_a_remote_ssh_spec_as_jupyter_does(
+    ip, user_kernels, ssh_client_env, capsys
+):
+    """Issue 35, item 8: `doctor --launch` started an ssh-engine spec with a stderr of its
+    own, which gateway_provisioners also passes when the host is this machine
+    (`launch_kernel() got multiple values for keyword argument 'stderr'`), and called the
+    spec failed; Jupyter starts it."""
+    ip.run_line_magic("kernel_install", "base --capture none")
+    # The host is this machine (a login node naming itself): the provisioner starts it here.
+    ip.run_line_magic("kernel_remote", "base base-ssh --engine ssh --host 127.0.0.1")
+    # Its own process, as a user runs it: gateway_provisioners answers one launch per
+    # process on its response address, and this test session has launched one already.
+    argv = ["doctor", "base-ssh", "--launch", "--no-interrupt-check", "--json"]
+    doctor_run = subprocess.run(
+        [sys.executable, "-m", "kernelmagic", *argv], capture_output=True, text=True
+    )
+    status, report = doctor_run.returncode, doctor_run.stdout
+    assert "multiple values" not in report
+    launched = json.loads(report)["specs"]
+    assert launched["base-ssh"]["started"], launched["base-ssh"]["reason"]
+    assert status == 0, report

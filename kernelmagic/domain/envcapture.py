@@ -208,9 +208,7 @@ def named_by_family(names: Iterable[str]) -> str:
     so that forty of a scheduler's variables stay one readable line."""
     families: dict[str, list[str]] = {}
     for name in sorted(names):
-        families.setdefault(name.split("_", 1)[0] + "_*" if "_" in name else name, []).append(
-            name
-        )
+        families.setdefault(name.split("_", 1)[0] + "_*" if "_" in name else name, []).append(name)
     shown = []
     for family, members in families.items():
         shown += [f"{family} ({len(members)})"] if len(members) >= 4 else members

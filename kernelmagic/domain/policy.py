@@ -132,11 +132,13 @@ LAUNCHER_PATTERNS: dict[str, tuple[str, ...]] = {
         "OMPI_MCA_pmix*", "OMPI_MCA_initial_wdir", "PRTE_*",
     ),
     "JupyterHub single-user server": ("JUPYTERHUB_*",),
-}
+}  # fmt: skip
 # Open MPI's and Intel MPI's settings: a site's module sets them for good, a step's launcher
 # for its own processes. Inside a step, what is not in the baseline came with the step.
 STEP_SETTINGS = ("OMPI_*", "I_MPI_*")
 STEP_MARKERS = ("SLURM_STEP_ID", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")
+
+
 def batch_job(environ: Mapping[str, str]) -> tuple[str, str] | None:
     """(scheduler, job id) when ``environ`` is a batch job's (inside ``salloc``, ``srun``,
     ``qsub -I``, an Open OnDemand session), else None."""

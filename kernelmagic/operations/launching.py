@@ -212,7 +212,13 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = Tru
     with tempfile.TemporaryDirectory(prefix="kernelmagic-launch-") as cwd:
         began = time.perf_counter()
         try:
-            manager.start_kernel(stderr=stderr.write_end, cwd=cwd)
+            # A remote provisioner sends its process's output where it chooses and refuses a
+            # stderr of ours (gateway_provisioners passes its own): start it as Jupyter does.
+            local = checks.provisioner_name({"metadata": manager.kernel_spec.metadata}) in (
+                None,
+                "local-provisioner",
+            )
+            manager.start_kernel(**({"stderr": stderr.write_end} if local else {}), cwd=cwd)
         except Exception as exc:  # whatever keeps the process from starting at all
             return Launch(name, FAILED, reason=f"cannot start: {exc}")
         finally:
