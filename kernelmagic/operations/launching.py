@@ -214,10 +214,8 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = Tru
         try:
             # A remote provisioner sends its process's output where it chooses and refuses a
             # stderr of ours (gateway_provisioners passes its own): start it as Jupyter does.
-            local = checks.provisioner_name({"metadata": manager.kernel_spec.metadata}) in (
-                None,
-                "local-provisioner",
-            )
+            metadata = getattr(manager.kernel_spec, "metadata", None) or {}
+            local = checks.provisioner_name({"metadata": metadata}) in (None, "local-provisioner")
             manager.start_kernel(**({"stderr": stderr.write_end} if local else {}), cwd=cwd)
         except Exception as exc:  # whatever keeps the process from starting at all
             return Launch(name, FAILED, reason=f"cannot start: {exc}")
