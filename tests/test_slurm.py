@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -237,3 +239,43 @@ def test_apply_inside_a_job_keeps_a_documents_thread_count(
     assert "kept the document's OMP_NUM_THREADS" in done.stdout + done.stderr
     check = slurm_cluster.run_in_job(_km("apply", "--check", str(document)), "srun", cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_doctor_finds_a_captured_value_holding_the_job_id(
+    slurm_cluster, user_kernels, tmp_path, capsys
+):
+    """Issue 35, item 9: a value --include'd inside a job that holds the job's id (a scratch
+    directory of that job) is flagged by the doctor later, outside the job, by its value,
+    not only by its name."""
+    script = 'export RUN_SCRATCH="$TMPDIR/run" && exec "$@"'
+    argv = ["sh", "-c", script, "sh", *_km("install", "jobv", "--include", "RUN_SCRATCH")]
+    done = slurm_cluster.run_in_job(argv, "sbatch", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    value = _spec_env(user_kernels, "jobv")["RUN_SCRATCH"]
+    assert value.startswith(f"{slurm_cluster.jobtmp}/job")
+    capsys.readouterr()
+    assert main(["doctor", "jobv", "--json"]) == 1
+    problems = json.loads(capsys.readouterr().out)["specs"]["jobv"]["problems"]
+    (found,) = [p for p in problems if p["kind"] == "job-scoped"]
+    assert found["value"] == "RUN_SCRATCH" and "id of batch job" in found["message"]
+    assert found["fix"] == "env -k jobv -u RUN_SCRATCH"
+
+
+def test_an_interpreter_in_the_jobs_tmpdir_is_warned_at_install_and_doctor(
+    slurm_cluster, user_kernels, tmp_path
+):
+    """Issue 35, item 9: a venv made in the job's TMPDIR (removed by the site's epilog when
+    the job ends) gets a warning from install and a problem from the doctor in that job."""
+    purelib = sysconfig.get_paths()["purelib"]
+    script = (
+        f'{sys.executable} -m venv --without-pip "$TMPDIR/venv" && '
+        f'echo {purelib} > "$(echo "$TMPDIR"/venv/lib/python*/site-packages)/km.pth" && '
+        f'{shlex.join(_km("install", "tmpk", "--python"))} "$TMPDIR/venv/bin/python" && '
+        f'{shlex.join(_km("doctor", "tmpk"))}; echo "doctor exit $?"'
+    )
+    done = slurm_cluster.run_in_job(["sh", "-c", script], "srun", cwd=tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "temporary directory" in out.split("Installed kernel spec")[0], out
+    doctor = out.split("Installed kernel spec")[1]
+    assert "this job's temporary directory" in doctor and "doctor exit 1" in doctor, doctor

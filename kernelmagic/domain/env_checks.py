@@ -16,6 +16,7 @@ from kernelmagic.domain.policy import (
     JOB_SCOPED_NAMES,
     EnvPolicy,
     batch_job,
+    in_job_temporary,
     is_job_scoped,
     launcher_variable,
 )
@@ -153,11 +154,30 @@ def job_scoped(
     return problems
 
 
+def program_in_job_temporary(info: SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
+    """A spec whose program lives in this job's TMPDIR: it is removed when the job ends."""
+    argv = info.spec.get("argv")
+    program = argv[0] if isinstance(argv, list) and argv and isinstance(argv[0], str) else ""
+    temporary = in_job_temporary(program, environ)
+    if temporary is None:
+        return []
+    return [
+        Problem(
+            "job-temporary",
+            f"program {program} is in this job's temporary directory {temporary}, which goes "
+            "when the job ends, and the spec with it; make the environment somewhere that "
+            "stays (your home or project directory) and install the spec from there",
+            program,
+        )
+    ]
+
+
 def problems(info: SpecInfo, environ: Mapping[str, str], policy: EnvPolicy) -> list[Problem]:
     """Every problem of the spec's env: a module it was made with that is gone (named once,
     with the variables that point where it was), paths that point nowhere, templates naming
     unset variables, job-scoped values."""
     found = env_problems(info, environ) + job_scoped(info, policy, environ) + project_drift(info)
+    found += program_in_job_temporary(info, environ)
     gone = _gone_modules(info)
     if not gone:
         return found

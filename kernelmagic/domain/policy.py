@@ -9,6 +9,7 @@ included, keep honouring them.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -147,6 +148,17 @@ def batch_job(environ: Mapping[str, str]) -> tuple[str, str] | None:
         if job:
             return scheduler, job
     return None
+
+
+def in_job_temporary(path: str, environ: Mapping[str, str]) -> str | None:
+    """Inside a batch job, the job's ``TMPDIR`` when ``path`` lies in it (sites remove it
+    when the job ends: a spec's interpreter there goes with the job), else None."""
+    temporary = environ.get("TMPDIR", "")
+    if batch_job(environ) is None or not os.path.isabs(temporary) or not os.path.isabs(path):
+        return None
+    root = os.path.normpath(temporary)
+    inside = os.path.normpath(path).startswith(root.rstrip(os.sep) + os.sep)
+    return root if inside else None
 
 
 def is_job_scoped(name: str, value: str, job: tuple[str, str] | None) -> bool:
