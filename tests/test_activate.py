@@ -44,6 +44,7 @@ def test_a_notebook_activates_a_module_in_place(user_kernels, geo_module):
         _code_cell(probe.format("[x, os.environ.get('KM_SNIPPET_VAR')]")),
         _code_cell("%kernel_activate --modules geo/1.0 --save geo-live"),
         _code_cell(probe.format("['x' in globals(), os.environ.get('KM_SNIPPET_VAR')]")),
+        _code_cell("print(get_ipython().find_line_magic('kernel_activate') is None)"),
     ]
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     outputs = [json.loads(_text(nb.cells[i]).splitlines()[-1]) for i in (0, 3, 5)]
@@ -63,6 +64,9 @@ def test_a_notebook_activates_a_module_in_place(user_kernels, geo_module):
 
     said = _text(nb.cells[4])
     assert "+ GDAL_DATA=" in said and "variables in memory are lost" in said
+    # Issue 35: the magics are gone in the new process, and the activation said so.
+    assert _text(nb.cells[6]).strip() == "True"
+    assert "run %load_ext kernelmagic again" in said
     assert data_before is None and data_after == str(geo_module / "share")
     assert pid_after == pid  # the same process, in place
     assert after == [False, "hello"]  # memory is gone; the environment it ran in carries on

@@ -163,6 +163,12 @@ def activate_here(request: ActivateRequest) -> ActivationReport:
                 "Jupyter's own restart (Kernel > Restart) starts the kernel from its spec "
                 "again, without this activation; --save NAME keeps it in a spec."
             )
+        if "kernelmagic" not in (getattr(app, "extensions", None) or ()):
+            # Loaded with %load_ext in this process, not by the kernel's configuration.
+            done.closing.append(
+                "The restarted kernel starts without kernelmagic's magics: run "
+                "%load_ext kernelmagic again to use them there."
+            )
         return done
     made.apply(os.environ)
     if bookkeeping and app is not None and not request.no_restart:
