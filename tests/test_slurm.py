@@ -106,6 +106,32 @@ def _scheduler_set(env: dict[str, str]) -> set[str]:
     } | ({"TMPDIR", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES"} & set(env))
 
 
+def _python_for(user: str) -> tuple[str, str]:
+    """An interpreter ``user`` can run with kernelmagic importable: this one, or (when this
+    one is in a directory only we can read, as a venv of root's pyenv) the system's python3
+    of the same version with our packages on PYTHONPATH. Skips when there is none."""
+    import kernelmagic
+
+    def usable(python: str, path: str) -> bool:
+        env = {"PATH": "/usr/bin:/bin", **({"PYTHONPATH": path} if path else {})}
+        probe = [python, "-c", "import kernelmagic, ipykernel, sys; print(sys.version_info[:2])"]
+        ran = subprocess.run(
+            ["runuser", "-u", user, "--", "env", *[f"{k}={v}" for k, v in env.items()], *probe],
+            capture_output=True,
+            text=True,
+            cwd="/",
+        )
+        return ran.returncode == 0 and ran.stdout.strip() == str(tuple(sys.version_info[:2]))
+
+    ours = os.pathsep.join(
+        [str(Path(kernelmagic.__file__).parent.parent), sysconfig.get_paths()["purelib"]]
+    )
+    for python, path in ((sys.executable, ""), ("/usr/bin/python3", ours)):
+        if usable(python, path):
+            return python, path
+    pytest.skip(f"no interpreter with kernelmagic that {user} may run (ours: {sys.executable})")
+
+
 @pytest.mark.parametrize("mpi", ["pmi2", "pmix"])
 def test_a_job_steps_mpi_wire_up_is_left_out_and_named(slurm_cluster, user_kernels, tmp_path, mpi):
     """Issue 35, items 1, 2 and 9 (TMPDIR): `srun --mpi=... kernelmagic install` keeps
@@ -279,3 +305,39 @@ def test_an_interpreter_in_the_jobs_tmpdir_is_warned_at_install_and_doctor(
     assert "temporary directory" in out.split("Installed kernel spec")[0], out
     doctor = out.split("Installed kernel spec")[1]
     assert "this job's temporary directory" in doctor and "doctor exit 1" in doctor, doctor
+
+
+def test_an_allocation_and_an_unprivileged_users_step_capture_no_job_variable(
+    slurm_cluster, user_kernels, tmp_path
+):
+    """Issue 35, items 1 and 2 in a `salloc` shell (the job's variables, no step) and in a
+    `srun --mpi=pmix` step of an unprivileged user, whose own HOME holds the spec."""
+    done = slurm_cluster.run_in_job(_km("install", "alloc"), "salloc", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    env = _spec_env(user_kernels, "alloc")
+    assert not [n for n in env if n.startswith(("SLURM", "PMI"))], env
+    assert "SLURM_* (" in done.stdout
+
+    user = slurm_cluster.user
+    if user is None:
+        pytest.skip("no unprivileged user could be made for the jobs (useradd failed)")
+    python, path = _python_for(user)
+    slurm_cluster.require_mpi("pmix")
+    home = slurm_cluster.home_for(user, slurm_cluster.work / "outputs" / f"home-{tmp_path.name}")
+    mine = {**os.environ, "HOME": str(home), "JUPYTER_DATA_DIR": str(home / "data")}
+    if path:
+        mine["PYTHONPATH"] = path
+    for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+        mine[name] = str(home / name.lower())
+    done = slurm_cluster.run_in_job(
+        [python, "-m", "kernelmagic", "install", "theirs"],
+        "srun",
+        mpi="pmix",
+        user=user,
+        env=mine,
+        cwd=home,
+    )
+    assert done.returncode == 0, done.stderr
+    spec = json.loads((home / "data" / "kernels" / "theirs" / "kernel.json").read_text())
+    assert not [n for n in spec.get("env", {}) if n.startswith(("SLURM", "PMI"))], spec
+    assert "PMIX_* (" in done.stdout and "SLURMD_NODENAME" in done.stdout
