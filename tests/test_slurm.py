@@ -341,3 +341,41 @@ def test_an_allocation_and_an_unprivileged_users_step_capture_no_job_variable(
     spec = json.loads((home / "data" / "kernels" / "theirs" / "kernel.json").read_text())
     assert not [n for n in spec.get("env", {}) if n.startswith(("SLURM", "PMI"))], spec
     assert "PMIX_* (" in done.stdout and "SLURMD_NODENAME" in done.stdout
+
+
+ACTIVATING_NOTEBOOK = """
+import json, sys
+import nbformat
+from nbclient import NotebookClient
+
+cells = [
+    "%load_ext kernelmagic",
+    "%%kernel_activate --save act\\nexport KM_ACT=1\\nexport OMP_NUM_THREADS=3",
+    "import json, os\\nprint(json.dumps(dict(os.environ)))",
+]
+nb = nbformat.v4.new_notebook()
+nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+texts = ["".join(o.get("text", "") for o in cell.outputs) for cell in nb.cells]
+print(json.dumps(texts))
+"""
+
+
+def test_kernel_activate_in_a_notebook_inside_a_job_step(slurm_cluster, user_kernels, tmp_path):
+    """A notebook's kernel started inside `srun --mpi=pmix` (as a hub's server in a job
+    starts its kernels): `%%kernel_activate --save` keeps the snippet's own OMP_NUM_THREADS
+    in the restarted kernel and in the saved spec, saves none of the step's variables, and
+    says to load the magics again (issue 35, items 1, 4 and 9)."""
+    slurm_cluster.require_mpi("pmix")
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    done = slurm_cluster.run_in_job(
+        [sys.executable, "-c", ACTIVATING_NOTEBOOK], "srun", mpi="pmix", env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    _, said, environ = json.loads(done.stdout.splitlines()[-1])
+    assert "run %load_ext kernelmagic again" in said
+    seen = json.loads(environ)
+    assert seen["KM_ACT"] == "1" and seen["OMP_NUM_THREADS"] == "3"
+    saved = _spec_env(user_kernels, "act")
+    assert saved.get("OMP_NUM_THREADS") == "3" and saved.get("KM_ACT") == "1"
+    assert not [n for n in saved if n.startswith(("SLURM", "PMI"))], saved
