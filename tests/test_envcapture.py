@@ -177,3 +177,19 @@ def test_extra_noise_and_secrets_from_config():
     )
     assert result.env == {"KEEP": "1"}
     assert result.secrets_skipped == ["MY_PIN"]
+
+
+def test_open_mpi_and_intel_mpi_settings_of_a_step_are_the_steps():
+    """Issue 35: inside a job step, the OMPI_*/I_MPI_* the step's launcher set are left out
+    and named with its wire-up; outside a step they are a module's settings and kept."""
+    settings = {"OMPI_MCA_btl": "^openib", "I_MPI_PMI_LIBRARY": "/usr/lib/libpmi2.so"}
+    step = {"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0", "PMIX_RANK": "0", **settings}
+    step.update(OMPI_COMM_WORLD_RANK="0", OMPI_MCA_orte_hnp_uri="1.0;tcp://10.0.0.1:4242")
+    result = capture(session(**step), CaptureOptions(), baseline=BASE)
+    assert not result.env
+    assert set(result.launcher) == set(step)
+    summary = "\n".join(result.summary_lines())
+    assert "OMPI_MCA_btl" in summary and "I_MPI_PMI_LIBRARY" in summary
+
+    outside = capture(session(**settings), CaptureOptions(), baseline=BASE)
+    assert outside.env == settings and not outside.launcher

@@ -190,6 +190,7 @@ def test_a_hub_servers_variables_and_a_fixed_path_in_a_batch_job(
     launched = next(line for line in out.splitlines() if line.startswith("Left out what"))
     assert "JUPYTERHUB_* (11)" in launched and "SLURM_* (" in launched
     assert "Written as a fixed value: PATH" in out
+    assert "ENVIRONMENT" not in spec_env and "HOSTNAME" not in spec_env  # Slurm's, in batch
 
     kept = slurm_cluster.run_in_job(
         _km("install", "hubkept", "--include", "JUPYTERHUB_*"), "sbatch", env=env, cwd=tmp_path

@@ -281,7 +281,7 @@ def capture(
         if not included:
             if base and unchanged(name, value, base.get(name)):
                 continue
-            if not on_purpose and launcher_variable(name, in_step):
+            if not on_purpose and launcher_variable(name, in_step, result.job is not None):
                 result.launcher.append(name)
                 continue
             if name == "TMPDIR" and not on_purpose:

@@ -138,6 +138,9 @@ LAUNCHER_PATTERNS: dict[str, tuple[str, ...]] = {
 # for its own processes. Inside a step, what is not in the baseline came with the step.
 STEP_SETTINGS = ("OMPI_*", "I_MPI_*")
 STEP_MARKERS = ("SLURM_STEP_ID", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")
+# Names of no scheduler's prefix that Slurm's batch jobs export (ENVIRONMENT=BATCH, the
+# node's HOSTNAME): the scheduler's inside a job, anyone's elsewhere.
+JOB_SET_NAMES = ("ENVIRONMENT", "HOSTNAME")
 
 
 def batch_job(environ: Mapping[str, str]) -> tuple[str, str] | None:
@@ -198,14 +201,17 @@ def in_job_step(environ: Mapping[str, str]) -> bool:
     return any(environ.get(marker) for marker in STEP_MARKERS)
 
 
-def launcher_variable(name: str, in_step: bool = False) -> str | None:
+def launcher_variable(name: str, in_step: bool = False, in_job: bool = False) -> str | None:
     """What set ``name`` for one process tree ("batch scheduler", "MPI job step", "JupyterHub
-    single-user server"), or None when it can be part of a software environment."""
+    single-user server"), or None when it can be part of a software environment.
+    ``in_step``/``in_job``: the environment is a job step's / a batch job's."""
     for kind, pattern in _LAUNCHER.items():
         if pattern.match(name):
             return kind
     if in_step and _STEP_SETTINGS.match(name):
         return "MPI job step"
+    if in_job and name in JOB_SET_NAMES:
+        return "batch scheduler"
     return None
 
 
