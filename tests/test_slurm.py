@@ -156,6 +156,18 @@ def test_a_job_steps_mpi_wire_up_is_left_out_and_named(slurm_cluster, user_kerne
     seen = run_in_kernel("stepk")["env"]
     assert not {n for n in seen if n.startswith(("PMI_", "PMIX_", "SLURMD_"))}
 
+    # Kept on purpose (--include), the doctor names each with its fix (it used to say ok).
+    kept = slurm_cluster.run_in_job(
+        _km("install", "stepkept", "--include", "PMI*"), "srun", mpi=mpi, cwd=tmp_path
+    )
+    assert kept.returncode == 0, kept.stderr
+    wired = {n for n in _spec_env(user_kernels, "stepkept") if n.startswith("PMI")}
+    assert wired
+    doctor = subprocess.run(_km("doctor", "stepkept", "--json"), capture_output=True, text=True)
+    problems = json.loads(doctor.stdout)["specs"]["stepkept"]["problems"]
+    assert {p["value"] for p in problems if p["kind"] == "job-scoped"} >= wired
+    assert doctor.returncode == 1
+
 
 # What batchspawner's SlurmSpawner hands the single-user server in its job (JupyterHub 5/6).
 HUB = {

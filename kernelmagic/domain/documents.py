@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kernelmagic.domain import checks, envcapture
-from kernelmagic.domain.policy import MASK, EnvPolicy
+from kernelmagic.domain.policy import JOB_SCOPED_NAMES, MASK, EnvPolicy, batch_job
 from kernelmagic.domain.provenance import REPEATABLE, Provenance, Source
 from kernelmagic.domain.shell_syntax import MAX_JSON_DEPTH, check_env_name, nesting_depth
 from kernelmagic.errors import InvalidInput
@@ -373,3 +373,27 @@ def _shown(value: Any, policy: EnvPolicy) -> str:
         return "(none)"
     text = json.dumps(policy.mask_spec({"metadata": {"v": value}})["metadata"]["v"])
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def kept_in_a_job(
+    entry: Mapping[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """Inside a batch job, the thread counts and devices the document recorded as captured:
+    a capture here would take them for the job's own and leave them out, but the document
+    says what the spec had. They are written as the document has them, and said."""
+    job = batch_job(environ)
+    recorded = entry.get("captured") or {}
+    if job is None or not isinstance(recorded, dict):
+        return {}, []
+    kept = {
+        name: value
+        for name, value in recorded.items()
+        if isinstance(value, str) and MASK not in value and name in JOB_SCOPED_NAMES
+    }
+    if not kept:
+        return {}, []
+    names = ", ".join(sorted(kept))
+    return kept, [
+        f"kept the document's {names} (inside {job[0]} job {job[1]}, whose own values a "
+        "capture leaves out): nothing the document recorded was dropped"
+    ]

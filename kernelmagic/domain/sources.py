@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernelmagic.domain import envcapture, projects, shells
-from kernelmagic.domain.policy import batch_job
+from kernelmagic.domain.policy import batch_job, in_job_temporary
 from kernelmagic.domain.provenance import Source
 from kernelmagic.errors import InvalidInput, SourceFailed
 
@@ -257,6 +257,18 @@ def scheduler_references(script: str) -> list[str]:
         "in a clean login shell with no job, so it came out empty, and a spec holds one value "
         "for every later kernel; use a directory that does not depend on the job, or set it "
         "in the kernel's own code"
+    ]
+
+
+def job_temporary_notes(interpreter: str, environ: Mapping[str, str]) -> list[str]:
+    """A warning when the kernel's interpreter is in this job's TMPDIR (gone with the job)."""
+    temporary = in_job_temporary(interpreter, environ)
+    if temporary is None:
+        return []
+    return [
+        f"Warning: the interpreter {interpreter} is in this job's temporary directory "
+        f"{temporary}, which goes when the job ends, and the kernel with it; make the "
+        "environment somewhere that stays (home or project directory)"
     ]
 
 

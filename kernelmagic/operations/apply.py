@@ -22,13 +22,7 @@ from typing import Any, ClassVar
 
 from kernelmagic.domain import containers, documents, projects
 from kernelmagic.domain.checks import argv_strings, provisioner_name
-from kernelmagic.domain.policy import (
-    DEFAULT_POLICY,
-    JOB_SCOPED_NAMES,
-    MASK,
-    EnvPolicy,
-    batch_job,
-)
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import comparable
 from kernelmagic.domain.sources import conda_snippet, module_command
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, NoSuchKernelSpec
@@ -311,28 +305,6 @@ def _runs(entry: dict[str, Any], request: ApplyRequest) -> list[str]:
     return runs
 
 
-def _kept_from_the_document(entry: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
-    """Inside a batch job, the thread counts and devices the document recorded as captured:
-    a capture here would take them for the job's own and leave them out, but the document
-    says what the spec had. They are written as the document has them, and said."""
-    job = batch_job(os.environ)
-    recorded = entry.get("captured") or {}
-    if job is None or not isinstance(recorded, dict):
-        return {}, []
-    kept = {
-        name: value
-        for name, value in recorded.items()
-        if isinstance(value, str) and MASK not in value and name in JOB_SCOPED_NAMES
-    }
-    if not kept:
-        return {}, []
-    names = ", ".join(sorted(kept))
-    return kept, [
-        f"kept the document's {names} (inside {job[0]} job {job[1]}, whose own values a "
-        "capture leaves out): nothing the document recorded was dropped"
-    ]
-
-
 def _withheld_notes(names: Iterable[str]) -> list[str]:
     return [f"{name} was a secret and is not in the document: set it by hand" for name in names]
 
@@ -382,7 +354,7 @@ def _review(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> N
         outcome.changes.append(
             f"env as the source sets it here (the document recorded {', '.join(captured)})"
         )
-    outcome.notes += _withheld_notes(held) + _kept_from_the_document(entry)[1]
+    outcome.notes += _withheld_notes(held) + documents.kept_in_a_job(entry, os.environ)[1]
     outcome.spec = entry.get("spec")
 
 
@@ -429,7 +401,7 @@ def _apply(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
         return
     explicit, held = documents.withheld(entry.get(documents.EXPLICIT_KEY) or {})
     outcome.notes += _withheld_notes(held)
-    kept, said = _kept_from_the_document(entry)
+    kept, said = documents.kept_in_a_job(entry, os.environ)
     explicit = {**kept, **explicit}
     outcome.notes += said
     source = documents.source_of(entry)

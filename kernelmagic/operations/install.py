@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kernelmagic.domain import containers, envcapture, languages, sources
-from kernelmagic.domain.policy import EnvPolicy, in_job_temporary
+from kernelmagic.domain.policy import EnvPolicy
 from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source, comparable
 from kernelmagic.domain.shell_syntax import EnvChanges
 from kernelmagic.errors import InvalidInput, KernelmagicError
@@ -381,15 +381,8 @@ def install(
         )
     else:
         assert made.interpreter is not None  # a Python kernel always gets one
-        temporary = in_job_temporary(
-            made.interpreter.path, os.environ if environ is None else environ
-        )
-        if temporary:
-            made.result.notes.append(
-                f"Warning: the interpreter {made.interpreter.path} is in this job's temporary "
-                f"directory {temporary}, which goes when the job ends, and the kernel with it; "
-                "make the environment somewhere that stays (home or project directory)"
-            )
+        where = os.environ if environ is None else environ
+        made.result.notes += sources.job_temporary_notes(made.interpreter.path, where)
         spec = ipykernel_specs.install_spec()
         spec["argv"][0] = made.interpreter.path
         version = "{}.{}".format(*made.interpreter.version)
