@@ -22,11 +22,13 @@ Needs root (slurmd starts jobs as their users); skips with the reason elsewhere.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
 import random
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -42,6 +44,7 @@ PACKAGES = "slurm-wlm munge libpmix2 libpmix-dev"
 TEST_USER = "kmslurm"
 # What a job the tests start may take: long enough for a kernel launch inside a job.
 JOB_TIMEOUT = 180
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 # Sites differ; this one is like many: the prolog makes the job's scratch directory as root
 # at allocation, the task prolog hands it (and the thread count, and a device) to every
@@ -359,6 +362,7 @@ def _start_daemons(cluster: SlurmCluster) -> None:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_the_tests,
         )
     )  # fmt: skip
     if not _wait_for(munge_socket.exists, 10):
@@ -374,12 +378,25 @@ def _start_daemons(cluster: SlurmCluster) -> None:
             argv += ["-N", cluster.node]
         else:
             argv += ["-i"]
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_the_tests,
+        )
         cluster.daemons.append(proc)
         if daemon == "slurmctld" and not _wait_for(lambda: _answers(env), 20):
             _cannot_start("slurmctld", work / log)
     if not _wait_for(lambda: _node_idle(env, cluster.node), 30):
         _cannot_start("slurmd never reported idle", work / "slurmd.log")
+
+
+def _die_with_the_tests() -> None:
+    """In the daemon's child before exec: a test run killed before its teardown (a timeout,
+    ^C twice) takes its daemons with it instead of leaving them on the machine."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _answers(env: dict[str, str]) -> bool:

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
@@ -73,12 +74,18 @@ def test_the_closed_partition_cannot_run_a_job(slurm_cluster):
     assert submitted.returncode == 0, submitted.stderr
     job = submitted.stdout.strip().split(";")[0]
     try:
-        reason = subprocess.run(
-            ["squeue", "--noheader", f"--jobs={job}", "--format=%T %r"],
-            env=env,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
+        # The reason is the scheduler's once it has looked at the job (its next cycle).
+        for _ in range(100):
+            reason = subprocess.run(
+                ["squeue", "--noheader", f"--jobs={job}", "--format=%T %r"],
+                env=env,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            assert reason[:1] == ["PENDING"], reason
+            if reason[1:] == ["PartitionDown"]:
+                break
+            time.sleep(0.1)
         assert reason == ["PENDING", "PartitionDown"]
     finally:
         subprocess.run(["scancel", job], env=env)
