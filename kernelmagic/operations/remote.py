@@ -50,6 +50,11 @@ ENGINES = {
     "kubernetes": ("jupyter-k8s-spec", "kubernetes-provisioner"),
     "docker": ("jupyter-docker-spec", "docker-provisioner"),
 }
+# engine -> kernelmagic's own provisioner that starts kernels as jobs of that scheduler; its
+# options (the scheduler's own words) become the provisioner's config. PBS, LSF and Flux
+# would each be a kernelmagic.batch.provisioner.BatchScheduler and a line here.
+BATCH_ENGINES = {"slurm": "kernelmagic-slurm-provisioner"}
+BATCH_FIELDS = ("partition", "time", "cpus", "mem", "gres", "account", "qos", "nodes")
 REMOTE_EXTRA = "pip install 'kernelmagic[remote]' (or: pip install gateway-provisioners)"
 PREREQUISITES = {
     "ssh": (
@@ -65,7 +70,30 @@ PREREQUISITES = {
         "a kubeconfig or in-cluster service account allowed to create pods."
     ),
     "docker": "A kernel image ({image}) and a Docker engine this machine can reach.",
+    "slurm": (
+        "srun, squeue and scancel on PATH wherever Jupyter runs (the login node or the hub's "
+        "host); on the compute nodes the same interpreter path ({python}) with ipykernel. "
+        "Nodes must reach this host's address (the job's SLURM_SUBMIT_HOST) on the ports the "
+        "kernel picks; a job that waits in the queue longer than launch_timeout (300 s; "
+        "--provisioner-config launch_timeout=N) is cancelled with its state and reason."
+    ),
 }
+
+# Slurm's --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
+# days-hours:minutes, days-hours:minutes:seconds, or no limit.
+_SLURM_TIME = re.compile(
+    r"\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE", re.IGNORECASE
+)
+
+
+def slurm_time_problem(value: str) -> str | None:
+    """Why ``value`` is not a Slurm time limit, or None if it is one."""
+    if _SLURM_TIME.fullmatch(value.strip()):
+        return None
+    return (
+        f"--time {value!r} is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, "
+        "D-HH:MM or D-HH:MM:SS)"
+    )
 
 
 @dataclass
@@ -291,9 +319,33 @@ def _absolute_interpreter(info: discovery.SpecInfo) -> str:
 
 ENGINE = option(
     "--engine",
-    choices=tuple(ENGINES),
+    choices=(*ENGINES, *BATCH_ENGINES),
     required=True,
-    help="where the kernel runs: SSH hosts, Kubernetes pods or Docker containers",
+    help="where the kernel runs: SSH hosts, Kubernetes pods, Docker containers, or a Slurm job",
+)
+BATCH_OPTIONS = (
+    option("--partition", metavar="PARTITION", help="slurm: the partition to submit to"),
+    option("--time", metavar="LIMIT", help="slurm: the job's time limit, e.g. 04:00:00"),
+    option("--cpus", type=int, metavar="N", help="slurm: CPUs for the kernel (--cpus-per-task)"),
+    option("--mem", metavar="SIZE", help="slurm: memory for the job, e.g. 8G"),
+    option("--gres", metavar="LIST", help="slurm: generic resources, e.g. gpu:1"),
+    option("--account", metavar="ACCOUNT", help="slurm: the account charged"),
+    option("--qos", metavar="QOS", help="slurm: the quality of service"),
+    option("--nodes", type=int, metavar="1", help="slurm: nodes (a kernel is one process: 1)"),
+    option(
+        "--sbatch-option",
+        dest="sbatch_options",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="slurm: any other option of srun/sbatch, e.g. --sbatch-option=--constraint=a100 "
+        "(repeatable)",
+    ),
+    option(
+        "--allocation",
+        metavar="JOBID",
+        help="slurm: run the kernel as a step of this allocation (salloc --no-shell)",
+    ),
 )
 HOST = option(
     "--host",
@@ -323,8 +375,8 @@ class RemoteRequest:
         "carrying over SRC's interpreter, env and display name."
     )
     OPTIONS: ClassVar[tuple[Option, ...]] = (
-        SOURCE_SPEC, NEW_NAME, ENGINE, HOST, IMAGE, PROVISIONER_CONFIG, *LOCATION_OPTIONS,
-        REPLACE, DRY_RUN,
+        SOURCE_SPEC, NEW_NAME, ENGINE, HOST, IMAGE, *BATCH_OPTIONS, PROVISIONER_CONFIG,
+        *LOCATION_OPTIONS, REPLACE, DRY_RUN,
     )  # fmt: skip
 
     source: str
@@ -337,21 +389,61 @@ class RemoteRequest:
     replace: bool = False
     dry_run: bool = False
     policy: EnvPolicy = DEFAULT_POLICY
+    # the scheduler's options (engine slurm): partition, time, ..., sbatch_options, allocation
+    job: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", discovery.validate_name(self.name))
         object.__setattr__(self, "hosts", tuple(self.hosts))
-        if self.engine not in ENGINES:
-            raise InvalidInput(f"--engine must be one of {', '.join(ENGINES)}")
+        job = {key: value for key, value in self.job.items() if value not in (None, "", [], ())}
+        object.__setattr__(self, "job", job)
+        if self.engine not in ENGINES and self.engine not in BATCH_ENGINES:
+            raise InvalidInput(f"--engine must be one of {', '.join([*ENGINES, *BATCH_ENGINES])}")
+        if self.engine in BATCH_ENGINES:
+            self._check_job()
+            return
+        if job:
+            flags = ", ".join(
+                "--sbatch-option" if key == "sbatch_options" else f"--{key}" for key in sorted(job)
+            )
+            raise InvalidInput(f"{flags}: only with --engine slurm")
         if self.engine == "ssh" and not self.hosts:
             raise InvalidInput("--engine ssh needs at least one --host")
         if self.engine != "ssh" and not self.image:
             raise InvalidInput(f"--engine {self.engine} needs --image IMAGE")
 
+    def _check_job(self) -> None:
+        if self.hosts or self.image:
+            raise InvalidInput(f"--engine {self.engine} takes no --host or --image")
+        job = self.job
+        unknown = set(job) - {*BATCH_FIELDS, "sbatch_options", "allocation"}
+        if unknown:
+            raise InvalidInput(f"unknown job option(s): {', '.join(sorted(unknown))}")
+        if job.get("nodes", 1) != 1:
+            raise InvalidInput("--nodes must be 1: a kernel is one process on one node")
+        if "time" in job and slurm_time_problem(str(job["time"])):
+            raise InvalidInput(str(slurm_time_problem(str(job["time"]))))
+        if "cpus" in job and int(job["cpus"]) < 1:
+            raise InvalidInput("--cpus must be at least 1")
+        if job.get("allocation"):
+            if not re.fullmatch(r"\d+", str(job["allocation"])):
+                raise InvalidInput(f"--allocation {job['allocation']!r} is not a job id")
+            clash = sorted(set(job) & {"partition", "time", "account", "qos", "nodes"})
+            if clash:
+                raise InvalidInput(
+                    f"--allocation runs in that job's partition and time; drop "
+                    f"{', '.join('--' + key for key in clash)}"
+                )
+        for extra in job.get("sbatch_options", ()):
+            if not str(extra).startswith("-"):
+                raise InvalidInput(f"--sbatch-option {extra!r} is not an option (--name=value)")
+
     @classmethod
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> RemoteRequest:
+        job = {key: getattr(ns, key, None) for key in (*BATCH_FIELDS, "allocation")}
+        job["sbatch_options"] = list(getattr(ns, "sbatch_options", None) or [])
         return cls(
             ns.source,
             ns.new_name,
@@ -363,6 +455,7 @@ class RemoteRequest:
             ns.replace,
             ns.dry_run,
             settings.policy,
+            job,
         )
 
 
@@ -391,6 +484,8 @@ def make_remote_spec(request: RemoteRequest) -> tuple[transactions.Change, str]:
     source = discovery.get_spec(request.source)
     if source.problems and not source.visible:
         raise KernelmagicError(f"cannot use '{source.name}': {source.problems[0]}")
+    if request.engine in BATCH_ENGINES:
+        return _make_batch_spec(request, source)
     env = dict(source.env)
     if request.engine == "ssh":
         check_remote_env(env)
@@ -445,3 +540,49 @@ def make_remote_spec(request: RemoteRequest) -> tuple[transactions.Change, str]:
         python=python, image=request.image, user=os.environ.get("GP_REMOTE_USER") or getuser()
     )
     return change, hint
+
+
+def _make_batch_spec(
+    request: RemoteRequest, source: discovery.SpecInfo
+) -> tuple[transactions.Change, str]:
+    """NEW: SRC's argv, env and files, started by kernelmagic's batch provisioner with the
+    request's job options (no installer: the job runs SRC's own command)."""
+    provisioner = BATCH_ENGINES[request.engine]
+    if checks.provisioner_name(source.spec) not in (None, "local-provisioner"):
+        raise InvalidInput(
+            f"'{source.name}' already starts through {checks.provisioner_name(source.spec)}; "
+            "give a local spec as SRC"
+        )
+    argv = list(source.spec.get("argv") or [])
+    if not any("{connection_file}" in arg for arg in argv):
+        raise InvalidInput(f"'{source.name}' has no {{connection_file}} in its argv")
+    python = _absolute_interpreter(source)
+    argv[0] = python
+    config = {key: value for key, value in request.job.items() if key != "nodes"}
+    check_config(provisioner, {**config, **request.config})
+    policy = request.policy.joined(recorded_policy(source.spec))
+    spec = {key: value for key, value in source.spec.items() if key != "metadata"}
+    spec["argv"] = argv
+    metadata = {k: v for k, v in (source.spec.get("metadata") or {}).items() if k != "kernelmagic"}
+    metadata["kernel_provisioner"] = {
+        "provisioner_name": provisioner,
+        "config": {**config, **request.config},
+    }
+    spec["metadata"] = metadata
+    record = Provenance.of_spec(source.spec)
+    renamed = record.display_name_for(source.spec, source.name, request.name) if record else None
+    spec["display_name"] = renamed or f"{source.display_name or source.name} ({request.engine})"
+    Provenance(
+        Source("remote"),
+        remote_from=source.name,
+        engine=request.engine,
+        extra_secrets=policy.extra_secrets,
+        extra_noise=policy.extra_noise,
+        version=__version__,
+        generated_display_name=renamed,
+    ).write_into(spec)
+    slot = transactions.reserve(
+        request.kernels_dir, request.name, replace=request.replace, dry_run=request.dry_run
+    )
+    change = slot.write("installed", spec, transactions.copy_files(source.resource_dir), policy)
+    return change, PREREQUISITES[request.engine].format(python=python)

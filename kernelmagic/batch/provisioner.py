@@ -1,0 +1,378 @@
+"""A kernel provisioner that starts each kernel as a batch-scheduler job.
+
+The extension point is :class:`BatchScheduler`: a scheduler that can start a command as a
+job whose stdio stays attached to the submitting process (Slurm ``srun``; PBS/Torque
+``qsub -I``, LSF ``bsub -I``, Flux ``flux run`` have the same shape) says how to start it,
+how to read the queue, how to signal and cancel it. :class:`BatchProvisioner` does the rest
+for every scheduler, :class:`SlurmProvisioner` binds it to :class:`Slurm`.
+
+How a kernel lives (the launcher's side is ``kernelmagic.batch.launcher``):
+
+- the job is submitted in the foreground (``srun``) with the client's environment (the
+  spec's captured ``env`` included, the client's own job's variables removed), and runs the
+  launcher with the kernel's interpreter; the launcher picks ports on the node, binds where
+  the client can reach it, starts the kernel and writes the connection information on the
+  job's stdout, which the scheduler carries back: no extra port, no shared file;
+- while the job waits in the queue, its id, state and reason are logged when they change,
+  and after ``launch_timeout`` seconds the job is cancelled and the error names them;
+- interrupt and other signals go through the scheduler (``scancel --signal``) to the
+  launcher, which forwards them to the kernel;
+- the job's stdin is a pipe only this process holds: when the client ends in any way, the
+  launcher sees end of file, stops the kernel and the job ends; ``cleanup`` cancels a job
+  that did not end by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
+from traitlets import Float, Integer, List, Unicode
+
+from kernelmagic.batch import launcher
+
+LAUNCHER_SOURCE = Path(launcher.__file__).read_text(encoding="utf-8")
+# Variables that would make the scheduler treat the new job as part of the client's own
+# job (a Jupyter server that itself runs inside an allocation), or change its options.
+CALLER_JOB_PREFIXES = ("SLURM_", "SLURMD_", "SBATCH_", "SALLOC_", "SRUN_", "PMI_", "PMIX_")
+KEPT_CALLER_VARIABLES = ("SLURM_CONF",)  # which cluster to talk to
+QUEUE_POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class QueueState:
+    job: str
+    state: str
+    reason: str
+
+    def __str__(self) -> str:
+        reason = f" ({self.reason})" if self.reason and self.reason != "None" else ""
+        return f"job {self.job} is {self.state}{reason}"
+
+
+class BatchScheduler:
+    """What a provisioner needs from a batch scheduler. Subclass it for PBS, LSF or Flux."""
+
+    name: ClassVar[str] = ""
+    commands: ClassVar[tuple[str, ...]] = ()  # programs that must be on PATH
+
+    def submit_argv(self, options: dict[str, Any], job_name: str, command: list[str]) -> list[str]:
+        """The command that starts ``command`` as a job, stdio attached, and waits for it."""
+        raise NotImplementedError
+
+    def queue_state(self, job_name: str, env: dict[str, str]) -> QueueState | None:
+        """The job's id, state and reason while the scheduler lists it."""
+        raise NotImplementedError
+
+    def signal_argv(self, job: str, step: str, signum: int) -> list[str]:
+        raise NotImplementedError
+
+    def cancel_argv(self, job: str, step: str, whole_job: bool) -> list[str]:
+        raise NotImplementedError
+
+    def submit_env(self, env: dict[str, str]) -> dict[str, str]:
+        return {
+            key: value
+            for key, value in env.items()
+            if key in KEPT_CALLER_VARIABLES or not key.startswith(CALLER_JOB_PREFIXES)
+        }
+
+
+class Slurm(BatchScheduler):
+    name = "slurm"
+    commands = ("srun", "squeue", "scancel", "sinfo")
+
+    def submit_argv(self, options: dict[str, Any], job_name: str, command: list[str]) -> list[str]:
+        argv = ["srun", "--quiet", "--ntasks=1", f"--job-name={job_name}", "--input=0"]
+        if options.get("allocation"):
+            # A step of an allocation the user holds; other steps may run beside it.
+            argv += [f"--jobid={options['allocation']}", "--overlap"]
+        else:
+            argv.append(f"--nodes={options.get('nodes') or 1}")
+        for key in ("partition", "time", "mem", "gres", "account", "qos"):
+            if options.get(key):
+                argv.append(f"--{key}={options[key]}")
+        if options.get("cpus"):
+            argv.append(f"--cpus-per-task={options['cpus']}")
+        argv += list(options.get("sbatch_options") or ())
+        return [*argv, *command]
+
+    def queue_state(self, job_name: str, env: dict[str, str]) -> QueueState | None:
+        done = subprocess.run(
+            ["squeue", "--noheader", f"--name={job_name}", "--format=%i|%T|%r"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        for line in done.stdout.splitlines():
+            job, state, reason = [*line.split("|"), "", ""][:3]
+            return QueueState(job.strip(), state.strip(), reason.strip())
+        return None
+
+    def signal_argv(self, job: str, step: str, signum: int) -> list[str]:
+        return ["scancel", f"--signal={signal.Signals(signum).name[3:]}", f"{job}.{step}"]
+
+    def cancel_argv(self, job: str, step: str, whole_job: bool) -> list[str]:
+        return ["scancel", job if whole_job else f"{job}.{step}"]
+
+
+def launcher_python(argv: list[str], configured: str) -> str:
+    """The interpreter that runs the launcher in the job: the configured one, else the
+    kernel's own when it is a Python, else ``python3`` on the node's PATH."""
+    if configured:
+        return configured
+    program = argv[0] if argv else ""
+    if re.fullmatch(r"python[0-9.]*", os.path.basename(program)):
+        return program
+    return "python3"
+
+
+class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+    """Starts the kernel as a job of ``scheduler`` (see the module docstring)."""
+
+    scheduler: ClassVar[BatchScheduler]
+
+    partition = Unicode("", config=True, help="the partition (queue) to submit to")
+    time = Unicode("", config=True, help="the job's time limit, in the scheduler's format")
+    cpus = Integer(0, config=True, help="CPUs for the kernel (0: the scheduler's default)")
+    mem = Unicode("", config=True, help="memory for the job, e.g. 4G")
+    gres = Unicode("", config=True, help="generic resources, e.g. gpu:1")
+    account = Unicode("", config=True, help="the account charged")
+    qos = Unicode("", config=True, help="the quality of service")
+    nodes = Integer(1, config=True, help="nodes (a kernel is one process: 1)")
+    sbatch_options = List(Unicode(), config=True, help="further options, e.g. --constraint=x")
+    allocation = Unicode("", config=True, help="run as a step of this existing allocation")
+    launch_timeout = Float(300.0, config=True, help="seconds to wait for the job to start")
+    launcher_python = Unicode("", config=True, help="the interpreter that runs the launcher")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.process: subprocess.Popen | None = None
+        self.job = ""
+        self.step = ""
+        self.job_name = ""
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._report: dict[str, Any] | None = None
+        self._env: dict[str, str] = {}
+        self._restart_request: dict[str, Any] = {}
+
+    def _options(self) -> dict[str, Any]:
+        names = ("partition", "time", "cpus", "mem", "gres", "account", "qos", "nodes")
+        options: dict[str, Any] = {name: getattr(self, name) for name in names}
+        options["sbatch_options"] = list(self.sbatch_options)
+        options["allocation"] = self.allocation
+        return options
+
+    @property
+    def has_process(self) -> bool:
+        return self.process is not None
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        kwargs = await super().pre_launch(**kwargs)
+        # {connection_file} stays for the launcher: the file is written on the node.
+        names = {"resource_dir": self.kernel_spec.resource_dir, "prefix": sys.prefix}
+        argv = [
+            re.sub(r"\{(resource_dir|prefix)\}", lambda m: names[m.group(1)], arg)
+            for arg in self.kernel_spec.argv
+        ]
+        argv += list(kwargs.pop("extra_arguments", None) or [])
+        python = launcher_python(argv, self.launcher_python)
+        self.job_name = f"kernel-{self.kernel_id}"
+        job_command = [python, "-I", "-c", LAUNCHER_SOURCE, *argv]
+        kwargs["cmd"] = self.scheduler.submit_argv(self._options(), self.job_name, job_command)
+        return kwargs
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        self._env = self.scheduler.submit_env(dict(kwargs.get("env") or os.environ))
+        self._report = None
+        self._stderr_tail.clear()
+        self.process = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self._env,
+            cwd=kwargs.get("cwd"),
+            start_new_session=True,  # the client's Ctrl-C is not the kernel's
+        )
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(self._restart_request).encode() + b"\n")
+        self.process.stdin.flush()
+        arrived = threading.Event()
+        threading.Thread(target=self._read_stdout, args=(arrived,), daemon=True).start()
+        threading.Thread(target=self._relay_stderr, daemon=True).start()
+        self.log.info(
+            "%s: submitted kernel %s as job '%s'",
+            self.scheduler.name,
+            self.kernel_id,
+            self.job_name,
+        )
+        await self._wait_for_start(arrived)
+        assert self._report is not None
+        self.job = str(self._report.get("job") or "")
+        self.step = str(self._report.get("step") or "0")
+        info = dict(self._report["connection"])
+        info["key"] = info["key"].encode()
+        ports = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
+        self._restart_request = {
+            "ports": [int(info[name]) for name in ports],
+            "key": self._report["connection"]["key"],
+        }
+        self.connection_info = info
+        self.log.info(
+            "%s: kernel %s runs in job %s on %s",
+            self.scheduler.name,
+            self.kernel_id,
+            self.job,
+            self._report.get("node"),
+        )
+        return info
+
+    async def _wait_for_start(self, arrived: threading.Event) -> None:
+        started = time.monotonic()
+        next_look = started + QUEUE_POLL_SECONDS / 2
+        last: QueueState | None = None
+        loop = asyncio.get_running_loop()
+        while not arrived.is_set():
+            now = time.monotonic()
+            assert self.process is not None
+            if self.process.poll() is not None and not arrived.wait(0.2):
+                tail = "; ".join(self._stderr_tail) or "no output"
+                await self._forget()
+                raise RuntimeError(
+                    f"the {self.scheduler.name} job for kernel {self.kernel_id} ended before the "
+                    f"kernel started: {tail}"
+                )
+            if now >= next_look:
+                next_look = now + QUEUE_POLL_SECONDS
+                state = await loop.run_in_executor(
+                    None, self.scheduler.queue_state, self.job_name, self._env
+                )
+                if state and state != last and state.state != "RUNNING":
+                    self.log.info(
+                        "%s: kernel %s waits: %s", self.scheduler.name, self.kernel_id, state
+                    )
+                last = state or last
+                if now - started > self.launch_timeout:
+                    await self.kill()
+                    await self._forget()
+                    where = str(state or last or f"job '{self.job_name}' is not listed")
+                    raise TimeoutError(
+                        f"the {self.scheduler.name} job for kernel {self.kernel_id} did not start "
+                        f"within {self.launch_timeout:g} s: {where}; it was cancelled"
+                    )
+            await asyncio.sleep(0.01)
+
+    def _read_stdout(self, arrived: threading.Event) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.decode("utf-8", "replace")
+            if line.startswith(launcher.MARKER):
+                self._report = json.loads(line[len(launcher.MARKER) :])
+                arrived.set()
+                break
+
+    def _relay_stderr(self) -> None:
+        process = self.process
+        assert process is not None and process.stderr is not None
+        for raw in process.stderr:
+            line = raw.decode("utf-8", "replace")
+            self._stderr_tail.append(line.rstrip())
+            sys.stderr.write(line)
+
+    async def poll(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    async def wait(self) -> int | None:
+        while self.process is not None and self.process.poll() is None:
+            await asyncio.sleep(0.05)
+        return None if self.process is None else self.process.returncode
+
+    async def send_signal(self, signum: int) -> None:
+        if signum == 0 or self.process is None:
+            return
+        if not self.job:  # not started yet: only the local submitter can be told
+            self.process.send_signal(signum)
+            return
+        await self._run(self.scheduler.signal_argv(self.job, self.step, signum))
+
+    async def kill(self, restart: bool = False) -> None:
+        if self.process is None:
+            return
+        if self.job:
+            await self._run(self.scheduler.cancel_argv(self.job, self.step, not self.allocation))
+        elif self.job_name:
+            state = self.scheduler.queue_state(self.job_name, self._env)
+            if state:
+                await self._run(self.scheduler.cancel_argv(state.job, "0", not self.allocation))
+        if self.process.poll() is None:
+            self.process.kill()
+
+    async def terminate(self, restart: bool = False) -> None:
+        if self.process is None:
+            return
+        self._close_stdin()  # the launcher stops the kernel and the job ends
+        if self.process.poll() is None:
+            self.process.terminate()
+
+    def _close_stdin(self) -> None:
+        if self.process is not None and self.process.stdin is not None:
+            with contextlib.suppress(OSError):  # a broken pipe: the job is gone already
+                self.process.stdin.close()
+
+    async def _run(self, argv: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        done = await loop.run_in_executor(
+            None,
+            lambda: subprocess.run(
+                argv, env=self._env, capture_output=True, text=True, check=False
+            ),
+        )
+        if done.returncode != 0:
+            self.log.warning("%s failed: %s", " ".join(argv[:2]), done.stderr.strip())
+
+    async def cleanup(self, restart: bool = False) -> None:
+        if self.process is None:
+            return
+        self._close_stdin()
+        try:
+            await asyncio.wait_for(self.wait(), 10)
+        except asyncio.TimeoutError:
+            await self.kill()
+        await self._forget()
+
+    async def _forget(self) -> None:
+        if self.process is not None:
+            self._close_stdin()
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait()
+            for stream in (self.process.stdout, self.process.stderr):
+                if stream is not None:
+                    stream.close()
+        self.process = None
+        self.job = self.step = ""
+
+    def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
+        return max(recommended, 10.0)  # a job's step takes a moment to end
+
+
+class SlurmProvisioner(BatchProvisioner):
+    """Kernels as Slurm jobs (``srun``), or steps of an allocation (``allocation``)."""
+
+    scheduler = Slurm()

@@ -1,0 +1,371 @@
+"""`remote --engine slurm`: kernels as Slurm jobs, on the private Slurm cluster.
+
+The clients (jupyter_client, nbclient) run as the cluster's unprivileged user, as a Jupyter
+server on a login node would: each test starts a small client program as that user and reads
+what it printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from helpers import write_spec
+
+from kernelmagic.frontends.cli import main
+from kernelmagic.operations import remote
+
+pytest_plugins = ("slurm_cluster",)
+
+CLIENT_TIMEOUT = 150
+ORPHAN_LIMIT = 120  # seconds: the issue's bound for a job whose client died
+
+
+def _user_python(work: Path) -> Path:
+    """An interpreter the unprivileged user can run with this test's packages.
+
+    The test venv's own python may live where that user cannot go (pyenv under /root); a
+    venv of the system's python of the same version that adds this venv's site-packages
+    (compiled extensions included, same ABI) serves instead."""
+    system = Path("/usr/bin/python3")
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if os.access(Path(sys.executable).resolve(), os.X_OK) and _others_can_run(sys.executable):
+        return Path(sys.executable)
+    if not system.exists():
+        pytest.skip("the test interpreter is private to root and there is no /usr/bin/python3")
+    version = subprocess.run(
+        [system, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if version != here:
+        pytest.skip(f"the test interpreter is private to root and /usr/bin/python3 is {version}")
+    venv = work / "user-venv"
+    subprocess.run([system, "-m", "venv", "--without-pip", venv], check=True)
+    site_packages = next((venv / "lib").glob("python*/site-packages"))
+    ours = sysconfig.get_paths()["purelib"]
+    (site_packages / "kernelmagic_tests.pth").write_text(
+        f"import site; site.addsitedir({ours!r})\n"
+    )
+    return venv / "bin" / "python"
+
+
+def _others_can_run(path: str) -> bool:
+    resolved = Path(path).resolve()
+    return all(os.stat(parent).st_mode & 0o001 for parent in [resolved, *resolved.parents])
+
+
+@pytest.fixture(scope="module")
+def slurm_setup(slurm_cluster):
+    """(cluster, the user's python, a kernels prefix the user can read, the user's HOME)."""
+    if slurm_cluster.user is None:
+        pytest.skip("no unprivileged user could be made for the jobs (useradd failed)")
+    work = slurm_cluster.work / "remote-slurm"
+    work.mkdir(mode=0o755)
+    python = _user_python(work)
+    home = slurm_cluster.home_for(slurm_cluster.user, work / "home")
+    return slurm_cluster, python, work / "prefix", home
+
+
+def make_slurm_spec(setup, user_kernels, name, *options):
+    """SRC (a plain ipykernel spec with a captured variable) and NEW made from it with
+    `kernelmagic remote SRC NEW --engine slurm OPTIONS`, under a prefix the user can read."""
+    _cluster, python, prefix, _home = setup
+    write_spec(
+        user_kernels,
+        "geo",
+        {
+            "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Geo",
+            "language": "python",
+            "env": {"CAPTURED_BY_KERNELMAGIC": "from-geo"},
+        },
+    )
+    argv = ["remote", "geo", name, "--engine", "slurm", *options, "--replace"]
+    argv += ["--prefix", str(prefix)]
+    assert main(argv) == 0
+    for path in [prefix, *prefix.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return prefix / "share" / "jupyter"
+
+
+def run_client(setup, jupyter_path, program, *, wait=True):
+    """Run ``program`` (Python) as the unprivileged user with the cluster's client settings."""
+    cluster, python, _prefix, home = setup
+    env = cluster.client_env(
+        {
+            "PATH": os.environ["PATH"],
+            "HOME": str(home),
+            "JUPYTER_PATH": str(jupyter_path),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "IPYTHONDIR": str(home / "ipython"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+    )
+    account = pwd.getpwnam(cluster.user)
+    argv = [str(python), "-c", textwrap.dedent(program)]
+    options = dict(
+        env=env,
+        cwd=home,
+        user=account.pw_uid,
+        group=account.pw_gid,
+        extra_groups=[],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if not wait:
+        return subprocess.Popen(argv, **options)
+    done = subprocess.run(argv, timeout=CLIENT_TIMEOUT, **options)
+    assert done.returncode == 0, "\n".join(
+        line for line in done.stderr.splitlines() if not line.startswith((" ", "[IPKernelApp]"))
+    )[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def jobs_of_kernels(cluster) -> list[str]:
+    listed = subprocess.run(
+        ["squeue", "--noheader", "--format=%i %j %T"],
+        env=cluster.client_env(),
+        capture_output=True,
+        text=True,
+    )
+    return [line for line in listed.stdout.splitlines() if " kernel-" in line]
+
+
+def wait_until_no_kernel_jobs(cluster, seconds) -> float:
+    started = time.monotonic()
+    while jobs_of_kernels(cluster):
+        if time.monotonic() - started > seconds:
+            pytest.fail(f"jobs left after {seconds} s: {jobs_of_kernels(cluster)}")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+JUPYTER_CLIENT_LIFE = """
+    import json, os, time
+    import jupyter_client
+
+    def say(**what):
+        print(json.dumps(what), flush=True)
+
+    km = jupyter_client.KernelManager(kernel_name="geo-slurm")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+
+    def run(code):
+        out = []
+        reply = kc.execute_interactive(
+            code, timeout=30, output_hook=lambda m: out.append(m["content"].get("text", ""))
+        )
+        return reply["content"]["status"], "".join(out).strip()
+
+    say(step="first", result=run(
+        "import os; print(os.environ['SLURM_JOB_ID'], os.environ['CAPTURED_BY_KERNELMAGIC'], "
+        "os.environ['USER'] if 'USER' in os.environ else os.getuid())"
+    ), job=km.provisioner.job)
+    kc.execute("print('sleeping', flush=True); import time; time.sleep(60)")
+    while True:  # interrupt once the cell runs (an idle ipykernel ignores SIGINT)
+        message = kc.get_iopub_msg(timeout=30)
+        if message["msg_type"] == "stream" and "sleeping" in message["content"]["text"]:
+            break
+    started = time.monotonic()
+    km.interrupt_kernel()
+    while True:
+        message = kc.get_iopub_msg(timeout=30)
+        if message["msg_type"] == "error":
+            say(step="interrupt", error=message["content"]["ename"],
+                seconds=time.monotonic() - started)
+            break
+    km.restart_kernel()
+    kc.wait_for_ready(timeout=60)
+    say(step="restart", result=run("import os; print(os.environ['SLURM_JOB_ID'])"),
+        job=km.provisioner.job)
+    kc.stop_channels()
+    km.shutdown_kernel()
+    say(step="shutdown", alive=km.is_alive())
+"""
+
+
+def test_slurm_spec_lives_and_ends_with_jupyter_client(slurm_setup, user_kernels):
+    cluster = slurm_setup[0]
+    jupyter_path = make_slurm_spec(slurm_setup, user_kernels, "geo-slurm", "--time", "10")
+    first, interrupted, restarted, shut = run_client(slurm_setup, jupyter_path, JUPYTER_CLIENT_LIFE)
+    job_id, captured, _user = first["result"][1].split()
+    assert first["result"][0] == "ok" and job_id == first["job"]
+    assert captured == "from-geo"
+    assert interrupted["error"] == "KeyboardInterrupt" and interrupted["seconds"] < 10
+    assert restarted["result"] == ["ok", restarted["job"]] and restarted["job"] != job_id
+    assert shut["alive"] is False
+    wait_until_no_kernel_jobs(cluster, 15)
+
+
+NBCLIENT_RUN = """
+    import json
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "geo-slurm", "display_name": "Geo (slurm)",
+                                 "language": "python"}
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import os; print(os.environ['SLURM_JOB_ID'], os.environ['CAPTURED_BY_KERNELMAGIC'])"))
+    NotebookClient(nb, timeout=60, startup_timeout=120).execute()
+    print(json.dumps({"out": nb.cells[0].outputs[0]["text"]}))
+"""
+
+
+def test_slurm_spec_runs_a_notebook_with_nbclient(slurm_setup, user_kernels):
+    cluster = slurm_setup[0]
+    jupyter_path = make_slurm_spec(slurm_setup, user_kernels, "geo-slurm")
+    (result,) = run_client(slurm_setup, jupyter_path, NBCLIENT_RUN)
+    job_id, captured = result["out"].split()
+    assert job_id.isdigit() and captured == "from-geo"
+    wait_until_no_kernel_jobs(cluster, 15)
+
+
+START_AND_HOLD = """
+    import json, time
+    import jupyter_client
+
+    km = jupyter_client.KernelManager(kernel_name="geo-slurm")
+    km.start_kernel()
+    print(json.dumps({"job": km.provisioner.job}), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_the_job_ends_when_its_client_is_killed(slurm_setup, user_kernels):
+    """No shutdown at all: the client dies by SIGKILL, and the job ends by itself."""
+    cluster = slurm_setup[0]
+    jupyter_path = make_slurm_spec(slurm_setup, user_kernels, "geo-slurm")
+    client = run_client(slurm_setup, jupyter_path, START_AND_HOLD, wait=False)
+    try:
+        line = client.stdout.readline()
+        assert line, client.stderr.read()[-3000:]
+        job = json.loads(line)["job"]
+        assert any(entry.split()[0] == job for entry in jobs_of_kernels(cluster))
+    finally:
+        client.send_signal(signal.SIGKILL)
+        client.communicate()
+    took = wait_until_no_kernel_jobs(cluster, ORPHAN_LIMIT)
+    print(f"the job of a killed client was gone after {took:.1f} s")
+
+
+START_ONLY = """
+    import json
+    import jupyter_client
+
+    km = jupyter_client.KernelManager(kernel_name="geo-closed")
+    try:
+        km.start_kernel()
+    except Exception as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+    else:
+        print(json.dumps({"error": None}))
+"""
+
+
+def test_a_queue_that_cannot_run_the_job_times_out_naming_it(slurm_setup, user_kernels):
+    cluster = slurm_setup[0]
+    jupyter_path = make_slurm_spec(
+        slurm_setup,
+        user_kernels,
+        "geo-closed",
+        "--partition",
+        cluster.closed_partition,
+        "--provisioner-config",
+        "launch_timeout=3",
+    )
+    (result,) = run_client(slurm_setup, jupyter_path, START_ONLY)
+    assert result["error"] == "TimeoutError", result
+    message = result["message"]
+    assert "did not start within 3 s: job " in message
+    assert "is PENDING (PartitionDown)" in message and "cancelled" in message
+    wait_until_no_kernel_jobs(cluster, 15)
+
+
+def test_slurm_options_become_the_provisioners_config(user_kernels, capsys):
+    write_spec(user_kernels, "geo")
+    argv = [
+        "remote", "geo", "geo-gpu", "--engine", "slurm", "--partition", "gpu", "--time",
+        "1-04:00:00", "--cpus", "4", "--mem", "16G", "--gres", "gpu:1", "--account", "proj",
+        "--qos", "short", "--nodes", "1", "--sbatch-option=--constraint=a100",
+        "--sbatch-option=--exclusive",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    spec = json.loads((user_kernels / "geo-gpu" / "kernel.json").read_text())
+    stanza = spec["metadata"]["kernel_provisioner"]
+    assert stanza["provisioner_name"] == "kernelmagic-slurm-provisioner"
+    assert stanza["config"] == {
+        "partition": "gpu",
+        "time": "1-04:00:00",
+        "cpus": 4,
+        "mem": "16G",
+        "gres": "gpu:1",
+        "account": "proj",
+        "qos": "short",
+        "sbatch_options": ["--constraint=a100", "--exclusive"],
+    }
+    assert spec["argv"][-2:] == ["-f", "{connection_file}"]
+    assert spec["metadata"]["kernelmagic"]["engine"] == "slurm"
+    assert "srun, squeue and scancel on PATH" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        (["--time", "4h"], "is not a Slurm time limit"),
+        (["--nodes", "2"], "--nodes must be 1"),
+        (["--allocation", "123", "--partition", "x"], "drop --partition"),
+        (["--allocation", "abc"], "is not a job id"),
+        (["--sbatch-option", "exclusive"], "is not an option"),
+        (["--host", "h1"], "takes no --host"),
+    ],
+)
+def test_slurm_refuses_what_slurm_would_refuse(user_kernels, capsys, options, why):
+    write_spec(user_kernels, "geo")
+    assert main(["remote", "geo", "geo-slurm", "--engine", "slurm", *options]) == 2
+    assert why in capsys.readouterr().err
+    assert not (user_kernels / "geo-slurm").exists()
+
+
+def test_job_options_need_the_slurm_engine(user_kernels, capsys):
+    write_spec(user_kernels, "geo")
+    assert main(["remote", "geo", "x", "--engine", "ssh", "--host", "h", "--gres", "gpu:1"]) == 2
+    assert "--gres: only with --engine slurm" in capsys.readouterr().err
+
+
+def test_the_submit_command_carries_the_options_and_not_the_callers_job():
+    slurm = remote_slurm_scheduler()
+    argv = slurm.submit_argv(
+        {"partition": "p", "cpus": 2, "sbatch_options": ["--exclusive"], "allocation": ""},
+        "kernel-1",
+        ["python", "-c", "x"],
+    )
+    assert argv[0] == "srun" and "--partition=p" in argv and "--cpus-per-task=2" in argv
+    assert argv.index("--exclusive") < argv.index("python")
+    step = slurm.submit_argv({"allocation": "77"}, "kernel-1", ["python"])
+    assert "--jobid=77" in step and "--overlap" in step
+    env = slurm.submit_env({"SLURM_JOB_ID": "5", "SLURM_CONF": "/c", "PATH": "/bin"})
+    assert env == {"SLURM_CONF": "/c", "PATH": "/bin"}
+
+
+def remote_slurm_scheduler():
+    from kernelmagic.batch.provisioner import Slurm
+
+    assert remote.BATCH_ENGINES["slurm"] == "kernelmagic-slurm-provisioner"
+    return Slurm()
