@@ -22,7 +22,7 @@ import pytest
 from helpers import write_spec
 
 from kernelmagic.frontends.cli import main
-from kernelmagic.operations import remote
+from kernelmagic.operations import doctor, remote
 
 pytest_plugins = ("slurm_cluster",)
 
@@ -98,7 +98,7 @@ def make_slurm_spec(setup, user_kernels, name, *options):
     return prefix / "share" / "jupyter"
 
 
-def run_client(setup, jupyter_path, program, *, wait=True):
+def run_client(setup, jupyter_path, program, *, wait=True, log=False):
     """Run ``program`` (Python) as the unprivileged user with the cluster's client settings."""
     cluster, python, _prefix, home = setup
     env = cluster.client_env(
@@ -131,7 +131,10 @@ def run_client(setup, jupyter_path, program, *, wait=True):
     assert done.returncode == 0, "\n".join(
         line for line in done.stderr.splitlines() if not line.startswith((" ", "[IPKernelApp]"))
     )[-3000:]
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    said = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if log:
+        return *said, "\n".join(x for x in done.stdout.splitlines() if x.startswith("LOG "))
+    return said
 
 
 def jobs_of_kernels(cluster) -> list[str]:
@@ -266,8 +269,11 @@ def test_the_job_ends_when_its_client_is_killed(slurm_setup, user_kernels):
 
 
 START_ONLY = """
-    import json
+    import json, logging, sys
     import jupyter_client
+
+    # What a Jupyter server's log shows while the job waits in the queue.
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="LOG %(message)s")
 
     km = jupyter_client.KernelManager(kernel_name="geo-closed")
     try:
@@ -290,8 +296,9 @@ def test_a_queue_that_cannot_run_the_job_times_out_naming_it(slurm_setup, user_k
         "--provisioner-config",
         "launch_timeout=3",
     )
-    (result,) = run_client(slurm_setup, jupyter_path, START_ONLY)
+    result, logged = run_client(slurm_setup, jupyter_path, START_ONLY, log=True)
     assert result["error"] == "TimeoutError", result
+    assert "is PENDING (PartitionDown)" in logged and "waits: job " in logged
     message = result["message"]
     assert "did not start within 3 s: job " in message
     assert "is PENDING (PartitionDown)" in message and "cancelled" in message
@@ -369,3 +376,52 @@ def remote_slurm_scheduler():
 
     assert remote.BATCH_ENGINES["slurm"] == "kernelmagic-slurm-provisioner"
     return Slurm()
+
+
+@pytest.fixture
+def slurm_client_env(slurm_cluster, monkeypatch):
+    """This process as a Slurm client of the private cluster (for the doctor's own calls)."""
+    for name, value in slurm_cluster.client_env().items():
+        monkeypatch.setenv(name, value)
+    for name in [n for n in os.environ if n.startswith("SLURM_") and n != "SLURM_CONF"]:
+        monkeypatch.delenv(name)
+    return slurm_cluster
+
+
+def test_doctor_checks_the_scheduler_side(slurm_client_env, user_kernels, monkeypatch):
+    write_spec(user_kernels, "geo")
+    assert main(["remote", "geo", "geo-slurm", "--engine", "slurm", "--partition", "debug"]) == 0
+    assert main(["remote", "geo", "geo-nowhere", "--engine", "slurm", "--partition", "gpu"]) == 0
+    broken = user_kernels / "geo-badtime" / "kernel.json"
+    assert main(["remote", "geo", "geo-badtime", "--engine", "slurm"]) == 0
+    spec = json.loads(broken.read_text())
+    spec["metadata"]["kernel_provisioner"]["config"]["time"] = "4 hours"  # edited by hand
+    broken.write_text(json.dumps(spec))
+    names = ["geo-slurm", "geo-nowhere", "geo-badtime"]
+    report = {d.name: d for d in doctor.diagnose(names).diagnoses}
+    assert not [p for p in report["geo-slurm"].problems if not p.kind.startswith("client")]
+    (unknown,) = [p for p in report["geo-nowhere"].problems if p.kind == "unknown-partition"]
+    assert "no partition 'gpu' (sinfo lists: closed, debug)" in unknown.message
+    assert any(p.kind == "bad-time-limit" for p in report["geo-badtime"].problems)
+    vscode = {v.client: v for v in report["geo-slurm"].clients}["vscode"]
+    assert not vscode.works and "outside any slurm job" in vscode.reason
+    assert "salloc" in vscode.fix and "(geo)" in vscode.fix
+    # Where Jupyter cannot reach the scheduler, that is the one thing said.
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
+    (diagnosis,) = doctor.diagnose(["geo-slurm"]).diagnoses
+    (missing,) = [p for p in diagnosis.problems if p.kind == "scheduler-missing"]
+    assert "srun, squeue, scancel, sinfo not on PATH" in missing.message
+
+
+def test_doctor_launch_goes_through_the_queue(slurm_client_env, user_kernels, capsys):
+    cluster = slurm_client_env
+    write_spec(user_kernels, "geo")
+    assert main(["remote", "geo", "geo-slurm", "--engine", "slurm"]) == 0
+    argv = ["remote", "geo", "geo-closed", "--engine", "slurm", "--partition", "closed"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["doctor", "--launch", "--timeout", "4", "geo-closed"]) == 1
+    out = capsys.readouterr().out
+    assert "did not start within 4 s: job " in out and "PartitionDown" in out
+    assert main(["doctor", "--launch", "--timeout", "60", "geo-slurm"]) == 0
+    wait_until_no_kernel_jobs(cluster, 15)

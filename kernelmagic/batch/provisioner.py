@@ -215,7 +215,12 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         self.process.stdin.flush()
         arrived = threading.Event()
         threading.Thread(target=self._read_stdout, args=(arrived,), daemon=True).start()
-        threading.Thread(target=self._relay_stderr, daemon=True).start()
+        # The client may close the stderr it gave once the kernel has started (the doctor's
+        # launch does): the relay writes to a copy of its own.
+        asked = kwargs.get("stderr")
+        target = asked if isinstance(asked, int) else getattr(asked, "fileno", lambda: 2)()
+        relay = os.dup(target)
+        threading.Thread(target=self._relay_stderr, args=(relay,), daemon=True).start()
         self.log.info(
             "%s: submitted kernel %s as job '%s'",
             self.scheduler.name,
@@ -287,13 +292,18 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                 arrived.set()
                 break
 
-    def _relay_stderr(self) -> None:
+    def _relay_stderr(self, relay: int) -> None:
         process = self.process
         assert process is not None and process.stderr is not None
-        for raw in process.stderr:
-            line = raw.decode("utf-8", "replace")
-            self._stderr_tail.append(line.rstrip())
-            sys.stderr.write(line)
+        try:
+            for raw in process.stderr:
+                self._stderr_tail.append(raw.decode("utf-8", "replace").rstrip())
+                with contextlib.suppress(OSError):
+                    os.write(relay, raw)
+        except (OSError, ValueError):  # the stream was closed by _forget
+            pass
+        finally:
+            os.close(relay)
 
     async def poll(self) -> int | None:
         return None if self.process is None else self.process.poll()

@@ -17,6 +17,8 @@ from typing import Any
 from kernelmagic.domain.jupyter_rules import ProvisionerVerdict, judge_provisioner, spec_schema
 
 PROVISIONER_GROUP = "jupyter_client.kernel_provisioners"
+# kernelmagic's own provisioners that start kernels as batch jobs -> their scheduler (engine)
+BATCH_PROVISIONERS = {"kernelmagic-slurm-provisioner": "slurm"}
 
 
 @dataclass(frozen=True)

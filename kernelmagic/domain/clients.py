@@ -69,8 +69,20 @@ def _provisioner(spec: Mapping[str, Any]) -> str | None:
     return None if name in (None, "local-provisioner") else name
 
 
+def _made_from(spec: Mapping[str, Any]) -> str:
+    record = (spec.get("metadata") or {}).get("kernelmagic") or {}
+    made_from = record.get("from") if isinstance(record, dict) else None
+    return made_from if isinstance(made_from, str) else "its source spec"
+
+
 def _vscode(info: SpecInfo, argv: list[str]) -> Verdict:
     provisioner = _provisioner(info.spec)
+    if provisioner in checks.BATCH_PROVISIONERS:
+        return Verdict("vscode", False, f"VS Code ignores kernel provisioners: it would run "
+                       f"the kernel here, outside any {checks.BATCH_PROVISIONERS[provisioner]} job",
+                       "use JupyterLab or nbclient; for VS Code, take an allocation (salloc), "
+                       "open VS Code on that node (Remote-SSH or a tunnel) and pick the spec "
+                       f"this one was made from ({_made_from(info.spec)})")  # fmt: skip
     if provisioner:
         return Verdict("vscode", False, f"VS Code ignores kernel provisioners: it would run "
                        f"argv here instead of starting it through {provisioner}",

@@ -150,6 +150,13 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
             )
     stanza = info.spec["metadata"]["kernel_provisioner"]
     config = stanza.get("config") if isinstance(stanza.get("config"), dict) else {}
+    if name in checks.BATCH_PROVISIONERS:
+        problems += [
+            Problem(
+                kind, message, value, fix=f"remote SRC {info.name} --engine slurm ... --replace"
+            )
+            for kind, message, value in remote.batch_problems(name, config)
+        ]
     if config:
         try:
             unknown, known = remote.unknown_options(name, config)

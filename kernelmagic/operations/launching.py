@@ -206,8 +206,12 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = Tru
     """Start the spec ``name`` as Jupyter would, wait for its ``kernel_info`` reply (at most
     ``timeout`` seconds), with ``interrupt`` interrupt a running cell, shut it down."""
     from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
 
-    manager = KernelManager(kernel_name=name)
+    # A batch spec waits in the queue inside start_kernel: no longer than the launch may.
+    manager = KernelManager(
+        kernel_name=name, config=Config({"BatchProvisioner": {"launch_timeout": timeout}})
+    )
     stderr = _StderrTail()
     with tempfile.TemporaryDirectory(prefix="kernelmagic-launch-") as cwd:
         began = time.perf_counter()

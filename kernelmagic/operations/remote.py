@@ -53,7 +53,7 @@ ENGINES = {
 # engine -> kernelmagic's own provisioner that starts kernels as jobs of that scheduler; its
 # options (the scheduler's own words) become the provisioner's config. PBS, LSF and Flux
 # would each be a kernelmagic.batch.provisioner.BatchScheduler and a line here.
-BATCH_ENGINES = {"slurm": "kernelmagic-slurm-provisioner"}
+BATCH_ENGINES = {engine: name for name, engine in checks.BATCH_PROVISIONERS.items()}
 BATCH_FIELDS = ("partition", "time", "cpus", "mem", "gres", "account", "qos", "nodes")
 REMOTE_EXTRA = "pip install 'kernelmagic[remote]' (or: pip install gateway-provisioners)"
 PREREQUISITES = {
@@ -586,3 +586,48 @@ def _make_batch_spec(
     )
     change = slot.write("installed", spec, transactions.copy_files(source.resource_dir), policy)
     return change, PREREQUISITES[request.engine].format(python=python)
+
+
+def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(kind, message, value) for what keeps a batch spec from starting here: the
+    scheduler's commands missing from PATH, a partition the cluster does not have, a time
+    limit the scheduler would refuse. Asks the scheduler (``sinfo``) only for partitions."""
+    engine = checks.BATCH_PROVISIONERS[provisioner]
+    commands = ("srun", "squeue", "scancel", "sinfo")
+    missing = [command for command in commands if shutil.which(command) is None]
+    if missing:
+        return [
+            (
+                "scheduler-missing",
+                f"{engine}: {', '.join(missing)} not on PATH here, so Jupyter cannot submit "
+                "this kernel (run Jupyter where the scheduler's commands are: a login node)",
+                missing[0],
+            )
+        ]
+    found = []
+    limit = config.get("time")
+    if isinstance(limit, str) and slurm_time_problem(limit):
+        found.append(("bad-time-limit", str(slurm_time_problem(limit)), limit))
+    partition = config.get("partition")
+    if isinstance(partition, str) and partition:
+        try:
+            listed = subprocess.run(
+                ["sinfo", "--noheader", "--format=%R"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            listed = None
+        names = set(listed.stdout.split()) if listed and listed.returncode == 0 else None
+        if names is not None and partition not in names:
+            found.append(
+                (
+                    "unknown-partition",
+                    f"{engine}: no partition '{partition}' (sinfo lists: "
+                    f"{', '.join(sorted(names)) or 'none'})",
+                    partition,
+                )
+            )
+    return found
