@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     import containers as container_starts  # beside this file
     import project_scan
     import projects as project_starts
+    import slurm as slurm_starts
     import starts as kernel_starts
 
     # An installed package has bytecode; an editable checkout may not (PYTHONDONTWRITEBYTECODE).
@@ -274,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         container_starts.bench_container(starts, root, kernels)
         project_starts.bench_project(starts, root, kernels, with_peers=not args.quick)
         project_scan.bench_scan(root, kernels, 20 if args.quick else 100)
+        slurm_starts.bench_slurm(min(starts, 15), root, kernels)
         kernel_starts.bench_activate(2 if args.quick else 7)
         kernel_starts.bench_launch(1 if args.quick else 3, kernels, 4 if args.quick else 20)
     if not ROWS:
