@@ -425,3 +425,81 @@ def test_doctor_launch_goes_through_the_queue(slurm_client_env, user_kernels, ca
     assert "did not start within 4 s: job " in out and "PartitionDown" in out
     assert main(["doctor", "--launch", "--timeout", "60", "geo-slurm"]) == 0
     wait_until_no_kernel_jobs(cluster, 15)
+
+
+def test_a_kernel_as_a_step_of_an_allocation(slurm_client_env, user_kernels):
+    """--allocation: the kernel is a step of a job the user holds (salloc --no-shell); its
+    shutdown ends the step, and the allocation stays for the next kernel."""
+    from jupyter_client.manager import KernelManager
+
+    cluster = slurm_client_env
+    held = subprocess.run(
+        ["salloc", "--no-shell", "--nodes=1", "--job-name=held-allocation"],
+        env=cluster.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    allocation = held.stderr.split("Granted job allocation ")[-1].split()[0]
+    assert allocation.isdigit(), held.stderr
+    try:
+        write_spec(user_kernels, "geo")
+        assert (
+            main(["remote", "geo", "geo-step", "--engine", "slurm", "--allocation", allocation])
+            == 0
+        )
+        manager = KernelManager(kernel_name="geo-step")
+        manager.start_kernel()
+        client = manager.client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            out = []
+            client.execute_interactive(
+                "import os; print(os.environ['SLURM_JOB_ID'], os.environ['SLURM_STEP_ID'])",
+                timeout=30,
+                output_hook=lambda m: out.append(m["content"].get("text", "")),
+            )
+        finally:
+            client.stop_channels()
+            manager.shutdown_kernel()
+        job, step = "".join(out).split()
+        assert job == allocation and step.isdigit()
+        steps = subprocess.run(
+            ["squeue", "--noheader", "--steps", f"--jobs={allocation}", "--format=%i"],
+            env=cluster.client_env(),
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert f"{allocation}.{step}" not in steps
+        assert any(line.split()[0] == allocation for line in _all_jobs(cluster))
+    finally:
+        subprocess.run(["scancel", allocation], env=cluster.client_env())
+
+
+def _all_jobs(cluster) -> list[str]:
+    listed = subprocess.run(
+        ["squeue", "--noheader", "--format=%i %j %T"],
+        env=cluster.client_env(),
+        capture_output=True,
+        text=True,
+    )
+    return listed.stdout.splitlines()
+
+
+def test_the_magic_takes_the_schedulers_words(ip, user_kernels):
+    write_spec(user_kernels, "geo")
+    ip.run_line_magic(
+        "kernel_remote",
+        "geo geo-slurm --engine slurm --partition debug --time 30 --gres gpu:1 "
+        "--sbatch-option=--exclusive --sbatch-option=--constraint=a100",
+    )
+    config = json.loads((user_kernels / "geo-slurm" / "kernel.json").read_text())["metadata"][
+        "kernel_provisioner"
+    ]["config"]
+    assert config == {
+        "partition": "debug",
+        "time": "30",
+        "gres": "gpu:1",
+        "sbatch_options": ["--exclusive", "--constraint=a100"],
+    }
