@@ -98,7 +98,7 @@ def make_slurm_spec(setup, user_kernels, name, *options):
     return prefix / "share" / "jupyter"
 
 
-def run_client(setup, jupyter_path, program, *, wait=True, log=False):
+def run_client(setup, jupyter_path, program, *, wait=True, log=False, args=()):
     """Run ``program`` (Python) as the unprivileged user with the cluster's client settings."""
     cluster, python, _prefix, home = setup
     env = cluster.client_env(
@@ -114,7 +114,7 @@ def run_client(setup, jupyter_path, program, *, wait=True, log=False):
         }
     )
     account = pwd.getpwnam(cluster.user)
-    argv = [str(python), "-c", textwrap.dedent(program)]
+    argv = [str(python), "-c", textwrap.dedent(program), *args]
     options = dict(
         env=env,
         cwd=home,
@@ -503,3 +503,113 @@ def test_the_magic_takes_the_schedulers_words(ip, user_kernels):
         "gres": "gpu:1",
         "sbatch_options": ["--exclusive", "--constraint=a100"],
     }
+
+
+SERVER_SESSION = """
+    import asyncio, json, os, sys, urllib.request, uuid
+    from tornado.websocket import websocket_connect
+
+    base, token = sys.argv[1], sys.argv[2]
+    headers = {"Authorization": f"token {token}"}
+
+    def call(method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            text = answer.read()
+        return json.loads(text) if text else None
+
+    async def run(kernel, code):
+        socket = await websocket_connect(
+            f"{base.replace('http', 'ws')}/api/kernels/{kernel}/channels?token={token}"
+        )
+        msg_id = uuid.uuid4().hex
+        await socket.write_message(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
+                       "session": uuid.uuid4().hex, "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False},
+        }))
+        out = ""
+        while True:
+            message = json.loads(await socket.read_message())
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            if message["msg_type"] == "stream":
+                out += message["content"]["text"]
+            if message["msg_type"] == "execute_reply":
+                socket.close()
+                return out.strip()
+
+    kernel = call("POST", "/api/kernels", {"name": "geo-slurm"})["id"]
+    print(json.dumps({"kernel": kernel}), flush=True)
+    code = "import os; print(os.environ['SLURM_JOB_ID'], os.environ['CAPTURED_BY_KERNELMAGIC'])"
+    print(json.dumps({"first": asyncio.run(run(kernel, code))}), flush=True)
+    call("POST", f"/api/kernels/{kernel}/restart")
+    print(json.dumps({"restarted": asyncio.run(run(kernel, code))}), flush=True)
+"""
+
+
+def test_a_jupyter_server_starts_it_and_its_death_ends_the_job(slurm_setup, user_kernels):
+    """jupyter_server (what JupyterLab and Notebook talk to) starts and restarts the kernel;
+    then the server is killed without a shutdown, and the job ends by itself."""
+    import secrets
+
+    cluster = slurm_setup[0]
+    jupyter_path = make_slurm_spec(slurm_setup, user_kernels, "geo-slurm")
+    token = secrets.token_hex(16)
+    port = slurm_free_port()
+    server = run_client(
+        slurm_setup,
+        jupyter_path,
+        f"""
+        import sys
+        from jupyter_server.serverapp import main
+        sys.argv = ["jupyter-server", "--ip=127.0.0.1", "--port={port}", "--no-browser",
+                    "--IdentityProvider.token={token}", "--ServerApp.open_browser=False"]
+        main()
+        """,
+        wait=False,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _answers(base, token):
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            time.sleep(0.2)
+        said = {}
+        for entry in run_client(slurm_setup, jupyter_path, SERVER_SESSION, args=(base, token)):
+            said.update(entry)
+        listed = jobs_of_kernels(cluster)
+        first_job, captured = said["first"].split()
+        restarted_job, _ = said["restarted"].split()
+        assert captured == "from-geo" and restarted_job != first_job
+        # The job's name carries the server's kernel id: an admin's squeue says whose it is.
+        assert [line.split()[0] for line in listed] == [restarted_job]
+        assert said["kernel"][:8] in listed[0]
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.communicate()
+    took = wait_until_no_kernel_jobs(cluster, ORPHAN_LIMIT)
+    print(f"the job of a killed server was gone after {took:.1f} s")
+
+
+def _answers(base: str, token: str) -> bool:
+    import urllib.request
+
+    try:
+        request = urllib.request.Request(
+            base + "/api/status", headers={"Authorization": f"token {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def slurm_free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
