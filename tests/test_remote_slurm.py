@@ -613,3 +613,19 @@ def slurm_free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_a_job_slurm_refuses_fails_the_start_with_slurms_words(slurm_client_env, user_kernels):
+    """srun refuses at once (a partition the cluster lacks): the start fails with srun's own
+    error line at once, not after the launch timeout."""
+    from jupyter_client.manager import KernelManager
+
+    write_spec(user_kernels, "geo")
+    argv = ["remote", "geo", "geo-nowhere", "--engine", "slurm", "--partition", "nowhere"]
+    assert main(argv) == 0
+    manager = KernelManager(kernel_name="geo-nowhere")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"ended before the kernel started: .*invalid partition"):
+        manager.start_kernel()
+    assert time.monotonic() - started < 30
+    assert not jobs_of_kernels(slurm_client_env)
