@@ -528,22 +528,22 @@ SERVER_SESSION = """
             "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
                        "session": uuid.uuid4().hex, "version": "5.3"},
             "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False},
+            "content": {"code": "import os", "silent": False,
+                        "user_expressions": {"seen": code}},
         }))
-        out = ""
+        # The answer comes in the reply (shell), which a fresh websocket cannot miss, unlike
+        # output published on IOPub before its subscription is through.
         while True:
             message = json.loads(await socket.read_message())
             if message["parent_header"].get("msg_id") != msg_id:
                 continue
-            if message["msg_type"] == "stream":
-                out += message["content"]["text"]
             if message["msg_type"] == "execute_reply":
                 socket.close()
-                return out.strip()
+                return message["content"]["user_expressions"]["seen"]["data"]["text/plain"]
 
     kernel = call("POST", "/api/kernels", {"name": "geo-slurm"})["id"]
     print(json.dumps({"kernel": kernel}), flush=True)
-    code = "import os; print(os.environ['SLURM_JOB_ID'], os.environ['CAPTURED_BY_KERNELMAGIC'])"
+    code = "os.environ['SLURM_JOB_ID'] + ' ' + os.environ['CAPTURED_BY_KERNELMAGIC']"
     print(json.dumps({"first": asyncio.run(run(kernel, code))}), flush=True)
     call("POST", f"/api/kernels/{kernel}/restart")
     print(json.dumps({"restarted": asyncio.run(run(kernel, code))}), flush=True)
@@ -581,8 +581,8 @@ def test_a_jupyter_server_starts_it_and_its_death_ends_the_job(slurm_setup, user
         for entry in run_client(slurm_setup, jupyter_path, SERVER_SESSION, args=(base, token)):
             said.update(entry)
         listed = jobs_of_kernels(cluster)
-        first_job, captured = said["first"].split()
-        restarted_job, _ = said["restarted"].split()
+        first_job, captured = said["first"].strip("'").split()
+        restarted_job, _ = said["restarted"].strip("'").split()
         assert captured == "from-geo" and restarted_job != first_job
         # The job's name carries the server's kernel id: an admin's squeue says whose it is.
         assert [line.split()[0] for line in listed] == [restarted_job]
