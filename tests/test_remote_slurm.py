@@ -555,6 +555,7 @@ def test_a_jupyter_server_starts_it_and_its_death_ends_the_job(slurm_setup, user
     then the server is killed without a shutdown, and the job ends by itself."""
     import secrets
 
+    _require_jupyter_server()
     cluster = slurm_setup[0]
     jupyter_path = make_slurm_spec(slurm_setup, user_kernels, "geo-slurm")
     token = secrets.token_hex(16)
@@ -629,3 +630,17 @@ def test_a_job_slurm_refuses_fails_the_start_with_slurms_words(slurm_client_env,
         manager.start_kernel()
     assert time.monotonic() - started < 30
     assert not jobs_of_kernels(slurm_client_env)
+
+
+def _require_jupyter_server() -> None:
+    """jupyter_server is not in the test extra: it needs jupyter_client >= 7.4, and the suite
+    also runs against jupyter_client 7.0. CI's other legs install it (.ci/run)."""
+    import importlib.util
+
+    import jupyter_client
+
+    if importlib.util.find_spec("jupyter_server") is not None:
+        return
+    if os.environ.get("CI") and jupyter_client.version_info >= (7, 4):
+        pytest.fail("CI must install jupyter_server>=2 beside the test extra")
+    pytest.skip("jupyter_server is not installed (pip install 'jupyter_server>=2')")
