@@ -74,8 +74,11 @@ class BatchScheduler:
         """The command that starts ``command`` as a job, stdio attached, and waits for it."""
         raise NotImplementedError
 
-    def queue_state(self, job_name: str, env: dict[str, str]) -> QueueState | None:
-        """The job's id, state and reason while the scheduler lists it."""
+    def queue_state(
+        self, job_name: str, env: dict[str, str], allocation: str = ""
+    ) -> QueueState | None:
+        """The job's id, state and reason while the scheduler lists it (for a step, those of
+        the ``allocation`` it runs in)."""
         raise NotImplementedError
 
     def signal_argv(self, job: str, step: str, signum: int) -> list[str]:
@@ -111,9 +114,12 @@ class Slurm(BatchScheduler):
         argv += list(options.get("sbatch_options") or ())
         return [*argv, *command]
 
-    def queue_state(self, job_name: str, env: dict[str, str]) -> QueueState | None:
+    def queue_state(
+        self, job_name: str, env: dict[str, str], allocation: str = ""
+    ) -> QueueState | None:
+        which = f"--jobs={allocation}" if allocation else f"--name={job_name}"
         done = subprocess.run(
-            ["squeue", "--noheader", f"--name={job_name}", "--format=%i|%T|%r"],
+            ["squeue", "--noheader", which, "--format=%i|%T|%r"],
             env=env,
             capture_output=True,
             text=True,
@@ -266,7 +272,7 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             if now >= next_look:
                 next_look = now + QUEUE_POLL_SECONDS
                 state = await loop.run_in_executor(
-                    None, self.scheduler.queue_state, self.job_name, self._env
+                    None, self.scheduler.queue_state, self.job_name, self._env, self.allocation
                 )
                 if state and state != last and state.state != "RUNNING":
                     self.log.info(
@@ -326,10 +332,10 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             return
         if self.job:
             await self._run(self.scheduler.cancel_argv(self.job, self.step, not self.allocation))
-        elif self.job_name:
+        elif self.job_name and not self.allocation:  # still queued: cancel the job by name
             state = self.scheduler.queue_state(self.job_name, self._env)
             if state:
-                await self._run(self.scheduler.cancel_argv(state.job, "0", not self.allocation))
+                await self._run(self.scheduler.cancel_argv(state.job, "0", True))
         if self.process.poll() is None:
             self.process.kill()
 
