@@ -294,13 +294,13 @@ def test_a_queue_that_cannot_run_the_job_times_out_naming_it(slurm_setup, user_k
         "--partition",
         cluster.closed_partition,
         "--provisioner-config",
-        "launch_timeout=3",
+        "launch_timeout=6",  # the scheduler sets the reason at its next cycle
     )
     result, logged = run_client(slurm_setup, jupyter_path, START_ONLY, log=True)
     assert result["error"] == "TimeoutError", result
     assert "is PENDING (PartitionDown)" in logged and "waits: job " in logged
     message = result["message"]
-    assert "did not start within 3 s: job " in message
+    assert "did not start within 6 s: job " in message
     assert "is PENDING (PartitionDown)" in message and "cancelled" in message
     wait_until_no_kernel_jobs(cluster, 15)
 
