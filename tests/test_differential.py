@@ -23,9 +23,11 @@ from pathlib import Path
 
 import pytest
 from conftest import SYSTEM_DATA_DIR
+from helpers import require_system_package
 from jupyter_client.kernelspec import KernelSpecManager
 
 from kernelmagic import specs
+from kernelmagic.storage import lookups
 
 SEED = 20261126
 RANDOM_TREES = 40
@@ -204,6 +206,124 @@ def test_random_trees_agree_with_jupyter(tree_root):
             if check():
                 minimal, why = shrink(tree_root, entries, check)
                 pytest.fail(f"tree {number} (seed {SEED}) differs; minimal tree {minimal}: {why}")
+
+
+# --- lookups overlapped, as on a network filesystem -------------------------------------
+
+SHIM = Path(__file__).parent.parent / "benchmarks" / "slowfs.c"
+
+
+@pytest.fixture
+def lookups_at_once(monkeypatch):
+    """Every lookup taken for a slow one: the listing spreads its reads over threads, as it
+    does on NFS; yields how many times it did."""
+    monkeypatch.setattr(lookups, "PROBES", 1)
+    monkeypatch.setattr(lookups, "SLOW_CALL", 0.0)
+    spread = []
+    in_threads = lookups._in_threads
+
+    def counted(func, items):
+        spread.append(len(items))
+        return in_threads(func, items)
+
+    monkeypatch.setattr(lookups, "_in_threads", counted)
+    return spread
+
+
+def test_random_trees_agree_with_jupyter_when_lookups_overlap(tree_root, lookups_at_once):
+    rng = random.Random(SEED + 1)
+    for number in range(RANDOM_TREES):
+        entries = random_tree(rng)
+        build(tree_root, entries)
+        if library_mismatch():
+            minimal, why = shrink(tree_root, entries, library_mismatch)
+            pytest.fail(f"tree {number} (seed {SEED + 1}) differs; minimal tree {minimal}: {why}")
+    assert lookups_at_once  # the threads did the reading
+
+
+def every_kind_with_shadows() -> list[tuple[str, str, str]]:
+    """Each content kind under its own name on JUPYTER_PATH, plus names that a higher dir's
+    non-spec, or a later entry of another case, must give way to."""
+    return [("path", f"kind-{kind}", kind) for kind in CONTENTS] + [
+        ("path", "geo", "fifo"),
+        ("system", "geo", "ok"),
+        ("path", "r", "no-kernel-json"),
+        ("user", "r", "malformed"),
+        ("ipython", "r", "ok"),
+        ("path", "Dup", "ok-env"),
+        ("path", "dup", "malformed"),
+        ("path", "DUP", "kernel-json-is-dir"),
+    ]
+
+
+def test_every_kind_agrees_when_lookups_overlap(tree_root, lookups_at_once):
+    build(tree_root, every_kind_with_shadows())
+    assert library_mismatch() is None
+    assert lookups_at_once
+
+
+def rewrite_in_place(path: Path, old: bytes, new: bytes) -> None:
+    """Change a file's bytes keeping its inode, size and mtime: nothing but its content
+    says that it changed."""
+    before = os.stat(path)
+    data = path.read_bytes()
+    assert len(old) == len(new) and old in data
+    with open(path, "r+b") as f:
+        f.write(data.replace(old, new))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+
+
+def test_a_rewrite_in_place_is_listed(tree_root, lookups_at_once):
+    build(tree_root, [("path", f"n{i:02d}", "ok") for i in range(12)])
+    assert (
+        specs.jupyter_listing(specs.list_specs())["kernelspecs"]["n03"]["spec"]["display_name"]
+        == "D"
+    )
+    rewrite_in_place(place_dirs(tree_root)["path"] / "n03" / "kernel.json", b'"D"', b'"E"')
+    listed = specs.jupyter_listing(specs.list_specs())["kernelspecs"]
+    assert listed["n03"]["spec"]["display_name"] == "E"
+    assert library_mismatch() is None
+
+
+@pytest.fixture(scope="session")
+def slowfs_library(tmp_path_factory):
+    """benchmarks/slowfs.c built: every path lookup under SLOWFS_PREFIX waits."""
+    cc = shutil.which("cc")
+    require_system_package(cc is not None, "a C compiler (cc)", "gcc")
+    library = tmp_path_factory.mktemp("slowfs") / "slowfs.so"
+    command = [cc, "-O2", "-shared", "-fPIC", "-o", str(library), str(SHIM), "-ldl"]
+    subprocess.run(command, check=True, capture_output=True)
+    return library
+
+
+def test_listing_on_a_slow_filesystem_agrees_with_jupyter(tree_root, slowfs_library, tmp_path):
+    """Through the shim, lookups under the tree take 0.3 ms and the command line overlaps
+    them; what it prints is still what Jupyter prints."""
+    build(tree_root, every_kind_with_shadows())
+    counts = tmp_path / "lookups"
+    bin_dir = Path(sys.executable).parent
+    slow = {
+        **os.environ,
+        "LD_PRELOAD": str(slowfs_library),
+        "SLOWFS_PREFIX": str(tree_root),
+        "SLOWFS_DELAY_US": "300",
+        "SLOWFS_COUNT_FILE": str(counts),
+    }
+    done = subprocess.run(
+        [str(bin_dir / "kernelmagic"), "list", "--json"], capture_output=True, env=slow
+    )
+    assert done.returncode == 0, done.stderr
+    ours = json.loads(done.stdout)
+    theirs = _run([str(bin_dir / "jupyter"), "kernelspec", "list", "--json"])
+    assert canonical(ours["kernelspecs"]) == canonical(theirs["kernelspecs"])
+    lookups_made = sum(int(line.split()[1]) for line in counts.read_text().splitlines())
+    assert lookups_made >= len(CONTENTS)  # the shim saw the reads
 
 
 # --- one fixed case per kind of disagreement found before --------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 TRUST_ADVICE = (
@@ -19,17 +19,20 @@ TRUST_ADVICE = (
 )
 
 
-def untrusted(info: Any) -> str | None:
+def untrusted(info: Any, stat_path: Callable[[str], os.stat_result] = os.stat) -> str | None:
     """Why a spec (a ``SpecInfo``) is not to be run as this user, or None: another user can
     change its kernel.json, its directory or the kernels dir above it."""
-    if info.native:
-        return None
-    return others_can_change(
-        (info.kernel_json, info.resource_dir, os.path.dirname(info.resource_dir))
-    )
+    return None if info.native else others_can_change(checked_paths(info), stat_path)
 
 
-def others_can_change(paths: Iterable[str]) -> str | None:
+def checked_paths(info: Any) -> tuple[str, ...]:
+    """The paths ``untrusted`` looks at."""
+    return (info.kernel_json, info.resource_dir, os.path.dirname(info.resource_dir))
+
+
+def others_can_change(
+    paths: Iterable[str], stat_path: Callable[[str], os.stat_result] = os.stat
+) -> str | None:
     """Why another user could change what these paths hold (a file, its directory, the one
     above), or None: one is owned by another user who is not root, or writable by group or
     others (a private group of the user's own excepted, and a sticky dir such as ``/tmp``,
@@ -37,7 +40,7 @@ def others_can_change(paths: Iterable[str]) -> str | None:
     me = os.getuid() if hasattr(os, "getuid") else None  # no owners to compare on Windows
     for path in paths:
         try:
-            found = os.stat(path)
+            found = stat_path(path)
         except OSError:
             continue
         if me is not None and found.st_uid not in (0, me):

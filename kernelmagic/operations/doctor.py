@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -19,12 +19,12 @@ from kernelmagic.domain import checks, clients, containers, env_checks, probes
 from kernelmagic.domain.checks import PROBLEM, Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY
 from kernelmagic.domain.provenance import scan_root_of
-from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
+from kernelmagic.domain.trust import TRUST_ADVICE, checked_paths, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import launching, remote
 from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, TRUST, Option, option, seconds
 from kernelmagic.settings import Settings
-from kernelmagic.storage import discovery, history, ipykernel_specs
+from kernelmagic.storage import discovery, history, ipykernel_specs, lookups
 
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
 
@@ -74,6 +74,7 @@ def _interpreter_problems(
     named: frozenset[str] = frozenset(),
     trust: bool = False,
     facts: dict[str, dict[str, Any]] | None = None,
+    stat_path: Callable[[str], os.stat_result] = os.stat,
 ) -> dict[str, list[Problem]]:
     """Probe every distinct (program, packages' variables) once, in parallel; a spec others
     can change only when it is named and ``trust`` is given. What a probe learnt of its
@@ -85,7 +86,7 @@ def _interpreter_problems(
         probe = probes.probe_for(info.spec, environ) if info.visible else None
         if probe is None:
             continue
-        why = untrusted(info)
+        why = untrusted(info, stat_path)
         if why and not (trust and info.name in named):
             found[info.name] = [
                 Problem(
@@ -174,10 +175,12 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
     return problems
 
 
-def _unshared(info: discovery.SpecInfo) -> list[Problem]:
+def _unshared(
+    info: discovery.SpecInfo, stat_path: Callable[[str], os.stat_result] = os.stat
+) -> list[Problem]:
     """A spec shared with a group (setgid dir) whose files its members cannot read."""
     try:
-        found = os.stat(info.resource_dir)
+        found = stat_path(info.resource_dir)
     except OSError:
         return []
     if info.native or not found.st_mode & stat.S_ISGID:
@@ -185,7 +188,7 @@ def _unshared(info: discovery.SpecInfo) -> list[Problem]:
     unreadable = []
     for path, needed in ((info.resource_dir, 0o050), (info.kernel_json, 0o040)):
         try:
-            if os.stat(path).st_mode & needed != needed:
+            if stat_path(path).st_mode & needed != needed:
                 unreadable.append(path)
         except OSError:
             continue
@@ -304,7 +307,10 @@ def diagnose(
     infos = discovery.get_specs(names) if names else discovery.list_specs()
     named = frozenset(i.name for i in infos) if names else frozenset()
     facts: dict[str, dict[str, Any]] = {}
-    interpreter = _interpreter_problems(infos, environ, named, trust, facts)
+    # Each spec's paths are stat'ed by several checks: once here, overlapped (a network
+    # filesystem makes each stat a round trip).
+    stat_path = lookups.stats_of(p for info in infos for p in checked_paths(info))
+    interpreter = _interpreter_problems(infos, environ, named, trust, facts, stat_path)
     locations = discovery.spec_locations()  # one scan of the kernel dirs, not one per spec
     diagnoses = []
     for info in infos:
@@ -313,7 +319,8 @@ def diagnose(
             *info.problems,
             *interpreter.get(info.name, []),
         ]
-        problems += _shadowing(info, locations) + _unshared(info) + _container_problems(info)
+        problems += _shadowing(info, locations) + _unshared(info, stat_path)
+        problems += _container_problems(info)
         policy = DEFAULT_POLICY.with_recorded(info.spec)
         problems += env_checks.problems(info, environ, policy) + _remote_problems(info)
         problems += clients.interrupt_problems(info) + clients.claim_problems(

@@ -22,7 +22,7 @@ from jupyter_core.paths import jupyter_data_dir, jupyter_path
 from kernelmagic.domain import checks, jupyter_rules
 from kernelmagic.domain.jupyter_rules import is_valid_kernel_name, spec_schema
 from kernelmagic.errors import InvalidInput, NoSuchKernelSpec
-from kernelmagic.storage import atomic, ipykernel_specs
+from kernelmagic.storage import atomic, ipykernel_specs, lookups
 
 NATIVE_KERNEL_NAME = "python3"
 NAME_RULE = (
@@ -87,24 +87,65 @@ def location_dir(user: bool = False, sys_prefix: bool = False, prefix: str | Non
 
 def specs_in(directory: str) -> dict[str, str]:
     """Lowercased name -> resource dir for the spec dirs of one kernels directory."""
-    found: dict[str, str] = {}
-    try:
-        entries = list(os.scandir(directory))
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return found
-    for entry in entries:
-        if entry.is_dir() and os.path.isfile(os.path.join(entry.path, "kernel.json")):
-            found[entry.name.lower()] = entry.path
+    return {name: path for name, (path, _) in _first(_candidates([directory]), _is_file).items()}
+
+
+def _candidates(
+    directories: Iterable[str], wanted: Callable[[str], bool] | None = None
+) -> dict[str, list[tuple[int, str]]]:
+    """Lowercased name -> (rank of its kernels dir, entry path) of every entry that may hold
+    its spec, in the order Jupyter prefers them: earlier kernels dirs first and, within one,
+    later entries first (jupyter_client lets a later entry of a name overwrite an earlier).
+    Nothing is stat'ed: whether an entry is a spec dir is its ``kernel.json``'s question."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    for rank, directory in enumerate(directories):
+        try:
+            with os.scandir(directory) as listing:
+                entries = list(listing)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in reversed(entries):
+            name = entry.name.lower()
+            if wanted is None or wanted(name):
+                found.setdefault(name, []).append((rank, entry.path))
     return found
+
+
+def _first(
+    candidates: Mapping[str, list[tuple[int, str]]], probe: Callable[[str], Any]
+) -> dict[str, tuple[str, Any]]:
+    """Name -> (resource dir, answer) of the first candidate whose ``kernel.json`` the probe
+    answers (None: no spec there, try the next). Each round probes the best remaining
+    candidate of every name at once (``lookups.overlapped``): on a network filesystem each
+    probe is a round trip. A name found in its first place, the usual case, costs one."""
+    chosen: dict[str, tuple[str, Any]] = {}
+    wanted = [(name, 0) for name in candidates]
+    while wanted:
+
+        def ask(item: tuple[str, int]) -> Any:
+            name, i = item
+            return probe(candidates[name][i][1] + os.sep + "kernel.json")
+
+        retry = []
+        for (name, i), answer in zip(wanted, lookups.overlapped(ask, wanted), strict=True):
+            if answer is not None:
+                chosen[name] = (candidates[name][i][1], answer)
+            elif i + 1 < len(candidates[name]):
+                retry.append((name, i + 1))
+        wanted = retry
+    return chosen
+
+
+def _is_file(path: str) -> bool | None:
+    """Jupyter's test of a spec dir (``os.path.isfile`` of its kernel.json); None if not."""
+    return True if os.path.isfile(path) else None
 
 
 def _all_spec_dirs() -> dict[str, str]:
     """Name -> resource dir of every spec, whatever Jupyter config allows (the specs
     ``KernelSpecManager.get_kernel_spec`` can still load by name)."""
-    found: dict[str, str] = {}
-    for directory in kernel_dirs():
-        for name, path in specs_in(directory).items():
-            found.setdefault(name, path)
+    chosen = _first(_candidates(kernel_dirs()), _is_file)
+    found = {name: path for name, (path, _) in chosen.items()}
     if NATIVE_KERNEL_NAME not in found:
         native = ipykernel_specs.resources_dir()
         if native is not None:
@@ -134,11 +175,17 @@ def _is_native(name: str, path: str | None) -> bool:
 
 def spec_locations() -> dict[str, list[str]]:
     """Every resource dir of every name (lowercased), the winning one first, from one scan."""
-    places: dict[str, list[str]] = {}
-    for directory in kernel_dirs():
-        for name, path in specs_in(directory).items():
-            places.setdefault(name, []).append(path)
-    return places
+    candidates = _candidates(kernel_dirs())
+    paths = [path + os.sep + "kernel.json" for places in candidates.values() for _, path in places]
+    is_spec = dict(zip(paths, lookups.overlapped(os.path.isfile, paths), strict=True))
+    found: dict[str, list[str]] = {}
+    for name, places in candidates.items():
+        ranks = set()  # within one kernels dir, only the entry Jupyter would take
+        for rank, path in places:
+            if rank not in ranks and is_spec[path + os.sep + "kernel.json"]:
+                ranks.add(rank)
+                found.setdefault(name, []).append(path)
+    return found
 
 
 @dataclass
@@ -261,6 +308,14 @@ def _load(
     return _from_bytes(name, resource_dir, raw, program_exists)
 
 
+def _read_or_error(path: str) -> bytes | OSError | None:
+    """The kernel.json's bytes; the error where the file is a spec that cannot be read."""
+    try:
+        return _read_kernel_json(path)
+    except OSError as exc:
+        return exc
+
+
 def _cached(check: Callable[[str], str]) -> Callable[[str], str]:
     seen: dict[str, str] = {}
 
@@ -281,37 +336,23 @@ def list_specs(
     ``keep`` (a worker's share of the names, see ``bulk``) leaves out the names it refuses.
     Each ``kernel.json`` is read once: opening it is also the test that the directory is a
     spec (what ``find_kernel_specs`` checks with a separate stat), which halves the system
-    calls on large kernel directories.
+    calls on large kernel directories, and the reads overlap where each is a round trip.
     """
     glob = None
     if pattern:
         glob = pattern.lower() if any(c in pattern for c in "*?[") else f"*{pattern.lower()}*"
     program_exists = _cached(checks.program_state)  # most specs share an interpreter
     checks.installed_provisioners.cache_clear()  # a provisioner may have been installed since
+
+    def wanted(name: str) -> bool:
+        return (not glob or fnmatchcase(name, glob)) and (keep is None or keep(name))
+
     found: dict[str, SpecInfo] = {}
-    for directory in kernel_dirs():
-        try:
-            entries = [e for e in os.scandir(directory) if e.is_dir()]
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        in_this_dir: set[str] = set()
-        # Within one directory the last entry of a name wins, as in jupyter_client.
-        for entry in reversed(entries):
-            name = entry.name.lower()
-            if name in found or name in in_this_dir or (glob and not fnmatchcase(name, glob)):
-                continue
-            if keep is not None and not keep(name):
-                continue
-            try:
-                raw = _read_kernel_json(entry.path + os.sep + "kernel.json")
-            except OSError as exc:
-                info = _unreadable(name, entry.path, exc.strerror or str(exc))
-            else:
-                if raw is None:
-                    continue  # not a spec directory
-                info = _from_bytes(name, entry.path, raw, program_exists)
-            in_this_dir.add(name)
-            found[name] = info
+    for name, (path, read) in _first(_candidates(kernel_dirs(), wanted), _read_or_error).items():
+        if isinstance(read, OSError):
+            found[name] = _unreadable(name, path, read.strerror or str(read))
+        else:
+            found[name] = _from_bytes(name, path, read, program_exists)
     config = jupyter_rules.discovery_config()
     wants_native = not glob or fnmatchcase(NATIVE_KERNEL_NAME, glob)
     wants_native = wants_native and (keep is None or keep(NATIVE_KERNEL_NAME))
@@ -356,13 +397,13 @@ def get_spec(name: str) -> SpecInfo:
 def get_specs(names: Iterable[str]) -> list[SpecInfo]:
     """``get_spec`` of each name, from one scan of the kernel dirs (not one per name)."""
     found = _all_spec_dirs()
-    infos = []
+    keys = []
     for name in names:
         key = name.lower() if isinstance(name, str) else name
         if key not in found:
             raise _unknown(name, found)
-        infos.append(_load(key, found[key]))
-    return infos
+        keys.append(key)
+    return lookups.overlapped(lambda key: _load(key, found[key]), keys)
 
 
 def _unknown(name: str, found: Mapping[str, str]) -> Exception:
