@@ -26,7 +26,7 @@ from conftest import SYSTEM_DATA_DIR
 from helpers import require_system_package
 from jupyter_client.kernelspec import KernelSpecManager
 
-from kernelmagic import specs
+from kernelmagic import server, specs
 from kernelmagic.storage import lookups
 
 SEED = 20261126
@@ -289,6 +289,92 @@ def test_a_rewrite_in_place_is_listed(tree_root, lookups_at_once):
     listed = specs.jupyter_listing(specs.list_specs())["kernelspecs"]
     assert listed["n03"]["spec"]["display_name"] == "E"
     assert library_mismatch() is None
+
+
+# --- the server's manager against jupyter_client's, call by call ---------------------------
+
+
+def _outcome(manager, name: str):
+    try:
+        spec = manager.get_kernel_spec(name)
+    except Exception as exc:
+        return ["error", type(exc).__name__]
+    return ["spec", spec.resource_dir, spec.to_dict()]
+
+
+def manager_mismatch(ours, theirs) -> str | None:
+    """kernelmagic's KernelSpecManager against jupyter_client's: find_kernel_specs,
+    get_all_specs, and get_kernel_spec of every name there is and some there are not."""
+    for call in ("find_kernel_specs", "get_all_specs"):
+        got, wanted = getattr(ours, call)(), getattr(theirs, call)()
+        if canonical(got) != canonical(wanted):
+            return f"{call}: ours {got} != theirs {wanted}"
+    names = {*NAMES, *(n.upper() for n in NAMES), *theirs.find_kernel_specs(), "missing"}
+    for name in sorted(names):
+        got, wanted = _outcome(ours, name), _outcome(theirs, name)
+        if canonical(got) != canonical(wanted):
+            return f"get_kernel_spec({name!r}): ours {got} != theirs {wanted}"
+    return None
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["one-at-a-time", "overlapped"])
+def test_server_manager_agrees_with_jupyter_client_as_the_tree_changes(
+    tree_root, monkeypatch, overlap
+):
+    if overlap:
+        monkeypatch.setattr(lookups, "PROBES", 1)
+        monkeypatch.setattr(lookups, "SLOW_CALL", 0.0)
+    ours, theirs = server.KernelSpecManager(), KernelSpecManager()  # kept across trees
+    rng = random.Random(SEED + 2)
+    for number in range(RANDOM_TREES):
+        entries = random_tree(rng)
+        build(tree_root, entries)
+
+        def check():
+            return manager_mismatch(ours, theirs)
+
+        if check():
+            minimal, why = shrink(tree_root, entries, check)
+            pytest.fail(f"tree {number} (seed {SEED + 2}) differs; minimal tree {minimal}: {why}")
+    build(tree_root, every_kind_with_shadows())
+    assert manager_mismatch(ours, theirs) is None
+
+
+def test_server_manager_sees_a_rewrite_in_place(tree_root, lookups_at_once):
+    build(tree_root, [("path", f"n{i:02d}", "ok") for i in range(12)])
+    ours = server.KernelSpecManager()
+    assert ours.get_all_specs()["n03"]["spec"]["display_name"] == "D"
+    rewrite_in_place(place_dirs(tree_root)["path"] / "n03" / "kernel.json", b'"D"', b'"E"')
+    assert ours.get_all_specs()["n03"]["spec"]["display_name"] == "E"
+    assert ours.get_kernel_spec("n03").display_name == "E"
+    assert manager_mismatch(ours, KernelSpecManager()) is None
+
+
+def test_server_manager_hands_out_copies(tree_root):
+    build(tree_root, [("path", "geo", "ok-env")])
+    ours = server.KernelSpecManager()
+    given = ours.get_all_specs()["geo"]["spec"]
+    given["argv"].append("--changed")
+    given["env"]["A"] = "changed"
+    assert manager_mismatch(ours, KernelSpecManager()) is None
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"allowed_kernelspecs": {"geo", "python3"}},
+        {"ensure_native_kernel": False},
+        {"kernel_dirs": ["relative-dir", "/nonexistent"]},
+    ],
+    ids=["allowed_kernelspecs", "no native kernel", "kernel_dirs"],
+)
+def test_server_manager_takes_jupyter_clients_options(tree_root, settings, monkeypatch):
+    build(tree_root, [("user", "geo", "ok"), ("system", "r", "ok"), ("path", "Geo", "bom")])
+    if "kernel_dirs" in settings:
+        monkeypatch.chdir(place_dirs(tree_root)["path"].parent)
+        settings = {"kernel_dirs": [*settings["kernel_dirs"], "kernels"]}
+    ours, theirs = server.KernelSpecManager(**settings), KernelSpecManager(**settings)
+    assert manager_mismatch(ours, theirs) is None
 
 
 @pytest.fixture(scope="session")

@@ -90,8 +90,23 @@ def specs_in(directory: str) -> dict[str, str]:
     return {name: path for name, (path, _) in _first(_candidates([directory]), _is_file).items()}
 
 
+def spec_files(
+    directories: Iterable[str],
+    wanted: Callable[[str], bool] | None = None,
+    *,
+    first_entry_wins: bool = False,
+) -> dict[str, tuple[str, bytes | OSError]]:
+    """Lowercased name -> (resource dir, its kernel.json's bytes or why they cannot be read)
+    of the spec Jupyter takes for each name (``wanted`` ones only) in ``directories``, every
+    read overlapped. Within one directory the last entry of a name wins, as in
+    ``find_kernel_specs``; ``first_entry_wins`` is ``get_kernel_spec``'s rule."""
+    return _first(_candidates(directories, wanted, first_entry_wins), _read_or_error)
+
+
 def _candidates(
-    directories: Iterable[str], wanted: Callable[[str], bool] | None = None
+    directories: Iterable[str],
+    wanted: Callable[[str], bool] | None = None,
+    first_entry_wins: bool = False,
 ) -> dict[str, list[tuple[int, str]]]:
     """Lowercased name -> (rank of its kernels dir, entry path) of every entry that may hold
     its spec, in the order Jupyter prefers them: earlier kernels dirs first and, within one,
@@ -104,7 +119,7 @@ def _candidates(
                 entries = list(listing)
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
-        for entry in reversed(entries):
+        for entry in entries if first_entry_wins else reversed(entries):
             name = entry.name.lower()
             if wanted is None or wanted(name):
                 found.setdefault(name, []).append((rank, entry.path))
@@ -348,7 +363,7 @@ def list_specs(
         return (not glob or fnmatchcase(name, glob)) and (keep is None or keep(name))
 
     found: dict[str, SpecInfo] = {}
-    for name, (path, read) in _first(_candidates(kernel_dirs(), wanted), _read_or_error).items():
+    for name, (path, read) in spec_files(kernel_dirs(), wanted).items():
         if isinstance(read, OSError):
             found[name] = _unreadable(name, path, read.strerror or str(read))
         else:
