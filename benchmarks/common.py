@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -100,3 +101,24 @@ def venv_with(venv: Path, package: str) -> Path | str:
     if pip.returncode != 0:
         return f"pip install {package} failed: " + pip.stderr.strip()[-200:]
     return venv
+
+
+def make_specs(
+    kernels: Path, count: int, pythons: list[str] | None = None, *, small: bool = False
+) -> list[str]:
+    """``count`` specs in one kernels dir; ``small``: argv, display_name and language only."""
+    names = []
+    for i in range(count):
+        spec_dir = kernels / f"bench-{i:05d}"
+        spec_dir.mkdir(parents=True)
+        python = pythons[i % len(pythons)] if pythons else sys.executable
+        spec = {
+            "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Bench {i}",
+            "language": "python",
+        }
+        if not small:
+            spec["env"] = {"GDAL_DATA": "/opt/gdal/share", "PATH": "/opt/env/bin:${PATH}"}
+        (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+        names.append(spec_dir.name)
+    return names

@@ -25,32 +25,11 @@ import tempfile
 import tracemalloc
 from pathlib import Path
 
-from common import BIN, ROWS, interleaved, isolate, note, print_table, row
+from common import BIN, ROWS, interleaved, isolate, make_specs, note, print_table, row
 
 import kernelmagic
 
 __all__ = ["ROWS", "main"]
-
-
-def make_specs(
-    kernels: Path, count: int, pythons: list[str] | None = None, *, small: bool = False
-) -> list[str]:
-    """``count`` specs in one kernels dir; ``small``: argv, display_name and language only."""
-    names = []
-    for i in range(count):
-        spec_dir = kernels / f"bench-{i:05d}"
-        spec_dir.mkdir(parents=True)
-        python = pythons[i % len(pythons)] if pythons else sys.executable
-        spec = {
-            "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": f"Bench {i}",
-            "language": "python",
-        }
-        if not small:
-            spec["env"] = {"GDAL_DATA": "/opt/gdal/share", "PATH": "/opt/env/bin:${PATH}"}
-        (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
-        names.append(spec_dir.name)
-    return names
 
 
 # --- %load_ext ---------------------------------------------------------------------------
@@ -244,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     specs_listed = 1000 if args.quick else 10_000
 
     import containers as container_starts  # beside this file
+    import latency as slow_filesystem
     import project_scan
     import projects as project_starts
     import slurm as slurm_starts
@@ -269,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         make_specs(kernels, specs_listed, small=True)
         bench_magic_list_small(large, kernels, specs_listed)
         shutil.rmtree(kernels)
+        slow_filesystem.bench_latency(root, 500 if args.quick else specs_listed, args.quick)
         bench_install(large)
         bench_doctor(small, root, kernels, 100 if args.quick else 1000, 20)
         kernel_starts.bench_starts(starts, root, kernels, with_peers=not args.quick)

@@ -14,7 +14,8 @@
  *
  * The count lives in a shared anonymous mapping made before main(): forked children (which
  * may leave through _exit, running no destructor) add to their parent's count, and only the
- * process that made the mapping reports it. A program started by exec makes its own.
+ * process that made the mapping reports it. A program started by exec makes its own. The
+ * process can read it as it goes: slowfs_lookups() (ctypes.CDLL(None).slowfs_lookups).
  *
  * Built by benchmarks/latency.py with the system C compiler at run time; never committed
  * as a binary.
@@ -69,6 +70,10 @@ __attribute__((destructor)) static void slowfs_report(void) {
         return;
     fprintf(f, "%d %lu\n", (int)getpid(), __atomic_load_n(shared_count, __ATOMIC_RELAXED));
     fclose(f);
+}
+
+unsigned long slowfs_lookups(void) {
+    return __atomic_load_n(shared_count, __ATOMIC_RELAXED);
 }
 
 static int under_prefix(const char *path) {
