@@ -35,6 +35,7 @@ from kernelmagic.operations.options import (
     user_kernels_dir,
 )
 from kernelmagic.settings import Settings
+from kernelmagic.storage import started_environments
 from kernelmagic.storage.discovery import get_spec, location_dir
 
 PREFLIGHT_TIMEOUT = 60.0
@@ -143,7 +144,11 @@ def activate_here(request: ActivateRequest) -> ActivationReport:
         reason = inplace.cannot_restart(app)
         if reason:
             raise SourceFailed(f"cannot restart this kernel in place: {reason}; use --no-restart")
-        activation.check_interpreter_starts(sys.executable, new_env, PREFLIGHT_TIMEOUT)
+        # The check that refuses an environment the interpreter cannot start in: run once
+        # per environment (fingerprinted with what it depends on), kept when it passes.
+        if not started_environments.passed(sys.executable, new_env):
+            activation.check_interpreter_starts(sys.executable, new_env, PREFLIGHT_TIMEOUT)
+            started_environments.remember(sys.executable, new_env)
     if request.save:
         done.saved = _save(request, made)
     if restart:

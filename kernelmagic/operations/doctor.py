@@ -311,7 +311,7 @@ def diagnose(
     # filesystem makes each stat a round trip).
     stat_path = lookups.stats_of(p for info in infos for p in checked_paths(info))
     interpreter = _interpreter_problems(infos, environ, named, trust, facts, stat_path)
-    locations = discovery.spec_locations()  # one scan of the kernel dirs, not one per spec
+    locations = discovery.spec_locations(infos)  # one scan of the kernel dirs
     diagnoses = []
     for info in infos:
         problems: list[Problem] = [

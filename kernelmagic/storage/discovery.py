@@ -188,11 +188,14 @@ def _is_native(name: str, path: str | None) -> bool:
     )
 
 
-def spec_locations() -> dict[str, list[str]]:
-    """Every resource dir of every name (lowercased), the winning one first, from one scan."""
+def spec_locations(listed: Iterable[SpecInfo] = ()) -> dict[str, list[str]]:
+    """Every resource dir of every name (lowercased), the winning one first, from one scan;
+    the kernel.json of a spec just ``listed`` (read, so a file) is not looked at again."""
     candidates = _candidates(kernel_dirs())
     paths = [path + os.sep + "kernel.json" for places in candidates.values() for _, path in places]
-    is_spec = dict(zip(paths, lookups.overlapped(os.path.isfile, paths), strict=True))
+    is_spec = {info.kernel_json: True for info in listed if not info.native}
+    unknown = [path for path in paths if path not in is_spec]
+    is_spec.update(zip(unknown, lookups.overlapped(os.path.isfile, unknown), strict=True))
     found: dict[str, list[str]] = {}
     for name, places in candidates.items():
         ranks = set()  # within one kernels dir, only the entry Jupyter would take
