@@ -175,9 +175,7 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
     return problems
 
 
-def _unshared(
-    info: discovery.SpecInfo, stat_path: Callable[[str], os.stat_result] = os.stat
-) -> list[Problem]:
+def _unshared(info: discovery.SpecInfo, stat_path: Callable = os.stat) -> list[Problem]:
     """A spec shared with a group (setgid dir) whose files its members cannot read."""
     try:
         found = stat_path(info.resource_dir)
@@ -307,18 +305,12 @@ def diagnose(
     infos = discovery.get_specs(names) if names else discovery.list_specs()
     named = frozenset(i.name for i in infos) if names else frozenset()
     facts: dict[str, dict[str, Any]] = {}
-    # Each spec's paths are stat'ed by several checks: once here, overlapped (a network
-    # filesystem makes each stat a round trip).
-    stat_path = lookups.stats_of(p for info in infos for p in checked_paths(info))
+    stat_path = lookups.stats_of(p for info in infos for p in checked_paths(info))  # overlapped
     interpreter = _interpreter_problems(infos, environ, named, trust, facts, stat_path)
     locations = discovery.spec_locations(infos)  # one scan of the kernel dirs
     diagnoses = []
     for info in infos:
-        problems: list[Problem] = [
-            *_invalid_name(info),
-            *info.problems,
-            *interpreter.get(info.name, []),
-        ]
+        problems = [*_invalid_name(info), *info.problems, *interpreter.get(info.name, [])]
         problems += _shadowing(info, locations) + _unshared(info, stat_path)
         problems += _container_problems(info)
         policy = DEFAULT_POLICY.with_recorded(info.spec)
