@@ -177,6 +177,12 @@ def bench_activate(repeats: int) -> None:
         return
     from jupyter_client.manager import KernelManager
 
+    # The sections before may have emptied the kernels dir (project_scan starts from none).
+    subprocess.run(
+        [sys.executable, "-m", "ipykernel", "install", "--user", "--name", PLAIN],
+        check=True,
+        capture_output=True,
+    )
     manager = KernelManager(kernel_name=PLAIN)
     manager.start_kernel(stderr=subprocess.DEVNULL)
     client = manager.blocking_client()
