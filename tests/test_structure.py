@@ -12,7 +12,9 @@ import kernelmagic
 PACKAGE = Path(kernelmagic.__file__).parent
 # The IPython glue; everything else is the library, usable from plain Python.
 FRONT_ENDS = {"__init__", "frontends.magics", "frontends.ipython_extension"}
-MAX_LINES = 450
+# Modules are sized by idea, not by a cap (issue 32): this is only the bound past which a
+# module surely holds two ideas, the one ../shared/tools/structure_check.py uses too.
+MAX_LINES = 900
 MAX_IMPORTS_IN_FUNCTIONS = 15
 
 

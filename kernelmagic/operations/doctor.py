@@ -21,7 +21,7 @@ from kernelmagic.domain.policy import DEFAULT_POLICY
 from kernelmagic.domain.provenance import scan_root_of
 from kernelmagic.domain.trust import TRUST_ADVICE, checked_paths, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations import launching, remote
+from kernelmagic.operations import launching, remote, remote_batch
 from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, TRUST, Option, option, seconds
 from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, history, ipykernel_specs, lookups
@@ -156,7 +156,7 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
             Problem(
                 kind, message, value, fix=f"remote SRC {info.name} --engine slurm ... --replace"
             )
-            for kind, message, value in remote.batch_problems(name, config)
+            for kind, message, value in remote_batch.batch_problems(name, config)
         ]
     if config:
         try:

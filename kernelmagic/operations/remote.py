@@ -1,5 +1,5 @@
 """Kernels beyond one machine: kernel provisioners, and remote specs that carry a captured
-environment (SSH hosts, Kubernetes pods, Docker containers).
+environment (SSH hosts, Kubernetes pods, Docker containers; batch jobs: ``remote_batch``).
 
 kernelmagic writes no launcher: Jupyter starts a spec through the provisioner named in
 ``metadata.kernel_provisioner``, and gateway_provisioners (optional: ``kernelmagic[remote]``)
@@ -29,6 +29,7 @@ from kernelmagic.domain.provenance import Provenance, Source
 from kernelmagic.domain.shell_syntax import parse_json_assignments
 from kernelmagic.domain.shells import failure_lines
 from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.operations import remote_batch
 from kernelmagic.operations.options import (
     DRY_RUN,
     LOCATION_OPTIONS,
@@ -50,11 +51,6 @@ ENGINES = {
     "kubernetes": ("jupyter-k8s-spec", "kubernetes-provisioner"),
     "docker": ("jupyter-docker-spec", "docker-provisioner"),
 }
-# engine -> kernelmagic's own provisioner that starts kernels as jobs of that scheduler; its
-# options (the scheduler's own words) become the provisioner's config. PBS, LSF and Flux
-# would each be a kernelmagic.batch.provisioner.BatchScheduler and a line here.
-BATCH_ENGINES = {engine: name for name, engine in checks.BATCH_PROVISIONERS.items()}
-BATCH_FIELDS = ("partition", "time", "cpus", "mem", "gres", "account", "qos", "nodes")
 REMOTE_EXTRA = "pip install 'kernelmagic[remote]' (or: pip install gateway-provisioners)"
 PREREQUISITES = {
     "ssh": (
@@ -70,30 +66,8 @@ PREREQUISITES = {
         "a kubeconfig or in-cluster service account allowed to create pods."
     ),
     "docker": "A kernel image ({image}) and a Docker engine this machine can reach.",
-    "slurm": (
-        "srun, squeue and scancel on PATH wherever Jupyter runs (the login node or the hub's "
-        "host); on the compute nodes the same interpreter path ({python}) with ipykernel. "
-        "Nodes must reach this host's address (the job's SLURM_SUBMIT_HOST) on the ports the "
-        "kernel picks; a job that waits in the queue longer than launch_timeout (300 s; "
-        "--provisioner-config launch_timeout=N) is cancelled with its state and reason."
-    ),
+    **remote_batch.PREREQUISITES,
 }
-
-# Slurm's --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
-# days-hours:minutes, days-hours:minutes:seconds, or no limit.
-_SLURM_TIME = re.compile(
-    r"\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE", re.IGNORECASE
-)
-
-
-def slurm_time_problem(value: str) -> str | None:
-    """Why ``value`` is not a Slurm time limit, or None if it is one."""
-    if _SLURM_TIME.fullmatch(value.strip()):
-        return None
-    return (
-        f"--time {value!r} is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, "
-        "D-HH:MM or D-HH:MM:SS)"
-    )
 
 
 @dataclass
@@ -301,51 +275,11 @@ def _installer(engine: str) -> str:
     return found
 
 
-def _absolute_interpreter(info: discovery.SpecInfo) -> str:
-    argv = info.spec.get("argv") or []
-    if not argv:
-        raise InvalidInput(f"'{info.name}' has an empty argv: no interpreter to carry over")
-    program = argv[0]
-    if not os.path.isabs(program):
-        found = shutil.which(program)
-        if not found:
-            raise InvalidInput(
-                f"'{info.name}' starts '{program}', which is not on PATH here; give it an "
-                "absolute interpreter path first (patch its argv)"
-            )
-        program = found
-    return program
-
-
 ENGINE = option(
     "--engine",
-    choices=(*ENGINES, *BATCH_ENGINES),
+    choices=(*ENGINES, *remote_batch.BATCH_ENGINES),
     required=True,
     help="where the kernel runs: SSH hosts, Kubernetes pods, Docker containers, or a Slurm job",
-)
-BATCH_OPTIONS = (
-    option("--partition", metavar="PARTITION", help="slurm: the partition to submit to"),
-    option("--time", metavar="LIMIT", help="slurm: the job's time limit, e.g. 04:00:00"),
-    option("--cpus", type=int, metavar="N", help="slurm: CPUs for the kernel (--cpus-per-task)"),
-    option("--mem", metavar="SIZE", help="slurm: memory for the job, e.g. 8G"),
-    option("--gres", metavar="LIST", help="slurm: generic resources, e.g. gpu:1"),
-    option("--account", metavar="ACCOUNT", help="slurm: the account charged"),
-    option("--qos", metavar="QOS", help="slurm: the quality of service"),
-    option("--nodes", type=int, metavar="1", help="slurm: nodes (a kernel is one process: 1)"),
-    option(
-        "--sbatch-option",
-        dest="sbatch_options",
-        action="append",
-        default=[],
-        metavar="OPTION",
-        help="slurm: any other option of srun/sbatch, e.g. --sbatch-option=--constraint=a100 "
-        "(repeatable)",
-    ),
-    option(
-        "--allocation",
-        metavar="JOBID",
-        help="slurm: run the kernel as a step of this allocation (salloc --no-shell)",
-    ),
 )
 HOST = option(
     "--host",
@@ -375,7 +309,7 @@ class RemoteRequest:
         "carrying over SRC's interpreter, env and display name."
     )
     OPTIONS: ClassVar[tuple[Option, ...]] = (
-        SOURCE_SPEC, NEW_NAME, ENGINE, HOST, IMAGE, *BATCH_OPTIONS, PROVISIONER_CONFIG,
+        SOURCE_SPEC, NEW_NAME, ENGINE, HOST, IMAGE, *remote_batch.BATCH_OPTIONS, PROVISIONER_CONFIG,
         *LOCATION_OPTIONS, REPLACE, DRY_RUN,
     )  # fmt: skip
 
@@ -397,10 +331,13 @@ class RemoteRequest:
         object.__setattr__(self, "hosts", tuple(self.hosts))
         job = {key: value for key, value in self.job.items() if value not in (None, "", [], ())}
         object.__setattr__(self, "job", job)
-        if self.engine not in ENGINES and self.engine not in BATCH_ENGINES:
-            raise InvalidInput(f"--engine must be one of {', '.join([*ENGINES, *BATCH_ENGINES])}")
-        if self.engine in BATCH_ENGINES:
-            self._check_job()
+        engines = [*ENGINES, *remote_batch.BATCH_ENGINES]
+        if self.engine not in engines:
+            raise InvalidInput(f"--engine must be one of {', '.join(engines)}")
+        if self.engine in remote_batch.BATCH_ENGINES:
+            if self.hosts or self.image:
+                raise InvalidInput(f"--engine {self.engine} takes no --host or --image")
+            remote_batch.check_job(self.engine, job)
             return
         if job:
             flags = ", ".join(
@@ -412,37 +349,11 @@ class RemoteRequest:
         if self.engine != "ssh" and not self.image:
             raise InvalidInput(f"--engine {self.engine} needs --image IMAGE")
 
-    def _check_job(self) -> None:
-        if self.hosts or self.image:
-            raise InvalidInput(f"--engine {self.engine} takes no --host or --image")
-        job = self.job
-        unknown = set(job) - {*BATCH_FIELDS, "sbatch_options", "allocation"}
-        if unknown:
-            raise InvalidInput(f"unknown job option(s): {', '.join(sorted(unknown))}")
-        if job.get("nodes", 1) != 1:
-            raise InvalidInput("--nodes must be 1: a kernel is one process on one node")
-        if "time" in job and slurm_time_problem(str(job["time"])):
-            raise InvalidInput(str(slurm_time_problem(str(job["time"]))))
-        if "cpus" in job and int(job["cpus"]) < 1:
-            raise InvalidInput("--cpus must be at least 1")
-        if job.get("allocation"):
-            if not re.fullmatch(r"\d+", str(job["allocation"])):
-                raise InvalidInput(f"--allocation {job['allocation']!r} is not a job id")
-            clash = sorted(set(job) & {"partition", "time", "account", "qos", "nodes"})
-            if clash:
-                raise InvalidInput(
-                    f"--allocation runs in that job's partition and time; drop "
-                    f"{', '.join('--' + key for key in clash)}"
-                )
-        for extra in job.get("sbatch_options", ()):
-            if not str(extra).startswith("-"):
-                raise InvalidInput(f"--sbatch-option {extra!r} is not an option (--name=value)")
-
     @classmethod
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> RemoteRequest:
-        job = {key: getattr(ns, key, None) for key in (*BATCH_FIELDS, "allocation")}
+        job = {key: getattr(ns, key, None) for key in (*remote_batch.BATCH_FIELDS, "allocation")}
         job["sbatch_options"] = list(getattr(ns, "sbatch_options", None) or [])
         return cls(
             ns.source,
@@ -484,15 +395,22 @@ def make_remote_spec(request: RemoteRequest) -> tuple[transactions.Change, str]:
     source = discovery.get_spec(request.source)
     if source.problems and not source.visible:
         raise KernelmagicError(f"cannot use '{source.name}': {source.problems[0]}")
-    if request.engine in BATCH_ENGINES:
-        return _make_batch_spec(request, source)
+    if request.engine in remote_batch.BATCH_ENGINES:
+        config = {key: value for key, value in request.job.items() if key != "nodes"}
+        config.update(request.config)
+        check_config(remote_batch.BATCH_ENGINES[request.engine], config)
+        return remote_batch.make_batch_spec(
+            source, engine=request.engine, name=name, kernels_dir=request.kernels_dir,
+            config=config, policy=request.policy, replace=request.replace,
+            dry_run=request.dry_run,
+        )  # fmt: skip
     env = dict(source.env)
     if request.engine == "ssh":
         check_remote_env(env)
     installer = _installer(request.engine)
     provisioner = ENGINES[request.engine][1]
     check_config(provisioner, request.config)
-    python = _absolute_interpreter(source) if request.engine == "ssh" else None
+    python = remote_batch.absolute_interpreter(source) if request.engine == "ssh" else None
     policy = request.policy.joined(recorded_policy(source.spec))
 
     slot = transactions.reserve(
@@ -540,94 +458,3 @@ def make_remote_spec(request: RemoteRequest) -> tuple[transactions.Change, str]:
         python=python, image=request.image, user=os.environ.get("GP_REMOTE_USER") or getuser()
     )
     return change, hint
-
-
-def _make_batch_spec(
-    request: RemoteRequest, source: discovery.SpecInfo
-) -> tuple[transactions.Change, str]:
-    """NEW: SRC's argv, env and files, started by kernelmagic's batch provisioner with the
-    request's job options (no installer: the job runs SRC's own command)."""
-    provisioner = BATCH_ENGINES[request.engine]
-    if checks.provisioner_name(source.spec) not in (None, "local-provisioner"):
-        raise InvalidInput(
-            f"'{source.name}' already starts through {checks.provisioner_name(source.spec)}; "
-            "give a local spec as SRC"
-        )
-    argv = list(source.spec.get("argv") or [])
-    if not any("{connection_file}" in arg for arg in argv):
-        raise InvalidInput(f"'{source.name}' has no {{connection_file}} in its argv")
-    python = _absolute_interpreter(source)
-    argv[0] = python
-    config = {key: value for key, value in request.job.items() if key != "nodes"}
-    check_config(provisioner, {**config, **request.config})
-    policy = request.policy.joined(recorded_policy(source.spec))
-    spec = {key: value for key, value in source.spec.items() if key != "metadata"}
-    spec["argv"] = argv
-    metadata = {k: v for k, v in (source.spec.get("metadata") or {}).items() if k != "kernelmagic"}
-    metadata["kernel_provisioner"] = {
-        "provisioner_name": provisioner,
-        "config": {**config, **request.config},
-    }
-    spec["metadata"] = metadata
-    record = Provenance.of_spec(source.spec)
-    renamed = record.display_name_for(source.spec, source.name, request.name) if record else None
-    spec["display_name"] = renamed or f"{source.display_name or source.name} ({request.engine})"
-    Provenance(
-        Source("remote"),
-        remote_from=source.name,
-        engine=request.engine,
-        extra_secrets=policy.extra_secrets,
-        extra_noise=policy.extra_noise,
-        version=__version__,
-        generated_display_name=renamed,
-    ).write_into(spec)
-    slot = transactions.reserve(
-        request.kernels_dir, request.name, replace=request.replace, dry_run=request.dry_run
-    )
-    change = slot.write("installed", spec, transactions.copy_files(source.resource_dir), policy)
-    return change, PREREQUISITES[request.engine].format(python=python)
-
-
-def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(kind, message, value) for what keeps a batch spec from starting here: the
-    scheduler's commands missing from PATH, a partition the cluster does not have, a time
-    limit the scheduler would refuse. Asks the scheduler (``sinfo``) only for partitions."""
-    engine = checks.BATCH_PROVISIONERS[provisioner]
-    commands = ("srun", "squeue", "scancel", "sinfo")
-    missing = [command for command in commands if shutil.which(command) is None]
-    if missing:
-        return [
-            (
-                "scheduler-missing",
-                f"{engine}: {', '.join(missing)} not on PATH here, so Jupyter cannot submit "
-                "this kernel (run Jupyter where the scheduler's commands are: a login node)",
-                missing[0],
-            )
-        ]
-    found = []
-    limit = config.get("time")
-    if isinstance(limit, str) and slurm_time_problem(limit):
-        found.append(("bad-time-limit", str(slurm_time_problem(limit)), limit))
-    partition = config.get("partition")
-    if isinstance(partition, str) and partition:
-        try:
-            listed = subprocess.run(
-                ["sinfo", "--noheader", "--format=%R"],
-                capture_output=True,
-                text=True,
-                timeout=20,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            listed = None
-        names = set(listed.stdout.split()) if listed and listed.returncode == 0 else None
-        if names is not None and partition not in names:
-            found.append(
-                (
-                    "unknown-partition",
-                    f"{engine}: no partition '{partition}' (sinfo lists: "
-                    f"{', '.join(sorted(names)) or 'none'})",
-                    partition,
-                )
-            )
-    return found

@@ -1,0 +1,207 @@
+"""``remote SRC NEW --engine slurm``: kernels that run as batch jobs, through kernelmagic's own
+provisioner (``kernelmagic.batch``), with the scheduler's own words as options.
+
+No installer runs: the job runs SRC's own command, and the options become the provisioner's
+config. PBS, LSF and Flux would each be a ``kernelmagic.batch.provisioner.BatchScheduler``
+and an entry of ``checks.BATCH_PROVISIONERS``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+from kernelmagic.domain import checks
+from kernelmagic.domain.policy import EnvPolicy, recorded_policy
+from kernelmagic.domain.provenance import Provenance, Source
+from kernelmagic.errors import InvalidInput
+from kernelmagic.operations.options import option
+from kernelmagic.storage import discovery, transactions
+from kernelmagic.version import __version__
+
+# engine -> the provisioner that starts kernels as jobs of that scheduler
+BATCH_ENGINES = {engine: name for name, engine in checks.BATCH_PROVISIONERS.items()}
+BATCH_FIELDS = ("partition", "time", "cpus", "mem", "gres", "account", "qos", "nodes")
+PREREQUISITES = {
+    "slurm": (
+        "srun, squeue and scancel on PATH wherever Jupyter runs (the login node or the hub's "
+        "host); on the compute nodes the same interpreter path ({python}) with ipykernel. "
+        "Nodes must reach this host's address (the job's SLURM_SUBMIT_HOST) on the ports the "
+        "kernel picks; a job that waits in the queue longer than launch_timeout (300 s; "
+        "--provisioner-config launch_timeout=N) is cancelled with its state and reason."
+    ),
+}
+
+BATCH_OPTIONS = (
+    option("--partition", metavar="PARTITION", help="slurm: the partition to submit to"),
+    option("--time", metavar="LIMIT", help="slurm: the job's time limit, e.g. 04:00:00"),
+    option("--cpus", type=int, metavar="N", help="slurm: CPUs for the kernel (--cpus-per-task)"),
+    option("--mem", metavar="SIZE", help="slurm: memory for the job, e.g. 8G"),
+    option("--gres", metavar="LIST", help="slurm: generic resources, e.g. gpu:1"),
+    option("--account", metavar="ACCOUNT", help="slurm: the account charged"),
+    option("--qos", metavar="QOS", help="slurm: the quality of service"),
+    option("--nodes", type=int, metavar="1", help="slurm: nodes (a kernel is one process: 1)"),
+    option(
+        "--sbatch-option",
+        dest="sbatch_options",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="slurm: any other option of srun/sbatch, e.g. --sbatch-option=--constraint=a100 "
+        "(repeatable)",
+    ),
+    option(
+        "--allocation",
+        metavar="JOBID",
+        help="slurm: run the kernel as a step of this allocation (salloc --no-shell)",
+    ),
+)
+
+# Slurm's --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
+# days-hours:minutes, days-hours:minutes:seconds, or no limit.
+_SLURM_TIME = re.compile(
+    r"\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE", re.IGNORECASE
+)
+
+
+def slurm_time_problem(value: str) -> str | None:
+    """Why ``value`` is not a Slurm time limit, or None if it is one."""
+    if _SLURM_TIME.fullmatch(value.strip()):
+        return None
+    return (
+        f"--time {value!r} is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, "
+        "D-HH:MM or D-HH:MM:SS)"
+    )
+
+
+def check_job(engine: str, job: Mapping[str, Any]) -> None:
+    """Refuse job options the scheduler would refuse or that cannot go together (the
+    request's constructor calls this, so Python refuses what the CLI does)."""
+    unknown = set(job) - {*BATCH_FIELDS, "sbatch_options", "allocation"}
+    if unknown:
+        raise InvalidInput(f"unknown job option(s): {', '.join(sorted(unknown))}")
+    if job.get("nodes", 1) != 1:
+        raise InvalidInput("--nodes must be 1: a kernel is one process on one node")
+    time_problem = slurm_time_problem(str(job["time"])) if "time" in job else None
+    if time_problem:
+        raise InvalidInput(time_problem)
+    if "cpus" in job and int(job["cpus"]) < 1:
+        raise InvalidInput("--cpus must be at least 1")
+    if job.get("allocation"):
+        if not re.fullmatch(r"\d+", str(job["allocation"])):
+            raise InvalidInput(f"--allocation {job['allocation']!r} is not a job id")
+        clash = sorted(set(job) & {"partition", "time", "account", "qos", "nodes"})
+        if clash:
+            raise InvalidInput(
+                f"--allocation runs in that job's partition and time; drop "
+                f"{', '.join('--' + key for key in clash)}"
+            )
+    for extra in job.get("sbatch_options", ()):
+        if not str(extra).startswith("-"):
+            raise InvalidInput(f"--sbatch-option {extra!r} is not an option (--name=value)")
+
+
+def absolute_interpreter(info: discovery.SpecInfo) -> str:
+    """The spec's program as an absolute path (a bare name looked up on PATH here)."""
+    argv = info.spec.get("argv") or []
+    if not argv:
+        raise InvalidInput(f"'{info.name}' has an empty argv: no interpreter to carry over")
+    program = argv[0]
+    if not os.path.isabs(program):
+        found = shutil.which(program)
+        if not found:
+            raise InvalidInput(
+                f"'{info.name}' starts '{program}', which is not on PATH here; give it an "
+                "absolute interpreter path first (patch its argv)"
+            )
+        program = found
+    return program
+
+
+def make_batch_spec(
+    source: discovery.SpecInfo, *, engine: str, name: str, kernels_dir: str,
+    config: Mapping[str, Any], policy: EnvPolicy, replace: bool, dry_run: bool,
+) -> tuple[transactions.Change, str]:  # fmt: skip
+    """NEW: SRC's argv, env and files, started by the batch provisioner with ``config`` (the
+    job options and the provisioner's own). Returns the change and the prerequisites to say."""
+    provisioner = BATCH_ENGINES[engine]
+    if checks.provisioner_name(source.spec) not in (None, "local-provisioner"):
+        raise InvalidInput(
+            f"'{source.name}' already starts through {checks.provisioner_name(source.spec)}; "
+            "give a local spec as SRC"
+        )
+    argv = list(source.spec.get("argv") or [])
+    if not any("{connection_file}" in arg for arg in argv):
+        raise InvalidInput(f"'{source.name}' has no {{connection_file}} in its argv")
+    python = absolute_interpreter(source)
+    argv[0] = python
+    policy = policy.joined(recorded_policy(source.spec))
+    spec = {key: value for key, value in source.spec.items() if key != "metadata"}
+    spec["argv"] = argv
+    metadata = {k: v for k, v in (source.spec.get("metadata") or {}).items() if k != "kernelmagic"}
+    metadata["kernel_provisioner"] = {"provisioner_name": provisioner, "config": dict(config)}
+    spec["metadata"] = metadata
+    record = Provenance.of_spec(source.spec)
+    renamed = record.display_name_for(source.spec, source.name, name) if record else None
+    spec["display_name"] = renamed or f"{source.display_name or source.name} ({engine})"
+    Provenance(
+        Source("remote"),
+        remote_from=source.name,
+        engine=engine,
+        extra_secrets=policy.extra_secrets,
+        extra_noise=policy.extra_noise,
+        version=__version__,
+        generated_display_name=renamed,
+    ).write_into(spec)
+    slot = transactions.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
+    change = slot.write("installed", spec, transactions.copy_files(source.resource_dir), policy)
+    return change, PREREQUISITES[engine].format(python=python)
+
+
+def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(kind, message, value) for what keeps a batch spec from starting here: the
+    scheduler's commands missing from PATH, a partition the cluster does not have, a time
+    limit the scheduler would refuse. Asks the scheduler (``sinfo``) only for partitions."""
+    engine = checks.BATCH_PROVISIONERS[provisioner]
+    commands = ("srun", "squeue", "scancel", "sinfo")
+    missing = [command for command in commands if shutil.which(command) is None]
+    if missing:
+        return [
+            (
+                "scheduler-missing",
+                f"{engine}: {', '.join(missing)} not on PATH here, so Jupyter cannot submit "
+                "this kernel (run Jupyter where the scheduler's commands are: a login node)",
+                missing[0],
+            )
+        ]
+    found = []
+    limit = config.get("time")
+    if isinstance(limit, str) and slurm_time_problem(limit):
+        found.append(("bad-time-limit", str(slurm_time_problem(limit)), limit))
+    partition = config.get("partition")
+    if isinstance(partition, str) and partition:
+        try:
+            listed = subprocess.run(
+                ["sinfo", "--noheader", "--format=%R"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            listed = None
+        names = set(listed.stdout.split()) if listed and listed.returncode == 0 else None
+        if names is not None and partition not in names:
+            found.append(
+                (
+                    "unknown-partition",
+                    f"{engine}: no partition '{partition}' (sinfo lists: "
+                    f"{', '.join(sorted(names)) or 'none'})",
+                    partition,
+                )
+            )
+    return found
