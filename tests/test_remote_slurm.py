@@ -22,7 +22,7 @@ import pytest
 from helpers import write_spec
 
 from kernelmagic.frontends.cli import main
-from kernelmagic.operations import doctor, remote
+from kernelmagic.operations import doctor, remote_batch
 
 pytest_plugins = ("slurm_cluster",)
 
@@ -374,7 +374,7 @@ def test_the_submit_command_carries_the_options_and_not_the_callers_job():
 def remote_slurm_scheduler():
     from kernelmagic.batch.provisioner import Slurm
 
-    assert remote.BATCH_ENGINES["slurm"] == "kernelmagic-slurm-provisioner"
+    assert remote_batch.BATCH_ENGINES["slurm"] == "kernelmagic-slurm-provisioner"
     return Slurm()
 
 
