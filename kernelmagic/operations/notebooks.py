@@ -187,11 +187,11 @@ def _clear_best(matches: list[Match]) -> Match | None:
 def examine(path: str, specs: list[discovery.SpecInfo]) -> NotebookReport:
     report = NotebookReport(path)
     try:
-        _, notebook = notebook_files.read(path)
+        _, metadata = notebook_files.read(path)
     except InvalidInput as exc:
         report.state, report.reason = "unreadable", str(exc)
         return report
-    report.wanted = notebook_files.kernelspec_of(notebook)
+    report.wanted = notebook_files.kernelspec_of(metadata)
     name = report.wanted.get("name", "")
     by_name = {info.name: info for info in specs}
     info = by_name.get(name.lower()) if name else None
@@ -229,20 +229,30 @@ def fix(report: NotebookReport, choice: str, *, rewrite: bool, dry_run: bool) ->
         chosen = discovery.get_spec(best.name)
     missing = report.wanted.get("name", "")
     report.dry_run = dry_run
-    if rewrite or not missing or not is_valid_kernel_name(missing.lower()):
+    if not rewrite and not (missing and is_valid_kernel_name(missing.lower())):
+        # No alias can carry this name, and the notebook changes only when asked.
+        named = f"'{missing}', no valid spec name" if missing else "no kernel"
+        report.reason = (
+            f"the notebook names {named}, so no alias can fix it; "
+            f"--fix {chosen.name} --rewrite names {chosen.name} in the notebook"
+        )
+        return
+    if rewrite:
         kernelspec = {
             "name": chosen.name,
             "display_name": chosen.display_name,
             "language": chosen.language,
         }
-        text, _ = notebook_files.read(report.path)
-        if not dry_run:
-            backup = notebook_files.write_with_backup(
-                report.path, notebook_files.with_kernelspec(text, kernelspec)
-            )
-            report.fixed = f"now names {chosen.name} (the old file is {backup})"
-        else:
-            report.fixed = f"would name {chosen.name}"
+        try:
+            if not dry_run:
+                backup = notebook_files.rewrite_kernelspec(report.path, kernelspec)
+                report.fixed = f"now names {chosen.name} (the old file is {backup})"
+            else:
+                text = notebook_files.read(report.path)[0]
+                notebook_files.with_kernelspec(text, kernelspec, report.path)
+                report.fixed = f"would name {chosen.name}"
+        except InvalidInput as exc:  # the other notebooks of a dir are still fixed
+            report.reason = f"not rewritten: {exc}"
         return
     change = edit.clone(edit.CloneRequest(chosen.name, missing.lower(), dry_run=dry_run))
     verb = "would start" if dry_run else "starts"
