@@ -4,10 +4,19 @@ it. The multi-user ones run as two real users made with ``useradd`` (root only).
 
 from __future__ import annotations
 
+import grp
+import itertools
 import json
+import os
+import pwd
+import random
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import nbformat
@@ -15,7 +24,10 @@ import pytest
 from conftest import FIGURES
 from helpers import write_spec
 
+from kernelmagic import specs
+from kernelmagic.domain.shell_syntax import EnvChanges
 from kernelmagic.frontends.cli import main
+from kernelmagic.storage import atomic
 
 KERNEL = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 ELSEWHERE = {"name": "gone", "display_name": "Gone", "language": "python"}
@@ -86,7 +98,10 @@ def test_15_a_rewrite_copies_no_id_bits_and_no_world_write(plain, tmp_path, caps
 
 _SWAP_MID_REWRITE = textwrap.dedent("""\
     import os, sys
-    from kernelmagic.frontends.cli import main
+    from kernelmagic import specs
+from kernelmagic.domain.shell_syntax import EnvChanges
+from kernelmagic.frontends.cli import main
+from kernelmagic.storage import atomic
     from kernelmagic.storage import notebook_files
     path, how = sys.argv[1], sys.argv[2]
     real = notebook_files.with_kernelspec
@@ -197,3 +212,176 @@ def test_16_a_duplicate_metadata_key_is_not_reported_fixed(plain, tmp_path, caps
     assert "2 'metadata' members" in out and "fixed" not in out.splitlines()[1].split()[2]
     assert notebook.read_text() == text
     assert json.loads(notebook.read_text())["metadata"]["kernelspec"]["name"] == "gone"
+
+
+# --- 12: a team kernel, maintained by every member of its group ------------------------------
+
+TEAM = "km34team"
+MEMBERS = ("km34ann", "km34bob")
+
+
+@pytest.fixture(scope="module")
+def team():
+    """Two real users in one group, made for the test with useradd (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make two users with useradd")
+    if shutil.which("useradd") is None:
+        pytest.skip("no useradd here to make two users")
+    made = []
+    if subprocess.run(["getent", "group", TEAM], capture_output=True).returncode != 0:
+        subprocess.run(["groupadd", TEAM], check=True)
+        made.append(("groupdel", TEAM))
+    for user in MEMBERS:
+        if subprocess.run(["id", user], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "--no-create-home", "--user-group", "-G", TEAM, user],
+                           check=True)  # fmt: skip
+            made.insert(0, ("userdel", user))
+    yield {user: pwd.getpwnam(user) for user in MEMBERS}, grp.getgrnam(TEAM).gr_gid
+    for command, name in made:
+        subprocess.run([command, name], capture_output=True)
+
+
+@pytest.fixture
+def project(team):
+    """A cluster project space: root:TEAM 2775, reachable by both members."""
+    base = Path(tempfile.mkdtemp(prefix="kernelmagic-team-"))
+    base.chmod(0o755)
+    shared = base / "project"
+    shared.mkdir()
+    os.chown(shared, 0, team[1])
+    shared.chmod(0o2775)
+    yield shared
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _as_member(user: pwd.struct_passwd, team_gid: int, shared: Path, work) -> int:
+    """Fork a child that becomes ``user`` (in the team, umask 002, as members set it) and
+    runs ``work()``; its exit status is what ``work`` returns. Returns the child's pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # pragma: no cover - the child
+        os.setgroups([team_gid])
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
+        os.umask(0o002)
+        home = shared.parent / f"home-{user.pw_name}"
+        os.environ.update(HOME=str(home), JUPYTER_DATA_DIR=str(home / "data"),
+                          JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+                          JUPYTER_PATH=str(shared / "share" / "jupyter"),
+                          JUPYTER_PREFER_ENV_PATH="0")  # fmt: skip
+        os._exit(work())
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        os._exit(99)
+
+
+def _run_as(members, user: str, shared: Path, *argv: str) -> tuple[int, str]:
+    """``kernelmagic ARGV`` as ``user``: its exit status and what it said on stderr."""
+    users, team_gid = members
+    errors = shared.parent / f"stderr-{os.getpid()}"
+
+    def work() -> int:
+        with open(errors, "w") as err, open(err.fileno(), "w", closefd=False) as stream:
+            sys.stderr = stream
+            status = main(list(argv))
+            stream.flush()
+            return status
+
+    home = shared.parent / f"home-{user}"
+    home.mkdir(exist_ok=True)
+    os.chown(home, users[user].pw_uid, users[user].pw_gid)
+    errors.touch()
+    errors.chmod(0o666)
+    _, status = os.waitpid(_as_member(users[user], team_gid, shared, work), 0)
+    said = errors.read_text()
+    errors.unlink()
+    return os.waitstatus_to_exitcode(status), said
+
+
+def test_12_every_member_edits_patches_undoes_and_removes_a_team_kernel(team, project):
+    ann, bob = MEMBERS
+    where = ["--prefix", str(project), "--group", TEAM]
+    kernels = project / "share" / "jupyter" / "kernels"
+    for name in ("t2", "t3"):
+        status, err = _run_as(team, ann, project, "install", name, "--capture", "none", *where)
+        assert status == 0, err
+    status, err = _run_as(team, ann, project, "remove", "t3")  # ann's removal comes first
+    assert status == 0, err
+    for argv in (["env", "-k", "t2", "X=1"], ["patch", "t2", "--display-name", "Team"],
+                 ["patch", "t2", "--undo"], ["env", "-k", "t2", "Y=2"]):  # fmt: skip
+        status, err = _run_as(team, bob, project, *argv)
+        assert status == 0, (argv, err)
+    status, err = _run_as(team, ann, project, "env", "-k", "t2", "Z=3")
+    assert status == 0, err
+    spec = json.loads((kernels / "t2" / "kernel.json").read_text())
+    assert spec["env"] == {"X": "1", "Y": "2", "Z": "3"}
+    assert spec["display_name"] != "Team"  # bob's undo held
+    status, err = _run_as(team, bob, project, "remove", "t2")
+    assert status == 0, err
+    removed = kernels / ".kernelmagic-removed"
+    assert sorted(p.name for p in removed.iterdir()) == ["t2", "t3"]
+    assert removed.stat().st_mode & 0o7777 == 0o2770  # the group's, nobody else's
+    assert (kernels / ".t2.lock").stat().st_mode & 0o777 == 0o644
+
+
+def _writer(prefix: str):
+    """A member's writer: adds PREFIX_0, PREFIX_1, ... to the team spec, one write each,
+    until killed."""
+
+    def work() -> int:
+        for i in itertools.count():
+            specs.patch_spec("team", specs.SpecEdit(env=EnvChanges({f"{prefix}_{i}": "x" * 500})))
+        return 0  # pragma: no cover - killed first
+
+    return work
+
+
+def test_12_two_members_write_one_team_spec_concurrently_with_kills(team, project):
+    users, team_gid = team
+    status, err = _run_as(team, MEMBERS[0], project, "install", "team", "--capture", "none",
+                          "--prefix", str(project), "--group", TEAM)  # fmt: skip
+    assert status == 0, err
+    spec_dir = project / "share" / "jupyter" / "kernels" / "team"
+    kernel_json = spec_dir / "kernel.json"
+    writers, rounds = 3, 8
+    rng = random.Random(20261203)
+    kills = reads = 0
+    prefixes = []
+    for round_ in range(rounds):
+        pids = []
+        for user in MEMBERS:
+            for w in range(writers):
+                prefixes.append(f"{user.upper()}_W{w}_R{round_}")
+                pids.append(_as_member(users[user], team_gid, project, _writer(prefixes[-1])))
+        deadline = time.monotonic() + rng.uniform(1.0, 2.0)
+        while time.monotonic() < deadline:
+            json.loads(kernel_json.read_text())  # never torn, never empty
+            reads += 1
+            time.sleep(0.005)  # leave the two cores to the writers
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            _, status = os.waitpid(pid, 0)
+            assert os.WIFSIGNALED(status), f"a writer ended by itself: {status}"  # no error
+            kills += 1
+    for user in MEMBERS:  # the next write of each member cleans what killed writers left
+        status, err = _run_as(team, user, project, "env", "-k", "team", f"LAST_{user}=1")
+        assert status == 0, err
+    env = json.loads(kernel_json.read_text())["env"]
+    kept = 0
+    for prefix in prefixes:
+        numbers = sorted(int(k.rsplit("_", 1)[1]) for k in env if k.startswith(prefix + "_"))
+        assert numbers == list(range(len(numbers))), f"{prefix}: a completed write was lost"
+        kept += len(numbers)
+    for user in MEMBERS:
+        assert any(k.startswith(user.upper()) for k in env), f"{user} wrote nothing"
+    leftovers = [p.name for p in spec_dir.iterdir() if p.name.endswith(atomic.TEMP_SUFFIX)]
+    assert leftovers == []
+    assert not [p for p in spec_dir.parent.iterdir() if p.name.startswith(".kernelmagic-team+")]
+    FIGURES.append(
+        f"team spec, 2 members x {writers} writers x {rounds} rounds: {kills} SIGKILLs, "
+        f"{kept} writes kept in order, 0 lost, {reads} reads all whole JSON, no temp files"
+    )

@@ -66,10 +66,8 @@ def exclusive_lock(lock_path: str | os.PathLike[str]) -> Iterator[None]:
     The lock file itself is never deleted: removing it while another process waits on it
     would let two writers in at once.
     """
-    # O_NOFOLLOW: a planted symlink must not make us create or lock a file elsewhere.
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(lock_path, flags, 0o644)
+        fd = _open_lock_file(os.fspath(lock_path))
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
@@ -85,6 +83,29 @@ def exclusive_lock(lock_path: str | os.PathLike[str]) -> Iterator[None]:
             _unlock_fd(fd)
     finally:
         os.close(fd)
+
+
+# O_NOFOLLOW: a planted symlink must not make us create or lock a file elsewhere.
+_LOCK_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# flock needs no write access, so a lock file another member of a group made is as good as
+# one's own; Windows' byte-range locks do.
+_LOCK_ACCESS = os.O_RDWR if sys.platform == "win32" else os.O_RDONLY
+
+
+def _open_lock_file(lock_path: str) -> int:
+    """The lock file opened for locking: made readable by all if this call creates it
+    (an empty file tells nobody anything, and every member of a group must open it)."""
+    try:
+        fd = os.open(lock_path, _LOCK_ACCESS | os.O_CREAT | os.O_EXCL | _LOCK_FLAGS, 0o600)
+    except FileExistsError:
+        return os.open(lock_path, _LOCK_ACCESS | _LOCK_FLAGS)
+    try:
+        if hasattr(os, "fchmod"):  # POSIX
+            os.fchmod(fd, 0o644)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h

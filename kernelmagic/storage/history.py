@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
@@ -103,7 +104,7 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
         kept = removed_copy(path)
         with writing(path, "ask the owner of that directory to remove it"):
             with atomic.exclusive_lock(lock_path(kernels_dir, dirname)):
-                os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
+                _make_removed_dir(os.path.dirname(kept), kernels_dir)
                 older = work_dir(kernels_dir, dirname.lower())
                 with contextlib.suppress(FileNotFoundError):
                     os.rename(kept, os.path.join(older, "older-removed"))
@@ -111,3 +112,19 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
                 os.rename(path, kept)
             shutil.rmtree(older, ignore_errors=True)
     return targets
+
+
+def _make_removed_dir(path: str, kernels_dir: str) -> None:
+    """The dir of removed specs, usable by whoever may change the kernels dir it is in (a
+    team's group dir: every member removes into it), by nobody else."""
+    group_bits = stat.S_IMODE(os.stat(kernels_dir).st_mode) & 0o070
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise KernelmagicError(f"{path} is not a directory; remove it")
+    mode = stat.S_IMODE(info.st_mode)
+    wanted = 0o700 | group_bits | (stat.S_ISGID if group_bits else 0)
+    # Left as it is when it is another member's: they gave it the same bits.
+    if info.st_uid == os.geteuid() and mode != wanted:
+        os.chmod(path, wanted)
