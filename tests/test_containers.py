@@ -502,3 +502,69 @@ def test_a_malformed_container_record_is_not_believed(user_kernels, capsys, reco
     assert _spec(user_kernels, "odd")["argv"] == argv
     main(["doctor", "odd"])
     assert "Traceback" not in capsys.readouterr().err
+
+
+# --- issue 34: no value in ch-run's argv; the wrapper's variables are not the spec's -------
+
+RECORDING_CH_RUN = """#!/bin/sh
+# ch-run as it is, its command line recorded first (what /proc/PID/cmdline shows everyone)
+printf '%s\\0' "$@" > "$KM_RECORD"
+exec /usr/bin/ch-run "$@"
+"""
+
+
+def test_charliecloud_values_never_appear_on_ch_runs_command_line(
+    charliecloud_image, runtime_dir_outside_binds, user_kernels, tmp_path, monkeypatch, capsys
+):
+    bin_dir = tmp_path / "recording-bin"
+    bin_dir.mkdir()
+    (bin_dir / "ch-run").write_text(RECORDING_CH_RUN)
+    (bin_dir / "ch-run").chmod(0o755)
+    record = tmp_path / "ch-run-argv"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("KM_RECORD", str(record))
+    secret = "s3cret-" + "q" * 20
+    multiline = "first line\nsecond line"
+    status = main(
+        ["install", "box", "--container", str(charliecloud_image),
+         "--container-option=--unset-env=KM_*", "--env", f"DB_PASSWORD={secret}",
+         "--env", f"GREETING={AWKWARD.replace('$', '$$')}", "--env", f"NOTES={multiline}"]
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    seen = run_in_kernel("box")["env"]
+    argv = record.read_bytes().split(b"\0")
+    assert b"--set-env=/dev/fd/3" in argv
+    for value in (secret, AWKWARD, multiline):
+        assert not [word for word in argv if value.encode() in word], value
+    assert seen["DB_PASSWORD"] == secret and seen["GREETING"] == AWKWARD
+    assert seen["NOTES"] == multiline  # not a line of the env file: passed through
+
+
+WRAPPER_NAMES = {name: f"spec's {name}" for name in ("d", "f", "p", "s", "r", "b", "e", "n")}
+
+
+def test_the_wrappers_own_variables_never_change_the_specs(
+    charliecloud_image, stand_ins, runtime_dir_outside_binds, user_kernels, tmp_path
+):
+    settings = [f"{name}={value}" for name, value in WRAPPER_NAMES.items()]
+    settings.append("LD_LIBRARY_PATH=/opt/lib:${LD_LIBRARY_PATH}")  # esc's b and r at work
+    for name, image in (("box", str(charliecloud_image)), ("geo", str(_sif(tmp_path)))):
+        assert main(["install", name, "--container", image, *(
+            word for setting in settings for word in ("--env", setting))]) == 0  # fmt: skip
+        seen = run_in_kernel(name)["env"]
+        assert {k: seen.get(k) for k in WRAPPER_NAMES} == WRAPPER_NAMES, name
+
+
+@pytest.mark.parametrize(
+    ("option", "escaped"),
+    [("--no-eval=true", False), ("--no-eval=1", False), ("--compat=True", False),
+     ("--no-eval=false", True)],
+)  # fmt: skip
+def test_no_eval_written_with_a_value_is_no_eval(stand_ins, user_kernels, tmp_path, option,
+                                                 escaped):  # fmt: skip
+    image = str(_sif(tmp_path))
+    container = containers.Container(image, "apptainer", ("python3",), "/x", options=(option,))
+    assert container.evaluates_values is escaped
+    assert main(["install", "s", "--container", image, f"--container-option={option}",
+                 "--env", "GREETING=a$$b"]) == 0  # fmt: skip
+    assert ('esc "$GREETING' in _spec(user_kernels, "s")["argv"][2]) is escaped

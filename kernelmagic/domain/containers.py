@@ -69,19 +69,43 @@ _NO_EVAL = ("--no-eval", "--compat")
 # Apptainer and Singularity evaluate each injected value once, as the shell evaluates text
 # inside double quotes (user guide, "Escaping and Evaluation of Environment Variables"): the
 # wrapper puts a backslash before each \ $ and ` of a value so that it arrives as it is.
-# esc VALUE sets r; no subshell, no other process.
+# esc VALUE sets R; no subshell, no other process. R, S and P stand for the wrapper's names
+# (``_wrapper_names``); the template holds no other capital letter.
 _ESCAPE_FUNCTION = r"""esc() {
-  r= s=$1
+  R= S=$1
   while :; do
-    case $s in
+    case $S in
       *[\\\$\`]*)
-        p=${s%%[\\\$\`]*}; s=${s#"$p"}
-        r=$r$p\\${s%"${s#?}"}; s=${s#?} ;;
-      *) r=$r$s; return ;;
+        P=${S%%[\\\$\`]*}; S=${S#"$P"}
+        R=$R$P\\${S%"${S#?}"}; S=${S#?} ;;
+      *) R=$R$S; return ;;
     esac
   done
 }
 """
+# The wrapper's own shell variables: the connection file and its dir, esc's result and
+# scratch, an addition's head, the env file's text and a newline.
+_WRAPPER_VARIABLES = ("f", "d", "r", "s", "p", "b", "e", "n")
+
+
+def _wrapper_names(env: Mapping[str, str]) -> dict[str, str]:
+    """The wrapper's variables, each named apart from every variable the spec sets and
+    every one its values name, so the wrapper changes nothing the kernel gets."""
+    taken = set(env)
+    for value in env.values():
+        for match in Template.pattern.finditer(value):
+            taken.add(match.group("named") or match.group("braced") or "")
+    names = {}
+    for base in _WRAPPER_VARIABLES:
+        name = base
+        while name in taken:
+            name += "_"
+        names[base] = name
+    return names
+
+
+def _escape_function(v: Mapping[str, str]) -> str:
+    return _ESCAPE_FUNCTION.replace("R", v["r"]).replace("S", v["s"]).replace("P", v["p"])
 
 
 @dataclass(frozen=True)
@@ -133,9 +157,24 @@ class Container:
 
     @property
     def evaluates_values(self) -> bool:
-        return self.runtime in ("apptainer", "singularity") and not any(
-            option in _NO_EVAL for option in self.options
+        return self.runtime in ("apptainer", "singularity") and not _takes_values_as_they_are(
+            self.options
         )
+
+
+# How Apptainer's flag parser (Go's strconv.ParseBool) reads FLAG=VALUE for a boolean flag.
+_TRUE = ("1", "t", "T", "true", "TRUE", "True")
+
+
+def _takes_values_as_they_are(options: tuple[str, ...]) -> bool:
+    """Whether ``--no-eval`` or ``--compat`` is on, written bare or as ``=true``; the last
+    word for a flag wins, as the runtime's parser takes it."""
+    on: dict[str, bool] = {}
+    for option in options:
+        flag, equals, value = option.partition("=")
+        if flag in _NO_EVAL:
+            on[flag] = not equals or value in _TRUE
+    return any(on.values())
 
 
 def of_spec(spec: Mapping[str, Any]) -> Container | None:
@@ -246,18 +285,21 @@ def _around_itself(name: str, value: str) -> tuple[str, str] | None:
     return before[: -len(_SEPARATOR)] if before else "", after[len(_SEPARATOR) :]
 
 
-def _apptainer_exports(container: Container, env: Mapping[str, str], python: bool) -> list[str]:
+def _apptainer_exports(
+    container: Container, env: Mapping[str, str], python: bool, v: Mapping[str, str]
+) -> list[str]:
     """``export APPTAINERENV_NAME=...`` lines (SINGULARITYENV_ for Singularity), following
     the Apptainer user guide's rules: injected values override the image's and hold under
     --cleanenv; PATH is changed only through PREPEND_PATH and APPEND_PATH; every value is
     escaped against the one evaluation the runtime makes (not under --no-eval/--compat)."""
     prefix = "SINGULARITYENV_" if container.runtime == "singularity" else "APPTAINERENV_"
     evaluates = container.evaluates_values
-    lines = [_ESCAPE_FUNCTION] if evaluates else []
+    lines = [_escape_function(v)] if evaluates else []
+    r, b = v["r"], v["b"]
 
     def export(target: str, shell_text: str) -> None:
         if evaluates:
-            lines.append(f'esc "{shell_text}"; export {prefix}{target}="$r"')
+            lines.append(f'esc "{shell_text}"; export {prefix}{target}="${r}"')
         else:
             lines.append(f'export {prefix}{target}="{shell_text}"')
 
@@ -273,10 +315,10 @@ def _apptainer_exports(container: Container, env: Mapping[str, str], python: boo
             before, after = around
             if not before and not after:
                 continue  # NAME=${NAME}: the container's value as it is
-            lines.append(f'esc "{_double_quoted(before)}"; b=$r; esc "{_double_quoted(after)}"')
+            lines.append(f'esc "{_double_quoted(before)}"; {b}=${r}; esc "{_double_quoted(after)}"')
             own = f"\\${{{name}:+:\\${name}}}" if before else f"\\${{{name}:+\\${name}:}}"
-            value_text = ("$b" if before else "") + own + (":" if before and after else "")
-            lines.append(f'export {prefix}{name}="{value_text}$r"')
+            value_text = (f"${b}" if before else "") + own + (":" if before and after else "")
+            lines.append(f'export {prefix}{name}="{value_text}${r}"')
         else:
             export(name, "$" + name)
     if python:
@@ -284,37 +326,47 @@ def _apptainer_exports(container: Container, env: Mapping[str, str], python: boo
     return lines
 
 
-def _charliecloud_env(env: Mapping[str, str], python: bool) -> list[str]:
-    """ch-run passes the host's environment through; --set-env sets each variable again
-    after the user's options (so --unset-env cannot drop it), verbatim: --env-no-expand, and
-    the single quotes ch-run strips from around a value."""
-    words = ["--env-no-expand"]
-    words += [f"--set-env=\"{name}='${name}'\"" for name in sorted(env)]
-    if python:
-        words.append("--set-env=PYTHONNOUSERSITE=1")
-    return words
+def _charliecloud_env(env: Mapping[str, str], v: Mapping[str, str]) -> list[str]:
+    """Lines that gather ``NAME='VALUE'`` for each variable into ``$e``, the text of the env
+    file ch-run reads from a here-document on fd 3 (``--set-env=/dev/fd/3``): values go to ch-run
+    through a pipe only it reads, never on its command line, which every user can read in
+    /proc. A value holding a newline cannot be a line of that file: ch-run passes it
+    through from the environment, as it does every host variable."""
+    e, n = v["e"], v["n"]
+    lines = [f"{n}='\n'", f"{e}="]
+    for name in sorted(env):
+        lines.append(f'case ${name} in *"${n}"*) ;; *) {e}=${e}"{name}=\'${name}\'${n}" ;; esac')
+    return lines
 
 
-def _runtime_words(container: Container, env: Mapping[str, str], python: bool) -> list[str]:
+_ENV_FD = 3
+_ENV_END = "KERNELMAGIC_ENV"
+
+
+def _runtime_words(
+    container: Container, env: Mapping[str, str], python: bool, v: Mapping[str, str]
+) -> list[str]:
     """The runtime's command line up to the image, as shell words (quoted, or expanding
-    ``$d``, the connection file's directory)."""
+    the connection file's directory)."""
     q = shlex.quote
     program = q(container.program)
     options = [q(o) for o in container.options]
+    d = v["d"]
     if container.runtime in ("apptainer", "singularity"):
-        binds = ['--bind "$d"'] + [f"--bind {q(b)}" for b in container.binds]
+        binds = [f'--bind "${d}"'] + [f"--bind {q(b)}" for b in container.binds]
         return [program, "exec", *options, *binds, q(container.image)]
     if container.runtime == "charliecloud":
-        binds = [f'-b "$d:{CHARLIECLOUD_CONNECTION_DIR}"'] + [f"-b {q(b)}" for b in container.binds]
-        return [
-            program,
-            *options,
-            *binds,
-            *_charliecloud_env(env, python),
-            q(container.image),
-            "--",
-        ]
-    volumes = ['-v "$d:$d"'] + [f"-v {q(b if ':' in b else f'{b}:{b}')}" for b in container.binds]
+        binds = [f'-b "${d}:{CHARLIECLOUD_CONNECTION_DIR}"']
+        binds += [f"-b {q(b)}" for b in container.binds]
+        # After the user's options, so that an --unset-env among them drops none of env.
+        settings = ["--env-no-expand"]
+        if env:
+            settings.append(f"--set-env=/dev/fd/{_ENV_FD}")
+        if python:
+            settings.append("--set-env=PYTHONNOUSERSITE=1")
+        return [program, *options, *binds, *settings, q(container.image), "--"]
+    volumes = [f'-v "${d}:${d}"']
+    volumes += [f"-v {q(b if ':' in b else f'{b}:{b}')}" for b in container.binds]
     forwarded = [f"-e {q(name)}" for name in sorted(env)]
     if python:
         forwarded.append("-e PYTHONNOUSERSITE=1")
@@ -332,20 +384,25 @@ def script(
     bad = sorted(name for name in env if not _ENV_NAME.match(name))
     if bad:
         raise InvalidInput(f"{bad[0]} cannot be passed into a container: not a shell variable name")
-    inside = '"$f"'
+    v = _wrapper_names(env)
+    f, d = v["f"], v["d"]
+    inside = f'"${f}"'
     if container.runtime == "charliecloud":
-        inside = f'"{CHARLIECLOUD_CONNECTION_DIR}/${{f##*/}}"'
+        inside = f'"{CHARLIECLOUD_CONNECTION_DIR}/${{{f}##*/}}"'
     words = [inside if w == "{connection_file}" else shlex.quote(w) for w in command]
     lines = [
-        "f=$1; case $f in /*) ;; *) f=$PWD/$f ;; esac; d=${f%/*}; d=${d:-/}",
+        f"{f}=$1; case ${f} in /*) ;; *) {f}=$PWD/${f} ;; esac; {d}=${{{f}%/*}}; {d}=${{{d}:-/}}",
     ]
     if container.runtime in ("apptainer", "singularity"):
         lines.append(  # a bind list is split at commas and colons
-            'case $d in *[,:]*) echo "kernelmagic: cannot bind $d (a comma or colon in the '
+            f'case ${d} in *[,:]*) echo "kernelmagic: cannot bind ${d} (a comma or colon in the '
             'path)" >&2; exit 2 ;; esac'
         )
-        lines += _apptainer_exports(container, env, python)
-    lines.append("exec " + " ".join([*_runtime_words(container, env, python), *words]))
+        lines += _apptainer_exports(container, env, python, v)
+    if container.runtime == "charliecloud" and env:
+        lines += _charliecloud_env(env, v)
+        lines.append(f"exec {_ENV_FD}<<{_ENV_END}\n${v['e']}\n{_ENV_END}")
+    lines.append("exec " + " ".join([*_runtime_words(container, env, python, v), *words]))
     return "\n".join(lines) + "\n"
 
 
