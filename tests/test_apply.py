@@ -427,3 +427,21 @@ def test_a_document_from_another_machine_maps_its_paths(user_kernels, tmp_path, 
     assert written["argv"][0] == f"{here}/bin/python"
     assert written["env"]["PATH"] == f"{here}/bin:${{PATH}}"
     assert (user_kernels / "n" / "kernel.json").exists()
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_number_json_has_not_is_refused_at_review_without_a_traceback(
+    user_kernels, tmp_path, capsys, number
+):
+    """Issue 34, item 13: --dry-run said it would write it, apply ended in the JSON
+    writer's ValueError."""
+    spec = {"argv": PYTHON_ARGV, "display_name": "w", "language": "python",
+            "metadata": {"weight": "WEIGHT"}}  # fmt: skip
+    document = _document(tmp_path / "set.json", {"name": "w", "kind": "copy", "spec": spec})
+    document.write_text(document.read_text().replace('"WEIGHT"', number))
+    for dry_run in (["--dry-run"], []):
+        assert main(["apply", str(document), *dry_run]) == 2
+        err = capsys.readouterr().err
+        assert f"holds {'the number ' if number[0] == '1' else ''}{number}" in err, err
+        assert "Traceback" not in err and "nothing was run or written" in err
+    assert not user_kernels.exists()

@@ -89,13 +89,33 @@ def entry_of(name: str, spec: dict[str, Any], location: Any, policy: EnvPolicy) 
 # --- validation --------------------------------------------------------------------------------
 
 
+class _NotJson(ValueError):
+    """NaN, Infinity or a number too large for a float: Python reads them, JSON has none."""
+
+
+def _not_json(constant: str) -> float:
+    raise _NotJson(f"{constant}, which is not JSON")
+
+
+def _finite(number: str) -> float:
+    value = float(number)
+    if value in (float("inf"), float("-inf")):
+        raise _NotJson(f"the number {number[:20]}, too large for a float")
+    return value
+
+
 def parse(text: str, where: str) -> dict[str, Any]:
     """A document ``export`` wrote, recognised by its content (any file name), checked whole;
     ``InvalidInput`` with one detail line per problem."""
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:
         raise InvalidInput(f"{where} nests deeper than any export document does") from None
+    except _NotJson as exc:
+        raise InvalidInput(
+            f"{where} holds {exc}: no kernel.json may hold it (strict readers, the server's "
+            "listing among them, fail on it); nothing was run or written"
+        ) from None
     except ValueError:
         doc = None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
