@@ -315,3 +315,51 @@ def test_a_fifo_in_a_shared_project_hangs_nothing(tmp_path, user_kernels, tools_
     doctor = [*cli, "doctor", "shared-project"]
     said = subprocess.run(doctor, capture_output=True, text=True, timeout=60).stdout
     assert "uv.lock" in said  # no lockfile to read is drift: the spec says what it was made from
+
+
+# --- issue 34: drift the doctor could not see ---------------------------------------------------
+
+
+def _venv_project(root: Path) -> Path:
+    root.mkdir()
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True)
+    _give_ipykernel(root / ".venv")
+    return root
+
+
+def _doctor_problems(capsys, name: str) -> dict[str, dict]:
+    capsys.readouterr()
+    main(["doctor", name, "--json"])
+    problems = json.loads(capsys.readouterr().out)["specs"][name]["problems"]
+    return {p["kind"]: p for p in problems}
+
+
+def test_a_lockfile_too_large_to_read_is_drift_unknown(
+    tmp_path, user_kernels, tools_offline, capsys
+):
+    """Item 10: a uv.lock over 16 MiB got lock_digest null and was never reported."""
+    root = _venv_project(tmp_path / "big-lock")
+    with (root / "uv.lock").open("wb") as lock:
+        lock.truncate(16 * 2**20 + 1)  # sparse: its size alone says it is not read
+    assert main(["install", "--project", str(root)]) == 0
+    kinds = _doctor_problems(capsys, "big-lock")
+    note = kinds["project-drift-unknown"]
+    assert note["severity"] == "note" and "larger than 16 MiB" in note["message"]
+    assert "project-drift" not in kinds
+
+
+def test_a_venv_swapped_for_another_on_the_same_base_is_drift(
+    tmp_path, user_kernels, tools_offline, capsys
+):
+    """Item 11: another venv put in place of .venv runs the same base interpreter, so the
+    interpreter's target did not change; the environment did."""
+    root = _venv_project(tmp_path / "swapped")
+    assert main(["install", "--project", str(root)]) == 0
+    assert "project-drift" not in _doctor_problems(capsys, "swapped")
+    other = _venv_project(tmp_path / "elsewhere") / ".venv"
+    (root / ".venv").rename(tmp_path / "old-venv")
+    other.rename(root / ".venv")
+    drift = _doctor_problems(capsys, "swapped")["project-drift"]
+    assert f"its environment {root / '.venv'} was replaced" in drift["message"]
+    assert main(["refresh", "swapped"]) == 0
+    assert "project-drift" not in _doctor_problems(capsys, "swapped")

@@ -218,16 +218,22 @@ def project_drift(info: SpecInfo) -> list[Problem]:
     if gone:  # its lockfile and perhaps its interpreter went with it: one problem says so
         return gone
     reasons = projects.drift(record.project)
-    if not reasons:
-        return []
-    return [
-        Problem(
-            "project-drift",
-            f"{'; '.join(reasons)}: its env may no longer be the project's; refresh re-captures it",
-            str(record.project.get("root", "")),
-            fix=f"refresh {info.name}",
+    root = str(record.project.get("root", ""))
+    found = []
+    if reasons:
+        found.append(
+            Problem(
+                "project-drift",
+                f"{'; '.join(reasons)}: its env may no longer be the project's; refresh "
+                "re-captures it",
+                root,
+                fix=f"refresh {info.name}",
+            )
         )
-    ]
+    unknown = projects.drift_unknown(record.project)
+    if unknown:
+        found.append(Problem("project-drift-unknown", unknown, root, severity=NOTE))
+    return found
 
 
 def _gone_modules(info: SpecInfo) -> dict[str, str]:

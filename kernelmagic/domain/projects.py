@@ -117,6 +117,8 @@ class Project:
             found.update(lockfile=self.lockfile, lock_digest=digest)
         if self.interpreter:
             found.update(python=self.interpreter, python_target=_target(self.interpreter))
+        if self.prefix:
+            found.update(prefix=self.prefix, prefix_id=_identity(self.prefix))
         return found
 
 
@@ -134,6 +136,16 @@ def lock_digest(path: str, environment: str | None = None) -> str | None:
     if environment:
         data = pixi_files.lock_section(data.decode("utf-8", "replace"), environment).encode()
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _identity(path: str) -> str | None:
+    """Which directory ``path`` is (device and inode): another venv put in its place, even
+    one on the same base interpreter, is another directory."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return f"{found.st_dev}:{found.st_ino}"
 
 
 def _target(path: str) -> str | None:
@@ -365,6 +377,10 @@ def drift(record: Mapping[str, Any]) -> list[str]:
             reasons.append(f"its interpreter {python} is gone")
         elif isinstance(target, str) and now != target:
             reasons.append(f"its interpreter {python} now runs {now}, not {target}")
+    prefix, identity = record.get("prefix"), record.get("prefix_id")
+    replaced = isinstance(prefix, str) and os.path.isdir(prefix) and _identity(prefix) != identity
+    if replaced and isinstance(identity, str):
+        reasons.append(f"its environment {prefix} was replaced by another (or made again)")
     return reasons
 
 
@@ -372,6 +388,17 @@ def gone(record: Mapping[str, Any]) -> bool:
     """Whether the project a spec was made for is gone: its recorded dir is not there."""
     root = record.get("root")
     return isinstance(root, str) and os.path.isabs(root) and not os.path.isdir(root)
+
+
+def drift_unknown(record: Mapping[str, Any]) -> str | None:
+    """Why drift cannot be told for a project spec: its lockfile was too large to read."""
+    lockfile = record.get("lockfile")
+    if isinstance(lockfile, str) and "lock_digest" in record and record["lock_digest"] is None:
+        return (
+            f"its lockfile {lockfile} was larger than {MAX_INPUT_BYTES // 2**20} MiB, more "
+            "than kernelmagic reads, when the spec was made: whether it changed is unknown"
+        )
+    return None
 
 
 def ipykernel_missing(project: Project) -> EnvironmentNotReady:
