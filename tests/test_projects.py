@@ -363,3 +363,22 @@ def test_a_venv_swapped_for_another_on_the_same_base_is_drift(
     assert f"its environment {root / '.venv'} was replaced" in drift["message"]
     assert main(["refresh", "swapped"]) == 0
     assert "project-drift" not in _doctor_problems(capsys, "swapped")
+
+
+def test_an_empty_path_entry_never_runs_a_tool_planted_in_the_project(
+    tmp_path, user_kernels, monkeypatch, capsys
+):
+    """Item 9: the tool runs in the project's dir, where an empty PATH entry (or '.') named
+    a `pdm` that another member of a shared project put there."""
+    root = tmp_path / "shared"
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "shared"\n[tool.pdm]\n')
+    marker = tmp_path / "planted-pdm-ran"
+    (root / "pdm").write_text(f"#!/bin/sh\ntouch {marker}\necho /nowhere/bin/python\n")
+    (root / "pdm").chmod(0o755)
+    for path in (f":{os.environ['PATH']}", f".:{os.environ['PATH']}", f"{os.environ['PATH']}:"):
+        monkeypatch.setenv("PATH", path)
+        capsys.readouterr()
+        assert main(["install", "--project", str(root)]) in (1, 2)
+        assert "pdm is not on PATH" in capsys.readouterr().err
+        assert not marker.exists(), path

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -200,9 +201,12 @@ def _tool_output(
 ) -> str:
     """What the project's tool prints (run in the project's dir, as its users run it); ""
     for a failure that says nothing, where ``silent_failure_is_none``."""
+    program = shutil.which(command[0], path=_absolute_path(environ))
+    if program is None:
+        raise InvalidInput(f"{command[0]} is not on PATH; it manages the project at {root}")
     try:
         done = subprocess.run(
-            command, cwd=root, env=dict(environ), capture_output=True,
+            (program, *command[1:]), cwd=root, env=dict(environ), capture_output=True,
             stdin=subprocess.DEVNULL, timeout=TOOL_TIMEOUT, check=False,
         )  # fmt: skip
     except FileNotFoundError:
@@ -219,6 +223,13 @@ def _tool_output(
         said = failure_lines(done.stderr.decode("utf-8", "replace"))
         raise InvalidInput(f"{shlex.join(command)} failed ({what})", details=said)
     return done.stdout.decode("utf-8", "replace").strip()
+
+
+def _absolute_path(environ: Mapping[str, str]) -> str:
+    """PATH without its empty and relative entries: the tool runs in the project's dir, and
+    there they would name the project's own files (a ``pdm`` planted in a shared project)."""
+    entries = environ.get("PATH", os.defpath).split(os.pathsep)
+    return os.pathsep.join(entry for entry in entries if os.path.isabs(entry))
 
 
 def _pixi_activation(root: str, environ: Mapping[str, str], environment: str | None) -> str:
