@@ -22,7 +22,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import FIGURES
-from helpers import write_spec
+from helpers import group_of_mine, make_venv, write_spec
+from jupyter_client.manager import KernelManager
 
 from kernelmagic import specs
 from kernelmagic.domain.shell_syntax import EnvChanges
@@ -385,3 +386,115 @@ def test_12_two_members_write_one_team_spec_concurrently_with_kills(team, projec
         f"team spec, 2 members x {writers} writers x {rounds} rounds: {kills} SIGKILLs, "
         f"{kept} writes kept in order, 0 lost, {reads} reads all whole JSON, no temp files"
     )
+
+
+# --- 3, 5: nothing is run that others can change, above the spec or around its program --------
+
+PLANTED = "import pathlib; pathlib.Path({marker!r}).write_text('ran')\n"
+
+
+def _group_writable(path: Path) -> None:
+    """Writable by a group with other members than this user (a project's group)."""
+    os.chown(path, -1, group_of_mine().gr_gid)
+    path.chmod(0o2775)
+
+
+@pytest.mark.parametrize("how", ["pth-in-venv", "pythonpath", "ancestor", "project"])
+def test_3_5_the_doctor_runs_nothing_others_can_change(
+    user_kernels, tmp_path, monkeypatch, capsys, how
+):
+    if os.geteuid() != 0 and not [g for g in os.getgroups() if g != os.getgid()]:
+        pytest.skip("needs a group of one's own with other members (or root) to share with")
+    marker = tmp_path / "planted-code-ran"
+    venv = make_venv(tmp_path / "project" / ".venv", with_ipykernel=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    plant = tmp_path / "plant"
+    plant.mkdir()
+    spec = {"argv": [str(venv / "bin" / "python"), *KERNEL[1:]], "display_name": "V",
+            "language": "python"}  # fmt: skip
+    kernels = user_kernels
+    if how == "pth-in-venv":  # a group member dropped a .pth into the project's venv
+        (site / "zz-planted.pth").write_text(
+            f"import pathlib; pathlib.Path({str(marker)!r}).touch()\n"
+        )
+        _group_writable(site)
+        changeable = site
+    elif how == "pythonpath":  # a sitecustomize.py in a directory the spec puts first
+        (plant / "sitecustomize.py").write_text(PLANTED.format(marker=str(marker)))
+        _group_writable(plant)
+        spec["env"] = {"PYTHONPATH": str(plant)}
+        changeable = plant
+    elif how == "ancestor":  # share/ of a group project: share/jupyter can be swapped
+        (plant / "sitecustomize.py").write_text(PLANTED.format(marker=str(marker)))
+        spec["env"] = {"PYTHONPATH": str(plant)}
+        share = tmp_path / "group-project" / "share"
+        kernels = share / "jupyter" / "kernels"
+        kernels.mkdir(parents=True)
+        _group_writable(share)
+        monkeypatch.setenv("JUPYTER_PATH", str(share / "jupyter"))
+        changeable = share
+    else:  # the project the spec was made from, where its tool and files live
+        root = str(tmp_path / "project")
+        record = {"source": "project", "project_dir": root, "project": {"root": root}}
+        spec["metadata"] = {"kernelmagic": record}
+        (site / "zz-planted.pth").write_text(
+            f"import pathlib; pathlib.Path({str(marker)!r}).touch()\n"
+        )
+        _group_writable(tmp_path / "project")
+        changeable = tmp_path / "project"
+    write_spec(kernels, "victim", spec)
+    capsys.readouterr()
+    main(["doctor", "victim", "--json"])
+    problems = json.loads(capsys.readouterr().out)["specs"]["victim"]["problems"]
+    not_probed = [p for p in problems if p["kind"] == "not-probed"]
+    assert not_probed, problems
+    assert f"{changeable} is writable by others (owner root" in not_probed[0]["message"] or (
+        f"{changeable} is writable by others (owner" in not_probed[0]["message"]
+    )
+    assert "drwxrwsr-x" in not_probed[0]["message"] and "--trust" in not_probed[0]["message"]
+    assert not marker.exists()
+    main(["doctor", "victim", "--trust"])
+    if how != "project":
+        assert marker.exists()  # named and trusted: it ran
+
+
+# --- 4: the in-place restart never re-reads a connection file others can replace ---------------
+
+
+def _run(client, code: str) -> str:
+    said: list[str] = []
+
+    def keep(message: dict) -> None:
+        content = message["content"]
+        said.append(content.get("text", "") or " ".join(content.get("traceback", [])))
+
+    client.execute_interactive(code, timeout=60, output_hook=keep)
+    return "".join(said)
+
+
+def test_4_activate_refuses_a_connection_file_others_could_replace(user_kernels, tmp_path):
+    """A connection file a client wrote where a group can write and nothing is sticky: a
+    member could rename a file of their own over it before the restarted process reads its
+    key and ports again."""
+    runtime = tmp_path / "client-dir"
+    runtime.mkdir()
+    _group_writable(runtime)
+    manager = KernelManager(kernel_name="python3", connection_file=str(runtime / "k.json"))
+    manager.start_kernel()
+    # jupyter_client made it sticky; it cannot where the dir is not the user's (a group's
+    # project dir), which root cannot show: take the bit away again.
+    runtime.chmod(0o2775)
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        first = _run(client, "x = 41\n%load_ext kernelmagic\nimport os; print(os.getpid(), x)")
+        said = _run(client, "%%kernel_activate\nexport KM_X=1")
+        then = _run(client, "print(os.getpid(), x)")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert "cannot restart this kernel in place" in said
+    assert "another user could replace its connection file" in said
+    assert f"{runtime} is writable by others" in said
+    assert then == first  # the same process, its memory kept: nothing was restarted

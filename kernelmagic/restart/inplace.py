@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kernelmagic.domain.trust import others_can_change_above
 from kernelmagic.restart import adapters, quiesce, resume
 
 _MARKER = "kernelmagic_handoff_marker"
@@ -66,6 +67,15 @@ def cannot_restart(app: Any) -> str | None:
         return "this request is silent (no cell to restart after); run it as a cell"
     if not os.path.isfile(getattr(app, "connection_file", "") or ""):
         return "its connection file is gone"
+    # The new process reads its key and ports from the file again: whoever could replace
+    # the file, or rename a directory above it, would get a kernel of yours to run code in.
+    path = getattr(app, "abs_connection_file", None) or os.path.abspath(app.connection_file)
+    replaceable = others_can_change_above([path])
+    if replaceable:
+        return (
+            f"another user could replace its connection file before the new process reads "
+            f"it: {replaceable}; keep the runtime dir yours (JUPYTER_RUNTIME_DIR)"
+        )
     idents = getattr(kernel, "_parent_ident", {}).get("shell")
     if isinstance(idents, list) and idents and bytes(idents[0])[:1] == b"\0":
         # libzmq made this identity up for one connection; after the restart the client
