@@ -99,10 +99,7 @@ def test_15_a_rewrite_copies_no_id_bits_and_no_world_write(plain, tmp_path, caps
 
 _SWAP_MID_REWRITE = textwrap.dedent("""\
     import os, sys
-    from kernelmagic import specs
-from kernelmagic.domain.shell_syntax import EnvChanges
-from kernelmagic.frontends.cli import main
-from kernelmagic.storage import atomic
+    from kernelmagic.frontends.cli import main
     from kernelmagic.storage import notebook_files
     path, how = sys.argv[1], sys.argv[2]
     real = notebook_files.with_kernelspec
@@ -399,7 +396,7 @@ def _group_writable(path: Path) -> None:
     path.chmod(0o2775)
 
 
-@pytest.mark.parametrize("how", ["pth-in-venv", "pythonpath", "ancestor", "project"])
+@pytest.mark.parametrize("how", ["pth-in-venv", "pythonpath", "ancestor", "project", "link-hop"])
 def test_3_5_the_doctor_runs_nothing_others_can_change(
     user_kernels, tmp_path, monkeypatch, capsys, how
 ):
@@ -433,6 +430,15 @@ def test_3_5_the_doctor_runs_nothing_others_can_change(
         _group_writable(share)
         monkeypatch.setenv("JUPYTER_PATH", str(share / "jupyter"))
         changeable = share
+    elif how == "link-hop":  # PYTHONPATH reaches its dir through a link in a group's dir
+        (plant / "sitecustomize.py").write_text(PLANTED.format(marker=str(marker)))
+        hop = tmp_path / "hop"
+        hop.mkdir()
+        (hop / "second").symlink_to(plant)
+        (tmp_path / "first").symlink_to(hop / "second")
+        _group_writable(hop)  # a member can point "second" anywhere: not on either real path
+        spec["env"] = {"PYTHONPATH": str(tmp_path / "first")}
+        changeable = hop
     else:  # the project the spec was made from, where its tool and files live
         root = str(tmp_path / "project")
         record = {"source": "project", "project_dir": root, "project": {"root": root}}
@@ -453,6 +459,8 @@ def test_3_5_the_doctor_runs_nothing_others_can_change(
     )
     assert "drwxrwsr-x" in not_probed[0]["message"] and "--trust" in not_probed[0]["message"]
     assert not marker.exists()
+    assert main(["shell", "victim", "--", sys.executable, "-c", "pass"]) == 1
+    assert "--trust" in capsys.readouterr().err and not marker.exists()
     main(["doctor", "victim", "--trust"])
     if how != "project":
         assert marker.exists()  # named and trusted: it ran
@@ -461,7 +469,7 @@ def test_3_5_the_doctor_runs_nothing_others_can_change(
 # --- 4: the in-place restart never re-reads a connection file others can replace ---------------
 
 
-def _run(client, code: str) -> str:
+def _execute(client, code: str) -> str:
     said: list[str] = []
 
     def keep(message: dict) -> None:
@@ -488,9 +496,9 @@ def test_4_activate_refuses_a_connection_file_others_could_replace(user_kernels,
     client.start_channels()
     try:
         client.wait_for_ready(timeout=60)
-        first = _run(client, "x = 41\n%load_ext kernelmagic\nimport os; print(os.getpid(), x)")
-        said = _run(client, "%%kernel_activate\nexport KM_X=1")
-        then = _run(client, "print(os.getpid(), x)")
+        first = _execute(client, "x = 41\n%load_ext kernelmagic\nimport os; print(os.getpid(), x)")
+        said = _execute(client, "%%kernel_activate\nexport KM_X=1")
+        then = _execute(client, "print(os.getpid(), x)")
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)

@@ -91,9 +91,59 @@ def _environment_of(program: str) -> list[str]:
 
 
 def others_can_change_above(paths: Iterable[str]) -> str | None:
-    """``others_can_change`` for each path and every directory above it, up to ``/``, each
-    looked at itself (a link's own owner counts; where it leads is checked too)."""
-    return others_can_change(_with_ancestors(paths), follow_links=False)
+    """``others_can_change`` for each path and every directory above it, up to ``/``: on
+    Linux each one as it is opened on the way down (``O_PATH|O_NOFOLLOW`` beside the one
+    above, ``fstat``), every link on the way checked and followed the same way; elsewhere
+    each path and its ancestors looked at by name (``lstat``), its real path too."""
+    if not hasattr(os, "O_PATH"):
+        return others_can_change(_with_ancestors(paths), follow_links=False)
+    for path in paths:
+        found = _walk_down(os.path.abspath(path))
+        if found:
+            return found
+    return None
+
+
+_MAX_LINKS = 40  # as the kernel's own limit on links in one lookup
+
+
+def _walk_down(path: str) -> str | None:
+    """Why another user could change ``path`` or a directory on the way to it, found on the
+    descriptors the walk opens (what was looked at is what is there); None where nobody
+    can, or where the path ends before it is found."""
+    flags = os.O_PATH | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open("/", flags | os.O_DIRECTORY)
+    where, links = "/", 0
+    todo = [part for part in path.split("/") if part]
+    try:
+        found = _changeable(os.fstat(fd), where)
+        while todo and not found:
+            name = todo.pop(0)
+            if name == ".":
+                continue
+            try:
+                child = os.open(name, flags, dir_fd=fd)
+            except OSError:
+                return None  # the rest is not there (or not a directory): nothing to run
+            info = os.fstat(child)
+            here = os.path.normpath(os.path.join(where, name))
+            found = _changeable(info, here)
+            if stat.S_ISLNK(info.st_mode) and not found:
+                links += 1
+                target = os.readlink(name, dir_fd=fd)
+                os.close(child)
+                if links > _MAX_LINKS:
+                    return None  # no lookup gets through: nothing to run
+                todo[:0] = [part for part in target.split("/") if part]
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd, where = os.open("/", flags | os.O_DIRECTORY), "/"
+                continue
+            os.close(fd)
+            fd, where = child, here
+        return found
+    finally:
+        os.close(fd)
 
 
 def _with_ancestors(paths: Iterable[str]) -> Iterator[str]:
@@ -113,20 +163,27 @@ def others_can_change(paths: Iterable[str], *, follow_links: bool = True) -> str
     user's own excepted, and a sticky dir such as ``/tmp``, where others cannot replace
     what is ours). A path that does not exist is skipped. The reason names the path, its
     owner and mode."""
-    me = os.getuid() if hasattr(os, "getuid") else None  # no owners to compare on Windows
     for path in paths:
         try:
             found = os.stat(path) if follow_links else os.lstat(path)
         except OSError:
             continue
-        if me is not None and found.st_uid not in (0, me):
-            return f"{path} is owned by another user ({_described(found)})"
-        if stat.S_ISLNK(found.st_mode) or (
-            stat.S_ISDIR(found.st_mode) and found.st_mode & stat.S_ISVTX
-        ):
-            continue
-        if found.st_mode & 0o002 or (found.st_mode & 0o020 and not _private_group(found.st_gid)):
-            return f"{path} is writable by others ({_described(found)})"
+        why = _changeable(found, path)
+        if why:
+            return why
+    return None
+
+
+def _changeable(found: os.stat_result, path: str) -> str | None:
+    me = os.getuid() if hasattr(os, "getuid") else None  # no owners to compare on Windows
+    if me is not None and found.st_uid not in (0, me):
+        return f"{path} is owned by another user ({_described(found)})"
+    if stat.S_ISLNK(found.st_mode) or (
+        stat.S_ISDIR(found.st_mode) and found.st_mode & stat.S_ISVTX
+    ):
+        return None  # a link cannot be changed, only replaced; a sticky dir keeps ours ours
+    if found.st_mode & 0o002 or (found.st_mode & 0o020 and not _private_group(found.st_gid)):
+        return f"{path} is writable by others ({_described(found)})"
     return None
 
 
