@@ -568,3 +568,18 @@ def test_no_eval_written_with_a_value_is_no_eval(stand_ins, user_kernels, tmp_pa
     assert main(["install", "s", "--container", image, f"--container-option={option}",
                  "--env", "GREETING=a$$b"]) == 0  # fmt: skip
     assert ('esc "$GREETING' in _spec(user_kernels, "s")["argv"][2]) is escaped
+
+
+def test_an_image_others_can_change_is_not_probed(stand_ins, user_kernels, tmp_path, capsys):
+    """Issue 34, item 3: the doctor asked the image's interpreter through the runtime even
+    where a group member could put another image in its place."""
+    image = _sif(tmp_path)
+    assert main(["install", "geo", "--container", str(image)]) == 0
+    image.parent.chmod(0o777)  # the images dir of a shared scratch space
+    stand_ins.write_text("")
+    capsys.readouterr()
+    main(["doctor", "geo", "--json"])
+    problems = json.loads(capsys.readouterr().out)["specs"]["geo"]["problems"]
+    (refused,) = [p for p in problems if p["kind"] == "not-probed"]
+    assert f"{image.parent} is writable by others" in refused["message"]
+    assert stand_ins.read_text() == ""  # the runtime was never started
