@@ -65,6 +65,7 @@ def _expansion(name: str) -> str:
 _PATH_PARTS = ("PREPEND_PATH", "APPEND_PATH")
 # Options that make Apptainer and Singularity take injected values verbatim.
 _NO_EVAL = ("--no-eval", "--compat")
+_TRUE = ("1", "t", "T", "true", "TRUE", "True")  # FLAG=VALUE as Go's strconv.ParseBool reads it
 
 # Apptainer and Singularity evaluate each injected value once, as the shell evaluates text
 # inside double quotes (user guide, "Escaping and Evaluation of Environment Variables"): the
@@ -83,14 +84,12 @@ _ESCAPE_FUNCTION = r"""esc() {
   done
 }
 """
-# The wrapper's own shell variables: the connection file and its dir, esc's result and
-# scratch, an addition's head, the env file's text and a newline.
+# The wrapper's own variables: connection file, its dir, esc's, an addition's head, env file.
 _WRAPPER_VARIABLES = ("f", "d", "r", "s", "p", "b", "e", "n")
 
 
 def _wrapper_names(env: Mapping[str, str]) -> dict[str, str]:
-    """The wrapper's variables, each named apart from every variable the spec sets and
-    every one its values name, so the wrapper changes nothing the kernel gets."""
+    """The wrapper's variables, named apart from every one the spec sets or its values name."""
     taken = set(env)
     for value in env.values():
         for match in Template.pattern.finditer(value):
@@ -162,13 +161,8 @@ class Container:
         )
 
 
-# How Apptainer's flag parser (Go's strconv.ParseBool) reads FLAG=VALUE for a boolean flag.
-_TRUE = ("1", "t", "T", "true", "TRUE", "True")
-
-
 def _takes_values_as_they_are(options: tuple[str, ...]) -> bool:
-    """Whether ``--no-eval`` or ``--compat`` is on, written bare or as ``=true``; the last
-    word for a flag wins, as the runtime's parser takes it."""
+    """``--no-eval`` or ``--compat`` is on (bare or ``=true``; a flag's last word wins)."""
     on: dict[str, bool] = {}
     for option in options:
         flag, equals, value = option.partition("=")
@@ -327,11 +321,9 @@ def _apptainer_exports(
 
 
 def _charliecloud_env(env: Mapping[str, str], v: Mapping[str, str]) -> list[str]:
-    """Lines that gather ``NAME='VALUE'`` for each variable into ``$e``, the text of the env
-    file ch-run reads from a here-document on fd 3 (``--set-env=/dev/fd/3``): values go to ch-run
-    through a pipe only it reads, never on its command line, which every user can read in
-    /proc. A value holding a newline cannot be a line of that file: ch-run passes it
-    through from the environment, as it does every host variable."""
+    """Lines gathering ``NAME='VALUE'`` per variable into ``$e``, the env file ch-run reads
+    from a here-document on fd 3: never on its command line, which all users read in /proc.
+    A value with a newline cannot be a line there: ch-run passes it through from the env."""
     e, n = v["e"], v["n"]
     lines = [f"{n}='\n'", f"{e}="]
     for name in sorted(env):
@@ -339,8 +331,7 @@ def _charliecloud_env(env: Mapping[str, str], v: Mapping[str, str]) -> list[str]
     return lines
 
 
-_ENV_FD = 3
-_ENV_END = "KERNELMAGIC_ENV"
+_ENV_FD, _ENV_END = 3, "KERNELMAGIC_ENV"  # where the env file reaches ch-run
 
 
 def _runtime_words(
