@@ -392,6 +392,8 @@ PLANTED = "import pathlib; pathlib.Path({marker!r}).write_text('ran')\n"
 
 def _group_writable(path: Path) -> None:
     """Writable by a group with other members than this user (a project's group)."""
+    if os.geteuid() != 0 and not [g for g in os.getgroups() if g != os.getgid()]:
+        pytest.skip("needs a group of one's own with other members (or root) to share with")
     os.chown(path, -1, group_of_mine().gr_gid)
     path.chmod(0o2775)
 
@@ -400,8 +402,6 @@ def _group_writable(path: Path) -> None:
 def test_3_5_the_doctor_runs_nothing_others_can_change(
     user_kernels, tmp_path, monkeypatch, capsys, how
 ):
-    if os.geteuid() != 0 and not [g for g in os.getgroups() if g != os.getgid()]:
-        pytest.skip("needs a group of one's own with other members (or root) to share with")
     marker = tmp_path / "planted-code-ran"
     venv = make_venv(tmp_path / "project" / ".venv", with_ipykernel=True)
     site = next(venv.glob("lib/python*/site-packages"))
