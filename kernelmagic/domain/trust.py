@@ -37,7 +37,7 @@ TRUST_ADVICE = (
 )
 
 
-def untrusted(info: Any, stat_path: Callable[[str], os.stat_result] = os.stat) -> str | None:
+def untrusted(info: Any) -> str | None:
     """Why a spec (a ``SpecInfo``) is not to be run as this user, or None: another user can
     change its kernel.json, its directory, the kernels dir, what it runs, or a directory
     above any of them."""

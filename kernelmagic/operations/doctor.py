@@ -19,7 +19,7 @@ from kernelmagic.domain import checks, clients, containers, env_checks, probes
 from kernelmagic.domain.checks import PROBLEM, Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY
 from kernelmagic.domain.provenance import scan_root_of
-from kernelmagic.domain.trust import TRUST_ADVICE, checked_paths, untrusted
+from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import launching, remote, remote_batch
 from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, TRUST, Option, option, seconds
@@ -74,7 +74,6 @@ def _interpreter_problems(
     named: frozenset[str] = frozenset(),
     trust: bool = False,
     facts: dict[str, dict[str, Any]] | None = None,
-    stat_path: Callable[[str], os.stat_result] = os.stat,
 ) -> dict[str, list[Problem]]:
     """Probe every distinct (program, packages' variables) once, in parallel; a spec others
     can change only when it is named and ``trust`` is given. What a probe learnt of its
@@ -86,7 +85,7 @@ def _interpreter_problems(
         probe = probes.probe_for(info.spec, environ) if info.visible else None
         if probe is None:
             continue
-        why = untrusted(info, stat_path)
+        why = untrusted(info)  # on descriptors it opens itself, never on earlier stats
         if why and not (trust and info.name in named):
             found[info.name] = [
                 Problem(
@@ -305,8 +304,9 @@ def diagnose(
     infos = discovery.get_specs(names) if names else discovery.list_specs()
     named = frozenset(i.name for i in infos) if names else frozenset()
     facts: dict[str, dict[str, Any]] = {}
-    stat_path = lookups.stats_of(p for info in infos for p in checked_paths(info))  # overlapped
-    interpreter = _interpreter_problems(infos, environ, named, trust, facts, stat_path)
+    # the dirs and files _unshared looks at, stat'ed overlapped (a slow shared filesystem)
+    stat_path = lookups.stats_of(p for i in infos for p in (i.kernel_json, i.resource_dir))
+    interpreter = _interpreter_problems(infos, environ, named, trust, facts)
     locations = discovery.spec_locations(infos)  # one scan of the kernel dirs
     diagnoses = []
     for info in infos:
