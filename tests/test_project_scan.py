@@ -357,7 +357,8 @@ def test_a_project_another_user_owns_is_not_run(templates, offline, tmp_path, us
     os.chown(theirs, 65534, 65534)
     assert main(["install", "--project", "--scan", str(top)]) == 0
     out = capsys.readouterr().out
-    assert f"{theirs} is owned by another user; install --project {theirs} once" in out, out
+    assert f"{theirs} is owned by another user (owner nobody, mode drwx" in out, out
+    assert f"; install --project {theirs} once you have read it" in out, out
     assert sorted(p.name for p in user_kernels.glob("[!.]*")) == ["mine"]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from kernelmagic.domain import envcapture, project_tree, projects, sources
 from kernelmagic.domain.provenance import Provenance, Source
-from kernelmagic.domain.trust import others_can_change
+from kernelmagic.domain.trust import others_can_change_above
 from kernelmagic.errors import EnvironmentNotReady, InvalidInput, KernelmagicError
 from kernelmagic.operations import install, refresh
 from kernelmagic.operations.options import kernels_dir_from_args, seconds
@@ -199,7 +199,7 @@ def _make(
             if not projects.drift(record.project or {}):  # read from files: nothing runs
                 return entry(UNCHANGED, named=info.name)
         # A tree may hold others' projects: their tools and interpreters would run as you.
-        why = others_can_change((root, os.path.dirname(root)))
+        why = others_can_change_above((root,))  # the root and every dir above it
         if why:
             return entry(SKIPPED, f"{why}; install --project {root} once you have read it", None)
         if existing is not None:
