@@ -39,7 +39,14 @@ def test_each_client_gets_a_verdict_with_its_reason(user_kernels, capsys):
     status, specs = _doctor_json(capsys, "good", "gone", "dollars", "no-dash-f")
     assert status == 1  # `gone` cannot start anywhere
     assert all(v["works"] for v in specs["good"]["clients"].values())
-    assert set(specs["good"]["clients"]) == {"jupyter-server", "vscode", "nbclient", "console"}
+    assert set(specs["good"]["clients"]) == {
+        "jupyter-server",
+        "jupyterlab",
+        "voila",
+        "vscode",
+        "nbclient",
+        "console",
+    }
     gone = specs["gone"]["clients"]
     assert (
         gone["vscode"]["reason"]
@@ -189,3 +196,120 @@ def test_a_fifo_planted_as_a_specs_program_hangs_no_doctor(user_kernels, tmp_pat
         timeout=60,
     )
     assert done.returncode in (0, 1) and "w" in done.stdout, done.stderr
+
+
+# --- issue 33: verdicts checked against what the clients do (tests/test_verdicts.py) --------
+
+
+def test_setsid_without_wait_cannot_start_and_its_advice_is_not_the_interrupt_mode(
+    user_kernels, capsys
+):
+    """jupyter_client starts kernels as session leaders: setsid forks, exits, and the
+    kernel dies with it. Every verdict said works; the advice was --interrupt-mode message."""
+    write_spec(user_kernels, "forks", _spec("f", ["setsid", *KERNEL]))
+    write_spec(user_kernels, "waits", _spec("w", ["setsid", "-w", *KERNEL]))
+    status, specs = _doctor_json(capsys, "forks", "waits")
+    assert status == 1
+    forks = specs["forks"]
+    assert [p["kind"] for p in forks["problems"]] == ["detaches"]
+    assert not any(v["works"] for v in forks["clients"].values())
+    assert "remove setsid" in forks["clients"]["jupyterlab"]["reason"]
+    assert main(["patch", "forks", "--interrupt-mode", "message"]) == 0
+    status, specs = _doctor_json(capsys, "forks")
+    assert status == 1 and not specs["forks"]["clients"]["nbclient"]["works"]
+    waits = specs_of(capsys, "waits")
+    (lost,) = waits["problems"]
+    assert lost["kind"] == "interrupt-lost" and "state is lost" in lost["message"]
+    assert all(v["works"] for v in waits["clients"].values())
+    launched = main(["doctor", "--launch", "--no-interrupt-check", "--json", "forks"])
+    assert launched == 1  # what the clients see: it does not start
+
+
+def specs_of(capsys, name: str) -> dict:
+    return _doctor_json(capsys, name)[1][name]
+
+
+def test_what_the_probes_found_decides_the_verdicts(user_kernels, bare_python, capsys):
+    """An env value that is not a string (Popen's TypeError) and an interpreter without
+    ipykernel were listed as problems while every verdict said works."""
+    write_spec(user_kernels, "number", _spec("n", env={"THREADS": 4}))
+    write_spec(user_kernels, "bare", _spec("b", [bare_python, *KERNEL[1:]]))
+    _, specs = _doctor_json(capsys, "number", "bare")
+    for name, kind in (("number", "structure"), ("bare", "launcher-import")):
+        assert kind in [p["kind"] for p in specs[name]["problems"]]
+        verdicts = specs[name]["clients"]
+        assert not any(verdicts[c]["works"] for c in verdicts if c != "vscode"), name
+
+
+def test_a_relative_program_is_judged_from_the_notebooks_dir_not_the_doctors(
+    user_kernels, tmp_path, monkeypatch, capsys
+):
+    """Jupyter starts a relative argv[0] from the kernel's working dir (the notebook's):
+    the verdict flipped with the doctor's own cwd, and its advice was wrong from both."""
+    write_spec(user_kernels, "rel", _spec("r", ["venv/bin/python", *KERNEL[1:]]))
+    here = tmp_path / "with"
+    (here / "venv" / "bin").mkdir(parents=True)
+    (here / "venv" / "bin" / "python").symlink_to(PYTHON)
+    said = []
+    for cwd in (here, tmp_path):
+        monkeypatch.chdir(cwd)
+        said.append(specs_of(capsys, "rel"))
+    assert said[0] == said[1]
+    (problem,) = said[0]["problems"]
+    assert problem["kind"] == "relative-program" and "absolute path" in problem["message"]
+    assert not said[0]["clients"]["nbclient"]["works"]
+
+
+def test_a_tilde_program_is_expanded_as_jupyter_client_does(user_kernels, second_venv, capsys):
+    os.symlink(second_venv, os.path.join(os.path.expanduser("~"), "env"))
+    write_spec(user_kernels, "tilde", _spec("t", ["~/env/bin/python", *KERNEL[1:]]))
+    assert specs_of(capsys, "tilde")["problems"] == []
+
+
+def test_vscode_runs_argv_of_a_spec_whose_provisioner_is_missing(user_kernels, capsys):
+    """kernelmagic's own rule: VS Code ignores provisioners. A missing one hides the spec
+    from Jupyter, not from VS Code."""
+    stanza = {"provisioner_name": "km-no-such-provisioner"}
+    write_spec(user_kernels, "gone", _spec("g", metadata={"kernel_provisioner": stanza}))
+    clients = specs_of(capsys, "gone")["clients"]
+    assert clients["vscode"]["works"], clients["vscode"]
+    assert "ignores provisioners" in clients["vscode"]["reason"]
+    assert not clients["jupyter-server"]["works"] and not clients["voila"]["works"]
+    assert "another kernel of its language" in clients["voila"]["reason"]
+
+
+def test_a_kernel_json_over_4_mib_is_not_read_and_not_called_hidden(user_kernels, capsys):
+    """kernelmagic stops reading at 4 MiB; Jupyter reads any size. It says what it did not
+    read and claims nothing of Jupyter: not "hidden", not "missing"."""
+    pad = "x" * (4 * 2**20 + 1)
+    write_spec(user_kernels, "huge", _spec("h", metadata={"pad": pad}))
+    (problem,) = specs_of(capsys, "huge")["problems"]
+    assert problem["kind"] == "not-read"
+    assert "Jupyter reads any size" in problem["message"]
+    assert main(["list"]) == 0
+    assert "hidden by Jupyter" not in capsys.readouterr().out
+    clients = specs_of(capsys, "huge")["clients"]
+    assert all(v["works"] is None for v in clients.values())
+
+
+def test_doctor_launch_names_every_spec_it_did_not_start(user_kernels, capsys):
+    """Provisioner specs (unless named), hidden specs and the ones not read were left out
+    of `doctor --launch` without a word."""
+    expected = {"broken": "cannot read kernel.json", "huge": "over 4 MiB",
+                "gone": "km-no-such-provisioner"}  # fmt: skip
+    if importlib_found("gateway_provisioners"):  # it needs jupyter_client >= 7.4
+        stanza = {"provisioner_name": "distributed-provisioner", "config": {"remote_hosts": ["h"]}}
+        write_spec(user_kernels, "far", _spec("far", metadata={"kernel_provisioner": stanza}))
+        expected["far"] = "provisioner distributed-provisioner"
+    stanza = {"provisioner_name": "km-no-such-provisioner"}
+    write_spec(user_kernels, "gone", _spec("g", metadata={"kernel_provisioner": stanza}))
+    write_spec(user_kernels, "broken", raw="{")
+    write_spec(user_kernels, "huge", _spec("h", metadata={"pad": "x" * (4 * 2**20 + 1)}))
+    write_spec(user_kernels, "fine", _spec("fine"))
+    capsys.readouterr()
+    main(["doctor", "--launch", "--no-interrupt-check", "--json"])
+    launched = json.loads(capsys.readouterr().out)["specs"]
+    assert launched["fine"]["started"]
+    for name, says in expected.items():
+        assert launched[name]["result"] == "not launched", name
+        assert says in launched[name]["reason"], launched[name]

@@ -16,7 +16,7 @@ import pytest
 from helpers import PROBE, run_in_kernel, write_spec
 
 from kernelmagic.frontends.cli import main
-from kernelmagic.operations import kernel_shell
+from kernelmagic.operations import kernel_shell, notebooks
 
 KERNEL = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
@@ -211,3 +211,41 @@ def test_the_shell_magic_prints_what_the_command_printed(ip, user_kernels, capsy
                                       "env": {"GDAL_DATA": "/opt/gdal"}})  # fmt: skip
     ip.run_line_magic("kernel_shell", "geo printenv GDAL_DATA")
     assert capsys.readouterr().out == "/opt/gdal\n"
+
+
+# --- issue 33: per-client answers, dead specs --------------------------------------------
+
+
+def test_a_dead_spec_is_no_match_and_fix_refuses_it_without_force(local_specs, tmp_path, capsys):
+    """A spec whose program is gone was ranked first; --fix DEAD wrote the alias and said
+    fixed; the next `notebook` said broken."""
+    write_spec(local_specs, "conda-env-geo-py-old", {
+        "argv": ["/nonexistent/envs/geo/bin/python", *KERNEL[1:]],
+        "display_name": FROM_ELSEWHERE["display_name"], "language": "python"})  # fmt: skip
+    notebook = _notebook(tmp_path / "analysis.ipynb", FROM_ELSEWHERE)
+    status, out = _report(capsys, str(notebook))
+    assert "conda-env-geo-py-old" not in out.split("matches, best first: ", 1)[1]
+    assert main(["notebook", str(notebook), "--fix", "conda-env-geo-py-old"]) == 1
+    assert "cannot start" in capsys.readouterr().err
+    assert not (local_specs / "conda-env-geo-py").exists()
+    status, out = _report(capsys, str(notebook), "--fix", "conda-env-geo-py-old", "--force")
+    assert (local_specs / "conda-env-geo-py").exists()  # as asked, and the state says so:
+    status, out = _report(capsys, str(notebook))
+    assert status == 1 and "broken" in out
+
+
+def test_a_name_in_another_case_is_answered_per_client(local_specs, tmp_path, capsys):
+    """nbclient and papermill lower-case the name; JupyterLab and Voila match it exactly
+    (tests/test_verdicts.py checks these answers against nbclient and Voila)."""
+    notebook = _notebook(tmp_path / "a.ipynb", {"name": "Plain", "display_name": "Plain",
+                                                 "language": "python"})  # fmt: skip
+    status, out = _report(capsys, str(notebook))
+    assert status == 1 and "case differs" in out
+    (report,) = notebooks.run(notebooks.NotebookRequest((str(notebook),)))
+    clients = report.to_json()["clients"]
+    assert clients["nbclient"]["works"] and clients["nbclient"]["spec"] == "plain"
+    assert "asks the user" in clients["jupyterlab"]["reason"]  # geo and plain are Python
+    assert clients["voila"]["spec"] == "plain"  # the first Python spec by display name
+    ran = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(notebook), str(ran), progress_bar=False)
+    assert nbformat.read(ran, as_version=4).cells[0].outputs[0]["text"] == "42\n"

@@ -148,7 +148,17 @@ def launch_problems(
     # ({response_address} instead of {connection_file}): neither check applies here.
     local = provisioner_name(spec) in (None, "local-provisioner")
     state = program_exists(argv[0]) if local else PROGRAM_OK
-    if state == PROGRAM_MISSING:
+    if state == PROGRAM_RELATIVE:
+        problems.append(
+            Problem(
+                "relative-program",
+                f"argv[0] {argv[0]} is a relative path: Jupyter starts it from the kernel's "
+                "working directory (the notebook's), so it starts only beside notebooks in a "
+                "directory that holds it; write its absolute path",
+                argv[0],
+            )
+        )
+    elif state == PROGRAM_MISSING:
         problems.append(
             Problem(
                 "missing-program",
@@ -165,6 +175,8 @@ def launch_problems(
                 argv[0],
             )
         )
+    if local:
+        problems += _detaching_problems(argv)
     if local and "{connection_file}" not in "\0".join(argv):
         problems.append(
             Problem(
@@ -193,6 +205,38 @@ def launch_problems(
     return problems
 
 
+_SETSID_WAITS = frozenset({"-w", "--wait"})
+
+
+def setsid_waits(argv: list[str]) -> bool:
+    """Whether ``setsid`` at argv[0] waits for the kernel (``-w``) rather than forking it off."""
+    for word in argv[1:]:
+        if not word.startswith("-"):
+            return False
+        if word in _SETSID_WAITS or (word[1:2] != "-" and "w" in word[1:]):
+            return True
+    return False
+
+
+def _detaching_problems(argv: list[str]) -> list[Problem]:
+    """A wrapper that forks the kernel off and exits: Jupyter sees its kernel die at once.
+
+    jupyter_client starts every kernel as a session leader, so ``setsid`` (without ``-w``)
+    cannot make one there: it forks, its parent (the process Jupyter watches) exits, and the
+    kernel, seeing its parent gone, exits too; the server restarts it a few times, then drops it.
+    """
+    if os.path.basename(argv[0]) != "setsid" or setsid_waits(argv):
+        return []
+    return [
+        Problem(
+            "detaches",
+            "setsid forks the kernel off and exits at once (Jupyter starts kernels as session "
+            "leaders), so Jupyter sees the kernel die; remove setsid from argv",
+            argv[0],
+        )
+    ]
+
+
 def unusable_env(env: Any) -> list[str]:
     """The names of ``env`` entries no process can be given (``=``/NUL in a name, NUL in a
     value, an empty name)."""
@@ -219,11 +263,13 @@ def launch_program(program: str) -> str:
     ``python3.X`` with ``sys.executable``; checked from here, that is this process's
     interpreter, the best stand-in for the one that will launch the kernel.
     """
-    return sys.executable if program in _BARE_PYTHONS else program
+    # jupyter_client's launcher expands a leading ~ in every argv entry.
+    return sys.executable if program in _BARE_PYTHONS else os.path.expanduser(program)
 
 
 PROGRAM_OK = "ok"
 PROGRAM_MISSING = "missing"
+PROGRAM_RELATIVE = "relative"  # found from the kernel's working dir, which is not ours
 
 
 def program_state(program: str) -> str:
@@ -233,11 +279,15 @@ def program_state(program: str) -> str:
     Missing means gone for sure: the program does not exist and the nearest directory above
     it that does exist can be read, so nothing is hidden from us. An unreadable directory, an
     expired Kerberos ticket on NFS or an automount that is not there now is "unreachable",
-    never "missing": ``--fix`` and ``remove --missing`` delete only missing ones.
+    never "missing": ``--fix`` and ``remove --missing`` delete only missing ones. A relative
+    path with a separator is ``PROGRAM_RELATIVE``: the kernel's working directory (the
+    notebook's) finds it, not ours.
     """
     program = launch_program(program)
     if not (os.sep in program or (os.altsep and os.altsep in program)):
         return PROGRAM_OK if shutil.which(program) else PROGRAM_MISSING
+    if not os.path.isabs(program):
+        return PROGRAM_RELATIVE
     try:
         info = os.stat(program)
     except (FileNotFoundError, NotADirectoryError):

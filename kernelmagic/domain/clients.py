@@ -21,7 +21,9 @@ from kernelmagic.storage.atomic import read_regular_head
 from kernelmagic.storage.discovery import SpecInfo
 
 CLIENTS = {
-    "jupyter-server": "JupyterLab, Notebook, Voila, JupyterHub",
+    "jupyter-server": "the Jupyter server's REST start (JupyterHub, kernel gateways)",
+    "jupyterlab": "JupyterLab, Notebook 7 (the front end)",
+    "voila": "Voila",
     "vscode": "VS Code",
     "nbclient": "nbclient, papermill, nbconvert",
     "console": "jupyter console",
@@ -44,9 +46,12 @@ _CONTAINER_RUNNERS = frozenset(
     {"apptainer", "singularity", "docker", "podman", "ch-run", "shifter", "enroot"}
 )
 # Problems that keep a listed spec from starting at all (the probes add the last two).
+# "structure" on a listed spec: an empty argv, env values that are not strings (Popen's
+# TypeError: the server answers 500, nbclient raises).
 CANNOT_START = frozenset(
     {"missing-program", "bad-argv", "bad-env", "no-connection-file", "launcher-import",
-     "cannot-start", "missing-runtime", "missing-image"}
+     "cannot-start", "missing-runtime", "missing-image", "structure", "detaches",
+     "relative-program"}
 )  # fmt: skip
 CURVE_SINCE = (7, 4)  # the first ipykernel that writes supported_encryption: ["curve"]
 
@@ -56,12 +61,14 @@ class Verdict:
     """Whether the spec works in one client family, why, and the fix when it does not."""
 
     client: str
-    works: bool
+    works: bool | None  # None: kernelmagic did not read enough to say
     reason: str
     fix: str | None = None
+    spec: str | None = None  # for a notebook: the spec the client runs it with
 
     def to_json(self) -> dict[str, Any]:
-        return {"works": self.works, "reason": self.reason, "fix": self.fix}
+        found = {"works": self.works, "reason": self.reason, "fix": self.fix}
+        return {**found, "spec": self.spec} if self.spec is not None else found
 
 
 def _provisioner(spec: Mapping[str, Any]) -> str | None:
@@ -75,8 +82,8 @@ def _made_from(spec: Mapping[str, Any]) -> str:
     return made_from if isinstance(made_from, str) else "its source spec"
 
 
-def _vscode(info: SpecInfo, argv: list[str]) -> Verdict:
-    provisioner = _provisioner(info.spec)
+def _vscode(info: SpecInfo, argv: list[str], *, provisioners: bool = True) -> Verdict:
+    provisioner = _provisioner(info.spec) if provisioners else None
     if provisioner in checks.BATCH_PROVISIONERS:
         return Verdict("vscode", False, f"VS Code ignores kernel provisioners: it would run "
                        f"the kernel here, outside any {checks.BATCH_PROVISIONERS[provisioner]} job",
@@ -122,21 +129,35 @@ def _vscode(info: SpecInfo, argv: list[str]) -> Verdict:
     return Verdict("vscode", True, "listed and started from argv, env merged over VS Code's")
 
 
-def verdicts(info: SpecInfo) -> list[Verdict]:
-    """A verdict for each client family (``CLIENTS``)."""
+def verdicts(info: SpecInfo, problems: list[Problem] | None = None) -> list[Verdict]:
+    """A verdict for each client family (``CLIENTS``), from every problem found (``problems``:
+    the doctor's, probes included; by default the spec's own)."""
+    problems = info.problems if problems is None else problems
+    if not info.read:
+        why = f"unknown: {info.problems[0].message}" if info.problems else "unknown: not read"
+        return [Verdict(client, None, why) for client in CLIENTS]
     argv = checks.argv_strings(info.spec) or []
     if not info.visible or not argv:
         why = str(info.problems[0]) if info.problems else "it has no argv"
         fix = info.problems[0].fix if info.problems else None
-        return [Verdict(client, False, f"not listed: {why}", fix) for client in CLIENTS]
-    blocking = [p for p in info.problems if p.kind in CANNOT_START]
+        found = {client: Verdict(client, False, f"not listed: {why}", fix) for client in CLIENTS}
+        hiding = {p.kind for p in info.problems}
+        if argv and hiding == {"unknown-provisioner"}:
+            # VS Code has its own finder, which never looks at provisioners: it runs argv.
+            found["vscode"] = _vscode_ignoring_provisioner(info, argv, problems)
+        found["voila"] = Verdict(
+            "voila", False, f"not listed: {why}; a notebook naming it runs in another kernel "
+            "of its language, if there is one (Voila's fallback)", fix)  # fmt: skip
+        return list(found.values())
+    blocking = [p for p in problems if p.kind in CANNOT_START]
     if blocking:
         why = f"listed, but it cannot start: {blocking[0]}"
-        found = [Verdict(client, False, why, blocking[0].fix) for client in CLIENTS]
+        fix = blocking[0].fix
+        found = {client: Verdict(client, False, why, fix) for client in CLIENTS}
         vscode = _vscode(info, argv)
         if vscode.reason.startswith("VS Code does not list it"):
-            found[1] = vscode
-        return found
+            found["vscode"] = vscode
+        return list(found.values())
     listed = "listed by /api/kernelspecs"
     if info.spec.get("metadata", {}).get("debugger") is True:
         listed += "; its debugger is offered"
@@ -147,21 +168,51 @@ def verdicts(info: SpecInfo) -> list[Verdict]:
     if provisioner:
         by_name = f"found by its name ({info.name}), started through {provisioner}"
     return [
-        Verdict("jupyter-server", True, listed),
+        Verdict("jupyter-server", True, listed + "; POST /api/kernels starts it"),
+        Verdict(
+            "jupyterlab",
+            True,
+            listed + f"; a notebook whose metadata.kernelspec.name is "
+            f"exactly {info.name!r} opens with it",
+        ),
+        Verdict(
+            "voila",
+            True,
+            f"runs a notebook whose metadata.kernelspec.name is exactly {info.name!r} with it",
+        ),
         _vscode(info, argv),
-        Verdict("nbclient", True, by_name + "; a notebook must name it in metadata.kernelspec"),
+        Verdict(
+            "nbclient",
+            True,
+            by_name + "; a notebook must name it in metadata.kernelspec (any case)",
+        ),
         Verdict("console", True, by_name + f" (jupyter console --kernel {info.name})"),
     ]
+
+
+def _vscode_ignoring_provisioner(
+    info: SpecInfo, argv: list[str], problems: list[Problem]
+) -> Verdict:
+    provisioner = checks.provisioner_name(info.spec)
+    said = f"VS Code ignores provisioners ({provisioner} is not installed here) and runs argv"
+    blocking = [p for p in problems if p.kind in CANNOT_START]
+    if blocking:
+        return Verdict("vscode", False, f"{said}, which cannot start: {blocking[0]}",
+                       blocking[0].fix)  # fmt: skip
+    found = _vscode(info, argv, provisioners=False)
+    if not found.works:
+        return found
+    return Verdict("vscode", True, f"{said}: {found.reason}")
 
 
 def client_problems(found: list[Verdict]) -> list[Problem]:
     """The clients a listed spec does not work in, as notes (it works elsewhere)."""
     if not any(v.works for v in found):
-        return []  # not listed at all: the spec's own problem says why
+        return []  # not listed at all, or not read: the spec's own problem says why
     return [
         Problem(f"client-{v.client}", f"{CLIENTS[v.client]}: {v.reason}", fix=None, severity=NOTE)
         for v in found
-        if not v.works
+        if v.works is False
     ]
 
 
@@ -193,23 +244,34 @@ def interrupt_problems(info: SpecInfo) -> list[Problem]:
     ``conda run``) loses it: the wrapper gets the signal, the kernel never does.
     """
     argv = checks.argv_strings(info.spec) or []
-    if not argv or info.spec.get("interrupt_mode") == "message" or _provisioner(info.spec):
+    mode = info.spec.get("interrupt_mode")
+    if not argv or (isinstance(mode, str) and mode.lower() == "message") or _provisioner(info.spec):
         return []
     program = os.path.basename(argv[0])
     fix = f"patch {shlex.quote(info.name)} --interrupt-mode message"
-    if program == "setsid" or _NO_SIGNAL_RUNNERS.get(program) in argv[1:2]:
-        runner = "setsid" if program == "setsid" else f"{program} run"
-        how = (
-            "install the spec with --from-conda ENV instead (no wrapper at start)"
-            if program != "setsid"
-            else "start the kernel without setsid"
-        )
+    if program == "setsid":
+        if not checks.setsid_waits(argv):
+            return []  # it cannot start at all: its own problem (detaches) says so
+        return [
+            Problem(
+                "interrupt-lost",
+                "an interrupt ends setsid -w, not the kernel (setsid starts it apart from the "
+                "process group Jupyter signals), and the kernel exits with its parent: the "
+                "server restarts it and its state is lost; start the kernel without setsid, or "
+                "set interrupt_mode to message",
+                argv[0],
+                fix=fix,
+            )
+        ]
+    if _NO_SIGNAL_RUNNERS.get(program) in argv[1:2]:
+        runner = f"{program} run"
         return [
             Problem(
                 "interrupt-lost",
                 f"an interrupt stops {runner}, not the kernel: {runner} starts the kernel "
-                f"apart from the process group Jupyter signals; {how}, or set "
-                "interrupt_mode to message",
+                "apart from the process group Jupyter signals; install the spec with "
+                "--from-conda ENV instead (no wrapper at start), or set interrupt_mode to "
+                "message",
                 argv[0],
                 fix=fix,
             )
@@ -261,3 +323,76 @@ def _version(text: Any) -> tuple[int, ...] | None:
         return None
     parts = re.findall(r"\d+", text)[:2]
     return tuple(int(p) for p in parts) if parts else None
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A spec as the clients see it when they pick one for a notebook."""
+
+    name: str  # as Jupyter lists it (lowercased)
+    language: str
+    display_name: str
+    starts: bool  # no problem keeps it from starting
+
+
+def notebook_verdicts(
+    wanted: Mapping[str, str], language_info: str, listed: list[Listed]
+) -> list[Verdict]:
+    """Which spec each client runs a notebook with, given its ``metadata.kernelspec``
+    (``wanted``) and ``metadata.language_info.name``.
+
+    nbclient, papermill, nbconvert, console and the server's REST start look the name up
+    lower-cased (jupyter_client's KernelSpecManager). JupyterLab takes a spec whose name is
+    exactly the notebook's, else the one spec whose language equals language_info's name,
+    else asks the user (``getDefaultKernel`` in @jupyterlab/apputils' sessioncontext).
+    Voila takes the exact name, else the first spec of the notebook's language (case
+    ignored) by display name, else fails (``fix_notebook`` in voila/notebook_renderer.py).
+    """
+    name = wanted.get("name", "")
+    by_name = {spec.name: spec for spec in listed}
+
+    def ran(client: str, spec: Listed | None, how: str, missing: str) -> Verdict:
+        if spec is None:
+            return Verdict(client, False, missing)
+        if not spec.starts:
+            return Verdict(client, False, f"{how} {spec.name}, which cannot start", spec=spec.name)
+        return Verdict(client, True, f"{how} {spec.name}", spec=spec.name)
+
+    lower = by_name.get(name.lower()) if name else None
+    no_such = f"no kernel named {name!r} (case ignored): it stops"
+    found = [
+        ran(client, lower, "runs it with", no_such) for client in ("jupyter-server", "nbclient")
+    ]
+    exact = by_name.get(name) if name else None
+    if exact is not None:
+        lab = ran("jupyterlab", exact, "opens it with", "")
+    else:
+        same = [spec for spec in listed if language_info and spec.language == language_info]
+        how = f"no kernel named exactly {name!r}; the only {language_info} kernel:"
+        lab = (
+            ran("jupyterlab", same[0], f"opens it with {how}", "")
+            if len(same) == 1
+            else Verdict(
+                "jupyterlab",
+                False,
+                f"no kernel named exactly {name!r} and "
+                f"{len(same)} kernels of language {language_info!r}: it asks the "
+                "user which kernel to start",
+            )
+        )
+    if exact is not None:
+        voila = ran("voila", exact, "runs it with", "")
+    else:
+        language = (wanted.get("language") or language_info).lower()
+        same = sorted(
+            (spec for spec in listed if spec.language.lower() == language),
+            key=lambda spec: spec.display_name,
+        )
+        voila = ran(
+            "voila",
+            same[0] if same else None,
+            f"no kernel named exactly {name!r}; it falls back to the first {language} kernel:",
+            f"no kernel named exactly {name!r} and none of language {language!r}: it fails",
+        )
+    console = ran("console", lower, f"`jupyter console --kernel {name}` runs", no_such)
+    return [*found[:1], lab, voila, found[1], console]

@@ -115,7 +115,8 @@ def _spec_rows(specs: SpecList, style: str) -> list[tuple[str, ...]]:
         status = FOUND
         if info.problems:
             texts = "; ".join(problem_text(p, style) for p in info.problems)
-            status = ("hidden by Jupyter: " if not info.visible else "") + texts
+            hidden = not info.visible and info.read  # one not read: we cannot say
+            status = ("hidden by Jupyter: " if hidden else "") + texts
         project = project_of(info.spec)
         if project is not None:  # a project's kernel: say which; the doctor says if it drifted
             made = f"; scan of {scan}" if (scan := scan_root_of(info.spec)) else ""

@@ -318,7 +318,7 @@ def diagnose(
         problems += clients.interrupt_problems(info) + clients.claim_problems(
             info, facts.get(info.name, {})
         )
-        verdicts = clients.verdicts(info)
+        verdicts = clients.verdicts(info, problems)
         problems += clients.client_problems(verdicts)
         diagnoses.append(Diagnosis(info.name, info.resource_dir, problems, verdicts))
     return Report(diagnoses)

@@ -259,6 +259,23 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = Tru
                 manager.shutdown_kernel(now=True)
 
 
+def _not_launched_because(info: discovery.SpecInfo, *, named: bool, trust: bool) -> str:
+    """Why ``doctor --launch`` does not start a spec ("" when it does): every spec it leaves
+    out is named in its report with this reason."""
+    if not info.read or not info.visible:
+        return str(info.problems[0]) if info.problems else "Jupyter does not list it"
+    provisioner = checks.provisioner_name(info.spec)
+    if not named and provisioner not in (None, "local-provisioner"):
+        return (
+            f"it starts through the provisioner {provisioner}, which reaches other hosts; "
+            "name it to start it"
+        )
+    why = untrusted(info)
+    if why and not (named and trust):
+        return f"{why}; {TRUST_ADVICE}"
+    return ""
+
+
 def launch_all(
     names: Iterable[str] = (),
     timeout: float = DEFAULT_TIMEOUT,
@@ -268,23 +285,15 @@ def launch_all(
 ) -> LaunchReport:
     """Start every spec Jupyter lists, or the named ones, a few at a time (bounded by the
     cores). Remote (provisioner) specs are started only when named: they reach other hosts.
-    A spec others can change is not launched, unless it is named and ``trust`` is given."""
+    A spec others can change is not launched, unless it is named and ``trust`` is given.
+    Every spec left out is in the report as not launched, with why."""
     names = list(names)
-    if names:
-        infos = discovery.get_specs(names)
-    else:
-        infos = [
-            info
-            for info in discovery.list_specs()
-            if info.visible and checks.provisioner_name(info.spec) in (None, "local-provisioner")
-        ]
+    infos = discovery.get_specs(names) if names else discovery.list_specs()
     refused = {}
     for info in infos:
-        why = untrusted(info)
-        if why and not (names and trust):
-            refused[info.name] = Launch(
-                info.name, NOT_LAUNCHED, reason=f"not launched: {why}; {TRUST_ADVICE}"
-            )
+        why = _not_launched_because(info, named=bool(names), trust=trust)
+        if why:
+            refused[info.name] = Launch(info.name, NOT_LAUNCHED, reason=f"not launched: {why}")
     wanted = [info.name for info in infos if info.name not in refused]
     launched: dict[str, Launch] = {}
     if wanted:

@@ -42,6 +42,11 @@ REWRITE = option(
     help="with --fix: change the notebook's metadata.kernelspec to the chosen spec instead "
     "(atomic, the old file kept as NB.ipynb.bak, nothing else in it changed)",
 )
+FORCE = option(
+    "--force",
+    action="store_true",
+    help="with --fix: use the chosen spec even though the doctor says it cannot start",
+)
 _WORD = re.compile(r"[a-z0-9][a-z0-9.]*")
 
 
@@ -55,22 +60,25 @@ class NotebookRequest:
         "has it and whether it works, else the local specs that match, best first; --fix "
         "makes it work."
     )
-    OPTIONS: ClassVar[tuple[Option, ...]] = (PATHS, FIX, REWRITE, DRY_RUN)
+    OPTIONS: ClassVar[tuple[Option, ...]] = (PATHS, FIX, REWRITE, DRY_RUN, FORCE)
 
     paths: tuple[str, ...]
     fix: str | None = None  # "" for the best match
     rewrite: bool = False
     dry_run: bool = False
+    force: bool = False  # with fix: a target the doctor says cannot start
 
     def __post_init__(self) -> None:
         if self.rewrite and self.fix is None:
             raise InvalidInput("--rewrite goes with --fix")
+        if self.force and self.fix is None:
+            raise InvalidInput("--force goes with --fix")
 
     @classmethod
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> NotebookRequest:
-        return cls(tuple(ns.paths), ns.fix, ns.rewrite, ns.dry_run)
+        return cls(tuple(ns.paths), ns.fix, ns.rewrite, ns.dry_run, ns.force)
 
 
 @dataclass
@@ -82,14 +90,16 @@ class Match:
 
 @dataclass
 class NotebookReport:
-    """One notebook: the kernel it names (``wanted``), its state (found, broken, missing,
-    unreadable, no kernel named), why, the matching specs, and what --fix did."""
+    """One notebook: the kernel it names (``wanted``), its state (found, case differs,
+    broken, missing, not read, unreadable, no kernel named), why, what each client runs it
+    with, the matching specs, and what --fix did."""
 
     path: str
     wanted: dict[str, str] = field(default_factory=dict)
     state: str = "found"
     reason: str = ""
     matches: list[Match] = field(default_factory=list)
+    clients: list[clients.Verdict] = field(default_factory=list)
     fixed: str = ""  # what --fix did (or would do), said in a sentence
     dry_run: bool = False  # ``fixed`` says what --fix would do
 
@@ -112,6 +122,7 @@ class NotebookReport:
             "reason": self.reason,
             "matches": [{"name": m.name, "why": m.why} for m in self.matches],
             "fixed": self.fixed,
+            "clients": {v.client: v.to_json() for v in self.clients},
         }
 
 
@@ -154,6 +165,8 @@ def rank(wanted: dict[str, str], specs: Iterable[discovery.SpecInfo]) -> list[Ma
     for info in specs:
         if not info.visible or (language and info.language.lower() != language):
             continue
+        if _cannot_start(info):
+            continue  # a spec that cannot start is no match (--fix SPEC --force to insist)
         reasons = [f"same language ({info.language})"] if language else []
         same_display = bool(wanted.get("display_name")) and (
             info.display_name == wanted.get("display_name")
@@ -175,6 +188,22 @@ def rank(wanted: dict[str, str], specs: Iterable[discovery.SpecInfo]) -> list[Ma
     return sorted(found, key=lambda m: m.score, reverse=True)
 
 
+def _cannot_start(info: discovery.SpecInfo) -> bool:
+    return any(p.kind in clients.CANNOT_START for p in info.problems)
+
+
+def _listed(specs: Iterable[discovery.SpecInfo]) -> list[clients.Listed]:
+    return [
+        clients.Listed(info.name, info.language, info.display_name, not _cannot_start(info))
+        for info in specs
+        if info.visible
+    ]
+
+
+def _per_client(found: list[clients.Verdict]) -> str:
+    return "; ".join(f"{clients.CLIENTS[v.client]}: {v.reason}" for v in found)
+
+
 def _clear_best(matches: list[Match]) -> Match | None:
     """The best match when it is better than the next on more than name similarity."""
     if not matches:
@@ -193,14 +222,28 @@ def examine(path: str, specs: list[discovery.SpecInfo]) -> NotebookReport:
         return report
     report.wanted = notebook_files.kernelspec_of(metadata)
     name = report.wanted.get("name", "")
+    info_of = (notebook.get("metadata") or {}).get("language_info")
+    language_info = info_of.get("name") if isinstance(info_of, dict) else None
+    report.clients = clients.notebook_verdicts(
+        report.wanted, language_info if isinstance(language_info, str) else "", _listed(specs)
+    )
     by_name = {info.name: info for info in specs}
     info = by_name.get(name.lower()) if name else None
+    if info is not None and not info.read:
+        report.state, report.reason = "not read", str(info.problems[0])
+        return report
     if info is not None and info.visible:
         diagnosis = doctor.diagnose([info.name]).diagnoses[0]
         problems = [p for p in diagnosis.problems if p.severity == PROBLEM]
         blocking = [p for p in problems if p.kind in clients.CANNOT_START]
         if blocking:
             report.state, report.reason = "broken", str(blocking[0])
+        elif name != info.name:
+            report.state = "case differs"
+            report.reason = (
+                f"the notebook names {name!r}, the spec is {info.name!r}: "
+                f"{_per_client(report.clients)}; fix: notebook --fix {info.name} --rewrite"
+            )
         elif problems:
             report.reason = f"starts, but: {problems[0]}"
         return report
@@ -212,8 +255,23 @@ def examine(path: str, specs: list[discovery.SpecInfo]) -> NotebookReport:
     return report
 
 
-def fix(report: NotebookReport, choice: str, *, rewrite: bool, dry_run: bool) -> None:
-    """Make a missing kernel work with ``choice`` (a spec name; "" for the clear best)."""
+def _refuse_if_it_cannot_start(chosen: discovery.SpecInfo) -> None:
+    diagnosis = doctor.diagnose([chosen.name]).diagnoses[0]
+    blocking = [str(p) for p in diagnosis.problems if p.kind in clients.CANNOT_START]
+    if not chosen.visible:
+        blocking += [str(p) for p in chosen.problems] or ["Jupyter does not list it"]
+    if blocking:
+        why = blocking[0]
+        raise KernelmagicError(
+            f"{chosen.name} cannot start ({why}); choose another spec, or --force to use it"
+        )
+
+
+def fix(
+    report: NotebookReport, choice: str, *, rewrite: bool, dry_run: bool, force: bool = False
+) -> None:
+    """Make a missing kernel work with ``choice`` (a spec name; "" for the clear best); a
+    spec that cannot start only with ``force``."""
     if report.state not in ("missing", "broken", "no kernel named"):
         return
     if choice:
@@ -227,6 +285,8 @@ def fix(report: NotebookReport, choice: str, *, rewrite: bool, dry_run: bool) ->
                 "--fix SPEC"
             )
         chosen = discovery.get_spec(best.name)
+    if not force:
+        _refuse_if_it_cannot_start(chosen)
     missing = report.wanted.get("name", "")
     report.dry_run = dry_run
     if not rewrite and not (missing and is_valid_kernel_name(missing.lower())):
@@ -265,7 +325,13 @@ def run(request: NotebookRequest) -> NotebookReports:
     for notebook in notebook_files.notebooks_in(request.paths):
         report = examine(notebook, specs)
         if request.fix is not None:
-            fix(report, request.fix, rewrite=request.rewrite, dry_run=request.dry_run)
+            fix(
+                report,
+                request.fix,
+                rewrite=request.rewrite,
+                dry_run=request.dry_run,
+                force=request.force,
+            )
             specs = discovery.list_specs() if report.fixed and not request.dry_run else specs
         reports.append(report)
     if not reports:

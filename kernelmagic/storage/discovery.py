@@ -216,6 +216,9 @@ class SpecInfo:
     problems: list[checks.Problem] = field(default_factory=list)
     visible: bool = True  # False when Jupyter hides it (malformed, unknown provisioner)
     native: bool = False  # ipykernel's built-in spec, with no kernel.json of its own
+    # False when kernelmagic did not read kernel.json (larger than MAX_SPEC_BYTES): what
+    # Jupyter does with it is unknown here (it reads any size). Not usable by kernelmagic.
+    read: bool = True
 
     @property
     def display_name(self) -> str:
@@ -289,8 +292,18 @@ def _read_kernel_json(path: str) -> bytes | None:
     return atomic.read_regular_file(path, MAX_SPEC_BYTES)
 
 
-def _unreadable(name: str, resource_dir: str, reason: str) -> SpecInfo:
+def _unreadable(name: str, resource_dir: str, exc: OSError | str) -> SpecInfo:
     kernel_json = os.path.join(resource_dir, "kernel.json")
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        problem = checks.Problem(
+            "not-read",
+            f"kernelmagic does not read a kernel.json over {MAX_SPEC_BYTES // 2**20} MiB "
+            f"({kernel_json}); Jupyter reads any size, so it may list and start it: check it "
+            "there, or make the file smaller",
+            kernel_json,
+        )
+        return SpecInfo(name, resource_dir, {}, [problem], visible=False, read=False)
+    reason = exc if isinstance(exc, str) else (exc.strerror or str(exc))
     problem = checks.Problem(
         "unreadable", f"cannot read kernel.json: {reason} (fix or remove {kernel_json})"
     )
@@ -318,7 +331,7 @@ def _load(
     try:
         raw = _read_kernel_json(os.path.join(resource_dir, "kernel.json"))
     except OSError as exc:
-        return _unreadable(name, resource_dir, exc.strerror or str(exc))
+        return _unreadable(name, resource_dir, exc)
     if raw is None:
         if name == NATIVE_KERNEL_NAME:
             return SpecInfo(name, resource_dir, ipykernel_specs.native_spec(), native=True)
@@ -368,7 +381,7 @@ def list_specs(
     found: dict[str, SpecInfo] = {}
     for name, (path, read) in spec_files(kernel_dirs(), wanted).items():
         if isinstance(read, OSError):
-            found[name] = _unreadable(name, path, read.strerror or str(read))
+            found[name] = _unreadable(name, path, read)
         else:
             found[name] = _from_bytes(name, path, read, program_exists)
     config = jupyter_rules.discovery_config()
