@@ -222,8 +222,9 @@ def test_a_giant_kernel_json_is_refused_by_its_size(user_kernels, tmp_path):
     )
     listing = json.loads(done.stdout.splitlines()[0])
     assert "giant" not in listing["kernelspecs"] and "fine" in listing["kernelspecs"]
-    assert "larger than 4 MiB" in listing["problems"]["giant"][0]
-    assert "larger than 4 MiB" in done.stdout  # show and doctor say why
+    # not read, and no claim about Jupyter (which reads any size): issue 33
+    assert "does not read a kernel.json over 4 MiB" in listing["problems"]["giant"][0]
+    assert "over 4 MiB" in done.stdout and "hidden" not in done.stdout  # show and doctor
     peak_kib = int(re.search(r"^VmHWM:\s+(\d+) kB$", done.stderr, re.M).group(1))
     assert peak_kib < 150 * 1024  # 0.1 read the whole file: 636 MB at 200 MiB
 

@@ -41,6 +41,7 @@ jupyter_server = pytest.importorskip(
     "jupyter_server", reason="jupyter_server is not installed (the test extra has it)"
 )
 tornado_websocket = pytest.importorskip("tornado.websocket")
+from tornado.httpclient import HTTPRequest  # noqa: E402  (tornado comes with jupyter_server)
 
 PYTHON = sys.executable
 KERNEL = [PYTHON, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
@@ -341,7 +342,9 @@ async def _kernel_info(port: int, kernel_id: str, timeout: float) -> tuple[bool,
     }  # fmt: skip
 
     async def ask() -> tuple[bool, str]:
-        connection = await tornado_websocket.websocket_connect(url)
+        # the server may hold the handshake until the kernel is ready (jupyter_server 1.x)
+        handshake = HTTPRequest(url, connect_timeout=timeout, request_timeout=timeout)
+        connection = await tornado_websocket.websocket_connect(handshake)
         try:
             connection.write_message(json.dumps(request))
             sent = time.monotonic()
@@ -526,7 +529,7 @@ class Voila:
 def _voila_truth(voila: Voila, notebooks: dict[str, Path]) -> dict:
     def one(name: str) -> tuple[bool, str]:
         url = f"{voila.base}/voila/render/{quote(notebooks[name].name)}"
-        deadline = time.monotonic() + _timeout(name)
+        deadline = time.monotonic() + _timeout(name) + 60  # every notebook at once: slow
         page = b""
         try:  # Voila streams the page: read until the output, the end, or the deadline
             with urlopen(url, timeout=_timeout(name)) as answer:
