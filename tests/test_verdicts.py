@@ -738,9 +738,14 @@ def test_every_verdict_is_what_the_client_did(truth):
     table = _confusion(truth)
     report = os.environ.get("KM_CONFUSION_TABLE")
     if report:
+        did = {column: {name: _works(detail, name, column) for name, detail in results.items()}
+               for column, results in truth.clients.items()}  # fmt: skip
         Path(report).write_text(json.dumps({"table": table, "skipped": truth.skipped,
                                             "corpus_skipped": truth.corpus.skipped,
-                                            "seconds": truth.seconds}, indent=1))  # fmt: skip
+                                            "seconds": truth.seconds, "did": did,
+                                            "env": truth.corpus.env,
+                                            "doctor_cwd": str(truth.corpus.doctor_cwd)},
+                                           indent=1))  # fmt: skip
     assert not wrong, "\n".join(wrong)
     assert set(truth.clients) >= {"server-rest", "server-sessions", "nbclient", "papermill"}
 
