@@ -656,16 +656,16 @@ def truth(tmp_path_factory, request) -> Truth:
 def _stop_leftovers(root: Path) -> None:
     """Kill the corpus's kernels the clients left running: a client that kills a wrapper
     without exec (shutdown now=True) leaves its kernel, the wrapper's child, behind. Only
-    processes whose command line names this module's own directory are touched."""
-    mine = str(root)
+    processes started with this module's own HOME (the corpus env's) are touched."""
+    mine = f"HOME={root / 'home'}\0".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            command = (entry / "cmdline").read_bytes().decode("utf-8", "replace")
+            environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if mine in command:
+        if mine in environ:
             with contextlib.suppress(OSError):
                 os.kill(int(entry.name), signal.SIGKILL)
 
