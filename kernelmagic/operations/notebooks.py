@@ -222,7 +222,7 @@ def examine(path: str, specs: list[discovery.SpecInfo]) -> NotebookReport:
         return report
     report.wanted = notebook_files.kernelspec_of(metadata)
     name = report.wanted.get("name", "")
-    info_of = (notebook.get("metadata") or {}).get("language_info")
+    info_of = metadata.get("language_info")
     language_info = info_of.get("name") if isinstance(info_of, dict) else None
     report.clients = clients.notebook_verdicts(
         report.wanted, language_info if isinstance(language_info, str) else "", _listed(specs)
