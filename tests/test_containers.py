@@ -65,7 +65,7 @@ default_path = "{default_path}"
 if name == "podman":  # run IMAGE COMMAND: -e NAME takes the value from here
     env, at = {{"PATH": default_path, "HOME": os.environ["HOME"]}}, 1
     while args[at].startswith("-"):
-        if args[at] in ("-e", "-v"):
+        if args[at] in ("-e", "-v", "-w"):
             if args[at] == "-e":
                 key, _, value = args[at + 1].partition("=")
                 env[key] = value if _ else os.environ.get(key, "")
@@ -76,7 +76,7 @@ assert args[0] == "exec", args
 at, options = 1, []
 while args[at].startswith("-"):
     options.append(args[at])
-    at += 2 if args[at] in ("--bind", "-B", "--env") else 1
+    at += 2 if args[at] in ("--bind", "-B", "--env", "--pwd") else 1
 command = args[at + 1:]
 env = {{"HOME": os.environ["HOME"], "LANG": "C", "PATH": default_path}}
 for key, value in sorted(given.items()):  # injected: override, evaluated once
@@ -213,6 +213,31 @@ def test_a_notebook_runs_in_the_container_through_nbclient(
     assert printed == ["/usr", "/opt/proj"]
 
 
+def test_a_container_kernel_starts_in_the_notebooks_directory(
+    charliecloud_image, user_kernels, tmp_path, monkeypatch
+):
+    """Every host kernel starts in the notebook's dir; a Charliecloud one started in /, so
+    read_csv("data.csv") broke. ch-run binds the host's $TMPDIR at /tmp itself; elsewhere
+    the dir is bound where the (directory) image has it."""
+    monkeypatch.setenv("USER", pwd.getpwuid(os.getuid()).pw_name)  # ch-run needs it
+    monkeypatch.setenv("TMPDIR", str(tmp_path.parent))
+    assert main(["install", "box", "--container", str(charliecloud_image)]) == 0
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "data.csv").write_text("a,b\n1,2\n")
+    code = "import os\nprint(os.getcwd())\nprint(open('data.csv').read().split()[1])"
+    for where, reads in ((project, True), (Path("/usr/share"), False)):
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [
+            nbformat.v4.new_code_cell(code if reads else "import os\nprint(os.getcwd())")
+        ]
+        NotebookClient(notebook, kernel_name="box", timeout=60, startup_timeout=60,
+                       resources={"metadata": {"path": str(where)}}).execute()  # fmt: skip
+        printed = notebook.cells[0]["outputs"][0]["text"].split()
+        inside = f"/tmp/{where.relative_to(tmp_path.parent)}" if reads else str(where)
+        assert printed == ([inside, "1,2"] if reads else [inside])
+
+
 def test_an_r_kernel_runs_in_the_container(
     charliecloud_image, runtime_dir_outside_binds, user_kernels
 ):
@@ -342,7 +367,8 @@ def test_an_apptainer_spec_follows_the_user_guides_environment_rules(
     assert connection.startswith(str(runtime_dir_outside_binds))
     assert started["argv"] == [
         "exec", "--cleanenv", "--bind", str(runtime_dir_outside_binds), "--bind",
-        "/data:/srv/data", str(image), "python3", "-m", "ipykernel_launcher", "-f", connection,
+        "/data:/srv/data", "--bind", os.getcwd(), "--pwd", os.getcwd(), str(image),
+        "python3", "-m", "ipykernel_launcher", "-f", connection,
     ]  # fmt: skip
     escaped = AWKWARD.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`")
     assert started["env"] == {
@@ -396,7 +422,8 @@ def test_a_podman_spec_passes_each_variable_by_name(stand_ins, user_kernels, tmp
     run_dir = str(connection.parent)
     assert started["argv"] == [
         "run", "--rm", "-i", "--network=host", "-v", f"{run_dir}:{run_dir}", "-v",
-        "/data:/data", "-e", "GREETING", "-e", "PYTHONNOUSERSITE=1", "ghcr.io/example/geo:1",
+        "/data:/data", "-v", f"{os.getcwd()}:{os.getcwd()}", "-w", os.getcwd(), "-e",
+        "GREETING", "-e", "PYTHONNOUSERSITE=1", "ghcr.io/example/geo:1",
         "python3", "-m", "ipykernel_launcher", "-f", str(connection),
     ]  # fmt: skip
     assert started["env"]["GREETING"] == AWKWARD

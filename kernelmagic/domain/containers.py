@@ -84,8 +84,9 @@ _ESCAPE_FUNCTION = r"""esc() {
   done
 }
 """
-# The wrapper's own variables: connection file, its dir, esc's, an addition's head, env file.
-_WRAPPER_VARIABLES = ("f", "d", "r", "s", "p", "b", "e", "n")
+# The wrapper's own variables: connection file, its dir, esc's, an addition's head, env file,
+# the host's TMPDIR (Charliecloud's /tmp).
+_WRAPPER_VARIABLES = ("f", "d", "r", "s", "p", "b", "e", "n", "t")
 
 
 def _wrapper_names(env: Mapping[str, str]) -> dict[str, str]:
@@ -345,7 +346,8 @@ def _runtime_words(
     d = v["d"]
     if container.runtime in ("apptainer", "singularity"):
         binds = [f'--bind "${d}"'] + [f"--bind {q(b)}" for b in container.binds]
-        return [program, "exec", *options, *binds, q(container.image)]
+        workdir = ['--bind "$PWD"', '--pwd "$PWD"']  # the client's working dir (the notebook's)
+        return [program, "exec", *options, *binds, *workdir, q(container.image)]
     if container.runtime == "charliecloud":
         binds = [f'-b "${d}:{CHARLIECLOUD_CONNECTION_DIR}"']
         binds += [f"-b {q(b)}" for b in container.binds]
@@ -355,9 +357,11 @@ def _runtime_words(
             settings.append(f"--set-env=/dev/fd/{_ENV_FD}")
         if python:
             settings.append("--set-env=PYTHONNOUSERSITE=1")
-        return [program, *options, *binds, *settings, q(container.image), "--"]
+        # "$@": the working dir's -b/-c, which the script's own test set
+        return [program, *options, *binds, '"$@"', *settings, q(container.image), "--"]
     volumes = [f'-v "${d}:${d}"']
     volumes += [f"-v {q(b if ':' in b else f'{b}:{b}')}" for b in container.binds]
+    volumes += ['-v "$PWD:$PWD"', '-w "$PWD"']
     forwarded = [f"-e {q(name)}" for name in sorted(env)]
     if python:
         forwarded.append("-e PYTHONNOUSERSITE=1")
@@ -365,6 +369,19 @@ def _runtime_words(
         ["--rootfs", q(container.image)] if os.path.isdir(container.image) else [q(container.image)]
     )
     return [program, "run", "--rm", "-i", "--network=host", *options, *volumes, *forwarded, *image]
+
+
+def _charliecloud_workdir(container: Container, t: str) -> str:
+    """Start in the client's working dir (the notebook's), as every host kernel does. ch-run
+    binds the host's $TMPDIR (or /tmp) at the guest's /tmp; elsewhere the dir is bound where
+    a directory image has it (ch-run cannot make a mount point in a read-only image: there
+    the kernel starts in /)."""
+    inside = shlex.quote(container.image.rstrip("/")) + '"$PWD"'
+    return (
+        f'{t}=${{TMPDIR:-/tmp}}; {t}=${{{t}%/}}; set --; case $PWD in "${t}"|"${t}"/*) '
+        f'set -- -c "/tmp${{PWD#"${t}"}}" ;; *) if [ -d {inside} ]; then '
+        'set -- -b "$PWD" -c "$PWD"; fi ;; esac'
+    )
 
 
 def script(
@@ -389,7 +406,13 @@ def script(
             f'case ${d} in *[,:]*) echo "kernelmagic: cannot bind ${d} (a comma or colon in the '
             'path)" >&2; exit 2 ;; esac'
         )
+        lines.append(
+            'case $PWD in *[,:]*) echo "kernelmagic: cannot bind $PWD (a comma or colon in the '
+            'path)" >&2; exit 2 ;; esac'
+        )
         lines += _apptainer_exports(container, env, python, v)
+    if container.runtime == "charliecloud":
+        lines.append(_charliecloud_workdir(container, v["t"]))
     if container.runtime == "charliecloud" and env:
         lines += _charliecloud_env(env, v)
         lines.append(f"exec {_ENV_FD}<<{_ENV_END}\n${v['e']}\n{_ENV_END}")
