@@ -37,6 +37,12 @@ import nbformat
 import pytest
 from helpers import make_venv
 
+# .ci/run runs this harness as a step of its own. At the end of the whole suite, the shared
+# server once stopped answering for three minutes after it had started every corpus kernel;
+# run alone, it passed every time. Until that is understood, CI's suite runs skip it here.
+if os.environ.get("KERNELMAGIC_TESTS_VERDICTS_APART"):
+    pytest.skip("the verdict harness runs as CI's own step", allow_module_level=True)
+
 jupyter_server = pytest.importorskip(
     "jupyter_server", reason="jupyter_server is not installed (the test extra has it)"
 )
