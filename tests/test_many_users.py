@@ -489,13 +489,14 @@ def test_4_activate_refuses_a_connection_file_others_could_replace(user_kernels,
     _group_writable(runtime)
     manager = KernelManager(kernel_name="python3", connection_file=str(runtime / "k.json"))
     manager.start_kernel()
-    # jupyter_client made it sticky; it cannot where the dir is not the user's (a group's
-    # project dir), which root cannot show: take the bit away again.
-    runtime.chmod(0o2775)
     client = manager.client()
     client.start_channels()
     try:
         client.wait_for_ready(timeout=60)
+        # jupyter_client made it sticky (and ipykernel 6 writes the file again as it starts,
+        # making it sticky again); it cannot where the dir is not the user's (a group's
+        # project dir), which root cannot show: take the bit away once the kernel is up.
+        runtime.chmod(0o2775)
         first = _execute(client, "x = 41\n%load_ext kernelmagic\nimport os; print(os.getpid(), x)")
         said = _execute(client, "%%kernel_activate\nexport KM_X=1")
         then = _execute(client, "print(os.getpid(), x)")
