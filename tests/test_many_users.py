@@ -12,6 +12,7 @@ import pwd
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -218,6 +219,19 @@ TEAM = "km34team"
 MEMBERS = ("km34ann", "km34bob")
 
 
+def _closed_to_others() -> str | None:
+    """A directory above this Python's standard library or site-packages that other users
+    cannot enter (a pyenv under a mode-700 /root, a venv in a mode-700 temp dir), or None."""
+    import sysconfig
+
+    for top in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]}:
+        path = Path(top)
+        for directory in (path, *path.parents):
+            if not directory.stat().st_mode & stat.S_IXOTH:
+                return str(directory)
+    return None
+
+
 @pytest.fixture(scope="module")
 def team():
     """Two real users in one group, made for the test with useradd (root only)."""
@@ -225,6 +239,9 @@ def team():
         pytest.skip("needs root to make two users with useradd")
     if shutil.which("useradd") is None:
         pytest.skip("no useradd here to make two users")
+    closed = _closed_to_others()
+    if closed:  # a member forked from this process imports from there as they run
+        pytest.skip(f"the members could not import this Python's modules: {closed} is closed")
     made = []
     if subprocess.run(["getent", "group", TEAM], capture_output=True).returncode != 0:
         subprocess.run(["groupadd", TEAM], check=True)
@@ -272,8 +289,10 @@ def _as_member(user: pwd.struct_passwd, team_gid: int, shared: Path, work) -> in
     except BaseException:
         import traceback
 
-        traceback.print_exc()
-        os._exit(99)
+        try:
+            traceback.print_exc(file=sys.__stderr__)
+        finally:  # never back into pytest as another user, whatever printing does
+            os._exit(99)
 
 
 def _run_as(members, user: str, shared: Path, *argv: str) -> tuple[int, str]:
