@@ -640,6 +640,10 @@ def _require_jupyter_server() -> None:
     import jupyter_client
 
     if importlib.util.find_spec("jupyter_server") is not None:
+        from jupyter_server import version_info
+
+        if version_info < (2,):  # 1.x (the oldest set) refuses this test's requests (403)
+            pytest.skip("this test drives jupyter_server 2's API; the oldest set has 1.x")
         return
     if os.environ.get("CI") and jupyter_client.version_info >= (7, 4):
         pytest.fail("CI must install jupyter_server>=2 beside the test extra")
