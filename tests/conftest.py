@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import textwrap
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,7 @@ _purge_loaded_modules()
 from helpers import (  # noqa: E402
     build_directory_image,
     make_venv,
+    python_for_other_users,
     require_system_package,
     write_gdal_module,
 )
@@ -131,6 +133,16 @@ def _summarise_skips(terminalreporter) -> None:
 @pytest.fixture(scope="session")
 def second_venv(tmp_path_factory) -> Path:
     return make_venv(tmp_path_factory.mktemp("second") / "venv", with_ipykernel=True)
+
+
+@pytest.fixture(scope="session")
+def other_users_python() -> Iterator[Path]:
+    """An interpreter other local users can run with this suite's packages (see
+    ``helpers.python_for_other_users``), under a world-searchable temp dir."""
+    work = Path(tempfile.mkdtemp(prefix="kernelmagic-python-"))
+    work.chmod(0o755)
+    yield python_for_other_users(work)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

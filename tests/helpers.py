@@ -6,9 +6,11 @@ one another.
 
 from __future__ import annotations
 
+import errno
 import grp
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -126,6 +128,61 @@ def run_as_nobody(argv: list[str]) -> tuple[int, str]:
         err = f.read()
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), err
+
+
+def reachable_by_others(path: str | Path) -> bool:
+    """Whether any local user can reach ``path``: every directory above it searchable by
+    others (a pyenv under a mode-700 /root, or a venv in a mode-700 mktemp dir, is not)."""
+    resolved = Path(path).resolve()
+    return all(os.stat(p).st_mode & 0o001 for p in (resolved, *resolved.parents) if p.is_dir())
+
+
+def python_for_other_users(work: Path) -> Path:
+    """An interpreter another local user can run with this suite's packages and kernelmagic.
+
+    This one serves where everything it imports is reachable. Otherwise Debian's python3 of
+    the same minor version (the same ABI for compiled extensions) gets a venv in ``work`` whose
+    site-packages is a hard-linked copy of this one's (a copy where links fail), kernelmagic's
+    source included when its checkout is closed too: a few seconds, no network."""
+    import kernelmagic
+
+    source = Path(kernelmagic.__file__).parent
+    ours = [sysconfig.get_paths()[key] for key in ("stdlib", "purelib", "platlib")]
+    if all(reachable_by_others(p) for p in [sys.executable, *ours, source]):
+        return Path(sys.executable)
+    system = Path("/usr/bin/python3")
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    asked = [str(system), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+    if (
+        not system.exists()
+        or subprocess.run(asked, capture_output=True, text=True).stdout.strip() != here
+    ):
+        pytest.skip(f"this Python is closed to other users and there is no /usr/bin/python{here}")
+    work.mkdir(parents=True, exist_ok=True)
+    work.chmod(0o755)
+    venv = work / "venv"
+    subprocess.run([system, "-m", "venv", "--without-pip", venv], check=True)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    copied = work / "site-packages"
+    for top in dict.fromkeys(ours[1:]):  # purelib and platlib, once if they are one
+        shutil.copytree(top, copied, symlinks=True, copy_function=_link_or_copy,
+                        dirs_exist_ok=True)  # fmt: skip
+    if not reachable_by_others(source):  # an editable install of a closed checkout
+        for finder in copied.glob("*kernelmagic*.pth"):
+            finder.unlink()
+        shutil.copytree(source, copied / "kernelmagic", copy_function=_link_or_copy,
+                        dirs_exist_ok=True)  # fmt: skip
+    (site / "kernelmagic_tests.pth").write_text(f"import site; site.addsitedir({str(copied)!r})\n")
+    return venv / "bin" / "python"
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copy2(source, target)
 
 
 def group_of_mine() -> grp.struct_group:

@@ -5,14 +5,12 @@ it. The multi-user ones run as two real users made with ``useradd`` (root only).
 from __future__ import annotations
 
 import grp
-import itertools
 import json
 import os
 import pwd
 import random
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -26,8 +24,6 @@ from conftest import FIGURES
 from helpers import group_of_mine, make_venv, write_spec
 from jupyter_client.manager import KernelManager
 
-from kernelmagic import specs
-from kernelmagic.domain.shell_syntax import EnvChanges
 from kernelmagic.frontends.cli import main
 from kernelmagic.storage import atomic
 
@@ -219,29 +215,14 @@ TEAM = "km34team"
 MEMBERS = ("km34ann", "km34bob")
 
 
-def _closed_to_others() -> str | None:
-    """A directory above this Python's standard library or site-packages that other users
-    cannot enter (a pyenv under a mode-700 /root, a venv in a mode-700 temp dir), or None."""
-    import sysconfig
-
-    for top in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]}:
-        path = Path(top)
-        for directory in (path, *path.parents):
-            if not directory.stat().st_mode & stat.S_IXOTH:
-                return str(directory)
-    return None
-
-
 @pytest.fixture(scope="module")
-def team():
-    """Two real users in one group, made for the test with useradd (root only)."""
+def team(other_users_python):
+    """Two real users in one group, made for the test with useradd (root only), and the
+    interpreter they run kernelmagic with."""
     if os.geteuid() != 0:
         pytest.skip("needs root to make two users with useradd")
     if shutil.which("useradd") is None:
         pytest.skip("no useradd here to make two users")
-    closed = _closed_to_others()
-    if closed:  # a member forked from this process imports from there as they run
-        pytest.skip(f"the members could not import this Python's modules: {closed} is closed")
     made = []
     if subprocess.run(["getent", "group", TEAM], capture_output=True).returncode != 0:
         subprocess.run(["groupadd", TEAM], check=True)
@@ -251,7 +232,11 @@ def team():
             subprocess.run(["useradd", "--no-create-home", "--user-group", "-G", TEAM, user],
                            check=True)  # fmt: skip
             made.insert(0, ("userdel", user))
-    yield {user: pwd.getpwnam(user) for user in MEMBERS}, grp.getgrnam(TEAM).gr_gid
+    yield (
+        {user: pwd.getpwnam(user) for user in MEMBERS},
+        grp.getgrnam(TEAM).gr_gid,
+        other_users_python,
+    )
     for command, name in made:
         subprocess.run([command, name], capture_output=True)
 
@@ -269,53 +254,47 @@ def project(team):
     shutil.rmtree(base, ignore_errors=True)
 
 
-def _as_member(user: pwd.struct_passwd, team_gid: int, shared: Path, work) -> int:
-    """Fork a child that becomes ``user`` (in the team, umask 002, as members set it) and
-    runs ``work()``; its exit status is what ``work`` returns. Returns the child's pid."""
-    pid = os.fork()
-    if pid:
-        return pid
-    try:  # pragma: no cover - the child
-        os.setgroups([team_gid])
-        os.setgid(user.pw_gid)
-        os.setuid(user.pw_uid)
-        os.umask(0o002)
-        home = shared.parent / f"home-{user.pw_name}"
-        os.environ.update(HOME=str(home), JUPYTER_DATA_DIR=str(home / "data"),
-                          JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-                          JUPYTER_PATH=str(shared / "share" / "jupyter"),
-                          JUPYTER_PREFER_ENV_PATH="0")  # fmt: skip
-        os._exit(work())
-    except BaseException:
-        import traceback
-
-        try:
-            traceback.print_exc(file=sys.__stderr__)
-        finally:  # never back into pytest as another user, whatever printing does
-            os._exit(99)
-
-
-def _run_as(members, user: str, shared: Path, *argv: str) -> tuple[int, str]:
-    """``kernelmagic ARGV`` as ``user``: its exit status and what it said on stderr."""
-    users, team_gid = members
-    errors = shared.parent / f"stderr-{os.getpid()}"
-
-    def work() -> int:
-        with open(errors, "w") as err, open(err.fileno(), "w", closefd=False) as stream:
-            sys.stderr = stream
-            status = main(list(argv))
-            stream.flush()
-            return status
-
+def _as_member(team, user: str, shared: Path, program: str, *args: str) -> subprocess.Popen:
+    """Start ``python -c PROGRAM ARGS`` as ``user`` (in the team, umask 002, as members set
+    it), with the team's kernels dir on JUPYTER_PATH; its stderr goes to a pipe."""
+    users, team_gid, python = team
+    account = users[user]
     home = shared.parent / f"home-{user}"
-    home.mkdir(exist_ok=True)
-    os.chown(home, users[user].pw_uid, users[user].pw_gid)
-    errors.touch()
-    errors.chmod(0o666)
-    _, status = os.waitpid(_as_member(users[user], team_gid, shared, work), 0)
-    said = errors.read_text()
-    errors.unlink()
-    return os.waitstatus_to_exitcode(status), said
+    if not home.exists():
+        home.mkdir()
+        os.chown(home, account.pw_uid, account.pw_gid)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTER_PATH": str(shared / "share" / "jupyter"),
+        "JUPYTER_PREFER_ENV_PATH": "0",
+    }
+    return subprocess.Popen(
+        [str(python), "-c", program, *args],
+        env=env,
+        cwd=home,
+        user=account.pw_uid,
+        group=account.pw_gid,
+        extra_groups=[team_gid],
+        umask=0o002,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+RUN_KERNELMAGIC = (
+    "import sys; from kernelmagic.frontends.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def _run_as(team, user: str, shared: Path, *argv: str) -> tuple[int, str]:
+    """``kernelmagic ARGV`` as ``user``: its exit status and what it said on stderr."""
+    member = _as_member(team, user, shared, RUN_KERNELMAGIC, *argv)
+    _, said = member.communicate(timeout=120)
+    return member.returncode, said
 
 
 def test_12_every_member_edits_patches_undoes_and_removes_a_team_kernel(team, project):
@@ -344,20 +323,20 @@ def test_12_every_member_edits_patches_undoes_and_removes_a_team_kernel(team, pr
     assert (kernels / ".t2.lock").stat().st_mode & 0o777 == 0o644
 
 
-def _writer(prefix: str):
-    """A member's writer: adds PREFIX_0, PREFIX_1, ... to the team spec, one write each,
-    until killed."""
+# A member's writer: adds PREFIX_0, PREFIX_1, ... to the team spec, one write each, until
+# killed.
+WRITER = """
+import itertools, sys
+from kernelmagic import specs
+from kernelmagic.domain.shell_syntax import EnvChanges
 
-    def work() -> int:
-        for i in itertools.count():
-            specs.patch_spec("team", specs.SpecEdit(env=EnvChanges({f"{prefix}_{i}": "x" * 500})))
-        return 0  # pragma: no cover - killed first
-
-    return work
+prefix = sys.argv[1]
+for i in itertools.count():
+    specs.patch_spec("team", specs.SpecEdit(env=EnvChanges({f"{prefix}_{i}": "x" * 500})))
+"""
 
 
 def test_12_two_members_write_one_team_spec_concurrently_with_kills(team, project):
-    users, team_gid = team
     status, err = _run_as(team, MEMBERS[0], project, "install", "team", "--capture", "none",
                           "--prefix", str(project), "--group", TEAM)  # fmt: skip
     assert status == 0, err
@@ -368,21 +347,21 @@ def test_12_two_members_write_one_team_spec_concurrently_with_kills(team, projec
     kills = reads = 0
     prefixes = []
     for round_ in range(rounds):
-        pids = []
+        members = []
         for user in MEMBERS:
             for w in range(writers):
                 prefixes.append(f"{user.upper()}_W{w}_R{round_}")
-                pids.append(_as_member(users[user], team_gid, project, _writer(prefixes[-1])))
+                members.append(_as_member(team, user, project, WRITER, prefixes[-1]))
         deadline = time.monotonic() + rng.uniform(1.0, 2.0)
         while time.monotonic() < deadline:
             json.loads(kernel_json.read_text())  # never torn, never empty
             reads += 1
             time.sleep(0.005)  # leave the two cores to the writers
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        for pid in pids:
-            _, status = os.waitpid(pid, 0)
-            assert os.WIFSIGNALED(status), f"a writer ended by itself: {status}"  # no error
+        for member in members:
+            member.send_signal(signal.SIGKILL)
+        for member in members:
+            _, said = member.communicate()
+            assert member.returncode == -signal.SIGKILL, f"a writer ended by itself: {said}"
             kills += 1
     for user in MEMBERS:  # the next write of each member cleans what killed writers left
         status, err = _run_as(team, user, project, "env", "-k", "team", f"LAST_{user}=1")

@@ -13,10 +13,8 @@ import pwd
 import signal
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 from helpers import write_spec
@@ -30,48 +28,14 @@ CLIENT_TIMEOUT = 150
 ORPHAN_LIMIT = 120  # seconds: the issue's bound for a job whose client died
 
 
-def _user_python(work: Path) -> Path:
-    """An interpreter the unprivileged user can run with this test's packages.
-
-    The test venv's own python may live where that user cannot go (pyenv under /root); a
-    venv of the system's python of the same version that adds this venv's site-packages
-    (compiled extensions included, same ABI) serves instead."""
-    system = Path("/usr/bin/python3")
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if os.access(Path(sys.executable).resolve(), os.X_OK) and _others_can_run(sys.executable):
-        return Path(sys.executable)
-    if not system.exists():
-        pytest.skip("the test interpreter is private to root and there is no /usr/bin/python3")
-    version = subprocess.run(
-        [system, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    if version != here:
-        pytest.skip(f"the test interpreter is private to root and /usr/bin/python3 is {version}")
-    venv = work / "user-venv"
-    subprocess.run([system, "-m", "venv", "--without-pip", venv], check=True)
-    site_packages = next((venv / "lib").glob("python*/site-packages"))
-    ours = sysconfig.get_paths()["purelib"]
-    (site_packages / "kernelmagic_tests.pth").write_text(
-        f"import site; site.addsitedir({ours!r})\n"
-    )
-    return venv / "bin" / "python"
-
-
-def _others_can_run(path: str) -> bool:
-    resolved = Path(path).resolve()
-    return all(os.stat(parent).st_mode & 0o001 for parent in [resolved, *resolved.parents])
-
-
 @pytest.fixture(scope="module")
-def slurm_setup(slurm_cluster):
+def slurm_setup(slurm_cluster, other_users_python):
     """(cluster, the user's python, a kernels prefix the user can read, the user's HOME)."""
     if slurm_cluster.user is None:
         pytest.skip("no unprivileged user could be made for the jobs (useradd failed)")
     work = slurm_cluster.work / "remote-slurm"
     work.mkdir(mode=0o755)
-    python = _user_python(work)
+    python = other_users_python
     home = slurm_cluster.home_for(slurm_cluster.user, work / "home")
     return slurm_cluster, python, work / "prefix", home
 
