@@ -47,9 +47,14 @@ def test_export_remove_apply_brings_the_specs_back(ip, user_kernels, tmp_path, c
     assert main(["export", "here", "snip*", "-o", str(document)]) == 0
     doc = json.loads(document.read_text())
     by_name = {e["name"]: e for e in doc["specs"]}
-    assert by_name["here"]["set_by_hand"] == {"BY_HAND": "set by me"}
-    assert by_name["snip"]["source"]["kind"] == "snippet"
-    assert by_name["snip-big"]["set_by_hand"] == {"OMP_NUM_THREADS": "8"}
+    assert doc["format_version"] == 3
+    # The record under provenance's own names: what metadata.kernelmagic calls each field.
+    assert by_name["here"]["kernelmagic"]["explicit"] == ["BY_HAND"]
+    assert by_name["here"]["env"] == {"BY_HAND": "set by me"}
+    assert by_name["snip"]["kernelmagic"]["source"] == "snippet"
+    assert by_name["snip"]["kernelmagic"]["explicit"] == []
+    assert by_name["snip"]["env"] == {"GEO_HOME": "/opt/geo"}  # captured: for reference
+    assert by_name["snip-big"]["kernelmagic"]["explicit"] == ["OMP_NUM_THREADS"]
     assert main(["remove", *names]) == 0
 
     assert main(["apply", str(document), "--dry-run"]) == 0

@@ -1,16 +1,20 @@
 """The export document: a kernel set as one JSON file a reviewer can read and diff.
 
-Each entry says how a spec was made (its source, kind, capture rules), the variables set by
-hand, the captured ones (for reference: apply makes them again here) and the spec as it was
-(for ``apply --check`` and for specs kernelmagic did not make). This module owns the format:
-``validate`` checks a whole document before anything runs or is written (one line per
-problem, with its path in the document), ``entry_of`` writes an entry, ``map_paths``
+Each entry holds the spec as it was (for ``apply --check`` and for specs kernelmagic did not
+make), its variables (masked) and, for a spec apply makes again from its source, the record
+of how it was made: ``metadata.kernelmagic``'s own fields under their own names, written by
+``Provenance.to_document`` and read by ``Provenance.from_metadata`` (its ``explicit`` names
+the variables set by hand; the others were captured, kept for reference). This module owns
+the format: ``validate`` checks a whole document before anything runs or is written (one
+line per problem, with its path in the document), ``migrated`` reads a document of format 1
+or 2 (which spelled the record its own way), ``entry_of`` writes an entry, ``map_paths``
 moves paths between machines, ``changes`` says field by field how two specs differ.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -19,24 +23,36 @@ from typing import Any
 
 from kernelmagic.domain import checks, envcapture
 from kernelmagic.domain.policy import JOB_SCOPED_NAMES, MASK, EnvPolicy, batch_job
-from kernelmagic.domain.provenance import REPEATABLE, Provenance, Source
+from kernelmagic.domain.provenance import (
+    METADATA_KEY,
+    REPEATABLE,
+    SNIPPET_FILE,
+    Provenance,
+    Source,
+    document_problems,
+)
 from kernelmagic.domain.shell_syntax import MAX_JSON_DEPTH, check_env_name, nesting_depth
 from kernelmagic.errors import InvalidInput
 from kernelmagic.storage.discovery import validate_name
 
 FORMAT = "kernelmagic-export"
-FORMAT_VERSION = 2  # 2 records every entry's spec; 1 only that of specs kernelmagic did not make
-EXPLICIT_KEY = "set_by_hand"  # the variables set by hand (--env, %kernel_env)
-SOURCED = ("python", "ir", "julia", "like")  # kinds re-made from their source
-KINDS = (*SOURCED, "copy", "remote")
+# 3: the record under provenance's own names; 2 records every entry's spec; 1 only that of
+# specs kernelmagic did not make.
+FORMAT_VERSION = 3
+RECORD_KEY = METADATA_KEY  # an entry's record, as the spec's metadata.kernelmagic is one
 
 _TOP_KEYS = {"format", "format_version", "exported", "kernelmagic", "specs"}
-_ENTRY_KEYS = {
+_ENTRY_KEYS = {"name", "location", "display_name", "language", RECORD_KEY, "env", "spec", "secrets"}
+
+# Formats 1 and 2, read only to migrate them.
+_V2_SOURCED = ("python", "ir", "julia", "like")  # kinds re-made from their source
+_V2_KINDS = (*_V2_SOURCED, "copy", "remote")
+_V2_ENTRY_KEYS = {
     "name", "kind", "location", "display_name", "language", "source", "like", "program",
-    "capture", "display_name_made_up", EXPLICIT_KEY, "captured", "spec", "secrets",
+    "capture", "display_name_made_up", "set_by_hand", "captured", "spec", "secrets",
 }  # fmt: skip
-_CAPTURE_KEYS = {"mode", "include", "exclude", "templates", "extra_secrets", "extra_noise"}
-HELD_SECRETS = "snippet_held_secrets"  # its snippet is masked in the document
+_V2_CAPTURE_KEYS = {"mode", "include", "exclude", "templates", "extra_secrets", "extra_noise"}
+_V2_HELD_SECRETS = "snippet_held_secrets"  # its snippet is masked in the document
 
 
 # --- export ----------------------------------------------------------------------------------
@@ -56,34 +72,64 @@ def entry_of(name: str, spec: dict[str, Any], location: Any, policy: EnvPolicy) 
         "location": location,
     }
     origin = record.source.origin if record is not None else None
-    # A container spec is carried as it is: its image and runtime are paths of its machine.
-    if record is None or origin not in (*REPEATABLE, "current") or record.container:
-        entry["kind"] = "remote" if origin == "remote" else "copy"
-    else:
+    if origin == "remote":  # said, so that apply points to `kernelmagic remote`
+        assert record is not None
+        entry[RECORD_KEY] = record.to_document()
+    # A container spec is carried as it is (no record to re-make it from): its image and
+    # runtime are paths of its machine.
+    elif record is not None and origin in (*REPEATABLE, "current") and not record.container:
         # Captured and unchanged since; whatever else is in env was set by hand.
         digests_now = envcapture.digests({k: v for k, v in env.items() if isinstance(v, str)})
         captured = {k for k, d in record.captured_digests.items() if digests_now.get(k) == d}
-        entry["kind"] = record.kernel
-        entry["source"] = record.source.to_fields()
-        if record.snippet_file:
-            entry["source"][HELD_SECRETS] = True
-        for key, value in (("like", record.like), ("program", record.program_requested)):
-            if value is not None:
-                entry[key] = value
-        entry["capture"] = {
-            "mode": record.capture,
-            "include": list(record.include),
-            "exclude": list(record.exclude),
-            "templates": record.templates,
-            "extra_secrets": list(record.extra_secrets),
-            "extra_noise": list(record.extra_noise),
-        }
-        entry["display_name_made_up"] = record.generated_display_name == entry["display_name"]
-        entry[EXPLICIT_KEY] = {k: v for k, v in shown_env.items() if k not in captured}
-        entry["captured"] = {k: v for k, v in shown_env.items() if k in captured}
+        by_hand = tuple(k for k in shown_env if k not in captured)
+        entry[RECORD_KEY] = dataclasses.replace(record, explicit=by_hand).to_document()
+        entry["env"] = shown_env
     entry["spec"] = policy.mask_spec(spec)
     entry["secrets"] = sorted(k for k, v in env.items() if policy.is_secret(k, v))
     return entry
+
+
+def migrated(doc: dict[str, Any]) -> dict[str, Any]:
+    """A (validated) document of format 1 or 2 in the shape of the current format, applying
+    exactly as it did: each entry's ``kind``, ``source``, ``like``, ``program``,
+    ``capture``, ``display_name_made_up`` and ``set_by_hand`` become the record's
+    ``kernel_kind``, ``source`` and its fields, ``like``, ``program_requested``, ``capture``
+    and its lists, ``generated_display_name`` and ``explicit``; ``set_by_hand`` and
+    ``captured`` become ``env``; ``copy`` entries carry no record."""
+    if doc.get("format_version", 1) == FORMAT_VERSION:
+        return doc
+    entries = []
+    for old in doc["specs"]:
+        entry = {k: old[k] for k in ("name", "location", "display_name", "language") if k in old}
+        kind = old.get("kind", "python")
+        if kind == "remote":
+            entry[RECORD_KEY] = Provenance(Source("remote")).to_document()
+        elif kind != "copy":
+            fields = old.get("source") or {}
+            source = Source.from_fields({k: v for k, v in fields.items() if k != _V2_HELD_SECRETS})
+            capture = old.get("capture") or {}
+            by_hand = old.get("set_by_hand") or {}
+            made_up = old.get("display_name") if old.get("display_name_made_up") else None
+            record = Provenance(
+                source,
+                kernel=kind,
+                like=old.get("like"),
+                program_requested=old.get("program"),
+                capture=capture.get("mode", "changed"),
+                include=tuple(capture.get("include", ())),
+                exclude=tuple(capture.get("exclude", ())),
+                templates=capture.get("templates", True),
+                extra_secrets=tuple(capture.get("extra_secrets", ())),
+                extra_noise=tuple(capture.get("extra_noise", ())),
+                explicit=tuple(by_hand),
+                snippet_file=SNIPPET_FILE if fields.get(_V2_HELD_SECRETS) else None,
+                generated_display_name=made_up,
+            )
+            entry[RECORD_KEY] = record.to_document()
+            entry["env"] = {**(old.get("captured") or {}), **by_hand}
+        entry.update({k: old[k] for k in ("spec", "secrets") if k in old})
+        entries.append(entry)
+    return {**doc, "format_version": FORMAT_VERSION, "specs": entries}
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -105,8 +151,9 @@ def _finite(number: str) -> float:
 
 
 def parse(text: str, where: str) -> dict[str, Any]:
-    """A document ``export`` wrote, recognised by its content (any file name), checked whole;
-    ``InvalidInput`` with one detail line per problem."""
+    """A document ``export`` wrote, recognised by its content (any file name), checked whole
+    (``InvalidInput`` with one detail line per problem), in the current format's shape
+    whichever format it was written in."""
     try:
         doc = json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:
@@ -126,17 +173,21 @@ def parse(text: str, where: str) -> dict[str, Any]:
             f"{where} has {len(problems)} problem(s); nothing was run or written",
             details=problems[:50],
         )
-    return doc
+    return migrated(doc)
 
 
 def validate(doc: Any) -> list[str]:
-    """Every problem of a document, one line each, starting with its path in the document."""
+    """Every problem of a document, one line each, starting with its path in the document
+    and naming the field as the document spells it (formats 1 and 2 by their own names)."""
     problems: list[str] = []
     if not isinstance(doc, dict):
         return ["the document must be a JSON object"]
-    problems += _unknown_keys(doc, _TOP_KEYS, "")
-    if doc.get("format_version", 1) not in (1, FORMAT_VERSION):
-        problems.append(f"format_version: {doc.get('format_version')!r} is not 1 or 2")
+    version = doc.get("format_version", 1)
+    problems += _unknown_keys(doc, _TOP_KEYS, "", version)
+    if version not in (1, 2, FORMAT_VERSION):
+        problems.append(f"format_version: {version!r} is not 1, 2 or {FORMAT_VERSION}")
+        version = FORMAT_VERSION
+    entry_problems = _entry_problems if version == FORMAT_VERSION else _v2_entry_problems
     specs = doc.get("specs")
     if not isinstance(specs, list):
         return [*problems, "specs: must be a list"]
@@ -149,15 +200,17 @@ def validate(doc: Any) -> list[str]:
         name = entry.get("name")
         if isinstance(name, str):
             where = f"specs[{i}] ({name})"
-        problems += [f"{where}.{p}" for p in _entry_problems(entry)]
+        problems += [f"{where}.{p}" for p in _common_problems(entry)]
+        problems += [f"{where}.{p}" for p in entry_problems(entry, version)]
         if isinstance(name, str) and name.lower() in seen:
             problems.append(f"{where}.name: {name!r} appears twice")
         seen.add(name.lower() if isinstance(name, str) else "")
     return problems
 
 
-def _entry_problems(entry: dict[str, Any]) -> list[str]:
-    problems = _unknown_keys(entry, _ENTRY_KEYS, "")
+def _common_problems(entry: dict[str, Any]) -> list[str]:
+    """What every format checks the same way: the name, where it goes, the spec."""
+    problems = []
     name = entry.get("name")
     if not isinstance(name, str):
         problems.append(f"name: must be text, not {_type(name)}")
@@ -166,32 +219,60 @@ def _entry_problems(entry: dict[str, Any]) -> list[str]:
             validate_name(name)
         except InvalidInput as exc:
             problems.append(f"name: {exc}")
-    kind = entry.get("kind", "python")
-    if kind not in KINDS:
-        problems.append(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
-    for key in ("display_name", "language", "like", "program"):
+    for key in ("display_name", "language"):
         if key in entry and not isinstance(entry[key], str):
             problems.append(f"{key}: must be text, not {_type(entry[key])}")
-    if "display_name_made_up" in entry and not isinstance(entry["display_name_made_up"], bool):
-        problems.append("display_name_made_up: must be true or false")
     problems += _location_problems(entry.get("location", "user"))
-    for key in (EXPLICIT_KEY, "captured"):
-        if key in entry:
-            problems += [f"{key}{p}" for p in _env_problems(entry[key])]
     secrets = entry.get("secrets", [])
     if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
         problems.append("secrets: must be a list of names")
     if "spec" in entry:
         problems += [f"spec{p}" for p in _spec_problems(entry["spec"])]
-    elif kind in ("copy", "remote"):
+    return problems
+
+
+def _entry_problems(entry: dict[str, Any], version: int) -> list[str]:
+    problems = _unknown_keys(entry, _ENTRY_KEYS, "", version)
+    if "env" in entry:
+        problems += [f"env{p}" for p in _env_problems(entry["env"])]
+    record = entry.get(RECORD_KEY)
+    if record is None:
+        if "spec" not in entry:
+            problems.append(
+                f"spec: an entry without a {RECORD_KEY} record (to make it again) carries "
+                "the spec it copies"
+            )
+        if "env" in entry:
+            problems.append(f"env: only an entry made again from its {RECORD_KEY} record has it")
+        return problems
+    problems += [f"{RECORD_KEY}.{p}".replace(".:", ":") for p in document_problems(record)]
+    if isinstance(record, dict) and record.get("source") == "remote" and "spec" not in entry:
+        problems.append("spec: a remote entry carries the spec it copies")
+    return problems
+
+
+def _v2_entry_problems(entry: dict[str, Any], version: int) -> list[str]:
+    problems = _unknown_keys(entry, _V2_ENTRY_KEYS, "", version)
+    kind = entry.get("kind", "python")
+    if kind not in _V2_KINDS:
+        problems.append(f"kind: {kind!r} is not one of {', '.join(_V2_KINDS)}")
+    for key in ("like", "program"):
+        if key in entry and not isinstance(entry[key], str):
+            problems.append(f"{key}: must be text, not {_type(entry[key])}")
+    if "display_name_made_up" in entry and not isinstance(entry["display_name_made_up"], bool):
+        problems.append("display_name_made_up: must be true or false")
+    for key in ("set_by_hand", "captured"):
+        if key in entry:
+            problems += [f"{key}{p}" for p in _env_problems(entry[key])]
+    if "spec" not in entry and kind in ("copy", "remote"):
         problems.append(f"spec: a {kind} entry carries the spec it copies")
-    if kind in SOURCED:
+    if kind in _V2_SOURCED:
         if "source" not in entry and "spec" not in entry:
             problems.append(f"source: an entry of kind {kind} records the source that makes it")
         if "source" in entry:
-            problems += [f"source{p}" for p in _source_problems(entry["source"])]
+            problems += [f"source{p}" for p in _v2_source_problems(entry["source"])]
         if "capture" in entry:
-            problems += [f"capture{p}" for p in _capture_problems(entry["capture"])]
+            problems += [f"capture{p}" for p in _v2_capture_problems(entry["capture"], version)]
     return problems
 
 
@@ -243,22 +324,22 @@ def _spec_problems(spec: Any) -> list[str]:
     return problems
 
 
-def _source_problems(source: Any) -> list[str]:
+def _v2_source_problems(source: Any) -> list[str]:
     if not isinstance(source, dict):
         return [f": must be an object, not {_type(source)}"]
-    held = source.get(HELD_SECRETS, False)
-    problems = [] if isinstance(held, bool) else [f".{HELD_SECRETS}: must be true or false"]
+    held = source.get(_V2_HELD_SECRETS, False)
+    problems = [] if isinstance(held, bool) else [f".{_V2_HELD_SECRETS}: must be true or false"]
     try:
-        Source.from_fields({k: v for k, v in source.items() if k != HELD_SECRETS})
+        Source.from_fields({k: v for k, v in source.items() if k != _V2_HELD_SECRETS})
     except ValueError as exc:
         problems.append(f": {exc}")
     return problems
 
 
-def _capture_problems(capture: Any) -> list[str]:
+def _v2_capture_problems(capture: Any, version: int) -> list[str]:
     if not isinstance(capture, dict):
         return [f": must be an object, not {_type(capture)}"]
-    problems = _unknown_keys(capture, _CAPTURE_KEYS, ".")
+    problems = _unknown_keys(capture, _V2_CAPTURE_KEYS, ".", version)
     if capture.get("mode", "changed") not in ("changed", "all", "none"):
         problems.append(".mode: must be changed, all or none")
     if not isinstance(capture.get("templates", True), bool):
@@ -270,8 +351,14 @@ def _capture_problems(capture: Any) -> list[str]:
     return problems
 
 
-def _unknown_keys(mapping: Mapping[str, Any], known: set[str], dot: str) -> list[str]:
-    return [f"{dot}{key}: not a key of an export document" for key in mapping if key not in known]
+def _unknown_keys(mapping: Mapping[str, Any], known: set[str], dot: str, version: Any) -> list[str]:
+    # Named with the format, for a document that mixes the names of two of them.
+    of = f"format_version {version}" if version in (1, 2, FORMAT_VERSION) else "this format"
+    return [
+        f"{dot}{key}: not a key of an export document of {of}"
+        for key in mapping
+        if key not in known
+    ]
 
 
 def _type(value: Any) -> str:
@@ -283,24 +370,39 @@ def _type(value: Any) -> str:
 # --- reading entries --------------------------------------------------------------------------
 
 
-def capture_options(entry: Mapping[str, Any]) -> envcapture.CaptureOptions:
-    """The capture rules a (validated) entry records."""
-    capture = entry.get("capture") or {}
+def record_of(entry: Mapping[str, Any]) -> Provenance | None:
+    """The record a (validated) entry is made again from; None: it is copied as written."""
+    record = Provenance.from_metadata(entry.get(RECORD_KEY))
+    return record if record is not None and record.source.origin != "remote" else None
+
+
+def is_remote(entry: Mapping[str, Any]) -> bool:
+    """Whether a (validated) entry is a remote spec (made again with ``kernelmagic remote``)."""
+    record = entry.get(RECORD_KEY)
+    return isinstance(record, dict) and record.get("source") == "remote"
+
+
+def capture_options(record: Provenance) -> envcapture.CaptureOptions:
+    """The capture rules a record holds."""
     return envcapture.CaptureOptions(
-        mode=capture.get("mode", "changed"),
-        include=tuple(capture.get("include", ())),
-        exclude=tuple(capture.get("exclude", ())),
-        templates=capture.get("templates", True),
-        policy=EnvPolicy(
-            tuple(capture.get("extra_secrets", ())), tuple(capture.get("extra_noise", ()))
-        ),
+        mode=record.capture,
+        include=record.include,
+        exclude=record.exclude,
+        templates=record.templates,
+        policy=EnvPolicy(record.extra_secrets, record.extra_noise),
     )
 
 
-def source_of(entry: Mapping[str, Any]) -> Source:
-    """The source a (validated) entry records."""
-    fields = entry.get("source") or {}
-    return Source.from_fields({k: v for k, v in fields.items() if k != HELD_SECRETS})
+def split_env(
+    entry: Mapping[str, Any], record: Provenance
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(the variables set by hand, the captured ones) of a (validated) entry."""
+    env = entry.get("env") or {}
+    by_hand = set(record.explicit)
+    return (
+        {k: v for k, v in env.items() if k in by_hand},
+        {k: v for k, v in env.items() if k not in by_hand},
+    )
 
 
 def withheld(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -396,14 +498,14 @@ def _shown(value: Any, policy: EnvPolicy) -> str:
 
 
 def kept_in_a_job(
-    entry: Mapping[str, Any], environ: Mapping[str, str]
+    recorded: Mapping[str, str], environ: Mapping[str, str]
 ) -> tuple[dict[str, str], list[str]]:
-    """Inside a batch job, the thread counts and devices the document recorded as captured:
-    a capture here would take them for the job's own and leave them out, but the document
-    says what the spec had. They are written as the document has them, and said."""
+    """Inside a batch job, the thread counts and devices the document recorded as captured
+    (``recorded``): a capture here would take them for the job's own and leave them out,
+    but the document says what the spec had. They are written as the document has them,
+    and said."""
     job = batch_job(environ)
-    recorded = entry.get("captured") or {}
-    if job is None or not isinstance(recorded, dict):
+    if job is None:
         return {}, []
     kept = {
         name: value

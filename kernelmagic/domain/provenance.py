@@ -24,6 +24,26 @@ _SOURCE_FIELDS = (
     "snippet", "modules", "conda_env", "python", "shell", "project", "project_env",
 )  # fmt: skip
 
+# to_metadata's fields that say what this machine found or when: an export document leaves
+# them out, since apply makes them again wherever it runs.
+_OF_THIS_MACHINE = ("baseline", "captured", "captured_digests", "created")
+# The fields of a record in an export document (to_document's), by the type they hold.
+_DOCUMENT_FIELDS: dict[str, type] = {
+    **dict.fromkeys(
+        ("source", "kernel_kind", "like", "program_requested", "snippet", "snippet_file",
+         "modules", "conda_env", "python", "python_requested", "shell", "project_dir",
+         "project_env", "capture", "generated_display_name", "from", "engine"),
+        str,
+    ),
+    **dict.fromkeys(("include", "exclude", "explicit", "extra_secrets", "extra_noise"), list),
+    "templates": bool,
+}  # fmt: skip
+_DOCUMENT_CHOICES = {
+    "source": (*REPEATABLE, "current", "remote"),
+    "kernel_kind": ("python", "ir", "julia", "like"),
+    "capture": ("changed", "all", "none"),
+}
+
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -46,15 +66,11 @@ class Source:
     def repeatable(self) -> bool:
         return self.origin in REPEATABLE
 
-    def to_fields(self) -> dict[str, str]:
-        """The source as a document records it: ``{"kind": origin, ...}`` with the fields set."""
-        fields = {"kind": self.origin, **{k: getattr(self, k) for k in _SOURCE_FIELDS}}
-        return {k: v for k, v in fields.items() if v is not None}
-
     @classmethod
     def from_fields(cls, fields: Any) -> Source:
-        """The source a document's fields describe; ``ValueError`` saying what is wrong (an
-        unknown key, a value that is not a string, an origin that cannot be made again)."""
+        """The source as an export document of format 1 or 2 recorded it (``{"kind": origin,
+        "project": DIR, ...}``, read only to migrate it); ``ValueError`` saying what is wrong
+        (an unknown key, a value that is not a string, an origin that cannot be made again)."""
         if not isinstance(fields, Mapping):
             raise ValueError(f"must be an object, not {type(fields).__name__}")
         unknown = sorted(set(fields) - {"kind", *_SOURCE_FIELDS})
@@ -180,6 +196,34 @@ class Provenance:
             record["version"] = self.version
         return record
 
+    def to_document(self) -> dict[str, Any]:
+        """The record as an export document carries it: ``to_metadata``'s fields, under the
+        same names, less what belongs to this machine and this moment (what was found and
+        loaded, the baseline, digests, dates). ``from_metadata`` reads it back."""
+        source = self.source
+        portable = Provenance(
+            source,
+            python=source.python if source.origin == "python" else None,
+            kernel=self.kernel,
+            like=self.like,
+            program_requested=self.program_requested,
+            capture=self.capture,
+            include=self.include,
+            exclude=self.exclude,
+            templates=self.templates,
+            extra_secrets=self.extra_secrets,
+            extra_noise=self.extra_noise,
+            explicit=self.explicit,
+            remote_from=self.remote_from,
+            engine=self.engine,
+            snippet_file=self.snippet_file,
+            generated_display_name=self.generated_display_name,
+        )
+        record = portable.to_metadata()
+        for key in _OF_THIS_MACHINE:
+            record.pop(key, None)
+        return record
+
     @classmethod
     def from_metadata(cls, record: Any) -> Provenance | None:
         """The record of a spec's ``metadata.kernelmagic``; None when it is not an object.
@@ -269,6 +313,36 @@ class Provenance:
         spec["metadata"] = {**(metadata if isinstance(metadata, dict) else {})}
         spec["metadata"][METADATA_KEY] = self.to_metadata()
         return spec
+
+
+def document_problems(record: Any) -> list[str]:
+    """What is wrong with a record as an export document carries it (``to_document``'s
+    shape), one ``key: problem`` line each: ``from_metadata`` reads a wrong value as absent,
+    and a document is refused instead, before anything runs."""
+    if not isinstance(record, Mapping):
+        return [": must be an object"]
+    problems = [f"{k}: not a field of the record" for k in record if k not in _DOCUMENT_FIELDS]
+    for key, value in record.items():
+        expected = _DOCUMENT_FIELDS.get(key)
+        if expected is str and not isinstance(value, str):
+            problems.append(f"{key}: must be text")
+        elif expected is bool and not isinstance(value, bool):
+            problems.append(f"{key}: must be true or false")
+        elif expected is list and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            problems.append(f"{key}: must be a list of text")
+    for key, allowed in _DOCUMENT_CHOICES.items():
+        if isinstance(record.get(key), str) and record[key] not in allowed:
+            problems.append(f"{key}: {record[key]!r} is not one of {', '.join(allowed)}")
+    if "source" not in record:
+        problems.append(f"source: missing (one of {', '.join(_DOCUMENT_CHOICES['source'])})")
+    # For the origin "python" the interpreter asked for is the one recorded as "python".
+    wrong_python = "python_requested" if record.get("source") == "python" else "python"
+    if wrong_python in record:
+        other = "python" if wrong_python == "python_requested" else "python_requested"
+        problems.append(f"{wrong_python}: a source {record.get('source')!r} records {other}")
+    return problems
 
 
 def _object(value: Any) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ what the document recorded. The document is checked whole before anything runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shlex
@@ -23,7 +24,7 @@ from typing import Any, ClassVar
 from kernelmagic.domain import containers, documents, projects
 from kernelmagic.domain.checks import argv_strings, provisioner_name
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.domain.provenance import comparable
+from kernelmagic.domain.provenance import Provenance, comparable
 from kernelmagic.domain.sources import conda_snippet, module_command
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, NoSuchKernelSpec
 from kernelmagic.operations.edit import install_directory
@@ -194,17 +195,17 @@ def _plan(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome) -> Non
     """Where the spec goes, what apply would run, what a reviewer must read: all without
     running anything."""
     outcome.resource_dir = os.path.join(_kernels_dir(entry, request), entry["name"].lower())
-    kind = entry.get("kind", "python")
-    spec = entry.get("spec") if kind in ("copy", "remote") else None
-    if kind == "remote":
+    if documents.is_remote(entry):
         outcome.problem = "a remote spec is remade with `kernelmagic remote` on the new machine"
         return
-    if kind != "copy" and entry.get("source", {}).get(documents.HELD_SECRETS):
+    record = documents.record_of(entry)
+    if record is not None and record.snippet_file:
         outcome.problem = (
             "its snippet held a secret, so the document has it masked; install it again by hand"
         )
         return
-    if spec is not None:
+    if record is None:
+        spec = entry["spec"]
         container = containers.of_spec(spec)
         if container is not None and containers.is_generated(spec.get("argv")):
             # Written from the record, not from the argv the document holds: show the record.
@@ -222,7 +223,7 @@ def _plan(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome) -> Non
                 )
                 return
         return
-    outcome.runs = _runs(entry, request)
+    outcome.runs = _runs(record, request)
 
 
 def _kernels_dir(entry: dict[str, Any], request: ApplyRequest) -> str:
@@ -256,9 +257,9 @@ def _argv_flags(spec: dict[str, Any]) -> list[str]:
     return flags
 
 
-def _runs(entry: dict[str, Any], request: ApplyRequest) -> list[str]:
+def _runs(record: Provenance, request: ApplyRequest) -> list[str]:
     """What apply runs to make the entry's environment and spec, as it will run it."""
-    source = documents.source_of(entry)
+    source = record.source
     shell = source.shell or "bash"
     runs = []
     if source.origin == "current":
@@ -288,7 +289,7 @@ def _runs(entry: dict[str, Any], request: ApplyRequest) -> list[str]:
                 "has ipykernel)"
             )
     python = request.python or source.python
-    kind = entry.get("kind", "python")
+    kind = record.kernel
     if kind == "python":
         if python:
             if not os.path.exists(python):
@@ -300,7 +301,7 @@ def _runs(entry: dict[str, Any], request: ApplyRequest) -> list[str]:
         elif source.origin in ("snippet", "modules"):
             runs.append("the python the source puts first on PATH, if it changes which one")
     elif kind in ("ir", "julia"):
-        program = entry.get("program") or ("R" if kind == "ir" else "julia")
+        program = record.program_requested or ("R" if kind == "ir" else "julia")
         runs.append(f"{program} (asks where its kernel package keeps its spec)")
     return runs
 
@@ -336,7 +337,8 @@ def _installed(outcome: Outcome) -> dict[str, Any] | None:
 
 def _review(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> None:
     installed = _installed(outcome)
-    if entry.get("kind") == "copy":
+    record = documents.record_of(entry)
+    if record is None:
         spec = _copied_spec(entry, request, outcome)
         outcome.spec = request.policy.mask_spec(spec)
         if installed is not None and comparable(installed) == comparable(spec):
@@ -345,16 +347,16 @@ def _review(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> N
         outcome.action = "would update" if installed is not None else "would install"
         outcome.changes = documents.changes(installed, spec, request.policy)
         return
-    explicit, held = documents.withheld(entry.get(documents.EXPLICIT_KEY) or {})
+    by_hand, captured = documents.split_env(entry, record)
+    explicit, held = documents.withheld(by_hand)
     outcome.action = "would re-make, writing only what differs"
     shown = request.policy.mask_env(explicit)
     outcome.changes = [f"env.{k}={v} (set by hand)" for k, v in sorted(shown.items())]
-    captured = sorted(entry.get("captured") or {})
     if captured:
         outcome.changes.append(
-            f"env as the source sets it here (the document recorded {', '.join(captured)})"
+            f"env as the source sets it here (the document recorded {', '.join(sorted(captured))})"
         )
-    outcome.notes += _withheld_notes(held) + documents.kept_in_a_job(entry, os.environ)[1]
+    outcome.notes += _withheld_notes(held) + documents.kept_in_a_job(captured, os.environ)[1]
     outcome.spec = entry.get("spec")
 
 
@@ -368,10 +370,7 @@ def _check(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
     if recorded is None:  # a version-1 document: what it recorded of a spec it re-makes
         recorded = {k: installed.get(k) for k in installed}
         recorded.update(display_name=entry.get("display_name"), language=entry.get("language"))
-        recorded["env"] = {
-            **(entry.get("captured") or {}),
-            **(entry.get(documents.EXPLICIT_KEY) or {}),
-        }
+        recorded["env"] = dict(entry.get("env") or {})
     # From what the document recorded to what is installed: the drift since.
     found = documents.changes(comparable(recorded), comparable(policy.mask_spec(installed)), policy)
     outcome.action = "differs" if found else "as recorded"
@@ -380,7 +379,8 @@ def _check(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
 
 def _apply(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> None:
     kernels_dir, name = os.path.split(outcome.resource_dir)
-    if entry.get("kind") == "copy":
+    record = documents.record_of(entry)
+    if record is None:
         spec = _copied_spec(entry, request, outcome)
         installed = _installed(outcome)
         if installed is not None and comparable(installed) == comparable(spec):
@@ -399,26 +399,28 @@ def _apply(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
                 )
         outcome.change, outcome.action = change, change.action
         return
-    explicit, held = documents.withheld(entry.get(documents.EXPLICIT_KEY) or {})
+    by_hand, captured = documents.split_env(entry, record)
+    explicit, held = documents.withheld(by_hand)
     outcome.notes += _withheld_notes(held)
-    kept, said = documents.kept_in_a_job(entry, os.environ)
+    kept, said = documents.kept_in_a_job(captured, os.environ)
     explicit = {**kept, **explicit}
     outcome.notes += said
-    source = documents.source_of(entry)
-    if request.python and entry.get("kind", "python") == "python":
-        source = type(source)(**{**vars(source), "python": request.python})
-    kind = entry.get("kind", "python")
+    source = record.source
+    if request.python and record.kernel == "python":
+        source = dataclasses.replace(source, python=request.python)
+    display_name = entry.get("display_name")
+    made_up = display_name is not None and display_name == record.generated_display_name
     change, _ = install(
         InstallRequest(
             name,
             source,
-            kernel="python" if kind == "like" else kind,
-            like=entry.get("like"),
-            program=entry.get("program"),
-            display_name=None if entry.get("display_name_made_up") else entry.get("display_name"),
+            kernel="python" if record.kernel == "like" else record.kernel,
+            like=record.like,
+            program=record.program_requested,
+            display_name=None if made_up else display_name,
             kernels_dir=kernels_dir,
             env=explicit,
-            capture=documents.capture_options(entry),
+            capture=documents.capture_options(record),
             replace=True,
             keep_if_same=True,
         )
