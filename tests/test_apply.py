@@ -18,6 +18,8 @@ from helpers import run_as_nobody, write_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernelmagic.domain import documents
+from kernelmagic.domain.provenance import comparable
 from kernelmagic.frontends.cli import main
 
 PYTHON_ARGV = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
@@ -336,8 +338,9 @@ _MUTANTS = st.sampled_from(
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_fuzzed_documents_are_refused_in_lines_or_applied_never_a_traceback(data, tmp_path_factory):
-    """Random mutations of a real export (wrong types, extra and missing keys, nesting,
-    sizes): apply answers with lines, changes nothing when it refuses, never raises."""
+    """Random mutations of a real export, of format 2 or 3 (wrong types, extra and missing
+    keys, nesting, sizes): apply answers with lines, changes nothing when it refuses, never
+    raises."""
     root = tmp_path_factory.mktemp("fuzz")
     os.environ["JUPYTER_DATA_DIR"] = str(root / "data")
     real = {
@@ -373,6 +376,15 @@ def test_fuzzed_documents_are_refused_in_lines_or_applied_never_a_traceback(data
             },
         ],
     }
+    if data.draw(st.booleans()):  # the current format, as export writes it now
+        made = real["specs"][1]
+        made["kernelmagic"] = {"source": "python", "python": sys.executable, "capture": "none",
+                               "explicit": ["B"]}  # fmt: skip
+        made["env"] = made.pop("set_by_hand")
+        for key in ("kind", "source", "capture", "display_name_made_up", "captured"):
+            made.pop(key)
+        del real["specs"][0]["kind"]
+        real["format_version"] = 3
     doc = copy.deepcopy(real)
     for _ in range(data.draw(st.integers(1, 4))):
         target = doc["specs"][data.draw(st.integers(0, 1))] if doc.get("specs") else doc
@@ -395,6 +407,272 @@ def test_fuzzed_documents_are_refused_in_lines_or_applied_never_a_traceback(data
         assert status in (0, 1, 2)
         if status == 2:
             assert not kernels.exists()
+
+
+# --- the format: provenance's own names (issue 32, item 5) ---------------------------------------
+
+
+def _format_2_document() -> dict:
+    """A document as kernelmagic 0.2.0 wrote it (`export copied plain snip snip-like`), the
+    interpreter's path and the dates aside: the record spelled its own way (`kind`,
+    `source.kind`, `program`, `capture.mode`, `display_name_made_up`, `set_by_hand`)."""
+    python = sys.executable
+    made_up = f"Python {sys.version_info.major}.{sys.version_info.minor} (snip)"
+    argv = [python, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    no_rules = {"include": [], "exclude": [], "templates": True, "extra_secrets": [],
+                "extra_noise": []}  # fmt: skip
+    return {
+        "format": "kernelmagic-export",
+        "format_version": 2,
+        "exported": "2026-12-04T01:50:03+00:00",
+        "kernelmagic": "0.2.0",
+        "specs": [
+            {
+                "name": "copied",
+                "display_name": "Copied",
+                "language": "python",
+                "location": "user",
+                "kind": "copy",
+                "spec": {
+                    "argv": PYTHON_ARGV,
+                    "display_name": "Copied",
+                    "language": "python",
+                    "env": {"A": "1"},
+                },
+                "secrets": [],
+            },
+            {
+                "name": "plain",
+                "display_name": "Plain Py",
+                "language": "python",
+                "location": "user",
+                "kind": "python",
+                "source": {"kind": "current"},
+                "capture": {"mode": "none", **no_rules},
+                "display_name_made_up": False,
+                "set_by_hand": {"BY_HAND": "1"},
+                "captured": {},
+                "spec": {
+                    "argv": argv,
+                    "display_name": "Plain Py",
+                    "language": "python",
+                    "env": {"BY_HAND": "1"},
+                },
+                "secrets": [],
+            },
+            {
+                "name": "snip",
+                "display_name": made_up,
+                "language": "python",
+                "location": "user",
+                "kind": "python",
+                "source": {
+                    "kind": "snippet",
+                    "snippet": "export GEO_HOME=/opt/geo\nexport DROP_ME=1\n",
+                    "python": python,
+                },
+                "capture": {**no_rules, "mode": "changed", "exclude": ["DROP_*"]},
+                "display_name_made_up": True,
+                "set_by_hand": {"OMP_NUM_THREADS": "8"},
+                "captured": {"GEO_HOME": "/opt/geo"},
+                "spec": {
+                    "argv": argv,
+                    "display_name": made_up,
+                    "language": "python",
+                    "env": {"GEO_HOME": "/opt/geo", "OMP_NUM_THREADS": "8"},
+                },
+                "secrets": [],
+            },
+            {
+                "name": "snip-like",
+                "display_name": f"{made_up} (snip-like)",
+                "language": "python",
+                "location": "user",
+                "kind": "like",
+                "source": {"kind": "current"},
+                "like": "snip",
+                "capture": {"mode": "none", **no_rules},
+                "display_name_made_up": True,
+                "set_by_hand": {},
+                "captured": {},
+                "spec": {
+                    "argv": argv,
+                    "display_name": f"{made_up} (snip-like)",
+                    "language": "python",
+                },
+                "secrets": [],
+            },
+        ],
+    }
+
+
+_OLD_NAMES = ("set_by_hand", "display_name_made_up", "snippet_held_secrets", '"kind"', '"mode"')
+
+
+def test_a_format_2_document_applies_to_the_specs_its_new_export_makes(
+    user_kernels, tmp_path, capsys
+):
+    old = _format_2_document()
+    names = [e["name"] for e in old["specs"]]
+    old_path = tmp_path / "old.json"
+    old_path.write_text(json.dumps(old))
+    assert main(["apply", str(old_path)]) == 0, capsys.readouterr()
+    made = {n: json.loads((user_kernels / n / "kernel.json").read_text()) for n in names}
+    assert made["plain"]["display_name"] == "Plain Py" and made["plain"]["env"] == {"BY_HAND": "1"}
+    assert made["snip"]["env"] == {"GEO_HOME": "/opt/geo", "OMP_NUM_THREADS": "8"}  # no DROP_ME
+    assert made["snip-like"]["metadata"]["kernelmagic"]["like"] == "snip"
+
+    new_path = tmp_path / "new.json"
+    assert main(["export", *names, "-o", str(new_path)]) == 0
+    text = new_path.read_text()
+    new = json.loads(text)
+    assert new["format_version"] == 3
+    by_name = {e["name"]: e for e in new["specs"]}
+    # Each record field under the name metadata.kernelmagic gives it, and none of the old ones.
+    assert by_name["snip-like"]["kernelmagic"]["kernel_kind"] == "like"
+    assert (
+        by_name["snip"]["kernelmagic"]["generated_display_name"] == by_name["snip"]["display_name"]
+    )
+    assert "generated_display_name" not in by_name["plain"]["kernelmagic"]  # chosen by hand
+    assert by_name["snip"]["kernelmagic"]["explicit"] == ["OMP_NUM_THREADS"]
+    assert "kernelmagic" not in by_name["copied"]
+    for entry in new["specs"]:
+        for old_name in _OLD_NAMES:
+            assert old_name not in json.dumps({k: v for k, v in entry.items() if k != "spec"})
+    # The migration of the old document says what the new export says.
+    migrated = {e["name"]: e for e in documents.migrated(old)["specs"]}
+    for name in names:
+        for key in ("kernelmagic", "env", "display_name", "location"):
+            assert migrated[name].get(key) == by_name[name].get(key), (name, key)
+
+    for name in names:
+        shutil.rmtree(user_kernels / name)
+    assert main(["apply", str(new_path)]) == 0
+    remade = {n: json.loads((user_kernels / n / "kernel.json").read_text()) for n in names}
+    assert {n: comparable(s) for n, s in remade.items()} == {
+        n: comparable(s) for n, s in made.items()
+    }
+    # And the round trip changes nothing: export -> apply on the same machine writes no byte.
+    before = _tree(user_kernels)
+    capsys.readouterr()
+    assert main(["apply", str(new_path)]) == 0
+    assert capsys.readouterr().out.count(": unchanged") == len(names)
+    assert _tree(user_kernels) == before
+    assert main(["apply", str(new_path), "--check"]) == 0
+
+
+def _format_3_entry() -> dict:
+    return {
+        "name": "p",
+        "display_name": "P",
+        "language": "python",
+        "location": "user",
+        "kernelmagic": {
+            "source": "python",
+            "python": sys.executable,
+            "capture": "none",
+            "explicit": ["B"],
+        },
+        "env": {"B": "2"},
+        "secrets": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("version", "change", "said"),
+    [
+        # one format's names in the other's document
+        (
+            3,
+            lambda e: e.update(set_by_hand={"B": "2"}),
+            "(p).set_by_hand: not a key of an export document of format_version 3",
+        ),
+        (
+            3,
+            lambda e: e.update(kind="python"),
+            "(p).kind: not a key of an export document of format_version 3",
+        ),
+        (
+            3,
+            lambda e: e["kernelmagic"].update(display_name_made_up=True),
+            "(p).kernelmagic.display_name_made_up: not a field of the record",
+        ),
+        (
+            2,
+            lambda e: e.update(explicit=["B"]),
+            "(p).explicit: not a key of an export document of format_version 2",
+        ),
+        (2, lambda e: e.update(kernelmagic={"source": "current"}), "(p).kernelmagic: not a key"),
+        (
+            1,
+            lambda e: e.update(generated_display_name="P"),
+            "(p).generated_display_name: not a key of an export document of format_version 1",
+        ),
+        # unknown fields and wrong values, named where they are
+        (3, lambda e: e.update(colour="blue"), "(p).colour: not a key"),
+        (
+            3,
+            lambda e: e["kernelmagic"].update(colour="blue"),
+            "(p).kernelmagic.colour: not a field",
+        ),
+        (
+            3,
+            lambda e: e["kernelmagic"].update(explicit="B"),
+            "(p).kernelmagic.explicit: must be a list of text",
+        ),
+        (
+            3,
+            lambda e: e["kernelmagic"].update(templates="yes"),
+            "(p).kernelmagic.templates: must be true or false",
+        ),
+        (
+            3,
+            lambda e: e["kernelmagic"].update(kernel_kind="cobol"),
+            "(p).kernelmagic.kernel_kind: 'cobol' is not one of",
+        ),
+        (3, lambda e: e["kernelmagic"].pop("source"), "(p).kernelmagic.source: missing"),
+        (
+            3,
+            lambda e: e["kernelmagic"].update(python_requested="/x"),
+            "(p).kernelmagic.python_requested: a source 'python' records python",
+        ),
+        (3, lambda e: e.update(kernelmagic=["current"]), "(p).kernelmagic: must be an object"),
+        (3, lambda e: e.pop("kernelmagic"), "(p).spec: an entry without a kernelmagic record"),
+        (3, lambda e: e.update(env={"B": 2}), "(p).env.B: must be text"),
+    ],
+)
+def test_a_document_mixing_the_formats_names_is_refused_naming_the_field(
+    version, change, said, user_kernels, tmp_path, capsys
+):
+    if version == 3:
+        entry = _format_3_entry()
+    else:
+        entry = {"name": "p", "location": "user", "kind": "python", "capture": {"mode": "none"},
+                 "source": {"kind": "python", "python": sys.executable},
+                 "set_by_hand": {"B": "2"}}  # fmt: skip
+    change(entry)
+    path = tmp_path / "doc.json"
+    path.write_text(
+        json.dumps({"format": "kernelmagic-export", "format_version": version, "specs": [entry]})
+    )
+    for mode in (["--dry-run"], []):
+        assert main(["apply", str(path), *mode]) == 2
+        err = capsys.readouterr().err
+        first, *details = err.rstrip("\n").split("\n")
+        assert first.startswith("kernelmagic: error: ") and "nothing was run or written" in first
+        assert [line for line in details if said in line], err
+        assert "Traceback" not in err
+    assert not user_kernels.exists()
+
+
+def test_a_format_3_entry_written_by_hand_applies(user_kernels, tmp_path, capsys):
+    path = tmp_path / "doc.json"
+    document = {"format": "kernelmagic-export", "format_version": 3, "specs": [_format_3_entry()]}
+    path.write_text(json.dumps(document))
+    assert main(["apply", str(path)]) == 0, capsys.readouterr()
+    spec = json.loads((user_kernels / "p" / "kernel.json").read_text())
+    assert spec["env"] == {"B": "2"} and spec["metadata"]["kernelmagic"]["explicit"] == ["B"]
+    assert main(["apply", str(path), "--check"]) == 0
 
 
 # --- another machine ---------------------------------------------------------------------------
