@@ -561,6 +561,33 @@ def test_a_format_2_document_applies_to_the_specs_its_new_export_makes(
     assert main(["apply", str(new_path), "--check"]) == 0
 
 
+def test_a_snippet_that_held_a_secret_is_not_re_run_in_either_format(
+    user_kernels, tmp_path, capsys
+):
+    token = "ghp_" + "S" * 36
+    snippet = tmp_path / "setup.sh"
+    snippet.write_text(f"export GITHUB_TOKEN={token}\nexport GEO=1\n")
+    argv = ["install", "sec", "--snippet-file", str(snippet), "--python", sys.executable]
+    assert main(argv) == 0
+    new = tmp_path / "new.json"
+    assert main(["export", "sec", "-o", str(new)]) == 0
+    assert json.loads(new.read_text())["specs"][0]["kernelmagic"]["snippet_file"]
+    old = _document(
+        tmp_path / "old.json",
+        {
+            "name": "sec",
+            "kind": "python",
+            "source": {"kind": "snippet", "snippet": "<hidden>", "snippet_held_secrets": True},
+        },
+    )
+    shutil.rmtree(user_kernels / "sec")
+    for document in (new, old):
+        capsys.readouterr()
+        assert main(["apply", str(document)]) == 1
+        assert "its snippet held a secret" in capsys.readouterr().out
+        assert not (user_kernels / "sec").exists()
+
+
 def _format_3_entry() -> dict:
     return {
         "name": "p",
