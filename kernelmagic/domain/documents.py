@@ -245,7 +245,9 @@ def _entry_problems(entry: dict[str, Any], version: int) -> list[str]:
         if "env" in entry:
             problems.append(f"env: only an entry made again from its {RECORD_KEY} record has it")
         return problems
-    problems += [f"{RECORD_KEY}.{p}".replace(".:", ":") for p in document_problems(record)]
+    problems += [
+        f"{RECORD_KEY}{'' if p.startswith(':') else '.'}{p}" for p in document_problems(record)
+    ]
     if isinstance(record, dict) and record.get("source") == "remote" and "spec" not in entry:
         problems.append("spec: a remote entry carries the spec it copies")
     return problems
