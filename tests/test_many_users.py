@@ -256,7 +256,7 @@ def project(team):
 
 def _as_member(team, user: str, shared: Path, program: str, *args: str) -> subprocess.Popen:
     """Start ``python -c PROGRAM ARGS`` as ``user`` (in the team, umask 002, as members set
-    it), with the team's kernels dir on JUPYTER_PATH; its stderr goes to a pipe."""
+    it), with the team's kernels dir on JUPYTER_PATH; its stdout and stderr go to pipes."""
     users, team_gid, python = team
     account = users[user]
     home = shared.parent / f"home-{user}"
@@ -279,7 +279,7 @@ def _as_member(team, user: str, shared: Path, program: str, *args: str) -> subpr
         group=account.pw_gid,
         extra_groups=[team_gid],
         umask=0o002,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -331,6 +331,7 @@ from kernelmagic import specs
 from kernelmagic.domain.shell_syntax import EnvChanges
 
 prefix = sys.argv[1]
+print("ready", flush=True)  # imported: the round's clock starts once every writer is here
 for i in itertools.count():
     specs.patch_spec("team", specs.SpecEdit(env=EnvChanges({f"{prefix}_{i}": "x" * 500})))
 """
@@ -352,6 +353,8 @@ def test_12_two_members_write_one_team_spec_concurrently_with_kills(team, projec
             for w in range(writers):
                 prefixes.append(f"{user.upper()}_W{w}_R{round_}")
                 members.append(_as_member(team, user, project, WRITER, prefixes[-1]))
+        for member in members:  # a busy machine takes seconds to start an interpreter
+            assert member.stdout.readline() == "ready\n", member.communicate()[1]
         deadline = time.monotonic() + rng.uniform(1.0, 2.0)
         while time.monotonic() < deadline:
             json.loads(kernel_json.read_text())  # never torn, never empty
