@@ -205,6 +205,7 @@ def test_the_spec_of_a_kernel_is_found_with_the_arguments_its_launcher_appended(
     from helpers import write_spec
 
     from kernelmagic.domain.this_kernel import specs_matching_process
+    from kernelmagic.storage.discovery import list_specs
 
     base = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     write_spec(user_kernels, "plain", {"argv": base, "display_name": "P", "language": "python"})
@@ -212,9 +213,11 @@ def test_the_spec_of_a_kernel_is_found_with_the_arguments_its_launcher_appended(
     write_spec(user_kernels, "longer", longer)
     started = [sys.executable, "-m", "ipykernel_launcher", "-f", "/tmp/k.json"]
     extra = "--HistoryManager.hist_file=:memory:"
-    assert "plain" in specs_matching_process([*started, extra], {})
-    assert specs_matching_process([*started, "--x=1"], {}) == ["longer"]  # the closer one
-    assert "longer" not in specs_matching_process(started, {})
+    assert "plain" in specs_matching_process([*started, extra], {}, list_specs())
+    assert specs_matching_process([*started, "--x=1"], {}, list_specs()) == [
+        "longer"
+    ]  # the closer one
+    assert "longer" not in specs_matching_process(started, {}, list_specs())
 
 
 def test_an_iopub_subscriber_is_seen_in_the_tcp_table():

@@ -17,8 +17,8 @@ from typing import Any
 
 from kernelmagic.domain import checks, containers
 from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
-from kernelmagic.storage.atomic import read_regular_head
-from kernelmagic.storage.discovery import SpecInfo
+from kernelmagic.domain.spec_info import SpecInfo
+from kernelmagic.reading import read_regular_head
 
 CLIENTS = {
     "jupyter-server": "the Jupyter server's REST start (JupyterHub, kernel gateways)",

@@ -32,8 +32,8 @@ from kernelmagic.domain.provenance import (
     document_problems,
 )
 from kernelmagic.domain.shell_syntax import MAX_JSON_DEPTH, check_env_name, nesting_depth
+from kernelmagic.domain.spec_info import validate_name
 from kernelmagic.errors import InvalidInput
-from kernelmagic.storage.discovery import validate_name
 
 FORMAT = "kernelmagic-export"
 # 3: the record under provenance's own names; 2 records every entry's spec; 1 only that of

@@ -21,7 +21,7 @@ from kernelmagic.domain.policy import (
     launcher_variable,
 )
 from kernelmagic.domain.provenance import Provenance
-from kernelmagic.storage.discovery import SpecInfo
+from kernelmagic.domain.spec_info import SpecInfo
 
 _PATH_SUFFIXES = ("_DIR", "HOME", "_PATH", "_DATA", "_LIB", "_ROOT", "_PREFIX")
 # Caches, configuration and state dirs that their programs create when first needed.

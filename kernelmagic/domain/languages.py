@@ -12,15 +12,15 @@ import copy
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kernelmagic.domain.provenance import SNIPPET_FILE, without_record
 from kernelmagic.domain.shells import failure_lines, run_probe
+from kernelmagic.domain.spec_info import SpecInfo
 from kernelmagic.errors import InvalidInput, KernelmagicError, SourceFailed
-from kernelmagic.storage.discovery import get_spec, read_spec_file
-from kernelmagic.storage.transactions import copy_files
+from kernelmagic.reading import read_spec_file
 
 KERNELS = ("python", "ir", "julia")  # --kernel
 PROBE_TIMEOUT = 120.0  # R and Julia start slowly on a busy shared filesystem
@@ -39,15 +39,21 @@ JULIA_PROBE = (
     'println(something(Base.active_project(), "")); println(isdefined(IJulia, :run_kernel))'
 )
 
+_JULIA_LOGOS = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")  # as IJulia installs them
+
 
 @dataclass
 class Built:
-    """A spec made for another language: its JSON, the files beside it, what was found."""
+    """A spec made for another language: its JSON, what was found, and the files that go
+    beside it (those of ``files_from`` but ``leave_out``, and each of ``files``), which the
+    caller copies when it writes the spec."""
 
     spec: dict[str, Any] = field(repr=False)
-    populate: Callable[[str], None]
     program: str
     version: str
+    files_from: str | None = None
+    leave_out: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
 
 
 def resolve_program(program: str, environ: Mapping[str, str]) -> str | None:
@@ -92,7 +98,7 @@ def ir_spec(program: str | None, environ: Mapping[str, str]) -> Built:
     r_exe, version, spec_dir = facts[0], facts[1], facts[2].strip()
     spec = read_spec_file(os.path.join(spec_dir, "kernel.json"))
     spec["argv"][0] = r_exe  # what installspec() does: R.home("bin")/R
-    return Built(spec, copy_files(spec_dir, ("kernel.json",)), r_exe, version)
+    return Built(spec, r_exe, version, files_from=spec_dir, leave_out=("kernel.json",))
 
 
 def julia_argv(facts: list[str]) -> list[str]:
@@ -120,22 +126,13 @@ def julia_spec(program: str | None, environ: Mapping[str, str]) -> Built:
         "language": "julia",
         "interrupt_mode": "message" if os.name == "nt" else "signal",
     }
-    logos = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")
-
-    def populate(path: str) -> None:
-        os.makedirs(path)
-        for logo in logos:
-            found = os.path.join(ijulia, "deps", logo)
-            if os.path.isfile(found):
-                shutil.copy2(found, path)
-
-    return Built(spec, populate, exe, version)
+    logos = (os.path.join(ijulia, "deps", logo) for logo in _JULIA_LOGOS)
+    return Built(spec, exe, version, files=tuple(logo for logo in logos if os.path.isfile(logo)))
 
 
-def like_spec(template: str, program: str | None, environ: Mapping[str, str]) -> Built:
-    """A copy of the installed spec ``template`` (argv, language, logos, metadata), its
-    program found again through ``environ`` unless it is absolute."""
-    info = get_spec(template)
+def like_spec(info: SpecInfo, program: str | None, environ: Mapping[str, str]) -> Built:
+    """A copy of the installed spec ``info`` (argv, language, logos, metadata), its program
+    found again through ``environ`` unless it is absolute."""
     if not info.visible or not info.spec.get("argv"):
         why = info.problems[0] if info.problems else "it has no argv"
         raise KernelmagicError(f"cannot use '{info.name}' as a template: {why}")
@@ -148,7 +145,7 @@ def like_spec(template: str, program: str | None, environ: Mapping[str, str]) ->
     leave_out: tuple[str, ...] = ("kernel.json", SNIPPET_FILE)
     if info.native:  # ipykernel's resources dir sits among its modules
         leave_out += ("*.py", "__pycache__")
-    return Built(spec, copy_files(info.resource_dir, leave_out), found, "")
+    return Built(spec, found, "", files_from=info.resource_dir, leave_out=leave_out)
 
 
 def build(
@@ -156,7 +153,7 @@ def build(
     environ: Mapping[str, str],
     *,
     program: str | None = None,
-    like: str | None = None,
+    like: SpecInfo | None = None,
 ) -> Built:
     """The spec of ``kernel`` (``ir``, ``julia``) or like the installed spec ``like``."""
     if like is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from kernelmagic.storage.atomic import MAX_INPUT_BYTES, read_regular_file
+from kernelmagic.reading import MAX_INPUT_BYTES, read_regular_file
 
 _HEADER = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
 _KEY = re.compile(r"""^\s*("[^"]+"|'[^']+'|[A-Za-z0-9_-]+)\s*=""")

@@ -23,7 +23,7 @@ from kernelmagic.domain import pixi_files
 from kernelmagic.domain.provenance import Source
 from kernelmagic.domain.shells import failure_lines, made_by_uv
 from kernelmagic.errors import EnvironmentNotReady, InvalidInput, SourceFailed
-from kernelmagic.storage.atomic import MAX_INPUT_BYTES, read_regular_file
+from kernelmagic.reading import MAX_INPUT_BYTES, read_regular_file
 
 TOOL_TIMEOUT = 60.0  # `poetry env info -p` and friends
 # What marks a project's dir, looked for from the given dir upwards.

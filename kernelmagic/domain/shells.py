@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 
 from kernelmagic.errors import SourceFailed
-from kernelmagic.storage.atomic import read_regular_file, read_regular_head
+from kernelmagic.reading import read_regular_file, read_regular_head
 
 # What a clean login shell keeps of the environment it starts from (the profile sets the rest).
 LOGIN_SHELL_KEEP = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TZ", "MAIL")

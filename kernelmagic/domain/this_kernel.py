@@ -13,12 +13,12 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kernelmagic.domain import checks
+from kernelmagic.domain.spec_info import SpecInfo
 from kernelmagic.errors import InvalidInput
-from kernelmagic.storage.discovery import list_specs
 
 
 def kernel_app() -> Any | None:
@@ -39,9 +39,11 @@ def in_kernel() -> bool:
     return kernel_app() is not None
 
 
-def own_spec() -> tuple[str, str] | None:
+def own_spec(listed: Callable[[], Iterable[SpecInfo]] | None = None) -> tuple[str, str] | None:
     """(name, how it was found) of the spec this session's kernel was started from, if it
-    runs in ipykernel; ``InvalidInput`` when several specs could have started it."""
+    runs in ipykernel; ``InvalidInput`` when several specs could have started it.
+    ``listed`` gives the installed specs (``storage.discovery.list_specs``), asked only
+    where the kernel's launcher did not record its spec's name."""
     if not in_kernel():
         return None
     try:
@@ -55,7 +57,13 @@ def own_spec() -> tuple[str, str] | None:
         return recorded, "this kernel's spec"
     # Launchers before jupyter_client 8.3 leave the name out: find the spec that matches
     # this process's command line and environment.
-    matches = specs_matching_process(list(sys.orig_argv), os.environ)
+    if listed is None:
+        # Only for the magics' call, until they pass the listing (issue 32: the lead's
+        # rewrite of frontends/magics.py); tests/test_structure.py allows this one import.
+        from kernelmagic.storage.discovery import list_specs
+
+        listed = list_specs
+    matches = specs_matching_process(list(sys.orig_argv), os.environ, listed())
     if len(matches) > 1:
         raise InvalidInput(
             f"this kernel could have been started from any of {', '.join(matches)} (its "
@@ -76,8 +84,10 @@ def _same_program(spec_program: str, started: str) -> bool:
     return found is not None and os.path.realpath(found) == os.path.realpath(started)
 
 
-def specs_matching_process(argv: list[str], environ: Mapping[str, str]) -> list[str]:
-    """The names of the specs that could have started a process with this command line
+def specs_matching_process(
+    argv: list[str], environ: Mapping[str, str], specs: Iterable[SpecInfo]
+) -> list[str]:
+    """The names of the ``specs`` that could have started a process with this command line
     (``sys.orig_argv``) and environment: argv equal with Jupyter's ``{placeholders}`` filled
     in any way (plus any arguments the launcher appends, as nbclient appends
     ``--HistoryManager.hist_file=:memory:``), the same program, and every literal ``env``
@@ -89,7 +99,7 @@ def specs_matching_process(argv: list[str], environ: Mapping[str, str]) -> list[
     a spec with no ``env`` matches every kernel of its interpreter.
     """
     matches: dict[str, tuple[int, int]] = {}
-    for info in list_specs():
+    for info in specs:
         spec_argv = checks.argv_strings(info.spec) if info.visible else None
         if not spec_argv or len(spec_argv) > len(argv):
             continue

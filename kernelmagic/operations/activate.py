@@ -36,7 +36,7 @@ from kernelmagic.operations.options import (
 )
 from kernelmagic.settings import Settings
 from kernelmagic.storage import started_environments
-from kernelmagic.storage.discovery import get_spec, location_dir
+from kernelmagic.storage.discovery import get_spec, list_specs, location_dir
 
 PREFLIGHT_TIMEOUT = 60.0
 
@@ -199,7 +199,7 @@ def _save(request: ActivateRequest, made: activation.Activation) -> Any:
     """A spec like this kernel's (its env kept where the activation does not change it) that
     carries the source's variables, recorded so that ``%kernel_refresh`` works on it."""
     assert request.save is not None
-    found = own_spec()
+    found = own_spec(list_specs)
     like, kept, program, display_name = None, {}, None, None
     if found is not None:
         like = found[0]

@@ -46,7 +46,7 @@ from kernelmagic.operations.options import (
 )
 from kernelmagic.settings import Settings
 from kernelmagic.storage import atomic, ipykernel_specs, transactions
-from kernelmagic.storage.discovery import read_spec_file, validate_name
+from kernelmagic.storage.discovery import get_spec, read_spec_file, validate_name
 from kernelmagic.version import __version__
 
 FROM_CURRENT = option(
@@ -369,10 +369,12 @@ def install(
         files_of = install_container.populate_for(request.kernel, _ipykernel_files)
         generated = languages.generated_display_name(request.kernel, version, request.name)
     elif request.other_language:
+        like = get_spec(request.like) if request.like else None
         built = languages.build(
-            request.kernel, made.environment, program=request.program, like=request.like
+            request.kernel, made.environment, program=request.program, like=like
         )
-        spec, files_of = built.spec, built.populate
+        spec = built.spec
+        files_of = transactions.copy_files(built.files_from, built.leave_out, built.files)
         record.program = built.program
         generated = (
             f"{spec.get('display_name') or request.like} ({request.name})"

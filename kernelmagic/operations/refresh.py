@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from kernelmagic import reading
 from kernelmagic.domain import envcapture, languages, sources
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance, Source, now
@@ -18,7 +19,7 @@ from kernelmagic.errors import KernelmagicError
 from kernelmagic.operations.install import secret_free_digests
 from kernelmagic.operations.options import DRY_RUN, NAME, SHELL_TIMEOUT, TRUST, Option, seconds
 from kernelmagic.settings import Settings
-from kernelmagic.storage import atomic, transactions
+from kernelmagic.storage import transactions
 from kernelmagic.storage.discovery import get_spec
 
 
@@ -54,7 +55,7 @@ def _recorded_snippet(resource_dir: str, record: Provenance) -> str | None:
         return record.source.snippet
     path = os.path.join(resource_dir, os.path.basename(record.snippet_file))
     try:
-        data = atomic.read_regular_file(path, atomic.MAX_INPUT_BYTES)
+        data = reading.read_regular_file(path, reading.MAX_INPUT_BYTES)
         if data is None:
             raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
         return data.decode("utf-8", "surrogateescape")
@@ -107,8 +108,9 @@ def refresh(
     if made.interpreter is not None:
         program = made.interpreter.path
     elif not in_container:  # find R, julia or the template's program again in the new environment
+        like = get_spec(record.like) if record.like else None
         program = languages.build(
-            record.kernel, made.environment, program=record.program_requested, like=record.like
+            record.kernel, made.environment, program=record.program_requested, like=like
         ).program
 
     def update(spec: dict[str, Any]) -> dict[str, Any]:

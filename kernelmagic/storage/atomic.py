@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelmagic.errors import InvalidInput
+from kernelmagic.reading import MAX_INPUT_BYTES, read_regular_file
 
 TEMP_PREFIX = ".kernel.json."
 TEMP_SUFFIX = ".tmp"
@@ -251,10 +252,6 @@ def keep_backup(
     return target
 
 
-# An env file, snippet or document is small; /dev/zero must not fill memory.
-MAX_INPUT_BYTES = 16 * 1024 * 1024
-
-
 def read_text_input(path: str) -> str:
     """The UTF-8 text of an input file (``-``: stdin), at most ``MAX_INPUT_BYTES``;
     ``InvalidInput`` saying why it cannot be read."""
@@ -284,80 +281,3 @@ def read_text_input(path: str) -> str:
         raise InvalidInput(
             f"{path} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.end]!r})"
         ) from None
-
-
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
-def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes | None:
-    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes; None when
-    it is no regular file (a FIFO, a device, a socket, a dangling link: never waited on).
-
-    The size is checked before a byte is read, and every read is capped, so a giant or a
-    growing file costs nothing. ``OSError`` (``EFBIG`` for one that is too large) for a
-    regular file that cannot be read.
-    """
-    opened = _open_regular(path)
-    if opened is None:
-        return None
-    fd, info = opened
-    try:
-        if info.st_size > limit:
-            raise _too_big(path, limit)
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:  # the file may grow after fstat: every read is capped
-            wanted = min(max(info.st_size + 1 - size, 65536), limit + 1 - size)
-            chunk = os.read(fd, wanted)
-            if len(chunk) < wanted and not chunks:  # a regular file reads short only at its end
-                return chunk  # the usual case: all of it in one read
-            chunks.append(chunk)
-            size += len(chunk)
-            if len(chunk) < wanted:
-                return b"".join(chunks)
-        raise _too_big(path, limit)
-    finally:
-        os.close(fd)
-
-
-def read_regular_head(path: str | os.PathLike[str], size: int) -> bytes | None:
-    """The first ``size`` bytes of ``path`` if it is a regular file (a script's head); None
-    when it is none (a FIFO is never waited on). ``OSError`` when it cannot be read."""
-    opened = _open_regular(path)
-    if opened is None:
-        return None
-    fd, _ = opened
-    try:
-        return os.read(fd, size)
-    finally:
-        os.close(fd)
-
-
-def _open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result] | None:
-    """An open descriptor of ``path`` and its stat, where it is a regular file; None where
-    it is not one (opened without blocking, so a FIFO costs nothing). ``OSError`` for a
-    regular file that cannot be opened."""
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError:
-        try:
-            is_file = stat.S_ISREG(os.stat(path).st_mode)
-        except OSError:
-            return None
-        if not is_file:
-            return None
-        raise
-    try:
-        info = os.fstat(fd)
-    except OSError:
-        os.close(fd)
-        raise
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        return None
-    return fd, info
-
-
-def _too_big(path: str | os.PathLike[str], limit: int) -> OSError:
-    size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"
-    return OSError(errno.EFBIG, f"larger than {size}", os.fspath(path))

@@ -9,47 +9,24 @@ jupyter_client does not know survive. Nothing here writes, prints or imports IPy
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_path
 
 from kernelmagic.domain import checks, jupyter_rules
-from kernelmagic.domain.jupyter_rules import is_valid_kernel_name, spec_schema
+from kernelmagic.domain.spec_info import NAME_RULE as NAME_RULE
+from kernelmagic.domain.spec_info import SpecInfo as SpecInfo
+from kernelmagic.domain.spec_info import validate_name as validate_name
 from kernelmagic.errors import InvalidInput, NoSuchKernelSpec
-from kernelmagic.storage import atomic, ipykernel_specs, lookups
+from kernelmagic.reading import MAX_SPEC_BYTES, parse_spec, read_regular_file
+from kernelmagic.reading import read_spec_file as read_spec_file
+from kernelmagic.storage import ipykernel_specs, lookups
 
 NATIVE_KERNEL_NAME = "python3"
-NAME_RULE = (
-    "kernel names are what jupyter_client accepts: letters a-z in any case, digits and the "
-    "separators '-', '.', '_' (not '.' or '..', at most 255 characters)"
-)
-
-
-def validate_name(name: str) -> str:
-    """Return ``name`` lowercased, as Jupyter stores it, or raise ``InvalidInput``.
-
-    The rule is jupyter_client's own (``install_kernel_spec`` lowercases, then matches
-    ``^[a-z0-9._-]+$`` ignoring case, which lets the long s (U+017F) and the Kelvin sign through).
-    Beyond it we refuse what would break the kernels directory itself: '.', '..', a final
-    newline (which that pattern's ``$`` lets through) and names longer than a file name.
-    """
-    if not isinstance(name, str):
-        raise InvalidInput(f"invalid kernel name {name!r}: {NAME_RULE}")
-    stored = name.lower()
-    if (
-        not is_valid_kernel_name(stored)
-        or stored.endswith("\n")
-        or stored in (".", "..")
-        or len(stored.encode("utf-8", "surrogateescape")) > 255
-    ):
-        raise InvalidInput(f"invalid kernel name {name!r}: {NAME_RULE}")
-    return stored
 
 
 def ipython_dir() -> str | None:
@@ -206,81 +183,6 @@ def spec_locations(listed: Iterable[SpecInfo] = ()) -> dict[str, list[str]]:
     return found
 
 
-@dataclass
-class SpecInfo:
-    """One kernel spec as Jupyter finds it, with the raw JSON and its problems."""
-
-    name: str
-    resource_dir: str
-    spec: dict[str, Any] = field(repr=False)  # values may be secrets: never in a repr
-    problems: list[checks.Problem] = field(default_factory=list)
-    visible: bool = True  # False when Jupyter hides it (malformed, unknown provisioner)
-    native: bool = False  # ipykernel's built-in spec, with no kernel.json of its own
-    # False when kernelmagic did not read kernel.json (larger than MAX_SPEC_BYTES): what
-    # Jupyter does with it is unknown here (it reads any size). Not usable by kernelmagic.
-    read: bool = True
-
-    @property
-    def display_name(self) -> str:
-        value = self.spec.get("display_name", "")
-        return value if isinstance(value, str) else ""
-
-    @property
-    def language(self) -> str:
-        value = self.spec.get("language", "")
-        return value if isinstance(value, str) else ""
-
-    @property
-    def env(self) -> dict[str, Any]:
-        value = self.spec.get("env", {})
-        return value if isinstance(value, dict) else {}
-
-    @property
-    def kernel_json(self) -> str:
-        return os.path.join(self.resource_dir, "kernel.json")
-
-    def jupyter_view(self) -> dict[str, Any]:
-        """The entry ``jupyter kernelspec list --json`` shows: ``KernelSpec.to_dict()`` of the
-        installed jupyter_client (its keys, its defaults, its coercions)."""
-        spec = self.spec
-        argv = spec.get("argv", [])
-        metadata = spec.get("metadata", {})
-        if checks.provisioner_verdict(spec).adds_config:
-            stanza = {**metadata["kernel_provisioner"], "config": {}}
-            metadata = {**metadata, "kernel_provisioner": stanza}
-        listed = {key: spec.get(key, "") for key in spec_schema().listed}
-        for key, value in (
-            ("argv", [argv] if isinstance(argv, str) else argv),  # traitlets' List takes a str
-            ("env", spec.get("env", {})),
-            ("interrupt_mode", spec.get("interrupt_mode", "signal").lower()),
-            ("metadata", metadata),
-        ):
-            if key in listed:
-                listed[key] = value
-        return {"resource_dir": self.resource_dir, "spec": listed}
-
-
-MAX_SPEC_BYTES = 4 * 1024 * 1024  # a kernel.json is a few hundred bytes; stop a planted giant
-
-
-def parse_spec(raw: bytes) -> Any:
-    """Parse the bytes of a ``kernel.json`` as Jupyter does (``open(encoding="utf-8")`` then
-    ``json.load``): strict UTF-8, no BOM, no UTF-16; raises ``ValueError``."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return json.loads(text)
-
-
-def read_spec_file(path: str) -> Any:
-    """Parse a ``kernel.json``; raises ``OSError`` or ``ValueError``."""
-    raw = _read_kernel_json(path)
-    if raw is None:
-        raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
-    return parse_spec(raw)
-
-
 def _read_kernel_json(path: str) -> bytes | None:
     """The bytes of a ``kernel.json``, or None where Jupyter sees no spec.
 
@@ -289,7 +191,7 @@ def _read_kernel_json(path: str) -> bytes | None:
     (and a lower directory's spec of that name wins). ``OSError`` for a regular file that
     cannot be read, or is larger than ``MAX_SPEC_BYTES`` (Jupyter then hides the spec).
     """
-    return atomic.read_regular_file(path, MAX_SPEC_BYTES)
+    return read_regular_file(path, MAX_SPEC_BYTES)
 
 
 def _unreadable(name: str, resource_dir: str, exc: OSError | str) -> SpecInfo:

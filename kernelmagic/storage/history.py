@@ -12,8 +12,9 @@ from collections.abc import Iterable
 
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import KernelmagicError
+from kernelmagic.reading import MAX_SPEC_BYTES, read_regular_file, read_spec_file
 from kernelmagic.storage import atomic
-from kernelmagic.storage.discovery import MAX_SPEC_BYTES, NATIVE_KERNEL_NAME, locate, read_spec_file
+from kernelmagic.storage.discovery import NATIVE_KERNEL_NAME, locate
 from kernelmagic.storage.transactions import (
     WORK_PREFIX,
     Change,
@@ -51,7 +52,7 @@ def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> C
         if not saved:
             raise KernelmagicError(f"no {what} version of '{key}' to restore")
         newest = saved[-1]
-        data = atomic.read_regular_file(newest, MAX_SPEC_BYTES)
+        data = read_regular_file(newest, MAX_SPEC_BYTES)
         if data is None:
             raise KernelmagicError(f"{newest} is not a regular file; remove it")
         before = None

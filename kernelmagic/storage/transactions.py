@@ -328,14 +328,22 @@ def _carry_backups(old_dir: str, new_dir: str) -> None:
         atomic.keep_backup(old_json, into=new_dir)
 
 
-def copy_files(source_dir: str, leave_out: tuple[str, ...] = ()) -> Callable[[str], None]:
+def copy_files(
+    source_dir: str | None, leave_out: tuple[str, ...] = (), files: tuple[str, ...] = ()
+) -> Callable[[str], None]:
     """A ``populate`` that copies ``source_dir``'s files (logos, launcher scripts), never
-    kernelmagic's own working files (locks, temps, backups) nor names matching ``leave_out``."""
+    kernelmagic's own working files (locks, temps, backups) nor names matching ``leave_out``,
+    then each of ``files``. With no ``source_dir``, the spec dir holds only ``files``."""
     ignore = shutil.ignore_patterns(*NOT_COPIED, *leave_out)
 
     def populate(path: str) -> None:
-        # Links are copied as links: never followed out of the spec dir, nor round a loop.
-        shutil.copytree(source_dir, path, symlinks=True, ignore=ignore)
+        if source_dir is None:
+            os.makedirs(path)
+        else:
+            # Links are copied as links: never followed out of the spec dir, nor round a loop.
+            shutil.copytree(source_dir, path, symlinks=True, ignore=ignore)
+        for file in files:
+            shutil.copy2(file, path)
 
     return populate
 
