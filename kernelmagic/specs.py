@@ -37,6 +37,7 @@ from kernelmagic.operations.install import InstallRequest
 from kernelmagic.operations.install import install as install
 from kernelmagic.operations.refresh import RefreshRequest
 from kernelmagic.operations.refresh import refresh as refresh
+from kernelmagic.operations.spec_writes import rewrite_spec
 from kernelmagic.storage.discovery import (
     NAME_RULE,
     NATIVE_KERNEL_NAME,
@@ -54,7 +55,7 @@ from kernelmagic.storage.discovery import (
     validate_name,
 )
 from kernelmagic.storage.history import redo_last_undo, remove_specs, undo_last_write
-from kernelmagic.storage.transactions import Change, rewrite_spec
+from kernelmagic.storage.transactions import Change
 
 __all__ = [
     "NAME_RULE",

@@ -1,6 +1,7 @@
-"""The layout rules, over every module of every subpackage: no import cycles (function-level
-imports included), only the IPython glue imports IPython, no module over the size limit, and
-few of the package's own imports hidden inside functions."""
+"""The layout rules, over every module of every subpackage: the layers of docs/design.md
+import only downwards, no import cycles (function-level imports included), only the IPython
+glue imports IPython, no module over the size limit, and few of the package's own imports
+hidden inside functions."""
 
 from __future__ import annotations
 
@@ -16,6 +17,32 @@ FRONT_ENDS = {"__init__", "frontends.magics", "frontends.ipython_extension"}
 # module surely holds two ideas, the one ../shared/tools/structure_check.py uses too.
 MAX_LINES = 900
 MAX_IMPORTS_IN_FUNCTIONS = 15
+
+# The layers of docs/design.md and the layers each may import besides itself: data flows
+# down. The rules (domain) touch no storage; storage may use the rules' plain types and
+# checks. Nothing below the front ends imports `commands` (issue 32: one module per command,
+# above the operations) or `frontends`. `base` is what every layer may use.
+BASE = {"errors", "version", "reading"}
+PUBLIC = {"specs", "server"}  # the library's public faces, over the operations
+ENTRY = {"__init__", "__main__"}  # what %load_ext and `python -m kernelmagic` start
+MAY_IMPORT = {
+    "base": set(),
+    "domain": {"base"},
+    "storage": {"base", "domain"},
+    "batch": {"base"},
+    "restart": {"base", "domain"},
+    "settings": {"base", "domain"},
+    "operations": {"base", "domain", "storage", "settings", "restart"},
+    "commands": {"base", "domain", "storage", "settings", "restart", "batch", "operations"},
+    "public": {"base", "domain", "storage", "settings", "restart", "operations", "commands"},
+}
+UNRESTRICTED = {"frontends", "entry"}
+# Imports against the layers that are known and dated; each names why and when it goes.
+EXCEPTIONS = {
+    # own_spec() called without a listing by frontends/magics.py, which this branch may not
+    # edit; the lead's rewrite of the magics passes list_specs and drops this (issue 32).
+    ("domain.this_kernel", "storage.discovery"),
+}
 
 
 def _module_name(path: Path) -> str:
@@ -45,6 +72,7 @@ class _Imports(ast.NodeVisitor):
     def __init__(self, current: str, is_package: bool, modules: set[str]) -> None:
         self.current, self.is_package, self.modules = current, is_package, modules
         self.found: set[str] = set()
+        self.lines: list[tuple[str, int]] = []  # (imported module, line), for messages
         self.in_functions = 0
         self.ipython = False
         self._depth = 0
@@ -56,17 +84,19 @@ class _Imports(ast.NodeVisitor):
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
-    def _own(self, dotted: str) -> None:
+    def _own(self, dotted: str, line: int) -> None:
         target = _owner(dotted, self.modules)
         if target and target != self.current:
             self.found.add(target)
+            if (target, line) not in self.lines:  # one line may import several names
+                self.lines.append((target, line))
             self.in_functions += bool(self._depth)
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
             self.ipython |= alias.name.split(".")[0] == "IPython"
             if alias.name.startswith("kernelmagic."):
-                self._own(alias.name.removeprefix("kernelmagic."))
+                self._own(alias.name.removeprefix("kernelmagic."), node.lineno)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = node.module or ""
@@ -82,7 +112,7 @@ class _Imports(ast.NodeVisitor):
             return
         for alias in node.names:
             sub = f"{module}.{alias.name}" if module else alias.name
-            self._own(sub if sub in self.modules else module or "__init__")
+            self._own(sub if sub in self.modules else module or "__init__", node.lineno)
 
 
 def _graph() -> dict[str, _Imports]:
@@ -148,3 +178,66 @@ def test_few_own_imports_hide_inside_functions():
 def test_no_module_is_over_the_size_limit():
     sizes = {n: len(p.read_text().splitlines()) for n, p in _modules().items()}
     assert {n: s for n, s in sizes.items() if s > MAX_LINES} == {}
+
+
+def _layer(module: str) -> str:
+    top = module.split(".")[0]
+    if top in BASE:
+        return "base"
+    if top in PUBLIC:
+        return "public"
+    if top in ENTRY:
+        return "entry"
+    return top
+
+
+def _layer_violations(imports: dict[str, list[tuple[str, int]]]) -> list[str]:
+    """``module:line imports other`` for each import that points up or sideways."""
+    found = []
+    for module, lines in sorted(imports.items()):
+        layer = _layer(module)
+        if layer in UNRESTRICTED:
+            continue
+        if layer not in MAY_IMPORT:
+            found.append(f"{module} is in no layer: add it to MAY_IMPORT and docs/design.md")
+            continue
+        allowed = MAY_IMPORT[layer] | {layer}
+        for target, line in lines:
+            if _layer(target) not in allowed and (module, target) not in EXCEPTIONS:
+                found.append(
+                    f"kernelmagic.{module} (line {line}) imports kernelmagic.{target}: "
+                    f"{layer} may import only {', '.join(sorted(allowed))}"
+                )
+    return found
+
+
+def test_layers_import_only_downwards():
+    found = _layer_violations({name: v.lines for name, v in _graph().items()})
+    assert not found, "\n".join(found)
+
+
+def test_every_exception_to_the_layers_is_still_needed():
+    graph = _graph()
+    stale = {(m, t) for m, t in EXCEPTIONS if t not in graph[m].found}
+    assert not stale, f"no longer imported, drop from EXCEPTIONS: {sorted(stale)}"
+
+
+def test_the_layer_check_names_an_import_that_points_up():
+    found = _layer_violations(
+        {
+            "domain.policy": [("storage.atomic", 7), ("errors", 3)],
+            "storage.atomic": [("domain.policy", 9)],
+            "operations.install": [("commands.install", 12), ("frontends.cli", 14)],
+            "commands.install": [("operations.install", 5)],
+            "newlayer.x": [],
+        }
+    )
+    assert found == [
+        "kernelmagic.domain.policy (line 7) imports kernelmagic.storage.atomic: domain may "
+        "import only base, domain",
+        "newlayer.x is in no layer: add it to MAY_IMPORT and docs/design.md",
+        "kernelmagic.operations.install (line 12) imports kernelmagic.commands.install: "
+        "operations may import only base, domain, operations, restart, settings, storage",
+        "kernelmagic.operations.install (line 14) imports kernelmagic.frontends.cli: "
+        "operations may import only base, domain, operations, restart, settings, storage",
+    ]

@@ -305,25 +305,31 @@ class EnvPolicy:
         """
         if not isinstance(spec, dict):
             return spec
-        policy = self.with_recorded(spec)
+        return self.with_recorded(spec).masked(spec)
+
+    def masked(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """A copy of ``spec`` with what this policy alone calls secret masked (``mask_spec``
+        also applies the patterns the spec records)."""
         shown = dict(spec)
         if isinstance(shown.get("env"), dict):
-            shown["env"] = policy.mask_env(shown["env"])
+            shown["env"] = self.mask_env(shown["env"])
         argv = shown.get("argv")
         if isinstance(argv, list):
             words = [a for a in argv if isinstance(a, str)]
             joined = "\0".join(words)
             if len(words) != len(argv) or "=" in joined or secret_in_text(joined):
-                shown["argv"] = [policy.mask_text(a) if isinstance(a, str) else a for a in argv]
+                shown["argv"] = [self.mask_text(a) if isinstance(a, str) else a for a in argv]
             else:  # the usual argv: nothing to mask, one check for all its words
                 shown["argv"] = list(argv)
         if isinstance(shown.get("metadata"), dict):
-            shown["metadata"] = policy._mask_value("", shown["metadata"])
+            shown["metadata"] = self._mask_value("", shown["metadata"])
         return shown
 
     def holds_secrets(self, spec: Any) -> bool:
-        """True if writing ``spec`` puts a credential on disk (so it must be owner-only)."""
-        return self.mask_spec(spec) != spec
+        """True if writing ``spec`` puts a credential on disk (so it must be owner-only), by
+        this policy alone: for a spec read from disk, join what it records first
+        (``with_recorded``)."""
+        return isinstance(spec, dict) and self.masked(spec) != spec
 
     def with_recorded(self, spec: Mapping[str, Any]) -> EnvPolicy:
         """This policy joined with the extra patterns recorded in ``spec``'s provenance."""

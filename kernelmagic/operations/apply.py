@@ -27,6 +27,7 @@ from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance, comparable
 from kernelmagic.domain.sources import conda_snippet, module_command
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, NoSuchKernelSpec
+from kernelmagic.operations import spec_writes
 from kernelmagic.operations.edit import install_directory
 from kernelmagic.operations.install import InstallRequest, install
 from kernelmagic.operations.options import (
@@ -387,7 +388,7 @@ def _apply(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
             outcome.action = "unchanged"
             return
         if installed is not None:  # kernel.json only: the files beside it stay
-            change = transactions.rewrite_spec(
+            change = spec_writes.rewrite_spec(
                 name, lambda _: spec, action="applied", policy=request.policy,
                 hint="apply it with --user or --prefix DIR", resource_dir=outcome.resource_dir,
             )  # fmt: skip

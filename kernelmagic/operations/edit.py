@@ -16,7 +16,7 @@ from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
 from kernelmagic.domain.shell_syntax import EnvChanges, parse_json_assignments, split_words
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations import doctor, remote
+from kernelmagic.operations import doctor, remote, spec_writes
 from kernelmagic.operations.install import refuse_secrets_for_group
 from kernelmagic.operations.options import (
     DISPLAY_NAME,
@@ -104,7 +104,7 @@ def patch_spec(
     name: str, edit: SpecEdit, *, dry_run: bool = False, policy: EnvPolicy = DEFAULT_POLICY
 ) -> Change:
     """Apply ``edit`` to the spec Jupyter would start for ``name``, under its lock."""
-    return transactions.rewrite_spec(
+    return spec_writes.rewrite_spec(
         name, edit.apply, dry_run=dry_run, action="patched", policy=policy
     )
 
@@ -128,8 +128,9 @@ def install_directory(
     if group is not None:
         refuse_secrets_for_group(spec, group)
     slot = transactions.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
-    policy = policy.with_recorded(spec)
-    return slot.write(action, spec, transactions.copy_files(source_dir), policy, gid)
+    return spec_writes.write_spec(
+        slot, action, spec, transactions.copy_files(source_dir), policy, gid
+    )
 
 
 # --- clone -------------------------------------------------------------------------------
@@ -311,7 +312,7 @@ def patch(request: PatchRequest) -> Change:
         def transform(spec: dict[str, Any]) -> dict[str, Any]:
             return point(request.edit.apply(spec))
 
-    return transactions.rewrite_spec(
+    return spec_writes.rewrite_spec(
         request.name, transform, dry_run=request.dry_run, policy=request.policy
     )
 

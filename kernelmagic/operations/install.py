@@ -415,8 +415,9 @@ def install(
                 "unchanged", request.name, target, existing, existing, False, options.policy
             ), made.result
     # A snippet that held a secret: its record in kernel.json is masked, the file owner-only.
-    held_secret = record.snippet_file is not None
-    change = slot.write("installed", spec, populate, options.policy, gid, owner_only=held_secret)
+    # (A container's wrapper was made above for exactly this env.)
+    owner_only = record.snippet_file is not None or options.policy.holds_secrets(spec)
+    change = slot.write("installed", spec, populate, options.policy, gid, owner_only=owner_only)
     return change, made.result
 
 

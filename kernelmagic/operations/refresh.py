@@ -16,6 +16,7 @@ from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance, Source, now
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import KernelmagicError
+from kernelmagic.operations import spec_writes
 from kernelmagic.operations.install import secret_free_digests
 from kernelmagic.operations.options import DRY_RUN, NAME, SHELL_TIMEOUT, TRUST, Option, seconds
 from kernelmagic.settings import Settings
@@ -145,6 +146,6 @@ def refresh(
         current.refreshed = now()
         return current.write_into(spec)
 
-    return transactions.rewrite_spec(
+    return spec_writes.rewrite_spec(
         info.name, update, dry_run=request.dry_run, action="refreshed", policy=policy
     )

@@ -29,7 +29,7 @@ from kernelmagic.domain.provenance import Provenance, Source
 from kernelmagic.domain.shell_syntax import parse_json_assignments
 from kernelmagic.domain.shells import failure_lines
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations import remote_batch
+from kernelmagic.operations import remote_batch, spec_writes
 from kernelmagic.operations.options import (
     DRY_RUN,
     LOCATION_OPTIONS,
@@ -453,7 +453,8 @@ def make_remote_spec(request: RemoteRequest) -> tuple[transactions.Change, str]:
             generated_display_name=renamed,
         )
         record.write_into(spec)
-        change = slot.write("installed", spec, transactions.copy_files(staged), policy)
+        populate = transactions.copy_files(staged)
+        change = spec_writes.write_spec(slot, "installed", spec, populate, policy)
     hint = PREREQUISITES[request.engine].format(
         python=python, image=request.image, user=os.environ.get("GP_REMOTE_USER") or getuser()
     )

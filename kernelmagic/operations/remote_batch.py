@@ -19,6 +19,7 @@ from kernelmagic.domain import checks
 from kernelmagic.domain.policy import EnvPolicy, recorded_policy
 from kernelmagic.domain.provenance import Provenance, Source
 from kernelmagic.errors import InvalidInput
+from kernelmagic.operations import spec_writes
 from kernelmagic.operations.options import option
 from kernelmagic.storage import discovery, transactions
 from kernelmagic.version import __version__
@@ -158,7 +159,8 @@ def make_batch_spec(
         generated_display_name=renamed,
     ).write_into(spec)
     slot = transactions.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
-    change = slot.write("installed", spec, transactions.copy_files(source.resource_dir), policy)
+    populate = transactions.copy_files(source.resource_dir)
+    change = spec_writes.write_spec(slot, "installed", spec, populate, policy)
     return change, PREREQUISITES[engine].format(python=python)
 
 

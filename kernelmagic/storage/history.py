@@ -66,8 +66,6 @@ def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> C
         after = json.loads(data)
     except ValueError:
         after = None
-    if isinstance(after, dict):
-        policy = policy.with_recorded(after)
     return Change("restored", key, resource_dir, before, after, True, policy)
 
 

@@ -2,8 +2,11 @@
 
 Every change of a spec happens under the spec's lock (``.NAME.lock`` in its kernels dir).
 A new or replacing spec is staged in a work directory beside the target and swapped in with
-one atomic step; an edit of ``kernel.json`` is an atomic file replace after a backup. A spec
-that holds secrets (by the policy in force) is written owner-only. Nothing here prints.
+one atomic step; an edit of ``kernel.json`` is an atomic file replace after a backup.
+
+Storage writes what its caller hands it: the spec, its files, whether ``kernel.json`` is
+owner-only (the caller knows what is secret). It never decodes the spec's record to find out
+what the caller knew. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelmagic.domain import checks, containers
+from kernelmagic.domain import checks
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, SpecExists
 from kernelmagic.storage import atomic
@@ -57,6 +60,13 @@ class Change:
     written: bool
     policy: EnvPolicy = field(default=DEFAULT_POLICY, repr=False)  # how to show it
 
+    def __post_init__(self) -> None:
+        # Shown with the patterns both versions record: a pattern one version dropped still
+        # hides the value it named in the other.
+        for version in (self.before, self.after):
+            if isinstance(version, dict):
+                self.policy = self.policy.with_recorded(version)
+
     @property
     def changed(self) -> bool:
         return self.before != self.after
@@ -74,9 +84,10 @@ class Change:
         return "" if spec is None else atomic.dump_spec(self.policy.mask_spec(spec))
 
 
-def file_mode(spec: dict[str, Any], policy: EnvPolicy, existing: str | None = None) -> int:
-    """Owner-only for specs holding secrets; otherwise keep the existing file's mode."""
-    if policy.holds_secrets(spec):
+def file_mode(owner_only: bool, existing: str | None = None) -> int:
+    """Owner-only when the caller says the spec holds a secret; otherwise keep the existing
+    file's mode."""
+    if owner_only:
         return 0o600
     if existing:
         with contextlib.suppress(OSError):
@@ -238,18 +249,18 @@ class Reservation:
         populate: Callable[[str], None],
         policy: EnvPolicy = DEFAULT_POLICY,
         group: int | None = None,
-        owner_only: bool = False,
+        *,
+        owner_only: bool,
     ) -> Change:
         """Create the spec dir with ``populate(path)`` (its files) and ``spec`` as kernel.json;
         with ``group`` (a gid), shared with that group (``share_with_group``). kernel.json is
-        owner-only when ``spec`` holds a secret, or ``owner_only`` says its source did (a
-        snippet that held one is recorded masked, so the masked spec cannot tell).
+        owner-only when the caller says so (``spec`` or its source held a secret); ``policy``
+        is how the returned ``Change`` shows it.
 
         Under the name's lock: the directory appears under its name only once complete; a
         replaced spec keeps its backups and gains one of the version it replaces.
         """
         target = os.path.join(self.kernels_dir, self.name)
-        spec = containers.keep_in_step(spec)
         if self.dry_run:
             before = _read_before(self.existing)
             action = "replaced" if before is not None and action == "installed" else action
@@ -265,7 +276,7 @@ class Reservation:
                 if existing and not self.replace:
                     raise _refuse_taken(self.kernels_dir, self.name)
                 before = _read_before(existing)
-                mode = 0o600 if owner_only else file_mode(spec, policy)
+                mode = file_mode(owner_only)
                 self._build(spec, populate, mode, existing, target, group)
         if before is not None and action == "installed":
             action = "replaced"
@@ -362,6 +373,7 @@ def rewrite_spec(
     name: str,
     transform: Callable[[dict[str, Any]], dict[str, Any]],
     *,
+    owner_only: Callable[[dict[str, Any], dict[str, Any]], bool],
     dry_run: bool = False,
     action: str = "patched",
     policy: EnvPolicy = DEFAULT_POLICY,
@@ -372,8 +384,10 @@ def rewrite_spec(
 
     ``transform`` gets the current JSON (read once, under the lock, so concurrent writers each
     see the others' changes) and returns the new one; nothing is written when it returns
-    the same. ``resource_dir`` names the spec dir to change (default: the one Jupyter
-    starts for ``name``); ``hint`` says what to do where it cannot be written.
+    the same. ``owner_only(before, after)`` says whether the new one must be owner-only (it
+    holds a secret); otherwise it keeps the file's mode. ``resource_dir`` names the spec dir
+    to change (default: the one Jupyter starts for ``name``); ``hint`` says what to do where
+    it cannot be written.
     """
     if resource_dir is None:
         key, resource_dir = writable(name)
@@ -390,13 +404,11 @@ def rewrite_spec(
         problems = checks.structure_problems(before)
         if problems:
             raise KernelmagicError(f"cannot change '{key}': {problems[0]}")
-        policy = policy.with_recorded(before)
-        # A container spec's wrapper passes env's names: it changes with them, in one write.
-        after = containers.keep_in_step(transform(copy.deepcopy(before)))
+        after = transform(copy.deepcopy(before))
         written = not dry_run and after != before
         if written:
             atomic.remove_stale_temps(resource_dir)
             atomic.keep_backup(kernel_json)
-            mode = file_mode(after, policy.with_recorded(after), kernel_json)
+            mode = file_mode(owner_only(before, after), kernel_json)
             atomic.write_json_atomic(kernel_json, after, mode=mode)
-    return Change(action, key, resource_dir, before, after, written, policy.with_recorded(after))
+    return Change(action, key, resource_dir, before, after, written, policy)
