@@ -1,0 +1,96 @@
+"""storage.transactions writes what its caller hands it (issue 32, item 4): the spec as given,
+owner-only when the caller says so; what to hand it (a container's wrapper in step with its
+env, owner-only for a secret) is decided once, in operations.spec_writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from kernelmagic.domain import containers
+from kernelmagic.domain.policy import DEFAULT_POLICY
+from kernelmagic.domain.provenance import Provenance, Source
+from kernelmagic.operations import spec_writes
+from kernelmagic.storage import atomic, transactions
+
+KERNEL = ("python", "-m", "ipykernel_launcher", "-f", "{connection_file}")
+CONTAINER = containers.Container("/images/py", "podman", KERNEL, "/usr/bin/podman")
+
+
+def _container_spec(argv_env: dict[str, str], env: dict[str, str]) -> dict:
+    """A container spec whose wrapper passes ``argv_env``'s names while its env is ``env``."""
+    spec = {"argv": containers.argv(CONTAINER, argv_env), "display_name": "C", "language": "python"}
+    if env:
+        spec["env"] = env
+    return Provenance(Source("current"), container=CONTAINER.to_fields()).write_into(spec)
+
+
+def _written(kernels, name: str) -> tuple[dict, int]:
+    path = kernels / name / "kernel.json"
+    return json.loads(path.read_text()), stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _empty(path: str) -> None:
+    os.makedirs(path)
+
+
+def test_storage_writes_the_spec_it_is_handed(user_kernels):
+    """Storage does not decode the record to rewrite a container's argv behind the caller."""
+    spec = _container_spec({}, {"FOO": "1"})  # its wrapper does not pass FOO yet
+    slot = transactions.reserve(str(user_kernels), "c", replace=False, dry_run=False)
+    slot.write("installed", spec, _empty, DEFAULT_POLICY, owner_only=False)
+    written, mode = _written(user_kernels, "c")
+    assert written == spec
+    assert mode == atomic.default_file_mode()
+
+
+def test_owner_only_is_the_callers_word(user_kernels):
+    spec = {"argv": ["python", "-f", "{connection_file}"], "display_name": "P", "language": "py"}
+    slot = transactions.reserve(str(user_kernels), "p", replace=False, dry_run=False)
+    slot.write("installed", spec, _empty, owner_only=True)
+    assert _written(user_kernels, "p")[1] == 0o600
+
+    def add_env(current: dict) -> dict:
+        return {**current, "env": {"A": "1"}}
+
+    transactions.rewrite_spec("p", add_env, owner_only=lambda before, after: False)
+    written, mode = _written(user_kernels, "p")
+    assert written["env"] == {"A": "1"}
+    assert mode == 0o600  # not owner-only by the caller's word: the file keeps its mode
+
+
+def test_every_write_through_the_operations_keeps_the_wrapper_in_step(user_kernels):
+    spec = _container_spec({}, {"FOO": "1"})
+    slot = transactions.reserve(str(user_kernels), "c", replace=False, dry_run=False)
+    spec_writes.write_spec(slot, "cloned", spec, _empty)
+    assert _written(user_kernels, "c")[0]["argv"] == containers.argv(CONTAINER, {"FOO": "1"})
+
+    def add_bar(current: dict) -> dict:
+        return {**current, "env": {**current["env"], "BAR": "2"}}
+
+    change = spec_writes.rewrite_spec("c", add_bar)
+    assert change.written
+    wanted = containers.argv(CONTAINER, {"FOO": "1", "BAR": "2"})
+    assert _written(user_kernels, "c")[0]["argv"] == wanted
+
+
+def test_the_operations_make_a_secret_owner_only(user_kernels):
+    """By the policy in force and by the patterns the spec itself records."""
+    plain = {"argv": ["python", "-f", "{connection_file}"], "display_name": "P", "language": "py"}
+    slot = transactions.reserve(str(user_kernels), "p", replace=False, dry_run=False)
+    spec_writes.write_spec(slot, "cloned", plain, _empty)
+    assert _written(user_kernels, "p")[1] == atomic.default_file_mode()
+
+    recorded = Provenance(Source("current"), extra_secrets=("SITE_*",)).write_into(dict(plain))
+    slot = transactions.reserve(str(user_kernels), "r", replace=False, dry_run=False)
+    spec_writes.write_spec(slot, "cloned", recorded, _empty)
+
+    def site_value(current: dict) -> dict:
+        return {**current, "env": {"SITE_COLOR": "blue"}}
+
+    spec_writes.rewrite_spec("r", site_value)  # only the record says SITE_* is secret
+    written, mode = _written(user_kernels, "r")
+    assert written["env"] == {"SITE_COLOR": "blue"} and mode == 0o600
+    spec_writes.rewrite_spec("p", lambda current: {**current, "env": {"API_TOKEN": "x" * 20}})
+    assert _written(user_kernels, "p")[1] == 0o600
