@@ -29,11 +29,34 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes | None:
     growing file costs nothing. ``OSError`` (``EFBIG`` for one that is too large) for a
     regular file that cannot be read.
     """
-    opened = _open_regular(path)
-    if opened is None:
-        return None
-    fd, info = opened
+    fd = open_for_reading(path)
+    return None if fd is None else read_opened(fd, path, limit)
+
+
+def open_for_reading(path: str | os.PathLike[str]) -> int | None:
+    """``read_regular_file``'s one path lookup: a descriptor of ``path`` opened without
+    blocking (for ``read_opened``), or None where there is nothing to read (no such file, or
+    one that cannot be opened and is no regular file). ``OSError`` for a regular file that
+    cannot be opened."""
     try:
+        return os.open(path, _READ_FLAGS)
+    except OSError:
+        try:
+            is_file = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            return None
+        if not is_file:
+            return None
+        raise
+
+
+def read_opened(fd: int, path: str | os.PathLike[str], limit: int) -> bytes | None:
+    """The rest of ``read_regular_file`` on a descriptor from ``open_for_reading``, which
+    this closes; no path lookup."""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
         if info.st_size > limit:
             raise _too_big(path, limit)
         chunks: list[bytes] = []
@@ -69,16 +92,9 @@ def _open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result] | 
     """An open descriptor of ``path`` and its stat, where it is a regular file; None where
     it is not one (opened without blocking, so a FIFO costs nothing). ``OSError`` for a
     regular file that cannot be opened."""
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError:
-        try:
-            is_file = stat.S_ISREG(os.stat(path).st_mode)
-        except OSError:
-            return None
-        if not is_file:
-            return None
-        raise
+    fd = open_for_reading(path)
+    if fd is None:
+        return None
     try:
         info = os.fstat(fd)
     except OSError:

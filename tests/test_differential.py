@@ -216,17 +216,25 @@ SHIM = Path(__file__).parent.parent / "benchmarks" / "slowfs.c"
 @pytest.fixture
 def lookups_at_once(monkeypatch):
     """Every lookup taken for a slow one: the listing spreads its reads over threads, as it
-    does on NFS; yields how many times it did."""
+    does on NFS, opening a few files at a time (so a tree spans several batches); yields how
+    many times it did."""
     monkeypatch.setattr(lookups, "PROBES", 1)
     monkeypatch.setattr(lookups, "SLOW_CALL", 0.0)
+    monkeypatch.setattr(lookups, "_batch_size", lambda: 3)
     spread = []
     in_threads = lookups._in_threads
+    pool_map = lookups._Pool.map
 
     def counted(func, items):
         spread.append(len(items))
         return in_threads(func, items)
 
+    def counted_map(pool, func, items):
+        spread.append(len(items))
+        return pool_map(pool, func, items)
+
     monkeypatch.setattr(lookups, "_in_threads", counted)
+    monkeypatch.setattr(lookups._Pool, "map", counted_map)
     return spread
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_path
 
+from kernelmagic import reading
 from kernelmagic.domain import checks, jupyter_rules
 from kernelmagic.domain.spec_info import NAME_RULE as NAME_RULE
 from kernelmagic.domain.spec_info import SpecInfo as SpecInfo
@@ -77,7 +78,7 @@ def spec_files(
     of the spec Jupyter takes for each name (``wanted`` ones only) in ``directories``, every
     read overlapped. Within one directory the last entry of a name wins, as in
     ``find_kernel_specs``; ``first_entry_wins`` is ``get_kernel_spec``'s rule."""
-    return _first(_candidates(directories, wanted, first_entry_wins), _read_or_error)
+    return _first(_candidates(directories, wanted, first_entry_wins), _open_kernel_json, _read)
 
 
 def _candidates(
@@ -104,22 +105,34 @@ def _candidates(
 
 
 def _first(
-    candidates: Mapping[str, list[tuple[int, str]]], probe: Callable[[str], Any]
+    candidates: Mapping[str, list[tuple[int, str]]],
+    probe: Callable[[str], Any],
+    then: Callable[[str, Any], Any] | None = None,
 ) -> dict[str, tuple[str, Any]]:
     """Name -> (resource dir, answer) of the first candidate whose ``kernel.json`` the probe
-    answers (None: no spec there, try the next). Each round probes the best remaining
-    candidate of every name at once (``lookups.overlapped``): on a network filesystem each
-    probe is a round trip. A name found in its first place, the usual case, costs one."""
+    answers (None: no spec there, try the next); with ``then``, the answer is
+    ``then(path, probe(path))``: the probe makes the path lookup, ``then`` reads what it
+    opened (``lookups.overlapped_opens``). Each round probes the best remaining candidate of
+    every name at once: on a network filesystem each probe is a round trip. A name found in
+    its first place, the usual case, costs one."""
     chosen: dict[str, tuple[str, Any]] = {}
     wanted = [(name, 0) for name in candidates]
     while wanted:
 
-        def ask(item: tuple[str, int]) -> Any:
+        def path_of(item: tuple[str, int]) -> str:
             name, i = item
-            return probe(candidates[name][i][1] + os.sep + "kernel.json")
+            return candidates[name][i][1] + os.sep + "kernel.json"
 
+        if then is None:
+            answers = lookups.overlapped(lambda item: probe(path_of(item)), wanted)
+        else:
+            answers = lookups.overlapped_opens(
+                lambda item: probe(path_of(item)),
+                lambda item, opened: then(path_of(item), opened),
+                wanted,
+            )
         retry = []
-        for (name, i), answer in zip(wanted, lookups.overlapped(ask, wanted), strict=True):
+        for (name, i), answer in zip(wanted, answers, strict=True):
             if answer is not None:
                 chosen[name] = (candidates[name][i][1], answer)
             elif i + 1 < len(candidates[name]):
@@ -241,10 +254,21 @@ def _load(
     return _from_bytes(name, resource_dir, raw, program_exists)
 
 
-def _read_or_error(path: str) -> bytes | OSError | None:
-    """The kernel.json's bytes; the error where the file is a spec that cannot be read."""
+def _open_kernel_json(path: str) -> int | OSError | None:
+    """``_read``'s path lookup: the open descriptor, or the error, or None (no spec)."""
     try:
-        return _read_kernel_json(path)
+        return reading.open_for_reading(path)
+    except OSError as exc:
+        return exc
+
+
+def _read(path: str, opened: int | OSError | None) -> bytes | OSError | None:
+    """The kernel.json's bytes (a descriptor from ``_open_kernel_json``, closed here); the
+    error where the file is a spec that cannot be read; None where it is no spec."""
+    if not isinstance(opened, int):
+        return opened
+    try:
+        return reading.read_opened(opened, path, MAX_SPEC_BYTES)
     except OSError as exc:
         return exc
 

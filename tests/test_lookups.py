@@ -1,0 +1,68 @@
+"""storage.lookups: overlapped path lookups give what one-at-a-time lookups give, and leave
+no descriptor open whatever happens."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from kernelmagic import reading
+from kernelmagic.storage import lookups
+
+
+@pytest.fixture
+def taken_for_slow(monkeypatch):
+    monkeypatch.setattr(lookups, "PROBES", 1)
+    monkeypatch.setattr(lookups, "SLOW_CALL", 0.0)
+    monkeypatch.setattr(lookups, "_batch_size", lambda: 4)
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def files(tmp_path):
+    paths = []
+    for i in range(11):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(b"x" * i)
+        paths.append(str(path))
+    paths.insert(5, str(tmp_path / "missing"))
+    return paths
+
+
+def _read(path, fd):
+    return None if fd is None else reading.read_opened(fd, path, 100)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_overlapped_opens_read_what_one_at_a_time_reads(files, taken_for_slow):
+    before = _open_fds()
+    expected = [reading.read_regular_file(p, 100) for p in files]
+    assert lookups.overlapped_opens(reading.open_for_reading, _read, files) == expected
+    assert expected[5] is None and expected[10] == b"x" * 9
+    assert _open_fds() == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+@pytest.mark.parametrize("fails_in", ["use", "open"])
+def test_a_failure_leaves_no_descriptor_open(files, taken_for_slow, fails_in):
+    before = _open_fds()
+    failing = files[6]
+
+    def open_one(path):
+        if fails_in == "open" and path == failing:
+            raise RuntimeError("the lookup failed")
+        return reading.open_for_reading(path)
+
+    def use(path, fd):
+        if fails_in == "use" and path == failing:
+            os.close(fd)  # what it was given is its own, as in read_opened
+            raise RuntimeError("the read failed")
+        return _read(path, fd)
+
+    with pytest.raises(RuntimeError, match="failed"):
+        lookups.overlapped_opens(open_one, use, files)
+    assert _open_fds() == before
