@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 from conftest import SYSTEM_DATA_DIR
-from helpers import require_system_package
+from helpers import require_system_package, write_spec
 from jupyter_client.kernelspec import KernelSpecManager
 
 from kernelmagic import server, specs
+from kernelmagic.frontends import cli
 from kernelmagic.storage import lookups
 
 SEED = 20261126
@@ -268,6 +269,49 @@ def test_every_kind_agrees_when_lookups_overlap(tree_root, lookups_at_once):
     build(tree_root, every_kind_with_shadows())
     assert library_mismatch() is None
     assert lookups_at_once
+
+
+@pytest.fixture
+def many_specs(user_kernels, system_kernels):
+    """2,000 specs of every kind the listing treats differently: plain, with secrets to
+    mask, malformed (hidden, in "problems"), missing programs, and a name in two dirs."""
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    for i in range(2000):
+        name = f"k{i:04d}"
+        if i % 97 == 0:
+            write_spec(user_kernels, name, raw="{not json")
+            continue
+        spec = {"argv": list(argv), "display_name": f"K {i}", "language": "python"}
+        if i % 5 == 0:
+            spec["env"] = {"SERVICE_TOKEN": "abc123", "URL": "https://u:pw@host/x"}
+        if i % 11 == 0:
+            spec["argv"][0] = f"/nonexistent/{i}/python"
+        write_spec(user_kernels if i % 13 else system_kernels, name, spec)
+    write_spec(system_kernels, "k0001", {"argv": argv, "display_name": "shadowed"})
+    return user_kernels
+
+
+@pytest.mark.parametrize("pattern", [None, "k1*", "python"])
+def test_overlapped_listing_of_many_specs_is_byte_identical(
+    many_specs, monkeypatch, capsys, pattern
+):
+    """``list --json`` with the lookups overlapped (in many batches) prints byte for byte
+    what it prints with them one at a time, secrets masked."""
+    argv = ["list", "--json", *([pattern] if pattern else [])]
+    assert cli.main(argv) == 0
+    one_at_a_time = capsys.readouterr().out
+    monkeypatch.setattr(lookups, "PROBES", 1)
+    monkeypatch.setattr(lookups, "SLOW_CALL", 0.0)
+    monkeypatch.setattr(lookups, "_batch_size", lambda: 64)
+    assert cli.main(argv) == 0
+    overlapped = capsys.readouterr().out
+    assert overlapped == one_at_a_time
+    assert "abc123" not in overlapped and "pw@" not in overlapped
+    if pattern is None:
+        listed = json.loads(overlapped)
+        assert len(listed["kernelspecs"]) == 2000 - 21 + 1  # 21 malformed, plus python3
+        assert listed["kernelspecs"]["k0001"]["spec"]["display_name"] == "K 1"
+        assert len(listed["problems"]) >= 21
 
 
 def rewrite_in_place(path: Path, old: bytes, new: bytes) -> None:
