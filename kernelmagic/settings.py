@@ -16,7 +16,7 @@ session. A value of the wrong shape is an error that names the file, never silen
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from kernelmagic.domain.jupyter_rules import config_dirs
@@ -31,24 +31,46 @@ CAPTURE_MODES = ("changed", "all", "none")
 
 @dataclass(frozen=True)
 class Settings:
-    """What the user configured; the defaults are what kernelmagic does unconfigured."""
+    """What the user configured; the defaults are what kernelmagic does unconfigured.
 
-    default_location: str = "user"  # where new specs go without --user/--sys-prefix/--prefix
-    default_capture: str = "changed"  # the --capture mode when none is given
-    extra_secrets: tuple[str, ...] = ()  # more name globs (case-insensitive) of secrets
-    extra_noise: tuple[str, ...] = ()  # more name globs of variables never to capture
+    Declared once, here: each field's metadata holds its help and, for a choice, the
+    choices. The magics make their configurable traits from these fields (so that
+    ``%config KernelMagics`` shows them and IPython's config can set them); the command line
+    reads the same file without loading traitlets unless a file exists."""
+
+    default_location: str = field(
+        default="user",
+        metadata={
+            "choices": LOCATIONS,
+            "help": "Where new specs go when no --user/--sys-prefix/--prefix is given.",
+        },
+    )
+    default_capture: str = field(
+        default="changed",
+        metadata={"choices": CAPTURE_MODES, "help": "The --capture mode used when none is given."},
+    )
+    extra_secrets: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "More glob patterns (case-insensitive) of variable names that hold secrets."
+        },
+    )
+    extra_noise: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "More glob patterns of variables never to capture (e.g. site-specific "
+            "session variables)."
+        },
+    )
 
     def __post_init__(self) -> None:
-        if self.default_location not in LOCATIONS:
-            raise InvalidInput(
-                f"{SECTION}.default_location must be one of {', '.join(LOCATIONS)}, "
-                f"not {self.default_location!r}"
-            )
-        if self.default_capture not in CAPTURE_MODES:
-            raise InvalidInput(
-                f"{SECTION}.default_capture must be one of {', '.join(CAPTURE_MODES)}, "
-                f"not {self.default_capture!r}"
-            )
+        for setting in fields(self):
+            choices = setting.metadata.get("choices")
+            value = getattr(self, setting.name)
+            if choices is not None and value not in choices:
+                raise InvalidInput(
+                    f"{SECTION}.{setting.name} must be one of {', '.join(choices)}, not {value!r}"
+                )
 
     @property
     def policy(self) -> EnvPolicy:
@@ -60,11 +82,11 @@ class Settings:
         """Settings from a config section (``c.KernelMagics``); ``InvalidInput`` naming
         ``where`` for a value of the wrong type."""
         values: dict[str, Any] = {}
-        for key in ("default_location", "default_capture"):
-            if key in section:
+        for setting in fields(cls):
+            key = setting.name
+            if key in section and "choices" in setting.metadata:
                 values[key] = section[key]
-        for key in ("extra_secrets", "extra_noise"):
-            if key in section:
+            elif key in section:
                 value = section[key]
                 if not isinstance(value, (list, tuple)) or not all(
                     isinstance(v, str) for v in value

@@ -11,6 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from kernelmagic.commands.clone import Request as CloneRequest
+from kernelmagic.commands.clone import clone as clone
+from kernelmagic.commands.env import Request as EnvRequest
+from kernelmagic.commands.install import InstallRequest
+from kernelmagic.commands.install import install as install
+from kernelmagic.commands.patch import Request as PatchRequest
+from kernelmagic.commands.patch import patch as patch
+from kernelmagic.commands.refresh import RefreshRequest
+from kernelmagic.commands.refresh import refresh as refresh
+from kernelmagic.commands.remove import Request as RemoveRequest
 from kernelmagic.domain.envcapture import CaptureOptions, CaptureResult
 from kernelmagic.domain.policy import EnvPolicy
 from kernelmagic.domain.provenance import Source
@@ -22,21 +32,7 @@ from kernelmagic.errors import (
     NoSuchKernelSpec,
     SpecExists,
 )
-from kernelmagic.operations.edit import (
-    CloneRequest,
-    EnvRequest,
-    PatchRequest,
-    RemoveRequest,
-    SpecEdit,
-    install_directory,
-    patch_spec,
-)
-from kernelmagic.operations.edit import clone as clone
-from kernelmagic.operations.edit import patch as patch
-from kernelmagic.operations.install import InstallRequest
-from kernelmagic.operations.install import install as install
-from kernelmagic.operations.refresh import RefreshRequest
-from kernelmagic.operations.refresh import refresh as refresh
+from kernelmagic.operations.edit import SpecEdit, install_directory, patch_spec
 from kernelmagic.operations.spec_writes import rewrite_spec
 from kernelmagic.storage.discovery import (
     NAME_RULE,

@@ -265,8 +265,8 @@ def test_group_one_is_not_in_is_refused_up_front_and_leaves_nothing(shared_dir):
 
 
 def test_group_one_is_not_in_is_refused_by_the_python_api_too():
+    from kernelmagic.commands.install import InstallRequest
     from kernelmagic.errors import InvalidInput
-    from kernelmagic.operations.install import InstallRequest
 
     if os.geteuid() == 0:
         pytest.skip("root may give files to any group")

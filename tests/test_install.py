@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from kernelmagic.commands.install import InstallRequest
 from kernelmagic.domain.envcapture import CaptureOptions
 from kernelmagic.domain.provenance import Source
 from kernelmagic.errors import InvalidInput
 from kernelmagic.frontends.cli import main
-from kernelmagic.operations.install import InstallRequest
 
 # (command line, the same request built in Python, words the refusal says)
 REFUSED = [

@@ -10,7 +10,7 @@ import pytest
 from helpers import write_spec
 from IPython.core.error import UsageError
 
-from kernelmagic.frontends import render
+from kernelmagic.commands.list import SpecList
 
 
 def spec_json(user_kernels, name):
@@ -84,7 +84,7 @@ def test_list_returns_a_table_value(ip, user_kernels):
     write_spec(user_kernels, "geo")
     write_spec(user_kernels, "broken", raw="{")
     result = ip.run_line_magic("kernel_list", "")
-    assert isinstance(result, render.SpecList)
+    assert isinstance(result.value, SpecList)
     geo = next(s for s in result if s.name == "geo")
     assert geo.display_name == "Hand-made geo" and geo.language == "python"
     assert geo.resource_dir == str(user_kernels / "geo") and geo.problems == []

@@ -15,8 +15,9 @@ import papermill
 import pytest
 from helpers import PROBE, run_in_kernel, write_spec
 
+from kernelmagic.commands import notebook as notebook_command
+from kernelmagic.commands import shell
 from kernelmagic.frontends.cli import main
-from kernelmagic.operations import kernel_shell, notebooks
 
 KERNEL = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
@@ -194,7 +195,7 @@ def test_shell_runs_with_exactly_the_kernels_environment(user_kernels, monkeypat
     # interpreter the kernel thinks it is); so does the shell.
     spec = json.loads((user_kernels / "geo" / "kernel.json").read_text())
     launcher = {"PYTHONEXECUTABLE": "/elsewhere/python", "PATH": "/usr/bin"}
-    assert "PYTHONEXECUTABLE" not in kernel_shell.kernel_environment(spec, launcher)
+    assert "PYTHONEXECUTABLE" not in shell.kernel_environment(spec, launcher)
     assert main(["shell", "geo", "--", "sh", "-c", "exit 3"]) == 3
 
 
@@ -241,7 +242,7 @@ def test_a_name_in_another_case_is_answered_per_client(local_specs, tmp_path, ca
                                                  "language": "python"})  # fmt: skip
     status, out = _report(capsys, str(notebook))
     assert status == 1 and "case differs" in out
-    (report,) = notebooks.run(notebooks.NotebookRequest((str(notebook),)))
+    (report,) = notebook_command.run(notebook_command.Request((str(notebook),)))
     clients = report.to_json()["clients"]
     assert clients["nbclient"]["works"] and clients["nbclient"]["spec"] == "plain"
     assert "asks the user" in clients["jupyterlab"]["reason"]  # geo and plain are Python

@@ -9,9 +9,9 @@ import pytest
 from IPython.lib.pretty import pretty
 
 from kernelmagic import specs
+from kernelmagic.commands import render
 from kernelmagic.domain.envcapture import CaptureOptions
 from kernelmagic.domain.policy import MASK, EnvPolicy
-from kernelmagic.frontends import render
 from kernelmagic.frontends.cli import main
 
 CRED = "mycorp-cred-value-17"

@@ -704,8 +704,8 @@ def _notebook_cases(corpus: Corpus) -> dict[str, Path]:
 def _notebook_says(corpus: Corpus, cases: dict[str, Path]) -> dict:
     """What `kernelmagic notebook` says of each case notebook, per client."""
     said = subprocess.run(
-        [PYTHON, "-c", "import json, sys; from kernelmagic.operations import notebooks; "
-         "r = notebooks.run(notebooks.NotebookRequest(tuple(sys.argv[1:]))); "
+        [PYTHON, "-c", "import json, sys; from kernelmagic.commands import notebook; "
+         "r = notebook.run(notebook.Request(tuple(sys.argv[1:]))); "
          "print(json.dumps([x.to_json() for x in r]))", *map(str, cases.values())],
         env=corpus.env, cwd=corpus.doctor_cwd, capture_output=True, text=True,
     )  # fmt: skip

@@ -96,6 +96,12 @@ def template_path_value(name: str, value: str, baseline: str) -> str | None:
     return None
 
 
+def secret_free_digests(env: Mapping[str, str], policy: EnvPolicy) -> dict[str, str]:
+    """``digests`` of the values that are not secrets: a short hash of a short secret (a
+    PIN) can be reversed."""
+    return digests({k: v for k, v in env.items() if not policy.is_secret(k, v)})
+
+
 def digests(env: Mapping[str, str]) -> dict[str, str]:
     """Short digests of written values, so a refresh can tell which ones a user edited
     since (without storing the values twice)."""

@@ -39,7 +39,7 @@ def in_kernel() -> bool:
     return kernel_app() is not None
 
 
-def own_spec(listed: Callable[[], Iterable[SpecInfo]] | None = None) -> tuple[str, str] | None:
+def own_spec(listed: Callable[[], Iterable[SpecInfo]]) -> tuple[str, str] | None:
     """(name, how it was found) of the spec this session's kernel was started from, if it
     runs in ipykernel; ``InvalidInput`` when several specs could have started it.
     ``listed`` gives the installed specs (``storage.discovery.list_specs``), asked only
@@ -57,12 +57,6 @@ def own_spec(listed: Callable[[], Iterable[SpecInfo]] | None = None) -> tuple[st
         return recorded, "this kernel's spec"
     # Launchers before jupyter_client 8.3 leave the name out: find the spec that matches
     # this process's command line and environment.
-    if listed is None:
-        # Only for the magics' call, until they pass the listing (issue 32: the lead's
-        # rewrite of frontends/magics.py); tests/test_structure.py allows this one import.
-        from kernelmagic.storage.discovery import list_specs
-
-        listed = list_specs
     matches = specs_matching_process(list(sys.orig_argv), os.environ, listed())
     if len(matches) > 1:
         raise InvalidInput(

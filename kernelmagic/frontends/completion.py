@@ -14,29 +14,28 @@ import os
 import re
 import subprocess
 
+from kernelmagic.commands import BY_MAGIC
 from kernelmagic.domain.shells import clean_environment, run_probe
-from kernelmagic.operations.commands import REQUESTS
 from kernelmagic.operations.options import MAGICS, MODULE_NAME, SPEC_NAME, Option, for_front_end
 from kernelmagic.storage.discovery import spec_names
 
-_BY_MAGIC = {f"kernel_{request.COMMAND}": request for request in REQUESTS}
 _MAGIC_LINE = re.compile(r"\s*%%?(kernel_\w+)\b")
 
 
 def is_ours(text: str) -> bool:
     """Whether ``text`` (the line up to the cursor) calls one of kernelmagic's magics."""
     found = _MAGIC_LINE.match(text)
-    return found is not None and found.group(1) in _BY_MAGIC
+    return found is not None and found.group(1) in BY_MAGIC
 
 
 def complete(text: str, token: str) -> list[str]:
     """What may stand at the cursor of a kernelmagic magic line: ``text`` is the line up to
     the cursor, ``token`` the fragment being completed (what IPython replaces)."""
     found = _MAGIC_LINE.match(text)
-    request = _BY_MAGIC.get(found.group(1)) if found else None
-    if request is None or found is None:
+    command = BY_MAGIC.get(found.group(1)) if found else None
+    if command is None or found is None:
         return []
-    options = for_front_end(request.OPTIONS, MAGICS)
+    options = for_front_end(command.load().Request.OPTIONS, MAGICS)
     words, typing = _words(text[found.end() :])
     if typing.startswith("-") and '"' not in typing:
         flags = {flag for opt in options for flag in opt.flags if flag.startswith("-")}

@@ -16,28 +16,13 @@ from typing import Any
 
 import IPython
 
+from kernelmagic.commands import COMMANDS
+
 MODULE = "kernelmagic.frontends.magics"
 CLASS_NAME = "KernelMagics"
 SPEC = f"{MODULE}:{CLASS_NAME}"
-# name -> kind, as KernelMagics defines them (a test keeps the two in step).
-MAGICS = {
-    "kernel_list": "line",
-    "kernel_show": "line",
-    "kernel_install": "line_cell",
-    "kernel_clone": "line",
-    "kernel_patch": "line",
-    "kernel_env": "line_cell",
-    "kernel_provisioners": "line",
-    "kernel_remote": "line",
-    "kernel_refresh": "line",
-    "kernel_remove": "line",
-    "kernel_export": "line",
-    "kernel_apply": "line",
-    "kernel_doctor": "line",
-    "kernel_activate": "line_cell",
-    "kernel_shell": "line",
-    "kernel_notebook": "line",
-}
+# name -> kind, from the command table (which imports no command).
+MAGICS = {command.magic: "line_cell" if command.cell else "line" for command in COMMANDS}
 RESOLVES_LAZY_MAGICS = IPython.version_info >= (9, 17)
 # IPython's matchers that can suppress all others (Jedi's Python names included) came in 8.6;
 # before that the complete_command hook is all there is, and Jedi's names mix in.
@@ -81,7 +66,7 @@ def _context_matcher() -> Any:
 
 
 def _spec_info_text(info: Any, p: Any, cycle: bool) -> None:
-    from kernelmagic.frontends import render  # only when such a value is shown
+    from kernelmagic.commands import render  # only when such a value is shown
 
     p.text(render.spec_detail_text(info, style=render.MAGICS))
 

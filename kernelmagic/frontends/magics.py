@@ -1,9 +1,14 @@
-"""The magics: parse, call the operation, then display or return.
+"""The magics: one per command, made from the command table by one factory.
 
-Each magic takes its command's options through IPython's ``magic_arguments`` (so
+Each ``%kernel_NAME`` takes its command's options through IPython's ``magic_arguments`` (so
 ``%kernel_install?`` shows argparse's help and a bad argument is a plain ``UsageError``),
-builds the command's request and calls its operation. Values are returned through
-``render.shown`` so that IPython shows them as tables and ``print()`` as the terminal text.
+builds the command's request, runs it and shows it: a command that changes things prints
+what it did and returns nothing; one that reports returns its ``Shown``, which a notebook
+shows as a table, ``print()`` as the terminal text, and which reads as its data.
+
+What only a magic does lives here: the cell is the command's body; ``%kernel_env`` without
+``-k`` changes the spec last changed in this session (else its own kernel's); a note when a
+cell holding a secret enters IPython's history, and when JupyterLab will list a new kernel.
 """
 
 from __future__ import annotations
@@ -11,51 +16,36 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic import (
+    Magics,
+    line_cell_magic,
+    line_magic,
+    magics_class,
+    no_var_expand,
+)
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, List, Unicode, default
 
 from kernelmagic import settings as configuration
-from kernelmagic.domain.shell_syntax import parse_env_lines, split_args
+from kernelmagic.commands import COMMANDS, Command
+from kernelmagic.commands.render import MAGICS, Shown, error_text, history_note, printable
+from kernelmagic.domain.shell_syntax import split_args
 from kernelmagic.domain.this_kernel import in_kernel, own_spec
 from kernelmagic.errors import KernelmagicError
-from kernelmagic.frontends import render
-from kernelmagic.operations import (
-    activate,
-    apply,
-    doctor,
-    edit,
-    install,
-    kernel_sets,
-    kernel_shell,
-    listing,
-    notebooks,
-    project_scan,
-    refresh,
-    remote,
+from kernelmagic.operations.options import MAGICS as MAGIC_OPTIONS
+from kernelmagic.operations.options import check_option_count, for_front_end, old_spellings
+from kernelmagic.settings import SECTION, Settings
+from kernelmagic.storage.discovery import list_specs
+
+NEW_SPEC_NOTE = (
+    "JupyterLab lists a new kernel at its next refresh (about a minute); reload the page to "
+    "see it now."
 )
-from kernelmagic.operations.options import MAGICS, check_option_count, for_front_end
-from kernelmagic.settings import Settings
-from kernelmagic.storage.discovery import find_kernel_specs
-
-
-def takes(request: type, more_help: str = "") -> Callable[[Callable], Callable]:
-    """Give a magic the options of ``request``'s command (the same definitions the CLI
-    uses) through IPython's ``magic_arguments``, which builds its parser and help."""
-
-    def decorate(func: Callable) -> Callable:
-        func.__doc__ = request.SUMMARY + more_help  # type: ignore[attr-defined]
-        for opt in reversed(for_front_end(request.OPTIONS, MAGICS)):  # type: ignore[attr-defined]
-            func = argument(*opt.flags, **opt.kwargs)(func)
-        func = magic_arguments()(func)
-        func.request = request  # type: ignore[attr-defined]
-        return func
-
-    return decorate
 
 
 @contextlib.contextmanager
@@ -64,217 +54,115 @@ def _as_usage_errors() -> Iterator[None]:
     try:
         yield
     except KernelmagicError as exc:
-        raise UsageError(render.error_text(exc)) from None
+        raise UsageError(error_text(exc)) from None
     except OSError as exc:  # a failure no check foresaw (a full disk): still one line
-        raise UsageError(render.printable(f"{exc.strerror or exc}: {exc.filename or ''}")) from None
+        raise UsageError(printable(f"{exc.strerror or exc}: {exc.filename or ''}")) from None
 
 
-@magics_class
-class KernelMagics(Magics):
-    """Magics to list, show, install, clone, patch and remove Jupyter kernel specs."""
+def _magic(command: Command) -> Callable[..., Any]:
+    """``%kernel_NAME`` (and ``%%kernel_NAME`` for a command with a body), with the
+    command's options and help."""
+    module = command.load()
 
-    default_location = Enum(
-        list(configuration.LOCATIONS),
-        config=True,
-        help="Where new specs go when no --user/--sys-prefix/--prefix is given.",
-    )
-    default_capture = Enum(
-        list(configuration.CAPTURE_MODES),
-        config=True,
-        help="The --capture mode used when none is given.",
-    )
-    extra_noise = List(
-        Unicode(),
-        config=True,
-        help="More glob patterns of variables never to capture (e.g. site-specific session "
-        "variables).",
-    )
-    extra_secrets = List(
-        Unicode(),
-        config=True,
-        help="More glob patterns (case-insensitive) of variable names that hold secrets.",
-    )
+    def run(self: _Magics, line: str = "", cell: str | None = None) -> Any:
+        return self.run_command(module, run, line, cell)
+
+    run.__name__ = command.magic
+    body = getattr(module, "BODY", None)
+    run.__doc__ = module.SUMMARY + (f"\n\n{body.help}" if body is not None else "")
+    for opt in reversed(for_front_end(module.Request.OPTIONS, MAGIC_OPTIONS)):
+        run = argument(*opt.flags, **opt.kwargs)(run)
+    run = magic_arguments()(run)
+    register: Any = line_cell_magic if command.cell else line_magic
+    return no_var_expand(register(run))
+
+
+def _trait(setting: dataclasses.Field[Any]) -> Any:
+    """The configurable trait of one of ``Settings``' fields (declared there, once)."""
+    choices, helps = setting.metadata.get("choices"), setting.metadata["help"]
+    if choices is not None:
+        return Enum(list(choices), config=True, help=helps)
+    return List(Unicode(), config=True, help=helps)
+
+
+def _file_default(name: str) -> Any:
+    """A trait's default: what jupyter_kernelmagic_config sets (IPython's config wins)."""
+
+    def configured(self: _Magics) -> Any:
+        value = getattr(self.configured, name)
+        return list(value) if isinstance(value, tuple) else value
+
+    configured.__name__ = f"_configured_{name}"
+    return default(name)(configured)
+
+
+class _Magics(Magics):
+    """What every magic shares; ``KernelMagics`` adds one method per command, and a trait
+    per setting."""
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.last_spec: str | None = None  # the target of %kernel_env without -k
 
-    # What jupyter_kernelmagic_config sets is the default; IPython's config overrides it.
     @functools.cached_property
-    def _configured(self) -> Settings:
+    def configured(self) -> Settings:
+        """The config files' settings, read when a magic first needs one."""
         return configuration.load()
-
-    @default("default_location")
-    def _configured_location(self) -> str:
-        return self._configured.default_location
-
-    @default("default_capture")
-    def _configured_capture(self) -> str:
-        return self._configured.default_capture
-
-    @default("extra_noise")
-    def _configured_noise(self) -> list[str]:
-        return list(self._configured.extra_noise)
-
-    @default("extra_secrets")
-    def _configured_secrets(self) -> list[str]:
-        return list(self._configured.extra_secrets)
 
     def _settings(self) -> Settings:
         """The settings in force: the config file's, overridden by IPython's config."""
-        return Settings(
-            self.default_location,
-            self.default_capture,
-            tuple(self.extra_secrets),
-            tuple(self.extra_noise),
-        )
+        values: dict[str, Any] = {}
+        with _as_usage_errors():  # a broken config file: one line, naming it
+            for setting in dataclasses.fields(Settings):
+                value = getattr(self, setting.name)
+                values[setting.name] = tuple(value) if isinstance(value, list) else value
+        return Settings(**values)
 
-    def _request(self, magic: Any, line: str, body: Any = None) -> Any:
-        """The magic's request, built from its argument line (and cell)."""
-        ns = self._parsed(magic, line)
-        with _as_usage_errors():
-            return magic.request.from_args(ns, self._settings(), body)
-
-    def _parsed(self, magic: Any, line: str) -> Any:
+    def run_command(self, module: ModuleType, magic: Any, line: str, cell: str | None) -> Any:
+        """Parse, build the request, run, show: print what a change did, return a report."""
         with _as_usage_errors():
             words = split_args(line)
             check_option_count(words)
-        return magic.parser.parse_args(words)  # a bad option: IPython's UsageError
-
-    def _say_new(self, change: Any, before: Iterable[str] = (), after: Iterable[str] = ()):
-        """Say what an install, clone or remote did; a dry run shows the JSON it would write."""
-        for text in before:
+        ns = magic.parser.parse_args(words)  # a bad option: IPython's UsageError
+        for text in old_spellings(module.Request.OPTIONS, words):
             print(text)
-        print(render.change_report(change, diff=False))
-        for text in after:
-            print(text)
-        if change.written and in_kernel():
-            print(
-                "JupyterLab lists a new kernel at its next refresh (about a minute); reload "
-                "the page to see it now."
-            )
-        self._remember(change)
-
-    def _say_changed(self, change: Any) -> None:
-        print(render.change_report(change, diff=True))
-        self._remember(change)
-
-    def _warn_of_history(self, cell: str | None, from_a_file: str) -> None:
-        for text in render.history_note(cell, self._settings().policy, from_a_file):
-            print(text)
-
-    def _remember(self, change: Any) -> None:
-        if change.written:
-            self.last_spec = change.name
-
-    @no_var_expand
-    @takes(listing.ListRequest)
-    @line_magic
-    def kernel_list(self, line: str = "") -> Any:
-        request = self._request(self.kernel_list, line)
+        config = self._settings()
         with _as_usage_errors():
-            return render.shown(listing.listing(request))
-
-    @no_var_expand
-    @takes(listing.ShowRequest)
-    @line_magic
-    def kernel_show(self, line: str = "") -> None:
-        request = self._request(self.kernel_show, line)
+            request = module.Request.from_args(ns, config, cell)
+        body = getattr(module, "BODY", None)
+        if body is not None:
+            for text in history_note(cell, config.policy, body.instead):
+                print(text)
+        request = dataclasses.replace(request, **getattr(module, "MAGIC_REQUEST", {}))
+        target = getattr(module, "SESSION_SPEC", None)
+        if target is not None and getattr(request, target) is None:
+            request = dataclasses.replace(request, **{target: self._session_spec()})
         with _as_usage_errors():
-            info = listing.show(request)
-            print(render.spec_detail_text(info, self._settings().policy, render.MAGICS))
+            shown = module.show(module.run(request), MAGICS)
+        self._remember(shown)
+        for note in shown.notes:
+            print(note)
+        if shown.value is None:
+            if shown.text:
+                print(shown.text)
+            if shown.change is not None and shown.change.written and _new(shown) and in_kernel():
+                print(NEW_SPEC_NOTE)
+            return None
+        return shown.value if shown.plain else shown
 
-    @no_var_expand
-    @takes(
-        install.InstallRequest,
-        "\n\nAs a cell magic, the cell is a shell snippet (e.g. `module load gdal` or "
-        "`source setup.sh`): it runs in a clean login shell and what it changes is captured.",
-    )
-    @line_cell_magic
-    def kernel_install(self, line: str = "", cell: str | None = None) -> Any:
-        ns = self._parsed(self.kernel_install, line)
-        if ns.scan is not None:  # every project below a dir: a report, not one spec
-            with _as_usage_errors():
-                scan = project_scan.ScanRequest.from_args(ns, self._settings(), cell)
-                return render.shown(project_scan.scan(scan))
-        with _as_usage_errors():
-            request = install.InstallRequest.from_args(ns, self._settings(), cell)
-        self._warn_of_history(cell, "kernelmagic install NAME --snippet-file FILE")
-        with _as_usage_errors():
-            change, captured = install.install(request)
-        self._say_new(change, captured.summary_lines(), render.group_note(change, request.group))
-        return None
+    def _remember(self, shown: Shown) -> None:
+        if shown.change is not None and shown.change.written:
+            self.last_spec = shown.change.name
+        gone = {path.rstrip("/").rsplit("/", 1)[-1] for path in shown.removed}
+        if self.last_spec in gone:
+            self.last_spec = None
 
-    @no_var_expand
-    @takes(edit.CloneRequest)
-    @line_magic
-    def kernel_clone(self, line: str = "") -> None:
-        request = self._request(self.kernel_clone, line)
-        with _as_usage_errors():
-            change = edit.clone(request)
-        self._say_new(change, after=render.group_note(change, request.group))
-
-    @no_var_expand
-    @takes(edit.PatchRequest)
-    @line_magic
-    def kernel_patch(self, line: str = "") -> None:
-        request = self._request(self.kernel_patch, line)
-        with _as_usage_errors():
-            change = edit.patch(request)
-        self._say_changed(change)
-
-    @no_var_expand
-    @takes(remote.ProvisionersRequest)
-    @line_magic
-    def kernel_provisioners(self, line: str = "") -> Any:
-        self._request(self.kernel_provisioners, line)
-        return render.shown(remote.list_provisioners())
-
-    @no_var_expand
-    @takes(remote.RemoteRequest)
-    @line_magic
-    def kernel_remote(self, line: str = "") -> None:
-        request = self._request(self.kernel_remote, line)
-        with _as_usage_errors():
-            change, prerequisites = remote.make_remote_spec(request)
-        self._say_new(change, after=[f"Remote prerequisites: {prerequisites}"])
-
-    @no_var_expand
-    @takes(refresh.RefreshRequest)
-    @line_magic
-    def kernel_refresh(self, line: str = "") -> None:
-        request = self._request(self.kernel_refresh, line)
-        with _as_usage_errors():
-            change = refresh.refresh(request)
-        self._say_changed(change)
-
-    @no_var_expand
-    @takes(
-        edit.EnvRequest,
-        "\n\nAs a cell magic, each line of the cell is `KEY=VALUE`, `export KEY=VALUE` or "
-        "`unset KEY` (shell quotes and # comments allowed).",
-    )
-    @line_cell_magic
-    def kernel_env(self, line: str = "", cell: str | None = None) -> Any:
-        with _as_usage_errors():
-            body = parse_env_lines(cell) if cell is not None else None
-        request = self._request(self.kernel_env, line, body)
-        self._warn_of_history(cell, "kernelmagic env -k NAME --file FILE")
-        if request.spec is None:
-            request = dataclasses.replace(request, spec=self._default_target())
-        with _as_usage_errors():
-            outcome = edit.env(request)
-        if isinstance(outcome, edit.SpecEnv):
-            return render.shown(outcome)
-        self._say_changed(outcome)
-        return None
-
-    def _default_target(self) -> str:
+    def _session_spec(self) -> str:
         """The spec ``%kernel_env`` changes without ``-k``; says which, and why."""
         found = (self.last_spec, "the spec last changed here") if self.last_spec else None
         if found is None:
             with _as_usage_errors():
-                found = own_spec()
+                found = own_spec(list_specs)
         if found is None:
             raise UsageError(
                 "no kernel spec chosen: pass -k NAME (no spec was installed, cloned or patched "
@@ -284,95 +172,26 @@ class KernelMagics(Magics):
         print(f"Kernel spec '{name}' ({how}):")
         return name
 
-    @no_var_expand
-    @takes(
-        activate.ActivateRequest,
-        "\n\nAs a cell magic, the cell is a shell snippet (`module load gdal`, `source "
-        "setup.sh`). Outside a kernel (terminal IPython) it works as with --no-restart.",
+
+def _new(shown: Shown) -> bool:
+    change = shown.change
+    return change is not None and change.action in ("installed", "replaced", "cloned")
+
+
+KernelMagics = magics_class(
+    type(
+        SECTION,  # the config section: c.KernelMagics, %config KernelMagics
+        (_Magics,),
+        {
+            "__doc__": "Magics to list, show, install, clone, patch and remove Jupyter kernel "
+            "specs.",
+            "__module__": __name__,
+            **{setting.name: _trait(setting) for setting in dataclasses.fields(Settings)},
+            **{
+                f"_configured_{setting.name}": _file_default(setting.name)
+                for setting in dataclasses.fields(Settings)
+            },
+            **{command.magic: _magic(command) for command in COMMANDS},
+        },
     )
-    @line_cell_magic
-    def kernel_activate(self, line: str = "", cell: str | None = None) -> None:
-        request = self._request(self.kernel_activate, line, cell)
-        self._warn_of_history(cell, "kernelmagic install NAME --snippet-file FILE")
-        with _as_usage_errors():
-            done = activate.activate_here(request)
-        for text in done.lines:
-            print(text)
-        if done.saved is not None:
-            change, captured = done.saved
-            self._say_new(change, captured.summary_lines())
-        for text in done.closing:
-            print(text)
-
-    @no_var_expand
-    @takes(kernel_sets.ExportRequest)
-    @line_magic
-    def kernel_export(self, line: str = "") -> Any:
-        """Returns the document (a dict) unless -o writes it to a file."""
-        request = self._request(self.kernel_export, line)
-        with _as_usage_errors():
-            doc = kernel_sets.export_to(request)
-        if request.output:
-            print(render.exported(doc, request.output))
-            return None
-        return doc
-
-    @no_var_expand
-    @takes(apply.ApplyRequest)
-    @line_magic
-    def kernel_apply(self, line: str = "") -> None:
-        request = self._request(self.kernel_apply, line)
-        with _as_usage_errors():
-            outcomes = apply.apply_document(request)
-        print(render.apply_report(outcomes, verbose=request.verbose))
-
-    @no_var_expand
-    @takes(edit.RemoveRequest)
-    @line_magic
-    def kernel_remove(self, line: str = "") -> None:
-        request = self._request(self.kernel_remove, line)
-        with _as_usage_errors():
-            removed = edit.remove(request)
-        for text in render.removal_lines(removed, dry_run=request.dry_run):
-            print(text)
-        if self.last_spec and self.last_spec not in find_kernel_specs():
-            self.last_spec = None
-
-    @no_var_expand
-    @takes(doctor.DoctorRequest)
-    @line_magic
-    def kernel_doctor(self, line: str = "") -> Any:
-        request = self._request(self.kernel_doctor, line)
-        with _as_usage_errors():
-            report = doctor.run(request)
-        for text in render.removal_lines(report.removed, dry_run=request.dry_run):
-            print(text)
-        return report.to_json() if request.json else render.shown(report)
-
-    @no_var_expand
-    @takes(kernel_shell.ShellRequest)
-    @line_magic
-    def kernel_shell(self, line: str = "") -> None:
-        """Prints what COMMAND printed (no interactive shell here: that needs a terminal)."""
-        request = self._request(self.kernel_shell, line)
-        if not request.command:
-            raise UsageError(
-                "give a COMMAND (an interactive shell needs a terminal: kernelmagic shell NAME)"
-            )
-        with _as_usage_errors():
-            prepared = kernel_shell.prepare(request)
-            for note in prepared.notes:
-                print(note)
-            done = kernel_shell.run(prepared, capture=True)
-        print(done.stdout, end="")
-        print(done.stderr, end="")
-        if done.returncode:
-            print(f"({request.command[0]} exited with status {done.returncode})")
-
-    @no_var_expand
-    @takes(notebooks.NotebookRequest)
-    @line_magic
-    def kernel_notebook(self, line: str = "") -> Any:
-        request = self._request(self.kernel_notebook, line)
-        with _as_usage_errors():
-            return render.shown(notebooks.run(request))
+)

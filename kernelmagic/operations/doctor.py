@@ -7,13 +7,12 @@ shadowed names, env paths that do not exist and templates naming unset variables
 
 from __future__ import annotations
 
-import argparse
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from kernelmagic.domain import checks, clients, containers, env_checks, probes
 from kernelmagic.domain.checks import PROBLEM, Problem
@@ -21,9 +20,7 @@ from kernelmagic.domain.policy import DEFAULT_POLICY
 from kernelmagic.domain.provenance import scan_root_of
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations import launching, remote, remote_batch
-from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, TRUST, Option, option, seconds
-from kernelmagic.settings import Settings
+from kernelmagic.operations import remote, remote_batch
 from kernelmagic.storage import discovery, history, ipykernel_specs, lookups
 
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
@@ -370,87 +367,3 @@ def remove_missing(*, dry_run: bool = False, scanned_only: bool = False) -> list
 
 
 # --- the command -----------------------------------------------------------------------
-
-NAMES = option(
-    "names", nargs="*", metavar="NAME", completes=SPEC_NAME, help="kernel spec names (default: all)"
-)
-FIX = option(
-    "--fix",
-    action="store_true",
-    help="remove the specs whose program or project is gone; leave the rest",
-)
-LAUNCH = option(
-    "--launch",
-    action="store_true",
-    help="start each spec for real through jupyter_client and wait for its kernel_info "
-    "reply; a failure shows the lines of the kernel's stderr that say why",
-)
-NO_INTERRUPT = option(
-    "--no-interrupt-check",
-    action="store_true",
-    help="with --launch: do not check that an interrupt stops a running cell",
-)
-LAUNCH_TIMEOUT = option(
-    "--timeout",
-    type=float,
-    default=launching.DEFAULT_TIMEOUT,
-    metavar="SECONDS",
-    help="with --launch: how long to wait for each kernel (default: 60)",
-)
-JSON = option("--json", action="store_true", help="the report as JSON")
-
-
-@dataclass(frozen=True)
-class DoctorRequest:
-    """``doctor``: check every spec or the named ones; ``fix`` removes the dead ones,
-    ``launch`` starts them for real instead."""
-
-    COMMAND: ClassVar[str] = "doctor"
-    SUMMARY: ClassVar[str] = (
-        "Check kernel specs (all, or the named ones) and say what to do about each problem: "
-        "unreadable JSON, invalid names, missing programs, interpreters that cannot import "
-        "their launcher, no {connection_file}, uninstalled provisioners, shadowed names, "
-        "env paths that do not exist, templates naming unset variables."
-    )
-    OPTIONS: ClassVar[tuple[Option, ...]] = (
-        NAMES, FIX, DRY_RUN, LAUNCH, LAUNCH_TIMEOUT, NO_INTERRUPT, TRUST, JSON,
-    )  # fmt: skip
-
-    names: tuple[str, ...] = ()
-    fix: bool = False
-    dry_run: bool = False  # with fix: say what it would remove
-    launch: bool = False
-    timeout: float = launching.DEFAULT_TIMEOUT  # each kernel's, with launch
-    trust: bool = False  # run the named specs others can change
-    json: bool = False
-    interrupt: bool = True  # with launch: interrupt a running cell
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "names", tuple(self.names))
-        seconds(self.timeout)
-        if self.fix and self.launch:
-            raise InvalidInput("--fix removes dead specs; run it without --launch")
-        if self.dry_run and not self.fix:
-            raise InvalidInput("--dry-run goes with --fix (the doctor changes nothing else)")
-        if self.trust and not self.names:
-            raise InvalidInput("--trust runs specs others can change: name the ones you have read")
-
-    @classmethod
-    def from_args(
-        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
-    ) -> DoctorRequest:
-        return cls(
-            tuple(ns.names), ns.fix, ns.dry_run, ns.launch, ns.timeout, ns.trust, ns.json,
-            not ns.no_interrupt_check,
-        )  # fmt: skip
-
-
-def run(request: DoctorRequest) -> Report | launching.LaunchReport:
-    """The report of the static checks (after ``fix`` removed the dead specs), or of the
-    kernels ``launch`` started."""
-    if request.launch:
-        return launching.launch_all(
-            request.names, request.timeout, trust=request.trust, interrupt=request.interrupt
-        )
-    report = diagnose(request.names, trust=request.trust)
-    return remove_dead(report, dry_run=request.dry_run) if request.fix else report

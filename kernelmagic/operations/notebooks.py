@@ -8,13 +8,12 @@ with ``--rewrite`` the notebook's ``metadata.kernelspec`` names the chosen spec 
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from kernelmagic.domain import clients
 from kernelmagic.domain.checks import PROBLEM
@@ -22,63 +21,9 @@ from kernelmagic.domain.jupyter_rules import is_valid_kernel_name
 from kernelmagic.domain.provenance import Provenance
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import doctor, edit
-from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, Option, option, path
-from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, notebook_files
 
-PATHS = option("paths", nargs="+", metavar="NB", type=path, help="notebooks, or dirs of them")
-FIX = option(
-    "--fix",
-    nargs="?",
-    const="",
-    metavar="SPEC",
-    completes=SPEC_NAME,
-    help="make a missing kernel work: an alias spec under the notebook's kernel name that "
-    "starts SPEC (default: the best match, when there is one clear match)",
-)
-REWRITE = option(
-    "--rewrite",
-    action="store_true",
-    help="with --fix: change the notebook's metadata.kernelspec to the chosen spec instead "
-    "(atomic, the old file kept as NB.ipynb.bak, nothing else in it changed)",
-)
-FORCE = option(
-    "--force",
-    action="store_true",
-    help="with --fix: use the chosen spec even though the doctor says it cannot start",
-)
 _WORD = re.compile(r"[a-z0-9][a-z0-9.]*")
-
-
-@dataclass(frozen=True)
-class NotebookRequest:
-    """``notebook``: the kernel each notebook needs, and the local specs that match it."""
-
-    COMMAND: ClassVar[str] = "notebook"
-    SUMMARY: ClassVar[str] = (
-        "For each notebook (or each one in a dir): the kernel it names, whether this machine "
-        "has it and whether it works, else the local specs that match, best first; --fix "
-        "makes it work."
-    )
-    OPTIONS: ClassVar[tuple[Option, ...]] = (PATHS, FIX, REWRITE, DRY_RUN, FORCE)
-
-    paths: tuple[str, ...]
-    fix: str | None = None  # "" for the best match
-    rewrite: bool = False
-    dry_run: bool = False
-    force: bool = False  # with fix: a target the doctor says cannot start
-
-    def __post_init__(self) -> None:
-        if self.rewrite and self.fix is None:
-            raise InvalidInput("--rewrite goes with --fix")
-        if self.force and self.fix is None:
-            raise InvalidInput("--force goes with --fix")
-
-    @classmethod
-    def from_args(
-        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
-    ) -> NotebookRequest:
-        return cls(tuple(ns.paths), ns.fix, ns.rewrite, ns.dry_run, ns.force)
 
 
 @dataclass
@@ -314,26 +259,6 @@ def fix(
         except InvalidInput as exc:  # the other notebooks of a dir are still fixed
             report.reason = f"not rewritten: {exc}"
         return
-    change = edit.clone(edit.CloneRequest(chosen.name, missing.lower(), dry_run=dry_run))
+    change = edit.copy_spec(chosen.name, missing.lower(), edit.SpecEdit(), dry_run=dry_run)
     verb = "would start" if dry_run else "starts"
     report.fixed = f"'{change.name}' {verb} {chosen.name} (an alias in {change.resource_dir})"
-
-
-def run(request: NotebookRequest) -> NotebookReports:
-    specs = discovery.list_specs()
-    reports = NotebookReports()
-    for notebook in notebook_files.notebooks_in(request.paths):
-        report = examine(notebook, specs)
-        if request.fix is not None:
-            fix(
-                report,
-                request.fix,
-                rewrite=request.rewrite,
-                dry_run=request.dry_run,
-                force=request.force,
-            )
-            specs = discovery.list_specs() if report.fixed and not request.dry_run else specs
-        reports.append(report)
-    if not reports:
-        raise InvalidInput(f"no notebooks in {', '.join(request.paths)}")
-    return reports

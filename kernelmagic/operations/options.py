@@ -34,13 +34,15 @@ MODULE_NAME = "module name"  # a module of the module system
 @dataclass(frozen=True)
 class Option:
     """One option: ``argparse.add_argument``'s flags and keywords, ``only`` when it exists in
-    one front end (``CLI`` or ``MAGICS``), and ``completes``: what its value is (``SPEC_NAME``,
-    ``MODULE_NAME``), so that Tab can offer the names."""
+    one front end (``CLI`` or ``MAGICS``), ``completes``: what its value is (``SPEC_NAME``,
+    ``MODULE_NAME``), so that Tab can offer the names, and ``old``: flags of an earlier
+    release that still work, with a line saying so."""
 
     flags: tuple[str, ...]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     only: str | None = None
     completes: str | None = None
+    old: tuple[str, ...] = ()
 
     @property
     def takes_value(self) -> bool:
@@ -54,8 +56,34 @@ class Option:
         return flag.lstrip("-").replace("-", "_")
 
 
-def option(*flags: str, only: str | None = None, completes: str | None = None, **kwargs: Any):
-    return Option(flags, MappingProxyType(kwargs), only, completes)
+def option(
+    *flags: str,
+    only: str | None = None,
+    completes: str | None = None,
+    old: tuple[str, ...] = (),
+    **kwargs: Any,
+) -> Option:
+    return Option((*flags, *old), MappingProxyType(kwargs), only, completes, old)
+
+
+# The release in which the spellings ``Option.old`` names stop working.
+OLD_SPELLINGS_END = "0.4"
+
+
+def old_spellings(options: Iterable[Option], words: Iterable[str]) -> list[str]:
+    """A line for each flag of an earlier release among ``words`` (a command line, split)."""
+    by_flag = {flag: opt for opt in options for flag in opt.old}
+    said = []
+    for word in words:
+        flag = word.split("=", 1)[0]
+        opt = by_flag.get(flag)
+        if opt is not None:
+            new = "/".join(f for f in opt.flags if f not in opt.old)
+            said.append(
+                f"note: {flag} is the old spelling of {new}; it stops working in "
+                f"{OLD_SPELLINGS_END}"
+            )
+    return said
 
 
 def for_front_end(options: Iterable[Option], front_end: str) -> list[Option]:

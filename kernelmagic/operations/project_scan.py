@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +20,7 @@ from kernelmagic.domain import envcapture, project_tree, projects, sources
 from kernelmagic.domain.provenance import Provenance, Source
 from kernelmagic.domain.trust import others_can_change_above
 from kernelmagic.errors import EnvironmentNotReady, InvalidInput, KernelmagicError
-from kernelmagic.operations import install, refresh
-from kernelmagic.operations.options import kernels_dir_from_args, seconds
+from kernelmagic.operations.options import kernels_dir_from_args, seconds, user_kernels_dir
 from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery
 
@@ -48,7 +47,7 @@ class ScanRequest:
 
     top: str
     depth: int = project_tree.DEFAULT_DEPTH
-    kernels_dir: str = field(default_factory=install.user_kernels_dir)
+    kernels_dir: str = field(default_factory=user_kernels_dir)
     capture: envcapture.CaptureOptions = field(default_factory=envcapture.CaptureOptions)
     cwd: bool = False  # each kernel starts in its project's dir
     dry_run: bool = False
@@ -148,9 +147,16 @@ def _key_of(record: dict[str, Any]) -> tuple[str, str | None] | None:
     return root, environment
 
 
-def scan(request: ScanRequest) -> ScanResult:
+# How the install command makes a project's spec (its name, the project as a Source) and
+# refreshes one a scan made: the scan decides, the command does.
+Install = Callable[[str, Source, "ScanRequest"], None]
+Refresh = Callable[[str, "ScanRequest"], None]
+
+
+def scan(request: ScanRequest, install: Install, refresh: Refresh) -> ScanResult:
     """Find every project environment below the request's DIR and give each that can run
-    ipykernel a spec; what the others need is in the result, with their tool's command."""
+    ipykernel a spec (``install``, or ``refresh`` where a scan's spec drifted); what the
+    others need is in the result, with their tool's command."""
     found: list[project_tree.Candidate] = []
     entries: list[ScanEntry] = []
     for root in project_tree.project_dirs(request.top, request.depth):
@@ -170,7 +176,8 @@ def scan(request: ScanRequest) -> ScanResult:
     names = project_tree.spec_names(found, request.top, kept, [i.name for i in specs])
 
     def one(candidate: project_tree.Candidate) -> ScanEntry:
-        return _make(request, candidate, names[candidate.key], existing.get(candidate.key))
+        made = existing.get(candidate.key)
+        return _make(request, candidate, names[candidate.key], made, install, refresh)
 
     with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(found)))) as pool:
         entries += pool.map(one, found)
@@ -184,6 +191,8 @@ def _make(
     candidate: project_tree.Candidate,
     name: str,
     existing: tuple[discovery.SpecInfo, Provenance] | None,
+    install: Install,
+    refresh: Refresh,
 ) -> ScanEntry:
     root, tool, env = candidate.root, candidate.tool, candidate.environment
 
@@ -204,21 +213,11 @@ def _make(
             return entry(SKIPPED, f"{why}; install --project {root} once you have read it", None)
         if existing is not None:
             if not request.dry_run:
-                refresh.refresh(refresh.RefreshRequest(existing[0].name, timeout=request.timeout))
+                refresh(existing[0].name, request)
             return entry(REFRESHED, named=existing[0].name)
         if request.dry_run:  # a review runs nothing: what the files say, nothing more
             return _reviewed(candidate, entry)
-        install.install(
-            install.InstallRequest(
-                name,
-                Source("project", project=root, project_env=env),
-                kernels_dir=request.kernels_dir,
-                capture=request.capture,
-                timeout=request.timeout,
-                cwd=request.cwd,
-                scan_root=request.top,
-            )
-        )
+        install(name, Source("project", project=root, project_env=env), request)
         return entry(INSTALLED)
     except EnvironmentNotReady as exc:
         return entry(NEEDS, exc.command, named=None)

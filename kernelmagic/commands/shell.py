@@ -14,13 +14,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from kernelmagic.commands.render import Shown
 from kernelmagic.domain import containers, probes
 from kernelmagic.domain.shells import pip_install
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
-from kernelmagic.errors import KernelmagicError
+from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations.options import NAME, TRUST, Option, option
 from kernelmagic.settings import Settings
 from kernelmagic.storage.discovery import get_spec
+
+SUMMARY = (
+    "Run COMMAND, or an interactive shell, with exactly the environment the kernel gets "
+    "when Jupyter starts it (inside its container for a container spec)."
+)
+# A magic has no terminal to give the command: it captures the output.
+MAGIC_REQUEST = {"capture": True}
 
 COMMAND_WORDS = option(
     "words",  # not "command": the CLI's parser keeps the subcommand's name there
@@ -36,24 +44,28 @@ _PYTHON_TOOLS = ("pip", "pip3", "python", "python3")
 
 
 @dataclass(frozen=True)
-class ShellRequest:
+class Request:
     """``shell``: run a command with the environment the kernel gets."""
 
-    COMMAND: ClassVar[str] = "shell"
-    SUMMARY: ClassVar[str] = (
-        "Run COMMAND, or an interactive shell, with exactly the environment the kernel gets "
-        "when Jupyter starts it (inside its container for a container spec)."
-    )
     OPTIONS: ClassVar[tuple[Option, ...]] = (TRUST, NAME, COMMAND_WORDS)
 
     name: str
     command: tuple[str, ...] = field(default_factory=tuple)
     trust: bool = False  # run a spec others can change (its env runs as you)
+    # Its output captured and shown after (a magic: no terminal); else the command has the
+    # terminal, and without a command it is an interactive shell.
+    capture: bool = False
+
+    def __post_init__(self) -> None:
+        if self.capture and not self.command:
+            raise InvalidInput(
+                "give a COMMAND (an interactive shell needs a terminal: kernelmagic shell NAME)"
+            )
 
     @classmethod
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
-    ) -> ShellRequest:
+    ) -> Request:
         words = list(ns.words)
         if words[:1] == ["--"]:
             words = words[1:]
@@ -79,7 +91,7 @@ def kernel_environment(spec: Mapping[str, Any], environ: Mapping[str, str]) -> d
     return env
 
 
-def prepare(request: ShellRequest, environ: Mapping[str, str] | None = None) -> Prepared:
+def prepare(request: Request, environ: Mapping[str, str] | None = None) -> Prepared:
     environ = os.environ if environ is None else environ
     info = get_spec(request.name)
     why = untrusted(info)
@@ -114,8 +126,35 @@ def _python_tool_note(command: list[str], spec: Mapping[str, Any], env: Mapping[
     ]
 
 
-def run(prepared: Prepared, *, capture: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run the command (its output captured for the magic); ``KernelmagicError`` when it
+@dataclass
+class Ran:
+    """What ran, its notes, and how it ended (with its output when captured)."""
+
+    command: list[str]
+    notes: list[str]
+    done: subprocess.CompletedProcess[str]
+
+
+def run(request: Request) -> Ran:
+    prepared = prepare(request)
+    ran = list(request.command) or prepared.argv
+    return Ran(ran, prepared.notes, execute(prepared, capture=request.capture))
+
+
+def show(result: Ran, style: str) -> Shown:
+    status = result.done.returncode
+    if status < 0:  # killed by a signal: as a shell says it
+        status = 128 - status
+    if result.done.stdout is None:  # it had the terminal: only the notes are left to say
+        return Shown("", status=status, notes=tuple(result.notes))
+    said = [*result.notes, (result.done.stdout or "") + (result.done.stderr or "")]
+    if result.done.returncode:
+        said.append(f"({result.command[0]} exited with status {result.done.returncode})")
+    return Shown("\n".join(t.rstrip("\n") for t in said if t), status=status)
+
+
+def execute(prepared: Prepared, *, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the command (its output captured with ``capture``); ``KernelmagicError`` when it
     cannot be started."""
     try:
         return subprocess.run(

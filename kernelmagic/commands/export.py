@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from kernelmagic.commands.render import Shown
 from kernelmagic.domain import documents, envcapture
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import now
@@ -65,6 +66,12 @@ def export(patterns: Iterable[str] = (), policy: EnvPolicy = DEFAULT_POLICY) -> 
     }
 
 
+SUMMARY = (
+    "Describe specs as one JSON document (how each was made, the variables set by hand; "
+    "secrets masked) to recreate them elsewhere with apply."
+)
+
+
 PATTERNS = option(
     "patterns",
     nargs="*",
@@ -81,11 +88,6 @@ OUTPUT = option(
 class ExportRequest:
     """``export``: describe specs as one document, written to ``output`` or returned."""
 
-    COMMAND: ClassVar[str] = "export"
-    SUMMARY: ClassVar[str] = (
-        "Describe specs as one JSON document (how each was made, the variables set by hand; "
-        "secrets masked) to recreate them elsewhere with apply."
-    )
     OPTIONS: ClassVar[tuple[Option, ...]] = (PATTERNS, OUTPUT)
 
     patterns: tuple[str, ...] = ()
@@ -111,3 +113,23 @@ def export_to(request: ExportRequest) -> dict[str, Any]:
         except OSError as exc:
             raise LocationError(f"cannot write {request.output}: {exc.strerror}") from None
     return doc
+
+
+Request = ExportRequest
+
+
+@dataclass
+class Exported:
+    document: dict[str, Any]
+    written: str | None = None  # the file it went to (-o), else it is returned
+
+
+def run(request: ExportRequest) -> Exported:
+    return Exported(export_to(request), request.output)
+
+
+def show(result: Exported, style: str) -> Shown:
+    if result.written:
+        count = len(result.document["specs"])
+        return Shown(f"Exported {count} kernel spec(s) to {result.written}")
+    return Shown("", value=result.document, plain=True)

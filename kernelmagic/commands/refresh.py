@@ -11,28 +11,28 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kernelmagic import reading
+from kernelmagic.commands.render import Shown, shown_change
 from kernelmagic.domain import envcapture, languages, sources
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance, Source, now
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import KernelmagicError
 from kernelmagic.operations import spec_writes
-from kernelmagic.operations.install import secret_free_digests
 from kernelmagic.operations.options import DRY_RUN, NAME, SHELL_TIMEOUT, TRUST, Option, seconds
 from kernelmagic.settings import Settings
 from kernelmagic.storage import transactions
 from kernelmagic.storage.discovery import get_spec
+
+SUMMARY = (
+    "Re-run the source a spec was captured from and update its env (and argv if the "
+    "interpreter moved); variables set by hand since are kept."
+)
 
 
 @dataclass(frozen=True)
 class RefreshRequest:
     """``refresh``: make a spec's recorded source again and update its env."""
 
-    COMMAND: ClassVar[str] = "refresh"
-    SUMMARY: ClassVar[str] = (
-        "Re-run the source a spec was captured from and update its env (and argv if the "
-        "interpreter moved); variables set by hand since are kept."
-    )
     OPTIONS: ClassVar[tuple[Option, ...]] = (NAME, SHELL_TIMEOUT, TRUST, DRY_RUN)
 
     name: str
@@ -142,10 +142,21 @@ def refresh(
         current.modulefiles = made.modulefiles or current.modulefiles
         current.project = made.project or current.project
         current.extra_secrets, current.extra_noise = policy.extra_secrets, policy.extra_noise
-        current.captured_digests = secret_free_digests(written, policy)
+        current.captured_digests = envcapture.secret_free_digests(written, policy)
         current.refreshed = now()
         return current.write_into(spec)
 
     return spec_writes.rewrite_spec(
         info.name, update, dry_run=request.dry_run, action="refreshed", policy=policy
     )
+
+
+Request = RefreshRequest
+
+
+def run(request: RefreshRequest) -> transactions.Change:
+    return refresh(request)
+
+
+def show(result: transactions.Change, style: str) -> Shown:
+    return shown_change(result, diff=True)

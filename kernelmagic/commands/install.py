@@ -1,4 +1,4 @@
-"""Install and refresh: specs made from a ``Source``, one path for every language.
+"""``install``: a spec made from a ``Source``, one path for every language.
 
 Whatever the source (this session, a snippet, modules, a conda env, another interpreter),
 a Python spec is the one ``python -m ipykernel install`` writes for the chosen interpreter,
@@ -14,14 +14,16 @@ import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from kernelmagic.commands import Body, refresh, render
+from kernelmagic.commands.render import Shown, group_note, printable_lines, shown_change
 from kernelmagic.domain import containers, envcapture, languages, sources
-from kernelmagic.domain.policy import EnvPolicy
 from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source, comparable
 from kernelmagic.domain.shell_syntax import EnvChanges
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations import install_container, install_project
+from kernelmagic.operations import install_container, install_project, project_scan
+from kernelmagic.operations.edit import refuse_secrets_for_group
 from kernelmagic.operations.options import (
     DISPLAY_NAME,
     DRY_RUN,
@@ -48,6 +50,12 @@ from kernelmagic.settings import Settings
 from kernelmagic.storage import atomic, ipykernel_specs, transactions
 from kernelmagic.storage.discovery import get_spec, read_spec_file, validate_name
 from kernelmagic.version import __version__
+
+SUMMARY = (
+    "Install a kernel spec with an environment captured into its env: this session's "
+    "(--from-current, the default), or what a shell snippet, --modules, --from-conda or "
+    "--python sets."
+)
 
 FROM_CURRENT = option(
     "--from-current",
@@ -162,12 +170,6 @@ def _explicit_env(env: Mapping[str, str]) -> dict[str, str]:
 class InstallRequest:
     """``install``: a spec named ``name`` for the environment ``source`` makes."""
 
-    COMMAND: ClassVar[str] = "install"
-    SUMMARY: ClassVar[str] = (
-        "Install a kernel spec with an environment captured into its env: this session's "
-        "(--from-current, the default), or what a shell snippet, --modules, --from-conda or "
-        "--python sets."
-    )
     OPTIONS: ClassVar[tuple[Option, ...]] = (
         INSTALL_NAME, KERNEL, LIKE, PROGRAM, FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL,
         SHELL_TIMEOUT, DISPLAY_NAME, *LOCATION_OPTIONS, GROUP, ENV, LITERAL, CAPTURE,
@@ -236,8 +238,11 @@ class InstallRequest:
     @classmethod
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
-    ) -> InstallRequest:
-        """``body``: the snippet (a cell magic's cell, or ``--snippet-file``'s text)."""
+    ) -> InstallRequest | project_scan.ScanRequest:
+        """``body``: the snippet (a cell magic's cell, or ``--snippet-file``'s text). With
+        ``--scan DIR``, the request of a scan."""
+        if ns.scan is not None:  # every project below a dir: one spec per environment
+            return project_scan.ScanRequest.from_args(ns, settings, body)
         container = install_container.container_from_args(ns)
         python, program = ns.python, ns.program
         if container is not None:  # --python and --program name what runs inside the image
@@ -293,11 +298,6 @@ class InstallRequest:
         )
 
 
-def secret_free_digests(env: Mapping[str, str], policy: EnvPolicy) -> dict[str, str]:
-    # No digest of a secret: a short hash of a short secret (a PIN) can be reversed.
-    return envcapture.digests({k: v for k, v in env.items() if not policy.is_secret(k, v)})
-
-
 def _record(request: InstallRequest, made: sources.MadeEnvironment) -> Provenance:
     source, options = request.source, request.capture
     recorded_source = source
@@ -320,7 +320,7 @@ def _record(request: InstallRequest, made: sources.MadeEnvironment) -> Provenanc
         extra_secrets=options.policy.extra_secrets,
         extra_noise=options.policy.extra_noise,
         baseline=made.result.baseline,
-        captured_digests=secret_free_digests(made.result.env, options.policy),
+        captured_digests=envcapture.secret_free_digests(made.result.env, options.policy),
         explicit=tuple(sorted(request.env)),
         job=" ".join(made.result.job) if made.result.job else None,
         loaded_modules=made.loaded_modules,
@@ -421,25 +421,6 @@ def install(
     return change, made.result
 
 
-def refuse_secrets_for_group(
-    spec: dict[str, Any], group: str, options: envcapture.CaptureOptions | None = None
-) -> None:
-    """A spec shared with a group shows its env to every member: refuse one holding a secret
-    the user did not name with ``--include``."""
-    options = options or envcapture.CaptureOptions()
-    policy = options.policy.with_recorded(spec)
-    env = spec.get("env") or {}
-    secrets = sorted(
-        k for k, v in env.items() if policy.is_secret(k, v) and not envcapture.included(k, options)
-    )
-    if secrets or (not env and policy.holds_secrets(spec)):
-        names = ", ".join(secrets) or "argv or metadata"
-        raise InvalidInput(
-            f"a spec shared with group {group} shows its env to every member, and {names} "
-            "looks secret; name it with --include to share it anyway, or leave out --group"
-        )
-
-
 def _ipykernel_files(path: str) -> None:
     """The logos and any other resources ipykernel ships, copied as its installer does."""
     resources = ipykernel_specs.resources_dir()
@@ -449,3 +430,76 @@ def _ipykernel_files(path: str) -> None:
     mode = os.stat(path).st_mode  # a read-only site-packages gives a read-only copy
     if not mode & stat.S_IWUSR:
         os.chmod(path, mode | stat.S_IWUSR)
+
+
+Request = InstallRequest
+# A cell magic's cell is the snippet; the command line reads it from a file.
+BODY = Body(
+    option="snippet_file",
+    instead="kernelmagic install NAME --snippet-file FILE",
+    help="As a cell magic, the cell is a shell snippet (e.g. `module load gdal` or `source "
+    "setup.sh`): it runs in a clean login shell and what it changes is captured.",
+)
+
+
+@dataclass
+class Installed:
+    """What ``install`` wrote (or would write), what it captured, and for whom."""
+
+    change: transactions.Change
+    captured: envcapture.CaptureResult
+    group: str | None = None
+
+
+def run(request: InstallRequest | project_scan.ScanRequest) -> Installed | project_scan.ScanResult:
+    if isinstance(request, project_scan.ScanRequest):
+        return project_scan.scan(request, _install_for_scan, _refresh_for_scan)
+    change, captured = install(request)
+    return Installed(change, captured, request.group)
+
+
+def _install_for_scan(name: str, source: Source, scan: project_scan.ScanRequest) -> None:
+    install(
+        InstallRequest(
+            name,
+            source,
+            kernels_dir=scan.kernels_dir,
+            capture=scan.capture,
+            timeout=scan.timeout,
+            cwd=scan.cwd,
+            scan_root=scan.top,
+        )
+    )
+
+
+def _refresh_for_scan(name: str, scan: project_scan.ScanRequest) -> None:
+    refresh.refresh(refresh.RefreshRequest(name, timeout=scan.timeout))
+
+
+def show(result: Installed | project_scan.ScanResult, style: str) -> Shown:
+    if isinstance(result, project_scan.ScanResult):
+        return _show_scan(result, style)
+    captured = result.captured.summary_lines()
+    return shown_change(result.change, diff=False, before=captured,
+                        after=group_note(result.change, result.group))  # fmt: skip
+
+
+SCAN_COLUMNS = ("name", "state", "tool", "project", "environment", "details")
+
+
+def _scan_rows(result: project_scan.ScanResult, style: str) -> list[tuple[str, ...]]:
+    return [
+        (e.name or "", e.state, e.tool, os.path.relpath(e.root, result.top), e.environment or "",
+         e.detail)
+        for e in result.entries
+    ]  # fmt: skip
+
+
+def _show_scan(result: project_scan.ScanResult, style: str) -> Shown:
+    table, html = render.table(_scan_rows(result, style), SCAN_COLUMNS)
+    said = ", ".join(f"{n} {state}" for state, n in result.counts().items()) or "no project found"
+    fix = f"`{render.command('remove --project-gone', style)}` prunes them"
+    gone = f"\nMade by a scan, their project gone: {', '.join(result.gone)} ({fix})."
+    found = f"{len(result.entries)} environment(s) below {result.top}: {said}."
+    text = printable_lines(f"{table}\n{found}{gone if result.gone else ''}")
+    return Shown(text, html, status=1 if result.failed else 0, value=result)

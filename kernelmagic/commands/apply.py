@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from kernelmagic.commands.install import InstallRequest, install
+from kernelmagic.commands.render import Shown, change_report, printable, printable_lines
 from kernelmagic.domain import containers, documents, projects
 from kernelmagic.domain.checks import argv_strings, provisioner_name
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
@@ -29,7 +31,6 @@ from kernelmagic.domain.sources import conda_snippet, module_command
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, NoSuchKernelSpec
 from kernelmagic.operations import spec_writes
 from kernelmagic.operations.edit import install_directory
-from kernelmagic.operations.install import InstallRequest, install
 from kernelmagic.operations.options import (
     DRY_RUN,
     LOCATION_OPTIONS,
@@ -51,6 +52,13 @@ _KNOWN_PROGRAMS = re.compile(r"(python|pypy)[0-9.]*|R|Rscript|julia[0-9.-]*")
 
 
 # --- apply -----------------------------------------------------------------------------------
+
+SUMMARY = (
+    "Make the specs of an exported document here: each re-made from its recorded source "
+    "(captured values are this machine's), only where it differs; --dry-run and --check "
+    "run nothing."
+)
+
 
 DOCUMENT = option("document", metavar="FILE", type=path, help="a document export wrote")
 APPLY_NAMES = option("names", nargs="*", metavar="NAME", help="only these specs of the document")
@@ -88,12 +96,6 @@ ALLOW_REMOTE = option(
 class ApplyRequest:
     """``apply``: make the document's specs (or the named ones) here."""
 
-    COMMAND: ClassVar[str] = "apply"
-    SUMMARY: ClassVar[str] = (
-        "Make the specs of an exported document here: each re-made from its recorded source "
-        "(captured values are this machine's), only where it differs; --dry-run and --check "
-        "run nothing."
-    )
     OPTIONS: ClassVar[tuple[Option, ...]] = (
         DOCUMENT, APPLY_NAMES, CHECK, DRY_RUN, VERBOSE, MAP, APPLY_PYTHON, ALLOW_REMOTE,
         *LOCATION_OPTIONS,
@@ -427,3 +429,46 @@ def _apply(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
         )
     )
     outcome.change, outcome.action = change, change.action
+
+
+Request = ApplyRequest
+
+
+@dataclass
+class Applied:
+    outcomes: list[Outcome]
+    verbose: bool = False  # show each spec's JSON
+
+
+def run(request: ApplyRequest) -> Applied:
+    return Applied(apply_document(request), request.verbose)
+
+
+def show(result: Applied, style: str) -> Shown:
+    failed = any(outcome.failed for outcome in result.outcomes)
+    return Shown(apply_report(result.outcomes, verbose=result.verbose), status=int(failed))
+
+
+def apply_report(outcomes: Iterable[Outcome], *, verbose: bool = False) -> str:
+    """What ``apply`` did, would do (``--dry-run``) or found (``--check``), per spec: the
+    commands it runs, quoted exactly, then what it writes or what differs, values masked."""
+    lines = []
+    for outcome in outcomes:
+        where = outcome.resource_dir or outcome.name
+        if outcome.problem:
+            lines.append(printable(f"{outcome.name}: not made here: {outcome.problem}"))
+            lines += [printable(f"    {detail}") for detail in outcome.problem_details]
+        elif outcome.change is not None and outcome.change.written:
+            lines.append(change_report(outcome.change, diff=outcome.change.before is not None))
+        else:
+            lines.append(printable(f"{outcome.name} ({where}): {outcome.action}"))
+        if outcome.runs:
+            lines.append("  runs:")
+            lines += [f"    {printable_lines(run)}" for run in outcome.runs]
+        if outcome.changes and not (outcome.change and outcome.change.written):
+            lines += [f"  {printable(change)}" for change in outcome.changes]
+        lines += [printable(f"  look: {flag}") for flag in outcome.flags]
+        lines += [printable(f"  note: {note}") for note in outcome.notes]
+        if verbose and outcome.spec is not None:
+            lines.append(atomic.dump_spec(outcome.spec).rstrip("\n"))
+    return "\n".join(lines) or "(no specs in the document)"

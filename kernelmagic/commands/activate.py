@@ -15,13 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from kernelmagic.commands import Body
+from kernelmagic.commands.install import InstallRequest, install, source_from
+from kernelmagic.commands.render import Shown, lines, shown_change
 from kernelmagic.domain import activation, envcapture, languages, sources
 from kernelmagic.domain.checks import argv_strings, launch_program
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Source
 from kernelmagic.domain.this_kernel import kernel_app, own_spec
 from kernelmagic.errors import InvalidInput, SourceFailed
-from kernelmagic.operations.install import InstallRequest, install, source_from
 from kernelmagic.operations.options import (
     FROM_CONDA,
     INCLUDE,
@@ -54,21 +56,21 @@ SAVE = option(
 )
 
 
+SUMMARY = (
+    "Activate an environment in this running kernel: run --modules, --from-conda or the "
+    "cell's snippet in a shell started from the kernel's own environment, show what "
+    "changed, and restart the kernel in place with it (same process, same connection; "
+    "variables in memory are lost) once the cell has run."
+)
+
+
 @dataclass(frozen=True)
 class ActivateRequest:
     """``%kernel_activate``: what to activate in this process, and whether to restart."""
 
-    COMMAND: ClassVar[str] = "activate"
-    SUMMARY: ClassVar[str] = (
-        "Activate an environment in this running kernel: run --modules, --from-conda or the "
-        "cell's snippet in a shell started from the kernel's own environment, show what "
-        "changed, and restart the kernel in place with it (same process, same connection; "
-        "variables in memory are lost) once the cell has run."
-    )
     OPTIONS: ClassVar[tuple[Option, ...]] = (
         MODULES, FROM_CONDA, SHELL, SHELL_TIMEOUT, INCLUDE, NO_RESTART, SAVE, REPLACE,
     )  # fmt: skip
-    CLI: ClassVar[bool] = False  # it acts on the process it runs in: a magic only
 
     source: Source
     timeout: float = sources.SHELL_TIMEOUT
@@ -233,3 +235,24 @@ def _save(request: ActivateRequest, made: activation.Activation) -> Any:
 def _kept_env(env: Mapping[str, str], made: activation.Activation) -> dict[str, str]:
     """The template's own env where the activation neither changes nor unsets it."""
     return {k: v for k, v in env.items() if k not in made.changed and k not in made.removed}
+
+
+Request = ActivateRequest
+BODY = Body(
+    option="snippet_file",  # none on the command line: a magic only
+    instead="kernelmagic install NAME --snippet-file FILE",
+    help="As a cell magic, the cell is a shell snippet (`module load gdal`, `source "
+    "setup.sh`). Outside a kernel (terminal IPython) it works as with --no-restart.",
+)
+
+
+def run(request: ActivateRequest) -> ActivationReport:
+    return activate_here(request)
+
+
+def show(result: ActivationReport, style: str) -> Shown:
+    if result.saved is None:
+        return Shown(lines(result.lines, result.closing))
+    change, captured = result.saved
+    saved = shown_change(change, diff=False, before=captured.summary_lines())
+    return Shown(lines(result.lines, saved.text, result.closing), change=change)

@@ -1,0 +1,77 @@
+"""``remove``: the named specs, and with ``--missing`` every spec whose program is gone."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from kernelmagic.commands.render import Shown, removal_lines
+from kernelmagic.errors import InvalidInput
+from kernelmagic.operations import doctor
+from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, Option, option
+from kernelmagic.settings import Settings
+from kernelmagic.storage import history
+
+SUMMARY = "Remove kernel specs."
+
+NAMES = option("names", nargs="*", metavar="NAME", completes=SPEC_NAME, help="kernel spec names")
+MISSING = option(
+    "--missing",
+    action="store_true",
+    help="also remove every spec whose program (an absolute path) or project no longer exists",
+)
+PROJECT_GONE = option(
+    "--project-gone",
+    action="store_true",
+    help="also remove every spec install --project --scan made whose project is gone",
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    """``remove``: the named specs, and with ``missing`` every spec whose program is gone."""
+
+    OPTIONS: ClassVar[tuple[Option, ...]] = (NAMES, MISSING, PROJECT_GONE, DRY_RUN)
+
+    names: Sequence[str] = ()
+    missing: bool = False
+    dry_run: bool = False
+    project_gone: bool = False  # the specs a scan made whose project is gone
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.names))
+        if not (self.names or self.missing or self.project_gone):
+            raise InvalidInput("name the specs to remove, or pass --missing or --project-gone")
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+    ) -> Request:
+        return cls(ns.names, ns.missing, ns.dry_run, ns.project_gone)
+
+
+@dataclass
+class Removed:
+    paths: list[str]  # the spec dirs removed, or with dry_run that would be
+    dry_run: bool = False
+
+
+def run(request: Request) -> Removed:
+    return Removed(remove(request), request.dry_run)
+
+
+def remove(request: Request) -> list[str]:
+    """Remove the named specs (all checked before any goes), then the dead ones; returns
+    the paths removed."""
+    dry_run = request.dry_run
+    removed = history.remove_specs(request.names, dry_run=dry_run) if request.names else []
+    if request.missing or request.project_gone:  # --missing prunes every --project-gone one
+        removed += doctor.remove_missing(dry_run=dry_run, scanned_only=not request.missing)
+    return removed
+
+
+def show(result: Removed, style: str) -> Shown:
+    text = "\n".join(removal_lines(result.paths, dry_run=result.dry_run))
+    return Shown(text, removed=() if result.dry_run else tuple(result.paths))
