@@ -25,8 +25,10 @@ MEASURE = textwrap.dedent(
     calls = set()
 
     def profile(frame, event, arg):
-        code = frame.f_code  # functions and methods; not module bodies, lambdas, comprehensions
-        if event == "call" and code.co_filename.startswith(package) and code.co_name[0] != "<":
+        code = frame.f_code  # functions and methods: not module or class bodies (CO_OPTIMIZED
+        # is a function's), lambdas or comprehensions
+        if (event == "call" and code.co_flags & 1 and code.co_name[0] != "<"
+                and code.co_filename.startswith(package)):
             calls.add((code.co_filename, code.co_firstlineno))
 
     from kernelmagic.frontends.cli import main

@@ -15,6 +15,7 @@ from kernelmagic.operations.doctor import Report
 from kernelmagic.operations.launching import FAILED, NOT_LAUNCHED, STARTED, LaunchReport
 from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, TRUST, Option, option, seconds
 from kernelmagic.settings import Settings
+from kernelmagic.storage import history
 
 SUMMARY = (
     "Check kernel specs (all, or the named ones) and say what to do about each problem: "
@@ -119,7 +120,8 @@ def show(checked: Checked, style: str) -> Shown:
     result = checked.report
     removed = []
     if isinstance(result, Report) and result.removed:
-        removed = removal_lines(result.removed, dry_run=result.dry_run)
+        kept = [(path, history.removed_copy(path)) for path in result.removed]
+        removed = removal_lines(kept, dry_run=result.dry_run)
     status = 0 if result.healthy else 1
     if checked.json:
         return Shown("", status=status, value=result.to_json(), plain=True, notes=tuple(removed))

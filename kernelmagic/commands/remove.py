@@ -73,5 +73,6 @@ def remove(request: Request) -> list[str]:
 
 
 def show(result: Removed, style: str) -> Shown:
-    text = "\n".join(removal_lines(result.paths, dry_run=result.dry_run))
+    kept = [(path, history.removed_copy(path)) for path in result.paths]
+    text = "\n".join(removal_lines(kept, dry_run=result.dry_run))
     return Shown(text, removed=() if result.dry_run else tuple(result.paths))

@@ -16,14 +16,15 @@ import re
 import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kernelmagic.domain.checks import Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import SpecInfo, searched_by_jupyter
-from kernelmagic.storage.history import removed_copy
-from kernelmagic.storage.transactions import Change
+
+if TYPE_CHECKING:  # a listing has no change to show: it need not import the writers
+    from kernelmagic.storage.transactions import Change
 
 CLI = "cli"
 MAGICS = "magics"
@@ -260,15 +261,16 @@ def history_note(cell: str | None, policy: EnvPolicy, from_a_file: str) -> list[
     ]
 
 
-def removal_lines(removed: Iterable[str], *, dry_run: bool) -> list[str]:
-    """What a removal did (or with ``dry_run`` would do), each spec with how to undo it."""
+def removal_lines(removed: Iterable[tuple[str, str]], *, dry_run: bool) -> list[str]:
+    """What a removal did (or with ``dry_run`` would do): each spec dir removed, with the
+    copy it was kept as (``history.removed_copy``), which undoes it."""
     removed = list(removed)
     if dry_run:
-        lines = [printable(f"Would remove kernel spec {path}") for path in removed]
+        lines = [printable(f"Would remove kernel spec {path}") for path, _ in removed]
         return [*lines, f"Dry run: {len(removed)} spec(s) would be removed; nothing was."]
     return [
-        printable(f"Removed kernel spec {path}; to bring it back: mv {removed_copy(path)} {path}")
-        for path in removed
+        printable(f"Removed kernel spec {path}; to bring it back: mv {kept} {path}")
+        for path, kept in removed
     ]
 
 

@@ -21,6 +21,7 @@ from kernelmagic.domain.policy import (
     is_job_scoped,
     launcher_variable,
 )
+from kernelmagic.domain.shell_syntax import escape_dollars
 from kernelmagic.errors import SourceFailed
 
 # fmt: off
@@ -48,11 +49,6 @@ def included(name: str, options: CaptureOptions) -> bool:
 
 def is_path_like(name: str) -> bool:
     return name in PATH_LIKE_NAMES or name.endswith("PATH")
-
-
-def escape_dollars(value: str) -> str:
-    """Escape ``$`` so that Jupyter's ``string.Template`` substitution leaves it as typed."""
-    return value.replace("$", "$$")
 
 
 def unique_entries(entries: list[str]) -> list[str]:

@@ -289,3 +289,8 @@ def parse_json_assignments(items: list[str], option: str) -> dict[str, object]:
             )
         parsed[key] = value
     return parsed
+
+
+def escape_dollars(value: str) -> str:
+    """Escape ``$`` so that Jupyter's ``string.Template`` substitution leaves it as typed."""
+    return value.replace("$", "$$")

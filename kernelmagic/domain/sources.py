@@ -25,6 +25,7 @@ from typing import Any
 from kernelmagic.domain import envcapture, projects, shells
 from kernelmagic.domain.policy import batch_job, in_job_temporary
 from kernelmagic.domain.provenance import Source
+from kernelmagic.domain.shell_syntax import escape_dollars
 from kernelmagic.errors import InvalidInput, SourceFailed
 
 SHELL_TIMEOUT = 300.0  # conda activation on a busy shared filesystem can take a while
@@ -436,9 +437,9 @@ def _from_interpreter(
     result = envcapture.CaptureResult(baseline="the interpreter's environment")
     result.notes += _without_kernelmagic(interpreter)
     if _is_venv(interpreter.prefix) and options.mode != "none":
-        bin_dir = envcapture.escape_dollars(os.path.dirname(path))
+        bin_dir = escape_dollars(os.path.dirname(path))
         result.env = {
-            "VIRTUAL_ENV": envcapture.escape_dollars(interpreter.prefix),
+            "VIRTUAL_ENV": escape_dollars(interpreter.prefix),
             "PATH": f"{bin_dir}{os.pathsep}${{PATH}}",
         }
     return MadeEnvironment(interpreter, result)

@@ -17,8 +17,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from kernelmagic.domain.envcapture import escape_dollars
-from kernelmagic.domain.shell_syntax import EnvChanges, check_env_name, parse_assignment
+from kernelmagic.domain.shell_syntax import (
+    EnvChanges,
+    check_env_name,
+    escape_dollars,
+    parse_assignment,
+)
 from kernelmagic.errors import InvalidInput
 from kernelmagic.storage.discovery import location_dir
 
