@@ -115,3 +115,17 @@ def test_renamed_options_keep_their_old_spellings(user_kernels, capsys, ip):
     assert "old spelling" not in capsys.readouterr().out
     assert run(capsys, "env", "-k", "geo", "--replace-env", "D=4")[0] == 0
     assert run(capsys, "env", "-k", "geo")[1] == "D=4\n"
+
+
+def test_show_json_is_one_object_masked_for_both_front_ends(user_kernels, capsys, ip):
+    """`show NAME --json` (design 0.3's first change made in one command module)."""
+    write_spec(user_kernels, "geo", {"argv": ["/no/such/python", "{connection_file}"],
+                                     "env": {"API_TOKEN": "s3cr3t-value", "A": "1"}})  # fmt: skip
+    status, out, _ = run(capsys, "show", "GEO", "--json")
+    shown = json.loads(out)
+    assert status == 0 and shown["name"] == "geo" and shown["resource_dir"].endswith("geo")
+    assert shown["spec"]["env"] == {"API_TOKEN": "<hidden>", "A": "1"} and "s3cr3t" not in out
+    assert [p["kind"] for p in shown["problems"]] == ["missing-program"]
+    assert shown["hidden"] is False
+    assert ip.run_line_magic("kernel_show", "geo --json") == shown
+    assert run(capsys, "show", "nope", "--json")[0] == 1
