@@ -5,7 +5,9 @@ is gone.
 The provisioner passes this file's text to the job's interpreter with ``-I -c`` (so nothing
 of kernelmagic needs to exist on the node, and no file travels through a shared
 filesystem), followed by the kernel's argv in which ``{connection_file}`` is still a
-placeholder. Standard library only, Python >= 3.6 (it runs under the kernel's interpreter).
+placeholder. Standard library only, Python >= 3.6 (it runs under the kernel's interpreter):
+so a generic type in an annotation is quoted (3.6 evaluates annotations; ``list[int]``
+would raise there).
 
 The job's stdin is a pipe that only the client process holds open; the scheduler forwards
 it. End of file there means the client has gone (shut down, crashed or killed), so the
@@ -21,12 +23,14 @@ import sys
 import tempfile
 import threading
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 MARKER = "KERNELMAGIC-BATCH-CONNECTION "
 STOP_GRACE_SECONDS = 5.0
 
 
-def reachable_address():
+def reachable_address() -> str:
     """The address of this node on the route back to the client's host (the submit host),
     where the client can reach the kernel; KERNELMAGIC_KERNEL_IP overrides it."""
     chosen = os.environ.get("KERNELMAGIC_KERNEL_IP")
@@ -37,15 +41,16 @@ def reachable_address():
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             # connect() on UDP sends nothing: it only asks the kernel for the route.
             probe.connect((socket.gethostbyname(submit_host or socket.gethostname()), 9))
-            return probe.getsockname()[0]
+            address: str = probe.getsockname()[0]
+            return address
     except OSError:
         return socket.gethostbyname(socket.gethostname())
 
 
-def free_ports(ip, count, preferred=()):
+def free_ports(ip: str, count: int, preferred: "Sequence[int]" = ()) -> "list[int]":
     """``count`` free ports; the ``preferred`` ones (a restarted kernel's previous ports)
     where they are free, so that clients connected before a restart reach it again."""
-    held = []
+    held: list[socket.socket] = []
     wanted = list(preferred)[:count]
     wanted += [0] * (count - len(wanted))
     try:
@@ -64,7 +69,7 @@ def free_ports(ip, count, preferred=()):
             sock.close()
 
 
-def read_request(client_pipe):
+def read_request(client_pipe: int) -> "dict[str, Any]":
     """The client's first line on the pipe: {} for a new kernel; for a restarted one its
     previous ports and key (so that clients connected before the restart reach it again;
     the key travels here, not in the job's argv or environment)."""
@@ -74,10 +79,13 @@ def read_request(client_pipe):
         if not chunk:
             raise SystemExit("kernelmagic launcher: the client went away before the kernel started")
         line += chunk
-    return json.loads(line.decode("utf-8") or "{}")
+    request: dict[str, Any] = json.loads(line.decode("utf-8") or "{}")
+    return request
 
 
-def write_connection_file(directory, ip, request):
+def write_connection_file(
+    directory: str, ip: str, request: "dict[str, Any]"
+) -> "tuple[str, dict[str, Any]]":
     ports = [int(port) for port in request.get("ports") or ()]
     shell, iopub, stdin, hb, control = free_ports(ip, 5, ports)
     info = {
@@ -98,7 +106,7 @@ def write_connection_file(directory, ip, request):
     return path, info
 
 
-def stop(kernel):
+def stop(kernel: "subprocess.Popen[bytes]") -> None:
     if kernel.poll() is not None:
         return
     try:
@@ -110,7 +118,7 @@ def stop(kernel):
         pass
 
 
-def watch_client(client_pipe, kernel):
+def watch_client(client_pipe: int, kernel: "subprocess.Popen[bytes]") -> None:
     """Stop the kernel at end of file on the client's pipe (the client is gone)."""
     while True:
         try:
@@ -123,7 +131,7 @@ def watch_client(client_pipe, kernel):
     stop(kernel)
 
 
-def main(argv):
+def main(argv: "list[str]") -> int:
     # The kernel must not read (and so swallow) the client's pipe: it gets /dev/null.
     client_pipe = os.dup(0)
     devnull = os.open(os.devnull, os.O_RDWR)

@@ -168,7 +168,7 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.job = ""
         self.step = ""
         self.job_name = ""

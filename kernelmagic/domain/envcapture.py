@@ -217,7 +217,9 @@ def named_by_family(names: Iterable[str]) -> str:
     return ", ".join(shown)
 
 
-def _resolve_baseline(options: CaptureOptions, current: Mapping[str, str], timeout: float):
+def _resolve_baseline(
+    options: CaptureOptions, current: Mapping[str, str], timeout: float
+) -> tuple[dict[str, str] | None, str]:
     if options.baseline_file:
         text = shells.read_environment_dump(options.baseline_file)
         return shells.parse_environment_dump(text), f"baseline file {options.baseline_file}"

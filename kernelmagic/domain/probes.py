@@ -21,6 +21,9 @@ from kernelmagic.domain import checks, containers
 from kernelmagic.domain.shells import failure_in_one_line, pip_install, run_probe
 
 TIMEOUT = 20.0
+
+# A probe's command, then the values of the variables that decide what it imports.
+ProbeKey = tuple[tuple[str, ...] | str | None, ...]
 # The variables that decide where an interpreter finds its packages.
 _IMPORT_VARIABLES = (
     "PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE",
@@ -50,7 +53,7 @@ class Probe:
         return self.label or self.command[0]
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> ProbeKey:
         """Equal for probes that must give the same answer: each runs once."""
         return (self.command, *(self.env.get(v) for v in _IMPORT_VARIABLES))
 

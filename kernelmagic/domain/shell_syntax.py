@@ -6,7 +6,7 @@ One parser serves the line magic, the cell magic and ``kernelmagic env --file``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from kernelmagic.errors import InvalidInput
 
@@ -47,7 +47,7 @@ class _Unclosed(ValueError):
         self.line = line
 
 
-def _logical_lines(text: str, *, newline_ends_line: bool = True):
+def _logical_lines(text: str, *, newline_ends_line: bool = True) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, words) of ``text``, split as a POSIX shell splits words.
 
     One pass, linear in the length of the text (``shlex`` builds each word by repeated

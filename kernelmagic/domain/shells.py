@@ -201,7 +201,7 @@ def _run_in_own_group(
         return status, f.read(_STDERR_KEPT).decode("utf-8", "replace")
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):

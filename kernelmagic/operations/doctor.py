@@ -75,8 +75,8 @@ def _interpreter_problems(
     """Probe every distinct (program, packages' variables) once, in parallel; a spec others
     can change only when it is named and ``trust`` is given. What a probe learnt of its
     interpreter goes into ``facts``, by spec name."""
-    jobs: dict[tuple, probes.Probe] = {}
-    wanted: dict[str, tuple] = {}
+    jobs: dict[probes.ProbeKey, probes.Probe] = {}
+    wanted: dict[str, probes.ProbeKey] = {}
     found: dict[str, list[Problem]] = {}
     for info in infos:
         probe = probes.probe_for(info.spec, environ) if info.visible else None
@@ -171,7 +171,9 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
     return problems
 
 
-def _unshared(info: discovery.SpecInfo, stat_path: Callable = os.stat) -> list[Problem]:
+def _unshared(
+    info: discovery.SpecInfo, stat_path: Callable[[str], os.stat_result] = os.stat
+) -> list[Problem]:
     """A spec shared with a group (setgid dir) whose files its members cannot read."""
     try:
         found = stat_path(info.resource_dir)

@@ -51,7 +51,9 @@ class Adapter:
         is raised here."""
         work()
 
-    def stop_reading_and_mark(self, marker: list[bytes], failed: Callable[[BaseException], None]):
+    def stop_reading_and_mark(
+        self, marker: list[bytes], failed: Callable[[BaseException], None]
+    ) -> None:
         """Stop reading the shell socket, queue what it holds, then ``marker``, behind the
         requests already queued; ``failed`` gets what goes wrong where this cannot raise."""
         raise NotImplementedError
@@ -87,7 +89,9 @@ class Adapter:
 class MainThreadQueue(Adapter):
     """ipykernel 6."""
 
-    def stop_reading_and_mark(self, marker: list[bytes], failed: Callable[[BaseException], None]):
+    def stop_reading_and_mark(
+        self, marker: list[bytes], failed: Callable[[BaseException], None]
+    ) -> None:
         self.stream.stop_on_recv()
         self.undelivered = quiesce.drain_frames(self.stream.socket)
         while self.undelivered:
@@ -150,7 +154,9 @@ class ShellChannelThread(Adapter):
         """The subshell manager: ipykernel hands it out in the main thread only."""
         return self.kernel.shell_channel_thread.manager
 
-    def stop_reading_and_mark(self, marker: list[bytes], failed: Callable[[BaseException], None]):
+    def stop_reading_and_mark(
+        self, marker: list[bytes], failed: Callable[[BaseException], None]
+    ) -> None:
         channel, manager = self.kernel.shell_channel_thread, self._manager()
 
         async def stop_and_mark() -> None:

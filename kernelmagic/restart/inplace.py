@@ -272,17 +272,17 @@ def _message_type(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return msg if isinstance(msg, str) else (msg or {}).get("msg_type", "")
 
 
-class _EveryType(dict):
+class _EveryType(dict[str, Callable[..., Any]]):
     """A ``shell_handlers`` that sends every message type to one handler."""
 
     def __init__(self, handler: Callable[..., Any]) -> None:
         super().__init__()
         self.handler = handler
 
-    def get(self, key: Any, default: Any = None) -> Any:
+    def get(self, key: Any, default: Any = None) -> Callable[..., Any]:
         return self.handler
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: Any) -> Callable[..., Any]:
         return self.handler
 
     def __contains__(self, key: Any) -> bool:

@@ -15,7 +15,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,7 @@ def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 
 @functools.cache
-def _renameat2():
+def _renameat2() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     import ctypes  # only writers need it; listing stays free of the import

@@ -18,7 +18,7 @@ import re
 import stat
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from kernelmagic.domain.trust import others_can_change
 from kernelmagic.storage import atomic
@@ -142,7 +142,7 @@ _INTERPRETER_OPTION = re.compile(r"-X[A-Za-z_]+(=[A-Za-z0-9_]+)?\Z")
 _SPEC_KEYS = {"argv", "display_name", "language", "metadata", "kernel_protocol_version"}
 
 
-def is_ipykernel_spec(spec: Any, *, any_interpreter: bool = False) -> bool:
+def is_ipykernel_spec(spec: Any, *, any_interpreter: bool = False) -> TypeGuard[dict[str, Any]]:
     """Whether ``spec`` has exactly the shape ``get_kernel_dict()`` gives for this
     interpreter (with ``any_interpreter``, for any): this ``sys.executable`` running ``-m
     ipykernel_launcher -f {connection_file}`` (with ``-X`` options only), Python, and
