@@ -130,3 +130,12 @@ def read_spec_file(path: str) -> Any:
     if raw is None:
         raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
     return parse_spec(raw)
+
+
+def read_spec_object(path: str) -> dict[str, Any]:
+    """``read_spec_file`` for a caller that needs the object Jupyter requires; a
+    ``kernel.json`` holding anything else raises ``ValueError`` as unparsable text does."""
+    spec = read_spec_file(path)
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path} holds a {type(spec).__name__}, not an object")
+    return spec

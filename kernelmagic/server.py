@@ -20,14 +20,15 @@ from typing import Any
 
 from jupyter_client import kernelspec
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpec, NoSuchKernel
-from jupyter_client.provisioning import KernelProvisionerFactory
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
 from kernelmagic.storage import discovery
 
 __all__ = ["KernelSpecManager"]
 
 
-class KernelSpecManager(kernelspec.KernelSpecManager):
+# jupyter_client 7.0 (the oldest supported) has no types: the base class is Any there.
+class KernelSpecManager(kernelspec.KernelSpecManager):  # type: ignore[misc, unused-ignore]
     """jupyter_client's KernelSpecManager, each kernel.json read once a call, in parallel."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -118,7 +119,9 @@ class KernelSpecManager(kernelspec.KernelSpecManager):
             spec = spec_class(resource_dir=resource_dir, **get_kernel_dict())
         elif (
             not isinstance(read, bytes)
-            or spec_class.from_resource_dir.__func__ is not KernelSpec.from_resource_dir.__func__  # type: ignore[attr-defined]
+            # A classmethod bound to its class has __func__; typeshed does not say so
+            # (jupyter_client 7.0 has no types: nothing to ignore there).
+            or spec_class.from_resource_dir.__func__ is not KernelSpec.from_resource_dir.__func__  # type: ignore[attr-defined, unused-ignore]
         ):
             # Unreadable, gone since the scan, or a kernel_spec_class reading files its
             # own way: jupyter_client's own read gives its own answer or error.
@@ -141,7 +144,8 @@ def _native_resources() -> str | None:
         from ipykernel.kernelspec import RESOURCES
     except ImportError:
         return None
-    return RESOURCES  # type: ignore[no-any-return]
+    resources: str = RESOURCES  # untyped in ipykernel 6.x
+    return resources
 
 
 def _copy(value: Any) -> Any:

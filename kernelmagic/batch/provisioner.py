@@ -148,7 +148,8 @@ def launcher_python(argv: list[str], configured: str) -> str:
     return "python3"
 
 
-class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+# jupyter_client 7.0 (the oldest supported) has no types: the base class is Any there.
+class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-ignore]
     """Starts the kernel as a job of ``scheduler`` (see the module docstring)."""
 
     scheduler: ClassVar[BatchScheduler]

@@ -39,12 +39,12 @@ from kernelmagic.operations.options import (
     option,
     path,
 )
+from kernelmagic.reading import read_spec_object
 from kernelmagic.settings import Settings
 from kernelmagic.storage import atomic, transactions
 from kernelmagic.storage.discovery import (
     kernel_dirs,
     location_dir,
-    read_spec_file,
 )
 
 _SHELL_SYNTAX = re.compile(r"\$\(|`|;|&&|\|\||\|")
@@ -240,7 +240,7 @@ def _kernels_dir(entry: dict[str, Any], request: ApplyRequest) -> str:
     if location == "sys-prefix":
         return location_dir(sys_prefix=True)
     ((key, value),) = location.items()
-    value = os.path.expanduser(value)
+    value = os.path.expanduser(str(value))  # a str: the document was checked
     if key == "prefix":
         return location_dir(prefix=value)
     searched = {os.path.realpath(d) for d in kernel_dirs()}
@@ -317,7 +317,7 @@ def _indented(text: str) -> str:
     return "\n".join(f"      {line}" for line in text.rstrip("\n").split("\n"))
 
 
-def _copied_spec(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome) -> dict:
+def _copied_spec(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome) -> dict[str, Any]:
     """The spec a copy entry writes: as recorded, without the values the document masked."""
     spec = dict(entry["spec"])
     env, held = documents.withheld(spec.get("env") or {})
@@ -333,7 +333,7 @@ def _copied_spec(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome)
 def _installed(outcome: Outcome) -> dict[str, Any] | None:
     """The spec now at the entry's location, if there is one."""
     try:
-        return read_spec_file(os.path.join(outcome.resource_dir, "kernel.json"))
+        return read_spec_object(os.path.join(outcome.resource_dir, "kernel.json"))
     except (OSError, ValueError):
         return None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from kernelmagic.commands import Body
 from kernelmagic.commands.render import Shown, env_lines, shown_change
@@ -60,7 +60,7 @@ ENV_FILE = option(
 )
 
 
-class SpecEnv(dict):
+class SpecEnv(dict[str, Any]):
     """A spec's env with secret-like values masked, as ``env`` shows it."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any, ClassVar
@@ -40,10 +41,10 @@ class Request:
         return cls(ns.pattern, ns.json, settings.policy)
 
 
-class SpecList(list):
+class SpecList(list[SpecInfo]):
     """The specs a listing found (``SpecInfo`` items, sorted by name)."""
 
-    def __init__(self, specs: Any = (), pattern: str | None = None) -> None:
+    def __init__(self, specs: Iterable[SpecInfo] = (), pattern: str | None = None) -> None:
         super().__init__(specs)
         self.pattern = pattern  # what the list was filtered by
 

@@ -110,7 +110,9 @@ def prepare(request: Request, environ: Mapping[str, str] | None = None) -> Prepa
     return Prepared(command, env, _python_tool_note(command, info.spec, env))
 
 
-def _python_tool_note(command: list[str], spec: Mapping[str, Any], env: Mapping[str, str]):
+def _python_tool_note(
+    command: list[str], spec: Mapping[str, Any], env: Mapping[str, str]
+) -> list[str]:
     """A `pip` or `python` that is not the kernel's interpreter's would install elsewhere."""
     argv = spec.get("argv")
     if not (command and command[0] in _PYTHON_TOOLS and isinstance(argv, list) and argv):

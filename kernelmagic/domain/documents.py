@@ -434,7 +434,7 @@ def map_paths(entry: dict[str, Any], mappings: Iterable[tuple[str, str]]) -> dic
             return [mapped(v) for v in value]
         return value
 
-    return mapped(copy.deepcopy(entry))
+    return {k: mapped(v, k) for k, v in copy.deepcopy(entry).items()}
 
 
 def _prefix(old: str) -> re.Pattern[str]:

@@ -49,8 +49,10 @@ class SpecSchema:
 def spec_schema() -> SpecSchema:
     """The installed jupyter_client's KernelSpec fields, read from its source (no import)."""
     found = importlib.util.find_spec("jupyter_client")
+    if found is None or found.origin is None:
+        return SpecSchema(_DEFAULT_STRING_FIELDS, _DEFAULT_LISTED)
     try:
-        origin = os.path.join(os.path.dirname(found.origin), "kernelspec.py")  # type: ignore
+        origin = os.path.join(os.path.dirname(found.origin), "kernelspec.py")
         with open(origin, encoding="utf-8") as f:
             tree = ast.parse(f.read())
         return _schema_of(tree)

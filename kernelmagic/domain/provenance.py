@@ -299,13 +299,13 @@ class Provenance:
     def display_name_for(self, spec: Mapping[str, Any], old: str, new: str) -> str | None:
         """The display name ``spec`` gets under the name ``new``: kernelmagic's own made-up
         one (still unchanged) follows the name; None when the user chose it."""
-        shown = spec.get("display_name")
-        if not self.generated_display_name or shown != self.generated_display_name:
+        made_up = self.generated_display_name
+        if not made_up or spec.get("display_name") != made_up:
             return None
         suffix = f" ({old})"
-        if not shown.endswith(suffix):
+        if not made_up.endswith(suffix):
             return None
-        return shown[: -len(suffix)] + f" ({new})"
+        return made_up[: -len(suffix)] + f" ({new})"
 
     def write_into(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Set ``spec``'s ``metadata.kernelmagic`` to this record; returns ``spec``."""

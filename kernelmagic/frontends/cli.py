@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in old_spellings(module.Request.OPTIONS, words[1:]):
             print(f"{PROG}: {line}", file=sys.stderr)
         request = module.Request.from_args(ns, settings.load(), _body(module, ns))
-        shown = module.show(module.run(request), CLI)
+        shown: Shown = module.show(module.run(request), CLI)
         _print(shown)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return shown.status

@@ -60,7 +60,9 @@ def _words(rest: str) -> tuple[list[str], str]:
     return words, ""
 
 
-def _positional(options: list[Option], by_flag: dict[str, Option], words: list[str]):
+def _positional(
+    options: list[Option], by_flag: dict[str, Option], words: list[str]
+) -> Option | None:
     """The positional option the word at the cursor fills."""
     positionals = [opt for opt in options if not opt.flags[0].startswith("-")]
     index, skip = 0, False

@@ -51,7 +51,7 @@ def _context_matcher() -> Any:
     suppresses every other matcher; elsewhere it stays out of the way."""
     from IPython.core.completer import SimpleCompletion, context_matcher
 
-    @context_matcher()
+    @context_matcher()  # type: ignore[untyped-decorator]  # IPython leaves it unannotated
     def kernelmagic_matcher(context: Any) -> dict[str, Any]:
         text = context.text_until_cursor
         if not _ours(text):

@@ -74,7 +74,8 @@ def _magic(command: Command) -> Callable[..., Any]:
         run = argument(*opt.flags, **opt.kwargs)(run)
     run = magic_arguments()(run)
     register: Any = line_cell_magic if command.cell else line_magic
-    return no_var_expand(register(run))
+    magic: Callable[..., Any] = no_var_expand(register(run))
+    return magic
 
 
 def _trait(setting: dataclasses.Field[Any]) -> Any:
@@ -96,7 +97,8 @@ def _file_default(name: str) -> Any:
     return default(name)(configured)
 
 
-class _Magics(Magics):
+# IPython 8.0 (the oldest supported) has no types: the base class is Any there.
+class _Magics(Magics):  # type: ignore[misc, unused-ignore]
     """What every magic shares; ``KernelMagics`` adds one method per command, and a trait
     per setting."""
 

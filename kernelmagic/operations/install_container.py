@@ -74,7 +74,9 @@ def container_from_args(
     )
 
 
-def check_request(container: containers.Container, *, kernel: str, like: str | None, origin: str):
+def check_request(
+    container: containers.Container, *, kernel: str, like: str | None, origin: str
+) -> None:
     """The install options that cannot go with --container, refused before any work."""
     if like is not None:
         raise InvalidInput("--like copies an installed spec; it cannot go with --container")

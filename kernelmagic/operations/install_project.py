@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from kernelmagic.domain import projects
 from kernelmagic.domain.provenance import Source
@@ -78,7 +79,7 @@ def start_in(root: str) -> str:
     return f"--IPKernelApp.exec_lines=__import__('os').chdir({os.path.abspath(root)!r})"
 
 
-def check_language(kernel: str, made_project: dict | None) -> None:
+def check_language(kernel: str, made_project: dict[str, Any] | None) -> None:
     """R and Julia come from a project only where its tool manages them (pixi, conda)."""
     tool = (made_project or {}).get("tool")
     if tool and kernel != "python" and tool not in ("pixi", "conda"):

@@ -30,7 +30,7 @@ _WORD = re.compile(r"[a-z0-9][a-z0-9.]*")
 class Match:
     name: str
     why: str
-    score: tuple = field(repr=False, default=())
+    score: tuple[bool, bool, float, str] | tuple[()] = field(repr=False, default=())
 
 
 @dataclass
@@ -71,7 +71,7 @@ class NotebookReport:
         }
 
 
-class NotebookReports(list):
+class NotebookReports(list[NotebookReport]):
     """The reports of a ``notebook`` command (``NotebookReport`` items)."""
 
     @property

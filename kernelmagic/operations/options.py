@@ -94,7 +94,7 @@ def for_front_end(options: Iterable[Option], front_end: str) -> list[Option]:
     return [o for o in options if o.only in (None, front_end)]
 
 
-def add_options(parser: argparse.ArgumentParser, options: Iterable[Option], front_end: str):
+def add_options(parser: argparse.ArgumentParser, options: Iterable[Option], front_end: str) -> None:
     """Add the options this front end has to ``parser``."""
     for opt in for_front_end(options, front_end):
         parser.add_argument(*opt.flags, **opt.kwargs)

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from kernelmagic.domain import envcapture, project_tree, projects, sources
 from kernelmagic.domain.provenance import Provenance, Source
@@ -186,6 +186,12 @@ def scan(request: ScanRequest, install: Install, refresh: Refresh) -> ScanResult
     return ScanResult(request.top, entries, gone, request.dry_run)
 
 
+class _EntryOf(Protocol):
+    """``_make``'s ``entry``: the ``ScanEntry`` of this candidate in a state."""
+
+    def __call__(self, state: str, detail: str = "", named: str | None = ...) -> ScanEntry: ...
+
+
 def _make(
     request: ScanRequest,
     candidate: project_tree.Candidate,
@@ -225,7 +231,7 @@ def _make(
         return entry(FAILED, "; ".join((str(exc), *exc.details)), named=None)
 
 
-def _reviewed(candidate: project_tree.Candidate, entry: Any) -> ScanEntry:
+def _reviewed(candidate: project_tree.Candidate, entry: _EntryOf) -> ScanEntry:
     """A dry run's verdict: a uv, venv or pixi environment is a dir (there or not); Poetry,
     PDM, Hatch and conda are asked only when it is made, not in a review."""
     if candidate.tool in ("poetry", "pdm", "hatch", "conda"):

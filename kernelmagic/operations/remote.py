@@ -15,9 +15,9 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kernelmagic.domain import checks
 from kernelmagic.errors import InvalidInput, KernelmagicError
@@ -25,6 +25,11 @@ from kernelmagic.operations import remote_batch
 from kernelmagic.operations.options import (
     option,
 )
+
+if TYPE_CHECKING:
+    from importlib.metadata import (
+        EntryPoint,  # annotations only: _entry_points imports it when used
+    )
 
 # engine -> (gateway_provisioners' spec installer, the provisioner it configures)
 ENGINES = {
@@ -62,11 +67,11 @@ class ProvisionerInfo:
     error: str | None = None  # why its options could not be read
 
 
-class ProvisionerList(list):
+class ProvisionerList(list[ProvisionerInfo]):
     """The installed provisioners (``ProvisionerInfo`` items)."""
 
 
-def _entry_points():
+def _entry_points() -> dict[str, EntryPoint]:
     from importlib.metadata import entry_points
 
     return {ep.name: ep for ep in entry_points(group=checks.PROVISIONER_GROUP)}
@@ -82,7 +87,7 @@ GATEWAY_EXTRAS = {
 
 
 @contextlib.contextmanager
-def _quiet_root_logger():
+def _quiet_root_logger() -> Iterator[None]:
     """Keep a provisioner's import-time ``logging.warning`` calls (gateway_provisioners warns
     about each missing optional package) off the user's screen: with a handler of its own on
     the root logger for the moment, the logging module neither prints them nor configures
@@ -132,7 +137,7 @@ def list_provisioners() -> ProvisionerList:
     """Every installed provisioner with its package and options."""
     result = ProvisionerList()
     for name, ep in sorted(_entry_points().items()):
-        package = ep.dist.name if getattr(ep, "dist", None) else "?"
+        package = ep.dist.name if ep.dist else "?"
         info = ProvisionerInfo(name, package, ep.value)
         try:
             info.options = provisioner_options(name)

@@ -112,6 +112,8 @@ def absolute_interpreter(info: discovery.SpecInfo) -> str:
     if not argv:
         raise InvalidInput(f"'{info.name}' has an empty argv: no interpreter to carry over")
     program = argv[0]
+    if not isinstance(program, str):
+        raise InvalidInput(f"'{info.name}' starts its argv with {program!r}, not a program")
     if not os.path.isabs(program):
         found = shutil.which(program)
         if not found:

@@ -53,7 +53,8 @@ def _spec_function() -> Callable[..., dict[str, Any]]:
     the user's terminal (and in a one-line error), so it is not shown."""
     with contextlib.redirect_stderr(io.StringIO()):
         from ipykernel.kernelspec import get_kernel_dict
-    return get_kernel_dict
+    spec_function: Callable[..., dict[str, Any]] = get_kernel_dict  # untyped in ipykernel 6.x
+    return spec_function
 
 
 def _ask_native() -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any
 from kernelmagic.domain import checks
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, SpecExists
+from kernelmagic.reading import read_spec_object
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import (
     locate,
@@ -228,7 +229,7 @@ def _refuse_taken(kernels_dir: str, name: str) -> SpecExists:
 def _read_before(existing: str | None) -> dict[str, Any] | None:
     if existing:
         with contextlib.suppress(OSError, ValueError):
-            return read_spec_file(os.path.join(existing, "kernel.json"))
+            return read_spec_object(os.path.join(existing, "kernel.json"))
     return None
 
 
@@ -282,7 +283,15 @@ class Reservation:
             action = "replaced"
         return Change(action, self.name, target, before, spec, True, policy)
 
-    def _build(self, spec, populate, mode: int, existing, target: str, group: int | None) -> None:
+    def _build(
+        self,
+        spec: dict[str, Any],
+        populate: Callable[[str], None],
+        mode: int,
+        existing: str | None,
+        target: str,
+        group: int | None,
+    ) -> None:
         work = work_dir(self.kernels_dir, self.name)
         try:
             staged = os.path.join(work, "new")
