@@ -4,6 +4,8 @@
 works from plain Python too.
 """
 
+from __future__ import annotations
+
 from typing import TYPE_CHECKING
 
 from kernelmagic.version import __version__
