@@ -20,6 +20,8 @@ import glob
 import os
 import shutil
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -37,18 +39,21 @@ TRUST_ADVICE = (
 )
 
 
-def untrusted(info: Any) -> str | None:
+def untrusted(info: Any, walk: TrustWalk | None = None) -> str | None:
     """Why a spec (a ``SpecInfo``) is not to be run as this user, or None: another user can
     change its kernel.json, its directory, the kernels dir, what it runs, or a directory
-    above any of them."""
+    above any of them. A command that asks about many specs passes one ``walk`` for all."""
     if info.native:
         return None
     spec = info.spec if isinstance(info.spec, dict) else {}
-    paths = [info.kernel_json, info.resource_dir, *executed(spec)]
-    return others_can_change_above(paths)
+    if walk is None:
+        with TrustWalk() as walk:
+            return untrusted(info, walk)
+    paths = [info.kernel_json, info.resource_dir, *executed(spec, walk)]
+    return walk.why(paths)
 
 
-def executed(spec: dict[str, Any]) -> list[str]:
+def executed(spec: dict[str, Any], walk: TrustWalk | None = None) -> list[str]:
     """What running ``spec`` executes or imports from, as paths: its program (and where a
     link takes it), the environment around the program (its prefix and site-packages, where
     ``.pth`` files run), absolute ``PYTHONPATH`` and ``PATH`` entries its env sets, a container
@@ -57,10 +62,7 @@ def executed(spec: dict[str, Any]) -> list[str]:
     argv = spec.get("argv")
     env = spec.get("env") if isinstance(spec.get("env"), dict) else {}
     if isinstance(argv, list) and argv and isinstance(argv[0], str):
-        program = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0])
-        if program:
-            found += [program, os.path.realpath(program)]
-            found += _environment_of(program)
+        found += walk.program_paths(argv[0]) if walk is not None else _program_paths(argv[0])
     for name in ("PYTHONPATH", "PATH"):
         value = env.get(name) if isinstance(env, dict) else None
         if isinstance(value, str):
@@ -73,6 +75,15 @@ def executed(spec: dict[str, Any]) -> list[str]:
     if isinstance(root, str) and os.path.isabs(root):
         found.append(root)
     return found
+
+
+def _program_paths(argv0: str) -> list[str]:
+    """A spec's program (found on ``PATH`` when relative), where its links lead, and the
+    environment around it."""
+    program = argv0 if os.path.isabs(argv0) else shutil.which(argv0)
+    if not program:
+        return []
+    return [program, os.path.realpath(program), *_environment_of(program)]
 
 
 def _environment_of(program: str) -> list[str]:
@@ -95,55 +106,164 @@ def others_can_change_above(paths: Iterable[str]) -> str | None:
     Linux each one as it is opened on the way down (``O_PATH|O_NOFOLLOW`` beside the one
     above, ``fstat``), every link on the way checked and followed the same way; elsewhere
     each path and its ancestors looked at by name (``lstat``), its real path too."""
-    if not hasattr(os, "O_PATH"):
-        return others_can_change(_with_ancestors(paths), follow_links=False)
-    for path in paths:
-        found = _walk_down(os.path.abspath(path))
-        if found:
-            return found
-    return None
+    with TrustWalk() as walk:
+        return walk.why(paths)
 
 
 _MAX_LINKS = 40  # as the kernel's own limit on links in one lookup
+_KEPT_OPEN = 64  # descriptors of recently walked directories kept for the next walks
+_WALK_FLAGS = getattr(os, "O_PATH", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _walk_down(path: str) -> str | None:
-    """Why another user could change ``path`` or a directory on the way to it, found on the
-    descriptors the walk opens (what was looked at is what is there); None where nobody
-    can, or where the path ends before it is found."""
-    flags = os.O_PATH | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open("/", flags | os.O_DIRECTORY)
-    where, links = "/", 0
-    todo = [part for part in path.split("/") if part]
-    try:
-        found = _changeable(os.fstat(fd), where)
-        while todo and not found:
-            name = todo.pop(0)
-            if name == ".":
-                continue
-            try:
-                child = os.open(name, flags, dir_fd=fd)
-            except OSError:
-                return None  # the rest is not there (or not a directory): nothing to run
-            info = os.fstat(child)
-            here = os.path.normpath(os.path.join(where, name))
-            found = _changeable(info, here)
-            if stat.S_ISLNK(info.st_mode) and not found:
-                links += 1
-                target = os.readlink(name, dir_fd=fd)
-                os.close(child)
-                if links > _MAX_LINKS:
-                    return None  # no lookup gets through: nothing to run
-                todo[:0] = [part for part in target.split("/") if part]
-                if target.startswith("/"):
-                    os.close(fd)
-                    fd, where = os.open("/", flags | os.O_DIRECTORY), "/"
-                continue
+class TrustWalk:
+    """``others_can_change_above`` for the many paths of one command (the doctor's specs),
+    sharing the walks: a directory above thousands of specs (the kernels dir, everything
+    above it) is opened and judged once, not once a spec, and a path asked about twice (one
+    interpreter behind every spec) is walked once. On a network filesystem, where each
+    lookup is a round trip, this is the difference between minutes and seconds.
+
+    What it keeps lives as long as the object, one command; never longer. That is sound
+    because the rule is stable against the users it guards against: a directory that, with
+    every directory above it, is owned by root or you and writable by nobody else (or
+    sticky) cannot be renamed, replaced or written by another user, so what a walk found
+    there stays true while the command runs. What is kept is only what a walk opened and
+    ``fstat``-ed: a path found missing is asked again (another user may create it in a
+    sticky ``/tmp``), and a kept directory is reopened from a descriptor kept open or by its
+    name checked against the device and inode the walk saw. Safe to use from several
+    threads; use it as a context manager (it holds descriptors)."""
+
+    def __init__(self) -> None:
+        # a directory or file the walks opened (never a link) -> (why others can change it
+        # or one above it, or None; st_dev; st_ino)
+        self._judged: dict[str, tuple[str | None, int, int]] = {}
+        self._answers: dict[str, str | None] = {}  # a path asked about, walked to its end
+        self._programs: dict[str, list[str]] = {}
+        self._kept: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> TrustWalk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            while self._kept:
+                os.close(self._kept.popitem()[1])
+
+    def why(self, paths: Iterable[str]) -> str | None:
+        """Why another user could change one of ``paths`` or a directory above it, or None."""
+        if not hasattr(os, "O_PATH"):
+            return others_can_change(_with_ancestors(paths), follow_links=False)
+        for path in paths:
+            path = os.path.abspath(path)
+            found = self._answers[path] if path in self._answers else self._walk_down(path)
+            if found:
+                return found
+        return None
+
+    def program_paths(self, argv0: str) -> list[str]:
+        """``_program_paths``, found once for each program however many specs run it."""
+        if argv0 not in self._programs:
+            self._programs[argv0] = _program_paths(argv0)
+        return self._programs[argv0]
+
+    def _walk_down(self, path: str) -> str | None:
+        """Why another user could change ``path`` or a directory on the way to it, found on
+        the descriptors the walk opens (what was looked at is what is there); None where
+        nobody can, or where the path ends before it is found."""
+        fd = os.open("/", _WALK_FLAGS | os.O_DIRECTORY)
+        where, links = "/", 0
+        todo = [part for part in path.split("/") if part]
+        try:
+            found = _changeable(os.fstat(fd), where)
+            skip = True  # whether what comes next may have been judged by an earlier walk
+            while todo and not found:
+                if skip:
+                    skip = False
+                    fd, where, todo, found = self._skip_judged(fd, where, todo)
+                    continue
+                name = todo.pop(0)
+                if name == ".":
+                    continue
+                try:
+                    child = os.open(name, _WALK_FLAGS, dir_fd=fd)
+                except OSError:
+                    return None  # the rest is not there (or not a directory): nothing to run
+                info = os.fstat(child)
+                here = os.path.normpath(os.path.join(where, name))
+                found = _changeable(info, here)
+                if stat.S_ISLNK(info.st_mode) and not found:
+                    links += 1
+                    target = os.readlink(name, dir_fd=fd)
+                    os.close(child)
+                    if links > _MAX_LINKS:
+                        return None  # no lookup gets through: nothing to run
+                    todo[:0] = [part for part in target.split("/") if part]
+                    if target.startswith("/"):
+                        os.close(fd)
+                        fd, where = os.open("/", _WALK_FLAGS | os.O_DIRECTORY), "/"
+                    skip = True
+                    continue
+                if not stat.S_ISLNK(info.st_mode):
+                    self._judge(here, found, info, child)
+                os.close(fd)
+                fd, where = child, here
+            self._answers[path] = found
+            return found
+        finally:
             os.close(fd)
-            fd, where = child, here
-        return found
-    finally:
+
+    def _judge(self, here: str, found: str | None, info: os.stat_result, fd: int) -> None:
+        self._judged[here] = (found, info.st_dev, info.st_ino)
+        if stat.S_ISDIR(info.st_mode) and not found:
+            with self._lock:
+                if here not in self._kept:
+                    self._kept[here] = os.dup(fd)
+                    if len(self._kept) > _KEPT_OPEN:
+                        os.close(self._kept.popitem(last=False)[1])
+
+    def _skip_judged(
+        self, fd: int, where: str, todo: list[str]
+    ) -> tuple[int, str, list[str], str | None]:
+        """Past the leading parts of ``todo`` that earlier walks judged: the descriptor, its
+        path, what is left to walk, and why others can change what was passed, if they can.
+        Parts with ``..`` are walked, not skipped (a link may come before them)."""
+        count, below, found = 0, where, None
+        for part in todo:
+            if part in (".", ".."):
+                break
+            judged = self._judged.get(os.path.normpath(os.path.join(below, part)))
+            if judged is None:
+                break
+            count, below, found = count + 1, os.path.normpath(os.path.join(below, part)), judged[0]
+            if found or count == len(todo):
+                return fd, where, [], found  # judged to its end, or a reason on the way
+        if count == 0:
+            return fd, where, todo, None
+        reopened = self._reopen(below)
+        if reopened is None:
+            return fd, where, todo, None  # it changed since: walk it again
         os.close(fd)
+        return reopened, below, todo[count:], None
+
+    def _reopen(self, directory: str) -> int | None:
+        """A descriptor of a directory an earlier walk judged, if it is still that one."""
+        with self._lock:
+            if directory in self._kept:
+                self._kept.move_to_end(directory)
+                return os.dup(self._kept[directory])
+        _, device, inode = self._judged[directory]
+        try:
+            fd = os.open(directory, _WALK_FLAGS | os.O_DIRECTORY)
+        except OSError:
+            return None
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) != (device, inode):
+            os.close(fd)
+            return None
+        return fd
 
 
 def _with_ancestors(paths: Iterable[str]) -> Iterator[str]:

@@ -18,7 +18,7 @@ from kernelmagic.domain import checks, clients, containers, env_checks, probes
 from kernelmagic.domain.checks import PROBLEM, Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY
 from kernelmagic.domain.provenance import scan_root_of
-from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
+from kernelmagic.domain.trust import TRUST_ADVICE, TrustWalk, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import remote, remote_batch
 from kernelmagic.storage import discovery, history, ipykernel_specs, lookups
@@ -78,11 +78,16 @@ def _interpreter_problems(
     jobs: dict[probes.ProbeKey, probes.Probe] = {}
     wanted: dict[str, probes.ProbeKey] = {}
     found: dict[str, list[Problem]] = {}
+    probed = []
     for info in infos:
         probe = probes.probe_for(info.spec, environ) if info.visible else None
-        if probe is None:
-            continue
-        why = untrusted(info)  # on descriptors it opens itself, never on earlier stats
+        if probe is not None:
+            probed.append((info, probe))
+    # On descriptors the walks open themselves, never on earlier stats; the directories
+    # above many specs walked once, and the specs' own overlapped (a shared filesystem).
+    with TrustWalk() as walk:
+        whys = lookups.overlapped(lambda pair: untrusted(pair[0], walk), probed)
+    for (info, probe), why in zip(probed, whys, strict=True):
         if why and not (trust and info.name in named):
             found[info.name] = [
                 Problem(
