@@ -218,3 +218,17 @@ def build_directory_image(image: Path) -> Path:
     for mount_point in ("dev", "proc", "sys", "tmp", "mnt", "home", "root", "run", "var/tmp"):
         (image / mount_point).mkdir(parents=True, exist_ok=True)
     return image
+
+
+SLOWFS = Path(__file__).parent.parent / "benchmarks" / "slowfs.c"
+
+
+def build_slowfs(directory: Path) -> Path:
+    """benchmarks/slowfs.c built in ``directory``: preloaded, it makes every path lookup under
+    ``SLOWFS_PREFIX`` wait ``SLOWFS_DELAY_US`` and counts them into ``SLOWFS_COUNT_FILE``."""
+    cc = shutil.which("cc")
+    require_system_package(cc is not None, "a C compiler (cc)", "gcc")
+    library = directory / "slowfs.so"
+    command = [cc, "-O2", "-shared", "-fPIC", "-o", str(library), str(SLOWFS), "-ldl"]
+    subprocess.run(command, check=True, capture_output=True)
+    return library

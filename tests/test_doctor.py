@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import write_spec
+from helpers import build_slowfs, write_spec
 
 from kernelmagic.domain import probes
 from kernelmagic.frontends.cli import main
@@ -213,3 +213,38 @@ def test_ipykernels_python3_in_this_env_and_the_systems_is_a_note(
     assert main(["doctor", "python3", "--json"]) == 1
     (shadowed,) = json.loads(capsys.readouterr().out)["specs"]["python3"]["problems"]
     assert (shadowed["kind"], shadowed["severity"]) == ("shadowed", "problem")
+
+
+SHARED_SPECS = 40
+
+
+def test_the_doctor_walks_a_shared_kernels_dir_once_not_once_a_spec(tmp_path):
+    """Issue 38: on a network filesystem every lookup is a round trip. The trust rule walks
+    every directory above each spec (kernel.json, its dir, the program): the directories
+    above the kernels dir, which all specs share, are judged once per run, so a spec costs a
+    few lookups (its kernel.json read, two stats, its dir and kernel.json walked), not one
+    for each directory above it each time (12 a spec before, for this tree)."""
+    library = build_slowfs(tmp_path)
+    tree = tmp_path / "shared" / "site" / "share" / "jupyter"
+    for i in range(SHARED_SPECS):
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", CONN]
+        write_spec(tree / "kernels", f"central-{i:02d}", {"argv": argv, "language": "python"})
+    counts = tmp_path / "lookups"
+    slow = {
+        **os.environ,
+        "JUPYTER_PATH": str(tree),
+        "LD_PRELOAD": str(library),
+        "SLOWFS_PREFIX": str(tmp_path / "shared"),
+        "SLOWFS_DELAY_US": "0",  # counted, not slowed: the walks stay in one thread, in order
+        "SLOWFS_COUNT_FILE": str(counts),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "kernelmagic", "doctor", "--json"],
+        capture_output=True, env=slow, cwd=tmp_path, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)["specs"]
+    assert {f"central-{i:02d}" for i in range(SHARED_SPECS)} <= set(report)
+    assert all(report[f"central-{i:02d}"]["problems"] == [] for i in range(SHARED_SPECS))
+    made = sum(int(line.split()[1]) for line in counts.read_text().splitlines())
+    assert SHARED_SPECS <= made <= 6 * SHARED_SPECS, f"{made} lookups for {SHARED_SPECS} specs"
