@@ -133,9 +133,9 @@ class TrustWalk:
     threads; use it as a context manager (it holds descriptors)."""
 
     def __init__(self) -> None:
-        # a directory or file the walks opened (never a link) -> (why others can change it
-        # or one above it, or None; st_dev; st_ino)
-        self._judged: dict[str, tuple[str | None, int, int]] = {}
+        # a directory or file the walks opened (never a link) -> why others can change it or
+        # one above it (or None), and its fstat
+        self._judged: dict[str, tuple[str | None, os.stat_result]] = {}
         self._answers: dict[str, str | None] = {}  # a path asked about, walked to its end
         self._programs: dict[str, list[str]] = {}
         self._kept: OrderedDict[str, int] = OrderedDict()
@@ -162,6 +162,12 @@ class TrustWalk:
             if found:
                 return found
         return None
+
+    def seen(self, path: str) -> os.stat_result | None:
+        """What a walk's ``fstat`` found at ``path`` (no link on the way, so what ``os.stat``
+        would have said then), or None where no walk opened it."""
+        judged = self._judged.get(os.path.abspath(path))
+        return judged[1] if judged is not None else None
 
     def program_paths(self, argv0: str) -> list[str]:
         """``_program_paths``, found once for each program however many specs run it."""
@@ -216,7 +222,7 @@ class TrustWalk:
             os.close(fd)
 
     def _judge(self, here: str, found: str | None, info: os.stat_result, fd: int) -> None:
-        self._judged[here] = (found, info.st_dev, info.st_ino)
+        self._judged[here] = (found, info)
         if stat.S_ISDIR(info.st_mode) and not found:
             with self._lock:
                 if here not in self._kept:
@@ -254,13 +260,13 @@ class TrustWalk:
             if directory in self._kept:
                 self._kept.move_to_end(directory)
                 return os.dup(self._kept[directory])
-        _, device, inode = self._judged[directory]
+        seen = self._judged[directory][1]
         try:
             fd = os.open(directory, _WALK_FLAGS | os.O_DIRECTORY)
         except OSError:
             return None
         info = os.fstat(fd)
-        if (info.st_dev, info.st_ino) != (device, inode):
+        if (info.st_dev, info.st_ino) != (seen.st_dev, seen.st_ino):
             os.close(fd)
             return None
         return fd

@@ -68,13 +68,14 @@ class Report:
 def _interpreter_problems(
     infos: list[discovery.SpecInfo],
     environ: Mapping[str, str],
-    named: frozenset[str] = frozenset(),
-    trust: bool = False,
-    facts: dict[str, dict[str, Any]] | None = None,
+    named: frozenset[str],
+    trust: bool,
+    facts: dict[str, dict[str, Any]],
+    walk: TrustWalk,
 ) -> dict[str, list[Problem]]:
     """Probe every distinct (program, packages' variables) once, in parallel; a spec others
     can change only when it is named and ``trust`` is given. What a probe learnt of its
-    interpreter goes into ``facts``, by spec name."""
+    interpreter goes into ``facts``, by spec name. ``walk`` is the run's trust walk."""
     jobs: dict[probes.ProbeKey, probes.Probe] = {}
     wanted: dict[str, probes.ProbeKey] = {}
     found: dict[str, list[Problem]] = {}
@@ -85,8 +86,7 @@ def _interpreter_problems(
             probed.append((info, probe))
     # On descriptors the walks open themselves, never on earlier stats; the directories
     # above many specs walked once, and the specs' own overlapped (a shared filesystem).
-    with TrustWalk() as walk:
-        whys = lookups.overlapped(lambda pair: untrusted(pair[0], walk), probed)
+    whys = lookups.overlapped(lambda pair: untrusted(pair[0], walk), probed)
     for (info, probe), why in zip(probed, whys, strict=True):
         if why and not (trust and info.name in named):
             found[info.name] = [
@@ -174,6 +174,17 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
             for key in unknown
         ]
     return problems
+
+
+def _stats_of(paths: list[str], walk: TrustWalk) -> Callable[[str], os.stat_result]:
+    """An ``os.stat`` for the dirs and files _unshared looks at: what the trust walk's fstat
+    found where it opened them, the rest stat'ed overlapped (a slow shared filesystem)."""
+    others = lookups.stats_of(p for p in paths if walk.seen(p) is None)
+
+    def stat_path(path: str) -> os.stat_result:
+        return walk.seen(path) or others(path)
+
+    return stat_path
 
 
 def _unshared(
@@ -308,9 +319,9 @@ def diagnose(
     infos = discovery.get_specs(names) if names else discovery.list_specs()
     named = frozenset(i.name for i in infos) if names else frozenset()
     facts: dict[str, dict[str, Any]] = {}
-    # the dirs and files _unshared looks at, stat'ed overlapped (a slow shared filesystem)
-    stat_path = lookups.stats_of(p for i in infos for p in (i.kernel_json, i.resource_dir))
-    interpreter = _interpreter_problems(infos, environ, named, trust, facts)
+    with TrustWalk() as walk:  # one for the run: directories above many specs walked once
+        interpreter = _interpreter_problems(infos, environ, named, trust, facts, walk)
+    stat_path = _stats_of([p for i in infos for p in (i.kernel_json, i.resource_dir)], walk)
     locations = discovery.spec_locations(infos)  # one scan of the kernel dirs
     diagnoses = []
     for info in infos:
