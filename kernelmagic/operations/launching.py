@@ -24,7 +24,7 @@ from typing import Any
 
 from kernelmagic.domain import checks
 from kernelmagic.domain.shells import failure_in_one_line
-from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
+from kernelmagic.domain.trust import TRUST_ADVICE, TrustWalk, untrusted
 from kernelmagic.storage import discovery
 
 DEFAULT_TIMEOUT = 60.0
@@ -259,7 +259,9 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = Tru
                 manager.shutdown_kernel(now=True)
 
 
-def _not_launched_because(info: discovery.SpecInfo, *, named: bool, trust: bool) -> str:
+def _not_launched_because(
+    info: discovery.SpecInfo, walk: TrustWalk, *, named: bool, trust: bool
+) -> str:
     """Why ``doctor --launch`` does not start a spec ("" when it does): every spec it leaves
     out is named in its report with this reason."""
     if not info.read or not info.visible:
@@ -270,7 +272,7 @@ def _not_launched_because(info: discovery.SpecInfo, *, named: bool, trust: bool)
             f"it starts through the provisioner {provisioner}, which reaches other hosts; "
             "name it to start it"
         )
-    why = untrusted(info)
+    why = untrusted(info, walk)
     if why and not (named and trust):
         return f"{why}; {TRUST_ADVICE}"
     return ""
@@ -290,10 +292,11 @@ def launch_all(
     names = list(names)
     infos = discovery.get_specs(names) if names else discovery.list_specs()
     refused = {}
-    for info in infos:
-        why = _not_launched_because(info, named=bool(names), trust=trust)
-        if why:
-            refused[info.name] = Launch(info.name, NOT_LAUNCHED, reason=f"not launched: {why}")
+    with TrustWalk() as walk:  # the directories above many specs walked once
+        for info in infos:
+            why = _not_launched_because(info, walk, named=bool(names), trust=trust)
+            if why:
+                refused[info.name] = Launch(info.name, NOT_LAUNCHED, reason=f"not launched: {why}")
     wanted = [info.name for info in infos if info.name not in refused]
     launched: dict[str, Launch] = {}
     if wanted:
