@@ -167,6 +167,48 @@ def test_the_iopub_subscription_is_seen_where_ipykernel_tells(kernel):
         again.stop_channels()
 
 
+@pytest.mark.skipif(
+    ipykernel.version_info[:2] < (7, 2), reason="ipykernel greets IOPub subscribers since 7.2"
+)
+def test_only_a_subscribed_connection_counts_as_one(kernel):
+    """The restarted process skips the wait for a subscription that came before it could
+    watch, when a greeting it sends on IOPub is seen leaving on every IOPub connection. A
+    client connected but not subscribed (its socket never read) gets nothing, so it holds
+    the wait; once it subscribes, the greeting reaches it too."""
+    import zmq
+
+    from kernelmagic.restart import quiesce
+
+    if not quiesce.can_see_connections():
+        pytest.skip("no /proc to find IOPub's connections in: the restart waits 0.3 s instead")
+    manager, client = kernel
+    greet = (
+        "import threading, time\n"
+        "from kernelmagic.restart import adapters, resume\n"
+        "kernel = get_ipython().kernel\n"
+        "probe = object.__new__(resume._Resumption)\n"
+        "probe.kernel, probe.subscribed = kernel, threading.Event()\n"
+        "probe.adapter = adapters.adapter_for(kernel, kernel.parent)\n"
+        "probe.adapter.watch_subscriptions(probe.subscribed)\n"
+        "reached = probe._greet()\n"
+        "time.sleep(0.5)\n"
+        "print(reached is not None and reached())"
+    )
+    assert _answers(client, [greet]).printed.popitem()[1] == "True\n"  # the client reads
+
+    silent = zmq.Context.instance().socket(zmq.SUB)  # connected, never subscribed
+    try:
+        silent.connect(f"tcp://{manager.ip}:{manager.iopub_port}")
+        silent.poll(500)
+        assert _answers(client, [greet]).printed.popitem()[1] == "False\n"
+        silent.setsockopt(zmq.SUBSCRIBE, b"")
+        silent.poll(500)
+        assert _answers(client, [greet]).printed.popitem()[1] == "True\n"
+        assert silent.poll(0)  # what reached it: the greeting and the cells' messages
+    finally:
+        silent.close(linger=0)
+
+
 def test_a_notebook_at_a_browser_pace(geo_module):
     """Activate, then Shift-Enter through 8 cells, 150 ms apart, in nbclient."""
     notebook = nbformat.v4.new_notebook()

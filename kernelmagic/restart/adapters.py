@@ -25,6 +25,8 @@ from kernelmagic.restart import quiesce
 # The generations CI runs the restart tests against (.ci/run): major -> lowest minor tested.
 TESTED = {6: 6, 7: 0}
 _WAIT = 5.0  # a call into the shell socket's thread that takes longer has failed
+# Characters a message's id and date can differ by from those of another one.
+_SIZE_SLACK = 32
 
 
 def _frames(frames: list[bytes]) -> list[zmq.Frame]:
@@ -41,6 +43,7 @@ class Adapter:
         # Read off the socket but not yet in the kernel's queue when a step failed: put
         # back first by requeue, so that nothing read is dropped.
         self.undelivered: list[list[bytes]] = []
+        self._welcome: Callable[[str], None] | None = None  # IOPub's own greeting, unwrapped
 
     @property
     def shell_port(self) -> int | None:
@@ -85,6 +88,12 @@ class Adapter:
         ipykernel cannot tell (its IOPub socket is a PUB)."""
         return False
 
+    def greet_subscribers(self) -> int | None:
+        """Have IOPub send its subscribers ipykernel's own greeting (``iopub_welcome``, as
+        it sends each new subscription); the fewest bytes that puts on each connection it
+        reaches, or None where this ipykernel has no greeting."""
+        return None
+
 
 class MainThreadQueue(Adapter):
     """ipykernel 6."""
@@ -122,7 +131,7 @@ class ShellChannelThread(Adapter):
         thread = getattr(self.app, "iopub_thread", None)
         if _version() < (7, 2) or thread is None:
             return False
-        welcome = thread._send_welcome_message
+        welcome = self._welcome = thread._send_welcome_message
 
         def welcome_and_tell(subscription: str) -> None:
             try:
@@ -132,6 +141,24 @@ class ShellChannelThread(Adapter):
 
         thread._send_welcome_message = welcome_and_tell  # looked up at each subscription
         return True
+
+    def greet_subscribers(self) -> int | None:
+        thread = getattr(self.app, "iopub_thread", None)
+        welcome = self._welcome
+        session = getattr(thread, "session", None)
+        if thread is None or welcome is None or session is None:
+            return None
+        # The greeting's own frames (its id and date may differ by a few characters).
+        greeting = {
+            "header": session.msg_header("iopub_welcome"),
+            "parent_header": {},
+            "metadata": {},
+            "content": {"subscription": ""},
+            "buffers": [],
+        }
+        size = sum(len(frame) for frame in session.serialize(greeting)) - _SIZE_SLACK
+        thread.io_loop.add_callback(welcome, "")  # only IOPub's thread sends on its socket
+        return size
 
     def in_socket_thread(self, work: Callable[[], None]) -> None:
         done, failure = threading.Event(), []

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket as sockets
+import struct
 import time
 from typing import Any
 
@@ -32,6 +33,8 @@ import zmq
 
 _TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 _ESTABLISHED = "01"
+# struct tcp_info's tcpi_bytes_sent, a u64 (Linux 4.19 and later).
+_BYTES_SENT_AT = 200
 
 
 def _sockets_on(port: int) -> dict[str, str]:
@@ -64,6 +67,32 @@ def connected_to(port: int) -> bool:
     """Whether this machine has an established TCP connection whose local port is
     ``port``: one a process accepted on the socket bound there."""
     return _ESTABLISHED in _sockets_on(port).values()
+
+
+def established_on(port: int) -> dict[str, int]:
+    """inode -> this process's file descriptor for each established connection it accepted
+    on ``port``."""
+    states = _sockets_on(port)
+    return {
+        inode: fd for inode, fd in _own_socket_fds().items() if states.get(inode) == _ESTABLISHED
+    }
+
+
+def bytes_sent(fd: int, inode: str) -> int | None:
+    """Bytes sent so far on the TCP connection ``fd`` (still socket ``inode``); None where
+    that cannot be read (not Linux 4.19+, or the descriptor is another socket now)."""
+    tcp_info = getattr(sockets, "TCP_INFO", None)
+    if tcp_info is None:
+        return None
+    try:
+        with sockets.socket(fileno=os.dup(fd)) as handle:
+            info = handle.getsockopt(sockets.IPPROTO_TCP, tcp_info, 256)
+    except OSError:
+        return None
+    if len(info) < _BYTES_SENT_AT + 8 or not _still_open(fd, inode):
+        return None
+    sent: int = struct.unpack_from("=Q", info, _BYTES_SENT_AT)[0]
+    return sent
 
 
 def _own_socket_fds() -> dict[str, int]:

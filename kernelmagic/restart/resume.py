@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -142,12 +143,48 @@ class _Resumption:
         deadline = time.monotonic() + _RECONNECT_TIMEOUT
         while time.monotonic() < deadline:
             if self._iopub_connected():
-                # The subscription follows the connection; it may have come before the
-                # watch began, so it is waited for only so long.
-                self.subscribed.wait(_IOPUB_SETTLE)
+                self._settle()
                 return
             if self.subscribed.wait(0.01):
                 return
+
+    def _settle(self) -> None:
+        """Until a client subscribes, or IOPub is seen to reach every connection it has,
+        and at most _IOPUB_SETTLE: the subscription follows the connection, and may have
+        come before the watch began (the client is back within 0.1 s of ipykernel binding
+        IOPub, and ipykernel comes here later)."""
+        deadline = time.monotonic() + _IOPUB_SETTLE
+        reached = self._greet()
+        while not self.subscribed.wait(0.001):
+            if reached is not None and reached():
+                return
+            if time.monotonic() > deadline:
+                return
+
+    def _greet(self) -> Callable[[], bool] | None:
+        """Send a greeting on IOPub; a test of whether its bytes left on every connection
+        IOPub had when it was sent. IOPub sends a client what it subscribed to and nothing
+        else, so a connection the greeting left on is subscribed. None where this cannot
+        be seen (no greeting in this ipykernel, no byte counts in this system)."""
+        app = getattr(self.kernel, "parent", None)
+        port = getattr(app, "iopub_port", None)
+        if getattr(app, "transport", "tcp") != "tcp" or not port:
+            return None
+        connections = quiesce.established_on(port)
+        before = {inode: quiesce.bytes_sent(fd, inode) for inode, fd in connections.items()}
+        if not before or None in before.values():
+            return None
+        size = self.adapter.greet_subscribers()
+        if size is None:
+            return None
+
+        def reached() -> bool:
+            return all(
+                (quiesce.bytes_sent(fd, inode) or 0) - (before[inode] or 0) >= size
+                for inode, fd in connections.items()
+            )
+
+        return reached
 
 
 def _reap_in_background(pids: list[int]) -> None:
