@@ -31,62 +31,54 @@ from typing import Any
 
 import zmq
 
-_TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
-_ESTABLISHED = "01"
+_TCP_INFO = getattr(sockets, "TCP_INFO", None)  # Linux
+_ESTABLISHED = 1  # TCP_ESTABLISHED, the first byte of struct tcp_info
 # struct tcp_info's tcpi_bytes_sent, a u64 (Linux 4.19 and later).
 _BYTES_SENT_AT = 200
 
 
-def _sockets_on(port: int) -> dict[str, str]:
-    """inode -> TCP state of each socket whose local port is ``port``."""
-    wanted = f":{port:04X}"
-    found = {}
-    for table in _TCP_TABLES:
-        try:
-            with open(table, encoding="ascii") as f:
-                next(f, None)
-                for line in f:
-                    fields = line.split()
-                    if len(fields) > 9 and fields[1].endswith(wanted):
-                        found[fields[9]] = fields[3]
-        except OSError:
-            continue
+def _sockets_on(port: int) -> dict[str, tuple[int, int]]:
+    """inode -> (file descriptor, TCP state) of each TCP socket of this process whose local
+    port is ``port``: asked of each socket itself, not of the machine's TCP table, which
+    takes milliseconds to read for a few hundred connections."""
+    found: dict[str, tuple[int, int]] = {}
+    if _TCP_INFO is None:
+        return found
+    for inode, fd in _own_socket_fds().items():
+        with contextlib.suppress(OSError), sockets.socket(fileno=os.dup(fd)) as handle:
+            if handle.family not in (sockets.AF_INET, sockets.AF_INET6):
+                continue
+            if handle.type != sockets.SOCK_STREAM or handle.getsockname()[1] != port:
+                continue
+            found[inode] = (fd, handle.getsockopt(sockets.IPPROTO_TCP, _TCP_INFO, 256)[0])
     return found
 
 
 def can_see_connections() -> bool:
-    """Whether this system shows a process's sockets and the TCP table (Linux's /proc)."""
-    return os.path.isdir("/proc/self/fd") and tcp_table_readable()
-
-
-def tcp_table_readable() -> bool:
-    return os.access(_TCP_TABLES[0], os.R_OK)
+    """Whether this system shows a process's sockets and their TCP state (Linux)."""
+    return _TCP_INFO is not None and os.path.isdir("/proc/self/fd")
 
 
 def connected_to(port: int) -> bool:
-    """Whether this machine has an established TCP connection whose local port is
-    ``port``: one a process accepted on the socket bound there."""
-    return _ESTABLISHED in _sockets_on(port).values()
+    """Whether this process has an established TCP connection whose local port is
+    ``port``: one it accepted on the socket bound there."""
+    return any(state == _ESTABLISHED for _, state in _sockets_on(port).values())
 
 
 def established_on(port: int) -> dict[str, int]:
     """inode -> this process's file descriptor for each established connection it accepted
     on ``port``."""
-    states = _sockets_on(port)
-    return {
-        inode: fd for inode, fd in _own_socket_fds().items() if states.get(inode) == _ESTABLISHED
-    }
+    return {inode: fd for inode, (fd, state) in _sockets_on(port).items() if state == _ESTABLISHED}
 
 
 def bytes_sent(fd: int, inode: str) -> int | None:
     """Bytes sent so far on the TCP connection ``fd`` (still socket ``inode``); None where
     that cannot be read (not Linux 4.19+, or the descriptor is another socket now)."""
-    tcp_info = getattr(sockets, "TCP_INFO", None)
-    if tcp_info is None:
+    if _TCP_INFO is None:
         return None
     try:
         with sockets.socket(fileno=os.dup(fd)) as handle:
-            info = handle.getsockopt(sockets.IPPROTO_TCP, tcp_info, 256)
+            info = handle.getsockopt(sockets.IPPROTO_TCP, _TCP_INFO, 256)
     except OSError:
         return None
     if len(info) < _BYTES_SENT_AT + 8 or not _still_open(fd, inode):
@@ -138,9 +130,8 @@ def take_all(socket: Any, port: int | None, timeout: float = 1.0) -> list[list[b
     closing: dict[str, int] = {}
     deadline = time.monotonic() + timeout
     while True:
-        states = _sockets_on(port)
-        for inode, fd in _own_socket_fds().items():
-            if states.get(inode) == _ESTABLISHED and inode not in closing:
+        for inode, (fd, state) in _sockets_on(port).items():
+            if state == _ESTABLISHED and inode not in closing:
                 _shutdown(fd, sockets.SHUT_WR)  # the client reads the end of the stream
                 closing[inode] = fd
         received += drain_frames(socket)

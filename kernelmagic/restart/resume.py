@@ -130,7 +130,7 @@ class _Resumption:
         port = getattr(app, "iopub_port", None)
         if getattr(app, "transport", "tcp") != "tcp" or not port:
             return None
-        return quiesce.connected_to(port) if quiesce.tcp_table_readable() else None
+        return quiesce.connected_to(port) if quiesce.can_see_connections() else None
 
     def _wait_for_iopub_subscriber(self) -> None:
         """Until a client is subscribed to IOPub again, as far as this ipykernel and this
