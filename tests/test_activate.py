@@ -12,6 +12,7 @@ import os
 import queue
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -145,6 +146,45 @@ def test_requests_queued_behind_the_activation_run_in_the_new_environment(geo_mo
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_a_kept_check_is_not_believed_once_what_it_read_changed(tmp_path, monkeypatch):
+    """Issue 38: the interpreter check is kept for an environment it passed in; between two
+    activations into the same environment, a module the interpreter imports at start is
+    rewritten in place (its directory unchanged) so that it breaks the interpreter. The
+    second activation checks again and is refused; the kernel answers, as it was."""
+    import getopt  # imported by ipykernel's start, so a copy on PYTHONPATH shadows it
+
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)  # start kernels as Jupyter does
+    pylib = tmp_path / "pylib"
+    pylib.mkdir()
+    shadow = pylib / "getopt.py"
+    shadow.write_bytes(Path(getopt.__file__).read_bytes())  # works: the module itself
+    probe = "import getopt, os; print(os.getpid(), os.environ.get('PYTHONPATH'), getopt.__file__)"
+    export = f"%%kernel_activate\nexport PYTHONPATH={pylib}"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        _code_cell("%load_ext kernelmagic\n" + probe),
+        _code_cell(export),  # checked, kept, restarted
+        _code_cell(probe),
+        _code_cell("%load_ext kernelmagic"),
+        _code_cell("%%kernel_activate\nunset PYTHONPATH"),  # back to where it started
+        # In place: a kept check that looked only at the directory would not notice.
+        _code_cell(
+            f"with open({str(shadow)!r}, 'r+') as f:\n    f.truncate(0)\n"
+            "    f.write(\"raise ImportError('broken in place')\\n\")"
+        ),
+        _code_cell("%load_ext kernelmagic"),
+        _code_cell(export, "raises-exception"),  # the same environment as the first time
+        _code_cell(probe),
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    first, kept, last = (_text(nb.cells[i]).split() for i in (0, 2, 8))
+    assert kept == [first[0], str(pylib), str(shadow)]  # restarted in place, shadowed
+    refused = [o.text for o in nb.cells[7].outputs if o.get("name") == "stderr"]
+    assert len(refused) == 1 and "cannot start a kernel in the new environment" in refused[0]
+    assert "broken in place" in refused[0]
+    assert last[:2] == [first[0], "None"]  # the same process answers, in its environment
 
 
 # --- in this session (terminal IPython: no kernel to restart) ---------------------------

@@ -147,10 +147,11 @@ def activate_here(request: ActivateRequest) -> ActivationReport:
         if reason:
             raise SourceFailed(f"cannot restart this kernel in place: {reason}; use --no-restart")
         # The check that refuses an environment the interpreter cannot start in: run once
-        # per environment (fingerprinted with what it depends on), kept when it passes.
+        # per environment (fingerprinted with what it depends on), kept when it passes with
+        # what it read, which must be unchanged for the pass to be believed again.
         if not started_environments.passed(sys.executable, new_env):
-            activation.check_interpreter_starts(sys.executable, new_env, PREFLIGHT_TIMEOUT)
-            started_environments.remember(sys.executable, new_env)
+            read = activation.check_interpreter_starts(sys.executable, new_env, PREFLIGHT_TIMEOUT)
+            started_environments.remember(sys.executable, new_env, read)
     if request.save:
         done.saved = _save(request, made)
     if restart:

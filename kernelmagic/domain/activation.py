@@ -189,11 +189,21 @@ def with_login_module_paths(
     return {**environ, "MODULEPATH": os.pathsep.join(ours + missing)}
 
 
-def check_interpreter_starts(python: str, environ: Mapping[str, str], timeout: float) -> None:
+# The check imports what the restarted kernel imports first, then says what its start read
+# (storage.started_environments keeps that with a pass).
+_CHECK = (
+    "import ipykernel.kernelapp, kernelmagic.restart.inplace\n"
+    "from kernelmagic.storage.started_environments import report_files_read\n"
+    "report_files_read()"
+)
+
+
+def check_interpreter_starts(python: str, environ: Mapping[str, str], timeout: float) -> str:
     """Start ``python`` in ``environ`` and import the kernel machinery, so that a restart
     into an environment that breaks the interpreter (a module setting PYTHONHOME, a library
-    path shadowing libzmq) is refused instead of leaving a dead kernel."""
-    check = [python, "-c", "import ipykernel.kernelapp, kernelmagic.restart.inplace"]
+    path shadowing libzmq) is refused instead of leaving a dead kernel. Returns what it
+    printed: what its start read."""
+    check = [python, "-c", _CHECK]
     try:
         done = shells.run_probe(check, environ, timeout)
     except subprocess.TimeoutExpired:
@@ -207,3 +217,4 @@ def check_interpreter_starts(python: str, environ: Mapping[str, str], timeout: f
             f"{python} cannot start a kernel in the new environment; this kernel keeps its own",
             details=shells.failure_lines(done.stderr.decode("utf-8", "replace")),
         )
+    return done.stdout.decode("utf-8", "surrogateescape")

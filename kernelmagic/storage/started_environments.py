@@ -2,15 +2,17 @@
 
 ``%kernel_activate`` starts the interpreter once in the new environment before it restarts
 the kernel in place (a module that sets ``PYTHONHOME`` or shadows libzmq must be refused, not
-leave a dead kernel); that check is ~0.4 s of an activation. Switching back and forth between
+leave a dead kernel); that check is ~0.2 s of an activation. Switching back and forth between
 the same module sets is common, so a check that passed is remembered under a fingerprint of
-everything it depended on: the interpreter file, every variable of the environment, the
-files and directories named by the variables the interpreter and its loader read at start
-(``PYTHON*``, ``LD_*``, ``DYLD_*``) and the files the check imported. Any change to one of them
-is a new fingerprint and a new check. Only passes are kept; a failure is always checked
-again. Entries live in an owner-only directory in the user's cache; one that others could
-have written is not believed. (Not seen: a library overwritten in place inside a directory
-on ``LD_LIBRARY_PATH``, which changes neither the directory nor the environment.)
+the interpreter file, every variable of the environment, the files and directories named by
+the variables the interpreter and its loader read at start (``PYTHON*``, ``LD_*``,
+``DYLD_*``) and the files the check imports. The entry holds what the checked interpreter
+itself read: every module file it imported, every shared object it mapped, every directory on
+its ``sys.path`` and the ``.pth`` files in them, its ``pyvenv.cfg``; each is looked at again
+(one ``stat``) before the entry is believed, so a file rewritten in place, a package installed
+or removed, a ``.pth`` dropped into site-packages means a new check. Only passes are kept; a
+failure is always checked again. Entries live in an owner-only directory in the user's cache;
+one that others could have written is not believed.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import contextlib
 import fnmatch
 import hashlib
 import importlib.util
+import json
 import os
 import stat
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterable, Mapping
 
 from kernelmagic.domain.trust import others_can_change
+from kernelmagic.storage.atomic import write_bytes_atomic
 from kernelmagic.storage.ipykernel_specs import cache_dir
 
 # What the interpreter and the dynamic loader read when they start.
@@ -31,35 +36,101 @@ _READ_AT_START = ("PYTHON*", "LD_*", "DYLD_*")
 # What the check imports: an upgrade of one of them is a new fingerprint.
 _IMPORTED = ("ipykernel.kernelapp", "zmq", "IPython", "kernelmagic.restart.inplace")
 _KEPT = 256  # entries; past this the oldest half goes
+_FORMAT = 2  # entries hold the state of what the check read
+_REPORT = "kernelmagic-files-read:"  # the check's last line of output starts so
 
 
 def passed(python: str, environ: Mapping[str, str]) -> bool:
-    """Whether ``python`` was seen to start a kernel in exactly this environment."""
+    """Whether ``python`` was seen to start a kernel in exactly this environment, and
+    nothing it read then has changed since."""
     directory = _directory()
     if directory is None:
         return False
+    path = os.path.join(directory, fingerprint(python, environ))
     try:
-        found = os.lstat(os.path.join(directory, fingerprint(python, environ)))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return False
-    return stat.S_ISREG(found.st_mode) and found.st_uid == os.getuid()
+    with os.fdopen(fd, "rb") as f:
+        found = os.fstat(f.fileno())
+        if not stat.S_ISREG(found.st_mode) or found.st_uid != os.getuid():
+            return False
+        try:
+            read = json.loads(f.read())
+        except ValueError:
+            return False
+    if not isinstance(read, list) or not read:
+        return False
+    return all(
+        isinstance(item, list) and len(item) == 2 and _unchanged(item[0], item[1]) for item in read
+    )
 
 
-def remember(python: str, environ: Mapping[str, str]) -> None:
-    """Keep that ``python`` started a kernel in ``environ`` (nothing if no private dir)."""
-    directory = _directory(create=True)
+def remember(python: str, environ: Mapping[str, str], report: str) -> None:
+    """Keep that ``python`` started a kernel in ``environ``, with what it read (the check's
+    output, ``report_files_read``); nothing if there is no private dir or no report."""
+    read = _parse_report(report)
+    directory = _directory(create=True) if read else None
     if directory is None:
         return
     path = os.path.join(directory, fingerprint(python, environ))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     with contextlib.suppress(OSError):
-        os.close(os.open(path, flags, 0o600))
+        write_bytes_atomic(path, json.dumps(read).encode("utf-8", "surrogateescape"), mode=0o600)
         _prune(directory)
+
+
+def report_files_read() -> None:
+    """Run in the checked interpreter, once it has imported the kernel machinery: print
+    what its start read, for ``remember``."""
+    paths = {sys.executable, os.path.join(sys.prefix, "pyvenv.cfg")}
+    for module in list(sys.modules.values()):
+        origin = getattr(module, "__file__", None)
+        if isinstance(origin, str):
+            paths.add(origin)
+    for entry in sys.path:
+        if entry and os.path.isabs(entry) and os.path.isdir(entry):
+            paths.add(entry)
+            with contextlib.suppress(OSError):
+                paths.update(
+                    os.path.join(entry, n) for n in os.listdir(entry) if n.endswith(".pth")
+                )
+    with contextlib.suppress(OSError), open("/proc/self/maps", encoding="utf-8") as maps:
+        for line in maps:  # the shared objects its loader mapped
+            fields = line.rstrip("\n").split(maxsplit=5)
+            if len(fields) == 6 and fields[5].startswith("/"):
+                paths.add(fields[5])
+    print(read_report(paths))
+
+
+def read_report(paths: Iterable[str]) -> str:
+    """The line ``report_files_read`` prints: the state of each of ``paths`` now."""
+    return _REPORT + json.dumps([[p, _state(p)] for p in sorted(set(paths))])
+
+
+def _parse_report(report: str) -> list[list[object]] | None:
+    for line in reversed(report.splitlines()):
+        if line.startswith(_REPORT):
+            with contextlib.suppress(ValueError):
+                read = json.loads(line[len(_REPORT) :])
+                return read if isinstance(read, list) and read else None
+    return None
+
+
+def _unchanged(path: object, state: object) -> bool:
+    if not isinstance(path, str):
+        return False
+    now = _state(path)
+    return (list(now) if now is not None else None) == state
 
 
 def fingerprint(python: str, environ: Mapping[str, str]) -> str:
     """A digest of everything a start of ``python`` in ``environ`` depends on."""
-    parts: list[object] = [os.path.realpath(python), _state(python), sorted(environ.items())]
+    parts: list[object] = [
+        _FORMAT,
+        os.path.realpath(python),
+        _state(python),
+        sorted(environ.items()),
+    ]
     for name, value in sorted(environ.items()):
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in _READ_AT_START):
             for entry in value.replace(" ", os.pathsep).split(os.pathsep):
