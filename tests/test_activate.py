@@ -153,14 +153,14 @@ def test_a_kept_check_is_not_believed_once_what_it_read_changed(tmp_path, monkey
     activations into the same environment, a module the interpreter imports at start is
     rewritten in place (its directory unchanged) so that it breaks the interpreter. The
     second activation checks again and is refused; the kernel answers, as it was."""
-    import getopt  # imported by ipykernel's start, so a copy on PYTHONPATH shadows it
+    import tempfile  # the restart's own code imports it, so the check does, from PYTHONPATH
 
     monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)  # start kernels as Jupyter does
     pylib = tmp_path / "pylib"
     pylib.mkdir()
-    shadow = pylib / "getopt.py"
-    shadow.write_bytes(Path(getopt.__file__).read_bytes())  # works: the module itself
-    probe = "import getopt, os; print(os.getpid(), os.environ.get('PYTHONPATH'), getopt.__file__)"
+    shadow = pylib / "tempfile.py"
+    shadow.write_bytes(Path(tempfile.__file__).read_bytes())  # works: the module itself
+    probe = "import os, tempfile as t; print(os.getpid(), os.environ.get('PYTHONPATH'), t.__file__)"
     export = f"%%kernel_activate\nexport PYTHONPATH={pylib}"
     nb = nbformat.v4.new_notebook()
     nb.cells = [
