@@ -47,7 +47,7 @@ def _wrap(owner, name, label, _stamp=_stamp):
         finally:
             _stamp(label + " end")
     setattr(owner, name, wrapped)
-import kernelmagic.operations.activate as _act
+import kernelmagic.commands.activate as _act
 from kernelmagic.domain import activation as _activation
 from kernelmagic.restart import inplace as _inplace
 from kernelmagic.storage import started_environments as _started
