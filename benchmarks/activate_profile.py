@@ -31,9 +31,10 @@ from starts import PLAIN, setup_lmod, shell_reply
 
 import kernelmagic
 
-# Run in the kernel before each timed activation: wrap each step with a stamp.
+# Run in the kernel before each timed activation: wrap each step with a stamp as its module
+# is imported (by the timed cell itself, so that its imports are timed too).
 _WRAP = """
-import os as _o
+import os as _o, sys as _sys, importlib.machinery as _machinery
 def _stamp(what, path=_o.environ["KM_PROFILE_STAMPS"]):
     import json, time  # the namespace is emptied as the old kernel closes
     with open(path, "a") as f:
@@ -47,19 +48,32 @@ def _wrap(owner, name, label, _stamp=_stamp):
         finally:
             _stamp(label + " end")
     setattr(owner, name, wrapped)
-import kernelmagic.commands.activate as _act
-from kernelmagic.domain import activation as _activation
-from kernelmagic.restart import inplace as _inplace
-from kernelmagic.storage import started_environments as _started
-_wrap(_act, "activate_here", "magic")
-_wrap(_activation, "activate", "shell")
-_wrap(_started, "passed", "fingerprint")
-_wrap(_activation, "check_interpreter_starts", "check")
-_wrap(_inplace.Handoff, "_after_cell", "cell done")
-_wrap(_inplace.Handoff, "_exec", "handoff")
-_wrap(_inplace.Handoff, "_close_kernel", "close")
+_WRAPS = {
+    "kernelmagic.commands.activate": [(None, "activate_here", "magic")],
+    "kernelmagic.domain.activation": [
+        (None, "activate", "shell"), (None, "check_interpreter_starts", "check")
+    ],
+    "kernelmagic.storage.started_environments": [(None, "passed", "fingerprint")],
+    "kernelmagic.restart.inplace": [
+        ("Handoff", "_after_cell", "cell done"), ("Handoff", "_exec", "handoff"),
+        ("Handoff", "_close_kernel", "close"),
+    ],
+}
+class _Stamping:
+    def find_spec(self, name, path=None, target=None, _wrap=_wrap, _wraps=_WRAPS):
+        if name not in _wraps:
+            return None
+        spec = _machinery.PathFinder.find_spec(name, path)
+        inner = spec.loader.exec_module
+        def exec_module(module, inner=inner):
+            inner(module)
+            for owner, attribute, label in _wraps[name]:
+                _wrap(getattr(module, owner) if owner else module, attribute, label)
+        spec.loader.exec_module = exec_module
+        return spec
+assert not any(name in _sys.modules for name in _WRAPS)
+_sys.meta_path.insert(0, _Stamping())
 _wrap(_o, "execve", "exec")
-del _wrap
 """
 
 _STARTUP = """
@@ -166,7 +180,7 @@ def profile(rounds: int, stamps: Path, root: Path, fresh_check: bool, read_iopub
         add("(subscription seen before the wait)", float("iopub seen before the wait" in s))
         totals["activate"].append(at[second] - sent)
         chain = [
-            ("cell sent -> %kernel_activate starts (load_ext, parsing)", sent, s["magic start"]),
+            ("cell sent -> %kernel_activate runs (load_ext, imports)", sent, s["magic start"]),
             ("the shell that runs module load", s["shell start"], s["shell end"]),
             ("the interpreter check's fingerprint", s["fingerprint start"], s["fingerprint end"]),
             ("the interpreter check (run when not kept)", s.get("check start"), s.get("check end")),
