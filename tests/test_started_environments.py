@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from kernelmagic.storage import files_read
 from kernelmagic.storage import started_environments as started
 
 PYTHON = sys.executable
@@ -18,7 +19,7 @@ def read(tmp_path):
     pylib = tmp_path / "pylib"
     pylib.mkdir()
     (pylib / "getopt.py").write_text("# a module shadowing the standard library's\n")
-    return started.read_report([str(pylib / "getopt.py"), str(pylib)])
+    return files_read.report_line([str(pylib / "getopt.py"), str(pylib)])
 
 
 @pytest.fixture

@@ -193,8 +193,8 @@ def with_login_module_paths(
 # (storage.started_environments keeps that with a pass).
 _CHECK = (
     "import ipykernel.kernelapp, kernelmagic.restart.inplace\n"
-    "from kernelmagic.storage.started_environments import report_files_read\n"
-    "report_files_read()"
+    "from kernelmagic.storage import files_read\n"
+    "files_read.report()"
 )
 
 

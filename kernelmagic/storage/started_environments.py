@@ -24,10 +24,10 @@ import importlib.util
 import json
 import os
 import stat
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from kernelmagic.domain.trust import others_can_change
+from kernelmagic.storage import files_read
 from kernelmagic.storage.atomic import write_bytes_atomic
 from kernelmagic.storage.ipykernel_specs import cache_dir
 
@@ -37,7 +37,6 @@ _READ_AT_START = ("PYTHON*", "LD_*", "DYLD_*")
 _IMPORTED = ("ipykernel.kernelapp", "zmq", "IPython", "kernelmagic.restart.inplace")
 _KEPT = 256  # entries; past this the oldest half goes
 _FORMAT = 2  # entries hold the state of what the check read
-_REPORT = "kernelmagic-files-read:"  # the check's last line of output starts so
 
 
 def passed(python: str, environ: Mapping[str, str]) -> bool:
@@ -62,14 +61,15 @@ def passed(python: str, environ: Mapping[str, str]) -> bool:
     if not isinstance(read, list) or not read:
         return False
     return all(
-        isinstance(item, list) and len(item) == 2 and _unchanged(item[0], item[1]) for item in read
+        isinstance(item, list) and len(item) == 2 and files_read.unchanged(item[0], item[1])
+        for item in read
     )
 
 
 def remember(python: str, environ: Mapping[str, str], report: str) -> None:
     """Keep that ``python`` started a kernel in ``environ``, with what it read (the check's
-    output, ``report_files_read``); nothing if there is no private dir or no report."""
-    read = _parse_report(report)
+    output, ``files_read.report``); nothing if there is no private dir or no report."""
+    read = files_read.parse(report)
     directory = _directory(create=True) if read else None
     if directory is None:
         return
@@ -79,78 +79,25 @@ def remember(python: str, environ: Mapping[str, str], report: str) -> None:
         _prune(directory)
 
 
-def report_files_read() -> None:
-    """Run in the checked interpreter, once it has imported the kernel machinery: print
-    what its start read, for ``remember``."""
-    paths = {sys.executable, os.path.join(sys.prefix, "pyvenv.cfg")}
-    for module in list(sys.modules.values()):
-        origin = getattr(module, "__file__", None)
-        if isinstance(origin, str):
-            paths.add(origin)
-    for entry in sys.path:
-        if entry and os.path.isabs(entry) and os.path.isdir(entry):
-            paths.add(entry)
-            with contextlib.suppress(OSError):
-                paths.update(
-                    os.path.join(entry, n) for n in os.listdir(entry) if n.endswith(".pth")
-                )
-    with contextlib.suppress(OSError), open("/proc/self/maps", encoding="utf-8") as maps:
-        for line in maps:  # the shared objects its loader mapped
-            fields = line.rstrip("\n").split(maxsplit=5)
-            if len(fields) == 6 and fields[5].startswith("/"):
-                paths.add(fields[5])
-    print(read_report(paths))
-
-
-def read_report(paths: Iterable[str]) -> str:
-    """The line ``report_files_read`` prints: the state of each of ``paths`` now."""
-    return _REPORT + json.dumps([[p, _state(p)] for p in sorted(set(paths))])
-
-
-def _parse_report(report: str) -> list[list[object]] | None:
-    for line in reversed(report.splitlines()):
-        if line.startswith(_REPORT):
-            with contextlib.suppress(ValueError):
-                read = json.loads(line[len(_REPORT) :])
-                return read if isinstance(read, list) and read else None
-    return None
-
-
-def _unchanged(path: object, state: object) -> bool:
-    if not isinstance(path, str):
-        return False
-    now = _state(path)
-    return (list(now) if now is not None else None) == state
-
-
 def fingerprint(python: str, environ: Mapping[str, str]) -> str:
     """A digest of everything a start of ``python`` in ``environ`` depends on."""
     parts: list[object] = [
         _FORMAT,
         os.path.realpath(python),
-        _state(python),
+        files_read.state(python),
         sorted(environ.items()),
     ]
     for name, value in sorted(environ.items()):
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in _READ_AT_START):
             for entry in value.replace(" ", os.pathsep).split(os.pathsep):
                 if os.path.isabs(entry):
-                    parts.append((entry, _state(entry)))
+                    parts.append((entry, files_read.state(entry)))
     for module in _IMPORTED:
         with contextlib.suppress(ImportError, ValueError):
             found = importlib.util.find_spec(module)
             origin = found.origin if found else None
-            parts.append((module, origin, _state(origin) if origin else None))
+            parts.append((module, origin, files_read.state(origin) if origin else None))
     return hashlib.sha256(repr(parts).encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def _state(path: str) -> tuple[int, ...] | None:
-    """What changes when a file or directory is replaced, rewritten or has entries added."""
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
 
 
 def _directory(create: bool = False) -> str | None:
