@@ -41,6 +41,21 @@ _ONE_SPEC_OPTIONS = (
 )  # fmt: skip
 
 
+def capture_from_args(
+    ns: argparse.Namespace, mode: str, settings: Settings, baseline_file: str | None = None
+) -> envcapture.CaptureOptions:
+    """The capture options install's flags give (``--include``, ``--exclude``,
+    ``--no-templates``), in ``mode``: one spec's, or each spec's of a scan."""
+    return envcapture.CaptureOptions(
+        mode=mode,
+        baseline_file=baseline_file,
+        include=tuple(ns.include),
+        exclude=tuple(ns.exclude),
+        templates=not ns.no_templates,
+        policy=settings.policy,
+    )
+
+
 @dataclass(frozen=True)
 class ScanRequest:
     """Every project environment below ``top``, at most ``depth`` dirs down."""
@@ -80,13 +95,7 @@ class ScanRequest:
             ns.scan,
             project_tree.DEFAULT_DEPTH if ns.depth is None else ns.depth,
             kernels_dir=kernels_dir_from_args(ns, settings.default_location),
-            capture=envcapture.CaptureOptions(
-                mode=ns.capture or settings.default_capture,
-                include=tuple(ns.include),
-                exclude=tuple(ns.exclude),
-                templates=not ns.no_templates,
-                policy=settings.policy,
-            ),
+            capture=capture_from_args(ns, ns.capture or settings.default_capture, settings),
             cwd=ns.cwd,
             dry_run=ns.dry_run,
             timeout=ns.timeout,
