@@ -104,7 +104,8 @@ class _Resumption:
     def _send_reply(self) -> None:
         """Send the held reply on the shell socket once the client that asked is connected
         again (a ROUTER socket drops what it cannot route)."""
-        socket = self.kernel.shell_stream.socket
+        stream = self.kernel.shell_stream
+        socket = stream.socket
         deadline = time.monotonic() + _RECONNECT_TIMEOUT
 
         def send() -> None:
@@ -121,6 +122,11 @@ class _Resumption:
                         time.sleep(0.01)
             finally:
                 socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+                # A send straight on the socket consumes the wake-up of a request that
+                # arrived meanwhile (libzmq's descriptor is edge-triggered), and the
+                # stream, which did not send, would wait for it forever: read it now.
+                if not stream.closed():
+                    stream.flush(zmq.POLLIN)
 
         self.adapter.in_socket_thread(send)
 
