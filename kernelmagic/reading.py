@@ -1,5 +1,5 @@
 """Reading what kernelmagic is handed: regular files only, capped in size, and a
-``kernel.json`` parsed as Jupyter parses it.
+``kernel.json`` parsed as Jupyter parses it (and written as its installers write it).
 
 Below every layer (like ``errors``): the rules read a project's manifest or a script's head
 through it, storage reads specs and backups through it. A FIFO planted where a file is
@@ -12,7 +12,10 @@ import errno
 import json
 import os
 import stat
+import sys
 from typing import Any
+
+from kernelmagic.errors import InvalidInput
 
 # An env file, snippet or document is small; /dev/zero must not fill memory.
 MAX_INPUT_BYTES = 16 * 1024 * 1024
@@ -124,6 +127,13 @@ def parse_spec(raw: bytes) -> Any:
     return json.loads(text)
 
 
+def dump_spec(data: dict[str, Any]) -> str:
+    """Serialise a spec the way Jupyter's installers do (``json.dump(..., indent=1)``)."""
+    # allow_nan=False: NaN and Infinity are not JSON, and strict readers of the listing
+    # (browsers through /api/kernelspecs, jq) would fail on them.
+    return json.dumps(data, indent=1, allow_nan=False) + "\n"
+
+
 def read_spec_file(path: str) -> Any:
     """Parse a ``kernel.json``; raises ``OSError`` or ``ValueError``."""
     raw = read_regular_file(path, MAX_SPEC_BYTES)
@@ -139,3 +149,34 @@ def read_spec_object(path: str) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise ValueError(f"{path} holds a {type(spec).__name__}, not an object")
     return spec
+
+
+def read_text_input(path: str) -> str:
+    """The UTF-8 text of an input file (``-``: stdin), at most ``MAX_INPUT_BYTES``;
+    ``InvalidInput`` saying why it cannot be read."""
+    try:
+        if path == "-":
+            stream = getattr(sys.stdin, "buffer", None)  # a text-only stdin in tests, IDEs
+            data = (
+                stream.read(MAX_INPUT_BYTES + 1)
+                if stream is not None
+                else sys.stdin.read(MAX_INPUT_BYTES + 1).encode("utf-8")
+            )
+        else:
+            os.stat(path)  # what keeps us from it, said as the system says it
+            found = read_regular_file(path, MAX_INPUT_BYTES)
+            if found is None:
+                raise InvalidInput(f"cannot read {path}: not a regular file")
+            data = found
+    except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise InvalidInput(f"{path} is larger than {MAX_INPUT_BYTES // 2**20} MiB") from None
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise InvalidInput(f"{path} is larger than {MAX_INPUT_BYTES // 2**20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{path} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.end]!r})"
+        ) from None

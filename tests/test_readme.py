@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from kernelmagic import options
 from kernelmagic.domain.shell_syntax import split_args
 from kernelmagic.frontends import cli, magics
-from kernelmagic.operations import options
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

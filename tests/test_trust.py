@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kernelmagic.domain import trust
-from kernelmagic.domain.trust import TrustWalk, others_can_change_above
+from kernelmagic.domain import ownership
+from kernelmagic.domain.ownership import TrustWalk, others_can_change_above
 from kernelmagic.storage import lookups
 
 pytestmark = pytest.mark.skipif(
@@ -92,7 +92,7 @@ def test_a_path_missing_at_first_is_judged_when_it_appears(tmp_path):
 def test_a_kept_directory_is_reopened_only_if_it_is_the_one_judged(tmp_path, monkeypatch):
     """With no descriptor kept, a judged directory is opened by name and used only when its
     device and inode are the ones the walk saw; a directory put in its place is walked."""
-    monkeypatch.setattr(trust, "_KEPT_OPEN", 0)
+    monkeypatch.setattr(ownership, "_KEPT_OPEN", 0)
     tmp_path.chmod(0o755)
     kernels = tmp_path / "kernels"
     (kernels / "a").mkdir(parents=True)

@@ -24,7 +24,7 @@ from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Source
 from kernelmagic.domain.this_kernel import kernel_app, own_spec
 from kernelmagic.errors import InvalidInput, SourceFailed
-from kernelmagic.operations.options import (
+from kernelmagic.options import (
     FROM_CONDA,
     INCLUDE,
     MODULES,

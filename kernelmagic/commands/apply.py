@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from kernelmagic import reading
 from kernelmagic.commands.install import InstallRequest, install
 from kernelmagic.commands.render import Shown, change_report, printable, printable_lines
 from kernelmagic.domain import containers, documents, projects
@@ -31,7 +32,7 @@ from kernelmagic.domain.sources import conda_snippet, module_command
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, NoSuchKernelSpec
 from kernelmagic.operations import spec_writes
 from kernelmagic.operations.edit import install_directory
-from kernelmagic.operations.options import (
+from kernelmagic.options import (
     DRY_RUN,
     LOCATION_OPTIONS,
     Option,
@@ -41,7 +42,7 @@ from kernelmagic.operations.options import (
 )
 from kernelmagic.reading import read_spec_object
 from kernelmagic.settings import Settings
-from kernelmagic.storage import atomic, transactions
+from kernelmagic.storage import transactions
 from kernelmagic.storage.discovery import (
     kernel_dirs,
     location_dir,
@@ -169,7 +170,7 @@ class Outcome:
 def apply_document(request: ApplyRequest) -> list[Outcome]:
     """Check the whole document, then apply, review (``dry_run``) or compare (``check``)
     each of its specs (or the named ones)."""
-    doc = documents.parse(atomic.read_text_input(request.document), request.document)
+    doc = documents.parse(reading.read_text_input(request.document), request.document)
     wanted = {n.lower() for n in request.names}
     entries = [e for e in doc["specs"] if not wanted or e["name"].lower() in wanted]
     missing = wanted - {e["name"].lower() for e in entries}
@@ -470,5 +471,5 @@ def apply_report(outcomes: Iterable[Outcome], *, verbose: bool = False) -> str:
         lines += [printable(f"  look: {flag}") for flag in outcome.flags]
         lines += [printable(f"  note: {note}") for note in outcome.notes]
         if verbose and outcome.spec is not None:
-            lines.append(atomic.dump_spec(outcome.spec).rstrip("\n"))
+            lines.append(reading.dump_spec(outcome.spec).rstrip("\n"))
     return "\n".join(lines) or "(no specs in the document)"

@@ -8,8 +8,9 @@ from typing import ClassVar
 
 from kernelmagic.commands.render import Shown, group_note, shown_change
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.shell_syntax import env_changes
 from kernelmagic.operations.edit import SpecEdit, copy_spec
-from kernelmagic.operations.options import (
+from kernelmagic.options import (
     DISPLAY_NAME,
     DRY_RUN,
     ENV,
@@ -21,7 +22,6 @@ from kernelmagic.operations.options import (
     SOURCE_SPEC,
     UNSET,
     Option,
-    env_changes,
     kernels_dir_from_args,
     user_kernels_dir,
 )

@@ -13,7 +13,7 @@ from kernelmagic.errors import InvalidInput
 from kernelmagic.operations import doctor, launching
 from kernelmagic.operations.doctor import Report
 from kernelmagic.operations.launching import FAILED, NOT_LAUNCHED, STARTED, LaunchReport
-from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, TRUST, Option, option, seconds
+from kernelmagic.options import DRY_RUN, SPEC_NAME, TRUST, Option, option, seconds
 from kernelmagic.settings import Settings
 from kernelmagic.storage import history
 

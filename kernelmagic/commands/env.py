@@ -9,16 +9,15 @@ from typing import Any, ClassVar
 from kernelmagic.commands import Body
 from kernelmagic.commands.render import Shown, env_lines, shown_change
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.domain.shell_syntax import parse_env_lines
+from kernelmagic.domain.shell_syntax import env_changes, parse_env_lines
 from kernelmagic.errors import InvalidInput
 from kernelmagic.operations.edit import SpecEdit, patch_spec
-from kernelmagic.operations.options import (
+from kernelmagic.options import (
     DRY_RUN,
     LITERAL,
     SPEC_NAME,
     UNSET,
     Option,
-    env_changes,
     option,
     path,
 )

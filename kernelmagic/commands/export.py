@@ -14,12 +14,13 @@ from kernelmagic.domain import documents, envcapture
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import now
 from kernelmagic.errors import LocationError, NoSuchKernelSpec
-from kernelmagic.operations.options import (
+from kernelmagic.options import (
     SPEC_NAME,
     Option,
     option,
     path,
 )
+from kernelmagic.reading import dump_spec
 from kernelmagic.settings import Settings
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import (
@@ -105,7 +106,7 @@ def export_to(request: ExportRequest) -> dict[str, Any]:
     """The document; with ``output`` also written there (atomically)."""
     doc = export(request.patterns, request.policy)
     if request.output is not None:
-        text = atomic.dump_spec(doc)  # Jupyter's own JSON style; strict (no NaN)
+        text = dump_spec(doc)  # Jupyter's own JSON style; strict (no NaN)
         try:
             atomic.write_bytes_atomic(
                 request.output, text.encode("utf-8"), mode=atomic.default_file_mode()

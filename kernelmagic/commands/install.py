@@ -20,11 +20,11 @@ from kernelmagic.commands import Body, refresh, render
 from kernelmagic.commands.render import Shown, group_note, printable_lines, shown_change
 from kernelmagic.domain import containers, envcapture, languages, sources
 from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source, comparable
-from kernelmagic.domain.shell_syntax import EnvChanges
+from kernelmagic.domain.shell_syntax import EnvChanges, env_changes
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import install_container, install_project, project_scan
 from kernelmagic.operations.edit import refuse_secrets_for_group
-from kernelmagic.operations.options import (
+from kernelmagic.options import (
     DISPLAY_NAME,
     DRY_RUN,
     ENV,
@@ -39,7 +39,6 @@ from kernelmagic.operations.options import (
     SHELL_TIMEOUT,
     SPEC_NAME,
     Option,
-    env_changes,
     kernels_dir_from_args,
     option,
     path,

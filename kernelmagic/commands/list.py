@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from kernelmagic.commands.render import FOUND, Shown, command, problem_text, table
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import project_of, scan_root_of
-from kernelmagic.operations.options import Option, option
+from kernelmagic.options import Option, option
 from kernelmagic.settings import Settings
 from kernelmagic.storage.discovery import SpecInfo, jupyter_listing, list_specs
 

@@ -12,7 +12,7 @@ from kernelmagic.commands.render import Shown, command, table
 from kernelmagic.errors import InvalidInput
 from kernelmagic.operations import notebooks
 from kernelmagic.operations.notebooks import NotebookReports
-from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, Option, option, path
+from kernelmagic.options import DRY_RUN, SPEC_NAME, Option, option, path
 from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, notebook_files
 

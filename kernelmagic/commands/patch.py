@@ -9,11 +9,11 @@ from typing import Any, ClassVar
 
 from kernelmagic.commands.render import Shown, shown_change
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.domain.shell_syntax import parse_json_assignments, split_words
+from kernelmagic.domain.shell_syntax import env_changes, parse_json_assignments, split_words
 from kernelmagic.errors import InvalidInput
 from kernelmagic.operations import remote, spec_writes
 from kernelmagic.operations.edit import SpecEdit
-from kernelmagic.operations.options import (
+from kernelmagic.options import (
     DISPLAY_NAME,
     DRY_RUN,
     ENV,
@@ -21,7 +21,6 @@ from kernelmagic.operations.options import (
     NAME,
     UNSET,
     Option,
-    env_changes,
     option,
 )
 from kernelmagic.settings import Settings

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kernelmagic.commands.render import Shown, table
-from kernelmagic.operations.options import Option
 from kernelmagic.operations.remote import ProvisionerList, list_provisioners
+from kernelmagic.options import Option
 from kernelmagic.settings import Settings
 
 SUMMARY = "List the installed kernel provisioners, their package and their options."

@@ -18,7 +18,7 @@ from kernelmagic.domain.provenance import Provenance, Source, now
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import KernelmagicError
 from kernelmagic.operations import spec_writes
-from kernelmagic.operations.options import DRY_RUN, NAME, SHELL_TIMEOUT, TRUST, Option, seconds
+from kernelmagic.options import DRY_RUN, NAME, SHELL_TIMEOUT, TRUST, Option, seconds
 from kernelmagic.settings import Settings
 from kernelmagic.storage import transactions
 from kernelmagic.storage.discovery import get_spec

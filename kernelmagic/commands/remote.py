@@ -20,7 +20,15 @@ from kernelmagic.domain.shell_syntax import parse_json_assignments
 from kernelmagic.domain.shells import failure_lines
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import remote_batch, spec_writes
-from kernelmagic.operations.options import (
+from kernelmagic.operations.remote import (
+    ENGINES,
+    PREREQUISITES,
+    PROVISIONER_CONFIG,
+    check_config,
+    check_remote_env,
+    installer,
+)
+from kernelmagic.options import (
     DRY_RUN,
     LOCATION_OPTIONS,
     NEW_NAME,
@@ -30,14 +38,6 @@ from kernelmagic.operations.options import (
     kernels_dir_from_args,
     option,
     user_kernels_dir,
-)
-from kernelmagic.operations.remote import (
-    ENGINES,
-    PREREQUISITES,
-    PROVISIONER_CONFIG,
-    check_config,
-    check_remote_env,
-    installer,
 )
 from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery, transactions

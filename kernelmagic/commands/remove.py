@@ -10,7 +10,7 @@ from typing import ClassVar
 from kernelmagic.commands.render import Shown, removal_lines
 from kernelmagic.errors import InvalidInput
 from kernelmagic.operations import doctor
-from kernelmagic.operations.options import DRY_RUN, SPEC_NAME, Option, option
+from kernelmagic.options import DRY_RUN, SPEC_NAME, Option, option
 from kernelmagic.settings import Settings
 from kernelmagic.storage import history
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernelmagic.domain.checks import Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.storage import atomic
+from kernelmagic.reading import dump_spec
 from kernelmagic.storage.discovery import SpecInfo, searched_by_jupyter
 
 if TYPE_CHECKING:  # a listing has no change to show: it need not import the writers
@@ -178,7 +178,7 @@ def env_lines(env: dict[str, Any]) -> str:
 
 
 def spec_json_text(spec: dict[str, Any] | None, policy: EnvPolicy = DEFAULT_POLICY) -> str:
-    return atomic.dump_spec(policy.mask_spec(spec or {})).rstrip("\n")
+    return dump_spec(policy.mask_spec(spec or {})).rstrip("\n")
 
 
 def spec_detail_text(info: SpecInfo, policy: EnvPolicy = DEFAULT_POLICY, style: str = CLI) -> str:

@@ -19,7 +19,7 @@ from kernelmagic.domain import containers, probes
 from kernelmagic.domain.shells import pip_install
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations.options import NAME, TRUST, Option, option
+from kernelmagic.options import NAME, TRUST, Option, option
 from kernelmagic.settings import Settings
 from kernelmagic.storage.discovery import get_spec
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from kernelmagic.commands.render import Shown, spec_detail_text
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.operations.options import NAME, Option, option
+from kernelmagic.options import NAME, Option, option
 from kernelmagic.settings import Settings
 from kernelmagic.storage.discovery import SpecInfo, get_spec
 

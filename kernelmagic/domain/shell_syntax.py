@@ -294,3 +294,30 @@ def parse_json_assignments(items: list[str], option: str) -> dict[str, object]:
 def escape_dollars(value: str) -> str:
     """Escape ``$`` so that Jupyter's ``string.Template`` substitution leaves it as typed."""
     return value.replace("$", "$$")
+
+
+def env_changes(
+    assignments: Iterable[str],
+    unset: Iterable[str] = (),
+    *,
+    literal: bool = False,
+    body: EnvChanges | None = None,
+) -> EnvChanges:
+    """``KEY=VALUE`` words, ``--unset`` names and ``body`` (a cell or file of assignment
+    lines) merged in that order: the command line wins over the body."""
+    changes = EnvChanges()
+
+    def dollars(value: str) -> str:
+        return escape_dollars(value) if literal else value
+
+    if body is not None:
+        for key in body.unset:
+            changes.remove(key)
+        for key, value in body.set.items():
+            changes.add(key, dollars(value))
+    for text in assignments:
+        key, value = parse_assignment(text)
+        changes.add(key, dollars(value))
+    for key in unset:
+        changes.remove(check_env_name(key))
+    return changes

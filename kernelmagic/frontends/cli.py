@@ -22,8 +22,8 @@ from kernelmagic import settings
 from kernelmagic.commands import BY_NAME, COMMANDS, Command
 from kernelmagic.commands.render import CLI, Shown, error_text
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations.options import add_options, check_option_count, old_spellings
-from kernelmagic.storage.atomic import read_text_input
+from kernelmagic.options import add_options, check_option_count, old_spellings
+from kernelmagic.reading import read_text_input
 from kernelmagic.version import __version__
 
 PROG = "kernelmagic"

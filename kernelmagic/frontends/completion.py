@@ -16,7 +16,7 @@ import subprocess
 
 from kernelmagic.commands import BY_MAGIC
 from kernelmagic.domain.shells import clean_environment, run_probe
-from kernelmagic.operations.options import MAGICS, MODULE_NAME, SPEC_NAME, Option, for_front_end
+from kernelmagic.options import MAGICS, MODULE_NAME, SPEC_NAME, Option, for_front_end
 from kernelmagic.storage.discovery import spec_names
 
 _MAGIC_LINE = re.compile(r"\s*%%?(kernel_\w+)\b")

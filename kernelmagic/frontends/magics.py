@@ -37,8 +37,8 @@ from kernelmagic.commands.render import MAGICS, Shown, error_text, history_note,
 from kernelmagic.domain.shell_syntax import split_args
 from kernelmagic.domain.this_kernel import in_kernel, own_spec
 from kernelmagic.errors import KernelmagicError
-from kernelmagic.operations.options import MAGICS as MAGIC_OPTIONS
-from kernelmagic.operations.options import check_option_count, for_front_end, old_spellings
+from kernelmagic.options import MAGICS as MAGIC_OPTIONS
+from kernelmagic.options import check_option_count, for_front_end, old_spellings
 from kernelmagic.settings import SECTION, Settings
 from kernelmagic.storage.discovery import list_specs
 

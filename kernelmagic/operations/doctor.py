@@ -16,9 +16,10 @@ from typing import Any
 
 from kernelmagic.domain import checks, clients, containers, env_checks, probes
 from kernelmagic.domain.checks import PROBLEM, Problem
+from kernelmagic.domain.ownership import TrustWalk
 from kernelmagic.domain.policy import DEFAULT_POLICY
 from kernelmagic.domain.provenance import scan_root_of
-from kernelmagic.domain.trust import TRUST_ADVICE, TrustWalk, untrusted
+from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import remote, remote_batch
 from kernelmagic.storage import discovery, history, ipykernel_specs, lookups

@@ -17,7 +17,7 @@ from typing import Any
 
 from kernelmagic.domain import containers, languages, probes, shells
 from kernelmagic.errors import InvalidInput, SourceFailed
-from kernelmagic.operations.options import option
+from kernelmagic.options import option
 
 CONTAINER = option(
     "--container",

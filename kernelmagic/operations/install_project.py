@@ -10,7 +10,7 @@ from typing import Any
 from kernelmagic.domain import projects
 from kernelmagic.domain.provenance import Source
 from kernelmagic.errors import InvalidInput
-from kernelmagic.operations.options import option, path
+from kernelmagic.options import option, path
 
 PROJECT = option(
     "--project",

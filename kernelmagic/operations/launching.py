@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernelmagic.domain import checks
+from kernelmagic.domain.ownership import TrustWalk
 from kernelmagic.domain.shells import failure_in_one_line
-from kernelmagic.domain.trust import TRUST_ADVICE, TrustWalk, untrusted
+from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.storage import discovery
 
 DEFAULT_TIMEOUT = 60.0

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kernelmagic.domain import envcapture, project_tree, projects, sources
+from kernelmagic.domain.ownership import others_can_change_above
 from kernelmagic.domain.provenance import Provenance, Source
-from kernelmagic.domain.trust import others_can_change_above
 from kernelmagic.errors import EnvironmentNotReady, InvalidInput, KernelmagicError
-from kernelmagic.operations.options import kernels_dir_from_args, seconds, user_kernels_dir
+from kernelmagic.options import kernels_dir_from_args, seconds, user_kernels_dir
 from kernelmagic.settings import Settings
 from kernelmagic.storage import discovery
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from kernelmagic.domain import checks
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import remote_batch
-from kernelmagic.operations.options import (
+from kernelmagic.options import (
     option,
 )
 

@@ -20,7 +20,7 @@ from kernelmagic.domain.policy import EnvPolicy, recorded_policy
 from kernelmagic.domain.provenance import Provenance, Source
 from kernelmagic.errors import InvalidInput
 from kernelmagic.operations import spec_writes
-from kernelmagic.operations.options import option
+from kernelmagic.options import option
 from kernelmagic.storage import discovery, transactions
 from kernelmagic.version import __version__
 

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kernelmagic.domain.trust import others_can_change_above
+from kernelmagic.domain.ownership import others_can_change_above
 from kernelmagic.restart import adapters, quiesce, resume
 
 _MARKER = "kernelmagic_handoff_marker"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import json
 import os
 import stat
 import sys
@@ -19,8 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from kernelmagic.errors import InvalidInput
-from kernelmagic.reading import MAX_INPUT_BYTES, read_regular_file
+from kernelmagic.reading import dump_spec
 
 TEMP_PREFIX = ".kernel.json."
 TEMP_SUFFIX = ".tmp"
@@ -164,13 +162,6 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def dump_spec(data: dict[str, Any]) -> str:
-    """Serialise a spec the way Jupyter's installers do (``json.dump(..., indent=1)``)."""
-    # allow_nan=False: NaN and Infinity are not JSON, and strict readers of the listing
-    # (browsers through /api/kernelspecs, jq) would fail on them.
-    return json.dumps(data, indent=1, allow_nan=False) + "\n"
-
-
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
     path = Path(path)
@@ -250,34 +241,3 @@ def keep_backup(
         with contextlib.suppress(FileNotFoundError):
             old.unlink()
     return target
-
-
-def read_text_input(path: str) -> str:
-    """The UTF-8 text of an input file (``-``: stdin), at most ``MAX_INPUT_BYTES``;
-    ``InvalidInput`` saying why it cannot be read."""
-    try:
-        if path == "-":
-            stream = getattr(sys.stdin, "buffer", None)  # a text-only stdin in tests, IDEs
-            data = (
-                stream.read(MAX_INPUT_BYTES + 1)
-                if stream is not None
-                else sys.stdin.read(MAX_INPUT_BYTES + 1).encode("utf-8")
-            )
-        else:
-            os.stat(path)  # what keeps us from it, said as the system says it
-            found = read_regular_file(path, MAX_INPUT_BYTES)
-            if found is None:
-                raise InvalidInput(f"cannot read {path}: not a regular file")
-            data = found
-    except OSError as exc:
-        if exc.errno == errno.EFBIG:
-            raise InvalidInput(f"{path} is larger than {MAX_INPUT_BYTES // 2**20} MiB") from None
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_INPUT_BYTES:
-        raise InvalidInput(f"{path} is larger than {MAX_INPUT_BYTES // 2**20} MiB")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(
-            f"{path} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.end]!r})"
-        ) from None

@@ -25,7 +25,7 @@ from kernelmagic.domain.spec_info import validate_name as validate_name
 from kernelmagic.errors import InvalidInput, NoSuchKernelSpec
 from kernelmagic.reading import MAX_SPEC_BYTES, parse_spec, read_regular_file
 from kernelmagic.reading import read_spec_file as read_spec_file
-from kernelmagic.storage import ipykernel_specs, lookups
+from kernelmagic.storage import lookups
 
 NATIVE_KERNEL_NAME = "python3"
 
@@ -152,10 +152,25 @@ def _all_spec_dirs() -> dict[str, str]:
     chosen = _first(_candidates(kernel_dirs()), _is_file)
     found = {name: path for name, (path, _) in chosen.items()}
     if NATIVE_KERNEL_NAME not in found:
-        native = ipykernel_specs.resources_dir()
+        native = _native_dir()
         if native is not None:
             found[NATIVE_KERNEL_NAME] = native
     return found
+
+
+# ipykernel's built-in python3, for where no python3 spec is on disk. Imported only then:
+# ipykernel's own install puts one in the environment, and listing such a machine (most)
+# loads none of the machinery that asks ipykernel and caches its answer.
+def _native_dir() -> str | None:
+    from kernelmagic.storage import ipykernel_specs
+
+    return ipykernel_specs.resources_dir()
+
+
+def _native_info(resource_dir: str) -> SpecInfo:
+    from kernelmagic.storage import ipykernel_specs
+
+    return SpecInfo(NATIVE_KERNEL_NAME, resource_dir, ipykernel_specs.native_spec(), native=True)
 
 
 def find_kernel_specs() -> dict[str, str]:
@@ -249,7 +264,7 @@ def _load(
         return _unreadable(name, resource_dir, exc)
     if raw is None:
         if name == NATIVE_KERNEL_NAME:
-            return SpecInfo(name, resource_dir, ipykernel_specs.native_spec(), native=True)
+            return _native_info(resource_dir)
         return _unreadable(name, resource_dir, "the file is gone")
     return _from_bytes(name, resource_dir, raw, program_exists)
 
@@ -314,11 +329,9 @@ def list_specs(
     wants_native = not glob or fnmatchcase(NATIVE_KERNEL_NAME, glob)
     wants_native = wants_native and (keep is None or keep(NATIVE_KERNEL_NAME))
     if NATIVE_KERNEL_NAME not in found and config.ensure_native and wants_native:
-        native = ipykernel_specs.resources_dir()
+        native = _native_dir()
         if native is not None:
-            found[NATIVE_KERNEL_NAME] = SpecInfo(
-                NATIVE_KERNEL_NAME, native, ipykernel_specs.native_spec(), native=True
-            )
+            found[NATIVE_KERNEL_NAME] = _native_info(native)
     if config.allowed:
         for name, info in found.items():
             if name not in config.allowed:

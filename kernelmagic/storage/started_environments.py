@@ -26,7 +26,7 @@ import os
 import stat
 from collections.abc import Mapping
 
-from kernelmagic.domain.trust import others_can_change
+from kernelmagic.domain.ownership import others_can_change
 from kernelmagic.storage import files_read
 from kernelmagic.storage.atomic import write_bytes_atomic
 from kernelmagic.storage.ipykernel_specs import cache_dir

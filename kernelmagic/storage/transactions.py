@@ -25,7 +25,7 @@ from typing import Any
 from kernelmagic.domain import checks
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, SpecExists
-from kernelmagic.reading import read_spec_object
+from kernelmagic.reading import dump_spec, read_spec_object
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import (
     locate,
@@ -82,7 +82,7 @@ class Change:
         return "".join(difflib.unified_diff(old, new, f"{path} (before)", f"{path} (after)"))
 
     def masked_text(self, spec: dict[str, Any] | None) -> str:
-        return "" if spec is None else atomic.dump_spec(self.policy.mask_spec(spec))
+        return "" if spec is None else dump_spec(self.policy.mask_spec(spec))
 
 
 def file_mode(owner_only: bool, existing: str | None = None) -> int:

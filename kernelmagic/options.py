@@ -17,12 +17,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from kernelmagic.domain.shell_syntax import (
-    EnvChanges,
-    check_env_name,
-    escape_dollars,
-    parse_assignment,
-)
 from kernelmagic.errors import InvalidInput
 from kernelmagic.storage.discovery import location_dir
 
@@ -184,33 +178,6 @@ LITERAL = option(
     action="store_true",
     help="escape `$` in given values so they reach the kernel literally, not as templates",
 )
-
-
-def env_changes(
-    assignments: Iterable[str],
-    unset: Iterable[str] = (),
-    *,
-    literal: bool = False,
-    body: EnvChanges | None = None,
-) -> EnvChanges:
-    """``KEY=VALUE`` words, ``--unset`` names and ``body`` (a cell or file of assignment
-    lines) merged in that order: the command line wins over the body."""
-    changes = EnvChanges()
-
-    def dollars(value: str) -> str:
-        return escape_dollars(value) if literal else value
-
-    if body is not None:
-        for key in body.unset:
-            changes.remove(key)
-        for key, value in body.set.items():
-            changes.add(key, dollars(value))
-    for text in assignments:
-        key, value = parse_assignment(text)
-        changes.add(key, dollars(value))
-    for key in unset:
-        changes.remove(check_env_name(key))
-    return changes
 
 
 # --- options several commands share -----------------------------------------------------
