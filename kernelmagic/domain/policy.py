@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import translate
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import Any
 
 from kernelmagic.domain.provenance import recorded_patterns
@@ -186,14 +186,30 @@ def _globs(patterns: Iterable[str]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{a})" for a in alternatives))
 
 
-# Any credential shape at all: one search instead of one per pattern, for the common text
-# that holds none.
-_ANY_SECRET_SHAPE = re.compile(
-    "|".join(f"(?:{p.pattern})" for p in (*SECRET_VALUE_PATTERNS, *_SECRET_PARTS))
-)
-_NOISE = {category: _globs(patterns) for category, patterns in NOISE_PATTERNS.items()}
-_LAUNCHER = {kind: _globs(patterns) for kind, patterns in LAUNCHER_PATTERNS.items()}
-_STEP_SETTINGS = _globs(STEP_SETTINGS)
+# The combined patterns are compiled at their first use, not at import: compiling them is
+# most of this module's import time, and a plain listing asks none of these questions.
+@cache
+def _any_secret_shape() -> re.Pattern[str]:
+    """Any credential shape at all: one search instead of one per pattern, for the common
+    text that holds none."""
+    return re.compile(
+        "|".join(f"(?:{p.pattern})" for p in (*SECRET_VALUE_PATTERNS, *_SECRET_PARTS))
+    )
+
+
+@cache
+def _noise() -> dict[str, re.Pattern[str]]:
+    return {category: _globs(patterns) for category, patterns in NOISE_PATTERNS.items()}
+
+
+@cache
+def _launcher() -> dict[str, re.Pattern[str]]:
+    return {kind: _globs(patterns) for kind, patterns in LAUNCHER_PATTERNS.items()}
+
+
+@cache
+def _step_settings() -> re.Pattern[str]:
+    return _globs(STEP_SETTINGS)
 
 
 def in_job_step(environ: Mapping[str, str]) -> bool:
@@ -205,10 +221,10 @@ def launcher_variable(name: str, in_step: bool = False, in_job: bool = False) ->
     """What set ``name`` for one process tree ("batch scheduler", "MPI job step", "JupyterHub
     single-user server"), or None when it can be part of a software environment.
     ``in_step``/``in_job``: the environment is a job step's / a batch job's."""
-    for kind, pattern in _LAUNCHER.items():
+    for kind, pattern in _launcher().items():
         if pattern.match(name):
             return kind
-    if in_step and _STEP_SETTINGS.match(name):
+    if in_step and _step_settings().match(name):
         return "MPI job step"
     if in_job and name in JOB_SET_NAMES:
         return "batch scheduler"
@@ -219,12 +235,12 @@ def secret_in_text(text: str) -> bool:
     """True if ``text`` holds a credential by its shape (a token, a key, a URL password)."""
     if len(text) <= 256:  # argv words and env values repeat across specs: remember those
         return _short_secret_in_text(text)
-    return _ANY_SECRET_SHAPE.search(text) is not None
+    return _any_secret_shape().search(text) is not None
 
 
 @lru_cache(maxsize=4096)
 def _short_secret_in_text(text: str) -> bool:
-    return _ANY_SECRET_SHAPE.search(text) is not None
+    return _any_secret_shape().search(text) is not None
 
 
 @dataclass(frozen=True)
@@ -249,7 +265,7 @@ class EnvPolicy:
 
     def noise_category(self, name: str) -> str | None:
         """The category that makes ``name`` session noise, or None if it is not noise."""
-        for category, pattern in _NOISE.items():
+        for category, pattern in _noise().items():
             if pattern.match(name):
                 return category
         if self._extra_noise.match(name):
