@@ -66,3 +66,16 @@ def test_a_failure_leaves_no_descriptor_open(files, taken_for_slow, fails_in):
     with pytest.raises(RuntimeError, match="failed"):
         lookups.overlapped_opens(open_one, use, files)
     assert _open_fds() == before
+
+
+def test_overlapped_calls_give_what_one_at_a_time_calls_give(files, taken_for_slow):
+    assert lookups.overlapped(os.path.isfile, files) == [os.path.isfile(p) for p in files]
+
+
+def test_an_overlapped_call_that_raises_is_raised_in_the_caller(files, taken_for_slow):
+    def stat(path):
+        return os.stat(path).st_size
+
+    with pytest.raises(FileNotFoundError):
+        lookups.overlapped(stat, files)
+    assert lookups.overlapped(stat, files[:5]) == [0, 1, 2, 3, 4]

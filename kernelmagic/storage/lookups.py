@@ -182,27 +182,8 @@ class _Raised:
 
 
 def _in_threads(func: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
-    results: list[Result | None] = [None] * len(items)
-    next_index = itertools.count()  # next() of a count is atomic under the GIL
-    failures: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            for i in next_index:
-                if i >= len(items) or failures:
-                    return
-                results[i] = func(items[i])
-        except BaseException as exc:  # raised again in the caller's thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(THREADS, len(items)))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
-    return results  # type: ignore[return-value]  # every slot was filled
+    with _Pool(min(THREADS, len(items))) as pool:
+        return pool.map(func, items)
 
 
 def stats_of(paths: Iterable[str]) -> Callable[[str], os.stat_result]:
