@@ -8,7 +8,6 @@ after it in that same shell, and the difference goes through the capture rules o
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -332,6 +331,8 @@ def installed_from() -> str:
     """What ``pip install`` needs to install this kernelmagic again (in another
     interpreter): the source checkout, wheel or repository it came from, as pip recorded
     (PEP 610 ``direct_url.json``), else its name on an index."""
+    import importlib.metadata  # here: only a kernel without the magics needs it, and it is slow
+
     try:
         recorded = importlib.metadata.distribution("kernelmagic").read_text("direct_url.json")
         found = json.loads(recorded or "null")

@@ -12,7 +12,6 @@ import argparse
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -187,6 +186,9 @@ def scan(request: ScanRequest, install: Install, refresh: Refresh) -> ScanResult
     def one(candidate: project_tree.Candidate) -> ScanEntry:
         made = existing.get(candidate.key)
         return _make(request, candidate, names[candidate.key], made, install, refresh)
+
+    # Imported here: concurrent.futures loads logging, and every install imports this module.
+    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(found)))) as pool:
         entries += pool.map(one, found)

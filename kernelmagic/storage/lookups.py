@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -41,10 +40,18 @@ def overlapped(func: Callable[[Item], Result], items: Sequence[Item]) -> list[Re
     rest = len(items) - probed
     # The median, not the mean: a local call that lost the CPU to another process is slow
     # once, a remote one every time.
-    if rest < 2 or statistics.median(times) < SLOW_CALL:
+    if rest < 2 or _median(times) < SLOW_CALL:
         results.extend(func(item) for item in items[probed:])
         return results
     return results + _in_threads(func, items[probed:])
+
+
+def _median(times: list[float]) -> float:
+    # Not statistics.median: that module (and the fractions and decimal it loads) would be
+    # the largest import of a plain listing, for the middle of at most 8 numbers.
+    ordered = sorted(times)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 Opened = TypeVar("Opened")
@@ -75,7 +82,7 @@ def overlapped_opens(
         times.append(time.perf_counter() - start)
         results.append(use(item, opened))
     rest = items[probed:]
-    if len(rest) < 2 or statistics.median(times) < SLOW_CALL:
+    if len(rest) < 2 or _median(times) < SLOW_CALL:
         results.extend(use(item, open_one(item)) for item in rest)
         return results
 
