@@ -750,3 +750,23 @@ def test_a_number_json_has_not_is_refused_at_review_without_a_traceback(
         assert f"holds {'the number ' if number[0] == '1' else ''}{number}" in err, err
         assert "Traceback" not in err and "nothing was run or written" in err
     assert not user_kernels.exists()
+
+
+def test_a_verbose_review_masks_the_spec_it_prints(user_kernels, tmp_path, capsys):
+    """A document whose value of a secret-named variable is in the clear (another tool
+    wrote it, or a person): the review masks it in its change lines and in the spec that
+    --verbose prints below them."""
+    assert main(["install", "rec1", "--from-current", "--capture", "none",
+                 "--env", "API_TOKEN=abc"]) == 0  # fmt: skip
+    document = tmp_path / "doc.json"
+    assert main(["export", "rec1", "-o", str(document)]) == 0
+    doc = json.loads(document.read_text())
+    entry = doc["specs"][0]
+    entry["name"] = "rec2"
+    entry["env"]["API_TOKEN"] = entry["spec"]["env"]["API_TOKEN"] = "plainsecret123"
+    del entry["secrets"]
+    document.write_text(json.dumps(doc))
+    capsys.readouterr()
+    main(["apply", str(document), "--dry-run", "--verbose"])
+    out = capsys.readouterr().out
+    assert "API_TOKEN" in out and "plainsecret123" not in out

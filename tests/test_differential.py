@@ -612,6 +612,32 @@ def test_listing_without_config_never_imports_jupyter_client(tree_root):
     assert done.stdout.split() == ["False", "False"], done.stderr
 
 
+def test_the_command_line_listing_loads_only_what_listing_needs(tree_root):
+    """Issue 32: `kernelmagic list` imports at most 20 of kernelmagic's modules, and none of
+    the writers, the capture, the spec trust rules, ipykernel's spec cache (a python3 spec
+    is on disk) or the large standard-library modules the listing does not use."""
+    build(tree_root, [("user", "python3", "ok"), ("user", "geo", "ok")])
+    code = (
+        "import sys, io, contextlib\nfrom kernelmagic.frontends.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n    status = main(['list'])\n"
+        "print(status, ' '.join(sorted(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    status, modules = done.stdout.split(" ", 1)
+    loaded = set(modules.split())
+    assert status == "0", done.stderr
+    ours = sorted(m for m in loaded if m.split(".")[0] == "kernelmagic")
+    assert len(ours) <= 20, ours
+    never = {
+        "kernelmagic.operations", "kernelmagic.storage.atomic", "kernelmagic.storage.transactions",
+        "kernelmagic.storage.ipykernel_specs", "kernelmagic.domain.trust",
+        "kernelmagic.domain.containers", "kernelmagic.domain.envcapture",
+        "kernelmagic.domain.shell_syntax", "html", "statistics", "concurrent.futures",
+        "jupyter_client",
+    }  # fmt: skip
+    assert loaded & never == set()
+
+
 @pytest.mark.parametrize("name", ["\u017f", "\u212a", "\u0130", "GEO", "a\n", ".", "n" * 256])
 def test_names_follow_jupyter_clients_rule(name):
     from jupyter_client.kernelspec import _is_valid_kernel_name

@@ -248,3 +248,16 @@ def test_the_doctor_walks_a_shared_kernels_dir_once_not_once_a_spec(tmp_path):
     assert all(report[f"central-{i:02d}"]["problems"] == [] for i in range(SHARED_SPECS))
     made = sum(int(line.split()[1]) for line in counts.read_text().splitlines())
     assert SHARED_SPECS <= made <= 4 * SHARED_SPECS, f"{made} lookups for {SHARED_SPECS} specs"
+
+
+def test_a_secret_value_that_looks_like_a_path_is_not_shown(user_kernels, capsys):
+    """One base64 key in 64 starts with "/": the doctor's missing-directory check must not
+    print it (as show masks it)."""
+    key = "/K7MDENG/bPxRfiCYEXAMPLEKEYwJalrXUtnFEMI"
+    python = [sys.executable, "-m", "ipykernel_launcher", "-f", CONN]
+    write_spec(user_kernels, "aws", {"argv": python, "env": {"AWS_SECRET_ACCESS_KEY": key}})
+    main(["doctor", "aws"])
+    main(["doctor", "aws", "--json"])
+    out = capsys.readouterr().out
+    assert "AWS_SECRET_ACCESS_KEY" in out and "<hidden>" in out
+    assert "K7MDENG" not in out

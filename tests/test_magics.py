@@ -238,3 +238,20 @@ def test_tab_completion_offers_spec_names(ip, user_kernels):
     for line in ("%kernel_env -k geo", "%kernel_show geo"):
         _, matches = ip.complete("geo", line, len(line))
         assert "geo-analysis" in matches
+
+
+def test_the_shell_magic_without_a_command_is_one_usage_error(ip, user_kernels):
+    """%kernel_shell asks for its output captured; the request made so is checked as any
+    other: one line, not a traceback."""
+    write_spec(user_kernels, "plain")
+    assert "give a COMMAND" in usage_error(ip, "kernel_shell", "plain")
+
+
+def test_a_listed_spec_shows_as_its_details(ip, user_kernels):
+    """IPython shows a SpecInfo through kernelmagic's printer (registered by the class's
+    module and name, so a move of the class must move the registration)."""
+    write_spec(user_kernels, "plain")
+    info = ip.run_line_magic("kernel_list", "plain")[0]
+    shown = ip.display_formatter.formatters["text/plain"](info)
+    assert shown.startswith("plain") or "plain" in shown.splitlines()[0]
+    assert "SpecInfo(" not in shown and "argv" in shown

@@ -250,3 +250,32 @@ def test_a_name_in_another_case_is_answered_per_client(local_specs, tmp_path, ca
     ran = tmp_path / "out.ipynb"
     papermill.execute_notebook(str(notebook), str(ran), progress_bar=False)
     assert nbformat.read(ran, as_version=4).cells[0].outputs[0]["text"] == "42\n"
+
+
+def test_a_dir_fix_says_what_it_fixed_when_another_notebook_cannot_be(
+    local_specs, tmp_path, capsys
+):
+    """One notebook of the dir has no match: the others are still fixed, and the table says
+    which were and why that one was not (it used to stop at the first error, after making
+    the aliases of the notebooks before it without a word)."""
+    _notebook(tmp_path / "nbs" / "a.ipynb", {"name": "missa", "display_name": "Plain",
+                                             "language": "python"})  # fmt: skip
+    _notebook(tmp_path / "nbs" / "b.ipynb", {"name": "missb", "display_name": "COBOL",
+                                             "language": "cobol"})  # fmt: skip
+    status, out = _report(capsys, str(tmp_path / "nbs"), "--fix")
+    assert status == 1
+    assert (local_specs / "missa").is_dir() and not (local_specs / "missb").exists()
+    rows = {
+        line.split()[0].rsplit("/", 1)[-1]: line for line in out.splitlines() if ".ipynb" in line
+    }
+    assert "'missa' starts plain" in rows["a.ipynb"]
+    assert "not fixed: no single best match" in rows["b.ipynb"]
+
+
+def test_fixing_with_a_spec_that_does_not_exist_is_one_error(local_specs, tmp_path, capsys):
+    _notebook(tmp_path / "nbs" / "a.ipynb", {"name": "missa", "display_name": "Plain",
+                                             "language": "python"})  # fmt: skip
+    _notebook(tmp_path / "nbs" / "b.ipynb", {"name": "missb", "display_name": "Plain",
+                                             "language": "python"})  # fmt: skip
+    assert main(["notebook", str(tmp_path / "nbs"), "--fix", "nosuch"]) == 1
+    assert capsys.readouterr().err.count("nosuch") == 1

@@ -361,7 +361,7 @@ def _review(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> N
             f"env as the source sets it here (the document recorded {', '.join(sorted(captured))})"
         )
     outcome.notes += _withheld_notes(held) + documents.kept_in_a_job(captured, os.environ)[1]
-    outcome.spec = entry.get("spec")
+    outcome.spec = request.policy.mask_spec(entry.get("spec"))
 
 
 def _check(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> None:

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from kernelmagic.commands.render import Shown, html_table, problem_text, removal_lines, text_table
 from kernelmagic.domain.checks import NOTE
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput
 from kernelmagic.operations import doctor, launching
 from kernelmagic.operations.doctor import Report
@@ -72,6 +73,7 @@ class Request:
     trust: bool = False  # run the named specs others can change
     json: bool = False
     interrupt: bool = True  # with launch: interrupt a running cell
+    policy: EnvPolicy = DEFAULT_POLICY  # which values are secrets, never shown
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
@@ -89,7 +91,7 @@ class Request:
     ) -> Request:
         return cls(
             tuple(ns.names), ns.fix, ns.dry_run, ns.launch, ns.timeout, ns.trust, ns.json,
-            not ns.no_interrupt_check,
+            not ns.no_interrupt_check, settings.policy,
         )  # fmt: skip
 
 
@@ -112,7 +114,7 @@ def _checked(request: Request) -> Report | LaunchReport:
         return launching.launch_all(
             request.names, request.timeout, trust=request.trust, interrupt=request.interrupt
         )
-    report = doctor.diagnose(request.names, trust=request.trust)
+    report = doctor.diagnose(request.names, trust=request.trust, policy=request.policy)
     return doctor.remove_dead(report, dry_run=request.dry_run) if request.fix else report
 
 

@@ -391,7 +391,7 @@ def install(
         record.generated_display_name = spec["display_name"]
     record.write_into(spec)
     if request.group is not None:
-        refuse_secrets_for_group(spec, request.group, options)
+        refuse_secrets_for_group(spec, request.group, options.policy, options.include)
 
     def populate(path: str) -> None:
         files_of(path)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any, ClassVar
 
-from kernelmagic.commands.render import FOUND, Shown, command, problem_text, table
+from kernelmagic.commands.render import FOUND, Shown, command, escape_html, problem_text, table
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import project_of, scan_root_of
 from kernelmagic.options import Option, option
@@ -109,5 +108,5 @@ def show(result: Listing, style: str) -> Shown:
     text, html = table(rows(specs, style), COLUMNS)
     if specs:
         text += f"\n{footer(style)}"
-        html += f"<p>{escape(footer(style))}</p>"
+        html += f"<p>{escape_html(footer(style))}</p>"
     return Shown(text, html, value=specs)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from kernelmagic.commands.render import Shown, command, table
-from kernelmagic.errors import InvalidInput
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import notebooks
 from kernelmagic.operations.notebooks import NotebookReports
 from kernelmagic.options import DRY_RUN, SPEC_NAME, Option, option, path
@@ -57,6 +58,7 @@ class Request:
     rewrite: bool = False
     dry_run: bool = False
     force: bool = False  # with fix: a target the doctor says cannot start
+    policy: EnvPolicy = DEFAULT_POLICY  # which values make an alias owner-only
 
     def __post_init__(self) -> None:
         if self.rewrite and self.fix is None:
@@ -68,22 +70,33 @@ class Request:
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> Request:
-        return cls(tuple(ns.paths), ns.fix, ns.rewrite, ns.dry_run, ns.force)
+        return cls(tuple(ns.paths), ns.fix, ns.rewrite, ns.dry_run, ns.force, settings.policy)
 
 
 def run(request: Request) -> NotebookReports:
     specs = discovery.list_specs()
     reports = notebooks.NotebookReports()
-    for notebook in notebook_files.notebooks_in(request.paths):
+    found = list(notebook_files.notebooks_in(request.paths))
+    if request.fix:  # a name that is no spec is the command's mistake, not a notebook's
+        discovery.get_spec(request.fix)
+    for notebook in found:
         report = notebooks.examine(notebook, specs)
         if request.fix is not None:
-            notebooks.fix(
-                report,
-                request.fix,
-                rewrite=request.rewrite,
-                dry_run=request.dry_run,
-                force=request.force,
-            )
+            try:
+                notebooks.fix(
+                    report,
+                    request.fix,
+                    rewrite=request.rewrite,
+                    dry_run=request.dry_run,
+                    force=request.force,
+                    policy=request.policy,
+                )
+            except KernelmagicError as exc:
+                if len(found) == 1:
+                    raise
+                # The others are fixed (or were before this one): the table says which.
+                why = str(exc).removeprefix(f"{report.path}: ")
+                report.reason = f"not fixed: {why}"
             specs = discovery.list_specs() if report.fixed and not request.dry_run else specs
         reports.append(report)
     if not reports:

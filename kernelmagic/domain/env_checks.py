@@ -12,8 +12,10 @@ from string import Template
 from kernelmagic.domain import containers, envcapture, projects
 from kernelmagic.domain.checks import NOTE, Problem
 from kernelmagic.domain.policy import (
+    DEFAULT_POLICY,
     JOB_SCOPED,
     JOB_SCOPED_NAMES,
+    MASK,
     EnvPolicy,
     batch_job,
     in_job_temporary,
@@ -48,7 +50,9 @@ def _made_on_demand(name: str) -> bool:
     return envcapture.matches_any(name, _MADE_ON_DEMAND)
 
 
-def env_problems(info: SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
+def env_problems(
+    info: SpecInfo, environ: Mapping[str, str], policy: EnvPolicy = DEFAULT_POLICY
+) -> list[Problem]:
     problems = []
     # A container kernel's paths are inside its image: nothing here to look at.
     inside_image = containers.of_spec(info.spec) is not None
@@ -82,14 +86,17 @@ def env_problems(info: SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
         ]
         if not missing:
             continue
+        # The path is shown, so it is shown as `show` would: a secret variable's value (a
+        # key that happens to start with "/") stays hidden.
+        shown = MASK if policy.is_secret(name) else policy.mask_text(missing[0])
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         if _made_on_demand(name):
             problems.append(
                 Problem(
                     "missing-dir",
-                    f"env {name} points to {missing[0]}{more}, which does not exist yet; "
+                    f"env {name} points to {shown}{more}, which does not exist yet; "
                     "its program creates it when it first needs it",
-                    missing[0],
+                    shown,
                     severity=NOTE,
                 )
             )
@@ -97,9 +104,9 @@ def env_problems(info: SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
         problems.append(
             Problem(
                 "missing-dir",
-                f"env {name} points to {missing[0]}{more}, which does not exist; reinstall "
+                f"env {name} points to {shown}{more}, which does not exist; reinstall "
                 "the environment or set it right",
-                missing[0],
+                shown,
                 fix=f"env -k {info.name} {name}=...",
             )
         )
@@ -176,7 +183,11 @@ def problems(info: SpecInfo, environ: Mapping[str, str], policy: EnvPolicy) -> l
     """Every problem of the spec's env: a module it was made with that is gone (named once,
     with the variables that point where it was), paths that point nowhere, templates naming
     unset variables, job-scoped values."""
-    found = env_problems(info, environ) + job_scoped(info, policy, environ) + project_drift(info)
+    found = (
+        env_problems(info, environ, policy)
+        + job_scoped(info, policy, environ)
+        + project_drift(info)
+    )
     found += program_in_job_temporary(info, environ)
     gone = _gone_modules(info)
     if not gone:

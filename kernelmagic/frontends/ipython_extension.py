@@ -73,7 +73,7 @@ def _spec_info_text(info: Any, p: Any, cycle: bool) -> None:
 
 # The library's values that IPython shows through our renderers, registered by name so that
 # nothing is imported to register them: module, class name, text printer.
-PRINTERS = (("kernelmagic.storage.discovery", "SpecInfo", _spec_info_text),)
+PRINTERS = (("kernelmagic.domain.spec_info", "SpecInfo", _spec_info_text),)
 
 
 def _text_formatter(shell: Any) -> Any:

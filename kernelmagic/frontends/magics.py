@@ -129,16 +129,18 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
         for text in old_spellings(module.Request.OPTIONS, words):
             print(text)
         config = self._settings()
-        with _as_usage_errors():
+        with _as_usage_errors():  # a replaced request is checked again: the same one line
             request = module.Request.from_args(ns, config, cell)
+            request = dataclasses.replace(request, **getattr(module, "MAGIC_REQUEST", {}))
         body = getattr(module, "BODY", None)
         if body is not None:
             for text in history_note(cell, config.policy, body.instead):
                 print(text)
-        request = dataclasses.replace(request, **getattr(module, "MAGIC_REQUEST", {}))
         target = getattr(module, "SESSION_SPEC", None)
         if target is not None and getattr(request, target) is None:
-            request = dataclasses.replace(request, **{target: self._session_spec()})
+            session_spec = self._session_spec()
+            with _as_usage_errors():
+                request = dataclasses.replace(request, **{target: session_spec})
         with _as_usage_errors():
             shown = module.show(module.run(request), MAGICS)
         self._remember(shown)

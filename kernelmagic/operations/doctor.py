@@ -17,7 +17,7 @@ from typing import Any
 from kernelmagic.domain import checks, clients, containers, env_checks, probes
 from kernelmagic.domain.checks import PROBLEM, Problem
 from kernelmagic.domain.ownership import TrustWalk
-from kernelmagic.domain.policy import DEFAULT_POLICY
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import scan_root_of
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
@@ -313,8 +313,10 @@ def diagnose(
     *,
     environ: Mapping[str, str] | None = None,
     trust: bool = False,
+    policy: EnvPolicy = DEFAULT_POLICY,
 ) -> Report:
-    """Check every spec, or the named ones (``NoSuchKernelSpec`` for an unknown name)."""
+    """Check every spec, or the named ones (``NoSuchKernelSpec`` for an unknown name);
+    ``policy`` says which values are secrets, never to be shown in a problem."""
     environ = dict(os.environ if environ is None else environ)
     names = list(names)
     infos = discovery.get_specs(names) if names else discovery.list_specs()
@@ -329,8 +331,8 @@ def diagnose(
         problems = [*_invalid_name(info), *info.problems, *interpreter.get(info.name, [])]
         problems += _shadowing(info, locations) + _unshared(info, stat_path)
         problems += _container_problems(info)
-        policy = DEFAULT_POLICY.with_recorded(info.spec)
-        problems += env_checks.problems(info, environ, policy) + _remote_problems(info)
+        spec_policy = policy.with_recorded(info.spec)
+        problems += env_checks.problems(info, environ, spec_policy) + _remote_problems(info)
         problems += clients.interrupt_problems(info) + clients.claim_problems(
             info, facts.get(info.name, {})
         )

@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelmagic.domain import envcapture
+from kernelmagic.domain.envcapture import matches_any
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
 from kernelmagic.domain.shell_syntax import EnvChanges
@@ -104,7 +104,7 @@ def install_directory(
     name = validate_name(name)
     gid = transactions.group_id(group) if group is not None else None
     if group is not None:
-        refuse_secrets_for_group(spec, group)
+        refuse_secrets_for_group(spec, group, policy)
     slot = transactions.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
     return spec_writes.write_spec(
         slot, action, spec, transactions.copy_files(source_dir), policy, gid
@@ -112,21 +112,30 @@ def install_directory(
 
 
 def refuse_secrets_for_group(
-    spec: dict[str, Any], group: str, options: envcapture.CaptureOptions | None = None
+    spec: dict[str, Any],
+    group: str,
+    policy: EnvPolicy = DEFAULT_POLICY,
+    include: tuple[str, ...] | None = None,
 ) -> None:
     """A spec shared with a group shows its env to every member: refuse one holding a secret
-    the user did not name with ``--include``."""
-    options = options or envcapture.CaptureOptions()
-    policy = options.policy.with_recorded(spec)
+    (by ``policy`` and the patterns the spec records). ``include``: the ``--include`` globs
+    of a command that has that option (install), whose variables are shared on purpose;
+    None where the command has none (clone, a notebook's alias)."""
+    policy = policy.with_recorded(spec)
     env = spec.get("env") or {}
     secrets = sorted(
-        k for k, v in env.items() if policy.is_secret(k, v) and not envcapture.included(k, options)
+        k for k, v in env.items() if policy.is_secret(k, v) and not matches_any(k, include or ())
     )
     if secrets or (not env and policy.holds_secrets(spec)):
         names = ", ".join(secrets) or "argv or metadata"
+        share = (
+            "name it with --include to share it anyway"
+            if include is not None
+            else "leave it out (--unset NAME)"
+        )
         raise InvalidInput(
             f"a spec shared with group {group} shows its env to every member, and {names} "
-            "looks secret; name it with --include to share it anyway, or leave out --group"
+            f"looks secret; {share}, or leave out --group"
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from kernelmagic.domain import clients
 from kernelmagic.domain.checks import PROBLEM
 from kernelmagic.domain.jupyter_rules import is_valid_kernel_name
+from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import doctor, edit
@@ -213,10 +214,17 @@ def _refuse_if_it_cannot_start(chosen: discovery.SpecInfo) -> None:
 
 
 def fix(
-    report: NotebookReport, choice: str, *, rewrite: bool, dry_run: bool, force: bool = False
+    report: NotebookReport,
+    choice: str,
+    *,
+    rewrite: bool,
+    dry_run: bool,
+    force: bool = False,
+    policy: EnvPolicy = DEFAULT_POLICY,
 ) -> None:
     """Make a missing kernel work with ``choice`` (a spec name; "" for the clear best); a
-    spec that cannot start only with ``force``."""
+    spec that cannot start only with ``force``. ``policy`` decides whether an alias holds a
+    secret (then it is owner-only), as for a clone."""
     if report.state not in ("missing", "broken", "no kernel named"):
         return
     if choice:
@@ -259,6 +267,8 @@ def fix(
         except InvalidInput as exc:  # the other notebooks of a dir are still fixed
             report.reason = f"not rewritten: {exc}"
         return
-    change = edit.copy_spec(chosen.name, missing.lower(), edit.SpecEdit(), dry_run=dry_run)
+    change = edit.copy_spec(
+        chosen.name, missing.lower(), edit.SpecEdit(), dry_run=dry_run, policy=policy
+    )
     verb = "would start" if dry_run else "starts"
     report.fixed = f"'{change.name}' {verb} {chosen.name} (an alias in {change.resource_dir})"
