@@ -1,8 +1,8 @@
 """Options as data, each defined once for both front ends.
 
 The CLI feeds these definitions to ``argparse``, the magics to IPython's ``magic_arguments``;
-each command's request (``InstallRequest``, ``CloneRequest``, ...) lists the options of its
-command beside its fields and is built from what they parsed (``from_args``). The few options
+each command's request (the ``Request`` of ``kernelmagic/commands/NAME.py``) lists the options
+of its command beside its fields and is built from what they parsed (``from_args``). The few options
 that exist in one front end only carry a tag: the CLI reads a snippet or an env file from a
 file (``--snippet-file``, ``--file``) where a cell magic has its cell.
 """
@@ -45,13 +45,6 @@ class Option:
     @property
     def takes_value(self) -> bool:
         return self.kwargs.get("action") not in ("store_true", "store_false")
-
-    @property
-    def dest(self) -> str:
-        if "dest" in self.kwargs:
-            return str(self.kwargs["dest"])
-        flag = next((f for f in self.flags if f.startswith("--")), self.flags[0])
-        return flag.lstrip("-").replace("-", "_")
 
 
 def option(
@@ -183,7 +176,6 @@ LITERAL = option(
 # --- options several commands share -----------------------------------------------------
 
 NAME = option("name", metavar="NAME", completes=SPEC_NAME, help="the kernel spec's name")
-NEW_SPEC = option("name", metavar="NAME", help="the new spec's name (stored lowercase)")
 DISPLAY_NAME = option("--display-name", metavar="TEXT", help="the name the Jupyter UI shows")
 REPLACE = option(
     "--replace", action="store_true", help="overwrite an existing spec of the same name"

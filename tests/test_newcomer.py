@@ -229,6 +229,10 @@ def test_tab_completes_spec_names_options_choices_and_modules(
     assert "--like" in _tab(ip, "%kernel_install x --li")
     assert "gdal/3.8" in _tab(ip, '%kernel_install x --modules "gcc/12 gd')
     assert "gdal/3.8" in _tab(ip, "%kernel_activate --modules gd")
+    # An earlier release's spelling (env --kernel, --replace) works but is not offered.
+    replacing = _tab(ip, "%kernel_env --re")
+    assert "--replace-env" in replacing and "--replace" not in replacing
+    assert "--kernel" not in _tab(ip, "%kernel_env --k")
     if exact:
         shown = set(_tab(ip, "%kernel_show "))
         assert shown >= {"geo", "gdal-env", "r-geo"}

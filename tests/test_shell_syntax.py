@@ -9,23 +9,24 @@ from kernelmagic.domain.shell_syntax import (
     parse_assignment,
     parse_env_lines,
     split_args,
-    strip_comment,
 )
 
 
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("A=1 # set A", "A=1 "),
-        ("A=1#not-a-comment", "A=1#not-a-comment"),
-        ("A='# quoted' # real", "A='# quoted' "),
-        ('A="x # y"', 'A="x # y"'),
-        (r"A=\# B=2", r"A=\# B=2"),
-        ("# all comment", ""),
+        ("A=1 # set A", ["A=1"]),
+        ("A=1#not-a-comment", ["A=1#not-a-comment"]),
+        ("A='# quoted' # real", ["A=# quoted"]),
+        ('A="x # y"', ["A=x # y"]),
+        (r"A=\# B=2", ["A=#", "B=2"]),
+        ("# all comment", []),
     ],
 )
-def test_strip_comment(line, expected):
-    assert strip_comment(line) == expected
+def test_a_comment_ends_the_line_where_a_shell_would_end_it(line, expected):
+    """IPython hands a line magic its trailing ``# comment``; like a shell, ``a#b`` is one
+    word and a quoted ``#`` is text."""
+    assert split_args(line) == expected
 
 
 def test_split_args_quotes_and_errors():

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from kernelmagic.domain.checks import Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.options import CLI as CLI  # the two styles: the front ends' own names
+from kernelmagic.options import MAGICS as MAGICS
 from kernelmagic.reading import dump_spec
 from kernelmagic.storage.discovery import SpecInfo, searched_by_jupyter
 
 if TYPE_CHECKING:  # a listing has no change to show: it need not import the writers
     from kernelmagic.storage.transactions import Change
 
-CLI = "cli"
-MAGICS = "magics"
 # What a listing verified of a spec with no problem: its JSON and its program, not its start.
 FOUND = "found"
 
@@ -108,6 +108,12 @@ def printable(text: str) -> str:
     if not _CONTROL.search(text):
         return text
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def os_error_text(error: OSError) -> str:
+    """An OSError no check foresaw (a full disk), as one line: why, and where if known."""
+    where = f": {error.filename}" if error.filename else ""
+    return printable(f"{error.strerror or error}{where}")
 
 
 def error_text(error: BaseException | str) -> str:

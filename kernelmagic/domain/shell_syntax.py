@@ -18,29 +18,6 @@ class AssignmentError(InvalidInput):
     """Malformed user input: a bad assignment, variable name or quoting."""
 
 
-def strip_comment(line: str) -> str:
-    """Cut ``line`` at the first unquoted word that starts with ``#``.
-
-    IPython hands line magics a trailing ``# comment``; like a shell, ``a#b`` is one word
-    and ``'# x'`` is quoted text, neither starts a comment.
-    """
-    quote = None
-    escaped = False
-    for i, char in enumerate(line):
-        if escaped:
-            escaped = False
-        elif char == "\\" and quote != "'":
-            escaped = True
-        elif quote:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == "#" and (i == 0 or line[i - 1].isspace()):
-            return line[:i]
-    return line
-
-
 class _Unclosed(ValueError):
     def __init__(self, line: int) -> None:
         super().__init__("no closing quotation")

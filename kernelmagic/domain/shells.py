@@ -263,6 +263,7 @@ MAX_DUMP_BYTES = 16 * 1024 * 1024
 def read_environment_dump(path: str) -> str:
     """A saved environment's text (any bytes kept, as ``env`` prints them); ``OSError`` when
     it is no regular file or larger than ``MAX_DUMP_BYTES``."""
+    os.stat(path)  # a missing or unreadable file, said as the system says it
     data = read_regular_file(path, MAX_DUMP_BYTES)
     if data is None:
         raise OSError(errno.EINVAL, "not a regular file", path)

@@ -380,7 +380,10 @@ def _from_current(
     """This interpreter, with the variables of this session that its activation set."""
     try:
         result = envcapture.capture(environ, options, shell_timeout=timeout)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise InvalidInput(f"cannot use baseline {options.baseline_file}: {why}") from exc
+    except ValueError as exc:
         raise InvalidInput(f"cannot use baseline {options.baseline_file}: {exc}") from exc
     loaded = environ.get("LOADEDMODULES") or None
     return MadeEnvironment(this_interpreter(), result, loaded, modulefiles=modules_loaded(environ))

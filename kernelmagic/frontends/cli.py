@@ -20,7 +20,7 @@ from typing import NoReturn
 
 from kernelmagic import settings
 from kernelmagic.commands import BY_NAME, COMMANDS, Command
-from kernelmagic.commands.render import CLI, Shown, error_text
+from kernelmagic.commands.render import CLI, Shown, error_text, os_error_text
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.options import add_options, check_option_count, old_spellings
 from kernelmagic.reading import read_text_input
@@ -114,6 +114,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KernelmagicError as exc:
         return _fail(exc, 1)
     except OSError as exc:  # a failure no check foresaw (a full disk): still one line
-        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}", 1)
+        return _fail(os_error_text(exc), 1)
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0

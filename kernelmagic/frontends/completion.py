@@ -22,12 +22,6 @@ from kernelmagic.storage.discovery import spec_names
 _MAGIC_LINE = re.compile(r"\s*%%?(kernel_\w+)\b")
 
 
-def is_ours(text: str) -> bool:
-    """Whether ``text`` (the line up to the cursor) calls one of kernelmagic's magics."""
-    found = _MAGIC_LINE.match(text)
-    return found is not None and found.group(1) in BY_MAGIC
-
-
 def complete(text: str, token: str) -> list[str]:
     """What may stand at the cursor of a kernelmagic magic line: ``text`` is the line up to
     the cursor, ``token`` the fragment being completed (what IPython replaces)."""
@@ -38,7 +32,8 @@ def complete(text: str, token: str) -> list[str]:
     options = for_front_end(command.load().Request.OPTIONS, MAGICS)
     words, typing = _words(text[found.end() :])
     if typing.startswith("-") and '"' not in typing:
-        flags = {flag for opt in options for flag in opt.flags if flag.startswith("-")}
+        # An earlier release's spelling still works but is not offered.
+        flags = {f for opt in options for f in opt.flags if f.startswith("-") and f not in opt.old}
         return sorted(f for f in flags if f.startswith(typing))
     by_flag = {flag: opt for opt in options for flag in opt.flags if flag.startswith("-")}
     previous = by_flag.get(words[-1]) if words else None

@@ -33,7 +33,13 @@ from traitlets import Enum, List, Unicode, default
 
 from kernelmagic import settings as configuration
 from kernelmagic.commands import COMMANDS, Command
-from kernelmagic.commands.render import MAGICS, Shown, error_text, history_note, printable
+from kernelmagic.commands.render import (
+    MAGICS,
+    Shown,
+    error_text,
+    history_note,
+    os_error_text,
+)
 from kernelmagic.domain.shell_syntax import split_args
 from kernelmagic.domain.this_kernel import in_kernel, own_spec
 from kernelmagic.errors import KernelmagicError
@@ -56,7 +62,7 @@ def _as_usage_errors() -> Iterator[None]:
     except KernelmagicError as exc:
         raise UsageError(error_text(exc)) from None
     except OSError as exc:  # a failure no check foresaw (a full disk): still one line
-        raise UsageError(printable(f"{exc.strerror or exc}: {exc.filename or ''}")) from None
+        raise UsageError(os_error_text(exc)) from None
 
 
 def _magic(command: Command) -> Callable[..., Any]:
