@@ -255,3 +255,17 @@ def test_a_listed_spec_shows_as_its_details(ip, user_kernels):
     shown = ip.display_formatter.formatters["text/plain"](info)
     assert shown.startswith("plain") or "plain" in shown.splitlines()[0]
     assert "SpecInfo(" not in shown and "argv" in shown
+
+
+def test_doctor_fix_prints_what_it_removed_and_forgets_the_session_spec(ip, user_kernels, capsys):
+    ip.run_line_magic("kernel_clone", "python3 dead1")
+    ip.run_line_magic("kernel_patch", "dead1 --argv-prefix /nonexistent/bin/x")
+    capsys.readouterr()
+    report = ip.run_line_magic("kernel_doctor", "--fix dead1")
+    out = capsys.readouterr().out
+    assert f"Removed kernel spec {user_kernels / 'dead1'}; to bring it back: mv " in out
+    assert not (user_kernels / "dead1").exists()
+    assert report.removed == [str(user_kernels / "dead1")]  # the report's, as in its JSON
+    # Gone as after %kernel_remove: no longer the spec %kernel_env changes without -k.
+    assert "pass -k NAME" in usage_error(ip, "kernel_env", "A=1")
+    assert str(report).count("Removed kernel spec") == 0  # said once, not again in the table

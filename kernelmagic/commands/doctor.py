@@ -7,7 +7,14 @@ import argparse
 from dataclasses import dataclass
 from typing import ClassVar
 
-from kernelmagic.commands.render import Shown, html_table, problem_text, removal_lines, text_table
+from kernelmagic.commands.render import (
+    MAGICS,
+    Shown,
+    html_table,
+    problem_text,
+    removal_lines,
+    text_table,
+)
 from kernelmagic.domain.checks import NOTE
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput
@@ -120,13 +127,22 @@ def _checked(request: Request) -> Report | LaunchReport:
 
 def show(checked: Checked, style: str) -> Shown:
     result = checked.report
-    removed = []
+    removed: list[str] = []
+    gone: tuple[str, ...] = ()  # the spec dirs the magics forget (none on a dry run)
     if isinstance(result, Report) and result.removed:
         kept = [(path, history.removed_copy(path)) for path in result.removed]
         removed = removal_lines(kept, dry_run=result.dry_run)
+        gone = () if result.dry_run else tuple(result.removed)
     status = 0 if result.healthy else 1
     if checked.json:
-        return Shown("", status=status, value=result.to_json(), plain=True, notes=tuple(removed))
+        return Shown(
+            "",
+            status=status,
+            value=result.to_json(),
+            plain=True,
+            notes=tuple(removed),
+            removed_dirs=gone,
+        )
     if isinstance(result, LaunchReport):
         rows, text = _launch_rows(result, style), _launch_text(result, style)
         html = html_table(rows, LAUNCH_COLUMNS)
@@ -135,7 +151,9 @@ def show(checked: Checked, style: str) -> Shown:
             _report_text(result, style),
             html_table(_diagnosis_rows(result, style), COLUMNS),
         )
-    return Shown("\n".join([*removed, text]), html, status, value=result)
+    if style == MAGICS:  # a magic returns the report, often into a variable: say them now
+        return Shown(text, html, status, value=result, notes=tuple(removed), removed_dirs=gone)
+    return Shown("\n".join([*removed, text]), html, status, value=result, removed_dirs=gone)
 
 
 def _diagnosis_rows(report: Report, style: str) -> list[tuple[str, ...]]:

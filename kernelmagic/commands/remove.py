@@ -75,4 +75,4 @@ def remove(request: Request) -> list[str]:
 def show(result: Removed, style: str) -> Shown:
     kept = [(path, history.removed_copy(path)) for path in result.paths]
     text = "\n".join(removal_lines(kept, dry_run=result.dry_run))
-    return Shown(text, removed=() if result.dry_run else tuple(result.paths))
+    return Shown(text, removed_dirs=() if result.dry_run else tuple(result.paths))

@@ -41,7 +41,8 @@ class Shown:
     A plain value is a JSON document: the command line prints it as JSON (indented for a
     terminal, compact for a program), so its ``text`` is left empty. ``notes`` are said apart
     from the output (the command line's stderr); ``change`` is what was written, and
-    ``removed`` the spec dirs removed, which the magics remember."""
+    ``removed_dirs`` the spec dirs removed, which the magics forget (named so as not to hide
+    a ``removed`` of the data)."""
 
     text: str
     html: str | None = None
@@ -50,7 +51,7 @@ class Shown:
     plain: bool = False
     notes: tuple[str, ...] = ()
     change: Change | None = None
-    removed: tuple[str, ...] = ()
+    removed_dirs: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return self.text

@@ -163,7 +163,7 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
     def _remember(self, shown: Shown) -> None:
         if shown.change is not None and shown.change.written:
             self.last_spec = shown.change.name
-        gone = {path.rstrip("/").rsplit("/", 1)[-1] for path in shown.removed}
+        gone = {path.rstrip("/").rsplit("/", 1)[-1] for path in shown.removed_dirs}
         if self.last_spec in gone:
             self.last_spec = None
 
