@@ -421,3 +421,21 @@ def test_pixi_environments_as_manifests_write_them(tmp_path):
     assert pixi_files.lock_section(lock, "gpu") == "    b: 2"
     assert pixi_files.lock_section(lock, "default") == "    a: 1"
     assert pixi_files.lock_section(lock, "none") == ""
+
+
+@pytest.mark.parametrize(
+    "flags", [["--bind", "/x"], ["--runtime", "podman"], ["--container-option=--nv"]]
+)
+def test_container_options_are_refused_with_a_scan(ip, flags, tmp_path, user_kernels, capsys):
+    """They mean nothing without --container, which a scan cannot take: refused as without a
+    scan, not ignored."""
+    from IPython.core.error import UsageError
+
+    (tmp_path / "work").mkdir()
+    argv = ["install", "--project", "--scan", str(tmp_path / "work"), "--dry-run", *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot go with {flags[0].split('=')[0]}" in err, err
+    with pytest.raises(UsageError, match=f"cannot go with {flags[0].split('=')[0]}"):
+        ip.run_line_magic("kernel_install", " ".join(argv[1:]))
+    assert not list(user_kernels.glob("[!.]*"))

@@ -36,7 +36,9 @@ _ONE_SPEC_OPTIONS = (
     ("modules", "--modules"), ("from_conda", "--from-conda"), ("from_current", "--from-current"),
     ("like", "--like"), ("program", "--program"), ("display_name", "--display-name"),
     ("group", "--group"), ("env", "--env"), ("replace", "--replace"), ("shell", "--shell"),
-    ("container", "--container"), ("baseline", "--baseline"), ("snippet_file", "--snippet-file"),
+    ("container", "--container"), ("runtime", "--runtime"), ("bind", "--bind"),
+    ("container_option", "--container-option"), ("baseline", "--baseline"),
+    ("snippet_file", "--snippet-file"),
 )  # fmt: skip
 
 
