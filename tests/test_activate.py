@@ -238,6 +238,21 @@ def test_bad_requests_are_one_line_and_change_nothing(ip, geo_module, line, cell
     assert dict(os.environ) == before
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("--save 'bad name' --no-restart", "invalid kernel name 'bad name'"),
+        ("--replace --no-restart", "--replace goes with --save NAME"),
+    ],
+)
+def test_a_bad_save_is_refused_before_the_snippet_runs(ip, user_kernels, tmp_path, line, message):
+    ran = tmp_path / "ran"
+    with pytest.raises(UsageError, match=message):
+        ip.run_cell_magic("kernel_activate", line, f"touch {ran}\nexport KM_X=1\n")
+    assert not ran.exists() and "KM_X" not in os.environ
+    assert not list(user_kernels.glob("[!.]*"))
+
+
 def test_the_spec_of_a_kernel_is_found_with_the_arguments_its_launcher_appended(user_kernels):
     """jupyter_client < 8.3 records no spec name; nbclient appends
     --HistoryManager.hist_file=:memory: to argv, which must not hide the spec (--save

@@ -22,6 +22,7 @@ from kernelmagic.domain import activation, envcapture, languages, sources
 from kernelmagic.domain.checks import argv_strings, launch_program
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Source
+from kernelmagic.domain.spec_info import validate_name
 from kernelmagic.domain.this_kernel import kernel_app, own_spec
 from kernelmagic.errors import InvalidInput, SourceFailed
 from kernelmagic.options import (
@@ -90,6 +91,11 @@ class ActivateRequest:
                 'name what to activate: --modules "A B", --from-conda ENV, or a shell snippet '
                 "as the cell of %%kernel_activate"
             )
+        # Before the source runs (a snippet or a module load can take seconds).
+        if self.save is not None:
+            validate_name(self.save)
+        elif self.replace:
+            raise InvalidInput("--replace goes with --save NAME (the spec it replaces)")
 
     @classmethod
     def from_args(
