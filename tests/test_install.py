@@ -57,3 +57,12 @@ def test_the_name_is_checked_and_stored_lowercase():
     assert InstallRequest("GeO").name == "geo"
     with pytest.raises(InvalidInput, match="invalid kernel name"):
         InstallRequest("a/b")
+
+
+def test_an_unknown_like_is_refused_before_the_snippet_runs(user_kernels, tmp_path, capsys):
+    ran = tmp_path / "ran"
+    snippet = tmp_path / "s.sh"
+    snippet.write_text(f"touch {ran}\nexport KM_X=1\n")
+    assert main(["install", "x", "--like", "nosuch", "--snippet-file", str(snippet)]) == 1
+    assert "No kernel spec 'nosuch'" in capsys.readouterr().err
+    assert not ran.exists() and not (user_kernels / "x").exists()

@@ -330,14 +330,15 @@ def install(
     ``os.environ``) and install a spec that carries it: a Python kernel, R, Julia, or one
     like an installed spec. Variables set by hand win over captured ones.
 
-    The name is checked free before the source runs, and again under its lock when the
-    spec is written.
+    The name is checked free (and the ``like`` spec found) before the source runs, and the
+    name again under its lock when the spec is written.
     """
     options = request.capture
     gid = transactions.group_id(request.group) if request.group is not None else None
     slot = transactions.reserve(
         request.kernels_dir, request.name, replace=request.replace, dry_run=request.dry_run
     )
+    like = get_spec(request.like) if request.like else None
     python = not request.other_language and request.container is None
     made = sources.make_environment(
         request.source, options, environ, timeout=request.timeout, python=python
@@ -361,7 +362,6 @@ def install(
         files_of = install_container.populate_for(request.kernel, _ipykernel_files)
         generated = languages.generated_display_name(request.kernel, version, request.name)
     elif request.other_language:
-        like = get_spec(request.like) if request.like else None
         built = languages.build(
             request.kernel, made.environment, program=request.program, like=like
         )
