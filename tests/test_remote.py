@@ -222,7 +222,13 @@ def sshd(tmp_path_factory):
         f"AuthorizedKeysFile {work / 'authorized_keys'}\nPidFile {work / 'sshd.pid'}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
         "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
+        # A login gets the user's real HOME, and a kernel started there writes its IPython
+        # history and profile into it: point every such dir into this run's temp dir.
+        f"SetEnv HOME={work / 'home'} IPYTHONDIR={work / 'ipython'} "
+        f"JUPYTER_DATA_DIR={work / 'data'} JUPYTER_CONFIG_DIR={work / 'config'} "
+        f"JUPYTER_RUNTIME_DIR={work / 'runtime'}\n"
     )
+    (work / "home").mkdir()
     os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
     proc = subprocess.Popen(
         [daemon, "-D", "-f", str(work / "sshd_config"), "-E", str(work / "sshd.log")]
@@ -262,8 +268,10 @@ def ssh_client_env(sshd, isolated_jupyter, monkeypatch):
     monkeypatch.setattr(distributed, "ssh_port", sshd["port"], raising=False)
 
 
-def test_ssh_kernel_sees_the_captured_environment(ip, user_kernels, ssh_client_env, capsys):
-    """A captured spec, made remote with %kernel_remote, launched by jupyter_client over SSH."""
+def test_ssh_kernel_sees_the_captured_environment(ip, user_kernels, ssh_client_env, sshd, capsys):
+    """A captured spec, made remote with %kernel_remote, launched by jupyter_client over SSH
+    (as the test's user, whose login dirs the test's sshd points into its own temp dir: the
+    suite never writes into a real home)."""
     ip.run_line_magic(
         "kernel_install",
         "geo --capture none --env GDAL_DATA='/opt/gdal data' --env PROJ_LIB=/opt/proj "
@@ -284,6 +292,8 @@ def test_ssh_kernel_sees_the_captured_environment(ip, user_kernels, ssh_client_e
     assert seen["QUOTED"] == 'say "hi"'
     assert seen["EXTRA_PATH"] == f"/opt/geo/bin:{seen['HOME']}"  # filled in on the host
     assert seen["KERNEL_USERNAME"] == "kmtest"
+    assert seen["HOME"] == str(sshd["work"] / "home")
+    assert seen["IPYTHONDIR"] == str(sshd["work"] / "ipython")
 
 
 def test_doctor_launch_starts_a_remote_ssh_spec_as_jupyter_does(
