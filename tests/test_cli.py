@@ -60,6 +60,8 @@ def test_env_reads_stdin(capsys, user_kernels, monkeypatch):
         (["patch", "geo", "--metadata", "k=nope"], 2, "is not JSON"),
         (["install", "x", "--capture", "maybe"], 2, "invalid choice"),
         (["frobnicate"], 2, "invalid choice"),
+        (["--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["-x", "list"], 2, "unrecognized arguments: -x"),
         (["show", "missing"], 1, "No kernel spec 'missing'. Available: geo"),
         (["install", "GEO", "--capture", "none"], 1, "pass --replace"),
         (["env", "-k", "geo", "--file", "/no/such/file"], 2, "cannot read /no/such/file"),

@@ -62,6 +62,15 @@ def _chosen(words: list[str]) -> Command | None:
     return command if command is not None and command.cli else None
 
 
+def _refuse_unknown_global_option(words: list[str]) -> None:
+    """argparse, asked ``kernelmagic --bogus``, says a COMMAND is missing; name the option."""
+    first = words[0] if words else ""
+    if not first.startswith("-") or first == "-h":
+        return
+    if not any(own.startswith(first) for own in ("--help", "--version")) or first == "--":
+        raise UsageFailure(f"unrecognized arguments: {first} (see {PROG} --help)")
+
+
 def _body(module: ModuleType, ns: argparse.Namespace) -> str | None:
     """The command's body, read from the file its option names (``-`` for stdin)."""
     body = getattr(module, "BODY", None)
@@ -93,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_option_count(words)
         chosen = _chosen(words)
+        _refuse_unknown_global_option(words)
         ns = build_parser(chosen.name if chosen else None).parse_args(words)
         module = BY_NAME[ns.command].load()
         for line in old_spellings(module.Request.OPTIONS, words[1:]):
