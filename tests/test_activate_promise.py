@@ -79,6 +79,17 @@ class Answers:
                 self.replies[reply["parent_header"]["msg_id"]] = reply["content"]
                 self.order.append(reply["parent_header"]["msg_id"])
 
+    def send_paced(self, code: str, period: float, seconds: float) -> None:
+        """``code`` every ``period`` for ``seconds``, reading all along."""
+        began = time.monotonic()
+        while time.monotonic() - began < seconds:
+            self.read(period)
+            self.send(code)
+
+    def lost(self) -> list[int]:
+        """The indexes of the requests sent that got no reply."""
+        return [i for i, m in enumerate(self.sent) if m not in self.replies]
+
     def wait(self, timeout: float = 60) -> Answers:
         deadline = time.monotonic() + timeout
         while (len(self.replies) < len(self.sent) or len(self.idle) < len(self.sent)) and (
@@ -105,13 +116,10 @@ def test_no_request_is_lost_whatever_the_pace(kernel, geo_module, period, reques
     _, client = kernel
     answers = Answers(client)
     answers.send("%kernel_activate --modules geo/1.0")
-    began = time.monotonic()
-    while time.monotonic() - began < 3.0:
-        answers.read(period)
-        answers.send(READ)
+    answers.send_paced(READ, period, 3.0)
     answers.wait(timeout=120)
     sent = answers.sent
-    lost = [i for i, m in enumerate(sent) if m not in answers.replies]
+    lost = answers.lost()
     assert lost == [], f"{len(lost)} of {len(sent)} lost, at {lost[:10]}"
     assert answers.order == sent and answers.idle == set(sent)
     assert all(r["status"] == "ok" for r in answers.replies.values())
@@ -127,15 +135,12 @@ def test_a_kernel_without_kernelmagic_answers_the_same_pace():
     try:
         answers = Answers(client)
         answers.send("import time; time.sleep(1.0)")
-        began = time.monotonic()
-        while time.monotonic() - began < 3.0:
-            answers.read(0.01)
-            answers.send(READ)
+        answers.send_paced(READ, 0.01, 3.0)
         answers.wait(timeout=30)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
-    lost = [i for i, m in enumerate(answers.sent) if m not in answers.replies]
+    lost = answers.lost()
     assert lost == [], f"{len(lost)} of {len(answers.sent)} lost, at {lost[:10]}"
 
 
@@ -151,12 +156,9 @@ def test_requests_read_in_the_turn_the_reading_stops(kernel, geo_module):
     answers = Answers(client)
     busy = "get_ipython().kernel.shell_channel_thread.io_loop.add_callback(time.sleep, 1.0)"
     answers.send(f"import time; {busy}\n%kernel_activate --modules geo/1.0")
-    began = time.monotonic()
-    while time.monotonic() - began < 2.0:
-        answers.read(0.02)
-        answers.send(READ)
+    answers.send_paced(READ, 0.02, 2.0)
     answers.wait(timeout=30)
-    lost = [i for i, m in enumerate(answers.sent) if m not in answers.replies]
+    lost = answers.lost()
     assert lost == [], f"{len(lost)} of {len(answers.sent)} lost, at {lost[:10]}"
     assert answers.order == answers.sent and answers.idle == set(answers.sent)
     assert answers.printed[answers.sent[-1]].split()[1] == str(geo_module / "share")
