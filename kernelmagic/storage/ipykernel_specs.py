@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeGuard
 
 from kernelmagic.domain.ownership import others_can_change
+from kernelmagic.storage import atomic
 
 
 def package_dir() -> str | None:
@@ -99,9 +100,6 @@ def _cached(kind: str, ask: Callable[[], dict[str, Any]]) -> dict[str, Any]:
             return cached
     answer = ask()
     if key is not None and _make_own_dir(directory):
-        # Here only, on a miss: a listing answered from the cache loads no writer.
-        from kernelmagic.storage import atomic
-
         with contextlib.suppress(OSError):  # a read-only home: no cache, the same answer
             atomic.write_bytes_atomic(path, json.dumps(answer).encode(), mode=0o600)
     return answer
