@@ -65,6 +65,8 @@ def test_env_reads_stdin(capsys, user_kernels, monkeypatch):
         (["show", "missing"], 1, "No kernel spec 'missing'. Available: geo"),
         (["install", "GEO", "--capture", "none"], 1, "pass --replace"),
         (["env", "-k", "geo", "--file", "/no/such/file"], 2, "cannot read /no/such/file"),
+        (["doctor", "geo", "--timeout", "5"], 2, "--timeout goes with --launch"),
+        (["doctor", "--no-interrupt-check"], 2, "--no-interrupt-check goes with --launch"),
     ],
 )
 def test_errors_are_one_line_with_exit_codes(capsys, user_kernels, argv, status, message):

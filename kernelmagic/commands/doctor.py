@@ -89,6 +89,11 @@ class Request:
             raise InvalidInput("--fix removes dead specs; run it without --launch")
         if self.dry_run and not self.fix:
             raise InvalidInput("--dry-run goes with --fix (the doctor changes nothing else)")
+        launch_only = {"--timeout": self.timeout != launching.DEFAULT_TIMEOUT,
+                       "--no-interrupt-check": not self.interrupt}  # fmt: skip
+        for flag, given in launch_only.items():
+            if given and not self.launch:
+                raise InvalidInput(f"{flag} goes with --launch (the checks start no kernel)")
         if self.trust and not self.names:
             raise InvalidInput("--trust runs specs others can change: name the ones you have read")
 

@@ -66,10 +66,14 @@ class Request:
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> Request:
-        words = list(ns.words)
+        # argparse's REMAINDER takes every word after NAME: a --trust before the command
+        # (or before its --) is this command's own option, not the first word to run.
+        words, trust = list(ns.words), ns.trust
+        while words[:1] == ["--trust"]:
+            words, trust = words[1:], True
         if words[:1] == ["--"]:
             words = words[1:]
-        return cls(ns.name, tuple(words), ns.trust)
+        return cls(ns.name, tuple(words), trust)
 
 
 @dataclass
