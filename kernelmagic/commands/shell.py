@@ -66,14 +66,10 @@ class Request:
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
     ) -> Request:
-        # argparse's REMAINDER takes every word after NAME: a --trust before the command
-        # (or before its --) is this command's own option, not the first word to run.
-        words, trust = list(ns.words), ns.trust
-        while words[:1] == ["--trust"]:
-            words, trust = words[1:], True
+        words = list(ns.words)
         if words[:1] == ["--"]:
             words = words[1:]
-        return cls(ns.name, tuple(words), trust)
+        return cls(ns.name, tuple(words), ns.trust)
 
 
 @dataclass
