@@ -14,12 +14,13 @@ declare ``%kernel_NAME`` for each without importing any.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Body:
+# NamedTuples, not frozen dataclasses: the front ends import this table for every command,
+# and Python 3.11 makes a frozen dataclass in ~0.7 ms, a NamedTuple in ~0.2 ms.
+class Body(NamedTuple):
     """A command's body: a cell magic's cell, or on the command line the text of the file
     ``option`` (a dest) names. ``instead`` is that command line, offered when a cell holds a
     secret (IPython keeps every cell in its history); ``help`` is added to the magic's."""
@@ -29,8 +30,9 @@ class Body:
     help: str
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
+    """One line of the table: a command's name and which front ends have it."""
+
     name: str
     cell: bool = False  # also a cell magic: the cell is the command's body
     cli: bool = True  # False: a magic only (it acts on the process it runs in)

@@ -14,16 +14,15 @@ import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from kernelmagic.commands import Body, refresh, render
+from kernelmagic.commands import Body, render
 from kernelmagic.commands.render import Shown, group_note, printable_lines, shown_change
 from kernelmagic.domain import containers, envcapture, languages, sources
 from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source, comparable
 from kernelmagic.domain.shell_syntax import EnvChanges, env_changes
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations import install_container, install_project, project_scan
-from kernelmagic.operations.edit import refuse_secrets_for_group
+from kernelmagic.operations import install_container
 from kernelmagic.options import (
     DISPLAY_NAME,
     DRY_RUN,
@@ -49,6 +48,9 @@ from kernelmagic.settings import Settings
 from kernelmagic.storage import atomic, ipykernel_specs, transactions
 from kernelmagic.storage.discovery import get_spec, read_spec_file, validate_name
 from kernelmagic.version import __version__
+
+if TYPE_CHECKING:  # a scan's modules load only for a scan (install's startup, issue 38)
+    from kernelmagic.operations import project_scan
 
 SUMMARY = (
     "Install a kernel spec with an environment captured into its env: this session's "
@@ -121,6 +123,38 @@ INSTALL_NAME = option(
     metavar="NAME",
     help="the new spec's name (stored lowercase; with --project, default: the project's name)",
 )
+PROJECT = option(
+    "--project",
+    nargs="?",
+    const=".",
+    metavar="DIR",
+    type=path,
+    help="the environment of the project at DIR (default: this dir or the nearest one above "
+    "with a pyproject.toml, pixi.toml, environment.yml or .venv), found as its tool (uv, "
+    "Poetry, PDM, Hatch, pixi, conda) finds it; NAME defaults to the project's name",
+)
+CWD = option(
+    "--cwd",
+    action="store_true",
+    help="with --project: the kernel starts in the project's dir, whatever the client's "
+    "working dir (relative paths in notebooks work from every client)",
+)
+SCAN = option(
+    "--scan",
+    metavar="DIR",
+    type=path,
+    help="with --project (no DIR): a spec for every environment of every project below DIR "
+    "that can run ipykernel (one per pixi environment), named from the project; the others "
+    "are listed with their tool's command; a spec a scan made is kept, or refreshed when its "
+    "lockfile changed",
+)
+DEPTH = option(
+    "--depth",
+    type=int,
+    default=None,
+    metavar="N",
+    help="with --scan: look for projects at most N dirs below DIR (default: 3)",
+)
 SNIPPET_FILE_OPTION = option(
     "--snippet-file",
     only="cli",
@@ -173,7 +207,7 @@ class InstallRequest:
         INSTALL_NAME, KERNEL, LIKE, PROGRAM, FROM_CURRENT, MODULES, FROM_CONDA, PYTHON, SHELL,
         SHELL_TIMEOUT, DISPLAY_NAME, *LOCATION_OPTIONS, GROUP, ENV, LITERAL, CAPTURE,
         BASELINE, INCLUDE, EXCLUDE, NO_TEMPLATES, REPLACE, DRY_RUN, SNIPPET_FILE_OPTION,
-        *install_container.OPTIONS, *install_project.OPTIONS,
+        *install_container.OPTIONS, PROJECT, CWD, SCAN, DEPTH,
     )  # fmt: skip
 
     name: str
@@ -241,7 +275,10 @@ class InstallRequest:
         """``body``: the snippet (a cell magic's cell, or ``--snippet-file``'s text). With
         ``--scan DIR``, the request of a scan."""
         if ns.scan is not None:  # every project below a dir: one spec per environment
-            return project_scan.ScanRequest.from_args(ns, settings, body)
+            from kernelmagic.operations import project_scan
+
+            capture = _capture_from_args(ns, ns.capture or settings.default_capture, settings)
+            return project_scan.ScanRequest.from_args(ns, settings, capture, body)
         container = install_container.container_from_args(ns)
         python, program = ns.python, ns.program
         if container is not None:  # --python and --program name what runs inside the image
@@ -255,24 +292,31 @@ class InstallRequest:
                     "--python names a Python interpreter; name R or julia with --program"
                 )
             python, program = None, python or program
-        source = install_project.source_from_args(ns, ns.shell)
-        if source is not None and body is not None:
+        project = _project_source(ns, ns.shell)
+        if project is not None and body is not None:
             raise InvalidInput(
                 "--project finds the environment itself; it cannot go with a snippet"
             )
-        source = source or source_from(
-            snippet=body,
-            modules=ns.modules,
-            from_conda=ns.from_conda,
-            python=python,
-            shell=ns.shell,
-            from_current=ns.from_current,
+        source = (
+            project[0]
+            if project
+            else source_from(
+                snippet=body,
+                modules=ns.modules,
+                from_conda=ns.from_conda,
+                python=python,
+                shell=ns.shell,
+                from_current=ns.from_current,
+            )
         )
         # This session's variables are the host's; a container kernel gets none unless asked.
         container_default = container is not None and source.origin == "current"
         mode = ns.capture or ("none" if container_default else settings.default_capture)
+        name = project[1] if project else ns.name
+        if not name:
+            raise InvalidInput("give the new spec's NAME (or --project, which names it)")
         return cls(
-            install_project.spec_name(ns),
+            str(name),
             source,
             kernel=ns.kernel,
             like=ns.like,
@@ -281,12 +325,64 @@ class InstallRequest:
             kernels_dir=kernels_dir_from_args(ns, settings.default_location),
             group=ns.group,
             env=env_changes(ns.env, literal=ns.literal).set,
-            capture=project_scan.capture_from_args(ns, mode, settings, ns.baseline),
+            capture=_capture_from_args(ns, mode, settings, ns.baseline),
             replace=ns.replace,
             dry_run=ns.dry_run,
             timeout=ns.timeout,
             container=container,
             cwd=ns.cwd,
+        )
+
+
+def _capture_from_args(
+    ns: argparse.Namespace, mode: str, settings: Settings, baseline_file: str | None = None
+) -> envcapture.CaptureOptions:
+    """The capture options install's flags give (``--include``, ``--exclude``,
+    ``--no-templates``), in ``mode``: one spec's, or each spec's of a scan."""
+    return envcapture.CaptureOptions(
+        mode=mode,
+        baseline_file=baseline_file,
+        include=tuple(ns.include),
+        exclude=tuple(ns.exclude),
+        templates=not ns.no_templates,
+        policy=settings.policy,
+    )
+
+
+def _project_source(ns: argparse.Namespace, shell: str | None) -> tuple[Source, str] | None:
+    """The project source --project names and the spec's name (NAME as given, else the
+    project's, made a valid spec name); None without --project. Refuses another source."""
+    if ns.depth is not None:
+        raise InvalidInput("--depth goes with --project --scan DIR")
+    if ns.project is None:
+        if ns.cwd:
+            raise InvalidInput("--cwd goes with --project")
+        return None
+    given = [flag for flag, on in (("--modules", ns.modules), ("--from-conda", ns.from_conda),
+                                   ("--python", ns.python), ("--from-current", ns.from_current))
+             if on]  # fmt: skip
+    if given:
+        raise InvalidInput(f"--project finds the environment itself; it cannot go with {given[0]}")
+    from kernelmagic.domain import projects  # --project's alone (install's startup, issue 38)
+
+    root = projects.find_root(ns.project)
+    name = str(ns.name) if ns.name else projects.valid_name(projects.name_of(root))
+    return Source("project", project=root, shell=shell), name
+
+
+def _start_in(root: str) -> str:
+    """The argv word that makes ipykernel change to ``root`` once it has started (after it
+    read its connection file, which may be a relative path): ipykernel's own exec_lines, so
+    no wrapper process; it binds no name in the user's namespace and stays out of history."""
+    return f"--IPKernelApp.exec_lines=__import__('os').chdir({os.path.abspath(root)!r})"
+
+
+def _check_project_language(kernel: str, made_project: dict[str, Any] | None) -> None:
+    """R and Julia come from a project only where its tool manages them (pixi, conda)."""
+    tool = (made_project or {}).get("tool")
+    if tool and kernel != "python" and tool not in ("pixi", "conda"):
+        raise InvalidInput(
+            f"{tool} manages Python environments; --kernel {kernel} needs a pixi or conda project"
         )
 
 
@@ -345,7 +441,7 @@ def install(
     )
     record = _record(request, made)
     record.project = made.project
-    install_project.check_language(request.kernel, made.project)
+    _check_project_language(request.kernel, made.project)
     env = {**made.result.env, **request.env}
     if request.container is not None:
         spec, container, version = install_container.build(
@@ -383,7 +479,7 @@ def install(
         generated = languages.generated_display_name("python", version, request.name)
         files_of = _ipykernel_files
     if request.cwd and made.project:
-        spec["argv"].append(install_project.start_in(made.project["root"]))
+        spec["argv"].append(_start_in(made.project["root"]))
     spec["display_name"] = request.display_name or generated
     if env:
         spec["env"] = env
@@ -391,6 +487,8 @@ def install(
         record.generated_display_name = spec["display_name"]
     record.write_into(spec)
     if request.group is not None:
+        from kernelmagic.operations.edit import refuse_secrets_for_group  # a group's alone
+
         refuse_secrets_for_group(spec, request.group, options.policy, options.include)
 
     def populate(path: str) -> None:
@@ -444,10 +542,16 @@ class Installed:
 
 
 def run(request: InstallRequest | project_scan.ScanRequest) -> Installed | project_scan.ScanResult:
-    if isinstance(request, project_scan.ScanRequest):
-        return project_scan.scan(request, _install_for_scan, _refresh_for_scan)
+    if not isinstance(request, InstallRequest):
+        return _scan(request)
     change, captured = install(request)
     return Installed(change, captured, request.group)
+
+
+def _scan(request: project_scan.ScanRequest) -> project_scan.ScanResult:
+    from kernelmagic.operations import project_scan
+
+    return project_scan.scan(request, _install_for_scan, _refresh_for_scan)
 
 
 def _install_for_scan(name: str, source: Source, scan: project_scan.ScanRequest) -> None:
@@ -465,11 +569,13 @@ def _install_for_scan(name: str, source: Source, scan: project_scan.ScanRequest)
 
 
 def _refresh_for_scan(name: str, scan: project_scan.ScanRequest) -> None:
+    from kernelmagic.commands import refresh  # a scan's alone: a drifted project's spec
+
     refresh.refresh(refresh.RefreshRequest(name, timeout=scan.timeout))
 
 
 def show(result: Installed | project_scan.ScanResult, style: str) -> Shown:
-    if isinstance(result, project_scan.ScanResult):
+    if not isinstance(result, Installed):
         return _show_scan(result, style)
     captured = result.captured.summary_lines()
     return shown_change(result.change, diff=False, before=captured,

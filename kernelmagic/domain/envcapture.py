@@ -101,6 +101,8 @@ def secret_free_digests(env: Mapping[str, str], policy: EnvPolicy) -> dict[str, 
 def digests(env: Mapping[str, str]) -> dict[str, str]:
     """Short digests of written values, so a refresh can tell which ones a user edited
     since (without storing the values twice)."""
+    if not env:  # --capture none: nothing to load OpenSSL for (~4 ms of an install)
+        return {}
     import hashlib  # imported here: `kernelmagic list` never needs it
 
     return {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +63,8 @@ def resolve_program(program: str, environ: Mapping[str, str]) -> str | None:
 
 
 def _ask(command: list[str], environ: Mapping[str, str], fix: str) -> list[str]:
+    import subprocess  # only here, where a process runs (see shells)
+
     try:
         done = run_probe(command, environ, PROBE_TIMEOUT)
     except subprocess.TimeoutExpired:

@@ -58,34 +58,32 @@ SECRET_NAME_PATTERNS: tuple[str, ...] = (
     "*SESSION_KEY*", "*CONNECTION_STRING*", "*_DSN",
 )
 
-# Values that are credentials whatever the variable is called.
-SECRET_VALUE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
-    re.compile(p)
-    for p in (
-        r"\bgh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
-        r"\bgithub_pat_[A-Za-z0-9_]{30,}",
-        r"\bglpat-[A-Za-z0-9_-]{20,}",  # GitLab
-        r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",  # AWS access key ids
-        r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
-        r"\bsk-(?:[A-Za-z0-9_-]*-)?[A-Za-z0-9_-]{20,}",  # OpenAI, Anthropic and alike
-        r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face
-        r"\bnpm_[A-Za-z0-9]{36,}",  # npm
-        r"\bpypi-[A-Za-z0-9_-]{50,}",  # PyPI upload tokens
-        r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe secret and restricted keys
-        # PEM, OpenSSH and PGP key blocks: the whole block, BEGIN through END (or to the end
-        # of the value when the END line is missing), not only the BEGIN line.
-        r"-----BEGIN [A-Z ]*PRIVATE KEY[A-Z ]*-----(?s:.*?)"
-        r"(?:-----END [A-Z ]*PRIVATE KEY[A-Z ]*-----|(?=[\"']|\Z))",
-        r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
-        r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API keys
-    )
+# Values that are credentials whatever the variable is called. Regex sources: compiled at
+# their first use (``_value_patterns``), as most commands mask nothing.
+SECRET_VALUE_PATTERNS: tuple[str, ...] = (
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+    r"\bgithub_pat_[A-Za-z0-9_]{30,}",
+    r"\bglpat-[A-Za-z0-9_-]{20,}",  # GitLab
+    r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",  # AWS access key ids
+    r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
+    r"\bsk-(?:[A-Za-z0-9_-]*-)?[A-Za-z0-9_-]{20,}",  # OpenAI, Anthropic and alike
+    r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face
+    r"\bnpm_[A-Za-z0-9]{36,}",  # npm
+    r"\bpypi-[A-Za-z0-9_-]{50,}",  # PyPI upload tokens
+    r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe secret and restricted keys
+    # PEM, OpenSSH and PGP key blocks: the whole block, BEGIN through END (or to the end
+    # of the value when the END line is missing), not only the BEGIN line.
+    r"-----BEGIN [A-Z ]*PRIVATE KEY[A-Z ]*-----(?s:.*?)"
+    r"(?:-----END [A-Z ]*PRIVATE KEY[A-Z ]*-----|(?=[\"']|\Z))",
+    r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
+    r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API keys
 )
 # Secret parts of otherwise harmless values, masked alone so that the rest stays readable:
 # a URL's password (userinfo up to the last '@' before the host: p@ss@host has the password
 # p@ss), a password in a URL's query (libpq, JDBC), Azure's AccountKey in a connection string.
-_URL_PASSWORD = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#:@]*:)([^\s/?#]*)@")
-_QUERY_PASSWORD = re.compile(r"([?&;](?i:password|passwd|pwd|pass)=)([^&;#\s]+)")
-_ACCOUNT_KEY = re.compile(r"((?:^|;)\s*(?i:AccountKey)=)([^;\s]+)")
+_URL_PASSWORD = r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#:@]*:)([^\s/?#]*)@"
+_QUERY_PASSWORD = r"([?&;](?i:password|passwd|pwd|pass)=)([^&;#\s]+)"
+_ACCOUNT_KEY = r"((?:^|;)\s*(?i:AccountKey)=)([^;\s]+)"
 _SECRET_PARTS = (_URL_PASSWORD, _QUERY_PASSWORD, _ACCOUNT_KEY)
 
 # NAME=VALUE in a shell snippet (VALUE quoted or one word), to mask secret-named assignments.
@@ -192,9 +190,17 @@ def _globs(patterns: Iterable[str]) -> re.Pattern[str]:
 def _any_secret_shape() -> re.Pattern[str]:
     """Any credential shape at all: one search instead of one per pattern, for the common
     text that holds none."""
-    return re.compile(
-        "|".join(f"(?:{p.pattern})" for p in (*SECRET_VALUE_PATTERNS, *_SECRET_PARTS))
-    )
+    return re.compile("|".join(f"(?:{p})" for p in (*SECRET_VALUE_PATTERNS, *_SECRET_PARTS)))
+
+
+@cache
+def _value_patterns() -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(p) for p in SECRET_VALUE_PATTERNS)
+
+
+@cache
+def _secret_parts() -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(p) for p in _SECRET_PARTS)
 
 
 @cache
@@ -291,13 +297,15 @@ class EnvPolicy:
 
     def mask_text(self, text: str) -> str:
         """``text`` (a snippet, an argv word) with every credential in it replaced."""
-        if "=" not in text and not secret_in_text(text):
-            return text  # the usual argv word or path: nothing to replace
-        for pattern in SECRET_VALUE_PATTERNS:
-            text = pattern.sub(MASK, text)
-        text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
-        for part in (_QUERY_PASSWORD, _ACCOUNT_KEY):
-            text = part.sub(lambda m: f"{m.group(1)}{MASK}", text)
+        if secret_in_text(text):  # a credential's shape somewhere: mask each one
+            for pattern in _value_patterns():
+                text = pattern.sub(MASK, text)
+            url_password, *other_parts = _secret_parts()
+            text = url_password.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+            for part in other_parts:
+                text = part.sub(lambda m: f"{m.group(1)}{MASK}", text)
+        if "=" not in text:
+            return text  # the usual argv word or path: no NAME=VALUE to look at
 
         def assignment(match: re.Match[str]) -> str:
             name = match.group(1)

@@ -15,12 +15,17 @@ import re
 import shlex
 import shutil
 import signal
-import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from kernelmagic.errors import SourceFailed
 from kernelmagic.reading import read_regular_file, read_regular_head
+
+if TYPE_CHECKING:
+    # Imported by each function that starts a process (here, sources, languages): ~4 ms of
+    # an install that starts none (--from-current, its interpreter's answers cached).
+    import subprocess
 
 # What a clean login shell keeps of the environment it starts from (the profile sets the rest).
 LOGIN_SHELL_KEEP = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TZ", "MAIL")
@@ -56,6 +61,8 @@ def run_probe(
     ``sys.path``, R reads ``./.Rprofile`` and ``./.Renviron``, Julia ``./Project.toml``, so
     whoever can write the directory kernelmagic is run from could otherwise run code as the
     user. Output is captured; stdin is empty. Raises what ``subprocess.run`` raises."""
+    import subprocess
+
     with tempfile.TemporaryDirectory(prefix="kernelmagic-probe-") as empty:
         return subprocess.run(
             list(command),
@@ -175,6 +182,8 @@ def _run_in_own_group(
     done, times out or we are interrupted (Ctrl-C), the whole group is killed, so nothing
     the snippet started is left behind.
     """
+    import subprocess
+
     out_path, err_path = os.path.join(work, "stdout"), os.path.join(work, "stderr")
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         try:
@@ -202,6 +211,8 @@ def _run_in_own_group(
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    import subprocess
+
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):

@@ -14,14 +14,13 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelmagic.domain import envcapture, projects, shells
+from kernelmagic.domain import envcapture, shells
 from kernelmagic.domain.policy import batch_job, in_job_temporary
 from kernelmagic.domain.provenance import Source
 from kernelmagic.domain.shell_syntax import escape_dollars
@@ -95,6 +94,8 @@ def _quote(text: str) -> str:
 
 @dataclass
 class Interpreter:
+    """A Python interpreter as probed: where it is, its version, whether it has ipykernel."""
+
     path: str
     prefix: str
     version: tuple[int, int]
@@ -112,6 +113,8 @@ _PROBE = (
 
 def probe_interpreter(path: str, environ: Mapping[str, str] | None = None) -> Interpreter | None:
     """Run ``path`` once to learn its prefix, version and whether it has ipykernel."""
+    import subprocess  # only here, where a process runs (see shells)
+
     try:
         done = shells.run_probe(
             [path, "-c", _PROBE], os.environ if environ is None else environ, PROBE_TIMEOUT
@@ -358,6 +361,8 @@ def _from_project(
     """The environment the project's own tool made for it: found as that tool finds it,
     then made like the concrete source it amounts to (an interpreter, conda's activation,
     pixi's variables)."""
+    from kernelmagic.domain import projects  # --project's alone: every install loads this module
+
     project = projects.detect(source.project or ".", environ, source.project_env)
     found = None
     if python and project.interpreter:

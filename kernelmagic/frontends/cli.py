@@ -40,8 +40,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser of every command, or with ``only`` of that one (the others are named, so
-    that a wrong name is still told the choices, but not imported)."""
+    """The parser of every command (a wrong name is told the choices), or with ``only`` of
+    that one alone: the others are neither imported nor named (14 empty subparsers took
+    ~3 ms of every command's start)."""
     parser = _Parser(prog=PROG, description="Manage Jupyter kernel specs and their environment.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -51,8 +52,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             module = command.load()
             sub = commands.add_parser(command.name, help=module.SUMMARY, description=module.SUMMARY)
             add_options(sub, module.Request.OPTIONS, CLI)
-        else:
-            commands.add_parser(command.name, add_help=False)
     return parser
 
 

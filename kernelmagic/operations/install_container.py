@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import subprocess
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kernelmagic.domain import containers, languages, probes, shells
+from kernelmagic.domain import containers, languages, shells
 from kernelmagic.errors import InvalidInput, SourceFailed
 from kernelmagic.options import option
 
@@ -102,6 +101,8 @@ def build(
 ) -> tuple[dict[str, Any], containers.Container, str]:
     """(spec, container as recorded, version): the runtime found on ``environment``'s PATH
     (what the source made), the image asked through the wrapper with the spec's ``env``."""
+    from kernelmagic.domain import probes  # a container's alone; every install loads this module
+
     found = dataclasses.replace(
         container, program=containers.find_runtime(container.runtime, environment)
     )
@@ -169,6 +170,8 @@ def _build_spec(
         container, env, probe_argv(kernel, program), kernel == "python"
     )
     where = f"{program} in {container.image}"
+    import subprocess  # only here, where a process runs (see shells)
+
     try:
         done = shells.run_probe(command, launch_environ, timeout)
     except subprocess.TimeoutExpired:

@@ -42,21 +42,6 @@ _ONE_SPEC_OPTIONS = (
 )  # fmt: skip
 
 
-def capture_from_args(
-    ns: argparse.Namespace, mode: str, settings: Settings, baseline_file: str | None = None
-) -> envcapture.CaptureOptions:
-    """The capture options install's flags give (``--include``, ``--exclude``,
-    ``--no-templates``), in ``mode``: one spec's, or each spec's of a scan."""
-    return envcapture.CaptureOptions(
-        mode=mode,
-        baseline_file=baseline_file,
-        include=tuple(ns.include),
-        exclude=tuple(ns.exclude),
-        templates=not ns.no_templates,
-        policy=settings.policy,
-    )
-
-
 @dataclass(frozen=True)
 class ScanRequest:
     """Every project environment below ``top``, at most ``depth`` dirs down."""
@@ -79,8 +64,13 @@ class ScanRequest:
 
     @classmethod
     def from_args(
-        cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
+        cls,
+        ns: argparse.Namespace,
+        settings: Settings,
+        capture: envcapture.CaptureOptions,
+        body: str | None = None,
     ) -> ScanRequest:
+        """``capture``: install's capture options, for each spec of the scan."""
         if ns.project is None:
             raise InvalidInput("--scan DIR goes with --project: install --project --scan DIR")
         if ns.project != ".":
@@ -96,7 +86,7 @@ class ScanRequest:
             ns.scan,
             project_tree.DEFAULT_DEPTH if ns.depth is None else ns.depth,
             kernels_dir=kernels_dir_from_args(ns, settings.default_location),
-            capture=capture_from_args(ns, ns.capture or settings.default_capture, settings),
+            capture=capture,
             cwd=ns.cwd,
             dry_run=ns.dry_run,
             timeout=ns.timeout,
