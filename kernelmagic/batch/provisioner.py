@@ -55,6 +55,8 @@ QUEUE_POLL_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class QueueState:
+    """What the scheduler says of a queued job: its state and the reason it waits."""
+
     job: str
     state: str
     reason: str

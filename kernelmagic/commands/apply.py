@@ -437,6 +437,8 @@ Request = ApplyRequest
 
 @dataclass
 class Applied:
+    """What ``apply`` did with each entry of the document."""
+
     outcomes: list[Outcome]
     verbose: bool = False  # show each spec's JSON
 

@@ -77,6 +77,8 @@ class Request:
 
 @dataclass
 class Cloned:
+    """What ``clone`` wrote, and the group it shared it with."""
+
     change: Change
     group: str | None = None  # the Unix group it was shared with
 

@@ -121,6 +121,8 @@ Request = ExportRequest
 
 @dataclass
 class Exported:
+    """The export document, and the file it was written to."""
+
     document: dict[str, Any]
     written: str | None = None  # the file it went to (-o), else it is returned
 

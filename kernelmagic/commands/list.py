@@ -29,6 +29,8 @@ JSON = option(
 
 @dataclass(frozen=True)
 class Request:
+    """``list``: every spec Jupyter finds, or those whose name matches ``pattern``."""
+
     OPTIONS: ClassVar[tuple[Option, ...]] = (PATTERN, JSON)
 
     pattern: str | None = None

@@ -17,6 +17,8 @@ COLUMNS = ("provisioner", "package", "class", "options")
 
 @dataclass(frozen=True)
 class Request:
+    """``provisioners``: the kernel provisioners installed here (no options)."""
+
     OPTIONS: ClassVar[tuple[Option, ...]] = ()
 
     @classmethod

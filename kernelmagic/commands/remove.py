@@ -54,6 +54,8 @@ class Request:
 
 @dataclass
 class Removed:
+    """The spec dirs ``remove`` removed (with ``dry_run``: would remove)."""
+
     paths: list[str]  # the spec dirs removed, or with dry_run that would be
     dry_run: bool = False
 

@@ -24,6 +24,8 @@ JSON = option(
 
 @dataclass(frozen=True)
 class Request:
+    """``show``: one spec, with what Jupyter makes of it."""
+
     OPTIONS: ClassVar[tuple[Option, ...]] = (NAME, JSON)
 
     name: str

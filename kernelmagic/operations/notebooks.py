@@ -29,6 +29,8 @@ _WORD = re.compile(r"[a-z0-9][a-z0-9.]*")
 
 @dataclass
 class Match:
+    """A local spec that can run the notebook, and why it was chosen."""
+
     name: str
     why: str
     score: tuple[bool, bool, float, str] | tuple[()] = field(repr=False, default=())
