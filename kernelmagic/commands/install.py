@@ -293,14 +293,14 @@ class InstallRequest:
                 )
             python, program = None, python or program
         project = _project_source(ns, ns.shell)
-        if project is not None and body is not None:
-            raise InvalidInput(
-                "--project finds the environment itself; it cannot go with a snippet"
-            )
-        source = (
-            project[0]
-            if project
-            else source_from(
+        if project is not None:
+            if body is not None:
+                raise InvalidInput(
+                    "--project finds the environment itself; it cannot go with a snippet"
+                )
+            source, name = project
+        else:
+            source = source_from(
                 snippet=body,
                 modules=ns.modules,
                 from_conda=ns.from_conda,
@@ -308,15 +308,14 @@ class InstallRequest:
                 shell=ns.shell,
                 from_current=ns.from_current,
             )
-        )
+            if not ns.name:
+                raise InvalidInput("give the new spec's NAME (or --project, which names it)")
+            name = str(ns.name)
         # This session's variables are the host's; a container kernel gets none unless asked.
         container_default = container is not None and source.origin == "current"
         mode = ns.capture or ("none" if container_default else settings.default_capture)
-        name = project[1] if project else ns.name
-        if not name:
-            raise InvalidInput("give the new spec's NAME (or --project, which names it)")
         return cls(
-            str(name),
+            name,
             source,
             kernel=ns.kernel,
             like=ns.like,
