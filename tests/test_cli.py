@@ -67,6 +67,7 @@ def test_env_reads_stdin(capsys, user_kernels, monkeypatch):
         (["env", "-k", "geo", "--file", "/no/such/file"], 2, "cannot read /no/such/file"),
         (["doctor", "geo", "--timeout", "5"], 2, "--timeout goes with --launch"),
         (["doctor", "--no-interrupt-check"], 2, "--no-interrupt-check goes with --launch"),
+        (["install", "--capture", "none"], 2, "give the new spec's NAME (or --project"),
     ],
 )
 def test_errors_are_one_line_with_exit_codes(capsys, user_kernels, argv, status, message):
@@ -77,6 +78,17 @@ def test_errors_are_one_line_with_exit_codes(capsys, user_kernels, argv, status,
     assert err.startswith("kernelmagic: error: ") and err.count("\n") == 1
     assert message in err
     assert path.read_bytes() == before
+
+
+def test_a_project_finds_its_environment_not_a_snippet(capsys, user_kernels, tmp_path):
+    project = tmp_path / "geo-project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[project]\nname = "geo"\n')
+    snippet = tmp_path / "setup.sh"
+    snippet.write_text("module load gdal\n")
+    code, _, err = run(capsys, "install", "--project", str(project), "--snippet-file", str(snippet))
+    assert code == 2 and "--project finds the environment itself" in err
+    assert not user_kernels.exists()  # nothing written, not even the kernels dir
 
 
 def test_unwritable_location_exit_1(capsys, tmp_path):
