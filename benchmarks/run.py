@@ -176,7 +176,8 @@ def bench_install(repeats: int) -> None:
 
     t_none, t_ipykernel = interleaved(lambda: ours("--capture", "none"), ipykernel_install, repeats)
     row("kernelmagic install --from-current --capture none (baseline: python -m ipykernel "
-        "install --user)", t_none, t_ipykernel, "<= 0.40x", t_none <= 0.40 * t_ipykernel)  # fmt: skip
+        "install --user)", t_none, t_ipykernel, "<= 0.40x",
+        t_none <= 0.4 * t_ipykernel)  # fmt: skip
     t_default, t_ipykernel = interleaved(ours, ipykernel_install, repeats)
     row("kernelmagic install --from-current, env captured (baseline: python -m ipykernel "
         "install --user)", t_default, t_ipykernel, "<= 1.0x", t_default <= t_ipykernel)  # fmt: skip
