@@ -106,13 +106,14 @@ def _answers(client, codes):
     return answers.wait()
 
 
+@STRANDS_REQUESTS  # at any pace: CI's ipykernel 7.0 leg lost every request from the 8th
+# on at 150 ms once (0 of 12 runs here, 0 in the CI runs before), the stall the control test
+# shows without kernelmagic; the strict runs are ipykernel 6 and 7.4+
 @pytest.mark.parametrize("period", [0.01, 0.15])
-def test_no_request_is_lost_whatever_the_pace(kernel, geo_module, period, request):
+def test_no_request_is_lost_whatever_the_pace(kernel, geo_module, period):
     """A request every 10 ms (a script) or 150 ms (Shift-Enter) from 0 to 3 s after the
     activating one: every request gets one reply and its idle status, in the order sent, and
     those after the restart run in the new environment."""
-    if period < 0.1:
-        request.applymarker(STRANDS_REQUESTS)
     _, client = kernel
     answers = Answers(client)
     answers.send("%kernel_activate --modules geo/1.0")
