@@ -8,6 +8,7 @@ doctor can say when the lockfile or the interpreter changed since (``drift``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -135,8 +136,6 @@ def lock_digest(path: str, environment: str | None = None) -> str | None:
         return None
     if environment:
         data = pixi_files.lock_section(data.decode("utf-8", "replace"), environment).encode()
-    import hashlib  # here: loading OpenSSL is ~4 ms of every install that finds no project
-
     return hashlib.sha256(data).hexdigest()[:16]
 
 

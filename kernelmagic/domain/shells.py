@@ -23,8 +23,9 @@ from kernelmagic.errors import SourceFailed
 from kernelmagic.reading import read_regular_file, read_regular_head
 
 if TYPE_CHECKING:
-    # Imported by each function that starts a process (here, sources, languages): ~4 ms of
-    # an install that starts none (--from-current, its interpreter's answers cached).
+    # Imported by each function that starts a process (here, sources, languages,
+    # install_container): ~4 ms of an install that starts none (--from-current, its
+    # interpreter's answers cached).
     import subprocess
 
 # What a clean login shell keeps of the environment it starts from (the profile sets the rest).
