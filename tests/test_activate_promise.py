@@ -482,3 +482,27 @@ def test_empty_path_entries_and_terminal_escapes(ip, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert os.environ["LD_LIBRARY_PATH"] == "/opt/lib"  # no empty entry: not the cwd
     assert "\x1b" not in out and "\\x1b[31mred" in out
+
+
+@pytest.mark.skipif(not IPYKERNEL_7, reason="ipykernel 6 stops reading in the cell's own thread")
+@STRANDS_REQUESTS
+def test_a_failure_in_the_reading_thread_keeps_the_order_of_requests(kernel):
+    """ipykernel 7 stops reading shell requests in a thread of its own, after the cell. Make
+    that stop fail there a moment later while a request comes every 20 ms: the requests the
+    main thread set aside meanwhile for the new process are answered by this one, before
+    any that came after them (CI once saw them answered after the next one)."""
+    _, client = kernel
+    slow_failure = (
+        "import time\n"
+        "def _slow_boom(*args, **kwargs):\n    time.sleep(0.3)\n    _boom()\n"
+        "k.shell_stream.stop_on_recv = _slow_boom"
+    )
+    client.execute_interactive("import os\n" + _BOOM + slow_failure, timeout=30)
+    answers = Answers(client)
+    answers.send("%kernel_activate --modules geo/1.0")
+    answers.send_paced(READ, 0.02, 1.5)
+    answers.wait(timeout=60)
+    sent = answers.sent
+    assert answers.lost() == [] and answers.order == sent and answers.idle == set(sent)
+    assert "Not restarted: RuntimeError: injected" in answers.printed[sent[0]]
+    assert {answers.printed[m].split()[1] for m in sent[1:]} == {"None"}

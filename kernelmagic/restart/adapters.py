@@ -13,6 +13,7 @@ rather than guessed at from the attributes it happens to have.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from kernelmagic.restart import quiesce
 # The generations CI runs the restart tests against (.ci/run): major -> lowest minor tested.
 TESTED = {6: 6, 7: 0}
 _WAIT = 5.0  # a call into the shell socket's thread that takes longer has failed
+# How long requests wait unforwarded for a failed activation's to be put back first.
+_HOLD = 30.0
 # Characters a message's id and date can differ by from those of another one.
 _SIZE_SLACK = 32
 
@@ -43,6 +46,9 @@ class Adapter:
         # Read off the socket but not yet in the kernel's queue when a step failed: put
         # back first by requeue, so that nothing read is dropped.
         self.undelivered: list[list[bytes]] = []
+        # A failure in the shell socket's thread, told to the main thread by the marker, in
+        # the marker's place among the requests (``ShellChannelThread``).
+        self.failure: BaseException | None = None
         self._welcome: Callable[[str], None] | None = None  # IOPub's own greeting, unwrapped
 
     @property
@@ -125,6 +131,8 @@ class MainThreadQueue(Adapter):
 class ShellChannelThread(Adapter):
     """ipykernel 7."""
 
+    _put_back: asyncio.Event | None = None  # set once requeue put the recorded requests back
+
     def watch_subscriptions(self, seen: threading.Event) -> bool:
         # Since 7.2 IOPub is an XPUB socket: its thread greets each new subscription (the
         # first to a topic: the socket is not verbose) with an iopub_welcome message.
@@ -187,24 +195,48 @@ class ShellChannelThread(Adapter):
         channel, manager = self.kernel.shell_channel_thread, self._manager()
 
         async def stop_and_mark() -> None:
+            # No more reads first. Each request the stream has read already is a task of its
+            # own (pyzmq runs an async callback with ensure_future) whose first step may be
+            # queued after ours: yield once so that every such step runs (and forwards its
+            # request, or waits for the lock ahead of us: asyncio's lock is first come, first
+            # served) before the marker goes.
             try:
-                # No more reads first. Each request the stream has read already is a task
-                # of its own (pyzmq runs an async callback with ensure_future) whose first
-                # step may be queued after ours: yield once so that every such step runs
-                # (and forwards its request, or waits for the lock ahead of us: asyncio's
-                # lock is first come, first served) before the marker goes.
                 self.stream.stop_on_recv()
                 await asyncio.sleep(0)
-                lock = getattr(channel, "asyncio_lock", None)
-                if lock is None:
-                    self._mark(manager, marker)
-                    return
-                async with lock:
-                    self._mark(manager, marker)
             except BaseException as exc:  # nothing would see it in this callback
-                failed(exc)
+                self.failure = exc
+            lock = getattr(channel, "asyncio_lock", None)
+            async with lock if lock is not None else contextlib.nullcontext():
+                if self.failure is None:
+                    try:
+                        self._mark(manager, marker)
+                        return
+                    except BaseException as exc:
+                        self.failure = exc
+                await self._fail_in_order(manager, marker, failed)
 
         channel.io_loop.add_callback(stop_and_mark)
+
+    async def _fail_in_order(
+        self, manager: Any, marker: list[bytes], failed: Callable[[BaseException], None]
+    ) -> None:
+        """Tell the main thread of ``self.failure`` with the marker, behind every request
+        forwarded before it, and forward no other request until ``requeue`` has put those
+        back: where the stream still reads, they are answered before any that came later."""
+        self._put_back = asyncio.Event()
+        try:
+            to_main = manager.get_shell_channel_to_subshell_socket(None)
+            while self.undelivered:
+                to_main.send_multipart(self.undelivered[0])
+                self.undelivered.pop(0)
+            to_main.send_multipart(marker)
+        except BaseException:  # the main thread cannot see it in place: tell it directly
+            assert self.failure is not None
+            failed(self.failure)
+            return
+        # Holding the channel's lock, which each request's forwarding takes first.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._put_back.wait(), _HOLD)
 
     def _mark(self, manager: Any, marker: list[bytes]) -> None:
         self.undelivered = quiesce.drain_frames(self.stream.socket)
@@ -219,11 +251,14 @@ class ShellChannelThread(Adapter):
 
         def put_back() -> None:
             to_main = manager.get_shell_channel_to_subshell_socket(None)
-            for frames in [*self.undelivered, *requests]:
+            # Read from the socket after the recorded requests were forwarded: behind them.
+            for frames in [*requests, *self.undelivered]:
                 to_main.send_multipart(frames)
             self.undelivered = []
             if self.receiver is not None and not self.stream.closed():
                 self.stream.on_recv(self.receiver, copy=False)
+            if self._put_back is not None:
+                self._put_back.set()  # the requests behind them may be forwarded now
 
         self.in_socket_thread(put_back)
 

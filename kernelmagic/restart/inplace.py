@@ -195,6 +195,9 @@ class Handoff:
 
     def _record(self, stream: Any, idents: list[bytes], msg: dict[str, Any]) -> None:
         if msg["header"]["msg_type"] == _MARKER:
+            if self.adapter.failure is not None:  # a step in the socket's thread failed
+                self._unwind(self.adapter.failure)
+                return
             try:
                 self._exec()  # does not return
             except Exception as exc:  # before the shell socket closed: nothing is lost
