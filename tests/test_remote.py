@@ -30,6 +30,7 @@ from helpers import require_system_package, run_in_kernel, write_spec
 from IPython.core.error import UsageError
 
 from kernelmagic import specs
+from kernelmagic.errors import InvalidInput
 from kernelmagic.frontends.cli import main
 from kernelmagic.operations import doctor, remote
 
@@ -71,6 +72,16 @@ def test_patch_provisioner_refuses_what_jupyter_would_ignore(ip, user_kernels, c
     }
     ip.run_line_magic("kernel_patch", "geo --provisioner none")
     assert "kernel_provisioner" not in spec_json(user_kernels, "geo").get("metadata", {})
+
+
+def test_provisioner_none_with_config_is_refused_by_the_request_itself(user_kernels, capsys):
+    """``none`` removes the stanza: config for it is refused where every other rule of
+    ``patch`` is, when the request is made (from Python too), not once it runs."""
+    write_spec(user_kernels, "geo")
+    with pytest.raises(InvalidInput, match="needs a provisioner, not 'none'"):
+        specs.PatchRequest("geo", provisioner="none", provisioner_config={"a": 1})
+    assert main(["patch", "geo", "--provisioner", "none", "--provisioner-config", "a=1"]) == 2
+    assert "needs a provisioner, not 'none'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,8 @@ class Request:
                 raise InvalidInput(f"{flag} restores a kept kernel.json; give it no other change")
         if self.provisioner_config and not self.provisioner:
             raise InvalidInput("--provisioner-config goes with --provisioner NAME")
+        if self.provisioner_config and self.provisioner == "none":
+            raise InvalidInput("--provisioner-config needs a provisioner, not 'none'")
 
     @classmethod
     def from_args(
