@@ -38,9 +38,15 @@ def _tool(*command: str, cwd: Path) -> str:
 
 
 def _give_ipykernel(prefix: Path) -> None:
-    """What `uv add --dev ipykernel` (or `poetry add`) would do, without an index."""
+    """What `uv add --dev ipykernel` (or `poetry add`) would do, without an index: the test
+    venv's packages but kernelmagic, which a non-editable install puts among them."""
     site = next(prefix.glob("lib/python*/site-packages"))
-    (site / "test-ipykernel.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    shelf = prefix.parent / f"{prefix.name}-test-packages"  # stays when the venv moves
+    shelf.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.startswith("kernelmagic"):
+            (shelf / entry.name).symlink_to(entry)
+    (site / "test-ipykernel.pth").write_text(f"{shelf}\n")
 
 
 @pytest.fixture
