@@ -49,6 +49,23 @@ def test_load_ext_imports_no_library_and_nothing_heavy():
         ]
 
 
+def test_the_first_magic_imports_its_own_command_only(user_kernels):
+    """The first magic of a session (``%kernel_activate`` in the cell that restarts) pays
+    for its own command's module, not for all sixteen; help still loads the one asked for."""
+    write_spec(user_kernels, "geo")
+    seen = _in_fresh_ipython("""
+        ip.run_line_magic("load_ext", "kernelmagic")
+        names = ip.run_line_magic("kernel_list", "").names()
+        after_list = sorted(m for m in sys.modules if m.startswith("kernelmagic.commands."))
+        ip.run_cell("%kernel_install?")
+        after_help = sorted(m for m in sys.modules if m.startswith("kernelmagic.commands."))
+        print(json.dumps({"names": names, "list": after_list, "help": after_help}))
+    """)
+    assert "geo" in seen["names"]
+    assert seen["list"] == ["kernelmagic.commands.list", "kernelmagic.commands.render"]
+    assert set(seen["help"]) - set(seen["list"]) == {"kernelmagic.commands.install"}
+
+
 def test_help_works_before_first_use_and_is_argparse_help():
     seen = _in_fresh_ipython("""
         ip.run_line_magic("load_ext", "kernelmagic")

@@ -9,6 +9,10 @@ shows as a table, ``print()`` as the terminal text, and which reads as its data.
 What only a magic does lives here: the cell is the command's body; ``%kernel_env`` without
 ``-k`` changes the spec last changed in this session (else its own kernel's); a note when a
 cell holding a secret enters IPython's history, and when JupyterLab will list a new kernel.
+
+A magic's command module is imported, and its parser built, when the magic first runs or its
+help is asked for: the first magic of a session (``%kernel_activate`` in the cell that
+restarts) imports one command, not all sixteen (~50 ms).
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from IPython.core.magic import (
     line_cell_magic,
     line_magic,
     magics_class,
-    no_var_expand,
 )
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, List, Unicode, default
@@ -78,10 +81,55 @@ def _magic(command: Command) -> Callable[..., Any]:
     run.__doc__ = module.SUMMARY + (f"\n\n{body.help}" if body is not None else "")
     for opt in reversed(for_front_end(module.Request.OPTIONS, MAGIC_OPTIONS)):
         run = argument(*opt.flags, **opt.kwargs)(run)
-    run = magic_arguments()(run)
+    made: Callable[..., Any] = magic_arguments()(run)
+    return made
+
+
+class _LazyMagic:
+    """A command's magic method as the class holds it, made by ``_magic`` on first use.
+    Looked up on an instance it is a ``_Bound``, which makes it only when called or asked
+    for its help: IPython binds every magic of the class when it registers them, and
+    traitlets looks at every attribute of the class when it is made."""
+
+    def __init__(self, command: Command) -> None:
+        self.command, self.__name__ = command, command.magic
+        self._made: Callable[..., Any] | None = None
+
+    def made(self) -> Callable[..., Any]:
+        if self._made is None:
+            self._made = _magic(self.command)
+        return self._made
+
+    @property
+    def parser(self) -> Any:
+        """The magic's argparse parser (``magic_arguments``')."""
+        made: Any = self.made()  # magic_arguments set it on the function
+        return made.parser
+
+    def __get__(self, magics: Any, owner: type | None = None) -> Any:
+        return self if magics is None else _Bound(self, magics)
+
+
+class _Bound:
+    """A lazy magic bound to the magics instance: what IPython calls, and reads help from."""
+
+    _ipython_magic_no_var_expand = True  # IPython's no_var_expand: `$` reaches the command
+
+    def __init__(self, lazy: _LazyMagic, magics: Any) -> None:
+        self._lazy, self.__self__, self.__name__ = lazy, magics, lazy.__name__
+
+    def __call__(self, line: str = "", cell: str | None = None) -> Any:
+        return self._lazy.made()(self.__self__, line, cell)
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]  # `%kernel_NAME?`: its help
+        return self._lazy.made().__doc__
+
+
+def _declared(command: Command) -> Any:
+    """The class attribute for ``command``'s magic, registered as IPython's decorators do."""
     register: Any = line_cell_magic if command.cell else line_magic
-    magic: Callable[..., Any] = no_var_expand(register(run))
-    return magic
+    return register(command.magic)(_LazyMagic(command))  # by name: it is not a function
 
 
 def _trait(setting: dataclasses.Field[Any]) -> Any:
@@ -201,7 +249,7 @@ KernelMagics = magics_class(
                 f"_configured_{setting.name}": _file_default(setting.name)
                 for setting in dataclasses.fields(Settings)
             },
-            **{command.magic: _magic(command) for command in COMMANDS},
+            **{command.magic: _declared(command) for command in COMMANDS},
         },
     )
 )
