@@ -250,15 +250,17 @@ class ShellChannelThread(Adapter):
         manager = self._manager()
 
         def put_back() -> None:
-            to_main = manager.get_shell_channel_to_subshell_socket(None)
-            # Read from the socket after the recorded requests were forwarded: behind them.
-            for frames in [*requests, *self.undelivered]:
-                to_main.send_multipart(frames)
-            self.undelivered = []
-            if self.receiver is not None and not self.stream.closed():
-                self.stream.on_recv(self.receiver, copy=False)
-            if self._put_back is not None:
-                self._put_back.set()  # the requests behind them may be forwarded now
+            try:
+                to_main = manager.get_shell_channel_to_subshell_socket(None)
+                # Read from the socket after the recorded requests were forwarded: behind them.
+                for frames in [*requests, *self.undelivered]:
+                    to_main.send_multipart(frames)
+                self.undelivered = []
+                if self.receiver is not None and not self.stream.closed():
+                    self.stream.on_recv(self.receiver, copy=False)
+            finally:
+                if self._put_back is not None:
+                    self._put_back.set()  # the requests behind them may be forwarded now
 
         self.in_socket_thread(put_back)
 
