@@ -57,6 +57,7 @@ class Answers:
     def __init__(self, client):
         self.client, self.sent = client, []
         self.replies, self.printed, self.order, self.idle = {}, {}, [], set()
+        self.after_idle = set()  # requests with output after an idle status (nbclient drops it)
 
     def send(self, code: str, **options) -> str:
         msg_id = self.client.execute(code, **options)
@@ -72,6 +73,8 @@ class Answers:
                 parent = msg["parent_header"].get("msg_id")
                 if parent in self.printed and msg["msg_type"] == "stream":
                     self.printed[parent] += msg["content"]["text"]
+                    if parent in self.idle:
+                        self.after_idle.add(parent)
                 if parent in self.printed and msg["content"].get("execution_state") == "idle":
                     self.idle.add(parent)
             with contextlib.suppress(queue.Empty):
@@ -122,7 +125,7 @@ def test_no_request_is_lost_whatever_the_pace(kernel, geo_module, period):
     sent = answers.sent
     lost = answers.lost()
     assert lost == [], f"{len(lost)} of {len(sent)} lost, at {lost[:10]}"
-    assert answers.order == sent and answers.idle == set(sent)
+    assert answers.order == sent and answers.idle == set(sent) and answers.after_idle == set()
     assert all(r["status"] == "ok" for r in answers.replies.values())
     assert answers.printed[sent[-1]].split()[1] == str(geo_module / "share")
 
@@ -290,6 +293,7 @@ def test_a_failure_at_each_step_leaves_a_kernel_that_answers(kernel, touch_point
     answers.read(0.5)  # output that may follow its idle status
     sent, printed = answers.sent, answers.printed
     assert answers.order == sent, f"answered {len(answers.replies)} of 3"
+    assert answers.after_idle == set()  # a client stops reading a cell's output at its idle
     assert (
         "Not restarted: RuntimeError: injected; this kernel keeps its environment."
         in (printed[sent[0]])
@@ -485,7 +489,8 @@ def test_empty_path_entries_and_terminal_escapes(ip, monkeypatch, capsys):
 
 
 @pytest.mark.skipif(not IPYKERNEL_7, reason="ipykernel 6 stops reading in the cell's own thread")
-@STRANDS_REQUESTS
+@STRANDS_REQUESTS  # 7.0 stalled in 3 runs of 3 here, from the 39th to the 51st request on;
+# without kernelmagic, after a 0.3 s cell and at this pace, in 1 of 3
 def test_a_failure_in_the_reading_thread_keeps_the_order_of_requests(kernel):
     """ipykernel 7 stops reading shell requests in a thread of its own, after the cell. Make
     that stop fail there a moment later while a request comes every 20 ms: the requests the
@@ -504,5 +509,6 @@ def test_a_failure_in_the_reading_thread_keeps_the_order_of_requests(kernel):
     answers.wait(timeout=60)
     sent = answers.sent
     assert answers.lost() == [] and answers.order == sent and answers.idle == set(sent)
+    assert answers.after_idle == set()
     assert "Not restarted: RuntimeError: injected" in answers.printed[sent[0]]
     assert {answers.printed[m].split()[1] for m in sent[1:]} == {"None"}

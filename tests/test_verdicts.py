@@ -519,10 +519,23 @@ def _console_truth(corpus: Corpus, names: list[str]) -> dict:
             at = child.expect([r"KM_SPEC=[^\r\n]+", pexpect.EOF, pexpect.TIMEOUT], timeout=30)
             return (at == 0), (child.match.group(0) if at == 0 else (child.before or "")[-300:])
         finally:
-            child.close(force=True)
+            _close(child, pexpect.ExceptionPexpect)
 
     with ThreadPoolExecutor(6) as pool:
         return dict(zip(names, pool.map(one, names), strict=True))
+
+
+def _close(child, failure: type[Exception]) -> None:
+    """Close a pexpect child whatever the load. pexpect looks once, 0.1 s after its SIGKILL,
+    whether the child is gone, and raises if not: CI's oldest versions once saw a console
+    still dying then, and lost the whole harness to it."""
+    try:
+        child.close(force=True)
+    except failure:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child.pid, 0)
 
 
 class Voila:

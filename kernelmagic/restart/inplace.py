@@ -115,6 +115,7 @@ class Handoff:
         self.request: list[bytes] | None = None  # ... and its execute_request
         self.held: list[tuple[tuple[Any, ...], dict[str, Any]]] = []  # sends held back
         self.queued: list[list[bytes]] = []
+        self.recorded_ids: set[str | None] = set()  # the msg_ids of the requests in queued
         self.handoff_fd: int | None = None
         self._send = self.session.send
         self._handlers = self.kernel.shell_handlers
@@ -156,12 +157,20 @@ class Handoff:
         held, self.held = self.held, []
         if not held:  # still inside the activating cell: its output takes the line
             sys.stderr.write(said)
+        bind = inspect.signature(self._send).bind
         for args, kwargs in held:
-            if _message_type(args, kwargs) == "execute_reply":
+            kind, parent = _message_type(args, kwargs), None
+            with contextlib.suppress(TypeError):  # not session.send's arguments
+                parent = bind(*args, **kwargs).arguments.get("parent")
+            if kind == "status" and _msg_id(parent) in self.recorded_ids:
+                # A recorded request's busy and idle: it is dispatched again, and says so
+                # again. Its idle sent now would come before its output, which a client
+                # (nbclient, JupyterLab) stops reading at that idle.
+                continue
+            if kind == "execute_reply":
+                content = {"name": "stderr", "text": said}
                 with contextlib.suppress(Exception):
-                    call = inspect.signature(self._send).bind(*args, **kwargs).arguments
-                    content = {"name": "stderr", "text": said}
-                    self._send(self.kernel.iopub_socket, "stream", content, call.get("parent"))
+                    self._send(self.kernel.iopub_socket, "stream", content, parent)
             self._send(*args, **kwargs)
         # The recorded requests were read once already: their signatures are in the
         # session's replay guard, which would refuse them as duplicates the second time.
@@ -205,6 +214,7 @@ class Handoff:
             return
         buffers = [bytes(b) for b in msg.get("buffers") or ()]
         self.queued.append(self.session.serialize(msg, ident=idents) + buffers)
+        self.recorded_ids.add(_msg_id(msg))
 
     def _exec(self) -> None:
         fd = self.handoff_fd
@@ -268,6 +278,13 @@ def _absolute_connection_file(argv: list[str], app: Any) -> list[str]:
         elif word.startswith(("--f=", "-f=", "--IPKernelApp.connection_file=")):
             argv[at] = word.split("=", 1)[0] + "=" + path
     return argv
+
+
+def _msg_id(msg: Any) -> str | None:
+    """The msg_id of a message, or of a header (a parent may be given as either)."""
+    header = msg.get("header", msg) if isinstance(msg, dict) else None
+    found = header.get("msg_id") if isinstance(header, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _message_type(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
