@@ -171,7 +171,7 @@ def provisioner_edit(
     Refuses (``InvalidInput``) what Jupyter would silently ignore: a provisioner that is not
     installed, config keys it does not know.
     """
-    if provisioner == "none":  # with no config: patch's request refuses any
+    if provisioner == "none":  # config for it: refused by patch's request
 
         def drop(spec: dict[str, Any]) -> dict[str, Any]:
             metadata = spec.get("metadata") or {}

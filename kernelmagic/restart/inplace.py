@@ -115,7 +115,7 @@ class Handoff:
         self.request: list[bytes] | None = None  # ... and its execute_request
         self.held: list[tuple[tuple[Any, ...], dict[str, Any]]] = []  # sends held back
         self.queued: list[list[bytes]] = []
-        self.recorded_ids: set[str | None] = set()  # the msg_ids of the requests in queued
+        self.recorded_ids: set[str] = set()  # the msg_ids of the requests in queued
         self.handoff_fd: int | None = None
         self._send = self.session.send
         self._handlers = self.kernel.shell_handlers
@@ -214,7 +214,8 @@ class Handoff:
             return
         buffers = [bytes(b) for b in msg.get("buffers") or ()]
         self.queued.append(self.session.serialize(msg, ident=idents) + buffers)
-        self.recorded_ids.add(_msg_id(msg))
+        if (msg_id := _msg_id(msg)) is not None:
+            self.recorded_ids.add(msg_id)
 
     def _exec(self) -> None:
         fd = self.handoff_fd
