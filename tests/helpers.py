@@ -104,6 +104,19 @@ def make_venv(path: Path, *, with_ipykernel: bool) -> Path:
     return path
 
 
+def give_ipykernel(prefix: Path) -> None:
+    """What `uv add --dev ipykernel` (or `poetry add`) would do to the environment at
+    ``prefix``, without an index: the test venv's packages but kernelmagic, which a
+    non-editable install puts among them."""
+    site = next(prefix.glob("lib/python*/site-packages"))
+    shelf = prefix.parent / f"{prefix.name}-test-packages"  # stays when the venv moves
+    shelf.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.startswith("kernelmagic"):
+            (shelf / entry.name).symlink_to(entry)
+    (site / "test-ipykernel.pth").write_text(f"{shelf}\n")
+
+
 def run_as_nobody(argv: list[str]) -> tuple[int, str]:
     """Run main(argv) in a forked child that dropped root, as a user would run it."""
 

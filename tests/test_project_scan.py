@@ -17,12 +17,11 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import run_in_kernel
+from helpers import give_ipykernel, run_in_kernel
 
 from kernelmagic.frontends.cli import main
 
@@ -48,12 +47,6 @@ def _tool(*command: str, cwd: Path, env: dict[str, str]) -> str:
     return done.stdout.strip()
 
 
-def _give_ipykernel(prefix: Path) -> None:
-    """What `uv add --dev ipykernel` (or `poetry add`) would do, without an index."""
-    site = next(prefix.glob("lib/python*/site-packages"))
-    (site / "test-ipykernel.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-
-
 def _offline(caches: Path) -> dict[str, str]:
     return {
         "PATH": f"{BIN}:{os.environ['PATH']}",
@@ -77,7 +70,7 @@ def templates(tmp_path_factory) -> dict[str, Path]:
     _tool("uv", "init", "--bare", "--name", "uv-template", "--python", sys.executable, cwd=uv,
           env=env)  # fmt: skip
     _tool("uv", "sync", "--python", sys.executable, cwd=uv, env=env)
-    _give_ipykernel(uv / ".venv")
+    give_ipykernel(uv / ".venv")
     poetry = root / "poetry"
     poetry.mkdir()
     _tool("poetry", "init", "-n", "--name", "poetry-template", "--python", ">=3.10", cwd=poetry,
@@ -257,7 +250,7 @@ def test_a_deleted_projects_spec_goes_with_remove_missing(
     _tool("poetry", "env", "use", sys.executable, cwd=root, env=offline)
     prefix = Path(_tool("poetry", "env", "info", "-p", cwd=root, env=offline))
     assert prefix.is_relative_to(tmp_path / "caches" / "poetry")
-    _give_ipykernel(prefix)
+    give_ipykernel(prefix)
     kept = _uv(templates, top / "team" / "kept", "kept")
     elsewhere = _uv(templates, tmp_path / "own" / "by-hand", "by-hand")
     assert main(["install", "--project", "--scan", str(top)]) == 0

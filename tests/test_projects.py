@@ -15,13 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import make_venv, run_in_kernel
+from helpers import give_ipykernel, make_venv, run_in_kernel
 from nbclient import NotebookClient
 
 from kernelmagic.frontends.cli import main
@@ -35,18 +34,6 @@ def _tool(*command: str, cwd: Path) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
-
-
-def _give_ipykernel(prefix: Path) -> None:
-    """What `uv add --dev ipykernel` (or `poetry add`) would do, without an index: the test
-    venv's packages but kernelmagic, which a non-editable install puts among them."""
-    site = next(prefix.glob("lib/python*/site-packages"))
-    shelf = prefix.parent / f"{prefix.name}-test-packages"  # stays when the venv moves
-    shelf.mkdir()
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if not entry.name.startswith("kernelmagic"):
-            (shelf / entry.name).symlink_to(entry)
-    (site / "test-ipykernel.pth").write_text(f"{shelf}\n")
 
 
 @pytest.fixture
@@ -81,7 +68,7 @@ def test_a_uv_projects_kernel_runs_its_venv_and_follows_its_lockfile(
 ):
     """From a dir inside the project, NAME from the project; then the lockfile changes as
     uv changes it, the doctor says so, refresh clears it."""
-    _give_ipykernel(uv_project / ".venv")
+    give_ipykernel(uv_project / ".venv")
     inside = uv_project / "notebooks"
     inside.mkdir()
     monkeypatch.chdir(inside)
@@ -122,7 +109,7 @@ def test_uv_project_environment_and_the_refusals(uv_project, user_kernels, monke
     assert f"environment {uv_project}/envs/main does not exist yet" in err
     assert f"cd '{uv_project}' && uv sync" in err
     _tool("uv", "sync", "--python", sys.executable, cwd=uv_project)
-    _give_ipykernel(uv_project / "envs" / "main")
+    give_ipykernel(uv_project / "envs" / "main")
     assert main(["install", "geo", "--project", str(uv_project)]) == 0
     assert _spec(user_kernels, "geo")["argv"][0] == str(uv_project / "envs/main/bin/python")
     assert not (user_kernels / "geo-analysis").exists()
@@ -158,7 +145,7 @@ def test_a_new_uv_project_whose_first_uv_add_failed_gets_uvs_command(
     assert (
         f"install it there: uv pip install --python {python} ipykernel" in capsys.readouterr().err
     )
-    _give_ipykernel(root / ".venv")
+    give_ipykernel(root / ".venv")
     assert main(["install", "--project", str(root)]) == 0
     out = capsys.readouterr().out
     assert f"to use the magics there: uv pip install --python {python} " in out, out
@@ -175,7 +162,7 @@ def test_cwd_starts_the_kernel_in_the_project_whatever_the_client(
 ):
     """A notebook elsewhere reads a project file by a relative path: nbclient starts the
     kernel in the notebook's dir, --cwd moves it to the project's (no wrapper process)."""
-    _give_ipykernel(uv_project / ".venv")
+    give_ipykernel(uv_project / ".venv")
     (uv_project / "data.txt").write_text("from the project\n")
     assert main(["install", "geo", "--project", str(uv_project), "--cwd"]) == 0
     argv = _spec(user_kernels, "geo")["argv"]
@@ -207,7 +194,7 @@ def test_a_poetry_projects_kernel_finds_poetrys_own_env(
     _tool("poetry", "lock", cwd=root)
     prefix = Path(_tool("poetry", "env", "info", "-p", cwd=root))
     assert prefix.is_relative_to(tmp_path / "poetry-cache")
-    _give_ipykernel(prefix)
+    give_ipykernel(prefix)
     assert main(["install", "--project", str(root)]) == 0
     spec = _spec(user_kernels, "poetry-geo")
     assert spec["metadata"]["kernelmagic"]["project"]["tool"] == "poetry"
@@ -274,7 +261,7 @@ def test_a_conda_environment_yml_names_the_env(tmp_path, user_kernels, fake_cond
 
 
 def test_apply_shows_what_a_project_entry_runs(uv_project, user_kernels, tmp_path, capsys):
-    _give_ipykernel(uv_project / ".venv")
+    give_ipykernel(uv_project / ".venv")
     assert main(["install", "geo", "--project", str(uv_project)]) == 0
     document = tmp_path / "kernels.json"
     assert main(["export", "geo", "-o", str(document)]) == 0
@@ -292,7 +279,7 @@ def test_apply_shows_what_a_project_entry_runs(uv_project, user_kernels, tmp_pat
 
 
 def test_the_magic_names_the_spec_after_the_project(ip, uv_project, user_kernels, monkeypatch):
-    _give_ipykernel(uv_project / ".venv")
+    give_ipykernel(uv_project / ".venv")
     monkeypatch.chdir(uv_project)
     ip.run_line_magic("kernel_install", "--project")
     assert _spec(user_kernels, "geo-analysis")["argv"][0] == str(uv_project / ".venv/bin/python")
@@ -305,7 +292,7 @@ def test_a_fifo_in_a_shared_project_hangs_nothing(tmp_path, user_kernels, tools_
     root = tmp_path / "shared-project"
     root.mkdir()
     subprocess.run([sys.executable, "-m", "venv", str(root / ".venv")], check=True)
-    _give_ipykernel(root / ".venv")
+    give_ipykernel(root / ".venv")
     (root / "uv.lock").write_text("version = 1\n")
     cli = [sys.executable, "-m", "kernelmagic"]
     done = subprocess.run(
@@ -329,7 +316,7 @@ def test_a_fifo_in_a_shared_project_hangs_nothing(tmp_path, user_kernels, tools_
 def _venv_project(root: Path) -> Path:
     root.mkdir()
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True)
-    _give_ipykernel(root / ".venv")
+    give_ipykernel(root / ".venv")
     return root
 
 
