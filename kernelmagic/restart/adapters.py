@@ -225,11 +225,7 @@ class ShellChannelThread(Adapter):
         back: where the stream still reads, they are answered before any that came later."""
         self._put_back = asyncio.Event()
         try:
-            to_main = manager.get_shell_channel_to_subshell_socket(None)
-            while self.undelivered:
-                to_main.send_multipart(self.undelivered[0])
-                self.undelivered.pop(0)
-            to_main.send_multipart(marker)
+            self._forward(manager, marker)
         except BaseException:  # the main thread cannot see it in place: tell it directly
             assert self.failure is not None
             failed(self.failure)
@@ -240,6 +236,11 @@ class ShellChannelThread(Adapter):
 
     def _mark(self, manager: Any, marker: list[bytes]) -> None:
         self.undelivered = quiesce.drain_frames(self.stream.socket)
+        self._forward(manager, marker)
+
+    def _forward(self, manager: Any, marker: list[bytes]) -> None:
+        """Send the main thread what was read off the socket, then ``marker``; what could
+        not be sent stays in ``undelivered``."""
         to_main = manager.get_shell_channel_to_subshell_socket(None)
         while self.undelivered:
             to_main.send_multipart(self.undelivered[0])
