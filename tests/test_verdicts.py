@@ -297,10 +297,14 @@ class Server:
             "--ServerApp.open_browser=False", "--ServerApp.port_retries=0",
             f"--ServerApp.root_dir={corpus.notebooks}", "--ServerApp.allow_root=True",
         ]  # fmt: skip
+        # Started in its root dir, as `jupyter lab` usually is: a kernel started with no
+        # path (REST) runs in the server's own dir, where a relative argv[0] is looked up;
+        # the dir pytest runs in (a checkout with its own venv/) must not decide.
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
-                command, env=corpus.env, stdout=out, stderr=subprocess.STDOUT
-            )
+                command, env=corpus.env, cwd=corpus.notebooks, stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -546,10 +550,11 @@ class Voila:
         self.base = f"http://127.0.0.1:{self.port}"
         command = [PYTHON, "-m", "voila", str(folder), "--no-browser", f"--port={self.port}",
                    "--Voila.ip=127.0.0.1"]  # fmt: skip
-        with open(log, "wb") as out:
+        with open(log, "wb") as out:  # in the corpus, as the server (above)
             self.process = subprocess.Popen(
-                command, env=corpus.env, stdout=out, stderr=subprocess.STDOUT
-            )
+                command, env=corpus.env, cwd=corpus.notebooks, stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
         self.log = log
 
     def wait(self) -> None:
