@@ -96,11 +96,10 @@ def run_in_kernel(kernel_name: str, code: str = PROBE) -> dict:
 
 
 def make_venv(path: Path, *, with_ipykernel: bool) -> Path:
-    """A real venv; with_ipykernel links our site-packages in with a .pth file (no network)."""
+    """A real venv; with_ipykernel links our packages but kernelmagic in (no network)."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
     if with_ipykernel:
-        site = next(path.glob("lib/python*/site-packages"))
-        (site / "kernelmagic-test.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+        give_ipykernel(path)
     return path
 
 
