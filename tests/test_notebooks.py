@@ -199,15 +199,23 @@ def test_shell_runs_with_exactly_the_kernels_environment(user_kernels, monkeypat
     assert main(["shell", "geo", "--", "sh", "-c", "exit 3"]) == 3
 
 
-def test_a_trust_after_double_dash_is_the_command_never_the_option(user_kernels, capfd):
+def test_a_trust_after_the_name_is_refused_and_says_where_it_goes(user_kernels, capfd):
     """argparse drops a leading `--` from NAME's remainder, so `shell NAME -- --trust` and
-    `shell NAME --trust` reach the command alike: neither may count as trusting the spec."""
+    `shell NAME --trust` reach the command alike: neither may count as trusting the spec.
+    Neither is run as a program named --trust either (`shell geo --trust -- pip list` said
+    "cannot run --trust: No such file or directory"): one line says where --trust goes."""
     spec_dir = write_spec(user_kernels, "shared", {"argv": KERNEL, "display_name": "S",
                                                    "language": "python"})  # fmt: skip
     spec_dir.chmod(0o777)  # others can change it: not run unless trusted
-    for words in (["--", "--trust"], ["--trust"], ["--", "--trust", "sh", "-c", "exit 0"]):
-        assert main(["shell", "shared", *words]) == 1, words
-        assert "--trust" in capfd.readouterr().err
+    marker = spec_dir.parent / "ran"
+    ran = ["sh", "-c", f"touch {marker}"]
+    for words in (["--", "--trust"], ["--trust"], ["--", "--trust", *ran], ["--trust", "--", *ran]):
+        assert main(["shell", "shared", *words]) == 2, words
+        assert capfd.readouterr().err == (
+            "kernelmagic: error: --trust goes before NAME: kernelmagic shell --trust NAME -- "
+            "COMMAND; nothing was run\n"
+        )
+    assert not marker.exists()
     assert main(["shell", "--trust", "shared", "--", "sh", "-c", "exit 4"]) == 4
 
 

@@ -69,6 +69,14 @@ class Request:
         words = list(ns.words)
         if words[:1] == ["--"]:
             words = words[1:]
+        if words[:1] == ["--trust"]:
+            # After NAME, argparse hands every word to the command, and it may drop a `--`
+            # before them: `shell NAME --trust` could be `shell NAME -- --trust`. A trust must
+            # be unmistakable, so here it is neither the option nor a program to run.
+            raise InvalidInput(
+                "--trust goes before NAME: kernelmagic shell --trust NAME -- COMMAND; "
+                "nothing was run"
+            )
         return cls(ns.name, tuple(words), ns.trust)
 
 
