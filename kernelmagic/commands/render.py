@@ -231,7 +231,7 @@ def change_report(change: Change, *, diff: bool) -> str:
         if shown_diff:
             parts.append(shown_diff.rstrip("\n"))
     elif not change.written and change.after is not None:
-        parts.append(spec_json_text(change.after, change.policy))
+        parts.append(spec_json_text(change.after, change.shown_policy))
     parts.append(change_message(change))
     if change.action in ("installed", "replaced", "cloned") and change.after is not None:
         parts += visibility_note(os.path.dirname(change.resource_dir))

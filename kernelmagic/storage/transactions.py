@@ -61,16 +61,20 @@ class Change:
     written: bool
     policy: EnvPolicy = field(default=DEFAULT_POLICY, repr=False)  # how to show it
 
-    def __post_init__(self) -> None:
-        # Shown with the patterns both versions record: a pattern one version dropped still
-        # hides the value it named in the other.
-        for version in (self.before, self.after):
-            if isinstance(version, dict):
-                self.policy = self.policy.with_recorded(version)
-
     @property
     def changed(self) -> bool:
         return self.before != self.after
+
+    @property
+    def shown_policy(self) -> EnvPolicy:
+        """``policy`` with the patterns both versions record: a pattern one version dropped
+        still hides the value it named in the other. Worked out only when the change is
+        shown, from the records the versions carry."""
+        policy = self.policy
+        for version in (self.before, self.after):
+            if isinstance(version, dict):
+                policy = policy.with_recorded(version)
+        return policy
 
     def diff(self) -> str:
         """A unified diff of ``kernel.json``, with secrets masked by the change's policy."""
@@ -82,7 +86,7 @@ class Change:
         return "".join(difflib.unified_diff(old, new, f"{path} (before)", f"{path} (after)"))
 
     def masked_text(self, spec: dict[str, Any] | None) -> str:
-        return "" if spec is None else dump_spec(self.policy.mask_spec(spec))
+        return "" if spec is None else dump_spec(self.shown_policy.masked(spec))
 
 
 def file_mode(owner_only: bool, existing: str | None = None) -> int:
