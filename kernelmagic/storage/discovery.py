@@ -19,6 +19,7 @@ from jupyter_core.paths import jupyter_data_dir, jupyter_path
 
 from kernelmagic import reading
 from kernelmagic.domain import checks, jupyter_rules
+from kernelmagic.domain.jupyter_rules import ipython_dir as ipython_dir
 from kernelmagic.domain.spec_info import NAME_RULE as NAME_RULE
 from kernelmagic.domain.spec_info import SpecInfo as SpecInfo
 from kernelmagic.domain.spec_info import validate_name as validate_name
@@ -28,12 +29,6 @@ from kernelmagic.reading import read_spec_file as read_spec_file
 from kernelmagic.storage import lookups
 
 NATIVE_KERNEL_NAME = "python3"
-
-
-def ipython_dir() -> str | None:
-    """IPython's profile directory, exactly as ``IPython.paths.get_ipython_dir`` finds it
-    (None where IPython would use a new empty temporary directory)."""
-    return jupyter_rules.ipython_dir()
 
 
 def kernel_dirs() -> list[str]:
