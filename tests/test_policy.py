@@ -171,6 +171,7 @@ SECRET_SHAPES = [
     ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG", "wJalrXUtn", None),
     ("AUTH", "eyJhbGciOiJIUzI1.eyJzdWIiOiIxMjM0.SflKxwRJSMeKKF2QT4fwpM", "SflKxwRJ", None),
     ("MAPS", "AIza" + "S" * 35, "AIzaSSSS", None),
+    ("MAPS", "AIza" + "S" * 34 + "-", "AIzaSSSS", None),  # was captured and shown in clear
     (
         "DEPLOY_KEY",
         "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\nQyNTUxOQAA\n"

@@ -76,7 +76,8 @@ SECRET_VALUE_PATTERNS: tuple[str, ...] = (
     r"-----BEGIN [A-Z ]*PRIVATE KEY[A-Z ]*-----(?s:.*?)"
     r"(?:-----END [A-Z ]*PRIVATE KEY[A-Z ]*-----|(?=[\"']|\Z))",
     r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
-    r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API keys
+    # Google API keys: 39 characters, and one may end in '-', after which no \b can match
+    r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])",
 )
 # Secret parts of otherwise harmless values, masked alone so that the rest stays readable:
 # a URL's password (userinfo up to the last '@' before the host: p@ss@host has the password
