@@ -237,6 +237,40 @@ def test_env_listing_reads_back_exactly(ip, user_kernels, tmp_path, capsys):
     assert spec_json(user_kernels, "c")["env"] == ODD
 
 
+def test_an_env_listing_read_back_keeps_the_secrets_it_showed_hidden(
+    ip, user_kernels, tmp_path, capsys
+):
+    """The listing shows a secret as <hidden> (or only its secret part so): reading it back
+    wrote the text "<hidden>" over the secret, and the masked diff showed no change. Each
+    such value now keeps the spec's; a <hidden> that stands for nothing there is refused."""
+    env = {"MY_API_TOKEN": "abc123", "SOMEVAR": "ghp_" + "a" * 36, "PLAIN": "/opt/x",
+           "PROXY": "http://user:s3cret@proxy:3128"}  # fmt: skip
+    write_spec(user_kernels, "geo", {"argv": ["x", "{connection_file}"], "env": env})
+    assert main(["env", "-k", "geo"]) == 0
+    listing = tmp_path / "geo.env"
+    listing.write_text(capsys.readouterr().out.replace("/opt/x", "/opt/y"))
+    assert "abc123" not in listing.read_text() and "s3cret" not in listing.read_text()
+    assert main(["env", "-k", "geo", "--file", str(listing), "--replace-env"]) == 0
+    assert spec_json(user_kernels, "geo")["env"] == {**env, "PLAIN": "/opt/y"}
+    # The cell magic reads the same lines; what `%kernel_env -k geo` returned, back in.
+    shown = ip.run_line_magic("kernel_env", "-k geo")
+    ip.run_cell_magic("kernel_env", "-k geo --replace-env", str(shown))
+    assert spec_json(user_kernels, "geo")["env"] == {**env, "PLAIN": "/opt/y"}
+    before = (user_kernels / "geo" / "kernel.json").read_bytes()
+    capsys.readouterr()
+    for given in ("NEW_TOKEN=<hidden>", "PLAIN=<hidden>", "PROXY=http://other:<hidden>@p:1"):
+        assert main(["env", "-k", "geo", given]) == 2, given
+        name = given.split("=")[0]
+        assert capsys.readouterr().err == (
+            f"kernelmagic: error: {name}: <hidden> is how kernelmagic shows a secret, not a "
+            f"value; give {name}'s own value, or leave {name} out to keep the spec's; nothing "
+            "was changed\n"
+        )
+        with pytest.raises(UsageError, match=f"^{name}: <hidden> is how"):
+            ip.run_line_magic("kernel_env", f"-k geo {given}")
+    assert (user_kernels / "geo" / "kernel.json").read_bytes() == before
+
+
 def test_kernel_env_without_k_names_its_target(ip, user_kernels, capsys):
     ip.run_line_magic("kernel_install", "geo --capture none")
     capsys.readouterr()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -131,12 +130,15 @@ def patch(request: Request) -> Change:
         return history.undo_last_write(request.name, request.policy)
     if request.redo:
         return history.redo_last_undo(request.name, request.policy)
-    transform: Callable[[dict[str, Any]], dict[str, Any]] = request.edit.apply
-    if request.provisioner:
-        point = remote.provisioner_edit(request.provisioner, request.provisioner_config)
+    point = (
+        remote.provisioner_edit(request.provisioner, request.provisioner_config)
+        if request.provisioner
+        else None
+    )
 
-        def transform(spec: dict[str, Any]) -> dict[str, Any]:
-            return point(request.edit.apply(spec))
+    def transform(spec: dict[str, Any]) -> dict[str, Any]:
+        edited = request.edit.apply(spec, request.policy)
+        return point(edited) if point is not None else edited
 
     return spec_writes.rewrite_spec(
         request.name, transform, dry_run=request.dry_run, policy=request.policy

@@ -8,11 +8,12 @@ under the spec's lock with a backup, or a new spec directory staged and swapped 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kernelmagic.domain.envcapture import matches_any
-from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.policy import DEFAULT_POLICY, MASK, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
 from kernelmagic.domain.shell_syntax import EnvChanges
 from kernelmagic.errors import InvalidInput, KernelmagicError
@@ -49,7 +50,9 @@ class SpecEdit:
     def __bool__(self) -> bool:
         return self != SpecEdit()
 
-    def apply(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, spec: dict[str, Any], policy: EnvPolicy = DEFAULT_POLICY) -> dict[str, Any]:
+        """The spec with the edit made; ``policy`` is how its env was shown to the user
+        (whose listing may come back with ``<hidden>`` in place of a secret)."""
         spec = copy.deepcopy(spec)
         if self.display_name is not None:
             spec["display_name"] = self.display_name
@@ -67,10 +70,11 @@ class SpecEdit:
                 else:
                     metadata[key] = value
         if self.env or self.replace_env:
-            env = {} if self.replace_env else dict(spec.get("env") or {})
+            current = spec.get("env") or {}
+            env = {} if self.replace_env else dict(current)
             for key in self.env.unset:
                 env.pop(key, None)
-            env.update(self.env.set)
+            env.update(_unmasked(self.env.set, current, policy.with_recorded(spec)))
             if env:
                 spec["env"] = env
             else:
@@ -78,12 +82,35 @@ class SpecEdit:
         return spec
 
 
+def _unmasked(
+    assigned: Mapping[str, str], current: Mapping[str, Any], policy: EnvPolicy
+) -> dict[str, str]:
+    """The values to write for ``assigned``. ``env`` shows a secret as ``<hidden>`` (or only
+    its secret part so), and its listing is meant to be read back: a value that reads
+    exactly as the spec's current one was shown keeps the current one. Any other
+    ``<hidden>`` would be written over a secret as text, so it is refused."""
+    values = dict(assigned)
+    for key in [k for k, v in values.items() if MASK in v]:
+        if key in current and policy.mask_env({key: current[key]})[key] == values[key]:
+            values[key] = current[key]
+        else:
+            raise InvalidInput(
+                f"{key}: {MASK} is how kernelmagic shows a secret, not a value; give {key}'s "
+                f"own value, or leave {key} out to keep the spec's; nothing was changed"
+            )
+    return values
+
+
 def patch_spec(
     name: str, edit: SpecEdit, *, dry_run: bool = False, policy: EnvPolicy = DEFAULT_POLICY
 ) -> Change:
     """Apply ``edit`` to the spec Jupyter would start for ``name``, under its lock."""
     return spec_writes.rewrite_spec(
-        name, edit.apply, dry_run=dry_run, action="patched", policy=policy
+        name,
+        lambda spec: edit.apply(spec, policy),
+        dry_run=dry_run,
+        action="patched",
+        policy=policy,
     )
 
 
@@ -155,7 +182,7 @@ def copy_spec(
     src = get_spec(source)
     if not src.spec and src.problems:
         raise KernelmagicError(f"cannot clone '{src.name}': {src.problems[0]}")
-    spec = edit.apply(src.spec)
+    spec = edit.apply(src.spec, policy)
     record = Provenance.of_spec(spec)
     if record is not None and edit.display_name is None:
         renamed = record.display_name_for(spec, src.name, new_name)
