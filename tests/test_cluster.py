@@ -80,6 +80,30 @@ def test_the_doctor_flags_job_scoped_values_with_the_fix(user_kernels, monkeypat
     assert not [p for p in specs["mine"]["problems"] if p["kind"] == "job-scoped"]
 
 
+def test_what_a_snippet_or_module_sets_on_purpose_is_never_job_scoped(
+    user_kernels, tmp_path, modules, capsys
+):
+    """docs/capture.md: what a snippet or --modules sets runs in a clean login shell with no
+    job, so it is set on purpose. The doctor still called a snippet's OMP_NUM_THREADS=4 and a
+    module's "what a batch job gave its own processes", with no job anywhere (exit 1)."""
+    (modules / "omp").mkdir()
+    (modules / "omp" / "1.lua").write_text('setenv("OMP_NUM_THREADS", "4")\n')
+    snippet = tmp_path / "s.sh"
+    snippet.write_text(
+        "export OMP_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=0 SLURM_CONF=/etc/slurm/site.conf\n"
+    )
+    python = ["--python", sys.executable]
+    assert main(["install", "snip", "--snippet-file", str(snippet), *python]) == 0
+    assert main(["install", "ompmod", "--modules", "omp/1", *python]) == 0
+    assert _spec_env(user_kernels, "snip")["SLURM_CONF"] == "/etc/slurm/site.conf"
+    assert _spec_env(user_kernels, "ompmod")["OMP_NUM_THREADS"] == "4"
+    capsys.readouterr()
+    status = main(["doctor", "snip", "ompmod", "--json"])
+    specs = json.loads(capsys.readouterr().out)["specs"]
+    assert not [p for s in specs.values() for p in s["problems"] if p["kind"] == "job-scoped"]
+    assert status == 0
+
+
 # --- 3. snippets and modules that fail are failures -------------------------------------------
 
 

@@ -120,7 +120,8 @@ def job_scoped(
     spec: devices, threads, scheduler and MPI wire-up variables, values holding the job's id.
     Every later kernel, in every later job, would use them. Only what kernelmagic captured
     and nobody changed since: a value set by hand (``--env``, ``patch --env``, ``env -k``, a
-    document, a spec written by hand) is a choice, left alone."""
+    document, a spec written by hand) or by a snippet, modules or an activation is a choice,
+    left alone."""
     record = Provenance.of_spec(info.spec)
     if record is None:
         return []
@@ -136,11 +137,15 @@ def job_scoped(
     current = batch_job(environ or {})
     if current:
         jobs.append(current[1])
+    # A snippet, modules or an activation ran in a clean login shell with no job: what it
+    # set, it set on purpose, whatever the variable is called (docs/capture.md). Only this
+    # session's own variables can be the job's by their names.
+    by_name = record.source.origin == "current"
     problems = []
     for name, value in sorted(captured.items()):
-        launcher = launcher_variable(name)
+        launcher = launcher_variable(name) if by_name else None
         holds_job = next((j for j in jobs if is_job_scoped("", value, ("", j))), None)
-        if not (name in JOB_SCOPED_NAMES or launcher or holds_job):
+        if not ((by_name and name in JOB_SCOPED_NAMES) or launcher or holds_job):
             continue
         if launcher:
             what = f"what the {launcher} set for one process"
