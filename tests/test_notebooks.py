@@ -272,6 +272,63 @@ def test_a_name_in_another_case_is_answered_per_client(local_specs, tmp_path, ca
     assert nbformat.read(ran, as_version=4).cells[0].outputs[0]["text"] == "42\n"
 
 
+def _hint(out: str) -> list[str]:
+    """The fix the table names, as the words a user pastes into a shell."""
+    import shlex
+
+    return shlex.split(out.split("fix: ", 1)[1].splitlines()[0])
+
+
+@pytest.mark.parametrize(
+    "kernelspec",
+    [
+        FROM_ELSEWHERE,  # missing; geo and geo-py are as good: --fix alone cannot choose
+        None,  # the notebook names no kernel: no alias can fix it
+        {"name": "Plain", "display_name": "Plain", "language": "python"},  # case differs
+    ],
+    ids=["missing", "no kernel named", "case differs"],
+)
+def test_the_fix_a_notebook_report_names_is_a_command_that_fixes_it(
+    local_specs, tmp_path, capsys, kernelspec
+):
+    """A newcomer pasted each hint: `notebook a.ipynb --fix` then said "no single best
+    match"; a notebook naming no kernel got the same `--fix`, which no alias can do; a name
+    in another case got `notebook --fix plain --rewrite`, no program and no notebook. The
+    hint now names the spec it uses."""
+    write_spec(local_specs, "geo-py", {"argv": KERNEL, "display_name": "G",
+                                       "language": "python"})  # fmt: skip
+    notebook = _notebook(tmp_path / "a.ipynb", kernelspec)
+    status, out = _report(capsys, str(notebook))
+    assert status == 1
+    hint = _hint(out)
+    assert hint[:3] == ["kernelmagic", "notebook", str(notebook)], hint
+    assert hint[3] == "--fix" and hint[4] in ("geo", "geo-py", "plain", "python3"), hint
+    assert main(hint[1:]) == 0, capsys.readouterr()
+    status, out = _report(capsys, str(notebook))
+    assert status == 0 and "kernelmagic notebook" not in out, out
+
+
+def test_fix_spec_rewrite_names_the_spec_even_where_an_alias_exists(local_specs, tmp_path, capsys):
+    """After `--fix` made an alias, `--fix geo --rewrite` said "found" and left the notebook
+    as it was."""
+    notebook = _notebook(tmp_path / "a.ipynb", FROM_ELSEWHERE)
+    assert main(["notebook", str(notebook), "--fix", "geo"]) == 0
+    assert main(["notebook", str(notebook), "--fix", "geo", "--rewrite"]) == 0
+    assert nbformat.read(notebook, as_version=4).metadata["kernelspec"]["name"] == "geo"
+
+
+def test_a_spec_whose_name_the_missing_one_holds_ranks_as_a_match(user_kernels, tmp_path, capsys):
+    """`geo`, made by hand, fell out of the three best for `conda-env-geo-py` behind specs
+    with closer-looking names."""
+    for name in ("geo", "conda-env-py", "conda-env-gpu-py", "env-geom-py"):
+        write_spec(user_kernels, name, {"argv": KERNEL, "display_name": name,
+                                         "language": "python"})  # fmt: skip
+    notebook = _notebook(tmp_path / "a.ipynb", FROM_ELSEWHERE)
+    _, out = _report(capsys, str(notebook))
+    best = out.split("matches, best first: ", 1)[1]
+    assert best.startswith("geo (same language (python); its name shares 'geo' with the "), out
+
+
 def test_a_dir_fix_says_what_it_fixed_when_another_notebook_cannot_be(
     local_specs, tmp_path, capsys
 ):

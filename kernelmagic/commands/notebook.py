@@ -115,7 +115,9 @@ def _notebook_rows(reports: NotebookReports, style: str) -> list[tuple[str, ...]
         details = report.fixed or report.reason
         if report.matches and not report.fixed:
             best = "; ".join(f"{m.name} ({m.why})" for m in report.matches[:3])
-            fix = command(f"notebook {shlex.quote(report.path)} --fix", style)
-            details += f"; matches, best first: {best}; fix: {fix}"
+            details += f"; matches, best first: {best}"
+        if report.fix_words and not report.fixed:
+            fix = command(f"notebook {shlex.quote(report.path)} {report.fix_words}", style)
+            details += f"; fix: {fix}"
         rows.append((report.path, report.wanted.get("name", ""), report.now, details))
     return rows

@@ -25,6 +25,12 @@ from kernelmagic.operations import doctor, edit
 from kernelmagic.storage import discovery, notebook_files
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9.]*")
+# Words in the names of kernels of every environment (nb_conda_kernels' conda-env-NAME-py,
+# "Python 3 (ipykernel)"): sharing one says nothing about which environment is meant.
+_EVERY_KERNELS_WORDS = frozenset({
+    "conda", "env", "envs", "py", "python", "python3", "ipykernel", "kernel", "r", "ir",
+    "julia", "3",
+})  # fmt: skip
 
 
 @dataclass
@@ -50,6 +56,8 @@ class NotebookReport:
     clients: list[clients.Verdict] = field(default_factory=list)
     fixed: str = ""  # what --fix did (or would do), said in a sentence
     dry_run: bool = False  # ``fixed`` says what --fix would do
+    # What fixes it, as the words after `notebook PATH` ("--fix geo --rewrite"); "" if none.
+    fix_words: str = ""
 
     @property
     def works(self) -> bool:
@@ -105,10 +113,12 @@ def _source_words(spec: dict[str, Any]) -> tuple[set[str], str]:
 
 def rank(wanted: dict[str, str], specs: Iterable[discovery.SpecInfo]) -> list[Match]:
     """The specs that could run a notebook that wants ``wanted``, best first: same language
-    (required when the notebook names one), then the same display name, then what they
-    were made from (a conda env or module the missing name mentions), then similar names."""
+    (required when the notebook names one), then the same display name, then a word of
+    the missing name in what they were made from (a conda env, modules, a project) or in
+    their own name, then similar names."""
     language = wanted.get("language", "").lower()
-    wanted_words = _words(wanted.get("name"), wanted.get("display_name"))
+    wanted_words = _words(wanted.get("name"), wanted.get("display_name")) - _EVERY_KERNELS_WORDS
+    wanted_name_words = _words(wanted.get("name")) - _EVERY_KERNELS_WORDS
     found = []
     for info in specs:
         if not info.visible or (language and info.language.lower() != language):
@@ -124,7 +134,11 @@ def rank(wanted: dict[str, str], specs: Iterable[discovery.SpecInfo]) -> list[Ma
         source_words, source = _source_words(info.spec)
         shared = sorted(source_words & wanted_words)
         if shared:
-            reasons.append(f"made from {source}, which the notebook's kernel name mentions")
+            reasons.append(f"made from {source}, {_sharing(shared)}")
+        named = sorted(_words(info.name) & wanted_name_words - set(shared))
+        if named:
+            reasons.append(f"its name {_sharing(named).removeprefix('which ')}")
+            shared += named
         similar = (
             difflib.SequenceMatcher(None, wanted.get("name", ""), info.name).ratio()
             + difflib.SequenceMatcher(
@@ -134,6 +148,11 @@ def rank(wanted: dict[str, str], specs: Iterable[discovery.SpecInfo]) -> list[Ma
         score = (same_display, bool(shared), round(similar, 3), info.name)
         found.append(Match(info.name, "; ".join(reasons) or "a kernel here", score))
     return sorted(found, key=lambda m: m.score, reverse=True)
+
+
+def _sharing(words: list[str]) -> str:
+    quoted = ", ".join(f"'{w}'" for w in words)
+    return f"which shares {quoted} with the notebook's kernel"
 
 
 def _cannot_start(info: discovery.SpecInfo) -> bool:
@@ -190,8 +209,9 @@ def examine(path: str, specs: list[discovery.SpecInfo]) -> NotebookReport:
             report.state = "case differs"
             report.reason = (
                 f"the notebook names {name!r}, the spec is {info.name!r}: "
-                f"{_per_client(report.clients)}; fix: notebook --fix {info.name} --rewrite"
+                f"{_per_client(report.clients)}"
             )
+            report.fix_words = f"--fix {info.name} --rewrite"
         elif problems:
             report.reason = f"starts, but: {problems[0]}"
         return report
@@ -200,7 +220,15 @@ def examine(path: str, specs: list[discovery.SpecInfo]) -> NotebookReport:
         f"no kernel spec '{name}' here" if name else "the notebook names no kernel"
     ) + (f" ({info.problems[0]})" if info is not None and info.problems else "")
     report.matches = rank(report.wanted, specs)
+    if report.matches:  # named, so that the command says what it will use
+        best = f"--fix {report.matches[0].name}"
+        report.fix_words = best if _alias_can_fix(name) else f"{best} --rewrite"
     return report
+
+
+def _alias_can_fix(name: str) -> bool:
+    """Whether a spec can be made under the name the notebook wants (it names a valid one)."""
+    return bool(name) and is_valid_kernel_name(name.lower())
 
 
 def _refuse_if_it_cannot_start(chosen: discovery.SpecInfo) -> None:
@@ -227,7 +255,13 @@ def fix(
     """Make a missing kernel work with ``choice`` (a spec name; "" for the clear best); a
     spec that cannot start only with ``force``. ``policy`` decides whether an alias holds a
     secret (then it is owner-only), as for a clone."""
-    if report.state not in ("missing", "broken", "no kernel named"):
+    missing = report.wanted.get("name", "")
+    if report.state in ("found", "case differs"):
+        # It has its kernel: only naming a spec in the notebook (--fix SPEC --rewrite)
+        # changes anything, and only where the notebook names another.
+        if not (rewrite and choice) or missing == discovery.get_spec(choice).name:
+            return
+    elif report.state not in ("missing", "broken", "no kernel named"):
         return
     if choice:
         chosen = discovery.get_spec(choice)
@@ -237,20 +271,17 @@ def fix(
             options = ", ".join(m.name for m in report.matches[:3]) or "none"
             raise KernelmagicError(
                 f"{report.path}: no single best match (candidates: {options}); choose one: "
-                "--fix SPEC"
+                f"--fix SPEC{'' if rewrite or _alias_can_fix(missing) else ' --rewrite'}"
             )
         chosen = discovery.get_spec(best.name)
     if not force:
         _refuse_if_it_cannot_start(chosen)
-    missing = report.wanted.get("name", "")
     report.dry_run = dry_run
-    if not rewrite and not (missing and is_valid_kernel_name(missing.lower())):
+    if not rewrite and not _alias_can_fix(missing):
         # No alias can carry this name, and the notebook changes only when asked.
         named = f"'{missing}', no valid spec name" if missing else "no kernel"
-        report.reason = (
-            f"the notebook names {named}, so no alias can fix it; "
-            f"--fix {chosen.name} --rewrite names {chosen.name} in the notebook"
-        )
+        report.reason = f"the notebook names {named}, so no alias can fix it"
+        report.fix_words = f"--fix {chosen.name} --rewrite"
         return
     if rewrite:
         kernelspec = {
