@@ -66,3 +66,12 @@ def test_an_unknown_like_is_refused_before_the_snippet_runs(user_kernels, tmp_pa
     assert main(["install", "x", "--like", "nosuch", "--snippet-file", str(snippet)]) == 1
     assert "No kernel spec 'nosuch'" in capsys.readouterr().err
     assert not ran.exists() and not (user_kernels / "x").exists()
+
+
+def test_install_says_what_it_set_by_hand_besides_what_it_captured(user_kernels, capsys):
+    """`--capture none --env FOO=bar` said only "Captured no variables." above a spec that
+    has two."""
+    argv = ["install", "cli1", "--capture", "none", "--env", "FOO=bar", "--env", "B=1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["Captured no variables.", "Set by hand (--env): B, FOO"], out

@@ -538,13 +538,14 @@ class Installed:
     change: transactions.Change
     captured: envcapture.CaptureResult
     group: str | None = None
+    by_hand: tuple[str, ...] = ()  # the variables set with --env, written as given
 
 
 def run(request: InstallRequest | project_scan.ScanRequest) -> Installed | project_scan.ScanResult:
     if not isinstance(request, InstallRequest):
         return _scan(request)
     change, captured = install(request)
-    return Installed(change, captured, request.group)
+    return Installed(change, captured, request.group, tuple(sorted(request.env)))
 
 
 def _scan(request: project_scan.ScanRequest) -> project_scan.ScanResult:
@@ -577,6 +578,8 @@ def show(result: Installed | project_scan.ScanResult, style: str) -> Shown:
     if not isinstance(result, Installed):
         return _show_scan(result, style)
     captured = result.captured.summary_lines()
+    if result.by_hand:  # not "Captured no variables." alone, when --env wrote some
+        captured.append(f"Set by hand (--env): {', '.join(result.by_hand)}")
     return shown_change(result.change, diff=False, before=captured,
                         after=group_note(result.change, result.group))  # fmt: skip
 
