@@ -206,6 +206,16 @@ def test_language_options_refuse_what_does_not_go_together(user_kernels, capsys)
     assert not (user_kernels / "x").exists()
 
 
+def test_a_language_missing_from_the_environment_is_a_failure_not_a_usage_error(
+    user_kernels, monkeypatch, capsys
+):
+    """No julia on PATH exited 2 (bad arguments) where no conda on PATH exits 1: the
+    arguments are right, the environment lacks the program."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["install", "x", "--kernel", "julia", "--capture", "none"]) == 1
+    assert capsys.readouterr().err.startswith("kernelmagic: error: no julia found (julia on ")
+
+
 def test_like_copies_a_templates_files_but_not_its_records(user_kernels, tmp_path):
     """A template made by kernelmagic has backups, a lock and maybe an owner-only snippet
     file holding a secret: none of them is the new spec's."""

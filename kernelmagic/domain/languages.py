@@ -82,7 +82,10 @@ def _find(name: str, requested: str | None, environ: Mapping[str, str], what: st
     program = resolve_program(requested or name, environ)
     if program is None:
         where = requested or f"{name} on the environment's PATH"
-        raise InvalidInput(
+        # A --program that names nothing is a bad argument; a PATH without the program is
+        # an environment that lacks it, a failure as "no conda found" is.
+        refusal = InvalidInput if requested else SourceFailed
+        raise refusal(
             f"no {what} found ({where}); load it first (--modules, a snippet, --from-conda) "
             f"or name it with --program PATH"
         )
