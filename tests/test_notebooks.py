@@ -219,6 +219,21 @@ def test_a_trust_after_the_name_is_refused_and_says_where_it_goes(user_kernels, 
     assert main(["shell", "--trust", "shared", "--", "sh", "-c", "exit 4"]) == 4
 
 
+def test_shell_says_a_remote_kernel_runs_elsewhere(user_kernels, capsys):
+    """`shell geo-slurm -- pip list` ran here without a word, for a kernel that runs in a
+    Slurm job."""
+    metadata = {"kernel_provisioner": {"provisioner_name": "kernelmagic-slurm-provisioner",
+                                       "config": {"partition": "debug"}}}  # fmt: skip
+    write_spec(user_kernels, "geo-slurm", {"argv": KERNEL, "display_name": "G",
+                                           "language": "python", "metadata": metadata})  # fmt: skip
+    assert main(["shell", "geo-slurm", "--", "sh", "-c", "exit 0"]) == 0
+    assert capsys.readouterr().err == (
+        "note: 'geo-slurm' starts its kernel through kernelmagic-slurm-provisioner, elsewhere; "
+        "this runs here, with the env the kernel gets there (on a shared filesystem, the same "
+        "environment)\n"
+    )
+
+
 def test_shell_says_when_pip_is_not_the_kernels(user_kernels, second_venv, capsys):
     python = str(second_venv / "bin" / "python")
     write_spec(user_kernels, "venv", {"argv": [python, *KERNEL[1:]], "display_name": "V",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kernelmagic.commands.render import Shown
-from kernelmagic.domain import containers, probes
+from kernelmagic.domain import checks, containers, probes
 from kernelmagic.domain.shells import pip_install
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
@@ -115,7 +115,20 @@ def prepare(request: Request, environ: Mapping[str, str] | None = None) -> Prepa
         python = "ipykernel_launcher" in container.kernel
         return Prepared(containers.probe_command(container, spec_env, command, python), env)
     command = list(request.command) or [environ.get("SHELL") or "/bin/sh"]
-    return Prepared(command, env, _python_tool_note(command, info.spec, env))
+    notes = _elsewhere_note(info.name, info.spec) + _python_tool_note(command, info.spec, env)
+    return Prepared(command, env, notes)
+
+
+def _elsewhere_note(name: str, spec: dict[str, Any]) -> list[str]:
+    """A spec whose provisioner starts the kernel elsewhere (a Slurm job, over ssh): the
+    command runs here, with the env the kernel gets there."""
+    provisioner = checks.provisioner_name(spec)
+    if provisioner in (None, "local-provisioner"):
+        return []
+    return [
+        f"note: '{name}' starts its kernel through {provisioner}, elsewhere; this runs here, "
+        "with the env the kernel gets there (on a shared filesystem, the same environment)"
+    ]
 
 
 def _python_tool_note(
