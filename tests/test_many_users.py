@@ -399,7 +399,10 @@ def _group_writable(path: Path) -> None:
     path.chmod(0o2775)
 
 
-@pytest.mark.parametrize("how", ["pth-in-venv", "pythonpath", "ancestor", "project", "link-hop"])
+@pytest.mark.parametrize(
+    "how",
+    ["pth-in-venv", "pythonpath", "ancestor", "project", "link-hop", "ld-preload", "ipythondir"],
+)
 def test_3_5_the_doctor_runs_nothing_others_can_change(
     user_kernels, tmp_path, monkeypatch, capsys, how
 ):
@@ -440,6 +443,16 @@ def test_3_5_the_doctor_runs_nothing_others_can_change(
         _group_writable(hop)  # a member can point "second" anywhere: not on either real path
         spec["env"] = {"PYTHONPATH": str(tmp_path / "first")}
         changeable = hop
+    elif how == "ld-preload":  # a library the loader puts into every process the spec starts
+        (plant / "x.so").write_bytes(b"")  # its constructor would run as you
+        _group_writable(plant)
+        spec["env"] = {"LD_PRELOAD": f"libm.so.6 {plant / 'x.so'}"}
+        changeable = plant
+    elif how == "ipythondir":  # a profile whose startup files the kernel runs (was run)
+        (plant / "profile_default" / "startup").mkdir(parents=True)
+        _group_writable(plant)
+        spec["env"] = {"IPYTHONDIR": str(plant)}
+        changeable = plant
     else:  # the project the spec was made from, where its tool and files live
         root = str(tmp_path / "project")
         record = {"source": "project", "project_dir": root, "project": {"root": root}}
@@ -463,7 +476,7 @@ def test_3_5_the_doctor_runs_nothing_others_can_change(
     assert main(["shell", "victim", "--", sys.executable, "-c", "pass"]) == 1
     assert "--trust" in capsys.readouterr().err and not marker.exists()
     main(["doctor", "victim", "--trust"])
-    if how != "project":
+    if how not in ("project", "ld-preload", "ipythondir"):  # the probe runs no kernel
         assert marker.exists()  # named and trusted: it ran
 
 
