@@ -249,6 +249,42 @@ def test_only_a_subscribed_connection_counts_as_one(kernel):
         silent.close(linger=0)
 
 
+@pytest.mark.skipif(
+    ipykernel.version_info[:2] < (7, 2),
+    reason="before 7.2 IOPub is a PUB socket: nothing tells the restarted process when a "
+    "client subscribes again, and what it publishes before then is lost (docs/activate.md)",
+)
+@pytest.mark.parametrize("first", ["replies", "nothing"])
+def test_a_client_that_reads_iopub_late_gets_every_output(kernel, geo_module, first):
+    """A script sends the activating cell and five more, then reads every reply first, or
+    does something else for 3 s, and reads the output after: none of the five cells' output
+    came (the restarted process published it while the client's socket, unread, had not
+    subscribed again, and IOPub dropped it)."""
+    _, client = kernel
+    sent = [client.execute("%kernel_activate --modules geo/1.0")]
+    sent += [client.execute(f"{READ}; print({i})") for i in range(5)]
+    if first == "replies":
+        replies = [client.get_shell_msg(timeout=60) for _ in sent]
+        assert [r["parent_header"]["msg_id"] for r in replies] == sent
+    time.sleep(3)  # past the restarted process's wait for its clients (2 s)
+    printed = dict.fromkeys(sent, "")
+    idle = []
+    with contextlib.suppress(queue.Empty):
+        while len(idle) < len(sent):
+            msg = client.get_iopub_msg(timeout=30)
+            parent = msg["parent_header"].get("msg_id")
+            if parent in printed and msg["msg_type"] == "stream":
+                printed[parent] += msg["content"]["text"]
+            if parent in printed and msg["content"].get("execution_state") == "idle":
+                idle.append(parent)
+    assert idle == sent
+    pids = {printed[m].split()[0] for m in sent[1:]}
+    assert len(pids) == 1 and all(
+        printed[m].split()[1:] == [str(geo_module / "share"), str(i)]
+        for i, m in enumerate(sent[1:])
+    ), printed
+
+
 def test_a_notebook_at_a_browser_pace(geo_module):
     """Activate, then Shift-Enter through 8 cells, 150 ms apart, in nbclient."""
     notebook = nbformat.v4.new_notebook()

@@ -30,6 +30,11 @@ _WAIT = 5.0  # a call into the shell socket's thread that takes longer has faile
 _HOLD = 30.0
 # Characters a message's id and date can differ by from those of another one.
 _SIZE_SLACK = 32
+# What the restarted process publishes before a client subscribes again is kept, at most
+# this many messages (libzmq's default high-water mark: what a connected client that does
+# not read would have queued), for at most this long.
+_HELD_MESSAGES = 1000
+_HELD_SECONDS = 60.0
 
 
 def _frames(frames: list[bytes]) -> list[zmq.Frame]:
@@ -50,6 +55,7 @@ class Adapter:
         # the marker's place among the requests (``ShellChannelThread``).
         self.failure: BaseException | None = None
         self._welcome: Callable[[str], None] | None = None  # IOPub's own greeting, unwrapped
+        self._held: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] | None = None
 
     @property
     def shell_port(self) -> int | None:
@@ -100,6 +106,15 @@ class Adapter:
         reaches, or None where this ipykernel has no greeting."""
         return None
 
+    def hold_iopub(self) -> bool:
+        """Keep what the kernel publishes on IOPub, in order, until a client subscribes
+        (``watch_subscriptions``, called first) or ``release_iopub``; False where this
+        ipykernel cannot tell when a client subscribes, so nothing is kept."""
+        return False
+
+    def release_iopub(self) -> None:
+        """Publish what ``hold_iopub`` kept, then publish as usual."""
+
 
 class MainThreadQueue(Adapter):
     """ipykernel 6."""
@@ -144,6 +159,7 @@ class ShellChannelThread(Adapter):
         def welcome_and_tell(subscription: str) -> None:
             try:
                 welcome(subscription)
+                self._release_held()  # what was kept goes first, to this subscriber too
             finally:
                 seen.set()
 
@@ -167,6 +183,40 @@ class ShellChannelThread(Adapter):
         size = sum(len(frame) for frame in session.serialize(greeting)) - _SIZE_SLACK
         thread.io_loop.add_callback(welcome, "")  # only IOPub's thread sends on its socket
         return size
+
+    def hold_iopub(self) -> bool:
+        # An XPUB socket drops what no subscriber wants. A client whose socket is not read
+        # while the process restarts (a script that reads every reply first, then the
+        # output) subscribes again only when it reads: its IOPub waits for it here.
+        thread = getattr(self.app, "iopub_thread", None)
+        if self._welcome is None or thread is None:
+            return False
+        held = self._held = []
+
+        def keep(msg: Any, *args: Any, **kwargs: Any) -> None:  # in IOPub's thread
+            if len(held) < _HELD_MESSAGES:
+                held.append((msg, args, kwargs))
+
+        thread._really_send = keep  # what IOPub's thread calls to send each message
+        thread.io_loop.add_callback(
+            lambda: thread.io_loop.call_later(_HELD_SECONDS, self._release_held)
+        )
+        return True
+
+    def release_iopub(self) -> None:
+        thread = getattr(self.app, "iopub_thread", None)
+        if thread is not None and self._held is not None:
+            thread.io_loop.add_callback(self._release_held)  # only IOPub's thread sends
+
+    def _release_held(self) -> None:
+        """In IOPub's thread: send what was kept, then send as ipykernel does."""
+        thread, held = getattr(self.app, "iopub_thread", None), self._held
+        if thread is None or held is None:
+            return
+        self._held = None
+        thread.__dict__.pop("_really_send", None)  # ipykernel's own method again
+        for msg, args, kwargs in held:
+            thread._really_send(msg, *args, **kwargs)
 
     def in_socket_thread(self, work: Callable[[], None]) -> None:
         done, failure = threading.Event(), []

@@ -77,6 +77,9 @@ class _Resumption:
         # ipykernel 7.2 and later say when a client subscribes to IOPub again.
         self.subscribed = threading.Event()
         self.adapter.watch_subscriptions(self.subscribed)
+        # Where it can tell when a client subscribes, IOPub keeps what it publishes until
+        # then: a client that reads IOPub only later still gets every message.
+        self.holding = self.adapter.hold_iopub()
 
     def install(self) -> None:
         kernel, start = self.kernel, self.kernel.start
@@ -140,32 +143,39 @@ class _Resumption:
 
     def _wait_for_iopub_subscriber(self) -> None:
         """Until a client is subscribed to IOPub again, as far as this ipykernel and this
-        system can tell, and at most _RECONNECT_TIMEOUT."""
+        system can tell, and at most _RECONNECT_TIMEOUT. What IOPub kept meanwhile
+        (``hold_iopub``) goes out when a subscription is seen, or here, where none can be:
+        a subscription that came before the watch began is told by nothing else."""
         if self.subscribed.is_set():
             return
         if self._iopub_connected() is None:
             self.subscribed.wait(max(0.0, self.started + _IOPUB_GRACE - time.monotonic()))
+            self.adapter.release_iopub()
             return
         deadline = time.monotonic() + _RECONNECT_TIMEOUT
         while time.monotonic() < deadline:
             if self._iopub_connected():
-                self._settle()
+                if self._settle() is not False:
+                    self.adapter.release_iopub()
                 return
             if self.subscribed.wait(0.01):
                 return
+        # No client back yet: its subscription, when it comes, releases what was kept.
 
-    def _settle(self) -> None:
+    def _settle(self) -> bool | None:
         """Until a client subscribes, or IOPub is seen to reach every connection it has,
         and at most _IOPUB_SETTLE: the subscription follows the connection, and may have
         come before the watch began (the client is back within 0.1 s of ipykernel binding
-        IOPub, and ipykernel comes here later)."""
+        IOPub, and ipykernel comes here later). True when seen subscribed, False when seen
+        connected but not subscribed (a client that does not read), None when unseen."""
         deadline = time.monotonic() + _IOPUB_SETTLE
         reached = self._greet()
         while not self.subscribed.wait(0.001):
             if reached is not None and reached():
-                return
+                return True
             if time.monotonic() > deadline:
-                return
+                return None if reached is None else False
+        return True
 
     def _greet(self) -> Callable[[], bool] | None:
         """Send a greeting on IOPub; a test of whether its bytes left on every connection
