@@ -175,6 +175,23 @@ def test_a_planted_lock_symlink_is_refused(user_kernels, tmp_path, capsys):
     assert "env" not in spec_of(user_kernels, "geo")
 
 
+def test_a_planted_lock_fifo_is_refused_not_waited_on(user_kernels):
+    """A group member replaced the lock file with a FIFO: the next write waited forever in
+    open() for a writer that never came."""
+    write_spec(user_kernels, "geo")
+    os.mkfifo(user_kernels / ".geo.lock")
+    done = subprocess.run(
+        [sys.executable, "-m", "kernelmagic", "env", "-k", "geo", "A=1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"kernelmagic: error: lock file {user_kernels / '.geo.lock'} is not a regular file; "
+        "remove it\n"
+    )
+    assert "env" not in spec_of(user_kernels, "geo")
+
+
 def test_clone_copies_links_as_links(user_kernels, tmp_path):
     src = write_spec(user_kernels, "src")
     os.symlink(src, src / "loop")  # a link to its own directory

@@ -85,7 +85,11 @@ def exclusive_lock(lock_path: str | os.PathLike[str]) -> Iterator[None]:
 
 
 # O_NOFOLLOW: a planted symlink must not make us create or lock a file elsewhere.
-_LOCK_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# O_NONBLOCK: nor a planted FIFO make the open wait forever for a writer (flock and a
+# regular file do not heed it).
+_LOCK_FLAGS = (
+    getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+)
 # flock needs no write access, so a lock file another member of a group made is as good as
 # one's own; Windows' byte-range locks do.
 _LOCK_ACCESS = os.O_RDWR if sys.platform == "win32" else os.O_RDONLY
