@@ -271,6 +271,16 @@ def test_an_env_listing_read_back_keeps_the_secrets_it_showed_hidden(
     assert (user_kernels / "geo" / "kernel.json").read_bytes() == before
 
 
+def test_the_env_of_a_spec_that_cannot_be_read_is_an_error_not_empty(user_kernels, capsys):
+    """`env -k NAME` of a malformed (or unreadable) kernel.json printed nothing, exit 0."""
+    (user_kernels / "bad").mkdir()
+    (user_kernels / "bad" / "kernel.json").write_text('{"argv": [')
+    assert main(["env", "-k", "bad"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kernelmagic: error: cannot show the env of 'bad': cannot read ")
+    assert err.count("\n") == 1
+
+
 def test_kernel_env_without_k_names_its_target(ip, user_kernels, capsys):
     ip.run_line_magic("kernel_install", "geo --capture none")
     capsys.readouterr()

@@ -10,7 +10,7 @@ from kernelmagic.commands import Body
 from kernelmagic.commands.render import Shown, env_lines, shown_change
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.shell_syntax import env_changes, parse_env_lines
-from kernelmagic.errors import InvalidInput
+from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations.edit import SpecEdit, patch_spec
 from kernelmagic.options import (
     DRY_RUN,
@@ -92,7 +92,10 @@ def run(request: Request) -> SpecEnv | Change:
     if request.spec is None:
         raise InvalidInput("env needs -k NAME")
     if not request.edit:
-        shown = request.policy.mask_spec(get_spec(request.spec).spec).get("env", {})
+        info = get_spec(request.spec)
+        if not info.spec and info.problems:  # not an empty env: one nobody could read
+            raise KernelmagicError(f"cannot show the env of '{info.name}': {info.problems[0]}")
+        shown = request.policy.mask_spec(info.spec).get("env", {})
         return SpecEnv(shown if isinstance(shown, dict) else {})
     return patch_spec(request.spec, request.edit, dry_run=request.dry_run, policy=request.policy)
 
