@@ -273,7 +273,7 @@ def test_an_env_listing_read_back_keeps_the_secrets_it_showed_hidden(
 
 def test_the_env_of_a_spec_that_cannot_be_read_is_an_error_not_empty(user_kernels, capsys):
     """`env -k NAME` of a malformed (or unreadable) kernel.json printed nothing, exit 0."""
-    (user_kernels / "bad").mkdir()
+    (user_kernels / "bad").mkdir(parents=True)
     (user_kernels / "bad" / "kernel.json").write_text('{"argv": [')
     assert main(["env", "-k", "bad"]) == 1
     err = capsys.readouterr().err
