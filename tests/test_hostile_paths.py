@@ -123,6 +123,60 @@ def test_group_sharing_keeps_owner_only_files_owner_only(tmp_path, monkeypatch, 
     assert cloned["kernelmagic-snippet.sh"] == 0o600 and cloned["kernel.json"] & 0o040
 
 
+def test_a_group_spec_gets_no_new_secret_and_keeps_the_groups_access(tmp_path, monkeypatch, capsys):
+    """A member set API_TOKEN (or a password in metadata) in the group's spec: it was
+    written owner-only, in the member's own group, so the spec vanished from the others'
+    lists, and its owner could neither see nor undo it. A patch of a spec that holds a
+    secret shared on purpose (install --include) made it owner-only too."""
+    group = group_of_mine()
+    prefix = tmp_path / "project"
+    where = ["--prefix", str(prefix), "--group", group.gr_name]
+    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    argv = ["install", "geo", "--capture", "none", "--env", "GEO_HOME=/opt/geo", *where]
+    assert main(argv) == 0
+    kernel_json = prefix / "share" / "jupyter" / "kernels" / "geo" / "kernel.json"
+    before = kernel_json.read_bytes(), kernel_json.stat().st_mode, kernel_json.stat().st_gid
+    capsys.readouterr()
+    for argv in (
+        ["env", "-k", "geo", "API_TOKEN=ghp_" + "a" * 36],
+        ["patch", "geo", "--metadata", 'db_url="postgres://u:s3cretpw@db/x"'],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"kernelmagic: error: 'geo' is shared with group {group.gr_name} (its directory is "
+            "setgid), whose members read its env and metadata, and "
+        ), err
+        assert err.count("\n") == 1
+        after = kernel_json.read_bytes(), kernel_json.stat().st_mode, kernel_json.stat().st_gid
+        assert after == before
+    assert main(["env", "-k", "geo", "GEO_DATA=/opt/geo/data"]) == 0  # no secret: as before
+    assert kernel_json.stat().st_mode & 0o040 and kernel_json.stat().st_gid == group.gr_gid
+
+    argv = ["install", "tok", "--capture", "none", "--env", "API_TOKEN=ghp_" + "b" * 36]
+    assert main([*argv, "--include", "API_TOKEN", *where]) == 0  # shared on purpose
+    shared = prefix / "share" / "jupyter" / "kernels" / "tok" / "kernel.json"
+    assert shared.stat().st_mode & 0o040
+    assert main(["patch", "tok", "--display-name", "Token kernel"]) == 0
+    assert shared.stat().st_mode & 0o040, oct(shared.stat().st_mode)  # still the group's
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_sharing_says_when_the_umask_leaves_members_unable_to_change_it(tmp_path, capsys, umask):
+    """With the usual umask 022, `--group` made a spec members could use but not change,
+    and said only "Shared with group ..."."""
+    group = group_of_mine().gr_name
+    where = ["--prefix", str(tmp_path), "--group", group]
+    old = os.umask(umask)
+    try:
+        assert main(["install", "geo", "--capture", "none", *where]) == 0
+    finally:
+        os.umask(old)
+    out = capsys.readouterr().out
+    assert f"Shared with group {group}" in out
+    assert ("Only you can change it: your umask" in out) == (umask == 0o022), out
+
+
 # --- 4. probes run no code from the current directory --------------------------------------
 
 

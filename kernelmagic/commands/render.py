@@ -256,12 +256,22 @@ def group_note(change: Change, group: str | None) -> list[str]:
     if group is None or not change.written:
         return []
     data_dir = os.path.dirname(os.path.dirname(change.resource_dir))
-    return [
+    said = [
         printable(
             f"Shared with group {group}: its members see it once Jupyter looks in "
             f"{data_dir} (export JUPYTER_PATH={data_dir})"
         )
     ]
+    try:
+        writable = os.stat(change.resource_dir).st_mode & 0o020
+    except OSError:
+        writable = True
+    if not writable:  # the umask took the group's write bit: it is the group's to use only
+        said.append(
+            "Only you can change it: your umask left the group no write access; with umask "
+            "002 (as group project spaces are used) every member maintains it"
+        )
+    return said
 
 
 def history_note(cell: str | None, policy: EnvPolicy, from_a_file: str) -> list[str]:

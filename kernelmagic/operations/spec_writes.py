@@ -10,11 +10,14 @@ policy in force joined with the patterns the spec records (a spec read from disk
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from typing import Any
 
 from kernelmagic.domain import containers
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.errors import InvalidInput
 from kernelmagic.storage import transactions
 from kernelmagic.storage.transactions import Change, Reservation
 
@@ -22,6 +25,47 @@ from kernelmagic.storage.transactions import Change, Reservation
 def holds_secrets(spec: dict[str, Any], policy: EnvPolicy) -> bool:
     """Whether ``spec`` puts a credential on disk, by ``policy`` and what ``spec`` records."""
     return policy.with_recorded(spec).holds_secrets(spec)
+
+
+def _sharing_group(resource_dir: str) -> str | None:
+    """The group a spec dir is shared with (``install --group`` makes it setgid and the
+    group's to read), or None."""
+    try:
+        found = os.stat(resource_dir)
+    except OSError:
+        return None
+    if not found.st_mode & stat.S_ISGID or found.st_mode & 0o050 != 0o050:
+        return None
+    import grp  # POSIX only, as groups are
+
+    try:
+        return grp.getgrgid(found.st_gid).gr_name
+    except KeyError:
+        return str(found.st_gid)
+
+
+def _refuse_new_secrets(
+    name: str, group: str, before: dict[str, Any], after: dict[str, Any], policy: EnvPolicy
+) -> None:
+    """``InvalidInput`` when ``after`` holds a secret ``before`` did not: every member of
+    ``group`` would read it."""
+    policy = policy.with_recorded(before).with_recorded(after)
+    old_env, new_env = before.get("env") or {}, after.get("env") or {}
+    added = [
+        k for k, v in sorted(new_env.items()) if old_env.get(k) != v and policy.is_secret(k, v)
+    ]
+
+    def outside_env(spec: dict[str, Any]) -> bool:
+        return policy.holds_secrets({k: v for k, v in spec.items() if k != "env"})
+
+    if not added and outside_env(after) and not outside_env(before):
+        added = ["a value in its argv or metadata"]
+    if added:
+        raise InvalidInput(
+            f"'{name}' is shared with group {group} (its directory is setgid), whose members "
+            f"read its env and metadata, and {', '.join(added)} looks secret; keep it in a "
+            f"spec of your own (clone {name} NEW_NAME --user), not the group's"
+        )
 
 
 def write_spec(
@@ -51,7 +95,8 @@ def rewrite_spec(
 ) -> Change:
     """Read-modify-write ``kernel.json`` under the spec's lock, keeping a backup for undo
     (``storage.transactions.rewrite_spec``), a container spec's wrapper made again for the
-    new ``env``, the file owner-only when the new version holds a secret.
+    new ``env``, the file owner-only when the new version holds a secret. A spec shared with
+    a group gets no new secret (``InvalidInput``) and keeps its mode.
 
     ``transform`` gets the current JSON (read once, under the lock, so concurrent writers each
     see the others' changes) and returns the new one; nothing is written when it returns
@@ -59,11 +104,24 @@ def rewrite_spec(
     starts for ``name``); ``hint`` says what to do where it cannot be written.
     """
 
+    key, spec_dir = (
+        transactions.writable(name)
+        if resource_dir is None
+        else (os.path.basename(resource_dir), resource_dir)
+    )
+    group = _sharing_group(spec_dir)
+
     def in_step(spec: dict[str, Any]) -> dict[str, Any]:
-        return containers.keep_in_step(transform(spec))
+        after = containers.keep_in_step(transform(spec))
+        if group is not None:
+            _refuse_new_secrets(key, group, spec, after, policy)
+        return after
 
     def owner_only(before: dict[str, Any], after: dict[str, Any]) -> bool:
-        return holds_secrets(after, policy.with_recorded(before))
+        # Owner-only would take a group's spec from its members (and from the owner of its
+        # dir, who could not even undo it); a secret in it was shared on purpose (install
+        # --include), and a new one is refused above.
+        return group is None and holds_secrets(after, policy.with_recorded(before))
 
     return transactions.rewrite_spec(
         name,
