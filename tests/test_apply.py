@@ -770,3 +770,43 @@ def test_a_verbose_review_masks_the_spec_it_prints(user_kernels, tmp_path, capsy
     main(["apply", str(document), "--dry-run", "--verbose"])
     out = capsys.readouterr().out
     assert "API_TOKEN" in out and "plainsecret123" not in out
+
+
+def test_applying_a_document_to_the_spec_it_records_writes_nothing(user_kernels, tmp_path, capsys):
+    """`apply` of a spec's own export, where `--check` said "as recorded", made it again from
+    its source: a metadata key set by hand and a secret set by hand (the document masks it)
+    were gone, and the record had a new date."""
+    token = "ghp_" + "t" * 36
+    argv = ["install", "mdt", "--capture", "none", "--env", "K=1", "--env", f"MY_API_TOKEN={token}"]
+    assert main(argv) == 0
+    assert main(["patch", "mdt", "--metadata", "foo=1"]) == 0
+    doc = tmp_path / "mdt.json"
+    assert main(["export", "mdt", "-o", str(doc)]) == 0
+    before = (user_kernels / "mdt" / "kernel.json").read_bytes()
+    capsys.readouterr()
+    for extra in (["--check"], ["--dry-run"], []):
+        assert main(["apply", str(doc), *extra]) == 0, extra
+        out = capsys.readouterr().out
+        action = "as recorded" if extra == ["--check"] else "unchanged"
+        assert out.splitlines() == [f"mdt ({user_kernels / 'mdt'}): {action}"], out
+    assert (user_kernels / "mdt" / "kernel.json").read_bytes() == before
+
+
+def test_a_group_spec_made_again_by_apply_stays_the_groups(tmp_path, monkeypatch, capsys):
+    """Applied where it had drifted, a spec shared with a group came back in the applying
+    user's own group, its directory no longer setgid."""
+    from helpers import group_of_mine
+
+    group = group_of_mine()
+    prefix = tmp_path / "project"
+    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    where = ["--prefix", str(prefix), "--group", group.gr_name]
+    assert main(["install", "gx", "--capture", "none", "--env", "K=1", *where]) == 0
+    doc = tmp_path / "gx.json"
+    assert main(["export", "gx", "-o", str(doc)]) == 0
+    assert main(["env", "-k", "gx", "K=2"]) == 0  # drifted: apply makes it again
+    assert main(["apply", str(doc)]) == 0
+    spec_dir = prefix / "share" / "jupyter" / "kernels" / "gx"
+    assert json.loads((spec_dir / "kernel.json").read_text())["env"]["K"] == "1"
+    assert spec_dir.stat().st_mode & stat.S_ISGID and spec_dir.stat().st_gid == group.gr_gid
+    assert (spec_dir / "kernel.json").stat().st_gid == group.gr_gid

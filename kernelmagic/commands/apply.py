@@ -351,6 +351,9 @@ def _review(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> N
         outcome.action = "would update" if installed is not None else "would install"
         outcome.changes = documents.changes(installed, spec, request.policy)
         return
+    if installed is not None and not _drift(entry, installed, request.policy):
+        outcome.action, outcome.runs = "unchanged", []  # as _apply leaves it
+        return
     by_hand, captured = documents.split_env(entry, record)
     explicit, held = documents.withheld(by_hand)
     outcome.action = "would re-make, writing only what differs"
@@ -365,20 +368,25 @@ def _review(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> N
 
 
 def _check(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> None:
+    outcome.runs = []  # a comparison runs nothing
     installed = _installed(outcome)
     if installed is None:
         outcome.action = "not installed"
         return
-    policy = request.policy
+    found = _drift(entry, installed, request.policy)
+    outcome.action = "differs" if found else "as recorded"
+    outcome.changes = found
+
+
+def _drift(entry: dict[str, Any], installed: dict[str, Any], policy: EnvPolicy) -> list[str]:
+    """From what the document recorded to what is installed: the changes since, values
+    masked; [] for a spec as recorded."""
     recorded = entry.get("spec")
     if recorded is None:  # a version-1 document: what it recorded of a spec it re-makes
         recorded = {k: installed.get(k) for k in installed}
         recorded.update(display_name=entry.get("display_name"), language=entry.get("language"))
         recorded["env"] = dict(entry.get("env") or {})
-    # From what the document recorded to what is installed: the drift since.
-    found = documents.changes(comparable(recorded), comparable(policy.mask_spec(installed)), policy)
-    outcome.action = "differs" if found else "as recorded"
-    outcome.changes = found
+    return documents.changes(comparable(recorded), comparable(policy.mask_spec(installed)), policy)
 
 
 def _apply(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> None:
@@ -403,6 +411,12 @@ def _apply(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
                 )
         outcome.change, outcome.action = change, change.action
         return
+    installed = _installed(outcome)
+    if installed is not None and not _drift(entry, installed, request.policy):
+        # Already what the document records: made again, it would lose what the document
+        # keeps but its source cannot make (a hand-set metadata key, a secret it masked).
+        outcome.action, outcome.runs = "unchanged", []
+        return
     by_hand, captured = documents.split_env(entry, record)
     explicit, held = documents.withheld(by_hand)
     outcome.notes += _withheld_notes(held)
@@ -423,6 +437,8 @@ def _apply(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
             program=record.program_requested,
             display_name=None if made_up else display_name,
             kernels_dir=kernels_dir,
+            # A group's spec stays the group's (made again, its directory is new).
+            group=spec_writes.sharing_group(outcome.resource_dir) if installed else None,
             env=explicit,
             capture=documents.capture_options(record),
             replace=True,

@@ -27,7 +27,7 @@ def holds_secrets(spec: dict[str, Any], policy: EnvPolicy) -> bool:
     return policy.with_recorded(spec).holds_secrets(spec)
 
 
-def _sharing_group(resource_dir: str) -> str | None:
+def sharing_group(resource_dir: str) -> str | None:
     """The group a spec dir is shared with (``install --group`` makes it setgid and the
     group's to read), or None."""
     try:
@@ -109,7 +109,7 @@ def rewrite_spec(
         if resource_dir is None
         else (os.path.basename(resource_dir), resource_dir)
     )
-    group = _sharing_group(spec_dir)
+    group = sharing_group(spec_dir)
 
     def in_step(spec: dict[str, Any]) -> dict[str, Any]:
         after = containers.keep_in_step(transform(spec))
