@@ -202,7 +202,9 @@ def test_a_poetry_projects_kernel_finds_poetrys_own_env(
     document = tmp_path / "kernels.json"
     assert main(["export", "poetry-geo", "-o", str(document)]) == 0
     capsys.readouterr()
-    assert main(["apply", str(document), "--dry-run"]) == 0
+    # Where it is not installed yet (as it is here, apply leaves it and runs nothing).
+    elsewhere = ["--prefix", str(tmp_path / "elsewhere")]
+    assert main(["apply", str(document), "--dry-run", *elsewhere]) == 0
     assert f"poetry env info -p (in {root}: asks poetry" in capsys.readouterr().out
     shutil.rmtree(prefix)
     capsys.readouterr()
@@ -375,3 +377,22 @@ def test_an_empty_path_entry_never_runs_a_tool_planted_in_the_project(
         assert main(["install", "--project", str(root)]) in (1, 2)
         assert "pdm is not on PATH" in capsys.readouterr().err
         assert not marker.exists(), path
+
+
+def test_a_project_found_above_the_dir_given_is_named_and_its_venv_is_its_own(
+    user_kernels, tmp_path, capsys
+):
+    """`install --project ~/work` took a `venv` two levels up without a word, and for a
+    `venv` (not `.venv`) without ipykernel said to run `.venv/bin/python -m pip`."""
+    root = tmp_path / "above"
+    make_venv(root / "venv", with_ipykernel=False)
+    start = root / "home" / "work"
+    start.mkdir(parents=True)
+    assert main(["install", "--project", str(start)]) == 2
+    assert capsys.readouterr().err == (
+        "kernelmagic: error: the venv project's environment has no ipykernel; add it: "
+        f"cd {root} && venv/bin/python -m pip install ipykernel\n"
+    )
+    give_ipykernel(root / "venv")
+    assert main(["install", "--project", str(start)]) == 0
+    assert capsys.readouterr().out.startswith(f"The venv project at {root}:\n")

@@ -440,6 +440,10 @@ def install(
     )
     record = _record(request, made)
     record.project = made.project
+    if made.project:  # found at the dir given or above it: which one, said first
+        made.result.notes.insert(
+            0, f"The {made.project['tool']} project at {made.project['root']}:"
+        )
     _check_project_language(request.kernel, made.project)
     env = {**made.result.env, **request.env}
     if request.container is not None:

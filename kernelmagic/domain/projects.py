@@ -55,7 +55,7 @@ _ADD_IPYKERNEL = {
     "hatch": "add ipykernel to the env's dependencies in pyproject.toml",
     "pixi": "pixi add ipykernel",
     "conda": "conda install -n {env} ipykernel",
-    "venv": ".venv/bin/python -m pip install ipykernel",
+    "venv": "{venv}/bin/python -m pip install ipykernel",
 }
 # The command that finding a project's environment runs, per tool; uv's and a bare venv's
 # is a directory (conda's is its activation, which apply shows as such).
@@ -97,7 +97,8 @@ class Project:
         return self.in_root(_CREATE[self.tool].format(file=file, env_option=env_option))
 
     def add_ipykernel_command(self) -> str:
-        return self.in_root(_ADD_IPYKERNEL[self.tool].format(env=self.conda_env))
+        venv = os.path.basename(self.prefix) if self.prefix else ".venv"  # .venv or venv
+        return self.in_root(_ADD_IPYKERNEL[self.tool].format(env=self.conda_env, venv=venv))
 
     def source(self, shell: str | None = None) -> Source:
         """The concrete source that makes the environment: its interpreter (a venv gets
