@@ -228,3 +228,29 @@ def test_like_copies_a_templates_files_but_not_its_records(user_kernels, tmp_pat
     copied = {p.name for p in (user_kernels / "copy").iterdir()}
     assert "logo-64x64.png" in copied
     assert not [n for n in copied if n.startswith(".") or n == "kernelmagic-snippet.sh"]
+
+
+def test_an_r_only_pixi_environment_makes_an_r_kernel(
+    tmp_path, user_kernels, monkeypatch, r_with_irkernel
+):
+    """pixi stand-in (pixi is not installable here): `pixi shell-hook --json` prints the
+    variables of `.pixi/envs/default`, an environment with R (this machine's, linked) and no
+    Python. It was refused: "environment ... does not exist yet; make it: pixi install"."""
+    root = tmp_path / "pixi-r"
+    prefix = root / ".pixi" / "envs" / "default"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "R").symlink_to(r_with_irkernel)
+    (root / "pixi.toml").write_text('[workspace]\nname = "pixi-r"\nchannels = []\n')
+    stand_in = tmp_path / "bin" / "pixi"
+    stand_in.parent.mkdir()
+    variables = {"CONDA_PREFIX": str(prefix), "PATH": f"{prefix}/bin:/usr/bin:/bin"}
+    stand_in.write_text(
+        "#!/bin/sh\n"
+        '[ "$1 $2" = "shell-hook --json" ] || { echo "unexpected: $*" >&2; exit 2; }\n'
+        f"echo '{json.dumps({'environment_variables': variables})}'\n"
+    )
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stand_in.parent}:{os.environ['PATH']}")
+    assert main(["install", "rgeo", "--project", str(root), "--kernel", "ir"]) == 0
+    spec = json.loads((user_kernels / "rgeo" / "kernel.json").read_text())
+    assert spec["language"] == "R" and spec["env"]["CONDA_PREFIX"] == str(prefix)

@@ -300,7 +300,8 @@ def detect(start: str, environ: Mapping[str, str], environment: str | None = Non
     named, else ``PIXI_ENVIRONMENT_NAME``'s), found as the tool finds it. Refuses
     (``EnvironmentNotReady``), with the tool's own command, when it does not exist yet."""
     project = locate(start, environ, environment)
-    if project.tool != "conda" and not os.path.exists(project.interpreter or ""):
+    # The environment's dir, not its python: an R-only pixi environment has none.
+    if project.tool != "conda" and not os.path.isdir(project.prefix or ""):
         where = project.prefix or "its environment"
         raise EnvironmentNotReady(
             f"the {project.tool} project's environment {where} does not exist yet; make it: "
