@@ -124,7 +124,8 @@ GROUP = option(
     "--group",
     metavar="GROUP",
     help="share the spec with a Unix group: its dir group-owned and setgid, its files "
-    "group-readable (a spec holding a secret is refused unless --include names it)",
+    "group-readable (a spec holding a secret is refused; install's --include names one to "
+    "share on purpose)",
 )
 LOCATION_OPTIONS = (USER, SYS_PREFIX, PREFIX)
 

@@ -48,6 +48,8 @@ def sick(user_kernels, tmp_path, monkeypatch, python_without_ipykernel):
         },
     )
     write_spec(user_kernels, "no-conn", {"argv": [sys.executable, "-m", "ipykernel_launcher"]})
+    bash = [sys.executable, "-m", "bash_kernel", "-f", CONN]  # another Python kernel, not here
+    write_spec(user_kernels, "bash", {"argv": bash, "language": "bash"})
     write_spec(
         user_kernels,
         "provisioned",
@@ -83,6 +85,9 @@ def test_each_problem_is_reported_with_name_and_value(sick, python_without_ipyke
     assert missing_import.value == python_without_ipykernel
     assert "cannot import ipykernel_launcher" in str(missing_import)
     assert "-m pip install ipykernel" in str(missing_import)
+    missing_kernel = str(only("bash", "launcher-import"))  # said to install ipykernel
+    assert "cannot import bash_kernel" in missing_kernel
+    assert "-m pip install bash_kernel" in missing_kernel
     assert "{connection_file}" in str(only("no-conn", "no-connection-file"))
     assert only("provisioned", "unknown-provisioner").value == "gone-prov"
     shadowed = only("twice", "shadowed")

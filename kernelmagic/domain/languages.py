@@ -80,14 +80,13 @@ def _ask(command: list[str], environ: Mapping[str, str], fix: str) -> list[str]:
 
 def _find(name: str, requested: str | None, environ: Mapping[str, str], what: str) -> str:
     program = resolve_program(requested or name, environ)
-    if program is None:
-        where = requested or f"{name} on the environment's PATH"
-        # A --program that names nothing is a bad argument; a PATH without the program is
-        # an environment that lacks it, a failure as "no conda found" is.
-        refusal = InvalidInput if requested else SourceFailed
-        raise refusal(
-            f"no {what} found ({where}); load it first (--modules, a snippet, --from-conda) "
-            f"or name it with --program PATH"
+    if program is None and requested:  # a --program that names nothing: a bad argument
+        where = "there (no executable file)" if os.sep in requested else "on the PATH"
+        raise InvalidInput(f"--program {requested}: no {what} {where}")
+    if program is None:  # an environment that lacks it: a failure, as "no conda found" is
+        raise SourceFailed(
+            f"no {what} found ({name} on the environment's PATH); load it first (--modules, "
+            f"a snippet, --from-conda) or name it with --program PATH"
         )
     return program
 

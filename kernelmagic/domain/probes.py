@@ -135,7 +135,9 @@ def _package_probe(kind: str, program: str, module: str, env: dict[str, str]) ->
             "except Exception:\n v = None\n"
             "print(json.dumps({'ipykernel': v, 'debugpy': u.find_spec('debugpy') is not None}))"
         )
-        fix = pip_install(program, "ipykernel")
+        # Another kernel's module (bash_kernel, ...) is its own package's, usually so named.
+        package = "ipykernel" if module == "ipykernel_launcher" else module.split(".")[0]
+        fix = pip_install(program, package)
         return Probe((program, "-c", code), env, f"cannot import {module}", fix)
     if kind == "r":
         code = f"if (!requireNamespace('IRkernel', quietly = TRUE)) quit(status = {_MISSING})"
