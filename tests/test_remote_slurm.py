@@ -370,6 +370,11 @@ def test_doctor_checks_the_scheduler_side(slurm_client_env, user_kernels, monkey
     vscode = {v.client: v for v in report["geo-slurm"].clients}["vscode"]
     assert not vscode.works and "outside any slurm job" in vscode.reason
     assert "salloc" in vscode.fix and "(geo)" in vscode.fix
+    # Where the scheduler does not answer, the partition does not pass unchecked (it did).
+    monkeypatch.setenv("SLURM_CONF", str(user_kernels / "no-such-slurm.conf"))
+    (diagnosis,) = doctor.diagnose(["geo-nowhere"]).diagnoses
+    (silent,) = [p for p in diagnosis.problems if p.kind == "scheduler-unreachable"]
+    assert "sinfo could not list the partitions (" in silent.message and "'gpu'" in silent.message
     # Where Jupyter cannot reach the scheduler, that is the one thing said.
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
     (diagnosis,) = doctor.diagnose(["geo-slurm"]).diagnoses

@@ -18,6 +18,7 @@ from typing import Any
 from kernelmagic.domain import checks
 from kernelmagic.domain.policy import EnvPolicy, recorded_policy
 from kernelmagic.domain.provenance import Provenance, Source
+from kernelmagic.domain.shells import failure_in_one_line
 from kernelmagic.errors import InvalidInput
 from kernelmagic.operations import spec_writes
 from kernelmagic.options import option
@@ -199,7 +200,17 @@ def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[st
         except subprocess.TimeoutExpired:
             listed = None
         names = set(listed.stdout.split()) if listed and listed.returncode == 0 else None
-        if names is not None and partition not in names:
+        if names is None:  # not a pass: the scheduler did not answer
+            said = failure_in_one_line(listed.stderr) if listed else "no answer within 20 s"
+            found.append(
+                (
+                    "scheduler-unreachable",
+                    f"{engine}: sinfo could not list the partitions ({said}), so neither "
+                    f"'{partition}' nor the kernel's submission can be checked here",
+                    partition,
+                )
+            )
+        elif partition not in names:
             found.append(
                 (
                     "unknown-partition",
