@@ -810,3 +810,28 @@ def test_a_group_spec_made_again_by_apply_stays_the_groups(tmp_path, monkeypatch
     assert json.loads((spec_dir / "kernel.json").read_text())["env"]["K"] == "1"
     assert spec_dir.stat().st_mode & stat.S_ISGID and spec_dir.stat().st_gid == group.gr_gid
     assert (spec_dir / "kernel.json").stat().st_gid == group.gr_gid
+
+
+def test_a_document_others_can_change_is_not_run_without_trust(user_kernels, tmp_path, capsys):
+    """A group member edited the snippet of a document in the team's directory after it was
+    reviewed; `apply` ran it as the user (`refresh` refuses the same snippet)."""
+    shared = tmp_path / "team"
+    shared.mkdir()
+    marker = tmp_path / "ran"
+    snippet = tmp_path / "s.sh"
+    snippet.write_text(f"touch {marker}\nexport GEO_HOME=/opt/geo\n")
+    argv = ["install", "geo", "--snippet-file", str(snippet), "--python", sys.executable]
+    assert main(argv) == 0
+    doc = shared / "team.json"
+    assert main(["export", "geo", "-o", str(doc)]) == 0
+    assert main(["remove", "geo"]) == 0
+    marker.unlink()
+    shared.chmod(0o777)  # anyone may replace the document
+    capsys.readouterr()
+    assert main(["apply", str(doc), "--dry-run"]) == 0  # a review runs nothing, as before
+    assert main(["apply", str(doc)]) == 1
+    out = capsys.readouterr().out
+    assert f"geo: not made here: not run: {shared} is writable by others" in out, out
+    assert "--trust" in out and not marker.exists() and not (user_kernels / "geo").exists()
+    assert main(["apply", str(doc), "--trust"]) == 0
+    assert marker.exists() and (user_kernels / "geo").exists()

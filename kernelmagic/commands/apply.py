@@ -26,9 +26,11 @@ from kernelmagic.commands.install import InstallRequest, install
 from kernelmagic.commands.render import Shown, change_report, printable, printable_lines
 from kernelmagic.domain import containers, documents, projects
 from kernelmagic.domain.checks import argv_strings, provisioner_name
+from kernelmagic.domain.ownership import TrustWalk
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance, comparable
 from kernelmagic.domain.sources import conda_snippet, module_command
+from kernelmagic.domain.trust import TRUST_ADVICE
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, NoSuchKernelSpec
 from kernelmagic.operations import spec_writes
 from kernelmagic.operations.edit import install_directory
@@ -91,6 +93,12 @@ ALLOW_REMOTE = option(
     action="store_true",
     help="also write specs that start through a kernel provisioner (other hosts, pods)",
 )
+APPLY_TRUST = option(
+    "--trust",
+    action="store_true",
+    help="run what a document other users can change says to run (snippets, modules, "
+    "activations run as you): only once you have reviewed it with --dry-run",
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,7 @@ class ApplyRequest:
 
     OPTIONS: ClassVar[tuple[Option, ...]] = (
         DOCUMENT, APPLY_NAMES, CHECK, DRY_RUN, VERBOSE, MAP, APPLY_PYTHON, ALLOW_REMOTE,
-        *LOCATION_OPTIONS,
+        APPLY_TRUST, *LOCATION_OPTIONS,
     )  # fmt: skip
 
     document: str  # its path (``-``: stdin)
@@ -112,6 +120,7 @@ class ApplyRequest:
     allow_remote: bool = False
     kernels_dir: str | None = None  # every spec here, instead of the document's locations
     policy: EnvPolicy = DEFAULT_POLICY
+    trust: bool = False  # run what the document says to run even if others can change it
 
     def __post_init__(self) -> None:
         if self.check and self.dry_run:
@@ -142,6 +151,7 @@ class ApplyRequest:
             ns.allow_remote,
             kernels_dir_from_args(ns) if given else None,
             settings.policy,
+            ns.trust,
         )
 
 
@@ -176,6 +186,13 @@ def apply_document(request: ApplyRequest) -> list[Outcome]:
     missing = wanted - {e["name"].lower() for e in entries}
     if missing:
         raise NoSuchKernelSpec(sorted(missing)[0], [e["name"] for e in doc["specs"]])
+    # What it runs (a snippet, modules, an activation) runs as you: not from a document that
+    # others could have changed since it was reviewed, unless the user says so.
+    refused = None
+    if not (request.check or request.dry_run or request.trust or request.document == "-"):
+        with TrustWalk() as walk:
+            why = walk.why([request.document])
+        refused = f"not run: {why}; {TRUST_ADVICE}" if why else None
     outcomes = []
     for entry in entries:
         entry = documents.map_paths(entry, request.maps) if request.maps else entry
@@ -188,7 +205,7 @@ def apply_document(request: ApplyRequest) -> list[Outcome]:
                 elif request.dry_run:
                     _review(entry, outcome, request)
                 else:
-                    _apply(entry, outcome, request)
+                    _apply(entry, outcome, request, refused)
         except KernelmagicError as exc:
             outcome.problem, outcome.problem_details = str(exc), exc.details
         outcomes.append(outcome)
@@ -389,7 +406,10 @@ def _drift(entry: dict[str, Any], installed: dict[str, Any], policy: EnvPolicy) 
     return documents.changes(comparable(recorded), comparable(policy.mask_spec(installed)), policy)
 
 
-def _apply(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> None:
+def _apply(
+    entry: dict[str, Any], outcome: Outcome, request: ApplyRequest, refused: str | None = None
+) -> None:
+    """Make the entry's spec here; ``refused`` says why what it runs may not run."""
     kernels_dir, name = os.path.split(outcome.resource_dir)
     record = documents.record_of(entry)
     if record is None:
@@ -416,6 +436,9 @@ def _apply(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
         # Already what the document records: made again, it would lose what the document
         # keeps but its source cannot make (a hand-set metadata key, a secret it masked).
         outcome.action, outcome.runs = "unchanged", []
+        return
+    if refused and outcome.runs:
+        outcome.problem = refused
         return
     by_hand, captured = documents.split_env(entry, record)
     explicit, held = documents.withheld(by_hand)
