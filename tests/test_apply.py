@@ -835,3 +835,16 @@ def test_a_document_others_can_change_is_not_run_without_trust(user_kernels, tmp
     assert "--trust" in out and not marker.exists() and not (user_kernels / "geo").exists()
     assert main(["apply", str(doc), "--trust"]) == 0
     assert marker.exists() and (user_kernels / "geo").exists()
+
+
+def test_an_export_cut_short_says_so(user_kernels, tmp_path, capsys):
+    """A document cut short (a full disk, a copy stopped) was "not a kernelmagic export"."""
+    assert main(["install", "geo", "--capture", "none"]) == 0
+    doc = tmp_path / "geo.json"
+    assert main(["export", "geo", "-o", str(doc)]) == 0
+    doc.write_text(doc.read_text()[:-40])
+    capsys.readouterr()
+    assert main(["apply", str(doc)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kernelmagic: error: {doc} is a kernelmagic export but not valid JSON (")
+    assert err.endswith("; nothing was run or written\n")

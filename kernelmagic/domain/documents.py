@@ -163,7 +163,12 @@ def parse(text: str, where: str) -> dict[str, Any]:
             f"{where} holds {exc}: no kernel.json may hold it (strict readers, the server's "
             "listing among them, fail on it); nothing was run or written"
         ) from None
-    except ValueError:
+    except ValueError as exc:
+        if f'"format": "{FORMAT}"' in text[:200]:  # one of ours, cut short or edited wrong
+            raise InvalidInput(
+                f"{where} is a kernelmagic export but not valid JSON ({exc}); nothing was run "
+                "or written"
+            ) from None
         doc = None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InvalidInput(f'{where} is not a kernelmagic export (no "format": "{FORMAT}")')
