@@ -178,6 +178,22 @@ def test_a_charliecloud_kernel_runs_in_its_image_with_the_specs_variables(
     assert error == "KeyboardInterrupt"  # the wrapper execs: the signal reaches the kernel
 
 
+def test_a_bind_to_a_directory_the_image_lacks_says_so(
+    charliecloud_image, runtime_dir_outside_binds, tmp_path, user_kernels, capsys
+):
+    """containers.md's `--bind DIR:/project` on an image without /project: ch-run could not
+    make the mount point in the read-only image, and the error said only that."""
+    data = tmp_path / "project"
+    data.mkdir()
+    argv = ["install", "box", "--container", str(charliecloud_image), "--bind",
+            f"{data}:/no-such-dir-in-the-image"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kernelmagic: error: charliecloud could not run "), err
+    assert "a --bind target must already exist in the image" in err
+    assert not (user_kernels / "box").exists()
+
+
 def test_a_variable_added_later_reaches_the_container_and_undo_takes_it_back(
     charliecloud_image, runtime_dir_outside_binds, user_kernels, capsys
 ):

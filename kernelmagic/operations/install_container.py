@@ -186,9 +186,13 @@ def _build_spec(
             "interpreter that has it (--python or --program, a path inside the image)"
         )
     if done.returncode != 0 or not facts:
-        raise InvalidInput(
-            f"{container.runtime} could not run {where}", details=shells.failure_lines(stderr)
-        )
+        said = shells.failure_lines(stderr)
+        if container.binds and "can't mkdir" in stderr:  # ch-run: no mount point in the image
+            said.append(
+                "a --bind target must already exist in the image (a read-only image cannot "
+                "get the directory): make it there, or bind to a directory it has"
+            )
+        raise InvalidInput(f"{container.runtime} could not run {where}", details=said)
     version = (
         facts[0].strip() if kernel != "julia" else (facts[1].strip() if len(facts) > 1 else "")
     )
