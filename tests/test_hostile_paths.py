@@ -159,6 +159,8 @@ def test_a_group_spec_gets_no_new_secret_and_keeps_the_groups_access(tmp_path, m
     assert shared.stat().st_mode & 0o040
     assert main(["patch", "tok", "--display-name", "Token kernel"]) == 0
     assert shared.stat().st_mode & 0o040, oct(shared.stat().st_mode)  # still the group's
+    assert main(["env", "-k", "tok", "API_TOKEN=ghp_" + "c" * 36]) == 0  # a new token for it
+    assert shared.stat().st_mode & 0o040
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from kernelmagic.domain import containers
+from kernelmagic.domain.envcapture import matches_any
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.provenance import Provenance
 from kernelmagic.errors import InvalidInput
 from kernelmagic.storage import transactions
 from kernelmagic.storage.transactions import Change, Reservation
@@ -48,11 +50,16 @@ def _refuse_new_secrets(
     name: str, group: str, before: dict[str, Any], after: dict[str, Any], policy: EnvPolicy
 ) -> None:
     """``InvalidInput`` when ``after`` holds a secret ``before`` did not: every member of
-    ``group`` would read it."""
+    ``group`` would read it. A variable the spec was shared with on purpose (its install's
+    ``--include``, as recorded) may change."""
     policy = policy.with_recorded(before).with_recorded(after)
+    record = Provenance.of_spec(before)
+    on_purpose = record.include if record is not None else ()
     old_env, new_env = before.get("env") or {}, after.get("env") or {}
     added = [
-        k for k, v in sorted(new_env.items()) if old_env.get(k) != v and policy.is_secret(k, v)
+        k
+        for k, v in sorted(new_env.items())
+        if old_env.get(k) != v and policy.is_secret(k, v) and not matches_any(k, on_purpose)
     ]
 
     def outside_env(spec: dict[str, Any]) -> bool:

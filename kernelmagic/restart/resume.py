@@ -79,7 +79,7 @@ class _Resumption:
         self.adapter.watch_subscriptions(self.subscribed)
         # Where it can tell when a client subscribes, IOPub keeps what it publishes until
         # then: a client that reads IOPub only later still gets every message.
-        self.holding = self.adapter.hold_iopub()
+        self.adapter.hold_iopub()
 
     def install(self) -> None:
         kernel, start = self.kernel, self.kernel.start
