@@ -285,6 +285,32 @@ def test_a_client_that_reads_iopub_late_gets_every_output(kernel, geo_module, fi
     ), printed
 
 
+@pytest.mark.skipif(
+    ipykernel.version_info[:2] < (7, 2), reason="IOPub keeps what it publishes only since 7.2"
+)
+def test_a_reading_client_is_not_held_back_by_one_that_does_not_read(kernel, geo_module):
+    """What IOPub keeps for a client that reads late goes out as soon as any client is seen
+    subscribed: a client connected to IOPub that never reads must not hold back, for a
+    minute, the output of one that reads all along."""
+    import zmq
+
+    manager, client = kernel
+    silent = zmq.Context.instance().socket(zmq.SUB)  # connected, never subscribed
+    try:
+        silent.connect(f"tcp://{manager.ip}:{manager.iopub_port}")
+        answers = Answers(client)
+        answers.send("%kernel_activate --modules geo/1.0")
+        for _ in range(3):
+            answers.send(READ)
+        began = time.monotonic()
+        answers.wait(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        silent.close(linger=0)
+    assert answers.lost() == [] and answers.idle == set(answers.sent), took
+    assert answers.printed[answers.sent[-1]].split()[1] == str(geo_module / "share")
+
+
 def test_a_notebook_at_a_browser_pace(geo_module):
     """Activate, then Shift-Enter through 8 cells, 150 ms apart, in nbclient."""
     notebook = nbformat.v4.new_notebook()

@@ -166,22 +166,24 @@ class _Resumption:
         """Until a client subscribes, or IOPub is seen to reach every connection it has,
         and at most _IOPUB_SETTLE: the subscription follows the connection, and may have
         come before the watch began (the client is back within 0.1 s of ipykernel binding
-        IOPub, and ipykernel comes here later). True when seen subscribed, False when seen
-        connected but not subscribed (a client that does not read), None when unseen."""
+        IOPub, and ipykernel comes here later). True when a client is seen subscribed (one
+        that reads would lose what is kept for another), False when every connection is seen
+        not subscribed (clients that do not read yet), None when unseen."""
         deadline = time.monotonic() + _IOPUB_SETTLE
         reached = self._greet()
         while not self.subscribed.wait(0.001):
-            if reached is not None and reached():
+            if reached is not None and reached(every=True):
                 return True
             if time.monotonic() > deadline:
-                return None if reached is None else False
+                return None if reached is None else reached(every=False)
         return True
 
-    def _greet(self) -> Callable[[], bool] | None:
+    def _greet(self) -> Callable[..., bool] | None:
         """Send a greeting on IOPub; a test of whether its bytes left on every connection
-        IOPub had when it was sent. IOPub sends a client what it subscribed to and nothing
-        else, so a connection the greeting left on is subscribed. None where this cannot
-        be seen (no greeting in this ipykernel, no byte counts in this system)."""
+        IOPub had when it was sent (``every=False``: on one of them). IOPub sends a client
+        what it subscribed to and nothing else, so a connection the greeting left on is
+        subscribed. None where this cannot be seen (no greeting in this ipykernel, no byte
+        counts in this system)."""
         app = getattr(self.kernel, "parent", None)
         port = getattr(app, "iopub_port", None)
         if getattr(app, "transport", "tcp") != "tcp" or not port:
@@ -194,8 +196,8 @@ class _Resumption:
         if size is None:
             return None
 
-        def reached() -> bool:
-            return all(
+        def reached(every: bool = True) -> bool:
+            return (all if every else any)(
                 (quiesce.bytes_sent(fd, inode) or 0) - (before[inode] or 0) >= size
                 for inode, fd in connections.items()
             )
