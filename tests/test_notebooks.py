@@ -330,6 +330,12 @@ def test_fix_spec_rewrite_names_the_spec_even_where_an_alias_exists(local_specs,
     assert main(["notebook", str(notebook), "--fix", "geo"]) == 0
     assert main(["notebook", str(notebook), "--fix", "geo", "--rewrite"]) == 0
     assert nbformat.read(notebook, as_version=4).metadata["kernelspec"]["name"] == "geo"
+    # In a dir, a notebook whose kernel is found is never renamed to the spec given.
+    other = _notebook(tmp_path / "b.ipynb", {"name": "plain", "display_name": "Plain",
+                                             "language": "python"})  # fmt: skip
+    before = other.read_bytes()
+    assert main(["notebook", str(tmp_path), "--fix", "geo", "--rewrite"]) == 0
+    assert other.read_bytes() == before
 
 
 def test_a_spec_whose_name_the_missing_one_holds_ranks_as_a_match(user_kernels, tmp_path, capsys):

@@ -90,6 +90,7 @@ def run(request: Request) -> NotebookReports:
                     dry_run=request.dry_run,
                     force=request.force,
                     policy=request.policy,
+                    alone=len(found) == 1,
                 )
             except KernelmagicError as exc:
                 if len(found) == 1:

@@ -251,15 +251,17 @@ def fix(
     dry_run: bool,
     force: bool = False,
     policy: EnvPolicy = DEFAULT_POLICY,
+    alone: bool = False,
 ) -> None:
     """Make a missing kernel work with ``choice`` (a spec name; "" for the clear best); a
     spec that cannot start only with ``force``. ``policy`` decides whether an alias holds a
-    secret (then it is owner-only), as for a clone."""
+    secret (then it is owner-only), as for a clone. ``alone``: the notebook was the one
+    named, so ``choice`` with ``rewrite`` names the spec even where its kernel is found."""
     missing = report.wanted.get("name", "")
     if report.state in ("found", "case differs"):
-        # It has its kernel: only naming a spec in the notebook (--fix SPEC --rewrite)
-        # changes anything, and only where the notebook names another.
-        if not (rewrite and choice) or missing == discovery.get_spec(choice).name:
+        # It has its kernel: only naming a spec in this one notebook (--fix SPEC --rewrite)
+        # changes anything (never each notebook of a dir), where it names another.
+        if not (rewrite and choice and alone) or missing == discovery.get_spec(choice).name:
             return
     elif report.state not in ("missing", "broken", "no kernel named"):
         return
