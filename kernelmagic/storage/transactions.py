@@ -81,12 +81,15 @@ class Change:
         import difflib
 
         path = os.path.join(self.resource_dir, "kernel.json")
-        old = self.masked_text(self.before).splitlines(keepends=True)
-        new = self.masked_text(self.after).splitlines(keepends=True)
+        policy = self.shown_policy  # both versions' records decoded once, for both texts
+        old = self.masked_text(self.before, policy).splitlines(keepends=True)
+        new = self.masked_text(self.after, policy).splitlines(keepends=True)
         return "".join(difflib.unified_diff(old, new, f"{path} (before)", f"{path} (after)"))
 
-    def masked_text(self, spec: dict[str, Any] | None) -> str:
-        return "" if spec is None else dump_spec(self.shown_policy.masked(spec))
+    def masked_text(self, spec: dict[str, Any] | None, policy: EnvPolicy | None = None) -> str:
+        """``spec`` as ``kernel.json`` text, masked by ``policy`` (default: ``shown_policy``)."""
+        shown = policy or self.shown_policy
+        return "" if spec is None else dump_spec(shown.masked(spec))
 
 
 def file_mode(owner_only: bool, existing: str | None = None) -> int:
