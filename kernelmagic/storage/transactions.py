@@ -88,7 +88,7 @@ class Change:
 
     def masked_text(self, spec: dict[str, Any] | None, policy: EnvPolicy | None = None) -> str:
         """``spec`` as ``kernel.json`` text, masked by ``policy`` (default: ``shown_policy``)."""
-        shown = policy or self.shown_policy
+        shown = self.shown_policy if policy is None else policy
         return "" if spec is None else dump_spec(shown.masked(spec))
 
 
