@@ -138,5 +138,6 @@ def rewrite_spec(
         action=action,
         policy=policy,
         hint=hint,
-        resource_dir=resource_dir,
+        resource_dir=spec_dir,  # located once, above
+        key=key,
     )

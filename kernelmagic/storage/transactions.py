@@ -395,6 +395,7 @@ def rewrite_spec(
     policy: EnvPolicy = DEFAULT_POLICY,
     hint: str | None = None,
     resource_dir: str | None = None,
+    key: str | None = None,
 ) -> Change:
     """Read-modify-write ``kernel.json`` under the spec's lock, keeping a backup for undo.
 
@@ -402,13 +403,13 @@ def rewrite_spec(
     see the others' changes) and returns the new one; nothing is written when it returns
     the same. ``owner_only(before, after)`` says whether the new one must be owner-only (it
     holds a secret); otherwise it keeps the file's mode. ``resource_dir`` names the spec dir
-    to change (default: the one Jupyter starts for ``name``); ``hint`` says what to do where
-    it cannot be written.
+    to change (default: the one Jupyter starts for ``name``), ``key`` the name Jupyter lists
+    it under (default: the dir's); ``hint`` says what to do where it cannot be written.
     """
     if resource_dir is None:
         key, resource_dir = writable(name)
     else:
-        key = os.path.basename(resource_dir)
+        key = key or os.path.basename(resource_dir)
     hint = hint or f"clone it to a location you can write (clone {key} NEW_NAME --user)"
     kernel_json = os.path.join(resource_dir, "kernel.json")
     kernels_dir = os.path.dirname(resource_dir)
