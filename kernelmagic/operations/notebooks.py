@@ -134,10 +134,10 @@ def rank(wanted: dict[str, str], specs: Iterable[discovery.SpecInfo]) -> list[Ma
         source_words, source = _source_words(info.spec)
         shared = sorted(source_words & wanted_words)
         if shared:
-            reasons.append(f"made from {source}, {_sharing(shared)}")
+            reasons.append(f"made from {source}, which {_sharing(shared)}")
         named = sorted(_words(info.name) & wanted_name_words - set(shared))
         if named:
-            reasons.append(f"its name {_sharing(named).removeprefix('which ')}")
+            reasons.append(f"its name {_sharing(named)}")
             shared += named
         similar = (
             difflib.SequenceMatcher(None, wanted.get("name", ""), info.name).ratio()
@@ -152,7 +152,7 @@ def rank(wanted: dict[str, str], specs: Iterable[discovery.SpecInfo]) -> list[Ma
 
 def _sharing(words: list[str]) -> str:
     quoted = ", ".join(f"'{w}'" for w in words)
-    return f"which shares {quoted} with the notebook's kernel"
+    return f"shares {quoted} with the notebook's kernel"
 
 
 def _cannot_start(info: discovery.SpecInfo) -> bool:

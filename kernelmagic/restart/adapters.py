@@ -55,7 +55,6 @@ class Adapter:
         # the marker's place among the requests (``ShellChannelThread``).
         self.failure: BaseException | None = None
         self._welcome: Callable[[str], None] | None = None  # IOPub's own greeting, unwrapped
-        self._held: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] | None = None
 
     @property
     def shell_port(self) -> int | None:
@@ -147,6 +146,8 @@ class ShellChannelThread(Adapter):
     """ipykernel 7."""
 
     _put_back: asyncio.Event | None = None  # set once requeue put the recorded requests back
+    # What IOPub publishes while hold_iopub keeps it: (frames, args, kwargs) of each send.
+    _held: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] | None = None
 
     def watch_subscriptions(self, seen: threading.Event) -> bool:
         # Since 7.2 IOPub is an XPUB socket: its thread greets each new subscription (the
