@@ -36,7 +36,7 @@ from urllib.request import Request, urlopen
 
 import nbformat
 import pytest
-from helpers import make_venv
+from helpers import give_ipykernel, make_venv
 
 # .ci/run runs this harness as a step of its own. At the end of the whole suite, the shared
 # server once stopped answering for three minutes after it had started every corpus kernel;
@@ -253,10 +253,7 @@ def _uv_project(root: Path, env: dict[str, str]) -> Path | None:
     for command in (["init", "--bare", "--name", "corpus-project"], ["sync"]):
         subprocess.run([uv, *command, "--python", PYTHON], cwd=project, env=offline,
                        check=True, capture_output=True)  # fmt: skip
-    site = next((project / ".venv").glob("lib/python*/site-packages"))
-    import sysconfig
-
-    (site / "test-ipykernel.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    give_ipykernel(project / ".venv")
     return project
 
 
