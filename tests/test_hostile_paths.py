@@ -235,7 +235,7 @@ def test_the_ipykernel_spec_cache_is_trusted_only_when_nobody_else_could_write_i
     directory.mkdir(parents=True, exist_ok=True)
     if where == "shared scratch":
         directory.chmod(0o777)  # others may replace what is in it
-    entry = directory / f"ipykernel-install-{ipykernel_specs._cache_key()}.json"
+    entry = directory / f"ipykernel-install-{ipykernel_specs._own_key()}.json"
     if where == "fifo":
         os.mkfifo(entry)  # 0.1 waited on it forever
     else:
@@ -252,7 +252,7 @@ def test_a_well_formed_cache_entry_of_ones_own_is_used(user_kernels, tmp_path, m
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first = ipykernel_specs.install_spec()
     entry = (
-        Path(ipykernel_specs.cache_dir()) / f"ipykernel-install-{ipykernel_specs._cache_key()}.json"
+        Path(ipykernel_specs.cache_dir()) / f"ipykernel-install-{ipykernel_specs._own_key()}.json"
     )
     assert entry.stat().st_mode & 0o077 == 0 and json.loads(entry.read_text()) == first
     assert ipykernel_specs.is_ipykernel_spec(first)

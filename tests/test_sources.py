@@ -6,12 +6,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import make_venv, run_in_kernel, write_spec
+from helpers import give_ipykernel, make_venv, run_in_kernel, write_spec
 from IPython.core.error import UsageError
 
 from kernelmagic.frontends.cli import main
@@ -141,6 +143,61 @@ def test_python_venv_spec_runs_in_that_venv(ip, user_kernels, second_venv):
     seen = run_in_kernel("other")
     assert seen["prefix"] == str(second_venv)
     assert seen["env"]["VIRTUAL_ENV"] == str(second_venv)
+
+
+def _older_ipykernel(venv: Path) -> Path:
+    """A stand-in for an older ipykernel in ``venv`` (no index here to install ipykernel 7.0
+    from): a copy of this suite's, whose spec says what ipykernel < 7.3 without debugpy
+    says (no Curve encryption, no debugger). Jupyter's own installer, run in that venv,
+    writes that spec."""
+    give_ipykernel(venv)
+    shelf = venv.parent / f"{venv.name}-test-packages"
+    package = shelf / "ipykernel"
+    source = package.resolve()
+    package.unlink()
+    shutil.copytree(source, package, ignore=shutil.ignore_patterns("__pycache__"))
+    with (package / "kernelspec.py").open("a") as kernelspec:
+        kernelspec.write(
+            "\n_as_this_version_writes = get_kernel_dict\n\n\n"
+            "def get_kernel_dict(*args, **kwargs):\n"
+            "    spec = _as_this_version_writes(*args, **kwargs)\n"
+            "    spec['metadata'] = {'debugger': False}\n"
+            "    return spec\n"
+        )
+    return package
+
+
+def test_a_spec_for_another_interpreter_is_what_its_own_ipykernel_writes(
+    ip, user_kernels, tmp_path, capsys
+):
+    """ipykernel >= 7.3 declares Curve encryption in its spec, and jupyter_client's
+    ``transport_encryption = "auto"`` then hands the kernel keys: a spec for an interpreter
+    with an older ipykernel that carried this session's claim never answered (seen with a
+    real ipykernel 7.0.1 and jupyter_client 8.10). The spec is that interpreter's own."""
+    venv = make_venv(tmp_path / "older", with_ipykernel=False)
+    package = _older_ipykernel(venv)
+    python = str(venv / "bin" / "python")
+    ip.run_line_magic("kernel_install", f"older --python {python} --capture none")
+    subprocess.run(
+        [python, "-m", "ipykernel", "install", "--prefix", str(tmp_path / "own"), "--name", "o"],
+        check=True,
+        capture_output=True,
+    )
+    own = json.loads((tmp_path / "own/share/jupyter/kernels/o/kernel.json").read_text())
+    spec = spec_json(user_kernels, "older")
+    assert spec["argv"] == own["argv"]
+    assert {k: v for k, v in spec["metadata"].items() if k != "kernelmagic"} == own["metadata"]
+    assert run_in_kernel("older")["prefix"] == str(venv)
+
+    # The answer is kept for that interpreter's ipykernel, and asked again when it changes.
+    (package / "kernelspec.py").write_text("raise RuntimeError('this ipykernel is broken')\n")
+    assert main(["install", "older2", "--python", python, "--capture", "none"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"kernelmagic: error: {python} -m ipykernel install failed: "
+        "RuntimeError: this ipykernel is broken"
+    ]
+    assert not (user_kernels / "older2").exists()
 
 
 def test_interpreter_without_ipykernel_is_refused(ip, user_kernels, bare_python):

@@ -473,12 +473,15 @@ def install(
             else languages.generated_display_name(request.kernel, built.version, request.name)
         )
     else:
-        assert made.interpreter is not None  # a Python kernel always gets one
+        interpreter = made.interpreter
+        assert interpreter is not None  # a Python kernel always gets one
         where = os.environ if environ is None else environ
-        made.result.notes += sources.job_temporary_notes(made.interpreter.path, where)
-        spec = ipykernel_specs.install_spec()
-        spec["argv"][0] = made.interpreter.path
-        version = "{}.{}".format(*made.interpreter.version)
+        made.result.notes += sources.job_temporary_notes(interpreter.path, where)
+        spec = ipykernel_specs.install_spec(
+            interpreter.path, interpreter.ipykernel_facts, made.environment, request.timeout
+        )
+        spec["argv"][0] = interpreter.path
+        version = "{}.{}".format(*interpreter.version)
         generated = languages.generated_display_name("python", version, request.name)
         files_of = _ipykernel_files
     if request.cwd and made.project:

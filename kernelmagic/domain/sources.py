@@ -101,13 +101,19 @@ class Interpreter:
     version: tuple[int, int]
     has_ipykernel: bool
     has_kernelmagic: bool = True  # so that %load_ext kernelmagic works in its kernels
+    # What its ipykernel's spec depends on, for another interpreter than this one: its
+    # sys.version, whether it can import debugpy, its ipykernel's package dir.
+    ipykernel_facts: tuple[str, bool, str] | None = None
 
 
 _PROBE = (
-    "import importlib.util, json, sys\n"
+    "import importlib.util as u, json, sys\n"
+    "k = u.find_spec('ipykernel')\n"
     "print(json.dumps({'prefix': sys.prefix, 'version': sys.version_info[:2],"
-    " 'ipykernel': importlib.util.find_spec('ipykernel') is not None,"
-    " 'kernelmagic': importlib.util.find_spec('kernelmagic') is not None}))"
+    " 'ipykernel': k is not None,"
+    " 'kernelmagic': u.find_spec('kernelmagic') is not None,"
+    " 'facts': [sys.version, u.find_spec('debugpy') is not None,"
+    " (k.submodule_search_locations or [''])[0] if k else '']}))"
 )
 
 
@@ -125,7 +131,12 @@ def probe_interpreter(path: str, environ: Mapping[str, str] | None = None) -> In
     if done.returncode != 0:
         return None
     return Interpreter(
-        path, found["prefix"], tuple(found["version"]), found["ipykernel"], found["kernelmagic"]
+        path,
+        found["prefix"],
+        tuple(found["version"]),
+        found["ipykernel"],
+        found["kernelmagic"],
+        (str(facts[0]), bool(facts[1]), str(facts[2])) if (facts := found["facts"])[2] else None,
     )
 
 
@@ -451,4 +462,4 @@ def _from_interpreter(
             "VIRTUAL_ENV": escape_dollars(interpreter.prefix),
             "PATH": f"{bin_dir}{os.pathsep}${{PATH}}",
         }
-    return MadeEnvironment(interpreter, result)
+    return MadeEnvironment(interpreter, result, environment=environ)

@@ -287,7 +287,7 @@ def _ipykernels_own(resource_dir: str) -> bool:
         spec = discovery.read_spec_file(os.path.join(resource_dir, "kernel.json"))
     except (OSError, ValueError):
         return False
-    return ipykernel_specs.is_ipykernel_spec(spec, any_interpreter=True)
+    return ipykernel_specs.is_ipykernel_spec(spec, executable=None)
 
 
 def _invalid_name(info: discovery.SpecInfo) -> list[Problem]:

@@ -1,9 +1,10 @@
 """ipykernel's own spec, without importing ipykernel on every call.
 
 Asking ipykernel (``get_kernel_dict``) imports it and with it jupyter_client, ~0.2 s: most of
-an install, and of a listing without a ``python3`` spec dir (Jupyter's built-in entry). The
-answers are kept in the user's cache directory, keyed by this interpreter and the files of
-the installed ipykernel, and asked again whenever one of those changes.
+an install, and of a listing without a ``python3`` spec dir (Jupyter's built-in entry).
+Another interpreter's spec is its own ipykernel's, which only running its installer tells.
+The answers are kept in the user's cache directory, keyed by the interpreter and the files
+of its ipykernel, and asked again whenever one of those changes.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import re
 import stat
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
 from kernelmagic.domain.ownership import others_can_change
+from kernelmagic.errors import SourceFailed
 from kernelmagic.storage import atomic
 
 
@@ -39,12 +41,24 @@ def resources_dir() -> str | None:
 
 def native_spec() -> dict[str, Any]:
     """Jupyter's built-in ``python3`` entry: ``get_kernel_dict()`` as jupyter_client calls it."""
-    return _cached("native", _ask_native)
+    return _cached("native", _ask_native, _own_key())
 
 
-def install_spec() -> dict[str, Any]:
-    """The spec ``python -m ipykernel install`` writes for this interpreter."""
-    return _cached("install", _ask_install)
+def install_spec(
+    python: str | None = None,
+    facts: tuple[str, bool, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """The spec ``python -m ipykernel install`` writes for this interpreter, or for another
+    one, ``python``, whose probe found ``facts`` (its ``sys.version``, whether it can import
+    debugpy, its ipykernel's dir) in ``environ``. Another interpreter's own ipykernel is
+    asked, as this one's would not say what that one does: ipykernel >= 7.3 declares Curve
+    encryption, which jupyter_client then gives a kernel that may not know it."""
+    if python is None or facts is None or python == sys.executable:
+        return _cached("install", _ask_install, _own_key())
+    key = _cache_key(python, *facts)
+    return _cached("install", lambda: _ask_installer(python, environ, timeout), key, python)
 
 
 def _spec_function() -> Callable[..., dict[str, Any]]:
@@ -76,7 +90,43 @@ def _ask_install() -> dict[str, Any]:
     return get_kernel_dict()
 
 
-def _cached(kind: str, ask: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _ask_installer(
+    python: str, environ: Mapping[str, str] | None, timeout: float
+) -> dict[str, Any]:
+    """What ``python -m ipykernel install`` writes, from that interpreter's ipykernel
+    itself, into a throw-away prefix; ``SourceFailed`` when it cannot."""
+    import subprocess
+    import tempfile
+
+    from kernelmagic.domain import shells
+
+    with tempfile.TemporaryDirectory(prefix="kernelmagic-ipykernel-") as prefix:
+        argv = [python, "-m", "ipykernel", "install", "--prefix", prefix, "--name", "asked"]
+        written = os.path.join(prefix, "share", "jupyter", "kernels", "asked", "kernel.json")
+        try:
+            done = shells.run_probe(argv, os.environ if environ is None else environ, timeout)
+        except subprocess.TimeoutExpired:
+            raise SourceFailed(f"{python}'s ipykernel installer ran over {timeout:g} s") from None
+        except OSError as exc:
+            raise SourceFailed(f"cannot run {python}: {exc.strerror or exc}") from None
+        try:
+            with open(written, "rb") as file:
+                answer = json.loads(file.read().decode("utf-8"))
+        except (OSError, ValueError):
+            why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no spec"]
+            raise SourceFailed(f"{python} -m ipykernel install failed: {why[0]}") from None
+    if not is_ipykernel_spec(answer, executable=None):
+        raise SourceFailed(f"{python} -m ipykernel install wrote a spec of another shape")
+    answer["argv"][0] = python  # as the probe ran it (its sys.executable may be a symlink's)
+    return answer
+
+
+def _cached(
+    kind: str,
+    ask: Callable[[], dict[str, Any]],
+    key: str | None,
+    executable: str = sys.executable,
+) -> dict[str, Any]:
     """``ask()``'s answer, from the cache when a trusted entry holds it, else asked and kept.
 
     The answer decides the argv, env and metadata of every spec installed, so a cache entry
@@ -86,7 +136,6 @@ def _cached(kind: str, ask: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     ipykernel gives. Anything else is asked again, and nothing is written where others could
     replace it.
     """
-    key = _cache_key()
     directory = cache_dir()
     trusted = (
         key is not None
@@ -96,7 +145,7 @@ def _cached(kind: str, ask: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     path = os.path.join(directory, f"ipykernel-{kind}-{key}.json")
     if trusted:
         cached = _read_trusted(path)
-        if cached is not None and is_ipykernel_spec(cached):
+        if is_ipykernel_spec(cached, executable=executable):
             return cached
     answer = ask()
     if key is not None and _make_own_dir(directory):
@@ -143,9 +192,11 @@ _INTERPRETER_OPTION = re.compile(r"-X[A-Za-z_]+(=[A-Za-z0-9_]+)?\Z")
 _SPEC_KEYS = {"argv", "display_name", "language", "metadata", "kernel_protocol_version"}
 
 
-def is_ipykernel_spec(spec: Any, *, any_interpreter: bool = False) -> TypeGuard[dict[str, Any]]:
-    """Whether ``spec`` has exactly the shape ``get_kernel_dict()`` gives for this
-    interpreter (with ``any_interpreter``, for any): this ``sys.executable`` running ``-m
+def is_ipykernel_spec(
+    spec: Any, *, executable: str | None = sys.executable
+) -> TypeGuard[dict[str, Any]]:
+    """Whether ``spec`` has exactly the shape ``get_kernel_dict()`` gives for the
+    interpreter ``executable`` (None: for any): that interpreter running ``-m
     ipykernel_launcher -f {connection_file}`` (with ``-X`` options only), Python, and
     metadata of flags and words (no provisioner, no env)."""
     if not isinstance(spec, dict) or not set(spec) <= _SPEC_KEYS:
@@ -153,7 +204,7 @@ def is_ipykernel_spec(spec: Any, *, any_interpreter: bool = False) -> TypeGuard[
     argv = spec.get("argv")
     if not isinstance(argv, list) or len(argv) < 5:
         return False
-    if not any_interpreter and argv[0] != sys.executable:
+    if executable is not None and argv[0] != executable:
         return False
     if argv[-4:] != ["-m", "ipykernel_launcher", "-f", "{connection_file}"]:
         return False
@@ -175,13 +226,18 @@ def is_ipykernel_spec(spec: Any, *, any_interpreter: bool = False) -> TypeGuard[
     )
 
 
-def _cache_key() -> str | None:
-    """What ipykernel's answer depends on: this interpreter, ipykernel's spec writer, version
-    and package files, and (ipykernel 6) whether its debugger can be imported."""
-    package = package_dir()
-    if package is None:
+def _own_key() -> str | None:
+    has_debugpy = importlib.util.find_spec("debugpy") is not None
+    return _cache_key(sys.executable, sys.version, has_debugpy, package_dir() or "")
+
+
+def _cache_key(python: str, version: str, has_debugpy: bool, package: str) -> str | None:
+    """What ipykernel's answer depends on: the interpreter and its version, ipykernel's spec
+    writer, version and package files, and (ipykernel 6) whether its debugger can be
+    imported. None without an ipykernel."""
+    if not package:
         return None
-    parts: list[Any] = [sys.executable, sys.version, importlib.util.find_spec("debugpy") is None]
+    parts: list[Any] = [python, version, not has_debugpy]
     for name in ("kernelspec.py", "_version.py", "__init__.py"):
         try:
             stat = os.stat(os.path.join(package, name))
