@@ -117,6 +117,6 @@ def test_example_notebook_runs_and_its_spec_starts(executed_tour, user_kernels):
     assert recorded in ("demo_env", "-")
     said = _outputs(nb.cells[2])
     assert f"Kernel spec 'demo_env' ({how}" in said, said
-    assert "Kernel spec 'demo_env' (the spec last changed here):" in said
+    assert f"Kernel spec 'demo_env' in {user_kernels / 'demo_env'} (the spec last" in said
     spec = json.loads((user_kernels / "demo_env" / "kernel.json").read_text())
     assert spec["env"]["SET_FROM_INSIDE"] == "1"

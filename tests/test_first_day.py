@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -281,11 +282,56 @@ def test_the_env_of_a_spec_that_cannot_be_read_is_an_error_not_empty(user_kernel
     assert err.count("\n") == 1
 
 
+def test_kernel_env_without_k_changes_the_spec_last_changed_not_another_of_its_name(
+    ip, user_kernels, tmp_path, capsys
+):
+    """A clone under ``--prefix``, behind a user spec of the same name or where Jupyter does
+    not look: ``%kernel_env`` without -k changes that clone, not the spec Jupyter would start
+    for its name (which it patched), nor fails with "no kernel spec" (docs/usage.md)."""
+    ip.run_line_magic("kernel_install", "geo --capture none")
+    ip.run_line_magic("kernel_install", "my_env --capture none")
+    shared = tmp_path / "shared"
+    ip.run_line_magic("kernel_clone", f"geo my_env --prefix {shared}")
+    ip.run_line_magic("kernel_env", "WHICH=clone")
+    clone = shared / "share/jupyter/kernels/my_env"
+    assert json.loads((clone / "kernel.json").read_text())["env"]["WHICH"] == "clone"
+    assert "env" not in json.loads((user_kernels / "my_env/kernel.json").read_text())
+
+    big = tmp_path / "envs"
+    ip.run_line_magic("kernel_clone", f"geo geo-big --env OMP_NUM_THREADS=32 --prefix {big}")
+    capsys.readouterr()
+    assert ip.run_line_magic("kernel_env", "") == {"OMP_NUM_THREADS": "32"}
+    where = big / "share/jupyter/kernels/geo-big"
+    assert f"Kernel spec 'geo-big' in {where} (the spec" in capsys.readouterr().out
+
+    shutil.rmtree(where)  # gone since, by another hand: not the target any more
+    with pytest.raises(UsageError, match="no kernel spec chosen: pass -k NAME"):
+        ip.run_line_magic("kernel_env", "A=1")
+
+
+def test_a_new_spec_that_jupyter_finds_behind_another_of_its_name_says_so(
+    ip, user_kernels, tmp_path, monkeypatch, capsys
+):
+    """In a venv Jupyter looks in its ``share/jupyter`` before the user's dir, and it looks
+    in JUPYTER_PATH first: a user spec of a name found there is installed, and hidden."""
+    first = tmp_path / "first"
+    write_spec(first / "kernels", "geo")
+    monkeypatch.setenv("JUPYTER_PATH", str(first))
+    ip.run_line_magic("kernel_install", "geo --capture none")
+    assert (
+        f"Jupyter starts the 'geo' in {first / 'kernels' / 'geo'}, which it finds first: this "
+        "one is hidden while that one is there"
+    ) in capsys.readouterr().out
+    ip.run_line_magic("kernel_install", "other --capture none")
+    assert "Jupyter starts" not in capsys.readouterr().out
+
+
 def test_kernel_env_without_k_names_its_target(ip, user_kernels, capsys):
     ip.run_line_magic("kernel_install", "geo --capture none")
     capsys.readouterr()
     ip.run_line_magic("kernel_env", "A=1")
-    assert "Kernel spec 'geo' (the spec last changed here):" in capsys.readouterr().out
+    said = f"Kernel spec 'geo' in {user_kernels / 'geo'} (the spec last changed here):"
+    assert said in capsys.readouterr().out
     ip.run_line_magic("kernel_env", "")
     assert "Kernel spec 'geo'" in capsys.readouterr().out
 

@@ -22,15 +22,16 @@ from kernelmagic.options import (
     path,
 )
 from kernelmagic.settings import Settings
-from kernelmagic.storage.discovery import get_spec
+from kernelmagic.storage.discovery import get_spec, spec_at
 from kernelmagic.storage.transactions import Change
 
 SUMMARY = (
     "Show or change a kernel spec's env. Values are written as typed; secret-like "
     "values are masked when shown."
 )
-# Without -k, a magic changes the spec it last changed, else its own kernel's (magics.py).
-SESSION_SPEC = "spec"
+# Without -k, a magic changes the spec it last changed (that dir, where Jupyter may start
+# another of its name), else its own kernel's (magics.py): the fields it fills.
+SESSION_SPEC = ("spec", "resource_dir")
 
 SPEC = option(
     "-k",
@@ -75,6 +76,7 @@ class Request:
     edit: SpecEdit = field(default_factory=SpecEdit)
     dry_run: bool = False
     policy: EnvPolicy = DEFAULT_POLICY
+    resource_dir: str | None = None  # this dir's spec, not the one Jupyter starts for ``spec``
 
     @classmethod
     def from_args(
@@ -92,12 +94,19 @@ def run(request: Request) -> SpecEnv | Change:
     if request.spec is None:
         raise InvalidInput("env needs -k NAME")
     if not request.edit:
-        info = get_spec(request.spec)
+        where = request.resource_dir
+        info = get_spec(request.spec) if where is None else spec_at(request.spec, where)
         if not info.spec and info.problems:  # not an empty env: one nobody could read
             raise KernelmagicError(f"cannot show the env of '{info.name}': {info.problems[0]}")
         shown = request.policy.mask_spec(info.spec).get("env", {})
         return SpecEnv(shown if isinstance(shown, dict) else {})
-    return patch_spec(request.spec, request.edit, dry_run=request.dry_run, policy=request.policy)
+    return patch_spec(
+        request.spec,
+        request.edit,
+        dry_run=request.dry_run,
+        policy=request.policy,
+        resource_dir=request.resource_dir,
+    )
 
 
 BODY = Body(

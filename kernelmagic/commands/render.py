@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from kernelmagic.domain.checks import Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.errors import KernelmagicError
 from kernelmagic.options import CLI as CLI  # the two styles: the front ends' own names
 from kernelmagic.options import MAGICS as MAGICS
 from kernelmagic.reading import dump_spec
-from kernelmagic.storage.discovery import SpecInfo, searched_by_jupyter
+from kernelmagic.storage.discovery import SpecInfo, locate, searched_by_jupyter
 
 if TYPE_CHECKING:  # a listing has no change to show: it need not import the writers
     from kernelmagic.storage.transactions import Change
@@ -234,14 +235,27 @@ def change_report(change: Change, *, diff: bool) -> str:
         parts.append(spec_json_text(change.after, change.shown_policy))
     parts.append(change_message(change))
     if change.action in ("installed", "replaced", "cloned") and change.after is not None:
-        parts += visibility_note(os.path.dirname(change.resource_dir))
+        parts += visibility_note(change.name, change.resource_dir)
     return "\n".join(parts)
 
 
-def visibility_note(kernels_dir: str) -> list[str]:
-    """What to do when a new spec went where Jupyter does not look (``--prefix DIR``)."""
+def visibility_note(name: str, resource_dir: str) -> list[str]:
+    """What to do when a new spec went where Jupyter does not look (``--prefix DIR``), or
+    where it finds another spec of that name first."""
+    kernels_dir = os.path.dirname(resource_dir)
     if searched_by_jupyter(kernels_dir):
-        return []
+        try:
+            first = locate(name)[1]
+        except KernelmagicError:  # a dry run's, not there yet: nothing else is either
+            return []
+        if os.path.realpath(first) == os.path.realpath(resource_dir):
+            return []
+        return [
+            printable(
+                f"Jupyter starts the '{name}' in {first}, which it finds first: this one is "
+                f"hidden while that one is there"
+            )
+        ]
     data_dir = os.path.dirname(kernels_dir.rstrip(os.sep))
     return [
         printable(

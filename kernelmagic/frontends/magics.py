@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -42,6 +43,7 @@ from kernelmagic.commands.render import (
     error_text,
     history_note,
     os_error_text,
+    printable,
 )
 from kernelmagic.domain.shell_syntax import split_args
 from kernelmagic.domain.this_kernel import in_kernel, own_spec
@@ -158,7 +160,8 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self.last_spec: str | None = None  # the target of %kernel_env without -k
+        # The target of %kernel_env without -k: (name, dir) of the spec last changed here.
+        self.last_spec: tuple[str, str] | None = None
 
     @functools.cached_property
     def configured(self) -> Settings:
@@ -190,11 +193,13 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
         if body is not None:
             for text in history_note(cell, config.policy, body.instead):
                 print(text)
-        target = getattr(module, "SESSION_SPEC", None)
-        if target is not None and getattr(request, target) is None:
+        targets = getattr(module, "SESSION_SPEC", None)
+        if targets is not None and getattr(request, targets[0]) is None:
             session_spec = self._session_spec()
             with _as_usage_errors():
-                request = dataclasses.replace(request, **{target: session_spec})
+                request = dataclasses.replace(
+                    request, **dict(zip(targets, session_spec, strict=True))
+                )
         with _as_usage_errors():
             shown = module.show(module.run(request), MAGICS)
         self._remember(shown)
@@ -209,18 +214,24 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
         return shown.value if shown.plain else shown
 
     def _remember(self, shown: Shown) -> None:
-        if shown.change is not None and shown.change.written:
-            self.last_spec = shown.change.name
-        gone = {path.rstrip("/").rsplit("/", 1)[-1] for path in shown.removed_dirs}
-        if self.last_spec in gone:
+        change = shown.change
+        if change is not None and change.written:
+            self.last_spec = (change.name, os.path.normpath(change.resource_dir))
+        gone = {os.path.normpath(path) for path in shown.removed_dirs}
+        if self.last_spec is not None and self.last_spec[1] in gone:
             self.last_spec = None
 
-    def _session_spec(self) -> str:
-        """The spec ``%kernel_env`` changes without ``-k``; says which, and why."""
-        found = (self.last_spec, "the spec last changed here") if self.last_spec else None
-        if found is None:
-            with _as_usage_errors():
-                found = own_spec(list_specs)
+    def _session_spec(self) -> tuple[str, str | None]:
+        """The spec ``%kernel_env`` changes without ``-k`` (its name, and its dir where it is
+        the one last changed here: Jupyter may start another of its name); says which."""
+        if self.last_spec is not None and not os.path.isdir(self.last_spec[1]):
+            self.last_spec = None  # removed since, by hand or by another process
+        if self.last_spec is not None:
+            name, where = self.last_spec
+            print(printable(f"Kernel spec '{name}' in {where} (the spec last changed here):"))
+            return name, where
+        with _as_usage_errors():
+            found = own_spec(list_specs)
         if found is None:
             raise UsageError(
                 "no kernel spec chosen: pass -k NAME (no spec was installed, cloned or patched "
@@ -228,7 +239,7 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
             )
         name, how = found
         print(f"Kernel spec '{name}' ({how}):")
-        return name
+        return name, None
 
 
 def _new(shown: Shown) -> bool:

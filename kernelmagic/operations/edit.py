@@ -102,15 +102,22 @@ def _unmasked(
 
 
 def patch_spec(
-    name: str, edit: SpecEdit, *, dry_run: bool = False, policy: EnvPolicy = DEFAULT_POLICY
+    name: str,
+    edit: SpecEdit,
+    *,
+    dry_run: bool = False,
+    policy: EnvPolicy = DEFAULT_POLICY,
+    resource_dir: str | None = None,
 ) -> Change:
-    """Apply ``edit`` to the spec Jupyter would start for ``name``, under its lock."""
+    """Apply ``edit`` to the spec Jupyter would start for ``name`` (or the one in
+    ``resource_dir``), under its lock."""
     return spec_writes.rewrite_spec(
         name,
         lambda spec: edit.apply(spec, policy),
         dry_run=dry_run,
         action="patched",
         policy=policy,
+        resource_dir=resource_dir,
     )
 
 

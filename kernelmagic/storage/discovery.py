@@ -359,6 +359,11 @@ def get_spec(name: str) -> SpecInfo:
     return get_specs([name])[0]
 
 
+def spec_at(name: str, resource_dir: str) -> SpecInfo:
+    """The spec named ``name`` in ``resource_dir``, whether or not Jupyter would start it."""
+    return _load(name, resource_dir)
+
+
 def get_specs(names: Iterable[str]) -> list[SpecInfo]:
     """``get_spec`` of each name, from one scan of the kernel dirs (not one per name)."""
     found = _all_spec_dirs()
