@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shlex
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
 from kernelmagic import specs
+from kernelmagic.commands.render import env_lines
 from kernelmagic.domain.shell_syntax import (
     AssignmentError,
     parse_assignment,
@@ -61,6 +63,7 @@ def test_24_concurrent_writers_keep_every_variable(user_kernels):
 _WRITER = textwrap.dedent("""\
     import itertools, sys
     from kernelmagic import specs
+from kernelmagic.commands.render import env_lines
     from kernelmagic.domain.shell_syntax import EnvChanges
     name = sys.argv[1]
     start = len(specs.get_spec(name).env)
@@ -71,6 +74,7 @@ _WRITER = textwrap.dedent("""\
 _REPLACER = textwrap.dedent("""\
     import itertools, sys
     from kernelmagic import specs
+from kernelmagic.commands.render import env_lines
     from kernelmagic.domain import envcapture
     none = envcapture.CaptureOptions(mode="none")
     for i in itertools.count():
@@ -225,6 +229,28 @@ def test_line_assignments_round_trip(name, value):
 def test_cell_and_file_assignments_round_trip(env, prefix):
     text = "# header\n\n" + "".join(f"{prefix}{k}={shlex.quote(v)}\n" for k, v in env.items())
     assert parse_env_lines(text).set == env
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(ENV_NAMES, VALUES, max_size=8))
+def test_an_env_listing_reads_back_exactly_and_cannot_drive_a_terminal(env):
+    """What ``env`` prints (``%%kernel_env`` and ``--file`` read it back): a value with an
+    escape sequence or a carriage return is shown as ``$'...'`` with C escapes."""
+    listing = env_lines(env)
+    assert parse_env_lines(listing).set == env
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", listing)
+    for key, value in env.items():
+        if "\n" not in value:  # one line: a magic's arguments, as split there
+            (word,) = split_args(env_lines({key: value}))
+            assert parse_assignment(word) == (key, value)
+
+
+def test_an_env_listing_shows_an_escape_sequence_as_c_escapes(user_kernels, capsys):
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": "esc", "language": "python"}
+    write_spec(user_kernels, "esc", {**spec, "env": {"E1": "x\u001b[31mred\rY"}})
+    assert main(["env", "-k", "esc"]) == 0
+    assert capsys.readouterr().out == "E1=$'x\\x1b[31mred\\rY'\n"
 
 
 @settings(max_examples=300, deadline=None)

@@ -188,11 +188,28 @@ def table(rows: list[tuple[str, ...]], columns: tuple[str, ...]) -> tuple[str, s
 def env_lines(env: dict[str, Any]) -> str:
     """``KEY=VALUE`` lines, values quoted as a shell would need them (spaces, quotes, ``$``,
     ``#``, tabs, newlines, empty values all round-trip): ``%%kernel_env`` and
-    ``kernelmagic env --file`` read them back exactly."""
+    ``kernelmagic env --file`` read them back exactly. A value holding a control character
+    that could drive a terminal is written ``$'...'``, the character as its C escape."""
     return "\n".join(
-        f"{key}={shlex.quote(value if isinstance(value, str) else json.dumps(value))}"
+        f"{key}={_shell_quoted(value if isinstance(value, str) else json.dumps(value))}"
         for key, value in env.items()
     )
+
+
+_TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # tab and newline: as typed
+_C_NAMES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}
+
+
+def _shell_quoted(value: str) -> str:
+    if not _TERMINAL_CONTROL.search(value):
+        return shlex.quote(value)
+    escaped = (
+        _C_NAMES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x80 else f"\\u{ord(char):04x}")
+        if char in _C_NAMES or _CONTROL.match(char)
+        else char
+        for char in value
+    )
+    return "$'" + "".join(escaped) + "'"
 
 
 def spec_json_text(spec: dict[str, Any] | None, policy: EnvPolicy = DEFAULT_POLICY) -> str:

@@ -32,7 +32,9 @@ def _logical_lines(text: str, *, newline_ends_line: bool = True) -> Iterator[tup
     line while a quote is open was quadratic too). The rules are ``shlex.split``'s in POSIX
     mode: single quotes are literal, inside double quotes a backslash escapes only ``"`` and
     ``\\``, outside quotes it escapes any character; an unquoted word that starts with ``#``
-    begins a comment that runs to the end of the line. A quoted value may span lines.
+    begins a comment that runs to the end of the line. A quoted value may span lines. And
+    POSIX's (and bash's) ``$'...'``, where C escapes stand for control characters: how an
+    env listing shows a value that holds them.
     """
     words: list[str] = []
     word: list[str] = []
@@ -59,6 +61,10 @@ def _logical_lines(text: str, *, newline_ends_line: bool = True) -> Iterator[tup
         elif char == "#" and not in_word:
             newline = text.find("\n", i)
             i = end if newline < 0 or not newline_ends_line else newline
+        elif char == "$" and text.startswith("$'", i):
+            opened, i = i, _dollar_quoted(text, i + 2, word, start)
+            line += text.count("\n", opened, i)
+            in_word = True
         elif char == "'":
             close = text.find("'", i + 1)
             if close < 0:
@@ -89,7 +95,44 @@ def _logical_lines(text: str, *, newline_ends_line: bool = True) -> Iterator[tup
 
 
 _BLANKS = frozenset(" \t\r\n")  # shlex's whitespace; other spaces belong to words
-_WORD_END = re.compile(r"[ \t\r\n'\"\\#]")
+_WORD_END = re.compile(r"[ \t\r\n'\"\\#]|\$'")
+
+
+# $'...': what each C escape stands for, and how many digits a numeric one reads at most.
+_C_ESCAPES = {"a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r",
+              "t": "\t", "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?"}  # fmt: skip
+_C_NUMBERS = re.compile(r"x([0-9A-Fa-f]{1,2})|u([0-9A-Fa-f]{1,4})|U([0-9A-Fa-f]{1,8})|([0-7]{1,3})")
+
+
+def _dollar_quoted(text: str, i: int, word: list[str], start: int) -> int:
+    """Append the contents of a ``$'...'`` part whose text starts at ``i``, its escapes
+    read as bash reads them; return the index after its closing quote."""
+    end = len(text)
+    while True:
+        close = text.find("'", i)
+        escape = text.find("\\", i, close if close >= 0 else end)
+        if escape < 0:
+            if close < 0:
+                raise _Unclosed(start)
+            word.append(text[i:close])
+            return close + 1
+        word.append(text[i:escape])
+        if escape + 1 >= end:
+            raise _Unclosed(start)
+        code = text[escape + 1]
+        number = _C_NUMBERS.match(text, escape + 1)
+        if code in _C_ESCAPES:
+            word.append(_C_ESCAPES[code])
+            i = escape + 2
+        elif number:
+            digits = next(group for group in number.groups() if group is not None)
+            value = int(digits, 8 if number.group(4) else 16)
+            unicode = value <= 0x10FFFF and not 0xD800 <= value <= 0xDFFF
+            word.append(chr(value) if unicode else "\ufffd")
+            i = number.end()
+        else:  # not an escape: kept, backslash and all, as bash keeps it
+            word.append("\\")
+            i = escape + 1
 
 
 def _double_quoted(text: str, i: int, word: list[str], start: int) -> int:
