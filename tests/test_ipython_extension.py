@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from helpers import write_spec
+from helpers import kernel_output, write_spec
 
 from kernelmagic.commands import install
 from kernelmagic.frontends import ipython_extension
@@ -101,6 +101,33 @@ def test_unload_then_load_then_use(user_kernels):
     """)
     assert "geo" in seen["names"]
     assert seen["left"] == [] and not seen["configurable"]
+
+
+def test_unload_in_a_kernel_leaves_ipykernels_own_kernel_magics(user_kernels):
+    """ipykernel's magics class is a ``KernelMagics`` too, and IPython keys its registry by
+    class name: ``%unload_ext`` took ipykernel's out of the registry and the configurables
+    (before any magic was used), or left them replaced by nothing (after)."""
+    code = textwrap.dedent("""\
+        import json
+        ip = get_ipython()
+        def theirs():
+            registered = type(ip.magics_manager.registry.get("KernelMagics")).__module__
+            kept = [type(c).__module__ for c in ip.configurables
+                    if type(c).__name__ == "KernelMagics"]
+            return registered, kept
+        seen = [theirs()]
+        ip.run_line_magic("load_ext", "kernelmagic")
+        ip.run_line_magic("unload_ext", "kernelmagic")
+        seen.append(theirs())
+        ip.run_line_magic("load_ext", "kernelmagic")
+        ip.run_line_magic("kernel_list", "")
+        ip.run_line_magic("unload_ext", "kernelmagic")
+        seen.append(theirs())
+        print(json.dumps(seen))
+        """)
+    seen = json.loads(kernel_output("python3", code).strip().splitlines()[-1])
+    assert seen[0] == ["ipykernel.zmqshell", ["ipykernel.zmqshell"]]
+    assert seen[1:] == [seen[0], seen[0]]
 
 
 def test_a_returned_report_prints_as_the_terminal_shows_it(ip, user_kernels, capsys):

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 import IPython
+from IPython.core.magic import Magics
 
 from kernelmagic.commands import COMMANDS
 
@@ -122,7 +123,18 @@ def unload(shell: Any) -> None:
     """Remove exactly what ``load`` added: the magics (loaded or still lazy), the
     configurable, the printers, the completers."""
     manager = shell.magics_manager
-    magics = dict.pop(manager.registry, CLASS_NAME, None)  # dict.pop: no lazy load on a miss
+    # IPython keys its registry by class name, and ipykernel's own magics are a
+    # KernelMagics too: ours replaced them there when first used. Theirs go back.
+    magics = dict.get(manager.registry, CLASS_NAME)  # dict.get: no lazy load on a miss
+    if type(magics).__module__ != MODULE:
+        magics = None
+    else:
+        others = [c for c in shell.configurables if type(c).__name__ == CLASS_NAME]
+        replaced = [c for c in others if c is not magics and isinstance(c, Magics)]
+        if replaced:
+            manager.registry[CLASS_NAME] = replaced[-1]
+        else:
+            dict.pop(manager.registry, CLASS_NAME)
     for name, kinds in MAGICS.items():
         for kind in ("line", "cell") if kinds == "line_cell" else (kinds,):
             found = manager.magics[kind].get(name)
