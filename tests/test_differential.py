@@ -152,6 +152,14 @@ def library_mismatch() -> str | None:
     unexplained = set(theirs_found) - set(theirs) - set(listing["problems"])
     if unexplained:
         return f"hidden by Jupyter but not in our problems: {sorted(unexplained)}"
+    for name in theirs:  # by name, as a server starts one (and show, env, patch find it)
+        try:
+            started = manager.get_kernel_spec(name).resource_dir
+        except Exception:  # its first entry of the name is one it cannot read: not compared
+            continue
+        found = specs.get_spec(name).resource_dir
+        if found != started:
+            return f"get_kernel_spec({name!r}): ours {found} != theirs {started}"
     return None
 
 
@@ -509,6 +517,26 @@ def test_a_kernel_json_that_is_no_file_does_not_shadow_lower_dirs(tree_root, kin
     listing = specs.jupyter_listing(specs.list_specs())["kernelspecs"]
     assert listing["geo"]["resource_dir"] == str(SYSTEM_DATA_DIR / "jupyter" / "kernels" / "geo")
     assert "python3" in listing  # the built-in one
+
+
+@pytest.mark.parametrize("kind", ["symlink-loop", "name-too-long"])
+def test_a_kernels_dir_on_jupyter_path_that_cannot_be_opened_is_skipped(
+    tree_root, kind, monkeypatch
+):
+    """Jupyter lists the other dirs' specs (``os.path.exists`` is False there); every
+    listing failed with the error, and a server's kernelspecs request with a 500."""
+    build(tree_root, [("user", "geo", "ok"), ("system", "r", "ok")])
+    kernels = place_dirs(tree_root)["path"]
+    shutil.rmtree(kernels, ignore_errors=True)
+    kernels.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "symlink-loop":
+        kernels.symlink_to("kernels")
+    else:
+        too_long = str(tree_root / ("x" * 300))
+        monkeypatch.setenv("JUPYTER_PATH", os.environ["JUPYTER_PATH"] + os.pathsep + too_long)
+    assert library_mismatch() is None
+    assert cli_mismatch() is None
+    assert {"geo", "r"} <= set(specs.find_kernel_specs())
 
 
 def test_a_socket_named_kernel_json_does_not_shadow(tree_root, tmp_path):

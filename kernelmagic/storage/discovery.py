@@ -90,8 +90,8 @@ def _candidates(
         try:
             with os.scandir(directory) as listing:
                 entries = list(listing)
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
+        except OSError:  # gone, a file, unreadable, a symlink loop, a name too long, EIO:
+            continue  # no specs here, as for Jupyter's os.path.exists (it lists the rest)
         for entry in entries if first_entry_wins else reversed(entries):
             name = entry.name.lower()
             if wanted is None or wanted(name):
@@ -141,10 +141,12 @@ def _is_file(path: str) -> bool | None:
     return True if os.path.isfile(path) else None
 
 
-def _all_spec_dirs() -> dict[str, str]:
+def _all_spec_dirs(first_entry_wins: bool = True) -> dict[str, str]:
     """Name -> resource dir of every spec, whatever Jupyter config allows (the specs
-    ``KernelSpecManager.get_kernel_spec`` can still load by name)."""
-    chosen = _first(_candidates(kernel_dirs()), _is_file)
+    ``KernelSpecManager.get_kernel_spec`` can still load by name). Within a kernels dir,
+    the first entry of a name (``Foo`` and ``foo``) is the one ``get_kernel_spec`` starts;
+    ``find_kernel_specs`` names the last."""
+    chosen = _first(_candidates(kernel_dirs(), first_entry_wins=first_entry_wins), _is_file)
     found = {name: path for name, (path, _) in chosen.items()}
     if NATIVE_KERNEL_NAME not in found:
         native = _native_dir()
@@ -171,7 +173,7 @@ def _native_info(resource_dir: str) -> SpecInfo:
 def find_kernel_specs() -> dict[str, str]:
     """Name -> resource dir, equal to ``KernelSpecManager().find_kernel_specs()`` configured
     by the Jupyter config files (``allowed_kernelspecs``, ``ensure_native_kernel``)."""
-    found = _all_spec_dirs()
+    found = _all_spec_dirs(first_entry_wins=False)
     config = jupyter_rules.discovery_config()
     if not config.ensure_native and _is_native(NATIVE_KERNEL_NAME, found.get(NATIVE_KERNEL_NAME)):
         del found[NATIVE_KERNEL_NAME]
