@@ -6,6 +6,7 @@ import json
 import sys
 
 import pytest
+from helpers import write_spec
 from IPython.lib.pretty import pretty
 
 from kernelmagic import specs
@@ -141,6 +142,25 @@ def test_secrets_in_argv_metadata_and_snippets_are_masked():
     assert "hunter" not in masked and ":y@" not in masked and "A=1" in masked
 
 
+def test_a_secret_given_as_the_word_after_its_option_is_masked(user_kernels, capsys):
+    """``--password VALUE`` was shown in clear where ``--password=VALUE`` was masked
+    (docs/safety.md: argv is masked in every display), and the spec not kept owner-only."""
+    argv = ["/bin/true", "--password", "hunter2hunter2", "--NotebookApp.token", "abc"]
+    write_spec(user_kernels, "sec", {
+        "argv": [*argv, "--token", "--verbose", "-f", "{connection_file}"],
+        "display_name": "sec", "language": "python",
+    })  # fmt: skip
+    assert main(["list", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["kernelspecs"]["sec"]["spec"]["argv"]
+    assert shown == [
+        "/bin/true", "--password", MASK, "--NotebookApp.token", MASK,
+        "--token", "--verbose", "-f", "{connection_file}",
+    ]  # fmt: skip
+    assert main(["show", "sec"]) == 0
+    assert "hunter2" not in capsys.readouterr().out
+    assert EnvPolicy().holds_secrets({"argv": argv})
+
+
 # --- secret shapes (issue 24, items 3 and 8): keep this table growing -------------------
 
 # (variable name, value, what must never be shown, what masking leaves readable)
@@ -186,6 +206,8 @@ NOT_SECRETS = [
     ("DATABASE_HOST", "db.example.org"),
     ("URL", "https://example.org/path?page=2&pass_through=yes"),
     ("REGION", "asia-east1"),
+    ("TOKENIZERS_PARALLELISM", "false"),  # Hugging Face's: was left out of every capture
+    ("TIKTOKEN_CACHE_DIR", "/scratch/tiktoken"),
 ]
 
 

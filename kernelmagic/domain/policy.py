@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import translate
 from functools import cache, cached_property, lru_cache
+from itertools import pairwise
 from typing import Any
 
 from kernelmagic.domain.provenance import recorded_patterns
@@ -57,6 +58,10 @@ SECRET_NAME_PATTERNS: tuple[str, ...] = (
     "*API_KEY*", "*APIKEY*", "*ACCESS_KEY*", "*PRIVATE_KEY*", "*CREDENTIAL*", "*AUTH_KEY*",
     "*SESSION_KEY*", "*CONNECTION_STRING*", "*_DSN",
 )
+
+# A tokenizer's settings are no credentials (TOKENIZERS_PARALLELISM, TIKTOKEN_CACHE_DIR):
+# taken out of a name before the built-in patterns (*TOKEN*) look at it.
+_TOKENIZER = re.compile(r"TIKTOKEN|TOKENI[SZ]")
 
 # Values that are credentials whatever the variable is called. Regex sources: compiled at
 # their first use (``_value_patterns``), as most commands mask nothing.
@@ -264,7 +269,11 @@ class EnvPolicy:
     @cached_property
     def _secret_names(self) -> re.Pattern[str]:
         # Case-insensitive as str.upper() on both sides, the way the globs are documented.
-        return _globs(p.upper() for p in (*SECRET_NAME_PATTERNS, *self.extra_secrets))
+        return _globs(p.upper() for p in SECRET_NAME_PATTERNS)
+
+    @cached_property
+    def _extra_secret_names(self) -> re.Pattern[str]:
+        return _globs(p.upper() for p in self.extra_secrets)
 
     @cached_property
     def _extra_noise(self) -> re.Pattern[str]:
@@ -287,8 +296,20 @@ class EnvPolicy:
         """True if the variable's name or its (string) value looks like a credential."""
         secret = self._secret_name_seen.get(name)
         if secret is None:
-            secret = self._secret_name_seen[name] = bool(self._secret_names.match(name.upper()))
+            upper = name.upper()
+            secret = self._secret_name_seen[name] = bool(
+                self._secret_names.match(_TOKENIZER.sub("", upper))
+                or self._extra_secret_names.match(upper)
+            )
         return secret or (isinstance(value, str) and secret_in_text(value))
+
+    def _secret_option(self, word: Any) -> bool:
+        """Whether an argv word is an option that names a secret and takes its value as the
+        next word (``--password VALUE``, ``--NotebookApp.token VALUE``)."""
+        if not isinstance(word, str) or not word.startswith("-") or "=" in word:
+            return False
+        name = word.lstrip("-").replace("-", "_")
+        return bool(name) and self.is_secret(name)
 
     def mask_env(self, env: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of ``env`` safe to show: the value of a secret-named variable replaced by
@@ -342,10 +363,19 @@ class EnvPolicy:
         if isinstance(argv, list):
             words = [a for a in argv if isinstance(a, str)]
             joined = "\0".join(words)
+            follows_secret = [False] + [
+                self._secret_option(a) and isinstance(b, str) and not b.startswith("-")
+                for a, b in pairwise(argv)
+            ]
             if len(words) != len(argv) or "=" in joined or secret_in_text(joined):
                 shown["argv"] = [self.mask_text(a) if isinstance(a, str) else a for a in argv]
             else:  # the usual argv: nothing to mask, one check for all its words
                 shown["argv"] = list(argv)
+            if any(follows_secret):  # --password VALUE: the value is the next word
+                shown["argv"] = [
+                    MASK if hidden else word
+                    for word, hidden in zip(shown["argv"], follows_secret, strict=True)
+                ]
         if isinstance(shown.get("metadata"), dict):
             shown["metadata"] = self._mask_value("", shown["metadata"])
         return shown
