@@ -612,6 +612,13 @@ CONFIGS = {
         "jupyter_config.json",
         '{"KernelSpecManager": {"ensure_native_kernel": false}}',
     ),
+    # As traitlets reads them: a str is a set of one name (it was one of letters), and the
+    # deprecated whitelist's observer runs after allowed_kernelspecs is set.
+    "a name as a str": ("jupyter_config.py", 'c.KernelSpecManager.allowed_kernelspecs = "geo"'),
+    "both names": (
+        "jupyter_config.py",
+        'c.KernelSpecManager.whitelist = ["r"]\nc.KernelSpecManager.allowed_kernelspecs = ["geo"]',
+    ),
 }
 
 
@@ -626,7 +633,21 @@ def test_jupyter_config_is_honoured(setting, tree_root):
     listed = specs.jupyter_listing(specs.list_specs())
     for name in {"geo", "r", "other"} - set(listed["kernelspecs"]):
         assert "not allowed by Jupyter config" in listed["problems"][name][0]
+        shown = specs.get_spec(name)  # as show and env find it: said as the listing says it
+        assert not shown.visible and "not allowed by Jupyter config" in str(shown.problems[-1])
     assert set(specs.find_kernel_specs()) == set(listed["kernelspecs"])
+
+
+def test_a_jupyter_config_value_of_the_wrong_type_is_one_line(tree_root, capsys):
+    """Jupyter's own listing fails on it too; ours printed a 17-line traceback."""
+    build(tree_root, [("user", "geo", "ok")])
+    config_dir = Path(os.environ["JUPYTER_CONFIG_DIR"])
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "jupyter_config.py").write_text("c.KernelSpecManager.allowed_kernelspecs = 5")
+    assert cli.main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kernelmagic: error: Jupyter config {config_dir}/jupyter_config.py: ")
+    assert "expected a set, not the int 5" in err and err.count("\n") == 1
 
 
 def test_listing_without_config_never_imports_jupyter_client(tree_root):

@@ -261,7 +261,7 @@ def test_a_well_formed_cache_entry_of_ones_own_is_used(user_kernels, tmp_path, m
 # --- 6. the 4 MiB kernel.json limit, enforced before reading -------------------------------
 
 
-def test_a_giant_kernel_json_is_refused_by_its_size(user_kernels, tmp_path):
+def test_a_giant_kernel_json_is_refused_by_its_size(user_kernels, tmp_path, capsys):
     giant = user_kernels / "giant"
     giant.mkdir(parents=True)
     with open(giant / "kernel.json", "wb") as f:
@@ -284,6 +284,9 @@ def test_a_giant_kernel_json_is_refused_by_its_size(user_kernels, tmp_path):
     # not read, and no claim about Jupyter (which reads any size): issue 33
     assert "does not read a kernel.json over 4 MiB" in listing["problems"]["giant"][0]
     assert "over 4 MiB" in done.stdout and "hidden" not in done.stdout  # show and doctor
+    assert "Jupyter hides" not in done.stdout  # show said so
+    assert main(["show", "giant", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hidden"] is None  # it was true
     peak_kib = int(re.search(r"^VmHWM:\s+(\d+) kB$", done.stderr, re.M).group(1))
     assert peak_kib < 150 * 1024  # 0.1 read the whole file: 636 MB at 200 MiB
 

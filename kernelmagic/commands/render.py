@@ -221,7 +221,7 @@ def spec_detail_text(info: SpecInfo, policy: EnvPolicy = DEFAULT_POLICY, style: 
     where = info.resource_dir + (" (ipykernel's built-in spec)" if info.native else "")
     lines = [printable(f"Kernel spec '{info.name}' in {where}")]
     if info.problems:
-        if not info.visible:
+        if not info.visible and info.read:  # one kernelmagic did not read: Jupyter may not
             lines.append("Jupyter hides this spec.")
         lines += [printable(f"problem: {problem_text(p, style)}") for p in info.problems]
     else:

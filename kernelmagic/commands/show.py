@@ -50,7 +50,7 @@ class Shows:
         return {
             "name": info.name,
             "resource_dir": info.resource_dir,
-            "hidden": not info.visible,
+            "hidden": not info.visible if info.read else None,  # None: not read, unknown
             "problems": [problem.to_json() for problem in info.problems],
             "spec": info.spec,
         }

@@ -19,7 +19,10 @@ import functools
 import importlib.util
 import os
 import re
+import warnings
 from typing import Any, NamedTuple
+
+from kernelmagic.errors import InvalidInput
 
 # What jupyter_client 8.x declares; used when its source cannot be read.
 _DEFAULT_STRING_FIELDS = ("name", "mimetype", "display_name", "language", "kernel_protocol_version")
@@ -218,13 +221,21 @@ def discovery_config() -> DiscoveryConfig:
             continue
         sources.append(os.path.join(directory, CONFIG_BASENAME + ext))
     # Plain dict lookups: indexing a traitlets Config creates the sections it looks up.
-    settings = dict(merged).get("KernelSpecManager") or {}
-    allowed = None
-    for key in ("whitelist", "allowed_kernelspecs"):  # the newer name wins
-        if settings.get(key):
-            allowed = frozenset(settings[key])
-    ensure_native = dict(settings).get("ensure_native_kernel", True)
-    return DiscoveryConfig(allowed, bool(ensure_native), ", ".join(sources))
+    if not dict(merged).get("KernelSpecManager"):
+        return DiscoveryConfig(source=", ".join(sources))
+    # Its settings as jupyter_client reads them: traitlets' casts (a str is a set of one
+    # name), checks and the deprecated whitelist's observer, which runs last.
+    from jupyter_client.kernelspec import KernelSpecManager
+    from traitlets import TraitError
+
+    try:
+        with warnings.catch_warnings():  # whitelist's deprecation: Jupyter's to say
+            warnings.simplefilter("ignore", DeprecationWarning)
+            manager = KernelSpecManager(config=merged)
+    except (TraitError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"Jupyter config {', '.join(sources)}: {exc}") from None
+    allowed = frozenset(manager.allowed_kernelspecs) or None
+    return DiscoveryConfig(allowed, bool(manager.ensure_native_kernel), ", ".join(sources))
 
 
 def carry_protocol_fields(source: dict[str, Any], spec: dict[str, Any]) -> None:

@@ -329,18 +329,24 @@ def list_specs(
         native = _native_dir()
         if native is not None:
             found[NATIVE_KERNEL_NAME] = _native_info(native)
-    if config.allowed:
-        for name, info in found.items():
-            if name not in config.allowed:
-                info.visible = False
-                info.problems.append(
-                    checks.Problem(
-                        "not-allowed",
-                        f"not allowed by Jupyter config (KernelSpecManager.allowed_kernelspecs "
-                        f"in {config.source}); Jupyter does not list it",
-                    )
-                )
+    _mark_not_allowed(found.values(), config)
     return [found[name] for name in sorted(found)]
+
+
+def _mark_not_allowed(infos: Iterable[SpecInfo], config: jupyter_rules.DiscoveryConfig) -> None:
+    """Hide, with the reason, the specs Jupyter config leaves out of Jupyter's listing."""
+    if not config.allowed:
+        return
+    for info in infos:
+        if info.name not in config.allowed:
+            info.visible = False
+            info.problems.append(
+                checks.Problem(
+                    "not-allowed",
+                    f"not allowed by Jupyter config (KernelSpecManager.allowed_kernelspecs "
+                    f"in {config.source}); Jupyter does not list it",
+                )
+            )
 
 
 def jupyter_listing(specs: Iterable[SpecInfo]) -> dict[str, Any]:
@@ -375,7 +381,9 @@ def get_specs(names: Iterable[str]) -> list[SpecInfo]:
         if key not in found:
             raise _unknown(name, found)
         keys.append(key)
-    return lookups.overlapped(lambda key: _load(key, found[key]), keys)
+    infos = lookups.overlapped(lambda key: _load(key, found[key]), keys)
+    _mark_not_allowed(infos, jupyter_rules.discovery_config())  # as the listing says
+    return infos
 
 
 def _unknown(name: str, found: Mapping[str, str]) -> Exception:
