@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -222,6 +223,47 @@ def test_ipykernels_spec_is_asked_once_per_interpreter_and_ipykernel(user_kernel
         json.loads((user_kernels / n / "kernel.json").read_text()) for n in ("first", "third")
     )
     assert first["argv"] == third["argv"]
+
+
+@pytest.mark.parametrize(
+    ("request_of", "said"),
+    [
+        (
+            lambda d: specs.InstallRequest("b", specs.Source("bogus"), kernels_dir=d),
+            "a Source's origin is one of current, snippet",
+        ),
+        (
+            lambda d: specs.InstallRequest("b", specs.Source("snippet"), kernels_dir=d),
+            "Source('snippet') needs snippet=...",
+        ),
+        (
+            lambda d: specs.InstallRequest("b", specs.Source("modules", modules=5), kernels_dir=d),
+            "Source.modules must be text, not int",
+        ),
+        (
+            lambda d: specs.InstallRequest("b", display_name=5, kernels_dir=d),
+            "display_name must be text, not int",
+        ),
+        (
+            lambda d: specs.InstallRequest("b", env={"A": 1}, kernels_dir=d),
+            "env values are text: 'A' is set to a int",
+        ),
+    ],
+)
+def test_a_library_request_refuses_what_the_front_ends_cannot_give(user_kernels, request_of, said):
+    """docs/python-api.md: the requests refuse what the CLI and magics refuse. These were
+    installed (a spec Jupyter hides, one refresh cannot make again) or raised TypeError."""
+    with pytest.raises(specs.InvalidInput, match=re.escape(said)):
+        request_of(str(user_kernels))
+    assert not user_kernels.exists()
+
+
+@pytest.mark.parametrize("transform", [lambda s: None, lambda s: {**s, "display_name": 5}])
+def test_a_rewrite_that_jupyter_would_hide_is_refused(user_kernels, transform):
+    written = (write_spec(user_kernels, "geo") / "kernel.json").read_bytes()
+    with pytest.raises(specs.InvalidInput, match="the change would make 'geo' a spec Jupyter"):
+        specs.rewrite_spec("geo", transform)
+    assert (user_kernels / "geo" / "kernel.json").read_bytes() == written
 
 
 def test_replace_keeps_old_spec_until_the_new_one_is_complete(user_kernels):

@@ -196,6 +196,9 @@ def source_from(
 
 def _explicit_env(env: Mapping[str, str]) -> dict[str, str]:
     """Variables set by hand, checked as every writer checks them."""
+    for name, value in env.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidInput(f"env values are text: {name!r} is set to a {type(value).__name__}")
     return dict(EnvChanges(dict(env)).set)
 
 
@@ -230,6 +233,9 @@ class InstallRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", validate_name(self.name))
+        self.source.check_installable()
+        if self.display_name is not None and not isinstance(self.display_name, str):
+            raise InvalidInput(f"display_name must be text, not {type(self.display_name).__name__}")
         object.__setattr__(self, "env", _explicit_env(self.env))
         seconds(self.timeout)
         if self.kernel not in languages.KERNELS:
@@ -478,7 +484,11 @@ def install(
         where = os.environ if environ is None else environ
         made.result.notes += sources.job_temporary_notes(interpreter.path, where)
         spec = ipykernel_specs.install_spec(
-            interpreter.path, interpreter.ipykernel_facts, made.environment, request.timeout
+            interpreter.path,
+            interpreter.ipykernel_facts,
+            lambda: sources.run_ipykernel_installer(
+                interpreter.path, made.environment, request.timeout
+            ),
         )
         spec["argv"][0] = interpreter.path
         version = "{}.{}".format(*interpreter.version)

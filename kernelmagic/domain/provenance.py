@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kernelmagic.errors import InvalidInput
+
 METADATA_KEY = "kernelmagic"
 # A snippet that holds a secret is recorded masked in kernel.json; the full text, which
 # refresh runs, stays in this owner-only file beside it.
@@ -20,6 +22,8 @@ SNIPPET_FILE = "kernelmagic-snippet.sh"
 # Sources that can be made again on refresh; "current" (a running session) and "remote" (a
 # copy of another spec) cannot.
 REPEATABLE = ("snippet", "modules", "conda", "python", "project")
+_NEEDS = {"snippet": "snippet", "modules": "modules", "conda": "conda_env", "python": "python",
+          "project": "project"}  # fmt: skip
 _SOURCE_FIELDS = (
     "snippet", "modules", "conda_env", "python", "shell", "project", "project_env",
 )  # fmt: skip
@@ -67,6 +71,21 @@ class Source:
     @property
     def repeatable(self) -> bool:
         return self.origin in REPEATABLE
+
+    def check_installable(self) -> None:
+        """``InvalidInput`` unless an install can make this source: a known origin with what
+        it needs (a snippet's text, the modules, ...), every field text."""
+        if self.origin not in ("current", *REPEATABLE):
+            raise InvalidInput(
+                f"a Source's origin is one of current, {', '.join(REPEATABLE)}; not {self.origin!r}"
+            )
+        for name in _SOURCE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InvalidInput(f"Source.{name} must be text, not {type(value).__name__}")
+        needed = _NEEDS.get(self.origin)
+        if needed is not None and getattr(self, needed) is None:
+            raise InvalidInput(f"Source({self.origin!r}) needs {needed}=...")
 
     @classmethod
     def from_fields(cls, fields: Any) -> Source:

@@ -15,6 +15,7 @@ import re
 import shlex
 import shutil
 import sys
+import tempfile
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -138,6 +139,28 @@ def probe_interpreter(path: str, environ: Mapping[str, str] | None = None) -> In
         found["kernelmagic"],
         (str(facts[0]), bool(facts[1]), str(facts[2])) if (facts := found["facts"])[2] else None,
     )
+
+
+def run_ipykernel_installer(python: str, environ: Mapping[str, str], timeout: float) -> Any:
+    """The kernel.json ``python -m ipykernel install`` writes, parsed: run with that
+    interpreter's own ipykernel, into a throw-away prefix; ``SourceFailed`` when it cannot."""
+    import subprocess  # only here, where a process runs (see shells)
+
+    with tempfile.TemporaryDirectory(prefix="kernelmagic-ipykernel-") as prefix:
+        argv = [python, "-m", "ipykernel", "install", "--prefix", prefix, "--name", "asked"]
+        try:
+            done = shells.run_probe(argv, environ, timeout)
+        except subprocess.TimeoutExpired:
+            raise SourceFailed(f"{python}'s ipykernel installer ran over {timeout:g} s") from None
+        except OSError as exc:
+            raise SourceFailed(f"cannot run {python}: {exc.strerror or exc}") from None
+        written = os.path.join(prefix, "share", "jupyter", "kernels", "asked", "kernel.json")
+        try:
+            with open(written, "rb") as file:
+                return json.loads(file.read().decode("utf-8"))
+        except (OSError, ValueError):
+            said = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no spec"]
+            raise SourceFailed(f"{python} -m ipykernel install failed: {said[0]}") from None
 
 
 def first_python(environ: Mapping[str, str]) -> str | None:

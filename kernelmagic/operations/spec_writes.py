@@ -119,7 +119,10 @@ def rewrite_spec(
     group = sharing_group(spec_dir)
 
     def in_step(spec: dict[str, Any]) -> dict[str, Any]:
-        after = containers.keep_in_step(transform(spec))
+        after = transform(spec)
+        if not isinstance(after, dict):
+            return after  # not a spec: storage refuses it, saying why
+        after = containers.keep_in_step(after)
         if group is not None:
             _refuse_new_secrets(key, group, spec, after, policy)
         return after

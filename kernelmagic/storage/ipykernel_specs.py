@@ -18,7 +18,7 @@ import re
 import stat
 import sys
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeGuard
 
 from kernelmagic.domain.ownership import others_can_change
@@ -47,18 +47,25 @@ def native_spec() -> dict[str, Any]:
 def install_spec(
     python: str | None = None,
     facts: tuple[str, bool, str] | None = None,
-    environ: Mapping[str, str] | None = None,
-    timeout: float = 60.0,
+    ask_installer: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """The spec ``python -m ipykernel install`` writes for this interpreter, or for another
     one, ``python``, whose probe found ``facts`` (its ``sys.version``, whether it can import
-    debugpy, its ipykernel's dir) in ``environ``. Another interpreter's own ipykernel is
-    asked, as this one's would not say what that one does: ipykernel >= 7.3 declares Curve
-    encryption, which jupyter_client then gives a kernel that may not know it."""
-    if python is None or facts is None or python == sys.executable:
+    debugpy, its ipykernel's dir): what ``ask_installer()`` reads back from running that
+    installer, as this ipykernel would not say what that one does (ipykernel >= 7.3
+    declares Curve encryption, which jupyter_client then gives a kernel that may not know
+    it). ``SourceFailed`` when its answer is not such a spec."""
+    if python is None or facts is None or ask_installer is None or python == sys.executable:
         return _cached("install", _ask_install, _own_key())
-    key = _cache_key(python, *facts)
-    return _cached("install", lambda: _ask_installer(python, environ, timeout), key, python)
+
+    def ask() -> dict[str, Any]:
+        answer = ask_installer()
+        if not is_ipykernel_spec(answer, executable=None):
+            raise SourceFailed(f"{python} -m ipykernel install wrote a spec of another shape")
+        answer["argv"][0] = python  # as the probe ran it (sys.executable may name a link)
+        return answer
+
+    return _cached("install", ask, _cache_key(python, *facts), python)
 
 
 def _spec_function() -> Callable[..., dict[str, Any]]:
@@ -88,37 +95,6 @@ def _ask_install() -> dict[str, Any]:
     ):
         return get_kernel_dict(python_arguments=["-Xfrozen_modules=off"])
     return get_kernel_dict()
-
-
-def _ask_installer(
-    python: str, environ: Mapping[str, str] | None, timeout: float
-) -> dict[str, Any]:
-    """What ``python -m ipykernel install`` writes, from that interpreter's ipykernel
-    itself, into a throw-away prefix; ``SourceFailed`` when it cannot."""
-    import subprocess
-    import tempfile
-
-    from kernelmagic.domain import shells
-
-    with tempfile.TemporaryDirectory(prefix="kernelmagic-ipykernel-") as prefix:
-        argv = [python, "-m", "ipykernel", "install", "--prefix", prefix, "--name", "asked"]
-        written = os.path.join(prefix, "share", "jupyter", "kernels", "asked", "kernel.json")
-        try:
-            done = shells.run_probe(argv, os.environ if environ is None else environ, timeout)
-        except subprocess.TimeoutExpired:
-            raise SourceFailed(f"{python}'s ipykernel installer ran over {timeout:g} s") from None
-        except OSError as exc:
-            raise SourceFailed(f"cannot run {python}: {exc.strerror or exc}") from None
-        try:
-            with open(written, "rb") as file:
-                answer = json.loads(file.read().decode("utf-8"))
-        except (OSError, ValueError):
-            why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no spec"]
-            raise SourceFailed(f"{python} -m ipykernel install failed: {why[0]}") from None
-    if not is_ipykernel_spec(answer, executable=None):
-        raise SourceFailed(f"{python} -m ipykernel install wrote a spec of another shape")
-    answer["argv"][0] = python  # as the probe ran it (its sys.executable may be a symlink's)
-    return answer
 
 
 def _cached(

@@ -422,6 +422,9 @@ def rewrite_spec(
         if problems:
             raise KernelmagicError(f"cannot change '{key}': {problems[0]}")
         after = transform(copy.deepcopy(before))
+        problems = checks.structure_problems(after)
+        if problems:  # Jupyter would hide the spec written (library callers' transforms)
+            raise InvalidInput(f"the change would make '{key}' a spec Jupyter hides: {problems[0]}")
         written = not dry_run and after != before
         if written:
             atomic.remove_stale_temps(resource_dir)
