@@ -232,6 +232,44 @@ def test_the_job_ends_when_its_client_is_killed(slurm_setup, user_kernels):
     print(f"the job of a killed client was gone after {took:.1f} s")
 
 
+START_AND_WAIT_IN_THE_QUEUE = """
+    import jupyter_client
+
+    jupyter_client.KernelManager(kernel_name="geo-queued").start_kernel()
+"""
+
+
+def _submitters_of(user: str) -> list[str]:
+    listed = subprocess.run(["pgrep", "-u", user, "-a", "srun"], capture_output=True, text=True)
+    return listed.stdout.splitlines()
+
+
+def test_a_queued_job_is_cancelled_when_its_client_is_killed(slurm_setup, user_kernels):
+    """The client dies by SIGKILL while its job waits in the queue (a partition that is
+    down): the srun stayed, adopted by init, and the job queued for good, to start later
+    for nobody (launch_timeout needs a live client to act)."""
+    cluster = slurm_setup[0]
+    jupyter_path = make_slurm_spec(
+        slurm_setup, user_kernels, "geo-queued", "--partition", cluster.closed_partition
+    )
+    client = run_client(slurm_setup, jupyter_path, START_AND_WAIT_IN_THE_QUEUE, wait=False)
+    try:
+        waited = time.monotonic()
+        while not jobs_of_kernels(cluster):
+            assert client.poll() is None, client.communicate()[1][-3000:]
+            assert time.monotonic() - waited < 60, "the job never showed in the queue"
+            time.sleep(0.2)
+    finally:
+        client.send_signal(signal.SIGKILL)
+        client.communicate()
+    took = wait_until_no_kernel_jobs(cluster, 30)
+    print(f"the queued job of a killed client was gone after {took:.1f} s")
+    deadline = time.monotonic() + 10
+    while _submitters_of(cluster.user) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _submitters_of(cluster.user) == []
+
+
 START_ONLY = """
     import json, logging, sys
     import jupyter_client

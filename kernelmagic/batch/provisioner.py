@@ -19,7 +19,8 @@ How a kernel lives (the launcher's side is ``kernelmagic.batch.launcher``):
   launcher, which forwards them to the kernel;
 - the job's stdin is a pipe only this process holds: when the client ends in any way, the
   launcher sees end of file, stops the kernel and the job ends; ``cleanup`` cancels a job
-  that did not end by itself.
+  that did not end by itself. Until the kernel has started, the submit command runs under
+  ``kernelmagic.batch.guard``, which cancels the queued job when the client is gone.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from traitlets import Float, Integer, List, Unicode
 
-from kernelmagic.batch import launcher
+from kernelmagic.batch import guard, launcher
 
 LAUNCHER_SOURCE = Path(launcher.__file__).read_text(encoding="utf-8")
+GUARD_SOURCE = Path(guard.__file__).read_text(encoding="utf-8")
 # Variables that would make the scheduler treat the new job as part of the client's own
 # job (a Jupyter server that itself runs inside an allocation), or change its options.
 CALLER_JOB_PREFIXES = ("SLURM_", "SLURMD_", "SBATCH_", "SALLOC_", "SRUN_", "PMI_", "PMIX_")
@@ -179,6 +181,7 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
         self._report: dict[str, Any] | None = None
         self._env: dict[str, str] = {}
         self._restart_request: dict[str, Any] = {}
+        self._lifeline = -1  # the guard's pipe (see guard.py), until the kernel has started
 
     def _options(self) -> dict[str, Any]:
         names = ("partition", "time", "cpus", "mem", "gres", "account", "qos", "nodes")
@@ -210,15 +213,23 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
         self._env = self.scheduler.submit_env(dict(kwargs.get("env") or os.environ))
         self._report = None
         self._stderr_tail.clear()
-        self.process = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=self._env,
-            cwd=kwargs.get("cwd"),
-            start_new_session=True,  # the client's Ctrl-C is not the kernel's
-        )
+        guarded, self._lifeline = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable or "python3", "-I", "-c", GUARD_SOURCE, str(guarded), *cmd],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._env,
+                cwd=kwargs.get("cwd"),
+                pass_fds=(guarded,),
+                start_new_session=True,  # the client's Ctrl-C is not the kernel's
+            )
+        except BaseException:
+            self._let_go()
+            raise
+        finally:
+            os.close(guarded)
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(self._restart_request).encode() + b"\n")
         self.process.stdin.flush()
@@ -238,6 +249,9 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
         )
         await self._wait_for_start(arrived)
         assert self._report is not None
+        with contextlib.suppress(OSError):  # started: the guard lets the job's stdin end it
+            os.write(self._lifeline, b"s")
+        self._let_go()
         self.job = str(self._report.get("job") or "")
         self.step = str(self._report.get("step") or "0")
         info = dict(self._report["connection"])
@@ -326,7 +340,7 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
         if signum == 0 or self.process is None:
             return
         if not self.job:  # not started yet: only the local submitter can be told
-            self.process.send_signal(signum)
+            self._signal_submitter(signum)
             return
         await self._run(self.scheduler.signal_argv(self.job, self.step, signum))
 
@@ -339,15 +353,25 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
             state = self.scheduler.queue_state(self.job_name, self._env)
             if state:
                 await self._run(self.scheduler.cancel_argv(state.job, "0", True))
-        if self.process.poll() is None:
-            self.process.kill()
+        self._signal_submitter(signal.SIGKILL)
 
     async def terminate(self, restart: bool = False) -> None:
         if self.process is None:
             return
         self._close_stdin()  # the launcher stops the kernel and the job ends
-        if self.process.poll() is None:
-            self.process.terminate()
+        self._signal_submitter(signal.SIGTERM)
+
+    def _signal_submitter(self, signum: int) -> None:
+        """Signal the submit command and its guard (their own process group)."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+
+    def _let_go(self) -> None:
+        """Close the guard's pipe: without the byte first, the guard cancels a queued job."""
+        if self._lifeline >= 0:
+            os.close(self._lifeline)
+            self._lifeline = -1
 
     def _close_stdin(self) -> None:
         if self.process is not None and self.process.stdin is not None:
@@ -376,10 +400,10 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
         await self._forget()
 
     async def _forget(self) -> None:
+        self._let_go()
         if self.process is not None:
             self._close_stdin()
-            if self.process.poll() is None:
-                self.process.kill()
+            self._signal_submitter(signal.SIGKILL)
             self.process.wait()
             for stream in (self.process.stdout, self.process.stderr):
                 if stream is not None:
