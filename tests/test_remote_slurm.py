@@ -331,7 +331,7 @@ def test_slurm_options_become_the_provisioners_config(user_kernels, capsys):
     }
     assert spec["argv"][-2:] == ["-f", "{connection_file}"]
     assert spec["metadata"]["kernelmagic"]["engine"] == "slurm"
-    assert "srun, squeue and scancel on PATH" in capsys.readouterr().out
+    assert "srun, squeue, scancel and sinfo on PATH" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -343,6 +343,18 @@ def test_slurm_options_become_the_provisioners_config(user_kernels, capsys):
         (["--allocation", "abc"], "is not a job id"),
         (["--sbatch-option", "exclusive"], "is not an option"),
         (["--host", "h1"], "takes no --host"),
+        # Options the provisioner sets or reads itself: --jobid made a shutdown cancel the
+        # user's whole allocation, --job-name left a queued job it could no longer find.
+        (["--sbatch-option=--jobid=123", "--sbatch-option=--overlap"], "use --allocation"),
+        (["--sbatch-option=--job-name=mine"], "kernelmagic names the job"),
+        (["--sbatch-option=-Jmine"], "kernelmagic names the job"),
+        (["--sbatch-option=--output=/tmp/x"], "the job's stdio carries the connection"),
+        (["--sbatch-option=--label"], "the job's stdio carries the connection"),
+        # What --provisioner-config gives is checked as the flags are, and as the
+        # provisioner's traits take it: these were written, and every start failed.
+        (["--provisioner-config", "partition=1"], "expected a unicode string, not the int 1"),
+        (["--provisioner-config", 'time="4h"'], "is not a Slurm time limit"),
+        (["--provisioner-config", "nodes=2"], "--nodes must be 1"),
     ],
 )
 def test_slurm_refuses_what_slurm_would_refuse(user_kernels, capsys, options, why):
@@ -350,6 +362,16 @@ def test_slurm_refuses_what_slurm_would_refuse(user_kernels, capsys, options, wh
     assert main(["remote", "geo", "geo-slurm", "--engine", "slurm", *options]) == 2
     assert why in capsys.readouterr().err
     assert not (user_kernels / "geo-slurm").exists()
+
+
+def test_a_patch_to_the_slurm_provisioner_is_checked_as_remote_checks_it(user_kernels, capsys):
+    write_spec(user_kernels, "geo")
+    written = (user_kernels / "geo" / "kernel.json").read_bytes()
+    for config in ("cpus=null", 'time="4h"'):
+        argv = ["patch", "geo", "--provisioner", "kernelmagic-slurm-provisioner"]
+        assert main([*argv, "--provisioner-config", config]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+    assert (user_kernels / "geo" / "kernel.json").read_bytes() == written
 
 
 def test_job_options_need_the_slurm_engine(user_kernels, capsys):

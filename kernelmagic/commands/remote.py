@@ -27,6 +27,7 @@ from kernelmagic.operations.remote import (
     check_config,
     check_remote_env,
     installer,
+    job_of,
 )
 from kernelmagic.options import (
     DRY_RUN,
@@ -160,6 +161,7 @@ def make_remote_spec(request: Request) -> tuple[transactions.Change, str]:
         config = {key: value for key, value in request.job.items() if key != "nodes"}
         config.update(request.config)
         check_config(remote_batch.BATCH_ENGINES[request.engine], config)
+        remote_batch.check_job(request.engine, job_of(config))  # --provisioner-config's too
         return remote_batch.make_batch_spec(
             source, engine=request.engine, name=name, kernels_dir=request.kernels_dir,
             config=config, policy=request.policy, replace=request.replace,

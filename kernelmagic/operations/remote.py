@@ -11,6 +11,7 @@ would rewrite) and carries an existing spec's interpreter and env onto a remote 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 import shutil
@@ -107,6 +108,16 @@ def provisioner_options(name: str) -> dict[str, str]:
 
     Raises ``KernelmagicError`` if it is not installed or cannot be imported.
     """
+    options = {}
+    for trait_name, trait in sorted(_configurable_traits(name).items()):
+        default = trait.default_value_repr() if hasattr(trait, "default_value_repr") else ""
+        help_text = " ".join((trait.help or "").split())
+        options[trait_name] = f"{type(trait).__name__} ({default}): {help_text}"
+    return options
+
+
+def _configurable_traits(name: str) -> dict[str, Any]:
+    """The installed provisioner ``name``'s class's traits that its config sets, by name."""
     found = _entry_points()
     if name not in found:
         installed = ", ".join(sorted(found)) or "none"
@@ -125,12 +136,8 @@ def provisioner_options(name: str) -> dict[str, str]:
         if isinstance(exc, ImportError) and extra:
             hint = f"; install its extra: pip install 'gateway_provisioners[{extra}]'"
         raise KernelmagicError(f"provisioner '{name}' cannot be loaded: {exc}{hint}") from exc
-    options = {}
-    for trait_name, trait in sorted(cls.class_traits(config=True).items()):
-        default = trait.default_value_repr() if hasattr(trait, "default_value_repr") else ""
-        help_text = " ".join((trait.help or "").split())
-        options[trait_name] = f"{type(trait).__name__} ({default}): {help_text}"
-    return options
+    traits: dict[str, Any] = cls.class_traits(config=True)
+    return traits
 
 
 def list_provisioners() -> ProvisionerList:
@@ -153,14 +160,30 @@ def unknown_options(provisioner: str, config: Mapping[str, Any]) -> tuple[list[s
     return sorted(set(config) - set(known)), known
 
 
+def job_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The job options of a batch provisioner's config (not its own: launch_timeout, ...)."""
+    return {k: v for k, v in config.items() if k in remote_batch.JOB_OPTIONS}
+
+
 def check_config(provisioner: str, config: Mapping[str, Any]) -> None:
-    """Refuse config keys the provisioner would silently drop."""
-    unknown, known = unknown_options(provisioner, config)
+    """Refuse config keys the provisioner would silently drop, and values its traits would
+    refuse when Jupyter makes it (every start would fail)."""
+    traits = _configurable_traits(provisioner)
+    unknown = sorted(set(config) - set(traits))
     if unknown:
         raise InvalidInput(
             f"provisioner '{provisioner}' has no option {', '.join(map(repr, unknown))}; "
-            f"its options: {', '.join(known) or 'none'}"
+            f"its options: {', '.join(sorted(traits)) or 'none'}"
         )
+    from traitlets import HasTraits, TraitError
+
+    # The values checked as jupyter_client passes them (keyword arguments of the class),
+    # by copies of its traits: making the provisioner itself may need a kernel.
+    holder = type(provisioner, (HasTraits,), {k: copy.deepcopy(traits[k]) for k in config})
+    try:
+        holder(**config)
+    except TraitError as exc:
+        raise InvalidInput(f"--provisioner-config: {exc}") from None
 
 
 def provisioner_edit(
@@ -196,6 +219,8 @@ def provisioner_edit(
         same = stanza.get("provisioner_name") == provisioner
         merged = dict(stanza.get("config") or {}) if same else {}
         merged.update(config)
+        if provisioner in checks.BATCH_PROVISIONERS:  # the job as the scheduler takes it
+            remote_batch.check_job(checks.BATCH_PROVISIONERS[provisioner], job_of(merged))
         metadata["kernel_provisioner"] = {"provisioner_name": provisioner, "config": merged}
         return spec
 

@@ -28,10 +28,12 @@ from kernelmagic.version import __version__
 # engine -> the provisioner that starts kernels as jobs of that scheduler
 BATCH_ENGINES = {engine: name for name, engine in checks.BATCH_PROVISIONERS.items()}
 BATCH_FIELDS = ("partition", "time", "cpus", "mem", "gres", "account", "qos", "nodes")
+JOB_OPTIONS = (*BATCH_FIELDS, "sbatch_options", "allocation")
 PREREQUISITES = {
     "slurm": (
-        "srun, squeue and scancel on PATH wherever Jupyter runs (the login node or the hub's "
-        "host); on the compute nodes the same interpreter path ({python}) with ipykernel. "
+        "srun, squeue, scancel and sinfo on PATH wherever Jupyter runs (the login node or "
+        "the hub's host); on the compute nodes the same program path ({python}) with its "
+        "kernel (ipykernel, IRkernel, IJulia) and a python3 on PATH, which runs the launcher. "
         "Nodes must reach this host's address (the job's SLURM_SUBMIT_HOST) on the ports the "
         "kernel picks; a job that waits in the queue longer than launch_timeout (300 s; "
         "--provisioner-config launch_timeout=N) is cancelled with its state and reason."
@@ -83,7 +85,7 @@ def slurm_time_problem(value: str) -> str | None:
 def check_job(engine: str, job: Mapping[str, Any]) -> None:
     """Refuse job options the scheduler would refuse or that cannot go together (the
     request's constructor calls this, so Python refuses what the CLI does)."""
-    unknown = set(job) - {*BATCH_FIELDS, "sbatch_options", "allocation"}
+    unknown = set(job) - set(JOB_OPTIONS)
     if unknown:
         raise InvalidInput(f"unknown job option(s): {', '.join(sorted(unknown))}")
     if job.get("nodes", 1) != 1:
@@ -105,6 +107,26 @@ def check_job(engine: str, job: Mapping[str, Any]) -> None:
     for extra in job.get("sbatch_options", ()):
         if not str(extra).startswith("-"):
             raise InvalidInput(f"--sbatch-option {extra!r} is not an option (--name=value)")
+        taken = _TAKEN_OPTIONS.get(str(extra).split("=", 1)[0]) or (
+            _TAKEN_OPTIONS.get(str(extra)[:2]) if not str(extra).startswith("--") else None
+        )
+        if taken:
+            raise InvalidInput(f"--sbatch-option {extra!r}: {taken}")
+
+
+# srun's options that the provisioner sets or reads itself: another value would make it lose
+# the job (it finds a queued job by its name), cancel an allocation it does not own (with
+# --jobid it takes the job as its own), or read the connection from the wrong stream.
+_NAMED = "kernelmagic names the job (kernel-ID) to find it in the queue"
+_STREAMS = "the job's stdio carries the connection and the client's end: kernelmagic's own"
+_TAKEN_OPTIONS = {
+    "--job-name": _NAMED, "-J": _NAMED,
+    "--jobid": "to run in an allocation you hold, use --allocation JOBID",
+    "--input": _STREAMS, "-i": _STREAMS, "--output": _STREAMS, "-o": _STREAMS,
+    "--error": _STREAMS, "-e": _STREAMS, "--pty": _STREAMS, "--label": _STREAMS, "-l": _STREAMS,
+    "--ntasks": "a kernel is one task", "-n": "a kernel is one task",
+    "--nodes": "use --nodes (a kernel is one process on one node)", "-N": "use --nodes",
+}  # fmt: skip
 
 
 def absolute_interpreter(info: discovery.SpecInfo) -> str:
