@@ -33,7 +33,8 @@ PREREQUISITES = {
     "slurm": (
         "srun, squeue, scancel and sinfo on PATH wherever Jupyter runs (the login node or "
         "the hub's host); on the compute nodes the same program path ({python}) with its "
-        "kernel (ipykernel, IRkernel, IJulia) and a python3 on PATH, which runs the launcher. "
+        "kernel (ipykernel, IRkernel, IJulia) and, for R or Julia, a python3 on PATH (it runs "
+        "the launcher). "
         "Nodes must reach this host's address (the job's SLURM_SUBMIT_HOST) on the ports the "
         "kernel picks; a job that waits in the queue longer than launch_timeout (300 s; "
         "--provisioner-config launch_timeout=N) is cancelled with its state and reason."
