@@ -53,7 +53,8 @@ CANNOT_START = frozenset(
      "cannot-start", "missing-runtime", "missing-image", "structure", "detaches",
      "relative-program"}
 )  # fmt: skip
-CURVE_SINCE = (7, 4)  # the first ipykernel that writes supported_encryption: ["curve"]
+# The first ipykernel that takes Curve keys and says so (7.3: "curve", 7.4: ["curve"]).
+CURVE_SINCE = (7, 3)
 
 
 @dataclass(frozen=True)
@@ -310,10 +311,11 @@ def claim_problems(info: SpecInfo, facts: Mapping[str, Any]) -> list[Problem]:
         found.append(Problem("claims-debugger", said, severity=PROBLEM))
     version = _version(facts.get("ipykernel"))
     encryption = metadata.get("supported_encryption")
-    if isinstance(encryption, list) and "curve" in encryption and version and version < CURVE_SINCE:
+    claims = encryption == "curve" or (isinstance(encryption, list) and "curve" in encryption)
+    if claims and version and version < CURVE_SINCE:  # as jupyter_client reads the claim
         found.append(Problem("claims-encryption", "metadata.supported_encryption claims curve, "
                              f"but the kernel's ipykernel is {facts.get('ipykernel')} (curve "
-                             "came in 7.4): a client that asks for it cannot connect",
+                             "came in 7.3): a client that asks for it cannot connect",
                              severity=PROBLEM))  # fmt: skip
     return found
 
