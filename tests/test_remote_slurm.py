@@ -447,7 +447,9 @@ def test_doctor_launch_goes_through_the_queue(slurm_client_env, user_kernels, ca
     write_spec(user_kernels, "geo")
     assert main(["remote", "geo", "geo-slurm", "--engine", "slurm"]) == 0
     argv = ["remote", "geo", "geo-closed", "--engine", "slurm", "--partition", "closed"]
-    assert main(argv) == 0
+    # The spec's own launch_timeout reaches the provisioner as an argument: it outlasted
+    # --timeout (the doctor waited 41 s of 5).
+    assert main([*argv, "--provisioner-config", "launch_timeout=40"]) == 0
     capsys.readouterr()
     assert main(["doctor", "--launch", "--timeout", "4", "geo-closed"]) == 1
     out = capsys.readouterr().out

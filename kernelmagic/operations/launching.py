@@ -203,22 +203,36 @@ def _iopub_connected(client: Any, timeout: float = 10.0) -> bool:
     return False
 
 
+def _wait_in_the_queue_at_most(spec: Any, timeout: float) -> None:
+    """A batch spec waits in the queue inside start_kernel: no longer than the launch may.
+    Its own ``launch_timeout`` reaches the provisioner as an argument, which wins over any
+    Jupyter config, so the spec the manager starts (its copy, not the file) says it."""
+    stanza = (getattr(spec, "metadata", None) or {}).get("kernel_provisioner")
+    if not isinstance(stanza, dict):
+        return
+    if stanza.get("provisioner_name") not in checks.BATCH_PROVISIONERS:
+        return
+    config = stanza.get("config")
+    config = config if isinstance(config, dict) else {}
+    own = config.get("launch_timeout")
+    if isinstance(own, (int, float)) and not isinstance(own, bool):
+        timeout = min(float(own), timeout)
+    stanza["config"] = {**config, "launch_timeout": timeout}
+
+
 def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = True) -> Launch:
     """Start the spec ``name`` as Jupyter would, wait for its ``kernel_info`` reply (at most
     ``timeout`` seconds), with ``interrupt`` interrupt a running cell, shut it down."""
     from jupyter_client.manager import KernelManager
-    from traitlets.config import Config
 
-    # A batch spec waits in the queue inside start_kernel: no longer than the launch may.
-    manager = KernelManager(
-        kernel_name=name, config=Config({"BatchProvisioner": {"launch_timeout": timeout}})
-    )
+    manager = KernelManager(kernel_name=name)
     stderr = _StderrTail()
     with tempfile.TemporaryDirectory(prefix="kernelmagic-launch-") as cwd:
         began = time.perf_counter()
         try:
             # A remote provisioner sends its process's output where it chooses and refuses a
             # stderr of ours (gateway_provisioners passes its own): start it as Jupyter does.
+            _wait_in_the_queue_at_most(manager.kernel_spec, timeout)
             metadata = getattr(manager.kernel_spec, "metadata", None) or {}
             local = checks.provisioner_name({"metadata": metadata}) in (None, "local-provisioner")
             manager.start_kernel(**({"stderr": stderr.write_end} if local else {}), cwd=cwd)
