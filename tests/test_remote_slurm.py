@@ -430,11 +430,32 @@ def test_doctor_checks_the_scheduler_side(slurm_client_env, user_kernels, monkey
     vscode = {v.client: v for v in report["geo-slurm"].clients}["vscode"]
     assert not vscode.works and "outside any slurm job" in vscode.reason
     assert "salloc" in vscode.fix and "(geo)" in vscode.fix
+    # srun refuses it: no client that starts it through the provisioner works (they all said
+    # so), the fix names the spec it came from; VS Code's own reason stays.
+    verdicts = {v.client: v for v in report["geo-nowhere"].clients}
+    assert not verdicts["jupyter-server"].works and not verdicts["nbclient"].works
+    assert "no partition 'gpu'" in verdicts["jupyter-server"].reason
+    assert (
+        unknown.fix == "remote geo geo-nowhere --engine slurm --partition PARTITION ... --replace"
+    )
+    assert "outside any slurm job" in verdicts["vscode"].reason
+    # A partition that is down, and an allocation that is not running: both were "ok".
+    assert main(["remote", "geo", "geo-down", "--engine", "slurm", "--partition", "closed"]) == 0
+    assert main(["remote", "geo", "geo-held", "--engine", "slurm", "--allocation", "999999"]) == 0
+    report = {d.name: d for d in doctor.diagnose(["geo-down", "geo-held"]).diagnoses}
+    (down,) = [p for p in report["geo-down"].problems if p.kind == "partition-down"]
+    assert "partition 'closed' is down (sinfo)" in down.message
+    (gone,) = [p for p in report["geo-held"].problems if p.kind == "allocation-gone"]
+    assert "allocation 999999 is not in the queue (it ended)" in gone.message
+    assert not any(v.works for v in report["geo-held"].clients)
     # Where the scheduler does not answer, the partition does not pass unchecked (it did).
     monkeypatch.setenv("SLURM_CONF", str(user_kernels / "no-such-slurm.conf"))
     (diagnosis,) = doctor.diagnose(["geo-nowhere"]).diagnoses
     (silent,) = [p for p in diagnosis.problems if p.kind == "scheduler-unreachable"]
     assert "sinfo could not list the partitions (" in silent.message and "'gpu'" in silent.message
+    assert silent.fix is None  # remaking the spec does not reach the scheduler
+    (diagnosis,) = doctor.diagnose(["geo-badtime"]).diagnoses  # no partition: said too
+    assert "scheduler-unreachable" in [p.kind for p in diagnosis.problems]
     # Where Jupyter cannot reach the scheduler, that is the one thing said.
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
     (diagnosis,) = doctor.diagnose(["geo-slurm"]).diagnoses

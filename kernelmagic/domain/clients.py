@@ -48,10 +48,16 @@ _CONTAINER_RUNNERS = frozenset(
 # Problems that keep a listed spec from starting at all (the probes add the last two).
 # "structure" on a listed spec: an empty argv, env values that are not strings (Popen's
 # TypeError: the server answers 500, nbclient raises).
+# What keeps a batch spec's job from starting (``remote_batch.batch_problems``), in every
+# client that honours provisioners; VS Code runs argv on its own host, outside any job.
+SCHEDULER_CANNOT_START = frozenset(
+    {"scheduler-missing", "scheduler-unreachable", "unknown-partition", "partition-down",
+     "bad-time-limit", "allocation-gone"}
+)  # fmt: skip
 CANNOT_START = frozenset(
     {"missing-program", "bad-argv", "bad-env", "no-connection-file", "launcher-import",
      "cannot-start", "missing-runtime", "missing-image", "structure", "detaches",
-     "relative-program"}
+     "relative-program", *SCHEDULER_CANNOT_START}
 )  # fmt: skip
 # The first ipykernel that takes Curve keys and says so (7.3: "curve", 7.4: ["curve"]).
 CURVE_SINCE = (7, 3)
@@ -156,7 +162,8 @@ def verdicts(info: SpecInfo, problems: list[Problem] | None = None) -> list[Verd
         fix = blocking[0].fix
         found = {client: Verdict(client, False, why, fix) for client in CLIENTS}
         vscode = _vscode(info, argv)
-        if vscode.reason.startswith("VS Code does not list it"):
+        scheduler_only = all(p.kind in SCHEDULER_CANNOT_START for p in blocking)
+        if vscode.reason.startswith("VS Code does not list it") or scheduler_only:
             found["vscode"] = vscode
         return list(found.values())
     listed = "listed by /api/kernelspecs"

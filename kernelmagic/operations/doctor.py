@@ -18,7 +18,7 @@ from kernelmagic.domain import checks, clients, containers, env_checks, probes
 from kernelmagic.domain.checks import PROBLEM, Problem
 from kernelmagic.domain.ownership import TrustWalk
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.domain.provenance import scan_root_of
+from kernelmagic.domain.provenance import Provenance, scan_root_of
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import remote, remote_batch
@@ -154,10 +154,17 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
     stanza = info.spec["metadata"]["kernel_provisioner"]
     config = stanza.get("config") if isinstance(stanza.get("config"), dict) else {}
     if name in checks.BATCH_PROVISIONERS:
+        record = Provenance.of_spec(info.spec)
+        source = (record.remote_from if record else None) or "SRC"
+        remake = f"remote {source} {info.name} --engine {checks.BATCH_PROVISIONERS[name]}"
+        fixes = {  # the option to give again; the scheduler's side has no command to fix it
+            "unknown-partition": f"{remake} --partition PARTITION ... --replace",
+            "partition-down": f"{remake} --partition PARTITION ... --replace",
+            "bad-time-limit": f"{remake} --time LIMIT ... --replace",
+            "allocation-gone": f"{remake} --allocation JOBID ... --replace",
+        }
         problems += [
-            Problem(
-                kind, message, value, fix=f"remote SRC {info.name} --engine slurm ... --replace"
-            )
+            Problem(kind, message, value, fix=fixes.get(kind))
             for kind, message, value in remote_batch.batch_problems(name, config)
         ]
     if config:
@@ -319,6 +326,7 @@ def diagnose(
     ``policy`` says which values are secrets, never to be shown in a problem."""
     environ = dict(os.environ if environ is None else environ)
     names = list(names)
+    remote_batch.partitions.cache_clear()  # the cluster as it is now, asked once this run
     infos = discovery.get_specs(names) if names else discovery.list_specs()
     named = frozenset(i.name for i in infos) if names else frozenset()
     facts: dict[str, dict[str, Any]] = {}

@@ -8,6 +8,7 @@ and an entry of ``checks.BATCH_PROVISIONERS``.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -192,8 +193,10 @@ def make_batch_spec(
 
 def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(kind, message, value) for what keeps a batch spec from starting here: the
-    scheduler's commands missing from PATH, a partition the cluster does not have, a time
-    limit the scheduler would refuse. Asks the scheduler (``sinfo``) only for partitions."""
+    scheduler's commands missing from PATH, a scheduler that does not answer, a partition
+    the cluster does not have or that is not up, an allocation that is no longer running, a
+    time limit the scheduler would refuse. ``sinfo`` is asked once for all specs (see
+    ``partitions``), ``squeue`` only for an allocation."""
     engine = checks.BATCH_PROVISIONERS[provisioner]
     commands = ("srun", "squeue", "scancel", "sinfo")
     missing = [command for command in commands if shutil.which(command) is None]
@@ -210,36 +213,88 @@ def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[st
     limit = config.get("time")
     if isinstance(limit, str) and slurm_time_problem(limit):
         found.append(("bad-time-limit", str(slurm_time_problem(limit)), limit))
+    listed = partitions(os.environ.get("SLURM_CONF"), os.environ.get("PATH"))
     partition = config.get("partition")
-    if isinstance(partition, str) and partition:
-        try:
-            listed = subprocess.run(
-                ["sinfo", "--noheader", "--format=%R"],
-                capture_output=True,
-                text=True,
-                timeout=20,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            listed = None
-        names = set(listed.stdout.split()) if listed and listed.returncode == 0 else None
-        if names is None:  # not a pass: the scheduler did not answer
-            said = failure_in_one_line(listed.stderr) if listed else "no answer within 20 s"
-            found.append(
-                (
-                    "scheduler-unreachable",
-                    f"{engine}: sinfo could not list the partitions ({said}), so neither "
-                    f"'{partition}' nor the kernel's submission can be checked here",
-                    partition,
-                )
-            )
-        elif partition not in names:
-            found.append(
-                (
-                    "unknown-partition",
-                    f"{engine}: no partition '{partition}' (sinfo lists: "
-                    f"{', '.join(sorted(names)) or 'none'})",
-                    partition,
-                )
-            )
+    partition = partition if isinstance(partition, str) and partition else None
+    if isinstance(listed, str):  # not a pass: the scheduler did not answer
+        checked = (
+            f"neither '{partition}' nor the kernel's submission"
+            if partition
+            else ("the kernel's submission")
+        )
+        found.append((
+            "scheduler-unreachable",
+            f"{engine}: sinfo could not list the partitions ({listed}), so {checked} can be "
+            "checked here, and srun would fail the same way",
+            partition or "",
+        ))  # fmt: skip
+        return found
+    if partition is not None and partition not in listed:
+        found.append((
+            "unknown-partition",
+            f"{engine}: no partition '{partition}' (sinfo lists: "
+            f"{', '.join(sorted(listed)) or 'none'})",
+            partition,
+        ))  # fmt: skip
+    elif partition is not None and listed[partition] != "up":
+        found.append((
+            "partition-down",
+            f"{engine}: partition '{partition}' is {listed[partition]} (sinfo): a job there "
+            "waits in the queue until an admin brings it up",
+            partition,
+        ))  # fmt: skip
+    allocation = config.get("allocation")
+    if isinstance(allocation, str) and allocation:
+        state = _job_state(allocation)
+        if state != "RUNNING":
+            found.append((
+                "allocation-gone",
+                f"{engine}: allocation {allocation} is "
+                f"{state or 'not in the queue (it ended)'}, so no step can run in it; hold "
+                "a new one (salloc --no-shell ...) and point the spec at it",
+                allocation,
+            ))  # fmt: skip
     return found
+
+
+@functools.lru_cache(maxsize=4)
+def partitions(conf: str | None, path: str | None) -> dict[str, str] | str:
+    """Partition -> its availability (up, down, drain, inact) as ``sinfo`` lists them, or why
+    sinfo could not, for the cluster ``SLURM_CONF`` names and the ``sinfo`` on ``PATH`` (the
+    key of the answer). One answer serves every spec of a run: a controller that does not
+    answer costs its 20 s once; ``doctor.diagnose`` asks afresh each run."""
+    try:
+        listed = subprocess.run(
+            ["sinfo", "--noheader", "--format=%R %a"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "no answer within 20 s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if listed.returncode != 0:
+        return failure_in_one_line(listed.stderr) or f"exit status {listed.returncode}"
+    found = {}
+    for line in listed.stdout.splitlines():
+        name, _, availability = line.strip().partition(" ")
+        if name:
+            found[name] = availability.strip() or "up"
+    return found
+
+
+def _job_state(job: str) -> str:
+    """The job's state as squeue lists it ("" when it is not listed: ended, or unknown)."""
+    try:
+        listed = subprocess.run(
+            ["squeue", "--noheader", f"--jobs={job}", "--format=%T"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return "unknown (squeue did not answer)"
+    return listed.stdout.strip().split("\n")[0].strip() if listed.returncode == 0 else ""
