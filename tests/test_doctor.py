@@ -266,3 +266,45 @@ def test_a_secret_value_that_looks_like_a_path_is_not_shown(user_kernels, capsys
     out = capsys.readouterr().out
     assert "AWS_SECRET_ACCESS_KEY" in out and "<hidden>" in out
     assert "K7MDENG" not in out
+
+
+def test_the_program_judged_is_the_one_jupyter_runs(user_kernels, tmp_path):
+    """{resource_dir} and {prefix} filled in as jupyter_client fills them, a bare name looked
+    up on the PATH the spec's env gives the kernel, a file without x certain to fail. They
+    were "relative-program", "missing" (or "ok"), and "unreachable, kept" with every client
+    working; tests/test_verdicts.py runs the same shapes through the real clients."""
+    kernel = ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    run_sh = write_spec(user_kernels, "resdir", {
+        "argv": ["{resource_dir}/run.sh", "{connection_file}"], "display_name": "r",
+        "language": "python",
+    }) / "run.sh"  # fmt: skip
+    run_sh.write_text(f'#!/bin/sh\nexec {sys.executable} -m ipykernel_launcher -f "$1"\n')
+    run_sh.chmod(0o755)
+    prefixed = "{prefix}/" + os.path.relpath(sys.executable, sys.prefix)
+    write_spec(user_kernels, "prefixed", {"argv": [prefixed, *kernel], "display_name": "p"})
+    env_bin = tmp_path / "env-bin"
+    env_bin.mkdir()
+    (env_bin / "km-only-in-env").symlink_to(sys.executable)
+    write_spec(user_kernels, "inenv", {
+        "argv": ["km-only-in-env", *kernel], "display_name": "e",
+        "env": {"PATH": f"{env_bin}:${{PATH}}"},
+    })  # fmt: skip
+    write_spec(user_kernels, "hidden", {  # sh: on this PATH, not on the spec's
+        "argv": ["sh", "-c", "exec true", "{connection_file}"], "display_name": "h",
+        "env": {"PATH": str(tmp_path / "nowhere")},
+    })  # fmt: skip
+    script = tmp_path / "no-x.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o644)
+    write_spec(
+        user_kernels, "nox", {"argv": [str(script), "{connection_file}"], "display_name": "x"}
+    )
+    report = {d.name: d for d in doctor.diagnose().diagnoses}
+    kinds = {name: {p.kind for p in report[name].problems} for name in report}
+    start_problems = {"relative-program", "missing-program", "unreachable-program"}
+    for name in ("resdir", "prefixed", "inenv"):
+        assert not kinds[name] & start_problems, (name, report[name].problems)
+    assert "missing-program" in kinds["hidden"]
+    (nox,) = [p for p in report["nox"].problems if p.kind == "not-executable"]
+    assert nox.fix == f"chmod +x {script}"
+    assert not any(v.works for v in report["nox"].clients)

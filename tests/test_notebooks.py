@@ -14,6 +14,7 @@ import nbformat
 import papermill
 import pytest
 from helpers import PROBE, run_in_kernel, write_spec
+from nbclient import NotebookClient
 
 from kernelmagic.commands import notebook as notebook_command
 from kernelmagic.commands import shell
@@ -57,6 +58,35 @@ def _report(capsys, *args: str) -> tuple[int, str]:
     capsys.readouterr()
     status = main(["notebook", *args])
     return status, capsys.readouterr().out
+
+
+def test_a_spec_that_jupyter_config_does_not_allow_still_runs_a_notebook_naming_it(
+    user_kernels, tmp_path, capsys
+):
+    """allowed_kernelspecs filters listings, not ``get_kernel_spec``: nbclient runs a
+    notebook naming such a spec (the doctor said no client could, and `notebook` said
+    "missing", exit 1, and offered an alias that was not allowed either)."""
+    env = {"KM_SPEC": "hidden-one"}
+    spec = {"argv": KERNEL, "display_name": "Hidden", "language": "python", "env": env}
+    write_spec(user_kernels, "hidden-one", spec)
+    write_spec(user_kernels, "plain", {"argv": KERNEL, "display_name": "P", "language": "python"})
+    config = Path(os.environ["JUPYTER_CONFIG_DIR"])
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "jupyter_config.json").write_text(
+        '{"KernelSpecManager": {"allowed_kernelspecs": ["plain"]}}'
+    )
+    source = "import os; print(os.environ.get('KM_SPEC'))"
+    notebook = _notebook(tmp_path / "n.ipynb", {"name": "hidden-one", "language": "python"}, source)
+    ran = nbformat.read(notebook, as_version=4)
+    NotebookClient(ran, timeout=60).execute()  # the real client: it runs with the spec
+    assert ran.cells[0].outputs[0]["text"].strip() == "hidden-one"
+    status, out = _report(capsys, str(notebook))
+    assert status == 0 and "found" in out and "missing" not in out
+    main(["doctor", "--json", "hidden-one"])
+    verdicts = json.loads(capsys.readouterr().out)["specs"]["hidden-one"]["clients"]
+    works = {client: verdict["works"] for client, verdict in verdicts.items()}
+    assert works["nbclient"] and works["console"] and works["jupyter-server"]
+    assert not works["jupyterlab"] and not works["voila"]  # they pick from the listing
 
 
 def test_a_notebook_from_another_machine_gets_its_matches_best_first(local_specs, tmp_path, capsys):

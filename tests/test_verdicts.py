@@ -180,9 +180,50 @@ def _build(root: Path, charliecloud_image) -> Corpus:
     shapes["script-no-exec"] = _python("script-no-exec", [str(child), "{connection_file}"])
     bare = make_venv(root / "bare-venv", with_ipykernel=False)
     shapes["no-ipykernel"] = _python("no-ipykernel", [str(bare / "bin" / "python"), *KERNEL[1:]])
+    # jupyter_client fills {resource_dir} and {prefix} in argv[0] too (both were "relative").
+    shapes["resource-dir-program"] = _python(
+        "resource-dir-program", ["{resource_dir}/run.sh", "{connection_file}"]
+    )
+    prefix_python = "{prefix}/" + os.path.relpath(PYTHON, sys.prefix)
+    shapes["prefix-program"] = _python("prefix-program", [prefix_python, *KERNEL[1:]])
+    # A bare argv[0] is looked up on the PATH the kernel gets, its env's (it was this one's).
+    env_bin = root / "env-bin"
+    env_bin.mkdir()
+    (env_bin / "km-only-in-env").write_text(f'#!/bin/sh\nexec {PYTHON} "$@"\n')
+    (env_bin / "km-only-in-env").chmod(0o755)
+    shapes["env-path-program"] = _python(
+        "env-path-program", ["km-only-in-env", *KERNEL[1:]], env={"PATH": f"{env_bin}:${{PATH}}"}
+    )
+    shapes["env-path-hides"] = _python(
+        "env-path-hides", ["km-corpus-python", *KERNEL[1:]], env={"PATH": "/usr/bin:/bin"}
+    )
+    # There, and certain to fail (they were "unreachable", kept, and every client "worked").
+    no_x = root / "launcher-without-x.sh"
+    no_x.write_text(f'#!/bin/sh\nexec {PYTHON} -m ipykernel_launcher -f "$1"\n')
+    no_x.chmod(0o644)
+    shapes["not-executable"] = _python("not-executable", [str(no_x), "{connection_file}"])
+    shapes["dir-program"] = _python("dir-program", [str(root), "{connection_file}"])
+    # jupyter_client starts python3 for the name "python": this spec never runs.
+    shapes["python"] = _python("python")
+    # A script whose #! interpreter is nowhere: exec fails, or env finds nothing.
+    for dirname, line in (
+        ("shebang-missing", "/nonexistent/bin/python3"),
+        ("shebang-env-missing", "/usr/bin/env km-no-such-interpreter"),
+    ):
+        script = root / f"{dirname}.py"
+        script.write_text(f"#!{line}\nimport sys\n")
+        script.chmod(0o755)
+        shapes[dirname] = _python(dirname, [str(script), "{connection_file}"])
+    # Entries of one name differing in case: Jupyter lists one and starts the other (the
+    # directory's order decides which), the doctor judges the one that starts.
+    shapes["twin-case"] = _python("twin-case")
+    shapes["TWIN-CASE"] = _python("twin-case", ["/nonexistent/python", *KERNEL[1:]])
     for dirname, spec in shapes.items():
         _write(kernels_a, dirname, spec)
         corpus.languages[dirname.lower()] = "python"
+    run_sh = kernels_a / "resource-dir-program" / "run.sh"
+    run_sh.write_text(f'#!/bin/sh\nexec {PYTHON} -m ipykernel_launcher -f "$1"\n')
+    run_sh.chmod(0o755)
     # the lower copy of a duplicate: Jupyter uses path-a's, this one cannot start
     _write(kernels_b, "twice", _python("twice-b", ["/nonexistent/python", *KERNEL[1:]]))
     good = json.dumps(_python("bom")).encode()
@@ -396,15 +437,18 @@ def _server_truth(
     def start(name: str) -> None:
         if how == "rest":
             status, body = server.request("POST", "/api/kernels", {"name": name})
-            kernel_id = body.get("id")
+            kernel = body
         else:
             path = f"{name}{suffix}.ipynb"
             status, body = server.request("POST", "/api/sessions", {
                 "path": path, "type": "notebook", "name": path,
                 "kernel": {"name": name}})  # fmt: skip
-            kernel_id = (body.get("kernel") or {}).get("id")
+            kernel = body.get("kernel") or {}
+        kernel_id = kernel.get("id")
         if status >= 300 or not kernel_id:
             found[name] = (False, f"HTTP {status}: {body.get('message', '')[:120]}")
+        elif kernel.get("name", name).lower() != name.lower():  # another spec ran
+            found[name] = (False, f"the server started {kernel.get('name')!r} instead")
         else:
             started[name] = kernel_id
 

@@ -6,8 +6,10 @@ Checks here are cheap (no process is started), so listing can run them on every 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
+import string
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,8 +131,9 @@ def launch_problems(
     spec: dict[str, Any],
     program_exists: Callable[[str], str] | None = None,
     name: str = "NAME",
+    resource_dir: str = "",
 ) -> list[Problem]:
-    """Problems that keep a listed spec from starting."""
+    """Problems that keep a listed spec (in ``resource_dir``) from starting."""
     program_exists = program_exists or program_state
     argv = argv_strings(spec)
     if argv is None:
@@ -147,7 +150,12 @@ def launch_problems(
     # A remote provisioner runs argv on another host and has its own launch protocol
     # ({response_address} instead of {connection_file}): neither check applies here.
     local = provisioner_name(spec) in (None, "local-provisioner")
-    state = program_exists(argv[0]) if local else PROGRAM_OK
+    program = launch_program(argv[0], resource_dir, spec.get("env"))
+    state = PROGRAM_OK
+    if local and os.sep not in program and kernel_path(spec.get("env")) is not None:
+        state = PROGRAM_MISSING  # not on the PATH the spec gives its kernel (nor its own)
+    elif local:
+        state = program_exists(program)
     if state == PROGRAM_RELATIVE:
         problems.append(
             Problem(
@@ -159,11 +167,22 @@ def launch_problems(
             )
         )
     elif state == PROGRAM_MISSING:
+        where = " on the PATH its env gives the kernel" if kernel_path(spec.get("env")) else ""
         problems.append(
             Problem(
                 "missing-program",
-                f"program not found: {argv[0]} (reinstall the environment, or remove the spec)",
+                f"program not found{where}: {argv[0]} (reinstall the environment, or remove "
+                "the spec)",
                 argv[0],
+            )
+        )
+    elif state in (PROGRAM_NOT_EXECUTABLE, PROGRAM_NOT_A_FILE):
+        problems.append(
+            Problem(
+                "not-executable",
+                f"program {program} is {state}: starting it fails with PermissionError",
+                program,
+                fix=f"chmod +x {program}" if state == PROGRAM_NOT_EXECUTABLE else None,
             )
         )
     elif state != PROGRAM_OK:
@@ -256,20 +275,44 @@ _BARE_PYTHONS = frozenset(
 )
 
 
-def launch_program(program: str) -> str:
-    """The program Jupyter really starts for ``argv[0]``.
+def launch_program(program: str, resource_dir: str = "", env: Any = None) -> str:
+    """The program Jupyter really starts for ``argv[0]`` of a spec in ``resource_dir`` with
+    ``env``: a path where one is found.
 
     ``KernelManager.format_kernel_cmd`` replaces a bare ``python``, ``python3`` or
-    ``python3.X`` with ``sys.executable``; checked from here, that is this process's
-    interpreter, the best stand-in for the one that will launch the kernel.
+    ``python3.X`` with ``sys.executable`` (checked from here, this process's interpreter, the
+    best stand-in for the one that will launch the kernel), then ``{resource_dir}`` and
+    ``{prefix}`` (``sys.prefix``); the launcher expands a leading ``~``; and Popen looks a
+    bare name up on the PATH the kernel gets: the spec's own (its ``${PATH}`` filled in from
+    this environment, as jupyter_client fills it), else this one. A bare name found nowhere
+    is returned as it is.
     """
-    # jupyter_client's launcher expands a leading ~ in every argv entry.
-    return sys.executable if program in _BARE_PYTHONS else os.path.expanduser(program)
+    if program in _BARE_PYTHONS:
+        return sys.executable
+    names = {"resource_dir": resource_dir, "prefix": sys.prefix}
+    program = _PLACEHOLDER.sub(lambda m: names.get(m.group(1)) or m.group(), program)
+    program = os.path.expanduser(program)
+    if os.sep in program or (os.altsep and os.altsep in program):
+        return program
+    return shutil.which(program, path=kernel_path(env)) or program
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")  # format_kernel_cmd's
+
+
+def kernel_path(env: Any) -> str | None:
+    """The PATH a kernel with the spec's ``env`` gets (None: this process's own)."""
+    value = env.get("PATH") if isinstance(env, dict) else None
+    if not isinstance(value, str):
+        return None
+    return string.Template(value).safe_substitute(os.environ)
 
 
 PROGRAM_OK = "ok"
 PROGRAM_MISSING = "missing"
 PROGRAM_RELATIVE = "relative"  # found from the kernel's working dir, which is not ours
+PROGRAM_NOT_EXECUTABLE = "not executable"  # there, and certain to fail: not "unreachable"
+PROGRAM_NOT_A_FILE = "not a file"
 
 
 def program_state(program: str) -> str:
@@ -299,8 +342,8 @@ def program_state(program: str) -> str:
     except OSError as exc:
         return exc.strerror or type(exc).__name__
     if not stat.S_ISREG(info.st_mode):
-        return "not a file"
-    return PROGRAM_OK if os.access(program, os.X_OK) else "not executable"
+        return PROGRAM_NOT_A_FILE
+    return PROGRAM_OK if os.access(program, os.X_OK) else PROGRAM_NOT_EXECUTABLE
 
 
 def _nearest_ancestor_readable(path: str) -> bool:

@@ -8,9 +8,11 @@ Found without running anything; the doctor adds what its probes learnt of the in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +59,7 @@ SCHEDULER_CANNOT_START = frozenset(
 CANNOT_START = frozenset(
     {"missing-program", "bad-argv", "bad-env", "no-connection-file", "launcher-import",
      "cannot-start", "missing-runtime", "missing-image", "structure", "detaches",
-     "relative-program", *SCHEDULER_CANNOT_START}
+     "relative-program", "not-executable", "missing-interpreter", *SCHEDULER_CANNOT_START}
 )  # fmt: skip
 # The first ipykernel that takes Curve keys and says so (7.3: "curve", 7.4: ["curve"]).
 CURVE_SINCE = (7, 3)
@@ -136,6 +138,43 @@ def _vscode(info: SpecInfo, argv: list[str], *, provisioners: bool = True) -> Ve
     return Verdict("vscode", True, "listed and started from argv, env merged over VS Code's")
 
 
+# jupyter_client's KernelManager starts "python3" when asked for the name "python" exactly
+# (its kernel_name observer): every client that starts kernels through it does.
+RENAMED = {"python": "python3"}
+
+
+def _not_allowed(info: SpecInfo, problems: list[Problem]) -> list[Verdict]:
+    """Jupyter config's ``allowed_kernelspecs`` filters listings only: what starts a kernel by
+    its name (``get_kernel_spec``) still finds this spec; what picks from a listing does not."""
+    kept = [p for p in problems if p.kind != "not-allowed"]
+    as_listed = dataclasses.replace(info, visible=True, problems=kept)
+    found = {v.client: v for v in verdicts(as_listed, kept)}
+    said = "not in /api/kernelspecs (allowed_kernelspecs in Jupyter config)"
+    found["jupyterlab"] = Verdict(
+        "jupyterlab",
+        False,
+        f"{said}: the front end offers only "
+        "listed kernels, and asks which one for a notebook naming it",
+    )
+    found["voila"] = Verdict(
+        "voila",
+        False,
+        f"{said}: a notebook naming it runs in another "
+        "kernel of its language, if there is one (Voila's fallback)",
+    )
+    server = found["jupyter-server"]
+    if server.works:
+        found["jupyter-server"] = Verdict(
+            "jupyter-server", True, f"{said}, but POST /api/kernels starts it by its name"
+        )
+    return list(found.values())
+
+
+def started_name(name: str) -> str:
+    """The spec a client asking jupyter_client for ``name`` starts (case ignored after)."""
+    return RENAMED.get(name, name).lower()
+
+
 def verdicts(info: SpecInfo, problems: list[Problem] | None = None) -> list[Verdict]:
     """A verdict for each client family (``CLIENTS``), from every problem found (``problems``:
     the doctor's, probes included; by default the spec's own)."""
@@ -144,6 +183,8 @@ def verdicts(info: SpecInfo, problems: list[Problem] | None = None) -> list[Verd
         why = f"unknown: {info.problems[0].message}" if info.problems else "unknown: not read"
         return [Verdict(client, None, why) for client in CLIENTS]
     argv = checks.argv_strings(info.spec) or []
+    if not info.visible and {p.kind for p in info.problems} == {"not-allowed"}:
+        return _not_allowed(info, problems)
     if not info.visible or not argv:
         why = str(info.problems[0]) if info.problems else "it has no argv"
         fix = info.problems[0].fix if info.problems else None
@@ -155,6 +196,15 @@ def verdicts(info: SpecInfo, problems: list[Problem] | None = None) -> list[Verd
         found["voila"] = Verdict(
             "voila", False, f"not listed: {why}; a notebook naming it runs in another kernel "
             "of its language, if there is one (Voila's fallback)", fix)  # fmt: skip
+        return list(found.values())
+    if info.name in RENAMED:
+        why = (
+            f"listed, but jupyter_client starts '{RENAMED[info.name]}' for the name "
+            f"'{info.name}', so this spec never runs; copy it under another name "
+            f"(kernelmagic clone {info.name} NEW) and remove it"
+        )
+        found = {client: Verdict(client, False, why) for client in CLIENTS}
+        found["vscode"] = _vscode(info, argv)  # VS Code runs argv itself
         return list(found.values())
     blocking = [p for p in problems if p.kind in CANNOT_START]
     if blocking:
@@ -241,6 +291,44 @@ def _script_execs(path: str) -> bool | None:
     if not any(os.path.basename(word) in _SHELLS for word in first[2:].split()):
         return None
     return re.search(rb"^\s*exec\s", head, re.M) is not None
+
+
+def shebang_problems(info: SpecInfo) -> list[Problem]:
+    """A script at argv[0] whose ``#!`` interpreter does not exist: the kernel's start fails
+    (exec's ENOENT, or ``env`` finding nothing on the kernel's PATH)."""
+    argv = checks.argv_strings(info.spec) or []
+    if not argv or not info.visible or _provisioner(info.spec):
+        return []
+    env = info.spec.get("env")
+    program = checks.launch_program(argv[0], info.resource_dir, env)
+    if not os.path.isabs(program) or checks.program_state(program) != checks.PROGRAM_OK:
+        return []  # said already, if at all
+    try:
+        head = read_regular_head(program, 512)
+    except OSError:
+        return []
+    if head is None or not head.startswith(b"#!"):
+        return []
+    words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    if not words:
+        return []
+    interpreter = words[0]
+    if os.path.basename(interpreter) == "env" and os.path.exists(interpreter):
+        named = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+        if not named or shutil.which(named[0], path=checks.kernel_path(env)):
+            return []
+        missing = f"#!{' '.join(words)}, and {named[0]} is on no directory of the kernel's PATH"
+    elif os.path.exists(interpreter):
+        return []
+    else:
+        missing = f"#!{interpreter}, which does not exist"
+    return [
+        Problem(
+            "missing-interpreter",
+            f"{program} starts with {missing}: the kernel cannot start",
+            program,
+        )
+    ]
 
 
 def interrupt_problems(info: SpecInfo) -> list[Problem]:
@@ -342,6 +430,7 @@ class Listed:
     language: str
     display_name: str
     starts: bool  # no problem keeps it from starting
+    offered: bool = True  # in /api/kernelspecs (False: left out by allowed_kernelspecs)
 
 
 def notebook_verdicts(
@@ -358,7 +447,9 @@ def notebook_verdicts(
     ignored) by display name, else fails (``fix_notebook`` in voila/notebook_renderer.py).
     """
     name = wanted.get("name", "")
-    by_name = {spec.name: spec for spec in listed}
+    by_name = {spec.name: spec for spec in listed}  # what starts by a name
+    offered = [spec for spec in listed if spec.offered]  # what a client picks among
+    offered_by_name = {spec.name: spec for spec in offered}
 
     def ran(client: str, spec: Listed | None, how: str, missing: str) -> Verdict:
         if spec is None:
@@ -367,16 +458,18 @@ def notebook_verdicts(
             return Verdict(client, False, f"{how} {spec.name}, which cannot start", spec=spec.name)
         return Verdict(client, True, f"{how} {spec.name}", spec=spec.name)
 
-    lower = by_name.get(name.lower()) if name else None
+    lower = by_name.get(started_name(name)) if name else None
     no_such = f"no kernel named {name!r} (case ignored): it stops"
     found = [
         ran(client, lower, "runs it with", no_such) for client in ("jupyter-server", "nbclient")
     ]
-    exact = by_name.get(name) if name else None
+    exact = offered_by_name.get(name) if name else None
+    if exact is not None and name in RENAMED:  # found by its name, started by another
+        exact = by_name.get(RENAMED[name])
     if exact is not None:
         lab = ran("jupyterlab", exact, "opens it with", "")
     else:
-        same = [spec for spec in listed if language_info and spec.language == language_info]
+        same = [spec for spec in offered if language_info and spec.language == language_info]
         how = f"no kernel named exactly {name!r}; the only {language_info} kernel:"
         lab = (
             ran("jupyterlab", same[0], f"opens it with {how}", "")
@@ -394,7 +487,7 @@ def notebook_verdicts(
     else:
         language = (wanted.get("language") or language_info).lower()
         same = sorted(
-            (spec for spec in listed if spec.language.lower() == language),
+            (spec for spec in offered if spec.language.lower() == language),
             key=lambda spec: spec.display_name,
         )
         voila = ran(

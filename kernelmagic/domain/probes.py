@@ -89,9 +89,10 @@ def _python_launcher(argv: list[str]) -> tuple[int, str] | None:
 
 def _program(argv: list[str], at: int, env: Mapping[str, str]) -> str | None:
     if at == 0:  # Jupyter starts argv[0] itself (a bare python is its own interpreter)
-        if checks.program_state(argv[0]) != checks.PROGRAM_OK:
+        program = checks.launch_program(argv[0], env=dict(env))  # on the kernel's PATH
+        if os.sep not in program or checks.program_state(program) != checks.PROGRAM_OK:
             return None  # reported as missing-program already
-        return checks.launch_program(argv[0])
+        return program
     return shutil.which(argv[at], path=env.get("PATH"))  # a prefix finds it on PATH
 
 

@@ -256,6 +256,20 @@ def _container_problems(info: discovery.SpecInfo) -> list[Problem]:
     return found
 
 
+def _as_started(listed: discovery.SpecInfo, started: str) -> discovery.SpecInfo:
+    """The spec a start takes, with what the listing shows instead said as a problem."""
+    info = discovery.spec_at(listed.name, started)
+    info.problems.append(
+        Problem(
+            "case-twin",
+            f"two entries of '{listed.name}' differ in case in {os.path.dirname(started)}: "
+            f"Jupyter lists {listed.resource_dir} but starts {started}; rename or remove one",
+            started,
+        )
+    )
+    return info
+
+
 def _shadowing(info: discovery.SpecInfo, locations: Mapping[str, list[str]]) -> list[Problem]:
     if info.native:
         return []
@@ -328,6 +342,9 @@ def diagnose(
     names = list(names)
     remote_batch.partitions.cache_clear()  # the cluster as it is now, asked once this run
     infos = discovery.get_specs(names) if names else discovery.list_specs()
+    if not names:  # a start takes another entry than the listing shows: judge that one
+        twins = discovery.case_twins(infos)
+        infos = [_as_started(i, twins[i.name]) if i.name in twins else i for i in infos]
     named = frozenset(i.name for i in infos) if names else frozenset()
     facts: dict[str, dict[str, Any]] = {}
     with TrustWalk() as walk:  # one for the run: directories above many specs walked once
@@ -341,6 +358,7 @@ def diagnose(
         problems += _container_problems(info)
         spec_policy = policy.with_recorded(info.spec)
         problems += env_checks.problems(info, environ, spec_policy) + _remote_problems(info)
+        problems += clients.shebang_problems(info)
         problems += clients.interrupt_problems(info) + clients.claim_problems(
             info, facts.get(info.name, {})
         )

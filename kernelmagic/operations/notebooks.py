@@ -159,11 +159,19 @@ def _cannot_start(info: discovery.SpecInfo) -> bool:
     return any(p.kind in clients.CANNOT_START for p in info.problems)
 
 
+def _startable_by_name(info: discovery.SpecInfo) -> bool:
+    """Listed by Jupyter, or left out only by allowed_kernelspecs (which filters listings,
+    not ``get_kernel_spec``)."""
+    return info.visible or {p.kind for p in info.problems} == {"not-allowed"}
+
+
 def _listed(specs: Iterable[discovery.SpecInfo]) -> list[clients.Listed]:
     return [
-        clients.Listed(info.name, info.language, info.display_name, not _cannot_start(info))
+        clients.Listed(
+            info.name, info.language, info.display_name, not _cannot_start(info), info.visible
+        )
         for info in specs
-        if info.visible
+        if _startable_by_name(info)
     ]
 
 
@@ -195,16 +203,21 @@ def examine(path: str, specs: list[discovery.SpecInfo]) -> NotebookReport:
         report.wanted, language_info if isinstance(language_info, str) else "", _listed(specs)
     )
     by_name = {info.name: info for info in specs}
-    info = by_name.get(name.lower()) if name else None
+    info = by_name.get(clients.started_name(name)) if name else None
     if info is not None and not info.read:
         report.state, report.reason = "not read", str(info.problems[0])
         return report
-    if info is not None and info.visible:
+    if info is not None and _startable_by_name(info):
         diagnosis = doctor.diagnose([info.name]).diagnoses[0]
         problems = [p for p in diagnosis.problems if p.severity == PROBLEM]
         blocking = [p for p in problems if p.kind in clients.CANNOT_START]
         if blocking:
             report.state, report.reason = "broken", str(blocking[0])
+        elif name in clients.RENAMED:
+            report.reason = (
+                f"jupyter_client starts {info.name!r} for the name {name!r}: "
+                f"{_per_client(report.clients)}"
+            )
         elif name != info.name:
             report.state = "case differs"
             report.reason = (

@@ -208,6 +208,22 @@ def spec_locations(listed: Iterable[SpecInfo] = ()) -> dict[str, list[str]]:
     return found
 
 
+def case_twins(listed: Iterable[SpecInfo]) -> dict[str, str]:
+    """Name -> the resource dir ``get_kernel_spec`` starts, for each listed spec whose kernels
+    dir holds entries of its name that differ in case (``Foo``, ``foo``): the listing shows
+    the last of them, a start takes the first that is a spec."""
+    wanted = {info.name for info in listed if not info.native}
+    candidates = _candidates(kernel_dirs(), lambda name: name in wanted, first_entry_wins=True)
+    twins = {
+        name: places
+        for name, places in candidates.items()
+        if len({rank for rank, _ in places}) < len(places)  # two entries in one kernels dir
+    }
+    started = _first(twins, _is_file)
+    shown = {info.name: info.resource_dir for info in listed}
+    return {name: path for name, (path, _) in started.items() if path != shown.get(name)}
+
+
 def _read_kernel_json(path: str) -> bytes | None:
     """The bytes of a ``kernel.json``, or None where Jupyter sees no spec.
 
@@ -248,7 +264,7 @@ def _from_bytes(
     if hiding:
         return SpecInfo(name, resource_dir, spec if isinstance(spec, dict) else {}, hiding, False)
     hiding = checks.provisioner_problems(spec)
-    problems = hiding + checks.launch_problems(spec, program_exists, name)
+    problems = hiding + checks.launch_problems(spec, program_exists, name, resource_dir)
     return SpecInfo(name, resource_dir, spec, problems, visible=not hiding)
 
 
