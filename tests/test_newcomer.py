@@ -237,6 +237,14 @@ def test_tab_completes_spec_names_options_choices_and_modules(
         shown = set(_tab(ip, "%kernel_show "))
         assert shown >= {"geo", "gdal-env", "r-geo"}
         assert not {"and", "if", "in", "is", "not", "or", "abs"} & shown  # no Python names
+        # Where nothing fits (a new name, a display name), nothing else is offered either:
+        # IPython ignored the suppression of a matcher that offered nothing.
+        (tmp_path / "afile.txt").write_text("")
+        monkeypatch.chdir(tmp_path)
+        for line in ("%kernel_clone geo ", "%kernel_install x --display-name "):
+            assert set(_tab(ip, line)) <= {""}, line
+        # The assignment form the docs show.
+        assert offers("info = %kernel_show g", {"geo", "gdal-env"})
 
 
 # --- 1. the first pytest of a cluster user -------------------------------------------------------

@@ -19,7 +19,7 @@ from kernelmagic.domain.shells import clean_environment, run_probe
 from kernelmagic.options import MAGICS, MODULE_NAME, SPEC_NAME, Option, for_front_end
 from kernelmagic.storage.discovery import spec_names
 
-_MAGIC_LINE = re.compile(r"\s*%%?(kernel_\w+)\b")
+_MAGIC_LINE = re.compile(r"\s*(?:[A-Za-z_][\w.]*\s*=\s*)?%%?(kernel_\w+)\b")  # extension's
 
 
 def complete(text: str, token: str) -> list[str]:

@@ -28,7 +28,8 @@ RESOLVES_LAZY_MAGICS = IPython.version_info >= (9, 17)
 # IPython's matchers that can suppress all others (Jedi's Python names included) came in 8.6;
 # before that the complete_command hook is all there is, and Jedi's names mix in.
 HAS_CONTEXT_MATCHERS = IPython.version_info >= (8, 6)
-_OUR_LINE = re.compile(r"\s*%%?(kernel_\w+)\b")
+# A magic line, or a line magic whose value is assigned (``specs = %kernel_list``).
+_OUR_LINE = re.compile(r"\s*(?:[A-Za-z_][\w.]*\s*=\s*)?%%?(kernel_\w+)\b")
 
 
 def _ours(text: str) -> bool:
@@ -57,7 +58,10 @@ def _context_matcher() -> Any:
         text = context.text_until_cursor
         if not _ours(text):
             return {"completions": [], "suppress": False}
-        found = _matches(text, context.token)
+        # IPython suppresses the other matchers only for a matcher that offers something:
+        # where nothing fits (a new spec's name, a display name), the one offer is the word
+        # as typed, which changes nothing, rather than Python names and files.
+        found = _matches(text, context.token) or [context.token]
         return {
             "completions": [SimpleCompletion(m, type="kernelmagic") for m in found],
             "suppress": True,
