@@ -54,6 +54,22 @@ def test_changed_keeps_activation_and_drops_noise_and_secrets():
     assert "--include NAME" in summary
 
 
+def test_a_desktop_or_vscode_sessions_own_variables_are_noise():
+    """Captured into a spec before (a walk in VS Code and GNOME): each names this window's
+    helper, this X session or this login's ticket cache, gone when the kernel starts."""
+    current = session(
+        GNOME_TERMINAL_SCREEN="/org/gnome/Terminal/screen/1",
+        SESSION_MANAGER="local/host:@/tmp/.ICE-unix/1",
+        GIT_ASKPASS="/home/u/.vscode-server/bin/x/askpass.sh",
+        BROWSER="/home/u/.vscode-server/bin/x/helpers/browser.sh",
+        KRB5CCNAME="FILE:/tmp/krb5cc_1000_abc",
+        GDAL_DATA="/env/share/gdal",
+    )
+    result = capture(current, CaptureOptions(), baseline=BASE)
+    assert result.env == {"GDAL_DATA": "/env/share/gdal"}
+    assert result.noise_count == 5
+
+
 def test_secret_values_are_dropped_whatever_the_name():
     current = session(
         HELPER="ghp_" + "a" * 36,

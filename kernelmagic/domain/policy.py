@@ -33,12 +33,13 @@ NOISE_PATTERNS: dict[str, tuple[str, ...]] = {
     "terminal and desktop": (
         "TERM", "TERM_*", "TERMINFO", "COLUMNS", "LINES", "DISPLAY", "WINDOWID", "COLORTERM",
         "SSH_*", "XDG_SESSION_*", "XDG_RUNTIME_DIR", "DBUS_*", "TMUX", "TMUX_*", "STY",
-        "WAYLAND_DISPLAY",
+        "WAYLAND_DISPLAY", "SESSION_MANAGER", "GNOME_TERMINAL_*", "KONSOLE_*",
+        "KRB5CCNAME",  # this login's ticket cache: a kernel started later finds it gone
     ),
     "injected by Jupyter or an IDE": (
         "JPY_*", "MPLBACKEND", "PAGER", "GIT_PAGER", "CLICOLOR", "CLICOLOR_*", "FORCE_COLOR",
         "PYDEVD_*", "PYTHONEXECUTABLE", "JUPYTER_SERVER_*", "JPY_SESSION_NAME", "VSCODE_*",
-        "ELECTRON_RUN_AS_NODE",
+        "ELECTRON_RUN_AS_NODE", "GIT_ASKPASS", "BROWSER",  # VS Code's helpers, this window's
     ),
     "Jupyter's own locations": (
         "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_PATH",
