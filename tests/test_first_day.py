@@ -255,8 +255,10 @@ def test_an_env_listing_read_back_keeps_the_secrets_it_showed_hidden(
     assert spec_json(user_kernels, "geo")["env"] == {**env, "PLAIN": "/opt/y"}
     # The cell magic reads the same lines; what `%kernel_env -k geo` returned, back in.
     shown = ip.run_line_magic("kernel_env", "-k geo")
+    capsys.readouterr()
     ip.run_cell_magic("kernel_env", "-k geo --replace-env", str(shown))
     assert spec_json(user_kernels, "geo")["env"] == {**env, "PLAIN": "/opt/y"}
+    assert "looks like a secret" not in capsys.readouterr().out  # placeholders, no secret
     before = (user_kernels / "geo" / "kernel.json").read_bytes()
     capsys.readouterr()
     for given in ("NEW_TOKEN=<hidden>", "PLAIN=<hidden>", "PROXY=http://other:<hidden>@p:1"):

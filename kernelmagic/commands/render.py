@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kernelmagic.domain.checks import Problem
-from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
+from kernelmagic.domain.policy import DEFAULT_POLICY, MASK, EnvPolicy
 from kernelmagic.errors import KernelmagicError
 from kernelmagic.options import CLI as CLI  # the two styles: the front ends' own names
 from kernelmagic.options import MAGICS as MAGICS
@@ -305,11 +305,18 @@ def group_note(change: Change, group: str | None) -> list[str]:
     return said
 
 
+_QUOTED_MASK = re.compile(r"(['\"])" + re.escape(MASK) + r"\1")
+
+
 def history_note(cell: str | None, policy: EnvPolicy, from_a_file: str) -> list[str]:
     """What to tell the user when a cell magic's cell holds a secret: IPython keeps every
     cell in its history, which the magic cannot change. ``from_a_file`` is the command line
     that reads the same text from a file instead."""
-    if cell is None or policy.mask_text(cell) == cell:
+    if cell is None:
+        return []
+    # An env listing read back shows secrets as '<hidden>': a placeholder, not a secret.
+    cell = _QUOTED_MASK.sub(MASK, cell)
+    if policy.mask_text(cell) == cell:
         return []
     return [
         "Note: this cell holds what looks like a secret, and IPython keeps every cell in its "
