@@ -308,3 +308,21 @@ def test_the_program_judged_is_the_one_jupyter_runs(user_kernels, tmp_path):
     (nox,) = [p for p in report["nox"].problems if p.kind == "not-executable"]
     assert nox.fix == f"chmod +x {script}"
     assert not any(v.works for v in report["nox"].clients)
+
+
+def test_doctor_launch_in_an_ipython_app_says_each_failure_once(user_kernels, tmp_path):
+    """Run as IPython runs a script (an application, whose logger jupyter_client's launcher
+    and manager write to): a failed start printed jupyter_client's traceback and its "Failed
+    to run command" block above the report that says it."""
+    write_spec(user_kernels, "gone", {"argv": ["/nonexistent/python", "{connection_file}"]})
+    dies = ["/bin/sh", "-c", "echo boom >&2; exit 3", "{connection_file}"]
+    write_spec(user_kernels, "dies", {"argv": dies})
+    script = tmp_path / "t.ipy"
+    script.write_text("%load_ext kernelmagic\nr = %kernel_doctor --launch dies gone\nprint(r)\n")
+    ipython = Path(sys.executable).with_name("ipython")
+    done = subprocess.run(
+        [str(ipython), "--no-banner", str(script)], capture_output=True, text=True, timeout=120
+    )
+    said = done.stdout + done.stderr
+    assert "Traceback" not in said and "Failed to run command" not in said, said
+    assert "the kernel exited: boom" in said and "No such file or directory" in said

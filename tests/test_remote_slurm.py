@@ -463,7 +463,7 @@ def test_doctor_checks_the_scheduler_side(slurm_client_env, user_kernels, monkey
     assert "srun, squeue, scancel, sinfo not on PATH" in missing.message
 
 
-def test_doctor_launch_goes_through_the_queue(slurm_client_env, user_kernels, capsys):
+def test_doctor_launch_goes_through_the_queue(slurm_client_env, user_kernels, capfd):
     cluster = slurm_client_env
     write_spec(user_kernels, "geo")
     assert main(["remote", "geo", "geo-slurm", "--engine", "slurm"]) == 0
@@ -471,11 +471,13 @@ def test_doctor_launch_goes_through_the_queue(slurm_client_env, user_kernels, ca
     # The spec's own launch_timeout reaches the provisioner as an argument: it outlasted
     # --timeout (the doctor waited 41 s of 5).
     assert main([*argv, "--provisioner-config", "launch_timeout=40"]) == 0
-    capsys.readouterr()
+    capfd.readouterr()
     assert main(["doctor", "--launch", "--timeout", "4", "geo-closed"]) == 1
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()
     assert "did not start within 4 s: job " in out and "PartitionDown" in out
+    assert err == ""  # srun's lines were relayed to the doctor's stderr, under its report
     assert main(["doctor", "--launch", "--timeout", "60", "geo-slurm"]) == 0
+    assert capfd.readouterr().err == ""  # the kernel's banner, relayed as well
     wait_until_no_kernel_jobs(cluster, 15)
 
 

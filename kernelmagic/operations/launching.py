@@ -12,12 +12,13 @@ kernel's stderr are kept, whatever it writes.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -203,6 +204,45 @@ def _iopub_connected(client: Any, timeout: float = 10.0) -> bool:
     return False
 
 
+_QUIET = logging.getLogger("kernelmagic.launch")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
+class _JupyterClientsLog(logging.Filter):
+    """Keeps jupyter_client's launcher from logging a failed start through the application's
+    logger (``[TerminalIPythonApp] ERROR | Failed to run command``) while launches run: the
+    report says it, once. Counted, as launches overlap in threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._running = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return f"{os.sep}jupyter_client{os.sep}" not in record.pathname
+
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        from traitlets.log import get_logger
+
+        found = get_logger()  # an application's logger, or traitlets' own
+        logger = found.logger if isinstance(found, logging.LoggerAdapter) else found
+        with self._lock:
+            self._running += 1
+            logger.addFilter(self)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if not self._running:
+                    logger.removeFilter(self)
+
+
+_JUPYTER_CLIENTS_LOG = _JupyterClientsLog()
+
+
 def _wait_in_the_queue_at_most(spec: Any, timeout: float) -> None:
     """A batch spec waits in the queue inside start_kernel: no longer than the launch may.
     Its own ``launch_timeout`` reaches the provisioner as an argument, which wins over any
@@ -225,7 +265,9 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = Tru
     ``timeout`` seconds), with ``interrupt`` interrupt a running cell, shut it down."""
     from jupyter_client.manager import KernelManager
 
-    manager = KernelManager(kernel_name=name)
+    # What fails is this launch's result; jupyter_client's own log of it (a traceback, in
+    # an IPython session through the app's logger) is not shown.
+    manager = KernelManager(kernel_name=name, log=_QUIET)
     stderr = _StderrTail()
     with tempfile.TemporaryDirectory(prefix="kernelmagic-launch-") as cwd:
         began = time.perf_counter()
@@ -234,8 +276,11 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = Tru
             # stderr of ours (gateway_provisioners passes its own): start it as Jupyter does.
             _wait_in_the_queue_at_most(manager.kernel_spec, timeout)
             metadata = getattr(manager.kernel_spec, "metadata", None) or {}
-            local = checks.provisioner_name({"metadata": metadata}) in (None, "local-provisioner")
-            manager.start_kernel(**({"stderr": stderr.write_end} if local else {}), cwd=cwd)
+            # kernelmagic's batch provisioners relay the job's stderr where they are told.
+            provisioner = checks.provisioner_name({"metadata": metadata})
+            local = provisioner in (None, "local-provisioner", *checks.BATCH_PROVISIONERS)
+            with _JUPYTER_CLIENTS_LOG.quiet():
+                manager.start_kernel(**({"stderr": stderr.write_end} if local else {}), cwd=cwd)
         except Exception as exc:  # whatever keeps the process from starting at all
             return Launch(name, FAILED, reason=f"cannot start: {exc}")
         finally:
