@@ -472,6 +472,28 @@ def test_listing_on_a_slow_filesystem_agrees_with_jupyter(tree_root, slowfs_libr
     assert lookups_made >= len(CONTENTS)  # the shim saw the reads
 
 
+def test_a_spec_found_by_name_looks_up_its_own_entries_only(tree_root, slowfs_library, tmp_path):
+    """`show NAME` (and env, patch, ...) looked up every spec's kernel.json to find one: 10,002
+    round trips for 10,000 specs on a shared filesystem, where jupyter_client makes 5."""
+    build(tree_root, [("user", f"spec{i:03d}", "ok") for i in range(300)])
+    counts = tmp_path / "lookups"
+    slow = {
+        **os.environ,
+        "LD_PRELOAD": str(slowfs_library),
+        "SLOWFS_PREFIX": str(Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels"),
+        "SLOWFS_DELAY_US": "0",
+        "SLOWFS_COUNT_FILE": str(counts),
+    }
+    bin_dir = Path(sys.executable).parent
+    done = subprocess.run(
+        [str(bin_dir / "kernelmagic"), "show", "spec042", "--json"], capture_output=True, env=slow
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["name"] == "spec042"
+    lookups_made = sum(int(line.split()[1]) for line in counts.read_text().splitlines())
+    assert lookups_made < 20, lookups_made  # the dir, the spec's entry, its files: not 300
+
+
 # --- one fixed case per kind of disagreement found before --------------------------------
 
 ODD_KINDS = [

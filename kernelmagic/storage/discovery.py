@@ -141,14 +141,18 @@ def _is_file(path: str) -> bool | None:
     return True if os.path.isfile(path) else None
 
 
-def _all_spec_dirs(first_entry_wins: bool = True) -> dict[str, str]:
-    """Name -> resource dir of every spec, whatever Jupyter config allows (the specs
+def _all_spec_dirs(
+    first_entry_wins: bool = True, wanted: frozenset[str] | None = None
+) -> dict[str, str]:
+    """Name -> resource dir of every spec (the ``wanted`` names only: a lookup by name looks
+    at those entries alone), whatever Jupyter config allows (the specs
     ``KernelSpecManager.get_kernel_spec`` can still load by name). Within a kernels dir,
     the first entry of a name (``Foo`` and ``foo``) is the one ``get_kernel_spec`` starts;
     ``find_kernel_specs`` names the last."""
-    chosen = _first(_candidates(kernel_dirs(), first_entry_wins=first_entry_wins), _is_file)
+    only = None if wanted is None else wanted.__contains__
+    chosen = _first(_candidates(kernel_dirs(), only, first_entry_wins), _is_file)
     found = {name: path for name, (path, _) in chosen.items()}
-    if NATIVE_KERNEL_NAME not in found:
+    if NATIVE_KERNEL_NAME not in found and (wanted is None or NATIVE_KERNEL_NAME in wanted):
         native = _native_dir()
         if native is not None:
             found[NATIVE_KERNEL_NAME] = native
@@ -389,14 +393,14 @@ def spec_at(name: str, resource_dir: str) -> SpecInfo:
 
 
 def get_specs(names: Iterable[str]) -> list[SpecInfo]:
-    """``get_spec`` of each name, from one scan of the kernel dirs (not one per name)."""
-    found = _all_spec_dirs()
-    keys = []
-    for name in names:
-        key = name.lower() if isinstance(name, str) else name
+    """``get_spec`` of each name, from one scan of the kernel dirs (not one per name) that
+    looks up those names' entries only (every spec's, to list them, where one is unknown)."""
+    names = list(names)
+    keys = [name.lower() if isinstance(name, str) else name for name in names]
+    found = _all_spec_dirs(wanted=frozenset(keys))
+    for name, key in zip(names, keys, strict=True):
         if key not in found:
-            raise _unknown(name, found)
-        keys.append(key)
+            raise _unknown(name, _all_spec_dirs())
     infos = lookups.overlapped(lambda key: _load(key, found[key]), keys)
     _mark_not_allowed(infos, jupyter_rules.discovery_config())  # as the listing says
     return infos
@@ -415,10 +419,10 @@ def _unknown(name: str, found: Mapping[str, str]) -> Exception:
 def locate(name: str) -> tuple[str, str, bool]:
     """(lowercased name, resource dir, is ipykernel's built-in spec) without reading the spec;
     ``NoSuchKernelSpec`` for an unknown name."""
-    found = _all_spec_dirs()
     key = name.lower() if isinstance(name, str) else name
+    found = _all_spec_dirs(wanted=frozenset([key]))
     if key not in found:
-        raise _unknown(name, found)
+        raise _unknown(name, _all_spec_dirs())
     return key, found[key], _is_native(key, found[key])
 
 
