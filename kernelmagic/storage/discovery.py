@@ -260,10 +260,22 @@ def _unreadable(name: str, resource_dir: str, exc: OSError | str) -> SpecInfo:
 def _from_bytes(
     name: str, resource_dir: str, raw: bytes, program_exists: Callable[[str], str] | None = None
 ) -> SpecInfo:
+    return _from_parsed(name, resource_dir, _parsed(raw), program_exists)
+
+
+def _parsed(raw: bytes) -> Any:
+    """The JSON of a kernel.json's bytes, or the ``ValueError`` that says why it is none."""
     try:
-        spec = parse_spec(raw)
+        return parse_spec(raw)
     except ValueError as exc:
-        return _unreadable(name, resource_dir, f"malformed JSON: {exc}")
+        return exc
+
+
+def _from_parsed(
+    name: str, resource_dir: str, spec: Any, program_exists: Callable[[str], str] | None = None
+) -> SpecInfo:
+    if isinstance(spec, ValueError):
+        return _unreadable(name, resource_dir, f"malformed JSON: {spec}")
     hiding = checks.structure_problems(spec)
     if hiding:
         return SpecInfo(name, resource_dir, spec if isinstance(spec, dict) else {}, hiding, False)
@@ -305,15 +317,25 @@ def _read(path: str, opened: int | OSError | None) -> bytes | OSError | None:
         return exc
 
 
-def _cached(check: Callable[[str], str]) -> Callable[[str], str]:
-    seen: dict[str, str] = {}
+def _program_states(parsed: Iterable[tuple[str, Any]]) -> Callable[[str], str]:
+    """``checks.program_state`` of each spec's program, asked once per program (most specs
+    share an interpreter) and overlapped where each is a round trip: on a shared filesystem
+    the interpreters often live there too, and a stat and an access per program, one after
+    another, were most of a listing."""
+    programs = set()
+    for resource_dir, spec in parsed:
+        argv = checks.argv_strings(spec) if isinstance(spec, dict) else None
+        if argv:
+            programs.add(checks.launch_program(argv[0], resource_dir, spec.get("env")))
+    asked = sorted(programs)
+    seen = dict(zip(asked, lookups.overlapped(checks.program_state, asked), strict=True))
 
-    def cached(program: str) -> str:
+    def state(program: str) -> str:
         if program not in seen:
-            seen[program] = check(program)
+            seen[program] = checks.program_state(program)
         return seen[program]
 
-    return cached
+    return state
 
 
 def list_specs(
@@ -330,18 +352,23 @@ def list_specs(
     glob = None
     if pattern:
         glob = pattern.lower() if any(c in pattern for c in "*?[") else f"*{pattern.lower()}*"
-    program_exists = _cached(checks.program_state)  # most specs share an interpreter
     checks.installed_provisioners.cache_clear()  # a provisioner may have been installed since
 
     def wanted(name: str) -> bool:
         return (not glob or fnmatchcase(name, glob)) and (keep is None or keep(name))
 
+    read = spec_files(kernel_dirs(), wanted)
+    parsed = {
+        name: (path, raw if isinstance(raw, OSError) else _parsed(raw))
+        for name, (path, raw) in read.items()
+    }
+    program_exists = _program_states(parsed.values())
     found: dict[str, SpecInfo] = {}
-    for name, (path, read) in spec_files(kernel_dirs(), wanted).items():
-        if isinstance(read, OSError):
-            found[name] = _unreadable(name, path, read)
+    for name, (path, spec) in parsed.items():
+        if isinstance(spec, OSError):
+            found[name] = _unreadable(name, path, spec)
         else:
-            found[name] = _from_bytes(name, path, read, program_exists)
+            found[name] = _from_parsed(name, path, spec, program_exists)
     config = jupyter_rules.discovery_config()
     wants_native = not glob or fnmatchcase(NATIVE_KERNEL_NAME, glob)
     wants_native = wants_native and (keep is None or keep(NATIVE_KERNEL_NAME))
