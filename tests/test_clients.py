@@ -104,6 +104,15 @@ def test_an_interrupt_through_wrappers_for_real(user_kernels, capsys):
     assert main(["doctor", "--launch", "--no-interrupt-check", "detached"]) == 0
 
 
+def test_a_listed_spec_whose_argv_is_a_string_is_listed_and_cannot_start(user_kernels, capsys):
+    """Jupyter lists it (/api/kernelspecs has it) and every start fails: it was "not listed"."""
+    write_spec(user_kernels, "s", _spec("s") | {"argv": "python -m ipykernel_launcher"})
+    _, specs = _doctor_json(capsys, "s")
+    reasons = {client: v["reason"] for client, v in specs["s"]["clients"].items()}
+    assert all(r.startswith("listed, but it cannot start: 'argv' is a string") for r in
+               reasons.values()), reasons  # fmt: skip
+
+
 def test_a_spec_that_claims_more_than_its_kernel_has(user_kernels, tmp_path, capsys):
     """A debugger without debugpy (hidden from the interpreter by a sitecustomize, as a
     site's Python without it would be); curve encryption on an ipykernel before 7.3."""

@@ -203,6 +203,8 @@ def _build(root: Path, charliecloud_image) -> Corpus:
     no_x.chmod(0o644)
     shapes["not-executable"] = _python("not-executable", [str(no_x), "{connection_file}"])
     shapes["dir-program"] = _python("dir-program", [str(root), "{connection_file}"])
+    # An argv that is a string: listed (it was called "not listed"), and cannot start.
+    shapes["argv-string"] = _python("argv-string", " ".join(KERNEL))
     # jupyter_client starts python3 for the name "python": this spec never runs.
     shapes["python"] = _python("python")
     # A script whose #! interpreter is nowhere: exec fails, or env finds nothing.

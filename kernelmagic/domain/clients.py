@@ -185,7 +185,11 @@ def verdicts(info: SpecInfo, problems: list[Problem] | None = None) -> list[Verd
     argv = checks.argv_strings(info.spec) or []
     if not info.visible and {p.kind for p in info.problems} == {"not-allowed"}:
         return _not_allowed(info, problems)
-    if not info.visible or not argv:
+    if info.visible and not argv:  # listed (an argv that is a string), cannot start
+        why = str(info.problems[0]) if info.problems else "it has no argv"
+        fix = info.problems[0].fix if info.problems else None
+        return [Verdict(c, False, f"listed, but it cannot start: {why}", fix) for c in CLIENTS]
+    if not info.visible:
         why = str(info.problems[0]) if info.problems else "it has no argv"
         fix = info.problems[0].fix if info.problems else None
         found = {client: Verdict(client, False, f"not listed: {why}", fix) for client in CLIENTS}
