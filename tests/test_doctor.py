@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -326,3 +328,23 @@ def test_doctor_launch_in_an_ipython_app_says_each_failure_once(user_kernels, tm
     said = done.stdout + done.stderr
     assert "Traceback" not in said and "Failed to run command" not in said, said
     assert "the kernel exited: boom" in said and "No such file or directory" in said
+
+
+def test_ctrl_c_stops_doctor_launch_and_the_kernels_it_started(user_kernels):
+    """Ctrl-C printed a 20-line KeyboardInterrupt traceback, and the command waited for each
+    launch's --timeout (56 s) before it ended."""
+    marker = f"km-hang-{os.getpid()}"
+    hangs = [sys.executable, "-c", "import time; time.sleep(600)", "{connection_file}", marker]
+    write_spec(user_kernels, "hangs", {"argv": hangs})
+    command = [sys.executable, "-m", "kernelmagic", "doctor", "--launch", "--timeout", "300"]
+    doctor_run = subprocess.Popen(
+        [*command, "hangs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    while subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0:
+        assert doctor_run.poll() is None, doctor_run.communicate()
+        time.sleep(0.05)  # the kernel has not started yet
+    doctor_run.send_signal(signal.SIGINT)
+    out, err = doctor_run.communicate(timeout=60)  # it waited for the launch's 300 s
+    assert doctor_run.returncode == 130, (out, err)
+    assert err.strip() == "kernelmagic: interrupted" and "Traceback" not in err
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1

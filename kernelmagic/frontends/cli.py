@@ -126,3 +126,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(os_error_text(exc), 1)
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt:  # Ctrl-C: what ran stopped and cleaned up; no traceback
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 128 + 2

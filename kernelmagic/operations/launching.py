@@ -260,9 +260,17 @@ def _wait_in_the_queue_at_most(spec: Any, timeout: float) -> None:
     stanza["config"] = {**config, "launch_timeout": timeout}
 
 
-def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = True) -> Launch:
+def launch(
+    name: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    interrupt: bool = True,
+    stop: threading.Event | None = None,
+) -> Launch:
     """Start the spec ``name`` as Jupyter would, wait for its ``kernel_info`` reply (at most
-    ``timeout`` seconds), with ``interrupt`` interrupt a running cell, shut it down."""
+    ``timeout`` seconds, or until ``stop`` is set: the user pressed Ctrl-C), with
+    ``interrupt`` interrupt a running cell, shut it down."""
+    stop = stop or threading.Event()
     from jupyter_client.manager import KernelManager
 
     # What fails is this launch's result; jupyter_client's own log of it (a traceback, in
@@ -291,7 +299,7 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = Tru
         client.start_channels(shell=True, iopub=interrupt, stdin=False, hb=False, control=False)
         try:
             request = client.kernel_info()
-            while time.perf_counter() - began < timeout:
+            while time.perf_counter() - began < timeout and not stop.is_set():
                 if not manager.is_alive():
                     said = failure_in_one_line(stderr.text(wait=1.0))
                     return Launch(name, FAILED, reason=f"the kernel exited: {said}")
@@ -308,7 +316,7 @@ def launch(name: str, timeout: float = DEFAULT_TIMEOUT, *, interrupt: bool = Tru
                         content.get("language_info", {}).get("name", ""),
                         content.get("implementation", ""),
                     )
-                    if interrupt:
+                    if interrupt and not stop.is_set():
                         _check_interrupt(manager, client, launched, stderr)
                     return launched
             said = failure_in_one_line(stderr.text())
@@ -360,7 +368,15 @@ def launch_all(
     wanted = [info.name for info in infos if info.name not in refused]
     launched: dict[str, Launch] = {}
     if wanted:
-        with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, len(wanted))) as pool:
-            results = pool.map(lambda n: launch(n, timeout, interrupt=interrupt), wanted)
-            launched = dict(zip(wanted, results, strict=True))
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, len(wanted)))
+        try:
+            started = [pool.submit(launch, n, timeout, interrupt=interrupt, stop=stop)
+                       for n in wanted]  # fmt: skip
+            launched = {n: future.result() for n, future in zip(wanted, started, strict=True)}
+        except KeyboardInterrupt:  # the launches under way stop waiting and shut down
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return LaunchReport([refused.get(i.name) or launched[i.name] for i in infos])
