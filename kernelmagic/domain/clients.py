@@ -47,15 +47,15 @@ _NO_SIGNAL_RUNNERS = {"conda": "run", "mamba": "run", "micromamba": "run"}
 _CONTAINER_RUNNERS = frozenset(
     {"apptainer", "singularity", "docker", "podman", "ch-run", "shifter", "enroot"}
 )
-# Problems that keep a listed spec from starting at all (the probes add the last two).
-# "structure" on a listed spec: an empty argv, env values that are not strings (Popen's
-# TypeError: the server answers 500, nbclient raises).
 # What keeps a batch spec's job from starting (``remote_batch.batch_problems``), in every
 # client that honours provisioners; VS Code runs argv on its own host, outside any job.
 SCHEDULER_CANNOT_START = frozenset(
     {"scheduler-missing", "scheduler-unreachable", "unknown-partition", "partition-down",
      "bad-time-limit", "allocation-gone"}
 )  # fmt: skip
+# Problems that keep a listed spec from starting at all (the probes add some: launcher-import,
+# cannot-start). "structure" on a listed spec: an empty argv, env values that are not
+# strings (Popen's TypeError: the server answers 500, nbclient raises).
 CANNOT_START = frozenset(
     {"missing-program", "bad-argv", "bad-env", "no-connection-file", "launcher-import",
      "cannot-start", "missing-runtime", "missing-image", "structure", "detaches",
@@ -150,18 +150,10 @@ def _not_allowed(info: SpecInfo, problems: list[Problem]) -> list[Verdict]:
     as_listed = dataclasses.replace(info, visible=True, problems=kept)
     found = {v.client: v for v in verdicts(as_listed, kept)}
     said = "not in /api/kernelspecs (allowed_kernelspecs in Jupyter config)"
-    found["jupyterlab"] = Verdict(
-        "jupyterlab",
-        False,
-        f"{said}: the front end offers only "
-        "listed kernels, and asks which one for a notebook naming it",
-    )
-    found["voila"] = Verdict(
-        "voila",
-        False,
-        f"{said}: a notebook naming it runs in another "
-        "kernel of its language, if there is one (Voila's fallback)",
-    )
+    offered_only = "the front end offers only listed kernels, and asks which one for a notebook"
+    fallback = "a notebook naming it runs in another kernel of its language, if there is one"
+    found["jupyterlab"] = Verdict("jupyterlab", False, f"{said}: {offered_only} naming it")
+    found["voila"] = Verdict("voila", False, f"{said}: {fallback} (Voila's fallback)")
     server = found["jupyter-server"]
     if server.works:
         found["jupyter-server"] = Verdict(
