@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shlex
 import signal
 import subprocess
 import sys
@@ -350,6 +351,11 @@ def test_slurm_options_become_the_provisioners_config(user_kernels, capsys):
         (["--sbatch-option=-Jmine"], "kernelmagic names the job"),
         (["--sbatch-option=--output=/tmp/x"], "the job's stdio carries the connection"),
         (["--sbatch-option=--label"], "the job's stdio carries the connection"),
+        # srun takes any unambiguous start of a long option's name: --jobi is --jobid.
+        (["--sbatch-option=--jobi=123"], "use --allocation"),
+        (["--sbatch-option=--job-n=mine"], "kernelmagic names the job"),
+        (["--sbatch-option=--outp=/dev/null"], "the job's stdio carries the connection"),
+        (["--provisioner-config", "launch_timeout=0"], "launch_timeout must be a number"),
         # What --provisioner-config gives is checked as the flags are, and as the
         # provisioner's traits take it: these were written, and every start failed.
         (["--provisioner-config", "partition=1"], "expected a unicode string, not the int 1"),
@@ -435,9 +441,13 @@ def test_doctor_checks_the_scheduler_side(slurm_client_env, user_kernels, monkey
     verdicts = {v.client: v for v in report["geo-nowhere"].clients}
     assert not verdicts["jupyter-server"].works and not verdicts["nbclient"].works
     assert "no partition 'gpu'" in verdicts["jupyter-server"].reason
-    assert (
-        unknown.fix == "remote geo geo-nowhere --engine slurm --partition PARTITION ... --replace"
-    )
+    # The option to change, the others kept (the spec it came from may be gone since).
+    change = "patch geo-nowhere --provisioner kernelmagic-slurm-provisioner --provisioner-config"
+    assert unknown.fix == f"""{change} 'partition="PARTITION"'"""
+    assert main(shlex.split(unknown.fix.replace("PARTITION", "debug"))) == 0  # as printed
+    (fixed,) = doctor.diagnose(["geo-nowhere"]).diagnoses
+    assert not [p for p in fixed.problems if p.kind == "unknown-partition"]
+    assert main(shlex.split(unknown.fix.replace("PARTITION", "gpu"))) == 0  # as it was
     assert "outside any slurm job" in verdicts["vscode"].reason
     # A partition that is down, and an allocation that is not running: both were "ok".
     assert main(["remote", "geo", "geo-down", "--engine", "slurm", "--partition", "closed"]) == 0
@@ -527,6 +537,37 @@ def test_a_kernel_as_a_step_of_an_allocation(slurm_client_env, user_kernels):
         ).stdout.split()
         assert f"{allocation}.{step}" not in steps
         assert any(line.split()[0] == allocation for line in _all_jobs(cluster))
+    finally:
+        subprocess.run(["scancel", allocation], env=cluster.client_env())
+
+
+DOCTOR_OF_THEIRS = """
+    import json
+    from kernelmagic.operations import doctor
+
+    (diagnosis,) = doctor.diagnose(["geo-theirs"]).diagnoses
+    print(json.dumps({"kinds": [p.kind for p in diagnosis.problems],
+                      "works": [v.works for v in diagnosis.clients if v.client != "vscode"]}))
+"""
+
+
+def test_an_allocation_another_user_holds_cannot_take_a_step_of_yours(slurm_setup, user_kernels):
+    """The doctor called it ok; every start failed: "Unable to create step for job N:
+    Access/permission denied"."""
+    cluster = slurm_setup[0]
+    held = subprocess.run(
+        ["salloc", "--no-shell", "--nodes=1", "--job-name=roots-allocation"],
+        env=cluster.client_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    allocation = held.stderr.split("Granted job allocation ")[-1].split()[0]
+    assert allocation.isdigit(), held.stderr
+    try:
+        jupyter_path = make_slurm_spec(
+            slurm_setup, user_kernels, "geo-theirs", "--allocation", allocation
+        )
+        (said,) = run_client(slurm_setup, jupyter_path, DOCTOR_OF_THEIRS)
+        assert "allocation-not-yours" in said["kinds"]
+        assert not any(said["works"])
     finally:
         subprocess.run(["scancel", allocation], env=cluster.client_env())
 

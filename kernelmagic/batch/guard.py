@@ -28,7 +28,11 @@ def main() -> None:
     lifeline = int(sys.argv[1])
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: None)  # the submit command's to answer
-    submit = subprocess.Popen(sys.argv[2:])
+    try:
+        submit = subprocess.Popen(sys.argv[2:])
+    except OSError as exc:  # no srun here: said in one line, as a shell would say it
+        sys.stderr.write(f"{sys.argv[2]}: {exc.strerror or exc}\n")
+        sys.exit(127)
     watch = select.poll()
     watch.register(lifeline, select.POLLIN)  # hanging up is reported whatever is asked
     while True:

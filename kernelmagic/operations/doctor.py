@@ -18,7 +18,7 @@ from kernelmagic.domain import checks, clients, containers, env_checks, probes
 from kernelmagic.domain.checks import PROBLEM, Problem
 from kernelmagic.domain.ownership import TrustWalk
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.domain.provenance import Provenance, scan_root_of
+from kernelmagic.domain.provenance import scan_root_of
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import remote, remote_batch
@@ -154,14 +154,15 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
     stanza = info.spec["metadata"]["kernel_provisioner"]
     config = stanza.get("config") if isinstance(stanza.get("config"), dict) else {}
     if name in checks.BATCH_PROVISIONERS:
-        record = Provenance.of_spec(info.spec)
-        source = (record.remote_from if record else None) or "SRC"
-        remake = f"remote {source} {info.name} --engine {checks.BATCH_PROVISIONERS[name]}"
-        fixes = {  # the option to give again; the scheduler's side has no command to fix it
-            "unknown-partition": f"{remake} --partition PARTITION ... --replace",
-            "partition-down": f"{remake} --partition PARTITION ... --replace",
-            "bad-time-limit": f"{remake} --time LIMIT ... --replace",
-            "allocation-gone": f"{remake} --allocation JOBID ... --replace",
+        # The one option to change, the others kept (the spec it was made from may be gone);
+        # the scheduler's side has no command here to fix it.
+        change = f"patch {info.name} --provisioner {name} --provisioner-config"
+        fixes = {
+            "unknown-partition": f"""{change} 'partition="PARTITION"'""",
+            "partition-down": f"""{change} 'partition="PARTITION"'""",
+            "bad-time-limit": f"""{change} 'time="HH:MM:SS"'""",
+            "allocation-gone": f"""{change} 'allocation="JOBID"'""",
+            "allocation-not-yours": f"""{change} 'allocation="JOBID"'""",
         }
         problems += [
             Problem(kind, message, value, fix=fixes.get(kind))

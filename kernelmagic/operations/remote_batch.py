@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from kernelmagic.version import __version__
 # engine -> the provisioner that starts kernels as jobs of that scheduler
 BATCH_ENGINES = {engine: name for name, engine in checks.BATCH_PROVISIONERS.items()}
 BATCH_FIELDS = ("partition", "time", "cpus", "mem", "gres", "account", "qos", "nodes")
-JOB_OPTIONS = (*BATCH_FIELDS, "sbatch_options", "allocation")
+JOB_OPTIONS = (*BATCH_FIELDS, "sbatch_options", "allocation", "launch_timeout")
 PREREQUISITES = {
     "slurm": (
         "srun, squeue, scancel and sinfo on PATH wherever Jupyter runs (the login node or "
@@ -109,11 +110,24 @@ def check_job(engine: str, job: Mapping[str, Any]) -> None:
     for extra in job.get("sbatch_options", ()):
         if not str(extra).startswith("-"):
             raise InvalidInput(f"--sbatch-option {extra!r} is not an option (--name=value)")
-        taken = _TAKEN_OPTIONS.get(str(extra).split("=", 1)[0]) or (
-            _TAKEN_OPTIONS.get(str(extra)[:2]) if not str(extra).startswith("--") else None
-        )
+        taken = _taken(str(extra))
         if taken:
             raise InvalidInput(f"--sbatch-option {extra!r}: {taken}")
+    timeout = job.get("launch_timeout", 1)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise InvalidInput(f"launch_timeout must be a number of seconds above 0, not {timeout!r}")
+
+
+def _taken(word: str) -> str | None:
+    """Why an srun option is kernelmagic's own (None: it is not). srun takes any unambiguous
+    start of a long option's name (``--jobi`` for ``--jobid``): each start is one."""
+    if not word.startswith("--"):
+        return _TAKEN_OPTIONS.get(word[:2])
+    given = word.split("=", 1)[0]
+    if len(given) < 3:
+        return None
+    found = [why for name, why in _TAKEN_OPTIONS.items() if name.startswith(given)]
+    return found[0] if found else None
 
 
 # srun's options that the provisioner sets or reads itself: another value would make it lose
@@ -245,8 +259,17 @@ def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[st
         ))  # fmt: skip
     allocation = config.get("allocation")
     if isinstance(allocation, str) and allocation:
-        state = _job_state(allocation)
-        if state != "RUNNING":
+        state, owner = _job_state(allocation)
+        me = pwd.getpwuid(os.getuid()).pw_name
+        if state == "RUNNING" and owner != me:
+            found.append((
+                "allocation-not-yours",
+                f"{engine}: allocation {allocation} is {owner}'s, so Slurm refuses a step of "
+                f"yours in it; hold one of your own (salloc --no-shell ...) and point the "
+                "spec at it",
+                allocation,
+            ))  # fmt: skip
+        elif state != "RUNNING":
             found.append((
                 "allocation-gone",
                 f"{engine}: allocation {allocation} is "
@@ -285,16 +308,20 @@ def partitions(conf: str | None, path: str | None) -> dict[str, str] | str:
     return found
 
 
-def _job_state(job: str) -> str:
-    """The job's state as squeue lists it ("" when it is not listed: ended, or unknown)."""
+def _job_state(job: str) -> tuple[str, str]:
+    """The job's state and owner as squeue lists them (state "" when it is not listed:
+    ended, or unknown)."""
     try:
         listed = subprocess.run(
-            ["squeue", "--noheader", f"--jobs={job}", "--format=%T"],
+            ["squeue", "--noheader", f"--jobs={job}", "--format=%T %u"],
             capture_output=True,
             text=True,
             timeout=20,
             check=False,
         )
     except (subprocess.TimeoutExpired, OSError):
-        return "unknown (squeue did not answer)"
-    return listed.stdout.strip().split("\n")[0].strip() if listed.returncode == 0 else ""
+        return "unknown (squeue did not answer)", ""
+    if listed.returncode != 0 or not listed.stdout.strip():
+        return "", ""
+    state, _, owner = listed.stdout.strip().split("\n")[0].strip().partition(" ")
+    return state, owner.strip()
