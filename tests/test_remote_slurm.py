@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 
+import nbformat
 import pytest
 from helpers import write_spec
 
@@ -418,7 +419,7 @@ def slurm_client_env(slurm_cluster, monkeypatch):
     return slurm_cluster
 
 
-def test_doctor_checks_the_scheduler_side(slurm_client_env, user_kernels, monkeypatch):
+def test_doctor_checks_the_scheduler_side(slurm_client_env, user_kernels, monkeypatch, capsys):
     write_spec(user_kernels, "geo")
     assert main(["remote", "geo", "geo-slurm", "--engine", "slurm", "--partition", "debug"]) == 0
     assert main(["remote", "geo", "geo-nowhere", "--engine", "slurm", "--partition", "gpu"]) == 0
@@ -448,6 +449,16 @@ def test_doctor_checks_the_scheduler_side(slurm_client_env, user_kernels, monkey
     (fixed,) = doctor.diagnose(["geo-nowhere"]).diagnoses
     assert not [p for p in fixed.problems if p.kind == "unknown-partition"]
     assert main(shlex.split(unknown.fix.replace("PARTITION", "gpu"))) == 0  # as it was
+    # A notebook naming a kernel not here: a spec srun refuses is no match, nor its fix
+    # (`notebook` offered it first, then `--fix` refused it).
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "geo-nowhere-2", "language": "python"}
+    path = user_kernels.parent / "nb.ipynb"
+    nbformat.write(notebook, path)
+    capsys.readouterr()
+    main(["notebook", str(path)])
+    said = capsys.readouterr().out
+    assert "geo-nowhere" not in said.replace("geo-nowhere-2", ""), said
     assert "outside any slurm job" in verdicts["vscode"].reason
     # A partition that is down, and an allocation that is not running: both were "ok".
     assert main(["remote", "geo", "geo-down", "--engine", "slurm", "--partition", "closed"]) == 0

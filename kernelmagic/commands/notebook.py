@@ -11,7 +11,7 @@ from typing import ClassVar
 from kernelmagic.commands.render import Shown, command, table
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations import notebooks
+from kernelmagic.operations import notebooks, remote_batch
 from kernelmagic.operations.notebooks import NotebookReports
 from kernelmagic.options import DRY_RUN, SPEC_NAME, Option, option, path
 from kernelmagic.settings import Settings
@@ -74,6 +74,7 @@ class Request:
 
 
 def run(request: Request) -> NotebookReports:
+    remote_batch.partitions.cache_clear()  # the cluster as it is now, asked once this run
     specs = discovery.list_specs()
     reports = notebooks.NotebookReports()
     found = list(notebook_files.notebooks_in(request.paths))

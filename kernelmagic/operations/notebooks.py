@@ -15,13 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelmagic.domain import clients
+from kernelmagic.domain import checks, clients
 from kernelmagic.domain.checks import PROBLEM
 from kernelmagic.domain.jupyter_rules import is_valid_kernel_name
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations import doctor, edit
+from kernelmagic.operations import doctor, edit, remote_batch
 from kernelmagic.storage import discovery, notebook_files
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9.]*")
@@ -156,7 +156,17 @@ def _sharing(words: list[str]) -> str:
 
 
 def _cannot_start(info: discovery.SpecInfo) -> bool:
-    return any(p.kind in clients.CANNOT_START for p in info.problems)
+    """A problem of the listing keeps it from starting, or (a batch spec) the scheduler's
+    side does: its partition, its allocation (asked of the scheduler, as the doctor asks)."""
+    if any(p.kind in clients.CANNOT_START for p in info.problems):
+        return True
+    provisioner = checks.provisioner_name(info.spec)
+    if provisioner not in checks.BATCH_PROVISIONERS:
+        return False
+    stanza = info.spec["metadata"]["kernel_provisioner"]
+    config = stanza.get("config") if isinstance(stanza.get("config"), dict) else {}
+    found = remote_batch.batch_problems(provisioner, config)
+    return any(kind in clients.SCHEDULER_CANNOT_START for kind, _, _ in found)
 
 
 def _startable_by_name(info: discovery.SpecInfo) -> bool:
