@@ -103,6 +103,22 @@ def test_refresh_moves_argv_when_the_module_now_provides_another_python(
     assert spec["env"]["PATH"].startswith(f"{newer / 'bin'}:")
 
 
+def test_refresh_moves_the_interpreter_where_it_is_and_keeps_an_argv_prefix(
+    ip, user_kernels, modules, tmp_path
+):
+    """After `patch --argv-prefix "nice -n 3"`, refresh put the new interpreter over `nice`:
+    `python3 -n 3 python3 -m ipykernel_launcher ...`, which no client could start."""
+    ip.run_line_magic("kernel_install", "gdal --modules gdal/3.8")
+    ip.run_line_magic("kernel_patch", "gdal --argv-prefix 'nice -n 3'")
+    newer = make_venv(tmp_path / "python-3.x-rebuilt", with_ipykernel=True)
+    modules["write"]("3.8", str(modules["gdal"] / "share"), python_bin=newer / "bin")
+    ip.run_line_magic("kernel_refresh", "gdal")
+    argv = spec_json(user_kernels, "gdal")["argv"]
+    assert argv[:4] == ["nice", "-n", "3", str(newer / "bin" / "python3")]
+    assert argv.count(str(newer / "bin" / "python3")) == 1
+    assert run_in_kernel("gdal")["prefix"] == str(newer)
+
+
 def test_snippet_that_cds_and_exports_a_token_captures_neither(ip, user_kernels, tmp_path):
     snippet = f"cd {tmp_path}\nexport MY_API_TOKEN=abc123\nexport PROJ_LIB=/opt/proj\n"
     ip.run_cell_magic("kernel_install", f"snip --python {sys.executable}", snippet)

@@ -131,8 +131,12 @@ def refresh(
         else:
             spec.pop("env", None)
         argv = list(spec.get("argv") or [])
-        if program is not None and argv and argv[0] != program:
-            argv[0] = program
+        # The interpreter is where it was recorded: after a prefix (patch --argv-prefix
+        # nice -n 3) argv[0] is the prefix's program, and replacing it broke the spec.
+        was = current.python if python else current.program
+        at = argv.index(was) if was in argv else (0 if was is None else None)
+        if program is not None and at is not None and at < len(argv) and argv[at] != program:
+            argv[at] = program
             spec["argv"] = argv
         if python:
             current.python = program
