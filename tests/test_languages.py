@@ -135,6 +135,23 @@ def test_doctor_on_an_r_spec_that_cannot_load_irkernel(user_kernels, r_with_irke
     assert "install.packages" in str(problems[0])
 
 
+def test_an_r_spec_behind_a_prefix_is_probed_as_r(user_kernels, r_with_irkernel, tmp_path):
+    """`patch --argv-prefix "nice -n 10"` on an R spec: the probe ran nice with R's arguments
+    ("unrecognized option '--slave'"), called it cannot-start in every client, and a notebook
+    naming it broken, while every client ran it. The probe runs R; a broken one still shows."""
+    assert main(["install", "rn", "--kernel", "ir", "--capture", "none"]) == 0
+    assert main(["patch", "rn", "--argv-prefix", "nice -n 10"]) == 0
+    (diagnosis,) = doctor.diagnose(["rn"]).diagnoses
+    assert not [p for p in diagnosis.problems if p.severity == "problem"], diagnosis.problems
+    assert all(v.works for v in diagnosis.clients if v.client != "vscode")
+    assert kernel_output("rn", "cat(6 * 7)").strip() == "42"
+    empty = tmp_path / "empty-site-library"
+    empty.mkdir()
+    assert main(["env", "-k", "rn", f"R_LIBS_SITE={empty}"]) == 0
+    (diagnosis,) = doctor.diagnose(["rn"]).diagnoses
+    assert [p.kind for p in diagnosis.problems] == ["launcher-import"]
+
+
 def test_an_r_without_irkernel_is_refused_at_install(ip, user_kernels, r_with_irkernel, tmp_path):
     empty = tmp_path / "empty-site-library"
     empty.mkdir()

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from string import Template
 from typing import Any
@@ -87,6 +87,11 @@ def _python_launcher(argv: list[str]) -> tuple[int, str] | None:
     return None
 
 
+def _word_at(argv: list[str], is_it: Callable[[str], bool]) -> int | None:
+    """Where the first word whose program name ``is_it`` stands (None: none does)."""
+    return next((i for i, word in enumerate(argv) if is_it(os.path.basename(word))), None)
+
+
 def _program(argv: list[str], at: int, env: Mapping[str, str]) -> str | None:
     if at == 0:  # Jupyter starts argv[0] itself (a bare python is its own interpreter)
         program = checks.launch_program(argv[0], env=dict(env))  # on the kernel's PATH
@@ -111,9 +116,14 @@ def probe_for(spec: dict[str, Any], environ: Mapping[str, str]) -> Probe | None:
         at, module = python
         kind = "python"
     elif "IRkernel::main()" in argv:
-        at, kind = 0, "r"
-    elif os.path.basename(argv[0]).startswith("julia"):
-        at, kind = 0, "julia"
+        # R itself, after any prefix (nice -n 3, env A=1, setsid -w): the prefix's program
+        # run with R's arguments failed ("unrecognized option '--slave'") where R starts.
+        found = _word_at(argv, lambda name: re.fullmatch(r"R(-[0-9.]+)?", name) is not None)
+        if found is None:
+            return None
+        at, kind = found, "r"
+    elif (found := _word_at(argv, lambda name: name.startswith("julia"))) is not None:
+        at, kind = found, "julia"
     else:
         return None
     if any(os.path.basename(word) in _CONTAINER_RUNNERS for word in argv[:at]):
