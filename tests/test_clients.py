@@ -244,8 +244,12 @@ def test_what_the_probes_found_decides_the_verdicts(user_kernels, bare_python, c
     ipykernel were listed as problems while every verdict said works."""
     write_spec(user_kernels, "number", _spec("n", env={"THREADS": 4}))
     write_spec(user_kernels, "bare", _spec("b", [bare_python, *KERNEL[1:]]))
-    _, specs = _doctor_json(capsys, "number", "bare")
-    for name, kind in (("number", "structure"), ("bare", "launcher-import")):
+    # -X and its value as two words: no probe ran, and it was "ok" (a walk's find).
+    split = [bare_python, "-X", "frozen_modules=off", *KERNEL[1:]]
+    write_spec(user_kernels, "bare-x", _spec("x", split))
+    _, specs = _doctor_json(capsys, "number", "bare", "bare-x")
+    for name, kind in (("number", "structure"), ("bare", "launcher-import"),
+                       ("bare-x", "launcher-import")):  # fmt: skip
         assert kind in [p["kind"] for p in specs[name]["problems"]]
         verdicts = specs[name]["clients"]
         assert not any(verdicts[c]["works"] for c in verdicts if c != "vscode"), name

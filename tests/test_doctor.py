@@ -348,3 +348,14 @@ def test_ctrl_c_stops_doctor_launch_and_the_kernels_it_started(user_kernels):
     assert doctor_run.returncode == 130, (out, err)
     assert err.strip() == "kernelmagic: interrupted" and "Traceback" not in err
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
+
+
+def test_doctor_launch_json_is_json_whatever_the_kernel_prints(user_kernels, capfd):
+    """A wrapper that says "loading geo stack" on stdout: it came out before the report,
+    and `doctor --launch --json` was no longer JSON."""
+    script = f'echo loading geo stack; exec {sys.executable} -m ipykernel_launcher -f "$0"'
+    write_spec(user_kernels, "loud", {"argv": ["/bin/sh", "-c", script, "{connection_file}"]})
+    capfd.readouterr()
+    assert main(["doctor", "--launch", "--json", "--no-interrupt-check", "loud"]) == 0
+    out = capfd.readouterr().out
+    assert json.loads(out)["specs"]["loud"]["result"] == "started"

@@ -78,8 +78,8 @@ def _python_launcher(argv: list[str]) -> tuple[int, str] | None:
     for i, arg in enumerate(argv[:-1]):
         if arg != "-m":
             continue
-        at = i - 1
-        while at > 0 and argv[at].startswith("-"):
+        at = i - 1  # back over the interpreter's options, -X and -W with their values
+        while at > 0 and (argv[at].startswith("-") or argv[at - 1] in ("-X", "-W")):
             at -= 1
         if at < 0 or not _PYTHON_PROGRAM.match(os.path.basename(argv[at])):
             return None

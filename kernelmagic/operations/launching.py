@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import queue
+import subprocess
 import tempfile
 import threading
 import time
@@ -287,8 +288,11 @@ def launch(
             # kernelmagic's batch provisioners relay the job's stderr where they are told.
             provisioner = checks.provisioner_name({"metadata": metadata})
             local = provisioner in (None, "local-provisioner", *checks.BATCH_PROVISIONERS)
+            # A kernel's own stdout (a wrapper's "loading ...") is not the report's: it broke
+            # `doctor --launch --json`.
+            streams = {"stderr": stderr.write_end, "stdout": subprocess.DEVNULL} if local else {}
             with _JUPYTER_CLIENTS_LOG.quiet():
-                manager.start_kernel(**({"stderr": stderr.write_end} if local else {}), cwd=cwd)
+                manager.start_kernel(**streams, cwd=cwd)
         except Exception as exc:  # whatever keeps the process from starting at all
             return Launch(name, FAILED, reason=f"cannot start: {exc}")
         finally:
