@@ -89,6 +89,21 @@ def test_a_spec_that_jupyter_config_does_not_allow_still_runs_a_notebook_naming_
     assert not works["jupyterlab"] and not works["voila"]  # they pick from the listing
 
 
+def test_a_match_the_doctors_probes_find_broken_is_not_offered(
+    user_kernels, tmp_path, capsys, bare_python
+):
+    """An interpreter without ipykernel is found by the probes only: `notebook` offered such
+    a spec as the best match and its fix, which `--fix` then refused."""
+    argv = [bare_python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    write_spec(user_kernels, "geo-bare", {"argv": argv, "display_name": "G", "language": "python"})
+    write_spec(user_kernels, "plain", {"argv": KERNEL, "display_name": "P", "language": "python"})
+    notebook = _notebook(tmp_path / "n.ipynb", {"name": "geo-bare-2", "language": "python"})
+    _, out = _report(capsys, str(notebook))
+    assert "geo-bare (" not in out and "--fix geo-bare" not in out, out
+    assert "--fix plain" in out
+    assert main(["notebook", str(notebook), "--fix", "plain"]) == 0  # as offered
+
+
 def test_a_notebook_from_another_machine_gets_its_matches_best_first(local_specs, tmp_path, capsys):
     notebook = _notebook(tmp_path / "analysis.ipynb", FROM_ELSEWHERE)
     status, out = _report(capsys, str(notebook))

@@ -243,6 +243,10 @@ def examine(path: str, specs: list[discovery.SpecInfo]) -> NotebookReport:
         f"no kernel spec '{name}' here" if name else "the notebook names no kernel"
     ) + (f" ({info.problems[0]})" if info is not None and info.problems else "")
     report.matches = rank(report.wanted, specs)
+    # The listing's problems ruled some out; the doctor's probes (an R without IRkernel)
+    # rule out more: the best match offered, and --fix's, is one that starts.
+    while report.matches and _why_it_cannot_start(by_name[report.matches[0].name]):
+        report.matches.pop(0)
     if report.matches:  # named, so that the command says what it will use
         best = f"--fix {report.matches[0].name}"
         report.fix_words = best if _alias_can_fix(name) else f"{best} --rewrite"
@@ -254,13 +258,18 @@ def _alias_can_fix(name: str) -> bool:
     return bool(name) and is_valid_kernel_name(name.lower())
 
 
-def _refuse_if_it_cannot_start(chosen: discovery.SpecInfo) -> None:
+def _why_it_cannot_start(chosen: discovery.SpecInfo) -> str | None:
+    """What keeps ``chosen`` from starting, as the doctor finds it (None: nothing)."""
     diagnosis = doctor.diagnose([chosen.name]).diagnoses[0]
     blocking = [str(p) for p in diagnosis.problems if p.kind in clients.CANNOT_START]
     if not chosen.visible:
         blocking += [str(p) for p in chosen.problems] or ["Jupyter does not list it"]
-    if blocking:
-        why = blocking[0]
+    return blocking[0] if blocking else None
+
+
+def _refuse_if_it_cannot_start(chosen: discovery.SpecInfo) -> None:
+    why = _why_it_cannot_start(chosen)
+    if why is not None:
         raise KernelmagicError(
             f"{chosen.name} cannot start ({why}); choose another spec, or --force to use it"
         )
