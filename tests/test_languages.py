@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from IPython.core.error import UsageError
 from nbclient import NotebookClient
 
 from kernelmagic.frontends.cli import main
-from kernelmagic.operations import doctor
+from kernelmagic.operations import doctor, launching
 
 
 @pytest.fixture(scope="session")
@@ -150,6 +151,21 @@ def test_an_r_spec_behind_a_prefix_is_probed_as_r(user_kernels, r_with_irkernel,
     assert main(["env", "-k", "rn", f"R_LIBS_SITE={empty}"]) == 0
     (diagnosis,) = doctor.diagnose(["rn"]).diagnoses
     assert [p.kind for p in diagnosis.problems] == ["launcher-import"]
+
+
+def test_an_r_spec_in_message_mode_loses_its_interrupts(user_kernels, r_with_irkernel):
+    """IRkernel answers no interrupt_request: in message mode a server's interrupt returned
+    204 and the cell ran on, while the doctor said nothing (and for `setsid -w R` it advised
+    message mode). The fix, run as printed, makes the interrupt arrive."""
+    assert main(["install", "rm", "--kernel", "ir", "--capture", "none"]) == 0
+    assert main(["patch", "rm", "--interrupt-mode", "message"]) == 0
+    (diagnosis,) = doctor.diagnose(["rm"]).diagnoses
+    (lost,) = [p for p in diagnosis.problems if p.kind == "interrupt-lost"]
+    assert lost.fix == "patch rm --interrupt-mode signal"
+    assert main(shlex.split(lost.fix)) == 0
+    (diagnosis,) = doctor.diagnose(["rm"]).diagnoses
+    assert "interrupt-lost" not in [p.kind for p in diagnosis.problems]
+    assert launching.launch("rm", 120).interrupted is True
 
 
 def test_an_r_without_irkernel_is_refused_at_install(ip, user_kernels, r_with_irkernel, tmp_path):

@@ -337,10 +337,23 @@ def interrupt_problems(info: SpecInfo) -> list[Problem]:
     """
     argv = checks.argv_strings(info.spec) or []
     mode = info.spec.get("interrupt_mode")
-    if not argv or (isinstance(mode, str) and mode.lower() == "message") or _provisioner(info.spec):
+    irkernel = "IRkernel::main()" in argv  # it answers no interrupt_request (signals only)
+    message = isinstance(mode, str) and mode.lower() == "message"
+    if argv and message and irkernel:
+        return [
+            Problem(
+                "interrupt-lost",
+                "interrupt_mode is message, and IRkernel answers no interrupt_request: an "
+                "interrupt is lost (the cell runs on); use signal mode",
+                "message",
+                fix=f"patch {shlex.quote(info.name)} --interrupt-mode signal",
+            )
+        ]
+    if not argv or message or _provisioner(info.spec):
         return []
     program = os.path.basename(argv[0])
-    fix = f"patch {shlex.quote(info.name)} --interrupt-mode message"
+    # Message mode is the way round a wrapper, where the kernel answers it (IRkernel does not).
+    fix = None if irkernel else f"patch {shlex.quote(info.name)} --interrupt-mode message"
     if program == "setsid":
         if not checks.setsid_waits(argv):
             return []  # it cannot start at all: its own problem (detaches) says so
@@ -349,8 +362,8 @@ def interrupt_problems(info: SpecInfo) -> list[Problem]:
                 "interrupt-lost",
                 "an interrupt ends setsid -w, not the kernel (setsid starts it apart from the "
                 "process group Jupyter signals), and the kernel exits with its parent: the "
-                "server restarts it and its state is lost; start the kernel without setsid, or "
-                "set interrupt_mode to message",
+                "server restarts it and its state is lost; start the kernel without setsid"
+                + ("" if irkernel else ", or set interrupt_mode to message"),
                 argv[0],
                 fix=fix,
             )
