@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import nbformat
@@ -166,6 +167,20 @@ def test_an_r_spec_in_message_mode_loses_its_interrupts(user_kernels, r_with_irk
     (diagnosis,) = doctor.diagnose(["rm"]).diagnoses
     assert "interrupt-lost" not in [p.kind for p in diagnosis.problems]
     assert launching.launch("rm", 120).interrupted is True
+
+
+def test_doctor_launch_leaves_no_kernel_a_wrapper_started_apart(user_kernels, r_with_irkernel):
+    """`setsid -w R ...`: shutdown killed setsid's process group, and IRkernel, in a session
+    of its own and not watching its parent, ran on (adopted by init) after every launch."""
+    marker = f"km-apart-{os.getpid()}"
+    argv = ["setsid", "-w", r_with_irkernel, "--slave", "-e", "IRkernel::main()", "--args",
+            "{connection_file}", marker]  # fmt: skip
+    write_spec(user_kernels, "rs", {"argv": argv, "display_name": "R", "language": "R"})
+    assert launching.launch("rs", 120, interrupt=False).started
+    deadline = time.monotonic() + 10
+    while subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "the kernel outlived its launch"
+        time.sleep(0.1)
 
 
 def test_an_r_without_irkernel_is_refused_at_install(ip, user_kernels, r_with_irkernel, tmp_path):

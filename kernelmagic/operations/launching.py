@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import queue
+import signal
 import subprocess
 import tempfile
 import threading
@@ -329,6 +330,27 @@ def launch(
             client.stop_channels()
             with contextlib.suppress(Exception):
                 manager.shutdown_kernel(now=True)
+            _end_the_kernels_of(manager.connection_file)
+
+
+def _end_the_kernels_of(connection_file: str) -> None:
+    """Kill what still runs with this launch's connection file: a kernel a wrapper started
+    in a session of its own (``setsid -w R ...``) outlives the process group that shutdown
+    kills, and IRkernel does not watch its parent. Linux's /proc; elsewhere nothing."""
+    if not connection_file or not os.path.isdir("/proc"):
+        return
+    wanted = os.fsencode(connection_file)
+    for pid in (int(entry) for entry in os.listdir("/proc") if entry.isdigit()):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                words = cmdline.read().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if wanted in words and pid != os.getpid():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _not_launched_because(
