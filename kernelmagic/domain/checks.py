@@ -289,9 +289,11 @@ def launch_program(program: str, resource_dir: str = "", env: Any = None) -> str
     """
     if program in _BARE_PYTHONS:
         return sys.executable
-    names = {"resource_dir": resource_dir, "prefix": sys.prefix}
-    program = _PLACEHOLDER.sub(lambda m: names.get(m.group(1)) or m.group(), program)
-    program = os.path.expanduser(program)
+    if "{" in program:  # (the checks of most specs' plain path cost a listing nothing)
+        names = {"resource_dir": resource_dir, "prefix": sys.prefix}
+        program = _PLACEHOLDER.sub(lambda m: names.get(m.group(1)) or m.group(), program)
+    if program.startswith("~"):
+        program = os.path.expanduser(program)
     if os.sep in program or (os.altsep and os.altsep in program):
         return program
     return shutil.which(program, path=kernel_path(env)) or program
