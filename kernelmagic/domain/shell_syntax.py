@@ -6,7 +6,7 @@ One parser serves the line magic, the cell magic and ``kernelmagic env --file``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from kernelmagic.errors import InvalidInput
 
@@ -62,7 +62,7 @@ def _logical_lines(text: str, *, newline_ends_line: bool = True) -> Iterator[tup
             newline = text.find("\n", i)
             i = end if newline < 0 or not newline_ends_line else newline
         elif char == "$" and text.startswith("$'", i):
-            opened, i = i, _dollar_quoted(text, i + 2, word, start)
+            opened, i = i, _quoted(text, i + 2, word, start, "'", _c_escape)
             line += text.count("\n", opened, i)
             in_word = True
         elif char == "'":
@@ -73,7 +73,7 @@ def _logical_lines(text: str, *, newline_ends_line: bool = True) -> Iterator[tup
             line += text.count("\n", i, close)
             in_word, i = True, close + 1
         elif char == '"':
-            opened, i = i, _double_quoted(text, i + 1, word, start)
+            opened, i = i, _quoted(text, i + 1, word, start, '"', _in_double_quotes)
             line += text.count("\n", opened, i)
             in_word = True
         elif char == "\\":
@@ -104,12 +104,15 @@ _C_ESCAPES = {"a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "n": "\
 _C_NUMBERS = re.compile(r"x([0-9A-Fa-f]{1,2})|u([0-9A-Fa-f]{1,4})|U([0-9A-Fa-f]{1,8})|([0-7]{1,3})")
 
 
-def _dollar_quoted(text: str, i: int, word: list[str], start: int) -> int:
-    """Append the contents of a ``$'...'`` part whose text starts at ``i``, its escapes
-    read as bash reads them; return the index after its closing quote."""
+Escape = Callable[[str, int], tuple[str, int]]  # (what the backslash at i stands for, next i)
+
+
+def _quoted(text: str, i: int, word: list[str], start: int, quote: str, escaped: Escape) -> int:
+    """Append the contents of a part quoted by ``quote`` whose text starts at ``i``, each
+    backslash read by ``escaped``; return the index after its closing quote."""
     end = len(text)
     while True:
-        close = text.find("'", i)
+        close = text.find(quote, i)
         escape = text.find("\\", i, close if close >= 0 else end)
         if escape < 0:
             if close < 0:
@@ -119,40 +122,28 @@ def _dollar_quoted(text: str, i: int, word: list[str], start: int) -> int:
         word.append(text[i:escape])
         if escape + 1 >= end:
             raise _Unclosed(start)
-        code = text[escape + 1]
-        number = _C_NUMBERS.match(text, escape + 1)
-        if code in _C_ESCAPES:
-            word.append(_C_ESCAPES[code])
-            i = escape + 2
-        elif number:
-            digits = next(group for group in number.groups() if group is not None)
-            value = int(digits, 8 if number.group(4) else 16)
-            unicode = value <= 0x10FFFF and not 0xD800 <= value <= 0xDFFF
-            word.append(chr(value) if unicode else "\ufffd")
-            i = number.end()
-        else:  # not an escape: kept, backslash and all, as bash keeps it
-            word.append("\\")
-            i = escape + 1
+        said, i = escaped(text, escape)
+        word.append(said)
 
 
-def _double_quoted(text: str, i: int, word: list[str], start: int) -> int:
-    """Append the contents of a double-quoted part starting at ``i``; return the index after
-    its closing quote."""
-    end = len(text)
-    while True:
-        close = text.find('"', i)
-        escape = text.find("\\", i, close if close >= 0 else end)
-        if close < 0 and escape < 0:
-            raise _Unclosed(start)
-        if escape < 0:
-            word.append(text[i:close])
-            return close + 1
-        word.append(text[i:escape])
-        if escape + 1 >= end:
-            raise _Unclosed(start)
-        following = text[escape + 1]
-        word.append(following if following in '"\\' else "\\" + following)
-        i = escape + 2
+def _in_double_quotes(text: str, escape: int) -> tuple[str, int]:
+    """Inside double quotes a backslash escapes only ``"`` and itself."""
+    following = text[escape + 1]
+    return (following if following in '"\\' else "\\" + following), escape + 2
+
+
+def _c_escape(text: str, escape: int) -> tuple[str, int]:
+    """Inside ``$'...'``, as bash reads it: a C escape, a number, or the backslash kept."""
+    code = text[escape + 1]
+    if code in _C_ESCAPES:
+        return _C_ESCAPES[code], escape + 2
+    number = _C_NUMBERS.match(text, escape + 1)
+    if number is None:  # not an escape: kept, backslash and all, as bash keeps it
+        return "\\", escape + 1
+    digits = next(group for group in number.groups() if group is not None)
+    value = int(digits, 8 if number.group(4) else 16)
+    unicode = value <= 0x10FFFF and not 0xD800 <= value <= 0xDFFF
+    return (chr(value) if unicode else "\ufffd"), number.end()
 
 
 def split_words(text: str) -> list[str]:
