@@ -166,7 +166,7 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
         }
         problems += [
             Problem(kind, message, value, fix=fixes.get(kind))
-            for kind, message, value in remote_batch.batch_problems(name, config)
+            for kind, message, value in remote_batch.spec_batch_problems(info.spec)
         ]
     if config:
         try:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelmagic.domain import checks, clients
+from kernelmagic.domain import clients
 from kernelmagic.domain.checks import PROBLEM
 from kernelmagic.domain.jupyter_rules import is_valid_kernel_name
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
@@ -160,12 +160,7 @@ def _cannot_start(info: discovery.SpecInfo) -> bool:
     side does: its partition, its allocation (asked of the scheduler, as the doctor asks)."""
     if any(p.kind in clients.CANNOT_START for p in info.problems):
         return True
-    provisioner = checks.provisioner_name(info.spec)
-    if provisioner not in checks.BATCH_PROVISIONERS:
-        return False
-    stanza = info.spec["metadata"]["kernel_provisioner"]
-    config = stanza.get("config") if isinstance(stanza.get("config"), dict) else {}
-    found = remote_batch.batch_problems(provisioner, config)
+    found = remote_batch.spec_batch_problems(info.spec)
     return any(kind in clients.SCHEDULER_CANNOT_START for kind, _, _ in found)
 
 

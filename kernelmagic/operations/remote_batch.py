@@ -205,6 +205,15 @@ def make_batch_spec(
     return change, PREREQUISITES[engine].format(python=python)
 
 
+def spec_batch_problems(spec: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``batch_problems`` of a spec started by a batch provisioner; none for any other."""
+    provisioner = checks.provisioner_name(spec)
+    if provisioner not in checks.BATCH_PROVISIONERS:
+        return []
+    config = spec["metadata"]["kernel_provisioner"].get("config")
+    return batch_problems(provisioner, config if isinstance(config, dict) else {})
+
+
 def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(kind, message, value) for what keeps a batch spec from starting here: the
     scheduler's commands missing from PATH, a scheduler that does not answer, a partition
