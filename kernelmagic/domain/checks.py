@@ -151,8 +151,9 @@ def launch_problems(
     # ({response_address} instead of {connection_file}): neither check applies here.
     local = provisioner_name(spec) in (None, "local-provisioner")
     program = launch_program(argv[0], resource_dir, spec.get("env"))
+    search = kernel_path(spec.get("env"))  # the spec's own PATH, if it gives one
     state = PROGRAM_OK
-    if local and os.sep not in program and kernel_path(spec.get("env")) is not None:
+    if local and os.sep not in program and search is not None:
         state = PROGRAM_MISSING  # not on the PATH the spec gives its kernel (nor its own)
     elif local:
         state = program_exists(program)
@@ -167,7 +168,7 @@ def launch_problems(
             )
         )
     elif state == PROGRAM_MISSING:
-        where = " on the PATH its env gives the kernel" if kernel_path(spec.get("env")) else ""
+        where = " on the PATH its env gives the kernel" if search else ""
         problems.append(
             Problem(
                 "missing-program",
