@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -134,3 +136,84 @@ def test_the_server_lists_and_starts_the_same_specs_with_it(served_specs):
             assert _request(f"{url}/api/kernels/{kernel['id']}")["name"] == "geo"
         finally:
             _request(f"{url}/api/kernels/{kernel['id']}", "DELETE")
+
+
+@contextlib.contextmanager
+def running_voila(folder: Path):
+    """A real Voila (its own app, as `voila DIR` runs it) serving ``folder``, from there:
+    Voila reads its config from its working directory first."""
+    port = _free_port()
+    log = folder.parent / f"voila-{port}.log"
+    command = [sys.executable, "-m", "voila", str(folder), "--no-browser", f"--port={port}",
+               "--Voila.ip=127.0.0.1"]  # fmt: skip
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=folder, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/", timeout=10).read()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("Voila did not start:\n" + log.read_text()[-3000:])
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize(
+    "config_file", ["jupyter_config.json", "jupyter_server_config.json", "voila.json"]
+)
+def test_each_clients_own_config_decides_whether_it_lists_a_spec(
+    config_file, user_kernels, tmp_path, capsys
+):
+    """``allowed_kernelspecs`` leaves a spec out where the client's own config file sets it:
+    the server reads jupyter_config then jupyter_server_config, Voila's app voila.json only.
+    The doctor read jupyter_config alone for every client: a real Voila ran a spec it
+    called left out, and JupyterLab's listing left out one it called listed."""
+    pytest.importorskip("voila", reason="voila is not installed (the test extra has it)")
+    nbformat = pytest.importorskip("nbformat")
+    from kernelmagic.commands import notebook
+    from kernelmagic.frontends.cli import main
+
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    for name in ("plain", "hidden"):
+        spec = {"argv": argv, "display_name": name, "language": "python", "env": {"KM": name}}
+        write_spec(user_kernels, name, spec)
+    config = Path(os.environ["JUPYTER_CONFIG_DIR"])
+    config.mkdir(parents=True, exist_ok=True)
+    (config / config_file).write_text('{"KernelSpecManager": {"allowed_kernelspecs": ["plain"]}}')
+    root = tmp_path / "root"
+    root.mkdir()
+    kernelspec = {"name": "hidden", "display_name": "hidden", "language": "python"}
+    document = nbformat.v4.new_notebook(metadata={"kernelspec": kernelspec})
+    document.cells.append(nbformat.v4.new_code_cell("import os; print('KM=' + os.environ['KM'])"))
+    nbformat.write(document, root / "n.ipynb")
+
+    with running_servers(root, ()) as (url,), running_voila(root) as voila:
+        listed = "hidden" in _request(url + "/api/kernelspecs")["kernelspecs"]
+        kernel = _request(url + "/api/kernels", "POST", {"name": "hidden"})
+        _request(f"{url}/api/kernels/{kernel['id']}", "DELETE")
+        with urllib.request.urlopen(voila + "/voila/render/n.ipynb", timeout=120) as page:
+            ran = re.search(rb"KM=(\w+)", page.read())
+    assert kernel["name"] == "hidden"  # started by its name, whatever the config
+    voila_ran_it = ran is not None and ran.group(1) == b"hidden"
+
+    capsys.readouterr()
+    main(["doctor", "--json", "hidden"])
+    found = json.loads(capsys.readouterr().out)["specs"]["hidden"]["clients"]
+    assert found["jupyterlab"]["works"] == listed, found["jupyterlab"]
+    assert found["jupyter-server"]["works"], found["jupyter-server"]
+    assert found["voila"]["works"] == voila_ran_it, found["voila"]
+    (report,) = notebook.run(notebook.Request((str(root / "n.ipynb"),)))
+    said = {verdict.client: verdict for verdict in report.clients}
+    assert (said["voila"].spec == "hidden") == voila_ran_it, said["voila"]  # else its fallback
+    assert (said["jupyterlab"].spec == "hidden") == listed, said["jupyterlab"]

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kernelmagic.domain import checks, containers
+from kernelmagic.domain import checks, containers, jupyter_rules
 from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
 from kernelmagic.domain.spec_info import SpecInfo
 from kernelmagic.reading import read_regular_head
@@ -143,23 +143,40 @@ def _vscode(info: SpecInfo, argv: list[str], *, provisioners: bool = True) -> Ve
 RENAMED = {"python": "python3"}
 
 
-def _not_allowed(info: SpecInfo, problems: list[Problem]) -> list[Verdict]:
-    """Jupyter config's ``allowed_kernelspecs`` filters listings only: what starts a kernel by
-    its name (``get_kernel_spec``) still finds this spec; what picks from a listing does not."""
-    kept = [p for p in problems if p.kind != "not-allowed"]
-    as_listed = dataclasses.replace(info, visible=True, problems=kept)
-    found = {v.client: v for v in verdicts(as_listed, kept)}
-    said = "not in /api/kernelspecs (allowed_kernelspecs in Jupyter config)"
-    offered_only = "the front end offers only listed kernels, and asks which one for a notebook"
+def client_listings() -> dict[str, jupyter_rules.DiscoveryConfig]:
+    """The config of each client that picks a spec from a listing: the server's
+    ``/api/kernelspecs`` (JupyterLab's launcher; Voila as a server extension) loads
+    jupyter_config then jupyter_server_config, Voila's own app its voila config only."""
+    return {
+        "jupyterlab": jupyter_rules.discovery_config(jupyter_rules.SERVER_CONFIG),
+        "voila": jupyter_rules.discovery_config(jupyter_rules.VOILA_CONFIG),
+    }
+
+
+def _as_listed_by_each(
+    found: list[Verdict], name: str, listings: Mapping[str, jupyter_rules.DiscoveryConfig]
+) -> list[Verdict]:
+    """``allowed_kernelspecs`` filters listings only: what starts a kernel by its name
+    (``get_kernel_spec``) still finds a spec it leaves out; what picks from a listing does
+    not. Each client's own config files decide (``client_listings``)."""
+    by_client = {v.client: v for v in found}
+    server, voila = listings["jupyterlab"], listings["voila"]
     fallback = "a notebook naming it runs in another kernel of its language, if there is one"
-    found["jupyterlab"] = Verdict("jupyterlab", False, f"{said}: {offered_only} naming it")
-    found["voila"] = Verdict("voila", False, f"{said}: {fallback} (Voila's fallback)")
-    server = found["jupyter-server"]
-    if server.works:
-        found["jupyter-server"] = Verdict(
+    if server.leaves_out(name) and by_client["jupyterlab"].works:
+        said = f"not in /api/kernelspecs (allowed_kernelspecs in {server.source})"
+        by_client["jupyterlab"] = Verdict(
+            "jupyterlab", False, f"{said}: the front end offers only listed kernels, and asks "
+            f"which one for a notebook naming it (Voila as a server extension: {fallback})",
+        )  # fmt: skip
+        by_client["jupyter-server"] = Verdict(
             "jupyter-server", True, f"{said}, but POST /api/kernels starts it by its name"
         )
-    return list(found.values())
+    if voila.leaves_out(name) and by_client["voila"].works:
+        by_client["voila"] = Verdict(
+            "voila", False, f"not listed (allowed_kernelspecs in {voila.source}): {fallback} "
+            "(Voila's fallback)",
+        )  # fmt: skip
+    return list(by_client.values())
 
 
 def started_name(name: str) -> str:
@@ -167,16 +184,33 @@ def started_name(name: str) -> str:
     return RENAMED.get(name, name).lower()
 
 
-def verdicts(info: SpecInfo, problems: list[Problem] | None = None) -> list[Verdict]:
+def verdicts(
+    info: SpecInfo,
+    problems: list[Problem] | None = None,
+    listings: Mapping[str, jupyter_rules.DiscoveryConfig] | None = None,
+) -> list[Verdict]:
     """A verdict for each client family (``CLIENTS``), from every problem found (``problems``:
-    the doctor's, probes included; by default the spec's own)."""
+    the doctor's, probes included; by default the spec's own). ``listings``: the clients'
+    config (``client_listings()``, read here by default)."""
     problems = info.problems if problems is None else problems
     if not info.read:
         why = f"unknown: {info.problems[0].message}" if info.problems else "unknown: not read"
         return [Verdict(client, None, why) for client in CLIENTS]
-    argv = checks.argv_strings(info.spec) or []
     if not info.visible and {p.kind for p in info.problems} == {"not-allowed"}:
-        return _not_allowed(info, problems)
+        # Left out of `jupyter kernelspec list` by jupyter_config only: each client's own
+        # config says whether it lists the spec (a server's can allow it again, Voila's
+        # app does not read that file).
+        kept = [p for p in problems if p.kind != "not-allowed"]
+        info = dataclasses.replace(info, visible=True, problems=kept)
+        problems = kept
+    found = _verdicts(info, problems)
+    if not info.visible:
+        return found
+    return _as_listed_by_each(found, info.name, client_listings() if listings is None else listings)
+
+
+def _verdicts(info: SpecInfo, problems: list[Problem]) -> list[Verdict]:
+    argv = checks.argv_strings(info.spec) or []
     if info.visible and not argv:  # listed (an argv that is a string), cannot start
         why = str(info.problems[0]) if info.problems else "it has no argv"
         fix = info.problems[0].fix if info.problems else None
@@ -439,7 +473,7 @@ class Listed:
     language: str
     display_name: str
     starts: bool  # no problem keeps it from starting
-    offered: bool = True  # in /api/kernelspecs (False: left out by allowed_kernelspecs)
+    left_out_of: frozenset[str] = frozenset()  # the clients whose listing leaves it out
 
 
 def notebook_verdicts(
@@ -457,8 +491,15 @@ def notebook_verdicts(
     """
     name = wanted.get("name", "")
     by_name = {spec.name: spec for spec in listed}  # what starts by a name
-    offered = [spec for spec in listed if spec.offered]  # what a client picks among
-    offered_by_name = {spec.name: spec for spec in offered}
+    # What JupyterLab and Voila each pick among: their listing, under their own config.
+    offered = [spec for spec in listed if "jupyterlab" not in spec.left_out_of]
+    for_voila = [spec for spec in listed if "voila" not in spec.left_out_of]
+
+    def exactly(among: list[Listed]) -> Listed | None:
+        spec = next((spec for spec in among if spec.name == name), None) if name else None
+        if spec is not None and name in RENAMED:  # found by its name, started by another
+            return by_name.get(RENAMED[name])
+        return spec
 
     def ran(client: str, spec: Listed | None, how: str, missing: str) -> Verdict:
         if spec is None:
@@ -472,9 +513,7 @@ def notebook_verdicts(
     found = [
         ran(client, lower, "runs it with", no_such) for client in ("jupyter-server", "nbclient")
     ]
-    exact = offered_by_name.get(name) if name else None
-    if exact is not None and name in RENAMED:  # found by its name, started by another
-        exact = by_name.get(RENAMED[name])
+    exact = exactly(offered)
     if exact is not None:
         lab = ran("jupyterlab", exact, "opens it with", "")
     else:
@@ -491,12 +530,13 @@ def notebook_verdicts(
                 "user which kernel to start",
             )
         )
+    exact = exactly(for_voila)
     if exact is not None:
         voila = ran("voila", exact, "runs it with", "")
     else:
         language = (wanted.get("language") or language_info).lower()
         same = sorted(
-            (spec for spec in offered if spec.language.lower() == language),
+            (spec for spec in for_voila if spec.language.lower() == language),
             key=lambda spec: spec.display_name,
         )
         voila = ran(

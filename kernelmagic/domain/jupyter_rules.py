@@ -174,7 +174,13 @@ def ipython_dir() -> str | None:
 
 # --- Jupyter config ----------------------------------------------------------------------
 
-CONFIG_BASENAME = "jupyter_config"
+# The config files each program loads, in order (a later file's setting wins). Every
+# JupyterApp (`jupyter kernelspec list`, console) loads jupyter_config; jupyter_server's
+# ServerApp (JupyterLab, Notebook 7, JupyterHub's single-user server) its own file after it.
+# Voila's own app is no JupyterApp: it loads voila.py/.json only (and from its cwd first).
+KERNELSPEC_CONFIG = ("jupyter_config",)
+SERVER_CONFIG = ("jupyter_config", "jupyter_server_config")
+VOILA_CONFIG = ("voila",)
 
 
 class DiscoveryConfig(NamedTuple):
@@ -183,6 +189,10 @@ class DiscoveryConfig(NamedTuple):
     allowed: frozenset[str] | None = None  # KernelSpecManager.allowed_kernelspecs
     ensure_native: bool = True  # KernelSpecManager.ensure_native_kernel
     source: str = ""  # the file(s) that set them
+
+    def leaves_out(self, name: str) -> bool:
+        """Whether a listing under these settings leaves out the spec ``name``."""
+        return self.allowed is not None and name not in self.allowed
 
 
 def config_dirs() -> list[str]:
@@ -195,17 +205,19 @@ def config_dirs() -> list[str]:
     return dirs
 
 
-def discovery_config() -> DiscoveryConfig:
-    """The settings of the Jupyter config files that ``jupyter kernelspec list`` loads
-    (``jupyter_config.py`` then ``.json`` in each config dir, lowest priority first).
+def discovery_config(basenames: tuple[str, ...] = KERNELSPEC_CONFIG) -> DiscoveryConfig:
+    """The settings of the Jupyter config files a program loads: by default those of
+    ``jupyter kernelspec list`` (``jupyter_config.py`` then ``.json`` in each config dir,
+    lowest priority first); ``SERVER_CONFIG``, ``VOILA_CONFIG`` for the others.
 
     Costs a few stat calls when there is no such file; traitlets' loaders only otherwise.
     """
     found = [
-        (directory, ext)
+        (directory, basename + ext)
+        for basename in basenames
         for directory in reversed(config_dirs())
         for ext in (".py", ".json")
-        if os.path.isfile(os.path.join(directory, CONFIG_BASENAME + ext))
+        if os.path.isfile(os.path.join(directory, basename + ext))
     ]
     if not found:
         return DiscoveryConfig()
@@ -213,13 +225,13 @@ def discovery_config() -> DiscoveryConfig:
 
     merged = Config()
     sources = []
-    for directory, ext in found:
-        loader = PyFileConfigLoader if ext == ".py" else JSONFileConfigLoader
+    for directory, filename in found:
+        loader = PyFileConfigLoader if filename.endswith(".py") else JSONFileConfigLoader
         try:
-            merged.merge(loader(CONFIG_BASENAME + ext, path=directory).load_config())
+            merged.merge(loader(filename, path=directory).load_config())
         except Exception:  # Jupyter logs a broken config file and goes on without it
             continue
-        sources.append(os.path.join(directory, CONFIG_BASENAME + ext))
+        sources.append(os.path.join(directory, filename))
     # Plain dict lookups: indexing a traitlets Config creates the sections it looks up.
     if not dict(merged).get("KernelSpecManager"):
         return DiscoveryConfig(source=", ".join(sources))

@@ -352,6 +352,7 @@ def diagnose(
         interpreter = _interpreter_problems(infos, environ, named, trust, facts, walk)
     stat_path = _stats_of([p for i in infos for p in (i.kernel_json, i.resource_dir)], walk)
     locations = discovery.spec_locations(infos)  # one scan of the kernel dirs
+    listings = clients.client_listings()  # the clients' config files, read once
     diagnoses = []
     for info in infos:
         problems = [*_invalid_name(info), *info.problems, *interpreter.get(info.name, [])]
@@ -363,7 +364,7 @@ def diagnose(
         problems += clients.interrupt_problems(info) + clients.claim_problems(
             info, facts.get(info.name, {})
         )
-        verdicts = clients.verdicts(info, problems)
+        verdicts = clients.verdicts(info, problems, listings)
         problems += clients.client_problems(verdicts)
         diagnoses.append(Diagnosis(info.name, info.resource_dir, problems, verdicts))
     return Report(diagnoses)

@@ -171,9 +171,14 @@ def _startable_by_name(info: discovery.SpecInfo) -> bool:
 
 
 def _listed(specs: Iterable[discovery.SpecInfo]) -> list[clients.Listed]:
+    listings = clients.client_listings()
     return [
         clients.Listed(
-            info.name, info.language, info.display_name, not _cannot_start(info), info.visible
+            info.name,
+            info.language,
+            info.display_name,
+            not _cannot_start(info),
+            frozenset(client for client, found in listings.items() if found.leaves_out(info.name)),
         )
         for info in specs
         if _startable_by_name(info)
