@@ -502,6 +502,36 @@ def test_doctor_launch_goes_through_the_queue(slurm_client_env, user_kernels, ca
     wait_until_no_kernel_jobs(cluster, 15)
 
 
+def test_ctrl_c_ends_a_doctor_launch_waiting_in_the_queue(slurm_client_env, user_kernels):
+    """One Ctrl-C while the launch's job waited in the queue: the doctor waited on until the
+    launch's --timeout (the start blocks a worker thread), 300 s here."""
+    cluster = slurm_client_env
+    write_spec(user_kernels, "geo")
+    argv = ["remote", "geo", "geo-closed", "--engine", "slurm", "--partition", "closed"]
+    assert main(argv) == 0
+    command = [sys.executable, "-m", "kernelmagic", "doctor", "--launch", "--timeout", "300"]
+    doctor_run = subprocess.Popen(
+        [*command, "geo-closed"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        waited = time.monotonic()
+        while not jobs_of_kernels(cluster):
+            assert doctor_run.poll() is None, doctor_run.communicate()
+            assert time.monotonic() - waited < 60, "the job never showed in the queue"
+            time.sleep(0.2)
+        doctor_run.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        out, err = doctor_run.communicate(timeout=60)
+    finally:
+        if doctor_run.poll() is None:
+            doctor_run.kill()
+            doctor_run.communicate()
+    print(f"the doctor ended {time.monotonic() - interrupted:.1f} s after Ctrl-C")
+    assert doctor_run.returncode == 130, (out, err)
+    assert err.strip() == "kernelmagic: interrupted", err
+    wait_until_no_kernel_jobs(cluster, 15)
+
+
 def test_a_kernel_as_a_step_of_an_allocation(slurm_client_env, user_kernels):
     """--allocation: the kernel is a step of a job the user holds (salloc --no-shell); its
     shutdown ends the step, and the allocation stays for the next kernel."""

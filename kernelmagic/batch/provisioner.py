@@ -361,6 +361,13 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
         self._close_stdin()  # the launcher stops the kernel and the job ends
         self._signal_submitter(signal.SIGTERM)
 
+    def give_up_queued_start(self) -> None:
+        """From another thread, while ``launch_kernel`` waits for the job (the caller's
+        Ctrl-C): the submit command gets SIGTERM and cancels the job still queued, and the
+        wait ends with it at once (not at ``launch_timeout``)."""
+        if not self.job:
+            self._signal_submitter(signal.SIGTERM)
+
     def _signal_submitter(self, signum: int) -> None:
         """Signal the submit command and its guard (their own process group)."""
         if self.process is not None and self.process.poll() is None:

@@ -262,6 +262,31 @@ def _wait_in_the_queue_at_most(spec: Any, timeout: float) -> None:
     stanza["config"] = {**config, "launch_timeout": timeout}
 
 
+@contextlib.contextmanager
+def _given_up_on(stop: threading.Event, manager: Any, batch: bool) -> Iterator[None]:
+    """Ctrl-C (``stop``) ends a batch start still waiting in the scheduler's queue: the start
+    blocks this thread, so another one tells the provisioner to give the job up."""
+    if not batch:
+        yield
+        return
+    started = threading.Event()
+
+    def watch() -> None:
+        while not started.wait(0.2):
+            provisioner = getattr(manager, "provisioner", None)  # made inside start_kernel
+            if stop.is_set() and provisioner is not None:
+                provisioner.give_up_queued_start()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        started.set()
+        watcher.join()
+
+
 def launch(
     name: str,
     timeout: float = DEFAULT_TIMEOUT,
@@ -292,7 +317,8 @@ def launch(
             # A kernel's own stdout (a wrapper's "loading ...") is not the report's: it broke
             # `doctor --launch --json`.
             streams = {"stderr": stderr.write_end, "stdout": subprocess.DEVNULL} if local else {}
-            with _JUPYTER_CLIENTS_LOG.quiet():
+            batch = provisioner in checks.BATCH_PROVISIONERS
+            with _JUPYTER_CLIENTS_LOG.quiet(), _given_up_on(stop, manager, batch):
                 manager.start_kernel(**streams, cwd=cwd)
         except Exception as exc:  # whatever keeps the process from starting at all
             return Launch(name, FAILED, reason=f"cannot start: {exc}")
