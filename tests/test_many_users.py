@@ -323,6 +323,84 @@ def test_12_every_member_edits_patches_undoes_and_removes_a_team_kernel(team, pr
     assert (kernels / ".t2.lock").stat().st_mode & 0o777 == 0o644
 
 
+PLANT_LINK = "import os, sys; os.symlink(sys.argv[1], sys.argv[2])"
+
+
+def test_12_a_members_planted_links_turn_no_write_of_another_member(team, project):
+    """A member (bob) plants links in the team's kernels dir, pointing into ann's private
+    home: ann's own commands then moved her private dir into the shared dir (a crashed
+    write's recovery followed a planted work dir), restored a planted backup link to her
+    private notes as the group-readable kernel.json, and changed her private spec through a
+    spec dir linked to it. A file bob made writable by all stayed so after ann's write."""
+    ann, bob = MEMBERS
+    where = ["--prefix", str(project), "--group", TEAM]
+    kernels = project / "share" / "jupyter" / "kernels"
+    assert _run_as(team, ann, project, "install", "geo", "--capture", "none", *where)[0] == 0
+    status, err = _run_as(team, ann, project, "install", "mine", "--capture", "none", "--user")
+    assert status == 0, err
+    home = project.parent / f"home-{ann}"
+    mine = home / "data" / "kernels" / "mine" / "kernel.json"
+    mine_before = mine.read_bytes()
+    private, notes = home / "private", home / "notes.txt"
+    (private / "old").mkdir(parents=True)
+    (private / "old" / "draft.txt").write_text("secret draft")
+    notes.write_text("password=hunter2")
+    for path in (private, private / "old", private / "old" / "draft.txt", notes):
+        os.chown(path, team[0][ann].pw_uid, -1)
+    home.chmod(0o700)
+    plants = {
+        kernels / ".kernelmagic-newspec+x": private,
+        kernels / "geo" / ".kernel.json.backup-99": notes,
+        kernels / "hlink": mine.parent,
+    }
+    for link, target in plants.items():
+        planted = _as_member(team, bob, project, PLANT_LINK, str(target), str(link))
+        assert planted.wait(timeout=60) == 0, planted.communicate()
+
+    status, err = _run_as(team, ann, project, "install", "newspec", "--capture", "none", *where)
+    assert status == 0, err
+    assert (private / "old" / "draft.txt").read_text() == "secret draft"
+    assert not (kernels / "newspec" / "draft.txt").exists()
+    for argv in (["env", "-k", "geo", "X=1"], ["patch", "geo", "--undo"]):
+        status, err = _run_as(team, ann, project, *argv)
+        assert status == 0, (argv, err)
+    restored = (kernels / "geo" / "kernel.json").read_text()
+    assert "hunter2" not in restored and '"X"' not in restored  # the real backup came back
+    status, err = _run_as(team, ann, project, "env", "-k", "hlink", "X=1")
+    assert status == 1 and f"a symbolic link that {bob} made" in err, err
+    assert len(err.strip().splitlines()) == 1 and mine.read_bytes() == mine_before
+
+    assert _run_as(team, bob, project, "env", "-k", "geo", "B=1")[0] == 0  # now bob's file
+    opened = _as_member(team, bob, project, "import os, sys; os.chmod(sys.argv[1], 0o666)",
+                        str(kernels / "geo" / "kernel.json"))  # fmt: skip
+    assert opened.wait(timeout=60) == 0
+    assert _run_as(team, ann, project, "env", "-k", "geo", "A=1")[0] == 0
+    assert (kernels / "geo" / "kernel.json").stat().st_mode & 0o002 == 0
+
+
+def test_12_a_group_spec_under_a_new_prefix_is_reachable_by_the_group(team, project):
+    """``--group`` with a prefix whose share/jupyter/kernels did not exist: ann (umask 077
+    here) made those dirs hers alone, and bob never saw the spec it said was shared."""
+    ann, bob = MEMBERS
+    users, team_gid, _python = team
+    prefix = project / "p3"
+    prefix.mkdir()
+    os.chown(prefix, users[ann].pw_uid, team_gid)
+    program = "import os, sys; os.umask(0o077); " + RUN_KERNELMAGIC.split("; ", 1)[1]
+    where = ["--prefix", str(prefix), "--group", TEAM]
+    made = _as_member(team, ann, project, program, "install", "g3", "--capture", "none", *where)
+    assert made.wait(timeout=120) == 0, made.communicate()
+    for directory in ("share", "share/jupyter", "share/jupyter/kernels"):
+        info = (prefix / directory).stat()
+        assert info.st_gid == team_gid and info.st_mode & 0o2050 == 0o2050, directory
+    assert (prefix / "share/jupyter/kernels").stat().st_mode & 0o070 == 0o070
+    seen = subprocess.run(
+        ["runuser", "-u", bob, "--", "ls", str(prefix / "share/jupyter/kernels/g3")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert seen.returncode == 0 and "kernel.json" in seen.stdout, seen.stderr
+
+
 # A member's writer: adds PREFIX_0, PREFIX_1, ... to the team spec, one write each, until
 # killed.
 WRITER = """

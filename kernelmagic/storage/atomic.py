@@ -220,7 +220,11 @@ def default_dir_mode() -> int:
 def backups(directory: str | os.PathLike[str], prefix: str = BACKUP_PREFIX) -> list[Path]:
     """Backups of a spec's ``kernel.json`` (or, with ``UNDONE_PREFIX``, the versions undo
     replaced), oldest first."""
-    found = [p for p in Path(directory).glob(prefix + "*") if p.name[len(prefix) :].isdigit()]
+    found = [
+        p
+        for p in Path(directory).glob(prefix + "*")
+        if p.name[len(prefix) :].isdigit() and not p.is_symlink()  # never one of ours
+    ]
     return sorted(found, key=lambda p: int(p.name[len(prefix) :]))
 
 
@@ -240,7 +244,7 @@ def keep_backup(
     existing = backups(directory, prefix)
     number = int(existing[-1].name[len(prefix) :]) + 1 if existing else 1
     target = directory / f"{prefix}{number}"
-    write_bytes_atomic(target, source.read_bytes(), mode=source.stat().st_mode & 0o777)
+    write_bytes_atomic(target, source.read_bytes(), mode=source.stat().st_mode & 0o775)
     for old in [*existing, target][:-BACKUPS_KEPT]:
         with contextlib.suppress(FileNotFoundError):
             old.unlink()

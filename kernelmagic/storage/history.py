@@ -19,6 +19,7 @@ from kernelmagic.storage.transactions import (
     WORK_PREFIX,
     Change,
     lock_path,
+    refuse_foreign_link,
     work_dir,
     writable,
     writing,
@@ -47,20 +48,24 @@ def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> C
     kernel_json = os.path.join(resource_dir, "kernel.json")
     kernels_dir = os.path.dirname(resource_dir)
     hint = "ask the owner of that directory"
+    refuse_foreign_link(resource_dir)
+    refuse_foreign_link(kernel_json)
     with writing(kernel_json, hint), atomic.exclusive_lock(lock_path(kernels_dir, key)):
+        atomic.remove_stale_temps(resource_dir)
         saved = atomic.backups(resource_dir, take)
         if not saved:
             raise KernelmagicError(f"no {what} version of '{key}' to restore")
         newest = saved[-1]
-        data = read_regular_file(newest, MAX_SPEC_BYTES)
+        data = read_regular_file(newest, MAX_SPEC_BYTES, follow=False)
         if data is None:
             raise KernelmagicError(f"{newest} is not a regular file; remove it")
+        mode = os.lstat(newest).st_mode & 0o775  # what was read: a regular file, not a link
         before = None
         with contextlib.suppress(OSError, ValueError):
             before = read_spec_file(kernel_json)
         if os.path.isfile(kernel_json):
             atomic.keep_backup(kernel_json, prefix=keep)  # nothing is lost: undo is undoable
-        atomic.write_bytes_atomic(kernel_json, data, mode=newest.stat().st_mode & 0o777)
+        atomic.write_bytes_atomic(kernel_json, data, mode=mode)
         newest.unlink()
     try:
         after = json.loads(data)

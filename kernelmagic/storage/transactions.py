@@ -94,12 +94,12 @@ class Change:
 
 def file_mode(owner_only: bool, existing: str | None = None) -> int:
     """Owner-only when the caller says the spec holds a secret; otherwise keep the existing
-    file's mode."""
+    file's mode, never writable by others (a group member may have made it so)."""
     if owner_only:
         return 0o600
     if existing:
         with contextlib.suppress(OSError):
-            return os.stat(existing).st_mode & 0o777
+            return os.stat(existing).st_mode & 0o777 & ~0o002
     return atomic.default_file_mode()
 
 
@@ -142,6 +142,24 @@ def share_with_group(path: str, gid: int) -> None:
             mode = stat.S_IMODE(os.stat(file).st_mode)
             shared = name == "kernel.json" or mode & 0o077
             os.chmod(file, (mode | 0o040 if shared else mode) & ~0o002)
+
+
+def _make_dirs_for_group(kernels_dir: str, gid: int) -> None:
+    """Create a kernels dir and its missing parents (``--prefix DIR`` makes
+    ``share/jupyter/kernels``) as a group's: group-owned and setgid, the parents open to the
+    group, the kernels dir writable by it (members add and remove specs there)."""
+    missing = []
+    path = os.path.abspath(kernels_dir)
+    while not os.path.isdir(path) and path != os.path.dirname(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another member made it meanwhile
+            os.mkdir(directory)
+            _give_to_group(directory, gid)
+            group_bits = 0o070 if directory == missing[0] else 0o050
+            mode = stat.S_IMODE(os.stat(directory).st_mode)
+            os.chmod(directory, (mode | stat.S_ISGID | group_bits) & ~0o002)
 
 
 def _give_to_group(path: str, gid: int) -> None:
@@ -218,12 +236,46 @@ def _recover(kernels_dir: str, name: str, existing: str | None) -> str | None:
     for entry in os.scandir(kernels_dir):
         if not entry.name.startswith(prefix):
             continue
+        if entry.is_symlink():  # never a work dir of ours: another member's plant
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+            continue
         old = os.path.join(entry.path, "old")
-        if os.path.isdir(old) and not existing:
+        if _is_real_dir(old) and not existing:
             os.rename(old, target)
             existing = target
         shutil.rmtree(entry.path, ignore_errors=True)
     return existing
+
+
+def _is_real_dir(path: str) -> bool:
+    """A directory itself, not a link to one (which a group member may have planted)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def refuse_foreign_link(path: str) -> None:
+    """Refuse to change a spec through a symbolic link another user made (as Linux's
+    ``protected_symlinks`` refuses to follow one in a shared sticky dir): in a group's
+    kernels dir a member can plant a link to another member's private files, to have their
+    own write send those files, or changes, where the group reads them."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISLNK(info.st_mode) and info.st_uid != os.geteuid():
+        import pwd  # POSIX only, as links of other users are
+
+        try:
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            owner = f"user {info.st_uid}"
+        raise LocationError(
+            f"{path} is a symbolic link that {owner} made: kernelmagic changes no spec "
+            "through another user's link; nothing was changed (ask them to replace it)"
+        )
 
 
 def _refuse_taken(kernels_dir: str, name: str) -> SpecExists:
@@ -274,7 +326,10 @@ class Reservation:
             action = "replaced" if before is not None and action == "installed" else action
             return Change(action, self.name, target, before, spec, False, policy)
         with writing(self.kernels_dir, LOCATION_HINT):
-            os.makedirs(self.kernels_dir, exist_ok=True)
+            if group is None:
+                os.makedirs(self.kernels_dir, exist_ok=True)
+            else:
+                _make_dirs_for_group(self.kernels_dir, group)
             with atomic.exclusive_lock(lock_path(self.kernels_dir, self.name)):
                 # Another writer may have come and gone since the check; every kernelmagic
                 # writer stores the name lowercase, so a stat tells what a scan would.
@@ -283,6 +338,8 @@ class Reservation:
                 existing = _recover(self.kernels_dir, self.name, existing)
                 if existing and not self.replace:
                     raise _refuse_taken(self.kernels_dir, self.name)
+                if existing:  # its backups are carried over: read through no planted link
+                    refuse_foreign_link(existing)
                 before = _read_before(existing)
                 mode = file_mode(owner_only)
                 self._build(spec, populate, mode, existing, target, group)
@@ -349,7 +406,7 @@ def reserve(kernels_dir: str, name: str, *, replace: bool, dry_run: bool) -> Res
 def _carry_backups(old_dir: str, new_dir: str) -> None:
     """Give a replacing spec the history of the one it replaces, so --undo still works."""
     for backup in atomic.backups(old_dir):
-        shutil.copy2(backup, new_dir)
+        shutil.copy2(backup, new_dir, follow_symlinks=False)  # a link stays one: not a backup
     old_json = os.path.join(old_dir, "kernel.json")
     if os.path.isfile(old_json):
         atomic.keep_backup(old_json, into=new_dir)
@@ -413,6 +470,8 @@ def rewrite_spec(
     hint = hint or f"clone it to a location you can write (clone {key} NEW_NAME --user)"
     kernel_json = os.path.join(resource_dir, "kernel.json")
     kernels_dir = os.path.dirname(resource_dir)
+    refuse_foreign_link(resource_dir)
+    refuse_foreign_link(kernel_json)
     with writing(kernel_json, hint), atomic.exclusive_lock(lock_path(kernels_dir, key)):
         try:
             before = read_spec_file(kernel_json)
