@@ -161,6 +161,24 @@ def test_a_secret_given_as_the_word_after_its_option_is_masked(user_kernels, cap
     assert EnvPolicy().holds_secrets({"argv": argv})
 
 
+def test_a_dashed_option_given_its_secret_with_equals_is_masked_and_owner_only(
+    user_kernels, capsys
+):
+    """``--api-key=VALUE`` was shown in clear, and the spec written 0644: the assignment's
+    name was read as ``key``, the word after the option's last dash (``--api_key=`` and
+    ``--api-key VALUE`` were masked)."""
+    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    write_spec(user_kernels, "a4", {"argv": kernel, "display_name": "a4", "language": "python"})
+    prefix = "mywrapper --api-key=plainsecretvalue --NotebookApp.token=t0ken --key-file=/k"
+    assert main(["patch", "a4", "--argv-prefix", prefix]) == 0
+    said = capsys.readouterr().out
+    assert main(["show", "a4"]) == 0
+    said += capsys.readouterr().out
+    assert "plainsecretvalue" not in said and "t0ken" not in said, said
+    assert "--api-key=<hidden>" in said and "--key-file=/k" in said
+    assert (user_kernels / "a4" / "kernel.json").stat().st_mode & 0o077 == 0
+
+
 # --- secret shapes (issue 24, items 3 and 8): keep this table growing -------------------
 
 # (variable name, value, what must never be shown, what masking leaves readable)

@@ -94,7 +94,9 @@ _ACCOUNT_KEY = r"((?:^|;)\s*(?i:AccountKey)=)([^;\s]+)"
 _SECRET_PARTS = (_URL_PASSWORD, _QUERY_PASSWORD, _ACCOUNT_KEY)
 
 # NAME=VALUE in a shell snippet (VALUE quoted or one word), to mask secret-named assignments.
-_ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s;&|]*)")
+# NAME=VALUE, and an option's --NAME=VALUE (--api-key=..., --NotebookApp.token=...): the
+# name is all of it, dashes and dots included, not the word after its last dash.
+_ASSIGNMENT = re.compile(r"(?<![\w.-])(-{0,2}[A-Za-z_][\w.-]*)=(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s;&|]*)")
 # fmt: on
 
 MASK = "<hidden>"
@@ -332,7 +334,8 @@ class EnvPolicy:
 
         def assignment(match: re.Match[str]) -> str:
             name = match.group(1)
-            return f"{name}={MASK}" if self.is_secret(name) else match.group(0)
+            secret = self.is_secret(name.lstrip("-").replace("-", "_"))
+            return f"{name}={MASK}" if secret else match.group(0)
 
         return _ASSIGNMENT.sub(assignment, text)
 
