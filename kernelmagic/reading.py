@@ -15,7 +15,7 @@ import stat
 import sys
 from typing import Any
 
-from kernelmagic.errors import InvalidInput
+from kernelmagic.errors import InvalidInput, KernelmagicError
 
 # An env file, snippet or document is small; /dev/zero must not fill memory.
 MAX_INPUT_BYTES = 16 * 1024 * 1024
@@ -131,10 +131,19 @@ def parse_spec(raw: bytes) -> Any:
 
 
 def dump_spec(data: dict[str, Any]) -> str:
-    """Serialise a spec the way Jupyter's installers do (``json.dump(..., indent=1)``)."""
+    """Serialise a spec the way Jupyter's installers do (``json.dump(..., indent=1)``);
+    ``KernelmagicError`` for a value JSON cannot hold, before anything is written."""
     # allow_nan=False: NaN and Infinity are not JSON, and strict readers of the listing
     # (browsers through /api/kernelspecs, jq) would fail on them.
-    return json.dumps(data, indent=1, allow_nan=False) + "\n"
+    try:
+        return json.dumps(data, indent=1, allow_nan=False) + "\n"
+    except ValueError:
+        raise KernelmagicError(
+            "the spec holds NaN, Infinity or a number too large for a float (1e999), which "
+            "strict JSON readers reject (a browser reading /api/kernelspecs); nothing was written"
+        ) from None
+    except TypeError as exc:
+        raise KernelmagicError(f"the spec holds a value JSON cannot hold ({exc})") from None
 
 
 def read_spec_file(path: str) -> Any:

@@ -94,3 +94,68 @@ def test_the_operations_make_a_secret_owner_only(user_kernels):
     assert written["env"] == {"SITE_COLOR": "blue"} and mode == 0o600
     spec_writes.rewrite_spec("p", lambda current: {**current, "env": {"API_TOKEN": "x" * 20}})
     assert _written(user_kernels, "p")[1] == 0o600
+
+
+NOT_FINITE = (
+    '{"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"], '
+    '"display_name": "n", "language": "python", "metadata": {"x": NaN}}'
+)
+
+
+def _state(directory) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_a_number_json_cannot_hold_fails_in_one_line_and_writes_nothing(user_kernels, capsys):
+    """Walk I: ``--metadata x=1e999`` and a spec on disk holding NaN made every writer
+    print a traceback, and leave a backup behind; export printed NaN, which is no JSON."""
+    from helpers import write_spec
+
+    from kernelmagic.frontends.cli import main
+
+    write_spec(user_kernels, "k", {"argv": list(KERNEL), "display_name": "k"})
+    write_spec(user_kernels, "n", raw=NOT_FINITE)
+    before = {name: _state(user_kernels / name) for name in ("k", "n")}
+    for argv, status in (
+        (["patch", "k", "--metadata", "x=1e999"], 2),
+        (["patch", "k", "--metadata", "x=1e999", "--dry-run"], 2),
+        (["env", "-k", "n", "X=1"], 1),
+        (["patch", "n", "--display-name", "Y"], 1),
+        (["clone", "n", "n2"], 1),
+        (["export", "n"], 1),
+    ):
+        capsys.readouterr()
+        assert main(argv) == status, argv
+        err = capsys.readouterr().err
+        assert err.startswith("kernelmagic: error: ") and len(err.splitlines()) == 1, err
+    assert {name: _state(user_kernels / name) for name in ("k", "n")} == before
+    assert not (user_kernels / "n2").exists()
+    assert main(["show", "n"]) == 0 and '"x": NaN' in capsys.readouterr().out  # as it is
+
+
+def test_a_failed_write_leaves_the_undo_history_as_it_was(user_kernels, tmp_path):
+    """Walk I: a write that failed (a full disk) still added a backup, and evicted the oldest
+    real one: five failures emptied the undo history. The file-size limit fails the new
+    kernel.json (larger than the limit) after its backup (smaller) was written."""
+    import subprocess
+    import sys
+
+    from helpers import write_spec
+
+    write_spec(user_kernels, "k", {"argv": list(KERNEL), "display_name": "k"})
+    for i in range(atomic.BACKUPS_KEPT):
+        spec = json.loads((user_kernels / "k" / "kernel.json").read_text())
+        spec["display_name"] = f"k{i}"
+        transactions.rewrite_spec("k", lambda _, s=spec: s, owner_only=lambda *_: False)
+    before = _state(user_kernels / "k")
+    program = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))\n"
+        "from kernelmagic.frontends.cli import main\n"
+        "sys.exit(main(['env', '-k', 'k', 'BIG=' + 'x' * 4096]))\n"
+    )
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+        assert done.returncode == 1 and "nothing was changed" in done.stderr, done.stderr
+    assert _state(user_kernels / "k") == before

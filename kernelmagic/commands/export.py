@@ -13,7 +13,8 @@ from kernelmagic.commands.render import Shown
 from kernelmagic.domain import documents, envcapture
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import now
-from kernelmagic.errors import LocationError, NoSuchKernelSpec
+from kernelmagic.domain.spec_info import SpecInfo
+from kernelmagic.errors import KernelmagicError, LocationError, NoSuchKernelSpec
 from kernelmagic.options import (
     SPEC_NAME,
     Option,
@@ -56,7 +57,7 @@ def export(patterns: Iterable[str] = (), policy: EnvPolicy = DEFAULT_POLICY) -> 
     ]
     if globs and not infos:
         raise NoSuchKernelSpec(" ".join(patterns), [i.name for i in list_specs()])
-    return {
+    doc = {
         "format": documents.FORMAT,
         "format_version": documents.FORMAT_VERSION,
         "exported": now(),
@@ -65,6 +66,28 @@ def export(patterns: Iterable[str] = (), policy: EnvPolicy = DEFAULT_POLICY) -> 
             documents.entry_of(i.name, i.spec, _location(i.resource_dir), policy) for i in infos
         ],
     }
+    _refuse_what_apply_refuses(infos, doc)
+    return doc
+
+
+def _refuse_what_apply_refuses(infos: list[SpecInfo], doc: dict[str, Any]) -> None:
+    """A spec that cannot be read, or that the document cannot carry, fails the export
+    naming it: the document would fail every spec's apply, on the other machine."""
+    left_out = "export the others by name or pattern"
+    for info, entry in zip(infos, doc["specs"], strict=True):
+        if not info.read or not info.spec:  # unreadable, or no JSON object in it
+            why = info.problems[0] if info.problems else "it was not read"
+            raise KernelmagicError(f"cannot export '{info.name}': {why}; {left_out}")
+        try:
+            dump_spec(entry)
+        except KernelmagicError as exc:
+            raise KernelmagicError(f"cannot export '{info.name}': {exc}; {left_out}") from None
+    problems = documents.validate(doc)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise KernelmagicError(
+            f"cannot export: {problems[0]}{more}; apply would refuse the document; {left_out}"
+        )
 
 
 SUMMARY = (

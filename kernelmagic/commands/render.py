@@ -22,7 +22,6 @@ from kernelmagic.domain.policy import DEFAULT_POLICY, MASK, EnvPolicy
 from kernelmagic.errors import KernelmagicError
 from kernelmagic.options import CLI as CLI  # the two styles: the front ends' own names
 from kernelmagic.options import MAGICS as MAGICS
-from kernelmagic.reading import dump_spec
 from kernelmagic.storage.discovery import SpecInfo, locate, searched_by_jupyter
 
 if TYPE_CHECKING:  # a listing has no change to show: it need not import the writers
@@ -213,7 +212,9 @@ def _shell_quoted(value: str) -> str:
 
 
 def spec_json_text(spec: dict[str, Any] | None, policy: EnvPolicy = DEFAULT_POLICY) -> str:
-    return dump_spec(policy.mask_spec(spec or {})).rstrip("\n")
+    """The spec as its file reads (Jupyter's JSON style, secrets masked); a NaN a file
+    holds is shown as it is, not refused as a write refuses it."""
+    return json.dumps(policy.mask_spec(spec or {}), indent=1)
 
 
 def spec_detail_text(info: SpecInfo, policy: EnvPolicy = DEFAULT_POLICY, style: str = CLI) -> str:

@@ -96,7 +96,9 @@ _SECRET_PARTS = (_URL_PASSWORD, _QUERY_PASSWORD, _ACCOUNT_KEY)
 # NAME=VALUE in a shell snippet (VALUE quoted or one word), to mask secret-named assignments.
 # NAME=VALUE, and an option's --NAME=VALUE (--api-key=..., --NotebookApp.token=...): the
 # name is all of it, dashes and dots included, not the word after its last dash.
-_ASSIGNMENT = re.compile(r"(?<![\w.-])(-{0,2}[A-Za-z_][\w.-]*)=(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s;&|]*)")
+_ASSIGNMENT = re.compile(
+    r"(?<![\w.-])(-{0,2}[A-Za-z_][\w.-]*)=(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s;&|]*)"
+)
 # fmt: on
 
 MASK = "<hidden>"

@@ -258,6 +258,16 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON (strict readers of kernel.json reject it)")
 
 
+def _finite_float(number: str) -> float:
+    value = float(number)
+    if value in (float("inf"), float("-inf")):  # 1e999: Infinity once read
+        raise ValueError(
+            f"the number {number[:20]} is too large for a float (strict readers of "
+            "kernel.json reject the Infinity it becomes)"
+        )
+    return value
+
+
 def nesting_depth(value: object) -> int:
     """How deeply ``value`` nests (iteratively: a deep value must not blow the stack)."""
     deepest, todo = 0, [(value, 1)]
@@ -283,7 +293,7 @@ def parse_json_assignments(items: list[str], option: str) -> dict[str, object]:
         if not sep or not key:
             raise AssignmentError(f"expected {option} KEY=JSON, got {item!r}")
         try:
-            value = json.loads(raw, parse_constant=_reject_constant)
+            value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
         except RecursionError:
             value = None
             depth_error = True

@@ -232,12 +232,15 @@ def keep_backup(
     kernel_json: str | os.PathLike[str],
     into: str | os.PathLike[str] | None = None,
     prefix: str = BACKUP_PREFIX,
+    *,
+    prune: bool = True,
 ) -> Path:
     """Save the current bytes and mode of ``kernel_json`` as its newest backup (``prefix``
     names the series).
 
     ``into`` is the directory for the backup (default: beside the file). Only the newest
-    ``BACKUPS_KEPT`` of a series are kept. Call under the spec's lock.
+    ``BACKUPS_KEPT`` of a series are kept (with ``prune=False``, once the caller calls
+    ``prune_backups``). Call under the spec's lock.
     """
     source = Path(kernel_json)
     directory = Path(into) if into is not None else source.parent
@@ -245,7 +248,13 @@ def keep_backup(
     number = int(existing[-1].name[len(prefix) :]) + 1 if existing else 1
     target = directory / f"{prefix}{number}"
     write_bytes_atomic(target, source.read_bytes(), mode=source.stat().st_mode & 0o775)
-    for old in [*existing, target][:-BACKUPS_KEPT]:
+    if prune:
+        prune_backups(directory, prefix)
+    return target
+
+
+def prune_backups(directory: str | os.PathLike[str], prefix: str = BACKUP_PREFIX) -> None:
+    """Keep only the newest ``BACKUPS_KEPT`` of a series of backups."""
+    for old in backups(directory, prefix)[:-BACKUPS_KEPT]:
         with contextlib.suppress(FileNotFoundError):
             old.unlink()
-    return target

@@ -486,8 +486,17 @@ def rewrite_spec(
             raise InvalidInput(f"the change would make '{key}' a spec Jupyter hides: {problems[0]}")
         written = not dry_run and after != before
         if written:
+            data = dump_spec(after).encode("utf-8")  # what JSON cannot hold fails here
             atomic.remove_stale_temps(resource_dir)
-            atomic.keep_backup(kernel_json)
             mode = file_mode(owner_only(before, after), kernel_json)
-            atomic.write_json_atomic(kernel_json, after, mode=mode)
+            # The oldest backup goes only once the new file is there: a failed write (a full
+            # disk) leaves the history as it was, not one backup more and the oldest less.
+            backup = atomic.keep_backup(kernel_json, prune=False)
+            try:
+                atomic.write_bytes_atomic(kernel_json, data, mode=mode)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(backup)
+                raise
+            atomic.prune_backups(resource_dir)
     return Change(action, key, resource_dir, before, after, written, policy)
