@@ -53,6 +53,16 @@ def test_several_sources_are_refused_by_the_flags():
     assert main(["install", "x", "--from-current", "--modules", "a"]) == 2
 
 
+@pytest.mark.parametrize("flag", ["--modules", "--from-conda", "--python"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_source_is_refused_not_taken_for_this_session(flag, value, user_kernels, capsys):
+    """Walks I and J: ``--modules "$MODS"`` with MODS empty made a spec of this session's
+    whole environment (``--modules "  "``: one that captured nothing), exit 0."""
+    assert main(["install", "x", flag, value]) == 2
+    assert f"{flag} is empty" in capsys.readouterr().err
+    assert not user_kernels.exists()
+
+
 def test_the_name_is_checked_and_stored_lowercase():
     assert InstallRequest("GeO").name == "geo"
     with pytest.raises(InvalidInput, match="invalid kernel name"):
