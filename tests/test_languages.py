@@ -84,6 +84,25 @@ def test_r_kernel_from_a_module_sees_its_variables(ip, user_kernels, geo_module,
     assert main(["doctor", "rgeo"]) == 0, capsys.readouterr().out
 
 
+def test_an_r_profile_that_prints_does_not_break_install_or_refresh(
+    user_kernels, r_with_irkernel, capsys
+):
+    """Walk J: an ~/.Rprofile that greets ("Welcome to R on the cluster") made `install
+    --kernel ir` and `refresh` fail with "not a regular file: 4.2/kernel.json": the probe's
+    answers were read by position, and R printed the greeting first."""
+    Path(os.environ["HOME"], ".Rprofile").write_text(
+        'cat("Welcome to R on the cluster\\n"); cat("no newline after this")\n'
+    )
+    snippet = Path(os.environ["HOME"], "s.sh")
+    snippet.write_text("export KM_R=1\n")
+    assert main(["install", "rprof", "--kernel", "ir", "--snippet-file", str(snippet)]) == 0
+    spec = spec_json(user_kernels, "rprof")
+    assert spec["argv"][0] == os.path.realpath(spec["argv"][0]) and spec["language"] == "R"
+    assert spec["display_name"].startswith("R ") and "Welcome" not in spec["display_name"]
+    assert main(["refresh", "rprof"]) == 0, capsys.readouterr()
+    assert run_r("rprof", 'cat(Sys.getenv("KM_R"))').endswith("1")  # after R's greeting
+
+
 def test_an_r_notebook_on_a_module_spec_sees_the_modules_variables(user_kernels, geo_module):
     assert main(["install", "rnb", "--kernel", "ir", "--modules", "geo/1.0"]) == 0
     nb = nbformat.v4.new_notebook(
@@ -212,7 +231,9 @@ def fake_julia(tmp_path, monkeypatch):
         textwrap.dedent(f"""\
             #!/bin/sh
             case "$*" in
-              *pkgdir*) printf '%s\\n' "{julia}" 1.10 "{ijulia}" "{project}" true ;;
+              *pkgdir*) echo "a site's banner"
+                        printf '%s\\n' "" kernelmagic-facts: "{julia}" 1.10 "{ijulia}" \\
+                            "{project}" true ;;
               *"import IJulia"*) exit 0 ;;
               *) exit 1 ;;
             esac

@@ -24,16 +24,20 @@ from kernelmagic.reading import read_spec_file
 KERNELS = ("python", "ir", "julia")  # --kernel
 PROBE_TIMEOUT = 120.0  # R and Julia start slowly on a busy shared filesystem
 
-# Printed by R, one fact a line: the R to run, its version, IRkernel's spec files.
+# A probe prints its facts, one a line, after this line of its own: what an .Rprofile, a
+# site's startup file or a wrapper prints before is no fact (``facts_of``).
+FACTS_MARKER = "kernelmagic-facts:"
+# Printed by R: the R to run, its version, IRkernel's spec files.
 _R_PROBE = (
-    'cat(file.path(R.home("bin"), "R"), '
+    f'cat("", "{FACTS_MARKER}", file.path(R.home("bin"), "R"), '
     'paste(R.version$major, sub("[.].*", "", R.version$minor), sep = "."), '
     'system.file("kernelspec", package = "IRkernel"), sep = "\\n")'
 )
 # Printed by Julia: the julia to run, its version, IJulia's dir, the active project, and
 # whether IJulia has run_kernel (newer IJulia) or is started through src/kernel.jl.
 JULIA_PROBE = (
-    "import IJulia; println(joinpath(Sys.BINDIR, Base.julia_exename())); "
+    f'import IJulia; println(); println("{FACTS_MARKER}"); '
+    "println(joinpath(Sys.BINDIR, Base.julia_exename())); "
     'println(VERSION.major, ".", VERSION.minor); println(pkgdir(IJulia)); '
     'println(something(Base.active_project(), "")); println(isdefined(IJulia, :run_kernel))'
 )
@@ -71,11 +75,17 @@ def _ask(command: list[str], environ: Mapping[str, str], fix: str) -> list[str]:
         raise SourceFailed(f"{command[0]} did not answer within {PROBE_TIMEOUT:g} s") from None
     except OSError as exc:
         raise SourceFailed(f"cannot run {command[0]}: {exc.strerror}") from None
-    lines = done.stdout.decode("utf-8", "replace").splitlines()
     if done.returncode != 0:
         said = failure_lines(done.stderr.decode("utf-8", "replace"))
         raise InvalidInput(f"{command[0]} failed; {fix}", details=said)
-    return lines
+    return facts_of(done.stdout)
+
+
+def facts_of(stdout: bytes) -> list[str]:
+    """The lines a probe printed after its ``FACTS_MARKER`` (none without it)."""
+    lines = stdout.decode("utf-8", "replace").splitlines()
+    marked = [i for i, line in enumerate(lines) if line.endswith(FACTS_MARKER)]
+    return lines[marked[-1] + 1 :] if marked else []
 
 
 def _find(name: str, requested: str | None, environ: Mapping[str, str], what: str) -> str:

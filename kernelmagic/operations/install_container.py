@@ -120,14 +120,16 @@ def populate_for(kernel: str, ipykernel_files: Callable[[str], None]) -> Callabl
 
 DEFAULT_PROGRAMS = {"python": "python3", "ir": "R", "julia": "julia"}
 _MISSING = 3  # the probe's exit status for "the kernel's package is not there"
+_MARKER = languages.FACTS_MARKER  # an image's .Rprofile or banner prints before it
 _PROBES = {
     "python": (
-        "import importlib.util as u, sys\n"
+        f"import importlib.util as u, sys\nprint(); print('{_MARKER}')\n"
         "print('%d.%d' % sys.version_info[:2]); print(bool(u.find_spec('debugpy')))\n"
         f"sys.exit(0 if u.find_spec('ipykernel_launcher') else {_MISSING})"
     ),
     "ir": (
-        'cat(paste(R.version$major, sub("[.].*", "", R.version$minor), sep = "."), "\\n"); '
+        f'cat("\\n{_MARKER}\\n", paste(R.version$major, sub("[.].*", "", R.version$minor), '
+        'sep = "."), "\\n", sep = ""); '
         f'if (!requireNamespace("IRkernel", quietly = TRUE)) quit(status = {_MISSING})'
     ),
 }
@@ -179,7 +181,7 @@ def _build_spec(
             f"{container.runtime} did not run {where} within {timeout:g} s"
         ) from None
     stderr = done.stderr.decode("utf-8", "replace")
-    facts = done.stdout.decode("utf-8", "replace").splitlines()
+    facts = languages.facts_of(done.stdout)
     if done.returncode == _MISSING:
         raise InvalidInput(
             f"{where} cannot load {_PACKAGES[kernel]}; install it in the image, or name the "
