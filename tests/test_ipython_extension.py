@@ -4,9 +4,11 @@ resolve them, argparse's help, values that show and print as tables, a clean unl
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from helpers import kernel_output, write_spec
 
@@ -157,3 +159,36 @@ def test_unload_before_any_use_leaves_nothing_and_loads_nothing():
     assert seen["same"]
     if ipython_extension.RESOLVES_LAZY_MAGICS:
         assert not seen["loaded"]
+
+
+def test_a_wrong_value_in_ipythons_config_is_one_line_and_the_magics_still_load(
+    user_kernels, tmp_path
+):
+    """Walk H: ``c.KernelMagics.default_location = 'bogus'`` in ipython_config.py made every
+    magic print a 120-line TraitError (the registration failed), where a wrong value in
+    jupyter_kernelmagic_config is one line; a %config that set it right did not help."""
+    profile = Path(os.environ["IPYTHONDIR"]) / "profile_bad"
+    profile.mkdir(parents=True)
+    (profile / "ipython_config.py").write_text(
+        "c.KernelMagics.default_location = 'bogus'\nc.KernelMagics.extra_secrets = ['CORP_*']\n"
+    )
+    script = tmp_path / "t.ipy"
+    script.write_text(
+        "%load_ext kernelmagic\n"
+        "try:\n    get_ipython().run_line_magic('kernel_list', '')\n"
+        "except Exception as exc:\n    print(type(exc).__module__, type(exc).__name__, exc)\n"
+        "%config KernelMagics.default_location = 'user'\n"
+        "r = %kernel_list\nprint(len(r), 'specs')\n"
+    )
+    ipython = Path(sys.executable).with_name("ipython")
+    done = subprocess.run(
+        [str(ipython), "--no-banner", "--profile=bad", str(script)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    said = done.stdout + done.stderr
+    assert "Traceback" not in said and "TraitError" not in said, said
+    assert (
+        "IPython.core.error UsageError IPython config: c.KernelMagics.default_location = "
+        "'bogus': expected any of ['user', 'sys-prefix']"
+    ) in said, said
+    assert "1 specs" in said  # set right, the magics work

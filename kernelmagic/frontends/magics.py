@@ -33,7 +33,7 @@ from IPython.core.magic import (
     magics_class,
 )
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Enum, List, Unicode, default
+from traitlets import Enum, HasTraits, List, TraitError, Unicode, default
 
 from kernelmagic import settings as configuration
 from kernelmagic.commands import COMMANDS, Command
@@ -142,6 +142,26 @@ def _trait(setting: dataclasses.Field[Any]) -> Any:
     return List(Unicode(), config=True, help=helps)
 
 
+def _without_wrong_values(section: str, config: Any) -> tuple[Any, str | None]:
+    """``config`` less a value of ``section`` its trait refuses, and what is wrong with it;
+    (None, None) when every value is right."""
+    settings = dict(config or {}).get(section)  # plain lookups: indexing creates sections
+    if not settings:
+        return None, None
+    traits = {setting.name: _trait(setting) for setting in dataclasses.fields(Settings)}
+    for name, value in dict(settings).items():
+        if name not in traits:
+            continue  # traitlets warns of a name it does not know, itself
+        try:
+            traits[name].validate(HasTraits(), value)  # any owner: the value is checked
+        except TraitError:
+            checked = config.copy()
+            checked[section] = type(config)({k: v for k, v in dict(settings).items() if k != name})
+            wanted = traits[name].info()
+            return checked, f"IPython config: c.{section}.{name} = {value!r}: expected {wanted}"
+    return None, None
+
+
 def _file_default(name: str) -> Any:
     """A trait's default: what jupyter_kernelmagic_config sets (IPython's config wins)."""
 
@@ -159,6 +179,14 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
     per setting."""
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        # A wrong value of ours in IPython's config (ipython_config.py, a %config IPython
+        # refused but kept): traitlets would stop the registration with a long traceback.
+        # The magics load without it, and each says so in one line, as they say a wrong
+        # jupyter_kernelmagic_config.
+        config = kwargs.get("config", getattr(shell, "config", None))
+        checked, _ = _without_wrong_values(type(self).__name__, config)
+        if checked is not None:
+            kwargs["config"] = checked
         super().__init__(shell=shell, **kwargs)
         # The target of %kernel_env without -k: (name, dir) of the spec last changed here.
         self.last_spec: tuple[str, str] | None = None
@@ -170,6 +198,10 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
 
     def _settings(self) -> Settings:
         """The settings in force: the config file's, overridden by IPython's config."""
+        # IPython's config as it is now: a %config may have set the value right since.
+        _, wrong = _without_wrong_values(type(self).__name__, getattr(self.shell, "config", None))
+        if wrong is not None:
+            raise UsageError(wrong)
         values: dict[str, Any] = {}
         with _as_usage_errors():  # a broken config file: one line, naming it
             for setting in dataclasses.fields(Settings):
