@@ -8,9 +8,11 @@ import os
 import random
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -309,8 +311,6 @@ def test_secrets_by_value_are_dropped_reported_and_masked(ip, user_kernels, caps
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
 def test_unwritable_location_says_what_to_try():
-    import shutil
-    import tempfile
 
     # Outside pytest's tmp_path, whose ancestors other users cannot enter.
     base = Path(tempfile.mkdtemp(prefix="kernelmagic-shared-"))
@@ -363,3 +363,30 @@ def test_stale_files_do_not_confuse_listing(user_kernels):
     (user_kernels / ".kernelmagic-geo.x1y2").mkdir()
     assert [s.name for s in specs.list_specs("geo")] == ["geo"]
     assert Path(specs.get_spec("geo").resource_dir) == spec_dir
+
+
+def test_remove_removes_none_when_one_of_its_specs_cannot_be_removed(monkeypatch):
+    """Walk I, as a user: `remove u1 ir` (ir in a system dir) removed u1, then failed on ir
+    with stdout empty: u1 was gone, unsaid. A spec dir without write (its ``..`` cannot
+    move) failed too, and each try left a work dir behind."""
+    base = Path(tempfile.mkdtemp(prefix="kernelmagic-remove-"))
+    base.chmod(0o755)
+    try:
+        mine, system = base / "mine" / "kernels", base / "system" / "kernels"
+        write_spec(mine, "u1")
+        write_spec(mine, "frozen")
+        write_spec(system, "ir")
+        for path in (mine.parent, *mine.parent.rglob("*")):
+            os.chown(path, 65534, 65534)
+        (mine / "frozen").chmod(0o555)
+        monkeypatch.setenv("JUPYTER_PATH", f"{mine.parent}:{system.parent}")
+        for names in (["u1", "ir"], ["u1", "frozen"]):
+            status, err = run_as_nobody(["remove", *names])
+            if status == 99:
+                pytest.skip("this machine does not allow dropping root")
+            assert status == 1 and err.count("\n") == 1, err
+            assert f"cannot write {system if 'ir' in names else mine / 'frozen'}" in err, err
+            assert (mine / "u1" / "kernel.json").is_file()  # nothing was removed
+            assert sorted(p.name for p in mine.iterdir()) == ["frozen", "u1"]
+    finally:
+        shutil.rmtree(base)

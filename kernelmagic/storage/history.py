@@ -11,7 +11,7 @@ import stat
 from collections.abc import Iterable
 
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.errors import KernelmagicError
+from kernelmagic.errors import KernelmagicError, LocationError
 from kernelmagic.reading import MAX_SPEC_BYTES, read_regular_file, read_spec_file
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import NATIVE_KERNEL_NAME, locate
@@ -101,21 +101,42 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
             )
         if path not in targets:
             targets.append(path)
+    hint = "ask the owner of that directory to remove it"
+    for path in targets:  # all are checked before any is removed: none, or every one
+        # A move into the removed-specs dir writes the kernels dir and the spec dir's "..".
+        for needed in (os.path.dirname(path), path):
+            if not os.access(needed, os.W_OK | os.X_OK):
+                raise LocationError(f"cannot write {needed}: permission denied; {hint}")
     if dry_run:
         return targets
     for path in targets:
         kernels_dir, dirname = os.path.split(path)
         kept = removed_copy(path)
-        with writing(path, "ask the owner of that directory to remove it"):
-            with atomic.exclusive_lock(lock_path(kernels_dir, dirname)):
-                _make_removed_dir(os.path.dirname(kept), kernels_dir)
-                older = work_dir(kernels_dir, dirname.lower())
-                with contextlib.suppress(FileNotFoundError):
-                    os.rename(kept, os.path.join(older, "older-removed"))
-                # Out of Jupyter's sight in one step; the older copy goes at leisure.
-                os.rename(path, kept)
-            shutil.rmtree(older, ignore_errors=True)
+        with writing(path, hint), atomic.exclusive_lock(lock_path(kernels_dir, dirname)):
+            _make_removed_dir(os.path.dirname(kept), kernels_dir)
+            older = work_dir(kernels_dir, dirname.lower())
+            try:
+                _move_out_of_sight(path, kept, os.path.join(older, "older-removed"))
+            except BaseException:
+                shutil.rmtree(older, ignore_errors=True)
+                raise
+        shutil.rmtree(older, ignore_errors=True)  # the older copy goes at leisure
     return targets
+
+
+def _move_out_of_sight(path: str, kept: str, older: str) -> None:
+    """Move the spec at ``path`` to ``kept`` in one step, the copy kept there before aside
+    to ``older``; a failed move puts that copy back."""
+    try:
+        os.rename(kept, older)
+    except FileNotFoundError:
+        older = ""
+    try:
+        os.rename(path, kept)
+    except BaseException:
+        if older:
+            os.rename(older, kept)
+        raise
 
 
 def _make_removed_dir(path: str, kernels_dir: str) -> None:
