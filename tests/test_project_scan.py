@@ -432,3 +432,24 @@ def test_container_options_are_refused_with_a_scan(ip, flags, tmp_path, user_ker
     with pytest.raises(UsageError, match=f"cannot go with {flags[0].split('=')[0]}"):
         ip.run_line_magic("kernel_install", " ".join(argv[1:]))
     assert not list(user_kernels.glob("[!.]*"))
+
+
+def test_a_tree_scanned_through_a_link_is_the_same_tree(
+    templates, offline, tmp_path, user_kernels, capsys
+):
+    """Walk J: `~/work` is often a link (to /gpfs/...). A scan through the link made a second
+    spec for every project (`outer-2`, ...), where a second scan writes no byte."""
+    top = tmp_path / "work"
+    _uv(templates, top / "groupa" / "analysis", "analysis")
+    _poetry(templates, top / "outer", "outer")
+    assert main(["install", "--project", "--scan", str(top)]) == 0
+    before = _snapshot(user_kernels)
+    link = tmp_path / "work-link"
+    link.symlink_to(top)
+    capsys.readouterr()
+    assert main(["install", "--project", "--scan", str(link)]) == 0
+    said = capsys.readouterr().out
+    assert "installed" not in said and "2 unchanged" in said, said
+    assert _snapshot(user_kernels) == before
+    assert main(["install", "--project", "--scan", str(link / "outer"), "--dry-run"]) == 0
+    assert "would install" not in capsys.readouterr().out

@@ -168,8 +168,9 @@ def tool_of(root: str) -> str | None:
 
 
 def find_root(start: str) -> str:
-    """``start`` or the nearest dir above it that holds a project file."""
-    here = os.path.abspath(start)
+    """``start`` or the nearest dir above it that holds a project file, by its real path:
+    one project reached through a link (``~/work`` -> ``/gpfs/...``) is one project."""
+    here = os.path.realpath(start)
     if not os.path.isdir(here):
         raise InvalidInput(f"--project {start}: no such directory")
     while True:

@@ -55,7 +55,8 @@ class ScanRequest:
     timeout: float = sources.SHELL_TIMEOUT
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "top", os.path.abspath(self.top))
+        # The real path: a tree scanned through a link finds the specs of its projects.
+        object.__setattr__(self, "top", os.path.realpath(self.top))
         if not os.path.isdir(self.top):
             raise InvalidInput(f"--scan {self.top}: no such directory")
         if not isinstance(self.depth, int) or self.depth < 0:
@@ -141,6 +142,7 @@ def _key_of(record: dict[str, Any]) -> tuple[str, str | None] | None:
     root = record.get("root")
     if not isinstance(root, str):
         return None
+    root = os.path.realpath(root)  # recorded through a link by an earlier release
     environment = record.get("environment")
     if not isinstance(environment, str):  # a pixi spec of one environment: pixi's default
         environment = "default" if record.get("tool") == "pixi" else None
