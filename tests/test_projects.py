@@ -343,6 +343,29 @@ def test_a_lockfile_too_large_to_read_is_drift_unknown(
     assert "project-drift" not in kinds
 
 
+def test_a_lockfile_made_after_the_spec_is_drift(tmp_path, user_kernels, tools_offline, capsys):
+    """Walk J: `uv init` + `uv venv` + ipykernel, then `install --project`: no uv.lock yet,
+    so nothing was recorded, and neither the lock uv made later nor any change after it was
+    ever drift."""
+    for name, made_by in (("young", "venv"), ("young-uv", "uv")):  # a uv venv: a uv project
+        root = tmp_path / name
+        root.mkdir()
+        _tool("uv", "init", "--bare", "--name", name, "--python", sys.executable, cwd=root)
+        if made_by == "uv":
+            _tool("uv", "venv", "--python", sys.executable, cwd=root)
+        else:
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")])
+        give_ipykernel(root / ".venv")
+        assert main(["install", "--project", str(root)]) == 0
+        assert _spec(user_kernels, name)["metadata"]["kernelmagic"]["project"]["tool"] == made_by
+        assert "project-drift" not in _doctor_problems(capsys, name)
+        _tool("uv", "lock", "--python", sys.executable, cwd=root)
+        drift = _doctor_problems(capsys, name)["project-drift"]
+        assert f"its lockfile {root / 'uv.lock'} was made since the spec was" in drift["message"]
+        assert main(["refresh", name]) == 0
+        assert "project-drift" not in _doctor_problems(capsys, name)
+
+
 def test_a_venv_swapped_for_another_on_the_same_base_is_drift(
     tmp_path, user_kernels, tools_offline, capsys
 ):

@@ -38,6 +38,7 @@ _LOCKFILES = {
     "pixi": "pixi.lock",
     "hatch": "pyproject.toml",  # Hatch has no lockfile: its envs follow pyproject.toml
 }
+_TOOL_LOCKFILES = ("uv.lock", "poetry.lock", "pdm.lock", "pixi.lock")
 # How to make the environment, and how to give it ipykernel, in each tool's own words.
 _CREATE = {
     "uv": "uv sync",
@@ -117,11 +118,18 @@ class Project:
         if self.lockfile:
             digest = lock_digest(self.lockfile, self.environment)
             found.update(lockfile=self.lockfile, lock_digest=digest)
+        elif self.tool in _LOCKFILES:  # none yet (uv init, uv venv): its coming is drift
+            found.update(
+                lockfile=os.path.join(self.root, _LOCKFILES[self.tool]), lock_digest=NO_LOCK
+            )
         if self.interpreter:
             found.update(python=self.interpreter, python_target=_target(self.interpreter))
         if self.prefix:
             found.update(prefix=self.prefix, prefix_id=_identity(self.prefix))
         return found
+
+
+NO_LOCK = "none"  # the recorded digest of a lockfile that was not there (never a digest)
 
 
 def lock_digest(path: str, environment: str | None = None) -> str | None:
@@ -377,7 +385,17 @@ def drift(record: Mapping[str, Any]) -> list[str]:
     reasons = []
     lockfile, digest = record.get("lockfile"), record.get("lock_digest")
     environment = record.get("environment") if isinstance(record.get("environment"), str) else None
-    if (
+    root = record.get("root")
+    if record.get("tool") == "venv" and isinstance(root, str):  # a bare venv, tool-less then
+        made = [
+            os.path.join(root, f) for f in _TOOL_LOCKFILES if os.path.exists(os.path.join(root, f))
+        ]
+        if made:  # uv init + uv venv, then uv lock: uv manages the project now
+            reasons.append(f"its lockfile {made[0]} was made since the spec was")
+    if isinstance(lockfile, str) and digest == NO_LOCK:
+        if os.path.exists(lockfile):
+            reasons.append(f"its lockfile {lockfile} was made since the spec was")
+    elif (
         isinstance(lockfile, str)
         and isinstance(digest, str)
         and lock_digest(lockfile, environment) != digest
