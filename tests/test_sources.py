@@ -130,6 +130,22 @@ def test_snippet_that_cds_and_exports_a_token_captures_neither(ip, user_kernels,
     assert side.read_text() == snippet and side.stat().st_mode & 0o777 == 0o600
 
 
+def test_what_a_snippet_unsets_is_said_not_lost_silently(user_kernels, tmp_path, capsys):
+    """Walk J: a snippet's (or a module's) ``unset PYTHONPATH`` of the login shell's
+    PYTHONPATH was dropped without a word; the kernel still got it from its launcher."""
+    Path(os.environ["HOME"], ".bash_profile").write_text(
+        "export PYTHONPATH=/old/site\nexport KM_KEEP=1\n"
+    )
+    snippet = tmp_path / "s.sh"
+    snippet.write_text("unset PYTHONPATH\nexport NEWV=1\n")
+    capsys.readouterr()
+    assert main(["install", "s2", "--snippet-file", str(snippet)]) == 0
+    said = capsys.readouterr().out
+    assert "Captured 1 variable(s): NEWV" in said
+    assert "Unset by the snippet or modules" in said and ": PYTHONPATH (set one" in said, said
+    assert "KM_KEEP" not in said
+
+
 def test_failing_snippet_writes_nothing_and_shows_stderr(ip, user_kernels):
     with pytest.raises(UsageError) as info:
         ip.run_cell_magic(

@@ -152,6 +152,9 @@ class CaptureResult:
     launcher: list[str] = field(default_factory=list)
     temporary: list[str] = field(default_factory=list)  # TMPDIR: the session's (or job's)
     fixed_paths: list[str] = field(default_factory=list)  # PATH-like, not written as additions
+    # What the snippet or module unset: a spec's env can only set (Jupyter merges it over
+    # its launcher's environment), so the kernel gets these from its launcher.
+    unset: list[str] = field(default_factory=list)
     noise_count: int = 0
     baseline: str = ""
     notes: list[str] = field(default_factory=list)
@@ -189,6 +192,12 @@ class CaptureResult:
                 "Left out what the scheduler, the job step's MPI launcher or the hub set for "
                 f"this process alone{where}; each kernel gets its own launcher's: "
                 f"{named_by_family(self.launcher)} (keep one with --include NAME)"
+            )
+        if self.unset:
+            lines.append(
+                "Unset by the snippet or modules, which a kernel spec cannot do (its env only "
+                f"sets; the kernel gets these from its launcher): {', '.join(self.unset)} "
+                "(set one empty with --env NAME=)"
             )
         if self.temporary:
             lines.append(
@@ -309,4 +318,12 @@ def capture(
             result.env[name] = written
         else:
             result.env[name] = escape_dollars(value)
+    if on_purpose and base:
+        result.unset = [
+            name
+            for name in sorted(base)
+            if name not in current
+            and not matches_any(name, options.exclude)
+            and not options.policy.noise_category(name)
+        ]
     return result
