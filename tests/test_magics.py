@@ -11,6 +11,7 @@ from helpers import write_spec
 from IPython.core.error import UsageError
 
 from kernelmagic.commands.list import SpecList
+from kernelmagic.frontends.cli import main
 
 
 def spec_json(user_kernels, name):
@@ -269,3 +270,28 @@ def test_doctor_fix_prints_what_it_removed_and_forgets_the_session_spec(ip, user
     # Gone as after %kernel_remove: no longer the spec %kernel_env changes without -k.
     assert "pass -k NAME" in usage_error(ip, "kernel_env", "A=1")
     assert str(report).count("Removed kernel spec") == 0  # said once, not again in the table
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '-k s1 GITHUB_TOKEN="ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ',  # no closing quote
+        "-k s1 PASSWORD='hunter2hunter2",
+        "-k s1 GITHUB_TOKEN:ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ",  # not KEY=VALUE
+        "-k s1 --no-such-option=ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ",  # argparse's
+    ],
+)
+def test_an_error_never_shows_the_secret_it_quotes(ip, user_kernels, line, capsys):
+    """Walk H: the one-line errors quoted the words they refused, secrets and all, and a
+    notebook keeps its errors in its outputs."""
+    write_spec(user_kernels, "s1")
+    with pytest.raises(UsageError) as refused:
+        ip.run_line_magic("kernel_env", line)
+    assert type(refused.value) is UsageError
+    said = str(refused.value)
+    assert "ghp_abc" not in said and "hunter2" not in said, said
+    assert "<hidden>" in said
+    if "'" not in line and '"' not in line:  # the command line's shell reads quotes
+        status = main(["env", *line.split()])
+        err = capsys.readouterr().err
+        assert status == 2 and "ghp_abc" not in err and "<hidden>" in err, err

@@ -119,9 +119,12 @@ def os_error_text(error: OSError) -> str:
 
 def error_text(error: BaseException | str) -> str:
     """An error as the user sees it: its one line, then what a tool said about it (the
-    error's ``details``), indented, each line escaped like the first."""
-    lines = [printable(str(error))]
-    lines += [f"  {printable(line)}" for line in getattr(error, "details", ())]
+    error's ``details``), indented, each line escaped like the first. A credential in it
+    (an error that quotes the argument it refuses) is masked, as every display masks it:
+    a notebook keeps its errors."""
+    mask = DEFAULT_POLICY.mask_text
+    lines = [printable(mask(str(error)))]
+    lines += [f"  {printable(mask(line))}" for line in getattr(error, "details", ())]
     return "\n".join(lines)
 
 

@@ -214,7 +214,10 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
         with _as_usage_errors():
             words = split_args(line)
             check_option_count(words)
-        ns = magic.parser.parse_args(words)  # a bad option: IPython's UsageError
+        try:
+            ns = magic.parser.parse_args(words)  # a bad option: IPython's UsageError
+        except UsageError as exc:  # which may quote a word holding a secret
+            raise UsageError(error_text(str(exc))) from None
         for text in old_spellings(module.Request.OPTIONS, words):
             print(text)
         config = self._settings()
