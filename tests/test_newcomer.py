@@ -245,6 +245,12 @@ def test_tab_completes_spec_names_options_choices_and_modules(
             assert set(_tab(ip, line)) <= {""}, line
         # The assignment form the docs show.
         assert offers("info = %kernel_show g", {"geo", "gdal-env"})
+        # Where a path goes, IPython's own file completion (walk H: loading the extension
+        # turned it off, the typed word came back alone).
+        (tmp_path / "team.json").write_text("{}")
+        for line in ("%kernel_apply te", "%kernel_export -o te", "%kernel_notebook te",
+                     "%kernel_install x --prefix te"):  # fmt: skip
+            assert "team.json" in _tab(ip, line), line
 
 
 # --- 1. the first pytest of a cluster user -------------------------------------------------------

@@ -3,8 +3,9 @@
 After ``%kernel_show``, ``--like``, ``-k``, ``clone`` and the other places that take an
 installed spec, Tab offers spec names; after ``-`` the magic's own options; after
 ``--modules`` the module system's modules (``module -t avail``, asked once a session); after
-an option with choices, its choices. Nothing else is offered on a kernelmagic line: no Python
-names. No IPython import: ``ipython_extension`` hands this to IPython's completer.
+an option with choices, its choices; where a path goes, IPython's own file completion.
+Nothing else is offered on a kernelmagic line: no Python names. No IPython import:
+``ipython_extension`` hands this to IPython's completer.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import subprocess
 
 from kernelmagic.commands import BY_MAGIC
 from kernelmagic.domain.shells import clean_environment, run_probe
-from kernelmagic.options import MAGICS, MODULE_NAME, SPEC_NAME, Option, for_front_end
+from kernelmagic.options import MAGICS, MODULE_NAME, SPEC_NAME, Option, for_front_end, path
 from kernelmagic.storage.discovery import spec_names
 
 _MAGIC_LINE = re.compile(r"\s*(?:[A-Za-z_][\w.]*\s*=\s*)?%%?(kernel_\w+)\b")  # extension's
 
 
-def complete(text: str, token: str) -> list[str]:
+def complete(text: str, token: str) -> list[str] | None:
     """What may stand at the cursor of a kernelmagic magic line: ``text`` is the line up to
-    the cursor, ``token`` the fragment being completed (what IPython replaces)."""
+    the cursor, ``token`` the fragment being completed (what IPython replaces). None where a
+    path goes (``--prefix``, ``%kernel_apply FILE``): IPython's own file completion."""
     found = _MAGIC_LINE.match(text)
     command = BY_MAGIC.get(found.group(1)) if found else None
     if command is None or found is None:
@@ -40,6 +42,8 @@ def complete(text: str, token: str) -> list[str]:
     wanted = previous if previous is not None and previous.takes_value else None
     if wanted is None:
         wanted = _positional(options, by_flag, words)
+    if wanted is not None and wanted.kwargs.get("type") is path:
+        return None
     return sorted(v for v in _values(wanted) if v.startswith(token))
 
 

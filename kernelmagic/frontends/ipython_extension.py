@@ -37,7 +37,8 @@ def _ours(text: str) -> bool:
     return found is not None and found.group(1) in MAGICS
 
 
-def _matches(text: str, token: str) -> list[str]:
+def _matches(text: str, token: str) -> list[str] | None:
+    """None where a path goes: IPython's own matchers complete files there."""
     from kernelmagic.frontends import completion  # the options: only once Tab is pressed
 
     return completion.complete(text, token)
@@ -45,7 +46,12 @@ def _matches(text: str, token: str) -> list[str]:
 
 def complete_command(shell: Any, event: Any) -> list[str]:
     """IPython's ``complete_command`` hook (IPython < 8.6)."""
-    return _matches(event.text_until_cursor, event.symbol)
+    found = _matches(event.text_until_cursor, event.symbol)
+    if found is None:
+        from IPython.core.error import TryNext  # where a path goes: IPython's files
+
+        raise TryNext
+    return found
 
 
 def _context_matcher() -> Any:
@@ -61,7 +67,10 @@ def _context_matcher() -> Any:
         # IPython suppresses the other matchers only for a matcher that offers something:
         # where nothing fits (a new spec's name, a display name), the one offer is the word
         # as typed, which changes nothing, rather than Python names and files.
-        found = _matches(text, context.token) or [context.token]
+        found = _matches(text, context.token)
+        if found is None:  # a path goes here: IPython's file completion, as without us
+            return {"completions": [], "suppress": False}
+        found = found or [context.token]
         return {
             "completions": [SimpleCompletion(m, type="kernelmagic") for m in found],
             "suppress": True,
