@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from kernelmagic.domain.shell_syntax import (
@@ -9,6 +11,7 @@ from kernelmagic.domain.shell_syntax import (
     parse_assignment,
     parse_env_lines,
     split_args,
+    split_words,
 )
 
 
@@ -82,3 +85,16 @@ TEMPLATE=${PATH}:/x
 def test_parse_env_lines_errors_name_the_line(text, message):
     with pytest.raises(AssignmentError, match=message):
         parse_env_lines(text)
+
+
+@pytest.mark.parametrize(
+    "quoted",
+    [r'"cost \$5"', r'"a\`b"', r'"a\\b"', r'"a\nb"', r'"a\"b"', '"a\\\nb"', r'"\x"', '"t\\\tx"'],
+)
+def test_a_backslash_in_double_quotes_reads_as_bash_reads_it(quoted):
+    """Walk H: `export PRICE="cost \\$5"` in a `%%kernel_env` cell stored `cost \\$5`; bash
+    gives `cost $5` (inside double quotes a backslash escapes $, a backquote and a newline
+    too, not only " and itself as shlex has it)."""
+    bash = subprocess.run(["bash", "-c", f"printf %s {quoted}"], capture_output=True, text=True)
+    assert split_words(quoted) == [bash.stdout]
+    assert parse_env_lines(f"export X={quoted}\n").set == {"X": bash.stdout}

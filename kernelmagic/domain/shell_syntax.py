@@ -30,9 +30,10 @@ def _logical_lines(text: str, *, newline_ends_line: bool = True) -> Iterator[tup
     One pass, linear in the length of the text (``shlex`` builds each word by repeated
     string concatenation, which is quadratic for a long value, and re-splitting a growing
     line while a quote is open was quadratic too). The rules are ``shlex.split``'s in POSIX
-    mode: single quotes are literal, inside double quotes a backslash escapes only ``"`` and
-    ``\\``, outside quotes it escapes any character; an unquoted word that starts with ``#``
-    begins a comment that runs to the end of the line. A quoted value may span lines. And
+    mode, but for a backslash inside double quotes, which escapes ``$``, a backquote, ``"``,
+    ``\\`` and a newline, as a POSIX shell reads it; outside quotes it escapes any
+    character; an unquoted word that starts with ``#`` begins a comment that runs to the end
+    of the line. A quoted value may span lines. And
     POSIX's (and bash's) ``$'...'``, where C escapes stand for control characters: how an
     env listing shows a value that holds them.
     """
@@ -127,9 +128,12 @@ def _quoted(text: str, i: int, word: list[str], start: int, quote: str, escaped:
 
 
 def _in_double_quotes(text: str, escape: int) -> tuple[str, int]:
-    """Inside double quotes a backslash escapes only ``"`` and itself."""
+    """Inside double quotes, as a POSIX shell reads them: a backslash escapes ``$``, a
+    backquote, ``"`` and itself, and removes a newline; before anything else it is kept."""
     following = text[escape + 1]
-    return (following if following in '"\\' else "\\" + following), escape + 2
+    if following == "\n":  # a line continued
+        return "", escape + 2
+    return (following if following in '"\\$`' else "\\" + following), escape + 2
 
 
 def _c_escape(text: str, escape: int) -> tuple[str, int]:
