@@ -366,6 +366,28 @@ def test_a_lockfile_made_after_the_spec_is_drift(tmp_path, user_kernels, tools_o
         assert "project-drift" not in _doctor_problems(capsys, name)
 
 
+def test_a_broken_environment_is_said_broken_with_the_command_that_makes_it(
+    tmp_path, user_kernels, tools_offline, capsys
+):
+    """Walk J: a project whose interpreter is gone (its base Python removed) or missing (an
+    empty .venv) was refused as "has no ipykernel; add it: .venv/bin/python -m pip install
+    ipykernel", a command that cannot run there."""
+    empty = tmp_path / "empty"
+    (empty / ".venv").mkdir(parents=True)
+    (empty / "pyproject.toml").write_text('[project]\nname = "empty"\n')
+    dead = _venv_project(tmp_path / "dead")
+    python = dead / ".venv" / "bin" / "python"
+    python.unlink()
+    python.symlink_to(tmp_path / "removed-python3.11")
+    for root, state in ((empty, "is missing"), (dead, "does not run")):
+        capsys.readouterr()
+        assert main(["install", "--project", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert f"environment is broken: {root / '.venv' / 'bin' / 'python'} {state}" in err, err
+        assert f"make it again: cd {root} && python3 -m venv --clear .venv" in err
+        assert "ipykernel" not in err
+
+
 def test_a_venv_swapped_for_another_on_the_same_base_is_drift(
     tmp_path, user_kernels, tools_offline, capsys
 ):

@@ -441,6 +441,22 @@ def ipykernel_missing(project: Project) -> EnvironmentNotReady:
     )
 
 
+def interpreter_broken(project: Project) -> EnvironmentNotReady:
+    """The refusal for an environment whose interpreter is missing or does not run (a venv
+    whose base Python was removed, an empty .venv), with the tool's command that makes it."""
+    interpreter = project.interpreter or "its interpreter"
+    state = "does not run" if os.path.lexists(interpreter) else "is missing"
+    command = project.create_command()
+    if project.tool == "venv":  # make the venv again where it is
+        venv = os.path.basename(project.prefix or ".venv")
+        command = project.in_root(f"python3 -m venv --clear {shlex.quote(venv)}")
+    return EnvironmentNotReady(
+        f"the {project.tool} project's environment is broken: {interpreter} {state}; "
+        f"make it again: {command}",
+        command,
+    )
+
+
 def name_of(start: str) -> str:
     """The project's name, as its files give it (no tool is run): pixi.toml's or
     pyproject.toml's ``name``, environment.yml's, else its dir's name."""

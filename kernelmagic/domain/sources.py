@@ -401,7 +401,9 @@ def _from_project(
     found = None
     if python and project.interpreter:
         found = probe_interpreter(project.interpreter, environ)
-        if found is None or not found.has_ipykernel:
+        if found is None:
+            raise projects.interpreter_broken(project)
+        if not found.has_ipykernel:
             raise projects.ipykernel_missing(project)
     concrete = project.source(source.shell)
     if found is not None and concrete.origin == "python":  # probed once, not again
