@@ -420,3 +420,33 @@ def test_concurrent_writers_lose_nothing(user_kernels, tmp_path):
     assert [p.wait() for p in procs] == [0] * 12
     env = json.loads((user_kernels / "shared" / "kernel.json").read_text())["env"]
     assert env == {f"K{i}": str(i) for i in range(12)}
+
+
+def test_library_requests_refuse_wrong_types_with_the_documented_error(user_kernels):
+    """Walk I: from Python, ``SpecEdit(argv_prefix="nice")`` wrote argv ["n", "i", "c",
+    "e", ...]; ``remove_specs("abc")`` took each letter for a spec name; ``SpecEdit(env=
+    {...})``, ``EnvChanges({"A": 1})`` and metadata JSON cannot hold raised AttributeError,
+    TypeError or ValueError from inside (docs/python-api.md: the errors of kernelmagic.errors)."""
+    from kernelmagic.errors import InvalidInput
+
+    for name in ("a", "b", "k"):
+        write_spec(user_kernels, name)
+    before = {p.name: (p / "kernel.json").read_bytes() for p in user_kernels.iterdir()}
+    wrong = [
+        lambda: specs.SpecEdit(argv_prefix="nice"),
+        lambda: specs.SpecEdit(argv_prefix=["nice", 5]),
+        lambda: specs.SpecEdit(env=[("A", "1")]),
+        lambda: specs.SpecEdit(metadata={"x": float("nan")}),
+        lambda: specs.SpecEdit(metadata={"x": object()}),
+        lambda: specs.SpecEdit(metadata=["x"]),
+        lambda: EnvChanges({"A": 1}),
+        lambda: EnvChanges({5: "1"}),
+        lambda: specs.remove_specs("ab"),
+    ]
+    for make in wrong:
+        with pytest.raises(InvalidInput):
+            make()
+    assert {p.name: (p / "kernel.json").read_bytes() for p in user_kernels.iterdir()} == before
+    edit = specs.SpecEdit(env={"A": "1"})  # a dict is taken for what it says
+    specs.patch_spec("k", edit)
+    assert json.loads((user_kernels / "k" / "kernel.json").read_text())["env"] == {"A": "1"}

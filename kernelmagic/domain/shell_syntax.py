@@ -166,7 +166,7 @@ def split_args(line: str) -> list[str]:
 
 
 def check_env_name(name: str) -> str:
-    if not _ENV_NAME.match(name):
+    if not isinstance(name, str) or not _ENV_NAME.match(name):
         raise AssignmentError(f"invalid variable name {name!r}: use {ENV_NAME_RULE}")
     return name
 
@@ -180,6 +180,8 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 
 def check_env_value(name: str, value: str) -> str:
+    if not isinstance(value, str):  # an environment holds text (a library caller's 1)
+        raise AssignmentError(f"env values are text: {name} is set to a {type(value).__name__}")
     if "\0" in value:
         raise AssignmentError(
             f"the value of {name} holds a NUL character, which no environment can carry"

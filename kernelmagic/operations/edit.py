@@ -15,9 +15,10 @@ from typing import Any
 from kernelmagic.domain.envcapture import matches_any
 from kernelmagic.domain.policy import DEFAULT_POLICY, MASK, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
-from kernelmagic.domain.shell_syntax import EnvChanges
+from kernelmagic.domain.shell_syntax import MAX_JSON_DEPTH, EnvChanges, nesting_depth
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import spec_writes
+from kernelmagic.reading import dump_spec
 from kernelmagic.storage import transactions
 from kernelmagic.storage.discovery import get_spec, location_dir, validate_name
 from kernelmagic.storage.transactions import Change
@@ -37,6 +38,23 @@ class SpecEdit:
     replace_env: bool = False  # start from an empty env instead of the current one
 
     def __post_init__(self) -> None:
+        # A library caller's str would be a prefix of its letters, and a dict its env.
+        if isinstance(self.argv_prefix, str) or not all(
+            isinstance(word, str) for word in self.argv_prefix
+        ):
+            raise InvalidInput("argv_prefix is a list of words (shlex.split('nice -n 5'))")
+        if isinstance(self.env, Mapping):
+            object.__setattr__(self, "env", EnvChanges(dict(self.env)))
+        elif not isinstance(self.env, EnvChanges):
+            raise InvalidInput(f"env is an EnvChanges or a dict, not {type(self.env).__name__}")
+        if not isinstance(self.metadata, Mapping):
+            raise InvalidInput(f"metadata is a dict, not {type(self.metadata).__name__}")
+        try:  # what JSON cannot hold, or too deep for export and apply: as --metadata says
+            dump_spec({"metadata": dict(self.metadata)})
+        except KernelmagicError as exc:
+            raise InvalidInput(f"metadata: {exc}") from None
+        if nesting_depth(dict(self.metadata)) > MAX_JSON_DEPTH:
+            raise InvalidInput(f"metadata nests deeper than {MAX_JSON_DEPTH} levels")
         object.__setattr__(self, "argv_prefix", tuple(self.argv_prefix))
         if any("\0" in word for word in self.argv_prefix):
             raise InvalidInput(

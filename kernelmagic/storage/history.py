@@ -11,7 +11,7 @@ import stat
 from collections.abc import Iterable
 
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.errors import KernelmagicError, LocationError
+from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError
 from kernelmagic.reading import MAX_SPEC_BYTES, read_regular_file, read_spec_file
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import NATIVE_KERNEL_NAME, locate
@@ -91,6 +91,8 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
     Each is moved, in one step, to ``removed_copy(path)`` beside it (replacing an older copy of
     that name), so a removal can be undone by moving it back. ``dry_run`` removes nothing.
     """
+    if isinstance(names, str):  # not each of its letters
+        raise InvalidInput(f"names is a list of spec names, not the text {names!r}")
     targets = []
     for name in names:
         _, path, native = locate(name)
