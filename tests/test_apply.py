@@ -702,6 +702,54 @@ def test_a_format_3_entry_written_by_hand_applies(user_kernels, tmp_path, capsys
     assert main(["apply", str(path), "--check"]) == 0
 
 
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"format_version": True}, "format_version: True is not 1, 2 or 3"),
+        ({"format_version": 3.0}, "format_version: 3.0 is not 1, 2 or 3"),
+        (
+            {"entry": {"kernelmagic": {"source": "current", "kernel_kind": "like",
+                                       "like": "../../etc"}}},
+            "like: '../../etc' is not a kernel spec name",
+        ),
+        (
+            {"entry": {"location": {"prefix": "~root/x"}}},
+            "location.prefix: '~root/x': only ~ (your own home) is expanded",
+        ),
+    ],
+)  # fmt: skip
+def test_a_colleagues_document_is_refused_at_review_where_apply_would_differ(
+    change, said, user_kernels, tmp_path, capsys
+):
+    """Walk G: a `like` that is no spec name passed the review ("would re-make") and failed
+    only in the real apply; format_version true was read as 1 and 3.0 as 3; a prefix
+    `~user/x` went to another user's home, where the docs say a ~ is your own home."""
+    entry = {**_format_3_entry(), **change.get("entry", {})}
+    document = {"format": "kernelmagic-export", "format_version": 3, "specs": [entry]}
+    document.update({k: v for k, v in change.items() if k != "entry"})
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(document))
+    assert main(["apply", str(path), "--dry-run"]) == 2
+    assert said in capsys.readouterr().err
+    assert not user_kernels.exists() or not list(user_kernels.iterdir())
+
+
+def test_the_review_quotes_the_shell_it_runs(user_kernels, tmp_path, capsys):
+    """Walk G: a record's shell `/bin/sh -c "touch /tmp/x"` was shown unquoted, though
+    apply runs it as one program's path."""
+    entry = _format_3_entry()
+    entry["kernelmagic"] = {"source": "snippet", "snippet": "export A=1",
+                            "shell": '/bin/sh -c "touch /tmp/x"', "capture": "changed"}  # fmt: skip
+    entry.pop("env")
+    entry["kernelmagic"].pop("explicit", None)
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps({"format": "kernelmagic-export", "format_version": 3,
+                                "specs": [entry]}))  # fmt: skip
+    main(["apply", str(path), "--dry-run"])
+    out = capsys.readouterr().out
+    assert "'/bin/sh -c \"touch /tmp/x\"' -l" in out, out
+
+
 # --- another machine ---------------------------------------------------------------------------
 
 

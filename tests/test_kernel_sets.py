@@ -133,7 +133,8 @@ def test_a_group_kernel_is_group_owned_setgid_and_readable(tmp_path, capsys):
     # Members must be able to read it: the doctor says when they cannot.
     os.environ["JUPYTER_PATH"] = str(prefix / "share" / "jupyter")
     try:
-        assert doctor.diagnose(["team"]).healthy
+        report = doctor.diagnose(["team"])
+        assert report.healthy, [(p.kind, p.message) for p in report.diagnoses[0].problems]
         (spec_dir / "kernel.json").chmod(0o600)
         kinds = [p.kind for p in doctor.diagnose(["team"]).diagnoses[0].problems]
         assert "not-shared" in kinds

@@ -281,7 +281,7 @@ def _argv_flags(spec: dict[str, Any]) -> list[str]:
 def _runs(record: Provenance, request: ApplyRequest) -> list[str]:
     """What apply runs to make the entry's environment and spec, as it will run it."""
     source = record.source
-    shell = source.shell or "bash"
+    shell = shlex.quote(source.shell or "bash")  # one program's path, run as such
     runs = []
     if source.origin == "current":
         runs.append(f"{shell} -l (your own login shell, for the baseline of this session)")

@@ -189,7 +189,7 @@ def validate(doc: Any) -> list[str]:
         return ["the document must be a JSON object"]
     version = doc.get("format_version", 1)
     problems += _unknown_keys(doc, _TOP_KEYS, "", version)
-    if version not in (1, 2, FORMAT_VERSION):
+    if type(version) is not int or version not in (1, 2, FORMAT_VERSION):  # true is no 1
         problems.append(f"format_version: {version!r} is not 1, 2 or {FORMAT_VERSION}")
         version = FORMAT_VERSION
     entry_problems = _entry_problems if version == FORMAT_VERSION else _v2_entry_problems
@@ -289,6 +289,8 @@ def _location_problems(location: Any) -> list[str]:
     if isinstance(location, dict) and len(location) == 1:
         ((key, value),) = location.items()
         if key in ("prefix", "dir") and isinstance(value, str) and value:
+            if value.startswith("~") and value != "~" and not value.startswith("~/"):
+                return [f"location.{key}: {value!r}: only ~ (your own home) is expanded"]
             if not os.path.isabs(os.path.expanduser(value)):
                 return [f"location.{key}: {value!r} must be an absolute path"]
             return []

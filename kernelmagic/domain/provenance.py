@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kernelmagic.domain.jupyter_rules import is_valid_kernel_name
 from kernelmagic.errors import InvalidInput
 
 METADATA_KEY = "kernelmagic"
@@ -358,6 +359,9 @@ def document_problems(record: Any) -> list[str]:
             problems.append(f"{key}: {record[key]!r} is not one of {', '.join(allowed)}")
     if "source" not in record:
         problems.append(f"source: missing (one of {', '.join(_DOCUMENT_CHOICES['source'])})")
+    like = record.get("like")
+    if isinstance(like, str) and not is_valid_kernel_name(like):  # apply looks it up by name
+        problems.append(f"like: {like!r} is not a kernel spec name")
     # For the origin "python" the interpreter asked for is the one recorded as "python".
     wrong_python = "python_requested" if record.get("source") == "python" else "python"
     if wrong_python in record:

@@ -146,8 +146,9 @@ def share_with_group(path: str, gid: int) -> None:
 
 def _make_dirs_for_group(kernels_dir: str, gid: int) -> None:
     """Create a kernels dir and its missing parents (``--prefix DIR`` makes
-    ``share/jupyter/kernels``) as a group's: group-owned and setgid, the parents open to the
-    group, the kernels dir writable by it (members add and remove specs there)."""
+    ``share/jupyter/kernels``) as a group's: group-owned, setgid and open to the group; the
+    group may write them where the umask gives it write (umask 002, as members use a group
+    project space), as ``share_with_group`` leaves the spec dir."""
     missing = []
     path = os.path.abspath(kernels_dir)
     while not os.path.isdir(path) and path != os.path.dirname(path):
@@ -157,9 +158,8 @@ def _make_dirs_for_group(kernels_dir: str, gid: int) -> None:
         with contextlib.suppress(FileExistsError):  # another member made it meanwhile
             os.mkdir(directory)
             _give_to_group(directory, gid)
-            group_bits = 0o070 if directory == missing[0] else 0o050
             mode = stat.S_IMODE(os.stat(directory).st_mode)
-            os.chmod(directory, (mode | stat.S_ISGID | group_bits) & ~0o002)
+            os.chmod(directory, (mode | stat.S_ISGID | 0o050) & ~0o002)
 
 
 def _give_to_group(path: str, gid: int) -> None:
