@@ -63,6 +63,21 @@ def test_an_empty_source_is_refused_not_taken_for_this_session(flag, value, user
     assert not user_kernels.exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--like", ""], "--like is empty"),
+        (["--capture", "none", "--baseline", "/nonexistent"], "--baseline has nothing to"),
+    ],
+)
+def test_an_option_that_would_do_nothing_is_refused(argv, said, user_kernels, capsys):
+    """Walk H and I: `--like ''` said "--kernel must be one of python, ir, julia, not
+    'python'"; `--capture none --baseline FILE` ignored the baseline (even a missing one)."""
+    assert main(["install", "x", *argv]) == 2
+    assert said in capsys.readouterr().err
+    assert not user_kernels.exists()
+
+
 def test_the_name_is_checked_and_stored_lowercase():
     assert InstallRequest("GeO").name == "geo"
     with pytest.raises(InvalidInput, match="invalid kernel name"):

@@ -213,6 +213,14 @@ def test_a_poetry_projects_kernel_finds_poetrys_own_env(
         p["kind"]: p for p in json.loads(capsys.readouterr().out)["specs"]["poetry-geo"]["problems"]
     }
     assert "is gone" in kinds["project-drift"]["message"]
+    # Its env removed, Poetry names none: walk J saw "the poetry project's environment its
+    # environment does not exist yet".
+    _tool("poetry", "env", "remove", "--all", cwd=root)
+    capsys.readouterr()
+    assert main(["refresh", "poetry-geo"]) == 2
+    err = capsys.readouterr().err
+    assert "the poetry project's environment does not exist yet; make it: cd " in err, err
+    assert "poetry install" in err
 
 
 def test_a_pixi_project_gets_what_pixi_activation_sets(tmp_path, user_kernels, monkeypatch):

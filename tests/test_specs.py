@@ -450,3 +450,15 @@ def test_library_requests_refuse_wrong_types_with_the_documented_error(user_kern
     edit = specs.SpecEdit(env={"A": "1"})  # a dict is taken for what it says
     specs.patch_spec("k", edit)
     assert json.loads((user_kernels / "k" / "kernel.json").read_text())["env"] == {"A": "1"}
+
+
+@pytest.mark.parametrize("flag", ["--display-name", "--language"])
+def test_patch_refuses_an_empty_display_name_or_language(flag, user_kernels, capsys):
+    """Walk H: `%kernel_patch h --display-name ""` wrote a blank the launcher showed."""
+    from kernelmagic.frontends.cli import main
+
+    write_spec(user_kernels, "h")
+    before = (user_kernels / "h" / "kernel.json").read_bytes()
+    assert main(["patch", "h", flag, ""]) == 2
+    assert f"{flag} is empty" in capsys.readouterr().err
+    assert (user_kernels / "h" / "kernel.json").read_bytes() == before

@@ -246,6 +246,8 @@ class InstallRequest:
             raise InvalidInput(
                 f"--kernel must be one of {', '.join(languages.KERNELS)}, not {self.kernel!r}"
             )
+        if self.like is not None and not (isinstance(self.like, str) and self.like.strip()):
+            raise InvalidInput("--like is empty; name the installed spec to copy")
         if self.like is not None and self.kernel != "python":
             raise InvalidInput("--like copies a spec of any language; it cannot go with --kernel")
         if self.other_language and self.source.python:
@@ -262,6 +264,8 @@ class InstallRequest:
             )
         elif self.program and not self.other_language:
             raise InvalidInput("--program goes with --kernel ir, --kernel julia or --like SPEC")
+        if self.capture.baseline_file and self.capture.mode == "none":
+            raise InvalidInput("--baseline has nothing to compare with --capture none")
         if self.capture.baseline_file and self.source.origin != "current":
             raise InvalidInput(
                 "--baseline applies to --from-current; a snippet is compared with the shell "

@@ -311,9 +311,9 @@ def detect(start: str, environ: Mapping[str, str], environment: str | None = Non
     project = locate(start, environ, environment)
     # The environment's dir, not its python: an R-only pixi environment has none.
     if project.tool != "conda" and not os.path.isdir(project.prefix or ""):
-        where = project.prefix or "its environment"
+        where = f" {project.prefix}" if project.prefix else ""
         raise EnvironmentNotReady(
-            f"the {project.tool} project's environment {where} does not exist yet; make it: "
+            f"the {project.tool} project's environment{where} does not exist yet; make it: "
             f"{project.create_command()}",
             project.create_command(),
         )

@@ -38,6 +38,9 @@ class SpecEdit:
     replace_env: bool = False  # start from an empty env instead of the current one
 
     def __post_init__(self) -> None:
+        for flag, value in (("--display-name", self.display_name), ("--language", self.language)):
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                raise InvalidInput(f"{flag} is empty; give it a value, or leave it out")
         # A library caller's str would be a prefix of its letters, and a dict its env.
         if isinstance(self.argv_prefix, str) or not all(
             isinstance(word, str) for word in self.argv_prefix
