@@ -341,6 +341,9 @@ def test_slurm_options_become_the_provisioners_config(user_kernels, capsys):
     [
         (["--time", "4h"], "is not a Slurm time limit"),
         (["--nodes", "2"], "--nodes must be 1"),
+        (["--mem", "lots"], "is not a Slurm memory size"),  # walk H: written, never started
+        (["--mem", "8GB"], "is not a Slurm memory size"),
+        (["--provisioner-config", 'mem="lots"'], "is not a Slurm memory size"),
         (["--allocation", "123", "--partition", "x"], "drop --partition"),
         (["--allocation", "abc"], "is not a job id"),
         (["--sbatch-option", "exclusive"], "is not an option"),

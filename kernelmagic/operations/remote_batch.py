@@ -75,6 +75,9 @@ _SLURM_TIME = re.compile(
 )
 
 
+_SLURM_MEM = re.compile(r"\d+[KMGT]?", re.IGNORECASE)  # srun refuses 8GB, and lots
+
+
 def slurm_time_problem(value: str) -> str | None:
     """Why ``value`` is not a Slurm time limit, or None if it is one."""
     if _SLURM_TIME.fullmatch(value.strip()):
@@ -98,6 +101,11 @@ def check_job(engine: str, job: Mapping[str, Any]) -> None:
         raise InvalidInput(time_problem)
     if "cpus" in job and int(job["cpus"]) < 1:
         raise InvalidInput("--cpus must be at least 1")
+    if "mem" in job and not _SLURM_MEM.fullmatch(str(job["mem"]).strip()):
+        raise InvalidInput(
+            f"--mem {job['mem']!r} is not a Slurm memory size (a number of MB, or with K, M, "
+            "G or T: 8G)"
+        )
     if job.get("allocation"):
         if not re.fullmatch(r"\d+", str(job["allocation"])):
             raise InvalidInput(f"--allocation {job['allocation']!r} is not a job id")
