@@ -390,3 +390,34 @@ def test_remove_removes_none_when_one_of_its_specs_cannot_be_removed(monkeypatch
             assert sorted(p.name for p in mine.iterdir()) == ["frozen", "u1"]
     finally:
         shutil.rmtree(base)
+
+
+def test_a_refused_write_names_the_directory_and_a_refused_read_the_file(monkeypatch):
+    """Walk G, as a user: a spec they may not change was refused naming a random lock or
+    temp file (`.kernel.json.db2nrprd.tmp`); a clone of a spec holding another user's
+    owner-only file blamed the clone's target ("cannot write .../kernels"), not that file."""
+    base = Path(tempfile.mkdtemp(prefix="kernelmagic-names-"))
+    base.chmod(0o755)
+    try:
+        theirs = base / "theirs" / "kernels"
+        write_spec(theirs, "geo")
+        private = theirs / "geo" / "kernelmagic-snippet.sh"
+        private.write_text("export TOKEN=x\n")
+        private.chmod(0o600)
+        for path in (base / "theirs", *(base / "theirs").rglob("*")):
+            if path.is_dir():
+                path.chmod(0o755)
+        mine = base / "mine"
+        mine.mkdir()
+        os.chown(mine, 65534, 65534)
+        monkeypatch.setenv("JUPYTER_PATH", str(theirs.parent))
+        status, err = run_as_nobody(["env", "-k", "geo", "X=1"])
+        if status == 99:
+            pytest.skip("this machine does not allow dropping root")
+        assert status == 1 and ".tmp" not in err and ".lock" not in err, err
+        assert f"cannot write {theirs}" in err or f"cannot write {theirs / 'geo'}" in err, err
+        status, err = run_as_nobody(["clone", "geo", "mine", "--prefix", str(mine)])
+        assert status == 1 and f"cannot read {private}: permission denied" in err, err
+        assert not list(mine.rglob("kernel.json"))
+    finally:
+        shutil.rmtree(base)

@@ -185,7 +185,11 @@ def writing(path: str, hint: str) -> Iterator[None]:
 
     def where(exc: OSError) -> str:
         failed = os.fspath(exc.filename) if exc.filename else path
-        return path if failed.startswith(path.rstrip(os.sep) + os.sep) else failed
+        if failed.startswith(path.rstrip(os.sep) + os.sep):
+            return path
+        # One of kernelmagic's own hidden files (a lock beside the spec dir, a temp file or
+        # backup in it): the user needs the directory it is made in, not its random name.
+        return os.path.dirname(failed) if os.path.basename(failed).startswith(".") else failed
 
     try:
         yield
@@ -196,6 +200,11 @@ def writing(path: str, hint: str) -> Iterator[None]:
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise LocationError(f"cannot write {where(exc)}: {exc.strerror}; {hint}") from exc
     except shutil.Error as exc:  # copytree's list of every file that failed
+        unreadable = _unreadable_source(exc)
+        if unreadable:  # the copy's source, not where it goes (another's owner-only file)
+            raise LocationError(
+                f"cannot read {unreadable}: permission denied; nothing was changed"
+            ) from exc
         reason = _copy_failure(exc)
         raise LocationError(f"cannot write {path}: {reason}; nothing was changed") from exc
     except OSError as exc:  # a full disk, a quota, a file-size limit: nothing was changed
@@ -204,6 +213,16 @@ def writing(path: str, hint: str) -> Iterator[None]:
 
 
 _ERRNO_TEXT = re.compile(r"\[Errno \d+\] ([^:']+)")
+
+
+def _unreadable_source(exc: shutil.Error) -> str | None:
+    """The first file copytree could not read, if that is what failed."""
+    failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    for failure in failures:
+        source = failure[0] if isinstance(failure, tuple) and failure else None
+        if isinstance(source, str) and os.path.lexists(source) and not os.access(source, os.R_OK):
+            return source
+    return None
 
 
 def _copy_failure(exc: shutil.Error) -> str:
@@ -472,10 +491,15 @@ def rewrite_spec(
     kernels_dir = os.path.dirname(resource_dir)
     refuse_foreign_link(resource_dir)
     refuse_foreign_link(kernel_json)
-    with writing(kernel_json, hint), atomic.exclusive_lock(lock_path(kernels_dir, key)):
+    with writing(resource_dir, hint), atomic.exclusive_lock(lock_path(kernels_dir, key)):
         try:
             before = read_spec_file(kernel_json)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:  # said as the reader would: what, and why
+            why = exc.strerror or str(exc)
+            raise KernelmagicError(
+                f"cannot change '{key}': cannot read {kernel_json}: {why}"
+            ) from exc
+        except ValueError as exc:
             raise KernelmagicError(f"cannot change '{key}': {exc}") from exc
         problems = checks.structure_problems(before)
         if problems:
