@@ -351,6 +351,30 @@ def test_a_lockfile_too_large_to_read_is_drift_unknown(
     assert "project-drift" not in kinds
 
 
+def test_a_uv_workspace_member_runs_in_the_workspaces_environment(
+    tmp_path, user_kernels, tools_offline, capsys
+):
+    """Walk J: `install --project packages/member-a` of a uv workspace was refused: "the
+    environment .../member-a/.venv does not exist yet; make it: uv sync", forever (uv keeps
+    one .venv and uv.lock for the workspace, at its root)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    _tool("uv", "init", "--bare", "--name", "wsroot", "--python", sys.executable, cwd=root)
+    with (root / "pyproject.toml").open("a") as pyproject:
+        pyproject.write('\n[tool.uv.workspace]\nmembers = ["packages/*"]\n')
+    member = root / "packages" / "member-a"
+    member.mkdir(parents=True)
+    _tool("uv", "init", "--bare", "--name", "member-a", "--python", sys.executable, cwd=member)
+    _tool("uv", "sync", "--python", sys.executable, cwd=root)
+    give_ipykernel(root / ".venv")
+    assert not (member / ".venv").exists()
+    assert main(["install", "--project", str(member)]) == 0, capsys.readouterr().err
+    spec = _spec(user_kernels, "member-a")
+    assert spec["argv"][0] == str(root / ".venv" / "bin" / "python")
+    assert spec["metadata"]["kernelmagic"]["project"]["lockfile"] == str(root / "uv.lock")
+    assert run_in_kernel("member-a")["prefix"] == str(root / ".venv")
+
+
 def test_a_lockfile_made_after_the_spec_is_drift(tmp_path, user_kernels, tools_offline, capsys):
     """Walk J: `uv init` + `uv venv` + ipykernel, then `install --project`: no uv.lock yet,
     so nothing was recorded, and neither the lock uv made later nor any change after it was

@@ -8,6 +8,7 @@ doctor can say when the lockfile or the interpreter changed since (``drift``).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -343,9 +344,35 @@ def locate(start: str, environ: Mapping[str, str], environment: str | None = Non
         chosen = None  # as before: pixi reads PIXI_ENVIRONMENT_NAME itself
     else:
         chosen = environment
-    prefix = _prefix(tool, root, environ, environment or "default")
+    workspace = _uv_workspace(root) if tool == "uv" else None
+    if workspace is not None:  # a member: the workspace's one environment and lockfile
+        lockfile = os.path.join(workspace, _LOCKFILES["uv"])
+    prefix = _prefix(tool, workspace or root, environ, environment or "default")
     lockfile = lockfile if lockfile and os.path.exists(lockfile) else None
     return Project(root, tool, name, lockfile, prefix, environment=chosen)
+
+
+_UV_WORKSPACE = re.compile(r"^\s*\[\s*tool\.uv\.workspace\s*\]\s*$(.*?)(?=^\s*\[|\Z)", re.M | re.S)
+_GLOBS = re.compile(r"^\s*(members|exclude)\s*=\s*\[(.*?)\]", re.M | re.S)
+
+
+def _uv_workspace(root: str) -> str | None:
+    """The uv workspace ``root`` is a member of (the nearest dir above it whose
+    pyproject.toml's ``[tool.uv.workspace]`` lists it), where uv keeps the members' one
+    ``.venv`` and ``uv.lock``; None for a project of its own."""
+    here = root
+    while os.path.dirname(here) != here:
+        here = os.path.dirname(here)
+        table = _UV_WORKSPACE.search(_read(os.path.join(here, "pyproject.toml")))
+        if table is None:
+            continue
+        globs = {key: re.findall(r"[\"']([^\"']+)[\"']", items)
+                 for key, items in _GLOBS.findall(table.group(1))}  # fmt: skip
+        relative = os.path.relpath(root, here)
+        listed = any(fnmatch.fnmatchcase(relative, g) for g in globs.get("members", ()))
+        excluded = any(fnmatch.fnmatchcase(relative, g) for g in globs.get("exclude", ()))
+        return here if listed and not excluded else None
+    return None
 
 
 def _prefix(tool: str, root: str, environ: Mapping[str, str], pixi_env: str) -> str | None:
