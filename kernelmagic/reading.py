@@ -159,8 +159,17 @@ def read_spec_object(path: str) -> dict[str, Any]:
     ``kernel.json`` holding anything else raises ``ValueError`` as unparsable text does."""
     spec = read_spec_file(path)
     if not isinstance(spec, dict):
-        raise ValueError(f"{path} holds a {type(spec).__name__}, not an object")
+        raise ValueError(f"{path} holds {json_kind(spec)}, not an object")
     return spec
+
+
+_JSON_KINDS = {list: "a list", str: "a string", bool: "true or false", int: "a number",
+               float: "a number"}  # fmt: skip
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (``null``, not ``NoneType``)."""
+    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
 
 
 def read_text_input(path: str) -> str:

@@ -436,3 +436,16 @@ def test_socket_named_kernel_json_is_no_spec(user_kernels):
         server.bind(path)
         assert "sock" not in specs.find_kernel_specs()
         assert "sock" not in [i.name for i in specs.list_specs()]
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"), [("null", "null"), ("[1]", "a list"), ('"x"', "a string")]
+)
+def test_a_kernel_json_that_is_no_object_is_named_in_jsons_words(raw, kind, user_kernels, capsys):
+    """Walk I: a `null` kernel.json was "kernel.json holds a NoneType, not an object"."""
+    from kernelmagic.frontends.cli import main
+
+    write_spec(user_kernels, "odd", raw=raw)
+    main(["list", "--json"])
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert problems["odd"] == [f"kernel.json holds {kind}, not an object"], problems

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from kernelmagic.domain.jupyter_rules import ProvisionerVerdict, judge_provisioner, spec_schema
+from kernelmagic.reading import json_kind
 
 PROVISIONER_GROUP = "jupyter_client.kernel_provisioners"
 # kernelmagic's own provisioners that start kernels as batch jobs -> their scheduler (engine)
@@ -72,7 +73,7 @@ def structure_problems(spec: Any) -> list[Problem]:
     """Problems that make jupyter_client refuse to load the spec (so Jupyter hides it):
     what ``KernelSpec(**kernel_json)`` of the installed jupyter_client rejects."""
     if not isinstance(spec, dict):
-        return [Problem("structure", f"kernel.json holds a {type(spec).__name__}, not an object")]
+        return [Problem("structure", f"kernel.json holds {json_kind(spec)}, not an object")]
     problems = []
     argv = spec.get("argv", [])
     if type(argv) is not list and not isinstance(argv, str):
