@@ -159,3 +159,24 @@ def test_a_failed_write_leaves_the_undo_history_as_it_was(user_kernels, tmp_path
         done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
         assert done.returncode == 1 and "nothing was changed" in done.stderr, done.stderr
     assert _state(user_kernels / "k") == before
+
+
+def test_a_write_protected_kernel_json_is_not_replaced(user_kernels, capsys):
+    """Walk I: `chmod a-w kernel.json` was passed over: env and patch replaced it (the
+    atomic rename needs no write bit on the file), keeping the 0444 mode."""
+    from helpers import write_spec
+
+    from kernelmagic.frontends.cli import main
+
+    write_spec(user_kernels, "k", {"argv": list(KERNEL), "display_name": "k"})
+    assert main(["env", "-k", "k", "A=1"]) == 0  # a backup to undo to
+    kernel_json = user_kernels / "k" / "kernel.json"
+    kernel_json.chmod(0o444)
+    before = _state(user_kernels / "k")
+    for argv in (["env", "-k", "k", "B=1"], ["patch", "k", "--display-name", "K"],
+                 ["patch", "k", "--undo"]):  # fmt: skip
+        capsys.readouterr()
+        assert main(argv) == 1, argv
+        assert "is write-protected" in capsys.readouterr().err
+    assert _state(user_kernels / "k") == before
+    assert main(["env", "-k", "k", "B=1", "--dry-run"]) == 0  # looking is not writing

@@ -20,6 +20,7 @@ from kernelmagic.storage.transactions import (
     Change,
     lock_path,
     refuse_foreign_link,
+    refuse_write_protected,
     work_dir,
     writable,
     writing,
@@ -50,6 +51,7 @@ def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> C
     hint = "ask the owner of that directory"
     refuse_foreign_link(resource_dir)
     refuse_foreign_link(kernel_json)
+    refuse_write_protected(kernel_json)
     with writing(kernel_json, hint), atomic.exclusive_lock(lock_path(kernels_dir, key)):
         atomic.remove_stale_temps(resource_dir)
         saved = atomic.backups(resource_dir, take)

@@ -275,6 +275,17 @@ def _is_real_dir(path: str) -> bool:
         return False
 
 
+def refuse_write_protected(kernel_json: str) -> None:
+    """A ``kernel.json`` without its owner's write bit was protected on purpose (``chmod
+    a-w``): the atomic replace would pass over it, as an editor asks first."""
+    with contextlib.suppress(OSError):
+        if not os.stat(kernel_json).st_mode & stat.S_IWUSR:
+            raise LocationError(
+                f"{kernel_json} is write-protected (no write bit for its owner); make it "
+                "writable first (chmod u+w) if it is to change; nothing was changed"
+            )
+
+
 def refuse_foreign_link(path: str) -> None:
     """Refuse to change a spec through a symbolic link another user made (as Linux's
     ``protected_symlinks`` refuses to follow one in a shared sticky dir): in a group's
@@ -491,6 +502,8 @@ def rewrite_spec(
     kernels_dir = os.path.dirname(resource_dir)
     refuse_foreign_link(resource_dir)
     refuse_foreign_link(kernel_json)
+    if not dry_run:
+        refuse_write_protected(kernel_json)
     with writing(resource_dir, hint), atomic.exclusive_lock(lock_path(kernels_dir, key)):
         try:
             before = read_spec_file(kernel_json)
