@@ -180,3 +180,18 @@ def test_a_write_protected_kernel_json_is_not_replaced(user_kernels, capsys):
         assert "is write-protected" in capsys.readouterr().err
     assert _state(user_kernels / "k") == before
     assert main(["env", "-k", "k", "B=1", "--dry-run"]) == 0  # looking is not writing
+
+
+def test_a_name_kernelmagic_gives_its_own_files_is_refused(user_kernels, capsys):
+    """Walk I: `clone k .c.lock` made a spec whose dir is the lock of spec `c`: every write
+    of `c` then said "lock file .c.lock is not a regular file; remove it" (the spec)."""
+    from helpers import write_spec
+
+    from kernelmagic.frontends.cli import main
+
+    write_spec(user_kernels, "k", {"argv": list(KERNEL), "display_name": "k"})
+    for name in (".c.lock", ".kernelmagic-removed"):
+        assert main(["clone", "k", name]) == 2
+        assert "a name kernelmagic gives its own files" in capsys.readouterr().err
+        assert not (user_kernels / name).exists()
+    assert main(["clone", "k", "c"]) == 0

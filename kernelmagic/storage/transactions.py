@@ -427,6 +427,11 @@ def reserve(kernels_dir: str, name: str, *, replace: bool, dry_run: bool) -> Res
     and a refused or failed install leaves nothing behind, not even a lock file.
     ``SpecExists`` when the name is taken and ``replace`` is false.
     """
+    if name.startswith(WORK_PREFIX) or (name.startswith(".") and name.endswith(LOCK_SUFFIX)):
+        raise InvalidInput(
+            f"'{name}' is a name kernelmagic gives its own files in a kernels dir (a lock, a "
+            "work dir); choose another"
+        )
     existing = specs_in(kernels_dir).get(name)
     if existing and not replace:
         raise _refuse_taken(kernels_dir, name)
