@@ -4,6 +4,7 @@ message, before anything runs."""
 from __future__ import annotations
 
 import pytest
+from helpers import write_spec
 
 from kernelmagic.commands.install import InstallRequest
 from kernelmagic.domain.envcapture import CaptureOptions
@@ -82,6 +83,16 @@ def test_the_name_is_checked_and_stored_lowercase():
     assert InstallRequest("GeO").name == "geo"
     with pytest.raises(InvalidInput, match="invalid kernel name"):
         InstallRequest("a/b")
+
+
+def test_a_template_whose_argv_is_a_string_is_refused_saying_so(user_kernels, capsys):
+    """Walk I: `install y --like argvstr` (argv a string, which Jupyter lists) said "no p
+    found (p on the environment's PATH)": it took the string's first letter for a program."""
+    write_spec(user_kernels, "argvstr", {"argv": "python -m ipykernel_launcher -f x",
+                                          "display_name": "s", "language": "python"})  # fmt: skip
+    assert main(["install", "y", "--like", "argvstr", "--capture", "none"]) == 1
+    assert "its argv is not a list of text" in capsys.readouterr().err
+    assert not (user_kernels / "y").exists()
 
 
 def test_an_unknown_like_is_refused_before_the_snippet_runs(user_kernels, tmp_path, capsys):

@@ -146,9 +146,15 @@ def julia_spec(program: str | None, environ: Mapping[str, str]) -> Built:
 def like_spec(info: SpecInfo, program: str | None, environ: Mapping[str, str]) -> Built:
     """A copy of the installed spec ``info`` (argv, language, logos, metadata), its program
     found again through ``environ`` unless it is absolute."""
-    if not info.visible or not info.spec.get("argv"):
+    argv = info.spec.get("argv")
+    if not info.visible or not argv:
         why = info.problems[0] if info.problems else "it has no argv"
         raise KernelmagicError(f"cannot use '{info.name}' as a template: {why}")
+    if not isinstance(argv, list) or not all(isinstance(word, str) for word in argv):
+        raise KernelmagicError(
+            f"cannot use '{info.name}' as a template: its argv is not a list of text (Jupyter "
+            "lists it, but no client can start it)"
+        )
     spec = without_record(copy.deepcopy(info.spec))
     spec.pop("env", None)
     first = spec["argv"][0]
