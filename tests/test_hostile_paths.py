@@ -437,3 +437,138 @@ def test_a_closed_pipe_is_a_quiet_exit(user_kernels):
         done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
         assert done.stderr == "", (argv, done.stderr)
         assert done.stdout.strip() == "141", argv  # as a Unix tool ended by SIGPIPE
+
+
+# --- a group member's plants and swaps (walk G, again after its fixes) ----------------------
+
+NOBODY = 65534  # the planting member: a link's owner is what the rules look at
+
+
+def _plant_link(target: Path, link: Path) -> None:
+    """A link as another user made it (root gives it to nobody)."""
+    link.symlink_to(target)
+    os.lchown(link, NOBODY, NOBODY)
+
+
+@pytest.fixture
+def private(tmp_path) -> Path:
+    """Your private spec and file, which a member's link points at."""
+    spec = write_spec(tmp_path / "private" / "kernels", "mine", {
+        "argv": ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "m", "language": "python", "env": {"NOTE": "A_PRIVATE_XYZ"},
+    })  # fmt: skip
+    return spec
+
+
+def _holds_private(root: Path) -> list[str]:
+    return [
+        str(p) for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink() and b"A_PRIVATE_XYZ" in p.read_bytes()
+    ]  # fmt: skip
+
+
+def test_clone_copies_no_set_id_bit_nor_write_for_others(user_kernels):
+    """Re-walk G: a member's setuid program (4777) in a spec was copied by `clone` as yours,
+    setuid and all: anyone then ran it as you. Backups a member planted kept 4755 or 0666
+    through `install --replace`."""
+    source = write_spec(user_kernels, "w1")
+    helper = source / "helper"
+    shutil.copy("/bin/true", helper)
+    helper.chmod(0o4777)
+    (source / ".kernel.json.backup-7").write_text("{}")
+    (source / ".kernel.json.backup-7").chmod(0o4766)
+    assert main(["clone", "w1", "w2"]) == 0
+    assert main(["install", "w1", "--capture", "none", "--replace"]) == 0
+    for copied in (user_kernels / "w2" / "helper", user_kernels / "w1" / ".kernel.json.backup-7"):
+        mode = copied.stat().st_mode
+        assert not mode & (0o4000 | 0o2000 | 0o002), (copied, oct(mode))
+
+
+def test_no_read_goes_through_a_members_link_into_your_private_spec(user_kernels, private, capsys):
+    """Re-walk G: `clone` read a spec dir, or a kernel.json, that was a member's link to
+    your private spec, and `install --replace` its kernel.json into a backup: your private
+    spec landed in the copy. Each is refused in one line now, writing nothing."""
+    user_kernels.mkdir(parents=True, exist_ok=True)
+    _plant_link(private, user_kernels / "g2")
+    write_spec(user_kernels, "g3")
+    (user_kernels / "g3" / "kernel.json").unlink()
+    _plant_link(private / "kernel.json", user_kernels / "g3" / "kernel.json")
+    for argv in (["clone", "g2", "g2copy"], ["clone", "g3", "g3copy"],
+                 ["install", "g3", "--capture", "none", "--replace"]):  # fmt: skip
+        capsys.readouterr()
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "a symbolic link that" in err and err.count("\n") == 1, (argv, err)
+    assert _holds_private(user_kernels) == []
+
+
+def test_a_directory_where_a_backup_goes_is_not_taken_for_one(user_kernels, capsys):
+    """Re-walk G: a member's dir named `.kernel.json.backup-0` made every write exit 1 with
+    "nothing was changed", though each was made, and backups piled up past five."""
+    write_spec(user_kernels, "v1")
+    (user_kernels / "v1" / ".kernel.json.backup-0").mkdir()
+    for i in range(7):
+        assert main(["env", "-k", "v1", f"Q={i}"]) == 0, capsys.readouterr().err
+    backups = [p for p in (user_kernels / "v1").iterdir() if p.is_file() and "backup" in p.name]
+    assert len(backups) == 5
+
+
+@pytest.mark.parametrize("what", ["kernel.json", "the spec dir"])
+def test_a_swap_for_a_members_link_during_a_write_sends_nothing_elsewhere(
+    what, user_kernels, private, monkeypatch, capsys
+):
+    """Re-walk G: the link checks ran once, by path, before the lock; every read and write
+    after looked the path up again. A member swapping the shared kernel.json (or its spec
+    dir) for a link to your private one, in that window, had your private spec copied into
+    the group's files, or the team's spec written over yours. Here the swap happens at the
+    worst moment: when the lock is taken."""
+    from kernelmagic.storage import atomic
+
+    write_spec(user_kernels, "team", {"argv": ["x", "{connection_file}"], "display_name": "T"})
+    before = (private / "kernel.json").read_bytes()
+    taken = atomic.exclusive_lock
+
+    @contextlib.contextmanager
+    def swapped_when_locked(path):
+        with taken(path):
+            if what == "kernel.json":
+                (user_kernels / "team" / "kernel.json").unlink()
+                _plant_link(private / "kernel.json", user_kernels / "team" / "kernel.json")
+            else:
+                os.rename(user_kernels / "team", user_kernels / ".team-away")
+                _plant_link(private, user_kernels / "team")
+            yield
+
+    monkeypatch.setattr(atomic, "exclusive_lock", swapped_when_locked)
+    status = main(["env", "-k", "team", "X=1"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1, err
+    assert (private / "kernel.json").read_bytes() == before  # yours: untouched
+    assert sorted(p.name for p in private.iterdir()) == ["kernel.json"]  # no backup, no temp
+    assert _holds_private(user_kernels) == []  # and nothing of it in the group's files
+
+
+def test_a_dir_swapped_for_a_link_while_group_dirs_are_made_is_not_followed(
+    tmp_path, monkeypatch, capsys
+):
+    """Re-walk G: `--group` with a new --prefix made `share`, then changed it by its path:
+    a member who swapped it for a link to your private dir in between had that dir made
+    2775 (and a `jupyter/` made in it)."""
+    vault = tmp_path / "vault"
+    vault.mkdir(mode=0o700)
+    prefix = tmp_path / "proj"
+    prefix.mkdir()
+    made = os.mkdir
+
+    def mkdir_then_swap(path, mode=0o777, *, dir_fd=None):
+        made(path, mode, dir_fd=dir_fd)
+        if path == "share":
+            os.rename(prefix / "share", prefix / ".away")
+            _plant_link(vault, prefix / "share")
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
+    argv = ["install", "geo", "--capture", "none", "--prefix", str(prefix)]
+    status = main([*argv, "--group", group_of_mine().gr_name])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1, err
+    assert vault.stat().st_mode & 0o7777 == 0o700 and list(vault.iterdir()) == []

@@ -8,6 +8,7 @@ under the spec's lock with a backup, or a new spec directory staged and swapped 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -210,6 +211,9 @@ def copy_spec(
     src = get_spec(source)
     if not src.spec and src.problems:
         raise KernelmagicError(f"cannot clone '{src.name}': {src.problems[0]}")
+    # What it reads through another user's link could be a third user's private spec.
+    transactions.refuse_foreign_link(src.resource_dir)
+    transactions.refuse_foreign_link(os.path.join(src.resource_dir, "kernel.json"))
     spec = edit.apply(src.spec, policy)
     record = Provenance.of_spec(spec)
     if record is not None and edit.display_name is None:

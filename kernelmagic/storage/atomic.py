@@ -223,9 +223,16 @@ def backups(directory: str | os.PathLike[str], prefix: str = BACKUP_PREFIX) -> l
     found = [
         p
         for p in Path(directory).glob(prefix + "*")
-        if p.name[len(prefix) :].isdigit() and not p.is_symlink()  # never one of ours
+        if p.name[len(prefix) :].isdigit() and _is_regular(p)  # a link or a dir: not ours
     ]
     return sorted(found, key=lambda p: int(p.name[len(prefix) :]))
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def keep_backup(
@@ -234,20 +241,25 @@ def keep_backup(
     prefix: str = BACKUP_PREFIX,
     *,
     prune: bool = True,
+    data: bytes | None = None,
+    mode: int | None = None,
 ) -> Path:
     """Save the current bytes and mode of ``kernel_json`` as its newest backup (``prefix``
     names the series).
 
     ``into`` is the directory for the backup (default: beside the file). Only the newest
     ``BACKUPS_KEPT`` of a series are kept (with ``prune=False``, once the caller calls
-    ``prune_backups``). Call under the spec's lock.
+    ``prune_backups``). ``data`` and ``mode``: what the caller read of it (not read again).
+    Call under the spec's lock.
     """
     source = Path(kernel_json)
     directory = Path(into) if into is not None else source.parent
     existing = backups(directory, prefix)
     number = int(existing[-1].name[len(prefix) :]) + 1 if existing else 1
     target = directory / f"{prefix}{number}"
-    write_bytes_atomic(target, source.read_bytes(), mode=source.stat().st_mode & 0o775)
+    if data is None:
+        data, mode = source.read_bytes(), source.stat().st_mode
+    write_bytes_atomic(target, data, mode=(source.stat().st_mode if mode is None else mode) & 0o775)
     if prune:
         prune_backups(directory, prefix)
     return target

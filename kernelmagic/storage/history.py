@@ -12,14 +12,15 @@ from collections.abc import Iterable
 
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError
-from kernelmagic.reading import MAX_SPEC_BYTES, read_regular_file, read_spec_file
+from kernelmagic.reading import MAX_SPEC_BYTES, open_for_reading, parse_spec, read_opened
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import NATIVE_KERNEL_NAME, locate
 from kernelmagic.storage.transactions import (
     WORK_PREFIX,
     Change,
     lock_path,
-    refuse_foreign_link,
+    pinned,
+    read_kernel_json,
     refuse_write_protected,
     work_dir,
     writable,
@@ -49,25 +50,36 @@ def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> C
     kernel_json = os.path.join(resource_dir, "kernel.json")
     kernels_dir = os.path.dirname(resource_dir)
     hint = "ask the owner of that directory"
-    refuse_foreign_link(resource_dir)
-    refuse_foreign_link(kernel_json)
     refuse_write_protected(kernel_json)
-    with writing(kernel_json, hint), atomic.exclusive_lock(lock_path(kernels_dir, key)):
-        atomic.remove_stale_temps(resource_dir)
-        saved = atomic.backups(resource_dir, take)
+    with (
+        writing(resource_dir, hint),
+        atomic.exclusive_lock(lock_path(kernels_dir, key)),
+        pinned(resource_dir) as spec_dir,  # a dir swapped for a link meanwhile: not followed
+    ):
+        atomic.remove_stale_temps(spec_dir)
+        saved = atomic.backups(spec_dir, take)
         if not saved:
             raise KernelmagicError(f"no {what} version of '{key}' to restore")
         newest = saved[-1]
-        data = read_regular_file(newest, MAX_SPEC_BYTES, follow=False)
+        fd = open_for_reading(newest, follow=False)
+        if fd is None:
+            raise KernelmagicError(f"{resource_dir}/{newest.name} is not a regular file; remove it")
+        mode = os.fstat(fd).st_mode & 0o775  # of what is read: a regular file, not a link
+        data = read_opened(fd, newest, MAX_SPEC_BYTES)
         if data is None:
-            raise KernelmagicError(f"{newest} is not a regular file; remove it")
-        mode = os.lstat(newest).st_mode & 0o775  # what was read: a regular file, not a link
+            raise KernelmagicError(f"{resource_dir}/{newest.name} is not a regular file; remove it")
+        pinned_json = os.path.join(spec_dir, "kernel.json")
         before = None
-        with contextlib.suppress(OSError, ValueError):
-            before = read_spec_file(kernel_json)
-        if os.path.isfile(kernel_json):
-            atomic.keep_backup(kernel_json, prefix=keep)  # nothing is lost: undo is undoable
-        atomic.write_bytes_atomic(kernel_json, data, mode=mode)
+        try:
+            raw, current_mode = read_kernel_json(pinned_json)
+        except FileNotFoundError:
+            raw = None
+        if raw is not None:
+            with contextlib.suppress(ValueError):
+                before = parse_spec(raw)
+            # Nothing is lost: undo is undoable. The bytes read, not the file read again.
+            atomic.keep_backup(pinned_json, prefix=keep, data=raw, mode=current_mode)
+        atomic.write_bytes_atomic(pinned_json, data, mode=mode)
         newest.unlink()
     try:
         after = json.loads(data)
@@ -149,11 +161,16 @@ def _make_removed_dir(path: str, kernels_dir: str) -> None:
     group_bits = stat.S_IMODE(os.stat(kernels_dir).st_mode) & 0o070
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode):
-        raise KernelmagicError(f"{path} is not a directory; remove it")
-    mode = stat.S_IMODE(info.st_mode)
-    wanted = 0o700 | group_bits | (stat.S_ISGID if group_bits else 0)
-    # Left as it is when it is another member's: they gave it the same bits.
-    if info.st_uid == os.geteuid() and mode != wanted:
-        os.chmod(path, wanted)
+    try:  # changed through a descriptor: a member cannot swap in a link meanwhile
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        raise KernelmagicError(f"{path} is not a directory; remove it") from None
+    try:
+        info = os.fstat(fd)
+        mode = stat.S_IMODE(info.st_mode)
+        wanted = 0o700 | group_bits | (stat.S_ISGID if group_bits else 0)
+        # Left as it is when it is another member's: they gave it the same bits.
+        if info.st_uid == os.geteuid() and mode != wanted:
+            os.fchmod(fd, wanted)
+    finally:
+        os.close(fd)

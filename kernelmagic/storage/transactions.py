@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import os
 import re
 import shutil
@@ -25,11 +26,17 @@ from typing import Any
 from kernelmagic.domain import checks
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, SpecExists
-from kernelmagic.reading import dump_spec, read_spec_object
+from kernelmagic.reading import (
+    MAX_SPEC_BYTES,
+    dump_spec,
+    open_for_reading,
+    parse_spec,
+    read_opened,
+    read_spec_object,
+)
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import (
     locate,
-    read_spec_file,
     specs_in,
 )
 
@@ -148,23 +155,39 @@ def _make_dirs_for_group(kernels_dir: str, gid: int) -> None:
     """Create a kernels dir and its missing parents (``--prefix DIR`` makes
     ``share/jupyter/kernels``) as a group's: group-owned, setgid and open to the group; the
     group may write them where the umask gives it write (umask 002, as members use a group
-    project space), as ``share_with_group`` leaves the spec dir."""
-    missing = []
+    project space), as ``share_with_group`` leaves the spec dir.
+
+    Each is made and changed through descriptors, never by its path again: in a group's
+    project dir a member could swap a dir just made for a link to your private one."""
     path = os.path.abspath(kernels_dir)
+    missing: list[str] = []
     while not os.path.isdir(path) and path != os.path.dirname(path):
-        missing.append(path)
+        missing.insert(0, os.path.basename(path))
         path = os.path.dirname(path)
-    for directory in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # another member made it meanwhile
-            os.mkdir(directory)
-            _give_to_group(directory, gid)
-            mode = stat.S_IMODE(os.stat(directory).st_mode)
-            os.chmod(directory, (mode | stat.S_ISGID | 0o050) & ~0o002)
-
-
-def _give_to_group(path: str, gid: int) -> None:
+    parent = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.chown(path, -1, gid)
+        for name in missing:
+            with contextlib.suppress(FileExistsError):  # another member made it meanwhile
+                os.mkdir(name, dir_fd=parent)
+            made = os.open(name, _DIR_NOFOLLOW, dir_fd=parent)  # a link now: refused
+            os.close(parent)
+            parent = made
+            info = os.fstat(made)
+            if info.st_uid == os.geteuid():
+                _give_to_group(os.path.join(path, name), gid, fd=made)
+                mode = stat.S_IMODE(info.st_mode)
+                os.fchmod(made, (mode | stat.S_ISGID | 0o050) & ~0o002)
+            path = os.path.join(path, name)
+    finally:
+        os.close(parent)
+
+
+_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+def _give_to_group(path: str, gid: int, fd: int | None = None) -> None:
+    try:
+        os.chown(path if fd is None else fd, -1, gid)
     except OSError as exc:  # e.g. a filesystem that keeps no groups: say that, not "write"
         raise LocationError(
             f"cannot give {path} to group {gid}: {exc.strerror}; nothing was changed"
@@ -185,8 +208,8 @@ def writing(path: str, hint: str) -> Iterator[None]:
 
     def where(exc: OSError) -> str:
         failed = os.fspath(exc.filename) if exc.filename else path
-        if failed.startswith(path.rstrip(os.sep) + os.sep):
-            return path
+        if failed.startswith((path.rstrip(os.sep) + os.sep, "/proc/self/fd/")):
+            return path  # inside it, or inside it pinned (``pinned``)
         # One of kernelmagic's own hidden files (a lock beside the spec dir, a temp file or
         # backup in it): the user needs the directory it is made in, not its random name.
         return os.path.dirname(failed) if os.path.basename(failed).startswith(".") else failed
@@ -259,10 +282,13 @@ def _recover(kernels_dir: str, name: str, existing: str | None) -> str | None:
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
             continue
-        old = os.path.join(entry.path, "old")
-        if _is_real_dir(old) and not existing:
-            os.rename(old, target)
-            existing = target
+        if not existing:
+            with contextlib.suppress(LocationError), pinned(entry.path) as work:
+                # Through the pinned dir: one swapped for a link since is not followed.
+                old = os.path.join(work, "old")
+                if _is_real_dir(old):
+                    os.rename(old, target)
+                    existing = target
         shutil.rmtree(entry.path, ignore_errors=True)
     return existing
 
@@ -393,7 +419,9 @@ class Reservation:
             os.makedirs(staged, exist_ok=True)
             os.chmod(staged, atomic.default_dir_mode())
             if existing:
-                _carry_backups(existing, staged)
+                with pinned(existing) as old_dir:  # read through no link swapped in since
+                    _carry_backups(old_dir, staged)
+            _without_unsafe_modes(staged)
             kernel_json = os.path.join(staged, "kernel.json")
             atomic.write_json_atomic(kernel_json, spec, mode=mode)
             if group is not None:
@@ -438,13 +466,34 @@ def reserve(kernels_dir: str, name: str, *, replace: bool, dry_run: bool) -> Res
     return Reservation(kernels_dir, name, replace, dry_run, existing)
 
 
+def _without_unsafe_modes(path: str) -> None:
+    """Clear what a copied file must not keep from the spec it came from (which another
+    member may have made so): set-id bits, which would make it run as you, and write for
+    others. Links are left alone (their mode means nothing)."""
+    for root, dirs, names in os.walk(path):
+        for name in [*dirs, *names]:
+            entry = os.path.join(root, name)
+            info = os.lstat(entry)
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            mode = stat.S_IMODE(info.st_mode)
+            unsafe = (
+                stat.S_ISUID | stat.S_IWOTH | (0 if stat.S_ISDIR(info.st_mode) else stat.S_ISGID)
+            )
+            if mode & unsafe:
+                os.chmod(entry, mode & ~unsafe)
+
+
 def _carry_backups(old_dir: str, new_dir: str) -> None:
     """Give a replacing spec the history of the one it replaces, so --undo still works."""
     for backup in atomic.backups(old_dir):
         shutil.copy2(backup, new_dir, follow_symlinks=False)  # a link stays one: not a backup
     old_json = os.path.join(old_dir, "kernel.json")
-    if os.path.isfile(old_json):
-        atomic.keep_backup(old_json, into=new_dir)
+    try:
+        raw, mode = read_kernel_json(old_json)
+    except FileNotFoundError:
+        return
+    atomic.keep_backup(old_json, into=new_dir, data=raw, mode=mode)
 
 
 def copy_files(
@@ -505,13 +554,17 @@ def rewrite_spec(
     hint = hint or f"clone it to a location you can write (clone {key} NEW_NAME --user)"
     kernel_json = os.path.join(resource_dir, "kernel.json")
     kernels_dir = os.path.dirname(resource_dir)
-    refuse_foreign_link(resource_dir)
-    refuse_foreign_link(kernel_json)
     if not dry_run:
         refuse_write_protected(kernel_json)
-    with writing(resource_dir, hint), atomic.exclusive_lock(lock_path(kernels_dir, key)):
+    with (
+        writing(resource_dir, hint),
+        atomic.exclusive_lock(lock_path(kernels_dir, key)),
+        pinned(resource_dir) as spec_dir,
+    ):
+        pinned_json = os.path.join(spec_dir, "kernel.json")
         try:
-            before = read_spec_file(kernel_json)
+            raw, current_mode = read_kernel_json(pinned_json)
+            before = parse_spec(raw)
         except OSError as exc:  # said as the reader would: what, and why
             why = exc.strerror or str(exc)
             raise KernelmagicError(
@@ -529,16 +582,56 @@ def rewrite_spec(
         written = not dry_run and after != before
         if written:
             data = dump_spec(after).encode("utf-8")  # what JSON cannot hold fails here
-            atomic.remove_stale_temps(resource_dir)
-            mode = file_mode(owner_only(before, after), kernel_json)
-            # The oldest backup goes only once the new file is there: a failed write (a full
-            # disk) leaves the history as it was, not one backup more and the oldest less.
-            backup = atomic.keep_backup(kernel_json, prune=False)
+            atomic.remove_stale_temps(spec_dir)
+            mode = 0o600 if owner_only(before, after) else current_mode & 0o775
+            # The backup is the bytes read (never the file read again: a member may have
+            # swapped it since). The oldest backup goes only once the new file is there: a
+            # failed write (a full disk) leaves the history as it was.
+            backup = atomic.keep_backup(pinned_json, prune=False, data=raw, mode=current_mode)
             try:
-                atomic.write_bytes_atomic(kernel_json, data, mode=mode)
+                atomic.write_bytes_atomic(pinned_json, data, mode=mode)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(backup)
                 raise
-            atomic.prune_backups(resource_dir)
+            atomic.prune_backups(spec_dir)
     return Change(action, key, resource_dir, before, after, written, policy)
+
+
+@contextlib.contextmanager
+def pinned(resource_dir: str) -> Iterator[str]:
+    """The spec dir as a path that stays this directory while it is changed: Linux's
+    ``/proc/self/fd/N`` of a descriptor opened without following another user's link. A
+    group member who swaps the dir for a link meanwhile sends none of the change, nor any of
+    what it reads, elsewhere. Where there is no /proc, the path itself."""
+    refuse_foreign_link(resource_dir)
+    if not os.path.isdir("/proc/self/fd"):
+        yield resource_dir
+        return
+    own_link = os.path.islink(resource_dir)  # yours: followed, as Jupyter follows it
+    try:
+        fd = os.open(resource_dir, _DIR_NOFOLLOW & ~(os.O_NOFOLLOW if own_link else 0))
+    except OSError as exc:
+        raise LocationError(
+            f"cannot change {resource_dir}: {exc.strerror} (a link in its place since it was "
+            "looked up?); nothing was changed"
+        ) from None
+    try:
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+def read_kernel_json(path: str) -> tuple[bytes, int]:
+    """The bytes and mode of a ``kernel.json``, read without following a link another user
+    made (one swapped in since it was looked up is refused, not read); a link of yours is
+    followed."""
+    refuse_foreign_link(path)
+    fd = open_for_reading(path, follow=os.path.islink(path))
+    if fd is None:
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    raw = read_opened(fd, path, MAX_SPEC_BYTES)
+    if raw is None:
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
+    return raw, mode
