@@ -209,3 +209,17 @@ def test_a_malformed_document_entry_is_one_line_not_a_traceback(
     assert any(said in line for line in details), err
     assert "Traceback" not in err
     assert not (user_kernels / "snip").exists()
+
+
+def test_a_spec_made_in_a_setgid_kernels_dir_keeps_its_setgid(tmp_path, monkeypatch, capsys):
+    """Re-walk G: `clone` or `install` without --group into a group's setgid kernels dir
+    cleared the new spec dir's setgid bit, so its files got the writer's own group."""
+    kernels = tmp_path / "shared" / "share" / "jupyter" / "kernels"
+    kernels.mkdir(parents=True)
+    kernels.chmod(0o2775)
+    monkeypatch.setenv("JUPYTER_PATH", str(kernels.parent))
+    argv = ["install", "geo", "--capture", "none", "--prefix", str(tmp_path / "shared")]
+    assert main(argv) == 0
+    assert main(["clone", "geo", "geo2", "--prefix", str(tmp_path / "shared")]) == 0
+    for name in ("geo", "geo2"):
+        assert (kernels / name).stat().st_mode & stat.S_ISGID, name

@@ -417,7 +417,9 @@ class Reservation:
             staged = os.path.join(work, "new")
             populate(staged)
             os.makedirs(staged, exist_ok=True)
-            os.chmod(staged, atomic.default_dir_mode())
+            # A setgid kernels dir (a group's) passes its setgid on, as mkdir there would.
+            inherited = os.stat(self.kernels_dir).st_mode & stat.S_ISGID
+            os.chmod(staged, atomic.default_dir_mode() | inherited)
             if existing:
                 with pinned(existing) as old_dir:  # read through no link swapped in since
                     _carry_backups(old_dir, staged)
