@@ -232,6 +232,8 @@ def team(other_users_python):
             subprocess.run(["useradd", "--no-create-home", "--user-group", "-G", TEAM, user],
                            check=True)  # fmt: skip
             made.insert(0, ("userdel", user))
+        else:  # left by a run that was killed, perhaps not in the group any more
+            subprocess.run(["usermod", "-a", "-G", TEAM, user], check=True)
     yield (
         {user: pwd.getpwnam(user) for user in MEMBERS},
         grp.getgrnam(TEAM).gr_gid,
