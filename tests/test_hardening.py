@@ -389,6 +389,12 @@ def test_remove_removes_none_when_one_of_its_specs_cannot_be_removed(monkeypatch
             assert f"cannot write {system if 'ir' in names else mine / 'frozen'}" in err, err
             assert (mine / "u1" / "kernel.json").is_file()  # nothing was removed
             assert sorted(p.name for p in mine.iterdir()) == ["frozen", "u1"]
+        # A link of yours to a spec you may not change moves without writing its target.
+        os.symlink(system / "ir", mine / "linked")
+        os.lchown(mine / "linked", 65534, 65534)
+        status, err = run_as_nobody(["remove", "linked"])
+        assert status == 0 and not os.path.lexists(mine / "linked"), err
+        assert (system / "ir" / "kernel.json").is_file()
     finally:
         shutil.rmtree(base)
 

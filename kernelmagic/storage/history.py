@@ -119,8 +119,9 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
             targets.append(path)
     hint = "ask the owner of that directory to remove it"
     for path in targets:  # all are checked before any is removed: none, or every one
-        # A move into the removed-specs dir writes the kernels dir and the spec dir's "..".
-        for needed in (os.path.dirname(path), path):
+        # A move into the removed-specs dir writes the kernels dir and the spec dir's ".."
+        # (a link's move, only the kernels dir).
+        for needed in (os.path.dirname(path), *(() if os.path.islink(path) else (path,))):
             if not os.access(needed, os.W_OK | os.X_OK):
                 raise LocationError(f"cannot write {needed}: permission denied; {hint}")
     if dry_run:
