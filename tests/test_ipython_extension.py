@@ -171,6 +171,7 @@ def test_a_wrong_value_in_ipythons_config_is_one_line_and_the_magics_still_load(
     profile.mkdir(parents=True)
     (profile / "ipython_config.py").write_text(
         "c.KernelMagics.default_location = 'bogus'\nc.KernelMagics.extra_secrets = ['CORP_*']\n"
+        "c.KernelMagics.extra_noise = 'NOT_A_LIST'\n"
     )
     script = tmp_path / "t.ipy"
     script.write_text(
@@ -178,6 +179,7 @@ def test_a_wrong_value_in_ipythons_config_is_one_line_and_the_magics_still_load(
         "try:\n    get_ipython().run_line_magic('kernel_list', '')\n"
         "except Exception as exc:\n    print(type(exc).__module__, type(exc).__name__, exc)\n"
         "%config KernelMagics.default_location = 'user'\n"
+        "%config KernelMagics.extra_noise = []\n"
         "r = %kernel_list\nprint(len(r), 'specs')\n"
     )
     ipython = Path(sys.executable).with_name("ipython")
@@ -191,4 +193,5 @@ def test_a_wrong_value_in_ipythons_config_is_one_line_and_the_magics_still_load(
         "IPython.core.error UsageError IPython config: c.KernelMagics.default_location = "
         "'bogus': expected any of ['user', 'sys-prefix']"
     ) in said, said
+    assert "c.KernelMagics.extra_noise = 'NOT_A_LIST': expected a list" in said  # both said
     assert "1 specs" in said  # set right, the magics work

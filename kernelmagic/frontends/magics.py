@@ -149,17 +149,20 @@ def _without_wrong_values(section: str, config: Any) -> tuple[Any, str | None]:
     if not settings:
         return None, None
     traits = {setting.name: _trait(setting) for setting in dataclasses.fields(Settings)}
+    wrong = []
     for name, value in dict(settings).items():
         if name not in traits:
             continue  # traitlets warns of a name it does not know, itself
         try:
             traits[name].validate(HasTraits(), value)  # any owner: the value is checked
         except TraitError:
-            checked = config.copy()
-            checked[section] = type(config)({k: v for k, v in dict(settings).items() if k != name})
-            wanted = traits[name].info()
-            return checked, f"IPython config: c.{section}.{name} = {value!r}: expected {wanted}"
-    return None, None
+            wrong.append(f"c.{section}.{name} = {value!r}: expected {traits[name].info()}")
+            settings = {k: v for k, v in dict(settings).items() if k != name}
+    if not wrong:
+        return None, None
+    checked = config.copy()
+    checked[section] = type(config)(settings)
+    return checked, f"IPython config: {'; '.join(wrong)}"
 
 
 def _file_default(name: str) -> Any:
