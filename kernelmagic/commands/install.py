@@ -177,7 +177,7 @@ def source_from(
     ``InvalidInput`` when they name more than one, or one of them is empty."""
     named = {"--modules": modules, "--from-conda": from_conda, "--python": python}
     for flag, value in named.items():
-        if value is not None and not value.strip():  # --modules "$MODS" with MODS unset
+        if isinstance(value, str) and not value.strip():  # --modules "$MODS", MODS unset
             raise InvalidInput(f"{flag} is empty; name what it takes, or leave it out")
     given = (("a snippet", snippet is not None), ("--modules", modules))
     made_by = [flag for flag, on in (*given, ("--from-conda", from_conda)) if on]
