@@ -142,6 +142,16 @@ def run_as_nobody(argv: list[str]) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), err
 
 
+def end_process(process: subprocess.Popen, timeout: float) -> None:
+    """Ask a server or daemon the test started to end (SIGTERM); kill it after ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def reachable_by_others(path: str | Path) -> bool:
     """Whether any local user can reach ``path``: every directory above it searchable by
     others (a pyenv under a mode-700 /root, or a venv in a mode-700 mktemp dir, is not)."""

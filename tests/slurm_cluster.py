@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers import require_system_package
+from helpers import end_process, require_system_package
 
 PACKAGES = "slurm-wlm munge libpmix2 libpmix-dev"
 TEST_USER = "kmslurm"
@@ -214,12 +214,7 @@ class SlurmCluster:
             subprocess.run(["scancel", job], env=self.client_env(), capture_output=True)
         # slurmd first (it ends its steps), then the controller, then munge.
         for daemon in reversed(self.daemons):
-            daemon.terminate()
-            try:
-                daemon.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
+            end_process(daemon, 10)
         shutil.rmtree(self.work, ignore_errors=True)
 
 

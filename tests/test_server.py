@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import write_spec
+from helpers import end_process, write_spec
 
 jupyter_server = pytest.importorskip(
     "jupyter_server", reason="jupyter_server is not installed (pip install '.[test]')"
@@ -82,13 +82,9 @@ def running_servers(root: Path, *option_sets: tuple[str, ...]):
         yield [url for _, url, _ in started]
     finally:
         for process, _, _ in started:
-            process.terminate()
+            process.terminate()  # all at once: each then ends as the others do
         for process, _, _ in started:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            end_process(process, 20)
 
 
 @pytest.fixture
@@ -161,12 +157,7 @@ def running_voila(folder: Path):
                 time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process, 20)
 
 
 @pytest.mark.parametrize(

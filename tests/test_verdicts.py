@@ -36,7 +36,7 @@ from urllib.request import Request, urlopen
 
 import nbformat
 import pytest
-from helpers import give_ipykernel, make_venv
+from helpers import end_process, give_ipykernel, make_venv
 
 # .ci/run runs this harness as a step of its own. At the end of the whole suite, the shared
 # server once stopped answering for three minutes after it had started every corpus kernel;
@@ -372,12 +372,7 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            end_process(self.process, 30)
 
 
 async def _kernel_info(port: int, kernel_id: str, timeout: float) -> tuple[bool, str]:
@@ -614,12 +609,7 @@ class Voila:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            end_process(self.process, 30)
 
 
 def _voila_truth(voila: Voila, notebooks: dict[str, Path], at_once: int | None = None) -> dict:
