@@ -163,8 +163,8 @@ def read_spec_object(path: str) -> dict[str, Any]:
     return spec
 
 
-_JSON_KINDS = {list: "a list", str: "a string", bool: "true or false", int: "a number",
-               float: "a number"}  # fmt: skip
+_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "true or false",
+               int: "a number", float: "a number"}  # fmt: skip
 
 
 def json_kind(value: Any) -> str:

@@ -34,6 +34,7 @@ from kernelmagic.domain.provenance import (
 from kernelmagic.domain.shell_syntax import MAX_JSON_DEPTH, check_env_name, nesting_depth
 from kernelmagic.domain.spec_info import validate_name
 from kernelmagic.errors import InvalidInput
+from kernelmagic.reading import json_kind
 
 FORMAT = "kernelmagic-export"
 # 3: the record under provenance's own names; 2 records every entry's spec; 1 only that of
@@ -200,7 +201,7 @@ def validate(doc: Any) -> list[str]:
     for i, entry in enumerate(specs):
         where = f"specs[{i}]"
         if not isinstance(entry, dict):
-            problems.append(f"{where}: must be an object, not {_type(entry)}")
+            problems.append(f"{where}: must be an object, not {json_kind(entry)}")
             continue
         name = entry.get("name")
         if isinstance(name, str):
@@ -218,7 +219,7 @@ def _common_problems(entry: dict[str, Any]) -> list[str]:
     problems = []
     name = entry.get("name")
     if not isinstance(name, str):
-        problems.append(f"name: must be text, not {_type(name)}")
+        problems.append(f"name: must be text, not {json_kind(name)}")
     else:
         try:
             validate_name(name)
@@ -226,7 +227,7 @@ def _common_problems(entry: dict[str, Any]) -> list[str]:
             problems.append(f"name: {exc}")
     for key in ("display_name", "language"):
         if key in entry and not isinstance(entry[key], str):
-            problems.append(f"{key}: must be text, not {_type(entry[key])}")
+            problems.append(f"{key}: must be text, not {json_kind(entry[key])}")
     problems += _location_problems(entry.get("location", "user"))
     secrets = entry.get("secrets", [])
     if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
@@ -265,7 +266,7 @@ def _v2_entry_problems(entry: dict[str, Any], version: int) -> list[str]:
         problems.append(f"kind: {kind!r} is not one of {', '.join(_V2_KINDS)}")
     for key in ("like", "program"):
         if key in entry and not isinstance(entry[key], str):
-            problems.append(f"{key}: must be text, not {_type(entry[key])}")
+            problems.append(f"{key}: must be text, not {json_kind(entry[key])}")
     if "display_name_made_up" in entry and not isinstance(entry["display_name_made_up"], bool):
         problems.append("display_name_made_up: must be true or false")
     for key in ("set_by_hand", "captured"):
@@ -302,7 +303,7 @@ def _location_problems(location: Any) -> list[str]:
 
 def _env_problems(env: Any) -> list[str]:
     if not isinstance(env, dict):
-        return [f": must be an object of variables, not {_type(env)}"]
+        return [f": must be an object of variables, not {json_kind(env)}"]
     problems = []
     for key, value in env.items():
         try:
@@ -311,7 +312,7 @@ def _env_problems(env: Any) -> list[str]:
             problems.append(f".{key!r}: not a variable name a process can take")
             continue
         if not isinstance(value, str):
-            problems.append(f".{key}: must be text, not {_type(value)}")
+            problems.append(f".{key}: must be text, not {json_kind(value)}")
         elif "\0" in value:
             problems.append(f".{key}: holds a NUL character, which no process can take")
     return problems
@@ -319,7 +320,7 @@ def _env_problems(env: Any) -> list[str]:
 
 def _spec_problems(spec: Any) -> list[str]:
     if not isinstance(spec, dict):
-        return [f": must be an object, not {_type(spec)}"]
+        return [f": must be an object, not {json_kind(spec)}"]
     if nesting_depth(spec) > MAX_JSON_DEPTH:
         return [f": nests deeper than {MAX_JSON_DEPTH} levels"]
     problems = [f": {p}" for p in checks.structure_problems(spec)]
@@ -335,7 +336,7 @@ def _spec_problems(spec: Any) -> list[str]:
 
 def _v2_source_problems(source: Any) -> list[str]:
     if not isinstance(source, dict):
-        return [f": must be an object, not {_type(source)}"]
+        return [f": must be an object, not {json_kind(source)}"]
     held = source.get(_V2_HELD_SECRETS, False)
     problems = [] if isinstance(held, bool) else [f".{_V2_HELD_SECRETS}: must be true or false"]
     try:
@@ -347,7 +348,7 @@ def _v2_source_problems(source: Any) -> list[str]:
 
 def _v2_capture_problems(capture: Any, version: int) -> list[str]:
     if not isinstance(capture, dict):
-        return [f": must be an object, not {_type(capture)}"]
+        return [f": must be an object, not {json_kind(capture)}"]
     problems = _unknown_keys(capture, _V2_CAPTURE_KEYS, ".", version)
     if capture.get("mode", "changed") not in ("changed", "all", "none"):
         problems.append(".mode: must be changed, all or none")
@@ -368,12 +369,6 @@ def _unknown_keys(mapping: Mapping[str, Any], known: set[str], dot: str, version
         for key in mapping
         if key not in known
     ]
-
-
-def _type(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "text", bool: "true/false"}.get(
-        type(value), "null" if value is None else "a number"
-    )
 
 
 # --- reading entries --------------------------------------------------------------------------
