@@ -24,26 +24,23 @@ MAX_INPUT_BYTES = 16 * 1024 * 1024
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def read_regular_file(
-    path: str | os.PathLike[str], limit: int, *, follow: bool = True
-) -> bytes | None:
+def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes | None:
     """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes; None when
-    it is no regular file (a FIFO, a device, a socket, a dangling link: never waited on;
-    with ``follow=False``, any link).
+    it is no regular file (a FIFO, a device, a socket, a dangling link: never waited on).
 
     The size is checked before a byte is read, and every read is capped, so a giant or a
     growing file costs nothing. ``OSError`` (``EFBIG`` for one that is too large) for a
     regular file that cannot be read.
     """
-    fd = open_for_reading(path, follow=follow)
+    fd = open_for_reading(path)
     return None if fd is None else read_opened(fd, path, limit)
 
 
 def open_for_reading(path: str | os.PathLike[str], *, follow: bool = True) -> int | None:
     """``read_regular_file``'s one path lookup: a descriptor of ``path`` opened without
     blocking (for ``read_opened``), or None where there is nothing to read (no such file, or
-    one that cannot be opened and is no regular file). ``OSError`` for a regular file that
-    cannot be opened."""
+    one that cannot be opened and is no regular file; with ``follow=False``, any link).
+    ``OSError`` for a regular file that cannot be opened."""
     try:
         return os.open(path, _READ_FLAGS if follow else _READ_FLAGS | os.O_NOFOLLOW)
     except OSError:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError
-from kernelmagic.reading import MAX_SPEC_BYTES, open_for_reading, parse_spec, read_opened
+from kernelmagic.reading import parse_spec
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import NATIVE_KERNEL_NAME, locate
 from kernelmagic.storage.transactions import (
@@ -61,13 +61,13 @@ def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> C
         if not saved:
             raise KernelmagicError(f"no {what} version of '{key}' to restore")
         newest = saved[-1]
-        fd = open_for_reading(newest, follow=False)
-        if fd is None:
-            raise KernelmagicError(f"{resource_dir}/{newest.name} is not a regular file; remove it")
-        mode = os.fstat(fd).st_mode & 0o775  # of what is read: a regular file, not a link
-        data = read_opened(fd, newest, MAX_SPEC_BYTES)
-        if data is None:
-            raise KernelmagicError(f"{resource_dir}/{newest.name} is not a regular file; remove it")
+        try:  # a regular file, never through a link; its mode is that of what is read
+            data, mode = read_kernel_json(str(newest), own_links=False)
+        except FileNotFoundError:
+            raise KernelmagicError(
+                f"{resource_dir}/{newest.name} is not a regular file; remove it"
+            ) from None
+        mode &= 0o775
         pinned_json = os.path.join(spec_dir, "kernel.json")
         before = None
         try:

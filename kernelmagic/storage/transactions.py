@@ -99,14 +99,14 @@ class Change:
         return "" if spec is None else dump_spec(shown.masked(spec))
 
 
-def file_mode(owner_only: bool, existing: str | None = None) -> int:
+def file_mode(owner_only: bool, existing: int | None = None) -> int:
     """Owner-only when the caller says the spec holds a secret; otherwise keep the existing
-    file's mode, never writable by others (a group member may have made it so)."""
+    file's mode (``existing``), never writable by others (a group member may have made it
+    so)."""
     if owner_only:
         return 0o600
-    if existing:
-        with contextlib.suppress(OSError):
-            return os.stat(existing).st_mode & 0o777 & ~0o002
+    if existing is not None:
+        return existing & 0o777 & ~0o002
     return atomic.default_file_mode()
 
 
@@ -585,7 +585,7 @@ def rewrite_spec(
         if written:
             data = dump_spec(after).encode("utf-8")  # what JSON cannot hold fails here
             atomic.remove_stale_temps(spec_dir)
-            mode = 0o600 if owner_only(before, after) else current_mode & 0o775
+            mode = file_mode(owner_only(before, after), current_mode)
             # The backup is the bytes read (never the file read again: a member may have
             # swapped it since). The oldest backup goes only once the new file is there: a
             # failed write (a full disk) leaves the history as it was.
@@ -624,12 +624,13 @@ def pinned(resource_dir: str) -> Iterator[str]:
         os.close(fd)
 
 
-def read_kernel_json(path: str) -> tuple[bytes, int]:
-    """The bytes and mode of a ``kernel.json``, read without following a link another user
-    made (one swapped in since it was looked up is refused, not read); a link of yours is
-    followed."""
+def read_kernel_json(path: str, *, own_links: bool = True) -> tuple[bytes, int]:
+    """The bytes and mode of a ``kernel.json`` (or of a backup of one), read without
+    following a link another user made (one swapped in since it was looked up is refused,
+    not read); a link of yours is followed unless ``own_links`` is false (a backup: no link
+    is one of kernelmagic's). ``FileNotFoundError`` where there is no regular file."""
     refuse_foreign_link(path)
-    fd = open_for_reading(path, follow=os.path.islink(path))
+    fd = open_for_reading(path, follow=own_links and os.path.islink(path))
     if fd is None:
         raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
     mode = stat.S_IMODE(os.fstat(fd).st_mode)
