@@ -39,7 +39,7 @@ _LOCKFILES = {
     "pixi": "pixi.lock",
     "hatch": "pyproject.toml",  # Hatch has no lockfile: its envs follow pyproject.toml
 }
-_TOOL_LOCKFILES = ("uv.lock", "poetry.lock", "pdm.lock", "pixi.lock")
+_TOOL_LOCKFILES = tuple(f for f in _LOCKFILES.values() if f.endswith(".lock"))  # Hatch's: none
 # How to make the environment, and how to give it ipykernel, in each tool's own words.
 _CREATE = {
     "uv": "uv sync",
