@@ -212,10 +212,11 @@ def discovery_config(basenames: tuple[str, ...] = KERNELSPEC_CONFIG) -> Discover
 
     Costs a few stat calls when there is no such file; traitlets' loaders only otherwise.
     """
+    dirs = config_dirs()[::-1]
     found = [
         (directory, basename + ext)
         for basename in basenames
-        for directory in reversed(config_dirs())
+        for directory in dirs
         for ext in (".py", ".json")
         if os.path.isfile(os.path.join(directory, basename + ext))
     ]
