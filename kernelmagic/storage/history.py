@@ -16,6 +16,7 @@ from kernelmagic.reading import parse_spec
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import NATIVE_KERNEL_NAME, locate
 from kernelmagic.storage.transactions import (
+    DIR_NOFOLLOW,
     WORK_PREFIX,
     Change,
     lock_path,
@@ -163,7 +164,7 @@ def _make_removed_dir(path: str, kernels_dir: str) -> None:
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
     try:  # changed through a descriptor: a member cannot swap in a link meanwhile
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        fd = os.open(path, DIR_NOFOLLOW)
     except OSError:
         raise KernelmagicError(f"{path} is not a directory; remove it") from None
     try:

@@ -169,7 +169,7 @@ def _make_dirs_for_group(kernels_dir: str, gid: int) -> None:
         for name in missing:
             with contextlib.suppress(FileExistsError):  # another member made it meanwhile
                 os.mkdir(name, dir_fd=parent)
-            made = os.open(name, _DIR_NOFOLLOW, dir_fd=parent)  # a link now: refused
+            made = os.open(name, DIR_NOFOLLOW, dir_fd=parent)  # a link now: refused
             os.close(parent)
             parent = made
             info = os.fstat(made)
@@ -182,7 +182,7 @@ def _make_dirs_for_group(kernels_dir: str, gid: int) -> None:
         os.close(parent)
 
 
-_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
 def _give_to_group(path: str, gid: int, fd: int | None = None) -> None:
@@ -612,7 +612,7 @@ def pinned(resource_dir: str) -> Iterator[str]:
         return
     own_link = os.path.islink(resource_dir)  # yours: followed, as Jupyter follows it
     try:
-        fd = os.open(resource_dir, _DIR_NOFOLLOW & ~(os.O_NOFOLLOW if own_link else 0))
+        fd = os.open(resource_dir, DIR_NOFOLLOW & ~(os.O_NOFOLLOW if own_link else 0))
     except OSError as exc:
         raise LocationError(
             f"cannot change {resource_dir}: {exc.strerror} (a link in its place since it was "
