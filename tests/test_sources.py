@@ -146,6 +146,37 @@ def test_what_a_snippet_unsets_is_said_not_lost_silently(user_kernels, tmp_path,
     assert "KM_KEEP" not in said
 
 
+def test_a_snippet_that_stops_the_kernels_python_starting_is_refused(
+    user_kernels, tmp_path, capsys
+):
+    """A module that sets PYTHONHOME for its own Python (here a snippet) made a spec for this
+    session's interpreter that could never start; install said "Installed" and exit 0, and
+    refresh wrote it too. Only the doctor said `cannot-start`."""
+    setup = tmp_path / "setup.sh"
+    setup.write_text("export GDAL_DATA=/opt/gdal\n")
+    snippet = tmp_path / "s.sh"
+    snippet.write_text(f". {setup}\n")
+    assert main(["install", "geo", "--snippet-file", str(snippet)]) == 0
+    written = (user_kernels / "geo" / "kernel.json").read_bytes()
+
+    setup.write_text("export GDAL_DATA=/opt/gdal\nexport PYTHONHOME=/nonexistent\n")
+    capsys.readouterr()
+    assert main(["install", "geo2", "--snippet-file", str(snippet)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kernelmagic: error: the kernel's interpreter ") and (
+        "does not start with this env (PYTHONHOME=/nonexistent); leave it out "
+        "(--exclude PYTHONHOME)" in err
+    ), err
+    assert not (user_kernels / "geo2").exists()
+    assert main(["refresh", "geo"]) == 2
+    assert "PYTHONHOME=/nonexistent" in capsys.readouterr().err
+    assert (user_kernels / "geo" / "kernel.json").read_bytes() == written
+
+    argv = ["install", "geo2", "--snippet-file", str(snippet), "--exclude", "PYTHONHOME"]
+    assert main(argv) == 0  # as the message says
+    assert run_in_kernel("geo2")["env"]["GDAL_DATA"] == "/opt/gdal"
+
+
 def test_failing_snippet_writes_nothing_and_shows_stderr(ip, user_kernels):
     with pytest.raises(UsageError) as info:
         ip.run_cell_magic(

@@ -491,6 +491,7 @@ def install(
         assert interpreter is not None  # a Python kernel always gets one
         where = os.environ if environ is None else environ
         made.result.notes += sources.job_temporary_notes(interpreter.path, where)
+        sources.refuse_broken_start(interpreter, env, where)
         spec = ipykernel_specs.install_spec(
             interpreter.path,
             interpreter.ipykernel_facts,

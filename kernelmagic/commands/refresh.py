@@ -125,6 +125,9 @@ def refresh(
         kept_by_hand = set(env)
         written = {k: v for k, v in made.result.env.items() if k not in kept_by_hand}
         env.update(written)
+        if made.interpreter is not None:  # a module that now sets PYTHONHOME: not written
+            where = os.environ if environ is None else environ
+            sources.refuse_broken_start(made.interpreter, env, where)
         spec = dict(spec)
         if env:
             spec["env"] = env

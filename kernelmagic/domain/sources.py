@@ -19,6 +19,7 @@ import tempfile
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from string import Template
 from typing import Any
 
 from kernelmagic.domain import envcapture, shells
@@ -138,6 +139,36 @@ def probe_interpreter(path: str, environ: Mapping[str, str] | None = None) -> In
         found["ipykernel"],
         found["kernelmagic"],
         (str(facts[0]), bool(facts[1]), str(facts[2])) if (facts := found["facts"])[2] else None,
+    )
+
+
+# What decides whether a Python starts at all and where it finds ipykernel: a module that
+# sets them for its own Python (PYTHONHOME) can make another interpreter fail to start.
+PYTHON_STARTUP = (
+    "PYTHONHOME", "PYTHONPATH", "PYTHONPLATLIBDIR", "PYTHONUSERBASE", "PYTHONNOUSERSITE",
+)  # fmt: skip
+
+
+def refuse_broken_start(
+    interpreter: Interpreter, env: Mapping[str, str], environ: Mapping[str, str]
+) -> None:
+    """``InvalidInput`` when ``env`` (a spec's, ``${NAME}`` filled from ``environ`` as
+    Jupyter fills it) sets what decides how Python starts otherwise than ``environ`` does,
+    and the interpreter, run with it, cannot import ipykernel: the kernel would never start.
+    Asked only then (one short run), as ``environ`` is the one the interpreter was known to
+    work in."""
+    launch = {**environ, **{k: Template(v).safe_substitute(environ) for k, v in env.items()}}
+    changed = [name for name in PYTHON_STARTUP if launch.get(name) != environ.get(name)]
+    if not changed:
+        return
+    found = probe_interpreter(interpreter.path, launch)
+    if found is not None and found.has_ipykernel:
+        return
+    fails = "cannot import ipykernel" if found is not None else "does not start"
+    names = ", ".join(f"{name}={launch[name]}" for name in changed)
+    raise InvalidInput(
+        f"the kernel's interpreter {interpreter.path} {fails} with this env ({names}); leave "
+        f"it out (--exclude {changed[0]}) or set it right (--env {changed[0]}=...)"
     )
 
 
