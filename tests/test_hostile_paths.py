@@ -550,6 +550,33 @@ def test_a_swap_for_a_members_link_during_a_write_sends_nothing_elsewhere(
     assert _holds_private(user_kernels) == []  # and nothing of it in the group's files
 
 
+def test_a_clone_copies_the_dir_it_checked_not_a_link_swapped_in_after(
+    user_kernels, private, monkeypatch, capsys
+):
+    """Stop 45's "left alone": `clone` checked its source for a member's link, then copied it
+    by path. A member who swapped the source dir for a link to your private spec in between
+    (here: when the new spec's lock is taken) had your private spec copied into the group's
+    kernels dir. The clone is now of the dir it read, whatever is at its path after."""
+    from kernelmagic.storage import atomic
+
+    write_spec(user_kernels, "team", {"argv": ["x", "{connection_file}"], "display_name": "T"})
+    (private / "credentials.txt").write_text("A_PRIVATE_XYZ")  # a private file beside it
+    taken = atomic.exclusive_lock
+
+    @contextlib.contextmanager
+    def swapped_when_locked(path):
+        with taken(path):
+            if (user_kernels / "team").is_dir() and not (user_kernels / "team").is_symlink():
+                os.rename(user_kernels / "team", user_kernels / ".team-away")
+                _plant_link(private, user_kernels / "team")
+            yield
+
+    monkeypatch.setattr(atomic, "exclusive_lock", swapped_when_locked)
+    assert main(["clone", "team", "copy"]) == 0, capsys.readouterr().err
+    assert json.loads((user_kernels / "copy" / "kernel.json").read_text())["display_name"] == "T"
+    assert _holds_private(user_kernels) == []
+
+
 def test_a_dir_swapped_for_a_link_while_group_dirs_are_made_is_not_followed(
     tmp_path, monkeypatch, capsys
 ):

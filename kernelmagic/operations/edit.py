@@ -19,7 +19,7 @@ from kernelmagic.domain.provenance import Provenance
 from kernelmagic.domain.shell_syntax import MAX_JSON_DEPTH, EnvChanges, nesting_depth
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import spec_writes
-from kernelmagic.reading import dump_spec
+from kernelmagic.reading import dump_spec, parse_spec
 from kernelmagic.storage import transactions
 from kernelmagic.storage.discovery import get_spec, location_dir, validate_name
 from kernelmagic.storage.transactions import Change
@@ -167,6 +167,11 @@ def install_directory(
     )
 
 
+def _read_spec(spec_dir: str) -> Any:
+    raw, _ = transactions.read_kernel_json(os.path.join(spec_dir, "kernel.json"))
+    return parse_spec(raw)
+
+
 def refuse_secrets_for_group(
     spec: dict[str, Any],
     group: str,
@@ -211,23 +216,30 @@ def copy_spec(
     src = get_spec(source)
     if not src.spec and src.problems:
         raise KernelmagicError(f"cannot clone '{src.name}': {src.problems[0]}")
-    # What it reads through another user's link could be a third user's private spec.
-    transactions.refuse_foreign_link(src.resource_dir)
-    transactions.refuse_foreign_link(os.path.join(src.resource_dir, "kernel.json"))
-    spec = edit.apply(src.spec, policy)
-    record = Provenance.of_spec(spec)
-    if record is not None and edit.display_name is None:
-        renamed = record.display_name_for(spec, src.name, new_name)
-        if renamed is not None:
-            spec["display_name"] = record.generated_display_name = renamed
-            record.write_into(spec)
-    return install_directory(
-        new_name,
-        kernels_dir or location_dir(user=True),
-        src.resource_dir,
-        spec,
-        replace=replace,
-        dry_run=dry_run,
-        policy=policy,
-        group=group,
-    )
+    # Read and copied through the dir as opened, never through another user's link (to a
+    # third user's private spec), not even one swapped in while the copy is made.
+    with transactions.pinned(src.resource_dir) as source_dir:
+        try:
+            read = src.spec if src.native else _read_spec(source_dir)  # native: no file
+        except (OSError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise KernelmagicError(f"cannot clone '{src.name}': {why}") from None
+        if not isinstance(read, dict):  # changed since it was listed
+            raise KernelmagicError(f"cannot clone '{src.name}': its kernel.json is no object")
+        spec = edit.apply(read, policy)
+        record = Provenance.of_spec(spec)
+        if record is not None and edit.display_name is None:
+            renamed = record.display_name_for(spec, src.name, new_name)
+            if renamed is not None:
+                spec["display_name"] = record.generated_display_name = renamed
+                record.write_into(spec)
+        return install_directory(
+            new_name,
+            kernels_dir or location_dir(user=True),
+            source_dir,
+            spec,
+            replace=replace,
+            dry_run=dry_run,
+            policy=policy,
+            group=group,
+        )
