@@ -7,6 +7,7 @@ every other ``KernelmagicError`` is a failed operation (exit status 1).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class KernelmagicError(Exception):
@@ -54,3 +55,24 @@ class LocationError(KernelmagicError):
 
 class SourceFailed(KernelmagicError):
     """Making the environment failed (a snippet, an activation, no shell); nothing was written."""
+
+
+def string_list(value: Any, what: str) -> tuple[str, ...]:
+    """``value`` as a tuple of strings; ``InvalidInput`` for anything else. A library caller's
+    single string would otherwise be taken letter by letter (``unset="PROJ_LIB"`` removing
+    ``P``), a caller's None for nothing at all."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidInput(f"{what} is a list of strings, not {type(value).__name__}")
+    found = tuple(value)
+    for item in found:
+        if not isinstance(item, str):
+            raise InvalidInput(f"{what} is a list of strings; it holds a {type(item).__name__}")
+    return found
+
+
+def of_type(value: Any, kind: type | tuple[type, ...], what: str, named: str | None = None) -> None:
+    """``InvalidInput`` unless ``value`` is a ``kind`` (``named`` so in the message)."""
+    if not isinstance(value, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        named = named or " or ".join(k.__name__ for k in kinds)
+        raise InvalidInput(f"{what} is a {named}, not {type(value).__name__}")

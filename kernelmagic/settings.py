@@ -21,12 +21,12 @@ from typing import Any
 
 from kernelmagic.domain.jupyter_rules import config_dirs
 from kernelmagic.domain.policy import EnvPolicy
+from kernelmagic.domain.provenance import CAPTURE_MODES
 from kernelmagic.errors import InvalidInput
 
 CONFIG_BASENAME = "jupyter_kernelmagic_config"
 SECTION = "KernelMagics"
 LOCATIONS = ("user", "sys-prefix")
-CAPTURE_MODES = ("changed", "all", "none")
 
 
 @dataclass(frozen=True)

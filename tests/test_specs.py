@@ -246,7 +246,22 @@ def test_ipykernels_spec_is_asked_once_per_interpreter_and_ipykernel(user_kernel
         ),
         (
             lambda d: specs.InstallRequest("b", env={"A": 1}, kernels_dir=d),
-            "env values are text: 'A' is set to a int",
+            "env's A value is a string, not int",
+        ),
+        # Walk N: these raised AttributeError or TypeError, or were installed.
+        (lambda d: specs.InstallRequest("b", "snippet", kernels_dir=d), "source is a Source"),
+        (lambda d: specs.InstallRequest("b", capture=None, kernels_dir=d), "capture is a Captu"),
+        (lambda d: specs.InstallRequest("b", env=None, kernels_dir=d), "env is a dict of name"),
+        (lambda d: specs.InstallRequest("b", group=0, kernels_dir=d), "group is a group name"),
+        (lambda d: specs.InstallRequest("b", kernels_dir=None), "kernels_dir is a path, not No"),
+        (lambda d: specs.InstallRequest("b", kernels_dir=""), "kernels_dir is empty"),
+        (
+            lambda d: specs.InstallRequest("b", specs.Source("modules", modules=""), kernels_dir=d),
+            "Source.modules is empty",
+        ),
+        (
+            lambda d: specs.InstallRequest("b", capture=specs.CaptureOptions(mode="bogus")),
+            "capture mode is one of changed, all, none, not 'bogus'",
         ),
     ],
 )
@@ -256,6 +271,58 @@ def test_a_library_request_refuses_what_the_front_ends_cannot_give(user_kernels,
     with pytest.raises(specs.InvalidInput, match=re.escape(said)):
         request_of(str(user_kernels))
     assert not user_kernels.exists()
+
+
+def test_one_name_is_not_taken_for_its_letters(user_kernels):
+    """Walk N: `EnvChanges(unset="PROJ_LIB")` unset P, R, O, J, ... and kept PROJ_LIB:
+    another variable lost, the change asked for not made, and no error."""
+    for wrong in (
+        lambda: specs.EnvChanges(unset="PROJ_LIB"),
+        lambda: specs.EnvChanges(set=[("A", "1")]),
+        lambda: specs.CaptureOptions(include="PATH"),
+        lambda: specs.CaptureOptions(exclude=None),
+    ):
+        with pytest.raises(specs.InvalidInput, match=r"is a (list of strings|dict of name)"):
+            wrong()
+    assert specs.EnvChanges(unset=["PROJ_LIB"]).unset == ["PROJ_LIB"]
+
+
+def test_a_relative_kernels_dir_is_where_the_caller_is(user_kernels, monkeypatch, tmp_path):
+    """Walk N: `kernels_dir="relk"` said it wrote 'relk/k5', a path that means nothing to
+    Jupyter or to the caller once it changes dir."""
+    monkeypatch.chdir(tmp_path)
+    assert specs.InstallRequest("k5", kernels_dir="relk").kernels_dir == str(tmp_path / "relk")
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda s: {**s, "env": {"A": "a\0b"}},
+        lambda s: {**s, "env": {"NUM": 1}},
+        lambda s: {**s, "argv": []},
+        lambda s: {},
+    ],
+)
+def test_a_change_that_no_kernel_could_start_from_is_refused(user_kernels, transform):
+    """Walk N: a library transform could write a spec that every start of fails (`ValueError:
+    embedded null byte`, a TypeError, nothing to run): docs/safety.md says such values are
+    refused on write."""
+    written = (write_spec(user_kernels, "geo") / "kernel.json").read_bytes()
+    with pytest.raises(specs.InvalidInput, match="a spec no kernel starts from: "):
+        specs.rewrite_spec("geo", transform)
+    assert (user_kernels / "geo" / "kernel.json").read_bytes() == written
+
+
+def test_a_new_spec_that_no_kernel_could_start_from_is_not_written(user_kernels, tmp_path):
+    source = write_spec(tmp_path / "from", "src")
+    spec = {"argv": ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "d", "language": "python", "env": {"A": "\0"}}  # fmt: skip
+    with pytest.raises(specs.InvalidInput, match="'d' would be a spec no kernel starts from"):
+        specs.install_directory("d", str(user_kernels), str(source), spec)
+    environ = {**os.environ, "NULVAR": "a\0b"}
+    with pytest.raises(specs.InvalidInput, match="env 'NULVAR': a name with '=' or NUL"):
+        specs.install_current_python("c", str(user_kernels), environ=environ)
+    assert not user_kernels.exists() or list(user_kernels.iterdir()) == []
 
 
 @pytest.mark.parametrize("transform", [lambda s: None, lambda s: {**s, "display_name": 5}])

@@ -19,9 +19,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from kernelmagic.commands import Body, render
 from kernelmagic.commands.render import Shown, group_note, printable_lines, shown_change
 from kernelmagic.domain import containers, envcapture, languages, sources
-from kernelmagic.domain.provenance import SNIPPET_FILE, Provenance, Source, comparable
+from kernelmagic.domain.provenance import (
+    CAPTURE_MODES,
+    SNIPPET_FILE,
+    Provenance,
+    Source,
+    comparable,
+)
 from kernelmagic.domain.shell_syntax import EnvChanges, env_changes
-from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.errors import InvalidInput, KernelmagicError, of_type
 from kernelmagic.operations import install_container
 from kernelmagic.options import (
     DISPLAY_NAME,
@@ -93,7 +99,7 @@ PROGRAM = option(
 )
 CAPTURE = option(
     "--capture",
-    choices=("changed", "all", "none"),
+    choices=CAPTURE_MODES,
     default=None,
     help="which variables of this session to capture: those that differ from a clean login "
     "shell (changed, the default), all but noise and secrets, or none",
@@ -201,8 +207,8 @@ def source_from(
 def _explicit_env(env: Mapping[str, str]) -> dict[str, str]:
     """Variables set by hand, checked as every writer checks them."""
     for name, value in env.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise InvalidInput(f"env values are text: {name!r} is set to a {type(value).__name__}")
+        of_type(name, str, f"env's name {name!r}", "string")
+        of_type(value, str, f"env's {name} value", "string")
     return dict(EnvChanges(dict(env)).set)
 
 
@@ -237,6 +243,15 @@ class InstallRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", validate_name(self.name))
+        of_type(self.source, Source, "source")
+        of_type(self.capture, envcapture.CaptureOptions, "capture")
+        of_type(self.env, Mapping, "env", "dict of name to value")
+        of_type(self.group, (str, type(None)), "group", "group name")
+        of_type(self.kernels_dir, str, "kernels_dir", "path")
+        if not self.kernels_dir:
+            raise InvalidInput("kernels_dir is empty; name the kernels dir, or leave it out")
+        # Relative to the dir the caller is in now, as the command line takes --prefix.
+        object.__setattr__(self, "kernels_dir", os.path.abspath(self.kernels_dir))
         self.source.check_installable()
         if self.display_name is not None and not isinstance(self.display_name, str):
             raise InvalidInput(f"display_name must be text, not {type(self.display_name).__name__}")

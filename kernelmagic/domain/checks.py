@@ -94,6 +94,24 @@ def structure_problems(spec: Any) -> list[Problem]:
     return problems
 
 
+def unstartable(spec: dict[str, Any]) -> list[str]:
+    """What keeps every kernel of ``spec`` from starting on any machine, said for a writer
+    that refuses to make such a spec: an argv that is no list of strings, or empty; env
+    values that are not strings, or names and values no process can be given."""
+    argv = argv_strings(spec)
+    if not argv:
+        return ["its argv is not a non-empty list of strings"]
+    env = spec.get("env")
+    if not isinstance(env, dict) or not env:
+        return []
+    found = [f"env {k!r} is set to {json_kind(v)}" for k, v in env.items() if type(v) is not str]
+    found += [
+        f"env {k!r}: a name with '=' or NUL, or a value with NUL, cannot be given to a process"
+        for k in unusable_env(env)
+    ]
+    return found
+
+
 def provisioner_name(spec: dict[str, Any]) -> str | None:
     metadata = spec.get("metadata")
     if not isinstance(metadata, dict):

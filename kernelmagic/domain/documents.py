@@ -24,6 +24,7 @@ from typing import Any
 from kernelmagic.domain import checks, envcapture
 from kernelmagic.domain.policy import JOB_SCOPED_NAMES, MASK, EnvPolicy, batch_job
 from kernelmagic.domain.provenance import (
+    CAPTURE_MODES,
     METADATA_KEY,
     REPEATABLE,
     SNIPPET_FILE,
@@ -350,7 +351,7 @@ def _v2_capture_problems(capture: Any, version: int) -> list[str]:
     if not isinstance(capture, dict):
         return [f": must be an object, not {json_kind(capture)}"]
     problems = _unknown_keys(capture, _V2_CAPTURE_KEYS, ".", version)
-    if capture.get("mode", "changed") not in ("changed", "all", "none"):
+    if capture.get("mode", "changed") not in CAPTURE_MODES:
         problems.append(".mode: must be changed, all or none")
     if not isinstance(capture.get("templates", True), bool):
         problems.append(".templates: must be true or false")

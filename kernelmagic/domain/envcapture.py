@@ -21,8 +21,9 @@ from kernelmagic.domain.policy import (
     is_job_scoped,
     launcher_variable,
 )
+from kernelmagic.domain.provenance import CAPTURE_MODES
 from kernelmagic.domain.shell_syntax import escape_dollars
-from kernelmagic.errors import SourceFailed
+from kernelmagic.errors import InvalidInput, SourceFailed, of_type, string_list
 
 # fmt: off
 # Variables holding os.pathsep-separated directory lists. Names ending in PATH count too.
@@ -138,6 +139,15 @@ class CaptureOptions:
     exclude: tuple[str, ...] = ()
     templates: bool = True
     policy: EnvPolicy = DEFAULT_POLICY  # what is noise, what is a secret
+
+    def __post_init__(self) -> None:
+        if self.mode not in CAPTURE_MODES:
+            modes = ", ".join(CAPTURE_MODES)
+            raise InvalidInput(f"capture mode is one of {modes}, not {self.mode!r}")
+        of_type(self.baseline_file, (str, type(None)), "baseline_file")
+        object.__setattr__(self, "include", string_list(self.include, "include"))
+        object.__setattr__(self, "exclude", string_list(self.exclude, "exclude"))
+        of_type(self.policy, EnvPolicy, "policy")
 
 
 @dataclass

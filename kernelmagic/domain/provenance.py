@@ -43,10 +43,12 @@ _DOCUMENT_FIELDS: dict[str, type] = {
     **dict.fromkeys(("include", "exclude", "explicit", "extra_secrets", "extra_noise"), list),
     "templates": bool,
 }  # fmt: skip
+# Which variables of a session install captures (--capture): one spelling for every reader.
+CAPTURE_MODES = ("changed", "all", "none")
 _DOCUMENT_CHOICES = {
     "source": (*REPEATABLE, "current", "remote"),
     "kernel_kind": ("python", "ir", "julia", "like"),
-    "capture": ("changed", "all", "none"),
+    "capture": CAPTURE_MODES,
 }
 
 
@@ -87,6 +89,10 @@ class Source:
         needed = _NEEDS.get(self.origin)
         if needed is not None and getattr(self, needed) is None:
             raise InvalidInput(f"Source({self.origin!r}) needs {needed}=...")
+        for name in ("modules", "conda_env", "python"):  # `--modules "$MODS"`, MODS unset
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                raise InvalidInput(f"Source.{name} is empty; name what it takes, or leave it out")
 
     @classmethod
     def from_fields(cls, fields: Any) -> Source:

@@ -6,9 +6,9 @@ One parser serves the line magic, the cell magic and ``kernelmagic env --file``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from kernelmagic.errors import InvalidInput
+from kernelmagic.errors import InvalidInput, of_type, string_list
 
 ENV_NAME_RULE = "letters, digits and '_', not starting with a digit"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -195,9 +195,10 @@ class EnvChanges:
     def __init__(self, set: dict[str, str] | None = None, unset: Iterable[str] = ()) -> None:
         self.set: dict[str, str] = {}
         self._unset: dict[str, None] = {}  # ordered, with O(1) membership
+        of_type(set or {}, Mapping, "EnvChanges' set", "dict of name to value")
         for name, value in (set or {}).items():
             self.add(name, value)
-        for name in unset:
+        for name in string_list(unset, "EnvChanges' unset"):
             self.remove(name)
 
     @property

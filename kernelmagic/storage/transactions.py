@@ -208,7 +208,7 @@ def writing(path: str, hint: str) -> Iterator[None]:
 
     def where(exc: OSError) -> str:
         failed = os.fspath(exc.filename) if exc.filename else path
-        if failed.startswith((path.rstrip(os.sep) + os.sep, "/proc/self/fd/")):
+        if failed.startswith((path.rstrip(os.sep) + os.sep, _PINNED + os.sep)):
             return path  # inside it, or inside it pinned (``pinned``)
         # One of kernelmagic's own hidden files (a lock beside the spec dir, a temp file or
         # backup in it): the user needs the directory it is made in, not its random name.
@@ -235,6 +235,7 @@ def writing(path: str, hint: str) -> Iterator[None]:
         raise LocationError(f"cannot write {where(exc)}: {reason}; nothing was changed") from exc
 
 
+_PINNED = "/proc/self/fd"  # a descriptor's dir, as a path (``pinned``)
 _ERRNO_TEXT = re.compile(r"\[Errno \d+\] ([^:']+)")
 
 
@@ -244,7 +245,8 @@ def _unreadable_source(exc: shutil.Error) -> str | None:
     for failure in failures:
         source = failure[0] if isinstance(failure, tuple) and failure else None
         if isinstance(source, str) and os.path.lexists(source) and not os.access(source, os.R_OK):
-            return source
+            # A dir copied as it was opened (``pinned``): named by where it is.
+            return os.path.realpath(source) if source.startswith(_PINNED) else source
     return None
 
 
@@ -377,6 +379,9 @@ class Reservation:
         replaced spec keeps its backups and gains one of the version it replaces.
         """
         target = os.path.join(self.kernels_dir, self.name)
+        broken = checks.unstartable(spec)
+        if broken:  # a library caller's spec, a copy of a broken one: not written
+            raise InvalidInput(f"'{self.name}' would be a spec no kernel starts from: {broken[0]}")
         if self.dry_run:
             before = _read_before(self.existing)
             action = "replaced" if before is not None and action == "installed" else action
@@ -581,6 +586,11 @@ def rewrite_spec(
         problems = checks.structure_problems(after)
         if problems:  # Jupyter would hide the spec written (library callers' transforms)
             raise InvalidInput(f"the change would make '{key}' a spec Jupyter hides: {problems[0]}")
+        broken = [p for p in checks.unstartable(after) if p not in checks.unstartable(before)]
+        if broken:  # listed, but no kernel of it could start
+            raise InvalidInput(
+                f"the change would make '{key}' a spec no kernel starts from: {broken[0]}"
+            )
         written = not dry_run and after != before
         if written:
             data = dump_spec(after).encode("utf-8")  # what JSON cannot hold fails here
@@ -607,7 +617,7 @@ def pinned(resource_dir: str) -> Iterator[str]:
     group member who swaps the dir for a link meanwhile sends none of the change, nor any of
     what it reads, elsewhere. Where there is no /proc, the path itself."""
     refuse_foreign_link(resource_dir)
-    if not os.path.isdir("/proc/self/fd"):
+    if not os.path.isdir(_PINNED):
         yield resource_dir
         return
     own_link = os.path.islink(resource_dir)  # yours: followed, as Jupyter follows it
@@ -619,7 +629,7 @@ def pinned(resource_dir: str) -> Iterator[str]:
             "looked up?); nothing was changed"
         ) from None
     try:
-        yield f"/proc/self/fd/{fd}"
+        yield f"{_PINNED}/{fd}"
     finally:
         os.close(fd)
 
