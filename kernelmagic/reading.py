@@ -143,6 +143,18 @@ def dump_spec(data: dict[str, Any]) -> str:
         raise KernelmagicError(f"the spec holds a value JSON cannot hold ({exc})") from None
 
 
+def spec_bytes(spec: dict[str, Any]) -> bytes:
+    """The bytes a writer puts in ``kernel.json`` (``dump_spec``); ``InvalidInput`` over
+    ``MAX_SPEC_BYTES``, which no listing, change or undo of kernelmagic would read back."""
+    data = dump_spec(spec).encode("utf-8")
+    if len(data) > MAX_SPEC_BYTES:
+        raise InvalidInput(
+            f"the spec would be {len(data) / 2**20:.1f} MiB, more than the "
+            f"{MAX_SPEC_BYTES // 2**20} MiB kernelmagic reads back; nothing was written"
+        )
+    return data
+
+
 def read_spec_file(path: str) -> Any:
     """Parse a ``kernel.json``; raises ``OSError`` or ``ValueError``."""
     raw = read_regular_file(path, MAX_SPEC_BYTES)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -529,3 +532,58 @@ def test_patch_refuses_an_empty_display_name_or_language(flag, user_kernels, cap
     assert main(["patch", "h", flag, ""]) == 2
     assert f"{flag} is empty" in capsys.readouterr().err
     assert (user_kernels / "h" / "kernel.json").read_bytes() == before
+
+
+def test_a_spec_too_large_to_read_back_is_not_written(user_kernels):
+    """Walk N: `patch_spec` (and install) wrote a 5 MB kernel.json that kernelmagic itself then
+    would not read: no patch, clone or listing of it, and `undo` said "cannot write ...:
+    larger than 4 MiB". Such a write is refused; a giant written by hand is named at undo."""
+    path = write_spec(user_kernels, "k2") / "kernel.json"
+    specs.patch_spec("k2", specs.SpecEdit(env={"A": "1"}))
+    written = path.read_bytes()
+    big = {"BIG": "x" * 5_000_000}
+    with pytest.raises(specs.InvalidInput, match=r"would be 4\.8 MiB, more than the 4 MiB"):
+        specs.patch_spec("k2", specs.SpecEdit(env=big))
+    with pytest.raises(specs.InvalidInput, match=r"the spec would be 4\.8 MiB"):
+        specs.install(specs.InstallRequest("k3", env=big, kernels_dir=str(user_kernels)))
+    assert path.read_bytes() == written and not (user_kernels / "k3").exists()
+
+    spec = json.loads(written)
+    path.write_text(json.dumps({**spec, "env": big}))  # by hand
+    with pytest.raises(specs.KernelmagicError, match="is larger than 4 MiB, more than kernelmag"):
+        specs.undo_last_write("k2")
+
+
+def test_a_name_taken_by_another_writer_meanwhile_is_spec_exists(user_kernels):
+    """Walk N: when another writer took the name while this install ran its snippet, the
+    install raised LocationError ("cannot write ...: a kernel spec named 'race' already
+    exists"), so a script's `except SpecExists` did not catch it."""
+    other = (
+        "from kernelmagic import specs; from kernelmagic.domain.envcapture import CaptureOptions;"
+        f" specs.install_current_python('race', {str(user_kernels)!r},"
+        " capture_options=CaptureOptions(mode='none'))"
+    )
+    snippet = f"{shlex.quote(sys.executable)} -c {shlex.quote(other)}\nexport A=1\n"
+    request = specs.InstallRequest("race", specs.Source("snippet", snippet=snippet),
+                                   kernels_dir=str(user_kernels))  # fmt: skip
+    with pytest.raises(specs.SpecExists, match="a kernel spec named 'race' already exists"):
+        specs.install(request)
+    assert "env" not in json.loads((user_kernels / "race" / "kernel.json").read_text())
+
+
+def test_a_spec_removed_while_it_is_changed_is_no_such_spec(user_kernels, monkeypatch):
+    """Walk N: said LocationError "(a link in its place since it was looked up?)"."""
+    from kernelmagic.storage import atomic
+
+    write_spec(user_kernels, "gone")
+    taken = atomic.exclusive_lock
+
+    @contextlib.contextmanager
+    def removed_when_locked(path):
+        with taken(path):
+            shutil.rmtree(user_kernels / "gone")
+            yield
+
+    monkeypatch.setattr(atomic, "exclusive_lock", removed_when_locked)
+    with pytest.raises(specs.NoSuchKernelSpec, match="No kernel spec 'gone'"):
+        specs.patch_spec("gone", specs.SpecEdit(env={"A": "1"}))

@@ -16,9 +16,6 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-from kernelmagic.reading import dump_spec
 
 TEMP_PREFIX = ".kernel.json."
 TEMP_SUFFIX = ".tmp"
@@ -182,10 +179,6 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int) 
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
-
-
-def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any], *, mode: int) -> None:
-    write_bytes_atomic(path, dump_spec(data).encode("utf-8"), mode=mode)
 
 
 def remove_stale_temps(directory: str | os.PathLike[str]) -> int:

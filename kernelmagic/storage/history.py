@@ -4,6 +4,7 @@ brought back. Every change happens under the spec's lock, as in ``transactions``
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -75,6 +76,14 @@ def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> C
             raw, current_mode = read_kernel_json(pinned_json)
         except FileNotFoundError:
             raw = None
+        except OSError as exc:
+            if exc.errno != errno.EFBIG:
+                raise
+            raise KernelmagicError(  # one written by hand: not read, so not kept for redo
+                f"the kernel.json of '{key}' is {exc.strerror}, more than kernelmagic reads, "
+                f"so it cannot be kept to go back to; nothing was changed (the version to "
+                f"restore is {resource_dir}/{newest.name})"
+            ) from None
         if raw is not None:
             with contextlib.suppress(ValueError):
                 before = parse_spec(raw)

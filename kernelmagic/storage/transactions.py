@@ -25,7 +25,13 @@ from typing import Any
 
 from kernelmagic.domain import checks
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError, SpecExists
+from kernelmagic.errors import (
+    InvalidInput,
+    KernelmagicError,
+    LocationError,
+    NoSuchKernelSpec,
+    SpecExists,
+)
 from kernelmagic.reading import (
     MAX_SPEC_BYTES,
     dump_spec,
@@ -33,12 +39,10 @@ from kernelmagic.reading import (
     parse_spec,
     read_opened,
     read_spec_object,
+    spec_bytes,
 )
 from kernelmagic.storage import atomic
-from kernelmagic.storage.discovery import (
-    locate,
-    specs_in,
-)
+from kernelmagic.storage.discovery import locate, spec_names, specs_in
 
 WORK_PREFIX = ".kernelmagic-"  # staging and trash directories inside a kernels dir
 # Ends the name in a work directory's name: '+' is in no spec name, so the work dirs of 'a'
@@ -216,6 +220,8 @@ def writing(path: str, hint: str) -> Iterator[None]:
 
     try:
         yield
+    except KernelmagicError:  # said already (a name taken meanwhile is SpecExists, an OSError)
+        raise
     except atomic.UnsafeLock as exc:
         raise LocationError(str(exc)) from exc
     except PermissionError as exc:
@@ -382,6 +388,7 @@ class Reservation:
         broken = checks.unstartable(spec)
         if broken:  # a library caller's spec, a copy of a broken one: not written
             raise InvalidInput(f"'{self.name}' would be a spec no kernel starts from: {broken[0]}")
+        data = spec_bytes(spec)  # what JSON cannot hold, or too large to read back: fails here
         if self.dry_run:
             before = _read_before(self.existing)
             action = "replaced" if before is not None and action == "installed" else action
@@ -403,14 +410,14 @@ class Reservation:
                     refuse_foreign_link(existing)
                 before = _read_before(existing)
                 mode = file_mode(owner_only)
-                self._build(spec, populate, mode, existing, target, group)
+                self._build(data, populate, mode, existing, target, group)
         if before is not None and action == "installed":
             action = "replaced"
         return Change(action, self.name, target, before, spec, True, policy)
 
     def _build(
         self,
-        spec: dict[str, Any],
+        data: bytes,
         populate: Callable[[str], None],
         mode: int,
         existing: str | None,
@@ -430,7 +437,7 @@ class Reservation:
                     _carry_backups(old_dir, staged)
             _without_unsafe_modes(staged)
             kernel_json = os.path.join(staged, "kernel.json")
-            atomic.write_json_atomic(kernel_json, spec, mode=mode)
+            atomic.write_bytes_atomic(kernel_json, data, mode=mode)
             if group is not None:
                 share_with_group(staged, group)
             if not existing:
@@ -591,9 +598,9 @@ def rewrite_spec(
             raise InvalidInput(
                 f"the change would make '{key}' a spec no kernel starts from: {broken[0]}"
             )
+        data = spec_bytes(after) if after != before else b""  # a dry run's too
         written = not dry_run and after != before
         if written:
-            data = dump_spec(after).encode("utf-8")  # what JSON cannot hold fails here
             atomic.remove_stale_temps(spec_dir)
             mode = file_mode(owner_only(before, after), current_mode)
             # The backup is the bytes read (never the file read again: a member may have
@@ -623,6 +630,8 @@ def pinned(resource_dir: str) -> Iterator[str]:
     own_link = os.path.islink(resource_dir)  # yours: followed, as Jupyter follows it
     try:
         fd = os.open(resource_dir, DIR_NOFOLLOW & ~(os.O_NOFOLLOW if own_link else 0))
+    except FileNotFoundError:  # removed since it was looked up
+        raise NoSuchKernelSpec(os.path.basename(resource_dir), spec_names()) from None
     except OSError as exc:
         raise LocationError(
             f"cannot change {resource_dir}: {exc.strerror} (a link in its place since it was "
