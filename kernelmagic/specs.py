@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kernelmagic.commands.clone import Request as CloneRequest
+from kernelmagic.commands.clone import CloneRequest
 from kernelmagic.commands.clone import clone as clone
-from kernelmagic.commands.env import Request as EnvRequest
+from kernelmagic.commands.env import EnvRequest
 from kernelmagic.commands.install import InstallRequest
 from kernelmagic.commands.install import install as install
-from kernelmagic.commands.patch import Request as PatchRequest
+from kernelmagic.commands.patch import PatchRequest
 from kernelmagic.commands.patch import patch as patch
 from kernelmagic.commands.refresh import RefreshRequest
 from kernelmagic.commands.refresh import refresh as refresh
-from kernelmagic.commands.remove import Request as RemoveRequest
+from kernelmagic.commands.remove import RemoveRequest
 from kernelmagic.domain.envcapture import CaptureOptions, CaptureResult
 from kernelmagic.domain.policy import EnvPolicy
 from kernelmagic.domain.provenance import Source
@@ -30,6 +30,7 @@ from kernelmagic.errors import (
     KernelmagicError,
     LocationError,
     NoSuchKernelSpec,
+    SourceFailed,
     SpecExists,
 )
 from kernelmagic.operations.edit import SpecEdit, install_directory, patch_spec
@@ -72,6 +73,7 @@ __all__ = [
     "RefreshRequest",
     "RemoveRequest",
     "Source",
+    "SourceFailed",
     "SpecEdit",
     "SpecExists",
     "SpecInfo",

@@ -587,3 +587,48 @@ def test_a_spec_removed_while_it_is_changed_is_no_such_spec(user_kernels, monkey
     monkeypatch.setattr(atomic, "exclusive_lock", removed_when_locked)
     with pytest.raises(specs.NoSuchKernelSpec, match="No kernel spec 'gone'"):
         specs.patch_spec("gone", specs.SpecEdit(env={"A": "1"}))
+
+
+def test_requests_show_no_secret_and_say_their_own_names():
+    """Walk N: `repr(InstallRequest(..., env={"AWS_SECRET_ACCESS_KEY": ...}))` and a
+    PatchRequest's provisioner config printed the secret (a notebook keeps the output, a log
+    the traceback); PatchRequest and CloneRequest printed as `Request(...)`."""
+    shown = [
+        repr(specs.InstallRequest("x", env={"AWS_SECRET_ACCESS_KEY": "hunter2"})),
+        repr(specs.PatchRequest("x", provisioner="p", provisioner_config={"password": "hunter2"})),
+        repr(specs.CloneRequest("a", "b")),
+        repr(specs.RemoveRequest(["a"])),
+    ]
+    assert not [text for text in shown if "hunter2" in text], shown
+    assert [text.split("(")[0] for text in shown[1:]] == [
+        "PatchRequest", "CloneRequest", "RemoveRequest"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("request_of", "said"),
+    [
+        (lambda: specs.PatchRequest("geo", edit=None), "edit is a SpecEdit, not NoneType"),
+        (lambda: specs.PatchRequest(None), "name is a spec name, not NoneType"),
+        (lambda: specs.CloneRequest("geo", "g2", edit={"env": {}}), "edit is a SpecEdit"),
+        (lambda: specs.RefreshRequest(None), "name is a spec name, not NoneType"),
+        (lambda: specs.RemoveRequest("geo"), "names is a list of strings, not str"),
+    ],
+)
+def test_wrong_types_in_the_other_requests_are_invalid_input(request_of, said):
+    """Walk N: accepted, then AttributeError when run (or `RemoveRequest("geo")` removing
+    specs named g, e and o)."""
+    with pytest.raises(specs.InvalidInput, match=re.escape(said)):
+        request_of()
+
+
+def test_a_copy_of_an_owner_only_spec_is_owner_only(user_kernels):
+    """Walk N: a spec whose snippet held a token is written 0600 (docs/safety.md); its clone
+    was 0644, and so was the spec after `clone --replace` onto itself."""
+    snippet = specs.Source("snippet", snippet="export API_TOKEN=abcdef123456\nexport A=1\n")
+    specs.install(specs.InstallRequest("sec", snippet, kernels_dir=str(user_kernels)))
+    assert (user_kernels / "sec" / "kernel.json").stat().st_mode & 0o777 == 0o600
+    specs.clone_spec("sec", "sec2", str(user_kernels))
+    specs.clone_spec("sec", "sec", str(user_kernels), replace=True)
+    for name in ("sec2", "sec"):
+        assert (user_kernels / name / "kernel.json").stat().st_mode & 0o777 == 0o600, name

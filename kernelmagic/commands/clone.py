@@ -9,6 +9,7 @@ from typing import ClassVar
 from kernelmagic.commands.render import Shown, group_note, shown_change
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.shell_syntax import env_changes
+from kernelmagic.errors import of_type
 from kernelmagic.operations.edit import SpecEdit, copy_spec
 from kernelmagic.options import (
     DISPLAY_NAME,
@@ -34,7 +35,7 @@ SUMMARY = "Copy a kernel spec (every file and every JSON key) under a new name."
 
 
 @dataclass(frozen=True)
-class Request:
+class CloneRequest:
     """``clone``: copy every file and JSON key of ``source`` as ``new_name``, then edit it."""
 
     OPTIONS: ClassVar[tuple[Option, ...]] = (
@@ -52,6 +53,8 @@ class Request:
     policy: EnvPolicy = DEFAULT_POLICY
 
     def __post_init__(self) -> None:
+        of_type(self.source, str, "source", "spec name")
+        of_type(self.edit, SpecEdit, "edit")
         object.__setattr__(self, "new_name", validate_name(self.new_name))
         if self.group is not None:
             transactions.group_id(self.group)
@@ -59,7 +62,7 @@ class Request:
     @classmethod
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
-    ) -> Request:
+    ) -> CloneRequest:
         edit = SpecEdit(
             display_name=ns.display_name, env=env_changes(ns.env, ns.unset, literal=ns.literal)
         )
@@ -83,11 +86,14 @@ class Cloned:
     group: str | None = None  # the Unix group it was shared with
 
 
-def run(request: Request) -> Cloned:
+Request = CloneRequest  # the name the front ends look up
+
+
+def run(request: CloneRequest) -> Cloned:
     return Cloned(clone(request), request.group)
 
 
-def clone(request: Request) -> Change:
+def clone(request: CloneRequest) -> Change:
     """Copy the source spec under the new name; a display name kernelmagic generated (still
     unchanged) follows the new name, one the user chose stays."""
     return copy_spec(

@@ -65,7 +65,7 @@ class SpecEnv(dict[str, Any]):
 
 
 @dataclass(frozen=True)
-class Request:
+class EnvRequest:
     """``env``: show a spec's env (no change asked for), or change it."""
 
     OPTIONS: ClassVar[tuple[Option, ...]] = (
@@ -81,7 +81,7 @@ class Request:
     @classmethod
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
-    ) -> Request:
+    ) -> EnvRequest:
         """``body``: assignment lines, from a cell or ``--file``."""
         lines = parse_env_lines(body) if body is not None else None
         changes = env_changes(ns.assignments, ns.unset, literal=ns.literal, body=lines)
@@ -89,7 +89,10 @@ class Request:
         return cls(ns.spec, edit, ns.dry_run, settings.policy)
 
 
-def run(request: Request) -> SpecEnv | Change:
+Request = EnvRequest  # the name the front ends look up
+
+
+def run(request: EnvRequest) -> SpecEnv | Change:
     """The spec's env (masked) when no change is asked for; else the change made."""
     if request.spec is None:
         raise InvalidInput("env needs -k NAME")

@@ -231,7 +231,8 @@ class InstallRequest:
     display_name: str | None = None
     kernels_dir: str = field(default_factory=user_kernels_dir)
     group: str | None = None  # a Unix group to share the spec with
-    env: Mapping[str, str] = field(default_factory=dict)  # set by hand: written as given
+    # Set by hand, written as given; repr=False: a value may be a secret.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
     capture: envcapture.CaptureOptions = field(default_factory=envcapture.CaptureOptions)
     replace: bool = False
     dry_run: bool = False

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from kernelmagic.commands.render import Shown, shown_change
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.shell_syntax import env_changes, parse_json_assignments, split_words
-from kernelmagic.errors import InvalidInput
+from kernelmagic.errors import InvalidInput, of_type
 from kernelmagic.operations import remote, spec_writes
 from kernelmagic.operations.edit import SpecEdit
 from kernelmagic.options import (
@@ -75,7 +75,7 @@ def _argv_prefix(text: str | None) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Request:
+class PatchRequest:
     """``patch``: change fields of a spec in place, point it at a provisioner, or undo."""
 
     OPTIONS: ClassVar[tuple[Option, ...]] = (
@@ -86,13 +86,15 @@ class Request:
     name: str
     edit: SpecEdit = field(default_factory=SpecEdit)
     provisioner: str | None = None  # an installed provisioner's name, or "none"
-    provisioner_config: dict[str, Any] = field(default_factory=dict)
+    provisioner_config: dict[str, Any] = field(default_factory=dict, repr=False)  # a password?
     undo: bool = False
     dry_run: bool = False
     policy: EnvPolicy = DEFAULT_POLICY
     redo: bool = False
 
     def __post_init__(self) -> None:
+        of_type(self.name, str, "name", "spec name")
+        of_type(self.edit, SpecEdit, "edit")
         for flag, on in (("--undo", self.undo), ("--redo", self.redo)):
             others = self.edit or self.dry_run or self.provisioner or self.provisioner_config
             if on and (others or (self.undo and self.redo)):
@@ -105,7 +107,7 @@ class Request:
     @classmethod
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
-    ) -> Request:
+    ) -> PatchRequest:
         edit = SpecEdit(
             display_name=ns.display_name,
             language=ns.language,
@@ -120,11 +122,14 @@ class Request:
         )
 
 
-def run(request: Request) -> Change:
+Request = PatchRequest  # the name the front ends look up
+
+
+def run(request: PatchRequest) -> Change:
     return patch(request)
 
 
-def patch(request: Request) -> Change:
+def patch(request: PatchRequest) -> Change:
     """Change the spec: its fields and env, its provisioner, or ``undo`` the last change."""
     if request.undo:
         return history.undo_last_write(request.name, request.policy)

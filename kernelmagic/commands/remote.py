@@ -81,7 +81,7 @@ class Request:
     kernels_dir: str = field(default_factory=user_kernels_dir)
     hosts: tuple[str, ...] = ()
     image: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold a password
     replace: bool = False
     dry_run: bool = False
     policy: EnvPolicy = DEFAULT_POLICY

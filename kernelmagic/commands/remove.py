@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from kernelmagic.commands.render import Shown, removal_lines
-from kernelmagic.errors import InvalidInput
+from kernelmagic.errors import InvalidInput, string_list
 from kernelmagic.operations import doctor
 from kernelmagic.options import DRY_RUN, SPEC_NAME, Option, option
 from kernelmagic.settings import Settings
@@ -30,7 +30,7 @@ PROJECT_GONE = option(
 
 
 @dataclass(frozen=True)
-class Request:
+class RemoveRequest:
     """``remove``: the named specs, and with ``missing`` every spec whose program is gone."""
 
     OPTIONS: ClassVar[tuple[Option, ...]] = (NAMES, MISSING, PROJECT_GONE, DRY_RUN)
@@ -41,14 +41,14 @@ class Request:
     project_gone: bool = False  # the specs a scan made whose project is gone
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "names", string_list(self.names, "names"))
         if not (self.names or self.missing or self.project_gone):
             raise InvalidInput("name the specs to remove, or pass --missing or --project-gone")
 
     @classmethod
     def from_args(
         cls, ns: argparse.Namespace, settings: Settings, body: str | None = None
-    ) -> Request:
+    ) -> RemoveRequest:
         return cls(ns.names, ns.missing, ns.dry_run, ns.project_gone)
 
 
@@ -60,11 +60,14 @@ class Removed:
     dry_run: bool = False
 
 
-def run(request: Request) -> Removed:
+Request = RemoveRequest  # the name the front ends look up
+
+
+def run(request: RemoveRequest) -> Removed:
     return Removed(remove(request), request.dry_run)
 
 
-def remove(request: Request) -> list[str]:
+def remove(request: RemoveRequest) -> list[str]:
     """Remove the named specs (all checked before any goes), then the dead ones; returns
     the paths removed."""
     dry_run = request.dry_run

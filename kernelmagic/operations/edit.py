@@ -154,22 +154,25 @@ def install_directory(
     action: str = "cloned",
     policy: EnvPolicy = DEFAULT_POLICY,
     group: str | None = None,
+    owner_only: bool = False,
 ) -> Change:
     """Install a copy of ``source_dir`` (its files: logos, launcher scripts) as ``name``, with
-    ``spec`` as its kernel.json; atomic like every install."""
+    ``spec`` as its kernel.json; atomic like every install. The file is owner-only when
+    ``spec`` holds a secret, or when ``owner_only``."""
     name = validate_name(name)
     gid = transactions.group_id(group) if group is not None else None
     if group is not None:
         refuse_secrets_for_group(spec, group, policy)
     slot = transactions.reserve(kernels_dir, name, replace=replace, dry_run=dry_run)
     return spec_writes.write_spec(
-        slot, action, spec, transactions.copy_files(source_dir), policy, gid
+        slot, action, spec, transactions.copy_files(source_dir), policy, gid, owner_only
     )
 
 
-def _read_spec(spec_dir: str) -> Any:
-    raw, _ = transactions.read_kernel_json(os.path.join(spec_dir, "kernel.json"))
-    return parse_spec(raw)
+def _read_spec(spec_dir: str) -> tuple[Any, bool]:
+    """The spec in ``spec_dir``, and whether its file is its owner's alone."""
+    raw, mode = transactions.read_kernel_json(os.path.join(spec_dir, "kernel.json"))
+    return parse_spec(raw), not mode & 0o077
 
 
 def refuse_secrets_for_group(
@@ -220,7 +223,9 @@ def copy_spec(
     # third user's private spec), not even one swapped in while the copy is made.
     with transactions.pinned(src.resource_dir) as source_dir:
         try:
-            read = src.spec if src.native else _read_spec(source_dir)  # native: no file
+            # ipykernel's native spec has no file; an owner-only source (its snippet held a
+            # secret) gives an owner-only copy.
+            read, owner_only = (src.spec, False) if src.native else _read_spec(source_dir)
         except (OSError, ValueError) as exc:
             why = getattr(exc, "strerror", None) or exc
             raise KernelmagicError(f"cannot clone '{src.name}': {why}") from None
@@ -242,4 +247,5 @@ def copy_spec(
             dry_run=dry_run,
             policy=policy,
             group=group,
+            owner_only=owner_only,
         )

@@ -82,11 +82,13 @@ def write_spec(
     populate: Callable[[str], None],
     policy: EnvPolicy = DEFAULT_POLICY,
     group: int | None = None,
+    owner_only: bool = False,
 ) -> Change:
     """Write ``spec`` (made from another spec: a clone, a document's, a remote one) into
-    ``slot``, its container wrapper in step with its ``env``."""
+    ``slot``, its container wrapper in step with its ``env``; owner-only when it holds a
+    secret, or when ``owner_only`` (a copy of an owner-only spec)."""
     spec = containers.keep_in_step(spec)
-    owner_only = holds_secrets(spec, policy)
+    owner_only = owner_only or holds_secrets(spec, policy)
     return slot.write(action, spec, populate, policy, group, owner_only=owner_only)
 
 
