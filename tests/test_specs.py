@@ -632,3 +632,23 @@ def test_a_copy_of_an_owner_only_spec_is_owner_only(user_kernels):
     specs.clone_spec("sec", "sec", str(user_kernels), replace=True)
     for name in ("sec2", "sec"):
         assert (user_kernels / name / "kernel.json").stat().st_mode & 0o777 == 0o600, name
+
+
+def test_a_dry_run_or_a_wrong_resource_dir_leaves_no_lock_anywhere(
+    user_kernels, tmp_path, monkeypatch
+):
+    """Walk N: `patch_spec(..., resource_dir="/tmp", dry_run=True)` made `/.tmp.lock`, a
+    relative one a lock in the caller's dir, a dry run of a system spec a lock in its dir
+    (and, as a user who cannot write there, LocationError instead of the preview)."""
+    write_spec(user_kernels, "geo")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notaspec").mkdir()
+    edit = specs.SpecEdit(display_name="X")
+    for wrong in (str(tmp_path / "notaspec"), "notaspec", ""):
+        with pytest.raises(specs.InvalidInput, match=r"resource_dir is the path|no kernel spec"):
+            specs.patch_spec("geo", edit, resource_dir=wrong, dry_run=True)
+    change = specs.patch_spec("geo", edit, dry_run=True)
+    assert change.after["display_name"] == "X" and not change.written
+    relative = specs.patch_spec("geo", edit, resource_dir=os.path.relpath(user_kernels / "geo"))
+    assert relative.resource_dir == str(user_kernels / "geo")
+    assert list(tmp_path.rglob("*.lock")) == [user_kernels / ".geo.lock"]  # the real change's

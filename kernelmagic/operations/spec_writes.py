@@ -113,11 +113,11 @@ def rewrite_spec(
     starts for ``name``); ``hint`` says what to do where it cannot be written.
     """
 
-    key, spec_dir = (
-        transactions.writable(name)
-        if resource_dir is None
-        else (os.path.basename(resource_dir), resource_dir)
-    )
+    if resource_dir is None:
+        key, spec_dir = transactions.writable(name)
+    else:
+        spec_dir = transactions.spec_dir_given(resource_dir)
+        key = os.path.basename(spec_dir)
     group = sharing_group(spec_dir)
 
     def in_step(spec: dict[str, Any]) -> dict[str, Any]:

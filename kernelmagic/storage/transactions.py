@@ -530,6 +530,18 @@ def copy_files(
     return populate
 
 
+def spec_dir_given(resource_dir: str) -> str:
+    """A library caller's ``resource_dir``, absolute; ``InvalidInput`` unless it holds a
+    ``kernel.json`` (a lock for ``/tmp`` would go in ``/``, one for ``geo`` in the caller's
+    dir)."""
+    if not isinstance(resource_dir, str) or not resource_dir:
+        raise InvalidInput(f"resource_dir is the path of a spec dir, not {resource_dir!r}")
+    resource_dir = os.path.abspath(resource_dir)
+    if not os.path.isfile(os.path.join(resource_dir, "kernel.json")):
+        raise InvalidInput(f"{resource_dir} is no kernel spec dir: it holds no kernel.json")
+    return resource_dir
+
+
 def writable(name: str) -> tuple[str, str]:
     key, resource_dir, native = locate(name)
     if native:
@@ -564,17 +576,19 @@ def rewrite_spec(
     if resource_dir is None:
         key, resource_dir = writable(name)
     else:
+        resource_dir = spec_dir_given(resource_dir)
         key = key or os.path.basename(resource_dir)
     hint = hint or f"clone it to a location you can write (clone {key} NEW_NAME --user)"
     kernel_json = os.path.join(resource_dir, "kernel.json")
     kernels_dir = os.path.dirname(resource_dir)
     if not dry_run:
         refuse_write_protected(kernel_json)
-    with (
-        writing(resource_dir, hint),
-        atomic.exclusive_lock(lock_path(kernels_dir, key)),
-        pinned(resource_dir) as spec_dir,
-    ):
+    # A dry run changes nothing, not even a lock file (it reads one whole file: writes are
+    # atomic), so it also previews a spec in a dir the caller cannot write.
+    locked = (
+        contextlib.nullcontext() if dry_run else atomic.exclusive_lock(lock_path(kernels_dir, key))
+    )
+    with writing(resource_dir, hint), locked, pinned(resource_dir) as spec_dir:
         pinned_json = os.path.join(spec_dir, "kernel.json")
         try:
             raw, current_mode = read_kernel_json(pinned_json)
