@@ -28,8 +28,11 @@ class EnvironmentNotReady(InvalidInput):
     project tool's own command that makes it ready."""
 
     def __init__(self, message: str, command: str) -> None:
-        super().__init__(message)
+        super().__init__(message, command)  # both in args: pickled and unpickled whole
         self.command = command
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class NoSuchKernelSpec(KernelmagicError, KeyError):

@@ -652,3 +652,44 @@ def test_a_dry_run_or_a_wrong_resource_dir_leaves_no_lock_anywhere(
     relative = specs.patch_spec("geo", edit, resource_dir=os.path.relpath(user_kernels / "geo"))
     assert relative.resource_dir == str(user_kernels / "geo")
     assert list(tmp_path.rglob("*.lock")) == [user_kernels / ".geo.lock"]  # the real change's
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda d: specs.SpecEdit(argv_prefix=None), "argv_prefix is a list of strings, not No"),
+        (lambda d: specs.SpecEdit(display_name=5), "--display-name is a string, not int"),
+        (lambda d: specs.InstallRequest("x", like=5), "like is a spec name, not int"),
+        (lambda d: specs.get_spec(["geo"]), "name is a spec name, not list"),
+        (lambda d: specs.list_specs(b"g*"), "pattern is a glob, not bytes"),
+        (lambda d: specs.jupyter_listing(None), "jupyter_listing's specs is a list of SpecInfo"),
+        (lambda d: specs.jupyter_listing("x"), "jupyter_listing's specs is a list of SpecInfo"),
+        (lambda d: specs.location_dir(prefix=b"/x"), "prefix is a path, not bytes"),
+        (lambda d: specs.install_directory("d", d, d, None), "spec is a dict (a kernel.json)"),
+        (
+            lambda d: specs.install_current_python("c", d, environ=[("A", "1")]),
+            "environ is a dict of name to value, not list",
+        ),
+        (
+            lambda d: specs.install_current_python("c", d, environ={"A": b"1"}),
+            "environ's A value is a string, not bytes",
+        ),
+    ],
+)
+def test_wrong_types_in_the_functions_are_invalid_input(user_kernels, call, said):
+    """Walk N: each raised TypeError or AttributeError, or said something else ("--like is
+    empty" for `like=5`); none may write anything."""
+    with pytest.raises(specs.InvalidInput, match=re.escape(said)):
+        call(str(user_kernels))
+    assert not user_kernels.exists() or list(user_kernels.iterdir()) == []
+
+
+def test_a_project_error_survives_a_process_pool():
+    """Walk N: EnvironmentNotReady could not be unpickled (TypeError), so a
+    ProcessPoolExecutor running installs failed on it."""
+    import pickle
+
+    from kernelmagic.errors import EnvironmentNotReady
+
+    again = pickle.loads(pickle.dumps(EnvironmentNotReady("no .venv yet", "uv sync")))
+    assert (str(again), again.command) == ("no .venv yet", "uv sync")

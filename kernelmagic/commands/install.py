@@ -204,11 +204,16 @@ def source_from(
     return Source("current", shell=shell)
 
 
+def _strings_only(env: Mapping[str, str], what: str) -> None:
+    of_type(env, Mapping, what, "dict of name to value")
+    for name, value in env.items():
+        of_type(name, str, f"{what}'s name {name!r}", "string")
+        of_type(value, str, f"{what}'s {name} value", "string")
+
+
 def _explicit_env(env: Mapping[str, str]) -> dict[str, str]:
     """Variables set by hand, checked as every writer checks them."""
-    for name, value in env.items():
-        of_type(name, str, f"env's name {name!r}", "string")
-        of_type(value, str, f"env's {name} value", "string")
+    _strings_only(env, "env")
     return dict(EnvChanges(dict(env)).set)
 
 
@@ -246,7 +251,6 @@ class InstallRequest:
         object.__setattr__(self, "name", validate_name(self.name))
         of_type(self.source, Source, "source")
         of_type(self.capture, envcapture.CaptureOptions, "capture")
-        of_type(self.env, Mapping, "env", "dict of name to value")
         of_type(self.group, (str, type(None)), "group", "group name")
         of_type(self.kernels_dir, str, "kernels_dir", "path")
         if not self.kernels_dir:
@@ -262,7 +266,8 @@ class InstallRequest:
             raise InvalidInput(
                 f"--kernel must be one of {', '.join(languages.KERNELS)}, not {self.kernel!r}"
             )
-        if self.like is not None and not (isinstance(self.like, str) and self.like.strip()):
+        of_type(self.like, (str, type(None)), "like", "spec name")
+        if self.like is not None and not self.like.strip():
             raise InvalidInput("--like is empty; name the installed spec to copy")
         if self.like is not None and self.kernel != "python":
             raise InvalidInput("--like copies a spec of any language; it cannot go with --kernel")
@@ -458,6 +463,8 @@ def install(
     The name is checked free (and the ``like`` spec found) before the source runs, and the
     name again under its lock when the spec is written.
     """
+    if environ is not None:  # a library caller's: strings (any name: BASH_FUNC_module%%)
+        _strings_only(environ, "environ")
     options = request.capture
     gid = transactions.group_id(request.group) if request.group is not None else None
     slot = transactions.reserve(

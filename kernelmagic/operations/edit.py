@@ -17,7 +17,7 @@ from kernelmagic.domain.envcapture import matches_any
 from kernelmagic.domain.policy import DEFAULT_POLICY, MASK, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
 from kernelmagic.domain.shell_syntax import MAX_JSON_DEPTH, EnvChanges, nesting_depth
-from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.errors import InvalidInput, KernelmagicError, of_type, string_list
 from kernelmagic.operations import spec_writes
 from kernelmagic.reading import dump_spec, parse_spec
 from kernelmagic.storage import transactions
@@ -40,13 +40,11 @@ class SpecEdit:
 
     def __post_init__(self) -> None:
         for flag, value in (("--display-name", self.display_name), ("--language", self.language)):
-            if value is not None and not (isinstance(value, str) and value.strip()):
+            of_type(value, (str, type(None)), flag, "string")
+            if value is not None and not value.strip():
                 raise InvalidInput(f"{flag} is empty; give it a value, or leave it out")
         # A library caller's str would be a prefix of its letters, and a dict its env.
-        if isinstance(self.argv_prefix, str) or not all(
-            isinstance(word, str) for word in self.argv_prefix
-        ):
-            raise InvalidInput("argv_prefix is a list of words (shlex.split('nice -n 5'))")
+        string_list(self.argv_prefix, "argv_prefix")  # shlex.split("nice -n 5")
         if isinstance(self.env, Mapping):
             object.__setattr__(self, "env", EnvChanges(dict(self.env)))
         elif not isinstance(self.env, EnvChanges):
@@ -160,6 +158,7 @@ def install_directory(
     ``spec`` as its kernel.json; atomic like every install. The file is owner-only when
     ``spec`` holds a secret, or when ``owner_only``."""
     name = validate_name(name)
+    of_type(spec, dict, "spec", "dict (a kernel.json)")
     gid = transactions.group_id(group) if group is not None else None
     if group is not None:
         refuse_secrets_for_group(spec, group, policy)

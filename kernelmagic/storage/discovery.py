@@ -23,7 +23,7 @@ from kernelmagic.domain.jupyter_rules import ipython_dir as ipython_dir
 from kernelmagic.domain.spec_info import NAME_RULE as NAME_RULE
 from kernelmagic.domain.spec_info import SpecInfo as SpecInfo
 from kernelmagic.domain.spec_info import validate_name as validate_name
-from kernelmagic.errors import InvalidInput, NoSuchKernelSpec
+from kernelmagic.errors import InvalidInput, NoSuchKernelSpec, of_type
 from kernelmagic.reading import MAX_SPEC_BYTES, parse_spec, read_regular_file
 from kernelmagic.reading import read_spec_file as read_spec_file
 from kernelmagic.storage import lookups
@@ -48,6 +48,9 @@ def location_dir(user: bool = False, sys_prefix: bool = False, prefix: str | Non
     """The kernels directory for ``--user`` (the default), ``--sys-prefix`` or ``--prefix``."""
     if sum((bool(user), bool(sys_prefix), prefix is not None)) > 1:
         raise InvalidInput("choose one location: --user, --sys-prefix or --prefix DIR")
+    of_type(prefix, (str, type(None)), "prefix", "path")
+    if prefix == "":
+        raise InvalidInput("the prefix is empty; name the dir, or leave it out")
     if prefix is not None:
         return os.path.join(os.path.abspath(prefix), "share", "jupyter", "kernels")
     if sys_prefix:
@@ -349,6 +352,7 @@ def list_specs(
     spec (what ``find_kernel_specs`` checks with a separate stat), which halves the system
     calls on large kernel directories, and the reads overlap where each is a round trip.
     """
+    of_type(pattern, (str, type(None)), "pattern", "glob")
     glob = None
     if pattern:
         glob = pattern.lower() if any(c in pattern for c in "*?[") else f"*{pattern.lower()}*"
@@ -398,7 +402,10 @@ def _mark_not_allowed(infos: Iterable[SpecInfo], config: jupyter_rules.Discovery
 
 def jupyter_listing(specs: Iterable[SpecInfo]) -> dict[str, Any]:
     """``{"kernelspecs": ..., "problems": ...}`` shaped like ``jupyter kernelspec list --json``."""
+    of_type(specs, Iterable, "jupyter_listing's specs", "list of SpecInfo")
     specs = list(specs)
+    for spec in specs:
+        of_type(spec, SpecInfo, "jupyter_listing's specs", "list of SpecInfo")
     return {
         "kernelspecs": {s.name: s.jupyter_view() for s in specs if s.visible},
         "problems": {s.name: [str(p) for p in s.problems] for s in specs if s.problems},
@@ -411,6 +418,7 @@ def get_spec(name: str) -> SpecInfo:
     Like ``KernelSpecManager.get_kernel_spec``, this finds a spec that Jupyter config leaves
     out of the listing, so that it can still be shown, fixed or removed.
     """
+    of_type(name, str, "name", "spec name")
     return get_specs([name])[0]
 
 
