@@ -226,6 +226,33 @@ def test_export_then_apply_on_the_same_machine_changes_no_byte(
         assert _tree(*roots) == before
 
 
+def test_a_spec_captured_from_a_session_is_applied_as_recorded(
+    user_kernels, tmp_path, monkeypatch, capsys
+):
+    """Walk K: apply re-captured a `--from-current`/`--baseline` spec from the applying
+    process: GDAL_DATA and LD_LIBRARY_PATH, the point of the spec, were gone, and that
+    session's own variables were written instead; `--check` then said it differed."""
+    baseline = tmp_path / "before.env"
+    baseline.write_text("".join(f"{k}={v}\0" for k, v in os.environ.items()))
+    monkeypatch.setenv("GDAL_DATA", "/opt/gdal/share")
+    assert main(["install", "gb", "--baseline", str(baseline)]) == 0
+    recorded = json.loads((user_kernels / "gb" / "kernel.json").read_text())
+    assert recorded["env"] == {"GDAL_DATA": "/opt/gdal/share"}
+    document = tmp_path / "gb.json"
+    assert main(["export", "gb", "-o", str(document)]) == 0
+    shutil.rmtree(user_kernels / "gb")
+
+    monkeypatch.delenv("GDAL_DATA")  # another session, on the machine at hand
+    monkeypatch.setenv("APPLIERS_OWN", "1")
+    capsys.readouterr()
+    assert main(["apply", str(document), "--dry-run"]) == 0
+    assert "captured from a running session" in capsys.readouterr().out
+    assert main(["apply", str(document)]) == 0
+    applied = json.loads((user_kernels / "gb" / "kernel.json").read_text())
+    assert applied["env"] == {"GDAL_DATA": "/opt/gdal/share"}
+    assert main(["apply", str(document), "--check"]) == 0
+
+
 def test_apply_twice_writes_once(user_kernels, tmp_path, capsys):
     spec = {"argv": PYTHON_ARGV, "display_name": "A", "language": "python", "env": {"A": "1"}}
     document = _document(tmp_path / "set.json", {"name": "a", "kind": "copy", "spec": spec})

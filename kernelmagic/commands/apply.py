@@ -44,7 +44,7 @@ from kernelmagic.options import (
 )
 from kernelmagic.reading import read_spec_object
 from kernelmagic.settings import Settings
-from kernelmagic.storage import transactions
+from kernelmagic.storage import ipykernel_specs, transactions
 from kernelmagic.storage.discovery import (
     kernel_dirs,
     location_dir,
@@ -337,6 +337,11 @@ def _indented(text: str) -> str:
 
 def _copied_spec(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome) -> dict[str, Any]:
     """The spec a copy entry writes: as recorded, without the values the document masked."""
+    if documents.from_a_session(entry):
+        outcome.notes.append(
+            "captured from a running session, which no machine can make again: written as the "
+            "document records it"
+        )
     spec = dict(entry["spec"])
     env, held = documents.withheld(spec.get("env") or {})
     if "env" in spec:
@@ -346,6 +351,15 @@ def _copied_spec(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome)
     if request.python and argv and _KNOWN_PROGRAMS.fullmatch(os.path.basename(argv[0])):
         spec["argv"] = [request.python, *argv[1:]]
     return spec
+
+
+def _ipykernels_files(entry: dict[str, Any]) -> str | None:
+    """The logos ipykernel ships, for the Python spec of a session that install gave them
+    (a document carries no files); None for any other spec."""
+    record = Provenance.from_metadata(entry.get(documents.RECORD_KEY))
+    if not documents.from_a_session(entry) or record is None or record.kernel != "python":
+        return None
+    return ipykernel_specs.resources_dir()
 
 
 def _installed(outcome: Outcome) -> dict[str, Any] | None:
@@ -360,6 +374,9 @@ def _review(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> N
     installed = _installed(outcome)
     record = documents.record_of(entry)
     if record is None:
+        if _as_recorded(entry, installed, request.policy):
+            outcome.action = "unchanged"
+            return
         spec = _copied_spec(entry, request, outcome)
         outcome.spec = request.policy.mask_spec(spec)
         if installed is not None and comparable(installed) == comparable(spec):
@@ -395,6 +412,18 @@ def _check(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
     outcome.changes = found
 
 
+def _as_recorded(
+    entry: dict[str, Any], installed: dict[str, Any] | None, policy: EnvPolicy
+) -> bool:
+    """A session's spec installed as the document records it: left alone, as a spec made
+    again is (copied, it would lose a secret the document masked)."""
+    return (
+        documents.from_a_session(entry)
+        and installed is not None
+        and not _drift(entry, installed, policy)
+    )
+
+
 def _drift(entry: dict[str, Any], installed: dict[str, Any], policy: EnvPolicy) -> list[str]:
     """From what the document recorded to what is installed: the changes since, values
     masked; [] for a spec as recorded."""
@@ -413,8 +442,11 @@ def _apply(
     kernels_dir, name = os.path.split(outcome.resource_dir)
     record = documents.record_of(entry)
     if record is None:
-        spec = _copied_spec(entry, request, outcome)
         installed = _installed(outcome)
+        if _as_recorded(entry, installed, request.policy):
+            outcome.action = "unchanged"
+            return
+        spec = _copied_spec(entry, request, outcome)
         if installed is not None and comparable(installed) == comparable(spec):
             outcome.action = "unchanged"
             return
@@ -423,6 +455,10 @@ def _apply(
                 name, lambda _: spec, action="applied", policy=request.policy,
                 hint="apply it with --user or --prefix DIR", resource_dir=outcome.resource_dir,
             )  # fmt: skip
+        elif (logos := _ipykernels_files(entry)) is not None:  # a session's ipykernel spec
+            change = install_directory(
+                name, kernels_dir, logos, spec, action="applied", policy=request.policy
+            )
         else:
             outcome.notes.append("new: a document carries no logos or other files of a spec")
             with tempfile.TemporaryDirectory(prefix="kernelmagic-apply-") as empty:

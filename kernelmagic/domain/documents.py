@@ -378,7 +378,25 @@ def _unknown_keys(mapping: Mapping[str, Any], known: set[str], dot: str, version
 def record_of(entry: Mapping[str, Any]) -> Provenance | None:
     """The record a (validated) entry is made again from; None: it is copied as written."""
     record = Provenance.from_metadata(entry.get(RECORD_KEY))
-    return record if record is not None and record.source.origin != "remote" else None
+    if record is None or record.source.origin == "remote" or from_a_session(entry):
+        return None
+    return record
+
+
+def from_a_session(entry: Mapping[str, Any]) -> bool:
+    """Whether a (validated) entry was captured from a running session (``--from-current``,
+    ``--baseline``): no machine can make that again (apply's own session is another one), so
+    its spec is copied as recorded, record and all, where the document holds that (format 3;
+    older ones leave the record out of the spec, and are made again as they were)."""
+    record = entry.get(RECORD_KEY)
+    spec = entry.get("spec")
+    metadata = spec.get("metadata") if isinstance(spec, dict) else None
+    return (
+        isinstance(record, dict)
+        and record.get("source") == "current"
+        and isinstance(metadata, dict)
+        and isinstance(metadata.get(METADATA_KEY), dict)
+    )
 
 
 def is_remote(entry: Mapping[str, Any]) -> bool:
