@@ -193,6 +193,12 @@ SECRET_SHAPES = [
         "abc123XYZ",
         "AccountName=acct",
     ),
+    # Walk K: captured in clear (display masked them), the snippet's record too.
+    ("SVC_URL", "https://host/api?token=abc123tok&x=1", "abc123tok", "https://host/api?token="),
+    ("SIGNED", "https://b/o?X-Amz-Signature=deadbeef99&X-Amz-Date=1", "deadbeef99", "Date=1"),
+    ("API", "https://h/v1?api_key=k3y4p1&sig=s1gn4", "k3y4p1", "https://h/v1?api_key="),
+    ("PG_CONN", "host=db port=5432 password=s3cretpw", "s3cretpw", "host=db port=5432"),
+    ("JAVA_OPTS", "-Xmx2g -Djavax.net.ssl.trustStorePassword=chg1t", "chg1t", "-Xmx2g"),
     ("MYSQL_PWD", "plain", "plain", None),
     ("DB_PASS", "plain", "plain", None),
     ("APP_PWD", "plain", "plain", None),
@@ -226,6 +232,8 @@ NOT_SECRETS = [
     ("REGION", "asia-east1"),
     ("TOKENIZERS_PARALLELISM", "false"),  # Hugging Face's: was left out of every capture
     ("TIKTOKEN_CACHE_DIR", "/scratch/tiktoken"),
+    ("SEARCH_URL", "https://h/?design=1&monkey=2&keyword=x&author=me"),
+    ("BUILD_FLAGS", "-DWITH_KEYRING=ON -DCMAKE_BUILD_TYPE=Release"),
 ]
 
 
@@ -262,3 +270,25 @@ def test_masking_hides_whole_private_key_blocks_and_writes_owner_only(ip, user_k
     assert main(["export", "keyed"]) == 0
     shown += capsys.readouterr().out
     assert body not in shown and "END OPENSSH" not in shown
+
+
+def test_a_credential_in_a_urls_query_is_neither_captured_nor_recorded(
+    user_kernels, tmp_path, capsys
+):
+    """Walk K: `export SVC_URL="https://host/api?token=abc123&x=1"` was captured into the
+    spec, shown in clear in the snippet's record by `show`, and exported twice with
+    `"secrets": []`; displays masked the env value, capture did not skip it."""
+    snippet = tmp_path / "q.sh"
+    snippet.write_text(
+        'export SVC_URL="https://host/api?token=abc123tok&x=1"\n'
+        'export PG_CONN="host=db password=s3cretpw"\nexport PLAIN=1\n'
+    )
+    assert main(["install", "qs", "--snippet-file", str(snippet)]) == 0
+    said = capsys.readouterr().out
+    assert "Captured 1 variable(s): PLAIN" in said, said
+    document = tmp_path / "qs.json"
+    assert main(["export", "qs", "-o", str(document)]) == 0
+    assert main(["show", "qs"]) == 0
+    for text in (capsys.readouterr().out, document.read_text(),
+                 (user_kernels / "qs" / "kernel.json").read_text()):  # fmt: skip
+        assert "abc123tok" not in text and "s3cretpw" not in text, text

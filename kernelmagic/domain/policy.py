@@ -87,9 +87,14 @@ SECRET_VALUE_PATTERNS: tuple[str, ...] = (
 )
 # Secret parts of otherwise harmless values, masked alone so that the rest stays readable:
 # a URL's password (userinfo up to the last '@' before the host: p@ss@host has the password
-# p@ss), a password in a URL's query (libpq, JDBC), Azure's AccountKey in a connection string.
+# p@ss), a credential in a URL's query (libpq's and JDBC's password, OAuth's access_token,
+# an api_key, a signed URL's sig), Azure's AccountKey in a connection string. A query name
+# is a credential's whole, or ends in one after _ or - (pass_through=yes is none).
 _URL_PASSWORD = r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#:@]*:)([^\s/?#]*)@"
-_QUERY_PASSWORD = r"([?&;](?i:password|passwd|pwd|pass)=)([^&;#\s]+)"
+_QUERY_PASSWORD = (
+    r"([?&;](?i:(?:[\w.-]*[_-])?(?:token|secret|password|passwd|pwd|pass|api[_-]?key|apikey"
+    r"|access[_-]?key|private[_-]?key|key|signature|sig|auth))=)([^&;#\s\"']+)"
+)
 _ACCOUNT_KEY = r"((?:^|;)\s*(?i:AccountKey)=)([^;\s]+)"
 _SECRET_PARTS = (_URL_PASSWORD, _QUERY_PASSWORD, _ACCOUNT_KEY)
 
@@ -306,7 +311,17 @@ class EnvPolicy:
                 self._secret_names.match(_TOKENIZER.sub("", upper))
                 or self._extra_secret_names.match(upper)
             )
-        return secret or (isinstance(value, str) and secret_in_text(value))
+        return secret or (
+            isinstance(value, str) and (secret_in_text(value) or self._assigns_secret(value))
+        )
+
+    def _assigns_secret(self, text: str) -> bool:
+        """Whether ``text`` sets a secret-named option or key (``password=s3cret`` in a libpq
+        string, ``-Dssl.trustStorePassword=...``): what ``mask_text`` masks in it."""
+        return "=" in text and any(
+            self.is_secret(m.group(1).lstrip("-").replace("-", "_"))
+            for m in _ASSIGNMENT.finditer(text)
+        )
 
     def _secret_option(self, word: Any) -> bool:
         """Whether an argv word is an option that names a secret and takes its value as the
@@ -335,9 +350,15 @@ class EnvPolicy:
             return text  # the usual argv word or path: no NAME=VALUE to look at
 
         def assignment(match: re.Match[str]) -> str:
-            name = match.group(1)
-            secret = self.is_secret(name.lstrip("-").replace("-", "_"))
-            return f"{name}={MASK}" if secret else match.group(0)
+            name, value = match.groups()
+            if self.is_secret(name.lstrip("-").replace("-", "_")):
+                return f"{name}={MASK}"
+            quote = value[:1] if value[:1] in ("'", '"') and value[-1:] == value[:1] else ""
+            inner = value[1:-1] if quote else value
+            if "=" not in inner:
+                return match.group(0)
+            # A value that itself sets one (PG="host=db password=..."): masked inside.
+            return f"{name}={quote}{self.mask_text(inner)}{quote}"
 
         return _ASSIGNMENT.sub(assignment, text)
 
