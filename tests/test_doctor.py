@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import build_slowfs, write_spec
 
+from kernelmagic.commands import render
 from kernelmagic.domain import probes
 from kernelmagic.frontends.cli import main
 from kernelmagic.operations import doctor
@@ -310,6 +311,10 @@ def test_the_program_judged_is_the_one_jupyter_runs(user_kernels, tmp_path):
     (nox,) = [p for p in report["nox"].problems if p.kind == "not-executable"]
     assert nox.fix == f"chmod +x {script}"
     assert not any(v.works for v in report["nox"].clients)
+    # Walk K: printed as `fix: kernelmagic chmod +x ...` (and `%kernel_chmod`), no command.
+    for style, fix in (("cli", "kernelmagic env -k nox"), ("magics", "%kernel_env -k nox")):
+        assert render.problem_text(nox, style).endswith(f"; fix: chmod +x {script}")
+        assert render.command("env -k nox", style) == fix
 
 
 def test_doctor_launch_in_an_ipython_app_says_each_failure_once(user_kernels, tmp_path):

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kernelmagic.commands import BY_NAME
 from kernelmagic.domain.checks import Problem
 from kernelmagic.domain.policy import DEFAULT_POLICY, MASK, EnvPolicy
 from kernelmagic.errors import KernelmagicError
@@ -130,7 +131,9 @@ def error_text(error: BaseException | str) -> str:
 
 def command(fix: str, style: str) -> str:
     """A command as the user types it in this front end: ``env -k geo`` becomes
-    ``kernelmagic env -k geo`` or ``%kernel_env -k geo``."""
+    ``kernelmagic env -k geo`` or ``%kernel_env -k geo``; a shell's (``chmod +x ...``) stays."""
+    if fix.split(" ", 1)[0] not in BY_NAME:
+        return fix
     return f"%kernel_{fix}" if style == MAGICS else f"kernelmagic {fix}"
 
 
