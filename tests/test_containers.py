@@ -214,6 +214,23 @@ def test_a_variable_added_later_reaches_the_container_and_undo_takes_it_back(
     assert _spec(user_kernels, "box")["argv"] == before["argv"]
 
 
+def test_a_newline_value_that_unset_env_would_drop_is_refused(
+    charliecloud_image, runtime_dir_outside_binds, user_kernels, capsys
+):
+    """Walk K: a value holding a newline cannot be a line of ch-run's env file, so it is
+    passed through from the environment, which `--unset-env=*` empties: the kernel silently
+    went without it. Refused at install and at a later change, writing nothing."""
+    image = str(charliecloud_image)
+    argv = ["install", "box", "--container", image, "--container-option=--unset-env=*"]
+    assert main([*argv, "--env", "NL=a\nb"]) == 2
+    assert "NL holds a newline" in capsys.readouterr().err
+    assert not (user_kernels / "box").exists()
+    assert main(argv) == 0
+    before = (user_kernels / "box" / "kernel.json").read_bytes()
+    assert main(["env", "-k", "box", "NL=a\nb"]) == 2
+    assert (user_kernels / "box" / "kernel.json").read_bytes() == before
+
+
 def test_a_notebook_runs_in_the_container_through_nbclient(
     charliecloud_image, runtime_dir_outside_binds, user_kernels, tmp_path
 ):

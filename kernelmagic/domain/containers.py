@@ -349,6 +349,14 @@ def _runtime_words(
         workdir = ['--bind "$PWD"', '--pwd "$PWD"']  # the client's working dir (the notebook's)
         return [program, "exec", *options, *binds, *workdir, q(container.image)]
     if container.runtime == "charliecloud":
+        unsets = any(o.startswith("--unset-env") for o in container.options)
+        passed_through = sorted(name for name, value in env.items() if "\n" in value)
+        if unsets and passed_through:  # neither a line of the env file nor passed through
+            raise InvalidInput(
+                f"{passed_through[0]} holds a newline, which ch-run's env file cannot hold, "
+                "and the --unset-env among the container options drops it from what ch-run "
+                "passes through: the kernel would not get it; leave out one of the two"
+            )
         binds = [f'-b "${d}:{CHARLIECLOUD_CONNECTION_DIR}"']
         binds += [f"-b {q(b)}" for b in container.binds]
         # After the user's options, so that an --unset-env among them drops none of env.
