@@ -17,8 +17,9 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from string import Template
 from typing import Any
 
@@ -332,6 +333,17 @@ def _charliecloud_env(env: Mapping[str, str], v: Mapping[str, str]) -> list[str]
     return lines
 
 
+def _unset_globs(options: Sequence[str]) -> list[str]:
+    """The name globs of ch-run's ``--unset-env=GLOB`` (or ``--unset-env GLOB``) options."""
+    globs = []
+    for i, option in enumerate(options):
+        if option.startswith("--unset-env="):
+            globs.append(option.split("=", 1)[1])
+        elif option == "--unset-env" and i + 1 < len(options):
+            globs.append(options[i + 1])
+    return globs
+
+
 _ENV_FD, _ENV_END = 3, "KERNELMAGIC_ENV"  # where the env file reaches ch-run
 
 
@@ -349,9 +361,12 @@ def _runtime_words(
         workdir = ['--bind "$PWD"', '--pwd "$PWD"']  # the client's working dir (the notebook's)
         return [program, "exec", *options, *binds, *workdir, q(container.image)]
     if container.runtime == "charliecloud":
-        unsets = any(o.startswith("--unset-env") for o in container.options)
-        passed_through = sorted(name for name, value in env.items() if "\n" in value)
-        if unsets and passed_through:  # neither a line of the env file nor passed through
+        globs = _unset_globs(container.options)
+        passed_through = sorted(
+            name for name, value in env.items()
+            if "\n" in value and any(fnmatchcase(name, glob) for glob in globs)
+        )  # fmt: skip
+        if passed_through:  # neither a line of the env file nor passed through
             raise InvalidInput(
                 f"{passed_through[0]} holds a newline, which ch-run's env file cannot hold, "
                 "and the --unset-env among the container options drops it from what ch-run "
