@@ -98,3 +98,20 @@ def test_a_backslash_in_double_quotes_reads_as_bash_reads_it(quoted):
     bash = subprocess.run(["bash", "-c", f"printf %s {quoted}"], capture_output=True, text=True)
     assert split_words(quoted) == [bash.stdout]
     assert parse_env_lines(f"export X={quoted}\n").set == {"X": bash.stdout}
+
+
+def test_a_suggested_pip_command_runs_in_a_shell_for_a_home_relative_python(tmp_path):
+    """Walk K: for a spec whose interpreter is `~/venvs/py311/bin/python`, the note said
+    `'~/venvs/py311/bin/python' -m pip install ...`: quoted, the ~ is not expanded, and the
+    pasted command failed with "No such file or directory"."""
+    from kernelmagic.domain.shells import pip_install
+
+    home = tmp_path / "home"
+    python = home / "venvs" / "py 311" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text('#!/bin/sh\necho ran "$@"\n')
+    python.chmod(0o755)
+    command = pip_install("~/venvs/py 311/bin/python", "rasterio")
+    done = subprocess.run(["bash", "-c", command], env={"HOME": str(home)},
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout == "ran -m pip install rasterio\n"

@@ -254,9 +254,12 @@ def made_by_uv(prefix: str) -> bool:
 def pip_install(python: str, what: str) -> str:
     """The command that installs ``what`` for the interpreter ``python``: its own pip, or
     uv's for a venv that uv made (`python -m pip` would fail there)."""
-    if made_by_uv(os.path.dirname(os.path.dirname(python))):
-        return f"uv pip install --python {shlex.quote(python)} {what}"
-    return f"{shlex.quote(python)} -m pip install {what}"
+    # ~/ left outside the quotes, so that the shell the user pastes it into expands it
+    home, rest = ("~/", python[2:]) if python.startswith("~/") else ("", python)
+    quoted = home + shlex.quote(rest)
+    if made_by_uv(os.path.dirname(os.path.dirname(os.path.expanduser(python)))):
+        return f"uv pip install --python {quoted} {what}"
+    return f"{quoted} -m pip install {what}"
 
 
 def failure_in_one_line(stderr: str) -> str:
