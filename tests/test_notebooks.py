@@ -316,6 +316,25 @@ def test_a_dead_spec_is_no_match_and_fix_refuses_it_without_force(local_specs, t
     assert status == 1 and "broken" in out
 
 
+def test_fix_with_a_spec_of_another_language_is_refused_without_force(
+    local_specs, tmp_path, capsys
+):
+    """Walk K: `notebook r.ipynb --fix plain` made an alias that ran an R notebook with a
+    Python kernel, and `--fix plain --rewrite` on a dir rewrote an R notebook to it."""
+    wanted = {"name": "ir-old", "display_name": "R 4.1", "language": "R"}
+    notebook = _notebook(tmp_path / "r.ipynb", wanted, source="print(1)")
+    assert main(["notebook", str(notebook), "--fix", "plain"]) == 1
+    err = capsys.readouterr().err
+    assert "is written in R, and plain runs python; choose a spec for R, or --force" in err, err
+    assert not (local_specs / "ir-old").exists()
+    other = _notebook(tmp_path / "py.ipynb", {**FROM_ELSEWHERE, "name": "gone-py"})
+    before = notebook.read_bytes()
+    _, out = _report(capsys, str(tmp_path), "--fix", "plain", "--rewrite")
+    assert notebook.read_bytes() == before and "not fixed: " in out
+    assert json.loads(other.read_text())["metadata"]["kernelspec"]["name"] == "plain"
+    assert main(["notebook", str(notebook), "--fix", "rlang"]) == 0  # its own language
+
+
 def test_a_name_in_another_case_is_answered_per_client(local_specs, tmp_path, capsys):
     """nbclient and papermill lower-case the name; JupyterLab and Voila match it exactly
     (tests/test_verdicts.py checks these answers against nbclient and Voila)."""

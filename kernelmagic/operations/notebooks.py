@@ -308,6 +308,13 @@ def fix(
                 f"--fix SPEC{'' if rewrite or _alias_can_fix(missing) else ' --rewrite'}"
             )
         chosen = discovery.get_spec(best.name)
+    language = report.wanted.get("language", "")
+    if language and chosen.language.lower() != language.lower() and not force:
+        raise KernelmagicError(  # an R notebook run by a Python kernel fails in every cell
+            f"{report.path} is written in {language}, and {chosen.name} runs "
+            f"{chosen.language or 'no named language'}; choose a spec for {language}, or "
+            "--force to use it"
+        )
     if not force:
         _refuse_if_it_cannot_start(chosen)
     report.dry_run = dry_run
