@@ -364,3 +364,20 @@ def test_doctor_launch_json_is_json_whatever_the_kernel_prints(user_kernels, cap
     assert main(["doctor", "--launch", "--json", "--no-interrupt-check", "loud"]) == 0
     out = capfd.readouterr().out
     assert json.loads(out)["specs"]["loud"]["result"] == "started"
+
+
+def test_a_named_doctor_says_case_twin_as_the_whole_one_does(user_kernels):
+    """Walk K: with `Twin/` and `twin/` in one kernels dir, `doctor` said which one a start
+    takes (`case-twin`), but `doctor twin` judged the right entry without a word of it."""
+    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", CONN]
+    write_spec(user_kernels, "Twin", {"argv": kernel, "display_name": "upper"})
+    write_spec(user_kernels, "twin", {"argv": ["/nonexistent/python", *kernel[1:]]})
+
+    def twin_notes(*names):
+        (found,) = [d for d in doctor.diagnose(names).diagnoses if d.name == "twin"]
+        return [p.message for p in found.problems if p.kind == "case-twin"]
+
+    whole = twin_notes()
+    if not whole:
+        pytest.skip("this filesystem lists the two entries in the order a start takes them")
+    assert twin_notes("twin") == whole

@@ -271,6 +271,11 @@ def _as_started(listed: discovery.SpecInfo, started: str) -> discovery.SpecInfo:
     return info
 
 
+def _twins(shown: str, started: str) -> bool:
+    """Whether the listing shows another entry of a kernels dir than a start takes."""
+    return shown != started and os.path.dirname(shown) == os.path.dirname(started)
+
+
 def _shadowing(info: discovery.SpecInfo, locations: Mapping[str, list[str]]) -> list[Problem]:
     if info.native:
         return []
@@ -342,8 +347,18 @@ def diagnose(
     environ = dict(os.environ if environ is None else environ)
     names = list(names)
     remote_batch.partitions.cache_clear()  # the cluster as it is now, asked once this run
-    infos = discovery.get_specs(names) if names else discovery.list_specs()
-    if not names:  # a start takes another entry than the listing shows: judge that one
+    if names:  # judged as a start takes them: said where the listing shows another entry
+        infos = discovery.get_specs(names)
+        shown = discovery.list_specs(keep=frozenset(i.name for i in infos).__contains__)
+        listed = {i.name: i for i in shown}
+        infos = [
+            _as_started(listed[i.name], i.resource_dir)
+            if i.name in listed and _twins(listed[i.name].resource_dir, i.resource_dir)
+            else i
+            for i in infos
+        ]
+    else:  # a start takes another entry than the listing shows: judge that one
+        infos = discovery.list_specs()
         twins = discovery.case_twins(infos)
         infos = [_as_started(i, twins[i.name]) if i.name in twins else i for i in infos]
     named = frozenset(i.name for i in infos) if names else frozenset()
