@@ -190,6 +190,18 @@ def test_failing_snippet_writes_nothing_and_shows_stderr(ip, user_kernels):
     assert not user_kernels.exists() or list(user_kernels.iterdir()) == []
 
 
+def test_a_source_of_a_missing_file_is_named_and_quoted(user_kernels, tmp_path, capsys):
+    """Walk K: docs/capture.md says a `source` of a missing file gets its line named and
+    quoted; bash ends the shell there without running the ERR trap that says the others,
+    so only bash's own line was shown."""
+    snippet = tmp_path / "s.sh"
+    snippet.write_text("export A=1\n. /no/such/setup.sh\nexport B=2\n")
+    assert main(["install", "src", "--snippet-file", str(snippet)]) == 1
+    err = capsys.readouterr().err
+    assert "\n  kernelmagic: line 2 failed: . /no/such/setup.sh\n" in err, err
+    assert not (user_kernels / "src").exists()
+
+
 def test_unknown_module_fails_cleanly(user_kernels, modules, capsys):
     assert main(["install", "nope", "--modules", "no-such-module"]) == 1
     assert "no-such-module" in capsys.readouterr().err

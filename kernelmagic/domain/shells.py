@@ -162,6 +162,7 @@ def _run_driver(
         status, stderr = _run_in_own_group(command, env, work, timeout, what)
         if status != 0 or not os.path.exists(after_file):
             said = failure_lines(stderr.replace(snippet_file, "snippet"))  # not our temp path
+            said[:0] = _line_bash_ended_at(stderr, snippet_file, snippet, said)
             if status == 0:
                 raise SourceFailed(
                     f"{what} exited the shell before it finished (remove 'exit'); {unchanged}",
@@ -223,6 +224,19 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 _STDERR_KEPT = 64 * 1024
 _FAILURE_WORDS = re.compile(r"error|unknown|not found|no such|cannot|failed|denied|fatal", re.I)
 _DETAIL_LINES = 12
+
+
+def _line_bash_ended_at(stderr: str, snippet_file: str, snippet: str, said: list[str]) -> list[str]:
+    """The snippet's line that ended the shell, quoted, where the ERR trap did not say it:
+    bash exits on a `source` of a missing file without running the trap."""
+    if any(line.startswith("kernelmagic: line ") for line in said):
+        return []
+    found = re.search(rf"^{re.escape(snippet_file)}: line (\d+): ", stderr, re.M)
+    lines = snippet.splitlines()
+    if found is None or not 0 < int(found.group(1)) <= len(lines):
+        return []
+    number = int(found.group(1))
+    return [f"kernelmagic: line {number} failed: {lines[number - 1].strip()}"]
 
 
 def failure_lines(stderr: str) -> list[str]:
