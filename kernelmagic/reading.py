@@ -36,6 +36,18 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes | None:
     return None if fd is None else read_opened(fd, path, limit)
 
 
+def can_name_a_file(path: str) -> bool:
+    """Whether the system can be given ``path``: a spec's JSON can hold a NUL or a lone
+    surrogate (``"\\ud800"``), with which every call on it raises."""
+    if "\0" in path:
+        return False
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def open_for_reading(path: str | os.PathLike[str], *, follow: bool = True) -> int | None:
     """``read_regular_file``'s one path lookup: a descriptor of ``path`` opened without
     blocking (for ``read_opened``), or None where there is nothing to read (no such file, or
@@ -43,6 +55,8 @@ def open_for_reading(path: str | os.PathLike[str], *, follow: bool = True) -> in
     ``OSError`` for a regular file that cannot be opened."""
     try:
         return os.open(path, _READ_FLAGS if follow else _READ_FLAGS | os.O_NOFOLLOW)
+    except (ValueError, UnicodeEncodeError):  # a NUL or lone surrogate: no file is so named
+        return None
     except OSError:
         try:
             is_file = stat.S_ISREG((os.stat if follow else os.lstat)(path).st_mode)
@@ -124,7 +138,10 @@ def parse_spec(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except RecursionError:  # [[[[...]]]] a thousand deep: said as malformed, not raised
+        raise ValueError("nested deeper than Python's parser goes") from None
 
 
 def dump_spec(data: dict[str, Any]) -> str:

@@ -449,3 +449,37 @@ def test_a_kernel_json_that_is_no_object_is_named_in_jsons_words(raw, kind, user
     main(["list", "--json"])
     problems = json.loads(capsys.readouterr().out)["problems"]
     assert problems["odd"] == [f"kernel.json holds {kind}, not an object"], problems
+
+
+def test_one_odd_kernel_json_takes_no_listing_down(user_kernels, ip, capsys):
+    """Walk M: a kernel.json nested a thousand deep (RecursionError), an argv[0] holding a
+    NUL or a lone surrogate (ValueError, UnicodeEncodeError from os.stat) and a display name
+    holding a lone surrogate (UnicodeEncodeError printing the table) each made `list`,
+    `%kernel_list`, `list_specs()` and the doctor fail with a traceback for every user of
+    that kernels dir. Jupyter lists the others (and those two)."""
+    write_spec(user_kernels, "good")
+    (user_kernels / "deep").mkdir()
+    (user_kernels / "deep" / "kernel.json").write_text(
+        '{"argv": ["/bin/true"], "display_name": "d", "metadata": {"x": '
+        + "[" * 1000
+        + "]" * 1000
+        + "}}"
+    )
+    for name, argv0, display in (("nul", "/bin/tr\\u0000ue", "n"),
+                                 ("sur", "/bin/\\ud800x", "\\ud800 lone")):  # fmt: skip
+        (user_kernels / name).mkdir()
+        (user_kernels / name / "kernel.json").write_text(
+            f'{{"argv": ["{argv0}", "{{connection_file}}"], "display_name": "{display}"}}'
+        )
+    odd = {"good", "deep", "nul", "sur"}
+    assert odd <= {i.name for i in specs.list_specs()}
+    assert odd <= {i.name for i in ip.run_line_magic("kernel_list", "")}
+    for argv in (["list"], ["list", "--json"], ["show", "sur"], ["doctor"], ["doctor", "nul"],
+                 ["doctor", "--launch", "nul", "sur", "--timeout", "20"]):  # fmt: skip
+        capsys.readouterr()
+        assert main(argv) in (0, 1), argv
+        out, err = capsys.readouterr()
+        named = "nul" if argv == ["doctor", "nul"] else "sur"
+        assert "Traceback" not in out + err and named in out + err, (argv, out, err)
+    assert main(["list"]) == 0
+    assert "\\ud800 lone" in capsys.readouterr().out

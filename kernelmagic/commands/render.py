@@ -102,11 +102,13 @@ def lines(*parts: str | Iterable[str]) -> str:
 
 # C0 and C1 control characters and DEL: a name or path holding them must not drive the
 # terminal (escape sequences) or break a line.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control characters, and lone surrogates (JSON's "\ud800"), which no terminal can be sent.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters shown as escapes (``\\x1b``, ``\\n``)."""
+    """``text`` with control characters and lone surrogates shown as escapes (``\\x1b``,
+    ``\\n``, ``\\ud800``)."""
     if not _CONTROL.search(text):
         return text
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any
 
 from kernelmagic.domain.jupyter_rules import ProvisionerVerdict, judge_provisioner, spec_schema
-from kernelmagic.reading import json_kind
+from kernelmagic.reading import can_name_a_file, json_kind
 
 PROVISIONER_GROUP = "jupyter_client.kernel_provisioners"
 # kernelmagic's own provisioners that start kernels as batch jobs -> their scheduler (engine)
@@ -349,6 +349,8 @@ def program_state(program: str) -> str:
     notebook's) finds it, not ours.
     """
     program = launch_program(program)
+    if not can_name_a_file(program):  # NUL, a lone surrogate: no file is so named
+        return PROGRAM_MISSING
     if not (os.sep in program or (os.altsep and os.altsep in program)):
         return PROGRAM_OK if shutil.which(program) else PROGRAM_MISSING
     if not os.path.isabs(program):

@@ -17,6 +17,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
+from kernelmagic.reading import can_name_a_file
+
 try:
     import pwd  # POSIX only, like the owners it names
 except ImportError:  # pragma: no cover - Windows
@@ -26,6 +28,8 @@ except ImportError:  # pragma: no cover - Windows
 def program_paths(argv0: str) -> list[str]:
     """A spec's program (found on ``PATH`` when relative), where its links lead, and the
     environment around it."""
+    if not can_name_a_file(argv0):  # no program is so named: nothing to walk
+        return []
     program = argv0 if os.path.isabs(argv0) else shutil.which(argv0)
     if not program:
         return []
