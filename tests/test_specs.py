@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -693,3 +694,33 @@ def test_a_project_error_survives_a_process_pool():
 
     again = pickle.loads(pickle.dumps(EnvironmentNotReady("no .venv yet", "uv sync")))
     assert (str(again), again.command) == ("no .venv yet", "uv sync")
+
+
+def test_an_ipykernel_changed_under_the_process_is_not_kept_as_the_installed_ones(
+    user_kernels, tmp_path
+):
+    """Walk M: `pip install ipykernel==7.2.0` in a kernel that had imported 7.4.0, then
+    `%kernel_install`: the spec got 7.4's `supported_encryption: ["curve"]` (a kernel that
+    never became ready under transport_encryption="auto"), and the cache kept it, keyed by the
+    files now installed, for every later process. Here the process imports ipykernel, then
+    pretends the installed one changed (another version, a spec function that differs)."""
+    script = textwrap.dedent(
+        """
+        import sys, ipykernel, ipykernel.kernelspec as k
+        from kernelmagic import specs
+        from kernelmagic.domain.envcapture import CaptureOptions
+        ipykernel.__version__ = "0.0.1"  # what this process runs is not what is installed
+        real = k.get_kernel_dict
+        k.get_kernel_dict = lambda *a, **kw: {**real(*a, **kw), "metadata": {"stale": True}}
+        specs.install_current_python(sys.argv[1], sys.argv[2],
+                                     capture_options=CaptureOptions(mode="none"))
+        """
+    )
+    subprocess.run([sys.executable, "-c", script, "changed", str(user_kernels)], check=True)
+    fresh = "from kernelmagic import specs; import sys; from kernelmagic.domain.envcapture "
+    fresh += "import CaptureOptions; specs.install_current_python(sys.argv[1], sys.argv[2], "
+    fresh += "capture_options=CaptureOptions(mode='none'))"
+    subprocess.run([sys.executable, "-c", fresh, "later", str(user_kernels)], check=True)
+    for name in ("changed", "later"):
+        spec = json.loads((user_kernels / name / "kernel.json").read_text())
+        assert "stale" not in spec.get("metadata", {}), (name, spec)

@@ -40,7 +40,11 @@ def resources_dir() -> str | None:
 
 
 def native_spec() -> dict[str, Any]:
-    """Jupyter's built-in ``python3`` entry: ``get_kernel_dict()`` as jupyter_client calls it."""
+    """Jupyter's built-in ``python3`` entry: ``get_kernel_dict()`` as jupyter_client calls it
+    (in this process, as jupyter_client would here; not kept where that is another
+    ipykernel than the one installed)."""
+    if _runs_another_ipykernel():
+        return _ask_native()
     return _cached("native", _ask_native, _own_key())
 
 
@@ -55,17 +59,43 @@ def install_spec(
     installer, as this ipykernel would not say what that one does (ipykernel >= 7.3
     declares Curve encryption, which jupyter_client then gives a kernel that may not know
     it). ``SourceFailed`` when its answer is not such a spec."""
-    if python is None or facts is None or ask_installer is None or python == sys.executable:
+    own = python is None or facts is None or python == sys.executable
+    if own and not _runs_another_ipykernel():
         return _cached("install", _ask_install, _own_key())
+    if ask_installer is None:  # only this process's ipykernel to ask: not kept for others
+        return _ask_install()
+    program = python or sys.executable
 
     def ask() -> dict[str, Any]:
         answer = ask_installer()
         if not is_ipykernel_spec(answer, executable=None):
-            raise SourceFailed(f"{python} -m ipykernel install wrote a spec of another shape")
-        answer["argv"][0] = python  # as the probe ran it (sys.executable may name a link)
+            raise SourceFailed(f"{program} -m ipykernel install wrote a spec of another shape")
+        answer["argv"][0] = program  # as the probe ran it (sys.executable may name a link)
         return answer
 
-    return _cached("install", ask, _cache_key(python, *facts), python)
+    # This interpreter's ipykernel was changed under this process (`pip install ipykernel==`
+    # in a running kernel): the installed one is asked, as for another interpreter.
+    key = _own_key() if own or facts is None else _cache_key(program, *facts)
+    return _cached("install", ask, key, program)
+
+
+def _runs_another_ipykernel() -> bool:
+    """Whether this process imported another ipykernel than the one installed now: its
+    answers are the imported one's (metadata that the installed one no longer writes)."""
+    loaded = sys.modules.get("ipykernel")
+    if loaded is None:
+        return False
+    package = package_dir()
+    if package is None or os.path.dirname(getattr(loaded, "__file__", None) or "") != package:
+        return True
+    try:
+        with open(os.path.join(package, "_version.py"), encoding="utf-8") as file:
+            text = file.read(64 * 1024)
+    except OSError:
+        return True
+    version = getattr(loaded, "__version__", None)
+    said = rf"""__version__\s*=\s*["']{re.escape(str(version))}["']"""
+    return not isinstance(version, str) or re.search(said, text) is None
 
 
 def _spec_function() -> Callable[..., dict[str, Any]]:
