@@ -11,6 +11,7 @@ slow. The answers are the same either way; only the time differs.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import threading
@@ -101,6 +102,8 @@ def overlapped_opens(
             try:
                 for item, got in zip(batch, opened_batch, strict=True):
                     used += 1
+                    if _out_of_descriptors(got):  # the batch held them: those before it
+                        got = guarded(item)  # are used (closed) by now, so asked again
                     if isinstance(got, _Raised):
                         raise got.exc
                     results.append(use(item, got))
@@ -109,6 +112,13 @@ def overlapped_opens(
                     if isinstance(left, int):
                         os.close(left)
     return results
+
+
+def _out_of_descriptors(got: object) -> bool:
+    """Whether an open failed for want of descriptors (EMFILE, ENFILE): in a process that
+    holds many, a batch can take the rest, and the file itself is fine."""
+    error = got.exc if isinstance(got, _Raised) else got
+    return isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE)
 
 
 def _batch_size() -> int:
