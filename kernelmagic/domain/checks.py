@@ -5,19 +5,20 @@ Checks here are cheap (no process is started), so listing can run them on every 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import stat
 import string
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from kernelmagic.domain.jupyter_rules import ProvisionerVerdict, judge_provisioner, spec_schema
-from kernelmagic.reading import can_name_a_file, json_kind
+from kernelmagic.reading import can_name_a_file, json_kind, read_regular_head
 
 PROVISIONER_GROUP = "jupyter_client.kernel_provisioners"
 # kernelmagic's own provisioners that start kernels as batch jobs -> their scheduler (engine)
@@ -337,7 +338,59 @@ PROGRAM_NOT_EXECUTABLE = "not executable"  # there, and certain to fail: not "un
 PROGRAM_NOT_A_FILE = "not a file"
 
 
+Answer = TypeVar("Answer")
+# What one command learnt of each program (``one_look_per_program``); None: not remembered.
+_LOOKED_AT: dict[tuple[str, str], Any] | None = None
+
+
+@contextlib.contextmanager
+def one_look_per_program() -> Iterator[None]:
+    """Within it, each program is looked at once, its state and its first bytes, however
+    many specs run it and checks ask (a doctor of 500 specs on 20 shared interpreters asked
+    each one 78 times: a round trip each on NFS). Outside it every answer is asked again:
+    in a long-running session programs come and go."""
+    global _LOOKED_AT
+    outer = _LOOKED_AT
+    _LOOKED_AT = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _LOOKED_AT = outer
+
+
+def _remembered(kind: str, path: str, ask: Callable[[str], Answer]) -> Answer:
+    looked = _LOOKED_AT
+    if looked is None:
+        return ask(path)
+    if (kind, path) not in looked:  # threads may both ask: the same answer, kept once
+        looked[kind, path] = ask(path)
+    return cast(Answer, looked[kind, path])
+
+
+def program_head(program: str) -> bytes | None:
+    """The first 64 KiB of ``program`` (a script's ``#!`` line and body), None where it is
+    no regular file that can be read (a FIFO planted as the program is not waited on)."""
+    return _remembered("head", program, _read_head)
+
+
+def _read_head(program: str) -> bytes | None:
+    try:
+        return read_regular_head(program, 65536)
+    except OSError:
+        return None
+
+
 def program_state(program: str) -> str:
+    """``_program_state``, asked once per program in ``one_look_per_program``."""
+    return _remembered("state", program, _program_state)
+
+
+def program_exists(path: str) -> bool:
+    """``os.path.exists``, asked once per path in ``one_look_per_program``."""
+    return _remembered("exists", path, os.path.exists)
+
+
+def _program_state(program: str) -> str:
     """Whether ``program`` (absolute, relative or a bare name on PATH) can be executed:
     ``PROGRAM_OK``, ``PROGRAM_MISSING``, or a few words on why it cannot be reached.
 

@@ -20,7 +20,6 @@ from typing import Any
 from kernelmagic.domain import checks, containers, jupyter_rules
 from kernelmagic.domain.checks import NOTE, PROBLEM, Problem
 from kernelmagic.domain.spec_info import SpecInfo
-from kernelmagic.reading import read_regular_head
 
 CLIENTS = {
     "jupyter-server": "the Jupyter server's REST start (JupyterHub, kernel gateways)",
@@ -111,7 +110,7 @@ def _vscode(info: SpecInfo, argv: list[str], *, provisioners: bool = True) -> Ve
         and any(argv[i] == "-m" and "ipykernel" in argv[i + 1] for i in range(len(argv) - 1))
     )
     if launched_via_python:
-        if os.path.isabs(argv[0]) and not os.path.exists(argv[0]):
+        if os.path.isabs(argv[0]) and not checks.program_exists(argv[0]):
             return Verdict("vscode", False, f"VS Code does not list it: its interpreter "
                            f"{argv[0]} is not there")  # fmt: skip
         at = argv.index("{connection_file}") if "{connection_file}" in argv else -1
@@ -311,10 +310,7 @@ def _last_command(script: str) -> str:
 
 def _script_execs(path: str) -> bool | None:
     """Whether a wrapper script ends by exec'ing the kernel; None when it cannot be read."""
-    try:
-        head = read_regular_head(path, 65536)  # a FIFO planted as the program: not waited on
-    except OSError:
-        return None
+    head = checks.program_head(path)
     if head is None or not head.startswith(b"#!") or b"\0" in head:
         return None
     first = head.split(b"\n", 1)[0].decode("utf-8", "replace")
@@ -333,10 +329,7 @@ def shebang_problems(info: SpecInfo) -> list[Problem]:
     program = checks.launch_program(argv[0], info.resource_dir, env)
     if not os.path.isabs(program) or checks.program_state(program) != checks.PROGRAM_OK:
         return []  # said already, if at all
-    try:
-        head = read_regular_head(program, 512)
-    except OSError:
-        return []
+    head = checks.program_head(program)
     if head is None or not head.startswith(b"#!"):
         return []
     words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()

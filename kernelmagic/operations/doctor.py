@@ -335,6 +335,7 @@ def _invalid_name(info: discovery.SpecInfo) -> list[Problem]:
     return []
 
 
+@checks.one_look_per_program()  # thousands of specs, a few shared interpreters
 def diagnose(
     names: Iterable[str] = (),
     *,
