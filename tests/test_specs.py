@@ -724,3 +724,16 @@ def test_an_ipykernel_changed_under_the_process_is_not_kept_as_the_installed_one
     for name in ("changed", "later"):
         spec = json.loads((user_kernels / name / "kernel.json").read_text())
         assert "stale" not in spec.get("metadata", {}), (name, spec)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, run with another user's HOME")
+def test_root_makes_no_cache_dir_in_another_users_home(user_kernels, tmp_path, monkeypatch):
+    """Walk M: `sudo -E kernelmagic list` made a root-owned ~/.cache in the user's home, and
+    the user then could not make ~/.cache/pip, nor remove it."""
+    home = tmp_path / "someone"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    specs.install_current_python("c", str(user_kernels), capture_options=_no_capture())
+    assert list(home.iterdir()) == []

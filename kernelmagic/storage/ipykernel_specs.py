@@ -161,8 +161,15 @@ def _cached(
 
 
 def _make_own_dir(directory: str) -> bool:
-    """Create the cache dir (owner-only); whether it is one that only this user can change."""
+    """Create the cache dir (owner-only); whether it is one that only this user can change.
+    Nothing is made in a dir of another user's (root run with another user's HOME, `sudo
+    -E`: a root-owned ~/.cache would keep that user from making ~/.cache/pip)."""
+    existing = directory
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
     try:
+        if existing != directory and os.stat(existing).st_uid != os.geteuid():
+            return False
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError:
         return False
