@@ -197,8 +197,6 @@ SECRET_SHAPES = [
     ("SVC_URL", "https://host/api?token=abc123tok&x=1", "abc123tok", "https://host/api?token="),
     ("SIGNED", "https://b/o?X-Amz-Signature=deadbeef99&X-Amz-Date=1", "deadbeef99", "Date=1"),
     ("API", "https://h/v1?api_key=k3y4p1&sig=s1gn4", "k3y4p1", "https://h/v1?api_key="),
-    ("PG_CONN", "host=db port=5432 password=s3cretpw", "s3cretpw", "host=db port=5432"),
-    ("JAVA_OPTS", "-Xmx2g -Djavax.net.ssl.trustStorePassword=chg1t", "chg1t", "-Xmx2g"),
     ("MYSQL_PWD", "plain", "plain", None),
     ("DB_PASS", "plain", "plain", None),
     ("APP_PWD", "plain", "plain", None),
@@ -233,6 +231,12 @@ NOT_SECRETS = [
     ("TOKENIZERS_PARALLELISM", "false"),  # Hugging Face's: was left out of every capture
     ("TIKTOKEN_CACHE_DIR", "/scratch/tiktoken"),
     ("SEARCH_URL", "https://h/?design=1&monkey=2&keyword=x&author=me"),
+    # Walk O: skipped as secrets once values that set a secret-named key were: kernels lost
+    # their git, pip and Spark settings.
+    ("GIT_SSH_COMMAND", "ssh -o PasswordAuthentication=no"),
+    ("PIP_INDEX_URL", "https://pypi.example.org/simple?sort_key=name&use_auth=false"),
+    ("JAVA_TOOL_OPTIONS", "-Dcom.sun.management.jmxremote.password.file=/etc/jmx.pw"),
+    ("GIT_CONFIG_PARAMETERS", "'credential.helper=cache'"),
     ("BUILD_FLAGS", "-DWITH_KEYRING=ON -DCMAKE_BUILD_TYPE=Release"),
 ]
 
@@ -285,10 +289,12 @@ def test_a_credential_in_a_urls_query_is_neither_captured_nor_recorded(
     )
     assert main(["install", "qs", "--snippet-file", str(snippet)]) == 0
     said = capsys.readouterr().out
-    assert "Captured 1 variable(s): PLAIN" in said, said
+    # PG_CONN is captured (its setting is masked where shown, the file owner-only).
+    assert "Captured 2 variable(s): PG_CONN, PLAIN" in said, said
+    assert (user_kernels / "qs" / "kernel.json").stat().st_mode & 0o077 == 0
     document = tmp_path / "qs.json"
     assert main(["export", "qs", "-o", str(document)]) == 0
     assert main(["show", "qs"]) == 0
-    for text in (capsys.readouterr().out, document.read_text(),
-                 (user_kernels / "qs" / "kernel.json").read_text()):  # fmt: skip
+    for text in (capsys.readouterr().out, document.read_text()):
         assert "abc123tok" not in text and "s3cretpw" not in text, text
+    assert "abc123tok" not in (user_kernels / "qs" / "kernel.json").read_text()

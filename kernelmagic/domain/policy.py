@@ -88,12 +88,14 @@ SECRET_VALUE_PATTERNS: tuple[str, ...] = (
 # Secret parts of otherwise harmless values, masked alone so that the rest stays readable:
 # a URL's password (userinfo up to the last '@' before the host: p@ss@host has the password
 # p@ss), a credential in a URL's query (libpq's and JDBC's password, OAuth's access_token,
-# an api_key, a signed URL's sig), Azure's AccountKey in a connection string. A query name
-# is a credential's whole, or ends in one after _ or - (pass_through=yes is none).
+# an api_key, a signed URL's sig), Azure's AccountKey in a connection string. Query names
+# are the credentials' own, whole (sort_key=name, use_auth=false and pass_through=yes are
+# none of them).
 _URL_PASSWORD = r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#:@]*:)([^\s/?#]*)@"
 _QUERY_PASSWORD = (
-    r"([?&;](?i:(?:[\w.-]*[_-])?(?:token|secret|password|passwd|pwd|pass|api[_-]?key|apikey"
-    r"|access[_-]?key|private[_-]?key|key|signature|sig|auth))=)([^&;#\s\"']+)"
+    r"([?&;](?i:password|passwd|pwd|pass|token|(?:access|id|refresh|auth|session)[_-]?token"
+    r"|x-amz-security-token|api[_-]?key|apikey|key|secret|client[_-]?secret|sig|signature"
+    r"|x-amz-signature|x-goog-signature)=)([^&;#\s\"']+)"
 )
 _ACCOUNT_KEY = r"((?:^|;)\s*(?i:AccountKey)=)([^;\s]+)"
 _SECRET_PARTS = (_URL_PASSWORD, _QUERY_PASSWORD, _ACCOUNT_KEY)
@@ -311,17 +313,11 @@ class EnvPolicy:
                 self._secret_names.match(_TOKENIZER.sub("", upper))
                 or self._extra_secret_names.match(upper)
             )
-        return secret or (
-            isinstance(value, str) and (secret_in_text(value) or self._assigns_secret(value))
-        )
-
-    def _assigns_secret(self, text: str) -> bool:
-        """Whether ``text`` sets a secret-named option or key (``password=s3cret`` in a libpq
-        string, ``-Dssl.trustStorePassword=...``): what ``mask_text`` masks in it."""
-        return "=" in text and any(
-            self.is_secret(m.group(1).lstrip("-").replace("-", "_"))
-            for m in _ASSIGNMENT.finditer(text)
-        )
+        # A value that sets a secret-named key inside it (`host=db password=...`) is no
+        # secret here: whole option strings hold harmless ones too (`ssh -o
+        # PasswordAuthentication=no`). Displays mask that part (``mask_text``), and the file
+        # holding it is owner-only (``holds_secrets``).
+        return secret or (isinstance(value, str) and secret_in_text(value))
 
     def _secret_option(self, word: Any) -> bool:
         """Whether an argv word is an option that names a secret and takes its value as the
