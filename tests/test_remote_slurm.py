@@ -309,6 +309,44 @@ def test_a_queue_that_cannot_run_the_job_times_out_naming_it(slurm_setup, user_k
     wait_until_no_kernel_jobs(cluster, 15)
 
 
+START_BESIDE_A_NAMESAKE = """
+    import json, subprocess, sys
+    import jupyter_client
+
+    closed = sys.argv[1]
+    decoy = subprocess.run(
+        ["sbatch", "--parsable", "--job-name=kernel-fixed-id", f"--partition={closed}",
+         "--wrap", "sleep 1"], capture_output=True, text=True, check=True,
+    ).stdout.strip().split(";")[0]
+    km = jupyter_client.KernelManager(kernel_name="geo-closed", kernel_id="fixed-id")
+    try:
+        km.start_kernel()
+    except Exception as exc:
+        message = str(exc)
+    queued = subprocess.run(["squeue", "--noheader", "--me", "--format=%i %j"],
+                            capture_output=True, text=True).stdout.split()
+    subprocess.run(["scancel", decoy])
+    print(json.dumps({"message": message, "decoy": decoy, "queued": queued}))
+"""
+
+
+def test_a_timeout_cancels_its_own_job_not_another_of_its_name(slurm_setup, user_kernels):
+    """Walk L: the provisioner found its queued job with `squeue --name=kernel-ID` (any
+    user's, COMPLETING ones too) and cancelled the first it listed: a restart's old job, or
+    another job of that name, and said "it was cancelled" while its own job stayed queued,
+    to start later for nobody."""
+    cluster = slurm_setup[0]
+    jupyter_path = make_slurm_spec(
+        slurm_setup, user_kernels, "geo-closed", "--partition", cluster.closed_partition,
+        "--provisioner-config", "launch_timeout=6",
+    )  # fmt: skip
+    (said,) = run_client(slurm_setup, jupyter_path, START_BESIDE_A_NAMESAKE,
+                         args=(cluster.closed_partition,))  # fmt: skip
+    assert "it was cancelled" in said["message"], said
+    assert said["queued"] == [said["decoy"], "kernel-fixed-id"], said  # its own: gone
+    wait_until_no_kernel_jobs(cluster, 15)
+
+
 def test_slurm_options_become_the_provisioners_config(user_kernels, capsys):
     write_spec(user_kernels, "geo")
     argv = [
@@ -359,6 +397,9 @@ def test_slurm_options_become_the_provisioners_config(user_kernels, capsys):
         (["--sbatch-option=--jobi=123"], "use --allocation"),
         (["--sbatch-option=--job-n=mine"], "kernelmagic names the job"),
         (["--sbatch-option=--outp=/dev/null"], "the job's stdio carries the connection"),
+        # Walk L: accepted, and the kernel started with no env at all (no HOME either).
+        (["--sbatch-option=--export=NONE"], "the kernel gets the spec's env through the job"),
+        (["--sbatch-option=--exp=PATH"], "the kernel gets the spec's env through the job"),
         (["--provisioner-config", "launch_timeout=0"], "launch_timeout must be a number"),
         # What --provisioner-config gives is checked as the flags are, and as the
         # provisioner's traits take it: these were written, and every start failed.
@@ -403,6 +444,14 @@ def test_the_submit_command_carries_the_options_and_not_the_callers_job():
     assert "--jobid=77" in step and "--overlap" in step
     env = slurm.submit_env({"SLURM_JOB_ID": "5", "SLURM_CONF": "/c", "PATH": "/bin"})
     assert env == {"SLURM_CONF": "/c", "PATH": "/bin"}
+    # Walk L: the user's own srun defaults and the spec's SLURM_/PMIX_ values were dropped
+    # too: the job was charged to no account, and the kernel never saw what its env sets.
+    defaults = {"SLURM_ACCOUNT": "proj42", "SLURM_CONF": "/c", "PATH": "/bin"}
+    assert slurm.submit_env(defaults) == defaults  # a client in no job of its own
+    in_a_job = {"SLURM_JOB_ID": "5", "PMIX_MCA_gds": "hash", "SLURM_CPU_BIND": "none"}
+    assert slurm.submit_env(in_a_job, own=["PMIX_MCA_gds", "SLURM_CPU_BIND"]) == {
+        "PMIX_MCA_gds": "hash", "SLURM_CPU_BIND": "none"
+    }  # fmt: skip
 
 
 def remote_slurm_scheduler():

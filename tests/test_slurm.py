@@ -270,9 +270,12 @@ def test_apply_inside_a_job_keeps_a_documents_thread_count(
 ):
     """Issue 35, item 5: a document made outside any job recorded OMP_NUM_THREADS=8;
     `apply` inside a job step (whose TaskProlog sets its own) keeps 8 and says so, and
-    `apply --check` in the job finds the spec as recorded."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "8")
-    assert main(["install", "geo"]) == 0
+    `apply --check` in the job finds the spec as recorded. (A snippet's spec, which apply
+    makes again; one captured from a session is written as recorded.)"""
+    snippet = tmp_path / "threads.sh"
+    snippet.write_text("export OMP_NUM_THREADS=8\n")
+    snippet.chmod(0o644)
+    assert main(["install", "geo", "--snippet-file", str(snippet)]) == 0
     assert _spec_env(user_kernels, "geo")["OMP_NUM_THREADS"] == "8"
     document = tmp_path / "kernels.json"
     assert main(["export", "geo", "-o", str(document)]) == 0

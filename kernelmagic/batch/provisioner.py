@@ -31,11 +31,13 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,6 +54,8 @@ GUARD_SOURCE = Path(guard.__file__).read_text(encoding="utf-8")
 # job (a Jupyter server that itself runs inside an allocation), or change its options.
 CALLER_JOB_PREFIXES = ("SLURM_", "SLURMD_", "SBATCH_", "SALLOC_", "SRUN_", "PMI_", "PMIX_")
 KEPT_CALLER_VARIABLES = ("SLURM_CONF",)  # which cluster to talk to
+# What a job, a step or an MPI launch sets in the processes it runs: the client is in one.
+CALLER_JOB_MARKERS = ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_STEP_ID", "PMI_RANK", "PMIX_RANK")
 QUEUE_POLL_SECONDS = 2.0
 
 
@@ -91,11 +95,19 @@ class BatchScheduler:
     def cancel_argv(self, job: str, step: str, whole_job: bool) -> list[str]:
         raise NotImplementedError
 
-    def submit_env(self, env: dict[str, str]) -> dict[str, str]:
+    def submit_env(self, env: dict[str, str], own: Iterable[str] = ()) -> dict[str, str]:
+        """The submit command's environment. In a job (a Jupyter server that batchspawner
+        started), every scheduler variable of the client's is that job's, and would make the
+        kernel's job a step of it, sized as it: they are dropped, but the cluster's address
+        and the names in ``own`` (the spec's env, set on purpose). Outside one, what the
+        user set for every srun (SLURM_ACCOUNT, SLURM_QOS) applies to this one too."""
+        if not any(env.get(name) for name in CALLER_JOB_MARKERS):
+            return dict(env)
+        kept = {*KEPT_CALLER_VARIABLES, *own}
         return {
             key: value
             for key, value in env.items()
-            if key in KEPT_CALLER_VARIABLES or not key.startswith(CALLER_JOB_PREFIXES)
+            if key in kept or not key.startswith(CALLER_JOB_PREFIXES)
         }
 
 
@@ -123,7 +135,7 @@ class Slurm(BatchScheduler):
     ) -> QueueState | None:
         which = f"--jobs={allocation}" if allocation else f"--name={job_name}"
         done = subprocess.run(
-            ["squeue", "--noheader", which, "--format=%i|%T|%r"],
+            ["squeue", "--noheader", which, f"--user={os.getuid()}", "--format=%i|%T|%r"],
             env=env,
             capture_output=True,
             text=True,
@@ -204,13 +216,17 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
         ]
         argv += list(kwargs.pop("extra_arguments", None) or [])
         python = launcher_python(argv, self.launcher_python)
-        self.job_name = f"kernel-{self.kernel_id}"
+        # A name of this start alone: a restart's old job may still be COMPLETING under the
+        # last one, and any user can name a job anything (squeue shows every name).
+        self.job_name = f"kernel-{self.kernel_id}-{secrets.token_hex(3)}"
         job_command = [python, "-I", "-c", LAUNCHER_SOURCE, *argv]
         kwargs["cmd"] = self.scheduler.submit_argv(self._options(), self.job_name, job_command)
         return kwargs
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
-        self._env = self.scheduler.submit_env(dict(kwargs.get("env") or os.environ))
+        self._env = self.scheduler.submit_env(
+            dict(kwargs.get("env") or os.environ), own=self.kernel_spec.env or {}
+        )
         self._report = None
         self._stderr_tail.clear()
         guarded, self._lifeline = os.pipe()
@@ -297,12 +313,17 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
                     )
                 last = state or last
                 if now - started > self.launch_timeout:
-                    await self.kill()
+                    cancelled = await self._cancel_queued()
                     await self._forget()
                     where = str(state or last or f"job '{self.job_name}' is not listed")
+                    outcome = (
+                        "it was cancelled"
+                        if cancelled
+                        else f"its cancelling was not confirmed (squeue --name={self.job_name})"
+                    )
                     raise TimeoutError(
                         f"the {self.scheduler.name} job for kernel {self.kernel_id} did not start "
-                        f"within {self.launch_timeout:g} s: {where}; it was cancelled"
+                        f"within {self.launch_timeout:g} s: {where}; {outcome}"
                     )
             await asyncio.sleep(0.01)
 
@@ -349,11 +370,22 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
             return
         if self.job:
             await self._run(self.scheduler.cancel_argv(self.job, self.step, not self.allocation))
-        elif self.job_name and not self.allocation:  # still queued: cancel the job by name
-            state = self.scheduler.queue_state(self.job_name, self._env)
-            if state:
-                await self._run(self.scheduler.cancel_argv(state.job, "0", True))
+        else:
+            await self._cancel_queued()
         self._signal_submitter(signal.SIGKILL)
+
+    async def _cancel_queued(self, seconds: float = 10.0) -> bool:
+        """Cancel the job still queued, as only its submit command knows it: on SIGTERM
+        ``srun`` cancels the job it waits for and ends (no lookup by name, which another
+        job can carry). Whether it ended within ``seconds`` (a scheduler that does not
+        answer keeps it waiting)."""
+        self._signal_submitter(signal.SIGTERM)
+        deadline = time.monotonic() + seconds
+        while self.process is not None and self.process.poll() is None:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def terminate(self, restart: bool = False) -> None:
         if self.process is None:

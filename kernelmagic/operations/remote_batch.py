@@ -139,9 +139,10 @@ def _taken(word: str) -> str | None:
 
 
 # srun's options that the provisioner sets or reads itself: another value would make it lose
-# the job (it finds a queued job by its name), cancel an allocation it does not own (with
-# --jobid it takes the job as its own), or read the connection from the wrong stream.
-_NAMED = "kernelmagic names the job (kernel-ID) to find it in the queue"
+# the job (it asks the queue about it by its name), cancel an allocation it does not own
+# (with --jobid it takes the job as its own), read the connection from the wrong stream, or
+# start the kernel without its env.
+_NAMED = "kernelmagic names the job (kernel-ID-...) to find it in the queue"
 _STREAMS = "the job's stdio carries the connection and the client's end: kernelmagic's own"
 _TAKEN_OPTIONS = {
     "--job-name": _NAMED, "-J": _NAMED,
@@ -149,6 +150,7 @@ _TAKEN_OPTIONS = {
     "--input": _STREAMS, "-i": _STREAMS, "--output": _STREAMS, "-o": _STREAMS,
     "--error": _STREAMS, "-e": _STREAMS, "--pty": _STREAMS, "--label": _STREAMS, "-l": _STREAMS,
     "--ntasks": "a kernel is one task", "-n": "a kernel is one task",
+    "--export": "the kernel gets the spec's env through the job's environment: kernelmagic's own",
     "--nodes": "use --nodes (a kernel is one process on one node)", "-N": "use --nodes",
 }  # fmt: skip
 
