@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -409,3 +410,34 @@ def test_the_doctor_looks_at_a_shared_interpreter_once(user_kernels, monkeypatch
     doctor.diagnose()
     monkeypatch.undo()
     assert sum(asked.values()) <= 6, asked  # state (stat, access), head (open), exists
+
+
+def test_overlapping_doctors_in_two_threads_leave_no_answer_remembered(user_kernels, tmp_path):
+    """Walk O: two doctor runs overlapping in two threads left the per-run memory of
+    programs on for good: a program deleted afterwards was still found, by every later
+    listing and doctor of that process."""
+    import threading
+
+    from kernelmagic.domain import checks
+
+    program = tmp_path / "python3"
+    shutil.copy(sys.executable, program)
+    write_spec(user_kernels, "p", {"argv": [str(program), "-m", "ipykernel_launcher", "-f", CONN]})
+    first_in, second_done = threading.Event(), threading.Event()
+
+    def first():
+        with checks.one_look_per_program():
+            first_in.set()
+            second_done.wait(10)  # the second starts inside the first and ends after it
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    first_in.wait(10)
+    with checks.one_look_per_program():
+        second_done.set()
+        thread.join(10)
+    assert checks.program_state(str(program)) == checks.PROGRAM_OK  # remembered, if still on
+    program.unlink()
+    assert checks.program_state(str(program)) == checks.PROGRAM_MISSING
+    (diagnosis,) = doctor.diagnose(["p"]).diagnoses
+    assert "missing-program" in {p.kind for p in diagnosis.problems}

@@ -737,3 +737,12 @@ def test_root_makes_no_cache_dir_in_another_users_home(user_kernels, tmp_path, m
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     specs.install_current_python("c", str(user_kernels), capture_options=_no_capture())
     assert list(home.iterdir()) == []
+
+
+def test_a_change_that_fixes_one_of_two_problems_is_not_refused(user_kernels):
+    """Walk O: a spec with an empty argv and an env value that is a number: a patch giving it
+    an argv was refused as making the env problem new (only the first problem was seen)."""
+    path = write_spec(user_kernels, "two", {"argv": [], "env": {"A": 1}}) / "kernel.json"
+    argv = ["python3", "-f", "{connection_file}"]
+    fixed = specs.rewrite_spec("two", lambda s: {**s, "argv": argv})
+    assert fixed.written and json.loads(path.read_text())["argv"][0] == "python3"

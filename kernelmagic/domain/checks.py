@@ -12,6 +12,7 @@ import shutil
 import stat
 import string
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -99,13 +100,11 @@ def unstartable(spec: dict[str, Any]) -> list[str]:
     """What keeps every kernel of ``spec`` from starting on any machine, said for a writer
     that refuses to make such a spec: an argv that is no list of strings, or empty; env
     values that are not strings, or names and values no process can be given."""
-    argv = argv_strings(spec)
-    if not argv:
-        return ["its argv is not a non-empty list of strings"]
+    found = [] if argv_strings(spec) else ["its argv is not a non-empty list of strings"]
     env = spec.get("env")
     if not isinstance(env, dict) or not env:
-        return []
-    found = [f"env {k!r} is set to {json_kind(v)}" for k, v in env.items() if type(v) is not str]
+        return found
+    found += [f"env {k!r} is set to {json_kind(v)}" for k, v in env.items() if type(v) is not str]
     found += [
         f"env {k!r}: a name with '=' or NUL, or a value with NUL, cannot be given to a process"
         for k in unusable_env(env)
@@ -339,23 +338,31 @@ PROGRAM_NOT_A_FILE = "not a file"
 
 
 Answer = TypeVar("Answer")
-# What one command learnt of each program (``one_look_per_program``); None: not remembered.
+# What the commands running now learnt of each program (``one_look_per_program``): None
+# when none runs. Shared by the threads a command starts (its probes), so not thread-local.
 _LOOKED_AT: dict[tuple[str, str], Any] | None = None
+_RUNNING = 0  # commands inside one_look_per_program, in any thread
+_LOOKING = threading.Lock()
 
 
 @contextlib.contextmanager
 def one_look_per_program() -> Iterator[None]:
     """Within it, each program is looked at once, its state and its first bytes, however
     many specs run it and checks ask (a doctor of 500 specs on 20 shared interpreters asked
-    each one 78 times: a round trip each on NFS). Outside it every answer is asked again:
-    in a long-running session programs come and go."""
-    global _LOOKED_AT
-    outer = _LOOKED_AT
-    _LOOKED_AT = {} if outer is None else outer
+    each one 78 times: a round trip each on NFS). Once the last command in it ends, every
+    answer is asked again: in a long-running session programs come and go."""
+    global _LOOKED_AT, _RUNNING
+    with _LOOKING:
+        _RUNNING += 1
+        if _LOOKED_AT is None:
+            _LOOKED_AT = {}
     try:
         yield
     finally:
-        _LOOKED_AT = outer
+        with _LOOKING:
+            _RUNNING -= 1
+            if _RUNNING == 0:
+                _LOOKED_AT = None
 
 
 def _remembered(kind: str, path: str, ask: Callable[[str], Answer]) -> Answer:
