@@ -6,6 +6,7 @@ every other ``KernelmagicError`` is a failed operation (exit status 1).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -71,6 +72,15 @@ def string_list(value: Any, what: str) -> tuple[str, ...]:
         if not isinstance(item, str):
             raise InvalidInput(f"{what} is a list of strings; it holds a {type(item).__name__}")
     return found
+
+
+def path_text(value: Any, what: str) -> str:
+    """A path argument as text: a ``str`` or an ``os.PathLike`` (``pathlib.Path``);
+    ``InvalidInput`` for anything else (bytes, None)."""
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what} is a path, not {type(value).__name__}")
+    return text
 
 
 def of_type(value: Any, kind: type | tuple[type, ...], what: str, named: str | None = None) -> None:

@@ -746,3 +746,22 @@ def test_a_change_that_fixes_one_of_two_problems_is_not_refused(user_kernels):
     argv = ["python3", "-f", "{connection_file}"]
     fixed = specs.rewrite_spec("two", lambda s: {**s, "argv": argv})
     assert fixed.written and json.loads(path.read_text())["argv"][0] == "python3"
+
+
+def test_paths_may_be_pathlib_paths(user_kernels, tmp_path):
+    """Walk O: this release's type checks refused `pathlib.Path` where a path goes, which
+    worked before: `location_dir(prefix=Path(...))`, `InstallRequest(kernels_dir=Path(...))`
+    (and `install_current_python(name, Path(...))`), `CaptureOptions(baseline_file=...)`,
+    `rewrite_spec(..., resource_dir=Path(...))`; and a spec given as a Mapping."""
+    from types import MappingProxyType
+
+    assert specs.location_dir(prefix=tmp_path) == str(tmp_path / "share" / "jupyter" / "kernels")
+    change, _ = specs.install_current_python("p", user_kernels, capture_options=_no_capture())
+    assert change.written and (user_kernels / "p" / "kernel.json").is_file()
+    assert specs.CaptureOptions(baseline_file=tmp_path / "b").baseline_file == str(tmp_path / "b")
+    renamed = specs.rewrite_spec(
+        "p", lambda s: {**s, "display_name": "P"}, resource_dir=user_kernels / "p"
+    )
+    assert renamed.written
+    spec = MappingProxyType(json.loads((user_kernels / "p" / "kernel.json").read_text()))
+    assert specs.install_directory("q", str(user_kernels), str(user_kernels / "p"), spec).written

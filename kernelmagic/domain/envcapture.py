@@ -23,7 +23,7 @@ from kernelmagic.domain.policy import (
 )
 from kernelmagic.domain.provenance import CAPTURE_MODES
 from kernelmagic.domain.shell_syntax import escape_dollars
-from kernelmagic.errors import InvalidInput, SourceFailed, of_type, string_list
+from kernelmagic.errors import InvalidInput, SourceFailed, of_type, path_text, string_list
 
 # fmt: off
 # Variables holding os.pathsep-separated directory lists. Names ending in PATH count too.
@@ -144,7 +144,10 @@ class CaptureOptions:
         if self.mode not in CAPTURE_MODES:
             modes = ", ".join(CAPTURE_MODES)
             raise InvalidInput(f"capture mode is one of {modes}, not {self.mode!r}")
-        of_type(self.baseline_file, (str, type(None)), "baseline_file")
+        if self.baseline_file is not None:
+            object.__setattr__(
+                self, "baseline_file", path_text(self.baseline_file, "baseline_file")
+            )
         object.__setattr__(self, "include", string_list(self.include, "include"))
         object.__setattr__(self, "exclude", string_list(self.exclude, "exclude"))
         of_type(self.policy, EnvPolicy, "policy")

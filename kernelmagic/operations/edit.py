@@ -158,7 +158,8 @@ def install_directory(
     ``spec`` as its kernel.json; atomic like every install. The file is owner-only when
     ``spec`` holds a secret, or when ``owner_only``."""
     name = validate_name(name)
-    of_type(spec, dict, "spec", "dict (a kernel.json)")
+    of_type(spec, Mapping, "spec", "dict (a kernel.json)")
+    spec = dict(spec)
     gid = transactions.group_id(group) if group is not None else None
     if group is not None:
         refuse_secrets_for_group(spec, group, policy)

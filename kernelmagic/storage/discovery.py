@@ -23,7 +23,7 @@ from kernelmagic.domain.jupyter_rules import ipython_dir as ipython_dir
 from kernelmagic.domain.spec_info import NAME_RULE as NAME_RULE
 from kernelmagic.domain.spec_info import SpecInfo as SpecInfo
 from kernelmagic.domain.spec_info import validate_name as validate_name
-from kernelmagic.errors import InvalidInput, NoSuchKernelSpec, of_type
+from kernelmagic.errors import InvalidInput, NoSuchKernelSpec, of_type, path_text
 from kernelmagic.reading import MAX_SPEC_BYTES, parse_spec, read_regular_file
 from kernelmagic.reading import read_spec_file as read_spec_file
 from kernelmagic.storage import lookups
@@ -48,7 +48,8 @@ def location_dir(user: bool = False, sys_prefix: bool = False, prefix: str | Non
     """The kernels directory for ``--user`` (the default), ``--sys-prefix`` or ``--prefix``."""
     if sum((bool(user), bool(sys_prefix), prefix is not None)) > 1:
         raise InvalidInput("choose one location: --user, --sys-prefix or --prefix DIR")
-    of_type(prefix, (str, type(None)), "prefix", "path")
+    if prefix is not None:
+        prefix = path_text(prefix, "prefix")
     if prefix == "":
         raise InvalidInput("the prefix is empty; name the dir, or leave it out")
     if prefix is not None:

@@ -31,6 +31,7 @@ from kernelmagic.errors import (
     LocationError,
     NoSuchKernelSpec,
     SpecExists,
+    path_text,
 )
 from kernelmagic.reading import (
     MAX_SPEC_BYTES,
@@ -534,9 +535,9 @@ def spec_dir_given(resource_dir: str) -> str:
     """A library caller's ``resource_dir``, absolute; ``InvalidInput`` unless it holds a
     ``kernel.json`` (a lock for ``/tmp`` would go in ``/``, one for ``geo`` in the caller's
     dir)."""
-    if not isinstance(resource_dir, str) or not resource_dir:
+    if not isinstance(resource_dir, (str, os.PathLike)) or not os.fspath(resource_dir):
         raise InvalidInput(f"resource_dir is the path of a spec dir, not {resource_dir!r}")
-    resource_dir = os.path.abspath(resource_dir)
+    resource_dir = os.path.abspath(path_text(resource_dir, "resource_dir"))
     if not os.path.isfile(os.path.join(resource_dir, "kernel.json")):
         raise InvalidInput(f"{resource_dir} is no kernel spec dir: it holds no kernel.json")
     return resource_dir
