@@ -765,3 +765,12 @@ def test_paths_may_be_pathlib_paths(user_kernels, tmp_path):
     assert renamed.written
     spec = MappingProxyType(json.loads((user_kernels / "p" / "kernel.json").read_text()))
     assert specs.install_directory("q", str(user_kernels), str(user_kernels / "p"), spec).written
+
+
+def test_a_copy_of_a_spec_owner_only_by_umask_alone_is_readable(user_kernels, tmp_path):
+    """Walk O: a spec made under umask 077 (0600, no secret) was cloned owner-only into a
+    site's prefix, unreadable to the users it was made for."""
+    path = write_spec(user_kernels, "plain") / "kernel.json"
+    path.chmod(0o600)
+    specs.clone_spec("plain", "plainsys", str(tmp_path / "site"))
+    assert (tmp_path / "site" / "plainsys" / "kernel.json").stat().st_mode & 0o044 == 0o044

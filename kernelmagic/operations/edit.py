@@ -170,9 +170,13 @@ def install_directory(
 
 
 def _read_spec(spec_dir: str) -> tuple[Any, bool]:
-    """The spec in ``spec_dir``, and whether its file is its owner's alone."""
+    """The spec in ``spec_dir``, and whether it is owner-only for a secret it does not show:
+    its snippet held one (recorded masked). A file made 0600 by a umask of 077 alone is
+    not copied so (a clone into a site's prefix is for others to read)."""
     raw, mode = transactions.read_kernel_json(os.path.join(spec_dir, "kernel.json"))
-    return parse_spec(raw), not mode & 0o077
+    spec = parse_spec(raw)
+    record = Provenance.of_spec(spec) if isinstance(spec, dict) else None
+    return spec, not mode & 0o077 and record is not None and record.snippet_file is not None
 
 
 def refuse_secrets_for_group(
