@@ -923,3 +923,24 @@ def test_an_export_cut_short_says_so(user_kernels, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"kernelmagic: error: {doc} is a kernelmagic export but not valid JSON (")
     assert err.endswith("; nothing was run or written\n")
+
+
+def test_check_agrees_with_apply_python_for_a_session_document(
+    user_kernels, tmp_path, second_venv, capsys
+):
+    """Walk O: `apply --python P` of a session's spec wrote argv with P, then `apply --check
+    --python P` said "differs: argv" and exited 1 (the next apply said unchanged); the record
+    still named the old interpreter."""
+    assert main(["install", "s1", "--capture", "none"]) == 0
+    document = tmp_path / "d.json"
+    assert main(["export", "s1", "-o", str(document)]) == 0
+    python = str(second_venv / "bin" / "python")
+    where = ["--prefix", str(tmp_path / "p"), "--python", python]
+    assert main(["apply", str(document), *where]) == 0
+    written = json.loads((tmp_path / "p/share/jupyter/kernels/s1/kernel.json").read_text())
+    assert written["argv"][0] == python
+    assert written["metadata"]["kernelmagic"]["python"] == python
+    capsys.readouterr()
+    assert main(["apply", "--check", str(document), *where]) == 0, capsys.readouterr().out
+    assert main(["apply", str(document), *where]) == 0
+    assert "unchanged" in capsys.readouterr().out

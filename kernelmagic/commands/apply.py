@@ -347,9 +347,19 @@ def _copied_spec(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome)
     if "env" in spec:
         spec["env"] = env
     outcome.notes += _withheld_notes(held)
+    return _with_python(spec, request.python)
+
+
+def _with_python(spec: dict[str, Any], python: str | None) -> dict[str, Any]:
+    """A copied spec run by ``python`` (``--python``) where it runs an interpreter."""
     argv = list(spec.get("argv") or [])
-    if request.python and argv and _KNOWN_PROGRAMS.fullmatch(os.path.basename(argv[0])):
-        spec["argv"] = [request.python, *argv[1:]]
+    if not python or not argv or not _KNOWN_PROGRAMS.fullmatch(os.path.basename(argv[0])):
+        return spec
+    spec = {**spec, "argv": [python, *argv[1:]]}
+    record = Provenance.of_spec(spec)
+    if record is not None and record.python:  # the record says what argv runs
+        record.python = python
+        spec = record.write_into(spec)
     return spec
 
 
@@ -374,7 +384,7 @@ def _review(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> N
     installed = _installed(outcome)
     record = documents.record_of(entry)
     if record is None:
-        if _as_recorded(entry, installed, request.policy):
+        if _as_recorded(entry, installed, request):
             outcome.action = "unchanged"
             return
         spec = _copied_spec(entry, request, outcome)
@@ -407,27 +417,31 @@ def _check(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
     if installed is None:
         outcome.action = "not installed"
         return
-    found = _drift(entry, installed, request.policy)
+    found = _drift(entry, installed, request.policy, request.python)
     outcome.action = "differs" if found else "as recorded"
     outcome.changes = found
 
 
 def _as_recorded(
-    entry: dict[str, Any], installed: dict[str, Any] | None, policy: EnvPolicy
+    entry: dict[str, Any], installed: dict[str, Any] | None, request: ApplyRequest
 ) -> bool:
     """A session's spec installed as the document records it: left alone, as a spec made
     again is (copied, it would lose a secret the document masked)."""
     return (
         documents.from_a_session(entry)
         and installed is not None
-        and not _drift(entry, installed, policy)
+        and not _drift(entry, installed, request.policy, request.python)
     )
 
 
-def _drift(entry: dict[str, Any], installed: dict[str, Any], policy: EnvPolicy) -> list[str]:
+def _drift(
+    entry: dict[str, Any], installed: dict[str, Any], policy: EnvPolicy, python: str | None = None
+) -> list[str]:
     """From what the document recorded to what is installed: the changes since, values
-    masked; [] for a spec as recorded."""
+    masked; [] for a spec as recorded (a copied one run by ``python``, as --python asks)."""
     recorded = entry.get("spec")
+    if recorded is not None and documents.record_of(entry) is None:
+        recorded = _with_python(recorded, python)
     if recorded is None:  # a version-1 document: what it recorded of a spec it re-makes
         recorded = {k: installed.get(k) for k in installed}
         recorded.update(display_name=entry.get("display_name"), language=entry.get("language"))
@@ -443,7 +457,7 @@ def _apply(
     record = documents.record_of(entry)
     if record is None:
         installed = _installed(outcome)
-        if _as_recorded(entry, installed, request.policy):
+        if _as_recorded(entry, installed, request):
             outcome.action = "unchanged"
             return
         spec = _copied_spec(entry, request, outcome)
