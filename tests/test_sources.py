@@ -169,8 +169,11 @@ def test_a_snippet_that_stops_the_kernels_python_starting_is_refused(
     ), err
     assert not (user_kernels / "geo2").exists()
     assert main(["refresh", "geo"]) == 2
-    assert "PYTHONHOME=/nonexistent" in capsys.readouterr().err
+    err = capsys.readouterr().err  # walk O: it said --exclude and --env, which refresh lacks
+    assert "PYTHONHOME=/nonexistent" in err and "reinstall 'geo' with --replace --exclude" in err
     assert (user_kernels / "geo" / "kernel.json").read_bytes() == written
+    assert main(["install", "geo3", "--capture", "none", "--env", "PYTHONHOME=/nonexistent"]) == 2
+    assert "give --env PYTHONHOME a value that works, or leave it out" in capsys.readouterr().err
 
     argv = ["install", "geo2", "--snippet-file", str(snippet), "--exclude", "PYTHONHOME"]
     assert main(argv) == 0  # as the message says

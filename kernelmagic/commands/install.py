@@ -14,6 +14,7 @@ import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kernelmagic.commands import Body, render
@@ -514,7 +515,7 @@ def install(
         assert interpreter is not None  # a Python kernel always gets one
         where = os.environ if environ is None else environ
         made.result.notes += sources.job_temporary_notes(interpreter.path, where)
-        sources.refuse_broken_start(interpreter, env, where)
+        sources.refuse_broken_start(interpreter, env, where, partial(_start_advice, request))
         spec = ipykernel_specs.install_spec(
             interpreter.path,
             interpreter.ipykernel_facts,
@@ -557,6 +558,13 @@ def install(
     owner_only = record.snippet_file is not None or options.policy.holds_secrets(spec)
     change = slot.write("installed", spec, populate, options.policy, gid, owner_only=owner_only)
     return change, made.result
+
+
+def _start_advice(request: InstallRequest, name: str) -> str:
+    """What to do about ``name``, a variable that stops the kernel's Python starting."""
+    if name in request.env:
+        return f"give --env {name} a value that works, or leave it out"
+    return f"leave it out (--exclude {name}) or set it right (--env {name}=...)"
 
 
 def _ipykernel_files(path: str) -> None:

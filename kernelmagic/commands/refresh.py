@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -128,7 +128,7 @@ def refresh(
         env.update(written)
         if made.interpreter is not None:  # a module that now sets PYTHONHOME: not written
             where = os.environ if environ is None else environ
-            sources.refuse_broken_start(made.interpreter, env, where)
+            sources.refuse_broken_start(made.interpreter, env, where, _start_advice(info.name))
         spec = dict(spec)
         if env:
             spec["env"] = env
@@ -157,6 +157,16 @@ def refresh(
     return spec_writes.rewrite_spec(
         info.name, update, dry_run=request.dry_run, action="refreshed", policy=policy
     )
+
+
+def _start_advice(name: str) -> Callable[[str], str]:
+    def advice(variable: str) -> str:
+        return (
+            f"nothing was changed; the source now sets {variable}: change it back, or "
+            f"reinstall '{name}' with --replace --exclude {variable}"
+        )
+
+    return advice
 
 
 Request = RefreshRequest

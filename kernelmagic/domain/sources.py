@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from string import Template
 from typing import Any
@@ -150,13 +150,16 @@ PYTHON_STARTUP = (
 
 
 def refuse_broken_start(
-    interpreter: Interpreter, env: Mapping[str, str], environ: Mapping[str, str]
+    interpreter: Interpreter,
+    env: Mapping[str, str],
+    environ: Mapping[str, str],
+    advice: Callable[[str], str],
 ) -> None:
     """``InvalidInput`` when ``env`` (a spec's, ``${NAME}`` filled from ``environ`` as
     Jupyter fills it) sets what decides how Python starts otherwise than ``environ`` does,
     and the interpreter, run with it, cannot import ipykernel: the kernel would never start.
     Asked only then (one short run), as ``environ`` is the one the interpreter was known to
-    work in."""
+    work in. ``advice(name)``: what the caller's user can do about the variable ``name``."""
     launch = {**environ, **{k: Template(v).safe_substitute(environ) for k, v in env.items()}}
     changed = [name for name in PYTHON_STARTUP if launch.get(name) != environ.get(name)]
     if not changed:
@@ -167,8 +170,8 @@ def refuse_broken_start(
     fails = "cannot import ipykernel" if found is not None else "does not start"
     names = ", ".join(f"{name}={launch[name]}" for name in changed)
     raise InvalidInput(
-        f"the kernel's interpreter {interpreter.path} {fails} with this env ({names}); leave "
-        f"it out (--exclude {changed[0]}) or set it right (--env {changed[0]}=...)"
+        f"the kernel's interpreter {interpreter.path} {fails} with this env ({names}); "
+        f"{advice(changed[0])}"
     )
 
 
