@@ -536,6 +536,63 @@ def test_doctor_checks_the_scheduler_side(slurm_client_env, user_kernels, monkey
     assert "srun, squeue, scancel, sinfo not on PATH" in missing.message
 
 
+def _scontrol(*words: str) -> None:
+    subprocess.run(["scontrol", "update", *words], check=True, capture_output=True)
+
+
+def test_the_doctor_sees_a_queue_no_job_of_the_spec_leaves(
+    slurm_client_env, user_kernels, monkeypatch
+):
+    """Walk L: the doctor said ok to specs whose job waits for good (the default partition
+    down, every node drained, --time over the partition's MaxTime): each cost the user the
+    whole launch_timeout; it flagged `--partition debug,closed`, which starts at once; an
+    allocation still PENDING was said to be gone ("hold a new one")."""
+    cluster = slurm_client_env
+    write_spec(user_kernels, "geo")
+    for name, options in (("geo-default", []), ("geo-list", ["--partition", "debug,closed"]),
+                          ("geo-long", ["--time", "01:00:00"])):  # fmt: skip
+        assert main(["remote", "geo", name, "--engine", "slurm", *options]) == 0
+    names = ["geo-default", "geo-list", "geo-long"]
+
+    def kinds():
+        report = doctor.diagnose(names).diagnoses
+        return {d.name: sorted(p.kind for p in d.problems if not p.kind.startswith("client"))
+                for d in report}  # fmt: skip
+
+    assert kinds() == {"geo-default": [], "geo-list": [], "geo-long": []}
+    try:
+        _scontrol(f"partitionname={cluster.partition}", "maxtime=00:30:00")
+        assert kinds()["geo-long"] == ["bad-time-limit"]
+    finally:
+        _scontrol(f"partitionname={cluster.partition}", "maxtime=INFINITE")
+    try:
+        _scontrol(f"nodename={cluster.node}", "state=drain", "reason=walk-L")
+        assert kinds() == {name: ["partition-down"] for name in names}
+    finally:
+        _scontrol(f"nodename={cluster.node}", "state=resume")
+    try:
+        _scontrol(f"partitionname={cluster.partition}", "state=down")
+        assert kinds()["geo-default"] == ["partition-down"]
+    finally:
+        _scontrol(f"partitionname={cluster.partition}", "state=up")
+    deadline = time.monotonic() + 20  # the node back from drain at the controller's pace
+    while kinds() != {"geo-default": [], "geo-list": [], "geo-long": []}:
+        assert time.monotonic() < deadline, kinds()
+        time.sleep(0.5)
+    pending = subprocess.run(
+        ["sbatch", "--parsable", f"--partition={cluster.closed_partition}", "--wrap", "sleep 1"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip().split(";")[0]  # fmt: skip
+    try:
+        step_of = ["remote", "geo", "geo-step", "--engine", "slurm", "--allocation", pending]
+        assert main(step_of) == 0
+        (step,) = doctor.diagnose(["geo-step"]).diagnoses
+        (waits,) = [p for p in step.problems if p.kind.startswith("allocation")]
+        assert waits.kind == "allocation-pending" and "until it starts" in waits.message
+    finally:
+        subprocess.run(["scancel", pending], check=False)
+
+
 def test_doctor_launch_goes_through_the_queue(slurm_client_env, user_kernels, capfd):
     cluster = slurm_client_env
     write_spec(user_kernels, "geo")

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kernelmagic.domain import checks
@@ -262,20 +263,7 @@ def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[st
             partition or "",
         ))  # fmt: skip
         return found
-    if partition is not None and partition not in listed:
-        found.append((
-            "unknown-partition",
-            f"{engine}: no partition '{partition}' (sinfo lists: "
-            f"{', '.join(sorted(listed)) or 'none'})",
-            partition,
-        ))  # fmt: skip
-    elif partition is not None and listed[partition] != "up":
-        found.append((
-            "partition-down",
-            f"{engine}: partition '{partition}' is {listed[partition]} (sinfo): a job there "
-            "waits in the queue until an admin brings it up",
-            partition,
-        ))  # fmt: skip
+    found += _partition_problems(engine, partition, listed, limit)
     allocation = config.get("allocation")
     if isinstance(allocation, str) and allocation:
         state, owner = _job_state(allocation)
@@ -286,6 +274,13 @@ def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[st
                 f"{engine}: allocation {allocation} is {owner}'s, so Slurm refuses a step of "
                 f"yours in it; hold one of your own (salloc --no-shell ...) and point the "
                 "spec at it",
+                allocation,
+            ))  # fmt: skip
+        elif state in ("PENDING", "CONFIGURING"):
+            found.append((
+                "allocation-pending",
+                f"{engine}: allocation {allocation} is {state}, so no step can run in it "
+                f"until it starts (squeue --jobs={allocation})",
                 allocation,
             ))  # fmt: skip
         elif state != "RUNNING":
@@ -299,15 +294,98 @@ def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[st
     return found
 
 
+def _partition_problems(
+    engine: str, asked: str | None, listed: Mapping[str, Partition], limit: Any
+) -> list[tuple[str, str, str]]:
+    """What keeps a job of the partitions ``asked`` (a list, as srun takes it; None: the
+    cluster's default) from ever starting: one the cluster lacks (srun refuses the job),
+    or, in every one of them, the partition down, no node that takes jobs, or a time limit
+    over the partition's (the job waits in the queue for good)."""
+    if asked is None:
+        default = [name for name, partition in listed.items() if partition.default]
+        if not default:
+            return []
+        names, what = default, f"the default partition '{default[0]}'"
+    else:
+        names, what = [n for n in asked.split(",") if n], f"partition '{asked}'"
+    unknown = [name for name in names if name not in listed]
+    if unknown:
+        return [(
+            "unknown-partition",
+            f"{engine}: no partition '{unknown[0]}' (sinfo lists: "
+            f"{', '.join(sorted(listed)) or 'none'})",
+            asked or "",
+        )]  # fmt: skip
+    chosen = [listed[name] for name in names]
+    if all(p.availability != "up" for p in chosen):
+        states = ", ".join(sorted({p.availability for p in chosen}))
+        return [(
+            "partition-down",
+            f"{engine}: {what} is {states} (sinfo): a job there waits in the queue until an "
+            "admin brings it up",
+            asked or "",
+        )]  # fmt: skip
+    if not any(p.availability == "up" and p.takes_jobs for p in chosen):
+        return [(
+            "partition-down",
+            f"{engine}: {what} has no node that takes jobs (sinfo: every node drained, down "
+            "or not responding): a job there waits in the queue until one is back",
+            asked or "",
+        )]  # fmt: skip
+    seconds = _seconds(limit) if isinstance(limit, str) else None
+    limits = [p.max_seconds for p in chosen if p.availability == "up" and p.takes_jobs]
+    if seconds is not None and all(m is not None and seconds > m for m in limits):
+        return [(
+            "bad-time-limit",
+            f"{engine}: --time {limit} is over {what}'s limit (sinfo): a job asking for it "
+            "waits in the queue for good (PartitionTimeLimit)",
+            limit,
+        )]  # fmt: skip
+    return []
+
+
+def _seconds(limit: str) -> int | None:
+    """A Slurm time limit in seconds (None: unlimited, or not one)."""
+    text = limit.strip()
+    if not _SLURM_TIME.fullmatch(text) or text.upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if days:  # D-HH, D-HH:MM, D-HH:MM:SS: the clock starts at hours
+        parts = [*parts, 0, 0][:3]
+    elif len(parts) == 1:  # minutes
+        parts = [0, parts[0], 0]
+    elif len(parts) == 2:  # MM:SS
+        parts = [0, *parts]
+    hours, minutes, secs = parts
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + secs
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A partition as sinfo lists it: up/down/drain/inact, whether jobs go there without
+    one named, whether any node takes jobs, and its time limit (None: unlimited)."""
+
+    availability: str
+    default: bool = False
+    takes_jobs: bool = True
+    max_seconds: int | None = None
+
+
+# sinfo's short node states that take a job (not drained, down, failed, not responding *).
+_TAKES_JOBS = frozenset({"idle", "mix", "mixed", "alloc", "allocated", "comp", "completing",
+                         "resv", "reserved", "plnd", "planned"})  # fmt: skip
+
+
 @functools.lru_cache(maxsize=4)
-def partitions(conf: str | None, path: str | None) -> dict[str, str] | str:
-    """Partition -> its availability (up, down, drain, inact) as ``sinfo`` lists them, or why
-    sinfo could not, for the cluster ``SLURM_CONF`` names and the ``sinfo`` on ``PATH`` (the
-    key of the answer). One answer serves every spec of a run: a controller that does not
-    answer costs its 20 s once; ``doctor.diagnose`` asks afresh each run."""
+def partitions(conf: str | None, path: str | None) -> dict[str, Partition] | str:
+    """Each partition as ``sinfo`` lists it (``Partition``), or why sinfo could not, for the
+    cluster ``SLURM_CONF`` names and the ``sinfo`` on ``PATH`` (the key of the answer). One
+    answer serves every spec of a run: a controller that does not answer costs its 20 s
+    once; ``doctor.diagnose`` asks afresh each run."""
     try:
         listed = subprocess.run(
-            ["sinfo", "--noheader", "--format=%R %a"],
+            ["sinfo", "--noheader", "--format=%P|%a|%l|%t"],
             capture_output=True,
             text=True,
             timeout=20,
@@ -319,11 +397,21 @@ def partitions(conf: str | None, path: str | None) -> dict[str, str] | str:
         return exc.strerror or str(exc)
     if listed.returncode != 0:
         return failure_in_one_line(listed.stderr) or f"exit status {listed.returncode}"
-    found = {}
+    found: dict[str, Partition] = {}
     for line in listed.stdout.splitlines():
-        name, _, availability = line.strip().partition(" ")
-        if name:
-            found[name] = availability.strip() or "up"
+        name, availability, limit, state = [*line.strip().split("|"), "", "", ""][:4]
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        if not name:
+            continue
+        takes = state.rstrip("~#!%$@^-").lower() in _TAKES_JOBS and not state.endswith("*")
+        seen = found.get(name)
+        found[name] = Partition(
+            availability.strip() or "up",
+            default,
+            takes or (seen is not None and seen.takes_jobs),  # a line per node state
+            _seconds(limit) if limit.strip().lower() != "infinite" else None,
+        )
     return found
 
 
