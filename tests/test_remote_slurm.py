@@ -347,6 +347,48 @@ def test_a_timeout_cancels_its_own_job_not_another_of_its_name(slurm_setup, user
     wait_until_no_kernel_jobs(cluster, 15)
 
 
+INTERRUPTED_AND_LIVING_ON = """
+    import json, signal, subprocess, time
+    import jupyter_client
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGALRM, interrupt)
+    km = jupyter_client.KernelManager(kernel_name="geo-closed")
+    signal.alarm(4)  # Ctrl-C while the job waits in the queue, caught: the script lives on
+    try:
+        km.start_kernel()
+    except KeyboardInterrupt:
+        pass
+    interrupted = time.monotonic()
+
+    def queued():
+        listed = subprocess.run(["squeue", "--noheader", "--me", "--format=%j"],
+                                capture_output=True, text=True).stdout.split()
+        return [name for name in listed if name.startswith("kernel-")]
+
+    assert queued(), "the job was not queued when the start was interrupted"
+    while queued() and time.monotonic() - interrupted < 90:
+        time.sleep(0.5)
+    print(json.dumps({"left": queued(), "after": time.monotonic() - interrupted}))
+"""
+
+
+def test_a_start_interrupted_in_a_client_that_lives_on_leaves_no_job(slurm_setup, user_kernels):
+    """Walk L: a script that catches Ctrl-C around a queued start lives on, no longer waiting:
+    launch_timeout was never applied, and the job stayed queued as long as the process
+    lived, to start for nobody. The guard now cancels a job not started in time."""
+    cluster = slurm_setup[0]
+    jupyter_path = make_slurm_spec(
+        slurm_setup, user_kernels, "geo-closed", "--partition", cluster.closed_partition,
+        "--provisioner-config", "launch_timeout=6",
+    )  # fmt: skip
+    (said,) = run_client(slurm_setup, jupyter_path, INTERRUPTED_AND_LIVING_ON)
+    assert said["left"] == [], said
+    print(f"the job of an interrupted start was gone {said['after']:.1f} s after the Ctrl-C")
+
+
 def test_slurm_options_become_the_provisioners_config(user_kernels, capsys):
     write_spec(user_kernels, "geo")
     argv = [

@@ -8,10 +8,13 @@ nobody. Once the job runs, the job's stdin (which only the client holds) ends it
 nothing reads that stdin.
 
 The provisioner runs this file's text with ``-I -c`` (no import of kernelmagic) as
-``FD COMMAND...``: FD is the read end of a pipe whose write end only the client's process
-holds, and to which the provisioner writes one byte once the kernel has started. The pipe
-hanging up without that byte means the client's process is gone: the submit command gets
-SIGTERM, on which ``srun`` cancels the job it waits for. After the byte, the guard only waits.
+``FD SECONDS COMMAND...``: FD is the read end of a pipe whose write end only the client's
+process holds, and to which the provisioner writes one byte once the kernel has started. The
+pipe hanging up without that byte means the client's process is gone: the submit command gets
+SIGTERM, on which ``srun`` cancels the job it waits for. So does no byte within SECONDS (the
+launch timeout, and a little more): a client whose wait was interrupted (a Ctrl-C it caught)
+lives on but no longer waits, and its job would start for nobody. After the byte, the guard
+only waits.
 
 The provisioner signals the whole process group; the submit command acts on the signals,
 and the guard ends as it ends (by the same signal, or with its exit status).
@@ -22,16 +25,18 @@ import select
 import signal
 import subprocess
 import sys
+import time
 
 
 def main() -> None:
     lifeline = int(sys.argv[1])
+    deadline = time.monotonic() + float(sys.argv[2])
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: None)  # the submit command's to answer
     try:
-        submit = subprocess.Popen(sys.argv[2:])
+        submit = subprocess.Popen(sys.argv[3:])
     except OSError as exc:  # no srun here: said in one line, as a shell would say it
-        sys.stderr.write(f"{sys.argv[2]}: {exc.strerror or exc}\n")
+        sys.stderr.write(f"{sys.argv[3]}: {exc.strerror or exc}\n")
         sys.exit(127)
     watch = select.poll()
     watch.register(lifeline, select.POLLIN)  # hanging up is reported whatever is asked
@@ -41,8 +46,9 @@ def main() -> None:
             break
         except subprocess.TimeoutExpired:
             pass
-        if watch.poll(0):
-            if not os.read(lifeline, 1):  # hung up, no byte: the client is gone
+        ready = watch.poll(0)
+        if ready or time.monotonic() > deadline:
+            if not (ready and os.read(lifeline, 1)):  # no byte: the client is gone, or late
                 submit.send_signal(signal.SIGTERM)
             watch.unregister(lifeline)
             os.close(lifeline)

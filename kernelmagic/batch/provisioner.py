@@ -57,6 +57,9 @@ KEPT_CALLER_VARIABLES = ("SLURM_CONF",)  # which cluster to talk to
 # What a job, a step or an MPI launch sets in the processes it runs: the client is in one.
 CALLER_JOB_MARKERS = ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_STEP_ID", "PMI_RANK", "PMIX_RANK")
 QUEUE_POLL_SECONDS = 2.0
+# The guard cancels a job not started this long after launch_timeout: the client's own
+# timeout comes first, the guard's is for a client whose wait was interrupted.
+GUARD_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -230,9 +233,11 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
         self._report = None
         self._stderr_tail.clear()
         guarded, self._lifeline = os.pipe()
+        guard = [sys.executable or "python3", "-I", "-c", GUARD_SOURCE, str(guarded)]
+        guard.append(str(self.launch_timeout + GUARD_GRACE))  # it cancels a job not started
         try:
             self.process = subprocess.Popen(
-                [sys.executable or "python3", "-I", "-c", GUARD_SOURCE, str(guarded), *cmd],
+                [*guard, *cmd],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -426,7 +431,11 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
             ),
         )
         if done.returncode != 0:
-            self.log.warning("%s failed: %s", " ".join(argv[:2]), done.stderr.strip())
+            # A job that ended before it was signalled (scancel, its time limit): said for
+            # the record, not as a warning on every restart after.
+            gone = "Invalid job id" in done.stderr
+            log = self.log.debug if gone else self.log.warning
+            log("%s failed: %s", " ".join(argv[:2]), done.stderr.strip())
 
     async def cleanup(self, restart: bool = False) -> None:
         if self.process is None:
