@@ -92,13 +92,24 @@ SECRET_VALUE_PATTERNS: tuple[str, ...] = (
 # are the credentials' own, whole (sort_key=name, use_auth=false and pass_through=yes are
 # none of them).
 _URL_PASSWORD = r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#:@]*:)([^\s/?#]*)@"
+_SEP = r"(?:[_-]|%5[Ff])"  # a query name's _ as written, or URL-encoded
 _QUERY_PASSWORD = (
-    r"([?&;](?i:password|passwd|pwd|pass|token|(?:access|id|refresh|auth|session)[_-]?token"
-    r"|x-amz-security-token|api[_-]?key|apikey|key|secret|client[_-]?secret|sig|signature"
-    r"|x-amz-signature|x-goog-signature)=)([^&;#\s\"']+)"
+    rf"((?:^|[?&;#])(?i:password|passwd|pwd|pass|token|(?:access|id|refresh|auth|session){_SEP}?"
+    rf"token|x-amz-security-token|api{_SEP}?key|apikey|key|secret|client{_SEP}?secret|sig"
+    r"|signature|x-amz-signature|x-goog-signature)=)([^&;#\s\"']+)"
 )
 _ACCOUNT_KEY = r"((?:^|;)\s*(?i:AccountKey)=)([^;\s]+)"
-_SECRET_PARTS = (_URL_PASSWORD, _QUERY_PASSWORD, _ACCOUNT_KEY)
+# libpq's "host=db password = s3cret" (spaces around =), an option's value after a space
+# inside a value ("--password s3cret"), and a JSON key's string ({"password": "s3cret"}).
+_SPACED_PASSWORD = r"((?:^|\s)(?i:password|passwd|pwd)\s*=\s*)([^\s;&'\"]+)"
+_OPTION_SECRET = r"((?:^|\s)--?(?i:password|passwd|token|secret|api[_-]?key)\s+)([^\s-]\S*)"
+_JSON_SECRET = (  # its quotes may be escaped, as in a shell snippet's "{\"auth\": ...}"
+    r"(\\?\"(?i:password|passwd|secret|token|auth|api_?key|access_?token|client_?secret)\\?\""
+    r"\s*:\s*\\?\")((?:[^\"\\]|\\[^\"])+)"
+)
+_SECRET_PARTS = (
+    _URL_PASSWORD, _QUERY_PASSWORD, _ACCOUNT_KEY, _SPACED_PASSWORD, _OPTION_SECRET, _JSON_SECRET,
+)  # fmt: skip
 
 # NAME=VALUE in a shell snippet (VALUE quoted or one word), to mask secret-named assignments.
 # NAME=VALUE, and an option's --NAME=VALUE (--api-key=..., --NotebookApp.token=...): the
