@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -389,6 +390,50 @@ def test_a_start_interrupted_in_a_client_that_lives_on_leaves_no_job(slurm_setup
     print(f"the job of an interrupted start was gone {said['after']:.1f} s after the Ctrl-C")
 
 
+STARTED_WHILE_THE_QUEUE_IS_SLOW = """
+    import json, os, sys
+    import jupyter_client
+
+    os.environ["PATH"] = sys.argv[1] + os.pathsep + os.environ["PATH"]  # a slow squeue first
+    km = jupyter_client.KernelManager(kernel_name="geo-slowq")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        reply = kc.execute_interactive("x = 1 + 1", timeout=30)
+        print(json.dumps({"status": reply["content"]["status"]}))
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+"""
+
+
+def test_a_kernel_started_while_squeue_was_slow_is_not_cancelled(slurm_setup, user_kernels):
+    """Walk P: the provisioner noticed the start only when a squeue it waited for returned,
+    and the guard (which cancels a job not started launch_timeout + 10 s after its
+    submission) killed the running kernel meanwhile; start_kernel still said it started.
+    A squeue is waited for 5 s at most now, and a start seen meanwhile ends the wait."""
+    cluster = slurm_setup[0]
+    shims = cluster.work / "slow-squeue"
+    shims.mkdir(mode=0o755, exist_ok=True)
+    (shims / "squeue").write_text(f'#!/bin/sh\nsleep 45\nexec {shutil.which("squeue")} "$@"\n')
+    (shims / "squeue").chmod(0o755)
+    jupyter_path = make_slurm_spec(
+        slurm_setup, user_kernels, "geo-slowq", "--provisioner-config", "launch_timeout=30"
+    )
+    # The node's two CPUs taken for 8 s: the kernel's job waits, and starts while the
+    # provisioner waits for a squeue (45 s), past the guard's 40 s.
+    subprocess.run(
+        ["sbatch", "--cpus-per-task=2", f"--partition={cluster.partition}", "--wrap", "sleep 8"],
+        env=cluster.client_env(), check=True, capture_output=True,
+    )  # fmt: skip
+    (said,) = run_client(slurm_setup, jupyter_path, STARTED_WHILE_THE_QUEUE_IS_SLOW,
+                         args=(str(shims),))  # fmt: skip
+    assert said == {"status": "ok"}
+    wait_until_no_kernel_jobs(cluster, 15)
+
+
 def test_slurm_options_become_the_provisioners_config(user_kernels, capsys):
     write_spec(user_kernels, "geo")
     argv = [
@@ -494,6 +539,10 @@ def test_the_submit_command_carries_the_options_and_not_the_callers_job():
     assert slurm.submit_env(in_a_job, own=["PMIX_MCA_gds", "SLURM_CPU_BIND"]) == {
         "PMIX_MCA_gds": "hash", "SLURM_CPU_BIND": "none"
     }  # fmt: skip
+    # Walk P: the env forms of options kernelmagic refuses broke every start (the kernel
+    # without its env; the connection line prefixed "0: " and never read).
+    mechanics = {"SLURM_EXPORT_ENV": "NONE", "SLURM_LABELIO": "1", "SLURM_STDOUTMODE": "x"}
+    assert slurm.submit_env({**mechanics, "PATH": "/bin"}) == {"PATH": "/bin"}
 
 
 def remote_slurm_scheduler():
@@ -602,6 +651,18 @@ def test_the_doctor_sees_a_queue_no_job_of_the_spec_leaves(
                 for d in report}  # fmt: skip
 
     assert kinds() == {"geo-default": [], "geo-list": [], "geo-long": []}
+    # Walk P: srun takes the user's SLURM_PARTITION where the spec names none.
+    monkeypatch.setenv("SLURM_PARTITION", cluster.closed_partition)
+    assert kinds()["geo-default"] == ["partition-down"]
+    monkeypatch.delenv("SLURM_PARTITION")
+    try:  # a hidden partition: sinfo leaves it out, srun takes it
+        _scontrol(f"partitionname={cluster.closed_partition}", "hidden=yes")
+        assert main(["remote", "geo", "geo-hid", "--engine", "slurm", "--partition",
+                     cluster.closed_partition]) == 0  # fmt: skip
+        (hid,) = doctor.diagnose(["geo-hid"]).diagnoses
+        assert "unknown-partition" not in {p.kind for p in hid.problems}
+    finally:
+        _scontrol(f"partitionname={cluster.closed_partition}", "hidden=no")
     try:
         _scontrol(f"partitionname={cluster.partition}", "maxtime=00:30:00")
         assert kinds()["geo-long"] == ["bad-time-limit"]

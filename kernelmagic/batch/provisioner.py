@@ -56,6 +56,13 @@ CALLER_JOB_PREFIXES = ("SLURM_", "SLURMD_", "SBATCH_", "SALLOC_", "SRUN_", "PMI_
 KEPT_CALLER_VARIABLES = ("SLURM_CONF",)  # which cluster to talk to
 # What a job, a step or an MPI launch sets in the processes it runs: the client is in one.
 CALLER_JOB_MARKERS = ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_STEP_ID", "PMI_RANK", "PMIX_RANK")
+# srun's settings of what the provisioner relies on (the env the kernel gets, the stdio that
+# carries the connection), as a user or a spec may set them for every srun: never passed.
+SUBMIT_OWN_VARIABLES = frozenset(
+    {"SLURM_EXPORT_ENV", "SLURM_LABELIO", "SLURM_STDINMODE", "SLURM_STDOUTMODE",
+     "SLURM_STDERRMODE"}
+)  # fmt: skip
+QUEUE_ANSWER_SECONDS = 5.0  # a squeue that takes longer is not waited for (a busy controller)
 QUEUE_POLL_SECONDS = 2.0
 # The guard cancels a job not started this long after launch_timeout: the client's own
 # timeout comes first, the guard's is for a client whose wait was interrupted.
@@ -89,7 +96,8 @@ class BatchScheduler:
         self, job_name: str, env: dict[str, str], allocation: str = ""
     ) -> QueueState | None:
         """The job's id, state and reason while the scheduler lists it (for a step, those of
-        the ``allocation`` it runs in)."""
+        the ``allocation`` it runs in); None when it is not listed. ``OSError`` (or
+        ``subprocess.TimeoutExpired``) when the scheduler does not answer."""
         raise NotImplementedError
 
     def signal_argv(self, job: str, step: str, signum: int) -> list[str]:
@@ -104,8 +112,9 @@ class BatchScheduler:
         kernel's job a step of it, sized as it: they are dropped, but the cluster's address
         and the names in ``own`` (the spec's env, set on purpose). Outside one, what the
         user set for every srun (SLURM_ACCOUNT, SLURM_QOS) applies to this one too."""
+        env = {k: v for k, v in env.items() if k not in SUBMIT_OWN_VARIABLES}
         if not any(env.get(name) for name in CALLER_JOB_MARKERS):
-            return dict(env)
+            return env
         kept = {*KEPT_CALLER_VARIABLES, *own}
         return {
             key: value
@@ -143,7 +152,10 @@ class Slurm(BatchScheduler):
             capture_output=True,
             text=True,
             check=False,
+            timeout=QUEUE_ANSWER_SECONDS,
         )
+        if done.returncode != 0:  # "slurm_load_jobs error: Socket timed out ..."
+            raise OSError(done.stderr.strip() or f"squeue: exit status {done.returncode}")
         for line in done.stdout.splitlines():
             job, state, reason = [*line.split("|"), "", ""][:3]
             return QueueState(job.strip(), state.strip(), reason.strip())
@@ -309,21 +321,25 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
                 )
             if now >= next_look:
                 next_look = now + QUEUE_POLL_SECONDS
-                state = await loop.run_in_executor(
-                    None, self.scheduler.queue_state, self.job_name, self._env, self.allocation
-                )
+                _, state = await loop.run_in_executor(None, self._asked_queue)
+                if arrived.is_set():  # started while the queue was asked: not late
+                    break
+                now = time.monotonic()
                 if state and state != last and state.state != "RUNNING":
                     self.log.info(
                         "%s: kernel %s waits: %s", self.scheduler.name, self.kernel_id, state
                     )
                 last = state or last
                 if now - started > self.launch_timeout:
-                    cancelled = await self._cancel_queued()
+                    ended = await self._cancel_queued()
                     await self._forget()
                     where = str(state or last or f"job '{self.job_name}' is not listed")
+                    # srun ends when its cancel request times out too: the queue says (for a
+                    # step, srun's end is the step's: the allocation stays listed).
+                    answered, left = await loop.run_in_executor(None, self._asked_queue)
                     outcome = (
                         "it was cancelled"
-                        if cancelled
+                        if ended and (self.allocation or (answered and left is None))
                         else f"its cancelling was not confirmed (squeue --name={self.job_name})"
                     )
                     raise TimeoutError(
@@ -331,6 +347,13 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
                         f"within {self.launch_timeout:g} s: {where}; {outcome}"
                     )
             await asyncio.sleep(0.01)
+
+    def _asked_queue(self) -> tuple[bool, QueueState | None]:
+        """Whether the scheduler answered, and ``queue_state`` of this start's job."""
+        try:
+            return True, self.scheduler.queue_state(self.job_name, self._env, self.allocation)
+        except (OSError, subprocess.TimeoutExpired):
+            return False, None
 
     def _read_stdout(self, arrived: threading.Event) -> None:
         assert self.process is not None and self.process.stdout is not None

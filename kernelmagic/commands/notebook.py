@@ -74,7 +74,7 @@ class Request:
 
 
 def run(request: Request) -> NotebookReports:
-    remote_batch.partitions.cache_clear()  # the cluster as it is now, asked once this run
+    remote_batch.ask_the_cluster_again()  # the cluster as it is now, asked once this run
     specs = discovery.list_specs()
     reports = notebooks.NotebookReports()
     found = list(notebook_files.notebooks_in(request.paths))

@@ -347,7 +347,7 @@ def diagnose(
     ``policy`` says which values are secrets, never to be shown in a problem."""
     environ = dict(os.environ if environ is None else environ)
     names = list(names)
-    remote_batch.partitions.cache_clear()  # the cluster as it is now, asked once this run
+    remote_batch.ask_the_cluster_again()  # the cluster as it is now, asked once this run
     if names:  # judged as a start takes them: said where the listing shows another entry
         infos = discovery.get_specs(names)
         shown = discovery.list_specs(keep=frozenset(i.name for i in infos).__contains__)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernelmagic.domain import checks
-from kernelmagic.domain.policy import EnvPolicy, recorded_policy
+from kernelmagic.domain.policy import EnvPolicy, batch_job, recorded_policy
 from kernelmagic.domain.provenance import Provenance, Source
 from kernelmagic.domain.shells import failure_in_one_line
 from kernelmagic.errors import InvalidInput
@@ -244,11 +244,14 @@ def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[st
             )
         ]
     found = []
-    limit = config.get("time")
+    # What srun takes where the spec names none: the user's SLURM_PARTITION and
+    # SLURM_TIMELIMIT, passed to it outside a job (inside one, none are).
+    defaults = {} if batch_job(os.environ) else os.environ
+    limit = config.get("time") or defaults.get("SLURM_TIMELIMIT")
     if isinstance(limit, str) and slurm_time_problem(limit):
         found.append(("bad-time-limit", str(slurm_time_problem(limit)), limit))
     listed = partitions(os.environ.get("SLURM_CONF"), os.environ.get("PATH"))
-    partition = config.get("partition")
+    partition = config.get("partition") or defaults.get("SLURM_PARTITION")
     partition = partition if isinstance(partition, str) and partition else None
     if isinstance(listed, str):  # not a pass: the scheduler did not answer
         checked = (
@@ -309,6 +312,9 @@ def _partition_problems(
     else:
         names, what = [n for n in asked.split(",") if n], f"partition '{asked}'"
     unknown = [name for name in names if name not in listed]
+    hidden = _listed_by_sinfo_all() if unknown else set()
+    if any(name in hidden for name in unknown):
+        return []  # hidden, or not open to your groups: only srun can tell which
     if unknown:
         return [(
             "unknown-partition",
@@ -337,8 +343,9 @@ def _partition_problems(
     if seconds is not None and all(m is not None and seconds > m for m in limits):
         return [(
             "bad-time-limit",
-            f"{engine}: --time {limit} is over {what}'s limit (sinfo): a job asking for it "
-            "waits in the queue for good (PartitionTimeLimit)",
+            f"{engine}: --time {limit} is over {what}'s limit (sinfo): srun refuses a job "
+            "asking for it, or it waits in the queue for good (PartitionTimeLimit), as the "
+            "cluster enforces partition limits",
             limit,
         )]  # fmt: skip
     return []
@@ -359,6 +366,26 @@ def _seconds(limit: str) -> int | None:
         parts = [0, *parts]
     hours, minutes, secs = parts
     return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + secs
+
+
+def ask_the_cluster_again() -> None:
+    """Forget what sinfo said: each doctor or notebook run asks once, the cluster as it is."""
+    partitions.cache_clear()
+    _listed_by_sinfo_all.cache_clear()
+
+
+@functools.lru_cache(maxsize=1)
+def _listed_by_sinfo_all() -> set[str]:
+    """The partitions ``sinfo --all`` lists: with the hidden ones, and those not open to
+    the user's groups (asked only for a name sinfo did not list)."""
+    try:
+        listed = subprocess.run(
+            ["sinfo", "--all", "--noheader", "--format=%P"],
+            capture_output=True, text=True, timeout=20, check=False,
+        )  # fmt: skip
+    except (subprocess.TimeoutExpired, OSError):
+        return set()
+    return {line.strip().rstrip("*") for line in listed.stdout.splitlines() if line.strip()}
 
 
 @dataclass(frozen=True)
