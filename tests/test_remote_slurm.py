@@ -317,6 +317,7 @@ START_BESIDE_A_NAMESAKE = """
     closed = sys.argv[1]
     decoy = subprocess.run(
         ["sbatch", "--parsable", "--job-name=kernel-fixed-id", f"--partition={closed}",
+         "--output=/dev/null",
          "--wrap", "sleep 1"], capture_output=True, text=True, check=True,
     ).stdout.strip().split(";")[0]
     km = jupyter_client.KernelManager(kernel_name="geo-closed", kernel_id="fixed-id")
@@ -425,7 +426,8 @@ def test_a_kernel_started_while_squeue_was_slow_is_not_cancelled(slurm_setup, us
     # The node's two CPUs taken for 8 s: the kernel's job waits, and starts while the
     # provisioner waits for a squeue (45 s), past the guard's 40 s.
     subprocess.run(
-        ["sbatch", "--cpus-per-task=2", f"--partition={cluster.partition}", "--wrap", "sleep 8"],
+        ["sbatch", "--cpus-per-task=2", f"--partition={cluster.partition}", "--output=/dev/null",
+         "--wrap", "sleep 8"],
         env=cluster.client_env(), check=True, capture_output=True,
     )  # fmt: skip
     (said,) = run_client(slurm_setup, jupyter_path, STARTED_WHILE_THE_QUEUE_IS_SLOW,
@@ -683,7 +685,8 @@ def test_the_doctor_sees_a_queue_no_job_of_the_spec_leaves(
         assert time.monotonic() < deadline, kinds()
         time.sleep(0.5)
     pending = subprocess.run(
-        ["sbatch", "--parsable", f"--partition={cluster.closed_partition}", "--wrap", "sleep 1"],
+        ["sbatch", "--parsable", f"--partition={cluster.closed_partition}", "--output=/dev/null",
+         "--wrap", "sleep 1"],
         capture_output=True, text=True, check=True,
     ).stdout.strip().split(";")[0]  # fmt: skip
     try:

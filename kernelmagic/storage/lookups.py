@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -97,13 +97,20 @@ def overlapped_opens(
     with _Pool(min(THREADS, len(rest))) as pool:
         for first in range(0, len(rest), size):
             batch = rest[first : first + size]
-            opened_batch = pool.map(guarded, batch)
+            opened_batch: list[Any] = pool.map(guarded, batch)
             used = 0
             try:
-                for item, got in zip(batch, opened_batch, strict=True):
+                for i, (item, got) in enumerate(zip(batch, opened_batch, strict=True)):
                     used += 1
-                    if _out_of_descriptors(got):  # the batch held them: those before it
-                        got = guarded(item)  # are used (closed) by now, so asked again
+                    if _out_of_descriptors(got) or got is _AGAIN:
+                        # The batch's other opens took the descriptors: those before this
+                        # one are used (closed) by now, those after it are let go and made
+                        # again in turn, one at a time.
+                        for j in range(i + 1, len(batch)):
+                            if isinstance(opened_batch[j], int):
+                                os.close(opened_batch[j])
+                                opened_batch[j] = _AGAIN
+                        got = guarded(item)
                     if isinstance(got, _Raised):
                         raise got.exc
                     results.append(use(item, got))
@@ -112,6 +119,9 @@ def overlapped_opens(
                     if isinstance(left, int):
                         os.close(left)
     return results
+
+
+_AGAIN = object()  # a descriptor of the batch let go, to be opened again in turn
 
 
 def _out_of_descriptors(got: object) -> bool:
