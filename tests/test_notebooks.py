@@ -332,7 +332,9 @@ def test_fix_with_a_spec_of_another_language_is_refused_without_force(
     _, out = _report(capsys, str(tmp_path), "--fix", "plain", "--rewrite")
     assert notebook.read_bytes() == before and "not fixed: " in out
     assert json.loads(other.read_text())["metadata"]["kernelspec"]["name"] == "plain"
-    assert main(["notebook", str(notebook), "--fix", "rlang"]) == 0  # its own language
+    capsys.readouterr()
+    main(["notebook", str(notebook), "--fix", "rlang"])  # its own language: not refused for it
+    assert "is written in" not in capsys.readouterr().err  # (without R: "cannot start")
 
 
 def test_a_name_in_another_case_is_answered_per_client(local_specs, tmp_path, capsys):
