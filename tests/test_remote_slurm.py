@@ -7,6 +7,7 @@ what it printed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -633,6 +634,16 @@ def _scontrol(*words: str) -> None:
     subprocess.run(["scontrol", "update", *words], check=True, capture_output=True)
 
 
+@contextlib.contextmanager
+def _changed(what: str, change: list[str], back: list[str]):
+    """The cluster with ``what`` (a partition or node) updated by ``change``, put back after."""
+    _scontrol(what, *change)
+    try:
+        yield
+    finally:
+        _scontrol(what, *back)
+
+
 def test_the_doctor_sees_a_queue_no_job_of_the_spec_leaves(
     slurm_client_env, user_kernels, monkeypatch
 ):
@@ -657,29 +668,19 @@ def test_the_doctor_sees_a_queue_no_job_of_the_spec_leaves(
     monkeypatch.setenv("SLURM_PARTITION", cluster.closed_partition)
     assert kinds()["geo-default"] == ["partition-down"]
     monkeypatch.delenv("SLURM_PARTITION")
-    try:  # a hidden partition: sinfo leaves it out, srun takes it
-        _scontrol(f"partitionname={cluster.closed_partition}", "hidden=yes")
+    # A hidden partition: sinfo leaves it out, srun takes it.
+    with _changed(f"partitionname={cluster.closed_partition}", ["hidden=yes"], ["hidden=no"]):
         assert main(["remote", "geo", "geo-hid", "--engine", "slurm", "--partition",
                      cluster.closed_partition]) == 0  # fmt: skip
         (hid,) = doctor.diagnose(["geo-hid"]).diagnoses
         assert "unknown-partition" not in {p.kind for p in hid.problems}
-    finally:
-        _scontrol(f"partitionname={cluster.closed_partition}", "hidden=no")
-    try:
-        _scontrol(f"partitionname={cluster.partition}", "maxtime=00:30:00")
+    debug = f"partitionname={cluster.partition}"
+    with _changed(debug, ["maxtime=00:30:00"], ["maxtime=INFINITE"]):
         assert kinds()["geo-long"] == ["bad-time-limit"]
-    finally:
-        _scontrol(f"partitionname={cluster.partition}", "maxtime=INFINITE")
-    try:
-        _scontrol(f"nodename={cluster.node}", "state=drain", "reason=walk-L")
+    with _changed(f"nodename={cluster.node}", ["state=drain", "reason=walk-L"], ["state=resume"]):
         assert kinds() == {name: ["partition-down"] for name in names}
-    finally:
-        _scontrol(f"nodename={cluster.node}", "state=resume")
-    try:
-        _scontrol(f"partitionname={cluster.partition}", "state=down")
+    with _changed(debug, ["state=down"], ["state=up"]):
         assert kinds()["geo-default"] == ["partition-down"]
-    finally:
-        _scontrol(f"partitionname={cluster.partition}", "state=up")
     deadline = time.monotonic() + 20  # the node back from drain at the controller's pace
     while kinds() != {"geo-default": [], "geo-list": [], "geo-long": []}:
         assert time.monotonic() < deadline, kinds()
