@@ -119,6 +119,10 @@ def give_ipykernel(prefix: Path) -> None:
 def run_as_nobody(argv: list[str]) -> tuple[int, str]:
     """Run main(argv) in a forked child that dropped root, as a user would run it."""
 
+    # argparse's messages load gettext's locale module, which the child may not be able to
+    # read where this interpreter lives under /root (a pyenv): loaded here, as a user's is.
+    import locale  # noqa: F401
+
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child

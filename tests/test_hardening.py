@@ -311,6 +311,10 @@ def test_secrets_by_value_are_dropped_reported_and_masked(ip, user_kernels, caps
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
 def test_unwritable_location_says_what_to_try():
+    """Also in a process that imported ipykernel (as a full run's has), whose files the user
+    who runs the install cannot read: CI's venv lies in a mode-700 dir (it once said "cannot
+    run .../venv/bin/python3: Permission denied", asking that ipykernel's installer)."""
+    import ipykernel.kernelspec  # noqa: F401
 
     # Outside pytest's tmp_path, whose ancestors other users cannot enter.
     base = Path(tempfile.mkdtemp(prefix="kernelmagic-shared-"))

@@ -10,6 +10,7 @@ of its ipykernel, and asked again whenever one of those changes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import io
 import json
@@ -91,8 +92,10 @@ def _runs_another_ipykernel() -> bool:
     try:
         with open(os.path.join(package, "_version.py"), encoding="utf-8") as file:
             text = file.read(64 * 1024)
-    except OSError:
-        return True
+    except OSError as exc:
+        # Gone: changed under this process. Unreadable to this user (a process that dropped
+        # root after importing it): no other answer to be had, its installer is as unreadable.
+        return exc.errno in (errno.ENOENT, errno.ENOTDIR)
     version = getattr(loaded, "__version__", None)
     said = rf"""__version__\s*=\s*["']{re.escape(str(version))}["']"""
     return not isinstance(version, str) or re.search(said, text) is None
