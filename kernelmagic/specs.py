@@ -21,6 +21,7 @@ from kernelmagic.commands.patch import patch as patch
 from kernelmagic.commands.refresh import RefreshRequest
 from kernelmagic.commands.refresh import refresh as refresh
 from kernelmagic.commands.remove import RemoveRequest
+from kernelmagic.commands.remove import remove as remove
 from kernelmagic.domain.envcapture import CaptureOptions, CaptureResult
 from kernelmagic.domain.policy import EnvPolicy
 from kernelmagic.domain.provenance import Source
@@ -94,6 +95,7 @@ __all__ = [
     "read_spec_file",
     "redo_last_undo",
     "refresh",
+    "remove",
     "remove_specs",
     "rewrite_spec",
     "spec_locations",

@@ -435,6 +435,21 @@ def test_clone_of_the_native_spec(user_kernels, monkeypatch):
     assert (Path(change.resource_dir) / "logo-64x64.png").exists()
 
 
+def test_a_remove_request_runs_from_the_library_as_the_command_does(user_kernels, tmp_path):
+    """``specs`` exported ``RemoveRequest`` with no function to run it."""
+    write_spec(user_kernels, "kept")
+    write_spec(user_kernels, "named")
+    gone = {"argv": [str(tmp_path / "gone-python"), "-f", "{connection_file}"],
+            "display_name": "Gone", "language": "python"}  # fmt: skip
+    write_spec(user_kernels, "dead", gone)
+    request = specs.RemoveRequest(["named"], missing=True, dry_run=True)
+    assert sorted(specs.remove(request)) == [str(user_kernels / n) for n in ("dead", "named")]
+    assert {"kept", "named", "dead"} <= set(specs.find_kernel_specs())
+    specs.remove(specs.RemoveRequest(["named"], missing=True))
+    assert {"named", "dead"}.isdisjoint(specs.find_kernel_specs())
+    assert "kept" in specs.find_kernel_specs()
+
+
 def test_remove_checks_all_names_first(user_kernels):
     write_spec(user_kernels, "one")
     with pytest.raises(specs.NoSuchKernelSpec):
