@@ -121,10 +121,13 @@ def _ask_install() -> dict[str, Any]:
 
     get_kernel_dict = _spec_function()
 
-    # ipykernel's installer turns frozen modules off for the debugger; match it where the
-    # installed ipykernel knows the option (ipykernel >= 6.20).
-    if platform.python_implementation() == "CPython" and (
-        "python_arguments" in inspect.signature(get_kernel_dict).parameters
+    # ipykernel's installer turns frozen modules off for the debugger on CPython >= 3.11 (no
+    # frozen modules before); match it where the installed ipykernel knows the option
+    # (ipykernel >= 6.20).
+    if (
+        sys.version_info >= (3, 11)
+        and platform.python_implementation() == "CPython"
+        and "python_arguments" in inspect.signature(get_kernel_dict).parameters
     ):
         return get_kernel_dict(python_arguments=["-Xfrozen_modules=off"])
     return get_kernel_dict()
