@@ -1,3 +1,3 @@
 """kernelmagic's version (read by the build, and shown by ``kernelmagic --version``)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

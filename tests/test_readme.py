@@ -48,6 +48,16 @@ def test_the_readme_leads():
     assert (ROOT / "CHANGELOG.md").exists()
 
 
+def test_the_version_is_the_changelogs_newest():
+    """The 0.3 candidate called itself 0.2.0: `pip install -U` from 0.2 kept 0.2, and every
+    spec and document it wrote said 0.2.0."""
+    newest = re.search(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    shown = subprocess.run(
+        [sys.executable, "-m", "kernelmagic", "--version"], capture_output=True, text=True
+    )
+    assert newest and shown.stdout == f"kernelmagic {newest.group(1)}\n"
+
+
 def test_the_opening_walkthrough_runs(ip, user_kernels):
     opening = README_BLOCKS[0]
     assert "%load_ext kernelmagic" in opening
