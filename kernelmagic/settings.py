@@ -116,7 +116,12 @@ def load() -> Settings:
     if not found:
         return Settings()
     # traitlets' loaders only when a file exists: they are what Jupyter applications use.
-    from traitlets.config.loader import Config, JSONFileConfigLoader, PyFileConfigLoader
+    from traitlets.config.loader import (
+        Config,
+        JSONFileConfigLoader,
+        LazyConfigValue,
+        PyFileConfigLoader,
+    )
 
     merged = Config()
     for path in found:
@@ -127,4 +132,8 @@ def load() -> Settings:
         except Exception as exc:  # a broken file must say so, not be skipped in silence
             raise InvalidInput(f"cannot read {path}: {exc}") from None
     # A plain dict lookup: indexing a traitlets Config creates the section it looks up.
-    return Settings.from_section(dict(dict(merged).get(SECTION) or {}), ", ".join(found))
+    section = dict(dict(merged).get(SECTION) or {})
+    for key, value in section.items():
+        if isinstance(value, LazyConfigValue):  # c.KernelMagics.extra_secrets.append(...)
+            section[key] = value.get_value([])
+    return Settings.from_section(section, ", ".join(found))

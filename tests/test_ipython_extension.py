@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from helpers import kernel_output, write_spec
 
 from kernelmagic.commands import install
@@ -161,6 +162,40 @@ def test_unload_before_any_use_leaves_nothing_and_loads_nothing():
         assert not seen["loaded"]
 
 
+@pytest.mark.parametrize(
+    "config, option",
+    [
+        ("c.KernelMagics.extra_secrets = '*_PIN'", None),
+        ("c.KernelMagics.extra_secrets.append('*_PIN')", None),
+        ("", "--KernelMagics.extra_secrets=*_PIN"),
+    ],
+    ids=["a-string", "append", "command-line"],
+)
+def test_ipython_config_that_traitlets_takes_is_taken(user_kernels, tmp_path, config, option):
+    """Walk R: what traitlets casts to a list (a string, `.append(...)`, IPython's own
+    `--KernelMagics.x=...`) made every magic refuse in 0.3 ("expected a list"), and the
+    secret pattern was dropped; 0.1 and 0.2 took them."""
+    write_spec(
+        user_kernels,
+        "site",
+        {"argv": ["python", "-f", "{connection_file}"], "env": {"SITE_PIN": "4711"}},
+    )
+    profile = Path(os.environ["IPYTHONDIR"]) / "profile_taken"
+    profile.mkdir(parents=True)
+    (profile / "ipython_config.py").write_text(config + "\n")
+    script = tmp_path / "t.ipy"
+    script.write_text(
+        "%load_ext kernelmagic\nprint(str(get_ipython().run_line_magic('kernel_env', '-k site')))\n"
+    )
+    ipython = [str(Path(sys.executable).with_name("ipython")), "--no-banner", "--profile=taken"]
+    done = subprocess.run(
+        [*ipython, *([option] if option else []), str(script)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    said = done.stdout + done.stderr
+    assert "SITE_PIN" in said and "4711" not in said and "Error" not in said, said
+
+
 def test_a_wrong_value_in_ipythons_config_is_one_line_and_the_magics_still_load(
     user_kernels, tmp_path
 ):
@@ -171,7 +206,7 @@ def test_a_wrong_value_in_ipythons_config_is_one_line_and_the_magics_still_load(
     profile.mkdir(parents=True)
     (profile / "ipython_config.py").write_text(
         "c.KernelMagics.default_location = 'bogus'\nc.KernelMagics.extra_secrets = ['CORP_*']\n"
-        "c.KernelMagics.extra_noise = 'NOT_A_LIST'\n"
+        "c.KernelMagics.extra_noise = 5\n"
     )
     script = tmp_path / "t.ipy"
     script.write_text(
@@ -193,5 +228,5 @@ def test_a_wrong_value_in_ipythons_config_is_one_line_and_the_magics_still_load(
         "IPython.core.error UsageError IPython config: c.KernelMagics.default_location = "
         "'bogus': expected any of ['user', 'sys-prefix']"
     ) in said, said
-    assert "c.KernelMagics.extra_noise = 'NOT_A_LIST': expected a list" in said  # both said
+    assert "c.KernelMagics.extra_noise = 5: expected a list" in said  # both said
     assert "1 specs" in said  # set right, the magics work

@@ -27,12 +27,16 @@ def _pin_spec(user_kernels):
     )
 
 
-@pytest.mark.parametrize("kind", ["py", "json"])
+@pytest.mark.parametrize("kind", ["py", "py-append", "json"])
 def test_both_front_ends_mask_what_the_config_file_calls_secret(
     kind, config_dir, user_kernels, ip, capsys
 ):
+    """``.append`` (traitlets' way to add to a list) was "must be a list of strings"."""
     if kind == "py":
         text = "c.KernelMagics.extra_secrets = ['*_PIN']\n"
+    elif kind == "py-append":
+        text = "c.KernelMagics.extra_secrets.append('*_PIN')\n"
+        kind = "py"
     else:
         text = json.dumps({"KernelMagics": {"extra_secrets": ["*_PIN"]}})
     (config_dir / f"jupyter_kernelmagic_config.{kind}").write_text(text)

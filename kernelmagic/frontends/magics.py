@@ -33,7 +33,8 @@ from IPython.core.magic import (
     magics_class,
 )
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Enum, HasTraits, List, TraitError, Unicode, default
+from traitlets import Enum, List, TraitError, Unicode, default
+from traitlets.config import Config, Configurable
 
 from kernelmagic import settings as configuration
 from kernelmagic.commands import COMMANDS, Command
@@ -148,15 +149,19 @@ def _without_wrong_values(section: str, config: Any) -> tuple[Any, str | None]:
     settings = dict(config or {}).get(section)  # plain lookups: indexing creates sections
     if not settings:
         return None, None
-    traits = {setting.name: _trait(setting) for setting in dataclasses.fields(Settings)}
+    fields = {setting.name: setting for setting in dataclasses.fields(Settings)}
     wrong = []
     for name, value in dict(settings).items():
-        if name not in traits:
+        if name not in fields:
             continue  # traitlets warns of a name it does not know, itself
+        # Loaded as traitlets loads it: it casts what the trait alone would refuse (a str
+        # for a list, `ipython --KernelMagics.x=...`, `c.KernelMagics.x.append(...)`).
+        trait = _trait(fields[name])
+        holder = type(section, (Configurable,), {name: trait})
         try:
-            traits[name].validate(HasTraits(), value)  # any owner: the value is checked
+            holder(config=Config({section: {name: value}}))
         except TraitError:
-            wrong.append(f"c.{section}.{name} = {value!r}: expected {traits[name].info()}")
+            wrong.append(f"c.{section}.{name} = {value!r}: expected {trait.info()}")
             settings = {k: v for k, v in dict(settings).items() if k != name}
     if not wrong:
         return None, None
