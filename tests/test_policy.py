@@ -304,3 +304,65 @@ def test_a_credential_in_a_urls_query_is_neither_captured_nor_recorded(
     for text in (capsys.readouterr().out, document.read_text(),
                  (user_kernels / "qs" / "kernel.json").read_text()):  # fmt: skip
         assert "abc123tok" not in text and "s3cretpw" not in text, text
+
+
+def _as_an_older_kernelmagic_left_it(user_kernels, name: str, group: bool = False):
+    """A spec holding credentials that kernelmagic 0.2 did not take for secrets (an argv's
+    `--password VALUE`, a JSON value's "password"), written readable by all, with a backup
+    of an earlier version holding one too: what 0.3 finds after an upgrade."""
+    spec = {
+        "argv": ["/usr/bin/env", "--password", "hunter2pw", sys.executable, "-m",
+                 "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Old", "language": "python",
+        "env": {"DB": '{"password": "s3cr3tJ"}', "PLAIN": "1"},
+    }  # fmt: skip
+    spec_dir = write_spec(user_kernels, name, spec)
+    if group:
+        spec_dir.chmod(0o2775)
+    earlier = dict(spec, env={"DB": '{"password": "s3cr3tJ"}'})
+    (spec_dir / ".kernel.json.backup-1").write_text(json.dumps(earlier))
+    for path in spec_dir.iterdir():
+        path.chmod(0o644)
+    return spec_dir
+
+
+def test_secrets_an_older_kernelmagic_left_readable_are_named_and_hidden(user_kernels, capsys):
+    """Walk R: 0.3 masks these values and makes a spec holding them owner-only, but the
+    doctor said ok to the 0644 file 0.2 wrote; after a 0.3 write the secrets stayed in clear
+    in 0644 backups, and --undo brought back a 0644 kernel.json holding them."""
+    spec_dir = _as_an_older_kernelmagic_left_it(user_kernels, "pw")
+    assert main(["doctor", "pw"]) == 1
+    out = capsys.readouterr().out
+    assert "secret-readable" in out and "env DB" in out and "argv" in out, out
+    assert "PLAIN" not in out and "hunter2pw" not in out and "s3cr3tJ" not in out
+    assert f"chmod go-rw {spec_dir / 'kernel.json'} {spec_dir / '.kernel.json.backup-1'}" in out
+
+    assert main(["env", "-k", "pw", "X=1"]) == 0
+    modes = {p.name: p.stat().st_mode & 0o777 for p in spec_dir.iterdir()}
+    assert set(modes) == {"kernel.json", ".kernel.json.backup-1", ".kernel.json.backup-2"}
+    assert set(modes.values()) == {0o600}, modes
+    assert main(["patch", "pw", "--undo"]) == 0
+    assert (spec_dir / "kernel.json").stat().st_mode & 0o777 == 0o600
+    assert "X" not in json.loads((spec_dir / "kernel.json").read_text())["env"]
+    capsys.readouterr()
+    assert main(["doctor", "pw"]) == 0, capsys.readouterr().out
+
+
+def test_undo_hides_what_an_older_kernelmagic_left_readable(user_kernels):
+    spec_dir = _as_an_older_kernelmagic_left_it(user_kernels, "pw")
+    assert main(["patch", "pw", "--undo"]) == 0  # the first write 0.3 makes to it
+    assert (spec_dir / "kernel.json").stat().st_mode & 0o777 == 0o600
+    (undone,) = spec_dir.glob(".kernel.json.undone-*")
+    assert undone.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_groups_spec_shares_its_secrets_with_the_group_not_everyone(user_kernels, capsys):
+    spec_dir = _as_an_older_kernelmagic_left_it(user_kernels, "team", group=True)
+    for path in spec_dir.iterdir():
+        path.chmod(0o640)
+    assert main(["doctor", "team"]) == 0, capsys.readouterr().out
+    (spec_dir / "kernel.json").chmod(0o644)
+    assert main(["doctor", "team"]) == 1
+    assert "secret-readable" in capsys.readouterr().out
+    assert main(["env", "-k", "team", "X=1"]) == 0  # a group's: never made owner-only
+    assert (spec_dir / "kernel.json").stat().st_mode & 0o777 == 0o644

@@ -7,7 +7,9 @@ shadowed names, env paths that do not exist and templates naming unset variables
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +24,7 @@ from kernelmagic.domain.provenance import scan_root_of
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
 from kernelmagic.operations import remote, remote_batch
-from kernelmagic.storage import discovery, history, ipykernel_specs, lookups
+from kernelmagic.storage import atomic, discovery, history, ipykernel_specs, lookups
 
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
 
@@ -225,6 +227,52 @@ def _unshared(
     ]
 
 
+def _exposed_secret(
+    info: discovery.SpecInfo,
+    policy: EnvPolicy,
+    stat_path: Callable[[str], os.stat_result] = os.stat,
+) -> list[Problem]:
+    """A spec holding a secret whose kernel.json, or a backup of it, other users can read:
+    written by hand or by another tool, or by a kernelmagic older than the rule that calls
+    that value secret. A group's spec (setgid dir) shares its secrets with the group on
+    purpose (install --include), never with everyone."""
+    if info.native or not info.spec or not policy.holds_secrets(info.spec):
+        return []
+    try:
+        shared = stat_path(info.resource_dir).st_mode & stat.S_ISGID
+        mode = stat_path(info.kernel_json).st_mode
+    except OSError:
+        return []
+    readers = 0o004 if shared else 0o044
+    exposed = [info.kernel_json] if mode & readers else []
+    with contextlib.suppress(OSError):
+        exposed += sorted(
+            entry.path
+            for entry in os.scandir(info.resource_dir)
+            if entry.name.startswith((atomic.BACKUP_PREFIX, atomic.UNDONE_PREFIX))
+            and entry.is_file(follow_symlinks=False)
+            and entry.stat(follow_symlinks=False).st_mode & readers
+        )
+    if not exposed:
+        return []
+    masked = policy.masked(info.spec)
+    env, shown = info.spec.get("env"), masked.get("env")
+    where = (
+        [f"env {k}" for k in env if shown.get(k) != env[k]]
+        if isinstance(env, dict) and isinstance(shown, dict)
+        else []
+    )
+    where += ["argv"] if masked.get("argv") != info.spec.get("argv") else []
+    return [
+        Problem(
+            "secret-readable",
+            f"it holds a secret ({', '.join(where) or 'in its metadata'}) that other users "
+            f"can read; run: chmod go-rw {' '.join(shlex.quote(p) for p in exposed)}",
+            exposed[0],
+        )
+    ]
+
+
 def _container_problems(info: discovery.SpecInfo) -> list[Problem]:
     """A container spec whose runtime or image is not on this machine."""
     container = containers.of_spec(info.spec) if info.visible else None
@@ -382,6 +430,7 @@ def diagnose(
         )
         verdicts = clients.verdicts(info, problems, listings)
         problems += clients.client_problems(verdicts)
+        problems += _exposed_secret(info, spec_policy, stat_path)
         diagnoses.append(Diagnosis(info.name, info.resource_dir, problems, verdicts))
     return Report(diagnoses)
 

@@ -69,7 +69,8 @@ def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> C
             raise KernelmagicError(
                 f"{resource_dir}/{newest.name} is not a regular file; remove it"
             ) from None
-        mode &= 0o775
+        group_shared = os.stat(spec_dir).st_mode & stat.S_ISGID
+        mode = _mode_for(data, mode & 0o775, group_shared, policy)
         pinned_json = os.path.join(spec_dir, "kernel.json")
         before = None
         try:
@@ -88,7 +89,8 @@ def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> C
             with contextlib.suppress(ValueError):
                 before = parse_spec(raw)
             # Nothing is lost: undo is undoable. The bytes read, not the file read again.
-            atomic.keep_backup(pinned_json, prefix=keep, data=raw, mode=current_mode)
+            kept_mode = _mode_for(raw, current_mode, group_shared, policy)
+            atomic.keep_backup(pinned_json, prefix=keep, data=raw, mode=kept_mode)
         atomic.write_bytes_atomic(pinned_json, data, mode=mode)
         newest.unlink()
     try:
@@ -96,6 +98,19 @@ def _restore(name: str, take: str, keep: str, policy: EnvPolicy, what: str) -> C
     except ValueError:
         after = None
     return Change("restored", key, resource_dir, before, after, True, policy)
+
+
+def _mode_for(data: bytes, mode: int, group_shared: int, policy: EnvPolicy) -> int:
+    """The mode a version of a spec is written with: owner-only where it holds a secret (an
+    older kernelmagic, whose rules did not call that value secret, left it readable), but
+    a group's spec (setgid dir) shares its secrets with the group on purpose."""
+    if group_shared:
+        return mode
+    try:
+        spec = parse_spec(data)
+    except ValueError:
+        return mode
+    return 0o600 if policy.with_recorded(spec).holds_secrets(spec) else mode
 
 
 # Removed specs are kept here, one per name (the newest removal), until removed again: out of

@@ -618,10 +618,15 @@ def rewrite_spec(
         if written:
             atomic.remove_stale_temps(spec_dir)
             mode = file_mode(owner_only(before, after), current_mode)
+            # The version replaced is owner-only too where it holds a secret: one written by
+            # a kernelmagic older than the rule that calls that value secret was not.
+            kept_hidden = owner_only(before, before)
             # The backup is the bytes read (never the file read again: a member may have
             # swapped it since). The oldest backup goes only once the new file is there: a
             # failed write (a full disk) leaves the history as it was.
-            backup = atomic.keep_backup(pinned_json, prune=False, data=raw, mode=current_mode)
+            backup = atomic.keep_backup(
+                pinned_json, prune=False, data=raw, mode=file_mode(kept_hidden, current_mode)
+            )
             try:
                 atomic.write_bytes_atomic(pinned_json, data, mode=mode)
             except BaseException:
@@ -629,7 +634,27 @@ def rewrite_spec(
                     os.unlink(backup)
                 raise
             atomic.prune_backups(spec_dir)
+            if kept_hidden or mode == 0o600:
+                _hide_secret_history(spec_dir, owner_only)
     return Change(action, key, resource_dir, before, after, written, policy)
+
+
+def _hide_secret_history(
+    spec_dir: str, owner_only: Callable[[dict[str, Any], dict[str, Any]], bool]
+) -> None:
+    """Make owner-only each earlier version (backups, versions undone) of a spec holding a
+    secret that holds one itself and others can read: an older kernelmagic wrote it so."""
+    for kept in (*atomic.backups(spec_dir), *atomic.backups(spec_dir, atomic.UNDONE_PREFIX)):
+        try:
+            if not kept.lstat().st_mode & 0o077:
+                continue
+            raw, kept_mode = read_kernel_json(str(kept), own_links=False)
+            old = parse_spec(raw)
+        except (OSError, ValueError):
+            continue  # not ours to read, or not a spec: the doctor names it
+        if isinstance(old, dict) and owner_only(old, old):
+            with contextlib.suppress(OSError):  # another member's file: the doctor names it
+                os.chmod(kept, kept_mode & 0o700)
 
 
 @contextlib.contextmanager
