@@ -867,6 +867,54 @@ def test_applying_a_document_to_the_spec_it_records_writes_nothing(user_kernels,
     assert (user_kernels / "mdt" / "kernel.json").read_bytes() == before
 
 
+def test_a_spec_made_again_keeps_the_secret_it_holds_here(user_kernels, tmp_path, capsys):
+    token = "ghp_" + "t" * 36
+    argv = ["install", "mdt", "--capture", "none", "--env", "K=1", "--env", f"MY_API_TOKEN={token}"]
+    assert main(argv) == 0
+    doc = tmp_path / "mdt.json"
+    assert main(["export", "mdt", "-o", str(doc)]) == 0
+    assert main(["env", "-k", "mdt", "K=2"]) == 0
+    capsys.readouterr()
+    assert main(["apply", str(doc)]) == 0
+    out = capsys.readouterr().out
+    assert "MY_API_TOKEN was a secret and is not in the document: kept as set here" in out, out
+    env = json.loads((user_kernels / "mdt" / "kernel.json").read_text())["env"]
+    assert env == {"MY_API_TOKEN": token, "K": "1"}
+    assert (user_kernels / "mdt" / "kernel.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_copied_spec_keeps_the_secret_the_document_masked(user_kernels, tmp_path, capsys):
+    """Walk R: a spec kernelmagic copies (hand-made, a container's) applied from its own
+    export: `--check` said "as recorded", but `--dry-run` said "would update - env.TOKEN"
+    and apply deleted the secret. Where it differs otherwise, the secret it holds stays."""
+    token = "ghp_" + "t" * 36
+    write_spec(
+        user_kernels,
+        "hand",
+        {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+         "display_name": "Hand", "language": "python",
+         "env": {"MY_API_TOKEN": token, "K": "1"}},
+    )  # fmt: skip
+    doc = tmp_path / "hand.json"
+    assert main(["export", "hand", "-o", str(doc)]) == 0
+    before = (user_kernels / "hand" / "kernel.json").read_bytes()
+    capsys.readouterr()
+    for extra in (["--check"], ["--dry-run"], []):
+        assert main(["apply", str(doc), *extra]) == 0, extra
+        out = capsys.readouterr().out
+        action = "as recorded" if extra == ["--check"] else "unchanged"
+        assert out.splitlines() == [f"hand ({user_kernels / 'hand'}): {action}"], out
+    assert (user_kernels / "hand" / "kernel.json").read_bytes() == before
+
+    assert main(["env", "-k", "hand", "K=2"]) == 0
+    assert main(["apply", str(doc)]) == 0
+    out = capsys.readouterr().out
+    assert "MY_API_TOKEN was a secret and is not in the document: kept as set here" in out
+    assert token not in out
+    env = json.loads((user_kernels / "hand" / "kernel.json").read_text())["env"]
+    assert env == {"MY_API_TOKEN": token, "K": "1"}
+
+
 def test_a_group_spec_made_again_by_apply_stays_the_groups(tmp_path, monkeypatch, capsys):
     """Applied where it had drifted, a spec shared with a group came back in the applying
     user's own group, its directory no longer setgid."""

@@ -327,16 +327,34 @@ def _runs(record: Provenance, request: ApplyRequest) -> list[str]:
     return runs
 
 
-def _withheld_notes(names: Iterable[str]) -> list[str]:
-    return [f"{name} was a secret and is not in the document: set it by hand" for name in names]
+def _withheld(
+    names: Iterable[str], installed: dict[str, Any] | None
+) -> tuple[dict[str, str], list[str]]:
+    """(the values of the secrets the document masked that the spec installed here holds,
+    kept: made again it would lose them; a note for each of the others, to set by hand)."""
+    here = installed.get("env") if installed is not None else None
+    here = here if isinstance(here, dict) else {}
+    kept = {n: here[n] for n in names if isinstance(here.get(n), str)}
+    notes = [
+        f"{name} was a secret and is not in the document: "
+        + ("kept as set here" if name in kept else "set it by hand")
+        for name in names
+    ]
+    return kept, notes
 
 
 def _indented(text: str) -> str:
     return "\n".join(f"      {line}" for line in text.rstrip("\n").split("\n"))
 
 
-def _copied_spec(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome) -> dict[str, Any]:
-    """The spec a copy entry writes: as recorded, without the values the document masked."""
+def _copied_spec(
+    entry: dict[str, Any],
+    request: ApplyRequest,
+    outcome: Outcome,
+    installed: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The spec a copy entry writes: as recorded, without the values the document masked
+    (but those the spec ``installed`` here holds)."""
     if documents.from_a_session(entry):
         outcome.notes.append(
             "captured from a running session, which no machine can make again: written as the "
@@ -344,9 +362,10 @@ def _copied_spec(entry: dict[str, Any], request: ApplyRequest, outcome: Outcome)
         )
     spec = dict(entry["spec"])
     env, held = documents.withheld(spec.get("env") or {})
+    kept, notes = _withheld(held, installed)
     if "env" in spec:
-        spec["env"] = env
-    outcome.notes += _withheld_notes(held)
+        spec["env"] = {k: kept.get(k, v) for k, v in spec["env"].items() if k in env or k in kept}
+    outcome.notes += notes
     return _with_python(spec, request.python)
 
 
@@ -387,7 +406,7 @@ def _review(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> N
         if _as_recorded(entry, installed, request):
             outcome.action = "unchanged"
             return
-        spec = _copied_spec(entry, request, outcome)
+        spec = _copied_spec(entry, request, outcome, installed)
         outcome.spec = request.policy.mask_spec(spec)
         if installed is not None and comparable(installed) == comparable(spec):
             outcome.action = "unchanged"
@@ -407,7 +426,9 @@ def _review(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> N
         outcome.changes.append(
             f"env as the source sets it here (the document recorded {', '.join(sorted(captured))})"
         )
-    outcome.notes += _withheld_notes(held) + documents.kept_in_a_job(captured, os.environ)[1]
+    outcome.notes += (
+        _withheld(held, installed)[1] + documents.kept_in_a_job(captured, os.environ)[1]
+    )
     outcome.spec = request.policy.mask_spec(entry.get("spec"))
 
 
@@ -425,13 +446,9 @@ def _check(entry: dict[str, Any], outcome: Outcome, request: ApplyRequest) -> No
 def _as_recorded(
     entry: dict[str, Any], installed: dict[str, Any] | None, request: ApplyRequest
 ) -> bool:
-    """A session's spec installed as the document records it: left alone, as a spec made
-    again is (copied, it would lose a secret the document masked)."""
-    return (
-        documents.from_a_session(entry)
-        and installed is not None
-        and not _drift(entry, installed, request.policy, request.python)
-    )
+    """A copied spec installed as the document records it: left alone, as a spec made again
+    is (copied, it would lose a secret the document masked)."""
+    return installed is not None and not _drift(entry, installed, request.policy, request.python)
 
 
 def _drift(
@@ -460,7 +477,7 @@ def _apply(
         if _as_recorded(entry, installed, request):
             outcome.action = "unchanged"
             return
-        spec = _copied_spec(entry, request, outcome)
+        spec = _copied_spec(entry, request, outcome, installed)
         if installed is not None and comparable(installed) == comparable(spec):
             outcome.action = "unchanged"
             return
@@ -492,9 +509,10 @@ def _apply(
         return
     by_hand, captured = documents.split_env(entry, record)
     explicit, held = documents.withheld(by_hand)
-    outcome.notes += _withheld_notes(held)
+    secrets_here, notes = _withheld(held, installed)
+    outcome.notes += notes
     kept, said = documents.kept_in_a_job(captured, os.environ)
-    explicit = {**kept, **explicit}
+    explicit = {**kept, **explicit, **secrets_here}
     outcome.notes += said
     source = record.source
     if request.python and record.kernel == "python":
