@@ -325,6 +325,42 @@ def test_12_every_member_edits_patches_undoes_and_removes_a_team_kernel(team, pr
     assert (kernels / ".t2.lock").stat().st_mode & 0o777 == 0o644
 
 
+def test_12_a_removed_specs_dir_an_older_kernelmagic_kept_to_one_member_is_said(team, project):
+    """Walk R: kernelmagic 0.2 made `.kernelmagic-removed` owner-only (2700). Another
+    member's removal said it "is not a directory; remove it", and `remove --missing` removed
+    nothing, said nothing and exited 0. The removal names the dir's owner and the chmod;
+    `--missing` says which dead spec it could not remove, and exits 1."""
+    ann, bob = MEMBERS
+    where = ["--prefix", str(project), "--group", TEAM]
+    kernels = project / "share" / "jupyter" / "kernels"
+    for name in ("t4", "dead"):
+        status, err = _run_as(team, ann, project, "install", name, "--capture", "none", *where)
+        assert status == 0, err
+    status, err = _run_as(team, ann, project, "patch", "dead", "--argv-prefix", "/gone/wrapper")
+    assert status == 0, err
+    removed = kernels / ".kernelmagic-removed"
+    removed.mkdir()
+    os.chown(removed, team[0][ann].pw_uid, team[1])
+    removed.chmod(0o2700)  # as 0.2 made it
+    status, err = _run_as(team, bob, project, "remove", "t4")
+    assert status == 1
+    assert err == (
+        f"kernelmagic: error: cannot keep the removed spec in {removed}: it is {ann}'s and only "
+        f"they can use it (mode 2700, from an older kernelmagic); ask them to run chmod 2770 "
+        f"{removed}\n"
+    )
+    status, err = _run_as(team, bob, project, "remove", "--missing")
+    assert status == 1 and err.startswith("kernelmagic: error: could not remove 'dead': "), err
+    assert f"{ann}'s" in err and err.count("\n") == 1
+    assert {"t4", "dead"} <= {p.name for p in kernels.iterdir()}
+    status, err = _run_as(team, ann, project, "remove", "t4")  # its owner's removal mends it
+    assert status == 0, err
+    assert removed.stat().st_mode & 0o7777 == 0o2770
+    status, err = _run_as(team, bob, project, "remove", "--missing")
+    assert status == 0, err
+    assert not (kernels / "dead").exists()
+
+
 PLANT_LINK = "import os, sys; os.symlink(sys.argv[1], sys.argv[2])"
 
 

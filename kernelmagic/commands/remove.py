@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from kernelmagic.commands.render import Shown, removal_lines
-from kernelmagic.errors import InvalidInput, string_list
+from kernelmagic.errors import InvalidInput, KernelmagicError, string_list
 from kernelmagic.operations import doctor
 from kernelmagic.options import DRY_RUN, SPEC_NAME, Option, option
 from kernelmagic.settings import Settings
@@ -58,26 +58,40 @@ class Removed:
 
     paths: list[str]  # the spec dirs removed, or with dry_run that would be
     dry_run: bool = False
+    failed: list[str] = field(default_factory=list)  # why each dead spec not removed was not
 
 
 Request = RemoveRequest  # the name the front ends look up
 
 
 def run(request: RemoveRequest) -> Removed:
-    return Removed(remove(request), request.dry_run)
+    """Remove the named specs (all checked before any goes), then the dead ones: each that
+    can be, the others said."""
+    dry_run = request.dry_run
+    removed = history.remove_specs(request.names, dry_run=dry_run) if request.names else []
+    failed: list[str] = []
+    if request.missing or request.project_gone:  # --missing prunes every --project-gone one
+        dead, failed = doctor.remove_missing(dry_run=dry_run, scanned_only=not request.missing)
+        removed += dead
+    return Removed(removed, dry_run, failed)
 
 
 def remove(request: RemoveRequest) -> list[str]:
-    """Remove the named specs (all checked before any goes), then the dead ones; returns
-    the paths removed."""
-    dry_run = request.dry_run
-    removed = history.remove_specs(request.names, dry_run=dry_run) if request.names else []
-    if request.missing or request.project_gone:  # --missing prunes every --project-gone one
-        removed += doctor.remove_missing(dry_run=dry_run, scanned_only=not request.missing)
-    return removed
+    """``run`` for the library: the paths removed; ``KernelmagicError`` naming each dead spec
+    that could not be removed (the others are)."""
+    result = run(request)
+    if result.failed:
+        raise KernelmagicError(f"could not remove {'; '.join(result.failed)}")
+    return result.paths
 
 
 def show(result: Removed, style: str) -> Shown:
     kept = [(path, history.removed_copy(path)) for path in result.paths]
     text = "\n".join(removal_lines(kept, dry_run=result.dry_run))
-    return Shown(text, removed_dirs=() if result.dry_run else tuple(result.paths))
+    notes = tuple(f"kernelmagic: error: could not remove {why}" for why in result.failed)
+    return Shown(
+        text,
+        status=1 if result.failed else 0,
+        notes=notes,
+        removed_dirs=() if result.dry_run else tuple(result.paths),
+    )

@@ -467,9 +467,12 @@ def remove_dead(report: Report, *, dry_run: bool = False) -> Report:
     return Report(kept, removed=removed, dry_run=dry_run)
 
 
-def remove_missing(*, dry_run: bool = False, scanned_only: bool = False) -> list[str]:
+def remove_missing(
+    *, dry_run: bool = False, scanned_only: bool = False
+) -> tuple[list[str], list[str]]:
     """Remove every spec whose program or project is gone (``remove --missing``), or only the
-    scan-made ones whose project is (``--project-gone``); nothing is started for this."""
+    scan-made ones whose project is (``--project-gone``); nothing is started for this.
+    Returns the spec dirs removed, and why each one that could not be was not."""
     listed = []
     for i in discovery.list_specs():
         gone = env_checks.project_gone(i) if i.visible else []
@@ -477,7 +480,13 @@ def remove_missing(*, dry_run: bool = False, scanned_only: bool = False) -> list
             listed.append(Diagnosis(i.name, i.resource_dir, gone if scan_root_of(i.spec) else []))
         else:
             listed.append(Diagnosis(i.name, i.resource_dir, [*i.problems, *gone]))
-    return remove_dead(Report(listed), dry_run=dry_run).removed
+    report = remove_dead(Report(listed), dry_run=dry_run)
+    failed = [
+        f"'{d.name}': {p.message.removeprefix('could not remove it: ')}"
+        for d in report.diagnoses for p in d.problems
+        if p.kind == "not-removed"
+    ]  # fmt: skip
+    return report.removed, failed
 
 
 # --- the command -----------------------------------------------------------------------

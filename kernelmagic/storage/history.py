@@ -7,6 +7,7 @@ import contextlib
 import errno
 import json
 import os
+import shlex
 import shutil
 import stat
 from collections.abc import Iterable
@@ -187,16 +188,37 @@ def _make_removed_dir(path: str, kernels_dir: str) -> None:
     group_bits = stat.S_IMODE(os.stat(kernels_dir).st_mode) & 0o070
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
+    wanted = 0o700 | group_bits | (stat.S_ISGID if group_bits else 0)
     try:  # changed through a descriptor: a member cannot swap in a link meanwhile
         fd = os.open(path, DIR_NOFOLLOW)
+    except PermissionError:
+        raise _not_yours_to_use(path, os.lstat(path), wanted) from None
     except OSError:
         raise KernelmagicError(f"{path} is not a directory; remove it") from None
     try:
         info = os.fstat(fd)
         mode = stat.S_IMODE(info.st_mode)
-        wanted = 0o700 | group_bits | (stat.S_ISGID if group_bits else 0)
-        # Left as it is when it is another member's: they gave it the same bits.
-        if info.st_uid == os.geteuid() and mode != wanted:
-            os.fchmod(fd, wanted)
+        if info.st_uid == os.geteuid():
+            if mode != wanted:
+                os.fchmod(fd, wanted)
+        elif not os.access(path, os.W_OK | os.X_OK):
+            raise _not_yours_to_use(path, info, wanted)
     finally:
         os.close(fd)
+
+
+def _not_yours_to_use(path: str, info: os.stat_result, wanted: int) -> KernelmagicError:
+    """Another member's dir of removed specs that this user cannot use: kernelmagic 0.2 made
+    it owner-only (a later one gives it the kernels dir's group bits at its owner's next
+    removal)."""
+    try:
+        import pwd  # POSIX only, as owners are
+
+        owner = pwd.getpwuid(info.st_uid).pw_name
+    except (ImportError, KeyError):
+        owner = f"user {info.st_uid}"
+    return KernelmagicError(
+        f"cannot keep the removed spec in {path}: it is {owner}'s and only they can use it "
+        f"(mode {stat.S_IMODE(info.st_mode):o}, from an older kernelmagic); ask them to run "
+        f"chmod {wanted:o} {shlex.quote(path)}"
+    )
