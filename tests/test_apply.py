@@ -536,6 +536,47 @@ def _format_2_document() -> dict:
 _OLD_NAMES = ("set_by_hand", "display_name_made_up", "snippet_held_secrets", '"kind"', '"mode"')
 
 
+def test_a_format_1_session_entry_writes_the_variables_it_recorded(
+    user_kernels, tmp_path, capsys, monkeypatch
+):
+    """Walk R: a 0.1 document's spec captured from a session (`install geo` in an activated
+    env) was captured again from the session running apply: GDAL_DATA, which the document
+    records, was gone, and that session's own variables were written instead."""
+    doc = {
+        "format": "kernelmagic-export",
+        "format_version": 1,
+        "exported": "2026-12-05T11:04:20+00:00",
+        "kernelmagic": "0.1.0",
+        "specs": [
+            {
+                "name": "geo",
+                "display_name": "Python 3.11 (geo)",
+                "language": "python",
+                "location": "user",
+                "kind": "python",
+                "source": {"kind": "current"},
+                "capture": {"mode": "changed", "include": [], "exclude": [], "templates": True},
+                "display_name_made_up": True,
+                "set_by_hand": {"BY_HAND": "1"},
+                "captured": {"GDAL_DATA": "/opt/gdal", "VIRTUAL_ENV": "/old/venv"},
+                "secrets": [],
+            }
+        ],
+    }  # fmt: skip (as kernelmagic 0.1 wrote it)
+    path = tmp_path / "doc1.json"
+    path.write_text(json.dumps(doc))
+    monkeypatch.setenv("APPLIERS_OWN", "session")
+    assert main(["apply", str(path), "--dry-run"]) == 0
+    assert "bash -l" not in capsys.readouterr().out  # nothing captured, nothing run
+    assert main(["apply", str(path)]) == 0, capsys.readouterr()
+    spec = json.loads((user_kernels / "geo" / "kernel.json").read_text())
+    assert spec["env"] == {"GDAL_DATA": "/opt/gdal", "VIRTUAL_ENV": "/old/venv", "BY_HAND": "1"}
+    assert spec["argv"][0] == sys.executable
+    capsys.readouterr()
+    assert main(["apply", str(path)]) == 0
+    assert capsys.readouterr().out.endswith(": unchanged\n")
+
+
 def test_a_format_2_document_applies_to_the_specs_its_new_export_makes(
     user_kernels, tmp_path, capsys
 ):

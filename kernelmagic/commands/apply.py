@@ -284,7 +284,8 @@ def _runs(record: Provenance, request: ApplyRequest) -> list[str]:
     shell = shlex.quote(source.shell or "bash")  # one program's path, run as such
     runs = []
     if source.origin == "current":
-        runs.append(f"{shell} -l (your own login shell, for the baseline of this session)")
+        if record.capture != "none":  # nothing captured: no baseline to take
+            runs.append(f"{shell} -l (your own login shell, for the baseline of this session)")
     elif source.origin == "snippet":
         runs.append(f"{shell} -l, running this snippet:\n" + _indented(source.snippet or ""))
     elif source.origin == "modules":

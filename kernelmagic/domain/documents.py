@@ -111,6 +111,11 @@ def migrated(doc: dict[str, Any]) -> dict[str, Any]:
             source = Source.from_fields({k: v for k, v in fields.items() if k != _V2_HELD_SECRETS})
             capture = old.get("capture") or {}
             by_hand = old.get("set_by_hand") or {}
+            if source.origin == "current" and "spec" not in old:
+                # Format 1 keeps no spec of a session's capture, only its variables: those
+                # are written as recorded, not captured from the session that applies it.
+                by_hand = {**(old.get("captured") or {}), **by_hand}
+                capture = {**capture, "mode": "none"}
             made_up = old.get("display_name") if old.get("display_name_made_up") else None
             record = Provenance(
                 source,
