@@ -85,7 +85,7 @@ def test_list_returns_a_table_value(ip, user_kernels):
     write_spec(user_kernels, "geo")
     write_spec(user_kernels, "broken", raw="{")
     result = ip.run_line_magic("kernel_list", "")
-    assert isinstance(result.value, SpecList)
+    assert isinstance(result, SpecList) and isinstance(result, list)  # as 0.2 returned it
     geo = next(s for s in result if s.name == "geo")
     assert geo.display_name == "Hand-made geo" and geo.language == "python"
     assert geo.resource_dir == str(user_kernels / "geo") and geo.problems == []
@@ -97,6 +97,29 @@ def test_list_returns_a_table_value(ip, user_kernels):
     assert "<table>" in result._repr_html_()
     as_json = ip.run_line_magic("kernel_list", "geo --json")
     assert list(as_json["kernelspecs"]) == ["geo"]
+
+
+def test_the_list_and_env_a_magic_returns_are_a_list_and_a_dict(ip, user_kernels, capsys):
+    """Walk R: 0.2 returned a list and a dict, 0.3 a view of them: notebooks' `specs + []`,
+    `isinstance(env, dict)`, `json.dumps(env)`, `env | {...}` failed. They are the data
+    again, shown as the commands show them."""
+    write_spec(user_kernels, "geo")
+    ip.run_line_magic("kernel_env", "-k geo A=1 API_TOKEN=" + "t" * 20)
+    specs = ip.run_line_magic("kernel_list", "")
+    env = ip.run_line_magic("kernel_env", "-k geo")
+    assert [s.name for s in specs + []] == specs.names() and "geo" in specs.names()  # noqa: RUF005
+    assert isinstance(env, dict) and json.loads(json.dumps(env)) == dict(env)
+    assert (env | {"B": "2"})["B"] == "2" and env["A"] == "1"
+    assert "t" * 20 not in json.dumps(env)  # masked, as shown
+    capsys.readouterr()
+    print(specs)
+    print(env)
+    printed = capsys.readouterr().out
+    assert printed.startswith("name") and "Hand-made geo" in printed and "A=1" in printed
+    assert "SpecInfo(" not in printed and "{" not in printed
+    text = ip.display_formatter.format(env)[0]["text/plain"]
+    assert "A=1" in text and "t" * 20 not in text
+    assert "<table>" in specs._repr_html_()
 
 
 def test_install_env_list_flow(ip, user_kernels, capsys, monkeypatch, tmp_path):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kernelmagic.commands import Body
-from kernelmagic.commands.render import Shown, env_lines, shown_change
+from kernelmagic.commands.render import Shown, ShownData, env_lines, shown_change
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.shell_syntax import env_changes, parse_env_lines
 from kernelmagic.errors import InvalidInput, KernelmagicError
@@ -60,7 +60,7 @@ ENV_FILE = option(
 )
 
 
-class SpecEnv(dict[str, Any]):
+class SpecEnv(ShownData, dict[str, Any]):
     """A spec's env with secret-like values masked, as ``env`` shows it."""
 
 

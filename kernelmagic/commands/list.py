@@ -7,7 +7,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kernelmagic.commands.render import FOUND, Shown, command, escape_html, problem_text, table
+from kernelmagic.commands.render import (
+    FOUND,
+    Shown,
+    ShownData,
+    command,
+    escape_html,
+    problem_text,
+    table,
+)
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import project_of, scan_root_of
 from kernelmagic.options import Option, option
@@ -42,7 +50,7 @@ class Request:
         return cls(ns.pattern, ns.json, settings.policy)
 
 
-class SpecList(list[SpecInfo]):
+class SpecList(ShownData, list[SpecInfo]):
     """The specs a listing found (``SpecInfo`` items, sorted by name)."""
 
     def __init__(self, specs: Iterable[SpecInfo] = (), pattern: str | None = None) -> None:

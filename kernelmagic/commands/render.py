@@ -92,6 +92,27 @@ class Shown:
     __hash__ = None  # type: ignore[assignment]  # equal to its data, which may change
 
 
+class ShownData:
+    """A command's data that its magic returns as itself, as 0.2's magics did: a list or a
+    dict (`specs + []`, `json.dumps(env)`, `isinstance(env, dict)` work), shown as the
+    command shows it, a table in a notebook, the terminal's text in IPython and print()."""
+
+    _shown: Shown | None = None
+
+    def as_shown(self, shown: Shown) -> Any:
+        self._shown = shown
+        return self
+
+    def __str__(self) -> str:
+        return self._shown.text if self._shown is not None else super().__str__()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str | None:
+        return self._shown.html if self._shown is not None else None
+
+
 def lines(*parts: str | Iterable[str]) -> str:
     """Text from strings and lists of lines, empty ones left out."""
     out: list[str] = []

@@ -41,6 +41,7 @@ from kernelmagic.commands import COMMANDS, Command
 from kernelmagic.commands.render import (
     MAGICS,
     Shown,
+    ShownData,
     error_text,
     history_note,
     os_error_text,
@@ -254,7 +255,11 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
             if shown.change is not None and shown.change.written and _new(shown) and in_kernel():
                 print(NEW_SPEC_NOTE)
             return None
-        return shown.value if shown.plain else shown
+        if shown.plain:
+            return shown.value
+        if isinstance(shown.value, ShownData):  # a list, a dict: returned as itself
+            return shown.value.as_shown(shown)
+        return shown
 
     def _remember(self, shown: Shown) -> None:
         change = shown.change
