@@ -181,6 +181,13 @@ def test_cwd_starts_the_kernel_in_the_project_whatever_the_client(
     printed = [cell["outputs"][0]["text"].strip() for cell in notebook.cells]
     assert printed == ["from the project", "False 3"]
 
+    # Walk R: apply made such a spec again without --cwd (it is in no record, only in argv).
+    document = tmp_path / "geo.json"
+    assert main(["export", "geo", "-o", str(document)]) == 0
+    shutil.rmtree(user_kernels / "geo")
+    assert main(["apply", str(document)]) == 0
+    assert _spec(user_kernels, "geo")["argv"] == argv
+
 
 def test_a_poetry_projects_kernel_finds_poetrys_own_env(
     tmp_path, tools_offline, user_kernels, capsys

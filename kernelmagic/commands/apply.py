@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kernelmagic import reading
-from kernelmagic.commands.install import InstallRequest, install
+from kernelmagic.commands.install import InstallRequest, install, starts_in_its_project
 from kernelmagic.commands.render import Shown, change_report, printable, printable_lines
 from kernelmagic.domain import containers, documents, projects
 from kernelmagic.domain.checks import argv_strings, provisioner_name
@@ -535,6 +535,8 @@ def _apply(
             capture=documents.capture_options(record),
             replace=True,
             keep_if_same=True,
+            # --cwd is not in the record, only in the argv of the spec the document holds.
+            cwd=source.origin == "project" and starts_in_its_project(entry.get("spec") or {}),
         )
     )
     outcome.change, outcome.action = change, change.action

@@ -405,11 +405,22 @@ def _project_source(ns: argparse.Namespace, shell: str | None) -> tuple[Source, 
     return Source("project", project=root, shell=shell), name
 
 
+_START_IN = "--IPKernelApp.exec_lines=__import__('os').chdir("
+
+
 def _start_in(root: str) -> str:
     """The argv word that makes ipykernel change to ``root`` once it has started (after it
     read its connection file, which may be a relative path): ipykernel's own exec_lines, so
     no wrapper process; it binds no name in the user's namespace and stays out of history."""
-    return f"--IPKernelApp.exec_lines=__import__('os').chdir({os.path.abspath(root)!r})"
+    return f"{_START_IN}{os.path.abspath(root)!r})"
+
+
+def starts_in_its_project(spec: Mapping[str, Any]) -> bool:
+    """Whether ``spec`` was made with ``--cwd`` (its argv holds ``_start_in``'s word)."""
+    argv = spec.get("argv")
+    return isinstance(argv, list) and any(
+        isinstance(word, str) and word.startswith(_START_IN) for word in argv
+    )
 
 
 def _check_project_language(kernel: str, made_project: dict[str, Any] | None) -> None:
