@@ -61,17 +61,25 @@ OLD_SPELLINGS_END = "0.4"
 
 def old_spellings(options: Iterable[Option], words: Iterable[str]) -> list[str]:
     """A line for each flag of an earlier release among ``words`` (a command line, split)."""
+    options = list(options)
     by_flag = {flag: opt for opt in options for flag in opt.old}
-    said = []
+    flags = [flag for opt in options for flag in opt.flags if flag.startswith("--")]
+    said: list[str] = []
     for word in words:
+        if word == "--":  # the rest are not options
+            break
         flag = word.split("=", 1)[0]
+        if flag not in by_flag and flag.startswith("--") and flag not in flags:
+            # argparse takes a unique prefix of a flag for it (`--kern` for `--kernel`).
+            matches = [f for f in flags if f.startswith(flag)]
+            flag = matches[0] if len(matches) == 1 else flag
         opt = by_flag.get(flag)
         if opt is not None:
             new = "/".join(f for f in opt.flags if f not in opt.old)
-            said.append(
-                f"note: {flag} is the old spelling of {new}; it stops working in "
-                f"{OLD_SPELLINGS_END}"
-            )
+            ends = f"it stops working in {OLD_SPELLINGS_END}"
+            line = f"note: {flag} is the old spelling of {new}; {ends}"
+            if line not in said:
+                said.append(line)
     return said
 
 

@@ -114,10 +114,13 @@ def test_renamed_options_keep_their_old_spellings(user_kernels, capsys, ip):
     --replace-env was --replace (which elsewhere overwrites a spec): both old spellings work
     for one more release, and both front ends say so, one line each."""
     write_spec(user_kernels, "geo", {"argv": ["python", "{connection_file}"], "env": {"A": "1"}})
-    assert main(["env", "--kernel", "geo", "B=2"]) == 0
-    err = capsys.readouterr().err
-    assert err == "kernelmagic: note: --kernel is the old spelling of -k/--spec; it stops " \
-        "working in 0.4\n"  # fmt: skip
+    # Once each, and for argparse's abbreviation of it too (walk R: `--kern` said nothing,
+    # `--kernel geo --kernel geo` twice).
+    for old in (["--kernel", "geo"], ["--kern", "geo"], ["--kernel", "geo", "--kernel", "geo"]):
+        assert main(["env", *old, "B=2"]) == 0
+        err = capsys.readouterr().err
+        assert err == "kernelmagic: note: --kernel is the old spelling of -k/--spec; it stops " \
+            "working in 0.4\n", old  # fmt: skip
     assert run(capsys, "env", "--spec", "geo")[1] == "A=1\nB=2\n"
     assert main(["env", "-k", "geo", "--replace=", "C=3"]) == 2  # a flag: no value
     capsys.readouterr()
