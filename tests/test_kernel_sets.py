@@ -138,6 +138,21 @@ def test_a_group_kernel_is_group_owned_setgid_and_readable(tmp_path, capsys):
         (spec_dir / "kernel.json").chmod(0o600)
         kinds = [p.kind for p in doctor.diagnose(["team"]).diagnoses[0].problems]
         assert "not-shared" in kinds
+        (spec_dir / "kernel.json").chmod(0o640)
+
+        # Walk R: layouts kernelmagic 0.2 left, which the doctor did not name. Its --group
+        # under umask 077: a kernels dir members cannot enter.
+        kernels = spec_dir.parent
+        kernels.chmod(0o2700)
+        (problem,) = doctor.diagnose(["team"]).diagnoses[0].problems
+        assert problem.kind == "not-shared" and problem.value == str(kernels)
+        assert f"chmod g+rX {kernels} && chmod -R g+rX {spec_dir}" in problem.message
+        kernels.chmod(0o2750)
+        # Its clone into the group's dir: a spec dir without the setgid bit.
+        spec_dir.chmod(0o755)
+        (problem,) = doctor.diagnose(["team"]).diagnoses[0].problems
+        assert problem.kind == "not-shared" and problem.value == str(spec_dir)
+        assert f"chgrp -R {group.gr_name} {spec_dir} && chmod g+s {spec_dir}" in problem.message
     finally:
         del os.environ["JUPYTER_PATH"]
 

@@ -345,9 +345,9 @@ def test_12_a_removed_specs_dir_an_older_kernelmagic_kept_to_one_member_is_said(
     status, err = _run_as(team, bob, project, "remove", "t4")
     assert status == 1
     assert err == (
-        f"kernelmagic: error: cannot keep the removed spec in {removed}: it is {ann}'s and only "
-        f"they can use it (mode 2700, from an older kernelmagic); ask them to run chmod 2770 "
-        f"{removed}\n"
+        f"kernelmagic: error: cannot use the dir of removed specs {removed}: it is {ann}'s and "
+        f"only they can use it (mode 2700, from an older kernelmagic); ask them to run chmod "
+        f"2770 {removed}\n"
     )
     status, err = _run_as(team, bob, project, "remove", "--missing")
     assert status == 1 and err.startswith("kernelmagic: error: could not remove 'dead': "), err
@@ -359,6 +359,24 @@ def test_12_a_removed_specs_dir_an_older_kernelmagic_kept_to_one_member_is_said(
     status, err = _run_as(team, bob, project, "remove", "--missing")
     assert status == 0, err
     assert not (kernels / "dead").exists()
+
+
+def test_12_a_lock_an_older_kernelmagic_kept_to_one_member_is_said(team, project):
+    """Walk R: kernelmagic 0.2 under umask 077 left a member's `.NAME.lock` 0600; another
+    member's write said "cannot write KERNELS: permission denied", blaming the dir."""
+    ann, bob = MEMBERS
+    where = ["--prefix", str(project), "--group", TEAM]
+    status, err = _run_as(team, ann, project, "install", "t5", "--capture", "none", *where)
+    assert status == 0, err
+    lock = project / "share" / "jupyter" / "kernels" / ".t5.lock"
+    lock.chmod(0o600)  # as 0.2 left it
+    status, err = _run_as(team, bob, project, "env", "-k", "t5", "X=1")
+    assert (status, err) == (1, (
+        f"kernelmagic: error: cannot use the lock {lock}: it is {ann}'s and only they can use "
+        f"it (mode 600, from an older kernelmagic); ask them to run chmod 644 {lock}\n"
+    ))  # fmt: skip
+    lock.chmod(0o644)
+    assert _run_as(team, bob, project, "env", "-k", "t5", "X=1") == (0, "")
 
 
 PLANT_LINK = "import os, sys; os.symlink(sys.argv[1], sys.argv[2])"

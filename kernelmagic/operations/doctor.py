@@ -201,15 +201,36 @@ def _stats_of(paths: list[str], walk: TrustWalk) -> Callable[[str], os.stat_resu
 def _unshared(
     info: discovery.SpecInfo, stat_path: Callable[[str], os.stat_result] = os.stat
 ) -> list[Problem]:
-    """A spec shared with a group (setgid dir) whose files its members cannot read."""
+    """A spec shared with a group (setgid dir) whose files its members cannot read, or
+    reach; one in a group's kernels dir whose own dir is not the group's."""
+    kernels_dir = os.path.dirname(info.resource_dir)
     try:
         found = stat_path(info.resource_dir)
+        parent = stat_path(kernels_dir)
     except OSError:
         return []
-    if info.native or not found.st_mode & stat.S_ISGID:
+    if info.native:
+        return []
+    group_kernels = parent.st_mode & stat.S_ISGID and parent.st_mode & 0o050 == 0o050
+    if group_kernels and not found.st_mode & stat.S_ISGID:  # 0.2's clone lost the bit
+        return [
+            Problem(
+                "not-shared",
+                "in a group's kernels dir (setgid) but its own dir is not setgid, so what is "
+                "written in it later gets the writer's own group; run: chgrp -R "
+                f"{_group_name(parent.st_gid)} {info.resource_dir} && chmod g+s "
+                f"{info.resource_dir}",
+                info.resource_dir,
+            )
+        ]
+    if not found.st_mode & stat.S_ISGID:
         return []
     unreadable = []
-    for path, needed in ((info.resource_dir, 0o050), (info.kernel_json, 0o040)):
+    for path, needed in (
+        (kernels_dir, 0o050),
+        (info.resource_dir, 0o050),
+        (info.kernel_json, 0o040),
+    ):
         try:
             if stat_path(path).st_mode & needed != needed:
                 unreadable.append(path)
@@ -221,10 +242,19 @@ def _unshared(
         Problem(
             "not-shared",
             f"shared with a group (its dir is setgid) but members cannot read {unreadable[0]}; "
-            f"run: chmod -R g+rX {info.resource_dir}",
+            f"run: chmod g+rX {kernels_dir} && chmod -R g+rX {info.resource_dir}",
             unreadable[0],
         )
     ]
+
+
+def _group_name(gid: int) -> str:
+    try:
+        import grp  # POSIX only, as groups are
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
 
 
 def _exposed_secret(
@@ -414,7 +444,14 @@ def diagnose(
     facts: dict[str, dict[str, Any]] = {}
     with TrustWalk() as walk:  # one for the run: directories above many specs walked once
         interpreter = _interpreter_problems(infos, environ, named, trust, facts, walk)
-    stat_path = _stats_of([p for i in infos for p in (i.kernel_json, i.resource_dir)], walk)
+    stat_path = _stats_of(
+        [
+            p
+            for i in infos
+            for p in (i.kernel_json, i.resource_dir, os.path.dirname(i.resource_dir))
+        ],
+        walk,
+    )
     locations = discovery.spec_locations(infos)  # one scan of the kernel dirs
     listings = clients.client_listings()  # the clients' config files, read once
     diagnoses = []

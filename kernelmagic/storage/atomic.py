@@ -11,11 +11,14 @@ import contextlib
 import errno
 import functools
 import os
+import shlex
 import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from kernelmagic.errors import KernelmagicError
 
 TEMP_PREFIX = ".kernel.json."
 TEMP_SUFFIX = ".tmp"
@@ -98,7 +101,10 @@ def _open_lock_file(lock_path: str) -> int:
     try:
         fd = os.open(lock_path, _LOCK_ACCESS | os.O_CREAT | os.O_EXCL | _LOCK_FLAGS, 0o600)
     except FileExistsError:
-        return os.open(lock_path, _LOCK_ACCESS | _LOCK_FLAGS)
+        try:
+            return os.open(lock_path, _LOCK_ACCESS | _LOCK_FLAGS)
+        except PermissionError:  # another member's, from an older kernelmagic: say whose
+            raise kept_from_others(lock_path, "lock", 0o644) from None
     try:
         if hasattr(os, "fchmod"):  # POSIX
             os.fchmod(fd, 0o644)
@@ -106,6 +112,28 @@ def _open_lock_file(lock_path: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def kept_from_others(path: str, what: str, wanted: int) -> KernelmagicError:
+    """The error for kernelmagic's own file or dir of a group's kernels dir that another
+    member owns and this user cannot use (kernelmagic 0.2 made some owner-only; a later one
+    gives them the group's access at their owner's next write): whose it is, and the chmod
+    to ask them for."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return KernelmagicError(f"cannot use the {what} {path}: permission denied")
+    try:
+        import pwd  # POSIX only, as owners are
+
+        owner = pwd.getpwuid(info.st_uid).pw_name
+    except (ImportError, KeyError):
+        owner = f"user {info.st_uid}"
+    return KernelmagicError(
+        f"cannot use the {what} {path}: it is {owner}'s and only they can use it (mode "
+        f"{stat.S_IMODE(info.st_mode):o}, from an older kernelmagic); ask them to run "
+        f"chmod {wanted:o} {shlex.quote(path)}"
+    )
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h

@@ -7,7 +7,6 @@ import contextlib
 import errno
 import json
 import os
-import shlex
 import shutil
 import stat
 from collections.abc import Iterable
@@ -192,7 +191,7 @@ def _make_removed_dir(path: str, kernels_dir: str) -> None:
     try:  # changed through a descriptor: a member cannot swap in a link meanwhile
         fd = os.open(path, DIR_NOFOLLOW)
     except PermissionError:
-        raise _not_yours_to_use(path, os.lstat(path), wanted) from None
+        raise atomic.kept_from_others(path, "dir of removed specs", wanted) from None
     except OSError:
         raise KernelmagicError(f"{path} is not a directory; remove it") from None
     try:
@@ -202,23 +201,6 @@ def _make_removed_dir(path: str, kernels_dir: str) -> None:
             if mode != wanted:
                 os.fchmod(fd, wanted)
         elif not os.access(path, os.W_OK | os.X_OK):
-            raise _not_yours_to_use(path, info, wanted)
+            raise atomic.kept_from_others(path, "dir of removed specs", wanted)
     finally:
         os.close(fd)
-
-
-def _not_yours_to_use(path: str, info: os.stat_result, wanted: int) -> KernelmagicError:
-    """Another member's dir of removed specs that this user cannot use: kernelmagic 0.2 made
-    it owner-only (a later one gives it the kernels dir's group bits at its owner's next
-    removal)."""
-    try:
-        import pwd  # POSIX only, as owners are
-
-        owner = pwd.getpwuid(info.st_uid).pw_name
-    except (ImportError, KeyError):
-        owner = f"user {info.st_uid}"
-    return KernelmagicError(
-        f"cannot keep the removed spec in {path}: it is {owner}'s and only they can use it "
-        f"(mode {stat.S_IMODE(info.st_mode):o}, from an older kernelmagic); ask them to run "
-        f"chmod {wanted:o} {shlex.quote(path)}"
-    )
