@@ -208,6 +208,62 @@ def test_slurm_spec_runs_a_notebook_with_nbclient(slurm_setup, user_kernels):
     wait_until_no_kernel_jobs(cluster, 15)
 
 
+FROM_A_SERVERS_JOB = r"""
+    import json, os, subprocess, sys
+
+    with open("kernel_client.py", "w") as file:
+        file.write("\n".join([
+            "import json, jupyter_client",
+            "km = jupyter_client.KernelManager(kernel_name='geo-slurm')",
+            "km.start_kernel()",
+            "kc = km.client()",
+            "kc.start_channels()",
+            "kc.wait_for_ready(timeout=120)",
+            "seen = []",
+            "names = ('SLURM_JOB_ID', 'MKL_NUM_THREADS', 'SCRATCH', 'CAPTURED_BY_KERNELMAGIC')",
+            "code = f'import json, os; print(json.dumps({{k: os.getenv(k) for k in {names}}}))'",
+            "hook = lambda m: seen.append(m['content'].get('text', ''))",
+            "kc.execute_interactive(code, timeout=60, output_hook=hook)",
+            "print('KERNEL ' + ''.join(seen).strip(), flush=True)",
+            "kc.stop_channels()",
+            "km.shutdown_kernel()",
+        ]))
+    # A Jupyter server's job as batchspawner starts it, with the user's prologue setting
+    # the job's scratch dir and a thread count (the cluster's TaskProlog sets others).
+    script = (
+        "#!/bin/bash\n"
+        "export SCRATCH=/scratch/slurm-$SLURM_JOB_ID MKL_NUM_THREADS=7\n"
+        "echo SERVER $SLURM_JOB_ID\n"
+        f"exec {sys.executable} {os.path.abspath('kernel_client.py')}\n"
+    )
+    done = subprocess.run(
+        ["sbatch", "--wait", "--parsable", "--cpus-per-task=1", "--output=server.out"],
+        input=script, capture_output=True, text=True, timeout=140,
+    )
+    said = open("server.out").read()
+    server = [l.split()[1] for l in said.splitlines() if l.startswith("SERVER ")]
+    kernel = [json.loads(l[7:]) for l in said.splitlines() if l.startswith("KERNEL ")]
+    print(json.dumps({"status": done.returncode, "server": server, "kernel": kernel,
+                      "said": said[-2000:] + done.stderr[-500:]}))
+"""
+
+
+def test_a_kernel_started_from_a_servers_job_takes_none_of_its_own(slurm_setup, user_kernels):
+    """Walk Q: from a Jupyter server in a batchspawner job, the kernel's own job (4 CPUs)
+    ran with the server job's thread count and wrote into its scratch dir
+    (/tmp/slurm-SERVERJOB), which goes when the server's job ends. (This cluster's
+    TaskProlog sets TMPDIR and OMP_NUM_THREADS for every job, the user's prologue others.)"""
+    cluster = slurm_setup[0]
+    jupyter_path = make_slurm_spec(slurm_setup, user_kernels, "geo-slurm")
+    (result,) = run_client(slurm_setup, jupyter_path, FROM_A_SERVERS_JOB)
+    assert result["status"] == 0 and result["server"] and result["kernel"], result["said"]
+    (server,), (kernel,) = result["server"], result["kernel"]
+    assert kernel["SLURM_JOB_ID"] not in (None, server)
+    assert kernel["CAPTURED_BY_KERNELMAGIC"] == "from-geo"
+    assert kernel["MKL_NUM_THREADS"] is None and kernel["SCRATCH"] is None
+    wait_until_no_kernel_jobs(cluster, 15)
+
+
 START_AND_HOLD = """
     import json, time
     import jupyter_client
@@ -546,6 +602,12 @@ def test_the_submit_command_carries_the_options_and_not_the_callers_job():
     # without its env; the connection line prefixed "0: " and never read).
     mechanics = {"SLURM_EXPORT_ENV": "NONE", "SLURM_LABELIO": "1", "SLURM_STDOUTMODE": "x"}
     assert slurm.submit_env({**mechanics, "PATH": "/bin"}) == {"PATH": "/bin"}
+    # Walk Q: a server job's threads, devices and scratch dir, but what the spec sets.
+    servers = {"SLURM_JOB_ID": "4242", "TMPDIR": "/tmp/slurm-4242", "OMP_NUM_THREADS": "8",
+               "CUDA_VISIBLE_DEVICES": "2,3", "PATH": "/bin", "MKL_NUM_THREADS": "2"}  # fmt: skip
+    assert slurm.submit_env(servers, own=["MKL_NUM_THREADS"]) == {
+        "PATH": "/bin", "MKL_NUM_THREADS": "2"
+    }  # fmt: skip
 
 
 def remote_slurm_scheduler():

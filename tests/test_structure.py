@@ -22,7 +22,7 @@ MAX_IMPORTS_IN_FUNCTIONS = 15
 # down. The rules (domain) touch no storage; storage may use the rules' plain types and
 # checks. Nothing below the front ends imports `commands` (issue 32: one module per command,
 # above the operations) or `frontends`. `base` is what every layer may use.
-BASE = {"errors", "version", "reading"}
+BASE = {"errors", "version", "reading", "jobs"}
 PUBLIC = {"specs", "server"}  # the library's public faces, over the operations
 ENTRY = {"__init__", "__main__"}  # what %load_ext and `python -m kernelmagic` start
 MAY_IMPORT = {

@@ -47,6 +47,7 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from traitlets import Float, Integer, List, Unicode
 
 from kernelmagic.batch import guard, launcher
+from kernelmagic.jobs import batch_job, is_job_scoped
 
 LAUNCHER_SOURCE = Path(launcher.__file__).read_text(encoding="utf-8")
 GUARD_SOURCE = Path(guard.__file__).read_text(encoding="utf-8")
@@ -109,17 +110,21 @@ class BatchScheduler:
     def submit_env(self, env: dict[str, str], own: Iterable[str] = ()) -> dict[str, str]:
         """The submit command's environment. In a job (a Jupyter server that batchspawner
         started), every scheduler variable of the client's is that job's, and would make the
-        kernel's job a step of it, sized as it: they are dropped, but the cluster's address
-        and the names in ``own`` (the spec's env, set on purpose). Outside one, what the
-        user set for every srun (SLURM_ACCOUNT, SLURM_QOS) applies to this one too."""
+        kernel's job a step of it, sized as it; so are its devices and thread counts and the
+        values that name it (a TMPDIR of /tmp/slurm-4242, gone with it), which the kernel's
+        own job would inherit. They are dropped, but the cluster's address and the names in
+        ``own`` (the spec's env, set on purpose). Outside one, what the user set for every
+        srun (SLURM_ACCOUNT, SLURM_QOS) applies to this one too."""
         env = {k: v for k, v in env.items() if k not in SUBMIT_OWN_VARIABLES}
         if not any(env.get(name) for name in CALLER_JOB_MARKERS):
             return env
         kept = {*KEPT_CALLER_VARIABLES, *own}
+        job = batch_job(env)
         return {
             key: value
             for key, value in env.items()
-            if key in kept or not key.startswith(CALLER_JOB_PREFIXES)
+            if key in kept
+            or not (key.startswith(CALLER_JOB_PREFIXES) or is_job_scoped(key, value, job))
         }
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kernelmagic.domain import checks, envcapture
-from kernelmagic.domain.policy import JOB_SCOPED_NAMES, MASK, EnvPolicy, batch_job
+from kernelmagic.domain.policy import MASK, EnvPolicy
 from kernelmagic.domain.provenance import (
     CAPTURE_MODES,
     METADATA_KEY,
@@ -35,6 +35,7 @@ from kernelmagic.domain.provenance import (
 from kernelmagic.domain.shell_syntax import MAX_JSON_DEPTH, check_env_name, nesting_depth
 from kernelmagic.domain.spec_info import validate_name
 from kernelmagic.errors import InvalidInput
+from kernelmagic.jobs import JOB_SCOPED_NAMES, batch_job
 from kernelmagic.reading import json_kind
 
 FORMAT = "kernelmagic-export"

@@ -16,14 +16,13 @@ from kernelmagic.domain import shells
 from kernelmagic.domain.policy import (
     DEFAULT_POLICY,
     EnvPolicy,
-    batch_job,
     in_job_step,
-    is_job_scoped,
     launcher_variable,
 )
 from kernelmagic.domain.provenance import CAPTURE_MODES
 from kernelmagic.domain.shell_syntax import escape_dollars
 from kernelmagic.errors import InvalidInput, SourceFailed, of_type, path_text, string_list
+from kernelmagic.jobs import batch_job, is_job_scoped
 
 # fmt: off
 # Variables holding os.pathsep-separated directory lists. Names ending in PATH count too.

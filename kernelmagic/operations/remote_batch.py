@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernelmagic.domain import checks
-from kernelmagic.domain.policy import EnvPolicy, batch_job, recorded_policy
+from kernelmagic.domain.policy import EnvPolicy, recorded_policy
 from kernelmagic.domain.provenance import Provenance, Source
 from kernelmagic.domain.shells import failure_in_one_line
 from kernelmagic.errors import InvalidInput
+from kernelmagic.jobs import batch_job
 from kernelmagic.operations import spec_writes
 from kernelmagic.options import option
 from kernelmagic.storage import discovery, transactions
