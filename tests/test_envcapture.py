@@ -129,13 +129,14 @@ def test_path_like_missing_from_baseline_is_literal_and_no_templates_flag():
 def test_modes_all_and_none():
     current = session(PWD="/x", NEW="1")
     everything = capture(current, CaptureOptions(mode="all"), baseline=BASE)
-    # Identity (HOME) is noise in every mode; PATH-like values stay additions to the baseline.
-    assert everything.env == {
-        "PATH": "${PATH}",
-        "LD_LIBRARY_PATH": "${LD_LIBRARY_PATH}",
-        "LANG": "C.UTF-8",
-        "NEW": "1",
-    }
+    # Identity (HOME) is noise in every mode; PATH-like values stay additions to the baseline,
+    # and one that adds nothing is not written (walk Q: `MODULEPATH='${MODULEPATH}'` was,
+    # the text `${MODULEPATH}` in a kernel started where MODULEPATH is not set).
+    assert everything.env == {"LANG": "C.UTF-8", "NEW": "1"}
+    added = capture(
+        session(PATH="/env/bin:/usr/bin:/bin"), CaptureOptions(mode="all"), baseline=BASE
+    )
+    assert added.env["PATH"] == "/env/bin:${PATH}"
     assert capture(current, CaptureOptions(mode="none")).env == {}
 
 
@@ -209,3 +210,14 @@ def test_open_mpi_and_intel_mpi_settings_of_a_step_are_the_steps():
 
     outside = capture(session(**settings), CaptureOptions(), baseline=BASE)
     assert outside.env == settings and not outside.launcher
+
+
+def test_what_a_hub_sets_for_its_server_is_left_out_only_in_a_hub_server():
+    """Walk Q: a spawner's `mem_limit` and `cpu_limit` reach the server as MEM_LIMIT and
+    CPU_LIMIT; captured, they held the old limits in every later server's kernels."""
+    limits = {"MEM_LIMIT": "4294967296", "CPU_LIMIT": "2.0", "MEM_GUARANTEE": "1", "GEO": "1"}
+    in_hub = capture(session(JUPYTERHUB_USER="ada", **limits), CaptureOptions(), baseline=BASE)
+    assert in_hub.env == {"GEO": "1"}
+    assert {"MEM_LIMIT", "CPU_LIMIT", "MEM_GUARANTEE"} <= set(in_hub.launcher)
+    elsewhere = capture(session(**limits), CaptureOptions(), baseline=BASE)
+    assert elsewhere.env == limits  # a variable of the user's own outside a hub

@@ -16,6 +16,7 @@ from kernelmagic.domain import shells
 from kernelmagic.domain.policy import (
     DEFAULT_POLICY,
     EnvPolicy,
+    in_hub_server,
     in_job_step,
     launcher_variable,
 )
@@ -299,7 +300,7 @@ def capture(
     known = dict(baseline or {})
     base = known if options.mode == "changed" else {}
 
-    in_step = in_job_step(current)
+    in_step, in_hub = in_job_step(current), in_hub_server(current)
     for name in sorted(current):
         value = current[name]
         if matches_any(name, options.exclude):
@@ -308,7 +309,7 @@ def capture(
         if not included:
             if base and unchanged(name, value, base.get(name)):
                 continue
-            if not on_purpose and launcher_variable(name, in_step, result.job is not None):
+            if not on_purpose and launcher_variable(name, in_step, result.job is not None, in_hub):
                 result.launcher.append(name)
                 continue
             if name == "TMPDIR" and not on_purpose:
@@ -325,6 +326,10 @@ def capture(
                 continue
         if is_path_like(name):
             written = path_value(name, value, known.get(name), options.templates)
+            if written == f"${{{name}}}":  # --capture all of a value as the baseline has it
+                # adds nothing to whatever launches the kernel, and where that has no such
+                # variable the kernel would get the text `${NAME}`: not written
+                continue
             if options.templates and known.get(name) and f"${{{name}}}" not in written:
                 result.fixed_paths.append(name)
             result.env[name] = written

@@ -150,6 +150,19 @@ STEP_MARKERS = ("SLURM_STEP_ID", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"
 # Names of no scheduler's prefix that Slurm's batch jobs export (ENVIRONMENT=BATCH, the
 # node's HOSTNAME): the scheduler's inside a job, anyone's elsewhere.
 JOB_SET_NAMES = ("ENVIRONMENT", "HOSTNAME")
+# Names of no hub prefix that a JupyterHub spawner sets for the server it starts (its
+# resource limits, KubeSpawner's image, the old name of its token): the hub's inside one
+# of its servers (a JUPYTERHUB_ variable set), anyone's elsewhere.
+HUB_SET_NAMES = (
+    "MEM_LIMIT", "MEM_GUARANTEE", "CPU_LIMIT", "CPU_GUARANTEE", "JUPYTER_IMAGE",
+    "JUPYTER_IMAGE_SPEC", "JPY_API_TOKEN",
+)  # fmt: skip
+HUB_MARKERS = ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_USER")
+
+
+def in_hub_server(environ: Mapping[str, str]) -> bool:
+    """Whether ``environ`` is a process of a JupyterHub single-user server (or its kernel)."""
+    return any(environ.get(marker) for marker in HUB_MARKERS)
 
 
 def in_job_temporary(path: str, environ: Mapping[str, str]) -> str | None:
@@ -209,10 +222,13 @@ def in_job_step(environ: Mapping[str, str]) -> bool:
     return any(environ.get(marker) for marker in STEP_MARKERS)
 
 
-def launcher_variable(name: str, in_step: bool = False, in_job: bool = False) -> str | None:
+def launcher_variable(
+    name: str, in_step: bool = False, in_job: bool = False, in_hub: bool = False
+) -> str | None:
     """What set ``name`` for one process tree ("batch scheduler", "MPI job step", "JupyterHub
     single-user server"), or None when it can be part of a software environment.
-    ``in_step``/``in_job``: the environment is a job step's / a batch job's."""
+    ``in_step``/``in_job``/``in_hub``: the environment is a job step's / a batch job's / a
+    hub server's."""
     for kind, pattern in _launcher().items():
         if pattern.match(name):
             return kind
@@ -220,6 +236,8 @@ def launcher_variable(name: str, in_step: bool = False, in_job: bool = False) ->
         return "MPI job step"
     if in_job and name in JOB_SET_NAMES:
         return "batch scheduler"
+    if in_hub and name in HUB_SET_NAMES:
+        return "JupyterHub single-user server"
     return None
 
 
