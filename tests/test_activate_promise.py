@@ -311,6 +311,45 @@ def test_a_reading_client_is_not_held_back_by_one_that_does_not_read(kernel, geo
     assert answers.printed[answers.sent[-1]].split()[1] == str(geo_module / "share")
 
 
+@pytest.mark.skipif(
+    ipykernel.version_info[:2] < (7, 2), reason="IOPub keeps what it publishes only since 7.2"
+)
+def test_every_iopub_client_gets_what_was_kept_not_the_first_one_back(kernel, geo_module):
+    """Walk Q: jupyter_server holds two IOPub connections per kernel (its activity watcher,
+    the browser's). What the restarted process kept went to the first one back: through a
+    real server, one activation in six lost the next cells' output and idle statuses, and the
+    activating cell stayed busy in JupyterLab. Here a watcher reads all along and is back
+    first; the client checked reads a little later (a client subscribes when it reads): it
+    got none of what the restarted process published."""
+    from jupyter_client.blocking import BlockingKernelClient
+
+    manager, client = kernel
+    watcher = BlockingKernelClient()
+    watcher.load_connection_info(manager.get_connection_info())
+    watcher.start_channels()
+
+    def watch(seconds: float) -> None:  # it reads all along
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                watcher.get_iopub_msg(timeout=0.005)
+
+    try:
+        answers = Answers(client)
+        answers.send("%kernel_activate --modules geo/1.0")
+        for _ in range(3):
+            watch(0.02)
+            answers.send(READ)
+        # The checked client reads from 1.2 s on: after the restarted process is up (~0.8 s
+        # here), within the 2 s it waits for its clients.
+        watch(1.2)
+        answers.wait(timeout=30)
+    finally:
+        watcher.stop_channels()
+    assert answers.lost() == [] and answers.idle == set(answers.sent), answers.idle
+    assert all(answers.printed[m].split()[1] == str(geo_module / "share") for m in answers.sent[1:])
+
+
 def test_a_notebook_at_a_browser_pace(geo_module):
     """Activate, then Shift-Enter through 8 cells, 150 ms apart, in nbclient."""
     notebook = nbformat.v4.new_notebook()

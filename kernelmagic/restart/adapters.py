@@ -44,6 +44,10 @@ def _frames(frames: list[bytes]) -> list[zmq.Frame]:
 class Adapter:
     """What the restart does to a running ipykernel, in that ipykernel's own terms."""
 
+    # Whether a client's subscription sends what IOPub kept: not while the restart waits for
+    # every client to be back (the first one back would take it from the others).
+    release_on_subscription = True
+
     def __init__(self, kernel: Any, app: Any) -> None:
         self.kernel, self.app = kernel, app
         self.stream = kernel.shell_stream
@@ -160,7 +164,8 @@ class ShellChannelThread(Adapter):
         def welcome_and_tell(subscription: str) -> None:
             try:
                 welcome(subscription)
-                self._release_held()  # what was kept goes first, to this subscriber too
+                if self.release_on_subscription:
+                    self._release_held()  # what was kept goes first, to this subscriber too
             finally:
                 seen.set()
 

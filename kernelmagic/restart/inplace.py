@@ -227,6 +227,9 @@ class Handoff:
             "reply": resume.frames_text(self.reply or []),
             "queued": [resume.frames_text(frames) for frames in self.queued],
             "children": _children(),  # the new process reaps them
+            # Every client's IOPub connection, to be back before what was kept goes out:
+            # jupyter_server has two per kernel (its activity watcher, the browser's).
+            "iopub_clients": _iopub_clients(self.app),
         }
         _write_all(fd, json.dumps(document).encode())
         env = dict(self.environ)
@@ -327,6 +330,14 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         view = view[os.write(fd, view) :]
     os.lseek(fd, 0, os.SEEK_SET)
+
+
+def _iopub_clients(app: Any) -> int | None:
+    """How many connections the IOPub port has; None where that cannot be seen."""
+    port = getattr(app, "iopub_port", None)
+    if getattr(app, "transport", "tcp") != "tcp" or not port or not quiesce.can_see_connections():
+        return None
+    return len(quiesce.established_on(port))
 
 
 def _children() -> list[int]:

@@ -39,6 +39,7 @@ _RECONNECT_TIMEOUT = 2.0
 # jitter (libzmq's defaults), so 0.3 s after the new process started it is back.
 _IOPUB_SETTLE = 0.1
 _IOPUB_GRACE = 0.3
+_REGREET = 0.02  # a new greeting for clients that subscribed after the last one was sent
 
 
 def resume(shell: Any) -> None:
@@ -76,7 +77,14 @@ class _Resumption:
         self.first = [_bytes(document["request"]), *map(_bytes, document["queued"])]
         # ipykernel 7.2 and later say when a client subscribes to IOPub again.
         self.subscribed = threading.Event()
-        self.adapter.watch_subscriptions(self.subscribed)
+        watching = self.adapter.watch_subscriptions(self.subscribed)
+        # The IOPub connections the old process had, where subscriptions can be seen: each
+        # client back before what was kept goes out (jupyter_server holds two per kernel, and
+        # the first one back took it all).
+        clients = document.get("iopub_clients")
+        self.iopub_clients = clients if watching and isinstance(clients, int) else 0
+        if self.iopub_clients > 1:
+            self.adapter.release_on_subscription = False
         # Where it can tell when a client subscribes, IOPub keeps what it publishes until
         # then: a client that reads IOPub only later still gets every message.
         self.adapter.hold_iopub()
@@ -146,6 +154,9 @@ class _Resumption:
         system can tell, and at most _RECONNECT_TIMEOUT. What IOPub kept meanwhile
         (``hold_iopub``) goes out when a subscription is seen, or here, where none can be:
         a subscription that came before the watch began is told by nothing else."""
+        if self.iopub_clients > 1:
+            self._wait_for_every_iopub_client(self.iopub_clients)
+            return
         if self.subscribed.is_set():
             return
         if self._iopub_connected() is None:
@@ -161,6 +172,28 @@ class _Resumption:
             if self.subscribed.wait(0.01):
                 return
         # No client back yet: its subscription, when it comes, releases what was kept.
+
+    def _wait_for_every_iopub_client(self, clients: int) -> None:
+        """Until as many IOPub connections as the old process had are back and subscribed
+        (a greeting reached each), and at most _RECONNECT_TIMEOUT from the start; then what
+        IOPub kept goes out, and from then on a client's subscription sends it."""
+        app = getattr(self.kernel, "parent", None)
+        port = getattr(app, "iopub_port", None)
+        deadline = self.started + _RECONNECT_TIMEOUT
+        reached, greeted = None, 0.0
+        try:
+            while port and time.monotonic() < deadline:
+                if len(quiesce.established_on(port)) >= clients and self.subscribed.is_set():
+                    if reached is not None and reached(every=True):
+                        return
+                    if time.monotonic() - greeted > _REGREET:  # one that subscribed since
+                        reached, greeted = self._greet(), time.monotonic()
+                        if reached is None:  # this system cannot tell: as before
+                            return
+                time.sleep(0.002)
+        finally:
+            self.adapter.release_on_subscription = True
+            self.adapter.release_iopub()
 
     def _settle(self) -> bool | None:
         """Until a client subscribes, or IOPub is seen to reach every connection it has,
