@@ -4,6 +4,7 @@ for the Slurm provisioner, which runs inside Jupyter and imports only the base l
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 
@@ -51,3 +52,14 @@ def is_job_scoped(name: str, value: str, job: tuple[str, str] | None) -> bool:
     if len(job_id) < 3:
         return False
     return re.search(rf"(?<![0-9]){re.escape(job_id)}(?![0-9])", value) is not None
+
+
+def in_job_temporary(path: str, environ: Mapping[str, str]) -> str | None:
+    """Inside a batch job, the job's ``TMPDIR`` when ``path`` lies in it (sites remove it
+    when the job ends: a spec's interpreter there goes with the job), else None."""
+    temporary = environ.get("TMPDIR", "")
+    if batch_job(environ) is None or not os.path.isabs(temporary) or not os.path.isabs(path):
+        return None
+    root = os.path.normpath(temporary)
+    inside = os.path.normpath(path).startswith(root.rstrip(os.sep) + os.sep)
+    return root if inside else None

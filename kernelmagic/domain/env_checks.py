@@ -16,12 +16,11 @@ from kernelmagic.domain.policy import (
     JOB_SCOPED,
     MASK,
     EnvPolicy,
-    in_job_temporary,
     launcher_variable,
 )
 from kernelmagic.domain.provenance import Provenance
 from kernelmagic.domain.spec_info import SpecInfo
-from kernelmagic.jobs import JOB_SCOPED_NAMES, batch_job, is_job_scoped
+from kernelmagic.jobs import JOB_SCOPED_NAMES, batch_job, in_job_temporary, is_job_scoped
 
 _PATH_SUFFIXES = ("_DIR", "HOME", "_PATH", "_DATA", "_LIB", "_ROOT", "_PREFIX")
 # Caches, configuration and state dirs that their programs create when first needed.

@@ -9,7 +9,6 @@ included, keep honouring them.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from itertools import pairwise
 from typing import Any
 
 from kernelmagic.domain.provenance import recorded_patterns
-from kernelmagic.jobs import batch_job
 
 # Variables that describe the session, the terminal or the tool that started the process,
 # never the software environment. Globs, matched case-sensitively. One list, by category.
@@ -163,17 +161,6 @@ HUB_MARKERS = ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_
 def in_hub_server(environ: Mapping[str, str]) -> bool:
     """Whether ``environ`` is a process of a JupyterHub single-user server (or its kernel)."""
     return any(environ.get(marker) for marker in HUB_MARKERS)
-
-
-def in_job_temporary(path: str, environ: Mapping[str, str]) -> str | None:
-    """Inside a batch job, the job's ``TMPDIR`` when ``path`` lies in it (sites remove it
-    when the job ends: a spec's interpreter there goes with the job), else None."""
-    temporary = environ.get("TMPDIR", "")
-    if batch_job(environ) is None or not os.path.isabs(temporary) or not os.path.isabs(path):
-        return None
-    root = os.path.normpath(temporary)
-    inside = os.path.normpath(path).startswith(root.rstrip(os.sep) + os.sep)
-    return root if inside else None
 
 
 def _globs(patterns: Iterable[str]) -> re.Pattern[str]:

@@ -23,11 +23,10 @@ from string import Template
 from typing import Any
 
 from kernelmagic.domain import envcapture, shells
-from kernelmagic.domain.policy import in_job_temporary
 from kernelmagic.domain.provenance import Source
 from kernelmagic.domain.shell_syntax import escape_dollars
 from kernelmagic.errors import InvalidInput, SourceFailed
-from kernelmagic.jobs import batch_job
+from kernelmagic.jobs import batch_job, in_job_temporary
 
 SHELL_TIMEOUT = 300.0  # conda activation on a busy shared filesystem can take a while
 PROBE_TIMEOUT = 60.0

@@ -11,6 +11,7 @@ kernel's stderr are kept, whatever it writes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -398,6 +399,21 @@ def _not_launched_because(
     return ""
 
 
+def _launch_in_pool(
+    loops: set[asyncio.AbstractEventLoop],
+    name: str,
+    timeout: float,
+    interrupt: bool,
+    stop: threading.Event,
+) -> Launch:
+    """``launch`` in a pool's thread, noting the event loop jupyter_client set for it."""
+    try:
+        return launch(name, timeout, interrupt=interrupt, stop=stop)
+    finally:
+        with contextlib.suppress(RuntimeError):  # none was made in this thread
+            loops.add(asyncio.get_event_loop_policy().get_event_loop())
+
+
 def launch_all(
     names: Iterable[str] = (),
     timeout: float = DEFAULT_TIMEOUT,
@@ -422,8 +438,9 @@ def launch_all(
     if wanted:
         stop = threading.Event()
         pool = ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, len(wanted)))
+        loops: set[asyncio.AbstractEventLoop] = set()
         try:
-            started = [pool.submit(launch, n, timeout, interrupt=interrupt, stop=stop)
+            started = [pool.submit(_launch_in_pool, loops, n, timeout, interrupt, stop)
                        for n in wanted]  # fmt: skip
             launched = {n: future.result() for n, future in zip(wanted, started, strict=True)}
         except KeyboardInterrupt:  # the launches under way stop waiting and shut down
@@ -431,4 +448,9 @@ def launch_all(
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            # The event loops jupyter_client made in the pool's threads go with it: left to
+            # the interpreter's exit, Python 3.10 printed an error closing each after Ctrl-C.
+            for loop in loops:
+                if not loop.is_running() and not loop.is_closed():
+                    loop.close()
     return LaunchReport([refused.get(i.name) or launched[i.name] for i in infos])
