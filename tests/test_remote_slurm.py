@@ -148,6 +148,10 @@ JUPYTER_CLIENT_LIFE = """
         "import os; print(os.environ['SLURM_JOB_ID'], os.environ['CAPTURED_BY_KERNELMAGIC'], "
         "os.environ['USER'] if 'USER' in os.environ else os.getuid())"
     ), job=km.provisioner.job)
+    say(step="which", result=run(
+        "get_ipython().run_line_magic('load_ext', 'kernelmagic'); "
+        "get_ipython().run_line_magic('kernel_env', '')"
+    ))
     kc.execute("print('sleeping', flush=True); import time; time.sleep(60)")
     while True:  # interrupt once the cell runs (an idle ipykernel ignores SIGINT)
         message = kc.get_iopub_msg(timeout=30)
@@ -172,12 +176,24 @@ JUPYTER_CLIENT_LIFE = """
 
 
 def test_slurm_spec_lives_and_ends_with_jupyter_client(slurm_setup, user_kernels):
+    """Also (walk Q): the magics in the kernel tell the spec it was started from, though
+    another spec has the same argv and env (`remote` copies them): the kernel's connection
+    file, which the launcher wrote, did not name it."""
     cluster = slurm_setup[0]
     jupyter_path = make_slurm_spec(slurm_setup, user_kernels, "geo-slurm", "--time", "10")
-    first, interrupted, restarted, shut = run_client(slurm_setup, jupyter_path, JUPYTER_CLIENT_LIFE)
+    kernels = jupyter_path / "kernels"
+    twin = json.loads((kernels / "geo-slurm" / "kernel.json").read_text())
+    del twin["metadata"]["kernel_provisioner"]
+    (kernels / "geo-twin").mkdir(mode=0o755)
+    (kernels / "geo-twin" / "kernel.json").write_text(json.dumps(twin))
+    (kernels / "geo-twin" / "kernel.json").chmod(0o644)
+    said = run_client(slurm_setup, jupyter_path, JUPYTER_CLIENT_LIFE)
+    first, which, interrupted, restarted, shut = said
     job_id, captured, _user = first["result"][1].split()
     assert first["result"][0] == "ok" and job_id == first["job"]
     assert captured == "from-geo"
+    assert which["result"][0] == "ok", which
+    assert which["result"][1].startswith("Kernel spec 'geo-slurm' ("), which
     assert interrupted["error"] == "KeyboardInterrupt" and interrupted["seconds"] < 10
     assert restarted["result"] == ["ok", restarted["job"]] and restarted["job"] != job_id
     assert shut["alive"] is False

@@ -99,6 +99,8 @@ def write_connection_file(
         "key": request.get("key") or str(uuid.uuid4()),
         "signature_scheme": "hmac-sha256",
     }
+    if request.get("kernel_name"):  # as jupyter_client writes it for a local kernel
+        info["kernel_name"] = request["kernel_name"]
     path = os.path.join(directory, "kernel.json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:

@@ -243,6 +243,10 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
         kwargs["cmd"] = self.scheduler.submit_argv(self._options(), self.job_name, job_command)
         return kwargs
 
+    def _kernel_name(self) -> str:
+        name = getattr(self.parent, "kernel_name", "")
+        return name if isinstance(name, str) else ""
+
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         self._env = self.scheduler.submit_env(
             dict(kwargs.get("env") or os.environ), own=self.kernel_spec.env or {}
@@ -269,7 +273,10 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
         finally:
             os.close(guarded)
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(self._restart_request).encode() + b"\n")
+        # The spec's name goes into the kernel's connection file, as jupyter_client writes it
+        # for a local kernel: the magics in the kernel tell its spec by it.
+        request = {**self._restart_request, "kernel_name": self._kernel_name()}
+        self.process.stdin.write(json.dumps(request).encode() + b"\n")
         self.process.stdin.flush()
         arrived = threading.Event()
         threading.Thread(target=self._read_stdout, args=(arrived,), daemon=True).start()
