@@ -20,6 +20,7 @@ from pathlib import Path
 import ipykernel
 import nbformat
 import pytest
+from helpers import write_spec
 from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 from jupyter_client.manager import start_new_kernel
@@ -500,6 +501,35 @@ def test_bookkeeping_only_and_save_names(kernel, geo_module, user_kernels):
         output_hook=lambda m: plain.append(m["content"].get("text", "")),
     )
     assert "Kernel > Restart" in "".join(plain)
+
+
+def test_save_keeps_what_the_kernels_spec_adds_to_a_path(geo_module, user_kernels):
+    """Walk Q: in a kernel whose spec prepends its own dir to a PATH-like variable, `--save`
+    wrote the module's addition alone (`GEO/lib:${LD_LIBRARY_PATH}`): the new spec lost the
+    spec's own dir."""
+    write_spec(
+        user_kernels,
+        "site",
+        {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Site",
+            "language": "python",
+            "env": {"LD_LIBRARY_PATH": "/site/lib:${LD_LIBRARY_PATH}", "SITE": "1"},
+        },
+    )
+    manager, client = start_new_kernel(kernel_name="site", startup_timeout=60)
+    try:
+        client.execute_interactive("%load_ext kernelmagic", timeout=60)
+        reply = client.execute_interactive(
+            "%kernel_activate --modules geo/1.0 --save site-live --no-restart", timeout=60
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    env = json.loads((user_kernels / "site-live" / "kernel.json").read_text())["env"]
+    assert env["LD_LIBRARY_PATH"] == f"{geo_module / 'lib'}:/site/lib:${{LD_LIBRARY_PATH}}"
+    assert env["SITE"] == "1" and env["GDAL_DATA"] == str(geo_module / "share")
 
 
 def test_a_relative_connection_file_and_a_changed_directory(geo_module, tmp_path):

@@ -240,8 +240,24 @@ def _save(request: ActivateRequest, made: activation.Activation) -> Any:
 
 
 def _kept_env(env: Mapping[str, str], made: activation.Activation) -> dict[str, str]:
-    """The template's own env where the activation neither changes nor unsets it."""
-    return {k: v for k, v in env.items() if k not in made.changed and k not in made.removed}
+    """The template's own env where the activation neither changes nor unsets it; and a
+    PATH-like one it only added to, with those additions around the template's value (walk
+    Q: the spec's own `PATH=/gdal/bin:${PATH}` was dropped for the module's
+    `/proj/bin:${PATH}`, and /gdal/bin with it)."""
+    kept = {}
+    for name, value in env.items():
+        if name in made.removed:
+            continue
+        if name not in made.changed:
+            kept[name] = value
+            continue
+        before = made.previous.get(name)
+        if envcapture.is_path_like(name) and before and isinstance(value, str):
+            added = envcapture.path_value(name, made.changed[name], before, True)
+            template = f"${{{name}}}"
+            if template in added and added != template:
+                kept[name] = added.replace(template, value, 1)
+    return kept
 
 
 Request = ActivateRequest
