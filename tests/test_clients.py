@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import write_spec
@@ -16,6 +17,9 @@ from helpers import write_spec
 from kernelmagic.frontends.cli import main
 
 PYTHON = sys.executable
+# VS Code starts a spec through its Python extension only when argv[0] is named python or
+# python3: a venv made by `python3.10 -m venv` runs as bin/python3.10, which it would not.
+VSCODE_PYTHON = str(Path(sys.executable).with_name("python3"))
 KERNEL = [PYTHON, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 
@@ -34,7 +38,7 @@ def test_each_client_gets_a_verdict_with_its_reason(user_kernels, capsys):
     write_spec(user_kernels, "good", _spec("good"))
     write_spec(user_kernels, "gone", _spec("gone", [missing, *KERNEL[1:]]))
     write_spec(user_kernels, "dollars", _spec("dollars", env={"PRICE": "5$$", "WHERE": "$HOME"}))
-    write_spec(user_kernels, "no-dash-f", _spec("x", [PYTHON, "-m", "ipykernel_launcher",
+    write_spec(user_kernels, "no-dash-f", _spec("x", [VSCODE_PYTHON, "-m", "ipykernel_launcher",
                                                       "--f={connection_file}"]))  # fmt: skip
     status, specs = _doctor_json(capsys, "good", "gone", "dollars", "no-dash-f")
     assert status == 1  # `gone` cannot start anywhere
