@@ -23,7 +23,7 @@ from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import scan_root_of
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.operations import remote, remote_batch
+from kernelmagic.operations import remote, remote_batch, spec_writes
 from kernelmagic.storage import atomic, discovery, history, ipykernel_specs, lookups
 
 MAX_PARALLEL = 8  # interpreters checked at once; each is mostly waiting on its own startup
@@ -218,7 +218,7 @@ def _unshared(
                 "not-shared",
                 "in a group's kernels dir (setgid) but its own dir is not setgid, so what is "
                 "written in it later gets the writer's own group; run: chgrp -R "
-                f"{_group_name(parent.st_gid)} {info.resource_dir} && chmod g+s "
+                f"{spec_writes.group_name(parent.st_gid)} {info.resource_dir} && chmod g+s "
                 f"{info.resource_dir}",
                 info.resource_dir,
             )
@@ -246,15 +246,6 @@ def _unshared(
             unreadable[0],
         )
     ]
-
-
-def _group_name(gid: int) -> str:
-    try:
-        import grp  # POSIX only, as groups are
-
-        return grp.getgrgid(gid).gr_name
-    except (ImportError, KeyError):
-        return str(gid)
 
 
 def _exposed_secret(

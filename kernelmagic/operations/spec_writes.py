@@ -38,12 +38,17 @@ def sharing_group(resource_dir: str) -> str | None:
         return None
     if not found.st_mode & stat.S_ISGID or found.st_mode & 0o050 != 0o050:
         return None
-    import grp  # POSIX only, as groups are
+    return group_name(found.st_gid)
 
+
+def group_name(gid: int) -> str:
+    """A group's name (its number where none is known)."""
     try:
-        return grp.getgrgid(found.st_gid).gr_name
-    except KeyError:
-        return str(found.st_gid)
+        import grp  # POSIX only, as groups are
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
 
 
 def _refuse_new_secrets(

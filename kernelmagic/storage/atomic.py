@@ -114,6 +114,16 @@ def _open_lock_file(lock_path: str) -> int:
     return fd
 
 
+def owner_name(uid: int) -> str:
+    """A user's name, for a message about a file they own (``user N`` where none is known)."""
+    try:
+        import pwd  # POSIX only, as owners are
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"user {uid}"
+
+
 def kept_from_others(path: str, what: str, wanted: int) -> KernelmagicError:
     """The error for kernelmagic's own file or dir of a group's kernels dir that another
     member owns and this user cannot use (kernelmagic 0.2 made some owner-only; a later one
@@ -123,14 +133,9 @@ def kept_from_others(path: str, what: str, wanted: int) -> KernelmagicError:
         info = os.lstat(path)
     except OSError:
         return KernelmagicError(f"cannot use the {what} {path}: permission denied")
-    try:
-        import pwd  # POSIX only, as owners are
-
-        owner = pwd.getpwuid(info.st_uid).pw_name
-    except (ImportError, KeyError):
-        owner = f"user {info.st_uid}"
     return KernelmagicError(
-        f"cannot use the {what} {path}: it is {owner}'s and only they can use it (mode "
+        f"cannot use the {what} {path}: it is {owner_name(info.st_uid)}'s and only they can "
+        f"use it (mode "
         f"{stat.S_IMODE(info.st_mode):o}, from an older kernelmagic); ask them to run "
         f"chmod {wanted:o} {shlex.quote(path)}"
     )

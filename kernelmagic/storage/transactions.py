@@ -331,15 +331,10 @@ def refuse_foreign_link(path: str) -> None:
     except OSError:
         return
     if stat.S_ISLNK(info.st_mode) and info.st_uid != os.geteuid():
-        import pwd  # POSIX only, as links of other users are
-
-        try:
-            owner = pwd.getpwuid(info.st_uid).pw_name
-        except KeyError:
-            owner = f"user {info.st_uid}"
         raise LocationError(
-            f"{path} is a symbolic link that {owner} made: kernelmagic changes no spec "
-            "through another user's link; nothing was changed (ask them to replace it)"
+            f"{path} is a symbolic link that {atomic.owner_name(info.st_uid)} made: kernelmagic "
+            "changes no spec through another user's link; nothing was changed (ask them to "
+            "replace it)"
         )
 
 
