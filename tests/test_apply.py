@@ -888,6 +888,19 @@ def test_a_verbose_review_masks_the_spec_it_prints(user_kernels, tmp_path, capsy
     assert "API_TOKEN" in out and "plainsecret123" not in out
 
 
+def _apply_changes_nothing(doc: Path, spec_dir: Path, capsys) -> None:
+    """`apply --check`, `--dry-run` and `apply` of ``doc`` to the spec it records: "as
+    recorded" and "unchanged", and no byte of its kernel.json written."""
+    before = (spec_dir / "kernel.json").read_bytes()
+    capsys.readouterr()
+    for extra in (["--check"], ["--dry-run"], []):
+        assert main(["apply", str(doc), *extra]) == 0, extra
+        out = capsys.readouterr().out
+        action = "as recorded" if extra == ["--check"] else "unchanged"
+        assert out.splitlines() == [f"{spec_dir.name} ({spec_dir}): {action}"], out
+    assert (spec_dir / "kernel.json").read_bytes() == before
+
+
 def test_applying_a_document_to_the_spec_it_records_writes_nothing(user_kernels, tmp_path, capsys):
     """`apply` of a spec's own export, where `--check` said "as recorded", made it again from
     its source: a metadata key set by hand and a secret set by hand (the document masks it)
@@ -898,14 +911,7 @@ def test_applying_a_document_to_the_spec_it_records_writes_nothing(user_kernels,
     assert main(["patch", "mdt", "--metadata", "foo=1"]) == 0
     doc = tmp_path / "mdt.json"
     assert main(["export", "mdt", "-o", str(doc)]) == 0
-    before = (user_kernels / "mdt" / "kernel.json").read_bytes()
-    capsys.readouterr()
-    for extra in (["--check"], ["--dry-run"], []):
-        assert main(["apply", str(doc), *extra]) == 0, extra
-        out = capsys.readouterr().out
-        action = "as recorded" if extra == ["--check"] else "unchanged"
-        assert out.splitlines() == [f"mdt ({user_kernels / 'mdt'}): {action}"], out
-    assert (user_kernels / "mdt" / "kernel.json").read_bytes() == before
+    _apply_changes_nothing(doc, user_kernels / "mdt", capsys)
 
 
 def test_a_spec_made_again_keeps_the_secret_it_holds_here(user_kernels, tmp_path, capsys):
@@ -938,14 +944,7 @@ def test_a_copied_spec_keeps_the_secret_the_document_masked(user_kernels, tmp_pa
     )  # fmt: skip
     doc = tmp_path / "hand.json"
     assert main(["export", "hand", "-o", str(doc)]) == 0
-    before = (user_kernels / "hand" / "kernel.json").read_bytes()
-    capsys.readouterr()
-    for extra in (["--check"], ["--dry-run"], []):
-        assert main(["apply", str(doc), *extra]) == 0, extra
-        out = capsys.readouterr().out
-        action = "as recorded" if extra == ["--check"] else "unchanged"
-        assert out.splitlines() == [f"hand ({user_kernels / 'hand'}): {action}"], out
-    assert (user_kernels / "hand" / "kernel.json").read_bytes() == before
+    _apply_changes_nothing(doc, user_kernels / "hand", capsys)
 
     assert main(["env", "-k", "hand", "K=2"]) == 0
     assert main(["apply", str(doc)]) == 0

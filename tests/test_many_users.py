@@ -299,13 +299,21 @@ def _run_as(team, user: str, shared: Path, *argv: str) -> tuple[int, str]:
     return member.returncode, said
 
 
+def _team_specs(team, project: Path, *names: str) -> Path:
+    """``names`` installed by the first member as the group's specs in ``project``; their
+    kernels dir."""
+    where = ["--prefix", str(project), "--group", TEAM]
+    for name in names:
+        status, err = _run_as(
+            team, MEMBERS[0], project, "install", name, "--capture", "none", *where
+        )
+        assert status == 0, err
+    return project / "share" / "jupyter" / "kernels"
+
+
 def test_12_every_member_edits_patches_undoes_and_removes_a_team_kernel(team, project):
     ann, bob = MEMBERS
-    where = ["--prefix", str(project), "--group", TEAM]
-    kernels = project / "share" / "jupyter" / "kernels"
-    for name in ("t2", "t3"):
-        status, err = _run_as(team, ann, project, "install", name, "--capture", "none", *where)
-        assert status == 0, err
+    kernels = _team_specs(team, project, "t2", "t3")
     status, err = _run_as(team, ann, project, "remove", "t3")  # ann's removal comes first
     assert status == 0, err
     for argv in (["env", "-k", "t2", "X=1"], ["patch", "t2", "--display-name", "Team"],
@@ -331,11 +339,7 @@ def test_12_a_removed_specs_dir_an_older_kernelmagic_kept_to_one_member_is_said(
     nothing, said nothing and exited 0. The removal names the dir's owner and the chmod;
     `--missing` says which dead spec it could not remove, and exits 1."""
     ann, bob = MEMBERS
-    where = ["--prefix", str(project), "--group", TEAM]
-    kernels = project / "share" / "jupyter" / "kernels"
-    for name in ("t4", "dead"):
-        status, err = _run_as(team, ann, project, "install", name, "--capture", "none", *where)
-        assert status == 0, err
+    kernels = _team_specs(team, project, "t4", "dead")
     status, err = _run_as(team, ann, project, "patch", "dead", "--argv-prefix", "/gone/wrapper")
     assert status == 0, err
     removed = kernels / ".kernelmagic-removed"
@@ -365,10 +369,7 @@ def test_12_a_lock_an_older_kernelmagic_kept_to_one_member_is_said(team, project
     """Walk R: kernelmagic 0.2 under umask 077 left a member's `.NAME.lock` 0600; another
     member's write said "cannot write KERNELS: permission denied", blaming the dir."""
     ann, bob = MEMBERS
-    where = ["--prefix", str(project), "--group", TEAM]
-    status, err = _run_as(team, ann, project, "install", "t5", "--capture", "none", *where)
-    assert status == 0, err
-    lock = project / "share" / "jupyter" / "kernels" / ".t5.lock"
+    lock = _team_specs(team, project, "t5") / ".t5.lock"
     lock.chmod(0o600)  # as 0.2 left it
     status, err = _run_as(team, bob, project, "env", "-k", "t5", "X=1")
     assert (status, err) == (1, (
