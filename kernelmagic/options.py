@@ -93,6 +93,16 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[Option], fron
         parser.add_argument(*opt.flags, **opt.kwargs)
 
 
+def parse_words(parser: argparse.ArgumentParser, words: Sequence[str]) -> argparse.Namespace:
+    """The namespace of a command's words, with its options allowed between its names
+    (``apply FILE --check NAME``, ``remove a --dry-run b``), as ``jupyter kernelspec`` allows:
+    argparse's plain parse ends a ``NAME ...`` list at the first option and refuses the names
+    after it. A command that hands its rest on (``shell -- CMD``) is parsed plainly."""
+    if any(action.nargs == argparse.REMAINDER for action in parser._actions):
+        return parser.parse_args(words)
+    return parser.parse_intermixed_args(words)
+
+
 def path(text: str) -> str:
     """A path option's value with ``~`` and ``~user`` expanded (a magic line has no shell to
     do it, and ``--opt=~/x`` is left alone by shells too)."""

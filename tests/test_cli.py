@@ -148,3 +148,27 @@ def test_show_json_is_one_object_masked_for_both_front_ends(user_kernels, capsys
     assert shown["hidden"] is False
     assert ip.run_line_magic("kernel_show", "geo --json") == shown
     assert run(capsys, "show", "nope", "--json")[0] == 1
+
+
+def test_options_may_come_between_a_commands_names(user_kernels, capsys, ip, tmp_path):
+    """Walk R: `apply FILE --check NAME` was refused ("unrecognized arguments: NAME"), as was
+    `remove a --dry-run b`: argparse ended the names at the first option. Both front ends take
+    options anywhere among the names now, as `jupyter kernelspec remove a -f b` does; `shell`
+    still hands everything after its spec name on, options included."""
+    for name in ("a", "b", "c"):
+        write_spec(user_kernels, name)
+    document = tmp_path / "doc.json"
+    assert main(["export", "a", "b", "-o", str(document)]) == 0
+    capsys.readouterr()
+    status, out, err = run(capsys, "apply", str(document), "--check", "b")
+    assert (status, err) == (0, "") and out.startswith("b (") and "as recorded" in out
+    assert "a (" not in out
+    status, out, err = run(capsys, "remove", "a", "--dry-run", "b")
+    assert (status, err) == (0, "") and out.count("Would remove kernel spec") == 2
+    ip.run_line_magic("kernel_remove", "a --dry-run c")
+    assert capsys.readouterr().out.count("Would remove kernel spec") == 2
+    assert sorted(p.name for p in user_kernels.iterdir()) == ["a", "b", "c"]
+    said = tmp_path / "said"
+    write_args = "import sys; open(sys.argv[1], 'w').write(' '.join(sys.argv[2:]))"
+    assert main(["shell", "a", "--", sys.executable, "-c", write_args, str(said), "-v"]) == 0
+    assert said.read_text() == "-v"

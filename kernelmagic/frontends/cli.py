@@ -22,7 +22,7 @@ from kernelmagic import settings
 from kernelmagic.commands import BY_NAME, COMMANDS, Command
 from kernelmagic.commands.render import CLI, Shown, error_text, os_error_text
 from kernelmagic.errors import InvalidInput, KernelmagicError
-from kernelmagic.options import add_options, check_option_count, old_spellings
+from kernelmagic.options import add_options, check_option_count, old_spellings, parse_words
 from kernelmagic.reading import read_text_input
 from kernelmagic.version import __version__
 
@@ -39,20 +39,32 @@ class _Parser(argparse.ArgumentParser):
         raise UsageFailure(message)
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser of every command (a wrong name is told the choices), or with ``only`` of
-    that one alone: the others are neither imported nor named (14 empty subparsers took
-    ~3 ms of every command's start)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command, for words that name none (``--help``, a wrong name, which
+    is told the choices); a named command's words go to its own parser alone (``_parse``): the
+    others are neither imported nor named (14 empty subparsers took ~3 ms of every start)."""
     parser = _Parser(prog=PROG, description="Manage Jupyter kernel specs and their environment.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     for command in ON_COMMAND_LINE:
-        if only is None or command.name == only:
-            module = command.load()
-            sub = commands.add_parser(command.name, help=module.SUMMARY, description=module.SUMMARY)
-            add_options(sub, module.Request.OPTIONS, CLI)
+        module = command.load()
+        sub = commands.add_parser(command.name, help=module.SUMMARY, description=module.SUMMARY)
+        add_options(sub, module.Request.OPTIONS, CLI)
     return parser
+
+
+def _parse(words: list[str], chosen: Command | None) -> argparse.Namespace:
+    """The namespace of the words: a named command's by its own parser, which takes its
+    options between its names (``parse_words``); a subparser cannot."""
+    if chosen is None:
+        return build_parser().parse_args(words)
+    module = chosen.load()
+    parser = _Parser(prog=f"{PROG} {chosen.name}", description=module.SUMMARY)
+    add_options(parser, module.Request.OPTIONS, CLI)
+    ns = parse_words(parser, words[1:])
+    ns.command = chosen.name
+    return ns
 
 
 def _chosen(words: list[str]) -> Command | None:
@@ -102,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_option_count(words)
         chosen = _chosen(words)
         _refuse_unknown_global_option(words)
-        ns = build_parser(chosen.name if chosen else None).parse_args(words)
+        ns = _parse(words, chosen)
         module = BY_NAME[ns.command].load()
         for line in old_spellings(module.Request.OPTIONS, words[1:]):
             print(f"{PROG}: {line}", file=sys.stderr)

@@ -51,7 +51,7 @@ from kernelmagic.domain.shell_syntax import split_args
 from kernelmagic.domain.this_kernel import in_kernel, own_spec
 from kernelmagic.errors import KernelmagicError
 from kernelmagic.options import MAGICS as MAGIC_OPTIONS
-from kernelmagic.options import check_option_count, for_front_end, old_spellings
+from kernelmagic.options import check_option_count, for_front_end, old_spellings, parse_words
 from kernelmagic.settings import SECTION, Settings
 from kernelmagic.storage.discovery import list_specs
 
@@ -224,7 +224,7 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
             words = split_args(line)
             check_option_count(words)
         try:
-            ns = magic.parser.parse_args(words)  # a bad option: IPython's UsageError
+            ns = parse_words(magic.parser, words)  # a bad option: IPython's UsageError
         except UsageError as exc:  # which may quote a word holding a secret
             raise UsageError(error_text(str(exc))) from None
         for text in old_spellings(module.Request.OPTIONS, words):
