@@ -357,7 +357,8 @@ START_ONLY = """
     try:
         km.start_kernel()
     except Exception as exc:
-        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+        print(json.dumps({"error": [kind.__name__ for kind in type(exc).__mro__],
+                          "message": str(exc)}))
     else:
         print(json.dumps({"error": None}))
 """
@@ -375,7 +376,8 @@ def test_a_queue_that_cannot_run_the_job_times_out_naming_it(slurm_setup, user_k
         "launch_timeout=6",  # the scheduler sets the reason at its next cycle
     )
     result, logged = run_client(slurm_setup, jupyter_path, START_ONLY, log=True)
-    assert result["error"] == "TimeoutError", result
+    # A TimeoutError to jupyter_client's callers, and words a Jupyter server passes on.
+    assert {"TimeoutError", "HTTPError"} <= set(result["error"]), result
     assert "is PENDING (PartitionDown)" in logged and "waits: job " in logged
     message = result["message"]
     assert "did not start within 6 s: job " in message
@@ -1048,7 +1050,13 @@ def slurm_free_port() -> int:
 
 def test_a_job_slurm_refuses_fails_the_start_with_slurms_words(slurm_client_env, user_kernels):
     """srun refuses at once (a partition the cluster lacks): the start fails with srun's own
-    error line at once, not after the launch timeout."""
+    error line at once, not after the launch timeout, and a Jupyter server passes those words
+    on to its client (walk Q: its answer was "Unhandled error", so JupyterLab's "Error Starting
+    Kernel" dialog said nothing of why)."""
+    import secrets
+    import urllib.error
+    import urllib.request
+
     from jupyter_client.manager import KernelManager
 
     write_spec(user_kernels, "geo")
@@ -1059,6 +1067,42 @@ def test_a_job_slurm_refuses_fails_the_start_with_slurms_words(slurm_client_env,
     with pytest.raises(RuntimeError, match=r"ended before the kernel started: .*invalid partition"):
         manager.start_kernel()
     assert time.monotonic() - started < 30
+    assert not jobs_of_kernels(slurm_client_env)
+
+    _require_jupyter_server()
+    token, port = secrets.token_hex(16), slurm_free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False", "--allow-root"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not _answers(base, token):
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+            time.sleep(0.2)
+        # A kernel alone (what a kernel gateway's clients and scripts ask; this answer said
+        # "Unhandled error"), and a notebook's session (what JupyterLab asks, which the server
+        # words itself).
+        session = {"path": "a.ipynb", "type": "notebook", "kernel": {"name": "geo-nowhere"}}
+        asked = {"/api/kernels": {"name": "geo-nowhere"}, "/api/sessions": session}
+        for path, body in asked.items():
+            request = urllib.request.Request(
+                base + path,
+                data=json.dumps(body).encode(),
+                method="POST",
+                headers={"Authorization": f"token {token}"},
+            )
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(request, timeout=60)
+            reply = json.loads(answer.value.read())
+            assert answer.value.code == 500, path
+            assert "ended before the kernel started" in reply["message"], (path, reply)
+            assert "invalid partition" in reply["message"], (path, reply)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
     assert not jobs_of_kernels(slurm_client_env)
 
 

@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
+from tornado.web import HTTPError
 from traitlets import Float, Integer, List, Unicode
 
 from kernelmagic.batch import guard, launcher
@@ -182,6 +183,34 @@ def launcher_python(argv: list[str], configured: str) -> str:
     if re.fullmatch(r"python[0-9.]*", os.path.basename(program)):
         return program
     return "python3"
+
+
+class _ToldToServerClients(HTTPError):
+    """Why a kernel did not start, in words a Jupyter server passes on. jupyter_server answers
+    a start that raised anything but a tornado ``HTTPError`` with "Unhandled error" alone (its
+    ``APIHandler.write_error``), so JupyterLab's "Error Starting Kernel" could not say that
+    Slurm refused the partition (walk Q); other clients see the builtin error it also is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:  # HTTPError keeps its args for %-formatting: () here
+        return f"{type(self).__name__}({self.message!r})"
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return type(self), (self.message,)
+
+
+class JobEndedBeforeStart(_ToldToServerClients, RuntimeError):
+    """The kernel's job ended (or was refused) before the kernel started."""
+
+
+class JobDidNotStart(_ToldToServerClients, TimeoutError):
+    """The kernel's job did not start within ``launch_timeout``; it was cancelled."""
 
 
 # jupyter_client 7.0 (the oldest supported) has no types: the base class is Any there.
@@ -327,7 +356,7 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
             if self.process.poll() is not None and not arrived.wait(0.2):
                 tail = "; ".join(self._stderr_tail) or "no output"
                 await self._forget()
-                raise RuntimeError(
+                raise JobEndedBeforeStart(
                     f"the {self.scheduler.name} job for kernel {self.kernel_id} ended before the "
                     f"kernel started: {tail}"
                 )
@@ -354,7 +383,7 @@ class BatchProvisioner(KernelProvisionerBase):  # type: ignore[misc, unused-igno
                         if ended and (self.allocation or (answered and left is None))
                         else f"its cancelling was not confirmed (squeue --name={self.job_name})"
                     )
-                    raise TimeoutError(
+                    raise JobDidNotStart(
                         f"the {self.scheduler.name} job for kernel {self.kernel_id} did not start "
                         f"within {self.launch_timeout:g} s: {where}; {outcome}"
                     )
