@@ -311,10 +311,11 @@ def test_the_doctor_finds_a_captured_value_holding_the_job_id(
 
 
 def test_an_interpreter_in_the_jobs_tmpdir_is_warned_at_install_and_doctor(
-    slurm_cluster, user_kernels, tmp_path
+    slurm_cluster, user_kernels, tmp_path, capsys
 ):
     """Issue 35, item 9: a venv made in the job's TMPDIR (removed by the site's epilog when
-    the job ends) gets a warning from install and a problem from the doctor in that job."""
+    the job ends) gets a warning from install and a problem from the doctor, in that job and
+    after it; the variables that point into the venv are not each told to be removed."""
     purelib = sysconfig.get_paths()["purelib"]
     script = (
         f'{sys.executable} -m venv --without-pip "$TMPDIR/venv" && '
@@ -328,6 +329,16 @@ def test_an_interpreter_in_the_jobs_tmpdir_is_warned_at_install_and_doctor(
     assert "temporary directory" in out.split("Installed kernel spec")[0], out
     doctor = out.split("Installed kernel spec")[1]
     assert "this job's temporary directory" in doctor and "doctor exit 1" in doctor, doctor
+    # The captured PATH and VIRTUAL_ENV point into the venv, so they hold the job's id: walk
+    # Q's doctor told to remove each (`env -k tmpk -u PATH`), where the program is what goes.
+    assert {"PATH", "VIRTUAL_ENV"} <= set(_spec_env(user_kernels, "tmpk")), out
+    assert "job-scoped" not in doctor and " -u " not in doctor, doctor
+    capsys.readouterr()
+    main(["doctor", "tmpk", "--json"])  # after the job, outside any
+    problems = json.loads(capsys.readouterr().out)["specs"]["tmpk"]["problems"]
+    assert not [p for p in problems if p["kind"] == "job-scoped"], problems
+    (gone,) = [p for p in problems if p["kind"] == "job-temporary"]
+    assert "install the spec from there" in gone["message"], problems
 
 
 def test_an_allocation_and_an_unprivileged_users_step_capture_no_job_variable(

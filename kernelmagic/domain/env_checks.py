@@ -130,10 +130,11 @@ def job_scoped(
         and name not in explicit
         and record.captured_digests.get(name) == envcapture.digests({name: value})[name]
     }
-    jobs = [record.job.split()[-1]] if record.job else []
-    current = batch_job(environ or {})
-    if current:
-        jobs.append(current[1])
+    jobs = _jobs_of(record, environ or {})
+    # A program that lives in a job's directory goes with the job, and the variables that
+    # point beside it with it: that is one problem, the program's (program_in_job_temporary),
+    # not one `-u NAME` each, which would leave the spec as broken.
+    program_job = _job_in(_program(info), jobs)
     # A snippet, modules or an activation ran in a clean login shell with no job: what it
     # set, it set on purpose, whatever the variable is called (docs/capture.md). Only this
     # session's own variables can be the job's by their names.
@@ -141,7 +142,9 @@ def job_scoped(
     problems = []
     for name, value in sorted(captured.items()):
         launcher = launcher_variable(name) if by_name else None
-        holds_job = next((j for j in jobs if is_job_scoped("", value, ("", j))), None)
+        holds_job = _job_in(value, jobs)
+        if holds_job is not None and holds_job == program_job:
+            continue
         if not ((by_name and name in JOB_SCOPED_NAMES) or launcher or holds_job):
             continue
         if launcher:
@@ -163,19 +166,43 @@ def job_scoped(
     return problems
 
 
-def program_in_job_temporary(info: SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
-    """A spec whose program lives in this job's TMPDIR: it is removed when the job ends."""
+def _program(info: SpecInfo) -> str:
     argv = info.spec.get("argv")
-    program = argv[0] if isinstance(argv, list) and argv and isinstance(argv[0], str) else ""
+    return argv[0] if isinstance(argv, list) and argv and isinstance(argv[0], str) else ""
+
+
+def _jobs_of(record: Provenance | None, environ: Mapping[str, str]) -> list[str]:
+    """The ids of the job the spec was captured in and of the job this runs in."""
+    jobs = [record.job.split()[-1]] if record is not None and record.job else []
+    current = batch_job(environ)
+    if current:
+        jobs.append(current[1])
+    return jobs
+
+
+def _job_in(value: str, jobs: list[str]) -> str | None:
+    """The first of ``jobs`` whose id ``value`` holds (a path in ``/tmp/slurm-4242``)."""
+    return next((job for job in jobs if is_job_scoped("", value, ("", job))), None)
+
+
+def program_in_job_temporary(info: SpecInfo, environ: Mapping[str, str]) -> list[Problem]:
+    """A spec whose program lives in this job's TMPDIR, or in a directory named for the job
+    it was made in: sites remove both when the job ends."""
+    program = _program(info)
     temporary = in_job_temporary(program, environ)
-    if temporary is None:
-        return []
+    if temporary is not None:
+        where = f"this job's temporary directory {temporary}, which goes when the job ends"
+    else:
+        job = _job_in(program, _jobs_of(Provenance.of_spec(info.spec), environ))
+        if job is None:
+            return []
+        where = f"a directory of batch job {job} (its id is in the path), which goes with it"
     return [
         Problem(
             "job-temporary",
-            f"program {program} is in this job's temporary directory {temporary}, which goes "
-            "when the job ends, and the spec with it; make the environment somewhere that "
-            "stays (your home or project directory) and install the spec from there",
+            f"program {program} is in {where}, and the spec with it; make the environment "
+            "somewhere that stays (your home or project directory) and install the spec "
+            "from there",
             program,
         )
     ]

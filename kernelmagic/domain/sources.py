@@ -513,7 +513,11 @@ def _from_interpreter(
     if _is_conda_prefix(interpreter.prefix):
         conda = Source("conda", conda_env=interpreter.prefix, python=path, shell=source.shell)
         return make_environment(conda, options, environ, timeout=timeout)
-    result = envcapture.CaptureResult(baseline="the interpreter's environment")
+    # The job it was made in is recorded as a capture's is: a venv made in the job's own
+    # directory goes with the job, which the doctor says after the job too.
+    result = envcapture.CaptureResult(
+        baseline="the interpreter's environment", job=batch_job(environ)
+    )
     result.notes += _without_kernelmagic(interpreter)
     if _is_venv(interpreter.prefix) and options.mode != "none":
         bin_dir = escape_dollars(os.path.dirname(path))
