@@ -318,3 +318,18 @@ def test_an_error_never_shows_the_secret_it_quotes(ip, user_kernels, line, capsy
         status = main(["env", *line.split()])
         err = capsys.readouterr().err
         assert status == 2 and "ghp_abc" not in err and "<hidden>" in err, err
+
+
+def test_a_dollar_name_the_error_quotes_is_said_to_be_unexpanded(ip, user_kernels, monkeypatch):
+    """Walk Q: IPython expands `$name` in most magics; these pass `$` on as written (a spec's
+    env takes `${PATH}`), so `--python $PY` failed on "$PY is not a Python interpreter" with no
+    word of why. The error says it now; a `$` the error does not quote adds nothing."""
+    monkeypatch.setenv("PY", sys.executable)
+    said = usage_error(ip, "kernel_install", "x --python $PY --capture none")
+    assert "$PY is not a Python interpreter" in said
+    assert said.endswith("(%kernel_ magics take $PY as written, for a spec's ${NAME} "
+                         "templates: write the value itself)")  # fmt: skip
+    assert "take ${X} as written" in usage_error(ip, "kernel_show", "${X}")
+    said = usage_error(ip, "kernel_env", "-k nope A=$HOME")
+    assert "as written" not in said
+    assert not (user_kernels / "x").exists()

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import re
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -70,6 +71,22 @@ def _as_usage_errors() -> Iterator[None]:
         raise UsageError(error_text(exc)) from None
     except OSError as exc:  # a failure no check foresaw (a full disk): still one line
         raise UsageError(os_error_text(exc)) from None
+
+
+_DOLLAR_NAME = re.compile(r"\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _unexpanded_said(error: str, line: str) -> str | None:
+    """The error with a note when it quotes a ``$NAME`` of the line as written: IPython
+    expands ``$name`` in most magics, and these pass it on unexpanded (a spec's env takes
+    ``${PATH}``), so ``--python $CONDA_PREFIX/bin/python`` failed with no word of why."""
+    for match in _DOLLAR_NAME.finditer(line):
+        if match.group(0) in error:
+            return (
+                f"{error} (%kernel_ magics take {match.group(0)} as written, for a spec's "
+                "${NAME} templates: write the value itself)"
+            )
+    return None
 
 
 def _magic(command: Command) -> Callable[..., Any]:
@@ -220,6 +237,15 @@ class _Magics(Magics):  # type: ignore[misc, unused-ignore]
 
     def run_command(self, module: ModuleType, magic: Any, line: str, cell: str | None) -> Any:
         """Parse, build the request, run, show: print what a change did, return a report."""
+        try:
+            return self._run_command(module, magic, line, cell)
+        except UsageError as exc:
+            said = _unexpanded_said(str(exc), line)
+            if said is None:
+                raise
+            raise UsageError(said) from None
+
+    def _run_command(self, module: ModuleType, magic: Any, line: str, cell: str | None) -> Any:
         with _as_usage_errors():
             words = split_args(line)
             check_option_count(words)
