@@ -710,6 +710,39 @@ def test_doctor_checks_the_scheduler_side(slurm_client_env, user_kernels, monkey
     assert "srun, squeue, scancel, sinfo not on PATH" in missing.message
 
 
+def test_the_doctor_checks_cpus_memory_and_gres_against_the_nodes(slurm_client_env, user_kernels):
+    """Walk Q: the doctor said ok to `--gres gpu:1` on a cluster without GPUs, `--mem` over
+    every node's and more CPUs than a node has; only `--launch` found them. It reads the
+    nodes from sinfo now, and a real start of each spec fails as it says (the private node
+    has 2 CPUs, 1 MB, no generic resources); a spec that fits has none of these problems."""
+    from jupyter_client.manager import KernelManager
+
+    write_spec(user_kernels, "geo")
+    asked = {
+        "geo-cpus": (["--cpus", "3"], "too-many-cpus", "--cpus 3 is more than any node"),
+        "geo-mem": (["--mem", "1G"], "too-much-memory", "--mem 1G is more than any node"),
+        "geo-gres": (["--gres", "gpu:1"], "unknown-gres", "no node of the default partition"),
+        "geo-fits": (["--cpus", "2", "--mem", "1", "--gres", "none"], None, ""),
+    }
+    for name, (options, _, _) in asked.items():
+        argv = ["remote", "geo", name, "--engine", "slurm", *options]
+        assert main([*argv, "--provisioner-config", "launch_timeout=4"]) == 0
+    report = {d.name: d for d in doctor.diagnose(list(asked)).diagnoses}
+    for name, (_, kind, said) in asked.items():
+        found = [p for p in report[name].problems if not p.kind.startswith("client")]
+        if kind is None:
+            assert not found, found
+            continue
+        (problem,) = found
+        assert problem.kind == kind and said in problem.message, problem
+        assert problem.fix.startswith(f"patch {name} --provisioner ")
+        assert not {v.client: v for v in report[name].clients}["jupyter-server"].works
+        manager = KernelManager(kernel_name=name)  # what the doctor predicts, for real
+        with pytest.raises((RuntimeError, TimeoutError)):
+            manager.start_kernel()
+    assert not jobs_of_kernels(slurm_client_env)
+
+
 def _scontrol(*words: str) -> None:
     subprocess.run(["scontrol", "update", *words], check=True, capture_output=True)
 

@@ -50,7 +50,8 @@ _CONTAINER_RUNNERS = frozenset(
 # client that honours provisioners; VS Code runs argv on its own host, outside any job.
 SCHEDULER_CANNOT_START = frozenset(
     {"scheduler-missing", "scheduler-unreachable", "unknown-partition", "partition-down",
-     "bad-time-limit", "allocation-gone", "allocation-pending", "allocation-not-yours"}
+     "bad-time-limit", "too-many-cpus", "too-much-memory", "unknown-gres", "allocation-gone",
+     "allocation-pending", "allocation-not-yours"}
 )  # fmt: skip
 # Problems that keep a listed spec from starting at all (the probes add some: launcher-import,
 # cannot-start). "structure" on a listed spec: an empty argv, env values that are not

@@ -163,6 +163,9 @@ def _remote_problems(info: discovery.SpecInfo) -> list[Problem]:
             "unknown-partition": f"""{change} 'partition="PARTITION"'""",
             "partition-down": f"""{change} 'partition="PARTITION"'""",
             "bad-time-limit": f"""{change} 'time="HH:MM:SS"'""",
+            "too-many-cpus": f"{change} 'cpus=N'",
+            "too-much-memory": f"""{change} 'mem="SIZE"'""",
+            "unknown-gres": f"""{change} 'gres="GRES"'""",
             "allocation-gone": f"""{change} 'allocation="JOBID"'""",
             "allocation-not-yours": f"""{change} 'allocation="JOBID"'""",
         }

@@ -14,7 +14,7 @@ import pwd
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,7 +267,7 @@ def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[st
             partition or "",
         ))  # fmt: skip
         return found
-    found += _partition_problems(engine, partition, listed, limit)
+    found += _partition_problems(engine, partition, listed, limit, config)
     allocation = config.get("allocation")
     if isinstance(allocation, str) and allocation:
         state, owner = _job_state(allocation)
@@ -299,12 +299,17 @@ def batch_problems(provisioner: str, config: Mapping[str, Any]) -> list[tuple[st
 
 
 def _partition_problems(
-    engine: str, asked: str | None, listed: Mapping[str, Partition], limit: Any
+    engine: str,
+    asked: str | None,
+    listed: Mapping[str, Partition],
+    limit: Any,
+    config: Mapping[str, Any],
 ) -> list[tuple[str, str, str]]:
     """What keeps a job of the partitions ``asked`` (a list, as srun takes it; None: the
     cluster's default) from ever starting: one the cluster lacks (srun refuses the job),
-    or, in every one of them, the partition down, no node that takes jobs, or a time limit
-    over the partition's (the job waits in the queue for good)."""
+    or, in every one of them, the partition down, no node that takes jobs, a time limit
+    over the partition's (the job waits in the queue for good), or no node with the CPUs,
+    memory or generic resources the spec asks for (``_resource_problems``)."""
     if asked is None:
         default = [name for name, partition in listed.items() if partition.default]
         if not default:
@@ -349,7 +354,83 @@ def _partition_problems(
             "cluster enforces partition limits",
             limit,
         )]  # fmt: skip
-    return []
+    return _resource_problems(engine, what, config, [p for p in chosen if p.availability == "up"])
+
+
+def _resource_problems(
+    engine: str, what: str, config: Mapping[str, Any], chosen: list[Partition]
+) -> list[tuple[str, str, str]]:
+    """What the spec asks of one node that no node of its partitions has (walk Q: only
+    ``--launch`` found them): more CPUs (the job waits in the queue for good), more memory
+    or a generic resource none has (srun refuses the job at once)."""
+    shapes = [shape for partition in chosen for shape in partition.shapes]
+    if not shapes:
+        return []
+    found = []
+    cpus = config.get("cpus")
+    most = _most(shape.cpus for shape in shapes)
+    if isinstance(cpus, int) and not isinstance(cpus, bool) and most is not None and cpus > most:
+        found.append((
+            "too-many-cpus",
+            f"{engine}: --cpus {cpus} is more than any node of {what} has ({most}, sinfo): "
+            "the job waits in the queue for good",
+            str(cpus),
+        ))  # fmt: skip
+    mem = config.get("mem")
+    wanted = _megabytes(mem) if isinstance(mem, str) else None
+    most = _most(shape.memory_mb for shape in shapes)
+    if wanted and most is not None and wanted > most:
+        found.append((
+            "too-much-memory",
+            f"{engine}: --mem {mem} is more than any node of {what} has ({most}M, sinfo): "
+            "srun refuses the job",
+            str(mem),
+        ))  # fmt: skip
+    gres = config.get("gres")
+    for item in gres.split(",") if isinstance(gres, str) else ():
+        kind, _, count = item.strip().rpartition(":")
+        kind, count = (kind, count) if count.isdigit() else (item.strip(), "1")
+        if not kind or kind.lower() == "none":  # srun's --gres=none: none asked
+            continue
+        have = [_gres_count(shape.gres, kind) for shape in shapes]
+        if max(have) >= int(count):
+            continue
+        offered = sorted({shape.gres for shape in shapes if shape.gres})
+        found.append((
+            "unknown-gres",
+            f"{engine}: no node of {what} has --gres {item.strip()} (sinfo: "
+            f"{'; '.join(offered) or 'no generic resources'}): srun refuses the job",
+            str(gres),
+        ))  # fmt: skip
+    return found
+
+
+def _most(values: Iterable[int | None]) -> int | None:
+    """The largest, or None when any is unknown (then no limit is certain)."""
+    values = list(values)
+    return None if not values or None in values else max(v for v in values if v is not None)
+
+
+def _megabytes(size: str) -> int | None:
+    """A Slurm memory size (``8G``; a bare number is MB) in MB; None for 0 (all of it)."""
+    match = re.fullmatch(r"(\d+)([KMGT]?)", size.strip(), re.IGNORECASE)
+    if match is None or int(match[1]) == 0:
+        return None
+    scale = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2}[match[2].upper()]
+    return max(1, int(int(match[1]) * scale))
+
+
+def _gres_count(offered: str, kind: str) -> int:
+    """How many of ``kind`` (``gpu`` or ``gpu:a100``) one node offering ``offered`` (sinfo's
+    ``%G``: ``gpu:a100:4(S:0-1),mps:100``) has."""
+    total = 0
+    for name, _sockets in re.findall(r"([^,(]+)(\([^)]*\))?", offered):
+        have, _, count = name.strip().rpartition(":")
+        have, count = (have, count) if count.isdigit() else (name.strip(), "1")
+        # `gpu` asks for any type of gpu: `gpu:a100:4` counts; `gpu:a100` asks for that one.
+        if have == kind or have.startswith(kind + ":"):
+            total += int(count)
+    return total
 
 
 def _seconds(limit: str) -> int | None:
@@ -390,14 +471,26 @@ def _listed_by_sinfo_all() -> set[str]:
 
 
 @dataclass(frozen=True)
+class NodeShape:
+    """What one kind of node of a partition has (sinfo ``--exact``: None where not a
+    number): CPUs, memory in MB, generic resources (``%G``, "" for none)."""
+
+    cpus: int | None
+    memory_mb: int | None
+    gres: str
+
+
+@dataclass(frozen=True)
 class Partition:
     """A partition as sinfo lists it: up/down/drain/inact, whether jobs go there without
-    one named, whether any node takes jobs, and its time limit (None: unlimited)."""
+    one named, whether any node takes jobs, its time limit (None: unlimited), and the
+    kinds of node it has."""
 
     availability: str
     default: bool = False
     takes_jobs: bool = True
     max_seconds: int | None = None
+    shapes: tuple[NodeShape, ...] = ()
 
 
 # sinfo's short node states that take a job (not drained, down, failed, not responding *).
@@ -413,7 +506,8 @@ def partitions(conf: str | None, path: str | None) -> dict[str, Partition] | str
     once; ``doctor.diagnose`` asks afresh each run."""
     try:
         listed = subprocess.run(
-            ["sinfo", "--noheader", "--format=%P|%a|%l|%t"],
+            # --exact: a line per kind of node, not "2+" for nodes of 2 CPUs and more.
+            ["sinfo", "--noheader", "--exact", "--format=%P|%a|%l|%t|%c|%m|%G"],
             capture_output=True,
             text=True,
             timeout=20,
@@ -427,18 +521,25 @@ def partitions(conf: str | None, path: str | None) -> dict[str, Partition] | str
         return failure_in_one_line(listed.stderr) or f"exit status {listed.returncode}"
     found: dict[str, Partition] = {}
     for line in listed.stdout.splitlines():
-        name, availability, limit, state = [*line.strip().split("|"), "", "", ""][:4]
+        name, availability, limit, state, cpus, memory, gres = [*line.strip().split("|", 6),
+                                                                *[""] * 7][:7]  # fmt: skip
         default = name.endswith("*")
         name = name.rstrip("*")
         if not name:
             continue
         takes = state.rstrip("~#!%$@^-").lower() in _TAKES_JOBS and not state.endswith("*")
         seen = found.get(name)
+        shape = NodeShape(
+            int(cpus) if cpus.strip().isdigit() else None,
+            int(memory) if memory.strip().isdigit() else None,
+            "" if gres.strip() in ("", "(null)") else gres.strip(),
+        )
         found[name] = Partition(
             availability.strip() or "up",
             default,
             takes or (seen is not None and seen.takes_jobs),  # a line per node state
             _seconds(limit) if limit.strip().lower() != "infinite" else None,
+            (*(seen.shapes if seen is not None else ()), shape),
         )
     return found
 
