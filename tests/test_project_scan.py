@@ -355,6 +355,51 @@ def test_a_project_another_user_owns_is_not_run(templates, offline, tmp_path, us
     assert sorted(p.name for p in user_kernels.glob("[!.]*")) == ["mine"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to another user needs root")
+def test_another_users_workspace_above_your_project_is_never_run(
+    templates, offline, tmp_path, user_kernels, capsys
+):
+    """Walk T: in a shared tree (a sticky dir: anyone adds files, nobody replaces others'),
+    another user's pyproject.toml listing every dir as a member of its uv workspace, and a
+    .venv link beside it to their own venv, made your scan, `install --project` and
+    `refresh` of your own project run their interpreter as you (its .pth ran), and wrote a
+    spec that ran it at every start. The workspace and its files are judged as the
+    project's own are: another user's are refused, naming them, and nothing of theirs runs."""
+    top = tmp_path / "shared"
+    mine = _uv(templates, top / "mine", "mine")
+    also = _uv(templates, top / "also", "also")  # yours too, not installed yet
+    top.chmod(0o1777)
+    assert main(["install", "--project", str(mine)]) == 0
+    before = (user_kernels / "mine" / "kernel.json").read_bytes()
+    # The colleague's plant (uid 65534): a venv of theirs that marks whoever runs it.
+    ran = tmp_path / "ran-as-you"
+    theirs = _bare_venv(templates, tmp_path / "theirs")
+    (site,) = (theirs / ".venv" / "lib").glob("python*/site-packages")
+    (site / "zz-planted.pth").write_text(f"import pathlib; pathlib.Path({str(ran)!r}).touch()\n")
+    (top / "pyproject.toml").write_text(
+        '[project]\nname = "ws"\n\n[tool.uv.workspace]\nmembers = ["*"]\n'
+    )
+    (top / ".venv").symlink_to(theirs / ".venv")
+    for path in (theirs, *theirs.rglob("*"), top / "pyproject.toml", top / ".venv"):
+        os.lchown(path, 65534, 65534)
+    capsys.readouterr()
+    assert main(["install", "--project", "--scan", str(top)]) == 0  # their project: skipped
+    out = capsys.readouterr().out
+    assert f"{top}/pyproject.toml is owned by another user (owner nobody" in out, out
+    assert main(["install", "--project", "--scan", str(also)]) == 1  # yours: refused
+    out = capsys.readouterr().out
+    assert f"{also} is a member of the uv workspace at {top}" in out, out
+    assert main(["install", "mine2", "--project", str(mine)]) == 1
+    err = capsys.readouterr().err
+    assert "kernelmagic runs no environment others can change" in err, err
+    assert f"--python {top}/.venv/bin/python" in err, err
+    assert main(["refresh", "mine"]) == 1
+    assert "is owned by another user" in capsys.readouterr().err
+    assert not ran.exists(), "the other user's interpreter ran as you"
+    assert (user_kernels / "mine" / "kernel.json").read_bytes() == before
+    assert sorted(p.name for p in user_kernels.glob("[!.]*")) == ["mine"]
+
+
 def test_the_magic_scans_and_bad_combinations_are_refused(
     ip, templates, offline, tmp_path, user_kernels, capsys
 ):

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernelmagic.domain import pixi_files
+from kernelmagic.domain.ownership import others_can_change_above
 from kernelmagic.domain.provenance import Source
 from kernelmagic.domain.shells import failure_lines, made_by_uv
-from kernelmagic.errors import EnvironmentNotReady, InvalidInput, SourceFailed
+from kernelmagic.errors import EnvironmentNotReady, InvalidInput, KernelmagicError, SourceFailed
 from kernelmagic.reading import MAX_INPUT_BYTES, read_regular_file
 
 TOOL_TIMEOUT = 60.0  # `poetry env info -p` and friends
@@ -163,6 +164,13 @@ def _target(path: str) -> str | None:
     """Where an interpreter (a venv's link) really is; None when it is not there."""
     real = os.path.realpath(path)
     return real if os.path.exists(real) else None
+
+
+def deciding_paths(root: str) -> list[str]:
+    """The files and dirs of the project at ``root`` that decide what runs for it: its
+    project files, lockfiles and environments (``.venv``, ``.pixi``). In a shared tree
+    another user may own one of them beside yours (a sticky dir lets anyone add a file)."""
+    return [os.path.join(root, name) for name in (*_MARKERS, "pixi.lock", ".pixi")]
 
 
 def is_project_dir(path: str) -> bool:
@@ -348,6 +356,8 @@ def locate(start: str, environ: Mapping[str, str], environment: str | None = Non
     if workspace is not None:  # a member: the workspace's one environment and lockfile
         lockfile = os.path.join(workspace, _LOCKFILES["uv"])
     prefix = _prefix(tool, workspace or root, environ, environment or "default")
+    if workspace is not None and prefix is not None:
+        _refuse_others_workspace(root, workspace, prefix)
     lockfile = lockfile if lockfile and os.path.exists(lockfile) else None
     return Project(root, tool, name, lockfile, prefix, environment=chosen)
 
@@ -373,6 +383,20 @@ def _uv_workspace(root: str) -> str | None:
         excluded = any(fnmatch.fnmatchcase(relative, g) for g in globs.get("exclude", ()))
         return here if listed and not excluded else None
     return None
+
+
+def _refuse_others_workspace(root: str, workspace: str, prefix: str) -> None:
+    """A workspace found above the project, which the user did not name, is taken only
+    where nobody else can change it (walk T: another user's pyproject.toml listing every
+    dir of a shared tree, and a .venv beside it, made each scan, install and refresh of a
+    member run that user's interpreter as you, and the spec run it at every start)."""
+    why = others_can_change_above((*deciding_paths(workspace), prefix))
+    if why:
+        raise KernelmagicError(
+            f"{root} is a member of the uv workspace at {workspace}, whose environment uv "
+            f"uses, and {why}: kernelmagic runs no environment others can change (once you "
+            f"have read it, install from it by name: --python {prefix}/bin/python)"
+        )
 
 
 def _prefix(tool: str, root: str, environ: Mapping[str, str], pixi_env: str) -> str | None:

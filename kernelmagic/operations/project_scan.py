@@ -218,8 +218,10 @@ def _make(
                 return entry(REGISTERED, named=info.name)
             if not projects.drift(record.project or {}):  # read from files: nothing runs
                 return entry(UNCHANGED, named=info.name)
-        # A tree may hold others' projects: their tools and interpreters would run as you.
-        why = others_can_change_above((root,))  # the root and every dir above it
+        # A tree may hold others' projects, or others' files in yours (a sticky dir lets any
+        # member add a pyproject.toml or a .venv link): their tools and interpreters would
+        # run as you. The root, every dir above it and the files that decide what runs.
+        why = others_can_change_above((root, *projects.deciding_paths(root)))
         if why:
             return entry(SKIPPED, f"{why}; install --project {root} once you have read it", None)
         if existing is not None:
