@@ -636,10 +636,11 @@ def _install_for_scan(name: str, source: Source, scan: project_scan.ScanRequest)
     )
 
 
-def _refresh_for_scan(name: str, scan: project_scan.ScanRequest) -> None:
+def _refresh_for_scan(name: str, resource_dir: str, scan: project_scan.ScanRequest) -> None:
     from kernelmagic.commands import refresh  # a scan's alone: a drifted project's spec
 
-    refresh.refresh(refresh.RefreshRequest(name, timeout=scan.timeout))
+    request = refresh.RefreshRequest(name, timeout=scan.timeout, resource_dir=resource_dir)
+    refresh.refresh(request)
 
 
 def show(result: Installed | project_scan.ScanResult, style: str) -> Shown:
@@ -670,4 +671,10 @@ def _show_scan(result: project_scan.ScanResult, style: str) -> Shown:
     gone = f"\nMade by a scan, their project gone: {', '.join(result.gone)} ({fix})."
     found = f"{len(result.entries)} environment(s) below {result.top}: {said}."
     text = printable_lines(f"{table}\n{found}{gone if result.gone else ''}")
+    if result.unseen and result.made and result.kernels_dir:  # as install --prefix says
+        data_dir = os.path.dirname(result.kernels_dir.rstrip(os.sep))
+        text += "\n" + render.printable(
+            f"Jupyter does not look in {result.kernels_dir}, so it will not show these "
+            f"kernels; to make them visible, run: export JUPYTER_PATH={data_dir}"
+        )
     return Shown(text, html, status=1 if result.failed else 0, value=result)

@@ -21,7 +21,7 @@ from kernelmagic.operations import spec_writes
 from kernelmagic.options import DRY_RUN, NAME, SHELL_TIMEOUT, TRUST, Option, seconds
 from kernelmagic.settings import Settings
 from kernelmagic.storage import transactions
-from kernelmagic.storage.discovery import get_spec
+from kernelmagic.storage.discovery import get_spec, spec_at
 
 SUMMARY = (
     "Re-run the source a spec was captured from and update its env (and argv if the "
@@ -40,6 +40,7 @@ class RefreshRequest:
     timeout: float = sources.SHELL_TIMEOUT
     policy: EnvPolicy = DEFAULT_POLICY  # added to the patterns the spec recorded
     trust: bool = False  # run its source even if others can change the spec
+    resource_dir: str | None = None  # this spec dir (a scan's in its --prefix), not the name's
 
     def __post_init__(self) -> None:
         of_type(self.name, str, "name", "spec name")
@@ -76,7 +77,10 @@ def refresh(
     Variables set by hand since the capture (their value no longer matches what capture
     wrote, or they were never captured) are kept.
     """
-    info = get_spec(request.name)
+    if request.resource_dir is None:
+        info = get_spec(request.name)
+    else:
+        info = spec_at(request.name, request.resource_dir)
     why = untrusted(info)
     if why and not request.trust:  # its recorded snippet or shell would run as you
         raise KernelmagicError(f"not refreshed: {why}; {TRUST_ADVICE}")
@@ -155,7 +159,12 @@ def refresh(
         return current.write_into(spec)
 
     return spec_writes.rewrite_spec(
-        info.name, update, dry_run=request.dry_run, action="refreshed", policy=policy
+        info.name,
+        update,
+        dry_run=request.dry_run,
+        action="refreshed",
+        policy=policy,
+        resource_dir=request.resource_dir,
     )
 
 

@@ -117,9 +117,16 @@ class ScanResult:
     entries: list[ScanEntry]
     gone: list[str] = field(default_factory=list)
     dry_run: bool = False
+    kernels_dir: str | None = None  # where its specs are written
+    unseen: bool = False  # Jupyter does not look in kernels_dir (a --prefix off its path)
 
     def of(self, *states: str) -> list[ScanEntry]:
         return [e for e in self.entries if e.state in states]
+
+    @property
+    def made(self) -> list[ScanEntry]:
+        """The environments that got a new spec (or would, in a dry run)."""
+        return self.of(INSTALLED, WOULD[INSTALLED])
 
     def counts(self) -> dict[str, int]:
         """How many environments ended in each state, in the order first seen."""
@@ -152,7 +159,7 @@ def _key_of(record: dict[str, Any]) -> tuple[str, str | None] | None:
 # How the install command makes a project's spec (its name, the project as a Source) and
 # refreshes one a scan made: the scan decides, the command does.
 Install = Callable[[str, Source, "ScanRequest"], None]
-Refresh = Callable[[str, "ScanRequest"], None]
+Refresh = Callable[[str, str, "ScanRequest"], None]  # name, resource dir, scan
 
 
 def scan(request: ScanRequest, install: Install, refresh: Refresh) -> ScanResult:
@@ -168,14 +175,23 @@ def scan(request: ScanRequest, install: Install, refresh: Refresh) -> ScanResult
             tool = projects.tool_of(root) or "?"
             entries.append(ScanEntry(root, tool, None, FAILED, None, str(exc)))
     specs = discovery.list_specs()
+    # What the scan has made is in the kernels dir it writes to (walk T: read from Jupyter's
+    # path, a scan into --prefix P took the user's own specs for done, and where P is not on
+    # that path, its second scan failed on each name it had written). Every name Jupyter
+    # lists stays taken: a new spec of that name in P would hide it, or be hidden.
+    ours = [
+        discovery.spec_at(name, path)
+        for name, path in discovery.specs_in(request.kernels_dir).items()
+    ]
     existing: dict[tuple[str, str | None], tuple[discovery.SpecInfo, Provenance]] = {}
-    for info in specs:
+    for info in ours:
         record = Provenance.of_spec(info.spec) if info.visible else None
         key = _key_of(record.project) if record and record.project else None
         if record is not None and key is not None:
             existing.setdefault(key, (info, record))
     kept = {key: info.name for key, (info, record) in existing.items() if record.scan_root}
-    names = project_tree.spec_names(found, request.top, kept, [i.name for i in specs])
+    taken = [info.name for info in (*specs, *ours)]
+    names = project_tree.spec_names(found, request.top, kept, taken)
 
     def one(candidate: project_tree.Candidate) -> ScanEntry:
         made = existing.get(candidate.key)
@@ -188,7 +204,8 @@ def scan(request: ScanRequest, install: Install, refresh: Refresh) -> ScanResult
         entries += pool.map(one, found)
     entries.sort(key=lambda e: (e.root, e.environment or ""))
     gone = sorted(info.name for info in gone_specs(specs))
-    return ScanResult(request.top, entries, gone, request.dry_run)
+    unseen = not discovery.searched_by_jupyter(request.kernels_dir)
+    return ScanResult(request.top, entries, gone, request.dry_run, request.kernels_dir, unseen)
 
 
 class _EntryOf(Protocol):
@@ -226,7 +243,7 @@ def _make(
             return entry(SKIPPED, f"{why}; install --project {root} once you have read it", None)
         if existing is not None:
             if not request.dry_run:
-                refresh(existing[0].name, request)
+                refresh(existing[0].name, existing[0].resource_dir, request)
             return entry(REFRESHED, named=existing[0].name)
         if request.dry_run:  # a review runs nothing: what the files say, nothing more
             return _reviewed(candidate, entry)
