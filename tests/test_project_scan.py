@@ -378,9 +378,10 @@ def test_one_spec_per_pixi_environment_each_with_its_own_lock(
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a project to another user needs root")
 def test_a_project_another_user_owns_is_not_run(templates, offline, tmp_path, user_kernels, capsys):
-    """A shared tree: a project another user can change is listed, nothing of it runs."""
+    """A shared tree: a project another user can change is listed, nothing of it runs, and
+    it takes no name (walk T: theirs, named as yours, made yours `mine-2` for good)."""
     top = tmp_path / "shared"
-    theirs = _uv(templates, top / "theirs", "theirs")
+    theirs = _uv(templates, top / "a-theirs", "mine")  # found first
     _uv(templates, top / "mine", "mine")
     os.chown(theirs, 65534, 65534)
     assert main(["install", "--project", "--scan", str(top)]) == 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kernelmagic.domain import envcapture, project_tree, projects, sources
-from kernelmagic.domain.ownership import others_can_change_above
+from kernelmagic.domain.ownership import TrustWalk
 from kernelmagic.domain.provenance import Provenance, Source
 from kernelmagic.errors import EnvironmentNotReady, InvalidInput, KernelmagicError
 from kernelmagic.options import kernels_dir_from_args, seconds, user_kernels_dir
@@ -191,11 +191,19 @@ def scan(request: ScanRequest, install: Install, refresh: Refresh) -> ScanResult
             existing.setdefault(key, (info, record))
     kept = {key: info.name for key, (info, record) in existing.items() if record.scan_root}
     taken = [info.name for info in (*specs, *ours)]
-    names = project_tree.spec_names(found, request.top, kept, taken)
+    # A tree may hold others' projects, or others' files in yours (a sticky dir lets any
+    # member add a pyproject.toml or a .venv link): their tools and interpreters would run
+    # as you. Each project's dir, the dirs above it and the files that decide what runs,
+    # judged before naming: another user's project takes no name from yours (walk T).
+    with TrustWalk() as walk:
+        whys = {c.key: walk.why((c.root, *projects.deciding_paths(c.root))) for c in found}
+    named = [c for c in found if c.key in existing or whys[c.key] is None]
+    names = project_tree.spec_names(named, request.top, kept, taken)
 
     def one(candidate: project_tree.Candidate) -> ScanEntry:
         made = existing.get(candidate.key)
-        return _make(request, candidate, names[candidate.key], made, install, refresh)
+        name, why = names.get(candidate.key), whys[candidate.key]
+        return _make(request, candidate, name, why, made, install, refresh)
 
     # Imported here: concurrent.futures loads logging, and every install imports this module.
     from concurrent.futures import ThreadPoolExecutor
@@ -217,7 +225,8 @@ class _EntryOf(Protocol):
 def _make(
     request: ScanRequest,
     candidate: project_tree.Candidate,
-    name: str,
+    name: str | None,
+    why: str | None,
     existing: tuple[discovery.SpecInfo, Provenance] | None,
     install: Install,
     refresh: Refresh,
@@ -235,11 +244,7 @@ def _make(
                 return entry(REGISTERED, named=info.name)
             if not projects.drift(record.project or {}):  # read from files: nothing runs
                 return entry(UNCHANGED, named=info.name)
-        # A tree may hold others' projects, or others' files in yours (a sticky dir lets any
-        # member add a pyproject.toml or a .venv link): their tools and interpreters would
-        # run as you. The root, every dir above it and the files that decide what runs.
-        why = others_can_change_above((root, *projects.deciding_paths(root)))
-        if why:
+        if why:  # another user can change it (see scan)
             return entry(SKIPPED, f"{why}; install --project {root} once you have read it", None)
         if existing is not None:
             if not request.dry_run:
@@ -247,6 +252,7 @@ def _make(
             return entry(REFRESHED, named=existing[0].name)
         if request.dry_run:  # a review runs nothing: what the files say, nothing more
             return _reviewed(candidate, entry)
+        assert name is not None  # every candidate nobody else can change is named
         install(name, Source("project", project=root, project_env=env), request)
         return entry(INSTALLED)
     except EnvironmentNotReady as exc:
