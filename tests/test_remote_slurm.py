@@ -589,6 +589,24 @@ def test_a_patch_to_the_slurm_provisioner_is_checked_as_remote_checks_it(user_ke
     assert (user_kernels / "geo" / "kernel.json").read_bytes() == written
 
 
+def test_a_patch_drops_a_job_option_back_to_the_schedulers_default(user_kernels, capsys):
+    """Walk S: the doctor's fix for too much memory is a patch of `mem`, and `mem=""` (the
+    provisioner's default: the scheduler's own) was refused while `gres=""` was taken; so
+    were `time=""` and `cpus=0`. They are taken, and srun is given none of them."""
+    write_spec(user_kernels, "geo")
+    options = ["--mem", "1G", "--time", "10", "--cpus", "2", "--gres", "gpu:1"]
+    assert main(["remote", "geo", "geo-slurm", "--engine", "slurm", *options]) == 0
+    patch = ["patch", "geo-slurm", "--provisioner", "kernelmagic-slurm-provisioner"]
+    for config in ('mem=""', 'time=""', "cpus=0", 'gres=""'):
+        assert main([*patch, "--provisioner-config", config]) == 0, capsys.readouterr().err
+    spec = json.loads((user_kernels / "geo-slurm" / "kernel.json").read_text())
+    config = spec["metadata"]["kernel_provisioner"]["config"]
+    assert (config["mem"], config["time"], config["cpus"], config["gres"]) == ("", "", 0, "")
+    argv = remote_slurm_scheduler().submit_argv(config, "kernel-1", ["python"])
+    assert not [word for word in argv if word.startswith(("--mem", "--time", "--cpus", "--gres"))]
+    assert main([*patch, "--provisioner-config", "cpus=-1"]) == 2
+
+
 def test_job_options_need_the_slurm_engine(user_kernels, capsys):
     write_spec(user_kernels, "geo")
     assert main(["remote", "geo", "x", "--engine", "ssh", "--host", "h", "--gres", "gpu:1"]) == 2
@@ -714,7 +732,7 @@ def test_the_doctor_checks_cpus_memory_and_gres_against_the_nodes(slurm_client_e
     """Walk Q: the doctor said ok to `--gres gpu:1` on a cluster without GPUs, `--mem` over
     every node's and more CPUs than a node has; only `--launch` found them. It reads the
     nodes from sinfo now, and a real start of each spec fails as it says (the private node
-    has 2 CPUs, 1 MB, no generic resources); a spec that fits has none of these problems."""
+    has 2 CPUs, 1 MB, no generic resources), and each that fits starts."""
     from jupyter_client.manager import KernelManager
 
     write_spec(user_kernels, "geo")
@@ -723,24 +741,33 @@ def test_the_doctor_checks_cpus_memory_and_gres_against_the_nodes(slurm_client_e
         "geo-mem": (["--mem", "1G"], "too-much-memory", "--mem 1G is more than any node"),
         "geo-gres": (["--gres", "gpu:1"], "unknown-gres", "no node of the default partition"),
         "geo-fits": (["--cpus", "2", "--mem", "1", "--gres", "none"], None, ""),
+        # What srun takes after those (walk S: passed): the last of each wins.
+        "geo-sb-cpus": (["--cpus", "2", "--sbatch-option=-c3"], "too-many-cpus", "-c3 is more"),
+        "geo-sb-mem": (["--sbatch-option=--mem-per-cpu=2"], "too-much-memory", "--mem-per-cpu=2"),
+        "geo-sb-share": (["--cpus", "2", "--sbatch-option=--mem-per-cpu=1"], None, ""),
+        "geo-sb-gpus": (["--sbatch-option=--gpus=1"], "unknown-gres", "has --gpus=1 (sinfo"),
+        "geo-sb-fits": (["--mem", "2", "--sbatch-option=--mem=1"], None, ""),
     }
-    for name, (options, _, _) in asked.items():
+    for name, (options, kind, _) in asked.items():
         argv = ["remote", "geo", name, "--engine", "slurm", *options]
-        assert main([*argv, "--provisioner-config", "launch_timeout=4"]) == 0
+        waits = 4 if kind == "too-many-cpus" else 60  # that one waits in the queue for good
+        assert main([*argv, "--provisioner-config", f"launch_timeout={waits}"]) == 0
     report = {d.name: d for d in doctor.diagnose(list(asked)).diagnoses}
     for name, (_, kind, said) in asked.items():
         found = [p for p in report[name].problems if not p.kind.startswith("client")]
+        manager = KernelManager(kernel_name=name)  # what the doctor predicts, for real
         if kind is None:
             assert not found, found
+            manager.start_kernel()
+            manager.shutdown_kernel(now=True)
             continue
         (problem,) = found
         assert problem.kind == kind and said in problem.message, problem
         assert problem.fix.startswith(f"patch {name} --provisioner ")
         assert not {v.client: v for v in report[name].clients}["jupyter-server"].works
-        manager = KernelManager(kernel_name=name)  # what the doctor predicts, for real
         with pytest.raises((RuntimeError, TimeoutError)):
             manager.start_kernel()
-    assert not jobs_of_kernels(slurm_client_env)
+    wait_until_no_kernel_jobs(slurm_client_env, 30)
 
 
 def _scontrol(*words: str) -> None:

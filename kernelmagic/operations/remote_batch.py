@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from kernelmagic.domain import checks
 from kernelmagic.domain.policy import EnvPolicy, recorded_policy
@@ -98,12 +98,14 @@ def check_job(engine: str, job: Mapping[str, Any]) -> None:
         raise InvalidInput(f"unknown job option(s): {', '.join(sorted(unknown))}")
     if job.get("nodes", 1) != 1:
         raise InvalidInput("--nodes must be 1: a kernel is one process on one node")
-    time_problem = slurm_time_problem(str(job["time"])) if "time" in job else None
+    # "" (and 0 CPUs) is the provisioner's default, the scheduler's own: how a patch drops
+    # an option (walk S: `mem=""` was refused, `gres=""` taken).
+    time_problem = slurm_time_problem(str(job["time"])) if job.get("time") else None
     if time_problem:
         raise InvalidInput(time_problem)
-    if "cpus" in job and int(job["cpus"]) < 1:
-        raise InvalidInput("--cpus must be at least 1")
-    if "mem" in job and not _SLURM_MEM.fullmatch(str(job["mem"]).strip()):
+    if "cpus" in job and int(job["cpus"]) < 0:
+        raise InvalidInput("--cpus must be at least 1 (0: the scheduler's default)")
+    if job.get("mem") and not _SLURM_MEM.fullmatch(str(job["mem"]).strip()):
         raise InvalidInput(
             f"--mem {job['mem']!r} is not a Slurm memory size (a number of MB, or with K, M, "
             "G or T: 8G)"
@@ -367,42 +369,74 @@ def _resource_problems(
     if not shapes:
         return []
     found = []
-    cpus = config.get("cpus")
+    asked = _asked_of_a_node(config)
     most = _most(shape.cpus for shape in shapes)
-    if isinstance(cpus, int) and not isinstance(cpus, bool) and most is not None and cpus > most:
+    if asked.cpus is not None and most is not None and asked.cpus[0] > most:
         found.append((
             "too-many-cpus",
-            f"{engine}: --cpus {cpus} is more than any node of {what} has ({most}, sinfo): "
+            f"{engine}: {asked.cpus[1]} is more than any node of {what} has ({most}, sinfo): "
             "the job waits in the queue for good",
-            str(cpus),
+            str(asked.cpus[0]),
         ))  # fmt: skip
-    mem = config.get("mem")
-    wanted = _megabytes(mem) if isinstance(mem, str) else None
     most = _most(shape.memory_mb for shape in shapes)
-    if wanted and most is not None and wanted > most:
+    if asked.memory is not None and most is not None and asked.memory[0] > most:
         found.append((
             "too-much-memory",
-            f"{engine}: --mem {mem} is more than any node of {what} has ({most}M, sinfo): "
-            "srun refuses the job",
-            str(mem),
+            f"{engine}: {asked.memory[1]} is more than any node of {what} has ({most}M, "
+            "sinfo): srun refuses the job",
+            asked.memory[1],
         ))  # fmt: skip
-    gres = config.get("gres")
-    for item in gres.split(",") if isinstance(gres, str) else ():
-        kind, _, count = item.strip().rpartition(":")
-        kind, count = (kind, count) if count.isdigit() else (item.strip(), "1")
+    for item, said in asked.gres:
+        kind, _, count = item.rpartition(":")
+        kind, count = (kind, count) if count.isdigit() else (item, "1")
         if not kind or kind.lower() == "none":  # srun's --gres=none: none asked
             continue
-        have = [_gres_count(shape.gres, kind) for shape in shapes]
-        if max(have) >= int(count):
+        if max(_gres_count(shape.gres, kind) for shape in shapes) >= int(count):
             continue
         offered = sorted({shape.gres for shape in shapes if shape.gres})
         found.append((
             "unknown-gres",
-            f"{engine}: no node of {what} has --gres {item.strip()} (sinfo: "
+            f"{engine}: no node of {what} has {said} (sinfo: "
             f"{'; '.join(offered) or 'no generic resources'}): srun refuses the job",
-            str(gres),
+            said,
         ))  # fmt: skip
     return found
+
+
+class _Asked(NamedTuple):
+    """What a job asks of its node, each with the option that says it."""
+
+    cpus: tuple[int, str] | None
+    memory: tuple[int, str] | None  # MB
+    gres: list[tuple[str, str]]
+
+
+def _asked_of_a_node(config: Mapping[str, Any]) -> _Asked:
+    """The spec's --cpus, --mem and --gres, then its --sbatch-option ones, which srun takes
+    after them, so the last of each wins (walk S: `--sbatch-option=--gpus=3` passed)."""
+    cpus = config.get("cpus")
+    asked_cpus = (cpus, f"--cpus {cpus}") if type(cpus) is int and cpus > 0 else None
+    mem = config.get("mem")
+    size = _megabytes(mem) if isinstance(mem, str) else None
+    memory = (size, f"--mem {mem}") if size else None
+    gres = config.get("gres")
+    items = [i.strip() for i in gres.split(",") if i.strip()] if isinstance(gres, str) else []
+    asked_gres = [(item, f"--gres {item}") for item in items]
+    for given in config.get("sbatch_options") or ():
+        name, _, value = str(given).partition("=")
+        if not name.startswith("--"):  # a short one: -c16, -c=16, -G2
+            name, value = str(given)[:2], str(given)[2:].lstrip("=")
+        if name in ("--cpus-per-task", "-c") and value.isdigit():
+            asked_cpus = (int(value), str(given))
+        elif name in ("--mem", "--mem-per-cpu") and _megabytes(value):
+            # Only what one CPU's share alone rules out: whether srun multiplies it by the
+            # CPUs depends on the cluster's select plugin (this one started 2 x 1 MB on 1 MB).
+            memory = (_megabytes(value) or 0, str(given))
+        elif name == "--gres":
+            asked_gres = [(i.strip(), str(given)) for i in value.split(",") if i.strip()]
+        elif name in ("--gpus", "-G", "--gpus-per-node", "--gpus-per-task") and value:
+            asked_gres.append((f"gpu:{value}", str(given)))
+    return _Asked(asked_cpus, memory, asked_gres)
 
 
 def _most(values: Iterable[int | None]) -> int | None:
