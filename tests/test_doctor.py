@@ -448,3 +448,17 @@ def test_overlapping_doctors_in_two_threads_leave_no_answer_remembered(user_kern
     assert checks.program_state(str(program)) == checks.PROGRAM_MISSING
     (diagnosis,) = doctor.diagnose(["p"]).diagnoses
     assert "missing-program" in {p.kind for p in diagnosis.problems}
+
+
+def test_a_venv_path_with_a_space_that_is_gone_is_missing(user_kernels, tmp_path):
+    """Walk T: a project dir `my proj` moved away: PATH was reported gone, VIRTUAL_ENV not (a
+    value with a space was taken for a command line, not a path)."""
+    gone = tmp_path / "my proj" / ".venv"
+    write_spec(user_kernels, "spaced", {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Spaced", "language": "python",
+        "env": {"VIRTUAL_ENV": str(gone), "RUN_FLAGS": "/usr/bin/env -i x"},
+    })  # fmt: skip
+    (found,) = doctor.diagnose(["spaced"]).diagnoses
+    missing = [p.value for p in found.problems if p.kind == "missing-dir"]
+    assert missing == [str(gone)], found.problems

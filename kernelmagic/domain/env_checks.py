@@ -23,6 +23,8 @@ from kernelmagic.domain.spec_info import SpecInfo
 from kernelmagic.jobs import JOB_SCOPED_NAMES, batch_job, in_job_temporary, is_job_scoped
 
 _PATH_SUFFIXES = ("_DIR", "HOME", "_PATH", "_DATA", "_LIB", "_ROOT", "_PREFIX")
+# Paths by name that no suffix above says (their value may hold a space: `~/my proj/.venv`).
+_PATH_NAMES = frozenset({"VIRTUAL_ENV", "CONDA_ENV_PATH", "PIXI_PROJECT_MANIFEST"})
 # Caches, configuration and state dirs that their programs create when first needed.
 _MADE_ON_DEMAND = (
     "XDG_*_HOME", "*CACHE*", "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_*_DIR", "*_STATE_DIR",
@@ -37,7 +39,7 @@ _TEMPLATE_NAMES = re.compile(
 def _looks_like_a_path(name: str, value: str) -> bool:
     """A variable whose value is a directory or file: by its name (``*_DIR``, ``*HOME``,
     ``PATH``-like, ...) or by a value that is one absolute path."""
-    if name.endswith(_PATH_SUFFIXES) or envcapture.is_path_like(name):
+    if name.endswith(_PATH_SUFFIXES) or name in _PATH_NAMES or envcapture.is_path_like(name):
         return True
     return os.path.isabs(value) and not any(c.isspace() for c in value) and "=" not in value
 
