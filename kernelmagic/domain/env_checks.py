@@ -219,7 +219,17 @@ def problems(info: SpecInfo, environ: Mapping[str, str], policy: EnvPolicy) -> l
         + job_scoped(info, policy, environ)
         + project_drift(info)
     )
-    found += program_in_job_temporary(info, environ)
+    temporary = program_in_job_temporary(info, environ)
+    if temporary:  # the variables that point into its environment go with it: one problem
+        where = os.path.dirname(_program(info))
+        where = os.path.dirname(where) if os.path.basename(where) == "bin" else where
+        beside = where.rstrip(os.sep) + os.sep
+        if beside != os.sep:
+            found = [
+                p for p in found
+                if not (p.kind == "missing-dir" and f"{p.value}/".startswith(beside))
+            ]  # fmt: skip
+    found += temporary
     gone = _gone_modules(info)
     if not gone:
         return found
