@@ -503,10 +503,18 @@ def test_bookkeeping_only_and_save_names(kernel, geo_module, user_kernels):
     assert "Kernel > Restart" in "".join(plain)
 
 
-def test_save_keeps_what_the_kernels_spec_adds_to_a_path(geo_module, user_kernels):
+@pytest.mark.parametrize("launched_with", [None, "/site/lib"])
+def test_save_keeps_what_the_kernels_spec_adds_to_a_path(
+    geo_module, user_kernels, monkeypatch, launched_with
+):
     """Walk Q: in a kernel whose spec prepends its own dir to a PATH-like variable, `--save`
     wrote the module's addition alone (`GEO/lib:${LD_LIBRARY_PATH}`): the new spec lost the
-    spec's own dir."""
+    spec's own dir. Walk S: so it did still where the launcher's value held that dir already
+    (a hub's prologue loading the same module): the kernel had it twice, Lmod kept it once."""
+    if launched_with is None:
+        monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    else:
+        monkeypatch.setenv("LD_LIBRARY_PATH", launched_with)
     write_spec(
         user_kernels,
         "site",

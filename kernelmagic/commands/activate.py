@@ -253,7 +253,12 @@ def _kept_env(env: Mapping[str, str], made: activation.Activation) -> dict[str, 
             continue
         before = made.previous.get(name)
         if envcapture.is_path_like(name) and before and isinstance(value, str):
-            added = envcapture.path_value(name, made.changed[name], before, True)
+            # Each entry once, the first kept, as a lookup finds it (walk S: the spec's dir
+            # was there twice, the launcher's value held it already, and Lmod kept it once,
+            # which read as an entry removed: nothing was kept).
+            once = [os.pathsep.join(envcapture.unique_entries(v.split(os.pathsep)))
+                    for v in (made.changed[name], before)]  # fmt: skip
+            added = envcapture.path_value(name, once[0], once[1], True)
             template = f"${{{name}}}"
             if template in added and added != template:
                 kept[name] = added.replace(template, value, 1)
