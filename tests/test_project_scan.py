@@ -281,20 +281,21 @@ def test_a_scan_into_a_prefix_works_on_that_prefix(
     templates, offline, tmp_path, user_kernels, capsys
 ):
     """Walk T: a scan judged what it had made from Jupyter's path, not from where it writes:
-    `--scan DIR --prefix P` took the user's own specs of the projects for done (P stayed
-    empty), and where P is off Jupyter's path its second scan failed on every name it had
-    written ("already exists; pass --replace"). It said nothing of JUPYTER_PATH either."""
+    `--scan DIR --prefix P` took the user's own scan's specs of the projects for done (P
+    stayed empty), and where P is off Jupyter's path its second scan failed on every name it
+    had written ("already exists; pass --replace"). It said nothing of JUPYTER_PATH either.
+    A P off Jupyter's path (a team's share) has its own names."""
     top = tmp_path / "work"
     geo = _uv(templates, top / "geo", "geo")
     _uv(templates, top / "hydro", "hydro")
-    assert main(["install", "--project", str(geo)]) == 0  # the user's own spec of geo
+    assert main(["install", "--project", "--scan", str(top)]) == 0  # the user's own scan
     share = tmp_path / "team"
     kernels = share / "share" / "jupyter" / "kernels"
     scan = ["install", "--project", "--scan", str(top), "--prefix", str(share)]
     capsys.readouterr()
     assert main(scan) == 0
     out = capsys.readouterr().out
-    assert sorted(p.name for p in kernels.glob("[!.]*")) == ["geo-2", "hydro"], out
+    assert sorted(p.name for p in kernels.glob("[!.]*")) == ["geo", "hydro"], out
     assert f"Jupyter does not look in {kernels}" in out, out
     assert f"export JUPYTER_PATH={share / 'share' / 'jupyter'}" in out, out
     before = {p.name: (p / "kernel.json").read_bytes() for p in kernels.glob("[!.]*")}
@@ -308,7 +309,7 @@ def test_a_scan_into_a_prefix_works_on_that_prefix(
     assert main(scan) == 0
     out = capsys.readouterr().out
     assert "1 refreshed" in out and "1 unchanged" in out, out
-    assert (kernels / "geo-2" / "kernel.json").read_bytes() != before["geo-2"]
+    assert (kernels / "geo" / "kernel.json").read_bytes() != before["geo"]
     assert (user_kernels / "geo" / "kernel.json").read_bytes() == mine
 
 

@@ -176,21 +176,25 @@ def scan(request: ScanRequest, install: Install, refresh: Refresh) -> ScanResult
             entries.append(ScanEntry(root, tool, None, FAILED, None, str(exc)))
     specs = discovery.list_specs()
     # What the scan has made is in the kernels dir it writes to (walk T: read from Jupyter's
-    # path, a scan into --prefix P took the user's own specs for done, and where P is not on
-    # that path, its second scan failed on each name it had written). Every name Jupyter
-    # lists stays taken: a new spec of that name in P would hide it, or be hidden.
+    # path, a scan into --prefix P took the user's own scan's specs for done, and where P is
+    # not on that path, its second scan failed on each name it had written); a spec of
+    # `install --project` is the user's wherever Jupyter finds it. Where Jupyter looks in P,
+    # every name it lists stays taken (a new spec of that name would hide it, or be hidden);
+    # a P off its path (a team's share) has its own names.
     ours = [
         discovery.spec_at(name, path)
         for name, path in discovery.specs_in(request.kernels_dir).items()
     ]
     existing: dict[tuple[str, str | None], tuple[discovery.SpecInfo, Provenance]] = {}
-    for info in ours:
+    for info, in_ours in [*((i, True) for i in ours), *((i, False) for i in specs)]:
         record = Provenance.of_spec(info.spec) if info.visible else None
         key = _key_of(record.project) if record and record.project else None
-        if record is not None and key is not None:
-            existing.setdefault(key, (info, record))
+        if record is None or key is None or (record.scan_root and not in_ours):
+            continue
+        existing.setdefault(key, (info, record))
     kept = {key: info.name for key, (info, record) in existing.items() if record.scan_root}
-    taken = [info.name for info in (*specs, *ours)]
+    unseen = not discovery.searched_by_jupyter(request.kernels_dir)
+    taken = [info.name for info in (*ours, *(() if unseen else specs))]
     # A tree may hold others' projects, or others' files in yours (a sticky dir lets any
     # member add a pyproject.toml or a .venv link): their tools and interpreters would run
     # as you. Each project's dir, the dirs above it and the files that decide what runs,
@@ -212,7 +216,6 @@ def scan(request: ScanRequest, install: Install, refresh: Refresh) -> ScanResult
         entries += pool.map(one, found)
     entries.sort(key=lambda e: (e.root, e.environment or ""))
     gone = sorted(info.name for info in gone_specs(specs))
-    unseen = not discovery.searched_by_jupyter(request.kernels_dir)
     return ScanResult(request.top, entries, gone, request.dry_run, request.kernels_dir, unseen)
 
 
