@@ -254,8 +254,9 @@ def spec_detail_text(info: SpecInfo, policy: EnvPolicy = DEFAULT_POLICY, style: 
         if not info.visible and info.read:  # one kernelmagic did not read: Jupyter may not
             lines.append("Jupyter hides this spec.")
         lines += [printable(f"problem: {problem_text(p, style)}") for p in info.problems]
-    else:
-        lines.append("No problems found.")
+    else:  # the listing's checks: the doctor runs the rest (walk S: "No problems" beside them)
+        doctor = command(f"doctor {shlex.quote(info.name)}", style)
+        lines.append(printable(f"No problems found in the file ({doctor} checks what it runs)."))
     lines.append(spec_json_text(info.spec, policy))
     return "\n".join(lines)
 
