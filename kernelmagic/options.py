@@ -97,10 +97,18 @@ def parse_words(parser: argparse.ArgumentParser, words: Sequence[str]) -> argpar
     """The namespace of a command's words, with its options allowed between its names
     (``apply FILE --check NAME``, ``remove a --dry-run b``), as ``jupyter kernelspec`` allows:
     argparse's plain parse ends a ``NAME ...`` list at the first option and refuses the names
-    after it. A command that hands its rest on (``shell -- CMD``) is parsed plainly."""
-    if any(action.nargs == argparse.REMAINDER for action in parser._actions):
+    after it. Parsed plainly: a command that hands its rest on (``shell -- CMD``), and words
+    with ``--``, which the intermixed parse drops when it comes before any name, so that
+    what follows it became options again (walk U: ``remove -- --missing`` removed every dead
+    spec). A line the intermixed parse refuses is refused with the plain parse's words,
+    which name every missing argument."""
+    plain = "--" in words or any(a.nargs == argparse.REMAINDER for a in parser._actions)
+    if plain:
         return parser.parse_args(words)
-    return parser.parse_intermixed_args(words)
+    try:
+        return parser.parse_intermixed_args(words)
+    except Exception:  # the parser's own error (UsageError, UsageFailure): said below
+        return parser.parse_args(words)
 
 
 def path(text: str) -> str:

@@ -176,3 +176,27 @@ def test_options_may_come_between_a_commands_names(user_kernels, capsys, ip, tmp
     write_args = "import sys; open(sys.argv[1], 'w').write(' '.join(sys.argv[2:]))"
     assert main(["shell", "a", "--", sys.executable, "-c", write_args, str(said), "-v"]) == 0
     assert said.read_text() == "-v"
+    # Walk U: the intermixed parse drops a `--` before any name, so what followed it became
+    # options again: `remove -- --missing` removed every dead spec, `env -k a -- -k b A=1`
+    # changed b. After `--` every word is a name, in both front ends, as before.
+    write_spec(user_kernels, "dead", {"argv": ["/no/such/python"], "display_name": "D",
+                                      "language": "python"})  # fmt: skip
+    write_spec(user_kernels, "-old")
+    status, _, err = run(capsys, "remove", "--", "--missing")
+    assert status == 1 and "No kernel spec '--missing'" in err
+    assert usage_error_of(ip, "kernel_remove", "-- --missing").startswith("No kernel spec")
+    assert usage_error_of(ip, "kernel_env", "-k a -- -k b A=1") == "expected KEY=VALUE, got '-k'"
+    assert (user_kernels / "dead").exists() and "env" not in spec_json(user_kernels, "b")
+    status, out, _ = run(capsys, "remove", "--dry-run", "--", "-old")
+    assert status == 0 and "Would remove kernel spec" in out and "-old" in out
+    # A line refused says every missing argument, as before (it said --engine alone).
+    status, _, err = run(capsys, "remote", "a")
+    assert status == 2 and "required: DST, --engine" in err
+
+
+def usage_error_of(ip, magic, line):
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError) as refused:
+        ip.run_line_magic(magic, line)
+    return str(refused.value)
