@@ -6,11 +6,22 @@ from __future__ import annotations
 import json
 import sys
 
+import ipykernel
+import pytest
 from helpers import write_spec
 
 from kernelmagic.frontends.cli import main
 
 CONN = "{connection_file}"
+# ipykernel 7.0-7.3 leave a shell request unread that arrives while they reply (see
+# test_activate_promise.py): the doctor now waits for its kernel_info replies before the
+# check's cell, but a stall there means the cell never runs, which the check reports as
+# "not checked", not as what the test asserts (once in CI's ipykernel 7.0 leg, under load).
+STRANDS_REQUESTS = pytest.mark.xfail(
+    (7, 0) <= tuple(ipykernel.version_info[:2]) < (7, 4),
+    reason="ipykernel 7.0-7.3 strand shell requests that arrive while it replies",
+    strict=False,
+)
 
 
 def test_launch_reports_started_and_failed_specs_with_the_reason(
@@ -57,6 +68,7 @@ def test_launch_refuses_fix_and_a_bad_timeout(capsys):
     assert capsys.readouterr().err.count("kernelmagic: error:") == 3
 
 
+@STRANDS_REQUESTS
 def test_a_kernel_that_an_interrupt_kills_is_said_to_be_killed_not_still_running(
     user_kernels, capsys
 ):

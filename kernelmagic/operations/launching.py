@@ -146,6 +146,7 @@ def _check_interrupt(manager: Any, client: Any, launched: Launch, stderr: _Stder
         return
     request = client.execute(code)
     deadline = time.perf_counter() + 10.0
+    taken = False  # the kernel said it is busy with our cell
     while time.perf_counter() < deadline:  # the kernel starts running our cell
         try:
             message = client.get_iopub_msg(timeout=0.2)
@@ -153,12 +154,18 @@ def _check_interrupt(manager: Any, client: Any, launched: Launch, stderr: _Stder
             continue
         if message["parent_header"].get("msg_id") != request:
             continue
+        if message["msg_type"] == "status":
+            taken = taken or message["content"].get("execution_state") == "busy"
         if message["msg_type"] == "stream":
             break
         if message["msg_type"] == "error":  # no long statement to interrupt: say so
             content = message["content"]
             said = f"{content.get('ename', '')}: {content.get('evalue', '')}"
             launched.interrupt = f"not checked: the long statement failed: {said}"
+            return
+    else:
+        if not taken:  # an interrupt would press on an idle kernel and be said to be lost
+            launched.interrupt = "not checked: the kernel did not take the check's cell in 10 s"
             return
     time.sleep(0.02)  # into the statement itself (a second press covers a miss)
     said_before = stderr.written  # the kernel's last words are what it writes after this
@@ -192,19 +199,27 @@ def _check_interrupt(manager: Any, client: Any, launched: Launch, stderr: _Stder
 def _iopub_connected(client: Any, timeout: float = 10.0) -> bool:
     """Whether our IOPub subscription is live: a kernel's status messages reach us (a PUB
     socket drops what it sends before the subscription arrives). Asks kernel_info, again
-    every 0.2 s, until its status does, as jupyter_client's wait_for_ready does."""
+    every 0.2 s, until its status does, as jupyter_client's wait_for_ready does; then waits
+    for the replies to what it asked, so that the next request does not arrive while the
+    kernel replies: ipykernel 7.0-7.3 leave such a request unread (CI's ipykernel 7.0 leg:
+    the check's cell never ran, and its interrupt was said to be lost)."""
     deadline = time.perf_counter() + timeout
+    asked: set[str] = set()
+    connected = False
     with contextlib.suppress(queue.Empty):  # the status of the kernel_info already asked
         client.get_iopub_msg(timeout=0.05)
-        return True
-    while time.perf_counter() < deadline:
-        client.kernel_info()
+        connected = True
+    while not connected and time.perf_counter() < deadline:
+        asked.add(client.kernel_info())
         try:
             client.get_iopub_msg(timeout=0.2)
-            return True
+            connected = True
         except queue.Empty:
             continue
-    return False
+    while asked and time.perf_counter() < deadline:
+        with contextlib.suppress(queue.Empty):
+            asked.discard(client.get_shell_msg(timeout=0.2)["parent_header"].get("msg_id"))
+    return connected
 
 
 _QUIET = logging.getLogger("kernelmagic.launch")
