@@ -437,6 +437,44 @@ def test_another_users_workspace_above_your_project_is_never_run(
     assert sorted(p.name for p in user_kernels.glob("[!.]*")) == ["mine"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to another user needs root")
+def test_another_users_link_in_your_own_project_is_never_run(
+    templates, offline, tmp_path, user_kernels, capsys
+):
+    """Walk T2: in your own project in a sticky (or group-writable) dir, another user adds a
+    `.venv` link to their venv: `install --project` of your project ran it as you, and a
+    `refresh` of your spec (made on your own `venv/`) moved the spec onto it and ran it.
+    Both are refused now, naming the link and its owner; nothing of theirs runs."""
+    ran = tmp_path / "ran-as-you"
+    theirs = _bare_venv(templates, tmp_path / "theirs")
+    (site,) = (theirs / ".venv" / "lib").glob("python*/site-packages")
+    (site / "zz-planted.pth").write_text(f"import pathlib; pathlib.Path({str(ran)!r}).touch()\n")
+    for path in (theirs, *theirs.rglob("*")):
+        os.lchown(path, 65534, 65534)
+    fresh = tmp_path / "fresh"  # yours, no environment yet
+    fresh.mkdir(mode=0o1777)
+    (fresh / "pyproject.toml").write_text('[project]\nname = "fresh"\n')
+    own = tmp_path / "own"  # yours, with your own venv/
+    own.mkdir(mode=0o1777)
+    (own / "pyproject.toml").write_text('[project]\nname = "own"\n')
+    shutil.copytree(templates["uv"] / ".venv", own / "venv", symlinks=True)
+    assert main(["install", "--project", str(own)]) == 0
+    before = (user_kernels / "own" / "kernel.json").read_bytes()
+    for project in (fresh, own):
+        (project / ".venv").symlink_to(theirs / ".venv")
+        os.lchown(project / ".venv", 65534, 65534)
+    capsys.readouterr()
+    assert main(["install", "--project", str(fresh)]) == 1
+    err = capsys.readouterr().err
+    assert f"{fresh}/.venv is owned by another user (owner nobody" in err, err
+    assert "kernelmagic runs no environment another user put in your project" in err, err
+    assert main(["refresh", "own"]) == 1
+    assert f"{own}/.venv is owned by another user" in capsys.readouterr().err
+    assert not ran.exists(), "the other user's interpreter ran as you"
+    assert (user_kernels / "own" / "kernel.json").read_bytes() == before
+    assert not (user_kernels / "fresh").exists()
+
+
 def test_the_magic_scans_and_bad_combinations_are_refused(
     ip, templates, offline, tmp_path, user_kernels, capsys
 ):

@@ -250,6 +250,21 @@ def others_can_change(paths: Iterable[str], *, follow_links: bool = True) -> str
     return None
 
 
+def owned_by_others(paths: Iterable[str]) -> str | None:
+    """Why one of these paths is another user's (not root's), or None: each judged as it is,
+    a link as the link (who made it), not where it leads. What another user put into a dir
+    of yours that they can write to (a group's, a sticky one)."""
+    me = os.getuid() if hasattr(os, "getuid") else None
+    for path in paths:
+        try:
+            found = os.lstat(path)
+        except OSError:
+            continue
+        if me is not None and found.st_uid not in (0, me):
+            return f"{path} is owned by another user ({_described(found)})"
+    return None
+
+
 def _changeable(found: os.stat_result, path: str) -> str | None:
     me = os.getuid() if hasattr(os, "getuid") else None  # no owners to compare on Windows
     if me is not None and found.st_uid not in (0, me):

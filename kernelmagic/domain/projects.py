@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernelmagic.domain import pixi_files
-from kernelmagic.domain.ownership import others_can_change_above
+from kernelmagic.domain.ownership import others_can_change_above, owned_by_others
 from kernelmagic.domain.provenance import Source
 from kernelmagic.domain.shells import failure_lines, made_by_uv
 from kernelmagic.errors import EnvironmentNotReady, InvalidInput, KernelmagicError, SourceFailed
@@ -358,6 +358,15 @@ def locate(start: str, environ: Mapping[str, str], environment: str | None = Non
     prefix = _prefix(tool, workspace or root, environ, environment or "default")
     if workspace is not None and prefix is not None:
         _refuse_others_workspace(root, workspace, prefix)
+    # Another user's file or link among the project's own (a group's or a sticky dir lets
+    # them add one): a `.venv` link to their venv, a pixi.toml, a lockfile would make an
+    # install or refresh of your project run their environment as you (walk T2).
+    why = owned_by_others((*deciding_paths(root), *([prefix] if prefix else [])))
+    if why:
+        raise KernelmagicError(
+            f"{why}, in the project at {root}: kernelmagic runs no environment another user "
+            "put in your project (one you have read: install NAME --python PATH)"
+        )
     lockfile = lockfile if lockfile and os.path.exists(lockfile) else None
     return Project(root, tool, name, lockfile, prefix, environment=chosen)
 
