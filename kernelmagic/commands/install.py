@@ -671,10 +671,6 @@ def _show_scan(result: project_scan.ScanResult, style: str) -> Shown:
     gone = f"\nMade by a scan, their project gone: {', '.join(result.gone)} ({fix})."
     found = f"{len(result.entries)} environment(s) below {result.top}: {said}."
     text = printable_lines(f"{table}\n{found}{gone if result.gone else ''}")
-    if result.unseen and result.made and result.kernels_dir:  # as install --prefix says
-        data_dir = os.path.dirname(result.kernels_dir.rstrip(os.sep))
-        text += "\n" + render.printable(
-            f"Jupyter does not look in {result.kernels_dir}, so it will not show these "
-            f"kernels; to make them visible, run: export JUPYTER_PATH={data_dir}"
-        )
+    if result.unseen and result.made and result.kernels_dir:
+        text += "\n" + render.unsearched_dir_note(result.kernels_dir, len(result.made))
     return Shown(text, html, status=1 if result.failed else 0, value=result)

@@ -304,13 +304,18 @@ def visibility_note(name: str, resource_dir: str) -> list[str]:
                 f"hidden while that one is there"
             )
         ]
+    return [unsearched_dir_note(kernels_dir)]
+
+
+def unsearched_dir_note(kernels_dir: str, kernels: int = 1) -> str:
+    """How to make Jupyter show the ``kernels`` new specs in ``kernels_dir``, a dir it does
+    not search (``--prefix DIR`` off its path)."""
     data_dir = os.path.dirname(kernels_dir.rstrip(os.sep))
-    return [
-        printable(
-            f"Jupyter does not look in {kernels_dir}, so it will not show this kernel; to make "
-            f"it visible, run: export JUPYTER_PATH={data_dir}"
-        )
-    ]
+    these, them = ("this kernel", "it") if kernels == 1 else ("these kernels", "them")
+    return printable(
+        f"Jupyter does not look in {kernels_dir}, so it will not show {these}; to make "
+        f"{them} visible, run: export JUPYTER_PATH={data_dir}"
+    )
 
 
 def group_note(change: Change, group: str | None) -> list[str]:
