@@ -105,6 +105,23 @@ def test_a_match_the_doctors_probes_find_broken_is_not_offered(
     assert main(["notebook", str(notebook), "--fix", "plain"]) == 0  # as offered
 
 
+def test_no_match_offered_further_down_is_one_the_doctors_probes_find_broken(
+    user_kernels, tmp_path, capsys, bare_python
+):
+    """Walk V: only the best match was probed, so a spec whose interpreter lacks ipykernel
+    was offered second ("matches, best first: plain (...); geo-bare (...)"), which the docs
+    say never happens and `--fix geo-bare` refused."""
+    argv = [bare_python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    write_spec(user_kernels, "geo-bare", {"argv": argv, "display_name": "G", "language": "python"})
+    write_spec(user_kernels, "plain", {"argv": KERNEL, "display_name": "P", "language": "python"})
+    for n in (1, 2):  # two notebooks of one run: the second is judged from the first's probes
+        _notebook(tmp_path / f"n{n}.ipynb", {"name": "plain-2", "language": "python"})
+    _, out = _report(capsys, str(tmp_path))
+    assert out.count("matches, best first: plain (") == 2 and "geo-bare" not in out, out
+    reports = notebook_command.run(notebook_command.Request((str(tmp_path),)))
+    assert [[m.name for m in r.matches] for r in reports] == [["plain", "python3"]] * 2
+
+
 def test_a_notebook_from_another_machine_gets_its_matches_best_first(local_specs, tmp_path, capsys):
     notebook = _notebook(tmp_path / "analysis.ipynb", FROM_ELSEWHERE)
     status, out = _report(capsys, str(notebook))

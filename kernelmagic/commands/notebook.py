@@ -80,8 +80,9 @@ def run(request: Request) -> NotebookReports:
     found = list(notebook_files.notebooks_in(request.paths))
     if request.fix:  # a name that is no spec is the command's mistake, not a notebook's
         discovery.get_spec(request.fix)
+    judged: dict[str, str | None] = {}  # spec name: what keeps it from starting
     for notebook in found:
-        report = notebooks.examine(notebook, specs)
+        report = notebooks.examine(notebook, specs, judged)
         if request.fix is not None:
             try:
                 notebooks.fix(

@@ -198,7 +198,14 @@ def _clear_best(matches: list[Match]) -> Match | None:
     return None
 
 
-def examine(path: str, specs: list[discovery.SpecInfo]) -> NotebookReport:
+def examine(
+    path: str,
+    specs: list[discovery.SpecInfo],
+    judged: dict[str, str | None] | None = None,
+) -> NotebookReport:
+    """What ``path`` needs and how it fares here. ``judged``, shared by the notebooks of one
+    run, remembers what the doctor found keeps each spec from starting (None: nothing)."""
+    judged = {} if judged is None else judged
     report = NotebookReport(path)
     try:
         _, metadata = notebook_files.read(path)
@@ -242,11 +249,9 @@ def examine(path: str, specs: list[discovery.SpecInfo]) -> NotebookReport:
     report.reason = (
         f"no kernel spec '{name}' here" if name else "the notebook names no kernel"
     ) + (f" ({info.problems[0]})" if info is not None and info.problems else "")
-    report.matches = rank(report.wanted, specs)
     # The listing's problems ruled some out; the doctor's probes (an R without IRkernel)
-    # rule out more: the best match offered, and --fix's, is one that starts.
-    while report.matches and _why_it_cannot_start(by_name[report.matches[0].name]):
-        report.matches.pop(0)
+    # rule out more: every match offered, and --fix's, is one that starts.
+    report.matches = _startable(rank(report.wanted, specs), by_name, judged)
     if report.matches:  # named, so that the command says what it will use
         best = f"--fix {report.matches[0].name}"
         report.fix_words = best if _alias_can_fix(name) else f"{best} --rewrite"
@@ -258,9 +263,25 @@ def _alias_can_fix(name: str) -> bool:
     return bool(name) and is_valid_kernel_name(name.lower())
 
 
+def _startable(
+    matches: list[Match], by_name: dict[str, discovery.SpecInfo], judged: dict[str, str | None]
+) -> list[Match]:
+    """The ``matches`` that start, as the doctor finds them (one run for those not yet in
+    ``judged``: its probes in parallel, one per interpreter)."""
+    unjudged = [m.name for m in matches if m.name not in judged]
+    if unjudged:
+        diagnoses = doctor.diagnose(unjudged).diagnoses
+        for name, diagnosis in zip(unjudged, diagnoses, strict=True):
+            judged[name] = _blocking(diagnosis, by_name[name])
+    return [m for m in matches if judged[m.name] is None]
+
+
 def _why_it_cannot_start(chosen: discovery.SpecInfo) -> str | None:
     """What keeps ``chosen`` from starting, as the doctor finds it (None: nothing)."""
-    diagnosis = doctor.diagnose([chosen.name]).diagnoses[0]
+    return _blocking(doctor.diagnose([chosen.name]).diagnoses[0], chosen)
+
+
+def _blocking(diagnosis: doctor.Diagnosis, chosen: discovery.SpecInfo) -> str | None:
     blocking = [str(p) for p in diagnosis.problems if p.kind in clients.CANNOT_START]
     if not chosen.visible:
         blocking += [str(p) for p in chosen.problems] or ["Jupyter does not list it"]
