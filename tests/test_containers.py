@@ -371,6 +371,17 @@ def test_install_refuses_what_cannot_run_and_writes_nothing(
     assert not (user_kernels / "nope").exists()
 
 
+def test_a_runtime_missing_from_the_path_is_a_failure_not_a_usage_error(
+    user_kernels, tmp_path, monkeypatch, capsys
+):
+    """Walk V: no apptainer on PATH exited 2 (bad arguments), where no conda found exits 1:
+    the arguments are right, the environment lacks the program."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    assert main(["install", "x", "--container", str(_sif(tmp_path))]) == 1
+    assert capsys.readouterr().err.startswith("kernelmagic: error: no apptainer on PATH; ")
+    assert not (user_kernels / "x").exists()
+
+
 # --- Apptainer, Singularity and podman: recording stand-ins ---------------------------------
 
 

@@ -458,7 +458,7 @@ def test_an_empty_path_entry_never_runs_a_tool_planted_in_the_project(
     for path in (f":{os.environ['PATH']}", f".:{os.environ['PATH']}", f"{os.environ['PATH']}:"):
         monkeypatch.setenv("PATH", path)
         capsys.readouterr()
-        assert main(["install", "--project", str(root)]) in (1, 2)
+        assert main(["install", "--project", str(root)]) == 1  # a failure: walk V
         assert "pdm is not on PATH" in capsys.readouterr().err
         assert not marker.exists(), path
 

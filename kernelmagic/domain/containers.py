@@ -24,7 +24,7 @@ from string import Template
 from typing import Any
 
 from kernelmagic.domain.provenance import Provenance
-from kernelmagic.errors import InvalidInput
+from kernelmagic.errors import InvalidInput, SourceFailed
 
 RUNTIMES = ("apptainer", "singularity", "charliecloud", "podman")
 PROGRAM_NAMES = {
@@ -241,8 +241,8 @@ def find_runtime(runtime: str, environ: Mapping[str, str]) -> str:
     """The runtime's program on ``environ``'s PATH, as an absolute path."""
     name = PROGRAM_NAMES[runtime]
     found = shutil.which(name, path=environ.get("PATH", os.defpath))
-    if found is None:
-        raise InvalidInput(
+    if found is None:  # the environment lacks it: a failure (exit 1), as "no conda found" is
+        raise SourceFailed(
             f"no {name} on PATH; load it first (--modules, a snippet) or install {runtime}"
         )
     return os.path.abspath(found)

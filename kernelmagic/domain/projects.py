@@ -220,18 +220,19 @@ def _tool_output(
 ) -> str:
     """What the project's tool prints (run in the project's dir, as its users run it); ""
     for a failure that says nothing, where ``silent_failure_is_none``."""
+    # The request is right, the environment lacks the tool: a failure (exit 1), as "no conda
+    # found" is
+    missing = SourceFailed(f"{command[0]} is not on PATH; it manages the project at {root}")
     program = shutil.which(command[0], path=_absolute_path(environ))
     if program is None:
-        raise InvalidInput(f"{command[0]} is not on PATH; it manages the project at {root}")
+        raise missing
     try:
         done = subprocess.run(
             (program, *command[1:]), cwd=root, env=dict(environ), capture_output=True,
             stdin=subprocess.DEVNULL, timeout=TOOL_TIMEOUT, check=False,
         )  # fmt: skip
-    except FileNotFoundError:
-        raise InvalidInput(
-            f"{command[0]} is not on PATH; it manages the project at {root}"
-        ) from None
+    except FileNotFoundError:  # gone since it was found
+        raise missing from None
     except subprocess.TimeoutExpired:
         raise SourceFailed(
             f"{shlex.join(command)} did not answer within {TOOL_TIMEOUT:g} s"
