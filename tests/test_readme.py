@@ -124,6 +124,22 @@ def test_every_command_line_shown_parses(line):
     cli.build_parser().parse_args(words)
 
 
+def test_every_option_in_help_is_in_the_docs():
+    """Walk V: options only `--help` named (`patch --redo`, `env --spec`, clone's): each long
+    option of each command is in the README or a page of docs/."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text(encoding="utf-8") for page in pages)
+    undocumented = [
+        f"{name} {option}"
+        for name, parser in cli.build_parser()._subparsers._group_actions[0].choices.items()
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+        and not re.search(re.escape(option) + r"(?![\w-])", text)
+    ]  # fmt: skip
+    assert undocumented == []
+
+
 def test_the_pages_have_what_these_tests_read():
     assert len(_lines("%kernel_")) > 20 and len(_lines("kernelmagic ")) > 5
     assert textwrap.dedent(README_BLOCKS[0]).startswith("%load_ext kernelmagic")
