@@ -216,6 +216,41 @@ def _build(root: Path, charliecloud_image) -> Corpus:
         script.write_text(f"#!{line}\nimport sys\n")
         script.chmod(0o755)
         shapes[dirname] = _python(dirname, [str(script), "{connection_file}"])
+    # Walk W: programs exec refuses (ENOEXEC, EACCES, a Windows line end in the #! line).
+    interpreter_no_x = root / "interpreter-without-x"
+    interpreter_no_x.write_text("#!/bin/sh\n")
+    interpreter_no_x.chmod(0o644)
+    for dirname, text in (
+        ("no-shebang", f'{PYTHON} -m ipykernel_launcher -f "$1"\n'),
+        ("shebang-crlf", f'#!/bin/sh\r\nexec {PYTHON} -m ipykernel_launcher -f "$1"\r\n'),
+        ("shebang-dir", f'#!/usr/bin\nexec {PYTHON} -m ipykernel_launcher -f "$1"\n'),
+        ("shebang-no-x", f'#!{interpreter_no_x}\nexec {PYTHON} -m ipykernel_launcher -f "$1"\n'),
+    ):
+        script = root / f"{dirname}.sh"
+        script.write_text(text)
+        script.chmod(0o755)
+        shapes[dirname] = _python(dirname, [str(script), "{connection_file}"])
+    # What exec cannot be given: a lone surrogate (a JSON escape), a value over 128 KiB.
+    shapes["env-surrogate"] = _python("env-surrogate", env={"KM_S": "\ud800"})
+    shapes["argv-surrogate"] = _python("argv-surrogate", [*KERNEL, "--KM=\ud800"])
+    shapes["env-huge"] = _python("env-huge", env={"KM_HUGE": "x" * 200_000})
+    # Probed as the kernel starts: with the spec's startup variables (named before "plain",
+    # which shares its interpreter: one probe answered for both), the interpreter's own
+    # options, and what an `env` in front of it changes.
+    shapes["io-encoding"] = _python("io-encoding", env={"PYTHONIOENCODING": "km-no-codec"})
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    bare_python = str(bare / "bin" / "python")
+    shapes["pythonpath"] = _python(
+        "pythonpath", [bare_python, *KERNEL[1:]], env={"PYTHONPATH": str(site)}
+    )
+    shapes["pythonpath-isolated"] = _python(
+        "pythonpath-isolated", [bare_python, "-I", *KERNEL[1:]], env={"PYTHONPATH": str(site)}
+    )
+    shapes["pythonpath-env-unset"] = _python(
+        "pythonpath-env-unset",
+        ["env", "-u", "PYTHONPATH", bare_python, *KERNEL[1:]],
+        env={"PYTHONPATH": str(site)},
+    )
     # Entries of one name differing in case: Jupyter lists one and starts the other (the
     # directory's order decides which), the doctor judges the one that starts.
     shapes["twin-case"] = _python("twin-case")

@@ -166,6 +166,15 @@ def launch_problems(
     problems = []
     if not argv:
         return [Problem("structure", "'argv' is empty: nothing to start")]
+    unencodable = [word for word in argv if not _encodable(word)]
+    if unencodable:
+        return [
+            Problem(
+                "bad-argv",
+                f"argv holds {_quoted(unencodable[0])}, a character no process can be given "
+                "(a lone surrogate): the kernel cannot start",
+            )
+        ]
     # A remote provisioner runs argv on another host and has its own launch protocol
     # ({response_address} instead of {connection_file}): neither check applies here.
     local = provisioner_name(spec) in (None, "local-provisioner")
@@ -225,6 +234,7 @@ def launch_problems(
             )
         )
     env = spec.get("env")
+    problems += _exec_limit_problems(argv, env if isinstance(env, dict) else {})
     if not env:
         return problems  # most specs: nothing more to check
     if not set(map(type, env.values())) <= _ONLY_STR:
@@ -235,8 +245,9 @@ def launch_problems(
         problems.append(
             Problem(
                 "bad-env",
-                f"env {', '.join(map(repr, unusable))}: a name with '=' or NUL, or a value with "
-                "NUL, cannot be passed to a process, so the kernel cannot start",
+                f"env {', '.join(map(_quoted, unusable))}: a name with '=' or NUL, or a value with "
+                "NUL or a lone surrogate, cannot be passed to a process, so the kernel cannot "
+                "start",
                 unusable[0],
                 fix=f"env -k {name} -u {unusable[0]}" if "=" not in unusable[0] else None,
             )
@@ -278,15 +289,60 @@ def _detaching_problems(argv: list[str]) -> list[Problem]:
 
 def unusable_env(env: Any) -> list[str]:
     """The names of ``env`` entries no process can be given (``=``/NUL in a name, NUL in a
-    value, an empty name)."""
+    value, an empty name, a character the system cannot encode)."""
     if not isinstance(env, dict):
         return []
     bad = [
         k
         for k, v in env.items()
         if not k or "=" in k or "\0" in k or (isinstance(v, str) and "\0" in v)
-    ]
+        or not _encodable(k) or (isinstance(v, str) and not _encodable(v))
+    ]  # fmt: skip
     return sorted(bad) if bad else bad
+
+
+def _quoted(name: str) -> str:
+    return repr(name) if _encodable(name) else ascii(name)  # a lone surrogate cannot print
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be given to a process (a lone surrogate such as a JSON file's
+    ``\\ud800`` cannot: Popen raises UnicodeEncodeError)."""
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# Linux's limits on what exec takes (execve's E2BIG: "Argument list too long"): one string
+# (MAX_ARG_STRLEN, 32 pages) and everything together (about a quarter of the stack limit).
+_MAX_STRING = 32 * os.sysconf("SC_PAGE_SIZE") if sys.platform.startswith("linux") else None
+_MAX_TOTAL = os.sysconf("SC_ARG_MAX") if hasattr(os, "sysconf") else None
+
+
+def _exec_limit_problems(argv: list[str], env: dict[str, Any]) -> list[Problem]:
+    """What exec refuses as too long, from the spec's own argv and env (the launcher's own
+    variables come on top, so a spec near the total can still fail)."""
+
+    def size(word: str) -> int:
+        return len(os.fsencode(word)) + 1 if _encodable(word) else 0
+
+    arguments = [size(word) for word in argv]
+    variables = [size(f"{k}={v}") for k, v in env.items() if isinstance(v, str)]
+    if _MAX_STRING is not None and max(arguments, default=0) > _MAX_STRING:
+        kind, what = "bad-argv", f"argv holds a word over {_MAX_STRING} bytes"
+    elif _MAX_STRING is not None and max(variables, default=0) > _MAX_STRING:
+        kind, what = "bad-env", f"env holds a value over {_MAX_STRING} bytes"
+    elif _MAX_TOTAL is not None and sum(arguments) + sum(variables) > _MAX_TOTAL:
+        kind, what = "bad-env", f"argv and env hold over {_MAX_TOTAL} bytes"
+    else:
+        return []
+    why = (
+        f"{what}: exec refuses it (OSError: [Errno 7] Argument list too long), so the kernel "
+        "cannot start; keep long values in a file"
+    )
+    return [Problem(kind, why)]
 
 
 # jupyter_client starts these argv[0] with the interpreter that launches the kernel.

@@ -321,8 +321,9 @@ def _script_execs(path: str) -> bool | None:
 
 
 def shebang_problems(info: SpecInfo) -> list[Problem]:
-    """A script at argv[0] whose ``#!`` interpreter does not exist: the kernel's start fails
-    (exec's ENOENT, or ``env`` finding nothing on the kernel's PATH)."""
+    """A program at argv[0] that exec cannot run: a script whose ``#!`` interpreter does not
+    exist or cannot be run (exec's ENOENT or EACCES, or ``env`` finding nothing on the
+    kernel's PATH), or a file that is neither a script nor a binary (ENOEXEC)."""
     argv = checks.argv_strings(info.spec) or []
     if not argv or not info.visible or _provisioner(info.spec):
         return []
@@ -331,9 +332,20 @@ def shebang_problems(info: SpecInfo) -> list[Problem]:
     if not os.path.isabs(program) or checks.program_state(program) != checks.PROGRAM_OK:
         return []  # said already, if at all
     head = checks.program_head(program)
-    if head is None or not head.startswith(b"#!"):
+    if head is None:
         return []
-    words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    if not head.startswith(b"#!"):
+        if head.startswith(b"\x7fELF"):
+            return []
+        why = (
+            f"{program} is neither a script with a #! line nor a binary: exec refuses it "
+            "(OSError: [Errno 8] Exec format error), so the kernel cannot start"
+        )
+        return [Problem("not-executable", why, program)]
+    # The kernel reads the line as exec does: up to the newline, words split at spaces and
+    # tabs only, so a Windows line end leaves '\r' in the interpreter's name.
+    line = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace")
+    words = [word for word in re.split(r"[ \t]+", line) if word]
     if not words:
         return []
     interpreter = words[0]
@@ -341,18 +353,30 @@ def shebang_problems(info: SpecInfo) -> list[Problem]:
         named = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
         if not named or shutil.which(named[0], path=checks.kernel_path(env)):
             return []
-        missing = f"#!{' '.join(words)}, and {named[0]} is on no directory of the kernel's PATH"
-    elif os.path.exists(interpreter):
+        why = f"#!{_shown(line)}, and {_shown(named[0])} is on no directory of the kernel's PATH"
+        return [_shebang_problem(program, why, line)]
+    if os.path.isfile(interpreter) and os.access(interpreter, os.X_OK):
         return []
-    else:
-        missing = f"#!{interpreter}, which does not exist"
-    return [
-        Problem(
-            "missing-interpreter",
-            f"{program} starts with {missing}: the kernel cannot start",
-            program,
-        )
-    ]
+    if os.path.exists(interpreter):  # exec's EACCES: PermissionError
+        kind = "a directory" if os.path.isdir(interpreter) else "not executable"
+        why = f"{program} starts with #!{interpreter}, which is {kind}: the kernel cannot start"
+        return [Problem("not-executable", why, program)]
+    return [_shebang_problem(program, f"#!{_shown(interpreter)}, which does not exist", line)]
+
+
+def _shown(text: str) -> str:
+    """``text`` as it is, or quoted with escapes where it holds a control character."""
+    return text if text.isprintable() else repr(text)
+
+
+def _shebang_problem(program: str, missing: str, line: str) -> Problem:
+    crlf = " (a Windows line end: the \\r is part of the name; save the file with \\n ends)"
+    return Problem(
+        "missing-interpreter",
+        f"{program} starts with {missing}{crlf if line.endswith(chr(13)) else ''}: the kernel "
+        "cannot start",
+        program,
+    )
 
 
 def interrupt_problems(info: SpecInfo) -> list[Problem]:

@@ -22,13 +22,13 @@ from kernelmagic.domain.shells import failure_in_one_line, pip_install, run_prob
 
 TIMEOUT = 20.0
 
-# A probe's command, then the values of the variables that decide what it imports.
-ProbeKey = tuple[tuple[str, ...] | str | None, ...]
-# The variables that decide where an interpreter finds its packages.
-_IMPORT_VARIABLES = (
-    "PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE",
-    "R_LIBS", "R_LIBS_USER", "R_LIBS_SITE", "JULIA_PROJECT", "JULIA_LOAD_PATH", "JULIA_DEPOT_PATH",
-)  # fmt: skip
+# A probe's command, then the variables that decide how it starts and what it imports.
+ProbeKey = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
+# Those variables: every one an interpreter or the loader reads at its start (walk W: keyed
+# by the import paths alone, a spec whose PYTHONIOENCODING kills Python answered for its
+# healthy twin, or the twin for it, by the order of their names), and HOME (the user site).
+_STARTUP_PREFIXES = ("PYTHON", "R_", "JULIA_", "LD_", "LC_")
+_STARTUP_NAMES = frozenset({"HOME", "LANG", "LANGUAGE"})
 _PYTHON_PROGRAM = re.compile(r"(python|pypy)[0-9.]*\Z")
 # Wrappers that run the command inside a container: the interpreter lives in the image, not
 # on this machine, so there is nothing here to probe.
@@ -55,7 +55,12 @@ class Probe:
     @property
     def key(self) -> ProbeKey:
         """Equal for probes that must give the same answer: each runs once."""
-        return (self.command, *(self.env.get(v) for v in _IMPORT_VARIABLES))
+        startup = sorted(
+            (name, value)
+            for name, value in self.env.items()
+            if name.startswith(_STARTUP_PREFIXES) or name in _STARTUP_NAMES
+        )
+        return (self.command, tuple(startup))
 
 
 def launch_env(spec: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
@@ -68,12 +73,14 @@ def launch_env(spec: dict[str, Any], environ: Mapping[str, str]) -> dict[str, st
     return env
 
 
-def _python_launcher(argv: list[str]) -> tuple[int, str] | None:
-    """(index of the interpreter, module) of a Python kernel's argv, through prefixes.
+def _python_launcher(argv: list[str]) -> tuple[int, str, tuple[str, ...]] | None:
+    """(index of the interpreter, module, the interpreter's own options) of a Python
+    kernel's argv, through prefixes.
 
     The interpreter is the program before ``-m MODULE`` (skipping its own options such as
-    ``-Xfrozen_modules=off``), whatever runs in front of it: ``nice -n 10``, ``env``,
-    ``numactl``, ``taskset``, ``srun``. None when that is not a Python.
+    ``-Xfrozen_modules=off``, which the probe passes on: ``-I``, ``-S``, ``-E`` change what
+    it imports), whatever runs in front of it: ``nice -n 10``, ``env``, ``numactl``,
+    ``taskset``, ``srun``. None when that is not a Python.
     """
     for i, arg in enumerate(argv[:-1]):
         if arg != "-m":
@@ -83,7 +90,7 @@ def _python_launcher(argv: list[str]) -> tuple[int, str] | None:
             at -= 1
         if at < 0 or not _PYTHON_PROGRAM.match(os.path.basename(argv[at])):
             return None
-        return at, argv[i + 1]
+        return at, argv[i + 1], tuple(argv[at + 1 : i])
     return None
 
 
@@ -112,8 +119,9 @@ def probe_for(spec: dict[str, Any], environ: Mapping[str, str]) -> Probe | None:
         return _container_probe(spec, container, env)
     python = _python_launcher(argv)
     module = "ipykernel_launcher"
+    options: tuple[str, ...] = ()
     if python is not None:
-        at, module = python
+        at, module, options = python
         kind = "python"
     elif "IRkernel::main()" in argv:
         # R itself, after any prefix (nice -n 3, env A=1, setsid -w): the prefix's program
@@ -128,14 +136,41 @@ def probe_for(spec: dict[str, Any], environ: Mapping[str, str]) -> Probe | None:
         return None
     if any(os.path.basename(word) in _CONTAINER_RUNNERS for word in argv[:at]):
         return None  # it runs in the container's interpreter, not one of ours
+    env = _through_env(argv[:at], env)
     program = _program(argv, at, env)
     if program is None:
         return None
-    return _package_probe(kind, program, module, env)
+    return _package_probe(kind, program, module, env, options)
 
 
-def _package_probe(kind: str, program: str, module: str, env: dict[str, str]) -> Probe:
-    """``program`` asked whether it can load its kernel's package (``module`` for Python)."""
+def _through_env(prefix: list[str], env: dict[str, str]) -> dict[str, str]:
+    """The environment the kernel gets where ``env`` runs it (``env -u PYTHONPATH python``,
+    ``env PYTHONPATH=DIR python``): ``env``'s ``-i``, ``-u NAME`` and ``NAME=VALUE``
+    applied. ``env`` unchanged for another prefix, or options this does not read."""
+    if not prefix or os.path.basename(prefix[0]) != "env":
+        return env
+    given = dict(env)
+    words = iter(prefix[1:])
+    for word in words:
+        if word in ("-i", "--ignore-environment", "-"):
+            given.clear()
+        elif word in ("-u", "--unset"):
+            given.pop(next(words, ""), None)
+        elif word.startswith(("--unset=", "-u")):
+            given.pop(word.split("=", 1)[1] if word.startswith("--") else word[2:], None)
+        elif "=" in word and not word.startswith("-"):
+            name, value = word.split("=", 1)
+            given[name] = value
+        else:
+            return env
+    return given
+
+
+def _package_probe(
+    kind: str, program: str, module: str, env: dict[str, str], options: tuple[str, ...] = ()
+) -> Probe:
+    """``program`` (a Python run with its ``options``) asked whether it can load its
+    kernel's package (``module`` for Python)."""
     if kind == "python":
         # Found: what the clients' checks need (ipykernel's version, debugpy), read from
         # package metadata: importing ipykernel would take a second.
@@ -149,7 +184,7 @@ def _package_probe(kind: str, program: str, module: str, env: dict[str, str]) ->
         # Another kernel's module (bash_kernel, ...) is its own package's, usually so named.
         package = "ipykernel" if module == "ipykernel_launcher" else module.split(".")[0]
         fix = pip_install(program, package)
-        return Probe((program, "-c", code), env, f"cannot import {module}", fix)
+        return Probe((program, *options, "-c", code), env, f"cannot import {module}", fix)
     if kind == "r":
         code = f"if (!requireNamespace('IRkernel', quietly = TRUE)) quit(status = {_MISSING})"
         fix = f"{program} -e 'install.packages(\"IRkernel\")'"
@@ -176,6 +211,8 @@ def run(probe: Probe) -> tuple[Failure | None, dict[str, Any]]:
         return Failure(False, f"did not answer within {TIMEOUT:.0f} s"), {}
     except OSError as exc:
         return Failure(False, f"cannot be run ({exc.strerror})"), {}
+    except (UnicodeEncodeError, ValueError):  # reported as bad-argv or bad-env already
+        return Failure(False, "cannot be run (its command or env cannot be given to it)"), {}
     if done.returncode == 0:
         return None, _facts(done.stdout)
     if done.returncode == _MISSING:

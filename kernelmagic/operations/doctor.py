@@ -68,6 +68,9 @@ class Report:
         }
 
 
+_UNRUNNABLE = frozenset({"bad-argv", "bad-env", "structure"})
+
+
 def _interpreter_problems(
     infos: list[discovery.SpecInfo],
     environ: Mapping[str, str],
@@ -84,7 +87,10 @@ def _interpreter_problems(
     found: dict[str, list[Problem]] = {}
     probed = []
     for info in infos:
-        probe = probes.probe_for(info.spec, environ) if info.visible else None
+        # Not a spec exec refuses (a lone surrogate, Argument list too long): its probe would
+        # fail for that, and answer so for every spec sharing its interpreter (walk W).
+        unrunnable = any(p.kind in _UNRUNNABLE for p in info.problems)
+        probe = probes.probe_for(info.spec, environ) if info.visible and not unrunnable else None
         if probe is not None:
             probed.append((info, probe))
     # On descriptors the walks open themselves, never on earlier stats; the directories
