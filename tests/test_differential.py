@@ -369,6 +369,8 @@ def manager_mismatch(ours, theirs) -> str | None:
         got, wanted = getattr(ours, call)(), getattr(theirs, call)()
         if canonical(got) != canonical(wanted):
             return f"{call}: ours {got} != theirs {wanted}"
+        if list(got) != list(wanted):  # the order of /api/kernelspecs (walk X: reversed)
+            return f"{call} order: ours {list(got)} != theirs {list(wanted)}"
     names = {*NAMES, *(n.upper() for n in NAMES), *theirs.find_kernel_specs(), "missing"}
     for name in sorted(names):
         got, wanted = _outcome(ours, name), _outcome(theirs, name)

@@ -76,18 +76,32 @@ def spec_files(
     """Lowercased name -> (resource dir, its kernel.json's bytes or why they cannot be read)
     of the spec Jupyter takes for each name (``wanted`` ones only) in ``directories``, every
     read overlapped. Within one directory the last entry of a name wins, as in
-    ``find_kernel_specs``; ``first_entry_wins`` is ``get_kernel_spec``'s rule."""
-    return _first(_candidates(directories, wanted, first_entry_wins), _open_kernel_json, _read)
+    ``find_kernel_specs``; ``first_entry_wins`` is ``get_kernel_spec``'s rule. In
+    ``find_kernel_specs``' order too (the order of /api/kernelspecs; walk X: the drop-in
+    server's was reversed): by the kernels dir each is taken from, then where its name first
+    stands in that dir's listing."""
+    positions: dict[tuple[int, str], int] = {}
+    candidates = _candidates(directories, wanted, first_entry_wins, positions)
+    chosen = _first(candidates, _open_kernel_json, _read)
+    rank_of = {path: rank for places in candidates.values() for rank, path in places}
+
+    def place(item: tuple[str, tuple[str, Any]]) -> tuple[int, int]:
+        name, (path, _) = item
+        return rank_of[path], positions[rank_of[path], name]
+
+    return dict(sorted(chosen.items(), key=place))
 
 
 def _candidates(
     directories: Iterable[str],
     wanted: Callable[[str], bool] | None = None,
     first_entry_wins: bool = False,
+    positions: dict[tuple[int, str], int] | None = None,
 ) -> dict[str, list[tuple[int, str]]]:
     """Lowercased name -> (rank of its kernels dir, entry path) of every entry that may hold
     its spec, in the order Jupyter prefers them: earlier kernels dirs first and, within one,
     later entries first (jupyter_client lets a later entry of a name overwrite an earlier).
+    ``positions``, if given, gets where each name first stands in each listing.
     Nothing is stat'ed: whether an entry is a spec dir is its ``kernel.json``'s question."""
     found: dict[str, list[tuple[int, str]]] = {}
     for rank, directory in enumerate(directories):
@@ -96,10 +110,13 @@ def _candidates(
                 entries = list(listing)
         except OSError:  # gone, a file, unreadable, a symlink loop, a name too long, EIO:
             continue  # no specs here, as for Jupyter's os.path.exists (it lists the rest)
-        for entry in entries if first_entry_wins else reversed(entries):
+        indexed = list(enumerate(entries))
+        for index, entry in indexed if first_entry_wins else reversed(indexed):
             name = entry.name.lower()
             if wanted is None or wanted(name):
                 found.setdefault(name, []).append((rank, entry.path))
+                if positions is not None:  # where the name first stands in this listing
+                    positions[rank, name] = min(index, positions.get((rank, name), index))
     return found
 
 
