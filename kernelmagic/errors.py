@@ -6,6 +6,7 @@ every other ``KernelmagicError`` is a failed operation (exit status 1).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -81,6 +82,15 @@ def path_text(value: Any, what: str) -> str:
     if not isinstance(text, str):
         raise InvalidInput(f"{what} is a path, not {type(value).__name__}")
     return text
+
+
+def flags(request: Any) -> None:
+    """``InvalidInput`` unless every ``bool`` field of the dataclass ``request`` is True or
+    False: a library caller's ``replace_env="no"`` would otherwise wipe the env, as any
+    non-empty string is true."""
+    for field in dataclasses.fields(request):
+        if field.type in ("bool", bool):
+            of_type(getattr(request, field.name), bool, field.name, "True or False")
 
 
 def of_type(value: Any, kind: type | tuple[type, ...], what: str, named: str | None = None) -> None:

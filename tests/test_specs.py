@@ -789,3 +789,67 @@ def test_a_copy_of_a_spec_owner_only_by_umask_alone_is_readable(user_kernels, tm
     path.chmod(0o600)
     specs.clone_spec("plain", "plainsys", str(tmp_path / "site"))
     assert (tmp_path / "site" / "plainsys" / "kernel.json").stat().st_mode & 0o044 == 0o044
+
+
+def test_a_single_string_of_secret_patterns_is_refused_not_taken_letter_by_letter(user_kernels):
+    """Walk X: `EnvPolicy(extra_secrets="GEO_CODE")` made G, E, O, ... the secret names, so
+    a spec holding GEO_CODE was written readable by everyone and shown unmasked."""
+    for field in ("extra_secrets", "extra_noise"):
+        with pytest.raises(specs.InvalidInput, match=f"{field} is a list of strings, not str"):
+            specs.EnvPolicy(**{field: "GEO_CODE"})
+    policy = specs.EnvPolicy(extra_secrets=["GEO_CODE"])  # a list is kept, as a tuple
+    assert policy.extra_secrets == ("GEO_CODE",) and policy.is_secret("GEO_CODE", "4711")
+    assert hash(policy) == hash(specs.EnvPolicy(extra_secrets=("GEO_CODE",)))
+
+
+def test_a_flag_that_is_not_true_or_false_is_refused_and_changes_nothing(user_kernels):
+    """Walk X: any non-empty string is true, so `SpecEdit(replace_env="no")` wiped the
+    spec's env and `clone_spec(..., replace="no")` overwrote a spec."""
+    spec = {"argv": ["/x", "{connection_file}"], "display_name": "S", "env": {"A": "1"}}
+    write_spec(user_kernels, "seed", spec)
+    before = (user_kernels / "seed" / "kernel.json").read_bytes()
+    edit = specs.EnvChanges({"B": "2"}, ())
+    refused = [
+        lambda: specs.SpecEdit(env=edit, replace_env="no"),
+        lambda: specs.clone_spec("seed", "seed", str(user_kernels), replace="no"),
+        lambda: specs.RemoveRequest(("seed",), dry_run="no"),
+        lambda: specs.CaptureOptions(templates="no"),
+        lambda: specs.patch_spec("seed", specs.SpecEdit(env=edit), dry_run="no"),
+        lambda: specs.patch_spec("seed", None),
+        lambda: specs.patch_spec(["seed"], specs.SpecEdit(env=edit)),
+        lambda: specs.remove_specs(None),
+    ]
+    for call in refused:
+        with pytest.raises(specs.InvalidInput, match=r"is a (True or False|.*), not "):
+            call()
+    assert (user_kernels / "seed" / "kernel.json").read_bytes() == before
+
+
+def test_a_removal_of_several_loses_the_race_for_one_and_removes_none(user_kernels):
+    """Walk X: `remove_specs(["ra", "rb"])` while another process removed rb removed ra
+    anyway, then failed with a false "permission" error. Here the other remover holds rb's
+    lock and takes rb while this one waits for it."""
+    import threading
+    import time
+
+    from kernelmagic.storage import atomic
+    from kernelmagic.storage.transactions import lock_path
+
+    for name in ("ra", "rb"):
+        write_spec(user_kernels, name, {"argv": ["/x", "{connection_file}"], "display_name": name})
+    outcome: list[BaseException] = []
+
+    def remove() -> None:
+        try:
+            specs.remove_specs(["ra", "rb"])
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            outcome.append(exc)
+
+    with atomic.exclusive_lock(lock_path(str(user_kernels), "rb")):
+        remover = threading.Thread(target=remove)
+        remover.start()
+        time.sleep(0.5)  # it found both and waits for rb's lock
+        shutil.move(user_kernels / "rb", user_kernels.parent / "rb-taken")  # the other remover
+    remover.join(timeout=30)
+    assert [type(e) for e in outcome] == [specs.NoSuchKernelSpec], outcome
+    assert (user_kernels / "ra" / "kernel.json").exists()

@@ -9,7 +9,7 @@ from typing import ClassVar
 from kernelmagic.commands.render import Shown, group_note, shown_change
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.shell_syntax import env_changes
-from kernelmagic.errors import of_type
+from kernelmagic.errors import flags, of_type
 from kernelmagic.operations.edit import SpecEdit, copy_spec
 from kernelmagic.options import (
     DISPLAY_NAME,
@@ -53,6 +53,7 @@ class CloneRequest:
     policy: EnvPolicy = DEFAULT_POLICY
 
     def __post_init__(self) -> None:
+        flags(self)
         of_type(self.source, str, "source", "spec name")
         of_type(self.edit, SpecEdit, "edit")
         object.__setattr__(self, "new_name", validate_name(self.new_name))

@@ -10,7 +10,7 @@ from kernelmagic.commands import Body
 from kernelmagic.commands.render import Shown, ShownData, env_lines, shown_change
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.shell_syntax import env_changes, parse_env_lines
-from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.errors import InvalidInput, KernelmagicError, flags
 from kernelmagic.operations.edit import SpecEdit, patch_spec
 from kernelmagic.options import (
     DRY_RUN,
@@ -77,6 +77,9 @@ class EnvRequest:
     dry_run: bool = False
     policy: EnvPolicy = DEFAULT_POLICY
     resource_dir: str | None = None  # this dir's spec, not the one Jupyter starts for ``spec``
+
+    def __post_init__(self) -> None:
+        flags(self)
 
     @classmethod
     def from_args(

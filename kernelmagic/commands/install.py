@@ -28,7 +28,7 @@ from kernelmagic.domain.provenance import (
     comparable,
 )
 from kernelmagic.domain.shell_syntax import EnvChanges, env_changes
-from kernelmagic.errors import InvalidInput, KernelmagicError, of_type, path_text
+from kernelmagic.errors import InvalidInput, KernelmagicError, flags, of_type, path_text
 from kernelmagic.operations import install_container
 from kernelmagic.options import (
     DISPLAY_NAME,
@@ -249,6 +249,7 @@ class InstallRequest:
     scan_root: str | None = None  # made by install --project --scan: its DIR, recorded
 
     def __post_init__(self) -> None:
+        flags(self)
         object.__setattr__(self, "name", validate_name(self.name))
         of_type(self.source, Source, "source")
         of_type(self.capture, envcapture.CaptureOptions, "capture")

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from kernelmagic.commands.render import Shown, shown_change
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.shell_syntax import env_changes, parse_json_assignments, split_words
-from kernelmagic.errors import InvalidInput, of_type
+from kernelmagic.errors import InvalidInput, flags, of_type
 from kernelmagic.operations import remote, spec_writes
 from kernelmagic.operations.edit import SpecEdit
 from kernelmagic.options import (
@@ -93,6 +93,7 @@ class PatchRequest:
     redo: bool = False
 
     def __post_init__(self) -> None:
+        flags(self)
         of_type(self.name, str, "name", "spec name")
         of_type(self.edit, SpecEdit, "edit")
         for flag, on in (("--undo", self.undo), ("--redo", self.redo)):

@@ -16,7 +16,7 @@ from kernelmagic.domain import envcapture, languages, sources
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance, Source, now
 from kernelmagic.domain.trust import TRUST_ADVICE, untrusted
-from kernelmagic.errors import KernelmagicError, of_type
+from kernelmagic.errors import KernelmagicError, flags, of_type
 from kernelmagic.operations import spec_writes
 from kernelmagic.options import DRY_RUN, NAME, SHELL_TIMEOUT, TRUST, Option, seconds
 from kernelmagic.settings import Settings
@@ -43,6 +43,7 @@ class RefreshRequest:
     resource_dir: str | None = None  # this spec dir (a scan's in its --prefix), not the name's
 
     def __post_init__(self) -> None:
+        flags(self)
         of_type(self.name, str, "name", "spec name")
         seconds(self.timeout)
 

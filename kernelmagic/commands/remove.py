@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from kernelmagic.commands.render import Shown, removal_lines
-from kernelmagic.errors import InvalidInput, KernelmagicError, string_list
+from kernelmagic.errors import InvalidInput, KernelmagicError, flags, string_list
 from kernelmagic.operations import doctor
 from kernelmagic.options import DRY_RUN, SPEC_NAME, Option, option
 from kernelmagic.settings import Settings
@@ -41,6 +41,7 @@ class RemoveRequest:
     project_gone: bool = False  # the specs a scan made whose project is gone
 
     def __post_init__(self) -> None:
+        flags(self)
         object.__setattr__(self, "names", string_list(self.names, "names"))
         if not (self.names or self.missing or self.project_gone):
             raise InvalidInput("name the specs to remove, or pass --missing or --project-gone")

@@ -22,7 +22,7 @@ from kernelmagic.domain.policy import (
 )
 from kernelmagic.domain.provenance import CAPTURE_MODES
 from kernelmagic.domain.shell_syntax import escape_dollars
-from kernelmagic.errors import InvalidInput, SourceFailed, of_type, path_text, string_list
+from kernelmagic.errors import InvalidInput, SourceFailed, flags, of_type, path_text, string_list
 from kernelmagic.jobs import batch_job, is_job_scoped
 
 # fmt: off
@@ -141,6 +141,7 @@ class CaptureOptions:
     policy: EnvPolicy = DEFAULT_POLICY  # what is noise, what is a secret
 
     def __post_init__(self) -> None:
+        flags(self)
         if self.mode not in CAPTURE_MODES:
             modes = ", ".join(CAPTURE_MODES)
             raise InvalidInput(f"capture mode is one of {modes}, not {self.mode!r}")

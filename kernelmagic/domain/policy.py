@@ -18,6 +18,7 @@ from itertools import pairwise
 from typing import Any
 
 from kernelmagic.domain.provenance import recorded_patterns
+from kernelmagic.errors import string_list
 
 # Variables that describe the session, the terminal or the tool that started the process,
 # never the software environment. Globs, matched case-sensitively. One list, by category.
@@ -250,6 +251,14 @@ class EnvPolicy:
 
     extra_secrets: tuple[str, ...] = ()
     extra_noise: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A library caller's single string would be taken letter by letter (walk X:
+        # extra_secrets="GEO_CODE" made G, E, O... the secrets, and GEO_CODE written
+        # readable by all), a list kept as one that can change.
+        for field_name in ("extra_secrets", "extra_noise"):
+            patterns = string_list(getattr(self, field_name), field_name)
+            object.__setattr__(self, field_name, patterns)
 
     @cached_property
     def _secret_names(self) -> re.Pattern[str]:

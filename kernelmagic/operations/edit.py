@@ -17,7 +17,14 @@ from kernelmagic.domain.envcapture import matches_any
 from kernelmagic.domain.policy import DEFAULT_POLICY, MASK, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
 from kernelmagic.domain.shell_syntax import MAX_JSON_DEPTH, EnvChanges, nesting_depth
-from kernelmagic.errors import InvalidInput, KernelmagicError, of_type, string_list
+from kernelmagic.errors import (
+    InvalidInput,
+    KernelmagicError,
+    flags,
+    of_type,
+    path_text,
+    string_list,
+)
 from kernelmagic.operations import spec_writes
 from kernelmagic.reading import dump_spec, parse_spec
 from kernelmagic.storage import transactions
@@ -39,6 +46,7 @@ class SpecEdit:
     replace_env: bool = False  # start from an empty env instead of the current one
 
     def __post_init__(self) -> None:
+        flags(self)
         for flag, value in (("--display-name", self.display_name), ("--language", self.language)):
             of_type(value, (str, type(None)), flag, "string")
             if value is not None and not value.strip():
@@ -131,6 +139,9 @@ def patch_spec(
 ) -> Change:
     """Apply ``edit`` to the spec Jupyter would start for ``name`` (or the one in
     ``resource_dir``), under its lock."""
+    of_type(name, str, "name", "spec name")
+    of_type(edit, SpecEdit, "edit")
+    of_type(dry_run, bool, "dry_run", "True or False")
     return spec_writes.rewrite_spec(
         name,
         lambda spec: edit.apply(spec, policy),
@@ -159,6 +170,9 @@ def install_directory(
     ``spec`` holds a secret, or when ``owner_only``."""
     name = validate_name(name)
     of_type(spec, Mapping, "spec", "dict (a kernel.json)")
+    source_dir = path_text(source_dir, "source_dir")  # an int would be a file descriptor
+    for flag, value in (("replace", replace), ("dry_run", dry_run), ("owner_only", owner_only)):
+        of_type(value, bool, flag, "True or False")
     spec = dict(spec)
     gid = transactions.group_id(group) if group is not None else None
     if group is not None:

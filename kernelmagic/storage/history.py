@@ -12,7 +12,13 @@ import stat
 from collections.abc import Iterable
 
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
-from kernelmagic.errors import InvalidInput, KernelmagicError, LocationError
+from kernelmagic.errors import (
+    InvalidInput,
+    KernelmagicError,
+    LocationError,
+    NoSuchKernelSpec,
+    string_list,
+)
 from kernelmagic.reading import parse_spec
 from kernelmagic.storage import atomic
 from kernelmagic.storage.discovery import NATIVE_KERNEL_NAME, locate
@@ -132,16 +138,16 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
     """
     if isinstance(names, str):  # not each of its letters
         raise InvalidInput(f"names is a list of spec names, not the text {names!r}")
-    targets = []
-    for name in names:
+    named: dict[str, str] = {}  # path: the name it was asked by
+    for name in string_list(names, "names"):
         _, path, native = locate(name)
         if native:
             raise KernelmagicError(
                 f"'{NATIVE_KERNEL_NAME}' is ipykernel's built-in spec; it cannot be removed "
                 "(uninstall ipykernel to drop it)"
             )
-        if path not in targets:
-            targets.append(path)
+        named.setdefault(path, name)
+    targets = list(named)
     hint = "ask the owner of that directory to remove it"
     for path in targets:  # all are checked before any is removed: none, or every one
         # A move into the removed-specs dir writes the kernels dir and the spec dir's ".."
@@ -151,18 +157,27 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
                 raise LocationError(f"cannot write {needed}: permission denied; {hint}")
     if dry_run:
         return targets
-    for path in targets:
-        kernels_dir, dirname = os.path.split(path)
-        kept = removed_copy(path)
-        with writing(path, hint), atomic.exclusive_lock(lock_path(kernels_dir, dirname)):
-            _make_removed_dir(os.path.dirname(kept), kernels_dir)
-            older = work_dir(kernels_dir, dirname.lower())
-            try:
-                _move_out_of_sight(path, kept, os.path.join(older, "older-removed"))
-            except BaseException:
-                shutil.rmtree(older, ignore_errors=True)
-                raise
-        shutil.rmtree(older, ignore_errors=True)  # the older copy goes at leisure
+    olders: list[str] = []
+    try:
+        with contextlib.ExitStack() as held:
+            for path in sorted(targets):  # one order for every remover: none waits in a circle
+                with writing(path, hint):
+                    held.enter_context(atomic.exclusive_lock(lock_path(*os.path.split(path))))
+            # Another remover may have been first (walk X: this one removed the others, then
+            # failed on that one with a false "permission" error): none, or every one.
+            for path in targets:
+                if not os.path.lexists(path):
+                    raise NoSuchKernelSpec(named[path])
+            for path in targets:
+                kernels_dir, dirname = os.path.split(path)
+                kept = removed_copy(path)
+                with writing(path, hint):
+                    _make_removed_dir(os.path.dirname(kept), kernels_dir)
+                    olders.append(work_dir(kernels_dir, dirname.lower()))
+                    _move_out_of_sight(path, kept, os.path.join(olders[-1], "older-removed"))
+    finally:
+        for older in olders:  # the older copies go once the locks are let go
+            shutil.rmtree(older, ignore_errors=True)
     return targets
 
 
