@@ -462,3 +462,35 @@ def test_a_venv_path_with_a_space_that_is_gone_is_missing(user_kernels, tmp_path
     (found,) = doctor.diagnose(["spaced"]).diagnoses
     missing = [p.value for p in found.problems if p.kind == "missing-dir"]
     assert missing == [str(gone)], found.problems
+
+
+def test_an_installed_provisioner_that_cannot_be_loaded_cannot_start(
+    user_kernels, tmp_path, monkeypatch
+):
+    """Walk W: a provisioner registered by a package whose module is gone passed the doctor
+    (every client but VS Code "works"); jupyter_client's start raises its import error. The
+    entry point is a real one, of a distribution on sys.path."""
+    from jupyter_client.manager import KernelManager
+
+    from kernelmagic.domain import checks
+
+    dist = tmp_path / "site" / "km_broken-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: km-broken\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[jupyter_client.kernel_provisioners]\nkm-broken-provisioner = km_gone_module:Gone\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    checks.installed_provisioners.cache_clear()  # entry points are read once a process
+    stanza = {"kernel_provisioner": {"provisioner_name": "km-broken-provisioner"}}
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", CONN]
+    write_spec(user_kernels, "broken-prov", {"argv": argv, "display_name": "B", "metadata": stanza})
+    try:
+        (diagnosis,) = doctor.diagnose(["broken-prov"]).diagnoses
+        kinds = {p.kind: str(p) for p in diagnosis.problems}
+        assert "cannot be loaded (ModuleNotFoundError" in kinds.get("cannot-start", ""), kinds
+        assert not any(v.works for v in diagnosis.clients)
+        with pytest.raises(ModuleNotFoundError, match="km_gone_module"):
+            KernelManager(kernel_name="broken-prov").start_kernel()  # the real client's start
+    finally:
+        checks.installed_provisioners.cache_clear()

@@ -842,7 +842,7 @@ def test_a_removal_of_several_loses_the_race_for_one_and_removes_none(user_kerne
     def remove() -> None:
         try:
             specs.remove_specs(["ra", "rb"])
-        except BaseException as exc:  # noqa: BLE001 - the test reads it
+        except BaseException as exc:  # the test reads it
             outcome.append(exc)
 
     with atomic.exclusive_lock(lock_path(str(user_kernels), "rb")):

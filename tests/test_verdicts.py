@@ -163,6 +163,12 @@ def _build(root: Path, charliecloud_image) -> Corpus:
                 "kernel_provisioner": {"provisioner_name": "local-provisioner", "config": {}}
             },
         ),
+        "provisioner-config-string": _python(
+            "provisioner-config-string",
+            metadata={
+                "kernel_provisioner": {"provisioner_name": "local-provisioner", "config": "no"}
+            },
+        ),
         "provisioner-missing": _python(
             "provisioner-missing",
             metadata={"kernel_provisioner": {"provisioner_name": "km-gone-provisioner"}},

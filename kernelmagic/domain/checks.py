@@ -106,7 +106,8 @@ def unstartable(spec: dict[str, Any]) -> list[str]:
         return found
     found += [f"env {k!r} is set to {json_kind(v)}" for k, v in env.items() if type(v) is not str]
     found += [
-        f"env {k!r}: a name with '=' or NUL, or a value with NUL, cannot be given to a process"
+        f"env {_quoted(k)}: a name with '=' or NUL, or a value with NUL or a lone surrogate, "
+        "cannot be given to a process"
         for k in unusable_env(env)
     ]
     return found
@@ -128,6 +129,44 @@ def provisioner_verdict(spec: dict[str, Any]) -> ProvisionerVerdict:
     if "kernel_provisioner" not in metadata:
         return ProvisionerVerdict(None, None, False)  # the common case: no entry points read
     return judge_provisioner(metadata, installed_provisioners())
+
+
+def provisioner_start_problems(spec: dict[str, Any]) -> list[Problem]:
+    """An installed provisioner that still cannot start the kernel (walk W: the doctor said
+    such specs work): its ``config`` is no object (jupyter_client passes it as keyword
+    arguments: TypeError), or its entry point cannot be loaded (an import error)."""
+    verdict = provisioner_verdict(spec)
+    if verdict.hidden_because is not None or verdict.name is None:
+        return []
+    config = spec["metadata"]["kernel_provisioner"].get("config", {})
+    if not isinstance(config, dict):
+        why = (
+            f"metadata.kernel_provisioner.config is {json_kind(config)}, not an object: "
+            "jupyter_client gives it to the provisioner as keyword arguments (TypeError), so "
+            "the kernel cannot start"
+        )
+        return [Problem("cannot-start", why, verdict.name)]
+    failure = _provisioner_load_failure(verdict.name)
+    if failure is None:
+        return []
+    why = (
+        f"provisioner '{verdict.name}' is installed but cannot be loaded ({failure}): the "
+        "kernel cannot start; reinstall its package"
+    )
+    return [Problem("cannot-start", why, verdict.name)]
+
+
+def _provisioner_load_failure(name: str) -> str | None:
+    """Why the entry point ``name`` cannot be loaded, as jupyter_client loads it (None: it
+    can). Its module is imported here, as the server imports it to start a kernel."""
+    from importlib.metadata import entry_points  # only for a spec that names a provisioner
+
+    for entry in entry_points(group=PROVISIONER_GROUP, name=name):
+        try:
+            entry.load()
+        except Exception as exc:  # whatever the package's import raises
+            return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def provisioner_problems(spec: dict[str, Any]) -> list[Problem]:

@@ -462,6 +462,7 @@ def diagnose(
         spec_policy = policy.with_recorded(info.spec)
         problems += env_checks.problems(info, environ, spec_policy) + _remote_problems(info)
         problems += clients.shebang_problems(info)
+        problems += checks.provisioner_start_problems(info.spec) if info.visible else []
         problems += clients.interrupt_problems(info) + clients.claim_problems(
             info, facts.get(info.name, {})
         )
