@@ -240,6 +240,7 @@ def _build(root: Path, charliecloud_image) -> Corpus:
     shapes["env-surrogate"] = _python("env-surrogate", env={"KM_S": "\ud800"})
     shapes["argv-surrogate"] = _python("argv-surrogate", [*KERNEL, "--KM=\ud800"])
     shapes["env-huge"] = _python("env-huge", env={"KM_HUGE": "x" * 200_000})
+    shapes["connection-file-twice"] = _python("connection-file-twice", [*KERNEL, *KERNEL[-2:]])
     # Probed as the kernel starts: with the spec's startup variables (named before "plain",
     # which shares its interpreter: one probe answered for both), the interpreter's own
     # options, and what an `env` in front of it changes.

@@ -272,6 +272,8 @@ def launch_problems(
                 "(add e.g. '-f {connection_file}')",
             )
         )
+    if local:
+        problems += _connection_file_twice(argv)
     env = spec.get("env")
     problems += _exec_limit_problems(argv, env if isinstance(env, dict) else {})
     if not env:
@@ -292,6 +294,24 @@ def launch_problems(
             )
         )
     return problems
+
+
+_CONNECTION_FILE_OPTION = re.compile(r"(-f|--f|--IPKernelApp\.connection_file)(=|\Z)")
+
+
+def _connection_file_twice(argv: list[str]) -> list[Problem]:
+    """ipykernel given its connection file twice (``-f {connection_file}`` added to an argv
+    that had it): traitlets refuses ("connection_file only accepts one value")."""
+    if "ipykernel_launcher" not in argv:
+        return []
+    after = argv[argv.index("ipykernel_launcher") + 1 :]
+    if sum(1 for word in after if _CONNECTION_FILE_OPTION.match(word)) < 2:
+        return []
+    why = (
+        "argv gives ipykernel its connection file twice (-f): it refuses to start "
+        "('connection_file only accepts one value'); keep one -f {connection_file}"
+    )
+    return [Problem("bad-argv", why)]
 
 
 _SETSID_WAITS = frozenset({"-w", "--wait"})
