@@ -81,7 +81,18 @@ def path_text(value: Any, what: str) -> str:
     text = os.fspath(value) if isinstance(value, os.PathLike) else value
     if not isinstance(text, str):
         raise InvalidInput(f"{what} is a path, not {type(value).__name__}")
+    if "\0" in text:
+        raise InvalidInput(f"{what} holds a NUL character, which no path can")
     return text
+
+
+def kernels_dir_path(value: Any) -> str:
+    """A request's ``kernels_dir`` as an absolute path: relative to the dir the caller is in
+    now, as the command line takes ``--prefix``."""
+    kernels_dir = path_text(value, "kernels_dir")
+    if not kernels_dir:
+        raise InvalidInput("kernels_dir is empty; name the kernels dir, or leave it out")
+    return os.path.abspath(kernels_dir)
 
 
 def flags(request: Any) -> None:

@@ -15,7 +15,7 @@ import stat
 import sys
 from typing import Any
 
-from kernelmagic.errors import InvalidInput, KernelmagicError
+from kernelmagic.errors import InvalidInput, KernelmagicError, path_text
 
 # An env file, snippet or document is small; /dev/zero must not fill memory.
 MAX_INPUT_BYTES = 16 * 1024 * 1024
@@ -173,8 +173,9 @@ def spec_bytes(spec: dict[str, Any]) -> bytes:
 
 
 def read_spec_file(path: str) -> Any:
-    """Parse a ``kernel.json``; raises ``OSError`` or ``ValueError``."""
-    raw = read_regular_file(path, MAX_SPEC_BYTES)
+    """Parse a ``kernel.json``; raises ``OSError`` or ``ValueError`` (``InvalidInput`` for
+    what is no path)."""
+    raw = read_regular_file(path_text(path, "path"), MAX_SPEC_BYTES)
     if raw is None:
         raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
     return parse_spec(raw)

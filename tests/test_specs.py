@@ -853,3 +853,23 @@ def test_a_removal_of_several_loses_the_race_for_one_and_removes_none(user_kerne
     remover.join(timeout=30)
     assert [type(e) for e in outcome] == [specs.NoSuchKernelSpec], outcome
     assert (user_kernels / "ra" / "kernel.json").exists()
+
+
+def test_wrong_paths_are_refused_as_what_they_are_and_write_nothing(user_kernels, tmp_path):
+    """Walk X: a clone's kernels_dir went unchecked (an int, a NUL; an empty one fell back to
+    the user's dir), and a missing source_dir was said as a dir that could not be written,
+    with a lock file left behind."""
+    write_spec(user_kernels, "seed", {"argv": ["/x", "{connection_file}"], "display_name": "S"})
+    for kernels_dir, message in ((42, "is a path, not int"), ("", "kernels_dir is empty"),
+                                 (f"{tmp_path}/a\0b", "holds a NUL")):  # fmt: skip
+        with pytest.raises(specs.InvalidInput, match=message):
+            specs.CloneRequest("seed", "copy", kernels_dir=kernels_dir)
+    target = tmp_path / "share" / "jupyter" / "kernels"
+    spec = {"argv": ["/x", "{connection_file}"], "display_name": "N"}
+    with pytest.raises(specs.InvalidInput, match=f"source_dir {tmp_path}/nope is not a dir"):
+        specs.install_directory("n", str(target), str(tmp_path / "nope"), spec)
+    assert not target.exists() and sorted(os.listdir(user_kernels)) == ["seed"]
+    with pytest.raises(specs.InvalidInput, match="keep is a function of a name, not int"):
+        specs.list_specs(None, 5)
+    with pytest.raises(specs.InvalidInput, match="path is a path, not NoneType"):
+        specs.read_spec_file(None)

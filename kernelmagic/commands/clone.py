@@ -9,7 +9,7 @@ from typing import ClassVar
 from kernelmagic.commands.render import Shown, group_note, shown_change
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.shell_syntax import env_changes
-from kernelmagic.errors import flags, of_type
+from kernelmagic.errors import flags, kernels_dir_path, of_type
 from kernelmagic.operations.edit import SpecEdit, copy_spec
 from kernelmagic.options import (
     DISPLAY_NAME,
@@ -57,6 +57,7 @@ class CloneRequest:
         of_type(self.source, str, "source", "spec name")
         of_type(self.edit, SpecEdit, "edit")
         object.__setattr__(self, "new_name", validate_name(self.new_name))
+        object.__setattr__(self, "kernels_dir", kernels_dir_path(self.kernels_dir))
         if self.group is not None:
             transactions.group_id(self.group)
 

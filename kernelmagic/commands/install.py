@@ -28,7 +28,13 @@ from kernelmagic.domain.provenance import (
     comparable,
 )
 from kernelmagic.domain.shell_syntax import EnvChanges, env_changes
-from kernelmagic.errors import InvalidInput, KernelmagicError, flags, of_type, path_text
+from kernelmagic.errors import (
+    InvalidInput,
+    KernelmagicError,
+    flags,
+    kernels_dir_path,
+    of_type,
+)
 from kernelmagic.operations import install_container
 from kernelmagic.options import (
     DISPLAY_NAME,
@@ -254,11 +260,7 @@ class InstallRequest:
         of_type(self.source, Source, "source")
         of_type(self.capture, envcapture.CaptureOptions, "capture")
         of_type(self.group, (str, type(None)), "group", "group name")
-        kernels_dir = path_text(self.kernels_dir, "kernels_dir")
-        if not kernels_dir:
-            raise InvalidInput("kernels_dir is empty; name the kernels dir, or leave it out")
-        # Relative to the dir the caller is in now, as the command line takes --prefix.
-        object.__setattr__(self, "kernels_dir", os.path.abspath(kernels_dir))
+        object.__setattr__(self, "kernels_dir", kernels_dir_path(self.kernels_dir))
         self.source.check_installable()
         if self.display_name is not None and not isinstance(self.display_name, str):
             raise InvalidInput(f"display_name must be text, not {type(self.display_name).__name__}")

@@ -171,6 +171,8 @@ def install_directory(
     name = validate_name(name)
     of_type(spec, Mapping, "spec", "dict (a kernel.json)")
     source_dir = path_text(source_dir, "source_dir")  # an int would be a file descriptor
+    if not os.path.isdir(source_dir):  # said as itself, not as a dir that cannot be written
+        raise InvalidInput(f"source_dir {source_dir} is not a directory")
     for flag, value in (("replace", replace), ("dry_run", dry_run), ("owner_only", owner_only)):
         of_type(value, bool, flag, "True or False")
     spec = dict(spec)

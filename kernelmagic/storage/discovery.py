@@ -371,6 +371,8 @@ def list_specs(
     calls on large kernel directories, and the reads overlap where each is a round trip.
     """
     of_type(pattern, (str, type(None)), "pattern", "glob")
+    if keep is not None and not callable(keep):
+        raise InvalidInput(f"keep is a function of a name, not {type(keep).__name__}")
     glob = None
     if pattern:
         glob = pattern.lower() if any(c in pattern for c in "*?[") else f"*{pattern.lower()}*"
