@@ -19,7 +19,7 @@ from kernelmagic.domain import containers
 from kernelmagic.domain.envcapture import matches_any
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
-from kernelmagic.errors import InvalidInput
+from kernelmagic.errors import InvalidInput, of_type
 from kernelmagic.storage import transactions
 from kernelmagic.storage.transactions import Change, Reservation
 
@@ -117,7 +117,10 @@ def rewrite_spec(
     the same. ``resource_dir`` names the spec dir to change (default: the one Jupyter
     starts for ``name``); ``hint`` says what to do where it cannot be written.
     """
-
+    of_type(name, str, "name", "spec name")
+    if not callable(transform):
+        raise InvalidInput(f"transform is a function of a spec, not {type(transform).__name__}")
+    of_type(dry_run, bool, "dry_run", "True or False")
     if resource_dir is None:
         key, spec_dir = transactions.writable(name)
     else:
