@@ -109,4 +109,10 @@ def of_type(value: Any, kind: type | tuple[type, ...], what: str, named: str | N
     if not isinstance(value, kind):
         kinds = kind if isinstance(kind, tuple) else (kind,)
         named = named or " or ".join(k.__name__ for k in kinds)
-        raise InvalidInput(f"{what} is a {named}, not {type(value).__name__}")
+        given = type(value)  # numpy's bool is "numpy.bool", not "bool"
+        shown = (
+            given.__name__
+            if given.__module__ == "builtins"
+            else f"{given.__module__}.{given.__qualname__}"
+        )
+        raise InvalidInput(f"{what} is a {named}, not {shown}")

@@ -874,3 +874,45 @@ def test_wrong_paths_are_refused_as_what_they_are_and_write_nothing(user_kernels
         specs.list_specs(None, 5)
     with pytest.raises(specs.InvalidInput, match="path is a path, not NoneType"):
         specs.read_spec_file(None)
+
+
+def test_a_spec_taken_by_another_remover_before_the_checks_is_no_such_spec(
+    user_kernels, monkeypatch
+):
+    """Walk X2: a spec another remover took right after this one found it failed the
+    permission check ("cannot write ...: permission denied"), and the check after the locks
+    said "Available: none" where specs were left."""
+    from kernelmagic.storage import history
+
+    for name in ("ra", "rb"):
+        write_spec(user_kernels, name, {"argv": ["/x", "{connection_file}"], "display_name": name})
+    found_by_this_one = history.locate
+
+    def found_then_taken(name):
+        found = found_by_this_one(name)
+        if name == "rb":
+            shutil.move(found[1], user_kernels.parent / "rb-taken")
+        return found
+
+    monkeypatch.setattr(history, "locate", found_then_taken)
+    with pytest.raises(specs.NoSuchKernelSpec, match=r"No kernel spec 'rb'\. Available: .*ra"):
+        specs.remove_specs(["ra", "rb"])
+    assert (user_kernels / "ra" / "kernel.json").exists()
+
+
+def test_flags_of_the_remaining_functions_and_a_spec_without_files(user_kernels, tmp_path):
+    """Walk X2: remove_specs' own dry_run and location_dir's flags took any truthy value,
+    and install_directory refused None, its documented "no files but kernel.json"."""
+    from fractions import Fraction
+
+    write_spec(user_kernels, "keep", {"argv": ["/x", "{connection_file}"], "display_name": "K"})
+    with pytest.raises(specs.InvalidInput, match="dry_run is a True or False, not str"):
+        specs.remove_specs(["keep"], dry_run="no")
+    with pytest.raises(specs.InvalidInput, match="user is a True or False, not str"):
+        specs.location_dir(user="no")
+    with pytest.raises(specs.InvalidInput, match=r"not fractions\.Fraction"):  # not a bare name
+        specs.remove_specs(["keep"], dry_run=Fraction(1))
+    assert (user_kernels / "keep").exists()
+    spec = {"argv": ["/x", "{connection_file}"], "display_name": "N"}
+    specs.install_directory("bare-files", str(user_kernels), None, spec)
+    assert os.listdir(user_kernels / "bare-files") == ["kernel.json"]

@@ -155,7 +155,7 @@ def patch_spec(
 def install_directory(
     name: str,
     kernels_dir: str,
-    source_dir: str,
+    source_dir: str | None,
     spec: dict[str, Any],
     *,
     replace: bool = False,
@@ -170,9 +170,10 @@ def install_directory(
     ``spec`` holds a secret, or when ``owner_only``."""
     name = validate_name(name)
     of_type(spec, Mapping, "spec", "dict (a kernel.json)")
-    source_dir = path_text(source_dir, "source_dir")  # an int would be a file descriptor
-    if not os.path.isdir(source_dir):  # said as itself, not as a dir that cannot be written
-        raise InvalidInput(f"source_dir {source_dir} is not a directory")
+    if source_dir is not None:  # None: no files but kernel.json
+        source_dir = path_text(source_dir, "source_dir")  # an int would be a descriptor
+        if not os.path.isdir(source_dir):  # said as itself, not as a dir it cannot write
+            raise InvalidInput(f"source_dir {source_dir!r} is not a directory")
     for flag, value in (("replace", replace), ("dry_run", dry_run), ("owner_only", owner_only)):
         of_type(value, bool, flag, "True or False")
     spec = dict(spec)

@@ -46,6 +46,8 @@ def searched_by_jupyter(kernels_dir: str) -> bool:
 
 def location_dir(user: bool = False, sys_prefix: bool = False, prefix: str | None = None) -> str:
     """The kernels directory for ``--user`` (the default), ``--sys-prefix`` or ``--prefix``."""
+    of_type(user, bool, "user", "True or False")
+    of_type(sys_prefix, bool, "sys_prefix", "True or False")
     if sum((bool(user), bool(sys_prefix), prefix is not None)) > 1:
         raise InvalidInput("choose one location: --user, --sys-prefix or --prefix DIR")
     if prefix is not None:

@@ -17,6 +17,7 @@ from kernelmagic.errors import (
     KernelmagicError,
     LocationError,
     NoSuchKernelSpec,
+    of_type,
     string_list,
 )
 from kernelmagic.reading import parse_spec
@@ -138,6 +139,7 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
     """
     if isinstance(names, str):  # not each of its letters
         raise InvalidInput(f"names is a list of spec names, not the text {names!r}")
+    of_type(dry_run, bool, "dry_run", "True or False")
     named: dict[str, str] = {}  # path: the name it was asked by
     for name in string_list(names, "names"):
         _, path, native = locate(name)
@@ -154,6 +156,7 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
         # (a link's move, only the kernels dir).
         for needed in (os.path.dirname(path), *(() if os.path.islink(path) else (path,))):
             if not os.access(needed, os.W_OK | os.X_OK):
+                _refuse_gone(path, named[path])  # another remover was first (walk X2)
                 raise LocationError(f"cannot write {needed}: permission denied; {hint}")
     if dry_run:
         return targets
@@ -166,8 +169,7 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
             # Another remover may have been first (walk X: this one removed the others, then
             # failed on that one with a false "permission" error): none, or every one.
             for path in targets:
-                if not os.path.lexists(path):
-                    raise NoSuchKernelSpec(named[path])
+                _refuse_gone(path, named[path])
             for path in targets:
                 kernels_dir, dirname = os.path.split(path)
                 kept = removed_copy(path)
@@ -179,6 +181,13 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
         for older in olders:  # the older copies go once the locks are let go
             shutil.rmtree(older, ignore_errors=True)
     return targets
+
+
+def _refuse_gone(path: str, name: str) -> None:
+    """``NoSuchKernelSpec`` (naming the specs there are) where the spec at ``path`` is gone."""
+    if not os.path.lexists(path):
+        locate(name)  # raises it, with the names Jupyter finds now
+        raise NoSuchKernelSpec(name)  # another spec of that name took its place meanwhile
 
 
 def _move_out_of_sight(path: str, kept: str, older: str) -> None:
