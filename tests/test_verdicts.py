@@ -258,6 +258,31 @@ def _build(root: Path, charliecloud_image) -> Corpus:
         ["env", "-u", "PYTHONPATH", bare_python, *KERNEL[1:]],
         env={"PYTHONPATH": str(site)},
     )
+    # Walk W2: a `$$` counts as one `$` (Jupyter passes it so); a binary of another machine
+    # (env's own, marked AArch64 or x86-64, whichever this is not); `#!/usr/bin/env python3
+    # -u` asks env for a program "python3 -u"; a bare `#!`; an `env` that ends its options
+    # with `--`; `-m` joined to its module.
+    shapes["env-dollars"] = _python("env-dollars", env={"KM_D": "$$" * 70_000})
+    elf = bytearray(Path(os.path.realpath(shutil.which("env") or "/usr/bin/env")).read_bytes())
+    elf[18:20] = (183 if elf[18:20] == (62).to_bytes(2, "little") else 62).to_bytes(2, "little")
+    other_machine = root / "other-machine"
+    other_machine.write_bytes(bytes(elf))
+    other_machine.chmod(0o755)
+    shapes["elf-other-machine"] = _python("elf-other-machine", [str(other_machine), *KERNEL])
+    for dirname, text in (
+        ("shebang-env-args", f"#!/usr/bin/env {os.path.basename(PYTHON)} -u\nimport sys\n"),
+        ("shebang-empty", f'#!\nexec {PYTHON} -m ipykernel_launcher -f "$1"\n'),
+    ):
+        script = root / f"{dirname}.sh"
+        script.write_text(text)
+        script.chmod(0o755)
+        shapes[dirname] = _python(dirname, [str(script), "{connection_file}"])
+    shapes["env-dashdash"] = _python(
+        "env-dashdash",
+        ["env", "-u", "PYTHONPATH", "--", bare_python, *KERNEL[1:]],
+        env={"PYTHONPATH": str(site)},
+    )
+    shapes["m-joined"] = _python("m-joined", [bare_python, "-mipykernel_launcher", *KERNEL[3:]])
     # Entries of one name differing in case: Jupyter lists one and starts the other (the
     # directory's order decides which), the doctor judges the one that starts.
     shapes["twin-case"] = _python("twin-case")

@@ -378,22 +378,31 @@ def _encodable(text: str) -> bool:
 # (MAX_ARG_STRLEN, 32 pages) and everything together (about a quarter of the stack limit).
 _MAX_STRING = 32 * os.sysconf("SC_PAGE_SIZE") if sys.platform.startswith("linux") else None
 _MAX_TOTAL = os.sysconf("SC_ARG_MAX") if hasattr(os, "sysconf") else None
+_POINTER = 8  # each string's pointer counts towards the total too
 
 
 def _exec_limit_problems(argv: list[str], env: dict[str, Any]) -> list[Problem]:
-    """What exec refuses as too long, from the spec's own argv and env (the launcher's own
-    variables come on top, so a spec near the total can still fail)."""
+    """What exec refuses as too long: the spec's argv, and its env as Jupyter passes it
+    (``$$`` is one ``$`` then, walk W2) on top of this process's own variables, as the
+    server's come on top of the spec's; each string counts with its NUL and its pointer."""
 
     def size(word: str) -> int:
         return len(os.fsencode(word)) + 1 if _encodable(word) else 0
 
+    given = {
+        k: string.Template(v).safe_substitute(os.environ)
+        for k, v in env.items()
+        if isinstance(v, str)
+    }
     arguments = [size(word) for word in argv]
-    variables = [size(f"{k}={v}") for k, v in env.items() if isinstance(v, str)]
+    variables = [size(f"{k}={v}") for k, v in given.items()]
+    others = [size(f"{k}={v}") for k, v in os.environ.items() if k not in given]
+    pointers = _POINTER * (len(arguments) + len(variables) + len(others))
     if _MAX_STRING is not None and max(arguments, default=0) > _MAX_STRING:
         kind, what = "bad-argv", f"argv holds a word over {_MAX_STRING} bytes"
     elif _MAX_STRING is not None and max(variables, default=0) > _MAX_STRING:
         kind, what = "bad-env", f"env holds a value over {_MAX_STRING} bytes"
-    elif _MAX_TOTAL is not None and sum(arguments) + sum(variables) > _MAX_TOTAL:
+    elif _MAX_TOTAL is not None and sum(arguments + variables + others) + pointers > _MAX_TOTAL:
         kind, what = "bad-env", f"argv and env hold over {_MAX_TOTAL} bytes"
     else:
         return []

@@ -9,10 +9,12 @@ Found without running anything; the doctor adds what its probes learnt of the in
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import shlex
 import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -334,34 +336,81 @@ def shebang_problems(info: SpecInfo) -> list[Problem]:
     head = checks.program_head(program)
     if head is None:
         return []
+    refused = _exec_refuses(head)
+    if refused:
+        why = f"{program} {refused}: exec refuses it (OSError: [Errno 8] Exec format error)"
+        return [Problem("not-executable", f"{why}, so the kernel cannot start", program)]
     if not head.startswith(b"#!"):
-        if head.startswith(b"\x7fELF"):
-            return []
-        why = (
-            f"{program} is neither a script with a #! line nor a binary: exec refuses it "
-            "(OSError: [Errno 8] Exec format error), so the kernel cannot start"
-        )
-        return [Problem("not-executable", why, program)]
-    # The kernel reads the line as exec does: up to the newline, words split at spaces and
-    # tabs only, so a Windows line end leaves '\r' in the interpreter's name.
-    line = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace")
-    words = [word for word in re.split(r"[ \t]+", line) if word]
-    if not words:
         return []
-    interpreter = words[0]
+    # The kernel reads the line as exec does: up to the newline, the interpreter's name up
+    # to a space or tab (a Windows line end leaves '\r' in it), the rest one argument.
+    line = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace")
+    interpreter, _, argument = line.strip(" \t").replace("\t", " ").partition(" ")
+    argument = argument.strip(" ")
     if os.path.basename(interpreter) == "env" and os.path.exists(interpreter):
-        named = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+        # `env -S` splits its argument; without it, the whole argument is one program name
+        # (walk W2: "#!/usr/bin/env python3 -u" asks for a program "python3 -u").
+        words = argument.split() if argument.startswith(("-S", "--split-string")) else [argument]
+        named = [w for w in words if w and not w.startswith("-") and "=" not in w]
         if not named or shutil.which(named[0], path=checks.kernel_path(env)):
             return []
         why = f"#!{_shown(line)}, and {_shown(named[0])} is on no directory of the kernel's PATH"
+        if " " in named[0]:
+            why += " (without -S, env takes all after it as one program name)"
         return [_shebang_problem(program, why, line)]
     if os.path.isfile(interpreter) and os.access(interpreter, os.X_OK):
-        return []
+        nested = checks.program_head(interpreter)  # (a script as the interpreter is allowed)
+        script = nested is None or nested.startswith(b"#!")
+        refused = None if script else _exec_refuses(nested or b"")
+        if refused is None:
+            return []
+        why = f"{program} starts with #!{interpreter}, which {refused}: the kernel cannot start"
+        return [Problem("not-executable", why, program)]
     if os.path.exists(interpreter):  # exec's EACCES: PermissionError
         kind = "a directory" if os.path.isdir(interpreter) else "not executable"
         why = f"{program} starts with #!{interpreter}, which is {kind}: the kernel cannot start"
         return [Problem("not-executable", why, program)]
     return [_shebang_problem(program, f"#!{_shown(interpreter)}, which does not exist", line)]
+
+
+def _exec_refuses(head: bytes) -> str | None:
+    """Why exec refuses a file that starts with ``head`` (None: it may run it): no ``#!``
+    line with an interpreter and no ELF binary of this machine's kind."""
+    if head.startswith(b"#!"):
+        line = head[2:].split(b"\n", 1)[0]
+        return None if line.strip(b" \t\r") else "starts with a #! line naming no interpreter"
+    if not head.startswith(b"\x7fELF"):
+        return "is neither a script with a #! line nor a binary"
+    machine = _elf_machine(head)
+    if machine is None:
+        return "is not a whole ELF binary"
+    own = _own_machine()
+    if own is not None and machine != own and machine not in _ALSO_RUNS.get(own, ()):
+        return "is a binary for another kind of machine"
+    return None
+
+
+# Machines (ELF e_machine) whose binaries a machine also runs: x86-64 runs i386's, AArch64
+# ARM's (where the kernel and libraries allow; the doctor does not say otherwise).
+_ALSO_RUNS = {62: frozenset({3}), 183: frozenset({40})}
+
+
+def _elf_machine(head: bytes) -> int | None:
+    """The e_machine of an ELF header (None for a header too short or of no known kind)."""
+    if len(head) < 20 or not head.startswith(b"\x7fELF") or {head[4], head[5]} - {1, 2}:
+        return None
+    return int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+
+
+@functools.cache
+def _own_machine() -> int | None:
+    """The machine this interpreter's own binary is for: what exec here runs (None where
+    that binary cannot be read)."""
+    try:
+        with open(os.path.realpath(sys.executable), "rb") as file:
+            return _elf_machine(file.read(20))
+    except OSError:
+        return None
 
 
 def _shown(text: str) -> str:

@@ -29,7 +29,9 @@ ProbeKey = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
 # healthy twin, or the twin for it, by the order of their names), and HOME (the user site).
 _STARTUP_PREFIXES = ("PYTHON", "R_", "JULIA_", "LD_", "LC_")
 _STARTUP_NAMES = frozenset({"HOME", "LANG", "LANGUAGE"})
-_PYTHON_PROGRAM = re.compile(r"(python|pypy)[0-9.]*\Z")
+_PYTHON_PROGRAM = re.compile(r"(python|pypy)[0-9.]*t?\Z")  # python3.13t: free-threaded
+# The interpreter's options that take the next word as their value.
+_OPTIONS_WITH_VALUES = frozenset({"-X", "-W", "--check-hash-based-pycs"})
 # Wrappers that run the command inside a container: the interpreter lives in the image, not
 # on this machine, so there is nothing here to probe.
 _CONTAINER_RUNNERS = frozenset(
@@ -82,15 +84,19 @@ def _python_launcher(argv: list[str]) -> tuple[int, str, tuple[str, ...]] | None
     it imports), whatever runs in front of it: ``nice -n 10``, ``env``, ``numactl``,
     ``taskset``, ``srun``. None when that is not a Python.
     """
-    for i, arg in enumerate(argv[:-1]):
-        if arg != "-m":
+    for i, arg in enumerate(argv):
+        if arg == "-m" and i + 1 < len(argv):
+            module = argv[i + 1]
+        elif arg.startswith("-m") and len(arg) > 2 and not arg.startswith("--"):
+            module = arg[2:]  # -mipykernel_launcher, one word
+        else:
             continue
         at = i - 1  # back over the interpreter's options, -X and -W with their values
-        while at > 0 and (argv[at].startswith("-") or argv[at - 1] in ("-X", "-W")):
+        while at > 0 and (argv[at].startswith("-") or argv[at - 1] in _OPTIONS_WITH_VALUES):
             at -= 1
         if at < 0 or not _PYTHON_PROGRAM.match(os.path.basename(argv[at])):
-            return None
-        return at, argv[i + 1], tuple(argv[at + 1 : i])
+            continue  # a prefix's own -m (numactl -m 0): the interpreter's comes later
+        return at, module, tuple(argv[at + 1 : i])
     return None
 
 
@@ -105,7 +111,8 @@ def _program(argv: list[str], at: int, env: Mapping[str, str]) -> str | None:
         if os.sep not in program or checks.program_state(program) != checks.PROGRAM_OK:
             return None  # reported as missing-program already
         return program
-    return shutil.which(argv[at], path=env.get("PATH"))  # a prefix finds it on PATH
+    # A prefix finds it on the PATH it gives (after `env -i`, none: the system's default).
+    return shutil.which(argv[at], path=env.get("PATH", os.defpath))
 
 
 def probe_for(spec: dict[str, Any], environ: Mapping[str, str]) -> Probe | None:
@@ -151,19 +158,30 @@ def _through_env(prefix: list[str], env: dict[str, str]) -> dict[str, str]:
         return env
     given = dict(env)
     words = iter(prefix[1:])
+    options = True  # GNU env reads options until `--` or its first NAME=VALUE
     for word in words:
-        if word in ("-i", "--ignore-environment", "-"):
+        if options and word in ("-i", "--ignore-environment", "-"):
             given.clear()
-        elif word in ("-u", "--unset"):
+        elif options and word in ("-u", "--unset"):
             given.pop(next(words, ""), None)
-        elif word.startswith(("--unset=", "-u")):
+        elif options and word.startswith(("--unset=", "-u")):
             given.pop(word.split("=", 1)[1] if word.startswith("--") else word[2:], None)
+        elif options and word in ("-C", "--chdir"):
+            next(words, None)  # its dir: where the kernel starts, not what it imports
+        elif options and (word.startswith(("--chdir=", "-C")) or word in _ENV_FLAGS):
+            continue
+        elif options and word == "--":
+            options = False
         elif "=" in word and not word.startswith("-"):
+            options = False
             name, value = word.split("=", 1)
             given[name] = value
-        else:
+        else:  # -S "...", or a word env would take for the program: not read here
             return env
     return given
+
+
+_ENV_FLAGS = frozenset({"-0", "--null", "-v", "--debug"})
 
 
 def _package_probe(
