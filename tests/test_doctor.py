@@ -494,3 +494,32 @@ def test_an_installed_provisioner_that_cannot_be_loaded_cannot_start(
             KernelManager(kernel_name="broken-prov").start_kernel()  # the real client's start
     finally:
         checks.installed_provisioners.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("argv", "options", "unset"),
+    [
+        (["PY", "-I", "-m", "ipykernel_launcher"], ("-I",), False),
+        (["PY", "--check-hash-based-pycs", "default", "-m", "ipykernel_launcher"],
+         ("--check-hash-based-pycs", "default"), False),
+        (["PY", "-mipykernel_launcher"], (), False),
+        (["numactl", "-m", "0", "PY", "-m", "ipykernel_launcher"], (), False),
+        (["env", "-u", "KM_PROBE", "--", "PY", "-m", "ipykernel_launcher"], (), True),
+        (["env", "-C", "/tmp", "-u", "KM_PROBE", "PY", "-m", "ipykernel_launcher"], (), True),
+        (["env", "--unset=KM_PROBE", "-v", "PY", "-m", "ipykernel_launcher"], (), True),
+    ],
+)  # fmt: skip
+def test_the_probe_runs_the_interpreter_as_the_kernel_starts(argv, options, unset, tmp_path):
+    """Walks W and W2: the probe ran `python -c` without the interpreter's own options, or
+    the variables an `env` in front of it unsets, so it judged another start than the
+    kernel's (and knew no `-mMODULE`, no option with a value, no prefix's own `-m`)."""
+    python = tmp_path / "bin" / "python3.13t"  # a free-threaded build's name
+    python.parent.mkdir()
+    python.symlink_to(sys.executable)
+    argv = [str(python) if word == "PY" else word for word in argv]
+    spec = {"argv": [*argv, "-f", CONN], "env": {"KM_PROBE": "set"}}
+    probe = probes.probe_for(spec, {"PATH": f"{python.parent}:/usr/bin:/bin"})
+    assert probe is not None and probe.command[0] == str(python), argv
+    assert probe.command[1 : 1 + len(options)] == options
+    assert probe.command[1 + len(options)] == "-c"
+    assert ("KM_PROBE" not in probe.env) is unset
