@@ -867,7 +867,7 @@ def test_wrong_paths_are_refused_as_what_they_are_and_write_nothing(user_kernels
             specs.CloneRequest("seed", "copy", kernels_dir=kernels_dir)
     target = tmp_path / "share" / "jupyter" / "kernels"
     spec = {"argv": ["/x", "{connection_file}"], "display_name": "N"}
-    with pytest.raises(specs.InvalidInput, match=f"source_dir {tmp_path}/nope is not a dir"):
+    with pytest.raises(specs.InvalidInput, match=f"source_dir '{tmp_path}/nope' is not a dir"):
         specs.install_directory("n", str(target), str(tmp_path / "nope"), spec)
     assert not target.exists() and sorted(os.listdir(user_kernels)) == ["seed"]
     with pytest.raises(specs.InvalidInput, match="keep is a function of a name, not int"):

@@ -205,7 +205,7 @@ def launch_problems(
     problems = []
     if not argv:
         return [Problem("structure", "'argv' is empty: nothing to start")]
-    unencodable = [word for word in argv if not _encodable(word)]
+    unencodable = [] if "".join(argv).isascii() else [w for w in argv if not _encodable(w)]
     if unencodable:
         return [
             Problem(
@@ -302,7 +302,8 @@ _CONNECTION_FILE_OPTION = re.compile(r"(-f|--f|--IPKernelApp\.connection_file)(=
 def _connection_file_twice(argv: list[str]) -> list[Problem]:
     """ipykernel given its connection file twice (``-f {connection_file}`` added to an argv
     that had it): traitlets refuses ("connection_file only accepts one value")."""
-    if "ipykernel_launcher" not in argv:
+    joined = "\0".join(argv)  # one look for the usual argv, one -f of it
+    if "ipykernel_launcher" not in argv or joined.count("\0-") - joined.count("\0-m") < 2:
         return []
     after = argv[argv.index("ipykernel_launcher") + 1 :]
     if sum(1 for word in after if _CONNECTION_FILE_OPTION.match(word)) < 2:
@@ -355,8 +356,14 @@ def unusable_env(env: Any) -> list[str]:
         k
         for k, v in env.items()
         if not k or "=" in k or "\0" in k or (isinstance(v, str) and "\0" in v)
-        or not _encodable(k) or (isinstance(v, str) and not _encodable(v))
-    ]  # fmt: skip
+    ]
+    strings = [*env, *(v for v in env.values() if isinstance(v, str))]
+    if not "".join(strings).isascii():  # (nearly every env is: one look at all of it)
+        bad += [
+            k
+            for k, v in env.items()
+            if k not in bad and not (_encodable(k) and (not isinstance(v, str) or _encodable(v)))
+        ]
     return sorted(bad) if bad else bad
 
 
@@ -367,6 +374,8 @@ def _quoted(name: str) -> str:
 def _encodable(text: str) -> bool:
     """Whether ``text`` can be given to a process (a lone surrogate such as a JSON file's
     ``\\ud800`` cannot: Popen raises UnicodeEncodeError)."""
+    if text.isascii():  # nearly every name and value: no encoding to try
+        return True
     try:
         os.fsencode(text)
     except UnicodeEncodeError:
@@ -379,12 +388,19 @@ def _encodable(text: str) -> bool:
 _MAX_STRING = 32 * os.sysconf("SC_PAGE_SIZE") if sys.platform.startswith("linux") else None
 _MAX_TOTAL = os.sysconf("SC_ARG_MAX") if hasattr(os, "sysconf") else None
 _POINTER = 8  # each string's pointer counts towards the total too
+# Under this many characters in all, a spec's argv and env cannot reach a limit (a `${NAME}`
+# grows a value by one of this process's own, which exec took).
+_SURELY_SHORT = 32 * 1024
 
 
 def _exec_limit_problems(argv: list[str], env: dict[str, Any]) -> list[Problem]:
     """What exec refuses as too long: the spec's argv, and its env as Jupyter passes it
     (``$$`` is one ``$`` then, walk W2) on top of this process's own variables, as the
     server's come on top of the spec's; each string counts with its NUL and its pointer."""
+
+    values = [v for v in env.values() if isinstance(v, str)]
+    if sum(map(len, argv)) + sum(map(len, values)) + sum(map(len, env)) < _SURELY_SHORT:
+        return []  # every listed spec is looked at: most are a few hundred bytes
 
     def size(word: str) -> int:
         return len(os.fsencode(word)) + 1 if _encodable(word) else 0

@@ -16,7 +16,6 @@ from kernelmagic.errors import (
     InvalidInput,
     KernelmagicError,
     LocationError,
-    NoSuchKernelSpec,
     of_type,
     string_list,
 )
@@ -184,10 +183,15 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
 
 
 def _refuse_gone(path: str, name: str) -> None:
-    """``NoSuchKernelSpec`` (naming the specs there are) where the spec at ``path`` is gone."""
-    if not os.path.lexists(path):
-        locate(name)  # raises it, with the names Jupyter finds now
-        raise NoSuchKernelSpec(name)  # another spec of that name took its place meanwhile
+    """Refuse to go on where the spec at ``path`` is gone (another process removed it):
+    ``NoSuchKernelSpec``, naming the specs there are, where no spec of ``name`` is left."""
+    if os.path.lexists(path):
+        return
+    locate(name)  # raises it where Jupyter finds no spec of that name now
+    raise KernelmagicError(
+        f"the spec '{name}' in {os.path.dirname(path)} was removed meanwhile by another "
+        "process; nothing was removed: run it again for the one Jupyter finds now"
+    )
 
 
 def _move_out_of_sight(path: str, kept: str, older: str) -> None:
