@@ -272,10 +272,7 @@ def launch_problems(
                 "(add e.g. '-f {connection_file}')",
             )
         )
-    if local:
-        problems += _connection_file_twice(argv)
     env = spec.get("env")
-    problems += _exec_limit_problems(argv, env if isinstance(env, dict) else {})
     if not env:
         return problems  # most specs: nothing more to check
     if not set(map(type, env.values())) <= _ONLY_STR:
@@ -296,14 +293,27 @@ def launch_problems(
     return problems
 
 
+def exec_problems(spec: dict[str, Any]) -> list[Problem]:
+    """What exec or ipykernel refuses in a listed spec's argv and env: too long for exec,
+    the connection file given twice. The doctor's, not the listing's: every listing would
+    pay for them, and specs like these are rare."""
+    argv = argv_strings(spec)
+    if not argv:
+        return []
+    env = spec.get("env")
+    problems = _exec_limit_problems(argv, env if isinstance(env, dict) else {})
+    if provisioner_name(spec) in (None, "local-provisioner"):
+        problems += _connection_file_twice(argv)
+    return problems
+
+
 _CONNECTION_FILE_OPTION = re.compile(r"(-f|--f|--IPKernelApp\.connection_file)(=|\Z)")
 
 
 def _connection_file_twice(argv: list[str]) -> list[Problem]:
     """ipykernel given its connection file twice (``-f {connection_file}`` added to an argv
     that had it): traitlets refuses ("connection_file only accepts one value")."""
-    joined = "\0".join(argv)  # one look for the usual argv, one -f of it
-    if "ipykernel_launcher" not in argv or joined.count("\0-") - joined.count("\0-m") < 2:
+    if "ipykernel_launcher" not in argv:
         return []
     after = argv[argv.index("ipykernel_launcher") + 1 :]
     if sum(1 for word in after if _CONNECTION_FILE_OPTION.match(word)) < 2:
@@ -388,19 +398,12 @@ def _encodable(text: str) -> bool:
 _MAX_STRING = 32 * os.sysconf("SC_PAGE_SIZE") if sys.platform.startswith("linux") else None
 _MAX_TOTAL = os.sysconf("SC_ARG_MAX") if hasattr(os, "sysconf") else None
 _POINTER = 8  # each string's pointer counts towards the total too
-# Under this many characters in all, a spec's argv and env cannot reach a limit (a `${NAME}`
-# grows a value by one of this process's own, which exec took).
-_SURELY_SHORT = 32 * 1024
 
 
 def _exec_limit_problems(argv: list[str], env: dict[str, Any]) -> list[Problem]:
     """What exec refuses as too long: the spec's argv, and its env as Jupyter passes it
     (``$$`` is one ``$`` then, walk W2) on top of this process's own variables, as the
     server's come on top of the spec's; each string counts with its NUL and its pointer."""
-
-    values = [v for v in env.values() if isinstance(v, str)]
-    if sum(map(len, argv)) + sum(map(len, values)) + sum(map(len, env)) < _SURELY_SHORT:
-        return []  # every listed spec is looked at: most are a few hundred bytes
 
     def size(word: str) -> int:
         return len(os.fsencode(word)) + 1 if _encodable(word) else 0

@@ -78,10 +78,12 @@ def _interpreter_problems(
     trust: bool,
     facts: dict[str, dict[str, Any]],
     walk: TrustWalk,
+    refused: Mapping[str, list[Problem]],
 ) -> dict[str, list[Problem]]:
     """Probe every distinct (program, packages' variables) once, in parallel; a spec others
     can change only when it is named and ``trust`` is given. What a probe learnt of its
-    interpreter goes into ``facts``, by spec name. ``walk`` is the run's trust walk."""
+    interpreter goes into ``facts``, by spec name. ``walk`` is the run's trust walk; a spec
+    ``refused`` names a problem for (exec would refuse it) is not probed."""
     jobs: dict[probes.ProbeKey, probes.Probe] = {}
     wanted: dict[str, probes.ProbeKey] = {}
     found: dict[str, list[Problem]] = {}
@@ -89,7 +91,8 @@ def _interpreter_problems(
     for info in infos:
         # Not a spec exec refuses (a lone surrogate, Argument list too long): its probe would
         # fail for that, and answer so for every spec sharing its interpreter (walk W).
-        unrunnable = any(p.kind in _UNRUNNABLE for p in info.problems)
+        found_before = (*info.problems, *refused.get(info.name, ()))
+        unrunnable = any(p.kind in _UNRUNNABLE for p in found_before)
         probe = probes.probe_for(info.spec, environ) if info.visible and not unrunnable else None
         if probe is not None:
             probed.append((info, probe))
@@ -442,8 +445,10 @@ def diagnose(
         infos = [_as_started(i, twins[i.name]) if i.name in twins else i for i in infos]
     named = frozenset(i.name for i in infos) if names else frozenset()
     facts: dict[str, dict[str, Any]] = {}
+    # What exec refuses, before the probes: such a spec is not probed.
+    refused = {i.name: checks.exec_problems(i.spec) if i.visible else [] for i in infos}
     with TrustWalk() as walk:  # one for the run: directories above many specs walked once
-        interpreter = _interpreter_problems(infos, environ, named, trust, facts, walk)
+        interpreter = _interpreter_problems(infos, environ, named, trust, facts, walk, refused)
     stat_path = _stats_of(
         [
             p
@@ -456,7 +461,8 @@ def diagnose(
     listings = clients.client_listings()  # the clients' config files, read once
     diagnoses = []
     for info in infos:
-        problems = [*_invalid_name(info), *info.problems, *interpreter.get(info.name, [])]
+        problems = [*_invalid_name(info), *info.problems, *refused.get(info.name, [])]
+        problems += interpreter.get(info.name, [])
         problems += _shadowing(info, locations) + _unshared(info, stat_path)
         problems += _container_problems(info)
         spec_policy = policy.with_recorded(info.spec)
