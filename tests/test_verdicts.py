@@ -112,6 +112,13 @@ def _python(name: str, argv=None, env=None, **fields) -> dict:
     }
 
 
+def _script_spec(script: Path, name: str, text: str) -> dict:
+    """A spec whose program is ``script``, an executable file holding ``text``."""
+    script.write_text(text)
+    script.chmod(0o755)
+    return _python(name, [str(script), "{connection_file}"])
+
+
 def _build(root: Path, charliecloud_image) -> Corpus:
     home, kernels_a, kernels_b = root / "home", root / "path-a" / "kernels", root / "path-b"
     kernels_b = kernels_b / "kernels"
@@ -218,10 +225,7 @@ def _build(root: Path, charliecloud_image) -> Corpus:
         ("shebang-missing", "/nonexistent/bin/python3"),
         ("shebang-env-missing", "/usr/bin/env km-no-such-interpreter"),
     ):
-        script = root / f"{dirname}.py"
-        script.write_text(f"#!{line}\nimport sys\n")
-        script.chmod(0o755)
-        shapes[dirname] = _python(dirname, [str(script), "{connection_file}"])
+        shapes[dirname] = _script_spec(root / f"{dirname}.py", dirname, f"#!{line}\nimport sys\n")
     # Walk W: programs exec refuses (ENOEXEC, EACCES, a Windows line end in the #! line).
     interpreter_no_x = root / "interpreter-without-x"
     interpreter_no_x.write_text("#!/bin/sh\n")
@@ -232,10 +236,7 @@ def _build(root: Path, charliecloud_image) -> Corpus:
         ("shebang-dir", f'#!/usr/bin\nexec {PYTHON} -m ipykernel_launcher -f "$1"\n'),
         ("shebang-no-x", f'#!{interpreter_no_x}\nexec {PYTHON} -m ipykernel_launcher -f "$1"\n'),
     ):
-        script = root / f"{dirname}.sh"
-        script.write_text(text)
-        script.chmod(0o755)
-        shapes[dirname] = _python(dirname, [str(script), "{connection_file}"])
+        shapes[dirname] = _script_spec(root / f"{dirname}.sh", dirname, text)
     # What exec cannot be given: a lone surrogate (a JSON escape), a value over 128 KiB.
     shapes["env-surrogate"] = _python("env-surrogate", env={"KM_S": "\ud800"})
     shapes["argv-surrogate"] = _python("argv-surrogate", [*KERNEL, "--KM=\ud800"])
@@ -273,10 +274,7 @@ def _build(root: Path, charliecloud_image) -> Corpus:
         ("shebang-env-args", f"#!/usr/bin/env {os.path.basename(PYTHON)} -u\nimport sys\n"),
         ("shebang-empty", f'#!\nexec {PYTHON} -m ipykernel_launcher -f "$1"\n'),
     ):
-        script = root / f"{dirname}.sh"
-        script.write_text(text)
-        script.chmod(0o755)
-        shapes[dirname] = _python(dirname, [str(script), "{connection_file}"])
+        shapes[dirname] = _script_spec(root / f"{dirname}.sh", dirname, text)
     shapes["env-dashdash"] = _python(
         "env-dashdash",
         ["env", "-u", "PYTHONPATH", "--", bare_python, *KERNEL[1:]],
