@@ -97,11 +97,16 @@ def kernels_dir_path(value: Any) -> str:
 
 def flags(request: Any) -> None:
     """``InvalidInput`` unless every ``bool`` field of the dataclass ``request`` is True or
-    False: a library caller's ``replace_env="no"`` would otherwise wipe the env, as any
-    non-empty string is true."""
+    False (``true_or_false``)."""
     for field in dataclasses.fields(request):
         if field.type in ("bool", bool):
-            of_type(getattr(request, field.name), bool, field.name, "True or False")
+            true_or_false(getattr(request, field.name), field.name)
+
+
+def true_or_false(value: Any, what: str) -> None:
+    """``InvalidInput`` unless ``value`` is True or False: a library caller's
+    ``replace_env="no"`` would otherwise wipe the env, as any non-empty string is true."""
+    of_type(value, bool, what, "True or False")
 
 
 def of_type(value: Any, kind: type | tuple[type, ...], what: str, named: str | None = None) -> None:

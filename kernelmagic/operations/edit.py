@@ -24,6 +24,7 @@ from kernelmagic.errors import (
     of_type,
     path_text,
     string_list,
+    true_or_false,
 )
 from kernelmagic.operations import spec_writes
 from kernelmagic.reading import dump_spec, parse_spec
@@ -141,7 +142,7 @@ def patch_spec(
     ``resource_dir``), under its lock."""
     of_type(name, str, "name", "spec name")
     of_type(edit, SpecEdit, "edit")
-    of_type(dry_run, bool, "dry_run", "True or False")
+    true_or_false(dry_run, "dry_run")
     return spec_writes.rewrite_spec(
         name,
         lambda spec: edit.apply(spec, policy),
@@ -174,8 +175,8 @@ def install_directory(
         source_dir = path_text(source_dir, "source_dir")  # an int would be a descriptor
         if not os.path.isdir(source_dir):  # said as itself, not as a dir it cannot write
             raise InvalidInput(f"source_dir {source_dir!r} is not a directory")
-    for flag, value in (("replace", replace), ("dry_run", dry_run), ("owner_only", owner_only)):
-        of_type(value, bool, flag, "True or False")
+    for what, value in (("replace", replace), ("dry_run", dry_run), ("owner_only", owner_only)):
+        true_or_false(value, what)
     spec = dict(spec)
     gid = transactions.group_id(group) if group is not None else None
     if group is not None:

@@ -19,7 +19,7 @@ from kernelmagic.domain import containers
 from kernelmagic.domain.envcapture import matches_any
 from kernelmagic.domain.policy import DEFAULT_POLICY, EnvPolicy
 from kernelmagic.domain.provenance import Provenance
-from kernelmagic.errors import InvalidInput, of_type
+from kernelmagic.errors import InvalidInput, of_type, true_or_false
 from kernelmagic.storage import transactions
 from kernelmagic.storage.transactions import Change, Reservation
 
@@ -120,7 +120,7 @@ def rewrite_spec(
     of_type(name, str, "name", "spec name")
     if not callable(transform):
         raise InvalidInput(f"transform is a function of a spec, not {type(transform).__name__}")
-    of_type(dry_run, bool, "dry_run", "True or False")
+    true_or_false(dry_run, "dry_run")
     if resource_dir is None:
         key, spec_dir = transactions.writable(name)
     else:

@@ -23,7 +23,7 @@ from kernelmagic.domain.jupyter_rules import ipython_dir as ipython_dir
 from kernelmagic.domain.spec_info import NAME_RULE as NAME_RULE
 from kernelmagic.domain.spec_info import SpecInfo as SpecInfo
 from kernelmagic.domain.spec_info import validate_name as validate_name
-from kernelmagic.errors import InvalidInput, NoSuchKernelSpec, of_type, path_text
+from kernelmagic.errors import InvalidInput, NoSuchKernelSpec, of_type, path_text, true_or_false
 from kernelmagic.reading import MAX_SPEC_BYTES, parse_spec, read_regular_file
 from kernelmagic.reading import read_spec_file as read_spec_file
 from kernelmagic.storage import lookups
@@ -46,8 +46,8 @@ def searched_by_jupyter(kernels_dir: str) -> bool:
 
 def location_dir(user: bool = False, sys_prefix: bool = False, prefix: str | None = None) -> str:
     """The kernels directory for ``--user`` (the default), ``--sys-prefix`` or ``--prefix``."""
-    of_type(user, bool, "user", "True or False")
-    of_type(sys_prefix, bool, "sys_prefix", "True or False")
+    true_or_false(user, "user")
+    true_or_false(sys_prefix, "sys_prefix")
     if sum((bool(user), bool(sys_prefix), prefix is not None)) > 1:
         raise InvalidInput("choose one location: --user, --sys-prefix or --prefix DIR")
     if prefix is not None:

@@ -16,8 +16,8 @@ from kernelmagic.errors import (
     InvalidInput,
     KernelmagicError,
     LocationError,
-    of_type,
     string_list,
+    true_or_false,
 )
 from kernelmagic.reading import parse_spec
 from kernelmagic.storage import atomic
@@ -138,7 +138,7 @@ def remove_specs(names: Iterable[str], *, dry_run: bool = False) -> list[str]:
     """
     if isinstance(names, str):  # not each of its letters
         raise InvalidInput(f"names is a list of spec names, not the text {names!r}")
-    of_type(dry_run, bool, "dry_run", "True or False")
+    true_or_false(dry_run, "dry_run")
     named: dict[str, str] = {}  # path: the name it was asked by
     for name in string_list(names, "names"):
         _, path, native = locate(name)
