@@ -649,8 +649,7 @@ def _console_truth(corpus: Corpus, names: list[str]) -> dict:
             if at == 0:
                 return True, child.match.group(0)
             if at == 2 and mark.exists():
-                said = f"KM_SPEC={mark.read_text().strip()} (the kernel's mark: output lost)"
-                return True, said
+                return True, f"(output lost; the kernel's mark) KM_SPEC={mark.read_text().strip()}"
             return False, (child.before or "")[-300:]
         finally:
             _close(child, pexpect.ExceptionPexpect)
