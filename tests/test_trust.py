@@ -4,14 +4,19 @@ could let a path others can change through."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from kernelmagic.domain import ownership
 from kernelmagic.domain.ownership import TrustWalk, others_can_change_above
+from kernelmagic.frontends.cli import main
 from kernelmagic.storage import lookups
 
 pytestmark = pytest.mark.skipif(
@@ -103,3 +108,49 @@ def test_a_kept_directory_is_reopened_only_if_it_is_the_one_judged(tmp_path, mon
         (kernels / "a").mkdir()
         (kernels / "a").chmod(0o777)
         assert "writable by others" in walk.why([str(kernels / "a" / "kernel.json")])
+
+
+def test_a_venv_removed_at_any_instant_of_the_doctor_is_a_finding_not_an_error(
+    tmp_path, user_kernels, capsys, monkeypatch
+):
+    """CI's red run of the Slurm suite: the doctor, run as the job's epilog was removing the
+    job's TMPDIR, printed no report, only "No such file or directory". A link the walk had
+    looked at (the venv's ``bin/python``, its ``lib64``) was read again by its name, gone by
+    then; so was one in ``os.path.realpath`` (CPython issue 97566). The epilog's ``rm -rf``
+    is put after each filesystem call of the doctor's in turn: every run gives its report."""
+    tmp_path.chmod(0o755)
+    template, venv = tmp_path / "template", tmp_path / "job42" / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(template)], check=True)
+    spec = user_kernels / "tmpk"
+    spec.mkdir(parents=True)
+    argv = [str(venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    env = {"VIRTUAL_ENV": str(venv), "PATH": f"{venv}/bin:/usr/bin"}
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "t", "env": env}))
+    calls = {"made": 0, "remove_at": 0}
+
+    def counted(call):
+        def call_then_maybe_remove(*args, **kwargs):
+            result = call(*args, **kwargs)
+            calls["made"] += 1
+            if calls["made"] == calls["remove_at"]:
+                shutil.rmtree(venv, ignore_errors=True)
+            return result
+
+        return call_then_maybe_remove
+
+    def doctor(remove_at: int) -> tuple[int, str, str]:
+        shutil.rmtree(venv, ignore_errors=True)
+        shutil.copytree(template, venv, symlinks=True)
+        calls.update(made=0, remove_at=remove_at)
+        with monkeypatch.context() as patched:
+            for name in ("open", "stat", "lstat", "readlink", "scandir", "listdir", "access"):
+                patched.setattr(os, name, counted(getattr(os, name)))
+            status = main(["doctor", "tmpk", "--json"])
+        return (status, *capsys.readouterr())
+
+    untouched = json.loads(doctor(0)[1])["specs"]["tmpk"]["problems"]
+    assert [p["kind"] for p in untouched] == ["launcher-import"]  # walked, probed: no ipykernel
+    for remove_at in range(1, calls["made"] + 1):
+        status, out, err = doctor(remove_at)
+        assert out, f"removed after call {remove_at}: {err}"
+        assert status in (0, 1) and json.loads(out)["specs"]["tmpk"], out

@@ -33,7 +33,17 @@ def program_paths(argv0: str) -> list[str]:
     program = argv0 if os.path.isabs(argv0) else shutil.which(argv0)
     if not program:
         return []
-    return [program, os.path.realpath(program), *_environment_of(program)]
+    return [program, _real_path(program), *_environment_of(program)]
+
+
+def _real_path(path: str) -> str:
+    """``os.path.realpath``, or the path itself where a link on the way went between
+    realpath's ``lstat`` and its ``readlink`` (CPython issue 97566: a job's epilog removing
+    the venv while the doctor looks); a walk then finds the path missing."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return path
 
 
 def _environment_of(program: str) -> list[str]:
@@ -152,7 +162,10 @@ class TrustWalk:
                 found = _changeable(info, here)
                 if stat.S_ISLNK(info.st_mode) and not found:
                     links += 1
-                    target = os.readlink(name, dir_fd=fd)
+                    # The link the walk opened and judged, read through its own descriptor
+                    # (readlinkat's empty path): by its name it may be gone already (a
+                    # job's epilog removing the venv) or be another link.
+                    target = os.readlink("", dir_fd=child)
                     os.close(child)
                     if links > _MAX_LINKS:
                         return None  # no lookup gets through: nothing to run
@@ -226,7 +239,7 @@ def _with_ancestors(paths: Iterable[str]) -> Iterator[str]:
     seen: set[str] = set()
     for path in paths:
         path = os.path.abspath(path)
-        for candidate in (path, os.path.realpath(path)):
+        for candidate in (path, _real_path(path)):
             while candidate not in seen:
                 seen.add(candidate)
                 yield candidate
