@@ -8,11 +8,10 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import make_venv, write_spec
 
 from kernelmagic.domain import ownership
 from kernelmagic.domain.ownership import TrustWalk, others_can_change_above
@@ -119,13 +118,11 @@ def test_a_venv_removed_at_any_instant_of_the_doctor_is_a_finding_not_an_error(
     then; so was one in ``os.path.realpath`` (CPython issue 97566). The epilog's ``rm -rf``
     is put after each filesystem call of the doctor's in turn: every run gives its report."""
     tmp_path.chmod(0o755)
-    template, venv = tmp_path / "template", tmp_path / "job42" / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(template)], check=True)
-    spec = user_kernels / "tmpk"
-    spec.mkdir(parents=True)
+    template = make_venv(tmp_path / "template", with_ipykernel=False)
+    venv = tmp_path / "job42" / "venv"
     argv = [str(venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     env = {"VIRTUAL_ENV": str(venv), "PATH": f"{venv}/bin:/usr/bin"}
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "t", "env": env}))
+    write_spec(user_kernels, "tmpk", {"argv": argv, "display_name": "t", "env": env})
     calls = {"made": 0, "remove_at": 0}
 
     def counted(call):
